@@ -1,0 +1,222 @@
+//! Host symbol lookup: what JIT'd code can reach in the running process.
+//!
+//! Lookup order: the process's global scope (`dlsym(RTLD_DEFAULT)`: the
+//! executable, libc and their dependencies), then libraries opened for the
+//! session (libm by default, `-l NAME`, `--preload PATH`), then — only when a
+//! name is still missing — the C++ runtime (`libstdc++`, `libgcc_s`), the way
+//! `g++` would link it, so that C++ objects run without extra flags.
+
+use std::ffi::{CStr, CString, c_void};
+
+/// What kind of object a host symbol names, from its dynamic symbol entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostSymbolKind {
+    Function,
+    Data,
+    /// Thread-local storage: not addressable by a plain address.
+    Tls,
+    Unknown,
+}
+
+/// A symbol found in the host process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostSymbol {
+    pub address: u64,
+    /// `st_size` of the defining dynamic symbol, when known (0 otherwise).
+    pub size: u64,
+    pub kind: HostSymbolKind,
+}
+
+/// Errors while opening host libraries.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot load library `{name}`: {reason}")]
+    Load { name: String, reason: String },
+}
+
+/// Libraries searched after the global scope, in order.
+pub struct HostLibraries {
+    handles: Vec<(String, *mut c_void)>,
+    cxx_runtime_loaded: bool,
+}
+
+/// The C++ runtime libraries that `g++` links by default.
+const CXX_RUNTIME: &[&str] = &["libstdc++.so.6", "libgcc_s.so.1"];
+
+impl HostLibraries {
+    /// The default set: the global scope plus libm, as `cc` links it.
+    pub fn with_defaults() -> Result<Self, HostError> {
+        let mut libs = HostLibraries {
+            handles: Vec::new(),
+            cxx_runtime_loaded: false,
+        };
+        libs.open("libm.so.6")?;
+        Ok(libs)
+    }
+
+    /// `-l NAME`: opens `libNAME.so` the way the compiler driver would find
+    /// it (falling back to the versioned names glibc installs for runtime use).
+    pub fn link_library(&mut self, name: &str) -> Result<(), HostError> {
+        let candidates = [
+            format!("lib{name}.so"),
+            format!("lib{name}.so.6"),
+            format!("lib{name}.so.1"),
+        ];
+        let mut last = None;
+        for candidate in &candidates {
+            match self.open(candidate) {
+                Ok(()) => return Ok(()),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| HostError::Load {
+            name: name.to_string(),
+            reason: "no candidate file name".into(),
+        }))
+    }
+
+    /// `--preload PATH`: opens a shared object by path.
+    pub fn preload(&mut self, path: &str) -> Result<(), HostError> {
+        self.open(path)
+    }
+
+    fn open(&mut self, name: &str) -> Result<(), HostError> {
+        let cname = CString::new(name).map_err(|_| HostError::Load {
+            name: name.to_string(),
+            reason: "the name contains a NUL byte".into(),
+        })?;
+        // SAFETY: `cname` is a valid NUL-terminated string; dlopen has no
+        // other preconditions. RTLD_GLOBAL makes the library's symbols visible
+        // to later libraries, as a native link would.
+        let handle = unsafe { libc::dlopen(cname.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+        if handle.is_null() {
+            return Err(HostError::Load {
+                name: name.to_string(),
+                reason: last_dl_error(),
+            });
+        }
+        self.handles.push((name.to_string(), handle));
+        Ok(())
+    }
+
+    /// Looks a name up; `None` when no host library defines it.
+    pub fn lookup(&mut self, name: &str) -> Option<HostSymbol> {
+        let cname = CString::new(name).ok()?;
+        if let Some(found) = self.lookup_loaded(&cname) {
+            return Some(found);
+        }
+        if !self.cxx_runtime_loaded {
+            self.cxx_runtime_loaded = true;
+            for lib in CXX_RUNTIME {
+                // A missing C++ runtime only means C++ symbols stay undefined;
+                // the caller reports the undefined symbol by name.
+                let _ = self.open(lib);
+            }
+            return self.lookup_loaded(&cname);
+        }
+        None
+    }
+
+    fn lookup_loaded(&self, name: &CStr) -> Option<HostSymbol> {
+        // SAFETY: RTLD_DEFAULT is a valid pseudo-handle and `name` is
+        // NUL-terminated.
+        let mut address = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        if address.is_null() {
+            for (_, handle) in &self.handles {
+                // SAFETY: every handle came from a successful dlopen and is
+                // never closed while `self` lives.
+                address = unsafe { libc::dlsym(*handle, name.as_ptr()) };
+                if !address.is_null() {
+                    break;
+                }
+            }
+        }
+        if address.is_null() {
+            return None;
+        }
+        Some(describe(address))
+    }
+}
+
+/// `dladdr1` flag from glibc's <dlfcn.h>: return the ELF symbol entry.
+const RTLD_DL_SYMENT: libc::c_int = 1;
+
+/// Reads the dynamic symbol entry behind an address for its size and type.
+fn describe(address: *mut c_void) -> HostSymbol {
+    let mut info: libc::Dl_info = Dl_info_zeroed();
+    let mut entry: *const libc::Elf64_Sym = std::ptr::null();
+    // SAFETY: `info` and `entry` are valid out-pointers; with RTLD_DL_SYMENT
+    // dladdr1 stores a pointer to the ELF symbol (or leaves it null).
+    let found = unsafe {
+        libc::dladdr1(
+            address,
+            &mut info,
+            (&mut entry as *mut *const libc::Elf64_Sym).cast(),
+            RTLD_DL_SYMENT,
+        )
+    };
+    let (size, kind) = if found != 0 && !entry.is_null() {
+        // SAFETY: dladdr1 returned a pointer into the object's dynamic symbol
+        // table, which stays mapped while the object is loaded.
+        let sym = unsafe { &*entry };
+        let kind = match sym.st_info & 0xf {
+            2 | 10 => HostSymbolKind::Function, // STT_FUNC, STT_GNU_IFUNC
+            1 => HostSymbolKind::Data,          // STT_OBJECT
+            6 => HostSymbolKind::Tls,           // STT_TLS
+            _ => HostSymbolKind::Unknown,
+        };
+        (sym.st_size, kind)
+    } else {
+        (0, HostSymbolKind::Unknown)
+    };
+    HostSymbol {
+        address: address as u64,
+        size,
+        kind,
+    }
+}
+
+#[allow(non_snake_case)]
+fn Dl_info_zeroed() -> libc::Dl_info {
+    libc::Dl_info {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    }
+}
+
+fn last_dl_error() -> String {
+    // SAFETY: dlerror returns null or a NUL-terminated thread-local string.
+    let msg = unsafe { libc::dlerror() };
+    if msg.is_null() {
+        "unknown dlopen error".into()
+    } else {
+        // SAFETY: non-null, NUL-terminated, valid until the next dl* call.
+        unsafe { CStr::from_ptr(msg) }.to_string_lossy().into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_libc_function_and_data() {
+        let mut libs = HostLibraries::with_defaults().unwrap();
+        let puts = libs.lookup("puts").unwrap();
+        assert_eq!(puts.kind, HostSymbolKind::Function);
+        let stdout = libs.lookup("stdout").unwrap();
+        assert_eq!(stdout.kind, HostSymbolKind::Data);
+        assert_eq!(stdout.size, 8);
+        assert!(libs.lookup("cos").is_some(), "libm is searched by default");
+        assert!(libs.lookup("solder_no_such_symbol_anywhere").is_none());
+    }
+
+    #[test]
+    fn missing_library_is_a_named_error() {
+        let mut libs = HostLibraries::with_defaults().unwrap();
+        let err = libs.link_library("solder_missing_lib").unwrap_err();
+        assert!(err.to_string().contains("solder_missing_lib"), "{err}");
+    }
+}

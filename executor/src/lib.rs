@@ -1,0 +1,19 @@
+//! The runtime that JIT'd code runs against, and (later) the `solder-executor`
+//! process that hosts it.
+//!
+//! This crate depends on nothing of Solder's: it must stay small enough to
+//! reason about and to re-implement elsewhere. Today it provides the
+//! in-process pieces:
+//!
+//! - [`host`]: host symbols by name (`dlsym`), with the default libraries a
+//!   compiler driver would link and user preloads;
+//! - [`lifecycle`]: the interposed `atexit` family, per-module handler lists
+//!   and deinitializers, and the `exit()` sequence;
+//! - [`unwind`]: `.eh_frame` registration with the host unwinder;
+//! - [`crash`]: a signal handler that reports a crash in JIT'd code as
+//!   `symbol+offset` before letting the signal kill the process.
+
+pub mod crash;
+pub mod host;
+pub mod lifecycle;
+pub mod unwind;

@@ -1,0 +1,300 @@
+//! The `atexit` family, per-module deinitializers and the `exit()` sequence.
+//!
+//! glibc's `atexit` lives in `libc_nonshared.a` and calls
+//! `__cxa_atexit(f, NULL, __dso_handle)` with the caller's own `__dso_handle`;
+//! JIT'd code never links that archive, so Solder gives each module its own
+//! `__dso_handle` and a small thunk per module that passes it on (see
+//! [`Interposer::PassDso`]). Handlers are recorded here, keyed by that handle,
+//! and run in the order a native program gives:
+//!
+//! - **module removal** behaves like `dlclose`: the module's unprioritized
+//!   `.fini_array` entries (last first), then its `atexit`/`__cxa_atexit`
+//!   handlers newest-first (crtbegin's `__do_global_dtors_aux` sits between
+//!   them), then its prioritized entries (highest priority number first);
+//! - **`exit()` and session end** behave like `exit`: every handler
+//!   newest-first across modules, then each module's deinitializers, newest
+//!   module first.
+//!
+//! The registry is process-wide because the interposers are plain C functions
+//! called by JIT'd code without any context but the handle.
+
+use std::ffi::{c_int, c_void};
+use std::sync::{Mutex, MutexGuard};
+
+/// A module's deinitializers in `.fini_array` order (they run last-first).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Finalizers {
+    /// `.fini_array.N` and `.dtors.N` entries, sorted by priority.
+    pub prioritized: Vec<u64>,
+    /// `.fini_array` and `.dtors` entries, in link order.
+    pub unprioritized: Vec<u64>,
+}
+
+#[derive(Clone, Copy)]
+enum HandlerCall {
+    Plain(u64),
+    WithArg(u64, u64),
+}
+
+#[derive(Clone, Copy)]
+struct Handler {
+    dso: u64,
+    call: HandlerCall,
+}
+
+struct ModuleRecord {
+    dso: u64,
+    finalizers: Finalizers,
+}
+
+struct Registry {
+    exit_handlers: Vec<Handler>,
+    quick_exit_handlers: Vec<Handler>,
+    modules: Vec<ModuleRecord>,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    exit_handlers: Vec::new(),
+    quick_exit_handlers: Vec::new(),
+    modules: Vec::new(),
+});
+
+fn registry() -> MutexGuard<'static, Registry> {
+    // A handler never runs with the lock held, so a poisoned lock can only
+    // come from a panic in this file's own bookkeeping; the data stays usable.
+    REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Records a loaded module's deinitializers under its `__dso_handle`.
+pub fn register_module(dso: u64, finalizers: Finalizers) {
+    registry().modules.push(ModuleRecord { dso, finalizers });
+}
+
+/// Runs a module's deinitializers and handlers as `dlclose` would, and
+/// forgets the module. Call before its memory is released.
+pub fn remove_module(dso: u64) {
+    let record = {
+        let mut reg = registry();
+        let index = reg.modules.iter().position(|m| m.dso == dso);
+        index.map(|i| reg.modules.remove(i))
+    };
+    let Some(record) = record else {
+        run_handlers_where(|h| h.dso == dso);
+        return;
+    };
+    run_functions_reversed(&record.finalizers.unprioritized);
+    run_handlers_where(|h| h.dso == dso);
+    run_functions_reversed(&record.finalizers.prioritized);
+    // Quick-exit handlers of a removed module must never run later.
+    registry().quick_exit_handlers.retain(|h| h.dso != dso);
+}
+
+/// Ends the modules in `dsos` as `exit()` would: all their handlers
+/// newest-first, then their deinitializers, newest module first.
+pub fn end_modules(dsos: &[u64]) {
+    run_handlers_where(|h| dsos.contains(&h.dso));
+    loop {
+        let record = {
+            let mut reg = registry();
+            let index = reg.modules.iter().rposition(|m| dsos.contains(&m.dso));
+            index.map(|i| reg.modules.remove(i))
+        };
+        let Some(record) = record else { break };
+        run_functions_reversed(&record.finalizers.unprioritized);
+        // Handlers registered by the deinitializers themselves.
+        run_handlers_where(|h| h.dso == record.dso);
+        run_functions_reversed(&record.finalizers.prioritized);
+    }
+    registry()
+        .quick_exit_handlers
+        .retain(|h| !dsos.contains(&h.dso));
+}
+
+/// Ends every module of every session: the `exit()` path.
+fn end_all_modules() {
+    run_handlers_where(|_| true);
+    let dsos: Vec<u64> = registry().modules.iter().map(|m| m.dso).collect();
+    end_modules(&dsos);
+}
+
+/// Pops and runs matching handlers newest-first, without holding the lock
+/// while a handler runs (handlers may register more handlers).
+fn run_handlers_where(matches: impl Fn(&Handler) -> bool) {
+    loop {
+        let next = {
+            let mut reg = registry();
+            let index = reg.exit_handlers.iter().rposition(&matches);
+            index.map(|i| reg.exit_handlers.remove(i))
+        };
+        match next {
+            Some(handler) => call_handler(handler.call),
+            None => break,
+        }
+    }
+}
+
+fn run_functions_reversed(functions: &[u64]) {
+    for &function in functions.iter().rev() {
+        call_handler(HandlerCall::Plain(function));
+    }
+}
+
+fn call_handler(call: HandlerCall) {
+    match call {
+        HandlerCall::Plain(function) => {
+            // SAFETY: the address was registered by JIT'd code (or taken from
+            // a deinitializer array) as a `void (*)(void)`, and its module is
+            // still mapped: modules are only released after this runs.
+            let f: extern "C" fn() = unsafe { std::mem::transmute(function as usize) };
+            f();
+        }
+        HandlerCall::WithArg(function, arg) => {
+            // SAFETY: registered through `__cxa_atexit` as `void (*)(void *)`
+            // with its argument; the module is still mapped (as above).
+            let f: extern "C" fn(*mut c_void) = unsafe { std::mem::transmute(function as usize) };
+            f(arg as *mut c_void);
+        }
+    }
+}
+
+/// How the linker binds a name that the runtime interposes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interposer {
+    /// Bind the name to this address.
+    Direct(u64),
+    /// Bind the name to a per-module thunk that loads the module's
+    /// `__dso_handle` into integer argument `arg_index` (0-based) and jumps to
+    /// `target`.
+    PassDso { target: u64, arg_index: u8 },
+}
+
+/// The runtime's replacement for `name`, if it interposes it.
+pub fn interposer(name: &str) -> Option<Interposer> {
+    let direct = |f: usize| Some(Interposer::Direct(f as u64));
+    match name {
+        "__cxa_atexit" => direct(solder_rt_cxa_atexit as *const () as usize),
+        "__cxa_finalize" => direct(solder_rt_cxa_finalize as *const () as usize),
+        "exit" => direct(solder_rt_exit as *const () as usize),
+        "quick_exit" => direct(solder_rt_quick_exit as *const () as usize),
+        "atexit" => Some(Interposer::PassDso {
+            target: solder_rt_atexit as *const () as usize as u64,
+            arg_index: 1,
+        }),
+        "at_quick_exit" => Some(Interposer::PassDso {
+            target: solder_rt_at_quick_exit as *const () as usize as u64,
+            arg_index: 1,
+        }),
+        _ => None,
+    }
+}
+
+/// `__cxa_atexit(func, arg, dso)`.
+extern "C" fn solder_rt_cxa_atexit(func: u64, arg: u64, dso: u64) -> c_int {
+    registry().exit_handlers.push(Handler {
+        dso,
+        call: HandlerCall::WithArg(func, arg),
+    });
+    0
+}
+
+/// `atexit(func)`, reached through the module's thunk with `dso` in the
+/// second argument register.
+extern "C" fn solder_rt_atexit(func: u64, dso: u64) -> c_int {
+    registry().exit_handlers.push(Handler {
+        dso,
+        call: HandlerCall::Plain(func),
+    });
+    0
+}
+
+/// `at_quick_exit(func)`, reached through the module's thunk.
+extern "C" fn solder_rt_at_quick_exit(func: u64, dso: u64) -> c_int {
+    registry().quick_exit_handlers.push(Handler {
+        dso,
+        call: HandlerCall::Plain(func),
+    });
+    0
+}
+
+/// `__cxa_finalize(dso)`: runs that module's handlers (all when null).
+extern "C" fn solder_rt_cxa_finalize(dso: u64) {
+    if dso == 0 {
+        run_handlers_where(|_| true);
+    } else {
+        run_handlers_where(|h| h.dso == dso);
+    }
+}
+
+/// `exit(code)` called by JIT'd code: the modules end first, exactly as
+/// they would in a native process, then the host exits with `code`.
+extern "C" fn solder_rt_exit(code: c_int) -> ! {
+    end_all_modules();
+    // SAFETY: exit is always safe to call; it flushes stdio and runs the
+    // host's own handlers.
+    unsafe { libc::exit(code) }
+}
+
+/// `quick_exit(code)`: at_quick_exit handlers newest-first, then `_exit`.
+extern "C" fn solder_rt_quick_exit(code: c_int) -> ! {
+    loop {
+        let next = registry().quick_exit_handlers.pop();
+        match next {
+            Some(handler) => call_handler(handler.call),
+            None => break,
+        }
+    }
+    // SAFETY: _exit has no preconditions. quick_exit does not flush stdio.
+    unsafe { libc::_exit(code) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static TRACE: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+    extern "C" fn fini_plain() {
+        TRACE.lock().unwrap().push("fini");
+    }
+    extern "C" fn fini_prio() {
+        TRACE.lock().unwrap().push("fini-prio");
+    }
+    extern "C" fn handler_a() {
+        TRACE.lock().unwrap().push("a");
+    }
+    extern "C" fn handler_b(_: *mut c_void) {
+        TRACE.lock().unwrap().push("b");
+    }
+
+    #[test]
+    fn removal_orders_like_dlclose_and_end_like_exit() {
+        // Unique handles so parallel tests in this process do not collide.
+        let dso = 0x1000 + COUNTER.fetch_add(16, Ordering::SeqCst);
+        register_module(
+            dso,
+            Finalizers {
+                prioritized: vec![fini_prio as *const () as usize as u64],
+                unprioritized: vec![fini_plain as *const () as usize as u64],
+            },
+        );
+        solder_rt_atexit(handler_a as *const () as usize as u64, dso);
+        solder_rt_cxa_atexit(handler_b as *const () as usize as u64, 0, dso);
+        remove_module(dso);
+        assert_eq!(*TRACE.lock().unwrap(), ["fini", "b", "a", "fini-prio"]);
+        TRACE.lock().unwrap().clear();
+
+        let dso2 = dso + 8;
+        register_module(
+            dso2,
+            Finalizers {
+                prioritized: vec![fini_prio as *const () as usize as u64],
+                unprioritized: vec![fini_plain as *const () as usize as u64],
+            },
+        );
+        solder_rt_atexit(handler_a as *const () as usize as u64, dso2);
+        end_modules(&[dso2]);
+        assert_eq!(*TRACE.lock().unwrap(), ["a", "fini", "fini-prio"]);
+    }
+}

@@ -1,0 +1,151 @@
+//! Architecture back-ends: the generic relocation vocabulary the link graph
+//! speaks, and (per architecture) the tables that map raw relocation types
+//! onto it, one checked writer, and instruction templates for stubs.
+
+pub mod x86_64;
+
+/// The value a relocation computes. Letters as in the psABI: S target
+/// address, A addend, P place, GOT the module's GOT base, G the offset of the
+/// target's GOT entry from GOT, Z the target's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RelocOp {
+    /// Nothing to patch.
+    None,
+    /// S + A
+    Absolute,
+    /// S + A - P
+    PcRelative,
+    /// S + A - P, where a stub may stand in for a far S (a call or jump).
+    Branch,
+    /// G + GOT + A - P: the GOT entry's address, PC-relative. `relax` says
+    /// which instruction forms may be rewritten to skip the GOT.
+    GotEntryPcRel { relax: Relax },
+    /// GOT + A - P
+    GotBasePcRel,
+    /// S + A - GOT
+    GotBaseOffset,
+    /// G + A
+    GotEntryOffset,
+    /// Z + A
+    Size,
+}
+
+/// Which GOT loads the psABI allows the linker to rewrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Relax {
+    /// Plain GOTPCREL: never rewritten.
+    No,
+    /// GOTPCRELX: `mov foo@GOTPCREL(%rip), %r32` and `call *foo@GOTPCREL(%rip)`.
+    Mov,
+    /// REX_GOTPCRELX: `mov foo@GOTPCREL(%rip), %r64`.
+    RexMov,
+}
+
+/// Which values fit the field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Check {
+    /// Two's-complement signed.
+    Signed,
+    /// Unsigned (zero-extended when used).
+    Unsigned,
+    /// Either signed or unsigned fits (R_X86_64_8/16, like lld).
+    Either,
+    /// The field is as wide as an address: any value, modulo 2^64.
+    Wrap,
+}
+
+/// A relocation kind: what to compute and how to store it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RelocKind {
+    pub op: RelocOp,
+    /// Field width in bytes: 1, 2, 4 or 8.
+    pub width: u8,
+    pub check: Check,
+    /// The format's name for it, for messages (`R_X86_64_PC32`).
+    pub name: &'static str,
+}
+
+impl RelocKind {
+    /// Whether computing this kind needs a GOT entry for the target.
+    pub fn needs_got_entry(&self) -> bool {
+        matches!(
+            self.op,
+            RelocOp::GotEntryPcRel { .. } | RelocOp::GotEntryOffset
+        )
+    }
+
+    /// Whether this kind refers to the GOT base (so a module must have one).
+    pub fn uses_got_base(&self) -> bool {
+        self.needs_got_entry()
+            || matches!(self.op, RelocOp::GotBasePcRel | RelocOp::GotBaseOffset)
+    }
+
+    /// Whether the field is narrower than an address, so a far target cannot
+    /// be written directly.
+    pub fn is_narrow(&self) -> bool {
+        self.width < 8
+    }
+}
+
+/// The field could not hold the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeFailure {
+    /// "signed 32 bits" and the like.
+    pub width: String,
+}
+
+/// Whether `value` fits a `width`-byte field under `check`.
+pub fn fits(value: i128, width: u8, check: Check) -> bool {
+    let bits = u32::from(width) * 8;
+    match check {
+        Check::Wrap => true,
+        Check::Signed => {
+            let half = 1i128 << (bits - 1);
+            (-half..half).contains(&value)
+        }
+        Check::Unsigned => (0..(1i128 << bits)).contains(&value),
+        Check::Either => {
+            let half = 1i128 << (bits - 1);
+            (-half..(1i128 << bits)).contains(&value)
+        }
+    }
+}
+
+/// The one checked writer: stores `value` little-endian in `field` (exactly
+/// `kind.width` bytes) after checking that it fits.
+pub fn write_checked(kind: &RelocKind, field: &mut [u8], value: i128) -> Result<(), RangeFailure> {
+    debug_assert_eq!(field.len(), usize::from(kind.width));
+    if !fits(value, kind.width, kind.check) {
+        let bits = u32::from(kind.width) * 8;
+        let width = match kind.check {
+            Check::Signed => format!("signed {bits} bits"),
+            Check::Unsigned => format!("unsigned {bits} bits"),
+            Check::Either | Check::Wrap => format!("{bits} bits"),
+        };
+        return Err(RangeFailure { width });
+    }
+    let bytes = (value as i64 as u64).to_le_bytes();
+    field.copy_from_slice(&bytes[..field.len()]);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fits_at_the_exact_boundaries() {
+        assert!(fits(i32::MAX as i128, 4, Check::Signed));
+        assert!(!fits(i32::MAX as i128 + 1, 4, Check::Signed));
+        assert!(fits(i32::MIN as i128, 4, Check::Signed));
+        assert!(!fits(i32::MIN as i128 - 1, 4, Check::Signed));
+        assert!(fits(u32::MAX as i128, 4, Check::Unsigned));
+        assert!(!fits(u32::MAX as i128 + 1, 4, Check::Unsigned));
+        assert!(!fits(-1, 4, Check::Unsigned));
+        assert!(fits(-128, 1, Check::Either));
+        assert!(fits(255, 1, Check::Either));
+        assert!(!fits(256, 1, Check::Either));
+        assert!(!fits(-129, 1, Check::Either));
+        assert!(fits(i128::from(u64::MAX), 8, Check::Wrap));
+    }
+}

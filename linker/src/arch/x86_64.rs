@@ -1,0 +1,322 @@
+//! x86-64: the ELF relocation table, GOT-load relaxation, and the
+//! instruction templates of stubs and thunks.
+
+use super::{Check, RelocKind, RelocOp, Relax};
+
+/// What a raw ELF relocation type means, or why it cannot be linked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElfReloc {
+    Kind(RelocKind),
+    /// Known but not linkable here; the string says why.
+    Unsupported(&'static str, &'static str),
+}
+
+const fn kind(name: &'static str, op: RelocOp, width: u8, check: Check) -> ElfReloc {
+    ElfReloc::Kind(RelocKind {
+        op,
+        width,
+        check,
+        name,
+    })
+}
+
+/// An 8-byte absolute address: GOT entries and re-applied bindings.
+pub const ABS64: RelocKind = RelocKind {
+    op: RelocOp::Absolute,
+    width: 8,
+    check: Check::Wrap,
+    name: "R_X86_64_64",
+};
+
+const TLS: &str = "thread-local storage is not supported yet";
+const DYNAMIC: &str = "a dynamic relocation has no place in a relocatable object";
+
+/// The ELF x86-64 relocation table: raw type -> kind, width and range.
+pub fn elf_reloc(r_type: object::elf::RelocationType) -> Option<ElfReloc> {
+    use Check::*;
+    use RelocOp::*;
+    use object::elf::*;
+    Some(match r_type {
+        R_X86_64_NONE => kind("R_X86_64_NONE", None, 0, Wrap),
+        R_X86_64_64 => kind("R_X86_64_64", Absolute, 8, Wrap),
+        R_X86_64_PC32 => kind("R_X86_64_PC32", PcRelative, 4, Signed),
+        R_X86_64_PLT32 => kind("R_X86_64_PLT32", Branch, 4, Signed),
+        R_X86_64_GOTPCREL => kind(
+            "R_X86_64_GOTPCREL",
+            GotEntryPcRel { relax: Relax::No },
+            4,
+            Signed,
+        ),
+        R_X86_64_32 => kind("R_X86_64_32", Absolute, 4, Unsigned),
+        R_X86_64_32S => kind("R_X86_64_32S", Absolute, 4, Signed),
+        R_X86_64_16 => kind("R_X86_64_16", Absolute, 2, Either),
+        R_X86_64_PC16 => kind("R_X86_64_PC16", PcRelative, 2, Signed),
+        R_X86_64_8 => kind("R_X86_64_8", Absolute, 1, Either),
+        R_X86_64_PC8 => kind("R_X86_64_PC8", PcRelative, 1, Signed),
+        R_X86_64_PC64 => kind("R_X86_64_PC64", PcRelative, 8, Wrap),
+        R_X86_64_GOTOFF64 => kind("R_X86_64_GOTOFF64", GotBaseOffset, 8, Wrap),
+        R_X86_64_GOTPC32 => kind("R_X86_64_GOTPC32", GotBasePcRel, 4, Signed),
+        R_X86_64_GOT64 => kind("R_X86_64_GOT64", GotEntryOffset, 8, Wrap),
+        R_X86_64_GOTPCREL64 => kind(
+            "R_X86_64_GOTPCREL64",
+            GotEntryPcRel { relax: Relax::No },
+            8,
+            Wrap,
+        ),
+        R_X86_64_GOTPC64 => kind("R_X86_64_GOTPC64", GotBasePcRel, 8, Wrap),
+        R_X86_64_SIZE32 => kind("R_X86_64_SIZE32", Size, 4, Unsigned),
+        R_X86_64_SIZE64 => kind("R_X86_64_SIZE64", Size, 8, Wrap),
+        R_X86_64_GOTPCRELX => kind(
+            "R_X86_64_GOTPCRELX",
+            GotEntryPcRel { relax: Relax::Mov },
+            4,
+            Signed,
+        ),
+        R_X86_64_REX_GOTPCRELX => kind(
+            "R_X86_64_REX_GOTPCRELX",
+            GotEntryPcRel {
+                relax: Relax::RexMov,
+            },
+            4,
+            Signed,
+        ),
+        R_X86_64_DTPMOD64 => ElfReloc::Unsupported("R_X86_64_DTPMOD64", TLS),
+        R_X86_64_DTPOFF64 => ElfReloc::Unsupported("R_X86_64_DTPOFF64", TLS),
+        R_X86_64_TPOFF64 => ElfReloc::Unsupported("R_X86_64_TPOFF64", TLS),
+        R_X86_64_TLSGD => ElfReloc::Unsupported("R_X86_64_TLSGD", TLS),
+        R_X86_64_TLSLD => ElfReloc::Unsupported("R_X86_64_TLSLD", TLS),
+        R_X86_64_DTPOFF32 => ElfReloc::Unsupported("R_X86_64_DTPOFF32", TLS),
+        R_X86_64_GOTTPOFF => ElfReloc::Unsupported("R_X86_64_GOTTPOFF", TLS),
+        R_X86_64_TPOFF32 => ElfReloc::Unsupported("R_X86_64_TPOFF32", TLS),
+        R_X86_64_GOTPC32_TLSDESC => ElfReloc::Unsupported("R_X86_64_GOTPC32_TLSDESC", TLS),
+        R_X86_64_TLSDESC_CALL => ElfReloc::Unsupported("R_X86_64_TLSDESC_CALL", TLS),
+        R_X86_64_TLSDESC => ElfReloc::Unsupported("R_X86_64_TLSDESC", TLS),
+        R_X86_64_COPY => ElfReloc::Unsupported("R_X86_64_COPY", DYNAMIC),
+        R_X86_64_GLOB_DAT => ElfReloc::Unsupported("R_X86_64_GLOB_DAT", DYNAMIC),
+        R_X86_64_JUMP_SLOT => ElfReloc::Unsupported("R_X86_64_JUMP_SLOT", DYNAMIC),
+        R_X86_64_RELATIVE => ElfReloc::Unsupported("R_X86_64_RELATIVE", DYNAMIC),
+        R_X86_64_IRELATIVE => ElfReloc::Unsupported("R_X86_64_IRELATIVE", DYNAMIC),
+        R_X86_64_GOT32 => ElfReloc::Unsupported("R_X86_64_GOT32", "32-bit GOT offsets are not supported"),
+        R_X86_64_GOTPLT64 => ElfReloc::Unsupported("R_X86_64_GOTPLT64", "not supported"),
+        R_X86_64_PLTOFF64 => ElfReloc::Unsupported("R_X86_64_PLTOFF64", "not supported"),
+        _ => return Option::None,
+    })
+}
+
+/// Rewrites a GOT load into a direct address computation when the psABI
+/// allows it for this instruction, so the GOT entry is not needed.
+///
+/// `code` is the section's bytes and `offset` the relocated field. Returns
+/// true when the instruction was rewritten; the field then takes
+/// `S + A - P` (same place, same addend). The caller only relaxes when the
+/// target is defined in the same load, so the result always reaches.
+pub fn relax_got_load(code: &mut [u8], offset: usize, relax: Relax) -> bool {
+    match relax {
+        Relax::No => false,
+        Relax::Mov => {
+            let Some(at) = offset.checked_sub(2) else {
+                return false;
+            };
+            match (code[at], code[at + 1]) {
+                // mov foo@GOTPCREL(%rip), %r32  ->  lea foo(%rip), %r32
+                (0x8b, modrm) if modrm & 0xc7 == 0x05 => {
+                    code[at] = 0x8d;
+                    true
+                }
+                // call *foo@GOTPCREL(%rip)  ->  addr32 call foo
+                (0xff, 0x15) => {
+                    code[at] = 0x67; // addr32 prefix: keeps the length at 6 bytes
+                    code[at + 1] = 0xe8; // call rel32
+                    true
+                }
+                _ => false,
+            }
+        }
+        Relax::RexMov => {
+            let Some(at) = offset.checked_sub(3) else {
+                return false;
+            };
+            let (rex, opcode, modrm) = (code[at], code[at + 1], code[at + 2]);
+            // mov foo@GOTPCREL(%rip), %r64  ->  lea foo(%rip), %r64
+            if rex & 0xf0 == 0x40 && opcode == 0x8b && modrm & 0xc7 == 0x05 {
+                code[at + 1] = 0x8d;
+                true
+            } else {
+                false
+            }
+        }
+    }
+}
+
+/// A call stub: jumps through an 8-byte slot. Used for PLT stubs (slot in
+/// the module's GOT) and the session's indirection stubs (slot rewritten on
+/// hot swap).
+pub const JUMP_STUB: [u8; 8] = [
+    0xff, 0x25, 0, 0, 0, 0, // jmp *slot(%rip)
+    0xcc, 0xcc, // int3 padding
+];
+/// Offset of the rel32 slot displacement in [`JUMP_STUB`], and the offset the
+/// displacement is relative to (the end of the jmp).
+pub const JUMP_STUB_DISP: usize = 2;
+pub const JUMP_STUB_END: usize = 6;
+
+/// The thunk that passes a module's `__dso_handle` to the runtime: loads its
+/// address into an argument register, then jumps through a slot holding the
+/// runtime function.
+pub const DSO_THUNK_SIZE: usize = 16;
+
+/// Builds a dso thunk for integer argument `arg_index` (SysV order).
+/// Returns the bytes and the offsets of the two rel32 fields with the offsets
+/// their displacements are relative to.
+pub fn dso_thunk(arg_index: u8) -> Option<([u8; DSO_THUNK_SIZE], [(usize, usize); 2])> {
+    // ModRM for `lea disp32(%rip), %reg`: mod=00 rm=101, reg in bits 3..5.
+    let modrm = match arg_index {
+        0 => 0x3d, // %rdi
+        1 => 0x35, // %rsi
+        2 => 0x15, // %rdx
+        3 => 0x0d, // %rcx
+        _ => return None,
+    };
+    let bytes = [
+        0x48, 0x8d, modrm, 0, 0, 0, 0, // lea __dso_handle(%rip), %reg
+        0xff, 0x25, 0, 0, 0, 0, // jmp *target_slot(%rip)
+        0xcc, 0xcc, 0xcc, // int3 padding
+    ];
+    Some((bytes, [(3, 7), (9, 13)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::{fits, write_checked};
+
+    fn kind_of(r_type: object::elf::RelocationType) -> RelocKind {
+        match elf_reloc(r_type) {
+            Some(ElfReloc::Kind(k)) => k,
+            other => panic!("{r_type:?}: {other:?}"),
+        }
+    }
+
+    /// The exact boundary: with the usual addend -4, a target at
+    /// P + 4 + 0x7fffffff links and one byte further fails.
+    #[test]
+    fn pc32_range_boundary() {
+        let pc32 = kind_of(object::elf::R_X86_64_PC32);
+        let p: i128 = 0x4000_0000;
+        let a: i128 = -4;
+        let mut field = [0u8; 4];
+        let s = p + 4 + 0x7fff_ffff;
+        write_checked(&pc32, &mut field, s + a - p).unwrap();
+        assert_eq!(field, 0x7fff_ffffu32.to_le_bytes());
+        let err = write_checked(&pc32, &mut field, s + 1 + a - p).unwrap_err();
+        assert_eq!(err.width, "signed 32 bits");
+        // And backwards: P + 4 - 0x80000000 is the lowest reachable target.
+        let low = p + 4 - 0x8000_0000;
+        write_checked(&pc32, &mut field, low + a - p).unwrap();
+        assert!(write_checked(&pc32, &mut field, low - 1 + a - p).is_err());
+    }
+
+    #[test]
+    fn every_required_kind_is_in_the_table() {
+        use object::elf::*;
+        let expected: &[(object::elf::RelocationType, RelocOp, u8, Check)] = &[
+            (R_X86_64_64, RelocOp::Absolute, 8, Check::Wrap),
+            (R_X86_64_PC32, RelocOp::PcRelative, 4, Check::Signed),
+            (R_X86_64_PLT32, RelocOp::Branch, 4, Check::Signed),
+            (R_X86_64_32, RelocOp::Absolute, 4, Check::Unsigned),
+            (R_X86_64_32S, RelocOp::Absolute, 4, Check::Signed),
+            (R_X86_64_PC64, RelocOp::PcRelative, 8, Check::Wrap),
+            (
+                R_X86_64_GOTPCREL,
+                RelocOp::GotEntryPcRel { relax: Relax::No },
+                4,
+                Check::Signed,
+            ),
+            (
+                R_X86_64_GOTPCRELX,
+                RelocOp::GotEntryPcRel { relax: Relax::Mov },
+                4,
+                Check::Signed,
+            ),
+            (
+                R_X86_64_REX_GOTPCRELX,
+                RelocOp::GotEntryPcRel {
+                    relax: Relax::RexMov,
+                },
+                4,
+                Check::Signed,
+            ),
+            (R_X86_64_GOTPC32, RelocOp::GotBasePcRel, 4, Check::Signed),
+            (R_X86_64_GOTPC64, RelocOp::GotBasePcRel, 8, Check::Wrap),
+            (R_X86_64_GOTOFF64, RelocOp::GotBaseOffset, 8, Check::Wrap),
+            (R_X86_64_GOT64, RelocOp::GotEntryOffset, 8, Check::Wrap),
+            (R_X86_64_SIZE32, RelocOp::Size, 4, Check::Unsigned),
+            (R_X86_64_SIZE64, RelocOp::Size, 8, Check::Wrap),
+            (R_X86_64_PC8, RelocOp::PcRelative, 1, Check::Signed),
+            (R_X86_64_PC16, RelocOp::PcRelative, 2, Check::Signed),
+            (R_X86_64_8, RelocOp::Absolute, 1, Check::Either),
+            (R_X86_64_16, RelocOp::Absolute, 2, Check::Either),
+            (R_X86_64_NONE, RelocOp::None, 0, Check::Wrap),
+        ];
+        for &(r_type, op, width, check) in expected {
+            let k = kind_of(r_type);
+            assert_eq!((k.op, k.width, k.check), (op, width, check), "{}", k.name);
+        }
+        assert!(matches!(
+            elf_reloc(R_X86_64_TPOFF32),
+            Some(ElfReloc::Unsupported(_, TLS))
+        ));
+        assert_eq!(elf_reloc(object::elf::RelocationType(200)), None);
+    }
+
+    #[test]
+    fn narrow_fields_check_their_ranges() {
+        use object::elf::*;
+        let cases: &[(object::elf::RelocationType, i128, i128)] = &[
+            // (type, last value that fits, first that does not)
+            (R_X86_64_PC8, 127, 128),
+            (R_X86_64_PC16, 32767, 32768),
+            (R_X86_64_8, 255, 256),
+            (R_X86_64_16, 65535, 65536),
+            (R_X86_64_32, 0xffff_ffff, 0x1_0000_0000),
+            (R_X86_64_32S, 0x7fff_ffff, 0x8000_0000),
+            (R_X86_64_SIZE32, 0xffff_ffff, 0x1_0000_0000),
+            (R_X86_64_GOTPC32, 0x7fff_ffff, 0x8000_0000),
+        ];
+        for &(r_type, ok, bad) in cases {
+            let k = kind_of(r_type);
+            let mut field = vec![0u8; usize::from(k.width)];
+            write_checked(&k, &mut field, ok).unwrap_or_else(|e| panic!("{}: {e:?}", k.name));
+            assert!(write_checked(&k, &mut field, bad).is_err(), "{}", k.name);
+        }
+        assert!(!fits(-1, 4, kind_of(R_X86_64_32).check));
+        assert!(fits(-1, 4, kind_of(R_X86_64_32S).check));
+    }
+
+    #[test]
+    fn relaxes_only_known_instruction_forms() {
+        // mov 0(%rip), %rax with REX_GOTPCRELX at offset 3.
+        let mut code = [0x48, 0x8b, 0x05, 0, 0, 0, 0];
+        assert!(relax_got_load(&mut code, 3, Relax::RexMov));
+        assert_eq!(code[..3], [0x48, 0x8d, 0x05]);
+        // call *0(%rip) with GOTPCRELX at offset 2.
+        let mut call = [0xff, 0x15, 0, 0, 0, 0];
+        assert!(relax_got_load(&mut call, 2, Relax::Mov));
+        assert_eq!(call[..2], [0x67, 0xe8]);
+        // add 0(%rip), %rax is left alone.
+        let mut add = [0x48, 0x03, 0x05, 0, 0, 0, 0];
+        assert!(!relax_got_load(&mut add, 3, Relax::RexMov));
+        assert_eq!(add[1], 0x03);
+        // Plain GOTPCREL never relaxes.
+        let mut plain = [0x48, 0x8b, 0x05, 0, 0, 0, 0];
+        assert!(!relax_got_load(&mut plain, 3, Relax::No));
+    }
+
+    #[test]
+    fn dso_thunk_encodes_the_register() {
+        let (bytes, fields) = dso_thunk(1).unwrap();
+        assert_eq!(bytes[..3], [0x48, 0x8d, 0x35]);
+        assert_eq!(fields, [(3, 7), (9, 13)]);
+        assert!(dso_thunk(6).is_none());
+    }
+}

@@ -1,0 +1,370 @@
+//! The ELF front-end: an x86-64 relocatable object (`ET_REL`) becomes a
+//! [`LinkGraph`]. Symbol ids are ELF symbol-table indices, so edges keep the
+//! object's own numbering.
+
+use std::borrow::Cow;
+
+use object::elf;
+use object::read::elf::{FileHeader, Rela, SectionHeader, Sym};
+use object::{Endianness, LittleEndian};
+
+use crate::arch::x86_64::{ElfReloc, elf_reloc};
+use crate::error::{LinkError, Site};
+use crate::graph::*;
+
+type Header = elf::FileHeader64<Endianness>;
+
+/// Whether `data` starts like an ELF file.
+pub fn is_elf(data: &[u8]) -> bool {
+    data.starts_with(&elf::ELFMAG)
+}
+
+/// Parses an ELF x86-64 relocatable object.
+pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkError> {
+    let malformed = |reason: String| LinkError::Malformed {
+        object: object.to_string(),
+        reason,
+    };
+    let unsupported = |reason: String| LinkError::UnsupportedObject {
+        object: object.to_string(),
+        reason,
+    };
+    let header = Header::parse(data).map_err(|e| malformed(e.to_string()))?;
+    let endian = header.endian().map_err(|e| malformed(e.to_string()))?;
+    if !header.is_class_64() || endian != Endianness::Little {
+        return Err(unsupported("only 64-bit little-endian ELF is supported".into()));
+    }
+    if header.e_type(endian) != elf::ET_REL {
+        return Err(unsupported(format!(
+            "ELF type {} is not a relocatable object (ET_REL); pass .o files",
+            header.e_type(endian)
+        )));
+    }
+    if header.e_machine(endian) != elf::EM_X86_64 {
+        return Err(unsupported(format!(
+            "machine {} is not x86-64",
+            header.e_machine(endian)
+        )));
+    }
+    let sections = header
+        .sections(endian, data)
+        .map_err(|e| malformed(format!("section table: {e}")))?;
+    let symtab = sections
+        .symbols(endian, data, elf::SHT_SYMTAB)
+        .map_err(|e| malformed(format!("symbol table: {e}")))?;
+
+    // Sections that are loaded, indexed by ELF section index.
+    let mut placed: Vec<Option<SectionId>> = vec![None; sections.len()];
+    let mut graph_sections = Vec::new();
+    let mut groups = Vec::new();
+    for (index, section) in sections.enumerate() {
+        let name_bytes = sections
+            .section_name(endian, section)
+            .map_err(|e| malformed(format!("section {}: name: {e}", index.0)))?;
+        let name = String::from_utf8_lossy(name_bytes);
+        let sh_type = section.sh_type(endian);
+        let flags = section.sh_flags(endian).0;
+        if sh_type == elf::SHT_GROUP {
+            groups.push((index.0, section));
+            continue;
+        }
+        if sh_type == elf::SHT_REL {
+            return Err(unsupported(format!(
+                "section {name}: REL relocations are not used on x86-64"
+            )));
+        }
+        let loadable = matches!(
+            sh_type,
+            elf::SHT_PROGBITS
+                | elf::SHT_NOBITS
+                | elf::SHT_INIT_ARRAY
+                | elf::SHT_FINI_ARRAY
+                | elf::SHT_PREINIT_ARRAY
+                | elf::SHT_X86_64_UNWIND
+        );
+        if flags & elf::SHF_ALLOC.0 == 0 || !loadable {
+            continue;
+        }
+        let size = section.sh_size(endian);
+        if flags & elf::SHF_TLS.0 != 0 {
+            if size == 0 {
+                continue;
+            }
+            return Err(unsupported(format!(
+                "section {name}: thread-local storage is not supported yet"
+            )));
+        }
+        let (protection, bytes): (Protection, &[u8]) = if sh_type == elf::SHT_NOBITS {
+            (Protection::Zero, &[])
+        } else {
+            let bytes = section
+                .data(endian, data)
+                .map_err(|e| malformed(format!("section {name}: contents: {e}")))?;
+            let protection = if flags & elf::SHF_EXECINSTR.0 != 0 {
+                Protection::Code
+            } else if flags & elf::SHF_WRITE.0 != 0 {
+                Protection::Data
+            } else {
+                Protection::ReadOnly
+            };
+            (protection, bytes)
+        };
+        let role = section_role(&name, sh_type);
+        let protection = match role {
+            // Relocated once, then only read: like RELRO.
+            SectionRole::Initializers { .. } | SectionRole::Finalizers { .. } => {
+                Protection::ReadOnly
+            }
+            _ => protection,
+        };
+        let align = section.sh_addralign(endian).max(1);
+        if !align.is_power_of_two() {
+            return Err(malformed(format!(
+                "section {name}: alignment {align} is not a power of two"
+            )));
+        }
+        placed[index.0] = Some(graph_sections.len());
+        graph_sections.push(Section {
+            name: Cow::Owned(name.into_owned()),
+            protection,
+            role,
+            align,
+            size,
+            data: Cow::Borrowed(bytes),
+            edges: Vec::new(),
+            live: true,
+        });
+    }
+
+    // Symbols, numbered as in the ELF symbol table.
+    let strings = symtab.strings();
+    let mut symbols = Vec::with_capacity(symtab.len());
+    for (index, sym) in symtab.enumerate() {
+        let name_bytes = sym
+            .name(endian, strings)
+            .map_err(|e| malformed(format!("symbol {}: name: {e}", index.0)))?;
+        let mut name = std::str::from_utf8(name_bytes)
+            .map_err(|_| malformed(format!("symbol {}: name is not UTF-8", index.0)))?;
+        let shndx = symtab
+            .symbol_section(endian, sym, index)
+            .map_err(|e| malformed(format!("symbol {name}: section: {e}")))?;
+        let definition = match sym.st_shndx(endian) {
+            elf::SHN_UNDEF if shndx.is_none() => Definition::Undefined,
+            elf::SHN_ABS => Definition::Absolute(sym.st_value(endian)),
+            elf::SHN_COMMON => Definition::Common {
+                align: sym.st_value(endian).max(1),
+            },
+            _ => match shndx.and_then(|i| placed.get(i.0).copied().flatten()) {
+                Some(section) => Definition::Defined {
+                    section,
+                    offset: sym.st_value(endian),
+                },
+                None => Definition::Unplaced,
+            },
+        };
+        let kind = match sym.st_type() {
+            elf::STT_FUNC | elf::STT_GNU_IFUNC => SymbolKind::Function,
+            elf::STT_OBJECT | elf::STT_COMMON => SymbolKind::Data,
+            elf::STT_SECTION => SymbolKind::Section,
+            elf::STT_TLS => SymbolKind::ThreadLocal,
+            _ => SymbolKind::Other,
+        };
+        if kind == SymbolKind::Section {
+            if let Some(i) = shndx {
+                let header = sections
+                    .section(i)
+                    .map_err(|e| malformed(format!("symbol {}: {e}", index.0)))?;
+                name = std::str::from_utf8(sections.section_name(endian, header).unwrap_or(b""))
+                    .unwrap_or("");
+            }
+        }
+        let binding = match sym.st_bind() {
+            elf::STB_LOCAL => Binding::Local,
+            elf::STB_WEAK => Binding::Weak,
+            _ => Binding::Global,
+        };
+        let visibility = match sym.st_visibility() {
+            elf::STV_INTERNAL => Visibility::Internal,
+            elf::STV_HIDDEN => Visibility::Hidden,
+            elf::STV_PROTECTED => Visibility::Protected,
+            _ => Visibility::Default,
+        };
+        if sym.st_type() == elf::STT_GNU_IFUNC && !matches!(definition, Definition::Undefined) {
+            return Err(unsupported(format!(
+                "symbol {name}: indirect functions (STT_GNU_IFUNC) are not supported"
+            )));
+        }
+        symbols.push(Symbol {
+            name,
+            binding,
+            visibility,
+            kind,
+            definition,
+            size: sym.st_size(endian),
+        });
+    }
+
+    // Relocations, attached to the sections they patch.
+    for section in sections.iter() {
+        if section.sh_type(endian) != elf::SHT_RELA {
+            continue;
+        }
+        let target = section.sh_info(endian) as usize;
+        let Some(Some(id)) = placed.get(target).copied() else {
+            continue; // relocations of a section that is not loaded (debug info)
+        };
+        let relas = section
+            .data_as_array::<elf::Rela64<Endianness>, _>(endian, data)
+            .map_err(|e| malformed(format!("relocations of {}: {e}", graph_sections[id].name)))?;
+        let section_size = graph_sections[id].size;
+        let mut edges = Vec::with_capacity(relas.len());
+        for rela in relas {
+            let r_type = rela.r_type(endian, false);
+            let symbol = rela.r_sym(endian, false) as usize;
+            let offset = rela.r_offset(endian);
+            let addend = rela.r_addend(endian);
+            let site = || Site {
+                object: object.to_string(),
+                section: graph_sections[id].name.to_string(),
+                offset,
+            };
+            let symbol_name = || symbols.get(symbol).map_or("?", |s| s.name).to_string();
+            let kind = match elf_reloc(r_type) {
+                Some(ElfReloc::Kind(kind)) => kind,
+                Some(ElfReloc::Unsupported(name, why)) => {
+                    return Err(LinkError::UnsupportedRelocation {
+                        site: site(),
+                        reloc: name.to_string(),
+                        symbol: symbol_name(),
+                        why: format!(": {why}"),
+                    });
+                }
+                None => {
+                    return Err(LinkError::UnsupportedRelocation {
+                        site: site(),
+                        reloc: format!("type {}", r_type.0),
+                        symbol: symbol_name(),
+                        why: ": unknown x86-64 relocation type".into(),
+                    });
+                }
+            };
+            if symbol >= symbols.len() {
+                return Err(malformed(format!(
+                    "{}: relocation symbol index {symbol} is out of range",
+                    site()
+                )));
+            }
+            if offset
+                .checked_add(u64::from(kind.width))
+                .is_none_or(|end| end > section_size)
+            {
+                return Err(malformed(format!(
+                    "{}: {} does not fit in the section ({section_size:#x} bytes)",
+                    site(),
+                    kind.name
+                )));
+            }
+            edges.push(Edge {
+                offset,
+                kind,
+                target: symbol,
+                addend,
+            });
+        }
+        graph_sections[id].edges.extend(edges);
+    }
+    for section in &mut graph_sections {
+        section.edges.sort_by_key(|e| e.offset);
+    }
+
+    // COMDAT groups.
+    let mut graph_groups = Vec::new();
+    for (index, section) in groups {
+        let Some((flags, members)) = section
+            .group(endian, data)
+            .map_err(|e| malformed(format!("group section {index}: {e}")))?
+        else {
+            continue;
+        };
+        if !flags.contains(elf::GRP_COMDAT) {
+            continue;
+        }
+        let signature = symbols
+            .get(section.sh_info(endian) as usize)
+            .map(|s| s.name)
+            .ok_or_else(|| malformed(format!("group section {index}: bad signature symbol")))?;
+        let sections = members
+            .iter()
+            .filter_map(|m| placed.get(m.get(endian) as usize).copied().flatten())
+            .collect();
+        graph_groups.push(Group {
+            signature,
+            sections,
+        });
+    }
+    let _ = LittleEndian; // the only byte order accepted above
+    Ok(LinkGraph {
+        object: object.to_string(),
+        sections: graph_sections,
+        symbols,
+        groups: graph_groups,
+    })
+}
+
+/// The lifecycle role a section's name and type give it.
+fn section_role(name: &str, sh_type: elf::SectionType) -> SectionRole {
+    let priority = |suffix: &str| suffix.parse::<u32>().ok();
+    if sh_type == elf::SHT_PREINIT_ARRAY {
+        // Preinitializers run before every prioritized initializer.
+        return SectionRole::Initializers {
+            priority: Some(0),
+            reversed: false,
+        };
+    }
+    if let Some(rest) = name.strip_prefix(".init_array") {
+        return SectionRole::Initializers {
+            priority: rest.strip_prefix('.').and_then(priority),
+            reversed: false,
+        };
+    }
+    if let Some(rest) = name.strip_prefix(".fini_array") {
+        return SectionRole::Finalizers {
+            priority: rest.strip_prefix('.').and_then(priority),
+            reversed: false,
+        };
+    }
+    // `.ctors.N` sorts as init priority 65535 - N (GNU ld's
+    // SORT_BY_INIT_PRIORITY).
+    if let Some(rest) = name.strip_prefix(".ctors") {
+        return SectionRole::Initializers {
+            priority: rest
+                .strip_prefix('.')
+                .and_then(priority)
+                .map(|n| 65535u32.saturating_sub(n)),
+            reversed: true,
+        };
+    }
+    if let Some(rest) = name.strip_prefix(".dtors") {
+        return SectionRole::Finalizers {
+            priority: rest
+                .strip_prefix('.')
+                .and_then(priority)
+                .map(|n| 65535u32.saturating_sub(n)),
+            reversed: true,
+        };
+    }
+    match sh_type {
+        elf::SHT_INIT_ARRAY => SectionRole::Initializers {
+            priority: None,
+            reversed: false,
+        },
+        elf::SHT_FINI_ARRAY => SectionRole::Finalizers {
+            priority: None,
+            reversed: false,
+        },
+        _ if name == ".eh_frame" || sh_type == elf::SHT_X86_64_UNWIND => {
+            SectionRole::UnwindFrames
+        }
+        _ => SectionRole::Plain,
+    }
+}

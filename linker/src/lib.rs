@@ -1,0 +1,22 @@
+//! Solder's linker: loads relocatable objects into memory, links them and
+//! runs them.
+//!
+//! Data flow of one load (see `docs/architecture.md`):
+//! object bytes -> front-end ([`elf`]) -> [`graph::LinkGraph`] -> resolve,
+//! plan, lay out, allocate, write and protect ([`link`], using the
+//! [`arch`] tables and writer) -> initializers run -> relocation records
+//! dropped. [`session::Session`] is the public, REPL-like API.
+
+pub mod arch;
+pub mod eh_frame;
+pub mod elf;
+pub mod error;
+pub mod graph;
+pub mod indirection;
+pub mod link;
+pub mod memory;
+pub mod session;
+
+pub use error::LinkError;
+pub use memory::Placement;
+pub use session::{ModuleId, ObjectFile, Session, SessionConfig};

@@ -1,0 +1,1106 @@
+//! One load, from link graphs to finalized memory: resolve every edge's
+//! target, plan GOT entries, stubs and copies, lay the load out in three
+//! segments, allocate it in the slab, write and relocate it, and protect it.
+//!
+//! The graphs (and so every relocation record) are dropped when this
+//! returns; what a module keeps is only what its future needs: its exports,
+//! the few direct references into other modules' data (re-applied on a hot
+//! swap), and its deinitializers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use solder_executor::crash::CrashSymbol;
+use solder_executor::host::{HostLibraries, HostSymbolKind};
+use solder_executor::lifecycle::{Finalizers, Interposer, interposer};
+
+use crate::arch::x86_64::{ABS64, DSO_THUNK_SIZE, JUMP_STUB, JUMP_STUB_DISP, JUMP_STUB_END};
+use crate::arch::{RelocKind, RelocOp, Relax, fits, write_checked, x86_64};
+use crate::eh_frame;
+use crate::error::{LinkError, Site};
+use crate::graph::*;
+use crate::indirection::Indirection;
+use crate::memory::{Slab, protect_as};
+
+/// A symbol a module offers to later loads.
+#[derive(Debug, Clone)]
+pub struct Export {
+    pub module: u32,
+    /// The module's objects, for messages.
+    pub objects: Arc<str>,
+    /// The definition itself (not its stub).
+    pub address: u64,
+    pub function: bool,
+}
+
+/// A direct reference from one module into another module's data, kept so a
+/// hot swap of the target can re-apply it.
+#[derive(Debug, Clone)]
+pub struct DataBinding {
+    pub site: u64,
+    pub kind: RelocKind,
+    pub addend: i64,
+    pub symbol: String,
+    pub module: u32,
+}
+
+/// What the session needs to know about the load it asked for.
+pub struct LinkRequest<'s> {
+    pub module: u32,
+    pub objects: Arc<str>,
+    pub slab: &'s mut Slab,
+    pub host: &'s mut HostLibraries,
+    pub exports: &'s HashMap<String, Export>,
+    pub indirection: &'s mut Indirection,
+    /// The module being hot-swapped out: its exports are invisible here.
+    pub replacing: Option<u32>,
+}
+
+/// A finalized load.
+pub struct LinkedModule {
+    pub memory: (u64, u64),
+    pub segments: Vec<(u64, u64, Protection)>,
+    pub dso: u64,
+    /// Start of the merged, zero-terminated `.eh_frame`, if any.
+    pub eh_frame: Option<u64>,
+    pub exports: Vec<(String, Export)>,
+    /// (module, symbol) pairs this load references in other modules.
+    pub imports: Vec<(u32, String)>,
+    pub bindings: Vec<DataBinding>,
+    pub initializers: Vec<u64>,
+    pub finalizers: Finalizers,
+    pub crash_symbols: Vec<CrashSymbol>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Target {
+    /// In this load: graph, section, offset.
+    Section(usize, SectionId, u64),
+    /// A common symbol allocated by this load.
+    Common(usize),
+    /// An address fixed before layout: absolute, host, another module.
+    Address(u64),
+    DsoHandle,
+    GotBase,
+    /// A per-module thunk passing `__dso_handle` to the runtime.
+    Thunk(usize),
+    /// An undefined weak symbol.
+    Null,
+}
+
+impl Target {
+    fn in_load(self) -> bool {
+        matches!(
+            self,
+            Target::Section(..) | Target::Common(_) | Target::DsoHandle | Target::Thunk(_)
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Load,
+    Absolute,
+    Host(HostSymbolKind),
+    Module { module: u32, function: bool },
+    Runtime,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Resolved<'a> {
+    target: Target,
+    size: u64,
+    name: &'a str,
+    origin: Origin,
+}
+
+/// How one edge reaches its target.
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    Direct,
+    /// Through this GOT entry.
+    Got(usize),
+    /// A GOT load rewritten to a direct computation.
+    Relaxed,
+    /// Through this PLT stub.
+    Stub(usize),
+    /// Through this copy of far host data.
+    Copy(usize),
+}
+
+struct Layout {
+    sections: Vec<Vec<Option<u64>>>,
+    plt: u64,
+    thunks: u64,
+    got: u64,
+    eh_frame: Option<(u64, u64)>,
+    dso: u64,
+    copies: Vec<u64>,
+    commons: Vec<u64>,
+    segments: Vec<(u64, u64, Protection)>,
+    total: u64,
+}
+
+struct Common<'a> {
+    name: &'a str,
+    size: u64,
+    align: u64,
+}
+
+/// Links `graphs` as one module.
+pub fn link(mut graphs: Vec<LinkGraph<'_>>, req: LinkRequest<'_>) -> Result<LinkedModule, LinkError> {
+    discard_duplicate_groups(&mut graphs);
+    // Eh-frames of discarded code go with it.
+    for graph in graphs.iter_mut() {
+        if graph.sections.iter().all(|s| s.live) {
+            continue;
+        }
+        let dead: Vec<bool> = graph
+            .symbols
+            .iter()
+            .map(|s| match s.definition {
+                Definition::Defined { section, .. } => !graph.sections[section].live,
+                _ => false,
+            })
+            .collect();
+        let object = graph.object.clone();
+        for section in graph
+            .sections
+            .iter_mut()
+            .filter(|s| s.live && s.role == SectionRole::UnwindFrames)
+        {
+            eh_frame::prune(section, &object, |sym| dead[sym])?;
+        }
+    }
+
+    let (globals, commons) = collect_globals(&graphs, &req)?;
+    let mut resolver = Resolver {
+        graphs: &graphs,
+        globals: &globals,
+        commons: &commons,
+        cache: graphs.iter().map(|g| vec![None; g.symbols.len()]).collect(),
+        thunks: Vec::new(),
+        req,
+    };
+
+    // Resolve every edge's target once.
+    for (g, graph) in graphs.iter().enumerate() {
+        for section in graph.sections.iter().filter(|s| s.live) {
+            for edge in &section.edges {
+                resolver.resolve(g, edge.target, || site(graph, section, edge.offset))?;
+            }
+        }
+    }
+
+    // Far host data referenced by a narrow field gets a copy, and then every
+    // reference in this load uses the copy, as with a copy relocation.
+    let mut copies: Vec<(u64, u64)> = Vec::new();
+    let mut copy_index: HashMap<u64, usize> = HashMap::new();
+    for (g, graph) in graphs.iter().enumerate() {
+        for section in graph.sections.iter().filter(|s| s.live) {
+            for edge in &section.edges {
+                let r = resolver.cached(g, edge.target);
+                if let (Target::Address(address), Origin::Host(HostSymbolKind::Data)) =
+                    (r.target, r.origin)
+                {
+                    if needs_near(&edge.kind, address, edge.addend, resolver.req.slab)
+                        && r.size > 0
+                        && !copy_index.contains_key(&address)
+                    {
+                        copy_index.insert(address, copies.len());
+                        copies.push((address, r.size));
+                    }
+                }
+            }
+        }
+    }
+
+    // Plan how each edge reaches its target.
+    // GOT entries, each with the other-module data symbol it holds, if any
+    // (a binding to re-apply on a hot swap).
+    let mut got_keys: Vec<(Target, Option<(u32, String)>)> = Vec::new();
+    let mut got_index: HashMap<Target, usize> = HashMap::new();
+    let mut got_entry = |target: Target, binding: Option<(u32, String)>| -> usize {
+        *got_index.entry(target).or_insert_with(|| {
+            got_keys.push((target, binding));
+            got_keys.len() - 1
+        })
+    };
+    let mut plt: Vec<usize> = Vec::new();
+    let mut plt_index: HashMap<u64, usize> = HashMap::new();
+    let mut plans: Vec<Via> = Vec::new();
+    for (g, graph) in graphs.iter().enumerate() {
+        for section in graph.sections.iter().filter(|s| s.live) {
+            for edge in &section.edges {
+                let r = resolver.cached(g, edge.target);
+                let via = match (edge.kind.op, r.target) {
+                    (RelocOp::GotEntryPcRel { relax }, target) => {
+                        if target.in_load() && can_relax(&section.data, edge.offset, relax) {
+                            Via::Relaxed
+                        } else {
+                            Via::Got(got_entry(target, binding_of(&r)))
+                        }
+                    }
+                    (RelocOp::GotEntryOffset, target) => {
+                        Via::Got(got_entry(target, binding_of(&r)))
+                    }
+                    (_, Target::Address(address)) if copy_index.contains_key(&address) => {
+                        Via::Copy(copy_index[&address])
+                    }
+                    (
+                        RelocOp::Branch | RelocOp::PcRelative | RelocOp::Absolute,
+                        Target::Address(address),
+                    ) if matches!(r.origin, Origin::Host(k) if k != HostSymbolKind::Data)
+                        && needs_near(&edge.kind, address, edge.addend, resolver.req.slab) =>
+                    {
+                        let slot = got_entry(Target::Address(address), None);
+                        let stub = *plt_index.entry(address).or_insert_with(|| {
+                            plt.push(slot);
+                            plt.len() - 1
+                        });
+                        Via::Stub(stub)
+                    }
+                    _ => Via::Direct,
+                };
+                plans.push(via);
+            }
+        }
+    }
+    let thunks = std::mem::take(&mut resolver.thunks);
+    let thunk_slots: Vec<usize> = thunks
+        .iter()
+        .map(|&(target, _)| got_entry(Target::Address(target), None))
+        .collect();
+
+    let layout = lay_out(
+        &graphs,
+        plt.len(),
+        thunks.len(),
+        got_keys.len(),
+        &copies,
+        &commons,
+        resolver.req.slab.page(),
+    )?;
+    let base = resolver.req.slab.allocate(layout.total)?;
+    let result = write_module(
+        &graphs,
+        &resolver,
+        &layout,
+        base,
+        &plans,
+        &got_keys,
+        &plt,
+        &thunks,
+        &thunk_slots,
+        &copies,
+    );
+    match result {
+        Ok(module) => Ok(module),
+        Err(err) => {
+            resolver.req.slab.release(base, layout.total);
+            Err(err)
+        }
+    }
+}
+
+fn site(graph: &LinkGraph<'_>, section: &Section<'_>, offset: u64) -> Site {
+    Site {
+        object: graph.object.clone(),
+        section: section.name.to_string(),
+        offset,
+    }
+}
+
+/// Whether a field of `kind` cannot hold `address` directly.
+fn needs_near(kind: &RelocKind, address: u64, addend: i64, slab: &Slab) -> bool {
+    match kind.op {
+        RelocOp::Branch | RelocOp::PcRelative => kind.is_narrow() && !slab.reaches(address),
+        RelocOp::Absolute => {
+            kind.is_narrow() && !fits(address as i128 + addend as i128, kind.width, kind.check)
+        }
+        _ => false,
+    }
+}
+
+fn can_relax(data: &[u8], offset: u64, relax: Relax) -> bool {
+    let offset = offset as usize;
+    let Some(start) = offset.checked_sub(3) else {
+        return false;
+    };
+    let Some(window) = data.get(start..offset) else {
+        return false;
+    };
+    let mut probe = [0u8; 3];
+    probe.copy_from_slice(window);
+    x86_64::relax_got_load(&mut probe, 3, relax)
+}
+
+/// Keeps the first COMDAT group of each signature in the load.
+fn discard_duplicate_groups(graphs: &mut [LinkGraph<'_>]) {
+    let mut seen: HashMap<String, ()> = HashMap::new();
+    for graph in graphs.iter_mut() {
+        let groups = std::mem::take(&mut graph.groups);
+        for group in &groups {
+            if seen.insert(group.signature.to_string(), ()).is_some() {
+                for &s in &group.sections {
+                    graph.sections[s].live = false;
+                }
+            }
+        }
+        graph.groups = groups;
+    }
+}
+
+type Globals<'a> = HashMap<&'a str, (usize, SymbolId)>;
+
+/// The load's global symbol table: strong beats common beats weak; two
+/// strong definitions are an error naming both objects.
+fn collect_globals<'a>(
+    graphs: &'a [LinkGraph<'a>],
+    req: &LinkRequest<'_>,
+) -> Result<(Globals<'a>, Vec<Common<'a>>), LinkError> {
+    fn rank(sym: &Symbol<'_>) -> u8 {
+        match (sym.definition, sym.binding) {
+            (Definition::Common { .. }, _) => 1,
+            (_, Binding::Weak) => 0,
+            _ => 2,
+        }
+    }
+    let mut globals: Globals<'a> = HashMap::new();
+    let mut common_sizes: HashMap<&'a str, (u64, u64)> = HashMap::new();
+    for (g, graph) in graphs.iter().enumerate() {
+        for (id, sym) in graph.symbols.iter().enumerate() {
+            if sym.binding == Binding::Local || sym.name.is_empty() {
+                continue;
+            }
+            match sym.definition {
+                Definition::Defined { section, .. } if graph.sections[section].live => {}
+                Definition::Absolute(_) => {}
+                Definition::Common { align } => {
+                    let entry = common_sizes.entry(sym.name).or_insert((0, 1));
+                    entry.0 = entry.0.max(sym.size);
+                    entry.1 = entry.1.max(align);
+                }
+                _ => continue,
+            }
+            match globals.get(sym.name) {
+                None => {
+                    globals.insert(sym.name, (g, id));
+                }
+                Some(&(g0, id0)) => {
+                    let existing = &graphs[g0].symbols[id0];
+                    let (old, new) = (rank(existing), rank(sym));
+                    if old == 2 && new == 2 {
+                        return Err(LinkError::Duplicate {
+                            symbol: sym.name.to_string(),
+                            first: graphs[g0].object.clone(),
+                            second: graph.object.clone(),
+                        });
+                    }
+                    if new > old {
+                        globals.insert(sym.name, (g, id));
+                    }
+                }
+            }
+        }
+    }
+    // Strong definitions that clash with another live module's exports.
+    for (&name, &(g, id)) in &globals {
+        let sym = &graphs[g].symbols[id];
+        if sym.binding == Binding::Weak || !sym.visibility.exported() {
+            continue;
+        }
+        if let Some(export) = req.exports.get(name) {
+            if Some(export.module) != req.replacing {
+                return Err(LinkError::Duplicate {
+                    symbol: name.to_string(),
+                    first: format!("module {} ({})", export.module, export.objects),
+                    second: graphs[g].object.clone(),
+                });
+            }
+        }
+    }
+    let mut commons = Vec::new();
+    let mut names: Vec<&&str> = common_sizes.keys().collect();
+    names.sort();
+    for name in names {
+        let (g, id) = globals[*name];
+        if matches!(graphs[g].symbols[id].definition, Definition::Common { .. }) {
+            let (size, align) = common_sizes[*name];
+            commons.push(Common { name, size, align });
+        }
+    }
+    Ok((globals, commons))
+}
+
+struct Resolver<'g, 'a, 's> {
+    graphs: &'g [LinkGraph<'a>],
+    globals: &'g Globals<'g>,
+    commons: &'g [Common<'g>],
+    cache: Vec<Vec<Option<Resolved<'g>>>>,
+    /// (runtime function, argument register) of each dso thunk.
+    thunks: Vec<(u64, u8)>,
+    req: LinkRequest<'s>,
+}
+
+impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
+    fn cached(&self, g: usize, id: SymbolId) -> Resolved<'g> {
+        self.cache[g][id].expect("every edge target is resolved before planning")
+    }
+
+    fn resolve(
+        &mut self,
+        g: usize,
+        id: SymbolId,
+        site: impl Fn() -> Site,
+    ) -> Result<Resolved<'g>, LinkError> {
+        if let Some(r) = self.cache[g][id] {
+            return Ok(r);
+        }
+        let r = self.resolve_uncached(g, id, &site)?;
+        self.cache[g][id] = Some(r);
+        Ok(r)
+    }
+
+    fn definition(&self, g: usize, id: SymbolId, site: &dyn Fn() -> Site) -> Result<Resolved<'g>, LinkError> {
+        let graph = &self.graphs[g];
+        let sym = &graph.symbols[id];
+        let name: &'g str = sym.name;
+        if sym.kind == SymbolKind::ThreadLocal {
+            return Err(LinkError::UnsupportedRelocation {
+                site: site(),
+                reloc: "reference".into(),
+                symbol: name.to_string(),
+                why: ": thread-local storage is not supported yet".into(),
+            });
+        }
+        let target = match sym.definition {
+            Definition::Defined { section, offset } => {
+                if !graph.sections[section].live {
+                    return Err(LinkError::Malformed {
+                        object: graph.object.clone(),
+                        reason: format!(
+                            "{}: refers to `{name}` in discarded COMDAT section {}",
+                            site(),
+                            graph.sections[section].name
+                        ),
+                    });
+                }
+                Target::Section(g, section, offset)
+            }
+            Definition::Absolute(value) => {
+                return Ok(Resolved {
+                    target: Target::Address(value),
+                    size: sym.size,
+                    name,
+                    origin: Origin::Absolute,
+                });
+            }
+            Definition::Common { .. } => {
+                let index = self
+                    .commons
+                    .iter()
+                    .position(|c| c.name == name)
+                    .expect("chosen commons are allocated");
+                return Ok(Resolved {
+                    target: Target::Common(index),
+                    size: self.commons[index].size,
+                    name,
+                    origin: Origin::Load,
+                });
+            }
+            Definition::Unplaced => {
+                return Err(LinkError::Malformed {
+                    object: graph.object.clone(),
+                    reason: format!("{}: refers to `{name}`, which is in a section that is not loaded", site()),
+                });
+            }
+            Definition::Undefined => unreachable!("callers pass definitions"),
+        };
+        Ok(Resolved {
+            target,
+            size: sym.size,
+            name,
+            origin: Origin::Load,
+        })
+    }
+
+    fn resolve_uncached(
+        &mut self,
+        g: usize,
+        id: SymbolId,
+        site: &dyn Fn() -> Site,
+    ) -> Result<Resolved<'g>, LinkError> {
+        let sym = &self.graphs[g].symbols[id];
+        let name: &'g str = sym.name;
+        if sym.binding == Binding::Local {
+            return match sym.definition {
+                Definition::Undefined => Err(LinkError::Malformed {
+                    object: self.graphs[g].object.clone(),
+                    reason: format!("{}: local symbol `{name}` is undefined", site()),
+                }),
+                _ => self.definition(g, id, site),
+            };
+        }
+        match name {
+            "_GLOBAL_OFFSET_TABLE_" => {
+                return Ok(Resolved {
+                    target: Target::GotBase,
+                    size: 0,
+                    name,
+                    origin: Origin::Load,
+                });
+            }
+            "__dso_handle" => {
+                return Ok(Resolved {
+                    target: Target::DsoHandle,
+                    size: 8,
+                    name,
+                    origin: Origin::Load,
+                });
+            }
+            _ => {}
+        }
+        if let Some(&(g2, id2)) = self.globals.get(name) {
+            let def = &self.graphs[g2].symbols[id2];
+            // A weak definition yields to one already in the session, as a
+            // dynamic linker's global scope would have it.
+            let interposed = def.binding == Binding::Weak && def.visibility.exported();
+            if !interposed {
+                return self.definition(g2, id2, site);
+            }
+            if let Some(r) = self.from_session(name)? {
+                return Ok(r);
+            }
+            return self.definition(g2, id2, site);
+        }
+        if let Some(interposer) = interposer(name) {
+            let target = match interposer {
+                Interposer::Direct(address) => Target::Address(address),
+                Interposer::PassDso { target, arg_index } => {
+                    let index = match self.thunks.iter().position(|&t| t == (target, arg_index)) {
+                        Some(i) => i,
+                        None => {
+                            self.thunks.push((target, arg_index));
+                            self.thunks.len() - 1
+                        }
+                    };
+                    Target::Thunk(index)
+                }
+            };
+            return Ok(Resolved {
+                target,
+                size: 0,
+                name,
+                origin: Origin::Runtime,
+            });
+        }
+        if let Some(r) = self.from_session(name)? {
+            return Ok(r);
+        }
+        let host_name = match name {
+            // glibc's libc_nonshared.a: the local alias of __stack_chk_fail.
+            "__stack_chk_fail_local" => "__stack_chk_fail",
+            _ => name,
+        };
+        if let Some(host) = self.req.host.lookup(host_name) {
+            if host.kind == HostSymbolKind::Tls {
+                return Err(LinkError::UnsupportedRelocation {
+                    site: site(),
+                    reloc: "reference".into(),
+                    symbol: name.to_string(),
+                    why: ": the host symbol is thread-local, which is not supported yet".into(),
+                });
+            }
+            return Ok(Resolved {
+                target: Target::Address(host.address),
+                size: host.size,
+                name,
+                origin: Origin::Host(host.kind),
+            });
+        }
+        if sym.binding == Binding::Weak {
+            return Ok(Resolved {
+                target: Target::Null,
+                size: 0,
+                name,
+                origin: Origin::Absolute,
+            });
+        }
+        Err(LinkError::Undefined {
+            symbol: name.to_string(),
+            site: site(),
+        })
+    }
+
+    /// A symbol exported by another live module: functions through their
+    /// indirection stub, data directly.
+    fn from_session(&mut self, name: &'g str) -> Result<Option<Resolved<'g>>, LinkError> {
+        let Some(export) = self.req.exports.get(name) else {
+            return Ok(None);
+        };
+        if Some(export.module) == self.req.replacing {
+            return Ok(None);
+        }
+        let address = if export.function {
+            self.req
+                .indirection
+                .stub_for(self.req.slab, name, export.address)?
+        } else {
+            export.address
+        };
+        Ok(Some(Resolved {
+            target: Target::Address(address),
+            size: 0,
+            name,
+            origin: Origin::Module {
+                module: export.module,
+                function: export.function,
+            },
+        }))
+    }
+}
+
+fn align_up(value: u64, align: u64) -> u64 {
+    value.div_ceil(align.max(1)) * align.max(1)
+}
+
+/// Places sections and synthesized pieces in three segments: read-execute,
+/// read-only, read-write.
+fn lay_out(
+    graphs: &[LinkGraph<'_>],
+    plt: usize,
+    thunks: usize,
+    got: usize,
+    copies: &[(u64, u64)],
+    commons: &[Common<'_>],
+    page: u64,
+) -> Result<Layout, LinkError> {
+    let mut sections: Vec<Vec<Option<u64>>> =
+        graphs.iter().map(|g| vec![None; g.sections.len()]).collect();
+    let mut cursor = 0u64;
+    let place_all = |sections: &mut Vec<Vec<Option<u64>>>,
+                     cursor: &mut u64,
+                     pick: &dyn Fn(&Section<'_>) -> bool| {
+        for (g, graph) in graphs.iter().enumerate() {
+            for (s, section) in graph.sections.iter().enumerate() {
+                if section.live && pick(section) {
+                    *cursor = align_up(*cursor, section.align);
+                    sections[g][s] = Some(*cursor);
+                    *cursor += section.size;
+                }
+            }
+        }
+    };
+    let mut segments = Vec::new();
+
+    // Read-execute.
+    let start = cursor;
+    place_all(&mut sections, &mut cursor, &|s| s.protection == Protection::Code);
+    cursor = align_up(cursor, 16);
+    let plt_at = cursor;
+    cursor += plt as u64 * JUMP_STUB.len() as u64;
+    let thunks_at = cursor;
+    cursor += thunks as u64 * DSO_THUNK_SIZE as u64;
+    segments.push((start, cursor - start, Protection::Code));
+    cursor = align_up(cursor, page);
+
+    // Read-only.
+    let start = cursor;
+    place_all(&mut sections, &mut cursor, &|s| {
+        s.protection == Protection::ReadOnly && s.role != SectionRole::UnwindFrames
+    });
+    cursor = align_up(cursor, 8);
+    let got_at = cursor;
+    cursor += got as u64 * 8;
+    let eh_start = cursor;
+    let mut has_frames = false;
+    for (g, graph) in graphs.iter().enumerate() {
+        for (s, section) in graph.sections.iter().enumerate() {
+            if section.live && section.role == SectionRole::UnwindFrames && section.size > 0 {
+                if section.size % 4 != 0 {
+                    return Err(LinkError::Malformed {
+                        object: graph.object.clone(),
+                        reason: format!("{}: size {} is not a multiple of 4", section.name, section.size),
+                    });
+                }
+                sections[g][s] = Some(cursor);
+                cursor += section.size;
+                has_frames = true;
+            }
+        }
+    }
+    let eh_frame = has_frames.then(|| {
+        cursor += 4; // the zero terminator the unwinder stops at
+        (eh_start, cursor - eh_start)
+    });
+    segments.push((start, cursor - start, Protection::ReadOnly));
+    cursor = align_up(cursor, page);
+
+    // Read-write.
+    let start = cursor;
+    place_all(&mut sections, &mut cursor, &|s| s.protection == Protection::Data);
+    cursor = align_up(cursor, 8);
+    let dso = cursor;
+    cursor += 8;
+    let mut copy_offsets = Vec::with_capacity(copies.len());
+    for &(_, size) in copies {
+        cursor = align_up(cursor, 16);
+        copy_offsets.push(cursor);
+        cursor += size;
+    }
+    place_all(&mut sections, &mut cursor, &|s| s.protection == Protection::Zero);
+    let mut common_offsets = Vec::with_capacity(commons.len());
+    for common in commons {
+        cursor = align_up(cursor, common.align);
+        common_offsets.push(cursor);
+        cursor += common.size;
+    }
+    segments.push((start, cursor - start, Protection::Data));
+    let total = align_up(cursor.max(1), page);
+    Ok(Layout {
+        sections,
+        plt: plt_at,
+        thunks: thunks_at,
+        got: got_at,
+        eh_frame,
+        dso,
+        copies: copy_offsets,
+        commons: common_offsets,
+        segments,
+        total,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_module(
+    graphs: &[LinkGraph<'_>],
+    resolver: &Resolver<'_, '_, '_>,
+    layout: &Layout,
+    base: u64,
+    plans: &[Via],
+    got_keys: &[(Target, Option<(u32, String)>)],
+    plt: &[usize],
+    thunks: &[(u64, u8)],
+    thunk_slots: &[usize],
+    copies: &[(u64, u64)],
+) -> Result<LinkedModule, LinkError> {
+    // SAFETY: the slab just allocated `layout.total` bytes at `base`, mapped
+    // read-write and zeroed; nothing else refers to them yet.
+    let memory = unsafe { std::slice::from_raw_parts_mut(base as *mut u8, layout.total as usize) };
+    let got_base = base + layout.got;
+    let dso = base + layout.dso;
+    let address_of = |target: Target| -> u64 {
+        match target {
+            Target::Section(g, s, offset) => {
+                base + layout.sections[g][s].expect("live sections are placed") + offset
+            }
+            Target::Common(i) => base + layout.commons[i],
+            Target::Address(a) => a,
+            Target::DsoHandle => dso,
+            Target::GotBase => got_base,
+            Target::Thunk(i) => base + layout.thunks + (i * DSO_THUNK_SIZE) as u64,
+            Target::Null => 0,
+        }
+    };
+    let copy_of = |address: u64| -> Option<u64> {
+        copies
+            .iter()
+            .position(|&(a, _)| a == address)
+            .map(|i| base + layout.copies[i])
+    };
+
+    // Section contents.
+    for (g, graph) in graphs.iter().enumerate() {
+        for (s, section) in graph.sections.iter().enumerate() {
+            if let (Some(offset), false) = (layout.sections[g][s], section.data.is_empty()) {
+                let at = offset as usize;
+                memory[at..at + section.data.len()].copy_from_slice(&section.data);
+            }
+        }
+    }
+    // Copies of far host data.
+    for (i, &(address, size)) in copies.iter().enumerate() {
+        let at = layout.copies[i] as usize;
+        // SAFETY: `address` is a host data symbol of `size` bytes (its
+        // dynamic symbol says so), mapped while its library is loaded.
+        let source = unsafe { std::slice::from_raw_parts(address as *const u8, size as usize) };
+        memory[at..at + size as usize].copy_from_slice(source);
+    }
+
+    let mut bindings = Vec::new();
+    let mut imports: Vec<(u32, String)> = Vec::new();
+    let mut note_import = |origin: Origin, name: &str| {
+        if let Origin::Module { module, .. } = origin {
+            if !imports.iter().any(|(m, n)| *m == module && n == name) {
+                imports.push((module, name.to_string()));
+            }
+        }
+    };
+
+    // GOT entries.
+    for (i, &(key, _)) in got_keys.iter().enumerate() {
+        let value = match key {
+            Target::Address(a) => copy_of(a).unwrap_or(a),
+            other => address_of(other),
+        };
+        let at = (layout.got + 8 * i as u64) as usize;
+        memory[at..at + 8].copy_from_slice(&value.to_le_bytes());
+    }
+    // PLT stubs.
+    for (i, &slot) in plt.iter().enumerate() {
+        let stub = layout.plt + (i * JUMP_STUB.len()) as u64;
+        let mut bytes = JUMP_STUB;
+        let disp = (got_base + 8 * slot as u64) as i64 - (base + stub) as i64 - JUMP_STUB_END as i64;
+        bytes[JUMP_STUB_DISP..JUMP_STUB_DISP + 4].copy_from_slice(&(disp as i32).to_le_bytes());
+        memory[stub as usize..stub as usize + bytes.len()].copy_from_slice(&bytes);
+    }
+    // Dso thunks.
+    for (i, &(_, arg)) in thunks.iter().enumerate() {
+        let at = layout.thunks + (i * DSO_THUNK_SIZE) as u64;
+        let (mut bytes, fields) = x86_64::dso_thunk(arg).expect("interposers use argument registers 0-3");
+        let targets = [dso, got_base + 8 * thunk_slots[i] as u64];
+        for ((field, end), target) in fields.into_iter().zip(targets) {
+            let disp = target as i64 - (base + at + end as u64) as i64;
+            bytes[field..field + 4].copy_from_slice(&(disp as i32).to_le_bytes());
+        }
+        memory[at as usize..at as usize + DSO_THUNK_SIZE].copy_from_slice(&bytes);
+    }
+
+    // Edges.
+    let mut plan = plans.iter();
+    for (g, graph) in graphs.iter().enumerate() {
+        for (s, section) in graph.sections.iter().enumerate() {
+            if !section.live {
+                continue;
+            }
+            let section_offset = layout.sections[g][s].expect("live sections are placed");
+            for edge in &section.edges {
+                let via = *plan.next().expect("one plan per edge");
+                if edge.kind.op == RelocOp::None {
+                    continue;
+                }
+                let r = resolver.cached(g, edge.target);
+                note_import(r.origin, r.name);
+                let place = base + section_offset + edge.offset;
+                let field_at = (section_offset + edge.offset) as usize;
+                let s_addr = match via {
+                    Via::Stub(i) => base + layout.plt + (i * JUMP_STUB.len()) as u64,
+                    Via::Copy(i) => base + layout.copies[i],
+                    _ => address_of(r.target),
+                };
+                let (a, p, got) = (edge.addend as i128, place as i128, got_base as i128);
+                let s_val = s_addr as i128;
+                let value = match (edge.kind.op, via) {
+                    (RelocOp::GotEntryPcRel { relax }, Via::Relaxed) => {
+                        let at = (section_offset + edge.offset) as usize;
+                        let start = section_offset as usize;
+                        let relaxed = x86_64::relax_got_load(
+                            &mut memory[start..start + section.size as usize],
+                            at - start,
+                            relax,
+                        );
+                        debug_assert!(relaxed, "planned relaxations match");
+                        s_val + a - p
+                    }
+                    (RelocOp::GotEntryPcRel { .. }, Via::Got(i)) => got + 8 * i as i128 + a - p,
+                    (RelocOp::GotEntryOffset, Via::Got(i)) => 8 * i as i128 + a,
+                    (RelocOp::Absolute, _) => s_val + a,
+                    (RelocOp::PcRelative | RelocOp::Branch, _) => s_val + a - p,
+                    (RelocOp::GotBasePcRel, _) => got + a - p,
+                    (RelocOp::GotBaseOffset, _) => s_val + a - got,
+                    (RelocOp::Size, _) => r.size as i128 + a,
+                    (op, via) => unreachable!("{op:?} planned as {via:?}"),
+                };
+                let width = usize::from(edge.kind.width);
+                write_checked(&edge.kind, &mut memory[field_at..field_at + width], value).map_err(
+                    |failure| {
+                        let mut detail = format!(
+                            "target {s_addr:#x}, place {place:#x}, distance {:+#x}",
+                            s_val - p
+                        );
+                        if edge.kind.op == RelocOp::Absolute && edge.kind.is_narrow() {
+                            detail.push_str(
+                                "; absolute 32-bit addresses (-fno-pic code) need the slab in the low 2 GiB: use --slab-address",
+                            );
+                        }
+                        LinkError::OutOfRange {
+                            site: site(graph, section, edge.offset),
+                            reloc: edge.kind.name.to_string(),
+                            symbol: r.name.to_string(),
+                            value,
+                            width: failure.width,
+                            detail,
+                        }
+                    },
+                )?;
+                if let (Origin::Module { module, function: false }, Via::Direct) = (r.origin, via) {
+                    bindings.push(DataBinding {
+                        site: place,
+                        kind: edge.kind,
+                        addend: edge.addend,
+                        symbol: r.name.to_string(),
+                        module,
+                    });
+                }
+            }
+        }
+    }
+    // GOT entries that hold another module's data address are bindings too.
+    for (i, (_, binding)) in got_keys.iter().enumerate() {
+        if let Some((module, symbol)) = binding {
+            bindings.push(DataBinding {
+                site: got_base + 8 * i as u64,
+                kind: ABS64,
+                addend: 0,
+                symbol: symbol.clone(),
+                module: *module,
+            });
+        }
+    }
+
+    // Initializers and finalizers, read back from relocated memory.
+    let (initializers, finalizers) = lifecycle_lists(graphs, layout, memory);
+
+    // Protect: read-execute, read-only, read-write. Never RWX.
+    for &(offset, size, protection) in &layout.segments {
+        let start = base + offset;
+        let end = align_up(base + offset + size, resolver.req.slab.page());
+        protect_as(start, end - start, protection)?;
+    }
+
+    let mut exports = Vec::new();
+    for (&name, &(g, id)) in resolver.globals {
+        let sym = &graphs[g].symbols[id];
+        if !sym.visibility.exported() {
+            continue;
+        }
+        let r = resolver.cache[g][id];
+        let target = match r {
+            Some(r) if r.origin == Origin::Load => r.target,
+            Some(_) => continue, // bound to another module's definition
+            None => match sym.definition {
+                Definition::Defined { section, offset } => Target::Section(g, section, offset),
+                Definition::Common { .. } => Target::Common(
+                    resolver
+                        .commons
+                        .iter()
+                        .position(|c| c.name == name)
+                        .expect("chosen commons are allocated"),
+                ),
+                Definition::Absolute(a) => Target::Address(a),
+                _ => continue,
+            },
+        };
+        if sym.binding == Binding::Weak
+            && resolver
+                .req
+                .exports
+                .get(name)
+                .is_some_and(|e| Some(e.module) != resolver.req.replacing)
+        {
+            continue;
+        }
+        exports.push((
+            name.to_string(),
+            Export {
+                module: resolver.req.module,
+                objects: resolver.req.objects.clone(),
+                address: address_of(target),
+                function: sym.kind == SymbolKind::Function,
+            },
+        ));
+    }
+
+    let mut crash_symbols = Vec::new();
+    for (g, graph) in graphs.iter().enumerate() {
+        for sym in &graph.symbols {
+            if let (SymbolKind::Function, Definition::Defined { section, offset }) =
+                (sym.kind, sym.definition)
+            {
+                if let Some(at) = layout.sections[g][section] {
+                    crash_symbols.push(CrashSymbol {
+                        start: base + at + offset,
+                        size: sym.size,
+                        name: sym.name.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    Ok(LinkedModule {
+        memory: (base, layout.total),
+        segments: layout
+            .segments
+            .iter()
+            .map(|&(offset, size, p)| (base + offset, size, p))
+            .collect(),
+        dso,
+        eh_frame: layout.eh_frame.map(|(offset, _)| base + offset),
+        exports,
+        imports,
+        bindings,
+        initializers,
+        finalizers,
+        crash_symbols,
+    })
+}
+
+/// The other-module data symbol a resolution refers to, if any.
+fn binding_of(r: &Resolved<'_>) -> Option<(u32, String)> {
+    match r.origin {
+        Origin::Module {
+            module,
+            function: false,
+        } => Some((module, r.name.to_string())),
+        _ => None,
+    }
+}
+
+/// The load's initializers in run order and its finalizers in array order,
+/// as GNU ld would lay out `.init_array` / `.fini_array`: prioritized
+/// sections by priority, then the rest in link order; `.ctors`/`.dtors`
+/// contents reversed.
+fn lifecycle_lists(graphs: &[LinkGraph<'_>], layout: &Layout, memory: &[u8]) -> (Vec<u64>, Finalizers) {
+    let mut inits = Vec::new();
+    let mut finis = Vec::new();
+    for (g, graph) in graphs.iter().enumerate() {
+        for (s, section) in graph.sections.iter().enumerate() {
+            let Some(offset) = layout.sections[g][s] else { continue };
+            let (list, priority, reversed) = match section.role {
+                SectionRole::Initializers { priority, reversed } => (&mut inits, priority, reversed),
+                SectionRole::Finalizers { priority, reversed } => (&mut finis, priority, reversed),
+                _ => continue,
+            };
+            let bytes = &memory[offset as usize..(offset + section.size) as usize];
+            let mut words: Vec<u64> = bytes
+                .chunks_exact(8)
+                .map(|w| u64::from_le_bytes(w.try_into().unwrap()))
+                // 0 and -1 are `.ctors` list markers, not functions.
+                .filter(|&w| w != 0 && w != u64::MAX)
+                .collect();
+            if reversed {
+                words.reverse();
+            }
+            list.push((priority, words));
+        }
+    }
+    let sort = |list: &mut Vec<(Option<u32>, Vec<u64>)>| {
+        list.sort_by_key(|(priority, _)| match priority {
+            Some(p) => (0, *p),
+            None => (1, 0),
+        })
+    };
+    sort(&mut inits);
+    sort(&mut finis);
+    let initializers = inits.into_iter().flat_map(|(_, w)| w).collect();
+    let mut finalizers = Finalizers::default();
+    for (priority, words) in finis {
+        match priority {
+            Some(_) => finalizers.prioritized.extend(words),
+            None => finalizers.unprioritized.extend(words),
+        }
+    }
+    (initializers, finalizers)
+}

@@ -1,0 +1,137 @@
+//! `solder`: the command-line front of the linker.
+//!
+//! `solder run [OPTIONS] OBJ... [-- ARGS...]` links the objects in memory and
+//! runs `main(argc, argv, envp)` like a native program: stdio passes
+//! through, the exit status is the program's, a crash reports on stderr and
+//! dies of its signal (`128 + signal` in a shell), and a link or input error
+//! exits with 125 and a message naming object, section, offset and symbol.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use solder_linker::{ObjectFile, Placement, Session, SessionConfig};
+
+/// The exit status for Solder's own failures (link errors, bad input).
+const SOLDER_FAILED: u8 = 125;
+
+#[derive(Parser)]
+#[command(name = "solder", version, about = "A JIT linker for relocatable objects")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Link objects in memory and run their `main`.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Link only: no initializer, `main` or deinitializer runs.
+    #[arg(long)]
+    noexec: bool,
+    /// The function to run instead of `main`.
+    #[arg(long, value_name = "SYMBOL", default_value = "main")]
+    entry: String,
+    /// Size of the address-space reservation for JIT memory (e.g. 1G, 256M).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    slab: Option<u64>,
+    /// Put the slab exactly at this address (e.g. 0x40000000).
+    #[arg(long, value_name = "ADDR", value_parser = parse_number)]
+    slab_address: Option<u64>,
+    /// Search libNAME.so for host symbols.
+    #[arg(short = 'l', value_name = "NAME")]
+    library: Vec<String>,
+    /// Open this shared object before linking.
+    #[arg(long, value_name = "PATH")]
+    preload: Vec<PathBuf>,
+    /// Relocatable objects (.o) to link as one module.
+    #[arg(required = true, value_name = "OBJ")]
+    objects: Vec<PathBuf>,
+    /// Arguments passed to the program after `--`.
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let informational = !err.use_stderr();
+            let _ = err.print();
+            return ExitCode::from(if informational { 0 } else { SOLDER_FAILED });
+        }
+    };
+    match cli.command {
+        Command::Run(args) => match run(args) {
+            Ok(code) => ExitCode::from(code),
+            Err(err) => {
+                eprintln!("solder: error: {err:#}");
+                ExitCode::from(SOLDER_FAILED)
+            }
+        },
+    }
+}
+
+fn run(args: RunArgs) -> Result<u8> {
+    solder_executor::crash::install_crash_reporter();
+    let objects = args
+        .objects
+        .iter()
+        .map(|path| ObjectFile::read(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = SessionConfig {
+        slab_size: args.slab.unwrap_or(1 << 30),
+        placement: args.slab_address.map_or(Placement::Auto, Placement::Fixed),
+        libraries: args.library.clone(),
+        preloads: args
+            .preload
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        execute: !args.noexec,
+    };
+    let mut session = Session::new(config).context("cannot start the session")?;
+    let mut argv = vec![args.objects[0].display().to_string()];
+    argv.extend(args.args.iter().cloned());
+    session.set_program_args(&argv);
+    session.load(&objects)?;
+    if args.noexec {
+        return Ok(0);
+    }
+    let status = session.run_main(&args.entry)?;
+    // `main` returned: the program exits as with `exit(status)`.
+    session.end();
+    // SAFETY: exit flushes C stdio (which JIT'd code wrote through) and runs
+    // the host's own handlers; nothing of ours is used after it.
+    unsafe { libc::exit(status) }
+}
+
+/// Parses `1G`, `512M`, `64K`, `4096` or `0x1000`.
+fn parse_size(text: &str) -> Result<u64> {
+    let (digits, shift) = match text.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&text[..text.len() - 1], 10),
+        Some('M') => (&text[..text.len() - 1], 20),
+        Some('G') => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    let value = parse_number(digits)?;
+    value
+        .checked_mul(1 << shift)
+        .with_context(|| format!("size `{text}` is too large"))
+}
+
+fn parse_number(text: &str) -> Result<u64> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    match parsed {
+        Ok(value) => Ok(value),
+        Err(_) => bail!("`{text}` is not a number"),
+    }
+}
