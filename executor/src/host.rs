@@ -197,6 +197,41 @@ fn last_dl_error() -> String {
     }
 }
 
+/// The address span of the loaded shared libraries (not the executable or
+/// the vDSO): JIT memory placed within ±2 GiB of all of it reaches host data
+/// with 32-bit PC-relative references, as code compiled for PIE expects.
+pub fn library_span() -> Option<(u64, u64)> {
+    let mut span: (u64, u64) = (u64::MAX, 0);
+    unsafe extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut c_void,
+    ) -> libc::c_int {
+        // SAFETY: dl_iterate_phdr passes a valid info record and our `data`.
+        let (info, span) = unsafe { (&*info, &mut *(data as *mut (u64, u64))) };
+        // SAFETY: dlpi_name is a NUL-terminated string (empty for the
+        // executable).
+        let name = unsafe { CStr::from_ptr(info.dlpi_name) }.to_bytes();
+        if name.is_empty() || name.starts_with(b"linux-vdso") || name.starts_with(b"linux-gate") {
+            return 0;
+        }
+        for i in 0..usize::from(info.dlpi_phnum) {
+            // SAFETY: dlpi_phdr points to dlpi_phnum program headers.
+            let ph = unsafe { &*info.dlpi_phdr.add(i) };
+            if ph.p_type == libc::PT_LOAD {
+                let start = info.dlpi_addr + ph.p_vaddr;
+                span.0 = span.0.min(start);
+                span.1 = span.1.max(start + ph.p_memsz);
+            }
+        }
+        0
+    }
+    // SAFETY: the callback only reads the records it is given and writes
+    // to `span`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut span as *mut (u64, u64)).cast()) };
+    (span.1 > span.0).then_some(span)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +246,13 @@ mod tests {
         assert_eq!(stdout.size, 8);
         assert!(libs.lookup("cos").is_some(), "libm is searched by default");
         assert!(libs.lookup("solder_no_such_symbol_anywhere").is_none());
+    }
+
+    #[test]
+    fn library_span_covers_libc() {
+        let (lo, hi) = library_span().unwrap();
+        let puts = HostLibraries::with_defaults().unwrap().lookup("puts").unwrap();
+        assert!((lo..hi).contains(&puts.address), "{lo:#x}..{hi:#x}");
     }
 
     #[test]

@@ -250,7 +250,8 @@ pub fn link(mut graphs: Vec<LinkGraph<'_>>, req: LinkRequest<'_>) -> Result<Link
                     (
                         RelocOp::Branch | RelocOp::PcRelative | RelocOp::Absolute,
                         Target::Address(address),
-                    ) if matches!(r.origin, Origin::Host(k) if k != HostSymbolKind::Data)
+                    ) if (r.origin == Origin::Runtime
+                        || matches!(r.origin, Origin::Host(k) if k != HostSymbolKind::Data))
                         && needs_near(&edge.kind, address, edge.addend, resolver.req.slab) =>
                     {
                         let slot = got_entry(Target::Address(address), None);

@@ -16,9 +16,17 @@ use crate::graph::Protection;
 /// Where to put the slab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
-    /// In the low 2 GiB when possible (so `-fno-pic` objects link),
-    /// anywhere otherwise.
+    /// Decided by the session from the first load: [`Placement::Low`] when
+    /// it holds absolute 32-bit references (`-fno-pic` code), otherwise
+    /// [`Placement::NearHost`].
     Auto,
+    /// Within ±2 GiB of the host's shared libraries, so code compiled for
+    /// PIE (which reads extern data PC-relative, expecting copy relocations)
+    /// reaches host data directly; anywhere when that fails.
+    NearHost,
+    /// In the low 2 GiB, where absolute 32-bit addresses reach; anywhere
+    /// when that fails.
+    Low,
     /// Exactly here, or fail.
     Fixed(u64),
 }
@@ -63,11 +71,16 @@ impl Slab {
                     ))
                 })?
             }
-            Placement::Auto => {
-                let low = (size < (1 << 31) - LOW_HINT)
-                    .then(|| map_noreserve(LOW_HINT, size, true))
+            Placement::Auto | Placement::NearHost | Placement::Low => {
+                let near = (placement != Placement::Low)
+                    .then(|| near_host(size, page))
                     .flatten();
-                match low {
+                let low = || {
+                    (size < (1 << 31) - LOW_HINT)
+                        .then(|| map_noreserve(LOW_HINT, size, true))
+                        .flatten()
+                };
+                match near.or_else(low) {
                     Some(base) => base,
                     None => map_noreserve(0, size, false).ok_or_else(|| {
                         LinkError::Memory(format!(
@@ -207,6 +220,23 @@ fn protect(start: u64, size: u64, prot: libc::c_int) -> Result<(), LinkError> {
     Ok(())
 }
 
+/// Reserves `size` bytes just below the host's shared libraries, where
+/// every byte reaches all of them with a rel32 (libraries opened later are
+/// mapped below the slab, still within reach).
+fn near_host(size: u64, page: u64) -> Option<u64> {
+    let (lo, hi) = solder_executor::host::library_span()?;
+    for gap in [16u64 << 20, 64 << 20, 256 << 20] {
+        let base = lo.checked_sub(size + gap)? & !(page - 1);
+        if hi - base >= REL32_REACH || base + size > lo {
+            return None;
+        }
+        if let Some(base) = map_noreserve(base, size, true) {
+            return Some(base);
+        }
+    }
+    None
+}
+
 fn map_noreserve(address: u64, size: u64, fixed: bool) -> Option<u64> {
     let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
     if fixed {
@@ -263,8 +293,15 @@ mod tests {
     }
 
     #[test]
-    fn auto_placement_prefers_the_low_2_gib() {
-        let slab = Slab::reserve(1 << 30, Placement::Auto).unwrap();
+    fn near_host_placement_reaches_libc() {
+        let slab = Slab::reserve(1 << 30, Placement::NearHost).unwrap();
+        let (lo, hi) = solder_executor::host::library_span().unwrap();
+        assert!(slab.reaches(lo) && slab.reaches(hi), "slab {:#x}", slab.base());
+    }
+
+    #[test]
+    fn low_placement_is_in_the_low_2_gib() {
+        let slab = Slab::reserve(1 << 30, Placement::Low).unwrap();
         assert!(slab.is_low(), "slab at {:#x}", slab.base());
         assert!(slab.reaches(slab.base() + (1 << 30) - 1));
         assert!(!slab.reaches(0x7f00_0000_0000));

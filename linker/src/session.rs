@@ -91,7 +91,9 @@ struct Module {
 
 pub struct Session {
     config: SessionConfig,
-    slab: Slab,
+    /// Reserved at the first load, when its placement can be chosen from
+    /// the objects (unless the configuration fixes it).
+    slab: Option<Slab>,
     host: HostLibraries,
     modules: Vec<Module>,
     exports: HashMap<String, Export>,
@@ -133,7 +135,10 @@ unsafe extern "C" {
 
 impl Session {
     pub fn new(config: SessionConfig) -> Result<Self, LinkError> {
-        let slab = Slab::reserve(config.slab_size, config.placement)?;
+        let slab = match config.placement {
+            Placement::Auto => None,
+            placement => Some(Slab::reserve(config.slab_size, placement)?),
+        };
         let mut host = HostLibraries::with_defaults()?;
         for name in &config.libraries {
             host.link_library(name)?;
@@ -159,14 +164,18 @@ impl Session {
         self.program_args = ProgramArgs::new(args);
     }
 
-    /// The slab's address range.
-    pub fn slab_range(&self) -> (u64, u64) {
-        (self.slab.base(), self.slab.base() + self.slab.size())
+    /// The slab's address range, once reserved.
+    pub fn slab_range(&self) -> Option<(u64, u64)> {
+        self.slab.as_ref().map(|s| (s.base(), s.base() + s.size()))
     }
 
     /// Bytes of the slab in use (allocated to modules and stubs).
     pub fn slab_used(&self) -> u64 {
-        self.slab.size() - self.slab.free_bytes()
+        self.slab.as_ref().map_or(0, |s| s.size() - s.free_bytes())
+    }
+
+    fn page(&self) -> u64 {
+        self.slab.as_ref().map_or_else(crate::memory::page_size, Slab::page)
     }
 
     /// Links `objects` as one new module and runs its initializers.
@@ -185,12 +194,30 @@ impl Session {
             .iter()
             .map(|o| parse_object(&o.name, &o.bytes))
             .collect::<Result<Vec<_>, _>>()?;
+        let slab = match &mut self.slab {
+            Some(slab) => slab,
+            none => {
+                // Absolute 32-bit references (`-fno-pic`) need the low 2 GiB;
+                // everything else is best next to the host's libraries.
+                let absolute32 = graphs.iter().flat_map(|g| &g.sections).any(|s| {
+                    s.edges
+                        .iter()
+                        .any(|e| e.kind.op == RelocOp::Absolute && e.kind.width == 4)
+                });
+                let placement = if absolute32 {
+                    Placement::Low
+                } else {
+                    Placement::NearHost
+                };
+                none.insert(Slab::reserve(self.config.slab_size, placement)?)
+            }
+        };
         link(
             graphs,
             LinkRequest {
                 module: id,
                 objects: describe(objects),
-                slab: &mut self.slab,
+                slab,
                 host: &mut self.host,
                 exports: &self.exports,
                 indirection: &mut self.indirection,
@@ -213,7 +240,7 @@ impl Session {
         let mut export_names = Vec::with_capacity(linked.exports.len());
         for (name, export) in linked.exports {
             if export.function {
-                self.indirection.retarget(&name, export.address, self.slab.page())?;
+                self.indirection.retarget(&name, export.address, self.page())?;
             }
             export_names.push(name.clone());
             self.exports.insert(name, export);
@@ -267,10 +294,8 @@ impl Session {
         };
         if export.function {
             let address = export.address;
-            return self
-                .indirection
-                .stub_for(&mut self.slab, name, address)
-                .map(Some);
+            let slab = self.slab.as_mut().expect("modules live in the slab");
+            return self.indirection.stub_for(slab, name, address).map(Some);
         }
         Ok(Some(export.address))
     }
@@ -342,7 +367,7 @@ impl Session {
             if self.exports.get(name).is_some_and(|e| e.module == id.0) {
                 self.exports.remove(name);
                 // Calls through a stale pointer now fault at address 0.
-                self.indirection.retarget(name, 0, self.slab.page())?;
+                self.indirection.retarget(name, 0, self.page())?;
             }
         }
         self.release(module);
@@ -365,7 +390,7 @@ impl Session {
                         symbol: symbol.clone(),
                         user: user.id,
                     };
-                    self.slab.release(linked.memory.0, linked.memory.1);
+                    self.slab_mut().release(linked.memory.0, linked.memory.1);
                     return Err(err);
                 }
             }
@@ -386,7 +411,7 @@ impl Session {
         // code. Direct data references are re-applied.
         for name in &old.exports {
             if !self.exports.contains_key(name) {
-                self.indirection.retarget(name, 0, self.slab.page())?;
+                self.indirection.retarget(name, 0, self.page())?;
             }
         }
         self.rebind(id.0)?;
@@ -398,7 +423,7 @@ impl Session {
 
     /// Re-applies other modules' direct references into module `id`'s data.
     fn rebind(&mut self, id: u32) -> Result<(), LinkError> {
-        let page = self.slab.page();
+        let page = self.page();
         for module in &self.modules {
             if module.id == id {
                 continue;
@@ -443,9 +468,13 @@ impl Session {
         Ok(())
     }
 
+    fn slab_mut(&mut self) -> &mut Slab {
+        self.slab.as_mut().expect("modules live in the slab")
+    }
+
     fn release(&mut self, mut module: Module) {
         drop(module.frames.take());
-        self.slab.release(module.memory.0, module.memory.1);
+        self.slab_mut().release(module.memory.0, module.memory.1);
     }
 
     /// Ends the session as `exit()` would: every handler newest-first, then
