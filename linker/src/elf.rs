@@ -169,15 +169,14 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
             elf::STT_TLS => SymbolKind::ThreadLocal,
             _ => SymbolKind::Other,
         };
-        if kind == SymbolKind::Section {
-            if let Some(i) = shndx {
+        if kind == SymbolKind::Section
+            && let Some(i) = shndx {
                 let header = sections
                     .section(i)
                     .map_err(|e| malformed(format!("symbol {}: {e}", index.0)))?;
                 name = std::str::from_utf8(sections.section_name(endian, header).unwrap_or(b""))
                     .unwrap_or("");
             }
-        }
         let binding = match sym.st_bind() {
             elf::STB_LOCAL => Binding::Local,
             elf::STB_WEAK => Binding::Weak,
@@ -232,20 +231,20 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
             let kind = match elf_reloc(r_type) {
                 Some(ElfReloc::Kind(kind)) => kind,
                 Some(ElfReloc::Unsupported(name, why)) => {
-                    return Err(LinkError::UnsupportedRelocation {
+                    return Err(LinkError::UnsupportedRelocation(Box::new(crate::error::UnsupportedRelocation {
                         site: site(),
                         reloc: name.to_string(),
                         symbol: symbol_name(),
                         why: format!(": {why}"),
-                    });
+                    })));
                 }
                 None => {
-                    return Err(LinkError::UnsupportedRelocation {
+                    return Err(LinkError::UnsupportedRelocation(Box::new(crate::error::UnsupportedRelocation {
                         site: site(),
                         reloc: format!("type {}", r_type.0),
                         symbol: symbol_name(),
                         why: ": unknown x86-64 relocation type".into(),
-                    });
+                    })));
                 }
             };
             if symbol >= symbols.len() {

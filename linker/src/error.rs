@@ -21,6 +21,29 @@ impl std::fmt::Display for Site {
     }
 }
 
+/// A relocation (or reference) Solder cannot link.
+#[derive(Debug)]
+pub struct UnsupportedRelocation {
+    pub site: Site,
+    pub reloc: String,
+    pub symbol: String,
+    /// Why, starting with ": ".
+    pub why: String,
+}
+
+/// A value that does not fit its relocation field.
+#[derive(Debug)]
+pub struct OutOfRange {
+    pub site: Site,
+    pub reloc: String,
+    pub symbol: String,
+    pub value: i128,
+    /// "signed 32 bits" and the like.
+    pub width: String,
+    /// Target, place and distance, and a hint when there is one.
+    pub detail: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     #[error("cannot read {path}: {source}")]
@@ -32,24 +55,13 @@ pub enum LinkError {
     Malformed { object: String, reason: String },
     #[error("{object}: unsupported object: {reason}")]
     UnsupportedObject { object: String, reason: String },
-    #[error("{site}: unsupported relocation {reloc} against `{symbol}`{why}")]
-    UnsupportedRelocation {
-        site: Site,
-        reloc: String,
-        symbol: String,
-        why: String,
-    },
+    #[error("{}: unsupported relocation {} against `{}`{}", .0.site, .0.reloc, .0.symbol, .0.why)]
+    UnsupportedRelocation(Box<UnsupportedRelocation>),
     #[error(
-        "{site}: relocation {reloc} against `{symbol}` out of range: value {value:#x} does not fit in {width} ({detail})"
+        "{}: relocation {} against `{}` out of range: value {:#x} does not fit in {} ({})",
+        .0.site, .0.reloc, .0.symbol, .0.value, .0.width, .0.detail
     )]
-    OutOfRange {
-        site: Site,
-        reloc: String,
-        symbol: String,
-        value: i128,
-        width: String,
-        detail: String,
-    },
+    OutOfRange(Box<OutOfRange>),
     #[error("undefined symbol `{symbol}`, referenced by {site}")]
     Undefined { symbol: String, site: Site },
     #[error("duplicate symbol `{symbol}`: defined in {first} and in {second}")]

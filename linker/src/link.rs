@@ -202,15 +202,13 @@ pub fn link(mut graphs: Vec<LinkGraph<'_>>, req: LinkRequest<'_>) -> Result<Link
                 let r = resolver.cached(g, edge.target);
                 if let (Target::Address(address), Origin::Host(HostSymbolKind::Data)) =
                     (r.target, r.origin)
-                {
-                    if needs_near(&edge.kind, address, edge.addend, resolver.req.slab)
+                    && needs_near(&edge.kind, address, edge.addend, resolver.req.slab)
                         && r.size > 0
                         && !copy_index.contains_key(&address)
                     {
                         copy_index.insert(address, copies.len());
                         copies.push((address, r.size));
                     }
-                }
             }
         }
     }
@@ -411,15 +409,14 @@ fn collect_globals<'a>(
         if sym.binding == Binding::Weak || !sym.visibility.exported() {
             continue;
         }
-        if let Some(export) = req.exports.get(name) {
-            if Some(export.module) != req.replacing {
+        if let Some(export) = req.exports.get(name)
+            && Some(export.module) != req.replacing {
                 return Err(LinkError::Duplicate {
                     symbol: name.to_string(),
                     first: format!("module {} ({})", export.module, export.objects),
                     second: graphs[g].object.clone(),
                 });
             }
-        }
     }
     let mut commons = Vec::new();
     let mut names: Vec<&&str> = common_sizes.keys().collect();
@@ -468,12 +465,12 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
         let sym = &graph.symbols[id];
         let name: &'g str = sym.name;
         if sym.kind == SymbolKind::ThreadLocal {
-            return Err(LinkError::UnsupportedRelocation {
+            return Err(LinkError::UnsupportedRelocation(Box::new(crate::error::UnsupportedRelocation {
                 site: site(),
                 reloc: "reference".into(),
                 symbol: name.to_string(),
                 why: ": thread-local storage is not supported yet".into(),
-            });
+            })));
         }
         let target = match sym.definition {
             Definition::Defined { section, offset } => {
@@ -570,7 +567,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             if !interposed {
                 return self.definition(g2, id2, site);
             }
-            if let Some(r) = self.from_session(name)? {
+            if let Some(r) = self.exported_by_session(name)? {
                 return Ok(r);
             }
             return self.definition(g2, id2, site);
@@ -596,7 +593,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
                 origin: Origin::Runtime,
             });
         }
-        if let Some(r) = self.from_session(name)? {
+        if let Some(r) = self.exported_by_session(name)? {
             return Ok(r);
         }
         let host_name = match name {
@@ -606,12 +603,12 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
         };
         if let Some(host) = self.req.host.lookup(host_name) {
             if host.kind == HostSymbolKind::Tls {
-                return Err(LinkError::UnsupportedRelocation {
+                return Err(LinkError::UnsupportedRelocation(Box::new(crate::error::UnsupportedRelocation {
                     site: site(),
                     reloc: "reference".into(),
                     symbol: name.to_string(),
                     why: ": the host symbol is thread-local, which is not supported yet".into(),
-                });
+                })));
             }
             return Ok(Resolved {
                 target: Target::Address(host.address),
@@ -636,7 +633,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
 
     /// A symbol exported by another live module: functions through their
     /// indirection stub, data directly.
-    fn from_session(&mut self, name: &'g str) -> Result<Option<Resolved<'g>>, LinkError> {
+    fn exported_by_session(&mut self, name: &'g str) -> Result<Option<Resolved<'g>>, LinkError> {
         let Some(export) = self.req.exports.get(name) else {
             return Ok(None);
         };
@@ -832,11 +829,10 @@ fn write_module(
     let mut bindings = Vec::new();
     let mut imports: Vec<(u32, String)> = Vec::new();
     let mut note_import = |origin: Origin, name: &str| {
-        if let Origin::Module { module, .. } = origin {
-            if !imports.iter().any(|(m, n)| *m == module && n == name) {
+        if let Origin::Module { module, .. } = origin
+            && !imports.iter().any(|(m, n)| *m == module && n == name) {
                 imports.push((module, name.to_string()));
             }
-        }
     };
 
     // GOT entries.
@@ -925,14 +921,14 @@ fn write_module(
                                 "; absolute 32-bit addresses (-fno-pic code) need the slab in the low 2 GiB: use --slab-address",
                             );
                         }
-                        LinkError::OutOfRange {
+                        LinkError::OutOfRange(Box::new(crate::error::OutOfRange {
                             site: site(graph, section, edge.offset),
                             reloc: edge.kind.name.to_string(),
                             symbol: r.name.to_string(),
                             value,
                             width: failure.width,
                             detail,
-                        }
+                        }))
                     },
                 )?;
                 if let (Origin::Module { module, function: false }, Via::Direct) = (r.origin, via) {
@@ -1018,15 +1014,13 @@ fn write_module(
         for sym in &graph.symbols {
             if let (SymbolKind::Function, Definition::Defined { section, offset }) =
                 (sym.kind, sym.definition)
-            {
-                if let Some(at) = layout.sections[g][section] {
+                && let Some(at) = layout.sections[g][section] {
                     crash_symbols.push(CrashSymbol {
                         start: base + at + offset,
                         size: sym.size,
                         name: sym.name.to_string(),
                     });
                 }
-            }
         }
     }
 

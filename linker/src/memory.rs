@@ -166,13 +166,12 @@ impl Slab {
         let _ = protect(start, size, libc::PROT_NONE);
         let mut start = start;
         let mut size = size;
-        if let Some((&prev, &prev_len)) = self.free.range(..start).next_back() {
-            if prev + prev_len == start {
+        if let Some((&prev, &prev_len)) = self.free.range(..start).next_back()
+            && prev + prev_len == start {
                 self.free.remove(&prev);
                 start = prev;
                 size += prev_len;
             }
-        }
         if let Some(&next_len) = self.free.get(&(start + size)) {
             self.free.remove(&(start + size));
             size += next_len;

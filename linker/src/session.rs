@@ -451,7 +451,7 @@ impl Session {
                 };
                 let result = write_checked(&binding.kind, field, value);
                 protect_as(first, last + page - first, protection)?;
-                result.map_err(|failure| LinkError::OutOfRange {
+                result.map_err(|failure| LinkError::OutOfRange(Box::new(crate::error::OutOfRange {
                     site: crate::error::Site {
                         object: module.objects.to_string(),
                         section: "(re-applied binding)".into(),
@@ -462,7 +462,7 @@ impl Session {
                     value,
                     width: failure.width,
                     detail: format!("new definition at {target:#x}"),
-                })?;
+                })))?;
             }
         }
         Ok(())

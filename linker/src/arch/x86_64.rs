@@ -165,10 +165,13 @@ pub const JUMP_STUB_END: usize = 6;
 /// runtime function.
 pub const DSO_THUNK_SIZE: usize = 16;
 
+/// A rel32 field in a template: (offset of the field, offset of the end of
+/// the instruction, which its displacement is relative to).
+pub type Rel32Field = (usize, usize);
+
 /// Builds a dso thunk for integer argument `arg_index` (SysV order).
-/// Returns the bytes and the offsets of the two rel32 fields with the offsets
-/// their displacements are relative to.
-pub fn dso_thunk(arg_index: u8) -> Option<([u8; DSO_THUNK_SIZE], [(usize, usize); 2])> {
+/// Returns the bytes and its two rel32 fields: `__dso_handle`, then the slot.
+pub fn dso_thunk(arg_index: u8) -> Option<([u8; DSO_THUNK_SIZE], [Rel32Field; 2])> {
     // ModRM for `lea disp32(%rip), %reg`: mod=00 rm=101, reg in bits 3..5.
     let modrm = match arg_index {
         0 => 0x3d, // %rdi

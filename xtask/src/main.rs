@@ -1,0 +1,48 @@
+//! `cargo xtask`: the project's developer tasks.
+//!
+//! Each subcommand lives in its own module and exposes a clap `Args` struct
+//! and a `run` function that returns whether everything it checked passed:
+//!
+//! - `programs` ([`programs`]): builds real C and C++ programs (Lua, SQLite,
+//!   lifecycle tests, a C++ program) with gcc and clang, runs them natively
+//!   and under `solder run`, and compares stdout and exit status.
+//!
+//! Further subcommands (`conformance`, `bench`, ...) are added the same way:
+//! a module, a variant of [`Command`], and one match arm in [`main`].
+
+mod programs;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Developer tasks of the Solder workspace.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build real programs (Lua, SQLite, C lifecycle, C++) with gcc and
+    /// clang, run each natively and under `solder run`, compare the results.
+    Programs(programs::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Programs(args) => programs::run(&args),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! What the programs tier builds and runs: the compilers, the variants, the
+//! programs (their sources, flags and run cases), and where the third-party
+//! sources come from.
+//!
+//! Third-party C code is never vendored. `xtask/sources/Cargo.toml` names
+//! crates.io source packages (`lua-src`, `libsqlite3-sys` with `bundled`);
+//! [`locate_sources`] runs `cargo metadata` on that manifest, which downloads
+//! the crates (pinned by `xtask/sources/Cargo.lock`), and finds the C code
+//! inside them. Our own sources live in `fixtures/programs/`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::Deserialize;
+
+use crate::util;
+
+/// A C/C++ toolchain: the C driver and the C++ driver.
+#[derive(Debug)]
+pub struct Compiler {
+    pub name: &'static str,
+    pub cc: &'static str,
+    pub cxx: &'static str,
+}
+
+pub const COMPILERS: &[Compiler] = &[
+    Compiler {
+        name: "gcc",
+        cc: "gcc",
+        cxx: "g++",
+    },
+    Compiler {
+        name: "clang",
+        cc: "clang",
+        cxx: "clang++",
+    },
+];
+
+/// Code-generation flavour of a build. `default` uses the flags the compiler
+/// ships with (Debian's gcc and clang both default to PIE).
+#[derive(Debug)]
+pub struct Variant {
+    pub name: &'static str,
+    pub cflags: &'static [&'static str],
+    pub ldflags: &'static [&'static str],
+}
+
+pub const DEFAULT: Variant = Variant {
+    name: "default",
+    cflags: &[],
+    ldflags: &[],
+};
+
+/// Position-dependent code: absolute 32-bit relocations, linked `-no-pie`.
+pub const FNO_PIC: Variant = Variant {
+    name: "fno-pic",
+    cflags: &["-fno-pic"],
+    ldflags: &["-no-pie"],
+};
+
+/// Flags every compilation gets.
+pub const COMMON_CFLAGS: &[&str] = &["-O2"];
+
+/// Libraries every native link gets.
+pub const COMMON_LIBS: &[&str] = &["-lm"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    C,
+    Cxx,
+}
+
+/// One translation unit and the flags only it needs.
+#[derive(Debug)]
+pub struct Source {
+    pub path: PathBuf,
+    pub flags: Vec<String>,
+}
+
+impl Source {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            flags: Vec::new(),
+        }
+    }
+
+    pub fn lang(&self) -> Lang {
+        match self.path.extension().and_then(|e| e.to_str()) {
+            Some("cpp" | "cc" | "cxx") => Lang::Cxx,
+            _ => Lang::C,
+        }
+    }
+}
+
+/// One run of a program: a name (unique within the program) and its argv.
+#[derive(Debug)]
+pub struct Case {
+    pub name: String,
+    pub args: Vec<String>,
+}
+
+impl Case {
+    fn new(name: &str, args: &[&str]) -> Self {
+        Self {
+            name: name.to_owned(),
+            args: args.iter().map(|&a| a.to_owned()).collect(),
+        }
+    }
+}
+
+/// A program: sources compiled to one object each, linked together.
+#[derive(Debug)]
+pub struct Program {
+    pub name: &'static str,
+    /// Flags for every source of the program (defines, include paths).
+    pub cflags: Vec<String>,
+    pub sources: Vec<Source>,
+    pub variants: Vec<&'static Variant>,
+    pub cases: Vec<Case>,
+    /// Working directory of every run (scripts are named relative to it).
+    pub cwd: PathBuf,
+}
+
+impl Program {
+    /// Whether the native link needs the C++ driver.
+    pub fn lang(&self) -> Lang {
+        if self.sources.iter().any(|s| s.lang() == Lang::Cxx) {
+            Lang::Cxx
+        } else {
+            Lang::C
+        }
+    }
+
+    /// The name of the program in a variant: `lua`, `lua-fno-pic`.
+    pub fn label(&self, variant: &Variant) -> String {
+        if variant.name == DEFAULT.name {
+            self.name.to_owned()
+        } else {
+            format!("{}-{}", self.name, variant.name)
+        }
+    }
+}
+
+/// Where the third-party C sources are on this machine.
+#[derive(Debug)]
+pub struct ThirdParty {
+    /// `lua-src-*/lua-5.4.9`
+    pub lua: PathBuf,
+    /// `libsqlite3-sys-*/sqlite3` (holds `sqlite3.c`, `sqlite3.h`)
+    pub sqlite: PathBuf,
+}
+
+/// Runs `cargo metadata` on `xtask/sources/Cargo.toml` (downloading the
+/// source crates if needed) and finds the Lua and SQLite sources inside them.
+pub fn locate_sources(root: &Path) -> Result<ThirdParty> {
+    #[derive(Deserialize)]
+    struct Metadata {
+        packages: Vec<Package>,
+    }
+    #[derive(Deserialize)]
+    struct Package {
+        name: String,
+        version: String,
+        manifest_path: PathBuf,
+    }
+
+    let manifest = root.join("xtask/sources/Cargo.toml");
+    let output = Command::new(util::cargo())
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--locked",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .output()
+        .with_context(|| format!("cannot run `cargo metadata` on {}", manifest.display()))?;
+    if !output.status.success() {
+        bail!(
+            "`cargo metadata --manifest-path {}` failed ({}):\n{}",
+            manifest.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let metadata: Metadata = serde_json::from_slice(&output.stdout).with_context(|| {
+        format!(
+            "cannot parse `cargo metadata` output for {}",
+            manifest.display()
+        )
+    })?;
+
+    let package_dir = |name: &str| -> Result<PathBuf> {
+        let package = metadata
+            .packages
+            .iter()
+            .find(|p| p.name == name)
+            .with_context(|| format!("package `{name}` is missing from {}", manifest.display()))?;
+        let dir = package.manifest_path.parent().with_context(|| {
+            format!(
+                "odd manifest path {} of {name}",
+                package.manifest_path.display()
+            )
+        })?;
+        println!("sources: {name} {} at {}", package.version, dir.display());
+        Ok(dir.to_path_buf())
+    };
+    let lua = package_dir("lua-src")?.join("lua-5.4.9");
+    let sqlite = package_dir("libsqlite3-sys")?.join("sqlite3");
+    ensure!(
+        lua.join("lua.h").is_file(),
+        "{} has no lua.h (has lua-src changed its layout?)",
+        lua.display()
+    );
+    ensure!(
+        sqlite.join("sqlite3.c").is_file(),
+        "{} has no sqlite3.c (is the `bundled` feature of libsqlite3-sys enabled?)",
+        sqlite.display()
+    );
+    Ok(ThirdParty { lua, sqlite })
+}
+
+/// Files of `dir` with extension `ext`, sorted by name.
+fn files_with_extension(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = entry
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .path();
+        if path.extension().is_some_and(|e| e == ext) && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Every program of the tier.
+pub fn programs(root: &Path, third_party: &ThirdParty) -> Result<Vec<Program>> {
+    let fixtures = root.join("fixtures/programs");
+    let own_warnings = || vec!["-Wall".to_owned(), "-Wextra".to_owned()];
+    let own = |path: &str| Source {
+        path: fixtures.join(path),
+        flags: own_warnings(),
+    };
+    let mut programs = Vec::new();
+
+    // Lua 5.4: the whole library (everything but the stand-alone
+    // interpreter and compiler) plus our host; one case per script.
+    let lua_dir = fixtures.join("lua");
+    let mut lua_sources: Vec<Source> = files_with_extension(&third_party.lua, "c")?
+        .into_iter()
+        .filter(|p| !matches!(file_stem(p).as_str(), "lua" | "luac" | "onelua"))
+        .map(Source::new)
+        .collect();
+    ensure!(
+        lua_sources.len() > 20,
+        "too few Lua sources in {}",
+        third_party.lua.display()
+    );
+    lua_sources.push(own("lua/host.c"));
+    let scripts = files_with_extension(&lua_dir, "lua")?;
+    ensure!(
+        !scripts.is_empty(),
+        "no Lua scripts in {}",
+        lua_dir.display()
+    );
+    programs.push(Program {
+        name: "lua",
+        // What lua-src itself uses on Linux.
+        cflags: vec![
+            "-DLUA_USE_LINUX".to_owned(),
+            format!("-I{}", third_party.lua.display()),
+        ],
+        sources: lua_sources,
+        variants: vec![&DEFAULT, &FNO_PIC],
+        cases: scripts
+            .iter()
+            .map(|script| {
+                let file = script.file_name().unwrap_or_default().to_string_lossy();
+                Case {
+                    name: file_stem(script),
+                    args: vec![file.into_owned()],
+                }
+            })
+            .collect(),
+        cwd: lua_dir,
+    });
+
+    // SQLite amalgamation, configured like libsqlite3-sys's `bundled` build
+    // (minus what needs extra libraries), and our driver.
+    let mut sqlite3 = Source::new(third_party.sqlite.join("sqlite3.c"));
+    sqlite3.flags = [
+        "-DSQLITE_DEFAULT_FOREIGN_KEYS=1",
+        "-DSQLITE_ENABLE_API_ARMOR",
+        "-DSQLITE_ENABLE_COLUMN_METADATA",
+        "-DSQLITE_ENABLE_FTS5",
+        "-DSQLITE_ENABLE_RTREE",
+        "-DSQLITE_ENABLE_STAT4",
+        "-DSQLITE_THREADSAFE=1",
+        "-DSQLITE_USE_URI",
+        "-DHAVE_USLEEP=1",
+        "-DHAVE_ISNAN",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    programs.push(Program {
+        name: "sqlite",
+        cflags: vec![format!("-I{}", third_party.sqlite.display())],
+        sources: vec![sqlite3, own("sqlite/driver.c")],
+        variants: vec![&DEFAULT],
+        cases: vec![
+            Case::new("rows3000", &[]),
+            Case::new("rows5000-exit5", &["5000", "5"]),
+        ],
+        cwd: fixtures.join("sqlite"),
+    });
+
+    programs.push(Program {
+        name: "c-lifecycle",
+        cflags: Vec::new(),
+        sources: vec![own("c/lifecycle.c"), own("c/lifecycle_b.c")],
+        variants: vec![&DEFAULT],
+        cases: vec![Case::new("exit7", &["first", "second arg"])],
+        cwd: fixtures.join("c"),
+    });
+
+    programs.push(Program {
+        name: "c-exit-paths",
+        cflags: Vec::new(),
+        sources: vec![own("c/exit_paths.c")],
+        variants: vec![&DEFAULT],
+        cases: vec![
+            Case::new("return0", &[]),
+            Case::new("return42", &["return", "42"]),
+            Case::new("exit9", &["exit", "9"]),
+            Case::new("quick-exit4", &["quick", "4"]),
+            Case::new("underscore-exit5", &["_exit", "5"]),
+            Case::new("abort", &["abort"]),
+            Case::new("segv", &["segv"]),
+        ],
+        cwd: fixtures.join("c"),
+    });
+
+    let mut cpp_flags = vec!["-std=c++17".to_owned()];
+    cpp_flags.extend(own_warnings());
+    programs.push(Program {
+        name: "cpp",
+        cflags: Vec::new(),
+        sources: ["cpp/program.cpp", "cpp/shapes.cpp"]
+            .iter()
+            .map(|path| Source {
+                path: fixtures.join(path),
+                flags: cpp_flags.clone(),
+            })
+            .collect(),
+        variants: vec![&DEFAULT],
+        cases: vec![Case::new("return0", &[]), Case::new("return3", &["3"])],
+        cwd: fixtures.join("cpp"),
+    });
+
+    for program in &programs {
+        for source in &program.sources {
+            ensure!(
+                source.path.is_file(),
+                "source {} of program {} is missing",
+                source.path.display(),
+                program.name
+            );
+        }
+    }
+    Ok(programs)
+}
