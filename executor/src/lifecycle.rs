@@ -47,15 +47,26 @@ struct ModuleRecord {
     finalizers: Finalizers,
 }
 
+/// `pthread_atfork(prepare, parent, child)` of a module (0 = none).
+#[derive(Clone, Copy)]
+struct ForkHandlers {
+    dso: u64,
+    prepare: u64,
+    parent: u64,
+    child: u64,
+}
+
 struct Registry {
     exit_handlers: Vec<Handler>,
     quick_exit_handlers: Vec<Handler>,
+    fork_handlers: Vec<ForkHandlers>,
     modules: Vec<ModuleRecord>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     exit_handlers: Vec::new(),
     quick_exit_handlers: Vec::new(),
+    fork_handlers: Vec::new(),
     modules: Vec::new(),
 });
 
@@ -85,8 +96,14 @@ pub fn remove_module(dso: u64) {
     run_functions_reversed(&record.finalizers.unprioritized);
     run_handlers_where(|h| h.dso == dso);
     run_functions_reversed(&record.finalizers.prioritized);
-    // Quick-exit handlers of a removed module must never run later.
-    registry().quick_exit_handlers.retain(|h| h.dso != dso);
+    // Quick-exit and fork handlers of a removed module must never run later.
+    forget_handlers(&[dso]);
+}
+
+fn forget_handlers(dsos: &[u64]) {
+    let mut reg = registry();
+    reg.quick_exit_handlers.retain(|h| !dsos.contains(&h.dso));
+    reg.fork_handlers.retain(|h| !dsos.contains(&h.dso));
 }
 
 /// Ends the modules in `dsos` as `exit()` would: all their handlers
@@ -105,9 +122,7 @@ pub fn end_modules(dsos: &[u64]) {
         run_handlers_where(|h| h.dso == record.dso);
         run_functions_reversed(&record.finalizers.prioritized);
     }
-    registry()
-        .quick_exit_handlers
-        .retain(|h| !dsos.contains(&h.dso));
+    forget_handlers(dsos);
 }
 
 /// Ends every module of every session: the `exit()` path.
@@ -184,6 +199,10 @@ pub fn interposer(name: &str) -> Option<Interposer> {
             target: solder_rt_at_quick_exit as *const () as usize as u64,
             arg_index: 1,
         }),
+        "pthread_atfork" => Some(Interposer::PassDso {
+            target: solder_rt_pthread_atfork as *const () as usize as u64,
+            arg_index: 3,
+        }),
         _ => None,
     }
 }
@@ -214,6 +233,58 @@ extern "C" fn solder_rt_at_quick_exit(func: u64, dso: u64) -> c_int {
         call: HandlerCall::Plain(func),
     });
     0
+}
+
+/// `pthread_atfork(prepare, parent, child)`, reached through the module's
+/// thunk. glibc's own `__register_atfork` would keep the handlers after the
+/// module is removed (it unregisters only real DSOs), so the runtime keeps
+/// them per module and registers its own dispatchers with glibc once.
+extern "C" fn solder_rt_pthread_atfork(prepare: u64, parent: u64, child: u64, dso: u64) -> c_int {
+    static DISPATCHERS: std::sync::Once = std::sync::Once::new();
+    let mut status = 0;
+    DISPATCHERS.call_once(|| {
+        // SAFETY: the three dispatchers have the `void (void)` signature
+        // pthread_atfork expects and live for the whole process.
+        status = unsafe {
+            libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child))
+        };
+    });
+    if status != 0 {
+        return status;
+    }
+    registry().fork_handlers.push(ForkHandlers {
+        dso,
+        prepare,
+        parent,
+        child,
+    });
+    0
+}
+
+/// POSIX order: prepare handlers newest-first, parent and child handlers in
+/// registration order. The list is copied so no lock is held while a
+/// handler runs.
+fn run_fork_handlers(pick: fn(&ForkHandlers) -> u64, newest_first: bool) {
+    let handlers: Vec<u64> = registry().fork_handlers.iter().map(pick).collect();
+    let mut ordered: Vec<u64> = handlers.into_iter().filter(|&f| f != 0).collect();
+    if newest_first {
+        ordered.reverse();
+    }
+    for f in ordered {
+        call_handler(HandlerCall::Plain(f));
+    }
+}
+
+extern "C" fn fork_prepare() {
+    run_fork_handlers(|h| h.prepare, true);
+}
+
+extern "C" fn fork_parent() {
+    run_fork_handlers(|h| h.parent, false);
+}
+
+extern "C" fn fork_child() {
+    run_fork_handlers(|h| h.child, false);
 }
 
 /// `__cxa_finalize(dso)`: runs that module's handlers (all when null).
