@@ -32,7 +32,9 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
     let header = Header::parse(data).map_err(|e| malformed(e.to_string()))?;
     let endian = header.endian().map_err(|e| malformed(e.to_string()))?;
     if !header.is_class_64() || endian != Endianness::Little {
-        return Err(unsupported("only 64-bit little-endian ELF is supported".into()));
+        return Err(unsupported(
+            "only 64-bit little-endian ELF is supported".into(),
+        ));
     }
     if header.e_type(endian) != elf::ET_REL {
         return Err(unsupported(format!(
@@ -149,6 +151,8 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
             .symbol_section(endian, sym, index)
             .map_err(|e| malformed(format!("symbol {name}: section: {e}")))?;
         let definition = match sym.st_shndx(endian) {
+            // The null symbol: relocations against it use S = 0 (psABI).
+            _ if index.0 == 0 => Definition::Absolute(0),
             elf::SHN_UNDEF if shndx.is_none() => Definition::Undefined,
             elf::SHN_ABS => Definition::Absolute(sym.st_value(endian)),
             elf::SHN_COMMON => Definition::Common {
@@ -170,13 +174,14 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
             _ => SymbolKind::Other,
         };
         if kind == SymbolKind::Section
-            && let Some(i) = shndx {
-                let header = sections
-                    .section(i)
-                    .map_err(|e| malformed(format!("symbol {}: {e}", index.0)))?;
-                name = std::str::from_utf8(sections.section_name(endian, header).unwrap_or(b""))
-                    .unwrap_or("");
-            }
+            && let Some(i) = shndx
+        {
+            let header = sections
+                .section(i)
+                .map_err(|e| malformed(format!("symbol {}: {e}", index.0)))?;
+            name = std::str::from_utf8(sections.section_name(endian, header).unwrap_or(b""))
+                .unwrap_or("");
+        }
         let binding = match sym.st_bind() {
             elf::STB_LOCAL => Binding::Local,
             elf::STB_WEAK => Binding::Weak,
@@ -231,20 +236,24 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
             let kind = match elf_reloc(r_type) {
                 Some(ElfReloc::Kind(kind)) => kind,
                 Some(ElfReloc::Unsupported(name, why)) => {
-                    return Err(LinkError::UnsupportedRelocation(Box::new(crate::error::UnsupportedRelocation {
-                        site: site(),
-                        reloc: name.to_string(),
-                        symbol: symbol_name(),
-                        why: format!(": {why}"),
-                    })));
+                    return Err(LinkError::UnsupportedRelocation(Box::new(
+                        crate::error::UnsupportedRelocation {
+                            site: site(),
+                            reloc: name.to_string(),
+                            symbol: symbol_name(),
+                            why: format!(": {why}"),
+                        },
+                    )));
                 }
                 None => {
-                    return Err(LinkError::UnsupportedRelocation(Box::new(crate::error::UnsupportedRelocation {
-                        site: site(),
-                        reloc: format!("type {}", r_type.0),
-                        symbol: symbol_name(),
-                        why: ": unknown x86-64 relocation type".into(),
-                    })));
+                    return Err(LinkError::UnsupportedRelocation(Box::new(
+                        crate::error::UnsupportedRelocation {
+                            site: site(),
+                            reloc: format!("type {}", r_type.0),
+                            symbol: symbol_name(),
+                            why: ": unknown x86-64 relocation type".into(),
+                        },
+                    )));
                 }
             };
             if symbol >= symbols.len() {
@@ -361,9 +370,7 @@ fn section_role(name: &str, sh_type: elf::SectionType) -> SectionRole {
             priority: None,
             reversed: false,
         },
-        _ if name == ".eh_frame" || sh_type == elf::SHT_X86_64_UNWIND => {
-            SectionRole::UnwindFrames
-        }
+        _ if name == ".eh_frame" || sh_type == elf::SHT_X86_64_UNWIND => SectionRole::UnwindFrames,
         _ => SectionRole::Plain,
     }
 }

@@ -76,7 +76,9 @@ pub enum LinkError {
     Memory(String),
     #[error("no module {0} in this session")]
     NoSuchModule(u32),
-    #[error("cannot remove module {module} ({objects}): module {user} still uses its symbol `{symbol}`")]
+    #[error(
+        "cannot remove module {module} ({objects}): module {user} still uses its symbol `{symbol}`"
+    )]
     InUse {
         module: u32,
         objects: String,

@@ -117,9 +117,14 @@ pub enum SymbolKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Definition {
     Undefined,
-    Defined { section: SectionId, offset: u64 },
+    Defined {
+        section: SectionId,
+        offset: u64,
+    },
     Absolute(u64),
-    Common { align: u64 },
+    Common {
+        align: u64,
+    },
     /// Defined in a section that is not loaded (debug info, notes).
     Unplaced,
 }

@@ -15,7 +15,7 @@ use solder_executor::host::{HostLibraries, HostSymbolKind};
 use solder_executor::lifecycle::{Finalizers, Interposer, interposer};
 
 use crate::arch::x86_64::{ABS64, DSO_THUNK_SIZE, JUMP_STUB, JUMP_STUB_DISP, JUMP_STUB_END};
-use crate::arch::{RelocKind, RelocOp, Relax, fits, write_checked, x86_64};
+use crate::arch::{Relax, RelocKind, RelocOp, fits, write_checked, x86_64};
 use crate::eh_frame;
 use crate::error::{LinkError, Site};
 use crate::graph::*;
@@ -148,7 +148,10 @@ struct Common<'a> {
 }
 
 /// Links `graphs` as one module.
-pub fn link(mut graphs: Vec<LinkGraph<'_>>, req: LinkRequest<'_>) -> Result<LinkedModule, LinkError> {
+pub fn link(
+    mut graphs: Vec<LinkGraph<'_>>,
+    req: LinkRequest<'_>,
+) -> Result<LinkedModule, LinkError> {
     discard_duplicate_groups(&mut graphs);
     // Eh-frames of discarded code go with it.
     for graph in graphs.iter_mut() {
@@ -203,12 +206,12 @@ pub fn link(mut graphs: Vec<LinkGraph<'_>>, req: LinkRequest<'_>) -> Result<Link
                 if let (Target::Address(address), Origin::Host(HostSymbolKind::Data)) =
                     (r.target, r.origin)
                     && needs_near(&edge.kind, address, edge.addend, resolver.req.slab)
-                        && r.size > 0
-                        && !copy_index.contains_key(&address)
-                    {
-                        copy_index.insert(address, copies.len());
-                        copies.push((address, r.size));
-                    }
+                    && r.size > 0
+                    && !copy_index.contains_key(&address)
+                {
+                    copy_index.insert(address, copies.len());
+                    copies.push((address, r.size));
+                }
             }
         }
     }
@@ -410,13 +413,14 @@ fn collect_globals<'a>(
             continue;
         }
         if let Some(export) = req.exports.get(name)
-            && Some(export.module) != req.replacing {
-                return Err(LinkError::Duplicate {
-                    symbol: name.to_string(),
-                    first: format!("module {} ({})", export.module, export.objects),
-                    second: graphs[g].object.clone(),
-                });
-            }
+            && Some(export.module) != req.replacing
+        {
+            return Err(LinkError::Duplicate {
+                symbol: name.to_string(),
+                first: format!("module {} ({})", export.module, export.objects),
+                second: graphs[g].object.clone(),
+            });
+        }
     }
     let mut commons = Vec::new();
     let mut names: Vec<&&str> = common_sizes.keys().collect();
@@ -460,17 +464,24 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
         Ok(r)
     }
 
-    fn definition(&self, g: usize, id: SymbolId, site: &dyn Fn() -> Site) -> Result<Resolved<'g>, LinkError> {
+    fn definition(
+        &self,
+        g: usize,
+        id: SymbolId,
+        site: &dyn Fn() -> Site,
+    ) -> Result<Resolved<'g>, LinkError> {
         let graph = &self.graphs[g];
         let sym = &graph.symbols[id];
         let name: &'g str = sym.name;
         if sym.kind == SymbolKind::ThreadLocal {
-            return Err(LinkError::UnsupportedRelocation(Box::new(crate::error::UnsupportedRelocation {
-                site: site(),
-                reloc: "reference".into(),
-                symbol: name.to_string(),
-                why: ": thread-local storage is not supported yet".into(),
-            })));
+            return Err(LinkError::UnsupportedRelocation(Box::new(
+                crate::error::UnsupportedRelocation {
+                    site: site(),
+                    reloc: "reference".into(),
+                    symbol: name.to_string(),
+                    why: ": thread-local storage is not supported yet".into(),
+                },
+            )));
         }
         let target = match sym.definition {
             Definition::Defined { section, offset } => {
@@ -510,7 +521,10 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             Definition::Unplaced => {
                 return Err(LinkError::Malformed {
                     object: graph.object.clone(),
-                    reason: format!("{}: refers to `{name}`, which is in a section that is not loaded", site()),
+                    reason: format!(
+                        "{}: refers to `{name}`, which is in a section that is not loaded",
+                        site()
+                    ),
                 });
             }
             Definition::Undefined => unreachable!("callers pass definitions"),
@@ -603,12 +617,14 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
         };
         if let Some(host) = self.req.host.lookup(host_name) {
             if host.kind == HostSymbolKind::Tls {
-                return Err(LinkError::UnsupportedRelocation(Box::new(crate::error::UnsupportedRelocation {
-                    site: site(),
-                    reloc: "reference".into(),
-                    symbol: name.to_string(),
-                    why: ": the host symbol is thread-local, which is not supported yet".into(),
-                })));
+                return Err(LinkError::UnsupportedRelocation(Box::new(
+                    crate::error::UnsupportedRelocation {
+                        site: site(),
+                        reloc: "reference".into(),
+                        symbol: name.to_string(),
+                        why: ": the host symbol is thread-local, which is not supported yet".into(),
+                    },
+                )));
             }
             return Ok(Resolved {
                 target: Target::Address(host.address),
@@ -674,8 +690,10 @@ fn lay_out(
     commons: &[Common<'_>],
     page: u64,
 ) -> Result<Layout, LinkError> {
-    let mut sections: Vec<Vec<Option<u64>>> =
-        graphs.iter().map(|g| vec![None; g.sections.len()]).collect();
+    let mut sections: Vec<Vec<Option<u64>>> = graphs
+        .iter()
+        .map(|g| vec![None; g.sections.len()])
+        .collect();
     let mut cursor = 0u64;
     let place_all = |sections: &mut Vec<Vec<Option<u64>>>,
                      cursor: &mut u64,
@@ -694,7 +712,9 @@ fn lay_out(
 
     // Read-execute.
     let start = cursor;
-    place_all(&mut sections, &mut cursor, &|s| s.protection == Protection::Code);
+    place_all(&mut sections, &mut cursor, &|s| {
+        s.protection == Protection::Code
+    });
     cursor = align_up(cursor, 16);
     let plt_at = cursor;
     cursor += plt as u64 * JUMP_STUB.len() as u64;
@@ -719,7 +739,10 @@ fn lay_out(
                 if section.size % 4 != 0 {
                     return Err(LinkError::Malformed {
                         object: graph.object.clone(),
-                        reason: format!("{}: size {} is not a multiple of 4", section.name, section.size),
+                        reason: format!(
+                            "{}: size {} is not a multiple of 4",
+                            section.name, section.size
+                        ),
                     });
                 }
                 sections[g][s] = Some(cursor);
@@ -737,7 +760,9 @@ fn lay_out(
 
     // Read-write.
     let start = cursor;
-    place_all(&mut sections, &mut cursor, &|s| s.protection == Protection::Data);
+    place_all(&mut sections, &mut cursor, &|s| {
+        s.protection == Protection::Data
+    });
     cursor = align_up(cursor, 8);
     let dso = cursor;
     cursor += 8;
@@ -747,7 +772,9 @@ fn lay_out(
         copy_offsets.push(cursor);
         cursor += size;
     }
-    place_all(&mut sections, &mut cursor, &|s| s.protection == Protection::Zero);
+    place_all(&mut sections, &mut cursor, &|s| {
+        s.protection == Protection::Zero
+    });
     let mut common_offsets = Vec::with_capacity(commons.len());
     for common in commons {
         cursor = align_up(cursor, common.align);
@@ -830,9 +857,10 @@ fn write_module(
     let mut imports: Vec<(u32, String)> = Vec::new();
     let mut note_import = |origin: Origin, name: &str| {
         if let Origin::Module { module, .. } = origin
-            && !imports.iter().any(|(m, n)| *m == module && n == name) {
-                imports.push((module, name.to_string()));
-            }
+            && !imports.iter().any(|(m, n)| *m == module && n == name)
+        {
+            imports.push((module, name.to_string()));
+        }
     };
 
     // GOT entries.
@@ -848,14 +876,16 @@ fn write_module(
     for (i, &slot) in plt.iter().enumerate() {
         let stub = layout.plt + (i * JUMP_STUB.len()) as u64;
         let mut bytes = JUMP_STUB;
-        let disp = (got_base + 8 * slot as u64) as i64 - (base + stub) as i64 - JUMP_STUB_END as i64;
+        let disp =
+            (got_base + 8 * slot as u64) as i64 - (base + stub) as i64 - JUMP_STUB_END as i64;
         bytes[JUMP_STUB_DISP..JUMP_STUB_DISP + 4].copy_from_slice(&(disp as i32).to_le_bytes());
         memory[stub as usize..stub as usize + bytes.len()].copy_from_slice(&bytes);
     }
     // Dso thunks.
     for (i, &(_, arg)) in thunks.iter().enumerate() {
         let at = layout.thunks + (i * DSO_THUNK_SIZE) as u64;
-        let (mut bytes, fields) = x86_64::dso_thunk(arg).expect("interposers use argument registers 0-3");
+        let (mut bytes, fields) =
+            x86_64::dso_thunk(arg).expect("interposers use argument registers 0-3");
         let targets = [dso, got_base + 8 * thunk_slots[i] as u64];
         for ((field, end), target) in fields.into_iter().zip(targets) {
             let disp = target as i64 - (base + at + end as u64) as i64;
@@ -887,7 +917,7 @@ fn write_module(
                     _ => address_of(r.target),
                 };
                 let (a, p, got) = (edge.addend as i128, place as i128, got_base as i128);
-                let s_val = s_addr as i128;
+                let s_val = s_addr as i64 as i128; // absolute values are two's complement
                 let value = match (edge.kind.op, via) {
                     (RelocOp::GotEntryPcRel { relax }, Via::Relaxed) => {
                         let at = (section_offset + edge.offset) as usize;
@@ -931,7 +961,14 @@ fn write_module(
                         }))
                     },
                 )?;
-                if let (Origin::Module { module, function: false }, Via::Direct) = (r.origin, via) {
+                if let (
+                    Origin::Module {
+                        module,
+                        function: false,
+                    },
+                    Via::Direct,
+                ) = (r.origin, via)
+                {
                     bindings.push(DataBinding {
                         site: place,
                         kind: edge.kind,
@@ -1014,13 +1051,14 @@ fn write_module(
         for sym in &graph.symbols {
             if let (SymbolKind::Function, Definition::Defined { section, offset }) =
                 (sym.kind, sym.definition)
-                && let Some(at) = layout.sections[g][section] {
-                    crash_symbols.push(CrashSymbol {
-                        start: base + at + offset,
-                        size: sym.size,
-                        name: sym.name.to_string(),
-                    });
-                }
+                && let Some(at) = layout.sections[g][section]
+            {
+                crash_symbols.push(CrashSymbol {
+                    start: base + at + offset,
+                    size: sym.size,
+                    name: sym.name.to_string(),
+                });
+            }
         }
     }
 
@@ -1057,14 +1095,22 @@ fn binding_of(r: &Resolved<'_>) -> Option<(u32, String)> {
 /// as GNU ld would lay out `.init_array` / `.fini_array`: prioritized
 /// sections by priority, then the rest in link order; `.ctors`/`.dtors`
 /// contents reversed.
-fn lifecycle_lists(graphs: &[LinkGraph<'_>], layout: &Layout, memory: &[u8]) -> (Vec<u64>, Finalizers) {
+fn lifecycle_lists(
+    graphs: &[LinkGraph<'_>],
+    layout: &Layout,
+    memory: &[u8],
+) -> (Vec<u64>, Finalizers) {
     let mut inits = Vec::new();
     let mut finis = Vec::new();
     for (g, graph) in graphs.iter().enumerate() {
         for (s, section) in graph.sections.iter().enumerate() {
-            let Some(offset) = layout.sections[g][s] else { continue };
+            let Some(offset) = layout.sections[g][s] else {
+                continue;
+            };
             let (list, priority, reversed) = match section.role {
-                SectionRole::Initializers { priority, reversed } => (&mut inits, priority, reversed),
+                SectionRole::Initializers { priority, reversed } => {
+                    (&mut inits, priority, reversed)
+                }
                 SectionRole::Finalizers { priority, reversed } => (&mut finis, priority, reversed),
                 _ => continue,
             };
@@ -1078,20 +1124,26 @@ fn lifecycle_lists(graphs: &[LinkGraph<'_>], layout: &Layout, memory: &[u8]) -> 
             if reversed {
                 words.reverse();
             }
-            list.push((priority, words));
+            list.push((priority, &*section.name, words));
         }
     }
-    let sort = |list: &mut Vec<(Option<u32>, Vec<u64>)>| {
-        list.sort_by_key(|(priority, _)| match priority {
-            Some(p) => (0, *p),
-            None => (1, 0),
+    // GNU ld's SORT_BY_INIT_PRIORITY breaks ties between sections of equal
+    // priority by section name (`.dtors.65335` before `.fini_array.00200`,
+    // gcc's `.init_array.00101` before clang's `.init_array.101`), then
+    // keeps link order; unprioritized sections stay in link order.
+    let sort = |list: &mut Vec<(Option<u32>, &str, Vec<u64>)>| {
+        list.sort_by(|(pa, na, _), (pb, nb, _)| match (pa, pb) {
+            (Some(a), Some(b)) => a.cmp(b).then_with(|| na.cmp(nb)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
         })
     };
     sort(&mut inits);
     sort(&mut finis);
-    let initializers = inits.into_iter().flat_map(|(_, w)| w).collect();
+    let initializers = inits.into_iter().flat_map(|(_, _, w)| w).collect();
     let mut finalizers = Finalizers::default();
-    for (priority, words) in finis {
+    for (priority, _, words) in finis {
         match priority {
             Some(_) => finalizers.prioritized.extend(words),
             None => finalizers.unprioritized.extend(words),

@@ -17,7 +17,11 @@ use solder_linker::{ObjectFile, Placement, Session, SessionConfig};
 const SOLDER_FAILED: u8 = 125;
 
 #[derive(Parser)]
-#[command(name = "solder", version, about = "A JIT linker for relocatable objects")]
+#[command(
+    name = "solder",
+    version,
+    about = "A JIT linker for relocatable objects"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -75,10 +75,17 @@ impl Slab {
                 let near = (placement != Placement::Low)
                     .then(|| near_host(size, page))
                     .flatten();
+                // Every 256 MiB step of the low 2 GiB that fits, so several
+                // sessions in one process each get a low slab.
                 let low = || {
-                    (size < (1 << 31) - LOW_HINT)
-                        .then(|| map_noreserve(LOW_HINT, size, true))
-                        .flatten()
+                    let mut base = LOW_HINT;
+                    while base + size <= 1 << 31 {
+                        if let Some(found) = map_noreserve(base, size, true) {
+                            return Some(found);
+                        }
+                        base += 256 << 20;
+                    }
+                    None
                 };
                 match near.or_else(low) {
                     Some(base) => base,
@@ -161,17 +168,22 @@ impl Slab {
         // SAFETY: the range lies inside our own reservation; discarding
         // private anonymous pages only zeroes them.
         unsafe {
-            libc::madvise(start as *mut libc::c_void, size as usize, libc::MADV_DONTNEED);
+            libc::madvise(
+                start as *mut libc::c_void,
+                size as usize,
+                libc::MADV_DONTNEED,
+            );
         }
         let _ = protect(start, size, libc::PROT_NONE);
         let mut start = start;
         let mut size = size;
         if let Some((&prev, &prev_len)) = self.free.range(..start).next_back()
-            && prev + prev_len == start {
-                self.free.remove(&prev);
-                start = prev;
-                size += prev_len;
-            }
+            && prev + prev_len == start
+        {
+            self.free.remove(&prev);
+            start = prev;
+            size += prev_len;
+        }
         if let Some(&next_len) = self.free.get(&(start + size)) {
             self.free.remove(&(start + size));
             size += next_len;
@@ -295,7 +307,11 @@ mod tests {
     fn near_host_placement_reaches_libc() {
         let slab = Slab::reserve(1 << 30, Placement::NearHost).unwrap();
         let (lo, hi) = solder_executor::host::library_span().unwrap();
-        assert!(slab.reaches(lo) && slab.reaches(hi), "slab {:#x}", slab.base());
+        assert!(
+            slab.reaches(lo) && slab.reaches(hi),
+            "slab {:#x}",
+            slab.base()
+        );
     }
 
     #[test]

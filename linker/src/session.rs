@@ -175,7 +175,9 @@ impl Session {
     }
 
     fn page(&self) -> u64 {
-        self.slab.as_ref().map_or_else(crate::memory::page_size, Slab::page)
+        self.slab
+            .as_ref()
+            .map_or_else(crate::memory::page_size, Slab::page)
     }
 
     /// Links `objects` as one new module and runs its initializers.
@@ -189,7 +191,12 @@ impl Session {
         Ok(ModuleId(id))
     }
 
-    fn link(&mut self, id: u32, objects: &[ObjectFile], replacing: Option<u32>) -> Result<LinkedModule, LinkError> {
+    fn link(
+        &mut self,
+        id: u32,
+        objects: &[ObjectFile],
+        replacing: Option<u32>,
+    ) -> Result<LinkedModule, LinkError> {
         let graphs = objects
             .iter()
             .map(|o| parse_object(&o.name, &o.bytes))
@@ -226,7 +233,12 @@ impl Session {
         )
     }
 
-    fn install(&mut self, id: u32, objects: &[ObjectFile], linked: LinkedModule) -> Result<(), LinkError> {
+    fn install(
+        &mut self,
+        id: u32,
+        objects: &[ObjectFile],
+        linked: LinkedModule,
+    ) -> Result<(), LinkError> {
         let frames = match linked.eh_frame {
             // SAFETY: the merged `.eh_frame` is finalized, read-only, ends
             // with a zero terminator and stays mapped until `frames` is
@@ -240,7 +252,8 @@ impl Session {
         let mut export_names = Vec::with_capacity(linked.exports.len());
         for (name, export) in linked.exports {
             if export.function {
-                self.indirection.retarget(&name, export.address, self.page())?;
+                self.indirection
+                    .retarget(&name, export.address, self.page())?;
             }
             export_names.push(name.clone());
             self.exports.insert(name, export);
@@ -273,7 +286,11 @@ impl Session {
                 unsafe { std::mem::transmute(init as usize) };
             // SAFETY: reading the process environment pointer.
             let envp = unsafe { environ };
-            f(self.program_args.argc(), self.program_args.argv.as_ptr(), envp);
+            f(
+                self.program_args.argc(),
+                self.program_args.argv.as_ptr(),
+                envp,
+            );
         }
     }
 
@@ -335,7 +352,11 @@ impl Session {
         let main: Main = unsafe { std::mem::transmute(address as usize) };
         // SAFETY: reading the process environment pointer.
         let envp = unsafe { environ };
-        Ok(main(self.program_args.argc(), self.program_args.argv.as_ptr(), envp))
+        Ok(main(
+            self.program_args.argc(),
+            self.program_args.argv.as_ptr(),
+            envp,
+        ))
     }
 
     fn index_of(&self, id: ModuleId) -> Result<usize, LinkError> {
@@ -430,7 +451,11 @@ impl Session {
             }
             for binding in module.bindings.iter().filter(|b| b.module == id) {
                 let target = self.exports[&binding.symbol].address;
-                let (s, a, p) = (target as i128, binding.addend as i128, binding.site as i128);
+                let (s, a, p) = (
+                    target as i64 as i128,
+                    binding.addend as i128,
+                    binding.site as i128,
+                );
                 let value = match binding.kind.op {
                     RelocOp::PcRelative | RelocOp::Branch => s + a - p,
                     _ => s + a,
@@ -451,18 +476,20 @@ impl Session {
                 };
                 let result = write_checked(&binding.kind, field, value);
                 protect_as(first, last + page - first, protection)?;
-                result.map_err(|failure| LinkError::OutOfRange(Box::new(crate::error::OutOfRange {
-                    site: crate::error::Site {
-                        object: module.objects.to_string(),
-                        section: "(re-applied binding)".into(),
-                        offset: binding.site - module.memory.0,
-                    },
-                    reloc: binding.kind.name.to_string(),
-                    symbol: binding.symbol.clone(),
-                    value,
-                    width: failure.width,
-                    detail: format!("new definition at {target:#x}"),
-                })))?;
+                result.map_err(|failure| {
+                    LinkError::OutOfRange(Box::new(crate::error::OutOfRange {
+                        site: crate::error::Site {
+                            object: module.objects.to_string(),
+                            section: "(re-applied binding)".into(),
+                            offset: binding.site - module.memory.0,
+                        },
+                        reloc: binding.kind.name.to_string(),
+                        symbol: binding.symbol.clone(),
+                        value,
+                        width: failure.width,
+                        detail: format!("new definition at {target:#x}"),
+                    }))
+                })?;
             }
         }
         Ok(())

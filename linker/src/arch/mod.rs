@@ -76,8 +76,7 @@ impl RelocKind {
 
     /// Whether this kind refers to the GOT base (so a module must have one).
     pub fn uses_got_base(&self) -> bool {
-        self.needs_got_entry()
-            || matches!(self.op, RelocOp::GotBasePcRel | RelocOp::GotBaseOffset)
+        self.needs_got_entry() || matches!(self.op, RelocOp::GotBasePcRel | RelocOp::GotBaseOffset)
     }
 
     /// Whether the field is narrower than an address, so a far target cannot

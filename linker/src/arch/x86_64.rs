@@ -1,7 +1,7 @@
 //! x86-64: the ELF relocation table, GOT-load relaxation, and the
 //! instruction templates of stubs and thunks.
 
-use super::{Check, RelocKind, RelocOp, Relax};
+use super::{Check, Relax, RelocKind, RelocOp};
 
 /// What a raw ELF relocation type means, or why it cannot be linked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +96,9 @@ pub fn elf_reloc(r_type: object::elf::RelocationType) -> Option<ElfReloc> {
         R_X86_64_JUMP_SLOT => ElfReloc::Unsupported("R_X86_64_JUMP_SLOT", DYNAMIC),
         R_X86_64_RELATIVE => ElfReloc::Unsupported("R_X86_64_RELATIVE", DYNAMIC),
         R_X86_64_IRELATIVE => ElfReloc::Unsupported("R_X86_64_IRELATIVE", DYNAMIC),
-        R_X86_64_GOT32 => ElfReloc::Unsupported("R_X86_64_GOT32", "32-bit GOT offsets are not supported"),
+        R_X86_64_GOT32 => {
+            ElfReloc::Unsupported("R_X86_64_GOT32", "32-bit GOT offsets are not supported")
+        }
         R_X86_64_GOTPLT64 => ElfReloc::Unsupported("R_X86_64_GOTPLT64", "not supported"),
         R_X86_64_PLTOFF64 => ElfReloc::Unsupported("R_X86_64_PLTOFF64", "not supported"),
         _ => return Option::None,
