@@ -193,7 +193,9 @@ fn last_dl_error() -> String {
         "unknown dlopen error".into()
     } else {
         // SAFETY: non-null, NUL-terminated, valid until the next dl* call.
-        unsafe { CStr::from_ptr(msg) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(msg) }
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
@@ -251,7 +253,10 @@ mod tests {
     #[test]
     fn library_span_covers_libc() {
         let (lo, hi) = library_span().unwrap();
-        let puts = HostLibraries::with_defaults().unwrap().lookup("puts").unwrap();
+        let puts = HostLibraries::with_defaults()
+            .unwrap()
+            .lookup("puts")
+            .unwrap();
         assert!((lo..hi).contains(&puts.address), "{lo:#x}..{hi:#x}");
     }
 

@@ -73,7 +73,9 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
 fn registry() -> MutexGuard<'static, Registry> {
     // A handler never runs with the lock held, so a poisoned lock can only
     // come from a panic in this file's own bookkeeping; the data stays usable.
-    REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Records a loaded module's deinitializers under its `__dso_handle`.
