@@ -78,28 +78,36 @@ fn registry() -> MutexGuard<'static, Registry> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Records a loaded module's deinitializers under its `__dso_handle`.
-pub fn register_module(dso: u64, finalizers: Finalizers) {
-    registry().modules.push(ModuleRecord { dso, finalizers });
+/// Records a loaded module's deinitializers under its `__dso_handle`, last
+/// in load order, or at `position` (what [`remove_module`] returned for the
+/// version it replaces).
+pub fn register_module(dso: u64, finalizers: Finalizers, position: Option<usize>) {
+    let mut reg = registry();
+    let position = position.map_or(reg.modules.len(), |p| p.min(reg.modules.len()));
+    reg.modules
+        .insert(position, ModuleRecord { dso, finalizers });
 }
 
 /// Runs a module's deinitializers and handlers as `dlclose` would, and
-/// forgets the module. Call before its memory is released.
-pub fn remove_module(dso: u64) {
-    let record = {
+/// forgets the module. Call before its memory is released. Returns the
+/// module's place in load order, for a replacement to take.
+pub fn remove_module(dso: u64) -> Option<usize> {
+    let (index, record) = {
         let mut reg = registry();
         let index = reg.modules.iter().position(|m| m.dso == dso);
-        index.map(|i| reg.modules.remove(i))
+        (index, index.map(|i| reg.modules.remove(i)))
     };
     let Some(record) = record else {
         run_handlers_where(|h| h.dso == dso);
-        return;
+        forget_handlers(&[dso]);
+        return None;
     };
     run_functions_reversed(&record.finalizers.unprioritized);
     run_handlers_where(|h| h.dso == dso);
     run_functions_reversed(&record.finalizers.prioritized);
     // Quick-exit and fork handlers of a removed module must never run later.
     forget_handlers(&[dso]);
+    index
 }
 
 fn forget_handlers(dsos: &[u64]) {
@@ -351,6 +359,7 @@ mod tests {
                 prioritized: vec![fini_prio as *const () as usize as u64],
                 unprioritized: vec![fini_plain as *const () as usize as u64],
             },
+            None,
         );
         solder_rt_atexit(handler_a as *const () as usize as u64, dso);
         solder_rt_cxa_atexit(handler_b as *const () as usize as u64, 0, dso);
@@ -365,6 +374,7 @@ mod tests {
                 prioritized: vec![fini_prio as *const () as usize as u64],
                 unprioritized: vec![fini_plain as *const () as usize as u64],
             },
+            None,
         );
         solder_rt_atexit(handler_a as *const () as usize as u64, dso2);
         end_modules(&[dso2]);

@@ -46,10 +46,10 @@ pub struct OutOfRange {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {reason}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("{object}: malformed object: {reason}")]
     Malformed { object: String, reason: String },
@@ -70,7 +70,7 @@ pub enum LinkError {
         first: String,
         second: String,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Host(#[from] solder_executor::host::HostError),
     #[error("memory: {0}")]
     Memory(String),
@@ -91,6 +91,6 @@ pub enum LinkError {
         symbol: String,
         user: u32,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Unwind(#[from] solder_executor::unwind::UnwindError),
 }

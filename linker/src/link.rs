@@ -262,6 +262,21 @@ pub fn link(
                         });
                         Via::Stub(stub)
                     }
+                    // A call to an undefined weak function, which the code
+                    // only makes after testing its address: through a stub
+                    // whose GOT slot holds 0, so the branch links wherever
+                    // the slab is (address 0 is rarely within 2 GiB), and a
+                    // call that is made anyway faults at 0, as natively.
+                    (RelocOp::Branch, Target::Null)
+                        if needs_near(&edge.kind, 0, edge.addend, resolver.req.slab) =>
+                    {
+                        let slot = got_entry(Target::Address(0), None);
+                        let stub = *plt_index.entry(0).or_insert_with(|| {
+                            plt.push(slot);
+                            plt.len() - 1
+                        });
+                        Via::Stub(stub)
+                    }
                     _ => Via::Direct,
                 };
                 plans.push(via);
@@ -407,9 +422,10 @@ fn collect_globals<'a>(
         }
     }
     // Strong definitions that clash with another live module's exports.
+    // Weak and common (tentative) definitions yield to those instead.
     for (&name, &(g, id)) in &globals {
         let sym = &graphs[g].symbols[id];
-        if sym.binding == Binding::Weak || !sym.visibility.exported() {
+        if yields_to_session(sym) || !sym.visibility.exported() {
             continue;
         }
         if let Some(export) = req.exports.get(name)
@@ -427,12 +443,27 @@ fn collect_globals<'a>(
     names.sort();
     for name in names {
         let (g, id) = globals[*name];
-        if matches!(graphs[g].symbols[id].definition, Definition::Common { .. }) {
+        let sym = &graphs[g].symbols[id];
+        let in_session = req
+            .exports
+            .get(*name)
+            .is_some_and(|e| Some(e.module) != req.replacing);
+        if matches!(sym.definition, Definition::Common { .. })
+            && !(yields_to_session(sym) && in_session)
+        {
             let (size, align) = common_sizes[*name];
             commons.push(Common { name, size, align });
         }
     }
     Ok((globals, commons))
+}
+
+/// Whether a definition gives way to one another live module exports: weak
+/// and common (tentative) definitions do, as in a dynamic linker's global
+/// scope; strong ones clash with it.
+fn yields_to_session(sym: &Symbol<'_>) -> bool {
+    sym.visibility.exported()
+        && (sym.binding == Binding::Weak || matches!(sym.definition, Definition::Common { .. }))
 }
 
 struct Resolver<'g, 'a, 's> {
@@ -575,10 +606,9 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
         }
         if let Some(&(g2, id2)) = self.globals.get(name) {
             let def = &self.graphs[g2].symbols[id2];
-            // A weak definition yields to one already in the session, as a
-            // dynamic linker's global scope would have it.
-            let interposed = def.binding == Binding::Weak && def.visibility.exported();
-            if !interposed {
+            // A weak or common definition yields to one already in the
+            // session, as a dynamic linker's global scope would have it.
+            if !yields_to_session(def) {
                 return self.definition(g2, id2, site);
             }
             if let Some(r) = self.exported_by_session(name)? {
@@ -1015,13 +1045,13 @@ fn write_module(
             Some(_) => continue, // bound to another module's definition
             None => match sym.definition {
                 Definition::Defined { section, offset } => Target::Section(g, section, offset),
-                Definition::Common { .. } => Target::Common(
-                    resolver
-                        .commons
-                        .iter()
-                        .position(|c| c.name == name)
-                        .expect("chosen commons are allocated"),
-                ),
+                // Not allocated: it binds to another module's definition.
+                Definition::Common { .. } => {
+                    match resolver.commons.iter().position(|c| c.name == name) {
+                        Some(index) => Target::Common(index),
+                        None => continue,
+                    }
+                }
                 Definition::Absolute(a) => Target::Address(a),
                 _ => continue,
             },

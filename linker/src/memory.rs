@@ -236,16 +236,19 @@ fn protect(start: u64, size: u64, prot: libc::c_int) -> Result<(), LinkError> {
 /// mapped below the slab, still within reach).
 fn near_host(size: u64, page: u64) -> Option<u64> {
     let (lo, hi) = solder_executor::host::library_span()?;
-    for gap in [16u64 << 20, 64 << 20, 256 << 20] {
+    // Step down from just below the libraries while the whole slab still
+    // reaches them, so several sessions in one process each find a place.
+    let mut gap = 16u64 << 20;
+    loop {
         let base = lo.checked_sub(size + gap)? & !(page - 1);
-        if hi - base >= REL32_REACH || base + size > lo {
+        if hi - base >= REL32_REACH {
             return None;
         }
         if let Some(base) = map_noreserve(base, size, true) {
             return Some(base);
         }
+        gap += 64 << 20;
     }
-    None
 }
 
 fn map_noreserve(address: u64, size: u64, fixed: bool) -> Option<u64> {

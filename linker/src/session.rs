@@ -54,9 +54,9 @@ pub struct ObjectFile {
 
 impl ObjectFile {
     pub fn read(path: &Path) -> Result<Self, LinkError> {
-        let bytes = std::fs::read(path).map_err(|source| LinkError::Read {
+        let bytes = std::fs::read(path).map_err(|reason| LinkError::Read {
             path: path.to_path_buf(),
-            source,
+            reason,
         })?;
         Ok(ObjectFile {
             name: path.display().to_string(),
@@ -186,7 +186,7 @@ impl Session {
         let linked = self.link(id, objects, None)?;
         self.next_id += 1;
         let initializers = linked.initializers.clone();
-        self.install(id, objects, linked)?;
+        self.install(id, objects, linked, self.modules.len(), None)?;
         self.run_initializers(&initializers);
         Ok(ModuleId(id))
     }
@@ -233,11 +233,15 @@ impl Session {
         )
     }
 
+    /// Makes a linked module live at `position` in load order (and at
+    /// `runtime_position` in the runtime's deinitializer order).
     fn install(
         &mut self,
         id: u32,
         objects: &[ObjectFile],
         linked: LinkedModule,
+        position: usize,
+        runtime_position: Option<usize>,
     ) -> Result<(), LinkError> {
         let frames = match linked.eh_frame {
             // SAFETY: the merged `.eh_frame` is finalized, read-only, ends
@@ -247,7 +251,7 @@ impl Session {
             None => None,
         };
         if self.config.execute {
-            lifecycle::register_module(linked.dso, linked.finalizers);
+            lifecycle::register_module(linked.dso, linked.finalizers, runtime_position);
         }
         let mut export_names = Vec::with_capacity(linked.exports.len());
         for (name, export) in linked.exports {
@@ -258,18 +262,21 @@ impl Session {
             export_names.push(name.clone());
             self.exports.insert(name, export);
         }
-        self.modules.push(Module {
-            id,
-            objects: describe(objects),
-            memory: linked.memory,
-            segments: linked.segments,
-            dso: linked.dso,
-            frames,
-            exports: export_names,
-            imports: linked.imports,
-            bindings: linked.bindings,
-            crash_symbols: linked.crash_symbols,
-        });
+        self.modules.insert(
+            position,
+            Module {
+                id,
+                objects: describe(objects),
+                memory: linked.memory,
+                segments: linked.segments,
+                dso: linked.dso,
+                frames,
+                exports: export_names,
+                imports: linked.imports,
+                bindings: linked.bindings,
+                crash_symbols: linked.crash_symbols,
+            },
+        );
         self.publish_crash_symbols();
         Ok(())
     }
@@ -417,16 +424,20 @@ impl Session {
             }
         }
         let old = self.modules.remove(index);
-        if self.config.execute {
-            lifecycle::remove_module(old.dso);
-        }
+        let runtime_position = if self.config.execute {
+            lifecycle::remove_module(old.dso)
+        } else {
+            None
+        };
         for name in &old.exports {
             if self.exports.get(name).is_some_and(|e| e.module == id.0) {
                 self.exports.remove(name);
             }
         }
         let initializers = linked.initializers.clone();
-        self.install(id.0, objects, linked)?;
+        // The new version takes the old one's place in load order, so
+        // session end still finalizes its dependents before it.
+        self.install(id.0, objects, linked, index, runtime_position)?;
         // Functions were redirected through their stubs in `install`; stubs
         // of functions the new version lacks fault instead of running freed
         // code. Direct data references are re-applied.

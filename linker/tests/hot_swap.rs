@@ -8,7 +8,8 @@
 //! - `provider_v1.c` / `provider_v2.c`: the swappable module, defining
 //!   `f()` (returns 1 or 2) and `b_data` (starts at 100 or 200);
 //! - `consumer.c`: calls `f()`, keeps a pointer to it in its data, reads
-//!   `b_data` directly, and has state of its own.
+//!   `b_data` directly and through a pointer in its data, and has state of
+//!   its own.
 //!
 //! A swap must redirect callers and old pointers to the new `f`, re-bind
 //! direct references to the new `b_data`, keep untouched modules' data, run
@@ -30,17 +31,23 @@ fn rerun(test: &str) -> String {
     format!("rerun: cargo test -p solder-linker --test hot_swap -- {test} --exact")
 }
 
-/// Compiles a fixture with `compiler -O2` once per test process
+/// Compiles a fixture with `compiler -O2 FLAGS` once per test process
 /// (`support::compile_with` writes to a fixed path per compiler, source and
 /// flags, so concurrent compiles of one fixture would race on that file).
-fn o2(compiler: &str, source: &str) -> PathBuf {
+fn build(compiler: &str, source: &str, flags: &[&str]) -> PathBuf {
     static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    let mut all = vec!["-O2"];
+    all.extend_from_slice(flags);
     built
         .get_or_insert_with(HashMap::new)
-        .entry(format!("{compiler} {source}"))
-        .or_insert_with(|| support::compile_with(compiler, source, &["-O2"]))
+        .entry(format!("{compiler} {source} {all:?}"))
+        .or_insert_with(|| support::compile_with(compiler, source, &all))
         .clone()
+}
+
+fn o2(compiler: &str, source: &str) -> PathBuf {
+    build(compiler, source, &[])
 }
 
 fn fixture(compiler: &str, name: &str) -> ObjectFile {
@@ -56,10 +63,16 @@ struct Swap {
 }
 
 fn swap_session(compiler: &str) -> Swap {
+    swap_session_with(compiler, &[])
+}
+
+/// As [`swap_session`], with the consumer compiled with extra `flags`.
+fn swap_session_with(compiler: &str, consumer_flags: &[&str]) -> Swap {
     let mut session = session();
     let log = session.load(&[fixture(compiler, "log")]).unwrap();
     let provider = session.load(&[fixture(compiler, "provider_v1")]).unwrap();
-    let consumer = session.load(&[fixture(compiler, "consumer")]).unwrap();
+    let consumer = build(compiler, "linker/hot_swap/consumer.c", consumer_flags);
+    let consumer = session.load(&[object(&consumer)]).unwrap();
     Swap {
         session,
         log,
@@ -76,39 +89,52 @@ fn events(session: &mut Session) -> Vec<i32> {
         .collect()
 }
 
+/// With the consumer as the compilers build it for PIE (direct calls through
+/// R_X86_64_PLT32) and with `-fPIC -fno-plt` (calls and data through GOT
+/// entries).
 #[test]
 fn callers_in_other_modules_reach_the_new_definition() {
     let test = "callers_in_other_modules_reach_the_new_definition";
     for compiler in COMPILERS {
-        let mut s = swap_session(compiler);
-        assert_eq!(
-            call(&mut s.session, "call_f", &[]),
-            1,
-            "{compiler} before the swap\n{}",
-            rerun(test)
-        );
-        s.session
-            .replace(s.provider, &[fixture(compiler, "provider_v2")])
-            .unwrap();
-        assert_eq!(
-            call(&mut s.session, "call_f", &[]),
-            2,
-            "{compiler}: consumer's call to f() must reach provider_v2\n{}",
-            rerun(test)
-        );
-        assert_eq!(
-            call(&mut s.session, "f", &[]),
-            2,
-            "{compiler}: lookup(\"f\") after the swap"
-        );
-        let mut live = s.session.modules();
-        live.sort();
-        assert_eq!(
-            live,
-            [s.log, s.provider, s.consumer],
-            "{compiler}: a swap keeps the module's id\n{}",
-            rerun(test)
-        );
+        for flags in [&[][..], &["-fPIC", "-fno-plt"][..]] {
+            let what = format!("{compiler}, consumer built with -O2 {}", flags.join(" "));
+            let mut s = swap_session_with(compiler, flags);
+            assert_eq!(
+                call(&mut s.session, "call_f", &[]),
+                1,
+                "{what}: before the swap\n{}",
+                rerun(test)
+            );
+            s.session
+                .replace(s.provider, &[fixture(compiler, "provider_v2")])
+                .unwrap();
+            assert_eq!(
+                call(&mut s.session, "call_f", &[]),
+                2,
+                "{what}: consumer's call to f() must reach provider_v2\n{}",
+                rerun(test)
+            );
+            assert_eq!(
+                call(&mut s.session, "read_b_data", &[]),
+                200,
+                "{what}: consumer's b_data must be provider_v2's\n{}",
+                rerun(test)
+            );
+            assert_eq!(
+                call(&mut s.session, "f", &[]),
+                2,
+                "{what}: lookup(\"f\") after the swap\n{}",
+                rerun(test)
+            );
+            let mut live = s.session.modules();
+            live.sort();
+            assert_eq!(
+                live,
+                [s.log, s.provider, s.consumer],
+                "{what}: a swap keeps the module's id\n{}",
+                rerun(test)
+            );
+        }
     }
 }
 
@@ -154,7 +180,12 @@ fn untouched_modules_keep_their_data() {
     for compiler in COMPILERS {
         let mut s = swap_session(compiler);
         for expected in 1..=3 {
-            assert_eq!(call(&mut s.session, "bump", &[]), expected);
+            assert_eq!(
+                call(&mut s.session, "bump", &[]),
+                expected,
+                "{compiler}\n{}",
+                rerun(test)
+            );
         }
         s.session
             .replace(s.provider, &[fixture(compiler, "provider_v2")])
@@ -198,6 +229,12 @@ fn direct_data_references_are_rebound_to_the_new_module() {
             "{compiler}\n{}",
             rerun(test)
         );
+        assert_eq!(
+            call(&mut s.session, "read_via_pointer", &[]),
+            100,
+            "{compiler}\n{}",
+            rerun(test)
+        );
         call(&mut s.session, "write_b_data", &[111]);
         let old = s
             .session
@@ -208,7 +245,8 @@ fn direct_data_references_are_rebound_to_the_new_module() {
         assert_eq!(
             unsafe { (old as *const i32).read() },
             111,
-            "{compiler}: write went elsewhere"
+            "{compiler}: consumer's write must reach provider_v1's b_data\n{}",
+            rerun(test)
         );
         s.session
             .replace(s.provider, &[fixture(compiler, "provider_v2")])
@@ -217,6 +255,12 @@ fn direct_data_references_are_rebound_to_the_new_module() {
             call(&mut s.session, "read_b_data", &[]),
             200,
             "{compiler}: consumer's reference to b_data must be re-bound to provider_v2's\n{}",
+            rerun(test)
+        );
+        assert_eq!(
+            call(&mut s.session, "read_via_pointer", &[]),
+            200,
+            "{compiler}: the pointer to b_data in consumer's data must be re-bound to provider_v2's\n{}",
             rerun(test)
         );
         call(&mut s.session, "write_b_data", &[222]);
@@ -289,7 +333,11 @@ fn thousand_replacements_keep_slab_use_flat() {
             }
         }
         let after_1000 = s.session.slab_used();
-        assert!(after_10 > 0);
+        assert!(
+            after_10 > 0,
+            "{compiler}: slab_used() is 0\n{}",
+            rerun(test)
+        );
         assert_eq!(
             after_1000,
             after_10,
@@ -340,7 +388,12 @@ fn remove_then_load_again() {
             rerun(test)
         );
         let again = session.load(&[fixture(compiler, "provider_v2")]).unwrap();
-        assert_ne!(again, provider, "{compiler}: a new load gets a new id");
+        assert_ne!(
+            again,
+            provider,
+            "{compiler}: a new load gets a new id\n{}",
+            rerun(test)
+        );
         assert_eq!(
             call(&mut session, "f", &[]),
             2,
@@ -389,7 +442,7 @@ fn removing_a_module_in_use_is_refused_naming_the_symbol() {
             "{compiler}\n{}",
             rerun(test)
         );
-        assert_eq!(session.modules().len(), 3);
+        assert_eq!(session.modules().len(), 3, "{compiler}\n{}", rerun(test));
     }
 }
 

@@ -351,11 +351,17 @@ fn load_handlers(
     compiler: &str,
     sink: &Sink,
     payload: u64,
+    test: &str,
 ) -> solder_linker::ModuleId {
     let handlers = o2(compiler, "linker/lifecycle/handlers.c");
     let id = session.load(&[object(&handlers)]).unwrap();
     call(session, "set_sink", &[sink.address()]);
-    assert_eq!(call(session, "register_handlers", &[]), 2);
+    assert_eq!(
+        call(session, "register_handlers", &[]),
+        2,
+        "{compiler}: register_handlers()\n{}",
+        rerun(test)
+    );
     call(session, "set_payload", &[payload]);
     id
 }
@@ -417,8 +423,13 @@ fn remove_runs_deinitializers_and_handlers_like_dlclose() {
     for compiler in COMPILERS {
         let sink = Sink::new();
         let mut session = session();
-        let id = load_handlers(&mut session, compiler, &sink, 2000);
-        assert_eq!(sink.values(), [] as [i64; 0], "nothing runs before removal");
+        let id = load_handlers(&mut session, compiler, &sink, 2000, test);
+        assert_eq!(
+            sink.values(),
+            [] as [i64; 0],
+            "{compiler}: nothing runs before removal\n{}",
+            rerun(test)
+        );
         session.remove(id).unwrap();
         let native = native_handlers(compiler, 2000, "dlclose", false);
         assert_eq!(
@@ -438,7 +449,8 @@ fn remove_runs_deinitializers_and_handlers_like_dlclose() {
         assert_eq!(
             session.lookup("set_sink").unwrap(),
             None,
-            "removed module still exports"
+            "{compiler}: the removed module still exports set_sink\n{}",
+            rerun(test)
         );
     }
 }
@@ -449,7 +461,7 @@ fn session_end_runs_handlers_then_deinitializers_like_exit() {
     for compiler in COMPILERS {
         let sink = Sink::new();
         let mut session = session();
-        load_handlers(&mut session, compiler, &sink, 3000);
+        load_handlers(&mut session, compiler, &sink, 3000, test);
         session.end();
         let native = native_handlers(compiler, 3000, "exit", false);
         assert_eq!(
@@ -483,7 +495,7 @@ fn handlers_of_a_removed_module_do_not_run_at_session_end() {
         let first = Sink::new();
         let second = Sink::new();
         let mut session = session();
-        let id = load_handlers(&mut session, compiler, &first, 1000);
+        let id = load_handlers(&mut session, compiler, &first, 1000, test);
         session.remove(id).unwrap();
         assert_eq!(
             first.values(),
@@ -530,7 +542,12 @@ fn session_end_interleaves_modules_like_exit() {
         session.load(&[object(&handlers)]).unwrap();
         call(&mut session, "set_sink", &[sink.address()]);
         session.load(&[object(&peer)]).unwrap();
-        assert_eq!(call(&mut session, "register_handlers", &[]), 2);
+        assert_eq!(
+            call(&mut session, "register_handlers", &[]),
+            2,
+            "{compiler}: register_handlers()\n{}",
+            rerun(test)
+        );
         call(&mut session, "set_payload", &[3000]);
         session.end();
         let native = native_handlers(compiler, 3000, "exit", true);

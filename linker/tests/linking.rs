@@ -22,7 +22,7 @@ use std::sync::Mutex;
 
 use object::read::elf::ElfFile64;
 use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget};
-use solder_linker::{ObjectFile, Session, SessionConfig};
+use solder_linker::{ObjectFile, Placement, Session, SessionConfig};
 use support::{call, object, session, solder, stderr, stdout};
 
 const COMPILERS: [&str; 2] = ["cc", "clang"];
@@ -80,7 +80,8 @@ fn strong_definition_beats_weak_in_either_order() {
         });
         assert!(
             weak_is_weak,
-            "{compiler}: weak_pick.o must define pick weakly"
+            "{compiler}: weak_pick.o must define pick weakly\n{}",
+            rerun(test)
         );
         for (order, objs) in [
             ("weak-strong", [&weak, &strong]),
@@ -121,7 +122,12 @@ fn two_strong_definitions_are_an_error_naming_both_objects() {
         // The failed load left nothing behind: dup_a alone loads, and then
         // dup_b in a later load clashes with the live module.
         load_all(&mut session, &[&a]).unwrap();
-        assert_eq!(call(&mut session, "dup_fn", &[]), 1);
+        assert_eq!(
+            call(&mut session, "dup_fn", &[]),
+            1,
+            "{compiler}\n{}",
+            rerun(test)
+        );
         let err = load_all(&mut session, &[&b])
             .expect_err("a strong definition clashing with a live module's export")
             .to_string();
@@ -150,8 +156,9 @@ fn common_symbols_merge_at_the_largest_size() {
             assert_eq!(
                 common,
                 Some((true, size)),
-                "{compiler}: {} must hold a common shared_buf",
-                path.display()
+                "{compiler}: {} must hold a common shared_buf\n{}",
+                path.display(),
+                rerun(test)
             );
         }
         for (order, objs) in [
@@ -172,12 +179,14 @@ fn common_symbols_merge_at_the_largest_size() {
             assert_eq!(
                 call(&mut session, "small_side_buf", &[]),
                 buf,
-                "{compiler} {order}: one shared_buf"
+                "{compiler} {order}: one shared_buf\n{}",
+                rerun(test)
             );
             assert_eq!(
                 call(&mut session, "large_side_buf", &[]),
                 buf,
-                "{compiler} {order}: one shared_buf"
+                "{compiler} {order}: one shared_buf\n{}",
+                rerun(test)
             );
             assert!(
                 tail >= buf + 64 || tail + 16 <= buf,
@@ -190,7 +199,8 @@ fn common_symbols_merge_at_the_largest_size() {
             assert_eq!(
                 call(&mut session, "buf_sum", &[]),
                 (1..=16).sum::<u64>(),
-                "{compiler} {order}"
+                "{compiler} {order}\n{}",
+                rerun(test)
             );
             assert_eq!(
                 call(&mut session, "tail_sum", &[]),
@@ -199,6 +209,48 @@ fn common_symbols_merge_at_the_largest_size() {
                 rerun(test)
             );
         }
+    }
+}
+
+/// A common symbol is a tentative definition: like a weak one, it yields to
+/// a definition already in the session (as it yields to a real definition
+/// in a native link, and as a dynamic linker binds to the first definition),
+/// instead of clashing with it.
+#[test]
+fn common_symbol_yields_to_an_earlier_module_definition() {
+    let test = "common_symbol_yields_to_an_earlier_module_definition";
+    for compiler in COMPILERS {
+        let definition = fixture(compiler, "counter_def.c", &[]);
+        let common = fixture(compiler, "common_redecl.c", &["-fcommon"]);
+        let is_common = with_elf(&common, |f| {
+            f.symbols()
+                .any(|s| s.name() == Ok("counter") && s.is_common())
+        });
+        assert!(
+            is_common,
+            "{compiler}: common_redecl.o must hold a common `counter`\n{}",
+            rerun(test)
+        );
+        let mut session = session();
+        load_all(&mut session, &[&definition]).unwrap();
+        load_all(&mut session, &[&common]).unwrap_or_else(|e| {
+            panic!(
+                "{compiler}: a later load's common `counter` must bind to module 1's definition: {e}\n{}",
+                rerun(test)
+            )
+        });
+        assert_eq!(
+            call(&mut session, "bump_counter", &[]),
+            42,
+            "{compiler}: the common must be the earlier definition (41 + 1)\n{}",
+            rerun(test)
+        );
+        assert_eq!(
+            call(&mut session, "read_counter", &[]),
+            42,
+            "{compiler}: both modules must see one `counter`\n{}",
+            rerun(test)
+        );
     }
 }
 
@@ -212,8 +264,9 @@ fn comdat_groups_keep_one_copy_for_all_callers() {
             let groups = with_elf(path, |f| f.comdats().count());
             assert!(
                 groups >= 2,
-                "{compiler}: {} has {groups} COMDAT groups",
-                path.display()
+                "{compiler}: {} has {groups} COMDAT groups\n{}",
+                path.display(),
+                rerun(test)
             );
         }
         let mut session = session();
@@ -252,7 +305,11 @@ fn comdat_groups_keep_one_copy_for_all_callers() {
             call(&mut session, "add_fn_a", &[]),
             call(&mut session, "add_fn_b", &[]),
         );
-        assert!(ta != 0 && aa != 0);
+        assert!(
+            ta != 0 && aa != 0,
+            "{compiler}: null function addresses\n{}",
+            rerun(test)
+        );
         assert_eq!(
             ta,
             tb,
@@ -268,29 +325,39 @@ fn comdat_groups_keep_one_copy_for_all_callers() {
     }
 }
 
+/// `maybe_or` calls `maybe` (a branch, R_X86_64_PLT32) after testing its
+/// address: the branch must link whether or not address 0 is within 2 GiB
+/// of the slab, so both placements are tried explicitly.
 #[test]
 fn undefined_weak_reference_resolves_to_null() {
     let test = "undefined_weak_reference_resolves_to_null";
     for compiler in COMPILERS {
         let weak = fixture(compiler, "weak_undef.c", &[]);
         let def = fixture(compiler, "maybe_def.c", &[]);
-        let mut session = session();
-        load_all(&mut session, &[&weak])
-            .unwrap_or_else(|e| panic!("{compiler}: {e}\n{}", rerun(test)));
-        assert_eq!(
-            call(&mut session, "has_maybe", &[]),
-            0,
-            "{compiler}: &maybe must be 0\n{}",
-            rerun(test)
-        );
-        assert_eq!(
-            call(&mut session, "maybe_or", &[5]),
-            5,
-            "{compiler}\n{}",
-            rerun(test)
-        );
+        for placement in [Placement::NearHost, Placement::Low] {
+            let mut session = Session::new(SessionConfig {
+                slab_size: 64 << 20,
+                placement,
+                ..SessionConfig::default()
+            })
+            .unwrap();
+            load_all(&mut session, &[&weak])
+                .unwrap_or_else(|e| panic!("{compiler}, slab {placement:?}: {e}\n{}", rerun(test)));
+            assert_eq!(
+                call(&mut session, "has_maybe", &[]),
+                0,
+                "{compiler}, slab {placement:?}: &maybe must be 0\n{}",
+                rerun(test)
+            );
+            assert_eq!(
+                call(&mut session, "maybe_or", &[5]),
+                5,
+                "{compiler}, slab {placement:?}\n{}",
+                rerun(test)
+            );
+        }
         // Defined in the same load, the weak reference binds to it.
-        let mut session = support::session();
+        let mut session = session();
         load_all(&mut session, &[&weak, &def]).unwrap();
         assert_eq!(
             call(&mut session, "has_maybe", &[]),
@@ -313,10 +380,10 @@ fn reference_site(path: &Path, symbol: &str) -> (String, u64) {
     with_elf(path, |f| {
         for section in f.sections() {
             for (offset, reloc) in section.relocations() {
-                if let RelocationTarget::Symbol(index) = reloc.target() {
-                    if f.symbol_by_index(index).unwrap().name() == Ok(symbol) {
-                        return (section.name().unwrap().to_string(), offset);
-                    }
+                if let RelocationTarget::Symbol(index) = reloc.target()
+                    && f.symbol_by_index(index).unwrap().name() == Ok(symbol)
+                {
+                    return (section.name().unwrap().to_string(), offset);
                 }
             }
         }
@@ -348,7 +415,12 @@ fn undefined_symbol_error_names_symbol_object_section_and_offset() {
         }
         // The session is still usable.
         load_all(&mut session, &[&fixture(compiler, "maybe_def.c", &[])]).unwrap();
-        assert_eq!(call(&mut session, "maybe", &[]), 77);
+        assert_eq!(
+            call(&mut session, "maybe", &[]),
+            77,
+            "{compiler}\n{}",
+            rerun(test)
+        );
     }
 }
 
@@ -377,7 +449,8 @@ fn hidden_and_internal_symbols_link_within_a_load_but_are_not_exported() {
         }
         assert!(
             session.lookup("visible_fn").unwrap().is_some(),
-            "{compiler}: visible_fn is exported"
+            "{compiler}: visible_fn is exported\n{}",
+            rerun(test)
         );
         let outsider = fixture(compiler, "visibility_outsider.c", &[]);
         let err = load_all(&mut session, &[&outsider])
@@ -400,7 +473,11 @@ fn libm_symbols_resolve_by_default() {
             f.symbols()
                 .any(|s| s.name() == Ok("cos") && s.is_undefined())
         });
-        assert!(imports_cos, "{compiler}: libm_user.o must import cos");
+        assert!(
+            imports_cos,
+            "{compiler}: libm_user.o must import cos\n{}",
+            rerun(test)
+        );
         let mut session = session();
         load_all(&mut session, &[&user])
             .unwrap_or_else(|e| panic!("{compiler}: {e}\n{}", rerun(test)));
@@ -489,7 +566,8 @@ fn host_symbols_through_the_got() {
         assert!(
             kinds.contains(&object::elf::R_X86_64_REX_GOTPCRELX)
                 || kinds.contains(&object::elf::R_X86_64_GOTPCRELX),
-            "{compiler}: got_host.o must use GOT relocations: {kinds:?}"
+            "{compiler}: got_host.o must use GOT relocations: {kinds:?}\n{}",
+            rerun(test)
         );
         let mut session = session();
         load_all(&mut session, &[&got])
@@ -549,7 +627,8 @@ fn cpp_exceptions_cross_jit_objects() {
         assert_eq!(
             native.status.code(),
             Some(3),
-            "{compiler}: native reference caught 3 exceptions"
+            "{compiler}: the native reference catches 3 exceptions\n{}",
+            rerun(test)
         );
         let jit = solder(&["run", thrower.to_str().unwrap(), catcher.to_str().unwrap()]);
         assert_eq!(

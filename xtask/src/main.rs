@@ -10,6 +10,7 @@
 //! Further subcommands (`conformance`, `bench`, ...) are added the same way:
 //! a module, a variant of [`Command`], and one match arm in [`main`].
 
+mod conformance;
 mod programs;
 mod util;
 
@@ -30,12 +31,16 @@ enum Command {
     /// Build real programs (Lua, SQLite, C lifecycle, C++) with gcc and
     /// clang, run each natively and under `solder run`, compare the results.
     Programs(programs::Args),
+    /// Build the conformance fixtures, run the YAML scenarios, print a
+    /// table per area, format and mode.
+    Conformance(conformance::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Programs(args) => programs::run(&args),
+        Command::Conformance(args) => conformance::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

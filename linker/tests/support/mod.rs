@@ -89,7 +89,7 @@ pub fn stderr(output: &Output) -> String {
 /// directly (independently of Solder's front-end), to prove a fixture
 /// contains what a test claims it exercises.
 pub fn relocation_types(path: &Path) -> Vec<object::elf::RelocationType> {
-    use object::read::elf::{FileHeader, Rela as _, SectionHeader};
+    use object::read::elf::{FileHeader, SectionHeader};
     let data = std::fs::read(path).unwrap();
     let header = object::elf::FileHeader64::<object::Endianness>::parse(&*data).unwrap();
     let endian = header.endian().unwrap();

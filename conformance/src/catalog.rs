@@ -1,0 +1,117 @@
+//! Finding scenarios and naming trials.
+//!
+//! Scenarios live in `conformance/scenarios/<area>/<name>.yaml`. Each one
+//! gives a trial per (format, mode) that both the scenario and Solder
+//! support, named `format/mode/area/name`. A file that does not parse gives
+//! one failing trial named `schema/area/name`. Listing only reads YAML: no
+//! fixture is built.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::formats::{FORMATS, Format, MODES, Mode};
+use crate::schema::{Scenario, ScenarioError};
+
+/// One scenario file.
+#[derive(Debug)]
+pub struct ScenarioFile {
+    pub area: String,
+    pub name: String,
+    pub path: PathBuf,
+    pub scenario: Result<Arc<Scenario>, Arc<ScenarioError>>,
+}
+
+/// One trial: a scenario in one format and mode.
+#[derive(Debug, Clone)]
+pub struct TrialSpec {
+    pub name: String,
+    pub area: String,
+    pub scenario_name: String,
+    pub path: PathBuf,
+    pub format: Format,
+    pub mode: Mode,
+    pub scenario: Arc<Scenario>,
+}
+
+/// The scenario directory of this workspace.
+pub fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+}
+
+/// Every `<area>/<name>.yaml` under `dir`, sorted, parsed.
+pub fn discover(dir: &Path) -> std::io::Result<Vec<ScenarioFile>> {
+    let mut files = Vec::new();
+    let mut areas: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    areas.sort();
+    for area_dir in areas.into_iter().filter(|p| p.is_dir()) {
+        let area = file_name(&area_dir);
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&area_dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        paths.sort();
+        for path in paths {
+            if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+                continue;
+            }
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let scenario = Scenario::load(&path).map(Arc::new).map_err(Arc::new);
+            files.push(ScenarioFile {
+                area: area.clone(),
+                name,
+                path,
+                scenario,
+            });
+        }
+    }
+    Ok(files)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The trials of `files`, in format, mode, area, name order.
+pub fn trials(files: &[ScenarioFile]) -> Vec<TrialSpec> {
+    let mut trials = Vec::new();
+    for format in FORMATS.iter().filter(|f| f.implemented) {
+        for mode in MODES.iter().filter(|m| m.implemented) {
+            for file in files {
+                let Ok(scenario) = &file.scenario else {
+                    continue;
+                };
+                if !scenario.formats.contains(&format.format)
+                    || !scenario.modes.contains(&mode.mode)
+                {
+                    continue;
+                }
+                trials.push(TrialSpec {
+                    name: trial_name(format.format, mode.mode, &file.area, &file.name),
+                    area: file.area.clone(),
+                    scenario_name: file.name.clone(),
+                    path: file.path.clone(),
+                    format: format.format,
+                    mode: mode.mode,
+                    scenario: scenario.clone(),
+                });
+            }
+        }
+    }
+    trials
+}
+
+/// `format/mode/area/name`.
+pub fn trial_name(format: Format, mode: Mode, area: &str, name: &str) -> String {
+    format!("{format}/{mode}/{area}/{name}")
+}
+
+/// The command that reruns exactly one trial.
+pub fn rerun_command(trial: &str) -> String {
+    format!("cargo test -p solder-conformance --test conformance -- {trial} --exact")
+}

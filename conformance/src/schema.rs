@@ -1,0 +1,672 @@
+//! The scenario schema: one YAML file per scenario, documented field by
+//! field in `conformance/README.md`.
+//!
+//! Parsing is strict (`deny_unknown_fields` everywhere) and every error
+//! names the file, and for syntax and shape errors the line and column.
+//! After parsing, [`Scenario::load`] checks what YAML cannot express: each
+//! step has exactly one action, fixture and module names exist, regular
+//! expressions compile, a crash, exit or timeout is expected only on the
+//! last step.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+use crate::formats::{Format, Mode};
+
+/// The default time one step may take before the trial is killed.
+pub const DEFAULT_STEP_TIMEOUT_MS: u64 = 10_000;
+
+/// Why a scenario file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// One scenario, as written in its YAML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// One sentence: what the scenario proves.
+    pub summary: String,
+    /// Formats the scenario applies to (default: all).
+    #[serde(default = "Format::all")]
+    pub formats: Vec<Format>,
+    /// Modes the scenario applies to (default: all).
+    #[serde(default = "Mode::all")]
+    pub modes: Vec<Mode>,
+    /// How the session is set up (default: the linker's defaults).
+    #[serde(default)]
+    pub session: SessionSpec,
+    /// Fixture name -> C source under `fixtures/`.
+    pub fixtures: BTreeMap<String, FixtureSpec>,
+    /// Per format: section names (`.init_array`, `.ctors*`) or relocation
+    /// type names (`R_X86_64_PLT32`) the built objects must contain.
+    #[serde(default)]
+    pub exercises: BTreeMap<Format, Vec<String>>,
+    /// Trials that must not run, with the reason.
+    #[serde(default)]
+    pub skip: Vec<Condition>,
+    /// Trials that are expected to fail, with the reason. One that passes
+    /// is a failure.
+    #[serde(default)]
+    pub xfail: Vec<Condition>,
+    pub steps: Vec<Step>,
+}
+
+/// A `skip` or `xfail` entry: a reason, optionally narrowed to some formats
+/// and modes (default: all of the scenario's).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub reason: String,
+    #[serde(default)]
+    pub formats: Option<Vec<Format>>,
+    #[serde(default)]
+    pub modes: Option<Vec<Mode>>,
+}
+
+impl Condition {
+    pub fn applies(&self, format: Format, mode: Mode) -> bool {
+        self.formats.as_ref().is_none_or(|f| f.contains(&format))
+            && self.modes.as_ref().is_none_or(|m| m.contains(&mode))
+    }
+}
+
+/// The session options a scenario may set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSpec {
+    /// Bytes reserved for all JIT memory.
+    #[serde(default)]
+    pub slab_size: Option<u64>,
+    #[serde(default)]
+    pub placement: Option<PlacementSpec>,
+}
+
+/// Where the session's reservation goes: `auto`, `near-host`, `low` or
+/// `{fixed: ADDRESS}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PlacementSpec {
+    Auto,
+    NearHost,
+    Low,
+    /// `{fixed: 0x40000000}`: exactly there, or the first load fails.
+    Fixed(u64),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FixedPlacement {
+    fixed: u64,
+}
+
+impl<'de> Deserialize<'de> for PlacementSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PlacementSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("auto, near-host, low or {fixed: ADDRESS}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PlacementSpec, E> {
+                match v {
+                    "auto" => Ok(PlacementSpec::Auto),
+                    "near-host" => Ok(PlacementSpec::NearHost),
+                    "low" => Ok(PlacementSpec::Low),
+                    other => Err(E::invalid_value(de::Unexpected::Str(other), &self)),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PlacementSpec, A::Error> {
+                let m = FixedPlacement::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(PlacementSpec::Fixed(m.fixed))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A fixture: a C source path relative to `fixtures/`, or a map with the
+/// source and extra compiler flags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FixtureSpec {
+    pub source: String,
+    pub cflags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FixtureMap {
+    source: String,
+    #[serde(default)]
+    cflags: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for FixtureSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FixtureSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a source path or a map {source, cflags}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FixtureSpec, E> {
+                Ok(FixtureSpec {
+                    source: v.to_string(),
+                    cflags: Vec::new(),
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FixtureSpec, A::Error> {
+                let m = FixtureMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(FixtureSpec {
+                    source: m.source,
+                    cflags: m.cflags,
+                })
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// One step of a scenario: an action and what it must do.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub action: Action,
+    pub expect: Expect,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Links the fixtures as one new module named `module`.
+    Load {
+        fixtures: Vec<String>,
+        module: String,
+    },
+    /// Looks `function` up and calls it.
+    Call(Call),
+    /// Hot-swaps module `module` for the fixtures `with`.
+    /// `repeat` > 1 swaps that many times; the step then also fails when
+    /// the slab holds more after the last swap than after the first.
+    Replace {
+        module: String,
+        with: Vec<String>,
+        repeat: u32,
+    },
+    /// Removes module `module`.
+    Remove { module: String },
+    /// Ends the session.
+    End,
+}
+
+impl Action {
+    /// How the step is shown in transcripts.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::Load { fixtures, module } => {
+                format!("load [{}] as {module}", fixtures.join(", "))
+            }
+            Action::Call(call) => {
+                let args: Vec<String> = call.args.iter().map(i64::to_string).collect();
+                format!("call {}({})", call.function, args.join(", "))
+            }
+            Action::Replace {
+                module,
+                with,
+                repeat,
+            } => {
+                let times = if *repeat > 1 {
+                    format!(" {repeat} times")
+                } else {
+                    String::new()
+                };
+                format!("replace {module} with [{}]{times}", with.join(", "))
+            }
+            Action::Remove { module } => format!("remove {module}"),
+            Action::End => "end".to_string(),
+        }
+    }
+}
+
+/// A call: `call: name` or `call: {function, args, timeout_ms, width}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Call {
+    pub function: String,
+    /// Integer arguments (at most six), passed in SysV registers.
+    #[serde(default)]
+    pub args: Vec<i64>,
+    /// Kill the trial when the call takes longer (default 10 s).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Bits of the return value compared (32: C `int`, 64: `long`).
+    #[serde(default = "default_width")]
+    pub width: u32,
+}
+
+fn default_width() -> u32 {
+    32
+}
+
+struct CallSpec(Call);
+
+impl<'de> Deserialize<'de> for CallSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CallSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a function name or a map {function, args, timeout_ms, width}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<CallSpec, E> {
+                Ok(CallSpec(Call {
+                    function: v.to_string(),
+                    args: Vec::new(),
+                    timeout_ms: None,
+                    width: default_width(),
+                }))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<CallSpec, A::Error> {
+                Call::deserialize(de::value::MapAccessDeserializer::new(map)).map(CallSpec)
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplaceSpec {
+    module: String,
+    with: Vec<String>,
+    #[serde(default = "one")]
+    repeat: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveSpec {
+    module: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndSpec {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepRaw {
+    #[serde(default)]
+    load: Option<Vec<String>>,
+    #[serde(default, rename = "as")]
+    as_name: Option<String>,
+    #[serde(default)]
+    call: Option<CallSpec>,
+    #[serde(default)]
+    replace: Option<ReplaceSpec>,
+    #[serde(default)]
+    remove: Option<RemoveSpec>,
+    #[serde(default)]
+    end: Option<EndSpec>,
+    #[serde(default)]
+    expect: Expect,
+}
+
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = StepRaw::deserialize(deserializer)?;
+        let mut actions = Vec::new();
+        if let Some(fixtures) = raw.load {
+            if fixtures.is_empty() {
+                return Err(de::Error::custom("`load` needs at least one fixture"));
+            }
+            let module = raw.as_name.clone().unwrap_or_else(|| fixtures.join("+"));
+            actions.push(Action::Load { fixtures, module });
+        } else if raw.as_name.is_some() {
+            return Err(de::Error::custom("`as` names the module of a `load` step"));
+        }
+        if let Some(CallSpec(call)) = raw.call {
+            actions.push(Action::Call(call));
+        }
+        if let Some(r) = raw.replace {
+            if r.repeat == 0 {
+                return Err(de::Error::custom("`repeat` is at least 1"));
+            }
+            actions.push(Action::Replace {
+                module: r.module,
+                with: r.with,
+                repeat: r.repeat,
+            });
+        }
+        if let Some(r) = raw.remove {
+            actions.push(Action::Remove { module: r.module });
+        }
+        if raw.end.is_some() {
+            actions.push(Action::End);
+        }
+        if actions.len() != 1 {
+            return Err(de::Error::custom(format!(
+                "a step has exactly one of load, call, replace, remove, end (found {})",
+                actions.len()
+            )));
+        }
+        Ok(Step {
+            action: actions.pop().expect("one action"),
+            expect: raw.expect,
+        })
+    }
+}
+
+/// What a step must do. With neither `stdout` nor `stdout_matches`, the
+/// step must print nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Exactly what the step prints on stdout.
+    #[serde(default)]
+    pub stdout: Option<String>,
+    /// A regular expression the whole stdout must match.
+    #[serde(default)]
+    pub stdout_matches: Option<String>,
+    /// The call's return value.
+    #[serde(default)]
+    pub returns: Option<i64>,
+    /// The step fails to link.
+    #[serde(default)]
+    pub link_error: Option<LinkErrorExpect>,
+    /// The step kills the process with a signal.
+    #[serde(default)]
+    pub crash: Option<CrashExpect>,
+    /// The step exits the process with this status.
+    #[serde(default)]
+    pub exit: Option<i32>,
+    /// The step does not finish within its timeout.
+    #[serde(default)]
+    pub timeout: Option<bool>,
+}
+
+/// An expected link error.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkErrorExpect {
+    /// The `LinkError` variant: `Undefined`, `Duplicate`, `OutOfRange`, ...
+    pub kind: String,
+    /// A regular expression the error message must contain a match of.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// An expected crash.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrashExpect {
+    /// `SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE`, `SIGABRT`, `SIGTRAP`.
+    pub signal: String,
+}
+
+/// Signal names a scenario may expect, with their numbers.
+pub const SIGNALS: [(&str, i32); 7] = [
+    ("SIGSEGV", libc::SIGSEGV),
+    ("SIGBUS", libc::SIGBUS),
+    ("SIGILL", libc::SIGILL),
+    ("SIGFPE", libc::SIGFPE),
+    ("SIGABRT", libc::SIGABRT),
+    ("SIGTRAP", libc::SIGTRAP),
+    ("SIGKILL", libc::SIGKILL),
+];
+
+/// The name of a signal number (`signal 7` for ones not in [`SIGNALS`]).
+pub fn signal_name(signal: i32) -> String {
+    SIGNALS
+        .iter()
+        .find(|(_, n)| *n == signal)
+        .map_or_else(|| format!("signal {signal}"), |(name, _)| name.to_string())
+}
+
+impl Expect {
+    /// Whether the step ends the process (crash, exit or timeout).
+    pub fn terminal(&self) -> bool {
+        self.crash.is_some() || self.exit.is_some() || self.timeout == Some(true)
+    }
+}
+
+impl Scenario {
+    /// Reads, parses and checks one scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Scenario::parse(path, &text)
+    }
+
+    /// Parses and checks scenario text; `path` is only used in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario = serde_yaml::from_str(text).map_err(|err| {
+            let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
+            ScenarioError::Syntax {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: err.to_string(),
+            }
+        })?;
+        scenario.check().map_err(|message| ScenarioError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(scenario)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.steps.is_empty() {
+            return Err("a scenario needs at least one step".into());
+        }
+        for (name, fixture) in &self.fixtures {
+            if fixture.source.starts_with('/') || fixture.source.contains("..") {
+                return Err(format!(
+                    "fixture `{name}`: `{}` must be a relative path under fixtures/",
+                    fixture.source
+                ));
+            }
+        }
+        for condition in self.skip.iter().chain(&self.xfail) {
+            if condition.reason.trim().is_empty() {
+                return Err("every skip and xfail entry needs a reason".into());
+            }
+        }
+        let mut modules: Vec<&str> = Vec::new();
+        let last = self.steps.len() - 1;
+        for (index, step) in self.steps.iter().enumerate() {
+            let n = index + 1;
+            let fixtures_known = |names: &[String]| -> Result<(), String> {
+                for name in names {
+                    if !self.fixtures.contains_key(name) {
+                        return Err(format!("step {n}: no fixture named `{name}`"));
+                    }
+                }
+                Ok(())
+            };
+            match &step.action {
+                Action::Load { fixtures, module } => {
+                    fixtures_known(fixtures)?;
+                    if step.expect.link_error.is_none() {
+                        modules.push(module);
+                    }
+                }
+                Action::Replace { module, with, .. } => {
+                    fixtures_known(with)?;
+                    if !modules.contains(&module.as_str()) {
+                        return Err(format!(
+                            "step {n}: no module named `{module}` loaded before"
+                        ));
+                    }
+                }
+                Action::Remove { module } => {
+                    if !modules.contains(&module.as_str()) {
+                        return Err(format!(
+                            "step {n}: no module named `{module}` loaded before"
+                        ));
+                    }
+                }
+                Action::Call(call) => {
+                    if call.args.len() > 6 {
+                        return Err(format!("step {n}: at most six arguments"));
+                    }
+                    if call.width != 32 && call.width != 64 {
+                        return Err(format!("step {n}: `width` is 32 or 64"));
+                    }
+                    if let Some(value) = step.expect.returns
+                        && call.width == 32
+                        && i32::try_from(value).is_err()
+                        && u32::try_from(value).is_err()
+                    {
+                        return Err(format!(
+                            "step {n}: {value} does not fit a 32-bit return value (set `width: 64`)"
+                        ));
+                    }
+                }
+                Action::End => {}
+            }
+            let e = &step.expect;
+            if e.returns.is_some() && !matches!(step.action, Action::Call(_)) {
+                return Err(format!("step {n}: `returns` needs a `call` step"));
+            }
+            if e.link_error.is_some() && matches!(step.action, Action::Call(_) | Action::End) {
+                return Err(format!(
+                    "step {n}: `link_error` needs a load, replace or remove step"
+                ));
+            }
+            let outcomes = [
+                e.returns.is_some(),
+                e.link_error.is_some(),
+                e.crash.is_some(),
+                e.exit.is_some(),
+                e.timeout == Some(true),
+            ];
+            if outcomes.iter().filter(|&&b| b).count() > 1 {
+                return Err(format!(
+                    "step {n}: expect at most one of returns, link_error, crash, exit, timeout"
+                ));
+            }
+            if e.terminal() && index != last {
+                return Err(format!(
+                    "step {n}: a crash, exit or timeout ends the trial, so it must be the last step"
+                ));
+            }
+            if e.stdout.is_some() && e.stdout_matches.is_some() {
+                return Err(format!(
+                    "step {n}: use `stdout` or `stdout_matches`, not both"
+                ));
+            }
+            if let Some(pattern) = &e.stdout_matches {
+                regex::Regex::new(pattern)
+                    .map_err(|err| format!("step {n}: stdout_matches: {err}"))?;
+            }
+            if let Some(link) = &e.link_error
+                && let Some(pattern) = &link.message
+            {
+                regex::Regex::new(pattern)
+                    .map_err(|err| format!("step {n}: link_error.message: {err}"))?;
+            }
+            if let Some(crash) = &e.crash
+                && !SIGNALS.iter().any(|(name, _)| *name == crash.signal)
+            {
+                let names: Vec<&str> = SIGNALS.iter().map(|(name, _)| *name).collect();
+                return Err(format!(
+                    "step {n}: unknown signal `{}` (one of {})",
+                    crash.signal,
+                    names.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The per-step timeout in milliseconds.
+    pub fn step_timeout_ms(step: &Step) -> u64 {
+        match &step.action {
+            Action::Call(call) => call.timeout_ms.unwrap_or(DEFAULT_STEP_TIMEOUT_MS),
+            _ => DEFAULT_STEP_TIMEOUT_MS,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_design_sketch() {
+        let text = r#"
+summary: Only new initializers run.
+fixtures:
+  first: initializers/counter_a.c
+  second: { source: initializers/counter_b.c, cflags: [-fno-pic] }
+exercises:
+  elf: [".init_array"]
+steps:
+  - load: [first]
+    expect: { stdout: "init a\n" }
+  - call: counter
+    expect: { returns: 1 }
+  - call: { function: add, args: [1, -2], timeout_ms: 100 }
+  - load: [second]
+    as: b
+  - remove: { module: b }
+  - end: {}
+"#;
+        let s = Scenario::parse(Path::new("x.yaml"), text).unwrap();
+        assert_eq!(s.formats, Format::all());
+        assert_eq!(s.steps.len(), 6);
+        assert_eq!(s.fixtures["second"].cflags, vec!["-fno-pic"]);
+        assert!(matches!(&s.steps[2].action, Action::Call(c) if c.args == vec![1, -2]));
+    }
+
+    #[test]
+    fn unknown_fields_give_line_and_column() {
+        let text = "summary: x\nfixtures: {}\nsteps:\n  - end: {}\n    expekt: {}\n";
+        let err = Scenario::parse(Path::new("x.yaml"), text).unwrap_err();
+        let message = err.to_string();
+        assert!(message.starts_with("x.yaml:"), "{message}");
+        assert!(
+            matches!(err, ScenarioError::Syntax { line, .. } if line >= 4),
+            "{message}"
+        );
+        assert!(message.contains("expekt"), "{message}");
+    }
+
+    #[test]
+    fn two_actions_in_one_step_are_refused() {
+        let text = "summary: x\nfixtures: {a: a.c}\nsteps:\n  - load: [a]\n    end: {}\n";
+        let err = Scenario::parse(Path::new("x.yaml"), text).unwrap_err();
+        assert!(err.to_string().contains("exactly one"), "{err}");
+    }
+
+    #[test]
+    fn terminal_outcome_must_be_last() {
+        let text = "summary: x\nfixtures: {a: a.c}\nsteps:\n  - load: [a]\n  - call: f\n    expect: {crash: {signal: SIGSEGV}}\n  - end: {}\n";
+        let err = Scenario::parse(Path::new("x.yaml"), text).unwrap_err();
+        assert!(err.to_string().contains("last step"), "{err}");
+    }
+}

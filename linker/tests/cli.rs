@@ -1,0 +1,336 @@
+//! `solder run` as a user sees it: the program's exit status and stdout
+//! (compared with the same objects linked natively), arguments after `--`,
+//! `--entry`, `--noexec`, exit status 125 with a message naming what and
+//! where when Solder itself fails (missing file, not an ELF object,
+//! undefined symbol), and crashes (SIGSEGV, SIGABRT) reported on stderr with
+//! the process dying of the signal. Fixtures are under `fixtures/linker/cli/`.
+
+mod support;
+
+use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+use object::read::elf::ElfFile64;
+use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget};
+use support::{solder, stderr, stdout};
+
+const COMPILERS: [&str; 2] = ["cc", "clang"];
+
+/// The exit status of `solder run` when Solder itself fails.
+const SOLDER_FAILED: i32 = 125;
+
+/// The command that reruns one test of this file.
+fn rerun(test: &str) -> String {
+    format!("rerun: cargo test -p solder-linker --test cli -- {test} --exact")
+}
+
+/// `fixtures/linker/cli/NAME` compiled with `compiler -O2`, once per test
+/// process (`support::compile_with` writes to a fixed path per compiler and
+/// source, so concurrent compiles of one fixture would race on that file).
+fn fixture(compiler: &str, name: &str) -> PathBuf {
+    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    built
+        .get_or_insert_with(HashMap::new)
+        .entry(format!("{compiler} {name}"))
+        .or_insert_with(|| support::compile_with(compiler, &format!("linker/cli/{name}"), &["-O2"]))
+        .clone()
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("fixture paths are UTF-8")
+}
+
+/// Links `object` natively with `cc` into `target/tmp/linker-native/NAME`.
+fn link_native(object: &Path, name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("linker-native");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join(name);
+    let result = Command::new("cc")
+        .arg(object)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "native link failed: {}",
+        stderr(&result)
+    );
+    exe
+}
+
+/// (exit code, terminating signal).
+fn exit_of(output: &Output) -> (Option<i32>, Option<i32>) {
+    (output.status.code(), output.status.signal())
+}
+
+/// Asserts that `solder run` failed as Solder (status 125) with a message
+/// on stderr containing every needle, and ran nothing.
+fn assert_solder_failed(output: &Output, needles: &[&str], what: &str, test: &str) {
+    let message = stderr(output);
+    assert_eq!(
+        exit_of(output),
+        (Some(SOLDER_FAILED), None),
+        "{what}: `solder run` must exit with 125; stderr:\n{message}\n{}",
+        rerun(test)
+    );
+    for needle in needles {
+        assert!(
+            message.contains(needle),
+            "{what}: stderr must contain `{needle}`:\n{message}\n{}",
+            rerun(test)
+        );
+    }
+    assert_eq!(
+        stdout(output),
+        "",
+        "{what}: nothing may run\n{}",
+        rerun(test)
+    );
+}
+
+#[test]
+fn exit_status_stdout_and_arguments_match_native() {
+    let test = "exit_status_stdout_and_arguments_match_native";
+    for compiler in COMPILERS {
+        let program = fixture(compiler, "program.c");
+        let exe = link_native(&program, &format!("cli-program-{compiler}"));
+        for args in [&[][..], &["one", "two words", "--three", ""][..]] {
+            let native = Command::new(&exe).args(args).output().unwrap();
+            let mut run = vec!["run", path_str(&program), "--"];
+            run.extend_from_slice(args);
+            let jit = solder(&run);
+            assert_eq!(
+                stdout(&jit),
+                stdout(&native),
+                "{compiler}, args {args:?}: `solder run` stdout (left) differs from native (right)\n\
+                 solder stderr:\n{}\n{}",
+                stderr(&jit),
+                rerun(test)
+            );
+            assert_eq!(
+                exit_of(&jit),
+                exit_of(&native),
+                "{compiler}, args {args:?}: (code, signal) of `solder run` (left) and native (right)\n{}",
+                rerun(test)
+            );
+            assert_eq!(
+                native.status.code(),
+                Some(3 + args.len() as i32),
+                "{compiler}: native reference status\n{}",
+                rerun(test)
+            );
+        }
+    }
+}
+
+#[test]
+fn missing_file_exits_125_naming_it() {
+    let test = "missing_file_exits_125_naming_it";
+    let missing = Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-such-object.o");
+    let output = solder(&["run", path_str(&missing)]);
+    assert_solder_failed(
+        &output,
+        &[path_str(&missing), "No such file"],
+        "missing file",
+        test,
+    );
+    let message = stderr(&output);
+    assert_eq!(
+        message.matches("No such file or directory").count(),
+        1,
+        "the OS error must be stated once: {message}\n{}",
+        rerun(test)
+    );
+}
+
+#[test]
+fn non_elf_file_exits_125_naming_it() {
+    let test = "non_elf_file_exits_125_naming_it";
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("linker-cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("not-an-object.o");
+    std::fs::write(&text, "int main(void) { return 0; }\n").unwrap();
+    let output = solder(&["run", path_str(&text)]);
+    assert_solder_failed(
+        &output,
+        &[path_str(&text), "not an ELF object"],
+        "text file",
+        test,
+    );
+    // An ELF file that is not relocatable: a native executable.
+    let exe = link_native(&fixture("cc", "program.c"), "cli-program-not-relocatable");
+    let output = solder(&["run", path_str(&exe)]);
+    assert_solder_failed(
+        &output,
+        &[path_str(&exe), "relocatable"],
+        "executable",
+        test,
+    );
+}
+
+#[test]
+fn undefined_symbol_exits_125_naming_symbol_object_section_and_offset() {
+    let test = "undefined_symbol_exits_125_naming_symbol_object_section_and_offset";
+    for compiler in COMPILERS {
+        let object = fixture(compiler, "undefined.c");
+        // Where the reference is, read with the `object` crate.
+        let data = std::fs::read(&object).unwrap();
+        let elf = ElfFile64::<object::Endianness>::parse(&*data).unwrap();
+        let (section, offset) = elf
+            .sections()
+            .find_map(|section| {
+                section
+                    .relocations()
+                    .find_map(|(offset, reloc)| match reloc.target() {
+                        RelocationTarget::Symbol(i)
+                            if elf.symbol_by_index(i).unwrap().name()
+                                == Ok("not_defined_anywhere") =>
+                        {
+                            Some((section.name().unwrap().to_string(), offset))
+                        }
+                        _ => None,
+                    })
+            })
+            .expect("a relocation against not_defined_anywhere");
+        let output = solder(&["run", path_str(&object)]);
+        assert_solder_failed(
+            &output,
+            &[
+                "`not_defined_anywhere`",
+                path_str(&object),
+                &format!("section {section}"),
+                &format!("offset {offset:#x}"),
+            ],
+            compiler,
+            test,
+        );
+    }
+}
+
+#[test]
+fn segfault_in_main_is_reported_and_kills_with_sigsegv() {
+    let test = "segfault_in_main_is_reported_and_kills_with_sigsegv";
+    for compiler in COMPILERS {
+        let object = fixture(compiler, "crash.c");
+        let output = solder(&["run", path_str(&object)]);
+        let message = stderr(&output);
+        assert_eq!(
+            exit_of(&output),
+            (None, Some(libc::SIGSEGV)),
+            "{compiler}: `solder run` must die of SIGSEGV; stderr:\n{message}\n{}",
+            rerun(test)
+        );
+        assert!(
+            message.contains("SIGSEGV") && message.contains("main+0x"),
+            "{compiler}: stderr must name SIGSEGV and the crashing function as main+0x...:\n{message}\n{}",
+            rerun(test)
+        );
+        assert!(
+            message.contains("at address 0x0"),
+            "{compiler}: stderr must give the null fault address:\n{message}\n{}",
+            rerun(test)
+        );
+        assert_eq!(
+            stdout(&output),
+            "about to crash\n",
+            "{compiler}\n{}",
+            rerun(test)
+        );
+    }
+}
+
+#[test]
+fn abort_kills_with_sigabrt() {
+    let test = "abort_kills_with_sigabrt";
+    for compiler in COMPILERS {
+        let object = fixture(compiler, "abort.c");
+        let native = Command::new(link_native(&object, &format!("cli-abort-{compiler}")))
+            .output()
+            .unwrap();
+        let output = solder(&["run", path_str(&object)]);
+        let message = stderr(&output);
+        assert_eq!(
+            exit_of(&output),
+            (None, Some(libc::SIGABRT)),
+            "{compiler}: `solder run` must die of SIGABRT; stderr:\n{message}\n{}",
+            rerun(test)
+        );
+        assert_eq!(
+            exit_of(&native),
+            exit_of(&output),
+            "{compiler}: native dies the same way\n{}",
+            rerun(test)
+        );
+        assert!(
+            message.contains("SIGABRT"),
+            "{compiler}: stderr:\n{message}\n{}",
+            rerun(test)
+        );
+        assert_eq!(
+            stdout(&output),
+            stdout(&native),
+            "{compiler}\n{}",
+            rerun(test)
+        );
+    }
+}
+
+#[test]
+fn noexec_links_but_runs_nothing() {
+    let test = "noexec_links_but_runs_nothing";
+    for compiler in COMPILERS {
+        let program = fixture(compiler, "program.c");
+        let output = solder(&["run", "--noexec", path_str(&program), "--", "arg"]);
+        assert_eq!(
+            exit_of(&output),
+            (Some(0), None),
+            "{compiler}: --noexec exits 0; stderr:\n{}\n{}",
+            stderr(&output),
+            rerun(test)
+        );
+        assert_eq!(
+            stdout(&output),
+            "",
+            "{compiler}: with --noexec neither the constructor nor main may run\n{}",
+            rerun(test)
+        );
+        // It still links: an undefined symbol fails under --noexec too.
+        let undefined = fixture(compiler, "undefined.c");
+        let output = solder(&["run", "--noexec", path_str(&undefined)]);
+        assert_solder_failed(&output, &["`not_defined_anywhere`"], compiler, test);
+    }
+}
+
+#[test]
+fn entry_runs_the_named_function() {
+    let test = "entry_runs_the_named_function";
+    for compiler in COMPILERS {
+        let program = fixture(compiler, "program.c");
+        let output = solder(&["run", "--entry", "alt_entry", path_str(&program)]);
+        assert_eq!(
+            (stdout(&output).as_str(), exit_of(&output)),
+            ("constructor ran\nalt_entry ran\n", (Some(17), None)),
+            "{compiler}: --entry alt_entry; stderr:\n{}\n{}",
+            stderr(&output),
+            rerun(test)
+        );
+        let output = solder(&["run", "--entry", "no_such_entry", path_str(&program)]);
+        assert_eq!(
+            exit_of(&output),
+            (Some(SOLDER_FAILED), None),
+            "{compiler}: a missing entry point is Solder's failure\n{}",
+            rerun(test)
+        );
+        assert!(
+            stderr(&output).contains("`no_such_entry`"),
+            "{compiler}: stderr must name the entry: {}\n{}",
+            stderr(&output),
+            rerun(test)
+        );
+    }
+}
