@@ -147,6 +147,9 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
             .map_err(|e| malformed(format!("symbol {}: name: {e}", index.0)))?;
         let mut name = std::str::from_utf8(name_bytes)
             .map_err(|_| malformed(format!("symbol {}: name is not UTF-8", index.0)))?;
+        if index.0 == 0 {
+            name = "*ABS*"; // as binutils shows relocations against no symbol
+        }
         let shndx = symtab
             .symbol_section(endian, sym, index)
             .map_err(|e| malformed(format!("symbol {name}: section: {e}")))?;

@@ -21,6 +21,15 @@ impl std::fmt::Display for Site {
     }
 }
 
+/// `-0x10` rather than a two's-complement 128-bit mask.
+pub fn signed_hex(value: i128) -> String {
+    if value < 0 {
+        format!("-{:#x}", value.unsigned_abs())
+    } else {
+        format!("{value:#x}")
+    }
+}
+
 /// A relocation (or reference) Solder cannot link.
 #[derive(Debug)]
 pub struct UnsupportedRelocation {
@@ -58,8 +67,8 @@ pub enum LinkError {
     #[error("{}: unsupported relocation {} against `{}`{}", .0.site, .0.reloc, .0.symbol, .0.why)]
     UnsupportedRelocation(Box<UnsupportedRelocation>),
     #[error(
-        "{}: relocation {} against `{}` out of range: value {:#x} does not fit in {} ({})",
-        .0.site, .0.reloc, .0.symbol, .0.value, .0.width, .0.detail
+        "{}: relocation {} against `{}` out of range: value {} does not fit in {} ({})",
+        .0.site, .0.reloc, .0.symbol, signed_hex(.0.value), .0.width, .0.detail
     )]
     OutOfRange(Box<OutOfRange>),
     #[error("undefined symbol `{symbol}`, referenced by {site}")]

@@ -973,8 +973,8 @@ fn write_module(
                 write_checked(&edge.kind, &mut memory[field_at..field_at + width], value).map_err(
                     |failure| {
                         let mut detail = format!(
-                            "target {s_addr:#x}, place {place:#x}, distance {:+#x}",
-                            s_val - p
+                            "target {s_addr:#x}, place {place:#x}, distance {}",
+                            crate::error::signed_hex(s_val - p)
                         );
                         if edge.kind.op == RelocOp::Absolute && edge.kind.is_narrow() {
                             detail.push_str(
