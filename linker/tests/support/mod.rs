@@ -31,11 +31,20 @@ pub fn compile_with(compiler: &str, source: &str, flags: &[&str]) -> PathBuf {
     std::fs::create_dir_all(&out_dir).unwrap();
     let stem = source.replace(['/', '.'], "_");
     let output = out_dir.join(format!("{stem}-{compiler}-{tag}.o"));
+    // Tests run in parallel threads and may build the same fixture at once:
+    // compile to a private file and rename it into place (atomic), so no
+    // reader ever sees a half-written object.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let partial = out_dir.join(format!(
+        "{stem}-{compiler}-{tag}.o.{}-{unique}.partial",
+        std::process::id()
+    ));
     let mut cmd = Command::new(compiler);
     cmd.arg("-c")
         .arg(&input)
         .arg("-o")
-        .arg(&output)
+        .arg(&partial)
         .arg("-I")
         .arg(fixtures().join("include"))
         .args(flags);
@@ -47,6 +56,7 @@ pub fn compile_with(compiler: &str, source: &str, flags: &[&str]) -> PathBuf {
         "compiling failed: {cmd:?}\n{}",
         String::from_utf8_lossy(&result.stderr)
     );
+    std::fs::rename(&partial, &output).unwrap();
     output
 }
 
