@@ -16,4 +16,6 @@
 pub mod crash;
 pub mod host;
 pub mod lifecycle;
+pub mod pages;
+pub mod protocol;
 pub mod unwind;

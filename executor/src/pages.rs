@@ -1,0 +1,275 @@
+//! Page-level memory operations of the process that runs JIT'd code: the
+//! session's reservation (placed next to the host libraries, in the low
+//! 2 GiB, or at a fixed address), protection changes and release. The
+//! controller keeps the allocation bookkeeping; these are the system calls.
+//!
+//! Protection follows wasmtime's `CodeMemory`: read-write while written,
+//! then read-execute, read-only or read-write — never writable and
+//! executable at once.
+
+use crate::protocol::{PlacementCode, Prot};
+
+/// The span a rel32 displacement reaches, with a margin for addends.
+pub const REL32_REACH: u64 = (1 << 31) - (1 << 20);
+const LOW_HINT: u64 = 0x1000_0000;
+
+/// Why a page operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error("slab address {address:#x} is not page-aligned ({page:#x})")]
+    Unaligned { address: u64, page: u64 },
+    #[error("cannot reserve {size:#x} bytes{at}: {reason}")]
+    Reserve {
+        size: u64,
+        at: String,
+        reason: std::io::Error,
+    },
+    #[error("{call}({start:#x}, {size:#x}) failed: {reason}")]
+    Call {
+        call: &'static str,
+        start: u64,
+        size: u64,
+        reason: std::io::Error,
+    },
+    #[error("the slab size must be positive")]
+    Empty,
+}
+
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if page > 0 { page as u64 } else { 4096 }
+}
+
+/// Reserves `size` bytes (rounded up to pages) of inaccessible, uncommitted
+/// address space. Returns the base.
+pub fn reserve(size: u64, placement: PlacementCode, address: u64) -> Result<u64, PageError> {
+    let page = page_size();
+    let size = size.div_ceil(page) * page;
+    if size == 0 {
+        return Err(PageError::Empty);
+    }
+    let failed = |at: String| PageError::Reserve {
+        size,
+        at,
+        reason: std::io::Error::last_os_error(),
+    };
+    match placement {
+        PlacementCode::Fixed => {
+            if address % page != 0 {
+                return Err(PageError::Unaligned { address, page });
+            }
+            map_noreserve(address, size, true).ok_or_else(|| failed(format!(" at {address:#x}")))
+        }
+        PlacementCode::Any | PlacementCode::NearHost | PlacementCode::Low => {
+            let near = (placement == PlacementCode::NearHost)
+                .then(|| near_host(size, page))
+                .flatten();
+            let low = || {
+                (placement != PlacementCode::Any)
+                    .then(|| {
+                        // Every 256 MiB step of the low 2 GiB that fits, so
+                        // several sessions in one process each get a low slab.
+                        let mut base = LOW_HINT;
+                        while base + size <= 1 << 31 {
+                            if let Some(found) = map_noreserve(base, size, true) {
+                                return Some(found);
+                            }
+                            base += 256 << 20;
+                        }
+                        None
+                    })
+                    .flatten()
+            };
+            match near.or_else(low) {
+                Some(base) => Ok(base),
+                None => map_noreserve(0, size, false).ok_or_else(|| failed(String::new())),
+            }
+        }
+    }
+}
+
+/// Unmaps a reservation.
+///
+/// # Safety
+/// Nothing may use memory in the range afterwards.
+pub unsafe fn unreserve(base: u64, size: u64) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { libc::munmap(base as *mut libc::c_void, size as usize) };
+}
+
+/// The `mprotect` flags of a protection.
+pub fn prot_flags(prot: Prot) -> libc::c_int {
+    match prot {
+        Prot::None => libc::PROT_NONE,
+        Prot::ReadExecute => libc::PROT_READ | libc::PROT_EXEC,
+        Prot::ReadOnly => libc::PROT_READ,
+        Prot::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
+    }
+}
+
+/// Sets the protection of whole pages.
+///
+/// # Safety
+/// The range must be page-aligned and lie inside a reservation of this
+/// process that no Rust reference points into.
+pub unsafe fn protect(start: u64, size: u64, prot: Prot) -> Result<(), PageError> {
+    if size == 0 {
+        return Ok(());
+    }
+    // SAFETY: guaranteed by the caller.
+    let rc = unsafe { libc::mprotect(start as *mut libc::c_void, size as usize, prot_flags(prot)) };
+    if rc != 0 {
+        return Err(PageError::Call {
+            call: "mprotect",
+            start,
+            size,
+            reason: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// Discards the pages of a private anonymous range (they read as zero
+/// afterwards) and makes them inaccessible.
+///
+/// # Safety
+/// As for [`protect`]; nothing may use the range's contents afterwards.
+pub unsafe fn release(start: u64, size: u64) -> Result<(), PageError> {
+    // SAFETY: guaranteed by the caller; discarding private anonymous pages
+    // only zeroes them.
+    unsafe {
+        libc::madvise(
+            start as *mut libc::c_void,
+            size as usize,
+            libc::MADV_DONTNEED,
+        );
+        protect(start, size, Prot::None)
+    }
+}
+
+/// Copies `bytes` to `address`, making the pages read-write first (they
+/// stay read-write: the caller sets the final protection).
+///
+/// # Safety
+/// The range must lie inside a reservation of this process, and no Rust
+/// reference may point into it.
+pub unsafe fn write(address: u64, bytes: &[u8], page: u64) -> Result<(), PageError> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let first = address & !(page - 1);
+    let end = (address + bytes.len() as u64).div_ceil(page) * page;
+    // SAFETY: guaranteed by the caller; the pages are made writable (not
+    // executable) before the copy.
+    unsafe {
+        protect(first, end - first, Prot::ReadWrite)?;
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), address as *mut u8, bytes.len());
+    }
+    Ok(())
+}
+
+/// Writes into live pages: read-write, copy, then `restore`.
+///
+/// # Safety
+/// As for [`write`]; the pages' previous contents outside `bytes` are kept.
+pub unsafe fn patch(address: u64, bytes: &[u8], restore: Prot, page: u64) -> Result<(), PageError> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let first = address & !(page - 1);
+    let end = (address + bytes.len() as u64).div_ceil(page) * page;
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        write(address, bytes, page)?;
+        protect(first, end - first, restore)
+    }
+}
+
+/// Whether a rel32 field anywhere in `[base, base + size)` reaches `target`.
+pub fn reaches(base: u64, size: u64, target: u64) -> bool {
+    let end = base + size;
+    target.abs_diff(base) < REL32_REACH && target.abs_diff(end) < REL32_REACH
+}
+
+/// Reserves `size` bytes just below the host's shared libraries, where
+/// every byte reaches all of them with a rel32 (libraries opened later are
+/// mapped below the slab, still within reach).
+fn near_host(size: u64, page: u64) -> Option<u64> {
+    let (lo, hi) = crate::host::library_span()?;
+    // Step down from just below the libraries while the whole slab still
+    // reaches them, so several sessions in one process each find a place.
+    let mut gap = 16u64 << 20;
+    loop {
+        let base = lo.checked_sub(size + gap)? & !(page - 1);
+        if hi - base >= REL32_REACH {
+            return None;
+        }
+        if let Some(base) = map_noreserve(base, size, true) {
+            return Some(base);
+        }
+        gap += 64 << 20;
+    }
+}
+
+fn map_noreserve(address: u64, size: u64, fixed: bool) -> Option<u64> {
+    let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    if fixed {
+        flags |= libc::MAP_FIXED_NOREPLACE;
+    }
+    // SAFETY: an anonymous PROT_NONE mapping; MAP_FIXED_NOREPLACE never
+    // replaces an existing mapping.
+    let ptr = unsafe {
+        libc::mmap(
+            address as *mut libc::c_void,
+            size as usize,
+            libc::PROT_NONE,
+            flags,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return None;
+    }
+    if fixed && ptr as u64 != address {
+        // Old kernels ignore MAP_FIXED_NOREPLACE and treat it as a hint.
+        // SAFETY: we just mapped this range.
+        unsafe { libc::munmap(ptr, size as usize) };
+        return None;
+    }
+    Some(ptr as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn near_host_placement_reaches_libc() {
+        let size = 1 << 30;
+        let base = reserve(size, PlacementCode::NearHost, 0).unwrap();
+        let (lo, hi) = crate::host::library_span().unwrap();
+        assert!(
+            reaches(base, size, lo) && reaches(base, size, hi),
+            "{base:#x}"
+        );
+        // SAFETY: nothing uses the reservation.
+        unsafe { unreserve(base, size) };
+    }
+
+    #[test]
+    fn low_placement_is_in_the_low_2_gib() {
+        let size = 1 << 30;
+        let base = reserve(size, PlacementCode::Low, 0).unwrap();
+        assert!(base + size <= 1 << 31, "{base:#x}");
+        // SAFETY: nothing uses the reservation.
+        unsafe { unreserve(base, size) };
+    }
+
+    #[test]
+    fn unaligned_fixed_address_is_an_error() {
+        let err = reserve(1 << 20, PlacementCode::Fixed, 0x1000_0001).unwrap_err();
+        assert!(err.to_string().contains("not page-aligned"), "{err}");
+    }
+}
