@@ -17,9 +17,14 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use solder_linker::{ModuleId, ObjectFile, Placement, Session, SessionConfig};
+use solder_linker::error::LinkError;
+use solder_linker::{
+    ExecutorChoice, ModuleId, ObjectFile, Outcome, Placement, Recovery, Session, SessionConfig,
+    Transport,
+};
 
-use crate::schema::{Action, PlacementSpec, Scenario, SessionSpec};
+use crate::formats::Mode;
+use crate::schema::{Action, PlacementSpec, RecoverySpec, Scenario, SessionSpec};
 
 /// Set in the child's environment: the JSON [`ChildPlan`].
 pub const CHILD_ENV: &str = "SOLDER_CONFORMANCE_CHILD";
@@ -32,6 +37,8 @@ pub struct ChildPlan {
     /// Fixture name -> built object.
     pub objects: BTreeMap<String, PathBuf>,
     pub report: PathBuf,
+    /// Where the code runs.
+    pub mode: Mode,
 }
 
 /// One line of the report file.
@@ -76,6 +83,23 @@ pub enum StepResult {
         first: u64,
         last: u64,
     },
+    /// The executor process crashed (the child survived it).
+    Crashed {
+        signal: i32,
+        report: String,
+    },
+    /// JIT'd code called `exit(status)` in the executor process.
+    Exited {
+        status: i32,
+    },
+    /// The call outlived its timeout and the executor was killed.
+    TimedOut {
+        ms: u64,
+    },
+    /// The executor vanished or broke the protocol.
+    ExecutorFailed {
+        message: String,
+    },
 }
 
 /// Why the child could not run its plan (reported on stderr, exit 101).
@@ -103,9 +127,32 @@ pub fn error_kind(err: &solder_linker::LinkError) -> String {
         .to_string()
 }
 
-/// The session configuration of a scenario's `session` field.
-pub fn session_config(spec: &SessionSpec) -> SessionConfig {
+/// The session configuration of a scenario's `session` field, in `mode`.
+pub fn session_config(spec: &SessionSpec, mode: Mode, tcp: Option<&str>) -> SessionConfig {
     let mut config = SessionConfig::default();
+    let pipe = Transport::Pipe { program: None };
+    config.executor = match mode {
+        Mode::Inproc => ExecutorChoice::InProcess,
+        Mode::Pipe => ExecutorChoice::Remote {
+            transport: pipe,
+            shared_memory: false,
+        },
+        Mode::Shm => ExecutorChoice::Remote {
+            transport: pipe,
+            shared_memory: true,
+        },
+        Mode::Tcp => ExecutorChoice::Remote {
+            transport: Transport::Tcp {
+                address: tcp.unwrap_or("127.0.0.1:0").to_string(),
+            },
+            shared_memory: false,
+        },
+    };
+    config.recovery = match spec.recovery {
+        None => Recovery::None,
+        Some(RecoverySpec::Snapshot) => Recovery::Snapshot,
+        Some(RecoverySpec::Restart) => Recovery::Restart,
+    };
     if let Some(size) = spec.slab_size {
         config.slab_size = size;
     }
@@ -178,8 +225,18 @@ pub fn run(plan_json: &str) -> Result<(), ChildError> {
             })
             .collect()
     };
-    let mut session =
-        Session::new(session_config(&scenario.session)).map_err(ChildError::Session)?;
+    // TCP: an executor listening on a loopback port of its own, serving
+    // each connection (a restart is a new connection) in a fresh process.
+    let listener = match plan.mode {
+        Mode::Tcp => Some(TcpExecutor::start(&plan.report)?),
+        _ => None,
+    };
+    let mut session = Session::new(session_config(
+        &scenario.session,
+        plan.mode,
+        listener.as_ref().map(|l| l.address.as_str()),
+    ))
+    .map_err(ChildError::Session)?;
     let mut modules: BTreeMap<String, ModuleId> = BTreeMap::new();
     let mut ended = false;
     for (index, step) in scenario.steps.iter().enumerate() {
@@ -187,12 +244,9 @@ pub fn run(plan_json: &str) -> Result<(), ChildError> {
             step: index,
             stdout: flushed_stdout_size(),
         })?;
-        let link = |r: Result<(), solder_linker::LinkError>| match r {
+        let link = |r: Result<(), LinkError>| match r {
             Ok(()) => StepResult::Ok,
-            Err(err) => StepResult::LinkError {
-                kind: error_kind(&err),
-                message: err.to_string(),
-            },
+            Err(err) => failure(err),
         };
         let result = match &step.action {
             Action::Load { fixtures, module } => {
@@ -204,11 +258,15 @@ pub fn run(plan_json: &str) -> Result<(), ChildError> {
             Action::Call(call) => match session.lookup(&call.function) {
                 Ok(Some(address)) => {
                     let args: Vec<u64> = call.args.iter().map(|&a| a as u64).collect();
+                    let timeout = call.timeout_ms.map(std::time::Duration::from_millis);
                     // SAFETY: the scenario names a function of a fixture
                     // and passes at most six integer arguments; whatever the
-                    // function does happens in this disposable child process.
-                    let value = unsafe { session.call(address, &args) };
-                    StepResult::Returned { value }
+                    // function does happens in this disposable child process
+                    // or in the executor process.
+                    match unsafe { session.call_with_timeout(address, &args, timeout) } {
+                        Ok(value) => StepResult::Returned { value },
+                        Err(err) => failure(err),
+                    }
                 }
                 Ok(None) => StepResult::MissingSymbol {
                     name: call.function.clone(),
@@ -253,9 +311,8 @@ pub fn run(plan_json: &str) -> Result<(), ChildError> {
                 },
             },
             Action::End => {
-                session.end();
                 ended = true;
-                StepResult::Ok
+                link(session.finish())
             }
         };
         reporter.record(&Record::Finish {
@@ -270,14 +327,108 @@ pub fn run(plan_json: &str) -> Result<(), ChildError> {
             step,
             stdout: flushed_stdout_size(),
         })?;
-        session.end();
+        let result = match session.finish() {
+            Ok(()) => StepResult::Ok,
+            Err(err) => failure(err),
+        };
         reporter.record(&Record::Finish {
             step,
             stdout: flushed_stdout_size(),
-            result: StepResult::Ok,
+            result,
         })?;
     }
     drop(session);
+    drop(listener);
     reporter.record(&Record::Done)?;
     Ok(())
+}
+
+/// A step's failure as a result: a link error, or how the executor ended.
+fn failure(err: LinkError) -> StepResult {
+    match err {
+        LinkError::Execution(abnormal) => match &abnormal.outcome {
+            Outcome::Crashed(crash) => StepResult::Crashed {
+                signal: crash.signal,
+                report: abnormal.to_string(),
+            },
+            &Outcome::Exited(status) => StepResult::Exited { status },
+            Outcome::TimedOut(after) => StepResult::TimedOut {
+                ms: after.as_millis() as u64,
+            },
+            Outcome::Lost(_) | Outcome::Returned(_) => StepResult::ExecutorFailed {
+                message: abnormal.to_string(),
+            },
+        },
+        err @ (LinkError::Executor(_) | LinkError::ExecutorGone(_)) => {
+            StepResult::ExecutorFailed {
+                message: err.to_string(),
+            }
+        }
+        err => StepResult::LinkError {
+            kind: error_kind(&err),
+            message: err.to_string(),
+        },
+    }
+}
+
+/// `solder-executor --listen 127.0.0.1:0`, killed when dropped (and when
+/// this child dies: it is started with a parent-death signal).
+struct TcpExecutor {
+    process: std::process::Child,
+    address: String,
+}
+
+impl TcpExecutor {
+    fn start(report: &std::path::Path) -> Result<TcpExecutor, ChildError> {
+        use std::os::unix::process::CommandExt;
+        let program = solder_linker::target::executor_program(&None)
+            .map_err(|e| ChildError::Io(std::io::Error::other(e.to_string())))?;
+        let ready = report.with_file_name("tcp-address");
+        let _ = std::fs::remove_file(&ready);
+        let mut command = std::process::Command::new(program);
+        command
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--ready-file")
+            .arg(&ready);
+        // SAFETY: prctl only sets this process attribute between fork and
+        // exec; it is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                Ok(())
+            });
+        }
+        let mut process = command.spawn()?;
+        let start = std::time::Instant::now();
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready)
+                && !text.trim().is_empty()
+            {
+                return Ok(TcpExecutor {
+                    process,
+                    address: text.trim().to_string(),
+                });
+            }
+            if let Some(status) = process.try_wait()? {
+                return Err(ChildError::Io(std::io::Error::other(format!(
+                    "solder-executor --listen exited ({status}) before listening"
+                ))));
+            }
+            if start.elapsed() > std::time::Duration::from_secs(10) {
+                let _ = process.kill();
+                return Err(ChildError::Io(std::io::Error::other(
+                    "solder-executor --listen did not start listening within 10 s",
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+}
+
+impl Drop for TcpExecutor {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::catalog::{TrialSpec, rerun_command};
 use crate::child::{CHILD_ENV, ChildPlan, Record, StepResult};
 use crate::fixtures::{Builder, Compiler, FixtureError};
-use crate::formats::Format;
+use crate::formats::{Format, Mode};
 use crate::schema::{Action, Expect, Scenario, Step, signal_name};
 
 /// How a trial ended.
@@ -196,6 +196,7 @@ impl Harness {
             scenario: trial.path.clone(),
             objects,
             report: report_path.clone(),
+            mode: trial.mode,
         };
         let plan = serde_json::to_string(&plan).map_err(|e| e.to_string())?;
         let exe =
@@ -215,6 +216,12 @@ impl Harness {
                 Scenario::step_timeout_ms,
             ))
         };
+        // An executor process enforces a call's timeout itself and reports
+        // it; the watchdog only catches a child that hangs beyond that.
+        let watchdog_of = |step: usize| match trial.mode {
+            Mode::Inproc => timeout_of(step),
+            _ => timeout_of(step) + Duration::from_secs(10),
+        };
         let mut running: Option<(usize, Instant)> = None;
         let mut last_progress = Instant::now();
         let mut seen = 0;
@@ -233,8 +240,8 @@ impl Harness {
                 };
             }
             let overdue = match running {
-                Some((step, since)) => (since.elapsed() > timeout_of(step)).then_some(step),
-                None => (last_progress.elapsed() > timeout_of(usize::MAX)).then_some(usize::MAX),
+                Some((step, since)) => (since.elapsed() > watchdog_of(step)).then_some(step),
+                None => (last_progress.elapsed() > watchdog_of(usize::MAX)).then_some(usize::MAX),
             };
             if let Some(step) = overdue {
                 let _ = child.kill();
@@ -272,7 +279,7 @@ impl Harness {
                 } => {
                     let start = open.take().map_or(stdout, |(_, s)| s);
                     observed[step.min(total - 1)] = StepObservation {
-                        observed: Observed::Result(result),
+                        observed: observe(result),
                         stdout: slice(&captured, start, stdout),
                     };
                 }
@@ -301,6 +308,17 @@ impl Harness {
             stderr,
             dir,
         })
+    }
+}
+
+/// An executor's crash, exit or timeout reads like the in-process child's
+/// own, so one transcript fits every mode.
+fn observe(result: StepResult) -> Observed {
+    match result {
+        StepResult::Crashed { signal, .. } => Observed::Crashed(signal),
+        StepResult::Exited { status } => Observed::Exited(status),
+        StepResult::TimedOut { ms } => Observed::TimedOut(ms),
+        other => Observed::Result(other),
     }
 }
 
@@ -469,6 +487,14 @@ fn actual_outcome(step: &Step, observed: &Observed, want: &str) -> String {
         }
         Observed::Result(StepResult::NoModule { name }) => {
             format!("no module `{name}` (its load failed)")
+        }
+        Observed::Result(StepResult::Crashed { signal, .. }) => {
+            format!("crashed with {}", signal_name(*signal))
+        }
+        Observed::Result(StepResult::Exited { status }) => format!("exited with status {status}"),
+        Observed::Result(StepResult::TimedOut { .. }) => "timed out".into(),
+        Observed::Result(StepResult::ExecutorFailed { message }) => {
+            format!("executor failed: {message}")
         }
         Observed::Crashed(signal) => format!("crashed with {}", signal_name(*signal)),
         Observed::Exited(code) => format!("exited with status {code}"),

@@ -98,6 +98,20 @@ pub struct SessionSpec {
     pub slab_size: Option<u64>,
     #[serde(default)]
     pub placement: Option<PlacementSpec>,
+    /// What an executor process does after a crash: `snapshot` (roll back
+    /// to the checkpoint before the call) or `restart` (a fresh executor
+    /// replays the modules). With a policy, steps may follow a crash or a
+    /// timeout; the scenario must then run only in executor modes.
+    #[serde(default)]
+    pub recovery: Option<RecoverySpec>,
+}
+
+/// A recovery policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecoverySpec {
+    Snapshot,
+    Restart,
 }
 
 /// Where the session's reservation goes: `auto`, `near-host`, `low` or
@@ -482,6 +496,12 @@ impl Scenario {
         if self.steps.is_empty() {
             return Err("a scenario needs at least one step".into());
         }
+        if self.session.recovery.is_some() && self.modes.contains(&Mode::Inproc) {
+            return Err(
+                "`session.recovery` needs an executor process: list `modes` without inproc (e.g. [pipe, tcp, shm])"
+                    .into(),
+            );
+        }
         for (name, fixture) in &self.fixtures {
             if fixture.source.starts_with('/') || fixture.source.contains("..") {
                 return Err(format!(
@@ -569,9 +589,11 @@ impl Scenario {
                     "step {n}: expect at most one of returns, link_error, crash, exit, timeout"
                 ));
             }
-            if e.terminal() && index != last {
+            let survivable =
+                self.session.recovery.is_some() && (e.crash.is_some() || e.timeout == Some(true));
+            if e.terminal() && index != last && !survivable {
                 return Err(format!(
-                    "step {n}: a crash, exit or timeout ends the trial, so it must be the last step"
+                    "step {n}: a crash, exit or timeout ends the trial, so it must be the last step (unless `session.recovery` lets the session continue after a crash or timeout)"
                 ));
             }
             if e.stdout.is_some() && e.stdout_matches.is_some() {

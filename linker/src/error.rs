@@ -102,4 +102,36 @@ pub enum LinkError {
     },
     #[error(transparent)]
     Unwind(#[from] solder_executor::unwind::UnwindError),
+    /// JIT'd code crashed, exited or timed out in a remote executor.
+    #[error("{}", .0)]
+    Execution(Box<Abnormal>),
+    /// The executor died earlier and no recovery policy brought it back.
+    #[error("the session is over: {0}")]
+    ExecutorGone(String),
+    /// The executor could not be started or reached, refused a request, or
+    /// broke the protocol.
+    #[error("executor: {0}")]
+    Executor(String),
+}
+
+/// How JIT'd code ended when it did not return.
+#[derive(Debug)]
+pub struct Abnormal {
+    /// What was running: "the call to `f`", "the initializers of module 2".
+    pub during: String,
+    pub outcome: crate::target::Outcome,
+    /// `crashed: SIGSEGV at address 0x0, pc 0x... in f+0x4 (module 1: a.o)`.
+    pub report: String,
+    /// How the session went on, if it did.
+    pub recovered: Option<String>,
+}
+
+impl std::fmt::Display for Abnormal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} during {}", self.report, self.during)?;
+        if let Some(how) = &self.recovered {
+            write!(f, "; {how}")?;
+        }
+        Ok(())
+    }
 }

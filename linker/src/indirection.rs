@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use crate::arch::x86_64::{JUMP_STUB, JUMP_STUB_DISP, JUMP_STUB_END};
 use crate::error::LinkError;
 use crate::graph::Protection;
-use crate::memory::{Slab, make_writable, protect_as};
+use crate::memory::Slab;
+use crate::target::Executor;
 
 #[derive(Default)]
 pub struct Indirection {
@@ -44,7 +45,13 @@ impl Indirection {
     }
 
     /// The stub for `name`, created to jump to `target` if it is new.
-    pub fn stub_for(&mut self, slab: &mut Slab, name: &str, target: u64) -> Result<u64, LinkError> {
+    pub fn stub_for(
+        &mut self,
+        slab: &mut Slab,
+        executor: &mut dyn Executor,
+        name: &str,
+        target: u64,
+    ) -> Result<u64, LinkError> {
         let page = slab.page();
         if let Some(stub) = self.stub(name, page) {
             return Ok(stub);
@@ -53,40 +60,32 @@ impl Indirection {
         if index == self.chunks.len() * Self::per_chunk(page) {
             let base = slab.allocate(2 * page)?;
             self.chunks.push(base);
-        } else {
-            let (stub, _) = self.addresses(index, page);
-            make_writable(stub & !(page - 1), page)?;
         }
         self.count += 1;
         self.slots.insert(name.to_string(), index);
         let (stub, cell) = self.addresses(index, page);
-        let chunk = stub & !(page - 1);
-        make_writable(chunk + page, page)?;
         let mut bytes = JUMP_STUB;
         let disp = (cell as i64 - (stub as i64 + JUMP_STUB_END as i64)) as i32;
         bytes[JUMP_STUB_DISP..JUMP_STUB_DISP + 4].copy_from_slice(&disp.to_le_bytes());
-        // SAFETY: both pages were just made writable; the stub and cell lie
-        // inside this chunk, which the slab allocated to us.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), stub as *mut u8, bytes.len());
-            (cell as *mut u64).write(target);
-        }
-        protect_as(chunk, page, Protection::Code)?;
-        protect_as(chunk + page, page, Protection::ReadOnly)?;
+        // The cell first: the stub must never jump through a stale one.
+        executor.patch(cell, &target.to_le_bytes(), Protection::ReadOnly)?;
+        executor.patch(stub, &bytes, Protection::Code)?;
         Ok(stub)
     }
 
     /// Points an existing stub at a new definition (0 makes calls fault).
-    pub fn retarget(&self, name: &str, target: u64, page: u64) -> Result<bool, LinkError> {
+    pub fn retarget(
+        &self,
+        executor: &mut dyn Executor,
+        name: &str,
+        target: u64,
+        page: u64,
+    ) -> Result<bool, LinkError> {
         let Some(&index) = self.slots.get(name) else {
             return Ok(false);
         };
         let (_, cell) = self.addresses(index, page);
-        let cell_page = cell & !(page - 1);
-        make_writable(cell_page, page)?;
-        // SAFETY: the cell page is ours and was just made writable.
-        unsafe { (cell as *mut u64).write(target) };
-        protect_as(cell_page, page, Protection::ReadOnly)?;
+        executor.patch(cell, &target.to_le_bytes(), Protection::ReadOnly)?;
         Ok(true)
     }
 }

@@ -16,7 +16,9 @@ pub mod indirection;
 pub mod link;
 pub mod memory;
 pub mod session;
+pub mod target;
 
 pub use error::LinkError;
 pub use memory::Placement;
-pub use session::{ModuleId, ObjectFile, Session, SessionConfig};
+pub use session::{ExecutorChoice, ModuleId, ObjectFile, Session, SessionConfig};
+pub use target::{Outcome, Recovery, Transport};

@@ -11,8 +11,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use solder_executor::crash::CrashSymbol;
-use solder_executor::host::{HostLibraries, HostSymbolKind};
-use solder_executor::lifecycle::{Finalizers, Interposer, interposer};
+use solder_executor::host::HostSymbolKind;
+use solder_executor::lifecycle::Finalizers;
+use solder_executor::protocol::{SymbolInfo, SymbolKind as HostKind};
 
 use crate::arch::x86_64::{ABS64, DSO_THUNK_SIZE, JUMP_STUB, JUMP_STUB_DISP, JUMP_STUB_END};
 use crate::arch::{Relax, RelocKind, RelocOp, fits, write_checked, x86_64};
@@ -20,7 +21,8 @@ use crate::eh_frame;
 use crate::error::{LinkError, Site};
 use crate::graph::*;
 use crate::indirection::Indirection;
-use crate::memory::{Slab, protect_as};
+use crate::memory::Slab;
+use crate::target::Executor;
 
 /// A symbol a module offers to later loads.
 #[derive(Debug, Clone)]
@@ -49,16 +51,22 @@ pub struct LinkRequest<'s> {
     pub module: u32,
     pub objects: Arc<str>,
     pub slab: &'s mut Slab,
-    pub host: &'s mut HostLibraries,
+    /// What the executor said about every name the load leaves undefined
+    /// (asked in one batch before linking).
+    pub symbols: &'s HashMap<String, SymbolInfo>,
+    pub executor: &'s mut dyn Executor,
     pub exports: &'s HashMap<String, Export>,
     pub indirection: &'s mut Indirection,
     /// The module being hot-swapped out: its exports are invisible here.
     pub replacing: Option<u32>,
 }
 
-/// A finalized load.
+/// A linked load, ready to be written to the executor.
 pub struct LinkedModule {
     pub memory: (u64, u64),
+    /// The module's bytes from `memory.0`, relocated (trailing zero pages
+    /// trimmed: the executor's fresh pages are zero).
+    pub image: Vec<u8>,
     pub segments: Vec<(u64, u64, Protection)>,
     pub dso: u64,
     /// Start of the merged, zero-terminated `.eh_frame`, if any.
@@ -301,7 +309,7 @@ pub fn link(
     let base = resolver.req.slab.allocate(layout.total)?;
     let result = write_module(
         &graphs,
-        &resolver,
+        &mut resolver,
         &layout,
         base,
         &plans,
@@ -616,19 +624,25 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             }
             return self.definition(g2, id2, site);
         }
-        if let Some(interposer) = interposer(name) {
-            let target = match interposer {
-                Interposer::Direct(address) => Target::Address(address),
-                Interposer::PassDso { target, arg_index } => {
-                    let index = match self.thunks.iter().position(|&t| t == (target, arg_index)) {
-                        Some(i) => i,
-                        None => {
-                            self.thunks.push((target, arg_index));
-                            self.thunks.len() - 1
-                        }
-                    };
-                    Target::Thunk(index)
-                }
+        let known = self.req.symbols.get(name).copied();
+        if let Some(info) = known
+            && matches!(
+                info.kind,
+                HostKind::InterposerDirect | HostKind::InterposerPassDso
+            )
+        {
+            let target = if info.kind == HostKind::InterposerDirect {
+                Target::Address(info.address)
+            } else {
+                let thunk = (info.address, info.arg);
+                let index = match self.thunks.iter().position(|&t| t == thunk) {
+                    Some(i) => i,
+                    None => {
+                        self.thunks.push(thunk);
+                        self.thunks.len() - 1
+                    }
+                };
+                Target::Thunk(index)
             };
             return Ok(Resolved {
                 target,
@@ -640,13 +654,8 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
         if let Some(r) = self.exported_by_session(name)? {
             return Ok(r);
         }
-        let host_name = match name {
-            // glibc's libc_nonshared.a: the local alias of __stack_chk_fail.
-            "__stack_chk_fail_local" => "__stack_chk_fail",
-            _ => name,
-        };
-        if let Some(host) = self.req.host.lookup(host_name) {
-            if host.kind == HostSymbolKind::Tls {
+        if let Some(host) = known.filter(|i| i.kind != HostKind::Missing) {
+            if host.kind == HostKind::Tls {
                 return Err(LinkError::UnsupportedRelocation(Box::new(
                     crate::error::UnsupportedRelocation {
                         site: site(),
@@ -656,11 +665,16 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
                     },
                 )));
             }
+            let kind = match host.kind {
+                HostKind::Function => HostSymbolKind::Function,
+                HostKind::Data => HostSymbolKind::Data,
+                _ => HostSymbolKind::Unknown,
+            };
             return Ok(Resolved {
                 target: Target::Address(host.address),
                 size: host.size,
                 name,
-                origin: Origin::Host(host.kind),
+                origin: Origin::Host(kind),
             });
         }
         if sym.binding == Binding::Weak {
@@ -689,7 +703,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
         let address = if export.function {
             self.req
                 .indirection
-                .stub_for(self.req.slab, name, export.address)?
+                .stub_for(self.req.slab, self.req.executor, name, export.address)?
         } else {
             export.address
         };
@@ -830,7 +844,7 @@ fn lay_out(
 #[allow(clippy::too_many_arguments)]
 fn write_module(
     graphs: &[LinkGraph<'_>],
-    resolver: &Resolver<'_, '_, '_>,
+    resolver: &mut Resolver<'_, '_, '_>,
     layout: &Layout,
     base: u64,
     plans: &[Via],
@@ -840,9 +854,8 @@ fn write_module(
     thunk_slots: &[usize],
     copies: &[(u64, u64)],
 ) -> Result<LinkedModule, LinkError> {
-    // SAFETY: the slab just allocated `layout.total` bytes at `base`, mapped
-    // read-write and zeroed; nothing else refers to them yet.
-    let memory = unsafe { std::slice::from_raw_parts_mut(base as *mut u8, layout.total as usize) };
+    let mut image = vec![0u8; layout.total as usize];
+    let memory = image.as_mut_slice();
     let got_base = base + layout.got;
     let dso = base + layout.dso;
     let address_of = |target: Target| -> u64 {
@@ -877,10 +890,8 @@ fn write_module(
     // Copies of far host data.
     for (i, &(address, size)) in copies.iter().enumerate() {
         let at = layout.copies[i] as usize;
-        // SAFETY: `address` is a host data symbol of `size` bytes (its
-        // dynamic symbol says so), mapped while its library is loaded.
-        let source = unsafe { std::slice::from_raw_parts(address as *const u8, size as usize) };
-        memory[at..at + size as usize].copy_from_slice(source);
+        let source = resolver.req.executor.read(address, size)?;
+        memory[at..at + size as usize].copy_from_slice(&source);
     }
 
     let mut bindings = Vec::new();
@@ -1026,12 +1037,6 @@ fn write_module(
     // Initializers and finalizers, read back from relocated memory.
     let (initializers, finalizers) = lifecycle_lists(graphs, layout, memory);
 
-    // Protect: read-execute, read-only, read-write. Never RWX.
-    for &(offset, size, protection) in &layout.segments {
-        let start = base + offset;
-        let end = align_up(base + offset + size, resolver.req.slab.page());
-        protect_as(start, end - start, protection)?;
-    }
 
     let mut exports = Vec::new();
     for (&name, &(g, id)) in resolver.globals {
@@ -1092,8 +1097,11 @@ fn write_module(
         }
     }
 
+    let used = image.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    image.truncate(used);
     Ok(LinkedModule {
         memory: (base, layout.total),
+        image,
         segments: layout
             .segments
             .iter()

@@ -11,7 +11,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use solder_linker::{ObjectFile, Placement, Session, SessionConfig};
+use solder_linker::error::LinkError;
+use solder_linker::{
+    ExecutorChoice, ObjectFile, Outcome, Placement, Recovery, Session, SessionConfig, Transport,
+};
 
 /// The exit status for Solder's own failures (link errors, bad input).
 const SOLDER_FAILED: u8 = 125;
@@ -53,6 +56,18 @@ struct RunArgs {
     /// Open this shared object before linking.
     #[arg(long, value_name = "PATH")]
     preload: Vec<PathBuf>,
+    /// Where the code runs: `inproc` (this process), `pipe` (a spawned
+    /// solder-executor) or `tcp=HOST:PORT` (solder-executor --listen).
+    #[arg(long, value_name = "WHERE", default_value = "inproc", value_parser = parse_executor)]
+    executor: ExecutorArg,
+    /// Share the slab with the executor (memfd): code is written in place.
+    #[arg(long)]
+    shm: bool,
+    /// After a crash in the executor: roll back to a checkpoint taken
+    /// before each call (`snapshot`) or start a fresh executor and replay
+    /// the modules (`restart`).
+    #[arg(long, value_name = "POLICY", value_parser = parse_recovery)]
+    recovery: Option<Recovery>,
     /// Relocatable objects (.o) to link as one module.
     #[arg(required = true, value_name = "OBJ")]
     objects: Vec<PathBuf>,
@@ -81,8 +96,53 @@ fn main() -> ExitCode {
     }
 }
 
+#[derive(Debug, Clone)]
+enum ExecutorArg {
+    InProcess,
+    Pipe,
+    Tcp(String),
+}
+
+fn parse_executor(text: &str) -> Result<ExecutorArg> {
+    match text {
+        "inproc" => Ok(ExecutorArg::InProcess),
+        "pipe" => Ok(ExecutorArg::Pipe),
+        _ => match text.strip_prefix("tcp=") {
+            Some(address) if !address.is_empty() => Ok(ExecutorArg::Tcp(address.to_string())),
+            _ => bail!("expected `inproc`, `pipe` or `tcp=HOST:PORT`, got `{text}`"),
+        },
+    }
+}
+
+fn parse_recovery(text: &str) -> Result<Recovery> {
+    match text {
+        "snapshot" => Ok(Recovery::Snapshot),
+        "restart" => Ok(Recovery::Restart),
+        _ => bail!("expected `snapshot` or `restart`, got `{text}`"),
+    }
+}
+
 fn run(args: RunArgs) -> Result<u8> {
     solder_executor::crash::install_crash_reporter();
+    let executor = match &args.executor {
+        ExecutorArg::InProcess => {
+            if args.shm || args.recovery.is_some() {
+                bail!("--shm and --recovery need an executor process (--executor pipe or tcp=HOST:PORT)");
+            }
+            ExecutorChoice::InProcess
+        }
+        ExecutorArg::Pipe => ExecutorChoice::Remote {
+            transport: Transport::Pipe { program: None },
+            shared_memory: args.shm,
+        },
+        ExecutorArg::Tcp(address) => ExecutorChoice::Remote {
+            transport: Transport::Tcp {
+                address: address.clone(),
+            },
+            shared_memory: args.shm,
+        },
+    };
+    let remote = executor != ExecutorChoice::InProcess;
     let objects = args
         .objects
         .iter()
@@ -98,21 +158,54 @@ fn run(args: RunArgs) -> Result<u8> {
             .map(|p| p.display().to_string())
             .collect(),
         execute: !args.noexec,
+        executor,
+        recovery: args.recovery.unwrap_or(Recovery::None),
     };
     let mut session = Session::new(config).context("cannot start the session")?;
     let mut argv = vec![args.objects[0].display().to_string()];
     argv.extend(args.args.iter().cloned());
-    session.set_program_args(&argv);
-    session.load(&objects)?;
-    if args.noexec {
-        return Ok(0);
+    session.set_program_args(&argv)?;
+    if !remote {
+        session.load(&objects)?;
+        if args.noexec {
+            return Ok(0);
+        }
+        let status = session.run_main(&args.entry)?;
+        // `main` returned: the program exits as with `exit(status)`.
+        session.end();
+        // SAFETY: exit flushes C stdio (which JIT'd code wrote through) and
+        // runs the host's own handlers; nothing of ours is used after it.
+        unsafe { libc::exit(status) }
     }
-    let status = session.run_main(&args.entry)?;
-    // `main` returned: the program exits as with `exit(status)`.
-    session.end();
-    // SAFETY: exit flushes C stdio (which JIT'd code wrote through) and runs
-    // the host's own handlers; nothing of ours is used after it.
-    unsafe { libc::exit(status) }
+    // Out of process: the program's fate comes back as a value.
+    let status = (|| {
+        session.load(&objects)?;
+        if args.noexec {
+            return Ok(0);
+        }
+        let status = session.run_main(&args.entry)?;
+        session.finish()?;
+        Ok(status)
+    })();
+    drop(session);
+    match status {
+        Ok(status) => Ok(status as u8),
+        Err(LinkError::Execution(abnormal)) => {
+            match abnormal.outcome {
+                Outcome::Exited(status) => Ok(status as u8),
+                Outcome::Crashed(ref crash) => {
+                    eprintln!("solder: {abnormal}");
+                    Ok(128u8.wrapping_add(crash.signal as u8))
+                }
+                Outcome::TimedOut(_) => {
+                    eprintln!("solder: {abnormal}");
+                    Ok(128 + libc::SIGKILL as u8)
+                }
+                Outcome::Lost(_) | Outcome::Returned(_) => Err(LinkError::Execution(abnormal).into()),
+            }
+        }
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// Parses `1G`, `512M`, `64K`, `4096` or `0x1000`.

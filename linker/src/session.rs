@@ -1,23 +1,43 @@
 //! The session: a REPL-like sequence of loads into one slab. Add objects at
 //! any time (later loads use earlier symbols), look symbols up, call
 //! functions, remove a module, hot-swap a module, end the session.
+//!
+//! The session keeps every linker decision; the code lives and runs in an
+//! [`Executor`]: this process by default, or a `solder-executor` process
+//! (see [`ExecutorChoice`]), where a crash comes back as an error that
+//! names the signal and the function, and the session can go on.
 
 use std::collections::HashMap;
-use std::ffi::{CString, c_char, c_int};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use solder_executor::crash::{CrashSymbol, CrashSymbols, publish_symbols};
-use solder_executor::host::HostLibraries;
-use solder_executor::lifecycle;
-use solder_executor::unwind::RegisteredFrames;
+use solder_executor::crash::{CrashSymbol, CrashSymbols};
+use solder_executor::protocol::SymbolInfo;
 
 use crate::arch::{RelocOp, write_checked};
-use crate::error::LinkError;
-use crate::graph::{LinkGraph, Protection};
+use crate::error::{Abnormal, LinkError};
+use crate::graph::{Definition, LinkGraph};
 use crate::indirection::Indirection;
 use crate::link::{DataBinding, Export, LinkRequest, LinkedModule, link};
-use crate::memory::{Placement, Slab, make_writable, protect_as};
+use crate::memory::{Placement, Slab};
+use crate::target::{
+    Executor, InProcess, Outcome, Recovery, Remote, RemoteConfig, Transport,
+};
+
+/// Where the session's code runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ExecutorChoice {
+    /// In this process (a crash ends the process).
+    #[default]
+    InProcess,
+    /// A `solder-executor` process: spawned over pipes, or reached over TCP.
+    Remote {
+        transport: Transport,
+        /// Share the slab through a memfd: code is written in place.
+        shared_memory: bool,
+    },
+}
 
 /// How a session is set up.
 #[derive(Debug, Clone)]
@@ -31,6 +51,10 @@ pub struct SessionConfig {
     pub preloads: Vec<String>,
     /// False links only: no initializer, deinitializer or call runs.
     pub execute: bool,
+    pub executor: ExecutorChoice,
+    /// What a remote session does after a crash: nothing (the session is
+    /// over), roll back to a checkpoint, or restart and replay the modules.
+    pub recovery: Recovery,
 }
 
 impl Default for SessionConfig {
@@ -41,6 +65,8 @@ impl Default for SessionConfig {
             libraries: Vec::new(),
             preloads: Vec::new(),
             execute: true,
+            executor: ExecutorChoice::InProcess,
+            recovery: Recovery::None,
         }
     }
 }
@@ -75,14 +101,16 @@ impl std::fmt::Display for ModuleId {
     }
 }
 
+
 struct Module {
     id: u32,
     objects: Arc<str>,
+    /// The objects themselves, kept only when a restart may replay them.
+    sources: Option<Arc<[ObjectFile]>>,
     memory: (u64, u64),
-    segments: Vec<(u64, u64, Protection)>,
+    segments: Vec<(u64, u64, crate::graph::Protection)>,
     dso: u64,
-    /// Deregisters on drop, before the memory is released.
-    frames: Option<RegisteredFrames>,
+    eh_frame: Option<u64>,
     exports: Vec<String>,
     imports: Vec<(u32, String)>,
     bindings: Vec<DataBinding>,
@@ -91,77 +119,78 @@ struct Module {
 
 pub struct Session {
     config: SessionConfig,
+    executor: Box<dyn Executor>,
     /// Reserved at the first load, when its placement can be chosen from
     /// the objects (unless the configuration fixes it).
     slab: Option<Slab>,
-    host: HostLibraries,
+    /// What the executor said about names, asked once per name.
+    symbols: HashMap<String, SymbolInfo>,
     modules: Vec<Module>,
     exports: HashMap<String, Export>,
     indirection: Indirection,
     next_id: u32,
-    program_args: ProgramArgs,
+    args: Vec<String>,
     ended: bool,
+    /// Why the session cannot go on (its executor is gone).
+    dead: Option<String>,
+    /// Set while a restart replays modules: a second failure is final.
+    replaying: bool,
 }
 
-/// `argc`, `argv` and `envp` as C sees them, kept alive for the session:
-/// initializers and `main` receive them, as glibc passes them.
-struct ProgramArgs {
-    _strings: Vec<CString>,
-    argv: Vec<*const c_char>,
-}
-
-impl ProgramArgs {
-    fn new(args: &[String]) -> Self {
-        let strings: Vec<CString> = args
-            .iter()
-            .map(|a| CString::new(a.replace('\0', "")).expect("NULs removed"))
-            .collect();
-        let mut argv: Vec<*const c_char> = strings.iter().map(|s| s.as_ptr()).collect();
-        argv.push(std::ptr::null());
-        ProgramArgs {
-            _strings: strings,
-            argv,
-        }
+/// Starts the executor a configuration asks for.
+fn start_executor(config: &SessionConfig) -> Result<Box<dyn Executor>, LinkError> {
+    let mut executor: Box<dyn Executor> = match &config.executor {
+        ExecutorChoice::InProcess => Box::new(InProcess::new()?),
+        ExecutorChoice::Remote {
+            transport,
+            shared_memory,
+        } => Box::new(Remote::connect(RemoteConfig {
+            transport: transport.clone(),
+            shared_memory: *shared_memory,
+            recovery: config.recovery,
+        })?),
+    };
+    for name in &config.libraries {
+        executor.link_library(name)?;
     }
-
-    fn argc(&self) -> c_int {
-        (self.argv.len() - 1) as c_int
+    for path in &config.preloads {
+        executor.preload(path)?;
     }
-}
-
-unsafe extern "C" {
-    static environ: *const *const c_char;
+    Ok(executor)
 }
 
 impl Session {
     pub fn new(config: SessionConfig) -> Result<Self, LinkError> {
-        let slab = match config.placement {
-            Placement::Auto => None,
-            placement => Some(Slab::reserve(config.slab_size, placement)?),
-        };
-        let mut host = HostLibraries::with_defaults()?;
-        for name in &config.libraries {
-            host.link_library(name)?;
-        }
-        for path in &config.preloads {
-            host.preload(path)?;
-        }
-        Ok(Session {
+        let executor = start_executor(&config)?;
+        let mut session = Session {
             config,
-            slab,
-            host,
+            executor,
+            slab: None,
+            symbols: HashMap::new(),
             modules: Vec::new(),
             exports: HashMap::new(),
             indirection: Indirection::default(),
             next_id: 1,
-            program_args: ProgramArgs::new(&["solder".to_string()]),
+            args: vec!["solder".to_string()],
             ended: false,
-        })
+            dead: None,
+            replaying: false,
+        };
+        if session.config.placement != Placement::Auto {
+            session.reserve(session.config.placement)?;
+        }
+        Ok(session)
     }
 
     /// Sets `argv` for initializers and [`Session::run_main`].
-    pub fn set_program_args(&mut self, args: &[String]) {
-        self.program_args = ProgramArgs::new(args);
+    pub fn set_program_args(&mut self, args: &[String]) -> Result<(), LinkError> {
+        self.args = args.to_vec();
+        self.executor.set_args(args)
+    }
+
+    /// Where the code runs, for messages: `in-process`, `pipe (pid 42)`.
+    pub fn executor_description(&self) -> String {
+        self.executor.describe()
     }
 
     /// The slab's address range, once reserved.
@@ -175,20 +204,39 @@ impl Session {
     }
 
     fn page(&self) -> u64 {
-        self.slab
-            .as_ref()
-            .map_or_else(crate::memory::page_size, Slab::page)
+        self.executor.page_size()
+    }
+
+    fn reserve(&mut self, placement: Placement) -> Result<(), LinkError> {
+        let (code, address) = placement.code();
+        let base = self
+            .executor
+            .reserve(self.config.slab_size, code, address)?;
+        self.slab = Some(Slab::new(base, self.config.slab_size, self.page()));
+        Ok(())
+    }
+
+    fn check_alive(&self) -> Result<(), LinkError> {
+        if let Some(why) = &self.dead {
+            return Err(LinkError::ExecutorGone(why.clone()));
+        }
+        Ok(())
     }
 
     /// Links `objects` as one new module and runs its initializers.
     pub fn load(&mut self, objects: &[ObjectFile]) -> Result<ModuleId, LinkError> {
+        self.check_alive()?;
         let id = self.next_id;
-        let linked = self.link(id, objects, None)?;
         self.next_id += 1;
+        self.load_as(id, objects)?;
+        Ok(ModuleId(id))
+    }
+
+    fn load_as(&mut self, id: u32, objects: &[ObjectFile]) -> Result<(), LinkError> {
+        let linked = self.link(id, objects, None)?;
         let initializers = linked.initializers.clone();
         self.install(id, objects, linked, self.modules.len(), None)?;
-        self.run_initializers(&initializers);
-        Ok(ModuleId(id))
+        self.run_initializers(id, &initializers)
     }
 
     fn link(
@@ -201,31 +249,30 @@ impl Session {
             .iter()
             .map(|o| parse_object(&o.name, &o.bytes))
             .collect::<Result<Vec<_>, _>>()?;
-        let slab = match &mut self.slab {
-            Some(slab) => slab,
-            none => {
-                // Absolute 32-bit references (`-fno-pic`) need the low 2 GiB;
-                // everything else is best next to the host's libraries.
-                let absolute32 = graphs.iter().flat_map(|g| &g.sections).any(|s| {
-                    s.edges
-                        .iter()
-                        .any(|e| e.kind.op == RelocOp::Absolute && e.kind.width == 4)
-                });
-                let placement = if absolute32 {
-                    Placement::Low
-                } else {
-                    Placement::NearHost
-                };
-                none.insert(Slab::reserve(self.config.slab_size, placement)?)
-            }
-        };
+        if self.slab.is_none() {
+            // Absolute 32-bit references (`-fno-pic`) need the low 2 GiB;
+            // everything else is best next to the host's libraries.
+            let absolute32 = graphs.iter().flat_map(|g| &g.sections).any(|s| {
+                s.edges
+                    .iter()
+                    .any(|e| e.kind.op == RelocOp::Absolute && e.kind.width == 4)
+            });
+            let placement = if absolute32 {
+                Placement::Low
+            } else {
+                Placement::NearHost
+            };
+            self.reserve(placement)?;
+        }
+        self.ask_executor_about(&graphs)?;
         link(
             graphs,
             LinkRequest {
                 module: id,
                 objects: describe(objects),
-                slab,
-                host: &mut self.host,
+                slab: self.slab.as_mut().expect("reserved above"),
+                symbols: &self.symbols,
+                executor: &mut *self.executor,
                 exports: &self.exports,
                 indirection: &mut self.indirection,
                 replacing,
@@ -233,8 +280,32 @@ impl Session {
         )
     }
 
-    /// Makes a linked module live at `position` in load order (and at
-    /// `runtime_position` in the runtime's deinitializer order).
+    /// One lookup round trip for every undefined name the executor has not
+    /// been asked about.
+    fn ask_executor_about(&mut self, graphs: &[LinkGraph<'_>]) -> Result<(), LinkError> {
+        let mut names: Vec<String> = Vec::new();
+        for graph in graphs {
+            for sym in &graph.symbols {
+                if sym.definition == Definition::Undefined
+                    && !sym.name.is_empty()
+                    && !self.symbols.contains_key(sym.name)
+                    && !names.iter().any(|n| n == sym.name)
+                {
+                    names.push(sym.name.to_string());
+                }
+            }
+        }
+        if names.is_empty() {
+            return Ok(());
+        }
+        let answers = self.executor.lookup(&names)?;
+        self.symbols.extend(names.into_iter().zip(answers));
+        Ok(())
+    }
+
+    /// Writes a linked module to the executor, protects it, and makes it
+    /// live at `position` in load order (and at `runtime_position` in the
+    /// runtime's deinitializer order).
     fn install(
         &mut self,
         id: u32,
@@ -243,34 +314,37 @@ impl Session {
         position: usize,
         runtime_position: Option<usize>,
     ) -> Result<(), LinkError> {
-        let frames = match linked.eh_frame {
-            // SAFETY: the merged `.eh_frame` is finalized, read-only, ends
-            // with a zero terminator and stays mapped until `frames` is
-            // dropped, which happens before the module's memory is released.
-            Some(begin) => Some(unsafe { RegisteredFrames::register(begin)? }),
-            None => None,
-        };
+        if let Err(err) = self.finalize(&linked) {
+            let (base, size) = linked.memory;
+            let _ = self.executor.release(base, size);
+            self.slab_mut().release(base, size);
+            return Err(err);
+        }
         if self.config.execute {
-            lifecycle::register_module(linked.dso, linked.finalizers, runtime_position);
+            self.executor
+                .register_module(linked.dso, &linked.finalizers, runtime_position)?;
         }
         let mut export_names = Vec::with_capacity(linked.exports.len());
+        let page = self.page();
         for (name, export) in linked.exports {
             if export.function {
                 self.indirection
-                    .retarget(&name, export.address, self.page())?;
+                    .retarget(&mut *self.executor, &name, export.address, page)?;
             }
             export_names.push(name.clone());
             self.exports.insert(name, export);
         }
+        let keep_sources = self.config.recovery == Recovery::Restart;
         self.modules.insert(
             position,
             Module {
                 id,
                 objects: describe(objects),
+                sources: keep_sources.then(|| objects.to_vec().into()),
                 memory: linked.memory,
                 segments: linked.segments,
                 dso: linked.dso,
-                frames,
+                eh_frame: linked.eh_frame,
                 exports: export_names,
                 imports: linked.imports,
                 bindings: linked.bindings,
@@ -281,33 +355,160 @@ impl Session {
         Ok(())
     }
 
-    fn run_initializers(&self, initializers: &[u64]) {
-        if !self.config.execute {
-            return;
+    /// Copies the image, then read-execute / read-only / read-write per
+    /// segment (never writable and executable), then registers `.eh_frame`.
+    fn finalize(&mut self, linked: &LinkedModule) -> Result<(), LinkError> {
+        let page = self.page();
+        self.executor.write(linked.memory.0, &linked.image)?;
+        for &(start, size, protection) in &linked.segments {
+            let end = (start + size).div_ceil(page) * page;
+            self.executor.protect(start, end - start, protection)?;
         }
-        for &init in initializers {
-            // SAFETY: the address comes from a relocated initializer array
-            // of a finalized module; glibc calls these as
-            // `void (int, char **, char **)`, and so do we.
-            let f: extern "C" fn(c_int, *const *const c_char, *const *const c_char) =
-                unsafe { std::mem::transmute(init as usize) };
-            // SAFETY: reading the process environment pointer.
-            let envp = unsafe { environ };
-            f(
-                self.program_args.argc(),
-                self.program_args.argv.as_ptr(),
-                envp,
-            );
+        if let Some(begin) = linked.eh_frame {
+            self.executor.register_frames(begin)?;
         }
+        Ok(())
     }
 
-    fn publish_crash_symbols(&self) {
+    fn run_initializers(&mut self, id: u32, initializers: &[u64]) -> Result<(), LinkError> {
+        if !self.config.execute || initializers.is_empty() {
+            return Ok(());
+        }
+        let outcome = self.executor.run_initializers(initializers)?;
+        self.returned(outcome, || format!("the initializers of module {id}"))
+            .map(drop)
+    }
+
+    fn publish_crash_symbols(&mut self) {
+        if !self.executor.wants_crash_symbols() {
+            return;
+        }
         let all = self
             .modules
             .iter()
             .flat_map(|m| m.crash_symbols.iter().cloned())
             .collect();
-        publish_symbols(CrashSymbols::new(all));
+        self.executor.publish_crash_symbols(all);
+    }
+
+    /// `symbol+0xoffset` of the JIT'd function containing `pc`, with its
+    /// module, if any.
+    pub fn symbolize(&self, pc: u64) -> Option<String> {
+        self.modules.iter().find_map(|m| {
+            let table = CrashSymbols::new(
+                m.crash_symbols
+                    .iter()
+                    .filter(|s| pc >= s.start && pc < s.start + s.size.max(1))
+                    .cloned()
+                    .collect(),
+            );
+            let (name, offset) = table.find(pc)?;
+            Some(format!(
+                "{name}+{offset:#x} (module {}: {})",
+                m.id, m.objects
+            ))
+        })
+    }
+
+    /// The value of an outcome, or the error that describes it. After a
+    /// crash, the session recovers as its policy says (or is over).
+    fn returned(
+        &mut self,
+        outcome: Outcome,
+        during: impl FnOnce() -> String,
+    ) -> Result<u64, LinkError> {
+        let outcome = match outcome {
+            Outcome::Returned(value) => return Ok(value),
+            other => other,
+        };
+        let report = match &outcome {
+            Outcome::Crashed(crash) => {
+                let mut text = format!(
+                    "crashed: {}",
+                    solder_executor::crash::signal_name(crash.signal)
+                );
+                if crash.signal == libc::SIGALRM {
+                    text = "timed out (SIGALRM)".into();
+                }
+                if let Some(address) = crash.fault_address
+                    && matches!(crash.signal, libc::SIGSEGV | libc::SIGBUS)
+                {
+                    text.push_str(&format!(" at address {address:#x}"));
+                    if crash.stack_overflow {
+                        text.push_str(" (stack overflow)");
+                    }
+                }
+                if let Some(pc) = crash.pc {
+                    text.push_str(&format!(", pc {pc:#x}"));
+                    if let Some(symbol) = self.symbolize(pc) {
+                        text.push_str(&format!(" in {symbol}"));
+                    }
+                }
+                text
+            }
+            Outcome::Exited(status) => format!("exited with status {status}"),
+            Outcome::TimedOut(after) => format!("timed out after {} ms", after.as_millis()),
+            Outcome::Lost(why) => format!("executor lost: {why}"),
+            Outcome::Returned(_) => unreachable!("handled above"),
+        };
+        let during = during();
+        let mut recovered = None;
+        if let Outcome::Exited(_) = outcome {
+            // The program is over; its handlers already ran in the executor.
+            self.dead = Some(format!("the program {report} during {during}"));
+        } else if self.executor.alive() {
+            recovered = Some("the session continues from the checkpoint taken before it".into());
+        } else if self.config.recovery == Recovery::Restart && !self.replaying {
+            match self.restart() {
+                Ok(count) => {
+                    recovered = Some(format!(
+                        "a fresh executor replayed {count} module(s) and their initializers"
+                    ))
+                }
+                Err(err) => {
+                    self.dead = Some(format!("restart after the crash failed: {err}"));
+                }
+            }
+        } else {
+            self.dead = Some(format!("the executor {report} during {during}"));
+        }
+        Err(LinkError::Execution(Box::new(Abnormal {
+            during,
+            outcome,
+            report,
+            recovered,
+        })))
+    }
+
+    /// The restart policy: a fresh executor, the same slab address when it
+    /// is free, and every live module loaded again in order (their
+    /// initializers run again; state from calls is gone).
+    fn restart(&mut self) -> Result<usize, LinkError> {
+        self.replaying = true;
+        let result = (|| {
+            let modules = std::mem::take(&mut self.modules);
+            self.exports.clear();
+            self.symbols.clear();
+            self.indirection = Indirection::default();
+            let old_base = self.slab.take().map(|s| s.base());
+            self.executor = start_executor(&self.config)?;
+            self.executor.set_args(&self.args)?;
+            if let Some(base) = old_base {
+                if self.reserve(Placement::Fixed(base)).is_err() {
+                    self.slab = None;
+                }
+            }
+            let count = modules.len();
+            for module in modules {
+                let sources = module
+                    .sources
+                    .expect("restart sessions keep their modules' objects");
+                self.load_as(module.id, &sources)?;
+            }
+            Ok(count)
+        })();
+        self.replaying = false;
+        result
     }
 
     /// The address of an exported symbol. A function's address is its
@@ -319,32 +520,69 @@ impl Session {
         if export.function {
             let address = export.address;
             let slab = self.slab.as_mut().expect("modules live in the slab");
-            return self.indirection.stub_for(slab, name, address).map(Some);
+            return self
+                .indirection
+                .stub_for(slab, &mut *self.executor, name, address)
+                .map(Some);
         }
         Ok(Some(export.address))
     }
 
     /// Calls a JIT'd function with up to six integer arguments and returns
-    /// its integer result.
+    /// its integer result. In a remote executor a crash, an `exit` or a
+    /// timeout is an [`LinkError::Execution`] error.
     ///
     /// # Safety
     /// `address` must be a function of this session taking at most
-    /// `args.len()` integer arguments; what the function does is up to it.
-    pub unsafe fn call(&self, address: u64, args: &[u64]) -> u64 {
+    /// `args.len()` integer arguments; what the function does is up to it
+    /// (in-process, it runs in this process).
+    pub unsafe fn call(&mut self, address: u64, args: &[u64]) -> Result<u64, LinkError> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.call_with_timeout(address, args, None) }
+    }
+
+    /// [`Session::call`] with a timeout (remote executors only; in-process
+    /// calls cannot be interrupted).
+    ///
+    /// # Safety
+    /// As for [`Session::call`].
+    pub unsafe fn call_with_timeout(
+        &mut self,
+        address: u64,
+        args: &[u64],
+        timeout: Option<Duration>,
+    ) -> Result<u64, LinkError> {
         assert!(args.len() <= 6, "at most six integer arguments");
         assert!(self.config.execute, "this session links only (noexec)");
+        self.check_alive()?;
         let mut a = [0u64; 6];
         a[..args.len()].copy_from_slice(args);
-        type Fn6 = extern "C" fn(u64, u64, u64, u64, u64, u64) -> u64;
-        // SAFETY: guaranteed by the caller; extra SysV argument registers
-        // are ignored by a function taking fewer.
-        let f: Fn6 = unsafe { std::mem::transmute(address as usize) };
-        f(a[0], a[1], a[2], a[3], a[4], a[5])
+        let outcome = self.executor.call(address, a, false, timeout)?;
+        if let Outcome::Returned(value) = outcome {
+            return Ok(value);
+        }
+        let during = self.name_of(address);
+        self.returned(outcome, || during)
+    }
+
+    fn name_of(&self, address: u64) -> String {
+        let name = self
+            .exports
+            .iter()
+            .find(|(name, e)| {
+                e.address == address || self.indirection.stub(name, self.page()) == Some(address)
+            })
+            .map(|(name, _)| name.clone());
+        match name {
+            Some(name) => format!("the call to `{name}`"),
+            None => format!("the call to {address:#x}"),
+        }
     }
 
     /// Calls `int entry(int argc, char **argv, char **envp)` with the
     /// program arguments.
-    pub fn run_main(&mut self, entry: &str) -> Result<c_int, LinkError> {
+    pub fn run_main(&mut self, entry: &str) -> Result<i32, LinkError> {
+        self.check_alive()?;
         let address = self.lookup(entry)?.ok_or_else(|| LinkError::Undefined {
             symbol: entry.to_string(),
             site: crate::error::Site {
@@ -353,17 +591,9 @@ impl Session {
                 offset: 0,
             },
         })?;
-        type Main = extern "C" fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
-        // SAFETY: the entry point is a JIT'd function with C's `main`
-        // signature (a function taking fewer arguments ignores the rest).
-        let main: Main = unsafe { std::mem::transmute(address as usize) };
-        // SAFETY: reading the process environment pointer.
-        let envp = unsafe { environ };
-        Ok(main(
-            self.program_args.argc(),
-            self.program_args.argv.as_ptr(),
-            envp,
-        ))
+        let outcome = self.executor.call(address, [0; 6], true, None)?;
+        self.returned(outcome, || format!("`{entry}`"))
+            .map(|v| v as i32)
     }
 
     fn index_of(&self, id: ModuleId) -> Result<usize, LinkError> {
@@ -376,6 +606,7 @@ impl Session {
     /// Removes a module: its deinitializers and handlers run, then its
     /// memory returns to the slab. Refused while another module uses it.
     pub fn remove(&mut self, id: ModuleId) -> Result<(), LinkError> {
+        self.check_alive()?;
         let index = self.index_of(id)?;
         for user in &self.modules {
             if let Some((_, symbol)) = user.imports.iter().find(|(m, _)| *m == id.0) {
@@ -387,18 +618,22 @@ impl Session {
                 });
             }
         }
-        let module = self.modules.remove(index);
         if self.config.execute {
-            lifecycle::remove_module(module.dso);
+            let dso = self.modules[index].dso;
+            let outcome = self.executor.remove_module(dso)?;
+            self.returned(outcome, || format!("the deinitializers of module {id}"))?;
         }
+        let module = self.modules.remove(index);
+        let page = self.page();
         for name in &module.exports {
             if self.exports.get(name).is_some_and(|e| e.module == id.0) {
                 self.exports.remove(name);
                 // Calls through a stale pointer now fault at address 0.
-                self.indirection.retarget(name, 0, self.page())?;
+                self.indirection
+                    .retarget(&mut *self.executor, name, 0, page)?;
             }
         }
-        self.release(module);
+        self.release(module)?;
         self.publish_crash_symbols();
         Ok(())
     }
@@ -407,6 +642,7 @@ impl Session {
     /// modules reach the new definitions; the old module's deinitializers
     /// run, its memory is released, and the new module's initializers run.
     pub fn replace(&mut self, id: ModuleId, objects: &[ObjectFile]) -> Result<(), LinkError> {
+        self.check_alive()?;
         let index = self.index_of(id)?;
         let linked = self.link(id.0, objects, Some(id.0))?;
         // Every symbol other modules use must still be there.
@@ -423,12 +659,22 @@ impl Session {
                 }
             }
         }
-        let old = self.modules.remove(index);
         let runtime_position = if self.config.execute {
-            lifecycle::remove_module(old.dso)
+            let dso = self.modules[index].dso;
+            let outcome = self.executor.remove_module(dso)?;
+            match self.returned(outcome, || format!("the deinitializers of module {id}")) {
+                Ok(position) => usize::try_from(position).ok().filter(|&p| p != usize::MAX),
+                Err(err) => {
+                    if let Some(slab) = self.slab.as_mut() {
+                        slab.release(linked.memory.0, linked.memory.1);
+                    }
+                    return Err(err);
+                }
+            }
         } else {
             None
         };
+        let old = self.modules.remove(index);
         for name in &old.exports {
             if self.exports.get(name).is_some_and(|e| e.module == id.0) {
                 self.exports.remove(name);
@@ -441,21 +687,21 @@ impl Session {
         // Functions were redirected through their stubs in `install`; stubs
         // of functions the new version lacks fault instead of running freed
         // code. Direct data references are re-applied.
+        let page = self.page();
         for name in &old.exports {
             if !self.exports.contains_key(name) {
-                self.indirection.retarget(name, 0, self.page())?;
+                self.indirection
+                    .retarget(&mut *self.executor, name, 0, page)?;
             }
         }
         self.rebind(id.0)?;
-        self.release(old);
+        self.release(old)?;
         self.publish_crash_symbols();
-        self.run_initializers(&initializers);
-        Ok(())
+        self.run_initializers(id.0, &initializers)
     }
 
     /// Re-applies other modules' direct references into module `id`'s data.
     fn rebind(&mut self, id: u32) -> Result<(), LinkError> {
-        let page = self.page();
         for module in &self.modules {
             if module.id == id {
                 continue;
@@ -471,23 +717,13 @@ impl Session {
                     RelocOp::PcRelative | RelocOp::Branch => s + a - p,
                     _ => s + a,
                 };
-                let width = u64::from(binding.kind.width);
-                let first = binding.site & !(page - 1);
-                let last = (binding.site + width - 1) & !(page - 1);
                 let protection = module
                     .segments
                     .iter()
                     .find(|&&(start, size, _)| (start..start + size).contains(&binding.site))
-                    .map_or(Protection::Data, |&(_, _, p)| p);
-                make_writable(first, last + page - first)?;
-                // SAFETY: the site lies in a live module's pages, which were
-                // just made writable (and not executable).
-                let field = unsafe {
-                    std::slice::from_raw_parts_mut(binding.site as *mut u8, width as usize)
-                };
-                let result = write_checked(&binding.kind, field, value);
-                protect_as(first, last + page - first, protection)?;
-                result.map_err(|failure| {
+                    .map_or(crate::graph::Protection::Data, |&(_, _, p)| p);
+                let mut field = vec![0u8; usize::from(binding.kind.width)];
+                write_checked(&binding.kind, &mut field, value).map_err(|failure| {
                     LinkError::OutOfRange(Box::new(crate::error::OutOfRange {
                         site: crate::error::Site {
                             object: module.objects.to_string(),
@@ -501,6 +737,7 @@ impl Session {
                         detail: format!("new definition at {target:#x}"),
                     }))
                 })?;
+                self.executor.patch(binding.site, &field, protection)?;
             }
         }
         Ok(())
@@ -510,28 +747,54 @@ impl Session {
         self.slab.as_mut().expect("modules live in the slab")
     }
 
-    fn release(&mut self, mut module: Module) {
-        drop(module.frames.take());
-        self.slab_mut().release(module.memory.0, module.memory.1);
+    fn release(&mut self, module: Module) -> Result<(), LinkError> {
+        if let Some(begin) = module.eh_frame {
+            self.executor.deregister_frames(begin)?;
+        }
+        let (base, size) = module.memory;
+        let size = size.div_ceil(self.page()) * self.page();
+        self.executor.release(base, size)?;
+        self.slab_mut().release(base, size);
+        Ok(())
     }
 
     /// Ends the session as `exit()` would: every handler newest-first, then
     /// each module's deinitializers, newest module first; then releases all
-    /// memory.
-    pub fn end(&mut self) {
+    /// memory. A crash in a handler is returned as an error.
+    pub fn finish(&mut self) -> Result<(), LinkError> {
         if self.ended {
-            return;
+            return Ok(());
         }
         self.ended = true;
-        if self.config.execute {
+        if self.dead.is_some() {
+            self.modules.clear();
+            return Ok(());
+        }
+        let mut result = Ok(());
+        if self.config.execute && !self.modules.is_empty() {
             let dsos: Vec<u64> = self.modules.iter().map(|m| m.dso).collect();
-            lifecycle::end_modules(&dsos);
+            result = self
+                .executor
+                .end_modules(&dsos)
+                .and_then(|outcome| self.returned(outcome, || "session end".into()).map(drop));
         }
-        for module in std::mem::take(&mut self.modules).into_iter().rev() {
-            self.release(module);
+        if self.dead.is_none() {
+            for module in std::mem::take(&mut self.modules).into_iter().rev() {
+                let released = self.release(module);
+                if result.is_ok() {
+                    result = released;
+                }
+            }
         }
+        self.modules.clear();
         self.exports.clear();
-        publish_symbols(CrashSymbols::default());
+        self.publish_crash_symbols();
+        result
+    }
+
+    /// [`Session::finish`], for callers that do not need its result.
+    pub fn end(&mut self) {
+        let _ = self.finish();
     }
 
     /// Ids of the live modules, in load order.

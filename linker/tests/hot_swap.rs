@@ -145,7 +145,7 @@ fn pointers_taken_before_the_swap_reach_the_new_definition() {
         let mut s = swap_session(compiler);
         let f = s.session.lookup("f").unwrap().expect("f is exported");
         // SAFETY: `f` is `int f(void)` of a live module.
-        let before = unsafe { s.session.call(f, &[]) };
+        let before = unsafe { s.session.call(f, &[]) }.unwrap();
         assert_eq!(before, 1, "{compiler}\n{}", rerun(test));
         assert_eq!(
             call(&mut s.session, "call_stored", &[]),
@@ -158,7 +158,7 @@ fn pointers_taken_before_the_swap_reach_the_new_definition() {
             .unwrap();
         // SAFETY: `f` was the address `lookup` gave for `int f(void)`, which
         // the session keeps valid across swaps; provider_v2 defines `f`.
-        let after = unsafe { s.session.call(f, &[]) };
+        let after = unsafe { s.session.call(f, &[]) }.unwrap();
         assert_eq!(
             after,
             2,

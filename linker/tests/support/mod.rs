@@ -76,7 +76,7 @@ pub fn call(session: &mut Session, name: &str, args: &[u64]) -> u64 {
         .unwrap()
         .unwrap_or_else(|| panic!("`{name}` is not exported"));
     // SAFETY: the fixtures' functions take at most `args.len()` integers.
-    unsafe { session.call(address, args) }
+    unsafe { session.call(address, args) }.unwrap_or_else(|e| panic!("call to {name}: {e}"))
 }
 
 /// Runs `solder run ARGS...` and returns its output.

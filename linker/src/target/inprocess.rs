@@ -1,0 +1,299 @@
+//! The in-process executor: JIT'd code runs in this process, against the
+//! runtime linked into it. Memory operations are direct system calls; a
+//! crash is reported by the in-process crash handler and kills the process
+//! (use a remote executor to survive it).
+
+use std::collections::HashMap;
+use std::ffi::{CString, c_char, c_int};
+use std::time::Duration;
+
+use solder_executor::crash::{CrashSymbol, CrashSymbols, publish_symbols};
+use solder_executor::host::{HostLibraries, HostSymbolKind};
+use solder_executor::lifecycle::{self, Finalizers, Interposer, interposer};
+use solder_executor::pages;
+use solder_executor::unwind::RegisteredFrames;
+
+use super::{Executor, Outcome, PlacementCode, SymbolInfo, SymbolKind, prot_of};
+use crate::error::LinkError;
+use crate::graph::Protection;
+
+pub struct InProcess {
+    host: HostLibraries,
+    page: u64,
+    /// Reservations made by this executor, unmapped when it is dropped.
+    reservations: Vec<(u64, u64)>,
+    frames: HashMap<u64, RegisteredFrames>,
+    args: ProgramArgs,
+}
+
+/// `argc`, `argv` as C sees them, kept alive for the session.
+struct ProgramArgs {
+    _strings: Vec<CString>,
+    argv: Vec<*const c_char>,
+}
+
+impl ProgramArgs {
+    fn new(args: &[String]) -> Self {
+        let strings: Vec<CString> = args
+            .iter()
+            .map(|a| CString::new(a.replace('\0', "")).expect("NULs removed"))
+            .collect();
+        let mut argv: Vec<*const c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        ProgramArgs {
+            _strings: strings,
+            argv,
+        }
+    }
+
+    fn argc(&self) -> c_int {
+        (self.argv.len() - 1) as c_int
+    }
+}
+
+unsafe extern "C" {
+    static environ: *const *const c_char;
+}
+
+impl InProcess {
+    pub fn new() -> Result<Self, LinkError> {
+        Ok(InProcess {
+            host: HostLibraries::with_defaults()?,
+            page: pages::page_size(),
+            reservations: Vec::new(),
+            frames: HashMap::new(),
+            args: ProgramArgs::new(&["solder".to_string()]),
+        })
+    }
+
+    /// Whether `[address, address + size)` lies inside one reservation.
+    fn owns(&self, address: u64, size: u64) -> Result<(), LinkError> {
+        let end = address.checked_add(size);
+        let inside = self
+            .reservations
+            .iter()
+            .any(|&(base, len)| address >= base && end.is_some_and(|e| e <= base + len));
+        if inside {
+            Ok(())
+        } else {
+            Err(LinkError::Memory(format!(
+                "range {address:#x}+{size:#x} lies outside the session's slab"
+            )))
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.frames.clear();
+        for &(base, size) in &self.reservations {
+            // SAFETY: the reservation is this executor's; the session that
+            // used it has ended (it owns this executor) and nothing runs in
+            // it any more.
+            unsafe { pages::unreserve(base, size) };
+        }
+    }
+}
+
+fn memory_error(err: pages::PageError) -> LinkError {
+    LinkError::Memory(err.to_string())
+}
+
+impl Executor for InProcess {
+    fn page_size(&self) -> u64 {
+        self.page
+    }
+
+    fn reserve(
+        &mut self,
+        size: u64,
+        placement: PlacementCode,
+        address: u64,
+    ) -> Result<u64, LinkError> {
+        let base = pages::reserve(size, placement, address).map_err(memory_error)?;
+        self.reservations
+            .push((base, size.div_ceil(self.page) * self.page));
+        Ok(base)
+    }
+
+    fn write(&mut self, address: u64, bytes: &[u8]) -> Result<(), LinkError> {
+        self.owns(address, bytes.len() as u64)?;
+        // SAFETY: the range lies in this executor's reservation (checked),
+        // which no Rust reference points into.
+        unsafe { pages::write(address, bytes, self.page) }.map_err(memory_error)
+    }
+
+    fn protect(&mut self, address: u64, size: u64, protection: Protection) -> Result<(), LinkError> {
+        self.owns(address, size)?;
+        // SAFETY: as for `write`; the linker passes page-aligned ranges.
+        unsafe { pages::protect(address, size, prot_of(protection)) }.map_err(memory_error)
+    }
+
+    fn patch(&mut self, address: u64, bytes: &[u8], restore: Protection) -> Result<(), LinkError> {
+        self.owns(address, bytes.len() as u64)?;
+        // SAFETY: as for `write`; the pages keep their other contents.
+        unsafe { pages::patch(address, bytes, prot_of(restore), self.page) }.map_err(memory_error)
+    }
+
+    fn release(&mut self, address: u64, size: u64) -> Result<(), LinkError> {
+        self.owns(address, size)?;
+        // SAFETY: the range is in our reservation and its module is gone.
+        unsafe { pages::release(address, size) }.map_err(memory_error)
+    }
+
+    fn read(&mut self, address: u64, size: u64) -> Result<Vec<u8>, LinkError> {
+        // SAFETY: the linker reads only host data symbols of `size` bytes
+        // (their dynamic symbols say so), mapped while their library is.
+        Ok(unsafe { std::slice::from_raw_parts(address as *const u8, size as usize) }.to_vec())
+    }
+
+    fn lookup(&mut self, names: &[String]) -> Result<Vec<SymbolInfo>, LinkError> {
+        Ok(names.iter().map(|n| lookup_here(&mut self.host, n)).collect())
+    }
+
+    fn link_library(&mut self, name: &str) -> Result<(), LinkError> {
+        Ok(self.host.link_library(name)?)
+    }
+
+    fn preload(&mut self, path: &str) -> Result<(), LinkError> {
+        Ok(self.host.preload(path)?)
+    }
+
+    fn register_frames(&mut self, address: u64) -> Result<(), LinkError> {
+        // SAFETY: the linker registers a module's merged `.eh_frame` after
+        // the module is finalized; it ends with a zero terminator and stays
+        // mapped until `deregister_frames`, which the session calls before
+        // it releases the memory.
+        let frames = unsafe { RegisteredFrames::register(address)? };
+        self.frames.insert(address, frames);
+        Ok(())
+    }
+
+    fn deregister_frames(&mut self, address: u64) -> Result<(), LinkError> {
+        self.frames.remove(&address);
+        Ok(())
+    }
+
+    fn register_module(
+        &mut self,
+        dso: u64,
+        finalizers: &Finalizers,
+        position: Option<usize>,
+    ) -> Result<(), LinkError> {
+        lifecycle::register_module(dso, finalizers.clone(), position);
+        Ok(())
+    }
+
+    fn set_args(&mut self, args: &[String]) -> Result<(), LinkError> {
+        self.args = ProgramArgs::new(args);
+        Ok(())
+    }
+
+    fn run_initializers(&mut self, addresses: &[u64]) -> Result<Outcome, LinkError> {
+        for &init in addresses {
+            // SAFETY: the address comes from a relocated initializer array
+            // of a finalized module; glibc calls these as
+            // `void (int, char **, char **)`, and so do we.
+            let f: extern "C" fn(c_int, *const *const c_char, *const *const c_char) =
+                unsafe { std::mem::transmute(init as usize) };
+            // SAFETY: reading the process environment pointer.
+            let envp = unsafe { environ };
+            f(self.args.argc(), self.args.argv.as_ptr(), envp);
+        }
+        Ok(Outcome::Returned(0))
+    }
+
+    fn call(
+        &mut self,
+        address: u64,
+        args: [u64; 6],
+        main: bool,
+        _timeout: Option<Duration>,
+    ) -> Result<Outcome, LinkError> {
+        if main {
+            type Main =
+                extern "C" fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
+            // SAFETY: the entry point is a JIT'd function with C's `main`
+            // signature (a function taking fewer arguments ignores the rest).
+            let main: Main = unsafe { std::mem::transmute(address as usize) };
+            // SAFETY: reading the process environment pointer.
+            let envp = unsafe { environ };
+            let status = main(self.args.argc(), self.args.argv.as_ptr(), envp);
+            return Ok(Outcome::Returned(status as i64 as u64));
+        }
+        type Fn6 = extern "C" fn(u64, u64, u64, u64, u64, u64) -> u64;
+        // SAFETY: the session's caller promised (`Session::call` is unsafe)
+        // that `address` is a function taking at most six integer
+        // arguments; extra SysV argument registers are ignored.
+        let f: Fn6 = unsafe { std::mem::transmute(address as usize) };
+        Ok(Outcome::Returned(f(
+            args[0], args[1], args[2], args[3], args[4], args[5],
+        )))
+    }
+
+    fn remove_module(&mut self, dso: u64) -> Result<Outcome, LinkError> {
+        let position = lifecycle::remove_module(dso);
+        Ok(Outcome::Returned(position.map_or(u64::MAX, |p| p as u64)))
+    }
+
+    fn end_modules(&mut self, dsos: &[u64]) -> Result<Outcome, LinkError> {
+        lifecycle::end_modules(dsos);
+        Ok(Outcome::Returned(0))
+    }
+
+    fn publish_crash_symbols(&mut self, symbols: Vec<CrashSymbol>) {
+        publish_symbols(CrashSymbols::new(symbols));
+    }
+
+    fn wants_crash_symbols(&self) -> bool {
+        true
+    }
+
+    fn describe(&self) -> String {
+        "in-process".into()
+    }
+}
+
+/// Runtime interposers first, then the host's libraries.
+pub(crate) fn lookup_here(host: &mut HostLibraries, name: &str) -> SymbolInfo {
+    let missing = SymbolInfo {
+        kind: SymbolKind::Missing,
+        arg: 0,
+        address: 0,
+        size: 0,
+    };
+    if let Some(found) = interposer(name) {
+        return match found {
+            Interposer::Direct(address) => SymbolInfo {
+                kind: SymbolKind::InterposerDirect,
+                address,
+                ..missing
+            },
+            Interposer::PassDso { target, arg_index } => SymbolInfo {
+                kind: SymbolKind::InterposerPassDso,
+                arg: arg_index,
+                address: target,
+                size: 0,
+            },
+        };
+    }
+    let host_name = match name {
+        // glibc's libc_nonshared.a: the local alias of __stack_chk_fail.
+        "__stack_chk_fail_local" => "__stack_chk_fail",
+        _ => name,
+    };
+    match host.lookup(host_name) {
+        Some(symbol) => SymbolInfo {
+            kind: match symbol.kind {
+                HostSymbolKind::Function => SymbolKind::Function,
+                HostSymbolKind::Data => SymbolKind::Data,
+                HostSymbolKind::Tls => SymbolKind::Tls,
+                HostSymbolKind::Unknown => SymbolKind::Unknown,
+            },
+            arg: 0,
+            address: symbol.address,
+            size: symbol.size,
+        },
+        None => missing,
+    }
+}

@@ -1,0 +1,125 @@
+//! Where linked code lives and runs: the one interface between the linker
+//! and an executor (the analogue of ORC's `ExecutorProcessControl`).
+//!
+//! The linker keeps every decision — layout, allocation bookkeeping,
+//! symbol tables — and asks the executor only for what must happen in the
+//! process that runs the code: reserve and protect pages, copy bytes in,
+//! look host names up, run initializers, calls and deinitializers.
+//!
+//! - [`InProcess`]: this process (the CLI default and the fastest path).
+//! - [`Remote`]: a `solder-executor` process over pipes or TCP, optionally
+//!   with shared memory; crashes come back as [`Outcome::Crashed`].
+
+mod inprocess;
+mod remote;
+
+use std::time::Duration;
+
+pub use inprocess::InProcess;
+pub use remote::{Remote, RemoteConfig, Transport, executor_program};
+pub use solder_executor::protocol::{PlacementCode, Prot, Recovery, SymbolInfo, SymbolKind};
+
+use solder_executor::crash::CrashSymbol;
+use solder_executor::lifecycle::Finalizers;
+
+use crate::error::LinkError;
+use crate::graph::Protection;
+
+/// How JIT'd code that was asked to run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It returned this value (rax; a removal's load-order position).
+    Returned(u64),
+    /// It called `exit(status)`; the executor is gone.
+    Exited(i32),
+    /// It died of a signal.
+    Crashed(Crash),
+    /// It outlived its timeout and was killed.
+    TimedOut(Duration),
+    /// The executor vanished without a record (killed from outside, or the
+    /// connection dropped).
+    Lost(String),
+}
+
+/// What the executor's signal handler (or `waitpid`) said about a crash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crash {
+    pub signal: i32,
+    /// `si_code`; 0 when only the wait status is known.
+    pub code: i32,
+    pub fault_address: Option<u64>,
+    pub pc: Option<u64>,
+    pub stack_overflow: bool,
+}
+
+/// The executor interface. Methods that run JIT'd code return an
+/// [`Outcome`]; everything else either succeeds or is a [`LinkError`].
+pub trait Executor {
+    /// Page size of the executor's machine.
+    fn page_size(&self) -> u64;
+    /// Reserves the session's address space.
+    fn reserve(&mut self, size: u64, placement: PlacementCode, address: u64)
+    -> Result<u64, LinkError>;
+    /// Copies a staged module (pages become read-write until [`Executor::protect`]).
+    fn write(&mut self, address: u64, bytes: &[u8]) -> Result<(), LinkError>;
+    /// Sets the final protection of whole pages.
+    fn protect(&mut self, address: u64, size: u64, protection: Protection) -> Result<(), LinkError>;
+    /// Writes into live pages and gives them `restore` protection again.
+    fn patch(&mut self, address: u64, bytes: &[u8], restore: Protection) -> Result<(), LinkError>;
+    /// Discards pages; they read as zero when allocated again.
+    fn release(&mut self, address: u64, size: u64) -> Result<(), LinkError>;
+    /// Reads executor memory (host data that is copied into a module).
+    fn read(&mut self, address: u64, size: u64) -> Result<Vec<u8>, LinkError>;
+    /// Looks names up: runtime interposers, then host libraries.
+    fn lookup(&mut self, names: &[String]) -> Result<Vec<SymbolInfo>, LinkError>;
+    /// `-l NAME`.
+    fn link_library(&mut self, name: &str) -> Result<(), LinkError>;
+    /// `--preload PATH`.
+    fn preload(&mut self, path: &str) -> Result<(), LinkError>;
+    fn register_frames(&mut self, address: u64) -> Result<(), LinkError>;
+    fn deregister_frames(&mut self, address: u64) -> Result<(), LinkError>;
+    fn register_module(
+        &mut self,
+        dso: u64,
+        finalizers: &Finalizers,
+        position: Option<usize>,
+    ) -> Result<(), LinkError>;
+    /// `argv` for initializers and `main`.
+    fn set_args(&mut self, args: &[String]) -> Result<(), LinkError>;
+    fn run_initializers(&mut self, addresses: &[u64]) -> Result<Outcome, LinkError>;
+    /// Calls `address` with six integer arguments, or as `main` (argc, argv,
+    /// envp) when `main` is set.
+    fn call(
+        &mut self,
+        address: u64,
+        args: [u64; 6],
+        main: bool,
+        timeout: Option<Duration>,
+    ) -> Result<Outcome, LinkError>;
+    /// Runs a module's deinitializers as `dlclose` would;
+    /// `Returned(position)` (`u64::MAX`: not registered).
+    fn remove_module(&mut self, dso: u64) -> Result<Outcome, LinkError>;
+    fn end_modules(&mut self, dsos: &[u64]) -> Result<Outcome, LinkError>;
+    /// The symbols crash reports name (only an in-process executor needs
+    /// them; a remote crash is symbolized by the session).
+    fn publish_crash_symbols(&mut self, _symbols: Vec<CrashSymbol>) {}
+    /// Whether [`Executor::publish_crash_symbols`] does anything.
+    fn wants_crash_symbols(&self) -> bool {
+        false
+    }
+    /// False once the executor is gone for good (no checkpoint took over).
+    fn alive(&self) -> bool {
+        true
+    }
+    /// A short description for messages: `in-process`, `pipe (pid 42)`.
+    fn describe(&self) -> String;
+}
+
+/// The protocol's protection for a segment's.
+pub fn prot_of(protection: Protection) -> Prot {
+    match protection {
+        Protection::Code => Prot::ReadExecute,
+        Protection::ReadOnly => Prot::ReadOnly,
+        Protection::Data | Protection::Zero => Prot::ReadWrite,
+    }
+}

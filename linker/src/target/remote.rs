@@ -1,0 +1,988 @@
+//! The remote executor: a `solder-executor` process reached over pipes (the
+//! controller spawns it) or TCP (it listens), speaking
+//! `executor/PROTOCOL.md`. Optionally the slab is a memfd shared with the
+//! executor: the controller writes code in place and only protections
+//! travel; writable data stays private to the executor.
+//!
+//! Crashes are contained: the executor's handler sends one atomic record,
+//! `waitpid` (pipe transport) is authoritative about how it died, a pidfd
+//! tells the controller it died even though a checkpoint still holds the
+//! pipe ends, and a call that outlives its timeout is killed. With the
+//! snapshot policy a checkpoint process takes over after a crash.
+
+use std::collections::HashMap;
+use std::io::{Read as _, Write as _};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use solder_executor::lifecycle::Finalizers;
+use solder_executor::protocol::{
+    self, CheckpointSkip, ErrorCode, LibraryKind, MAX_FRAME, MAX_NAMES, MAX_READ, MAX_WRITE,
+    Recovery, Reply, Request, capability,
+};
+
+use super::{Crash, Executor, Outcome, PlacementCode, SymbolInfo, prot_of};
+use crate::error::LinkError;
+use crate::graph::Protection;
+
+/// How to reach the executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// Spawn `solder-executor` (this path, or found next to the running
+    /// program or through `SOLDER_EXECUTOR`) and talk over two pipes.
+    Pipe { program: Option<PathBuf> },
+    /// Connect to `solder-executor --listen ADDRESS`. The token, if the
+    /// executor wants one, comes from `SOLDER_EXECUTOR_TOKEN`.
+    Tcp { address: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct RemoteConfig {
+    pub transport: Transport,
+    pub shared_memory: bool,
+    pub recovery: Recovery,
+}
+
+/// How long the executor may take to say hello, answer a non-running
+/// request, die after its crash record, or resume from a checkpoint.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const DEATH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Extra time the controller allows past a call's timeout before it kills
+/// the executor itself (the executor's own timer fires first).
+const KILL_GRACE: Duration = Duration::from_millis(500);
+
+/// The executor process, when it runs on this machine.
+struct Process {
+    pid: i32,
+    /// Becomes readable when the process dies (None: kernel without pidfd).
+    pidfd: Option<OwnedFd>,
+}
+
+impl Process {
+    fn watch(pid: i32) -> Process {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let pidfd = (fd >= 0).then(|| {
+            // SAFETY: the syscall returned a fresh descriptor that we own.
+            unsafe { OwnedFd::from_raw_fd(fd as i32) }
+        });
+        Process { pid, pidfd }
+    }
+
+    /// Waits for the process to end (killing it after `patience`) and
+    /// returns its wait status. The controller is its parent, or its
+    /// subreaper once a checkpoint took over.
+    fn reap(&self, patience: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid writes the status of our own child.
+            let rc = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+            if rc == self.pid {
+                return Some(status);
+            }
+            if rc < 0 {
+                return None;
+            }
+            if start.elapsed() > patience {
+                // SAFETY: signalling a process we started.
+                unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// What waiting for a reply produced.
+enum Event {
+    Frame(Vec<u8>),
+    /// The watched process died (its pidfd became readable) and no bytes
+    /// are pending.
+    Died,
+    /// End of file: every writer of the reply channel is gone.
+    Closed,
+    TimedOut,
+}
+
+/// The two byte streams to the executor and a reassembly buffer.
+struct Channel {
+    input: std::fs::File,
+    output: std::fs::File,
+    buffer: Vec<u8>,
+}
+
+impl Channel {
+    fn send(&mut self, frame: &[u8]) -> Result<(), LinkError> {
+        self.output
+            .write_all(frame)
+            .map_err(|e| LinkError::Executor(format!("cannot send to the executor: {e}")))
+    }
+
+    /// The next whole frame, or why there is none.
+    fn recv(
+        &mut self,
+        deadline: Option<Instant>,
+        watch: Option<&Process>,
+    ) -> Result<Event, LinkError> {
+        loop {
+            if self.buffer.len() >= 4 {
+                let n = u32::from_le_bytes(self.buffer[..4].try_into().expect("4 bytes"));
+                if n == 0 || n > MAX_FRAME {
+                    return Err(LinkError::Executor(format!(
+                        "the executor sent a frame of {n} bytes (limit {MAX_FRAME})"
+                    )));
+                }
+                if self.buffer.len() >= 4 + n as usize {
+                    let frame = self.buffer[4..4 + n as usize].to_vec();
+                    self.buffer.drain(..4 + n as usize);
+                    return Ok(Event::Frame(frame));
+                }
+            }
+            let timeout_ms = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(Event::TimedOut);
+                    }
+                    left.as_millis().min(i32::MAX as u128) as i32
+                }
+                None => -1,
+            };
+            let mut fds = [
+                libc::pollfd {
+                    fd: self.input.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: watch
+                        .and_then(|p| p.pidfd.as_ref())
+                        .map_or(-1, |fd| fd.as_raw_fd()),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // Without a pidfd, look at the process every 20 ms.
+            let polling = watch.is_some_and(|p| p.pidfd.is_none());
+            let timeout_ms = if polling && (timeout_ms < 0 || timeout_ms > 20) {
+                20
+            } else {
+                timeout_ms
+            };
+            // SAFETY: `fds` is a valid array of two pollfds (a negative fd
+            // is ignored by poll).
+            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+            if rc < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(LinkError::Executor(format!("poll failed: {err}")));
+            }
+            if fds[0].revents != 0 {
+                let mut chunk = [0u8; 64 * 1024];
+                match self.input.read(&mut chunk) {
+                    Ok(0) => return Ok(Event::Closed),
+                    Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                        return Ok(Event::Closed);
+                    }
+                    Err(e) => {
+                        return Err(LinkError::Executor(format!(
+                            "cannot read from the executor: {e}"
+                        )));
+                    }
+                }
+                continue;
+            }
+            if fds[1].revents != 0 {
+                return Ok(Event::Died);
+            }
+            if polling
+                && let Some(p) = watch
+                // SAFETY: signal 0 only checks that the process exists.
+                && unsafe { libc::kill(p.pid, 0) } != 0
+            {
+                return Ok(Event::Died);
+            }
+            if let Some(d) = deadline
+                && Instant::now() >= d
+            {
+                return Ok(Event::TimedOut);
+            }
+        }
+    }
+}
+
+/// The controller's view of a shared slab: the memfd mapped here,
+/// inaccessible except while the controller writes.
+struct SharedView {
+    /// Executor address of the slab's first byte.
+    base: u64,
+    size: u64,
+    local: *mut u8,
+    /// Protection the executor's mapping has, per page, as last set.
+    executor_prot: HashMap<u64, Protection>,
+}
+
+impl Drop for SharedView {
+    fn drop(&mut self) {
+        // SAFETY: `local` is our own mapping of `size` bytes; nothing refers
+        // into it once the view is dropped.
+        unsafe { libc::munmap(self.local.cast(), self.size as usize) };
+    }
+}
+
+pub struct Remote {
+    config: RemoteConfig,
+    channel: Channel,
+    process: Option<Process>,
+    pid: u32,
+    page: u64,
+    shared: Option<SharedView>,
+    alive: bool,
+}
+
+/// Finds the `solder-executor` binary: `explicit`, else `SOLDER_EXECUTOR`,
+/// else next to the running program (or one level up, from `deps/`).
+pub fn executor_program(explicit: &Option<PathBuf>) -> Result<PathBuf, LinkError> {
+    if let Some(path) = explicit {
+        return Ok(path.clone());
+    }
+    if let Some(path) = std::env::var_os("SOLDER_EXECUTOR") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| LinkError::Executor(format!("cannot find the running program: {e}")))?;
+    // Next to `solder`, or one level up from a test binary in `deps/`.
+    for dir in exe.ancestors().skip(1).take(2) {
+        let candidate = dir.join("solder-executor");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(LinkError::Executor(format!(
+        "cannot find `solder-executor` next to {}; build it (`cargo build -p solder-executor`) or set SOLDER_EXECUTOR",
+        exe.display()
+    )))
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), LinkError> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two new descriptors into `fds`.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(LinkError::Executor(format!(
+            "pipe: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: both descriptors are fresh and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn error_reply(code: ErrorCode, message: String) -> LinkError {
+    match code {
+        ErrorCode::Memory => LinkError::Memory(message),
+        ErrorCode::Library => LinkError::Host(solder_executor::host::HostError::Load {
+            name: "(in the executor)".into(),
+            reason: message,
+        }),
+        other => LinkError::Executor(format!("{other:?}: {message}")),
+    }
+}
+
+impl Remote {
+    /// Starts (pipe) or reaches (TCP) an executor and shakes hands.
+    pub fn connect(config: RemoteConfig) -> Result<Remote, LinkError> {
+        let (channel, process) = match &config.transport {
+            Transport::Pipe { program } => {
+                let program = executor_program(program)?;
+                let (request_read, request_write) = pipe()?;
+                let (reply_read, reply_write) = pipe()?;
+                if config.recovery == Recovery::Snapshot {
+                    // A checkpoint that takes over is the dead executor's
+                    // child; as subreaper we can still wait for it.
+                    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a
+                    // process attribute.
+                    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+                }
+                let (child_in, child_out) = (request_read.as_raw_fd(), reply_write.as_raw_fd());
+                let mut command = Command::new(&program);
+                command.arg("--fds").arg(format!("{child_in},{child_out}"));
+                // SAFETY: between fork and exec only fcntl runs, which is
+                // async-signal-safe; it clears close-on-exec on the two
+                // descriptors the executor is told about.
+                unsafe {
+                    command.pre_exec(move || {
+                        for fd in [child_in, child_out] {
+                            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                                return Err(std::io::Error::last_os_error());
+                            }
+                        }
+                        Ok(())
+                    });
+                }
+                let child = command.spawn().map_err(|e| {
+                    LinkError::Executor(format!("cannot start {}: {e}", program.display()))
+                })?;
+                drop((request_read, reply_write));
+                let process = Process::watch(child.id() as i32);
+                (
+                    Channel {
+                        input: std::fs::File::from(reply_read),
+                        output: std::fs::File::from(request_write),
+                        buffer: Vec::new(),
+                    },
+                    Some(process),
+                )
+            }
+            Transport::Tcp { address } => {
+                let stream = connect_tcp(address)?;
+                let input = stream
+                    .try_clone()
+                    .map_err(|e| LinkError::Executor(format!("{address}: {e}")))?;
+                (
+                    Channel {
+                        input: std::fs::File::from(OwnedFd::from(input)),
+                        output: std::fs::File::from(OwnedFd::from(stream)),
+                        buffer: Vec::new(),
+                    },
+                    None,
+                )
+            }
+        };
+        let mut remote = Remote {
+            config,
+            channel,
+            process,
+            pid: 0,
+            page: 4096,
+            shared: None,
+            alive: true,
+        };
+        remote.handshake()?;
+        Ok(remote)
+    }
+
+    fn handshake(&mut self) -> Result<(), LinkError> {
+        let deadline = Some(Instant::now() + HANDSHAKE_TIMEOUT);
+        let hello = match self.channel.recv(deadline, self.process.as_ref())? {
+            Event::Frame(frame) => Reply::decode(&frame).map_err(|e| {
+                LinkError::Executor(format!("the peer is not a solder executor: {e}"))
+            })?,
+            Event::Died => return Err(self.died_early("before its greeting")),
+            Event::Closed => {
+                return Err(LinkError::Executor(
+                    "the executor closed the connection before its greeting".into(),
+                ));
+            }
+            Event::TimedOut => {
+                return Err(LinkError::Executor(format!(
+                    "no greeting from the executor within {} s",
+                    HANDSHAKE_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        let Reply::Hello {
+            magic,
+            version,
+            page_size,
+            target,
+            capabilities,
+            pid,
+        } = hello
+        else {
+            return Err(LinkError::Executor(format!(
+                "expected the executor's greeting, got {hello:?}"
+            )));
+        };
+        if magic != protocol::MAGIC || version != protocol::VERSION {
+            return Err(LinkError::Executor(format!(
+                "the executor speaks protocol version {version}; this controller speaks {}",
+                protocol::VERSION
+            )));
+        }
+        if target != "x86_64-unknown-linux-gnu" {
+            return Err(LinkError::Executor(format!(
+                "the executor runs {target}; this linker produces x86_64-unknown-linux-gnu code"
+            )));
+        }
+        let needs = |bit: u32, what: &str| {
+            if capabilities & bit == 0 {
+                Err(LinkError::Executor(format!("the executor does not offer {what}")))
+            } else {
+                Ok(())
+            }
+        };
+        if self.config.shared_memory {
+            needs(capability::SHARED_MEMORY, "shared memory")?;
+        }
+        if self.config.recovery == Recovery::Snapshot {
+            needs(capability::SNAPSHOT, "snapshots")?;
+        }
+        self.pid = pid;
+        self.page = page_size;
+        let token = std::env::var("SOLDER_EXECUTOR_TOKEN").unwrap_or_default();
+        self.request(&Request::Hello {
+            version: protocol::VERSION,
+            recovery: self.config.recovery,
+            token: token.into_bytes(),
+        })
+        .map_err(|e| match e {
+            LinkError::Executor(m) => {
+                LinkError::Executor(format!("the executor refused the connection: {m}"))
+            }
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    fn died_early(&mut self, when: &str) -> LinkError {
+        self.alive = false;
+        let status = self.process.as_ref().and_then(|p| p.reap(DEATH_TIMEOUT));
+        LinkError::Executor(format!(
+            "the executor died {when} ({})",
+            describe_status(status)
+        ))
+    }
+
+    fn ensure_alive(&self) -> Result<(), LinkError> {
+        if self.alive {
+            Ok(())
+        } else {
+            Err(LinkError::ExecutorGone("the executor is gone".into()))
+        }
+    }
+
+    /// Sends a request that does not run JIT'd code and returns its reply.
+    fn request(&mut self, request: &Request) -> Result<Reply, LinkError> {
+        self.ensure_alive()?;
+        self.channel.send(&request.encode())?;
+        match self.channel.recv(None, self.process.as_ref())? {
+            Event::Frame(frame) => match Reply::decode(&frame) {
+                Ok(Reply::Error { code, message }) => Err(error_reply(code, message)),
+                Ok(reply) => Ok(reply),
+                Err(e) => Err(LinkError::Executor(format!("malformed reply: {e}"))),
+            },
+            Event::Died => Err(self.died_early("while answering a request")),
+            Event::Closed => {
+                self.alive = false;
+                Err(LinkError::Executor(
+                    "the executor closed the connection".into(),
+                ))
+            }
+            Event::TimedOut => unreachable!("no deadline"),
+        }
+    }
+
+    fn expect_ok(&mut self, request: &Request) -> Result<(), LinkError> {
+        match self.request(request)? {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends a request that runs JIT'd code and waits for how it ended.
+    fn execute(
+        &mut self,
+        request: &Request,
+        timeout: Option<Duration>,
+    ) -> Result<Outcome, LinkError> {
+        self.ensure_alive()?;
+        self.channel.send(&request.encode())?;
+        let deadline = timeout.map(|t| Instant::now() + t + KILL_GRACE);
+        let mut checkpoint = None;
+        let mut record = None;
+        let mut killed = false;
+        loop {
+            match self.channel.recv(deadline, self.process.as_ref())? {
+                Event::Frame(frame) => match Reply::decode(&frame)
+                    .map_err(|e| LinkError::Executor(format!("malformed reply: {e}")))?
+                {
+                    Reply::Checkpoint { pid, reason } => {
+                        checkpoint = (reason == CheckpointSkip::Taken && pid != 0).then_some(pid);
+                    }
+                    Reply::Done { value } => return Ok(Outcome::Returned(value)),
+                    Reply::Removed { position } => return Ok(Outcome::Returned(position)),
+                    Reply::Error { code, message } => return Err(error_reply(code, message)),
+                    r @ (Reply::Crashed { .. } | Reply::Exited { .. }) => {
+                        record = Some(r);
+                        break;
+                    }
+                    other => return Err(unexpected(other)),
+                },
+                Event::Died | Event::Closed => break,
+                Event::TimedOut => {
+                    match &self.process {
+                        // SAFETY: signalling the executor we watch.
+                        Some(p) => unsafe {
+                            libc::kill(p.pid, libc::SIGKILL);
+                        },
+                        None => {
+                            self.alive = false;
+                            return Ok(Outcome::Lost(format!(
+                                "no answer within {} ms of the timeout",
+                                KILL_GRACE.as_millis()
+                            )));
+                        }
+                    }
+                    killed = true;
+                    break;
+                }
+            }
+        }
+        // The executor is dead or dying: `waitpid` says how.
+        let status = self.process.as_ref().and_then(|p| p.reap(DEATH_TIMEOUT));
+        let outcome = classify(record, status, killed, timeout);
+        self.alive = false;
+        self.process = None;
+        if let Some(pid) = checkpoint {
+            if let Outcome::Exited(_) = outcome {
+                // The program is over; its checkpoint must not take over.
+                let discarded = Process::watch(pid as i32);
+                // SAFETY: signalling the checkpoint the executor announced.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                discarded.reap(DEATH_TIMEOUT);
+            } else {
+                self.resume(pid)?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Waits for the checkpoint to announce that it serves from now on.
+    fn resume(&mut self, pid: u32) -> Result<(), LinkError> {
+        let watched = matches!(self.config.transport, Transport::Pipe { .. })
+            .then(|| Process::watch(pid as i32));
+        let deadline = Some(Instant::now() + DEATH_TIMEOUT);
+        loop {
+            match self.channel.recv(deadline, watched.as_ref())? {
+                Event::Frame(frame) => match Reply::decode(&frame) {
+                    Ok(Reply::Resumed { pid: resumed }) if resumed == pid => {
+                        self.process = watched;
+                        self.pid = pid;
+                        self.alive = true;
+                        return Ok(());
+                    }
+                    // Leftovers of the dead executor are ignored.
+                    Ok(_) => continue,
+                    Err(e) => {
+                        return Err(LinkError::Executor(format!("malformed reply: {e}")));
+                    }
+                },
+                _ => {
+                    return Err(LinkError::Executor(format!(
+                        "the checkpoint (pid {pid}) did not take over"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Writes into the shared view directly.
+    fn write_shared(&mut self, address: u64, bytes: &[u8]) -> Result<(), LinkError> {
+        let page = self.page;
+        let view = self.shared.as_mut().expect("shared memory is set up");
+        let offset = address
+            .checked_sub(view.base)
+            .filter(|o| o + bytes.len() as u64 <= view.size)
+            .ok_or_else(|| {
+                LinkError::Memory(format!(
+                    "range {address:#x}+{:#x} lies outside the shared slab",
+                    bytes.len()
+                ))
+            })?;
+        let first = offset & !(page - 1);
+        let end = (offset + bytes.len() as u64).div_ceil(page) * page;
+        // SAFETY: [first, end) lies inside our own mapping of the memfd; it is
+        // writable only while we copy (the executor maps the same pages
+        // with its own protections).
+        unsafe {
+            let start = view.local.add(first as usize);
+            let len = (end - first) as usize;
+            if libc::mprotect(start.cast(), len, libc::PROT_READ | libc::PROT_WRITE) != 0 {
+                return Err(LinkError::Memory(format!(
+                    "mprotect of the shared view: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                view.local.add(offset as usize),
+                bytes.len(),
+            );
+            libc::mprotect(start.cast(), len, libc::PROT_NONE);
+        }
+        Ok(())
+    }
+
+    fn map_shared(&mut self, base: u64, size: u64, fd: i32) -> Result<(), LinkError> {
+        let path = format!("/proc/{}/fd/{fd}", self.pid);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| {
+                LinkError::Executor(format!(
+                    "cannot open the executor's shared slab {path} (shared memory needs the executor on this machine): {e}"
+                ))
+            })?;
+        // SAFETY: mapping the memfd we just opened, shared, inaccessible
+        // until a write makes a range writable.
+        let local = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size as usize,
+                libc::PROT_NONE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if local == libc::MAP_FAILED {
+            return Err(LinkError::Memory(format!(
+                "cannot map the shared slab: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        self.shared = Some(SharedView {
+            base,
+            size,
+            local: local.cast(),
+            executor_prot: HashMap::new(),
+        });
+        Ok(())
+    }
+
+    fn note_protection(&mut self, address: u64, size: u64, protection: Option<Protection>) {
+        let page = self.page;
+        if let Some(view) = self.shared.as_mut() {
+            let mut at = address & !(page - 1);
+            while at < address + size {
+                match protection {
+                    Some(p) => view.executor_prot.insert(at, p),
+                    None => view.executor_prot.remove(&at),
+                };
+                at += page;
+            }
+        }
+    }
+}
+
+fn connect_tcp(address: &str) -> Result<std::net::TcpStream, LinkError> {
+    use std::net::ToSocketAddrs;
+    let addrs = address
+        .to_socket_addrs()
+        .map_err(|e| LinkError::Executor(format!("bad executor address `{address}`: {e}")))?;
+    let mut last = None;
+    for addr in addrs {
+        match std::net::TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT) {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(LinkError::Executor(format!(
+        "cannot connect to the executor at {address}: {}",
+        last.map_or_else(|| "no address".to_string(), |e| e.to_string())
+    )))
+}
+
+fn unexpected(reply: Reply) -> LinkError {
+    LinkError::Executor(format!("unexpected reply {reply:?}"))
+}
+
+fn describe_status(status: Option<i32>) -> String {
+    match status {
+        Some(s) if libc::WIFEXITED(s) => format!("exit status {}", libc::WEXITSTATUS(s)),
+        Some(s) if libc::WIFSIGNALED(s) => format!(
+            "killed by {}",
+            solder_executor::crash::signal_name(libc::WTERMSIG(s))
+        ),
+        _ => "status unknown".into(),
+    }
+}
+
+/// How a run ended, from the executor's record and (authoritative) wait
+/// status.
+fn classify(
+    record: Option<Reply>,
+    status: Option<i32>,
+    killed: bool,
+    timeout: Option<Duration>,
+) -> Outcome {
+    let timed_out = |t: Option<Duration>| Outcome::TimedOut(t.unwrap_or_default());
+    let from_record = |signal: i32| match &record {
+        Some(Reply::Crashed {
+            signal: s,
+            code,
+            fault_address,
+            pc,
+            stack_overflow,
+        }) if *s == signal => Crash {
+            signal,
+            code: *code,
+            fault_address: Some(*fault_address),
+            pc: Some(*pc),
+            stack_overflow: *stack_overflow,
+        },
+        _ => Crash {
+            signal,
+            code: 0,
+            fault_address: None,
+            pc: None,
+            stack_overflow: false,
+        },
+    };
+    match status {
+        Some(s) if libc::WIFEXITED(s) => Outcome::Exited(libc::WEXITSTATUS(s)),
+        Some(s) if libc::WIFSIGNALED(s) => {
+            let signal = libc::WTERMSIG(s);
+            if killed || signal == libc::SIGALRM {
+                timed_out(timeout)
+            } else {
+                Outcome::Crashed(from_record(signal))
+            }
+        }
+        _ => match record {
+            Some(Reply::Crashed { signal, .. }) if signal == libc::SIGALRM => timed_out(timeout),
+            Some(Reply::Crashed { signal, .. }) => Outcome::Crashed(from_record(signal)),
+            Some(Reply::Exited { status }) => Outcome::Exited(status),
+            _ if killed => timed_out(timeout),
+            _ => Outcome::Lost("the connection closed without a record".into()),
+        },
+    }
+}
+
+impl Executor for Remote {
+    fn page_size(&self) -> u64 {
+        self.page
+    }
+
+    fn reserve(
+        &mut self,
+        size: u64,
+        placement: PlacementCode,
+        address: u64,
+    ) -> Result<u64, LinkError> {
+        let shared = self.config.shared_memory;
+        match self.request(&Request::Reserve {
+            size,
+            placement,
+            address,
+            shared,
+        })? {
+            Reply::Reserved { base, shm_fd } => {
+                if shared {
+                    let size = size.div_ceil(self.page) * self.page;
+                    self.map_shared(base, size, shm_fd)?;
+                }
+                Ok(base)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn write(&mut self, address: u64, bytes: &[u8]) -> Result<(), LinkError> {
+        if self.shared.is_some() {
+            return self.write_shared(address, bytes);
+        }
+        for (i, chunk) in bytes.chunks(MAX_WRITE).enumerate() {
+            self.expect_ok(&Request::Write {
+                address: address + (i * MAX_WRITE) as u64,
+                bytes: chunk.to_vec(),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn protect(&mut self, address: u64, size: u64, protection: Protection) -> Result<(), LinkError> {
+        self.expect_ok(&Request::Protect {
+            address,
+            size,
+            prot: prot_of(protection),
+        })?;
+        self.note_protection(address, size, Some(protection));
+        Ok(())
+    }
+
+    fn patch(&mut self, address: u64, bytes: &[u8], restore: Protection) -> Result<(), LinkError> {
+        let private = matches!(restore, Protection::Data | Protection::Zero);
+        if self.shared.is_none() || private {
+            // Writable data is private to the executor: only it can patch it.
+            for (i, chunk) in bytes.chunks(MAX_WRITE).enumerate() {
+                self.expect_ok(&Request::Patch {
+                    address: address + (i * MAX_WRITE) as u64,
+                    restore: prot_of(restore),
+                    bytes: chunk.to_vec(),
+                })?;
+            }
+            self.note_protection(address, bytes.len() as u64, Some(restore));
+            return Ok(());
+        }
+        self.write_shared(address, bytes)?;
+        let page = self.page;
+        let first = address & !(page - 1);
+        let end = (address + bytes.len() as u64).div_ceil(page) * page;
+        let view = self.shared.as_ref().expect("shared");
+        let current = (first..end)
+            .step_by(page as usize)
+            .all(|p| view.executor_prot.get(&p) == Some(&restore));
+        if !current {
+            self.protect(first, end - first, restore)?;
+        }
+        Ok(())
+    }
+
+    fn release(&mut self, address: u64, size: u64) -> Result<(), LinkError> {
+        self.expect_ok(&Request::Release { address, size })?;
+        self.note_protection(address, size, None);
+        Ok(())
+    }
+
+    fn read(&mut self, address: u64, size: u64) -> Result<Vec<u8>, LinkError> {
+        let mut out = Vec::with_capacity(size as usize);
+        while (out.len() as u64) < size {
+            let n = (size - out.len() as u64).min(u64::from(MAX_READ)) as u32;
+            match self.request(&Request::Read {
+                address: address + out.len() as u64,
+                size: n,
+            })? {
+                Reply::Bytes { bytes } if bytes.len() == n as usize => out.extend(bytes),
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn lookup(&mut self, names: &[String]) -> Result<Vec<SymbolInfo>, LinkError> {
+        let mut out = Vec::with_capacity(names.len());
+        for chunk in names.chunks(MAX_NAMES as usize) {
+            match self.request(&Request::Lookup {
+                names: chunk.to_vec(),
+            })? {
+                Reply::Symbols { symbols } if symbols.len() == chunk.len() => out.extend(symbols),
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn link_library(&mut self, name: &str) -> Result<(), LinkError> {
+        self.expect_ok(&Request::OpenLibrary {
+            kind: LibraryKind::Link,
+            name: name.to_string(),
+        })
+    }
+
+    fn preload(&mut self, path: &str) -> Result<(), LinkError> {
+        self.expect_ok(&Request::OpenLibrary {
+            kind: LibraryKind::Path,
+            name: path.to_string(),
+        })
+    }
+
+    fn register_frames(&mut self, address: u64) -> Result<(), LinkError> {
+        self.expect_ok(&Request::RegisterFrames { address })
+    }
+
+    fn deregister_frames(&mut self, address: u64) -> Result<(), LinkError> {
+        self.expect_ok(&Request::DeregisterFrames { address })
+    }
+
+    fn register_module(
+        &mut self,
+        dso: u64,
+        finalizers: &Finalizers,
+        position: Option<usize>,
+    ) -> Result<(), LinkError> {
+        self.expect_ok(&Request::RegisterModule {
+            dso,
+            position: position.map_or(u64::MAX, |p| p as u64),
+            prioritized: finalizers.prioritized.clone(),
+            unprioritized: finalizers.unprioritized.clone(),
+        })
+    }
+
+    fn set_args(&mut self, args: &[String]) -> Result<(), LinkError> {
+        self.expect_ok(&Request::SetArgs {
+            args: args.to_vec(),
+        })
+    }
+
+    fn run_initializers(&mut self, addresses: &[u64]) -> Result<Outcome, LinkError> {
+        self.execute(
+            &Request::RunInitializers {
+                addresses: addresses.to_vec(),
+            },
+            None,
+        )
+    }
+
+    fn call(
+        &mut self,
+        address: u64,
+        args: [u64; 6],
+        main: bool,
+        timeout: Option<Duration>,
+    ) -> Result<Outcome, LinkError> {
+        let timeout_ms = timeout.map_or(0, |t| t.as_millis().clamp(1, u32::MAX as u128) as u32);
+        self.execute(
+            &Request::Call {
+                address,
+                args,
+                main,
+                timeout_ms,
+            },
+            timeout,
+        )
+    }
+
+    fn remove_module(&mut self, dso: u64) -> Result<Outcome, LinkError> {
+        self.execute(&Request::RemoveModule { dso }, None)
+    }
+
+    fn end_modules(&mut self, dsos: &[u64]) -> Result<Outcome, LinkError> {
+        self.execute(
+            &Request::EndModules {
+                dsos: dsos.to_vec(),
+            },
+            None,
+        )
+    }
+
+    fn alive(&self) -> bool {
+        self.alive
+    }
+
+    fn describe(&self) -> String {
+        let how = match &self.config.transport {
+            Transport::Pipe { .. } => "pipe".to_string(),
+            Transport::Tcp { address } => format!("tcp {address}"),
+        };
+        let shm = if self.config.shared_memory {
+            ", shared memory"
+        } else {
+            ""
+        };
+        format!("{how} executor (pid {}{shm})", self.pid)
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        if self.alive && self.channel.send(&Request::Shutdown.encode()).is_ok() {
+            let deadline = Some(Instant::now() + DEATH_TIMEOUT);
+            let _ = self.channel.recv(deadline, self.process.as_ref());
+        }
+        if let Some(process) = self.process.take() {
+            process.reap(DEATH_TIMEOUT);
+        }
+    }
+}
