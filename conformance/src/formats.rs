@@ -118,17 +118,17 @@ pub const MODES: [ModeInfo; 4] = [
     ModeInfo {
         mode: Mode::Pipe,
         name: "pipe",
-        implemented: false,
+        implemented: true,
     },
     ModeInfo {
         mode: Mode::Tcp,
         name: "tcp",
-        implemented: false,
+        implemented: true,
     },
     ModeInfo {
         mode: Mode::Shm,
         name: "shm",
-        implemented: false,
+        implemented: true,
     },
 ];
 

@@ -6,10 +6,16 @@
 //! The handler is async-signal-safe: it formats into a stack buffer, looks
 //! symbols up in an immutable table published through an atomic pointer, and
 //! writes with `write(2)`.
+//!
+//! **Record mode** ([`set_record_fd`]) is for the out-of-process executor:
+//! instead of the text report, the handler sends the protocol's
+//! [`Reply::Crashed`](crate::protocol::Reply::Crashed) frame to the
+//! controller with one `write(2)`, then dies of the signal the same way.
+//! Record mode also handles `SIGALRM`, the executor's call timeout.
 
 use std::ffi::c_int;
 use std::sync::Once;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
 
 /// One JIT'd symbol, for mapping a pc to `symbol+offset`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +73,39 @@ const SIGNALS: [c_int; 6] = [
     libc::SIGTRAP,
 ];
 
+/// The descriptor crash records go to; -1 = text reports (in-process mode).
+static RECORD_FD: AtomicI32 = AtomicI32::new(-1);
+/// The process that set [`RECORD_FD`]: a process forked by JIT'd code
+/// inherits the handler but must not write records into the controller's
+/// channel, so it falls back to the text report.
+static RECORD_PID: AtomicI32 = AtomicI32::new(0);
+
+/// Switches the handler to record mode: a crash writes the protocol's
+/// `Crashed` frame to `fd` (and no text report) before the signal kills the
+/// process; `SIGALRM` is handled too, so a call timeout is reported the same
+/// way. `-1` switches back to text reports. Call after
+/// [`install_crash_reporter`]; call again in a forked process that takes over
+/// the channel (the record is tied to the calling process).
+pub fn set_record_fd(fd: c_int) {
+    // SAFETY: getpid has no preconditions.
+    RECORD_PID.store(unsafe { libc::getpid() }, Ordering::Release);
+    RECORD_FD.store(fd, Ordering::Release);
+    // SAFETY: a zeroed sigaction is a valid starting value; the handler has
+    // the SA_SIGINFO signature and the alternate stack was installed by
+    // install_crash_reporter (without it SA_ONSTACK runs on the normal stack).
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        if fd >= 0 {
+            action.sa_sigaction = on_signal as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESETHAND;
+        } else {
+            action.sa_sigaction = libc::SIG_DFL;
+        }
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGALRM, &action, std::ptr::null_mut());
+    }
+}
+
 /// Installs the handlers once per process.
 pub fn install_crash_reporter() {
     static INSTALL: Once = Once::new();
@@ -107,11 +146,30 @@ pub fn signal_name(signal: c_int) -> &'static str {
         libc::SIGTERM => "SIGTERM",
         libc::SIGINT => "SIGINT",
         libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
         _ => "signal",
     }
 }
 
 extern "C" fn on_signal(signal: c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    // The kernel delivers the signal with the interrupted code's EFLAGS.AC
+    // (alignment check) still set; any misaligned access in this handler
+    // would then raise a second SIGBUS and kill the process unreported.
+    // SAFETY: clears one flag bit through the stack; touches nothing else.
+    unsafe {
+        std::arch::asm!(
+            "pushfq",
+            "and qword ptr [rsp], {mask}",
+            "popfq",
+            mask = const !(1i64 << 18),
+        );
+    }
+    let record = RECORD_FD.load(Ordering::Acquire);
+    // SAFETY: getpid is async-signal-safe.
+    if record >= 0 && RECORD_PID.load(Ordering::Acquire) == unsafe { libc::getpid() } {
+        send_record(record, signal, info, context);
+        return;
+    }
     READERS.fetch_add(1, Ordering::AcqRel);
     let mut out = Buffer::new();
     out.push(b"solder: crashed: ");
@@ -154,6 +212,48 @@ extern "C" fn on_signal(signal: c_int, info: *mut libc::siginfo_t, context: *mut
     // of this signal (for a fault, returning would also re-fault).
     // SAFETY: raise is async-signal-safe.
     unsafe { libc::raise(signal) };
+}
+
+/// Record mode: one `write(2)` of the `Crashed` frame, then re-raises the
+/// signal, which kills the process when the handler returns (its action is
+/// the default again). Async-signal-safe: no allocation, no locks.
+fn send_record(fd: c_int, signal: c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo and ucontext to an
+    // SA_SIGINFO handler.
+    let (code, fault, pc, sp) = unsafe {
+        let uc = &*(context as *const libc::ucontext_t);
+        (
+            (*info).si_code,
+            (*info).si_addr() as u64,
+            uc.uc_mcontext.gregs[libc::REG_RIP as usize] as u64,
+            uc.uc_mcontext.gregs[libc::REG_RSP as usize] as u64,
+        )
+    };
+    // si_addr is only defined for the synchronous faults; for the others
+    // (SIGALRM, SIGABRT) the union holds other fields.
+    let has_address = matches!(
+        signal,
+        libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP
+    );
+    let fault = if has_address { fault } else { 0 };
+    let overflow = matches!(signal, libc::SIGSEGV | libc::SIGBUS) && fault.abs_diff(sp) < 64 * 1024;
+    let frame = crate::protocol::crashed_frame(signal, code, fault, pc, overflow);
+    // SAFETY: sigemptyset, sigaddset, pthread_sigmask, write and raise are
+    // async-signal-safe and only touch this stack frame's buffers. SIGPIPE
+    // is blocked so a vanished controller cannot turn the death into a
+    // SIGPIPE death; the mask is never restored because the process dies.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        while libc::write(fd, frame.as_ptr().cast(), frame.len()) < 0
+            && *libc::__errno_location() == libc::EINTR
+        {}
+        // SA_RESETHAND restored the default action; the signal is blocked
+        // while its handler runs, so it is delivered (fatally) on return.
+        libc::raise(signal);
+    }
 }
 
 /// A fixed buffer for formatting without allocation.

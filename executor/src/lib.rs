@@ -18,4 +18,8 @@ pub mod host;
 pub mod lifecycle;
 pub mod pages;
 pub mod protocol;
+pub mod server;
+pub mod shm;
+pub mod snapshot;
+pub mod transport;
 pub mod unwind;

@@ -19,6 +19,7 @@
 //! called by JIT'd code without any context but the handle.
 
 use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// A module's deinitializers in `.fini_array` order (they run last-first).
@@ -315,6 +316,17 @@ extern "C" fn solder_rt_exit(code: c_int) -> ! {
     unsafe { libc::exit(code) }
 }
 
+/// Called by the `quick_exit` interposer after the handlers, just before
+/// `_exit` (0 = none). `exit` needs no such hook: glibc's `on_exit` sees it.
+static BEFORE_QUICK_EXIT: AtomicUsize = AtomicUsize::new(0);
+
+/// Registers `hook(code)` to run when JIT'd code calls `quick_exit(code)`,
+/// after its `at_quick_exit` handlers and before the process `_exit`s. The
+/// out-of-process executor uses it to tell the controller the exit status.
+pub fn set_before_quick_exit(hook: fn(c_int)) {
+    BEFORE_QUICK_EXIT.store(hook as usize, Ordering::Release);
+}
+
 /// `quick_exit(code)`: at_quick_exit handlers newest-first, then `_exit`.
 extern "C" fn solder_rt_quick_exit(code: c_int) -> ! {
     loop {
@@ -324,6 +336,13 @@ extern "C" fn solder_rt_quick_exit(code: c_int) -> ! {
             None => break,
         }
     }
+    let hook = BEFORE_QUICK_EXIT.load(Ordering::Acquire);
+    if hook != 0 {
+        // SAFETY: only set_before_quick_exit stores a nonzero value, and it
+        // stores a `fn(c_int)`.
+        let hook: fn(c_int) = unsafe { std::mem::transmute::<usize, fn(c_int)>(hook) };
+        hook(code);
+    }
     // SAFETY: _exit has no preconditions. quick_exit does not flush stdio.
     unsafe { libc::_exit(code) }
 }
@@ -331,7 +350,7 @@ extern "C" fn solder_rt_quick_exit(code: c_int) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::AtomicU64;
 
     static TRACE: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
     static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -11,7 +11,7 @@ use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use solder_conformance::catalog;
 use solder_conformance::fixtures::{Builder, FixtureError};
 use solder_conformance::formats::{FORMATS, Format, MODES, Mode};
@@ -91,6 +91,18 @@ pub fn run(args: &Args) -> Result<bool> {
             }
         }
         eprintln!("conformance: {built} {format} fixture builds up to date");
+    }
+
+    // The executor modes spawn `solder-executor`, found next to the
+    // harness binary's directory: build it into the same target directory.
+    let built = Command::new(util::cargo())
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", &target)
+        .args(["build", "-p", "solder-executor"])
+        .status()
+        .context("cannot run cargo to build solder-executor")?;
+    if !built.success() {
+        bail!("`cargo build -p solder-executor` failed ({built})");
     }
 
     // Run the harness; echo its output and collect per-trial results.

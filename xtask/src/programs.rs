@@ -74,6 +74,59 @@ pub struct Args {
     /// List the selected cases and exit.
     #[arg(long)]
     list: bool,
+    /// Where solder runs the programs: in its own process, in a
+    /// `solder-executor` over pipes, the same with shared memory, or all.
+    #[arg(long, value_enum, default_value_t = ExecutorChoice::All)]
+    executor: ExecutorChoice,
+}
+
+/// Where `solder run` runs a case; every case runs in each selected one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Executor {
+    InProcess,
+    Pipe,
+    PipeShm,
+}
+
+const EXECUTORS: [Executor; 3] = [Executor::InProcess, Executor::Pipe, Executor::PipeShm];
+
+impl Executor {
+    /// Appended to the case name: `lua/basics@pipe`.
+    fn suffix(self) -> &'static str {
+        match self {
+            Executor::InProcess => "",
+            Executor::Pipe => "@pipe",
+            Executor::PipeShm => "@pipe-shm",
+        }
+    }
+
+    fn flags(self) -> &'static [&'static str] {
+        match self {
+            Executor::InProcess => &[],
+            Executor::Pipe => &["--executor", "pipe"],
+            Executor::PipeShm => &["--executor", "pipe", "--shm"],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExecutorChoice {
+    Inproc,
+    Pipe,
+    PipeShm,
+    All,
+}
+
+impl ExecutorChoice {
+    fn includes(self, executor: Executor) -> bool {
+        matches!(
+            (self, executor),
+            (ExecutorChoice::All, _)
+                | (ExecutorChoice::Inproc, Executor::InProcess)
+                | (ExecutorChoice::Pipe, Executor::Pipe)
+                | (ExecutorChoice::PipeShm, Executor::PipeShm)
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -108,8 +161,8 @@ struct Build<'a> {
 
 #[derive(Clone, Copy)]
 enum CaseKind<'a> {
-    /// Run natively and under `solder run`, compare.
-    Run(&'a catalog::Case),
+    /// Run natively and under `solder run` with this executor, compare.
+    Run(&'a catalog::Case, Executor),
     /// `solder run --noexec`: link only, exit 0.
     NoExec,
 }
@@ -117,7 +170,9 @@ enum CaseKind<'a> {
 impl Build<'_> {
     fn case_name(&self, case: CaseKind<'_>) -> String {
         match case {
-            CaseKind::Run(case) => format!("{}/{}", self.label, case.name),
+            CaseKind::Run(case, executor) => {
+                format!("{}/{}{}", self.label, case.name, executor.suffix())
+            }
             CaseKind::NoExec => format!("{}/noexec", self.label),
         }
     }
@@ -301,7 +356,17 @@ fn select<'a>(args: &Args, programs: &'a [Program], target: &Path) -> Vec<Build<
                     objects,
                     cases: Vec::new(),
                 };
-                let mut cases: Vec<CaseKind> = program.cases.iter().map(CaseKind::Run).collect();
+                let mut cases: Vec<CaseKind> = program
+                    .cases
+                    .iter()
+                    .flat_map(|case| {
+                        EXECUTORS
+                            .iter()
+                            .filter(|e| args.native_only || args.executor.includes(**e))
+                            .take(if args.native_only { 1 } else { EXECUTORS.len() })
+                            .map(move |&e| CaseKind::Run(case, e))
+                    })
+                    .collect();
                 if !args.native_only {
                     cases.push(CaseKind::NoExec);
                 }
@@ -362,9 +427,16 @@ fn prepare_solder(args: &Args, root: &Path, target: &Path) -> Result<Solder> {
             .with_context(|| format!("--solder {} does not exist", path.display()))?;
         return Ok(Solder::Ready(path));
     }
-    println!("building solder: cargo build --release -p solder-linker");
+    println!("building solder: cargo build --release -p solder-linker -p solder-executor");
     let status = Command::new(util::cargo())
-        .args(["build", "--release", "-p", "solder-linker"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "solder-linker",
+            "-p",
+            "solder-executor",
+        ])
         .current_dir(root)
         .status()
         .context("cannot run cargo to build solder")?;
@@ -472,7 +544,8 @@ fn solder_args(build: &Build, case: CaseKind<'_>) -> Vec<OsString> {
             args.push("--noexec".into());
             args.extend(build.objects.iter().map(|o| o.clone().into_os_string()));
         }
-        CaseKind::Run(case) => {
+        CaseKind::Run(case, executor) => {
+            args.extend(executor.flags().iter().map(OsString::from));
             args.extend(build.objects.iter().map(|o| o.clone().into_os_string()));
             args.push("--".into());
             args.extend(case.args.iter().map(OsString::from));
@@ -490,7 +563,7 @@ fn run_case(
 ) -> Result<Verdict> {
     let cwd = &build.program.cwd;
     let case_args = match case {
-        CaseKind::Run(case) => case,
+        CaseKind::Run(case, _) => case,
         CaseKind::NoExec => {
             let path = match solder {
                 Solder::Ready(path) => path,

@@ -80,7 +80,9 @@ impl Process {
         loop {
             let mut status = 0;
             // SAFETY: waitpid writes the status of our own child.
-            let rc = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+            // __WALL: a checkpoint that took over was cloned without an
+            // exit signal.
+            let rc = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG | libc::__WALL) };
             if rc == self.pid {
                 return Some(status);
             }
@@ -569,12 +571,20 @@ impl Remote {
                         return Ok(());
                     }
                     // Leftovers of the dead executor are ignored.
-                    Ok(_) => continue,
+                    Ok(other) => {
+                        if std::env::var_os("SOLDER_DEBUG").is_some() {
+                            eprintln!("resume: ignoring {other:?}");
+                        }
+                        continue;
+                    }
                     Err(e) => {
                         return Err(LinkError::Executor(format!("malformed reply: {e}")));
                     }
                 },
-                _ => {
+                other => {
+                    if std::env::var_os("SOLDER_DEBUG").is_some() {
+                        eprintln!("resume: event {}", match other { Event::Died => "died", Event::Closed => "closed", Event::TimedOut => "timeout", Event::Frame(_) => "frame" });
+                    }
                     return Err(LinkError::Executor(format!(
                         "the checkpoint (pid {pid}) did not take over"
                     )));

@@ -1,0 +1,866 @@
+//! The executor's request loop: the server side of [`crate::protocol`].
+//!
+//! One controller per process, one request at a time, one final reply per
+//! request, in order (see `executor/PROTOCOL.md`). The loop is
+//! single-threaded; the only other writers of the reply descriptor are the
+//! crash handler ([`crate::crash`] record mode), the `exit` path (an
+//! `on_exit` callback registered here) and a checkpoint that takes over
+//! ([`crate::snapshot`]), and each of them writes while this loop is stopped
+//! or gone.
+//!
+//! Exit statuses of a serving process: [`EXIT_CLEAN`] when the controller
+//! closes the connection or sends `Shutdown`, [`EXIT_PROTOCOL`] after a
+//! malformed frame, a request before `Hello` or a refused handshake; JIT'd
+//! code's own status when it calls `exit`; death by the signal of a
+//! reported crash.
+
+use std::collections::BTreeMap;
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+use crate::crash;
+use crate::host::{HostLibraries, HostSymbolKind};
+use crate::lifecycle::{self, Finalizers, Interposer};
+use crate::pages;
+use crate::protocol::{
+    CheckpointSkip, ErrorCode, LibraryKind, MAGIC, PlacementCode, Prot, ProtocolError, Recovery,
+    Reply, Request, SymbolInfo, SymbolKind, VERSION, capability,
+};
+use crate::shm::SharedSlab;
+use crate::snapshot::{self, Snapshots, Taken};
+use crate::transport::{self, Channel, diag, token_matches};
+
+/// The target triple announced in the handshake.
+pub const TARGET: &str = "x86_64-unknown-linux-gnu";
+/// Capabilities announced in the handshake.
+pub const CAPABILITIES: u32 =
+    capability::SHARED_MEMORY | capability::SNAPSHOT | capability::LIFECYCLE | capability::UNWIND;
+/// Exit status: the controller closed the connection or sent `Shutdown`.
+pub const EXIT_CLEAN: i32 = 0;
+/// Exit status: malformed frame, request before `Hello`, refused handshake.
+pub const EXIT_PROTOCOL: i32 = 3;
+
+/// The reply descriptor, for the `exit` path.
+static REPLY_FD: AtomicI32 = AtomicI32::new(-1);
+/// The serving process: a process forked by JIT'd code must not speak for it.
+static SERVER_PID: AtomicI32 = AtomicI32::new(0);
+/// Set while a request runs JIT'd code: only then is an `exit` the
+/// program's, to be reported with `Exited`.
+static IN_USER_CODE: AtomicBool = AtomicBool::new(false);
+
+fn getpid() -> libc::pid_t {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() }
+}
+
+fn flush_stdio() {
+    // SAFETY: fflush(NULL) flushes every open stdio output stream.
+    unsafe { libc::fflush(std::ptr::null_mut()) };
+}
+
+/// Ends the process now: stdio flushed, no exit handlers (they belong to
+/// JIT'd code, which has been ended or abandoned by the controller).
+pub fn exit_now(status: i32) -> ! {
+    flush_stdio();
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(status) }
+}
+
+unsafe extern "C" {
+    /// glibc: run `f(status, arg)` during `exit`, like `atexit`.
+    fn on_exit(f: extern "C" fn(c_int, *mut c_void), arg: *mut c_void) -> c_int;
+}
+
+/// `on_exit` callback: JIT'd code called `exit(status)`.
+extern "C" fn exit_record(status: c_int, _: *mut c_void) {
+    send_exited(status, true);
+}
+
+/// `quick_exit` hook: JIT'd code called `quick_exit(status)` (which does not
+/// flush stdio).
+fn quick_exit_record(status: c_int) {
+    send_exited(status, false);
+}
+
+fn send_exited(status: c_int, flush: bool) {
+    if getpid() != SERVER_PID.load(Ordering::Acquire)
+        || IN_USER_CODE
+            .compare_exchange(true, false, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+    {
+        return;
+    }
+    // The program ended on purpose: its checkpoint must not take over.
+    snapshot::discard_live();
+    if flush {
+        flush_stdio();
+    }
+    let frame = Reply::Exited { status }.encode();
+    let _ = transport::write_all(REPLY_FD.load(Ordering::Acquire), &frame);
+}
+
+/// Serves one controller on `channel` until it leaves. `token` is the
+/// configured token (empty when none). Returns the exit status for the
+/// process; some paths (`exit` by JIT'd code, a crash, a vanished
+/// controller) end the process instead of returning.
+pub fn serve(channel: Channel, token: &[u8]) -> i32 {
+    crash::install_crash_reporter();
+    crash::set_record_fd(channel.output);
+    REPLY_FD.store(channel.output, Ordering::Release);
+    SERVER_PID.store(getpid(), Ordering::Release);
+    static EXIT_HOOKS: Once = Once::new();
+    EXIT_HOOKS.call_once(|| {
+        // SAFETY: `exit_record` has the callback signature glibc expects
+        // and lives for the whole process.
+        if unsafe { on_exit(exit_record, std::ptr::null_mut()) } != 0 {
+            diag("on_exit failed: exit records are off");
+        }
+        lifecycle::set_before_quick_exit(quick_exit_record);
+    });
+    let page = pages::page_size();
+    send(
+        &channel,
+        &Reply::Hello {
+            magic: MAGIC,
+            version: VERSION,
+            page_size: page,
+            target: TARGET.into(),
+            capabilities: CAPABILITIES,
+            pid: getpid() as u32,
+        },
+    );
+    let recovery = match handshake(&channel, token) {
+        Ok(recovery) => recovery,
+        Err(status) => return status,
+    };
+    let mut server = Server {
+        page,
+        snapshots: (recovery == Recovery::Snapshot).then(Snapshots::default),
+        slab: None,
+        host: HostLibraries::with_defaults().map_err(|e| e.to_string()),
+        frames: BTreeMap::new(),
+        args: Vec::new(),
+        argv: vec![std::ptr::null_mut()],
+        channel,
+    };
+    server.run()
+}
+
+/// Sends a reply; a controller that is gone ends the process (status 0).
+fn send(channel: &Channel, reply: &Reply) {
+    if channel.send(&reply.encode()).is_err() {
+        exit_now(EXIT_CLEAN);
+    }
+}
+
+fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
+    Reply::Error {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Reads and decodes one request. `Err` is the exit status: the connection
+/// ended (0) or the frame was malformed (after an `Error` reply).
+fn next_request(channel: &Channel) -> Result<Request, i32> {
+    let decoded = match channel.read_frame() {
+        Ok(frame) => Request::decode(&frame),
+        Err(ProtocolError::Closed) => return Err(EXIT_CLEAN),
+        Err(ProtocolError::Io(err)) => {
+            diag(&format!("reading from {}: {err}", channel.peer));
+            return Err(EXIT_CLEAN);
+        }
+        Err(err) => Err(err),
+    };
+    decoded.map_err(|err| {
+        diag(&format!("malformed frame from {}: {err}", channel.peer));
+        send(channel, &error(ErrorCode::Malformed, err.to_string()));
+        EXIT_PROTOCOL
+    })
+}
+
+/// Reads the controller's `Hello` and checks version and token.
+fn handshake(channel: &Channel, token: &[u8]) -> Result<Recovery, i32> {
+    let Request::Hello {
+        version,
+        recovery,
+        token: given,
+    } = next_request(channel)?
+    else {
+        send(
+            channel,
+            &error(ErrorCode::State, "the first request must be Hello"),
+        );
+        return Err(EXIT_PROTOCOL);
+    };
+    // Compared before the version check so the timing never depends on
+    // which check fails.
+    let token_ok = token_matches(token, &given);
+    drop(given);
+    let refusal = if version != VERSION {
+        Some((
+            format!("wrong protocol version {version}"),
+            format!("protocol version {version} is not supported; this executor speaks {VERSION}"),
+        ))
+    } else if !token_ok {
+        Some(("wrong token".to_string(), "wrong token".to_string()))
+    } else {
+        None
+    };
+    if let Some((log, message)) = refusal {
+        diag(&format!("refused connection from {}: {log}", channel.peer));
+        send(channel, &error(ErrorCode::Refused, message));
+        return Err(EXIT_PROTOCOL);
+    }
+    send(channel, &Reply::Ok);
+    Ok(recovery)
+}
+
+/// The session's reservation.
+struct Slab {
+    base: u64,
+    size: u64,
+    /// Set when backed by a memfd.
+    shared: Option<SharedSlab>,
+}
+
+/// What a request led to.
+enum Outcome {
+    Reply(Reply),
+    /// This process is a checkpoint that just took over; the request that
+    /// killed the executor gets no reply.
+    Resumed,
+    /// Reply `Ok`, then leave.
+    Shutdown,
+    /// Send the reply, then leave with this status.
+    Close(Reply, i32),
+}
+
+struct Server {
+    channel: Channel,
+    page: u64,
+    /// Present with the snapshot recovery policy.
+    snapshots: Option<Snapshots>,
+    slab: Option<Slab>,
+    /// The host libraries, or why they could not be opened.
+    host: Result<HostLibraries, String>,
+    /// Registered `.eh_frame` sections by address.
+    frames: BTreeMap<u64, crate::unwind::RegisteredFrames>,
+    /// `SetArgs` strings, NUL-terminated; JIT'd code may write to them.
+    args: Vec<Vec<u8>>,
+    /// Pointers into `args`, then NULL.
+    argv: Vec<*mut c_char>,
+}
+
+/// Handlers return the error reply as `Err`.
+type Handled = Result<Reply, Reply>;
+
+impl Server {
+    fn run(&mut self) -> i32 {
+        loop {
+            let request = match next_request(&self.channel) {
+                Ok(request) => request,
+                Err(status) => return status,
+            };
+            match self.handle(request) {
+                Outcome::Reply(reply) => send(&self.channel, &reply),
+                Outcome::Resumed => {}
+                Outcome::Close(reply, status) => {
+                    send(&self.channel, &reply);
+                    return status;
+                }
+                Outcome::Shutdown => {
+                    if let Some(snapshots) = &mut self.snapshots {
+                        snapshots.discard();
+                        snapshots.reap();
+                    }
+                    send(&self.channel, &Reply::Ok);
+                    return EXIT_CLEAN;
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, request: Request) -> Outcome {
+        let handled = match request {
+            Request::Hello { .. } => Err(error(ErrorCode::State, "Hello was already received")),
+            Request::Reserve {
+                size,
+                placement,
+                address,
+                shared,
+            } => self.reserve(size, placement, address, shared),
+            Request::Write { address, bytes } => self.write(address, &bytes),
+            Request::Protect {
+                address,
+                size,
+                prot,
+            } => self.protect(address, size, prot),
+            Request::Release { address, size } => self.release(address, size),
+            Request::Read { address, size } => read_memory(address, size as usize)
+                .map(|bytes| Reply::Bytes { bytes })
+                .map_err(|err| {
+                    error(
+                        ErrorCode::Memory,
+                        format!("cannot read {size:#x} bytes at {address:#x}: {err}"),
+                    )
+                }),
+            Request::Lookup { names } => self.lookup(&names),
+            Request::OpenLibrary { kind, name } => self.open_library(kind, &name),
+            Request::RegisterFrames { address } => self.register_frames(address),
+            Request::DeregisterFrames { address } => match self.frames.remove(&address) {
+                Some(frames) => {
+                    drop(frames);
+                    Ok(Reply::Ok)
+                }
+                None => Err(error(
+                    ErrorCode::Unwind,
+                    format!("no frames are registered at {address:#x}"),
+                )),
+            },
+            Request::RegisterModule {
+                dso,
+                position,
+                prioritized,
+                unprioritized,
+            } => nonzero(prioritized.iter().chain(&unprioritized), "deinitializer").map(|()| {
+                lifecycle::register_module(
+                    dso,
+                    Finalizers {
+                        prioritized,
+                        unprioritized,
+                    },
+                    (position != u64::MAX).then(|| usize::try_from(position).unwrap_or(usize::MAX)),
+                );
+                Reply::Ok
+            }),
+            Request::SetArgs { args } => {
+                if let Some(index) = args.iter().position(|a| a.as_bytes().contains(&0)) {
+                    // Like every Malformed error, this ends the conversation.
+                    let message = format!("argument {index} contains a NUL byte");
+                    diag(&format!(
+                        "malformed request from {}: {message}",
+                        self.channel.peer
+                    ));
+                    return Outcome::Close(error(ErrorCode::Malformed, message), EXIT_PROTOCOL);
+                }
+                self.set_args(args)
+            }
+            Request::RunInitializers { addresses } => {
+                if let Err(reply) = nonzero(&addresses, "initializer") {
+                    return Outcome::Reply(reply);
+                }
+                return self.run_code(false, |server| {
+                    for &address in &addresses {
+                        // SAFETY: the controller linked this initializer
+                        // into the slab with this signature. JIT'd code is
+                        // outside Rust's guarantees: if it is wrong, the
+                        // crash handler reports the fault.
+                        let init = unsafe { user_fn::<InitFn>(address) };
+                        init(server.argc(), server.argv.as_ptr().cast(), environ());
+                    }
+                    Reply::Done { value: 0 }
+                });
+            }
+            Request::Call {
+                address,
+                args,
+                main,
+                timeout_ms,
+            } => {
+                if let Err(reply) = nonzero(&[address], "function") {
+                    return Outcome::Reply(reply);
+                }
+                return self.run_code(main, |server| {
+                    set_timer(timeout_ms);
+                    let value = if main {
+                        // SAFETY: as for initializers; the controller says
+                        // this is `int main(int, char **, char **)`.
+                        let f = unsafe { user_fn::<MainFn>(address) };
+                        f(server.argc(), server.argv.as_ptr().cast(), environ()) as i64 as u64
+                    } else {
+                        // SAFETY: as above; extra integer arguments are
+                        // harmless under the SysV calling convention.
+                        let f = unsafe { user_fn::<CallFn>(address) };
+                        f(args[0], args[1], args[2], args[3], args[4], args[5])
+                    };
+                    set_timer(0);
+                    Reply::Done { value }
+                });
+            }
+            Request::RemoveModule { dso } => {
+                return self.run_code(false, |_| Reply::Removed {
+                    position: lifecycle::remove_module(dso).map_or(u64::MAX, |p| p as u64),
+                });
+            }
+            Request::EndModules { dsos } => {
+                return self.run_code(false, |_| {
+                    lifecycle::end_modules(&dsos);
+                    Reply::Done { value: 0 }
+                });
+            }
+            Request::Patch {
+                address,
+                restore,
+                bytes,
+            } => self.patch(address, restore, &bytes),
+            Request::Shutdown => return Outcome::Shutdown,
+        };
+        Outcome::Reply(handled.unwrap_or_else(|reply| reply))
+    }
+
+    /// Runs a request that executes JIT'd code: checkpoint first (snapshot
+    /// policy), then `body`, then flush stdio and discard the checkpoint
+    /// before the reply goes out.
+    fn run_code(&mut self, main: bool, body: impl FnOnce(&mut Self) -> Reply) -> Outcome {
+        if self.snapshots.is_some() {
+            // A checkpoint must not hold a copy of buffered output.
+            flush_stdio();
+            let taken = self.snapshots.as_mut().map(Snapshots::take);
+            let (pid, reason) = match taken {
+                Some(Taken::Checkpoint(pid)) => (pid, CheckpointSkip::Taken),
+                Some(Taken::Skipped(reason)) => (0, reason),
+                Some(Taken::Resumed) => {
+                    self.resume();
+                    return Outcome::Resumed;
+                }
+                None => unreachable!("snapshots checked above"),
+            };
+            send(&self.channel, &Reply::Checkpoint { pid, reason });
+        }
+        IN_USER_CODE.store(true, Ordering::Release);
+        let reply = body(self);
+        IN_USER_CODE.store(false, Ordering::Release);
+        if getpid() != SERVER_PID.load(Ordering::Acquire) {
+            // A process forked by JIT'd code returned into the executor: it
+            // must not answer. A returning `main` exits with its value.
+            let status = match reply {
+                Reply::Done { value } if main => value as i32,
+                _ => 0,
+            };
+            exit_now(status);
+        }
+        flush_stdio();
+        if let Some(snapshots) = &mut self.snapshots {
+            snapshots.discard();
+        }
+        Outcome::Reply(reply)
+    }
+
+    /// This process is the checkpoint and the executor is gone: become the
+    /// executor and say so.
+    fn resume(&mut self) {
+        let pid = getpid();
+        SERVER_PID.store(pid, Ordering::Release);
+        crash::set_record_fd(self.channel.output);
+        send(&self.channel, &Reply::Resumed { pid: pid as u32 });
+    }
+
+    fn argc(&self) -> c_int {
+        (self.argv.len() - 1) as c_int
+    }
+
+    fn reserve(
+        &mut self,
+        size: u64,
+        placement: PlacementCode,
+        address: u64,
+        shared: bool,
+    ) -> Handled {
+        if self.slab.is_some() {
+            return Err(error(
+                ErrorCode::State,
+                "the session already has a reservation",
+            ));
+        }
+        let memory = |message: String| error(ErrorCode::Memory, message);
+        let rounded = size
+            .checked_next_multiple_of(self.page)
+            .filter(|&s| s <= 1 << 47)
+            .ok_or_else(|| memory(format!("cannot reserve {size:#x} bytes: too large")))?;
+        let slab = if shared {
+            let slab =
+                SharedSlab::create(size, placement, address).map_err(|e| memory(e.to_string()))?;
+            Slab {
+                base: slab.base(),
+                size: slab.size(),
+                shared: Some(slab),
+            }
+        } else {
+            Slab {
+                base: pages::reserve(size, placement, address)
+                    .map_err(|e| memory(e.to_string()))?,
+                size: rounded,
+                shared: None,
+            }
+        };
+        let reply = Reply::Reserved {
+            base: slab.base,
+            shm_fd: slab.shared.as_ref().map_or(-1, SharedSlab::fd),
+        };
+        self.slab = Some(slab);
+        Ok(reply)
+    }
+
+    /// The slab, if `[address, address + size)` lies inside it (and
+    /// `address` is page-aligned when `aligned`).
+    fn slab_for(&mut self, address: u64, size: u64, aligned: bool) -> Result<&mut Slab, Reply> {
+        let page = self.page;
+        let Some(slab) = &mut self.slab else {
+            return Err(error(
+                ErrorCode::State,
+                "no reservation yet: send Reserve first",
+            ));
+        };
+        let inside = address >= slab.base
+            && address
+                .checked_add(size)
+                .is_some_and(|end| end <= slab.base + slab.size);
+        if !inside {
+            return Err(error(
+                ErrorCode::Memory,
+                format!(
+                    "range {address:#x}+{size:#x} is outside the slab {:#x}..{:#x}",
+                    slab.base,
+                    slab.base + slab.size
+                ),
+            ));
+        }
+        if aligned && address % page != 0 {
+            return Err(error(
+                ErrorCode::Memory,
+                format!("address {address:#x} is not page-aligned ({page:#x})"),
+            ));
+        }
+        Ok(slab)
+    }
+
+    fn write(&mut self, address: u64, bytes: &[u8]) -> Handled {
+        let page = self.page;
+        self.slab_for(address, bytes.len() as u64, false)?;
+        // SAFETY: the range lies inside the reservation (checked above),
+        // which no Rust reference points into; only JIT'd code uses it.
+        unsafe { pages::write(address, bytes, page) }
+            .map(|()| Reply::Ok)
+            .map_err(|e| error(ErrorCode::Memory, e.to_string()))
+    }
+
+    fn patch(&mut self, address: u64, restore: Prot, bytes: &[u8]) -> Handled {
+        let page = self.page;
+        let slab = self.slab_for(address, bytes.len() as u64, false)?;
+        let memory = |message: String| error(ErrorCode::Memory, message);
+        // SAFETY: as for `write`; the rounded-out pages stay inside the slab
+        // because its base and size are page multiples.
+        unsafe {
+            match &mut slab.shared {
+                None => {
+                    pages::patch(address, bytes, restore, page).map_err(|e| memory(e.to_string()))
+                }
+                Some(_) if bytes.is_empty() => Ok(()),
+                Some(shared) => {
+                    // Through `protect`, so restoring read-write makes the
+                    // pages private as a `Protect` would.
+                    pages::write(address, bytes, page).map_err(|e| memory(e.to_string()))?;
+                    let first = address & !(page - 1);
+                    let end = (address + bytes.len() as u64).next_multiple_of(page);
+                    shared
+                        .protect(first, end - first, restore)
+                        .map_err(|e| memory(e.to_string()))
+                }
+            }
+        }
+        .map(|()| Reply::Ok)
+    }
+
+    fn protect(&mut self, address: u64, size: u64, prot: Prot) -> Handled {
+        let slab = self.slab_for(address, size, true)?;
+        // SAFETY: a page-aligned range inside the reservation (checked
+        // above; the slab's end is page-aligned, so rounding the size up
+        // stays inside), which no Rust reference points into.
+        let result = unsafe {
+            match &mut slab.shared {
+                None => pages::protect(address, size, prot).map_err(|e| e.to_string()),
+                Some(shared) => shared
+                    .protect(address, size, prot)
+                    .map_err(|e| e.to_string()),
+            }
+        };
+        result
+            .map(|()| Reply::Ok)
+            .map_err(|e| error(ErrorCode::Memory, e))
+    }
+
+    fn release(&mut self, address: u64, size: u64) -> Handled {
+        let page = self.page;
+        let slab = self.slab_for(address, size, true)?;
+        let size = size.next_multiple_of(page);
+        // SAFETY: as for `protect`; the controller releases only memory no
+        // live module uses.
+        let result = unsafe {
+            match &mut slab.shared {
+                None => pages::release(address, size).map_err(|e| e.to_string()),
+                Some(shared) => shared.release(address, size).map_err(|e| e.to_string()),
+            }
+        };
+        result
+            .map(|()| Reply::Ok)
+            .map_err(|e| error(ErrorCode::Memory, e))
+    }
+
+    fn lookup(&mut self, names: &[String]) -> Handled {
+        let host = self
+            .host
+            .as_mut()
+            .map_err(|e| error(ErrorCode::Library, e.clone()))?;
+        let symbols = names.iter().map(|name| lookup_one(host, name)).collect();
+        Ok(Reply::Symbols { symbols })
+    }
+
+    fn open_library(&mut self, kind: LibraryKind, name: &str) -> Handled {
+        let host = self
+            .host
+            .as_mut()
+            .map_err(|e| error(ErrorCode::Library, e.clone()))?;
+        match kind {
+            LibraryKind::Link => host.link_library(name),
+            LibraryKind::Path => host.preload(name),
+        }
+        .map(|()| Reply::Ok)
+        .map_err(|e| error(ErrorCode::Library, e.to_string()))
+    }
+
+    fn register_frames(&mut self, address: u64) -> Handled {
+        if self.frames.contains_key(&address) {
+            return Ok(Reply::Ok);
+        }
+        // libgcc would dereference a bad pointer; refuse what cannot be read.
+        if read_memory(address, 4).is_err() {
+            return Err(error(
+                ErrorCode::Unwind,
+                format!("no readable .eh_frame data at {address:#x}"),
+            ));
+        }
+        load_unwinder();
+        // SAFETY: the controller registers `.eh_frame` data it linked and
+        // finalized in the slab, zero-terminated, and deregisters it before
+        // releasing that memory.
+        let frames = unsafe { crate::unwind::RegisteredFrames::register(address) }
+            .map_err(|e| error(ErrorCode::Unwind, e.to_string()))?;
+        self.frames.insert(address, frames);
+        Ok(Reply::Ok)
+    }
+
+    /// Keeps `args` (free of NUL bytes) and their `argv` array alive.
+    fn set_args(&mut self, args: Vec<String>) -> Handled {
+        self.args = args
+            .into_iter()
+            .map(|a| {
+                let mut bytes = a.into_bytes();
+                bytes.push(0);
+                bytes
+            })
+            .collect();
+        self.argv = self
+            .args
+            .iter_mut()
+            .map(|a| a.as_mut_ptr().cast::<c_char>())
+            .chain([std::ptr::null_mut()])
+            .collect();
+        Ok(Reply::Ok)
+    }
+}
+
+/// Refuses a null address: a null function pointer cannot even be formed.
+fn nonzero<'a>(addresses: impl IntoIterator<Item = &'a u64>, what: &str) -> Result<(), Reply> {
+    if addresses.into_iter().any(|&a| a == 0) {
+        return Err(error(
+            ErrorCode::Memory,
+            format!("{what} address 0 cannot be called"),
+        ));
+    }
+    Ok(())
+}
+
+type InitFn = extern "C-unwind" fn(c_int, *const *const c_char, *const *const c_char);
+type MainFn = extern "C-unwind" fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
+type CallFn = extern "C-unwind" fn(u64, u64, u64, u64, u64, u64) -> u64;
+
+/// A function pointer of type `F` to JIT'd code at `address`.
+///
+/// # Safety
+/// `address` must be nonzero and `F` a function-pointer type; calling the
+/// result is only as sound as the code at `address`.
+unsafe fn user_fn<F: Copy>(address: u64) -> F {
+    debug_assert_eq!(size_of::<F>(), size_of::<usize>());
+    // SAFETY: guaranteed by the caller: F is a (non-null) function pointer,
+    // the same size as usize.
+    unsafe { std::mem::transmute_copy::<usize, F>(&(address as usize)) }
+}
+
+/// The executor's environment, as `main`'s third argument.
+fn environ() -> *const *const c_char {
+    // SAFETY: reading the pointer value of glibc's `environ`; single-threaded.
+    unsafe { libc::environ as *const *const c_char }
+}
+
+/// Arms (`ms > 0`) or disarms the call timeout: `ITIMER_REAL`, whose
+/// `SIGALRM` the crash handler reports.
+fn set_timer(ms: u32) {
+    let value = libc::itimerval {
+        it_interval: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        it_value: libc::timeval {
+            tv_sec: (ms / 1000) as libc::time_t,
+            tv_usec: ((ms % 1000) * 1000) as libc::suseconds_t,
+        },
+    };
+    // SAFETY: `value` is a valid itimerval; the old value is not wanted.
+    unsafe { libc::setitimer(libc::ITIMER_REAL, &value, std::ptr::null_mut()) };
+}
+
+/// Makes sure libgcc's unwinder is loaded before the first registration
+/// (the frame API is looked up once).
+fn load_unwinder() {
+    static LOAD: Once = Once::new();
+    LOAD.call_once(|| {
+        // SAFETY: dlopen with a NUL-terminated name; a failure is reported
+        // by the registration that follows.
+        unsafe {
+            libc::dlopen(
+                c"libgcc_s.so.1".as_ptr(),
+                libc::RTLD_NOW | libc::RTLD_GLOBAL,
+            )
+        };
+    });
+}
+
+/// Runtime interposers first, then the host's libraries.
+fn lookup_one(host: &mut HostLibraries, name: &str) -> SymbolInfo {
+    let missing = SymbolInfo {
+        kind: SymbolKind::Missing,
+        arg: 0,
+        address: 0,
+        size: 0,
+    };
+    match lifecycle::interposer(name) {
+        Some(Interposer::Direct(address)) => {
+            return SymbolInfo {
+                kind: SymbolKind::InterposerDirect,
+                address,
+                ..missing
+            };
+        }
+        Some(Interposer::PassDso { target, arg_index }) => {
+            return SymbolInfo {
+                kind: SymbolKind::InterposerPassDso,
+                arg: arg_index,
+                address: target,
+                size: 0,
+            };
+        }
+        None => {}
+    }
+    let host_name = match name {
+        // glibc's libc_nonshared.a: the local alias of __stack_chk_fail.
+        "__stack_chk_fail_local" => "__stack_chk_fail",
+        _ => name,
+    };
+    match host.lookup(host_name) {
+        Some(symbol) => SymbolInfo {
+            kind: match symbol.kind {
+                HostSymbolKind::Function => SymbolKind::Function,
+                HostSymbolKind::Data => SymbolKind::Data,
+                HostSymbolKind::Tls => SymbolKind::Tls,
+                HostSymbolKind::Unknown => SymbolKind::Unknown,
+            },
+            arg: 0,
+            address: symbol.address,
+            size: symbol.size,
+        },
+        None => missing,
+    }
+}
+
+/// Copies `size` bytes of this process's memory, failing (instead of
+/// faulting) when any of it is unmapped or unreadable.
+pub fn read_memory(address: u64, size: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; size];
+    if size == 0 {
+        return Ok(buf);
+    }
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: size,
+    };
+    let remote = libc::iovec {
+        iov_base: address as *mut c_void,
+        iov_len: size,
+    };
+    // SAFETY: `local` describes `buf`; the kernel checks `remote` and
+    // returns EFAULT rather than faulting.
+    let n = unsafe { libc::process_vm_readv(getpid(), &local, 1, &remote, 1, 0) };
+    if n == size as isize {
+        return Ok(buf);
+    }
+    let err = std::io::Error::last_os_error();
+    if n < 0 && matches!(err.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
+        // process_vm_readv filtered (seccomp): let write(2) to a pipe probe.
+        read_through_pipe(address, &mut buf)?;
+        return Ok(buf);
+    }
+    Err(if n < 0 {
+        err
+    } else {
+        std::io::Error::from_raw_os_error(libc::EFAULT)
+    })
+}
+
+/// The fallback of [`read_memory`]: the kernel copies from `address` into a
+/// pipe (EFAULT for unreadable memory), and we read it back.
+fn read_through_pipe(address: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    let mut fds = [0 as c_int; 2];
+    // SAFETY: `fds` has room for two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut result = Ok(());
+    for (index, chunk) in buf.chunks_mut(4096).enumerate() {
+        let from = address.wrapping_add(index as u64 * 4096);
+        // SAFETY: the kernel validates the source range (EFAULT) and `chunk`
+        // is valid for writes of its length; a 4 KiB write fits any pipe.
+        let ok = unsafe {
+            libc::write(fds[1], from as *const c_void, chunk.len()) == chunk.len() as isize
+                && libc::read(fds[0], chunk.as_mut_ptr().cast(), chunk.len())
+                    == chunk.len() as isize
+        };
+        if !ok {
+            result = Err(std::io::Error::from_raw_os_error(libc::EFAULT));
+            break;
+        }
+    }
+    // SAFETY: closing the pipe made above.
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_mapped_memory_and_refuses_unmapped() {
+        let data = [1u8, 2, 3, 4];
+        assert_eq!(read_memory(data.as_ptr() as u64, 4).unwrap(), data.to_vec());
+        assert!(read_memory(8, 4).is_err());
+        let mut buf = [0u8; 4];
+        read_through_pipe(data.as_ptr() as u64, &mut buf).unwrap();
+        assert_eq!(buf, data);
+        assert!(read_through_pipe(8, &mut buf).is_err());
+    }
+}

@@ -1,0 +1,340 @@
+//! Fork checkpoints: the snapshot recovery policy.
+//!
+//! Before a request runs JIT'd code the executor forks a copy of itself
+//! that sleeps on a "wake" pipe. If the request finishes, the executor
+//! writes `D` to the pipe and the copy `_exit`s (without running any exit
+//! handler). If the executor dies instead (crash, timeout, `kill`), the pipe
+//! reaches end-of-file and the copy *takes over*: it has the state from
+//! before the request, inherits the channel, announces itself and serves
+//! the next requests.
+//!
+//! The copy is made with `clone` and no exit signal rather than `fork`:
+//! JIT'd code calling `wait()` must not see (or block on) a child it never
+//! made, a `SIGCHLD` handler must not fire for it, and `pthread_atfork`
+//! handlers registered by JIT'd code must not run. Such a child is reaped
+//! with `__WALL`; once orphaned, the kernel turns it into an ordinary child
+//! of its new parent (exit signal `SIGCHLD`). Because glibc's `fork` is
+//! bypassed, the copy keeps the executor's cached thread id, which is also
+//! what every lock taken before the fork recorded.
+//!
+//! A checkpoint is unsafe, and skipped, when the process has more than one
+//! thread (only the calling thread would be copied) or a writable shared
+//! mapping (a rollback would still see the crashed call's writes there).
+
+use std::ffi::c_int;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use crate::protocol::CheckpointSkip;
+
+/// Write end of the live checkpoint's wake pipe, -1 when there is none.
+/// Global so the `exit` path can discard the checkpoint without the server.
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// What [`Snapshots::take`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// This is the executor; a checkpoint with this pid sleeps.
+    Checkpoint(u32),
+    /// No checkpoint, for this reason.
+    Skipped(CheckpointSkip),
+    /// This is the checkpoint and the executor has died: serve from here.
+    Resumed,
+}
+
+/// The executor's checkpoints: at most one live, at most one exited and
+/// not yet reaped.
+#[derive(Debug, Default)]
+pub struct Snapshots {
+    live: Option<libc::pid_t>,
+    unreaped: Option<libc::pid_t>,
+}
+
+impl Snapshots {
+    /// Takes a checkpoint if it is safe. Returns in two processes when it
+    /// succeeds: in the executor at once, and in the checkpoint only if the
+    /// executor dies before [`Snapshots::discard`].
+    pub fn take(&mut self) -> Taken {
+        self.discard();
+        self.reap();
+        if let Some(reason) = unsafe_reason() {
+            return Taken::Skipped(reason);
+        }
+        let mut wake = [0 as c_int; 2];
+        // SAFETY: `wake` has room for two descriptors.
+        if unsafe { libc::pipe2(wake.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Taken::Skipped(CheckpointSkip::ForkFailed);
+        }
+        let [wake_rd, wake_wr] = wake;
+        // Taken before the fork: the executor may crash and be gone before
+        // the checkpoint first runs, and then getppid() there would already
+        // name the new parent.
+        // SAFETY: getpid has no preconditions.
+        let executor = unsafe { libc::getpid() };
+        // SAFETY: a raw clone with no flags is fork without glibc's fork
+        // handlers, and with exit signal 0 (see the module docs). The child
+        // gets a copy-on-write copy of this stack and returns here with 0.
+        // The process has one thread (checked above), so no lock is held by
+        // another thread in the copy.
+        let pid = unsafe { libc::syscall(libc::SYS_clone, 0 as libc::c_ulong, 0, 0, 0, 0) };
+        match pid {
+            -1 => {
+                // SAFETY: closing the pipe we just made.
+                unsafe {
+                    libc::close(wake_rd);
+                    libc::close(wake_wr);
+                }
+                Taken::Skipped(CheckpointSkip::ForkFailed)
+            }
+            0 => sleep_in_checkpoint(wake_rd, wake_wr, executor),
+            pid => {
+                // SAFETY: the read end belongs to the checkpoint now.
+                unsafe { libc::close(wake_rd) };
+                WAKE_FD.store(wake_wr, Ordering::Release);
+                self.live = Some(pid as libc::pid_t);
+                Taken::Checkpoint(pid as u32)
+            }
+        }
+    }
+
+    /// Tells the live checkpoint (if any) to exit; it is reaped later.
+    pub fn discard(&mut self) {
+        discard_live();
+        if let Some(pid) = self.live.take() {
+            self.unreaped = Some(pid);
+        }
+    }
+
+    /// Waits for a discarded checkpoint (it exits at once when told).
+    pub fn reap(&mut self) {
+        if let Some(pid) = self.unreaped.take() {
+            let mut status = 0;
+            // SAFETY: waiting for our own clone child; __WALL because it
+            // has no exit signal. EINTR is retried; ECHILD (someone else
+            // reaped it) ends the wait.
+            while unsafe { libc::waitpid(pid, &mut status, libc::__WALL) } < 0
+                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+            {
+            }
+        }
+    }
+}
+
+/// Discards the live checkpoint from anywhere (the `exit` path): writes its
+/// `D` byte and closes the pipe. Async-signal-safe.
+pub fn discard_live() {
+    let fd = WAKE_FD.swap(-1, Ordering::AcqRel);
+    if fd >= 0 {
+        // SAFETY: `fd` is the wake pipe's write end, owned by WAKE_FD until
+        // this swap. The checkpoint reads one byte; a full pipe cannot
+        // happen with one byte in a fresh pipe.
+        unsafe {
+            libc::write(fd, b"D".as_ptr().cast(), 1);
+            libc::close(fd);
+        }
+    }
+}
+
+/// The checkpoint's side: sleep until told to go (`D`) or until the
+/// executor is gone (end-of-file), then take over.
+fn sleep_in_checkpoint(wake_rd: c_int, wake_wr: c_int, executor: libc::pid_t) -> Taken {
+    // SAFETY: the write end is the executor's; closing our copy makes its
+    // death visible as end-of-file.
+    unsafe { libc::close(wake_wr) };
+    let mut byte = 0u8;
+    let n = loop {
+        // SAFETY: reading one byte into a stack variable.
+        let n = unsafe { libc::read(wake_rd, (&mut byte as *mut u8).cast(), 1) };
+        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        break n;
+    };
+    if n != 0 {
+        // Discarded (or the pipe failed): leave without exit handlers or
+        // stdio flushing; this copy must have no visible effect.
+        // SAFETY: _exit has no preconditions.
+        unsafe { libc::_exit(0) };
+    }
+    // A dying process closes its descriptors before the kernel hands its
+    // children to a new parent, and that hand-over sends the death signal
+    // to children that already asked for one. So wait until we have been
+    // reparented before asking (bounded: after 10 s, go on regardless).
+    for _ in 0..100_000 {
+        // SAFETY: getppid has no preconditions.
+        if unsafe { libc::getppid() } != executor {
+            break;
+        }
+        let pause = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 100_000,
+        };
+        // SAFETY: sleeping with a valid timespec; EINTR only ends it early.
+        unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+    }
+    // SAFETY: closing our own descriptor; PR_SET_PDEATHSIG only sets a flag
+    // (we now belong to the executor's former parent, or a subreaper).
+    unsafe {
+        libc::close(wake_rd);
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+    }
+    Taken::Resumed
+}
+
+/// Why a checkpoint now would be unsafe, if it would. Unknown (no `/proc`)
+/// counts as unsafe.
+pub fn unsafe_reason() -> Option<CheckpointSkip> {
+    match thread_count() {
+        Some(1) => {}
+        _ => return Some(CheckpointSkip::Threads),
+    }
+    match has_writable_shared_mapping() {
+        Some(false) => None,
+        _ => Some(CheckpointSkip::SharedWritable),
+    }
+}
+
+/// Reads a `/proc` file chunk by chunk into a stack buffer, feeding each
+/// chunk to `scan` (which returns `false` to stop). `None` if unreadable.
+fn scan_proc_file(path: &std::ffi::CStr, mut scan: impl FnMut(&[u8]) -> bool) -> Option<()> {
+    // SAFETY: `path` is NUL-terminated.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut buf = [0u8; 4096];
+    let mut result = Some(());
+    loop {
+        // SAFETY: `buf` is valid for its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            result = None;
+            break;
+        }
+        if n == 0 || !scan(&buf[..n as usize]) {
+            break;
+        }
+    }
+    // SAFETY: closing the descriptor opened above.
+    unsafe { libc::close(fd) };
+    result
+}
+
+/// `Threads:` of `/proc/self/status`.
+fn thread_count() -> Option<u64> {
+    const KEY: &[u8] = b"\nThreads:";
+    // The field sits in the first kilobyte or two; keep a sliding tail so a
+    // key split across reads is still found.
+    let mut window = [0u8; 8192];
+    let mut len = 0;
+    scan_proc_file(c"/proc/self/status", |chunk| {
+        let take = chunk.len().min(window.len() - len);
+        window[len..len + take].copy_from_slice(&chunk[..take]);
+        len += take;
+        len < window.len()
+    })?;
+    let text = &window[..len];
+    let at = text.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits = text[at..]
+        .iter()
+        .skip_while(|b| b.is_ascii_whitespace())
+        .take_while(|b| b.is_ascii_digit());
+    let mut count: u64 = 0;
+    let mut any = false;
+    for &d in digits {
+        count = count.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        any = true;
+    }
+    any.then_some(count)
+}
+
+/// Whether `/proc/self/maps` lists a mapping with permissions `?w?s`.
+fn has_writable_shared_mapping() -> Option<bool> {
+    let mut scanner = MapsScanner::default();
+    scan_proc_file(c"/proc/self/maps", |chunk| !scanner.feed(chunk))?;
+    Some(scanner.found)
+}
+
+/// Finds a writable shared mapping in `/proc/*/maps` text fed in chunks of
+/// any size. A line is `start-end perms offset dev inode path`.
+#[derive(Default)]
+struct MapsScanner {
+    /// `None` while in the address field; `Some(i)` after it, `i` bytes
+    /// into the permissions (past 4: the rest of the line).
+    field: Option<usize>,
+    perms: [u8; 4],
+    found: bool,
+}
+
+impl MapsScanner {
+    /// Consumes a chunk; returns whether a match has been found so far.
+    fn feed(&mut self, chunk: &[u8]) -> bool {
+        for &b in chunk {
+            match (self.field, b) {
+                (_, b'\n') => self.field = None,
+                (None, b' ') => self.field = Some(0),
+                (None, _) => {}
+                (Some(i), _) if i < 4 => {
+                    self.perms[i] = b;
+                    if i == 3 && self.perms[1] == b'w' && self.perms[3] == b's' {
+                        self.found = true;
+                    }
+                    self.field = Some(i + 1);
+                }
+                (Some(_), _) => {}
+            }
+        }
+        self.found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_scanner_finds_only_writable_shared_mappings() {
+        let text: &[u8] = b"55d0-55e0 r-xp 00000000 08:01 1 /bin/x\n\
+            7f00-7f10 r--s 00000000 00:05 2 /memfd:solder-slab (deleted)\n\
+            7f10-7f20 ---s 00000000 00:05 2 /memfd:solder-slab (deleted)\n\
+            7f20-7f30 rw-p 00000000 00:00 0 \n";
+        let shared = b"7f30-7f40 rw-s 00000000 00:05 2 /dev/shm/x\n";
+        for split in 0..text.len() {
+            let mut s = MapsScanner::default();
+            s.feed(&text[..split]);
+            assert!(!s.feed(&text[split..]), "split at {split}");
+            let mut s = MapsScanner::default();
+            s.feed(&text[..split]);
+            s.feed(&text[split..]);
+            assert!(s.feed(shared), "split at {split}");
+        }
+    }
+
+    #[test]
+    fn reads_thread_count_and_maps() {
+        assert!(thread_count().unwrap() >= 1);
+        // SAFETY: a fresh anonymous shared mapping, unmapped below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        assert_eq!(has_writable_shared_mapping(), Some(true));
+        // SAFETY: unmapping the mapping made above.
+        unsafe { libc::munmap(p, 4096) };
+    }
+}

@@ -1,0 +1,370 @@
+//! How the executor reaches its controller: two already-open descriptors
+//! (pipes from a controller that spawned it), or TCP with one forked process
+//! per connection. Also the pieces both share: raw-descriptor frame I/O that
+//! never dies of `SIGPIPE`, the token and its constant-time comparison.
+//!
+//! Frame I/O is unbuffered on purpose: a snapshot checkpoint (a forked copy
+//! of the executor) must see exactly the unread requests the kernel still
+//! holds, never a copy of a user-space buffer.
+
+use std::ffi::c_int;
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::IntoRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::protocol::{self, MAX_TOKEN, ProtocolError};
+
+/// The environment variable a token is taken from when no file names it.
+pub const TOKEN_ENV: &str = "SOLDER_EXECUTOR_TOKEN";
+
+/// Why a transport could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("file descriptor {0} is not open")]
+    BadFd(c_int),
+    #[error("the parent process exited before the executor started")]
+    Orphaned,
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error(
+        "refusing to listen on {0}: it is not a loopback address, so a token is required \
+         (--token-file PATH or {TOKEN_ENV})"
+    )]
+    TokenRequired(SocketAddr),
+    #[error("cannot read the token file {path}: {source}")]
+    TokenFile { path: PathBuf, source: io::Error },
+    #[error("the token is empty")]
+    EmptyToken,
+    #[error("the token is longer than {MAX_TOKEN} bytes")]
+    TokenTooLong,
+    #[error("cannot write the ready file {path}: {source}")]
+    ReadyFile { path: PathBuf, source: io::Error },
+    #[error("{call} failed: {source}")]
+    Sys {
+        call: &'static str,
+        source: io::Error,
+    },
+}
+
+/// The descriptors of one conversation. `input` and `output` may be the
+/// same descriptor (a socket).
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub input: c_int,
+    pub output: c_int,
+    /// Who is at the other end, for diagnostics (`pipe` or `IP:PORT`).
+    pub peer: String,
+}
+
+impl Channel {
+    /// Reads one frame (length prefix checked before allocating).
+    pub fn read_frame(&self) -> Result<Vec<u8>, ProtocolError> {
+        protocol::read_frame(&mut FdReader(self.input))
+    }
+
+    /// Writes one encoded frame.
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        write_all(self.output, frame)
+    }
+}
+
+/// `Read` over a raw descriptor, without buffering.
+struct FdReader(c_int);
+
+impl Read for FdReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
+        let n = unsafe { libc::read(self.0, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+}
+
+/// Writes all of `bytes` to `fd` with `SIGPIPE` blocked, so a vanished peer
+/// is an `EPIPE` error rather than death by signal (JIT'd code keeps the
+/// native `SIGPIPE` default). Async-signal-safe and allocation-free, so exit
+/// paths may use it.
+pub fn write_all(fd: c_int, mut bytes: &[u8]) -> io::Result<()> {
+    // SAFETY: the sigset values live on this stack frame; sigemptyset,
+    // sigaddset and pthread_sigmask only write to them.
+    let old = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        old
+    };
+    let mut result = Ok(());
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is valid for `bytes.len()` bytes of reads.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            result = Err(err);
+            break;
+        }
+        bytes = &bytes[n as usize..];
+    }
+    // SAFETY: as above; a SIGPIPE raised by a failed write is consumed
+    // (zero timeout) before the old mask, which may not block it, returns.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        if result.is_err() && libc::sigismember(&old, libc::SIGPIPE) == 0 {
+            let zero = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            libc::sigtimedwait(&set, std::ptr::null_mut(), &zero);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
+    result
+}
+
+/// One diagnostic line on stderr, prefixed `solder-executor: `. Never
+/// stdout (it belongs to JIT'd code), never a panic if stderr is gone.
+pub fn diag(message: &str) {
+    let mut line = Vec::with_capacity(message.len() + 18);
+    line.extend_from_slice(b"solder-executor: ");
+    line.extend_from_slice(message.as_bytes());
+    line.push(b'\n');
+    let _ = write_all(2, &line);
+}
+
+/// Compares a presented token with the configured one in time that depends
+/// only on their lengths: every byte of `expected` is XOR-folded, with no
+/// early exit.
+pub fn token_matches(expected: &[u8], given: &[u8]) -> bool {
+    let mut diff = u8::from(expected.len() != given.len());
+    for (i, &e) in expected.iter().enumerate() {
+        diff |= e ^ given.get(i).copied().unwrap_or(0);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// Serving one controller over descriptors it opened for us: checks they
+/// are open and marks them close-on-exec (JIT'd code that runs a program
+/// must not leak them).
+pub fn pipe_channel(input: c_int, output: c_int) -> Result<Channel, TransportError> {
+    for fd in [input, output] {
+        // SAFETY: F_GETFD/F_SETFD only read and set descriptor flags.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags < 0 {
+                return Err(TransportError::BadFd(fd));
+            }
+            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        }
+    }
+    Ok(Channel {
+        input,
+        output,
+        peer: "pipe".into(),
+    })
+}
+
+/// Asks the kernel to kill this process when its parent dies, then checks
+/// the parent (`initial_parent`, read at startup) did not die before that.
+pub fn die_with_parent(initial_parent: libc::pid_t) -> Result<(), TransportError> {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number; getppid has no
+    // preconditions.
+    unsafe {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            return Err(TransportError::Sys {
+                call: "prctl(PR_SET_PDEATHSIG)",
+                source: io::Error::last_os_error(),
+            });
+        }
+        if libc::getppid() != initial_parent {
+            return Err(TransportError::Orphaned);
+        }
+    }
+    Ok(())
+}
+
+/// The token for a listening executor: the first line of `file`, else
+/// [`TOKEN_ENV`] (which is then removed from the environment JIT'd code
+/// sees). `None` when neither is given.
+pub fn load_token(file: Option<&Path>) -> Result<Option<Vec<u8>>, TransportError> {
+    let mut token = match file {
+        Some(path) => std::fs::read(path).map_err(|source| TransportError::TokenFile {
+            path: path.to_path_buf(),
+            source,
+        })?,
+        None => match std::env::var_os(TOKEN_ENV) {
+            Some(value) => {
+                // SAFETY: called from main before any thread exists, so no
+                // other thread reads the environment concurrently.
+                unsafe { std::env::remove_var(TOKEN_ENV) };
+                value.into_encoded_bytes()
+            }
+            None => return Ok(None),
+        },
+    };
+    while matches!(token.last(), Some(b'\n' | b'\r')) {
+        token.pop();
+    }
+    if token.is_empty() {
+        return Err(TransportError::EmptyToken);
+    }
+    if token.len() > MAX_TOKEN {
+        return Err(TransportError::TokenTooLong);
+    }
+    Ok(Some(token))
+}
+
+/// What `--listen` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ListenOptions {
+    pub addr: SocketAddr,
+    /// Configured token; `None` only on a loopback address.
+    pub token: Option<Vec<u8>>,
+    pub ready_file: Option<PathBuf>,
+    /// Serve the first connection in this process, then return.
+    pub once: bool,
+}
+
+/// Binds, announces the address, then serves connections: each in a forked
+/// child (which `_exit`s with `serve`'s status), or with `once` only the
+/// first, in this process, returning its status.
+pub fn listen(
+    options: &ListenOptions,
+    mut serve: impl FnMut(Channel) -> i32,
+) -> Result<i32, TransportError> {
+    if options.token.is_none() && !options.addr.ip().is_loopback() {
+        return Err(TransportError::TokenRequired(options.addr));
+    }
+    let listener = TcpListener::bind(options.addr).map_err(|source| TransportError::Bind {
+        addr: options.addr,
+        source,
+    })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| TransportError::Sys {
+            call: "getsockname",
+            source,
+        })?;
+    if let Some(path) = &options.ready_file {
+        write_ready_file(path, bound)?;
+    }
+    diag(&format!("listening on {bound}"));
+    if !options.once {
+        // SAFETY: setting a signal disposition has no memory-safety
+        // preconditions. SIG_IGN makes the kernel reap connection children;
+        // each child restores the default before serving.
+        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+    }
+    loop {
+        let (stream, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                if err.kind() != io::ErrorKind::Interrupted {
+                    diag(&format!("accept failed: {err}"));
+                    // Out of descriptors or memory: do not spin.
+                    if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                }
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        if options.once {
+            drop(listener);
+            let fd = stream.into_raw_fd();
+            return Ok(serve(Channel {
+                input: fd,
+                output: fd,
+                peer: peer.to_string(),
+            }));
+        }
+        // SAFETY: the listener is single-threaded, so the child may run
+        // arbitrary code after fork.
+        match unsafe { libc::fork() } {
+            0 => {
+                drop(listener);
+                // SAFETY: as above; the serving child must see its own
+                // children's exits (it reaps its checkpoints).
+                unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+                let fd = stream.into_raw_fd();
+                let status = serve(Channel {
+                    input: fd,
+                    output: fd,
+                    peer: peer.to_string(),
+                });
+                // SAFETY: fflush(NULL) flushes every stdio stream; _exit
+                // skips the listener's atexit handlers, which are not ours.
+                unsafe {
+                    libc::fflush(std::ptr::null_mut());
+                    libc::_exit(status)
+                }
+            }
+            -1 => diag(&format!(
+                "fork failed for {peer}: {}",
+                io::Error::last_os_error()
+            )),
+            _ => {}
+        }
+        // The parent closes its copy of the connection by dropping `stream`.
+    }
+}
+
+/// Writes `ADDR\n` to `PATH.tmp`, then renames it to `PATH`, so a reader
+/// never sees a partial address.
+fn write_ready_file(path: &Path, bound: SocketAddr) -> Result<(), TransportError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, format!("{bound}\n"))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| TransportError::ReadyFile {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(token_matches(b"s3cret", b"s3cret"));
+        assert!(!token_matches(b"s3cret", b"s3cres"));
+        assert!(!token_matches(b"s3cret", b"s3cre"));
+        assert!(!token_matches(b"s3cret", b"s3crett"));
+        assert!(!token_matches(b"s3cret", b""));
+        assert!(token_matches(b"", b""));
+        assert!(!token_matches(b"", b"x"));
+    }
+
+    #[test]
+    fn write_to_a_closed_pipe_is_an_error_not_a_signal() {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for two descriptors.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: closing our own read end.
+        unsafe { libc::close(fds[0]) };
+        let err = write_all(fds[1], b"x").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EPIPE));
+        // SAFETY: closing our own write end.
+        unsafe { libc::close(fds[1]) };
+    }
+}

@@ -1,0 +1,1074 @@
+//! End-to-end tests of the `solder-executor` binary: raw protocol frames over
+//! pipes and TCP, machine code written into the slab and called, crash, exit,
+//! timeout and snapshot records, hostile frames, and shared memory.
+//!
+//! Every failure ends with the command that reruns the test (a panic hook
+//! appends it).
+
+use std::ffi::c_int;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use solder_executor::protocol::{
+    CheckpointSkip, ErrorCode, MAGIC, MAX_FRAME, PlacementCode, Prot, Recovery, Reply, Request,
+    SymbolKind, VERSION, capability, read_frame,
+};
+
+const EXE: &str = env!("CARGO_BIN_EXE_solder-executor");
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `mov rax, rdi; add rax, rsi; ret`
+const ADD: &[u8] = &[0x48, 0x89, 0xf8, 0x48, 0x01, 0xf0, 0xc3];
+/// `mov qword ptr [0], 1`
+const NULL_STORE: &[u8] = &[0x48, 0xc7, 0x04, 0x25, 0, 0, 0, 0, 0x01, 0, 0, 0, 0xc3];
+/// `jmp .`
+const SPIN: &[u8] = &[0xeb, 0xfe];
+/// `mov [rdi], rsi; ret`
+const STORE: &[u8] = &[0x48, 0x89, 0x37, 0xc3];
+
+std::thread_local! {
+    static TEST_NAME: std::cell::Cell<&'static str> = const { std::cell::Cell::new("") };
+}
+
+/// Names the running test so a failure ends with how to rerun it.
+fn start(name: &'static str) {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            default(info);
+            let name = TEST_NAME.with(|n| n.get());
+            let name = if name.is_empty() {
+                std::thread::current().name().unwrap_or("").to_string()
+            } else {
+                name.to_string()
+            };
+            eprintln!("rerun: cargo test -p solder-executor --test server {name}");
+        }));
+    });
+    TEST_NAME.with(|n| n.set(name));
+}
+
+/// `mov edi, status; movabs rax, exit; sub rsp, 8; call rax; ud2`
+fn exit_code(exit: u64, status: u32) -> Vec<u8> {
+    let mut code = vec![0xbf];
+    code.extend_from_slice(&status.to_le_bytes());
+    code.extend_from_slice(&[0x48, 0xb8]);
+    code.extend_from_slice(&exit.to_le_bytes());
+    code.extend_from_slice(&[0x48, 0x83, 0xec, 0x08, 0xff, 0xd0, 0x0f, 0x0b]);
+    code
+}
+
+/// `movabs rax, [counter]; inc rax; movabs [counter], rax; ret`
+fn counter_code(counter: u64) -> Vec<u8> {
+    let mut code = vec![0x48, 0xa1];
+    code.extend_from_slice(&counter.to_le_bytes());
+    code.extend_from_slice(&[0x48, 0xff, 0xc0, 0x48, 0xa3]);
+    code.extend_from_slice(&counter.to_le_bytes());
+    code.push(0xc3);
+    code
+}
+
+/// `movabs rdi, text; movabs rax, puts; sub rsp, 8; call rax; add rsp, 8; ret`
+fn puts_code(puts: u64, text: u64) -> Vec<u8> {
+    let mut code = vec![0x48, 0xbf];
+    code.extend_from_slice(&text.to_le_bytes());
+    code.extend_from_slice(&[0x48, 0xb8]);
+    code.extend_from_slice(&puts.to_le_bytes());
+    code.extend_from_slice(&[
+        0x48, 0x83, 0xec, 0x08, 0xff, 0xd0, 0x48, 0x83, 0xc4, 0x08, 0xc3,
+    ]);
+    code
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as u64 }
+}
+
+/// One conversation with an executor.
+struct Conn {
+    rx: File,
+    tx: File,
+}
+
+impl Conn {
+    fn send(&mut self, request: &Request) {
+        self.send_raw(&request.encode());
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.tx.write_all(bytes).expect("writing to the executor");
+    }
+
+    fn readable(&self) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.rx.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, TIMEOUT.as_millis() as c_int) };
+        n == 1
+    }
+
+    fn recv(&mut self) -> Reply {
+        assert!(self.readable(), "no reply within {TIMEOUT:?}");
+        let frame = read_frame(&mut self.rx).expect("reading a reply frame");
+        Reply::decode(&frame).expect("decoding a reply")
+    }
+
+    /// The executor closed its end (after any unread frames are consumed).
+    fn expect_eof(&mut self) {
+        assert!(self.readable(), "no end-of-file within {TIMEOUT:?}");
+        let mut byte = [0u8; 1];
+        let n = self.rx.read(&mut byte).unwrap_or(0);
+        assert_eq!(n, 0, "expected end-of-file, got a byte {:#x}", byte[0]);
+    }
+
+    fn request(&mut self, request: &Request) -> Reply {
+        self.send(request);
+        self.recv()
+    }
+
+    fn ok(&mut self, request: &Request) {
+        let reply = self.request(request);
+        assert_eq!(reply, Reply::Ok, "for {request:?}");
+    }
+
+    /// Reads the executor's `Hello` (checking it) and returns its pid.
+    fn read_hello(&mut self) -> u32 {
+        match self.recv() {
+            Reply::Hello {
+                magic,
+                version,
+                page_size: page,
+                target,
+                capabilities,
+                pid,
+            } => {
+                assert_eq!(magic, MAGIC);
+                assert_eq!(version, VERSION);
+                assert_eq!(page, page_size());
+                assert_eq!(target, "x86_64-unknown-linux-gnu");
+                assert_eq!(
+                    capabilities,
+                    capability::SHARED_MEMORY
+                        | capability::SNAPSHOT
+                        | capability::LIFECYCLE
+                        | capability::UNWIND
+                );
+                pid
+            }
+            other => panic!("expected Hello, got {other:?}"),
+        }
+    }
+
+    fn hello(&mut self, recovery: Recovery, token: &[u8]) -> u32 {
+        let pid = self.read_hello();
+        self.ok(&Request::Hello {
+            version: VERSION,
+            recovery,
+            token: token.to_vec(),
+        });
+        pid
+    }
+
+    fn reserve(&mut self, size: u64, shared: bool) -> (u64, i32) {
+        match self.request(&Request::Reserve {
+            size,
+            placement: PlacementCode::Any,
+            address: 0,
+            shared,
+        }) {
+            Reply::Reserved { base, shm_fd } => (base, shm_fd),
+            other => panic!("expected Reserved, got {other:?}"),
+        }
+    }
+
+    fn write(&mut self, address: u64, bytes: &[u8]) {
+        self.ok(&Request::Write {
+            address,
+            bytes: bytes.to_vec(),
+        });
+    }
+
+    fn protect(&mut self, address: u64, size: u64, prot: Prot) {
+        self.ok(&Request::Protect {
+            address,
+            size,
+            prot,
+        });
+    }
+
+    /// Writes `code` to the page at `address` and makes it executable.
+    fn load_code(&mut self, address: u64, code: &[u8]) {
+        self.write(address, code);
+        self.protect(address, page_size(), Prot::ReadExecute);
+    }
+
+    fn call(&mut self, address: u64, args: [u64; 6], timeout_ms: u32) {
+        self.send(&Request::Call {
+            address,
+            args,
+            main: false,
+            timeout_ms,
+        });
+    }
+
+    fn call_value(&mut self, address: u64, args: [u64; 6]) -> u64 {
+        self.call(address, args, 0);
+        match self.recv() {
+            Reply::Done { value } => value,
+            other => panic!("expected Done, got {other:?}"),
+        }
+    }
+
+    fn read(&mut self, address: u64, size: u32) -> Vec<u8> {
+        match self.request(&Request::Read { address, size }) {
+            Reply::Bytes { bytes } => bytes,
+            other => panic!("expected Bytes, got {other:?}"),
+        }
+    }
+
+    fn lookup_one(&mut self, name: &str) -> u64 {
+        match self.request(&Request::Lookup {
+            names: vec![name.into()],
+        }) {
+            Reply::Symbols { symbols } => symbols[0].address,
+            other => panic!("expected Symbols, got {other:?}"),
+        }
+    }
+}
+
+/// An executor spawned with `--fds`, as a controller would.
+struct Spawned {
+    child: Child,
+    conn: Conn,
+}
+
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0 as c_int; 2];
+    // SAFETY: `fds` has room for two descriptors, which we then own.
+    unsafe {
+        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
+    }
+}
+
+/// Crashing executors must not leave core files behind.
+fn no_core_dumps(command: &mut Command) {
+    // SAFETY: setrlimit is async-signal-safe, as pre_exec requires.
+    unsafe {
+        command.pre_exec(|| {
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &none);
+            Ok(())
+        });
+    }
+}
+
+fn spawn_with(stdout: Stdio) -> Spawned {
+    let (req_rd, req_wr) = pipe();
+    let (rep_rd, rep_wr) = pipe();
+    let (child_in, child_out) = (req_rd.as_raw_fd(), rep_wr.as_raw_fd());
+    let mut command = Command::new(EXE);
+    command
+        .arg("--fds")
+        .arg(format!("{child_in},{child_out}"))
+        .stdout(stdout);
+    no_core_dumps(&mut command);
+    // SAFETY: fcntl is async-signal-safe; it clears close-on-exec on the
+    // executor's two ends only, in the child.
+    unsafe {
+        command.pre_exec(move || {
+            for fd in [child_in, child_out] {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().expect("spawning solder-executor");
+    drop((req_rd, rep_wr));
+    Spawned {
+        child,
+        conn: Conn {
+            rx: File::from(rep_rd),
+            tx: File::from(req_wr),
+        },
+    }
+}
+
+fn spawn() -> Spawned {
+    spawn_with(Stdio::inherit())
+}
+
+fn wait_with_timeout(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for the executor") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the executor did not exit within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for process `pid` (a child of this process, or adopted by it as
+/// subreaper) and returns its raw wait status.
+fn waitpid_with_timeout(pid: u32) -> i32 {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let mut status = 0;
+        // SAFETY: waiting for a known pid with WNOHANG.
+        let rc = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+        assert!(
+            rc >= 0,
+            "waitpid({pid}): {}",
+            std::io::Error::last_os_error()
+        );
+        if rc == pid as libc::pid_t {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "process {pid} did not exit");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn pipe_transport_serves_a_session() {
+    start("pipe_transport_serves_a_session");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    let pid = conn.hello(Recovery::None, b"");
+    assert_eq!(pid, child.id(), "Hello carries the executor's pid");
+    let page = page_size();
+    let (base, shm_fd) = conn.reserve(1 << 20, false);
+    assert_eq!(shm_fd, -1);
+    assert_eq!(base % page, 0);
+    let data: Vec<u8> = (1..=16).collect();
+    conn.write(base, &data);
+    assert_eq!(conn.read(base, 16), data);
+
+    let reply = conn.request(&Request::Lookup {
+        names: vec!["puts".into(), "atexit".into(), "no_such_symbol_xyz".into()],
+    });
+    let Reply::Symbols { symbols } = reply else {
+        panic!("expected Symbols, got {reply:?}")
+    };
+    assert_eq!(symbols.len(), 3);
+    assert_eq!(symbols[0].kind, SymbolKind::Function);
+    assert_ne!(symbols[0].address, 0);
+    assert_eq!(symbols[1].kind, SymbolKind::InterposerPassDso);
+    assert_eq!(symbols[1].arg, 1);
+    assert_ne!(symbols[1].address, 0);
+    assert_eq!(symbols[2].kind, SymbolKind::Missing);
+
+    conn.load_code(base + page, ADD);
+    assert_eq!(conn.call_value(base + page, [2, 3, 0, 0, 0, 0]), 5);
+
+    // `main` gets SetArgs' argv; its int result is sign-extended.
+    conn.ok(&Request::SetArgs {
+        args: vec!["prog".into(), "a".into(), "b".into()],
+    });
+    // mov eax, edi; ret  /  mov eax, -1; ret
+    conn.load_code(base + 2 * page, &[0x89, 0xf8, 0xc3]);
+    conn.load_code(base + 3 * page, &[0xb8, 0xff, 0xff, 0xff, 0xff, 0xc3]);
+    for (address, expected) in [(base + 2 * page, 3), (base + 3 * page, u64::MAX)] {
+        conn.send(&Request::Call {
+            address,
+            args: [0; 6],
+            main: true,
+            timeout_ms: 0,
+        });
+        assert_eq!(conn.recv(), Reply::Done { value: expected });
+    }
+
+    conn.ok(&Request::Shutdown);
+    conn.expect_eof();
+    let status = wait_with_timeout(&mut child);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[test]
+fn crash_is_recorded_then_the_executor_dies_of_the_signal() {
+    start("crash_is_recorded_then_the_executor_dies_of_the_signal");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.hello(Recovery::None, b"");
+    let (base, _) = conn.reserve(1 << 20, false);
+    conn.load_code(base, NULL_STORE);
+    conn.call(base, [0; 6], 0);
+    match conn.recv() {
+        Reply::Crashed {
+            signal,
+            fault_address,
+            pc,
+            stack_overflow,
+            ..
+        } => {
+            assert_eq!(signal, libc::SIGSEGV);
+            assert_eq!(fault_address, 0);
+            assert_eq!(pc, base, "the faulting instruction is the first one");
+            assert!(!stack_overflow);
+        }
+        other => panic!("expected Crashed, got {other:?}"),
+    }
+    conn.expect_eof();
+    let status = wait_with_timeout(&mut child);
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status:?}");
+}
+
+#[test]
+fn exit_is_recorded_with_its_status() {
+    start("exit_is_recorded_with_its_status");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.hello(Recovery::None, b"");
+    let (base, _) = conn.reserve(1 << 20, false);
+    let reply = conn.request(&Request::Lookup {
+        names: vec!["exit".into()],
+    });
+    let Reply::Symbols { symbols } = reply else {
+        panic!("expected Symbols, got {reply:?}")
+    };
+    assert_eq!(symbols[0].kind, SymbolKind::InterposerDirect);
+    conn.load_code(base, &exit_code(symbols[0].address, 42));
+    conn.call(base, [0; 6], 0);
+    assert_eq!(conn.recv(), Reply::Exited { status: 42 });
+    conn.expect_eof();
+    let status = wait_with_timeout(&mut child);
+    assert_eq!(status.code(), Some(42), "{status:?}");
+}
+
+#[test]
+fn timeout_is_a_sigalrm_crash() {
+    start("timeout_is_a_sigalrm_crash");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.hello(Recovery::None, b"");
+    let (base, _) = conn.reserve(1 << 20, false);
+    conn.load_code(base, SPIN);
+    let started = Instant::now();
+    conn.call(base, [0; 6], 200);
+    match conn.recv() {
+        Reply::Crashed { signal, pc, .. } => {
+            assert_eq!(signal, libc::SIGALRM);
+            assert_eq!(pc, base, "interrupted inside the loop");
+        }
+        other => panic!("expected Crashed, got {other:?}"),
+    }
+    assert!(started.elapsed() >= Duration::from_millis(190));
+    let status = wait_with_timeout(&mut child);
+    assert_eq!(status.signal(), Some(libc::SIGALRM), "{status:?}");
+}
+
+#[test]
+fn stdout_reaches_its_file_before_the_reply() {
+    start("stdout_reaches_its_file_before_the_reply");
+    let path = temp_path("stdout");
+    let file = File::create(&path).unwrap();
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn_with(Stdio::from(file));
+    conn.hello(Recovery::None, b"");
+    let (base, _) = conn.reserve(1 << 20, false);
+    let page = page_size();
+    let puts = conn.lookup_one("puts");
+    conn.write(base + page, b"hello from jit\0");
+    conn.load_code(base, &puts_code(puts, base + page));
+    conn.call_value(base, [0; 6]);
+    // A file is fully buffered: only the executor's flush puts it there.
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "hello from jit\n");
+    conn.ok(&Request::Shutdown);
+    assert_eq!(wait_with_timeout(&mut child).code(), Some(0));
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn modules_run_initializers_and_finalizers() {
+    start("modules_run_initializers_and_finalizers");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.hello(Recovery::None, b"");
+    let (base, _) = conn.reserve(1 << 20, false);
+    let page = page_size();
+    let counter = base + page;
+    conn.write(counter, &[0; 8]);
+    conn.load_code(base, &counter_code(counter));
+    conn.ok_done(&Request::RunInitializers {
+        addresses: vec![base, base],
+    });
+    let dso = base + 2 * page;
+    conn.ok(&Request::RegisterModule {
+        dso,
+        position: u64::MAX,
+        prioritized: vec![],
+        unprioritized: vec![base],
+    });
+    assert_eq!(
+        conn.request(&Request::RemoveModule { dso }),
+        Reply::Removed { position: 0 }
+    );
+    assert_eq!(conn.read(counter, 8), 3u64.to_le_bytes());
+    conn.ok(&Request::Shutdown);
+    assert_eq!(wait_with_timeout(&mut child).code(), Some(0));
+}
+
+impl Conn {
+    /// `RunInitializers` answers `Done { value: 0 }`, not `Ok`.
+    fn ok_done(&mut self, request: &Request) {
+        assert_eq!(self.request(request), Reply::Done { value: 0 });
+    }
+}
+
+#[test]
+fn snapshot_rolls_back_a_crashed_call() {
+    start("snapshot_rolls_back_a_crashed_call");
+    // SAFETY: PR_SET_CHILD_SUBREAPER only sets a flag on this process; the
+    // checkpoint that takes over becomes our child, so we can reap it.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.hello(Recovery::Snapshot, b"");
+    let (base, _) = conn.reserve(1 << 20, false);
+    let page = page_size();
+    let counter = base + 2 * page;
+    conn.write(counter, &[0; 8]);
+    conn.load_code(base, &counter_code(counter));
+    conn.load_code(base + page, NULL_STORE);
+
+    let checkpoint = |conn: &mut Conn| match conn.recv() {
+        Reply::Checkpoint {
+            pid,
+            reason: CheckpointSkip::Taken,
+        } => {
+            assert_ne!(pid, 0);
+            pid
+        }
+        other => panic!("expected Checkpoint {{ Taken }}, got {other:?}"),
+    };
+    for expected in 1..=2 {
+        conn.call(base, [0; 6], 0);
+        checkpoint(&mut conn);
+        assert_eq!(conn.recv(), Reply::Done { value: expected });
+    }
+    conn.call(base + page, [0; 6], 0);
+    let saved = checkpoint(&mut conn);
+    assert!(matches!(
+        conn.recv(),
+        Reply::Crashed {
+            signal: libc::SIGSEGV,
+            ..
+        }
+    ));
+    assert_eq!(conn.recv(), Reply::Resumed { pid: saved });
+    let status = wait_with_timeout(&mut child);
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status:?}");
+
+    // The checkpoint serves with the state from before the crash.
+    conn.call(base, [0; 6], 0);
+    checkpoint(&mut conn);
+    assert_eq!(conn.recv(), Reply::Done { value: 3 });
+    conn.ok(&Request::Shutdown);
+    conn.expect_eof();
+    let status = waitpid_with_timeout(saved);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "resumed executor status {status:#x}"
+    );
+}
+
+#[test]
+fn snapshot_after_exit_does_not_resume() {
+    start("snapshot_after_exit_does_not_resume");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.hello(Recovery::Snapshot, b"");
+    let (base, _) = conn.reserve(1 << 20, false);
+    let exit = conn.lookup_one("exit");
+    conn.load_code(base, &exit_code(exit, 7));
+    conn.call(base, [0; 6], 0);
+    assert!(matches!(conn.recv(), Reply::Checkpoint { .. }));
+    assert_eq!(conn.recv(), Reply::Exited { status: 7 });
+    // The discarded checkpoint closes its copy of the channel too.
+    conn.expect_eof();
+    assert_eq!(wait_with_timeout(&mut child).code(), Some(7));
+}
+
+#[test]
+fn unknown_tag_is_malformed_and_closes() {
+    start("unknown_tag_is_malformed_and_closes");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.hello(Recovery::None, b"");
+    conn.send_raw(&[1, 0, 0, 0, 99]);
+    assert!(matches!(
+        conn.recv(),
+        Reply::Error {
+            code: ErrorCode::Malformed,
+            ..
+        }
+    ));
+    conn.expect_eof();
+    let status = wait_with_timeout(&mut child);
+    assert_eq!(status.code(), Some(3), "{status:?}");
+}
+
+#[test]
+fn oversized_length_prefix_is_refused() {
+    start("oversized_length_prefix_is_refused");
+    for prefix in [MAX_FRAME + 1, u32::MAX] {
+        let Spawned {
+            mut child,
+            mut conn,
+        } = spawn();
+        conn.hello(Recovery::None, b"");
+        conn.send_raw(&prefix.to_le_bytes());
+        match conn.recv() {
+            Reply::Error {
+                code: ErrorCode::Malformed,
+                message,
+            } => assert!(message.contains("exceeds"), "{message}"),
+            other => panic!("expected Error {{ Malformed }}, got {other:?}"),
+        }
+        conn.expect_eof();
+        let status = wait_with_timeout(&mut child);
+        assert_eq!(status.code(), Some(3), "prefix {prefix:#x}: {status:?}");
+    }
+}
+
+#[test]
+fn truncated_frame_then_eof_exits_cleanly() {
+    start("truncated_frame_then_eof_exits_cleanly");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.hello(Recovery::None, b"");
+    conn.send_raw(&[10, 0, 0, 0, 3, 1, 2]);
+    drop(conn.tx);
+    let status = wait_with_timeout(&mut child);
+    assert_eq!(status.signal(), None, "{status:?}");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[test]
+fn request_before_hello_is_a_state_error() {
+    start("request_before_hello_is_a_state_error");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.read_hello();
+    conn.send(&Request::Reserve {
+        size: 1 << 20,
+        placement: PlacementCode::Any,
+        address: 0,
+        shared: false,
+    });
+    assert!(matches!(
+        conn.recv(),
+        Reply::Error {
+            code: ErrorCode::State,
+            ..
+        }
+    ));
+    conn.expect_eof();
+    assert_eq!(wait_with_timeout(&mut child).code(), Some(3));
+}
+
+#[test]
+fn wrong_version_is_refused() {
+    start("wrong_version_is_refused");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.read_hello();
+    conn.send(&Request::Hello {
+        version: VERSION + 1,
+        recovery: Recovery::None,
+        token: vec![],
+    });
+    assert!(matches!(
+        conn.recv(),
+        Reply::Error {
+            code: ErrorCode::Refused,
+            ..
+        }
+    ));
+    conn.expect_eof();
+    assert_eq!(wait_with_timeout(&mut child).code(), Some(3));
+}
+
+#[test]
+fn memory_errors_leave_the_session_usable() {
+    start("memory_errors_leave_the_session_usable");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.hello(Recovery::None, b"");
+    // Before Reserve: a state error.
+    assert!(matches!(
+        conn.request(&Request::Write {
+            address: 0x1000,
+            bytes: vec![1]
+        }),
+        Reply::Error {
+            code: ErrorCode::State,
+            ..
+        }
+    ));
+    let (base, _) = conn.reserve(1 << 20, false);
+    let page = page_size();
+    for request in [
+        Request::Write {
+            address: base + (1 << 20) - 2,
+            bytes: vec![1, 2, 3],
+        },
+        Request::Write {
+            address: base - 1,
+            bytes: vec![1],
+        },
+        Request::Write {
+            address: u64::MAX - 1,
+            bytes: vec![1, 2, 3, 4],
+        },
+        Request::Protect {
+            address: base + (1 << 20),
+            size: page,
+            prot: Prot::ReadOnly,
+        },
+        Request::Protect {
+            address: base,
+            size: u64::MAX,
+            prot: Prot::ReadOnly,
+        },
+        Request::Release {
+            address: base - page,
+            size: page,
+        },
+        Request::Patch {
+            address: base + (1 << 20),
+            restore: Prot::ReadOnly,
+            bytes: vec![1],
+        },
+        Request::Read {
+            address: 8,
+            size: 8,
+        },
+        Request::Read {
+            address: base,
+            size: 8,
+        },
+    ] {
+        match conn.request(&request) {
+            Reply::Error {
+                code: ErrorCode::Memory,
+                ..
+            } => {}
+            other => panic!("{request:?}: expected Error {{ Memory }}, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        conn.request(&Request::Reserve {
+            size: 1 << 20,
+            placement: PlacementCode::Any,
+            address: 0,
+            shared: false
+        }),
+        Reply::Error {
+            code: ErrorCode::State,
+            ..
+        }
+    ));
+    conn.write(base + 8, &[9, 8, 7]);
+    assert_eq!(conn.read(base + 8, 3), [9, 8, 7]);
+    // Released memory reads as inaccessible, then as zero once written.
+    conn.ok(&Request::Release {
+        address: base,
+        size: page,
+    });
+    assert!(matches!(
+        conn.request(&Request::Read {
+            address: base + 8,
+            size: 3
+        }),
+        Reply::Error { .. }
+    ));
+    conn.write(base, &[1]);
+    assert_eq!(conn.read(base + 8, 3), [0, 0, 0]);
+    conn.ok(&Request::Shutdown);
+    assert_eq!(wait_with_timeout(&mut child).code(), Some(0));
+}
+
+fn temp_path(what: &str) -> PathBuf {
+    let name = TEST_NAME.with(|n| n.get());
+    std::env::temp_dir().join(format!(
+        "solder-executor-{}-{name}-{what}",
+        std::process::id()
+    ))
+}
+
+/// Starts `--listen 127.0.0.1:0 ...` and returns the child and its address.
+fn listen(extra: &[&str]) -> (Child, std::net::SocketAddr) {
+    let ready = temp_path("ready");
+    let _ = std::fs::remove_file(&ready);
+    let mut command = Command::new(EXE);
+    command
+        .args(["--listen", "127.0.0.1:0", "--ready-file"])
+        .arg(&ready)
+        .args(extra)
+        .env_remove("SOLDER_EXECUTOR_TOKEN");
+    no_core_dumps(&mut command);
+    let mut child = command.spawn().expect("spawning solder-executor");
+    let deadline = Instant::now() + TIMEOUT;
+    let addr = loop {
+        if let Ok(text) = std::fs::read_to_string(&ready) {
+            assert!(text.ends_with('\n'), "ready file {text:?}");
+            break text
+                .trim()
+                .parse()
+                .expect("the ready file holds an address");
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the listener exited early: {status:?}");
+        }
+        assert!(Instant::now() < deadline, "no ready file");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = std::fs::remove_file(&ready);
+    (child, addr)
+}
+
+fn connect(addr: std::net::SocketAddr) -> Conn {
+    let stream = std::net::TcpStream::connect(addr).expect("connecting");
+    let rx = File::from(OwnedFd::from(stream.try_clone().unwrap()));
+    Conn {
+        rx,
+        tx: File::from(OwnedFd::from(stream)),
+    }
+}
+
+#[test]
+fn tcp_once_serves_a_call() {
+    start("tcp_once_serves_a_call");
+    let (mut child, addr) = listen(&["--once"]);
+    let mut conn = connect(addr);
+    let pid = conn.hello(Recovery::None, b"");
+    assert_eq!(pid, child.id(), "--once serves in the listening process");
+    let (base, _) = conn.reserve(1 << 20, false);
+    conn.load_code(base, ADD);
+    assert_eq!(conn.call_value(base, [40, 2, 0, 0, 0, 0]), 42);
+    conn.ok(&Request::Shutdown);
+    conn.expect_eof();
+    assert_eq!(wait_with_timeout(&mut child).code(), Some(0));
+}
+
+#[test]
+fn tcp_token_is_checked_per_connection() {
+    start("tcp_token_is_checked_per_connection");
+    let token = temp_path("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let (mut child, addr) = listen(&["--token-file", token.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&token);
+
+    let mut wrong = connect(addr);
+    wrong.read_hello();
+    wrong.send(&Request::Hello {
+        version: VERSION,
+        recovery: Recovery::None,
+        token: b"wrong".to_vec(),
+    });
+    match wrong.recv() {
+        Reply::Error {
+            code: ErrorCode::Refused,
+            message,
+        } => assert!(!message.contains("s3cret"), "{message}"),
+        other => panic!("expected Error {{ Refused }}, got {other:?}"),
+    }
+    wrong.expect_eof();
+
+    // Each connection is a fresh process; the listener keeps accepting.
+    let mut right = connect(addr);
+    let pid = right.hello(Recovery::None, b"s3cret");
+    assert_ne!(pid, child.id(), "connections are served by forked children");
+    let (base, _) = right.reserve(1 << 20, false);
+    right.load_code(base, ADD);
+    assert_eq!(right.call_value(base, [2, 3, 0, 0, 0, 0]), 5);
+    right.ok(&Request::Shutdown);
+    right.expect_eof();
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the listener still runs"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn non_loopback_listen_requires_a_token() {
+    start("non_loopback_listen_requires_a_token");
+    let output = Command::new(EXE)
+        .args(["--listen", "0.0.0.0:0"])
+        .env_remove("SOLDER_EXECUTOR_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("token"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn bad_arguments_exit_2_and_help_exits_0() {
+    start("bad_arguments_exit_2_and_help_exits_0");
+    for args in [
+        &["--bogus"][..],
+        &[],
+        &["--fds", "x"],
+        &["--fds", "3,4", "--once"],
+        &["--listen", "nowhere"],
+    ] {
+        let output = Command::new(EXE).args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+    let output = Command::new(EXE).arg("--help").output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("--listen ADDR"));
+}
+
+#[test]
+fn shared_memory_code_is_shared_and_data_is_private() {
+    start("shared_memory_code_is_shared_and_data_is_private");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    let pid = conn.hello(Recovery::None, b"");
+    let size = 1u64 << 20;
+    let page = page_size();
+    let (base, shm_fd) = conn.reserve(size, true);
+    assert!(shm_fd >= 0, "shared reservation has a memfd");
+    let view_file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{pid}/fd/{shm_fd}"))
+        .expect("opening the executor's memfd");
+    // SAFETY: mapping the memfd shared; the mapping is only accessed through
+    // `view` below, inside its length, and unmapped at the end.
+    let view = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            view_file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(view, libc::MAP_FAILED);
+    // SAFETY: `view` maps `size` bytes read-write.
+    let view = unsafe { std::slice::from_raw_parts_mut(view as *mut u8, size as usize) };
+    view[..ADD.len()].copy_from_slice(ADD);
+    view[64..64 + STORE.len()].copy_from_slice(STORE);
+    conn.protect(base, page, Prot::ReadExecute);
+    assert_eq!(conn.call_value(base, [2, 3, 0, 0, 0, 0]), 5);
+
+    // A data page: the executor's writes stay private to it.
+    let data = base + page;
+    view[page as usize] = 0x5a;
+    conn.protect(data, page, Prot::ReadWrite);
+    assert_eq!(
+        conn.read(data, 1),
+        [0x5a],
+        "starts from the shared contents"
+    );
+    conn.call_value(base + 64, [data + 8, 0x1234, 0, 0, 0, 0]);
+    assert_eq!(conn.read(data + 8, 8), 0x1234u64.to_le_bytes());
+    assert_eq!(
+        view[(page + 8) as usize..(page + 16) as usize],
+        [0; 8],
+        "the controller's view must not see the executor's data write"
+    );
+    // Released pages are zero in both views.
+    conn.ok(&Request::Release {
+        address: base,
+        size: page,
+    });
+    assert_eq!(view[..ADD.len()], [0; 7]);
+
+    conn.ok(&Request::Shutdown);
+    assert_eq!(wait_with_timeout(&mut child).code(), Some(0));
+    // SAFETY: unmapping the view mapped above.
+    unsafe { libc::munmap(view.as_mut_ptr().cast(), size as usize) };
+}
+
+#[test]
+fn snapshot_checkpoint_is_invisible_to_wait() {
+    start("snapshot_checkpoint_is_invisible_to_wait");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.hello(Recovery::Snapshot, b"");
+    let (base, _) = conn.reserve(1 << 20, false);
+    let wait = conn.lookup_one("wait");
+    // movabs rax, wait; xor edi, edi; sub rsp, 8; call rax; add rsp, 8; ret
+    let mut code = vec![0x48, 0xb8];
+    code.extend_from_slice(&wait.to_le_bytes());
+    code.extend_from_slice(&[0x31, 0xff, 0x48, 0x83, 0xec, 0x08, 0xff, 0xd0]);
+    code.extend_from_slice(&[0x48, 0x83, 0xc4, 0x08, 0xc3]);
+    conn.load_code(base, &code);
+    // A program without children must get ECHILD at once, even while a
+    // checkpoint sleeps (a timeout turns a hang into a failure).
+    conn.call(base, [0; 6], 5000);
+    assert!(matches!(
+        conn.recv(),
+        Reply::Checkpoint {
+            reason: CheckpointSkip::Taken,
+            ..
+        }
+    ));
+    match conn.recv() {
+        Reply::Done { value } => assert_eq!(value as u32 as i32, -1, "wait() = {value:#x}"),
+        other => panic!("wait() must not see the checkpoint, got {other:?}"),
+    }
+    conn.ok(&Request::Shutdown);
+    assert_eq!(wait_with_timeout(&mut child).code(), Some(0));
+}

@@ -1,0 +1,257 @@
+//! `solder run --executor pipe|tcp=HOST:PORT [--shm] [--recovery ...]` as a
+//! user sees it: the same stdout and exit status as the native program;
+//! `exit(n)` is status `n`; a crash in `main` is reported with the signal,
+//! the fault address and `main+offset`, and `solder` itself survives and
+//! exits with 128 + signal, like a shell. Needs `target/<profile>/
+//! solder-executor` (built by `cargo test --workspace`).
+
+mod support;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+
+use support::{solder, stderr, stdout};
+
+fn rerun(test: &str) -> String {
+    format!("rerun: cargo test --workspace --test executor_cli -- {test} --exact")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    support::compile_with("cc", &format!("linker/cli/{name}"), &["-O2"])
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("fixture paths are UTF-8")
+}
+
+fn native(object: &Path, name: &str) -> Output {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("executor-native");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join(name);
+    let built = Command::new("cc")
+        .arg(object)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", stderr(&built));
+    Command::new(&exe).output().unwrap()
+}
+
+/// `target/<profile>/solder-executor`, next to `solder`.
+fn executor_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_solder")).with_file_name("solder-executor");
+    assert!(
+        path.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build -p solder-executor` first)",
+        path.display()
+    );
+    path
+}
+
+/// The modes every program must behave identically in.
+const MODES: [&[&str]; 3] = [
+    &["--executor", "pipe"],
+    &["--executor", "pipe", "--shm"],
+    &["--executor", "pipe", "--recovery", "snapshot"],
+];
+
+fn run_in(mode: &[&str], object: &Path) -> Output {
+    executor_binary();
+    let mut args = vec!["run"];
+    args.extend_from_slice(mode);
+    args.push(path_str(object));
+    solder(&args)
+}
+
+#[test]
+fn stdout_and_status_match_native_in_every_mode() {
+    let test = "stdout_and_status_match_native_in_every_mode";
+    let object = fixture("program.c");
+    let reference = native(&object, "program");
+    for mode in MODES {
+        let output = run_in(mode, &object);
+        assert_eq!(
+            (stdout(&output), output.status.code()),
+            (stdout(&reference), reference.status.code()),
+            "{mode:?}: stdout and status (left) differ from native (right); stderr:\n{}\n{}",
+            stderr(&output),
+            rerun(test)
+        );
+    }
+}
+
+#[test]
+fn exit_from_user_code_is_its_status_with_handlers_run() {
+    let test = "exit_from_user_code_is_its_status_with_handlers_run";
+    let object = fixture("exits.c");
+    let reference = native(&object, "exits");
+    assert_eq!(reference.status.code(), Some(42), "native reference");
+    for mode in MODES {
+        let output = run_in(mode, &object);
+        assert_eq!(
+            (stdout(&output), output.status.code()),
+            (stdout(&reference), Some(42)),
+            "{mode:?}: exit(42) must give status 42 after the handler; stderr:\n{}\n{}",
+            stderr(&output),
+            rerun(test)
+        );
+    }
+}
+
+#[test]
+fn crash_in_main_is_reported_with_symbol_and_exits_139() {
+    let test = "crash_in_main_is_reported_with_symbol_and_exits_139";
+    let object = fixture("crash.c");
+    for mode in MODES {
+        let output = run_in(mode, &object);
+        let message = stderr(&output);
+        assert_eq!(
+            (output.status.code(), output.status.signal()),
+            (Some(128 + libc::SIGSEGV), None),
+            "{mode:?}: solder must survive and exit with 139; stderr:\n{message}\n{}",
+            rerun(test)
+        );
+        for needle in ["SIGSEGV", "at address 0x0", "main+0x", "during `main`"] {
+            assert!(
+                message.contains(needle),
+                "{mode:?}: the report must contain `{needle}`:\n{message}\n{}",
+                rerun(test)
+            );
+        }
+        assert_eq!(stdout(&output), "about to crash\n", "{mode:?}\n{}", rerun(test));
+    }
+}
+
+/// `solder-executor --listen 127.0.0.1:0`, killed on drop. Over TCP the
+/// program's stdout is the executor's: it goes to `stdout_file`.
+struct Listener {
+    child: Child,
+    address: String,
+    stdout_file: PathBuf,
+}
+
+impl Listener {
+    fn start(name: &str, token: Option<&str>) -> Listener {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("executor-cli");
+        std::fs::create_dir_all(&dir).unwrap();
+        let ready = dir.join(format!("{name}.address"));
+        let _ = std::fs::remove_file(&ready);
+        let stdout_file = dir.join(format!("{name}.stdout"));
+        let mut command = Command::new(executor_binary());
+        command
+            .args(["--listen", "127.0.0.1:0", "--ready-file"])
+            .arg(&ready)
+            .stdout(std::fs::File::create(&stdout_file).unwrap());
+        if let Some(token) = token {
+            let file = dir.join(format!("{name}.token"));
+            std::fs::write(&file, token).unwrap();
+            command.arg("--token-file").arg(file);
+        }
+        let child = command.spawn().unwrap();
+        let start = std::time::Instant::now();
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready)
+                && !text.trim().is_empty()
+            {
+                return Listener {
+                    child,
+                    address: text.trim().to_string(),
+                    stdout_file,
+                };
+            }
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "solder-executor --listen did not write {}",
+                ready.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn tcp_executor_runs_programs_and_reports_crashes() {
+    let test = "tcp_executor_runs_programs_and_reports_crashes";
+    let listener = Listener::start("plain", None);
+    let executor = format!("tcp={}", listener.address);
+    let object = fixture("program.c");
+    let reference = native(&object, "program-tcp");
+    let output = solder(&["run", "--executor", &executor, path_str(&object)]);
+    let remote_stdout = std::fs::read_to_string(&listener.stdout_file).unwrap();
+    assert_eq!(
+        (remote_stdout, output.status.code()),
+        (stdout(&reference), reference.status.code()),
+        "the executor's stdout and solder's status (left) differ from native (right); stderr:\n{}\n{}",
+        stderr(&output),
+        rerun(test)
+    );
+    assert!(stdout(&output).is_empty(), "over TCP the program prints on the executor's side");
+    let crash = fixture("crash.c");
+    let output = solder(&["run", "--executor", &executor, path_str(&crash)]);
+    assert_eq!(output.status.code(), Some(139), "{}\n{}", stderr(&output), rerun(test));
+    assert!(stderr(&output).contains("main+0x"), "{}", stderr(&output));
+}
+
+#[test]
+fn tcp_token_is_required_and_checked() {
+    let test = "tcp_token_is_required_and_checked";
+    let listener = Listener::start("token", Some("s3cret"));
+    let executor = format!("tcp={}", listener.address);
+    let object = fixture("program.c");
+    let run = |token: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_solder"));
+        command.args(["run", "--executor", &executor, path_str(&object)]);
+        match token {
+            Some(t) => command.env("SOLDER_EXECUTOR_TOKEN", t),
+            None => command.env_remove("SOLDER_EXECUTOR_TOKEN"),
+        };
+        command.output().unwrap()
+    };
+    for wrong in [None, Some("wrong")] {
+        let output = run(wrong);
+        assert_eq!(output.status.code(), Some(125), "{wrong:?}\n{}", rerun(test));
+        assert!(
+            stderr(&output).contains("refused"),
+            "{wrong:?}: {}\n{}",
+            stderr(&output),
+            rerun(test)
+        );
+        assert!(stdout(&output).is_empty(), "nothing may run\n{}", rerun(test));
+    }
+    let output = run(Some("s3cret"));
+    assert_eq!(output.status.code(), Some(3), "{}\n{}", stderr(&output), rerun(test));
+}
+
+#[test]
+fn bad_executor_options_exit_125() {
+    let test = "bad_executor_options_exit_125";
+    let object = fixture("program.c");
+    for (args, needle) in [
+        (&["--executor", "carrier-pigeon"][..], "inproc"),
+        (&["--shm"][..], "--shm"),
+        (&["--recovery", "snapshot"][..], "--recovery"),
+        (&["--executor", "pipe", "--recovery", "sometimes"][..], "snapshot"),
+        (&["--executor", "tcp=127.0.0.1:1"][..], "cannot connect"),
+    ] {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        all.push(path_str(&object));
+        let output = solder(&all);
+        assert_eq!(output.status.code(), Some(125), "{args:?}\n{}", rerun(test));
+        assert!(
+            stderr(&output).contains(needle),
+            "{args:?}: stderr must mention `{needle}`:\n{}\n{}",
+            stderr(&output),
+            rerun(test)
+        );
+    }
+}
