@@ -359,11 +359,9 @@ fn failure(err: LinkError) -> StepResult {
                 message: abnormal.to_string(),
             },
         },
-        err @ (LinkError::Executor(_) | LinkError::ExecutorGone(_)) => {
-            StepResult::ExecutorFailed {
-                message: err.to_string(),
-            }
-        }
+        err @ (LinkError::Executor(_) | LinkError::ExecutorGone(_)) => StepResult::ExecutorFailed {
+            message: err.to_string(),
+        },
         err => StepResult::LinkError {
             kind: error_kind(&err),
             message: err.to_string(),

@@ -539,9 +539,7 @@ impl Request {
                 .u64(*address)
                 .u8(*shared as u8)
                 .frame_ref(),
-            Request::Write { address, bytes } => {
-                Out::new(3).u64(*address).bytes(bytes).frame_ref()
-            }
+            Request::Write { address, bytes } => Out::new(3).u64(*address).bytes(bytes).frame_ref(),
             Request::Protect {
                 address,
                 size,
@@ -1090,6 +1088,9 @@ mod tests {
             pc: 0xbeef,
             stack_overflow: true,
         };
-        assert_eq!(r.encode(), crashed_frame(7, 2, 0xdead, 0xbeef, true).to_vec());
+        assert_eq!(
+            r.encode(),
+            crashed_frame(7, 2, 0xdead, 0xbeef, true).to_vec()
+        );
     }
 }

@@ -147,9 +147,11 @@ pub fn serve(channel: Channel, token: &[u8]) -> i32 {
     server.run()
 }
 
-/// Sends a reply; a controller that is gone ends the process (status 0).
+/// Sends a reply; a controller that is gone ends the process (status 0),
+/// and a live checkpoint with it (there is nobody to resume for).
 fn send(channel: &Channel, reply: &Reply) {
     if channel.send(&reply.encode()).is_err() {
+        snapshot::discard_live();
         exit_now(EXIT_CLEAN);
     }
 }

@@ -153,17 +153,21 @@ pub fn token_matches(expected: &[u8], given: &[u8]) -> bool {
 }
 
 /// Serving one controller over descriptors it opened for us: checks they
-/// are open and marks them close-on-exec (JIT'd code that runs a program
-/// must not leak them).
+/// are open, marks them close-on-exec (JIT'd code that runs a program must
+/// not leak them) and blocking (the loop waits for each request).
 pub fn pipe_channel(input: c_int, output: c_int) -> Result<Channel, TransportError> {
     for fd in [input, output] {
-        // SAFETY: F_GETFD/F_SETFD only read and set descriptor flags.
+        // SAFETY: F_GETFD/F_SETFD/F_GETFL/F_SETFL only read and set flags.
         unsafe {
             let flags = libc::fcntl(fd, libc::F_GETFD);
             if flags < 0 {
                 return Err(TransportError::BadFd(fd));
             }
             libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            let status = libc::fcntl(fd, libc::F_GETFL);
+            if status >= 0 && status & libc::O_NONBLOCK != 0 {
+                libc::fcntl(fd, libc::F_SETFL, status & !libc::O_NONBLOCK);
+            }
         }
     }
     Ok(Channel {

@@ -1037,7 +1037,6 @@ fn write_module(
     // Initializers and finalizers, read back from relocated memory.
     let (initializers, finalizers) = lifecycle_lists(graphs, layout, memory);
 
-
     let mut exports = Vec::new();
     for (&name, &(g, id)) in resolver.globals {
         let sym = &graphs[g].symbols[id];

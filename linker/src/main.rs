@@ -127,7 +127,9 @@ fn run(args: RunArgs) -> Result<u8> {
     let executor = match &args.executor {
         ExecutorArg::InProcess => {
             if args.shm || args.recovery.is_some() {
-                bail!("--shm and --recovery need an executor process (--executor pipe or tcp=HOST:PORT)");
+                bail!(
+                    "--shm and --recovery need an executor process (--executor pipe or tcp=HOST:PORT)"
+                );
             }
             ExecutorChoice::InProcess
         }
@@ -190,20 +192,18 @@ fn run(args: RunArgs) -> Result<u8> {
     drop(session);
     match status {
         Ok(status) => Ok(status as u8),
-        Err(LinkError::Execution(abnormal)) => {
-            match abnormal.outcome {
-                Outcome::Exited(status) => Ok(status as u8),
-                Outcome::Crashed(ref crash) => {
-                    eprintln!("solder: {abnormal}");
-                    Ok(128u8.wrapping_add(crash.signal as u8))
-                }
-                Outcome::TimedOut(_) => {
-                    eprintln!("solder: {abnormal}");
-                    Ok(128 + libc::SIGKILL as u8)
-                }
-                Outcome::Lost(_) | Outcome::Returned(_) => Err(LinkError::Execution(abnormal).into()),
+        Err(LinkError::Execution(abnormal)) => match abnormal.outcome {
+            Outcome::Exited(status) => Ok(status as u8),
+            Outcome::Crashed(ref crash) => {
+                eprintln!("solder: {abnormal}");
+                Ok(128u8.wrapping_add(crash.signal as u8))
             }
-        }
+            Outcome::TimedOut(_) => {
+                eprintln!("solder: {abnormal}");
+                Ok(128 + libc::SIGKILL as u8)
+            }
+            Outcome::Lost(_) | Outcome::Returned(_) => Err(LinkError::Execution(abnormal).into()),
+        },
         Err(other) => Err(other.into()),
     }
 }

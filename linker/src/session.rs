@@ -21,9 +21,7 @@ use crate::graph::{Definition, LinkGraph};
 use crate::indirection::Indirection;
 use crate::link::{DataBinding, Export, LinkRequest, LinkedModule, link};
 use crate::memory::{Placement, Slab};
-use crate::target::{
-    Executor, InProcess, Outcome, Recovery, Remote, RemoteConfig, Transport,
-};
+use crate::target::{Executor, InProcess, Outcome, Recovery, Remote, RemoteConfig, Transport};
 
 /// Where the session's code runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -100,7 +98,6 @@ impl std::fmt::Display for ModuleId {
         write!(f, "{}", self.0)
     }
 }
-
 
 struct Module {
     id: u32,
@@ -191,6 +188,11 @@ impl Session {
     /// Where the code runs, for messages: `in-process`, `pipe (pid 42)`.
     pub fn executor_description(&self) -> String {
         self.executor.describe()
+    }
+
+    /// The executor's process id, when the code runs in another process.
+    pub fn executor_pid(&self) -> Option<u32> {
+        self.executor.pid()
     }
 
     /// The slab's address range, once reserved.
@@ -493,10 +495,10 @@ impl Session {
             let old_base = self.slab.take().map(|s| s.base());
             self.executor = start_executor(&self.config)?;
             self.executor.set_args(&self.args)?;
-            if let Some(base) = old_base {
-                if self.reserve(Placement::Fixed(base)).is_err() {
-                    self.slab = None;
-                }
+            if let Some(base) = old_base
+                && self.reserve(Placement::Fixed(base)).is_err()
+            {
+                self.slab = None;
             }
             let count = modules.len();
             for module in modules {

@@ -120,7 +120,12 @@ fn crash_in_main_is_reported_with_symbol_and_exits_139() {
                 rerun(test)
             );
         }
-        assert_eq!(stdout(&output), "about to crash\n", "{mode:?}\n{}", rerun(test));
+        assert_eq!(
+            stdout(&output),
+            "about to crash\n",
+            "{mode:?}\n{}",
+            rerun(test)
+        );
     }
 }
 
@@ -149,17 +154,19 @@ impl Listener {
             std::fs::write(&file, token).unwrap();
             command.arg("--token-file").arg(file);
         }
-        let child = command.spawn().unwrap();
+        // Owned by the Listener at once, so a failed start still kills it.
+        let mut listener = Listener {
+            child: command.spawn().unwrap(),
+            address: String::new(),
+            stdout_file,
+        };
         let start = std::time::Instant::now();
         loop {
             if let Ok(text) = std::fs::read_to_string(&ready)
                 && !text.trim().is_empty()
             {
-                return Listener {
-                    child,
-                    address: text.trim().to_string(),
-                    stdout_file,
-                };
+                listener.address = text.trim().to_string();
+                return listener;
             }
             assert!(
                 start.elapsed().as_secs() < 10,
@@ -194,10 +201,19 @@ fn tcp_executor_runs_programs_and_reports_crashes() {
         stderr(&output),
         rerun(test)
     );
-    assert!(stdout(&output).is_empty(), "over TCP the program prints on the executor's side");
+    assert!(
+        stdout(&output).is_empty(),
+        "over TCP the program prints on the executor's side"
+    );
     let crash = fixture("crash.c");
     let output = solder(&["run", "--executor", &executor, path_str(&crash)]);
-    assert_eq!(output.status.code(), Some(139), "{}\n{}", stderr(&output), rerun(test));
+    assert_eq!(
+        output.status.code(),
+        Some(139),
+        "{}\n{}",
+        stderr(&output),
+        rerun(test)
+    );
     assert!(stderr(&output).contains("main+0x"), "{}", stderr(&output));
 }
 
@@ -218,17 +234,32 @@ fn tcp_token_is_required_and_checked() {
     };
     for wrong in [None, Some("wrong")] {
         let output = run(wrong);
-        assert_eq!(output.status.code(), Some(125), "{wrong:?}\n{}", rerun(test));
+        assert_eq!(
+            output.status.code(),
+            Some(125),
+            "{wrong:?}\n{}",
+            rerun(test)
+        );
         assert!(
             stderr(&output).contains("refused"),
             "{wrong:?}: {}\n{}",
             stderr(&output),
             rerun(test)
         );
-        assert!(stdout(&output).is_empty(), "nothing may run\n{}", rerun(test));
+        assert!(
+            stdout(&output).is_empty(),
+            "nothing may run\n{}",
+            rerun(test)
+        );
     }
     let output = run(Some("s3cret"));
-    assert_eq!(output.status.code(), Some(3), "{}\n{}", stderr(&output), rerun(test));
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}\n{}",
+        stderr(&output),
+        rerun(test)
+    );
 }
 
 #[test]
@@ -239,7 +270,10 @@ fn bad_executor_options_exit_125() {
         (&["--executor", "carrier-pigeon"][..], "inproc"),
         (&["--shm"][..], "--shm"),
         (&["--recovery", "snapshot"][..], "--recovery"),
-        (&["--executor", "pipe", "--recovery", "sometimes"][..], "snapshot"),
+        (
+            &["--executor", "pipe", "--recovery", "sometimes"][..],
+            "snapshot",
+        ),
         (&["--executor", "tcp=127.0.0.1:1"][..], "cannot connect"),
     ] {
         let mut all = vec!["run"];

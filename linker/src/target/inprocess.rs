@@ -123,7 +123,12 @@ impl Executor for InProcess {
         unsafe { pages::write(address, bytes, self.page) }.map_err(memory_error)
     }
 
-    fn protect(&mut self, address: u64, size: u64, protection: Protection) -> Result<(), LinkError> {
+    fn protect(
+        &mut self,
+        address: u64,
+        size: u64,
+        protection: Protection,
+    ) -> Result<(), LinkError> {
         self.owns(address, size)?;
         // SAFETY: as for `write`; the linker passes page-aligned ranges.
         unsafe { pages::protect(address, size, prot_of(protection)) }.map_err(memory_error)
@@ -148,7 +153,10 @@ impl Executor for InProcess {
     }
 
     fn lookup(&mut self, names: &[String]) -> Result<Vec<SymbolInfo>, LinkError> {
-        Ok(names.iter().map(|n| lookup_here(&mut self.host, n)).collect())
+        Ok(names
+            .iter()
+            .map(|n| lookup_here(&mut self.host, n))
+            .collect())
     }
 
     fn link_library(&mut self, name: &str) -> Result<(), LinkError> {
@@ -211,8 +219,7 @@ impl Executor for InProcess {
         _timeout: Option<Duration>,
     ) -> Result<Outcome, LinkError> {
         if main {
-            type Main =
-                extern "C" fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
+            type Main = extern "C" fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
             // SAFETY: the entry point is a JIT'd function with C's `main`
             // signature (a function taking fewer arguments ignores the rest).
             let main: Main = unsafe { std::mem::transmute(address as usize) };

@@ -58,12 +58,17 @@ pub trait Executor {
     /// Page size of the executor's machine.
     fn page_size(&self) -> u64;
     /// Reserves the session's address space.
-    fn reserve(&mut self, size: u64, placement: PlacementCode, address: u64)
-    -> Result<u64, LinkError>;
+    fn reserve(
+        &mut self,
+        size: u64,
+        placement: PlacementCode,
+        address: u64,
+    ) -> Result<u64, LinkError>;
     /// Copies a staged module (pages become read-write until [`Executor::protect`]).
     fn write(&mut self, address: u64, bytes: &[u8]) -> Result<(), LinkError>;
     /// Sets the final protection of whole pages.
-    fn protect(&mut self, address: u64, size: u64, protection: Protection) -> Result<(), LinkError>;
+    fn protect(&mut self, address: u64, size: u64, protection: Protection)
+    -> Result<(), LinkError>;
     /// Writes into live pages and gives them `restore` protection again.
     fn patch(&mut self, address: u64, bytes: &[u8], restore: Protection) -> Result<(), LinkError>;
     /// Discards pages; they read as zero when allocated again.
@@ -110,6 +115,10 @@ pub trait Executor {
     /// False once the executor is gone for good (no checkpoint took over).
     fn alive(&self) -> bool {
         true
+    }
+    /// The executor's process id, when it is a separate process.
+    fn pid(&self) -> Option<u32> {
+        None
     }
     /// A short description for messages: `in-process`, `pipe (pid 42)`.
     fn describe(&self) -> String;

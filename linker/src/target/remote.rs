@@ -93,7 +93,19 @@ impl Process {
                 // SAFETY: signalling a process we started.
                 unsafe { libc::kill(self.pid, libc::SIGKILL) };
             }
-            std::thread::sleep(Duration::from_millis(1));
+            match &self.pidfd {
+                // Sleep until it dies (or 100 ms pass), not a fixed tick.
+                Some(fd) => {
+                    let mut pfd = libc::pollfd {
+                        fd: fd.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd.
+                    unsafe { libc::poll(&mut pfd, 1, 100) };
+                }
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
         }
     }
 }
@@ -169,7 +181,7 @@ impl Channel {
             ];
             // Without a pidfd, look at the process every 20 ms.
             let polling = watch.is_some_and(|p| p.pidfd.is_none());
-            let timeout_ms = if polling && (timeout_ms < 0 || timeout_ms > 20) {
+            let timeout_ms = if polling && !(0..=20).contains(&timeout_ms) {
                 20
             } else {
                 timeout_ms
@@ -366,8 +378,20 @@ impl Remote {
             shared: None,
             alive: true,
         };
-        remote.handshake()?;
+        if let Err(err) = remote.handshake() {
+            remote.abandon();
+            return Err(err);
+        }
         Ok(remote)
+    }
+
+    /// Gives up on a peer that broke the protocol: no goodbye, it is killed.
+    fn abandon(&mut self) {
+        self.alive = false;
+        if let Some(process) = &self.process {
+            // SAFETY: signalling the process we spawned.
+            unsafe { libc::kill(process.pid, libc::SIGKILL) };
+        }
     }
 
     fn handshake(&mut self) -> Result<(), LinkError> {
@@ -377,6 +401,9 @@ impl Remote {
                 LinkError::Executor(format!("the peer is not a solder executor: {e}"))
             })?,
             Event::Died => return Err(self.died_early("before its greeting")),
+            Event::Closed if self.process.is_some() => {
+                return Err(self.died_early("before its greeting"));
+            }
             Event::Closed => {
                 return Err(LinkError::Executor(
                     "the executor closed the connection before its greeting".into(),
@@ -415,7 +442,9 @@ impl Remote {
         }
         let needs = |bit: u32, what: &str| {
             if capabilities & bit == 0 {
-                Err(LinkError::Executor(format!("the executor does not offer {what}")))
+                Err(LinkError::Executor(format!(
+                    "the executor does not offer {what}"
+                )))
             } else {
                 Ok(())
             }
@@ -464,13 +493,20 @@ impl Remote {
     fn request(&mut self, request: &Request) -> Result<Reply, LinkError> {
         self.ensure_alive()?;
         self.channel.send(&request.encode())?;
-        match self.channel.recv(None, self.process.as_ref())? {
+        let event = self.channel.recv(None, self.process.as_ref());
+        match event.inspect_err(|_| self.abandon())? {
             Event::Frame(frame) => match Reply::decode(&frame) {
                 Ok(Reply::Error { code, message }) => Err(error_reply(code, message)),
                 Ok(reply) => Ok(reply),
-                Err(e) => Err(LinkError::Executor(format!("malformed reply: {e}"))),
+                Err(e) => {
+                    self.abandon();
+                    Err(LinkError::Executor(format!("malformed reply: {e}")))
+                }
             },
             Event::Died => Err(self.died_early("while answering a request")),
+            Event::Closed if self.process.is_some() => {
+                Err(self.died_early("while answering a request"))
+            }
             Event::Closed => {
                 self.alive = false;
                 Err(LinkError::Executor(
@@ -501,10 +537,12 @@ impl Remote {
         let mut record = None;
         let mut killed = false;
         loop {
-            match self.channel.recv(deadline, self.process.as_ref())? {
-                Event::Frame(frame) => match Reply::decode(&frame)
-                    .map_err(|e| LinkError::Executor(format!("malformed reply: {e}")))?
-                {
+            let event = self.channel.recv(deadline, self.process.as_ref());
+            match event.inspect_err(|_| self.abandon())? {
+                Event::Frame(frame) => match Reply::decode(&frame).map_err(|e| {
+                    self.abandon();
+                    LinkError::Executor(format!("malformed reply: {e}"))
+                })? {
                     Reply::Checkpoint { pid, reason } => {
                         checkpoint = (reason == CheckpointSkip::Taken && pid != 0).then_some(pid);
                     }
@@ -571,22 +609,19 @@ impl Remote {
                         return Ok(());
                     }
                     // Leftovers of the dead executor are ignored.
-                    Ok(other) => {
-                        if std::env::var_os("SOLDER_DEBUG").is_some() {
-                            eprintln!("resume: ignoring {other:?}");
-                        }
-                        continue;
-                    }
+                    Ok(_) => continue,
                     Err(e) => {
                         return Err(LinkError::Executor(format!("malformed reply: {e}")));
                     }
                 },
                 other => {
-                    if std::env::var_os("SOLDER_DEBUG").is_some() {
-                        eprintln!("resume: event {}", match other { Event::Died => "died", Event::Closed => "closed", Event::TimedOut => "timeout", Event::Frame(_) => "frame" });
-                    }
+                    let what = match other {
+                        Event::Died => "it died",
+                        Event::Closed => "the connection closed",
+                        _ => "no word within the deadline",
+                    };
                     return Err(LinkError::Executor(format!(
-                        "the checkpoint (pid {pid}) did not take over"
+                        "the checkpoint (pid {pid}) did not take over: {what}"
                     )));
                 }
             }
@@ -812,7 +847,12 @@ impl Executor for Remote {
         Ok(())
     }
 
-    fn protect(&mut self, address: u64, size: u64, protection: Protection) -> Result<(), LinkError> {
+    fn protect(
+        &mut self,
+        address: u64,
+        size: u64,
+        protection: Protection,
+    ) -> Result<(), LinkError> {
         self.expect_ok(&Request::Protect {
             address,
             size,
@@ -969,6 +1009,10 @@ impl Executor for Remote {
 
     fn alive(&self) -> bool {
         self.alive
+    }
+
+    fn pid(&self) -> Option<u32> {
+        Some(self.pid)
     }
 
     fn describe(&self) -> String {
