@@ -1072,3 +1072,37 @@ fn snapshot_checkpoint_is_invisible_to_wait() {
     conn.ok(&Request::Shutdown);
     assert_eq!(wait_with_timeout(&mut child).code(), Some(0));
 }
+
+#[test]
+fn bare_port_listens_on_loopback() {
+    let dir = std::env::temp_dir().join(format!("solder-bare-port-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ready = dir.join("address");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_solder-executor"))
+        .args(["--listen", "0", "--ready-file"])
+        .arg(&ready)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let address = loop {
+        if let Ok(text) = std::fs::read_to_string(&ready)
+            && !text.trim().is_empty()
+        {
+            break text.trim().to_string();
+        }
+        if start.elapsed().as_secs() > 10 {
+            let _ = child.kill();
+            panic!(
+                "no ready file\nrerun: cargo test -p solder-executor --test server bare_port_listens_on_loopback"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        address.starts_with("127.0.0.1:"),
+        "`--listen 0` must bind loopback, bound {address}\nrerun: cargo test -p solder-executor --test server bare_port_listens_on_loopback"
+    );
+}

@@ -25,8 +25,9 @@ Runs JIT'd code for a Solder controller (protocol version 1).
                       are read from IN, replies written to OUT (e.g. pipes
                       from the controller that spawned this process; the
                       executor dies with its parent)
-  --listen ADDR       serve controllers over TCP on ADDR (e.g. 127.0.0.1:0),
-                      one forked process per connection
+  --listen ADDR       serve controllers over TCP on ADDR (IP:PORT, or a bare
+                      PORT for 127.0.0.1:PORT), one forked process per
+                      connection
   --token-file PATH   the token controllers must present (first line of
                       PATH); default: $SOLDER_EXECUTOR_TOKEN. Required when
                       ADDR is not a loopback address
@@ -94,9 +95,14 @@ fn parse(args: &[OsString]) -> Result<Mode, String> {
             }
             "--listen" => {
                 let v = value("an address such as 127.0.0.1:0")?;
+                // A bare port listens on loopback: reaching further is a
+                // deliberate choice (and then needs a token).
+                let parsed = match v.parse::<u16>() {
+                    Ok(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+                    Err(_) => v.parse::<SocketAddr>(),
+                };
                 listen = Some(
-                    v.parse::<SocketAddr>()
-                        .map_err(|_| format!("--listen expects IP:PORT, not `{v}`"))?,
+                    parsed.map_err(|_| format!("--listen expects PORT or IP:PORT, not `{v}`"))?,
                 );
             }
             "--token-file" => token_file = Some(PathBuf::from(value("a path")?)),
