@@ -8,6 +8,8 @@
 
 use std::ffi::{CStr, CString, c_void};
 
+use crate::protocol::{SymbolInfo, SymbolKind};
+
 /// What kind of object a host symbol names, from its dynamic symbol entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostSymbolKind {
@@ -52,6 +54,54 @@ impl HostLibraries {
         };
         libs.open("libm.so.6")?;
         Ok(libs)
+    }
+
+    /// What JIT'd code binds `name` to: the runtime's interposers first,
+    /// then the host's libraries (both executors answer lookups with this).
+    pub fn resolve_for_jit(&mut self, name: &str) -> SymbolInfo {
+        let missing = SymbolInfo {
+            kind: SymbolKind::Missing,
+            arg: 0,
+            address: 0,
+            size: 0,
+        };
+        match crate::lifecycle::interposer(name) {
+            Some(crate::lifecycle::Interposer::Direct(address)) => {
+                return SymbolInfo {
+                    kind: SymbolKind::InterposerDirect,
+                    address,
+                    ..missing
+                };
+            }
+            Some(crate::lifecycle::Interposer::PassDso { target, arg_index }) => {
+                return SymbolInfo {
+                    kind: SymbolKind::InterposerPassDso,
+                    arg: arg_index,
+                    address: target,
+                    size: 0,
+                };
+            }
+            None => {}
+        }
+        let host_name = match name {
+            // glibc's libc_nonshared.a: the local alias of __stack_chk_fail.
+            "__stack_chk_fail_local" => "__stack_chk_fail",
+            _ => name,
+        };
+        match self.lookup(host_name) {
+            Some(symbol) => SymbolInfo {
+                kind: match symbol.kind {
+                    HostSymbolKind::Function => SymbolKind::Function,
+                    HostSymbolKind::Data => SymbolKind::Data,
+                    HostSymbolKind::Tls => SymbolKind::Tls,
+                    HostSymbolKind::Unknown => SymbolKind::Unknown,
+                },
+                arg: 0,
+                address: symbol.address,
+                size: symbol.size,
+            },
+            None => missing,
+        }
     }
 
     /// `-l NAME`: opens `libNAME.so` the way the compiler driver would find

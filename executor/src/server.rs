@@ -20,12 +20,12 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use crate::crash;
-use crate::host::{HostLibraries, HostSymbolKind};
-use crate::lifecycle::{self, Finalizers, Interposer};
+use crate::host::HostLibraries;
+use crate::lifecycle::{self, Finalizers};
 use crate::pages;
 use crate::protocol::{
     CheckpointSkip, ErrorCode, LibraryKind, MAGIC, PlacementCode, Prot, ProtocolError, Recovery,
-    Reply, Request, SymbolInfo, SymbolKind, VERSION, capability,
+    Reply, Request, VERSION, capability,
 };
 use crate::shm::SharedSlab;
 use crate::snapshot::{self, Snapshots, Taken};
@@ -615,7 +615,10 @@ impl Server {
             .host
             .as_mut()
             .map_err(|e| error(ErrorCode::Library, e.clone()))?;
-        let symbols = names.iter().map(|name| lookup_one(host, name)).collect();
+        let symbols = names
+            .iter()
+            .map(|name| host.resolve_for_jit(name))
+            .collect();
         Ok(Reply::Symbols { symbols })
     }
 
@@ -737,53 +740,6 @@ fn load_unwinder() {
             )
         };
     });
-}
-
-/// Runtime interposers first, then the host's libraries.
-fn lookup_one(host: &mut HostLibraries, name: &str) -> SymbolInfo {
-    let missing = SymbolInfo {
-        kind: SymbolKind::Missing,
-        arg: 0,
-        address: 0,
-        size: 0,
-    };
-    match lifecycle::interposer(name) {
-        Some(Interposer::Direct(address)) => {
-            return SymbolInfo {
-                kind: SymbolKind::InterposerDirect,
-                address,
-                ..missing
-            };
-        }
-        Some(Interposer::PassDso { target, arg_index }) => {
-            return SymbolInfo {
-                kind: SymbolKind::InterposerPassDso,
-                arg: arg_index,
-                address: target,
-                size: 0,
-            };
-        }
-        None => {}
-    }
-    let host_name = match name {
-        // glibc's libc_nonshared.a: the local alias of __stack_chk_fail.
-        "__stack_chk_fail_local" => "__stack_chk_fail",
-        _ => name,
-    };
-    match host.lookup(host_name) {
-        Some(symbol) => SymbolInfo {
-            kind: match symbol.kind {
-                HostSymbolKind::Function => SymbolKind::Function,
-                HostSymbolKind::Data => SymbolKind::Data,
-                HostSymbolKind::Tls => SymbolKind::Tls,
-                HostSymbolKind::Unknown => SymbolKind::Unknown,
-            },
-            arg: 0,
-            address: symbol.address,
-            size: symbol.size,
-        },
-        None => missing,
-    }
 }
 
 /// Copies `size` bytes of this process's memory, failing (instead of

@@ -8,12 +8,12 @@ use std::ffi::{CString, c_char, c_int};
 use std::time::Duration;
 
 use solder_executor::crash::{CrashSymbol, CrashSymbols, publish_symbols};
-use solder_executor::host::{HostLibraries, HostSymbolKind};
-use solder_executor::lifecycle::{self, Finalizers, Interposer, interposer};
+use solder_executor::host::HostLibraries;
+use solder_executor::lifecycle::{self, Finalizers};
 use solder_executor::pages;
 use solder_executor::unwind::RegisteredFrames;
 
-use super::{Executor, Outcome, PlacementCode, SymbolInfo, SymbolKind, prot_of};
+use super::{Executor, Outcome, PlacementCode, SymbolInfo, prot_of};
 use crate::error::LinkError;
 use crate::graph::Protection;
 
@@ -153,10 +153,7 @@ impl Executor for InProcess {
     }
 
     fn lookup(&mut self, names: &[String]) -> Result<Vec<SymbolInfo>, LinkError> {
-        Ok(names
-            .iter()
-            .map(|n| lookup_here(&mut self.host, n))
-            .collect())
+        Ok(names.iter().map(|n| self.host.resolve_for_jit(n)).collect())
     }
 
     fn link_library(&mut self, name: &str) -> Result<(), LinkError> {
@@ -258,49 +255,5 @@ impl Executor for InProcess {
 
     fn describe(&self) -> String {
         "in-process".into()
-    }
-}
-
-/// Runtime interposers first, then the host's libraries.
-pub(crate) fn lookup_here(host: &mut HostLibraries, name: &str) -> SymbolInfo {
-    let missing = SymbolInfo {
-        kind: SymbolKind::Missing,
-        arg: 0,
-        address: 0,
-        size: 0,
-    };
-    if let Some(found) = interposer(name) {
-        return match found {
-            Interposer::Direct(address) => SymbolInfo {
-                kind: SymbolKind::InterposerDirect,
-                address,
-                ..missing
-            },
-            Interposer::PassDso { target, arg_index } => SymbolInfo {
-                kind: SymbolKind::InterposerPassDso,
-                arg: arg_index,
-                address: target,
-                size: 0,
-            },
-        };
-    }
-    let host_name = match name {
-        // glibc's libc_nonshared.a: the local alias of __stack_chk_fail.
-        "__stack_chk_fail_local" => "__stack_chk_fail",
-        _ => name,
-    };
-    match host.lookup(host_name) {
-        Some(symbol) => SymbolInfo {
-            kind: match symbol.kind {
-                HostSymbolKind::Function => SymbolKind::Function,
-                HostSymbolKind::Data => SymbolKind::Data,
-                HostSymbolKind::Tls => SymbolKind::Tls,
-                HostSymbolKind::Unknown => SymbolKind::Unknown,
-            },
-            arg: 0,
-            address: symbol.address,
-            size: symbol.size,
-        },
-        None => missing,
     }
 }
