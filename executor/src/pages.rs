@@ -35,6 +35,18 @@ pub enum PageError {
     Empty,
 }
 
+impl PageError {
+    /// `call` on `[start, start + size)` failed with the current `errno`.
+    pub fn last_os_error(call: &'static str, start: u64, size: u64) -> PageError {
+        PageError::Call {
+            call,
+            start,
+            size,
+            reason: std::io::Error::last_os_error(),
+        }
+    }
+}
+
 pub fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
@@ -120,12 +132,7 @@ pub unsafe fn protect(start: u64, size: u64, prot: Prot) -> Result<(), PageError
     // SAFETY: guaranteed by the caller.
     let rc = unsafe { libc::mprotect(start as *mut libc::c_void, size as usize, prot_flags(prot)) };
     if rc != 0 {
-        return Err(PageError::Call {
-            call: "mprotect",
-            start,
-            size,
-            reason: std::io::Error::last_os_error(),
-        });
+        return Err(PageError::last_os_error("mprotect", start, size));
     }
     Ok(())
 }

@@ -21,13 +21,6 @@ use crate::protocol::{PlacementCode, Prot};
 pub enum ShmError {
     #[error(transparent)]
     Page(#[from] PageError),
-    #[error("{call}({start:#x}, {size:#x}) failed: {reason}")]
-    Call {
-        call: &'static str,
-        start: u64,
-        size: u64,
-        reason: std::io::Error,
-    },
     #[error("the slab size {0:#x} does not fit this address space")]
     TooLarge(u64),
 }
@@ -44,12 +37,7 @@ pub struct SharedSlab {
 }
 
 fn os_error(call: &'static str, start: u64, size: u64) -> ShmError {
-    ShmError::Call {
-        call,
-        start,
-        size,
-        reason: std::io::Error::last_os_error(),
-    }
+    ShmError::Page(PageError::last_os_error(call, start, size))
 }
 
 impl SharedSlab {

@@ -65,11 +65,6 @@ impl Snapshots {
             return Taken::Skipped(CheckpointSkip::ForkFailed);
         }
         let [wake_rd, wake_wr] = wake;
-        // Taken before the fork: the executor may crash and be gone before
-        // the checkpoint first runs, and then getppid() there would already
-        // name the new parent.
-        // SAFETY: getpid has no preconditions.
-        let executor = unsafe { libc::getpid() };
         // SAFETY: a raw clone with no flags is fork without glibc's fork
         // handlers, and with exit signal 0 (see the module docs). The child
         // gets a copy-on-write copy of this stack and returns here with 0.
@@ -85,7 +80,7 @@ impl Snapshots {
                 }
                 Taken::Skipped(CheckpointSkip::ForkFailed)
             }
-            0 => sleep_in_checkpoint(wake_rd, wake_wr, executor),
+            0 => sleep_in_checkpoint(wake_rd, wake_wr),
             pid => {
                 // SAFETY: the read end belongs to the checkpoint now.
                 unsafe { libc::close(wake_rd) };
@@ -136,7 +131,7 @@ pub fn discard_live() {
 
 /// The checkpoint's side: sleep until told to go (`D`) or until the
 /// executor is gone (end-of-file), then take over.
-fn sleep_in_checkpoint(wake_rd: c_int, wake_wr: c_int, executor: libc::pid_t) -> Taken {
+fn sleep_in_checkpoint(wake_rd: c_int, wake_wr: c_int) -> Taken {
     // SAFETY: the write end is the executor's; closing our copy makes its
     // death visible as end-of-file.
     unsafe { libc::close(wake_wr) };
@@ -155,34 +150,12 @@ fn sleep_in_checkpoint(wake_rd: c_int, wake_wr: c_int, executor: libc::pid_t) ->
         // SAFETY: _exit has no preconditions.
         unsafe { libc::_exit(0) };
     }
-    // A dying process closes its descriptors before the kernel hands its
-    // children to a new parent, and that hand-over sends the death signal
-    // to children that already asked for one. So wait until we have been
-    // reparented before asking (bounded: after 10 s, go on regardless).
-    for _ in 0..100_000 {
-        // SAFETY: getppid has no preconditions.
-        if unsafe { libc::getppid() } != executor {
-            break;
-        }
-        let pause = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 100_000,
-        };
-        // SAFETY: sleeping with a valid timespec; EINTR only ends it early.
-        unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
-    }
-    // SAFETY: closing our own descriptor; PR_SET_PDEATHSIG only sets a flag
-    // (we now belong to the executor's former parent, or a subreaper).
-    unsafe {
-        libc::close(wake_rd);
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-    }
+    // No parent-death signal here: after the hand-over our parent is
+    // whichever live thread of the subreaper the kernel picked, and the
+    // signal would fire when that thread (not the controller) exits. A
+    // controller that goes away shows as end-of-file on the request channel.
+    // SAFETY: closing our own descriptor.
+    unsafe { libc::close(wake_rd) };
     Taken::Resumed
 }
 

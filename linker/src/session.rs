@@ -285,13 +285,14 @@ impl Session {
     /// One lookup round trip for every undefined name the executor has not
     /// been asked about.
     fn ask_executor_about(&mut self, graphs: &[LinkGraph<'_>]) -> Result<(), LinkError> {
+        let mut asked: std::collections::HashSet<&str> = std::collections::HashSet::new();
         let mut names: Vec<String> = Vec::new();
         for graph in graphs {
             for sym in &graph.symbols {
                 if sym.definition == Definition::Undefined
                     && !sym.name.is_empty()
                     && !self.symbols.contains_key(sym.name)
-                    && !names.iter().any(|n| n == sym.name)
+                    && asked.insert(sym.name)
                 {
                     names.push(sym.name.to_string());
                 }

@@ -129,6 +129,13 @@ struct Channel {
 }
 
 impl Channel {
+    /// Puts a received frame back in front of everything still unread.
+    fn unread(&mut self, frame: &[u8]) {
+        let mut again = (frame.len() as u32).to_le_bytes().to_vec();
+        again.extend_from_slice(frame);
+        self.buffer.splice(0..0, again);
+    }
+
     fn send(&mut self, frame: &[u8]) -> Result<(), LinkError> {
         self.output
             .write_all(frame)
@@ -551,6 +558,13 @@ impl Remote {
                     Reply::Error { code, message } => return Err(error_reply(code, message)),
                     r @ (Reply::Crashed { .. } | Reply::Exited { .. }) => {
                         record = Some(r);
+                        break;
+                    }
+                    // The executor died without a record (killed) and its
+                    // checkpoint spoke before the pidfd did: the death is
+                    // handled below, and `resume` reads this frame again.
+                    Reply::Resumed { pid } if Some(pid) == checkpoint => {
+                        self.channel.unread(&frame);
                         break;
                     }
                     other => return Err(unexpected(other)),
