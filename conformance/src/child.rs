@@ -23,7 +23,7 @@ use solder_linker::{
     Transport,
 };
 
-use crate::formats::Mode;
+use crate::formats::{Format, Mode};
 use crate::schema::{Action, PlacementSpec, RecoverySpec, Scenario, SessionSpec};
 
 /// Set in the child's environment: the JSON [`ChildPlan`].
@@ -39,6 +39,9 @@ pub struct ChildPlan {
     pub report: PathBuf,
     /// Where the code runs.
     pub mode: Mode,
+    /// The format the fixtures were built for: scenarios name functions as C
+    /// spells them, objects as their format does (`_f` on Mach-O).
+    pub format: Format,
 }
 
 /// One line of the report file.
@@ -255,24 +258,26 @@ pub fn run(plan_json: &str) -> Result<(), ChildError> {
                     modules.insert(module.clone(), id);
                 }))
             }
-            Action::Call(call) => match session.lookup(&call.function) {
-                Ok(Some(address)) => {
-                    let args: Vec<u64> = call.args.iter().map(|&a| a as u64).collect();
-                    let timeout = call.timeout_ms.map(std::time::Duration::from_millis);
-                    // SAFETY: the scenario names a function of a fixture
-                    // and passes at most six integer arguments; whatever the
-                    // function does happens in this disposable child process
-                    // or in the executor process.
-                    match unsafe { session.call_with_timeout(address, &args, timeout) } {
-                        Ok(value) => StepResult::Returned { value },
-                        Err(err) => failure(err),
+            Action::Call(call) => {
+                match session.lookup(&format!("{}{}", plan.format.symbol_prefix(), call.function)) {
+                    Ok(Some(address)) => {
+                        let args: Vec<u64> = call.args.iter().map(|&a| a as u64).collect();
+                        let timeout = call.timeout_ms.map(std::time::Duration::from_millis);
+                        // SAFETY: the scenario names a function of a fixture
+                        // and passes at most six integer arguments; whatever the
+                        // function does happens in this disposable child process
+                        // or in the executor process.
+                        match unsafe { session.call_with_timeout(address, &args, timeout) } {
+                            Ok(value) => StepResult::Returned { value },
+                            Err(err) => failure(err),
+                        }
                     }
+                    Ok(None) => StepResult::MissingSymbol {
+                        name: call.function.clone(),
+                    },
+                    Err(err) => link(Err(err)),
                 }
-                Ok(None) => StepResult::MissingSymbol {
-                    name: call.function.clone(),
-                },
-                Err(err) => link(Err(err)),
-            },
+            }
             Action::Replace {
                 module,
                 with,

@@ -2,10 +2,8 @@
 //!
 //! Every format (ELF, Mach-O, COFF) and every mode (in-process, pipe, TCP,
 //! shared memory) the suite knows is listed here once, with whether Solder
-//! implements it yet. Formats and modes that are not implemented produce no
-//! trials; `cargo xtask conformance` lists them as "not implemented". Adding
-//! the Mach-O front-end means flipping `implemented` below (and teaching the
-//! verifier in `verify.rs` the format's relocation names).
+//! implements it. Formats and modes that are not implemented produce no
+//! trials; `cargo xtask conformance` lists them as "not implemented".
 
 use serde::{Deserialize, Serialize};
 
@@ -46,14 +44,14 @@ pub const FORMATS: [FormatInfo; 3] = [
         name: "macho",
         triple: "x86_64-apple-darwin",
         object_extension: "o",
-        implemented: false,
+        implemented: true,
     },
     FormatInfo {
         format: Format::Coff,
         name: "coff",
         triple: "x86_64-pc-windows-msvc",
         object_extension: "obj",
-        implemented: false,
+        implemented: true,
     },
 ];
 
@@ -67,6 +65,14 @@ impl Format {
 
     pub fn name(self) -> &'static str {
         self.info().name
+    }
+
+    /// What the format puts before a C name in its symbol table.
+    pub fn symbol_prefix(self) -> &'static str {
+        match self {
+            Format::Macho => "_",
+            Format::Elf | Format::Coff => "",
+        }
     }
 
     pub fn from_name(name: &str) -> Option<Format> {

@@ -197,6 +197,7 @@ impl Harness {
             objects,
             report: report_path.clone(),
             mode: trial.mode,
+            format: trial.format,
         };
         let plan = serde_json::to_string(&plan).map_err(|e| e.to_string())?;
         let exe =

@@ -3,10 +3,14 @@
 //! contain what its `exercises` says, so a fixture the compiler compiled
 //! differently fails loudly instead of passing vacuously.
 //!
-//! An entry starting with `R_` is a relocation type name (`R_X86_64_PLT32`)
-//! that some relocation in the objects must have; any other entry is a
-//! section name that some section must have, where a trailing `*` matches a
-//! prefix (`.init_array.*`).
+//! An entry that is a relocation type name in the format's own spelling
+//! (ELF `R_X86_64_PLT32`, Mach-O `X86_64_RELOC_SUBTRACTOR`, COFF
+//! `IMAGE_REL_AMD64_ADDR32NB`) must be the type of some relocation in the
+//! objects; `symbol:NAME` names a symbol (defined or undefined, spelled as
+//! the format spells it: `___chkstk_darwin`) that some symbol table must
+//! have; any other entry is a section name that some section must have
+//! (Mach-O sections as `__TEXT,__text` or just `__text`), where a trailing
+//! `*` matches a prefix (`.init_array.*`, `.CRT$XC*`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -25,16 +29,15 @@ pub enum VerifyError {
     },
     #[error("goblin cannot parse {path}: {error}")]
     Parse { path: PathBuf, error: String },
-    #[error("verifying {0} objects is not implemented yet")]
-    Unsupported(Format),
     #[error(
-        "the built objects do not exercise {missing:?}\n  objects: {objects}\n  sections: {sections:?}\n  relocations: {relocations:?}"
+        "the built objects do not exercise {missing:?}\n  objects: {objects}\n  sections: {sections:?}\n  relocations: {relocations:?}\n  symbols: {symbols:?}"
     )]
     Missing {
         missing: Vec<String>,
         objects: String,
         sections: BTreeSet<String>,
         relocations: BTreeSet<String>,
+        symbols: BTreeSet<String>,
     },
 }
 
@@ -43,6 +46,7 @@ pub enum VerifyError {
 pub struct Contents {
     pub sections: BTreeSet<String>,
     pub relocations: BTreeSet<String>,
+    pub symbols: BTreeSet<String>,
 }
 
 /// Reads the section and relocation type names of an ELF object.
@@ -63,6 +67,13 @@ pub fn elf_contents(path: &Path) -> Result<Contents, VerifyError> {
             contents.sections.insert(name.to_string());
         }
     }
+    for sym in elf.syms.iter() {
+        if let Some(name) = elf.strtab.get_at(sym.st_name)
+            && !name.is_empty()
+        {
+            contents.symbols.insert(name.to_string());
+        }
+    }
     for (_, relocs) in &elf.shdr_relocs {
         for reloc in relocs.iter() {
             // goblin spells them without the `R_` prefix (`X86_64_PLT32`).
@@ -78,20 +89,106 @@ pub fn elf_contents(path: &Path) -> Result<Contents, VerifyError> {
     Ok(contents)
 }
 
+/// Reads the section and relocation type names of a Mach-O object.
+pub fn macho_contents(path: &Path) -> Result<Contents, VerifyError> {
+    let bytes = read(path)?;
+    let parse_error = |error: goblin::error::Error| VerifyError::Parse {
+        path: path.to_path_buf(),
+        error: error.to_string(),
+    };
+    let macho = goblin::mach::MachO::parse(&bytes, 0).map_err(parse_error)?;
+    let mut contents = Contents::default();
+    for segment in &macho.segments {
+        for section in segment {
+            let (section, _) = section.map_err(parse_error)?;
+            let (segname, sectname) = (
+                section.segname().map_err(parse_error)?,
+                section.name().map_err(parse_error)?,
+            );
+            contents.sections.insert(format!("{segname},{sectname}"));
+            contents.sections.insert(sectname.to_string());
+        }
+    }
+    for symbol in macho.symbols() {
+        let (name, _) = symbol.map_err(parse_error)?;
+        contents.symbols.insert(name.to_string());
+    }
+    for (_, relocations, _) in macho.relocations().map_err(parse_error)? {
+        for relocation in relocations {
+            let relocation = relocation.map_err(parse_error)?;
+            contents.relocations.insert(
+                goblin::mach::relocation::reloc_to_str(relocation.r_type(), macho.header.cputype)
+                    .to_string(),
+            );
+        }
+    }
+    Ok(contents)
+}
+
+/// The PE/COFF specification's names of the AMD64 relocation types.
+fn coff_amd64_reloc_name(typ: u16) -> String {
+    const NAMES: [&str; 17] = [
+        "ABSOLUTE", "ADDR64", "ADDR32", "ADDR32NB", "REL32", "REL32_1", "REL32_2", "REL32_3",
+        "REL32_4", "REL32_5", "SECTION", "SECREL", "SECREL7", "TOKEN", "SREL32", "PAIR", "SSPAN32",
+    ];
+    match NAMES.get(usize::from(typ)) {
+        Some(name) => format!("IMAGE_REL_AMD64_{name}"),
+        None => format!("IMAGE_REL_AMD64_{typ:#x}"),
+    }
+}
+
+/// Reads the section and relocation type names of a COFF object.
+pub fn coff_contents(path: &Path) -> Result<Contents, VerifyError> {
+    let bytes = read(path)?;
+    let parse_error = |error: goblin::error::Error| VerifyError::Parse {
+        path: path.to_path_buf(),
+        error: error.to_string(),
+    };
+    let coff = goblin::pe::Coff::parse(&bytes).map_err(parse_error)?;
+    let mut contents = Contents::default();
+    if let (Some(symbols), Some(strings)) = (&coff.symbols, &coff.strings) {
+        for (_, _, symbol) in symbols.iter() {
+            contents
+                .symbols
+                .insert(symbol.name(strings).map_err(parse_error)?.to_string());
+        }
+    }
+    for section in &coff.sections {
+        // goblin resolves long (`/4`) names through the string table.
+        let name = section.name().map_err(parse_error)?.to_string();
+        contents.sections.insert(name);
+        for relocation in section.relocations(&bytes).map_err(parse_error)? {
+            contents
+                .relocations
+                .insert(coff_amd64_reloc_name(relocation.typ));
+        }
+    }
+    Ok(contents)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, VerifyError> {
+    std::fs::read(path).map_err(|error| VerifyError::Read {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
 /// Checks that `objects` (all built for `format`) together contain every
 /// entry of `wanted`.
 pub fn verify(format: Format, objects: &[PathBuf], wanted: &[String]) -> Result<(), VerifyError> {
     if wanted.is_empty() {
         return Ok(());
     }
-    if format != Format::Elf {
-        return Err(VerifyError::Unsupported(format));
-    }
     let mut all = Contents::default();
     for object in objects {
-        let c = elf_contents(object)?;
+        let c = match format {
+            Format::Elf => elf_contents(object)?,
+            Format::Macho => macho_contents(object)?,
+            Format::Coff => coff_contents(object)?,
+        };
         all.sections.extend(c.sections);
         all.relocations.extend(c.relocations);
+        all.symbols.extend(c.symbols);
     }
     let missing: Vec<String> = wanted
         .iter()
@@ -110,11 +207,18 @@ pub fn verify(format: Format, objects: &[PathBuf], wanted: &[String]) -> Result<
             .join(", "),
         sections: all.sections,
         relocations: all.relocations,
+        symbols: all.symbols,
     })
 }
 
 fn contains(contents: &Contents, entry: &str) -> bool {
-    let set = if entry.starts_with("R_") {
+    if let Some(symbol) = entry.strip_prefix("symbol:") {
+        return contents.symbols.contains(symbol);
+    }
+    let relocation = ["R_", "X86_64_RELOC_", "IMAGE_REL_"]
+        .iter()
+        .any(|prefix| entry.starts_with(prefix));
+    let set = if relocation {
         &contents.relocations
     } else {
         &contents.sections

@@ -10,9 +10,12 @@
 //! - [`lifecycle`]: the interposed `atexit` family, per-module handler lists
 //!   and deinitializers, and the `exit()` sequence;
 //! - [`unwind`]: `.eh_frame` registration with the host unwinder;
+//! - [`abi`]: calls into JIT'd code in its calling convention (System V
+//!   or Microsoft x64) and the platform routines foreign objects expect;
 //! - [`crash`]: a signal handler that reports a crash in JIT'd code as
 //!   `symbol+offset` before letting the signal kill the process.
 
+pub mod abi;
 pub mod crash;
 pub mod host;
 pub mod lifecycle;

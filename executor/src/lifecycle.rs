@@ -18,7 +18,7 @@
 //! The registry is process-wide because the interposers are plain C functions
 //! called by JIT'd code without any context but the handle.
 
-use std::ffi::{c_int, c_void};
+use std::ffi::c_int;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -29,12 +29,27 @@ pub struct Finalizers {
     pub prioritized: Vec<u64>,
     /// `.fini_array` and `.dtors` entries, in link order.
     pub unprioritized: Vec<u64>,
+    /// The module's functions use the Microsoft x64 calling convention (a
+    /// COFF module).
+    pub win64: bool,
 }
 
+/// A function to call: `void f(void)` or, with an argument, `void f(void *)`.
 #[derive(Clone, Copy)]
-enum HandlerCall {
-    Plain(u64),
-    WithArg(u64, u64),
+struct HandlerCall {
+    function: u64,
+    arg: u64,
+    win64: bool,
+}
+
+impl HandlerCall {
+    fn plain(function: u64, win64: bool) -> Self {
+        HandlerCall {
+            function,
+            arg: 0,
+            win64,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -103,9 +118,10 @@ pub fn remove_module(dso: u64) -> Option<usize> {
         forget_handlers(&[dso]);
         return None;
     };
-    run_functions_reversed(&record.finalizers.unprioritized);
+    let win64 = record.finalizers.win64;
+    run_functions_reversed(&record.finalizers.unprioritized, win64);
     run_handlers_where(|h| h.dso == dso);
-    run_functions_reversed(&record.finalizers.prioritized);
+    run_functions_reversed(&record.finalizers.prioritized, win64);
     // Quick-exit and fork handlers of a removed module must never run later.
     forget_handlers(&[dso]);
     index
@@ -128,10 +144,11 @@ pub fn end_modules(dsos: &[u64]) {
             index.map(|i| reg.modules.remove(i))
         };
         let Some(record) = record else { break };
-        run_functions_reversed(&record.finalizers.unprioritized);
+        let win64 = record.finalizers.win64;
+        run_functions_reversed(&record.finalizers.unprioritized, win64);
         // Handlers registered by the deinitializers themselves.
         run_handlers_where(|h| h.dso == record.dso);
-        run_functions_reversed(&record.finalizers.prioritized);
+        run_functions_reversed(&record.finalizers.prioritized, win64);
     }
     forget_handlers(dsos);
 }
@@ -159,28 +176,19 @@ fn run_handlers_where(matches: impl Fn(&Handler) -> bool) {
     }
 }
 
-fn run_functions_reversed(functions: &[u64]) {
+fn run_functions_reversed(functions: &[u64], win64: bool) {
     for &function in functions.iter().rev() {
-        call_handler(HandlerCall::Plain(function));
+        call_handler(HandlerCall::plain(function, win64));
     }
 }
 
 fn call_handler(call: HandlerCall) {
-    match call {
-        HandlerCall::Plain(function) => {
-            // SAFETY: the address was registered by JIT'd code (or taken from
-            // a deinitializer array) as a `void (*)(void)`, and its module is
-            // still mapped: modules are only released after this runs.
-            let f: extern "C" fn() = unsafe { std::mem::transmute(function as usize) };
-            f();
-        }
-        HandlerCall::WithArg(function, arg) => {
-            // SAFETY: registered through `__cxa_atexit` as `void (*)(void *)`
-            // with its argument; the module is still mapped (as above).
-            let f: extern "C" fn(*mut c_void) = unsafe { std::mem::transmute(function as usize) };
-            f(arg as *mut c_void);
-        }
-    }
+    // SAFETY: the address was registered by JIT'd code (or taken from a
+    // deinitializer array) as `void (*)(void)` or, through `__cxa_atexit`,
+    // `void (*)(void *)` with its argument, in the convention recorded with
+    // it; its module is still mapped: modules are only released after this
+    // runs.
+    unsafe { crate::abi::call_handler(call.function, call.win64, call.arg) }
 }
 
 /// How the linker binds a name that the runtime interposes.
@@ -214,35 +222,88 @@ pub fn interposer(name: &str) -> Option<Interposer> {
             target: solder_rt_pthread_atfork as *const () as usize as u64,
             arg_index: 3,
         }),
-        _ => None,
+        // What the linker binds COFF code's `atexit` family to: the same
+        // registry, with handlers called in the Microsoft x64 convention.
+        "__solder_win64_cxa_atexit" => direct(solder_rt_win64_cxa_atexit as *const () as usize),
+        "__solder_win64_atexit" => Some(Interposer::PassDso {
+            target: solder_rt_win64_atexit as *const () as usize as u64,
+            arg_index: 1,
+        }),
+        "__solder_win64_onexit" => Some(Interposer::PassDso {
+            target: solder_rt_win64_onexit as *const () as usize as u64,
+            arg_index: 1,
+        }),
+        "__solder_win64_at_quick_exit" => Some(Interposer::PassDso {
+            target: solder_rt_win64_at_quick_exit as *const () as usize as u64,
+            arg_index: 1,
+        }),
+        _ => crate::abi::platform_symbol(name).map(Interposer::Direct),
     }
+}
+
+fn push_exit_handler(dso: u64, function: u64, arg: u64, win64: bool) {
+    registry().exit_handlers.push(Handler {
+        dso,
+        call: HandlerCall {
+            function,
+            arg,
+            win64,
+        },
+    });
+}
+
+fn push_quick_exit_handler(dso: u64, function: u64, win64: bool) {
+    registry().quick_exit_handlers.push(Handler {
+        dso,
+        call: HandlerCall::plain(function, win64),
+    });
 }
 
 /// `__cxa_atexit(func, arg, dso)`.
 extern "C" fn solder_rt_cxa_atexit(func: u64, arg: u64, dso: u64) -> c_int {
-    registry().exit_handlers.push(Handler {
-        dso,
-        call: HandlerCall::WithArg(func, arg),
-    });
+    push_exit_handler(dso, func, arg, false);
     0
 }
 
 /// `atexit(func)`, reached through the module's thunk with `dso` in the
 /// second argument register.
 extern "C" fn solder_rt_atexit(func: u64, dso: u64) -> c_int {
-    registry().exit_handlers.push(Handler {
-        dso,
-        call: HandlerCall::Plain(func),
-    });
+    push_exit_handler(dso, func, 0, false);
     0
 }
 
 /// `at_quick_exit(func)`, reached through the module's thunk.
 extern "C" fn solder_rt_at_quick_exit(func: u64, dso: u64) -> c_int {
-    registry().quick_exit_handlers.push(Handler {
-        dso,
-        call: HandlerCall::Plain(func),
-    });
+    push_quick_exit_handler(dso, func, false);
+    0
+}
+
+// COFF code reaches the next four through the linker's Microsoft x64 ->
+// System V shim (so they are plain C functions); only the handlers they
+// record are Microsoft x64 functions.
+
+/// `__cxa_atexit(func, arg, dso)` from COFF code.
+extern "C" fn solder_rt_win64_cxa_atexit(func: u64, arg: u64, dso: u64) -> c_int {
+    push_exit_handler(dso, func, arg, true);
+    0
+}
+
+/// `atexit(func)` from COFF code.
+extern "C" fn solder_rt_win64_atexit(func: u64, dso: u64) -> c_int {
+    push_exit_handler(dso, func, 0, true);
+    0
+}
+
+/// `_onexit(func)` from COFF code: like `atexit`, but returns `func` on
+/// success (the MSVC CRT's contract).
+extern "C" fn solder_rt_win64_onexit(func: u64, dso: u64) -> u64 {
+    push_exit_handler(dso, func, 0, true);
+    func
+}
+
+/// `at_quick_exit(func)` from COFF code.
+extern "C" fn solder_rt_win64_at_quick_exit(func: u64, dso: u64) -> c_int {
+    push_quick_exit_handler(dso, func, true);
     0
 }
 
@@ -282,7 +343,7 @@ fn run_fork_handlers(pick: fn(&ForkHandlers) -> u64, newest_first: bool) {
         ordered.reverse();
     }
     for f in ordered {
-        call_handler(HandlerCall::Plain(f));
+        call_handler(HandlerCall::plain(f, false));
     }
 }
 
@@ -350,6 +411,7 @@ extern "C" fn solder_rt_quick_exit(code: c_int) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::c_void;
     use std::sync::atomic::AtomicU64;
 
     static TRACE: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
@@ -377,6 +439,7 @@ mod tests {
             Finalizers {
                 prioritized: vec![fini_prio as *const () as usize as u64],
                 unprioritized: vec![fini_plain as *const () as usize as u64],
+                win64: false,
             },
             None,
         );
@@ -392,11 +455,43 @@ mod tests {
             Finalizers {
                 prioritized: vec![fini_prio as *const () as usize as u64],
                 unprioritized: vec![fini_plain as *const () as usize as u64],
+                win64: false,
             },
             None,
         );
         solder_rt_atexit(handler_a as *const () as usize as u64, dso2);
         end_modules(&[dso2]);
         assert_eq!(*TRACE.lock().unwrap(), ["a", "fini", "fini-prio"]);
+    }
+
+    static WIN64_ARGS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+    extern "win64" fn win64_handler(arg: u64) {
+        WIN64_ARGS.lock().unwrap().push(arg);
+    }
+    extern "win64" fn win64_fini() {
+        WIN64_ARGS.lock().unwrap().push(0xf1);
+    }
+
+    #[test]
+    fn coff_handlers_and_finalizers_are_called_in_the_microsoft_convention() {
+        let dso = 0x9000_0000 + COUNTER.fetch_add(16, Ordering::SeqCst);
+        register_module(
+            dso,
+            Finalizers {
+                prioritized: vec![win64_fini as *const () as usize as u64],
+                unprioritized: vec![],
+                win64: true,
+            },
+            None,
+        );
+        let handler = win64_handler as *const () as usize as u64;
+        solder_rt_win64_cxa_atexit(handler, 0x1234_5678_9abc, dso);
+        assert_eq!(solder_rt_win64_onexit(handler, dso), handler);
+        remove_module(dso);
+        // Newest first: `_onexit`'s handler (argument ignored by a
+        // `void (void)` handler, 0 here), then `__cxa_atexit`'s with its
+        // argument in %rcx, then the finalizer.
+        assert_eq!(*WIN64_ARGS.lock().unwrap(), [0, 0x1234_5678_9abc, 0xf1]);
     }
 }

@@ -25,7 +25,7 @@
 use std::io::{Read, Write};
 
 /// Protocol version; the handshake refuses any other.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// The largest frame (tag + body) either side sends or accepts. Bigger
 /// writes are split by the sender.
 pub const MAX_FRAME: u32 = 16 << 20;
@@ -188,22 +188,27 @@ pub enum Request {
         position: u64,
         prioritized: Vec<u64>,
         unprioritized: Vec<u64>,
+        /// The deinitializers (and the module's `atexit` handlers) are
+        /// Microsoft x64 functions (a COFF module).
+        win64: bool,
     },
     /// Tag 12. `argv` passed to initializers and `main` (envp is the
     /// executor's environment).
     SetArgs { args: Vec<String> },
     /// Tag 13. Call each address as `void (int, char **, char **)`, in order.
     /// Answered by [`Reply::Done`] with value 0.
-    RunInitializers { addresses: Vec<u64> },
+    RunInitializers { addresses: Vec<u64>, win64: bool },
     /// Tag 14. Call `address` with six integer arguments (SysV), or as
     /// `int main(int, char **, char **)` when `main` is set. A nonzero
     /// `timeout_ms` arms a timer; expiry is reported as a crash with
-    /// `SIGALRM`. Answered by [`Reply::Done`].
+    /// `SIGALRM`. With `win64` the function uses the Microsoft x64 calling
+    /// convention. Answered by [`Reply::Done`].
     Call {
         address: u64,
         args: [u64; 6],
         main: bool,
         timeout_ms: u32,
+        win64: bool,
     },
     /// Tag 15. Run a module's deinitializers and handlers (`dlclose` order)
     /// and forget it. Answered by [`Reply::Removed`].
@@ -563,26 +568,34 @@ impl Request {
                 position,
                 prioritized,
                 unprioritized,
+                win64,
             } => Out::new(11)
                 .u64(*dso)
                 .u64(*position)
                 .u64s(prioritized)
                 .u64s(unprioritized)
+                .u8(*win64 as u8)
                 .frame_ref(),
             Request::SetArgs { args } => Out::new(12).strings(args).frame_ref(),
-            Request::RunInitializers { addresses } => Out::new(13).u64s(addresses).frame_ref(),
+            Request::RunInitializers { addresses, win64 } => {
+                Out::new(13).u64s(addresses).u8(*win64 as u8).frame_ref()
+            }
             Request::Call {
                 address,
                 args,
                 main,
                 timeout_ms,
+                win64,
             } => {
                 let mut out = Out::new(14);
                 out.u64(*address);
                 for &a in args {
                     out.u64(a);
                 }
-                out.u8(*main as u8).u32(*timeout_ms).frame_ref()
+                out.u8(*main as u8)
+                    .u32(*timeout_ms)
+                    .u8(*win64 as u8)
+                    .frame_ref()
             }
             Request::RemoveModule { dso } => Out::new(15).u64(*dso).frame_ref(),
             Request::EndModules { dsos } => Out::new(16).u64s(dsos).frame_ref(),
@@ -673,12 +686,14 @@ impl Request {
                 position: c.u64("position")?,
                 prioritized: c.u64s("prioritized")?,
                 unprioritized: c.u64s("unprioritized")?,
+                win64: c.bool("win64")?,
             },
             12 => Request::SetArgs {
                 args: c.strings("args")?,
             },
             13 => Request::RunInitializers {
                 addresses: c.u64s("addresses")?,
+                win64: c.bool("win64")?,
             },
             14 => {
                 let address = c.u64("address")?;
@@ -691,6 +706,7 @@ impl Request {
                     args,
                     main: c.bool("main")?,
                     timeout_ms: c.u32("timeout")?,
+                    win64: c.bool("win64")?,
                 }
             }
             15 => Request::RemoveModule { dso: c.u64("dso")? },
@@ -967,18 +983,21 @@ mod tests {
                 position: u64::MAX,
                 prioritized: vec![1],
                 unprioritized: vec![2, 3],
+                win64: false,
             },
             Request::SetArgs {
                 args: vec!["prog".into(), "x".into()],
             },
             Request::RunInitializers {
                 addresses: vec![4, 5],
+                win64: true,
             },
             Request::Call {
                 address: 0x10,
                 args: [1, 2, 3, 4, 5, 6],
                 main: true,
                 timeout_ms: 300,
+                win64: false,
             },
             Request::RemoveModule { dso: 3 },
             Request::EndModules { dsos: vec![3, 4] },

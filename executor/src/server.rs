@@ -19,6 +19,7 @@ use std::ffi::{c_char, c_int, c_void};
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
+use crate::abi;
 use crate::crash;
 use crate::host::HostLibraries;
 use crate::lifecycle::{self, Finalizers};
@@ -326,12 +327,14 @@ impl Server {
                 position,
                 prioritized,
                 unprioritized,
+                win64,
             } => nonzero(prioritized.iter().chain(&unprioritized), "deinitializer").map(|()| {
                 lifecycle::register_module(
                     dso,
                     Finalizers {
                         prioritized,
                         unprioritized,
+                        win64,
                     },
                     (position != u64::MAX).then(|| usize::try_from(position).unwrap_or(usize::MAX)),
                 );
@@ -349,18 +352,26 @@ impl Server {
                 }
                 self.set_args(args)
             }
-            Request::RunInitializers { addresses } => {
+            Request::RunInitializers { addresses, win64 } => {
                 if let Err(reply) = nonzero(&addresses, "initializer") {
                     return Outcome::Reply(reply);
                 }
                 return self.run_code(false, |server| {
                     for &address in &addresses {
                         // SAFETY: the controller linked this initializer
-                        // into the slab with this signature. JIT'd code is
-                        // outside Rust's guarantees: if it is wrong, the
-                        // crash handler reports the fault.
-                        let init = unsafe { user_fn::<InitFn>(address) };
-                        init(server.argc(), server.argv.as_ptr().cast(), environ());
+                        // into the slab with this signature and convention
+                        // (checked nonzero above). JIT'd code is outside
+                        // Rust's guarantees: if it is wrong, the crash
+                        // handler reports the fault.
+                        unsafe {
+                            abi::call_initializer(
+                                address,
+                                win64,
+                                server.argc(),
+                                server.argv.as_ptr().cast(),
+                                environ(),
+                            )
+                        };
                     }
                     Reply::Done { value: 0 }
                 });
@@ -370,6 +381,7 @@ impl Server {
                 args,
                 main,
                 timeout_ms,
+                win64,
             } => {
                 if let Err(reply) = nonzero(&[address], "function") {
                     return Outcome::Reply(reply);
@@ -379,13 +391,20 @@ impl Server {
                     let value = if main {
                         // SAFETY: as for initializers; the controller says
                         // this is `int main(int, char **, char **)`.
-                        let f = unsafe { user_fn::<MainFn>(address) };
-                        f(server.argc(), server.argv.as_ptr().cast(), environ()) as i64 as u64
+                        let status = unsafe {
+                            abi::call_main(
+                                address,
+                                win64,
+                                server.argc(),
+                                server.argv.as_ptr().cast(),
+                                environ(),
+                            )
+                        };
+                        status as i64 as u64
                     } else {
                         // SAFETY: as above; extra integer arguments are
-                        // harmless under the SysV calling convention.
-                        let f = unsafe { user_fn::<CallFn>(address) };
-                        f(args[0], args[1], args[2], args[3], args[4], args[5])
+                        // ignored by a function taking fewer.
+                        unsafe { abi::call6(address, win64, args) }
                     };
                     set_timer(0);
                     Reply::Done { value }
@@ -685,22 +704,6 @@ fn nonzero<'a>(addresses: impl IntoIterator<Item = &'a u64>, what: &str) -> Resu
         ));
     }
     Ok(())
-}
-
-type InitFn = extern "C-unwind" fn(c_int, *const *const c_char, *const *const c_char);
-type MainFn = extern "C-unwind" fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
-type CallFn = extern "C-unwind" fn(u64, u64, u64, u64, u64, u64) -> u64;
-
-/// A function pointer of type `F` to JIT'd code at `address`.
-///
-/// # Safety
-/// `address` must be nonzero and `F` a function-pointer type; calling the
-/// result is only as sound as the code at `address`.
-unsafe fn user_fn<F: Copy>(address: u64) -> F {
-    debug_assert_eq!(size_of::<F>(), size_of::<usize>());
-    // SAFETY: guaranteed by the caller: F is a (non-null) function pointer,
-    // the same size as usize.
-    unsafe { std::mem::transmute_copy::<usize, F>(&(address as usize)) }
 }
 
 /// The executor's environment, as `main`'s third argument.

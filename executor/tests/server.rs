@@ -219,6 +219,7 @@ impl Conn {
             args,
             main: false,
             timeout_ms,
+            win64: false,
         });
     }
 
@@ -396,8 +397,40 @@ fn pipe_transport_serves_a_session() {
             args: [0; 6],
             main: true,
             timeout_ms: 0,
+            win64: false,
         });
         assert_eq!(conn.recv(), Reply::Done { value: expected });
+    }
+
+    // A Microsoft x64 function sees its first two arguments in %rcx and
+    // %rdx (System V puts the fourth and third there):
+    // mov rax, rcx; shl rax, 8; add rax, rdx; ret
+    conn.load_code(
+        base + 4 * page,
+        &[
+            0x48, 0x89, 0xc8, 0x48, 0xc1, 0xe0, 0x08, 0x48, 0x01, 0xd0, 0xc3,
+        ],
+    );
+    // ... and its sixth on the stack, above the return address and 32
+    // bytes of shadow space: mov rax, [rsp+48]; ret
+    conn.load_code(base + 5 * page, &[0x48, 0x8b, 0x44, 0x24, 0x30, 0xc3]);
+    for (address, win64, expected) in [
+        (base + 4 * page, true, 0x102),
+        (base + 4 * page, false, 0x403),
+        (base + 5 * page, true, 600),
+    ] {
+        conn.send(&Request::Call {
+            address,
+            args: [1, 2, 3, 4, 5, 600],
+            main: false,
+            timeout_ms: 0,
+            win64,
+        });
+        assert_eq!(
+            conn.recv(),
+            Reply::Done { value: expected },
+            "win64: {win64}"
+        );
     }
 
     conn.ok(&Request::Shutdown);
@@ -523,6 +556,7 @@ fn modules_run_initializers_and_finalizers() {
     conn.load_code(base, &counter_code(counter));
     conn.ok_done(&Request::RunInitializers {
         addresses: vec![base, base],
+        win64: false,
     });
     let dso = base + 2 * page;
     conn.ok(&Request::RegisterModule {
@@ -530,6 +564,7 @@ fn modules_run_initializers_and_finalizers() {
         position: u64::MAX,
         prioritized: vec![],
         unprioritized: vec![base],
+        win64: false,
     });
     assert_eq!(
         conn.request(&Request::RemoveModule { dso }),

@@ -208,6 +208,7 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
             kind,
             definition,
             size: sym.st_size(endian),
+            fallback: None,
         });
     }
 
@@ -280,6 +281,7 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
                 kind,
                 target: symbol,
                 addend,
+                minus: None,
             });
         }
         graph_sections[id].edges.extend(edges);
@@ -310,12 +312,14 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
             .collect();
         graph_groups.push(Group {
             signature,
+            selection: ComdatSelection::Any,
             sections,
         });
     }
     let _ = LittleEndian; // the only byte order accepted above
     Ok(LinkGraph {
         object: object.to_string(),
+        format: ObjectFormat::Elf,
         sections: graph_sections,
         symbols,
         groups: graph_groups,

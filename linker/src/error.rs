@@ -79,6 +79,13 @@ pub enum LinkError {
         first: String,
         second: String,
     },
+    #[error("COMDAT `{signature}` is defined in {first} and in {second}: {reason}")]
+    ComdatConflict {
+        signature: String,
+        first: String,
+        second: String,
+        reason: String,
+    },
     #[error(transparent)]
     Host(#[from] solder_executor::host::HostError),
     #[error("memory: {0}")]

@@ -1,6 +1,6 @@
-//! The format-neutral link graph: what a front-end (ELF today; Mach-O and
-//! COFF later) produces from one relocatable object, and what resolution,
-//! layout and fixups consume.
+//! The format-neutral link graph: what a front-end (ELF, Mach-O, COFF)
+//! produces from one relocatable object, and what resolution, layout and
+//! fixups consume.
 //!
 //! A graph has sections (blocks of bytes with an alignment, a protection
 //! class and a role), symbols (named or unnamed points in sections, absolute
@@ -15,14 +15,57 @@ use crate::arch::RelocKind;
 pub type SectionId = usize;
 pub type SymbolId = usize;
 
+/// The object format a graph was read from. Beyond parsing, two things
+/// depend on it: how C names are spelled (Mach-O prefixes `_`) and the
+/// calling convention of its functions (COFF code uses the Microsoft x64
+/// convention).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectFormat {
+    Elf,
+    MachO,
+    Coff,
+}
+
+impl ObjectFormat {
+    /// The prefix the format puts before C names (`_` on Mach-O).
+    pub fn global_prefix(self) -> &'static str {
+        match self {
+            ObjectFormat::MachO => "_",
+            ObjectFormat::Elf | ObjectFormat::Coff => "",
+        }
+    }
+
+    /// The C name of a symbol spelled as this format spells it, or `None`
+    /// when it lacks the format's prefix (then no host symbol matches it).
+    pub fn c_name(self, name: &str) -> Option<&str> {
+        name.strip_prefix(self.global_prefix())
+    }
+
+    /// Whether functions in this format use the Microsoft x64 calling
+    /// convention (COFF) rather than the System V one.
+    pub fn win64(self) -> bool {
+        self == ObjectFormat::Coff
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectFormat::Elf => "ELF",
+            ObjectFormat::MachO => "Mach-O",
+            ObjectFormat::Coff => "COFF",
+        }
+    }
+}
+
 /// One relocatable object, lifted out of its format.
 #[derive(Debug)]
 pub struct LinkGraph<'a> {
     /// The object's name, for messages.
     pub object: String,
+    pub format: ObjectFormat,
     pub sections: Vec<Section<'a>>,
     pub symbols: Vec<Symbol<'a>>,
-    /// COMDAT groups: only the first group of each signature in a load is kept.
+    /// COMDAT groups: of the groups of one signature in a load, one is kept
+    /// as the group's selection says.
     pub groups: Vec<Group<'a>>,
 }
 
@@ -81,6 +124,9 @@ pub struct Edge {
     pub kind: RelocKind,
     pub target: SymbolId,
     pub addend: i64,
+    /// The symbol subtracted by [`RelocOp::Difference`](crate::arch::RelocOp::Difference)
+    /// (a Mach-O SUBTRACTOR pair); `None` for every other kind.
+    pub minus: Option<SymbolId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,10 +183,34 @@ pub struct Symbol<'a> {
     pub kind: SymbolKind,
     pub definition: Definition,
     pub size: u64,
+    /// For an undefined symbol: what it means when nothing defines it (a
+    /// COFF weak external's default, `/alternatename:`). Weak undefined
+    /// symbols without a fallback are 0.
+    pub fallback: Option<SymbolId>,
 }
 
+/// How duplicate COMDAT groups of one signature are resolved (COFF's
+/// `IMAGE_COMDAT_SELECT_*`; ELF groups are [`ComdatSelection::Any`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComdatSelection {
+    /// Keep the first.
+    Any,
+    /// A second definition is an error.
+    NoDuplicates,
+    /// Keep the first; a duplicate of another size is an error.
+    SameSize,
+    /// Keep the first; a duplicate with other contents is an error.
+    ExactMatch,
+    /// Keep the largest (the first of equal sizes).
+    Largest,
+}
+
+/// A COMDAT group. `sections[0]` is the leader (the section whose size and
+/// contents selections compare); the rest are kept or discarded with it
+/// (ELF group members, COFF associative sections).
 #[derive(Debug, Clone)]
 pub struct Group<'a> {
     pub signature: &'a str,
+    pub selection: ComdatSelection,
     pub sections: Vec<SectionId>,
 }

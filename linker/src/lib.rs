@@ -2,18 +2,20 @@
 //! runs them.
 //!
 //! Data flow of one load (see `docs/architecture.md`):
-//! object bytes -> front-end ([`elf`]) -> [`graph::LinkGraph`] -> resolve,
+//! object bytes -> front-end ([`elf`], [`macho`], [`coff`]) -> [`graph::LinkGraph`] -> resolve,
 //! plan, lay out, allocate, write and protect ([`link`], using the
 //! [`arch`] tables and writer) -> initializers run -> relocation records
 //! dropped. [`session::Session`] is the public, REPL-like API.
 
 pub mod arch;
+pub mod coff;
 pub mod eh_frame;
 pub mod elf;
 pub mod error;
 pub mod graph;
 pub mod indirection;
 pub mod link;
+pub mod macho;
 pub mod memory;
 pub mod session;
 pub mod target;

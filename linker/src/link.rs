@@ -7,7 +7,7 @@
 //! the few direct references into other modules' data (re-applied on a hot
 //! swap), and its deinitializers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use solder_executor::crash::CrashSymbol;
@@ -15,7 +15,10 @@ use solder_executor::host::HostSymbolKind;
 use solder_executor::lifecycle::Finalizers;
 use solder_executor::protocol::{SymbolInfo, SymbolKind as HostKind};
 
-use crate::arch::x86_64::{ABS64, DSO_THUNK_SIZE, JUMP_STUB, JUMP_STUB_DISP, JUMP_STUB_END};
+use crate::arch::x86_64::{
+    ABS64, DSO_THUNK_SIZE, JUMP_STUB, JUMP_STUB_DISP, JUMP_STUB_END, WIN64_TO_SYSV_SHIM,
+    WIN64_TO_SYSV_SLOT,
+};
 use crate::arch::{Relax, RelocKind, RelocOp, fits, write_checked, x86_64};
 use crate::eh_frame;
 use crate::error::{LinkError, Site};
@@ -33,6 +36,8 @@ pub struct Export {
     /// The definition itself (not its stub).
     pub address: u64,
     pub function: bool,
+    /// Whether the module's functions use the Microsoft x64 convention.
+    pub win64: bool,
 }
 
 /// A direct reference from one module into another module's data, kept so a
@@ -78,6 +83,9 @@ pub struct LinkedModule {
     pub initializers: Vec<u64>,
     pub finalizers: Finalizers,
     pub crash_symbols: Vec<CrashSymbol>,
+    /// Whether the module's functions (entry points, initializers) use the
+    /// Microsoft x64 calling convention (a COFF load).
+    pub win64: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,6 +100,10 @@ enum Target {
     GotBase,
     /// A per-module thunk passing `__dso_handle` to the runtime.
     Thunk(usize),
+    /// A Microsoft x64 -> System V shim (COFF code calling the host).
+    Shim(usize),
+    /// A COFF import slot (`__imp_NAME`): a pointer holding NAME's address.
+    Import(usize),
     /// An undefined weak symbol.
     Null,
 }
@@ -100,7 +112,12 @@ impl Target {
     fn in_load(self) -> bool {
         matches!(
             self,
-            Target::Section(..) | Target::Common(_) | Target::DsoHandle | Target::Thunk(_)
+            Target::Section(..)
+                | Target::Common(_)
+                | Target::DsoHandle
+                | Target::Thunk(_)
+                | Target::Shim(_)
+                | Target::Import(_)
         )
     }
 }
@@ -110,7 +127,11 @@ enum Origin {
     Load,
     Absolute,
     Host(HostSymbolKind),
-    Module { module: u32, function: bool },
+    Module {
+        module: u32,
+        function: bool,
+        win64: bool,
+    },
     Runtime,
 }
 
@@ -140,6 +161,7 @@ struct Layout {
     sections: Vec<Vec<Option<u64>>>,
     plt: u64,
     thunks: u64,
+    shims: u64,
     got: u64,
     eh_frame: Option<(u64, u64)>,
     dso: u64,
@@ -160,7 +182,19 @@ pub fn link(
     mut graphs: Vec<LinkGraph<'_>>,
     req: LinkRequest<'_>,
 ) -> Result<LinkedModule, LinkError> {
-    discard_duplicate_groups(&mut graphs);
+    let win64 = graphs.first().is_some_and(|g| g.format.win64());
+    if let Some(odd) = graphs.iter().find(|g| g.format.win64() != win64) {
+        return Err(LinkError::UnsupportedObject {
+            object: odd.object.clone(),
+            reason: format!(
+                "one load cannot mix COFF objects (Microsoft x64 calling convention) with ELF or \
+                 Mach-O ones (System V); load them separately ({} is {})",
+                graphs[0].object,
+                graphs[0].format.name()
+            ),
+        });
+    }
+    select_comdats(&mut graphs)?;
     // Eh-frames of discarded code go with it.
     for graph in graphs.iter_mut() {
         if graph.sections.iter().all(|s| s.live) {
@@ -191,6 +225,9 @@ pub fn link(
         commons: &commons,
         cache: graphs.iter().map(|g| vec![None; g.symbols.len()]).collect(),
         thunks: Vec::new(),
+        shims: Vec::new(),
+        imports: Vec::new(),
+        fallback_depth: 0,
         req,
     };
 
@@ -199,6 +236,9 @@ pub fn link(
         for section in graph.sections.iter().filter(|s| s.live) {
             for edge in &section.edges {
                 resolver.resolve(g, edge.target, || site(graph, section, edge.offset))?;
+                if let Some(minus) = edge.minus {
+                    resolver.resolve(g, minus, || site(graph, section, edge.offset))?;
+                }
             }
         }
     }
@@ -296,11 +336,21 @@ pub fn link(
         .iter()
         .map(|&(target, _)| got_entry(Target::Address(target), None))
         .collect();
+    let shim_slots: Vec<usize> = resolver
+        .shims
+        .iter()
+        .map(|&target| got_entry(target, None))
+        .collect();
+    let import_slots: Vec<usize> = std::mem::take(&mut resolver.imports)
+        .into_iter()
+        .map(|(target, binding)| got_entry(target, binding))
+        .collect();
 
     let layout = lay_out(
         &graphs,
         plt.len(),
         thunks.len(),
+        shim_slots.len(),
         got_keys.len(),
         &copies,
         &commons,
@@ -317,6 +367,8 @@ pub fn link(
         &plt,
         &thunks,
         &thunk_slots,
+        &shim_slots,
+        &import_slots,
         &copies,
     );
     match result {
@@ -360,20 +412,94 @@ fn can_relax(data: &[u8], offset: u64, relax: Relax) -> bool {
     x86_64::relax_got_load(&mut probe, 3, relax)
 }
 
-/// Keeps the first COMDAT group of each signature in the load.
-fn discard_duplicate_groups(graphs: &mut [LinkGraph<'_>]) {
-    let mut seen: HashMap<String, ()> = HashMap::new();
-    for graph in graphs.iter_mut() {
-        let groups = std::mem::take(&mut graph.groups);
-        for group in &groups {
-            if seen.insert(group.signature.to_string(), ()).is_some() {
-                for &s in &group.sections {
-                    graph.sections[s].live = false;
+/// Keeps one COMDAT group of each signature in the load, as the groups'
+/// selection says, and discards the others' sections. Definitions in groups
+/// that tolerate duplicates become weak, so a later load's copy yields to
+/// the one already in the session instead of clashing with it.
+fn select_comdats(graphs: &mut [LinkGraph<'_>]) -> Result<(), LinkError> {
+    // Signature -> (graph, group) of the group kept so far.
+    let mut kept: HashMap<String, (usize, usize)> = HashMap::new();
+    for g in 0..graphs.len() {
+        for i in 0..graphs[g].groups.len() {
+            let signature = graphs[g].groups[i].signature.to_string();
+            let Some(&(g0, i0)) = kept.get(&signature) else {
+                kept.insert(signature, (g, i));
+                continue;
+            };
+            let first = &graphs[g0].groups[i0];
+            let leader = |graph: &LinkGraph<'_>, group: &Group<'_>| {
+                group.sections.first().map(|&s| {
+                    let section = &graph.sections[s];
+                    (section.size, section.data.to_vec())
+                })
+            };
+            let (old, new) = (
+                leader(&graphs[g0], first),
+                leader(&graphs[g], &graphs[g].groups[i]),
+            );
+            let conflict = |reason: &str| LinkError::ComdatConflict {
+                signature: signature.clone(),
+                first: graphs[g0].object.clone(),
+                second: graphs[g].object.clone(),
+                reason: reason.to_string(),
+            };
+            let keep_new = match first.selection {
+                ComdatSelection::Any => false,
+                // COFF's selection for ordinary definitions (every function
+                // of `-ffunction-sections` code): two are a duplicate symbol.
+                ComdatSelection::NoDuplicates => {
+                    return Err(LinkError::Duplicate {
+                        symbol: signature,
+                        first: graphs[g0].object.clone(),
+                        second: graphs[g].object.clone(),
+                    });
                 }
+                ComdatSelection::SameSize => {
+                    if old.map(|l| l.0) != new.map(|l| l.0) {
+                        return Err(conflict("its selection (same size) requires equal sizes"));
+                    }
+                    false
+                }
+                ComdatSelection::ExactMatch => {
+                    if old != new {
+                        return Err(conflict(
+                            "its selection (exact match) requires identical contents",
+                        ));
+                    }
+                    false
+                }
+                ComdatSelection::Largest => new.map_or(0, |l| l.0) > old.map_or(0, |l| l.0),
+            };
+            let (dead_g, dead_i) = if keep_new { (g0, i0) } else { (g, i) };
+            let dead: Vec<SectionId> = graphs[dead_g].groups[dead_i].sections.clone();
+            for s in dead {
+                graphs[dead_g].sections[s].live = false;
+            }
+            if keep_new {
+                kept.insert(signature, (g, i));
             }
         }
-        graph.groups = groups;
     }
+    for graph in graphs.iter_mut() {
+        let tolerant: HashSet<SectionId> = graph
+            .groups
+            .iter()
+            .filter(|group| group.selection != ComdatSelection::NoDuplicates)
+            .flat_map(|group| group.sections.iter().copied())
+            .collect();
+        if tolerant.is_empty() {
+            continue;
+        }
+        for sym in graph.symbols.iter_mut() {
+            if let (Binding::Global, Definition::Defined { section, .. }) =
+                (sym.binding, sym.definition)
+                && tolerant.contains(&section)
+            {
+                sym.binding = Binding::Weak;
+            }
+        }
+    }
+    Ok(())
 }
 
 type Globals<'a> = HashMap<&'a str, (usize, SymbolId)>;
@@ -481,7 +607,51 @@ struct Resolver<'g, 'a, 's> {
     cache: Vec<Vec<Option<Resolved<'g>>>>,
     /// (runtime function, argument register) of each dso thunk.
     thunks: Vec<(u64, u8)>,
+    /// What each Microsoft x64 -> System V shim calls.
+    shims: Vec<Target>,
+    /// What each COFF import slot holds, and the other-module data symbol it
+    /// binds, if any.
+    imports: Vec<(Target, Option<(u32, String)>)>,
+    /// How deep the current chain of fallbacks (alternate names) is.
+    fallback_depth: u32,
     req: LinkRequest<'s>,
+}
+
+/// Names the runtime provides under another name to COFF code, because
+/// the handlers they register are Microsoft x64 functions.
+const WIN64_RUNTIME_NAMES: [(&str, &str); 4] = [
+    ("atexit", "__solder_win64_atexit"),
+    ("_onexit", "__solder_win64_onexit"),
+    ("at_quick_exit", "__solder_win64_at_quick_exit"),
+    ("__cxa_atexit", "__solder_win64_cxa_atexit"),
+];
+
+/// Host symbols COFF code uses without a calling-convention shim: the stack
+/// probe has its own register convention, and `_fltused` is data.
+const WIN64_RAW_NAMES: [&str; 2] = ["__chkstk", "_fltused"];
+
+/// The name to ask the executor for when an object of `format` leaves `name`
+/// undefined: the C name (Mach-O's leading underscore removed), or the
+/// runtime's Microsoft x64 variant of an `atexit`-like function. `None` when
+/// no host symbol can match (a Mach-O name without the underscore).
+pub fn host_name(format: ObjectFormat, name: &str) -> Option<&str> {
+    let c_name = format.c_name(name)?;
+    if format.win64()
+        && let Some(&(_, runtime)) = WIN64_RUNTIME_NAMES.iter().find(|(c, _)| *c == c_name)
+    {
+        return Some(runtime);
+    }
+    Some(c_name)
+}
+
+/// Every host name a load may ask about for an undefined `name`: its own
+/// and, for a COFF import (`__imp_NAME`), NAME's.
+pub fn host_names(format: ObjectFormat, name: &str) -> impl Iterator<Item = &str> {
+    let import = (format == ObjectFormat::Coff)
+        .then(|| name.strip_prefix("__imp_"))
+        .flatten()
+        .and_then(|inner| host_name(format, inner));
+    host_name(format, name).into_iter().chain(import)
 }
 
 impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
@@ -582,33 +752,97 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
         id: SymbolId,
         site: &dyn Fn() -> Site,
     ) -> Result<Resolved<'g>, LinkError> {
-        let sym = &self.graphs[g].symbols[id];
+        let graph = &self.graphs[g];
+        let sym = &graph.symbols[id];
         let name: &'g str = sym.name;
         if sym.binding == Binding::Local {
             return match sym.definition {
                 Definition::Undefined => Err(LinkError::Malformed {
-                    object: self.graphs[g].object.clone(),
+                    object: graph.object.clone(),
                     reason: format!("{}: local symbol `{name}` is undefined", site()),
                 }),
                 _ => self.definition(g, id, site),
             };
         }
-        match name {
-            "_GLOBAL_OFFSET_TABLE_" => {
-                return Ok(Resolved {
-                    target: Target::GotBase,
-                    size: 0,
-                    name,
-                    origin: Origin::Load,
+        // A COFF import slot: a pointer to NAME, made here when no object
+        // defines `__imp_NAME` itself.
+        if graph.format == ObjectFormat::Coff
+            && let Some(inner) = name.strip_prefix("__imp_")
+            && !self.globals.contains_key(name)
+        {
+            let Some(r) = self.lookup(g, inner, site)? else {
+                return Err(LinkError::Undefined {
+                    symbol: inner.to_string(),
+                    site: site(),
+                });
+            };
+            let r = self.adapt_abi(g, r, site)?;
+            self.imports.push((r.target, binding_of(&r)));
+            return Ok(Resolved {
+                target: Target::Import(self.imports.len() - 1),
+                size: 8,
+                name,
+                origin: Origin::Load,
+            });
+        }
+        if let Some(r) = self.lookup(g, name, site)? {
+            return self.adapt_abi(g, r, site);
+        }
+        if let Some(fallback) = sym.fallback {
+            // Alternate names may chain, but never loop.
+            if self.fallback_depth > 16 {
+                return Err(LinkError::Malformed {
+                    object: graph.object.clone(),
+                    reason: format!("{}: the alternate names of `{name}` form a loop", site()),
                 });
             }
-            "__dso_handle" => {
-                return Ok(Resolved {
-                    target: Target::DsoHandle,
-                    size: 8,
-                    name,
-                    origin: Origin::Load,
-                });
+            self.fallback_depth += 1;
+            let r = self.resolve(g, fallback, site);
+            self.fallback_depth -= 1;
+            return r;
+        }
+        if sym.binding == Binding::Weak {
+            return Ok(Resolved {
+                target: Target::Null,
+                size: 0,
+                name,
+                origin: Origin::Absolute,
+            });
+        }
+        Err(LinkError::Undefined {
+            symbol: name.to_string(),
+            site: site(),
+        })
+    }
+
+    /// Finds what the global `name`, referenced from graph `g`, means: the
+    /// linker's own symbols, this load's definitions, the runtime's
+    /// interposers, other modules' exports, then the host. `None` when
+    /// nothing defines it.
+    fn lookup(
+        &mut self,
+        g: usize,
+        name: &'g str,
+        site: &dyn Fn() -> Site,
+    ) -> Result<Option<Resolved<'g>>, LinkError> {
+        let format = self.graphs[g].format;
+        let special = |target: Target, size: u64, origin: Origin| {
+            Ok(Some(Resolved {
+                target,
+                size,
+                name,
+                origin,
+            }))
+        };
+        match (format, format.c_name(name)) {
+            (ObjectFormat::Elf, Some("_GLOBAL_OFFSET_TABLE_")) => {
+                return special(Target::GotBase, 0, Origin::Load);
+            }
+            (_, Some("__dso_handle")) => return special(Target::DsoHandle, 8, Origin::Load),
+            // The image base ADDR32NB offsets are relative to: the slab's start.
+            (ObjectFormat::Coff, Some("__ImageBase")) => {
+                let base = self.req.slab.base();
+                return special(Target::Address(base), 0, Origin::Absolute);
             }
             _ => {}
         }
@@ -617,14 +851,14 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             // A weak or common definition yields to one already in the
             // session, as a dynamic linker's global scope would have it.
             if !yields_to_session(def) {
-                return self.definition(g2, id2, site);
+                return self.definition(g2, id2, site).map(Some);
             }
             if let Some(r) = self.exported_by_session(name)? {
-                return Ok(r);
+                return Ok(Some(r));
             }
-            return self.definition(g2, id2, site);
+            return self.definition(g2, id2, site).map(Some);
         }
-        let known = self.req.symbols.get(name).copied();
+        let known = host_name(format, name).and_then(|host| self.req.symbols.get(host).copied());
         if let Some(info) = known
             && matches!(
                 info.kind,
@@ -644,15 +878,10 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
                 };
                 Target::Thunk(index)
             };
-            return Ok(Resolved {
-                target,
-                size: 0,
-                name,
-                origin: Origin::Runtime,
-            });
+            return special(target, 0, Origin::Runtime);
         }
         if let Some(r) = self.exported_by_session(name)? {
-            return Ok(r);
+            return Ok(Some(r));
         }
         if let Some(host) = known.filter(|i| i.kind != HostKind::Missing) {
             if host.kind == HostKind::Tls {
@@ -670,25 +899,65 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
                 HostKind::Data => HostSymbolKind::Data,
                 _ => HostSymbolKind::Unknown,
             };
-            return Ok(Resolved {
+            return Ok(Some(Resolved {
                 target: Target::Address(host.address),
                 size: host.size,
                 name,
                 origin: Origin::Host(kind),
-            });
+            }));
         }
-        if sym.binding == Binding::Weak {
+        Ok(None)
+    }
+
+    /// Bridges calling conventions: a System V function referenced from
+    /// COFF code is reached through a shim; a COFF function referenced from
+    /// System V code is refused.
+    fn adapt_abi(
+        &mut self,
+        g: usize,
+        r: Resolved<'g>,
+        site: &dyn Fn() -> Site,
+    ) -> Result<Resolved<'g>, LinkError> {
+        let format = self.graphs[g].format;
+        let raw = format
+            .c_name(r.name)
+            .is_some_and(|c| WIN64_RAW_NAMES.contains(&c));
+        let (sysv_function, win64_function) = match r.origin {
+            Origin::Host(HostSymbolKind::Data) => (false, false),
+            Origin::Host(_) | Origin::Runtime => (!raw, false),
+            Origin::Module {
+                function: true,
+                win64,
+                ..
+            } => (!win64, win64),
+            _ => (false, false),
+        };
+        if format.win64() && sysv_function {
+            let index = match self.shims.iter().position(|&t| t == r.target) {
+                Some(i) => i,
+                None => {
+                    self.shims.push(r.target);
+                    self.shims.len() - 1
+                }
+            };
             return Ok(Resolved {
-                target: Target::Null,
-                size: 0,
-                name,
-                origin: Origin::Absolute,
+                target: Target::Shim(index),
+                ..r
             });
         }
-        Err(LinkError::Undefined {
-            symbol: name.to_string(),
-            site: site(),
-        })
+        if !format.win64() && win64_function {
+            return Err(LinkError::UnsupportedRelocation(Box::new(
+                crate::error::UnsupportedRelocation {
+                    site: site(),
+                    reloc: "reference".into(),
+                    symbol: r.name.to_string(),
+                    why: ": it is a function of a COFF module (Microsoft x64 calling \
+                          convention), which System V code cannot call"
+                        .into(),
+                },
+            )));
+        }
+        Ok(r)
     }
 
     /// A symbol exported by another live module: functions through their
@@ -714,6 +983,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             origin: Origin::Module {
                 module: export.module,
                 function: export.function,
+                win64: export.win64,
             },
         }))
     }
@@ -725,10 +995,12 @@ fn align_up(value: u64, align: u64) -> u64 {
 
 /// Places sections and synthesized pieces in three segments: read-execute,
 /// read-only, read-write.
+#[allow(clippy::too_many_arguments)]
 fn lay_out(
     graphs: &[LinkGraph<'_>],
     plt: usize,
     thunks: usize,
+    shims: usize,
     got: usize,
     copies: &[(u64, u64)],
     commons: &[Common<'_>],
@@ -764,6 +1036,9 @@ fn lay_out(
     cursor += plt as u64 * JUMP_STUB.len() as u64;
     let thunks_at = cursor;
     cursor += thunks as u64 * DSO_THUNK_SIZE as u64;
+    cursor = align_up(cursor, 16);
+    let shims_at = cursor;
+    cursor += shims as u64 * WIN64_TO_SYSV_SHIM.len() as u64;
     segments.push((start, cursor - start, Protection::Code));
     cursor = align_up(cursor, page);
 
@@ -831,6 +1106,7 @@ fn lay_out(
         sections,
         plt: plt_at,
         thunks: thunks_at,
+        shims: shims_at,
         got: got_at,
         eh_frame,
         dso,
@@ -852,8 +1128,12 @@ fn write_module(
     plt: &[usize],
     thunks: &[(u64, u8)],
     thunk_slots: &[usize],
+    shim_slots: &[usize],
+    import_slots: &[usize],
     copies: &[(u64, u64)],
 ) -> Result<LinkedModule, LinkError> {
+    let win64 = graphs.first().is_some_and(|g| g.format.win64());
+    let image_base = resolver.req.slab.base();
     let mut image = vec![0u8; layout.total as usize];
     let memory = image.as_mut_slice();
     let got_base = base + layout.got;
@@ -868,6 +1148,8 @@ fn write_module(
             Target::DsoHandle => dso,
             Target::GotBase => got_base,
             Target::Thunk(i) => base + layout.thunks + (i * DSO_THUNK_SIZE) as u64,
+            Target::Shim(i) => base + layout.shims + (i * WIN64_TO_SYSV_SHIM.len()) as u64,
+            Target::Import(i) => got_base + 8 * import_slots[i] as u64,
             Target::Null => 0,
         }
     };
@@ -934,6 +1216,15 @@ fn write_module(
         }
         memory[at as usize..at as usize + DSO_THUNK_SIZE].copy_from_slice(&bytes);
     }
+    // Microsoft x64 -> System V shims.
+    for (i, &slot) in shim_slots.iter().enumerate() {
+        let at = layout.shims + (i * WIN64_TO_SYSV_SHIM.len()) as u64;
+        let mut bytes = WIN64_TO_SYSV_SHIM;
+        let (field, end) = WIN64_TO_SYSV_SLOT;
+        let disp = (got_base + 8 * slot as u64) as i64 - (base + at + end as u64) as i64;
+        bytes[field..field + 4].copy_from_slice(&(disp as i32).to_le_bytes());
+        memory[at as usize..at as usize + bytes.len()].copy_from_slice(&bytes);
+    }
 
     // Edges.
     let mut plan = plans.iter();
@@ -959,6 +1250,30 @@ fn write_module(
                 };
                 let (a, p, got) = (edge.addend as i128, place as i128, got_base as i128);
                 let s_val = s_addr as i64 as i128; // absolute values are two's complement
+                // The module segment holding the target (SECREL / SECTION).
+                let segment = || {
+                    layout
+                        .segments
+                        .iter()
+                        .enumerate()
+                        .find(|(_, (offset, size, _))| {
+                            (base + offset..base + offset + size).contains(&s_addr)
+                        })
+                        .map(|(index, &(offset, _, _))| {
+                            (index as i128 + 1, (base + offset) as i128)
+                        })
+                        .ok_or_else(|| {
+                            LinkError::UnsupportedRelocation(Box::new(
+                                crate::error::UnsupportedRelocation {
+                                    site: site(graph, section, edge.offset),
+                                    reloc: edge.kind.name.to_string(),
+                                    symbol: r.name.to_string(),
+                                    why: ": section-relative references must target this module"
+                                        .into(),
+                                },
+                            ))
+                        })
+                };
                 let value = match (edge.kind.op, via) {
                     (RelocOp::GotEntryPcRel { relax }, Via::Relaxed) => {
                         let at = (section_offset + edge.offset) as usize;
@@ -978,6 +1293,15 @@ fn write_module(
                     (RelocOp::GotBasePcRel, _) => got + a - p,
                     (RelocOp::GotBaseOffset, _) => s_val + a - got,
                     (RelocOp::Size, _) => r.size as i128 + a,
+                    (RelocOp::Difference, _) => {
+                        let minus = edge
+                            .minus
+                            .expect("front-ends give differences a subtrahend");
+                        s_val + a - address_of(resolver.cached(g, minus).target) as i64 as i128
+                    }
+                    (RelocOp::ImageRelative, _) => s_val + a - image_base as i128,
+                    (RelocOp::SegmentOffset, _) => s_val + a - segment()?.1,
+                    (RelocOp::SegmentIndex, _) => segment()?.0 + a,
                     (op, via) => unreachable!("{op:?} planned as {via:?}"),
                 };
                 let width = usize::from(edge.kind.width);
@@ -1006,6 +1330,7 @@ fn write_module(
                     Origin::Module {
                         module,
                         function: false,
+                        ..
                     },
                     Via::Direct,
                 ) = (r.origin, via)
@@ -1035,7 +1360,8 @@ fn write_module(
     }
 
     // Initializers and finalizers, read back from relocated memory.
-    let (initializers, finalizers) = lifecycle_lists(graphs, layout, memory);
+    let (initializers, mut finalizers) = lifecycle_lists(graphs, layout, memory);
+    finalizers.win64 = win64;
 
     let mut exports = Vec::new();
     for (&name, &(g, id)) in resolver.globals {
@@ -1076,6 +1402,7 @@ fn write_module(
                 objects: resolver.req.objects.clone(),
                 address: address_of(target),
                 function: sym.kind == SymbolKind::Function,
+                win64,
             },
         ));
     }
@@ -1114,6 +1441,7 @@ fn write_module(
         initializers,
         finalizers,
         crash_symbols,
+        win64,
     })
 }
 
@@ -1123,6 +1451,7 @@ fn binding_of(r: &Resolved<'_>) -> Option<(u32, String)> {
         Origin::Module {
             module,
             function: false,
+            ..
         } => Some((module, r.name.to_string())),
         _ => None,
     }
@@ -1185,6 +1514,11 @@ fn lifecycle_lists(
             Some(_) => finalizers.prioritized.extend(words),
             None => finalizers.unprioritized.extend(words),
         }
+    }
+    // The MSVC CRT runs `.CRT$XP*` then `.CRT$XT*`, each first to last in
+    // `$`-suffix order; the runtime runs the prioritized list last-first.
+    if graphs.iter().any(|g| g.format == ObjectFormat::Coff) {
+        finalizers.prioritized.reverse();
     }
     (initializers, finalizers)
 }

@@ -112,6 +112,8 @@ struct Module {
     imports: Vec<(u32, String)>,
     bindings: Vec<DataBinding>,
     crash_symbols: Vec<CrashSymbol>,
+    /// Its functions use the Microsoft x64 calling convention (COFF).
+    win64: bool,
 }
 
 pub struct Session {
@@ -289,12 +291,15 @@ impl Session {
         let mut names: Vec<String> = Vec::new();
         for graph in graphs {
             for sym in &graph.symbols {
-                if sym.definition == Definition::Undefined
-                    && !sym.name.is_empty()
-                    && !self.symbols.contains_key(sym.name)
-                    && asked.insert(sym.name)
-                {
-                    names.push(sym.name.to_string());
+                if sym.definition != Definition::Undefined || sym.name.is_empty() {
+                    continue;
+                }
+                // The executor knows C names: Mach-O's underscore removed,
+                // COFF's `__imp_` slots asked about by what they point to.
+                for host in crate::link::host_names(graph.format, sym.name) {
+                    if !self.symbols.contains_key(host) && asked.insert(host) {
+                        names.push(host.to_string());
+                    }
                 }
             }
         }
@@ -352,6 +357,7 @@ impl Session {
                 imports: linked.imports,
                 bindings: linked.bindings,
                 crash_symbols: linked.crash_symbols,
+                win64: linked.win64,
             },
         );
         self.publish_crash_symbols();
@@ -377,7 +383,8 @@ impl Session {
         if !self.config.execute || initializers.is_empty() {
             return Ok(());
         }
-        let outcome = self.executor.run_initializers(initializers)?;
+        let win64 = self.modules.iter().any(|m| m.id == id && m.win64);
+        let outcome = self.executor.run_initializers(initializers, win64)?;
         self.returned(outcome, || format!("the initializers of module {id}"))
             .map(drop)
     }
@@ -560,12 +567,28 @@ impl Session {
         self.check_alive()?;
         let mut a = [0u64; 6];
         a[..args.len()].copy_from_slice(args);
-        let outcome = self.executor.call(address, a, false, timeout)?;
+        let win64 = self.win64_at(address);
+        let outcome = self.executor.call(address, a, false, win64, timeout)?;
         if let Outcome::Returned(value) = outcome {
             return Ok(value);
         }
         let during = self.name_of(address);
         self.returned(outcome, || during)
+    }
+
+    /// Whether the JIT'd function at `address` (a definition or its
+    /// indirection stub) uses the Microsoft x64 calling convention.
+    fn win64_at(&self, address: u64) -> bool {
+        let in_module = self.modules.iter().find(|m| {
+            let (start, size) = m.memory;
+            (start..start + size).contains(&address)
+        });
+        match in_module {
+            Some(module) => module.win64,
+            None => self.exports.iter().any(|(name, e)| {
+                e.win64 && self.indirection.stub(name, self.page()) == Some(address)
+            }),
+        }
     }
 
     fn name_of(&self, address: u64) -> String {
@@ -583,10 +606,16 @@ impl Session {
     }
 
     /// Calls `int entry(int argc, char **argv, char **envp)` with the
-    /// program arguments.
+    /// program arguments. `entry` is a C name: a Mach-O module defines
+    /// `main` as `_main`, which is found too.
     pub fn run_main(&mut self, entry: &str) -> Result<i32, LinkError> {
         self.check_alive()?;
-        let address = self.lookup(entry)?.ok_or_else(|| LinkError::Undefined {
+        // `main` is `_main` in a Mach-O object.
+        let address = match self.lookup(entry)? {
+            Some(address) => Some(address),
+            None => self.lookup(&format!("_{entry}"))?,
+        };
+        let address = address.ok_or_else(|| LinkError::Undefined {
             symbol: entry.to_string(),
             site: crate::error::Site {
                 object: "the command line".into(),
@@ -594,7 +623,8 @@ impl Session {
                 offset: 0,
             },
         })?;
-        let outcome = self.executor.call(address, [0; 6], true, None)?;
+        let win64 = self.win64_at(address);
+        let outcome = self.executor.call(address, [0; 6], true, win64, None)?;
         self.returned(outcome, || format!("`{entry}`"))
             .map(|v| v as i32)
     }
@@ -825,10 +855,14 @@ fn describe(objects: &[ObjectFile]) -> Arc<str> {
 fn parse_object<'a>(name: &str, bytes: &'a [u8]) -> Result<LinkGraph<'a>, LinkError> {
     if crate::elf::is_elf(bytes) {
         crate::elf::parse(name, bytes)
+    } else if crate::macho::is_macho(bytes) {
+        crate::macho::parse(name, bytes)
+    } else if crate::coff::is_coff(bytes) {
+        crate::coff::parse(name, bytes)
     } else {
         Err(LinkError::UnsupportedObject {
             object: name.to_string(),
-            reason: "not an ELF object (Mach-O and COFF front-ends are not built yet)".into(),
+            reason: "not an x86-64 ELF, Mach-O or COFF relocatable object".into(),
         })
     }
 }

@@ -149,8 +149,8 @@ fn missing_file_exits_125_naming_it() {
 }
 
 #[test]
-fn non_elf_file_exits_125_naming_it() {
-    let test = "non_elf_file_exits_125_naming_it";
+fn non_object_file_exits_125_naming_it() {
+    let test = "non_object_file_exits_125_naming_it";
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("linker-cli");
     std::fs::create_dir_all(&dir).unwrap();
     let text = dir.join("not-an-object.o");
@@ -158,7 +158,7 @@ fn non_elf_file_exits_125_naming_it() {
     let output = solder(&["run", path_str(&text)]);
     assert_solder_failed(
         &output,
-        &[path_str(&text), "not an ELF object"],
+        &[path_str(&text), "not an x86-64 ELF, Mach-O or COFF relocatable object"],
         "text file",
         test,
     );

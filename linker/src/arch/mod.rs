@@ -2,6 +2,8 @@
 //! speaks, and (per architecture) the tables that map raw relocation types
 //! onto it, one checked writer, and instruction templates for stubs.
 
+pub mod coff_x86_64;
+pub mod macho_x86_64;
 pub mod x86_64;
 
 /// The value a relocation computes. Letters as in the psABI: S target
@@ -28,6 +30,18 @@ pub enum RelocOp {
     GotEntryOffset,
     /// Z + A
     Size,
+    /// S + A - M, where M is the address of the edge's `minus` symbol
+    /// (Mach-O SUBTRACTOR + UNSIGNED pairs).
+    Difference,
+    /// S + A - ImageBase: an image-relative address (COFF ADDR32NB). The
+    /// image base is the start of the session's slab, so every JIT'd symbol
+    /// has a small non-negative offset from it.
+    ImageRelative,
+    /// S + A - start of the segment holding S (COFF SECREL: the segment is
+    /// the analogue of a PE output section).
+    SegmentOffset,
+    /// The 1-based index of the segment holding S (COFF SECTION).
+    SegmentIndex,
 }
 
 /// Which GOT loads the psABI allows the linker to rewrite.

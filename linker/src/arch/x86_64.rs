@@ -190,6 +190,62 @@ pub fn dso_thunk(arg_index: u8) -> Option<([u8; DSO_THUNK_SIZE], [Rel32Field; 2]
     Some((bytes, [(3, 7), (9, 13)]))
 }
 
+/// A shim that lets Microsoft x64 code (COFF objects) call a System V
+/// function (the host's libc, the runtime's interposers): it saves what the
+/// Microsoft convention makes callee-saved but System V does not (`rsi`,
+/// `rdi`, `xmm6`-`xmm15`), moves up to six integer arguments from `rcx, rdx,
+/// r8, r9, [rsp+40], [rsp+48]` to `rdi, rsi, rdx, rcx, r8, r9`, and calls
+/// through an 8-byte slot. Floating-point arguments are not moved:
+/// the portable host API takes none.
+pub const WIN64_TO_SYSV_SHIM: [u8; 192] = {
+    let code: [u8; 181] = [
+        0x56, // push %rsi
+        0x57, // push %rdi
+        0x48, 0x81, 0xec, 0xa8, 0x00, 0x00, 0x00, // sub $168, %rsp (rsp 16-aligned)
+        0x0f, 0x29, 0x34, 0x24, // movaps %xmm6, (%rsp)
+        0x0f, 0x29, 0x7c, 0x24, 0x10, // movaps %xmm7, 16(%rsp)
+        0x44, 0x0f, 0x29, 0x44, 0x24, 0x20, // movaps %xmm8, 32(%rsp)
+        0x44, 0x0f, 0x29, 0x4c, 0x24, 0x30, // movaps %xmm9, 48(%rsp)
+        0x44, 0x0f, 0x29, 0x54, 0x24, 0x40, // movaps %xmm10, 64(%rsp)
+        0x44, 0x0f, 0x29, 0x5c, 0x24, 0x50, // movaps %xmm11, 80(%rsp)
+        0x44, 0x0f, 0x29, 0x64, 0x24, 0x60, // movaps %xmm12, 96(%rsp)
+        0x44, 0x0f, 0x29, 0x6c, 0x24, 0x70, // movaps %xmm13, 112(%rsp)
+        0x44, 0x0f, 0x29, 0xb4, 0x24, 0x80, 0x00, 0x00, 0x00, // movaps %xmm14, 128(%rsp)
+        0x44, 0x0f, 0x29, 0xbc, 0x24, 0x90, 0x00, 0x00, 0x00, // movaps %xmm15, 144(%rsp)
+        0x48, 0x89, 0xcf, // mov %rcx, %rdi (argument 1)
+        0x48, 0x89, 0xd6, // mov %rdx, %rsi (argument 2)
+        0x4c, 0x89, 0xc2, // mov %r8, %rdx (argument 3)
+        0x4c, 0x89, 0xc9, // mov %r9, %rcx (argument 4)
+        0x4c, 0x8b, 0x84, 0x24, 0xe0, 0x00, 0x00, 0x00, // mov 224(%rsp), %r8 (argument 5)
+        0x4c, 0x8b, 0x8c, 0x24, 0xe8, 0x00, 0x00, 0x00, // mov 232(%rsp), %r9 (argument 6)
+        0x31, 0xc0, // xor %eax, %eax (no vector registers, for variadic callees)
+        0xff, 0x15, 0, 0, 0, 0, // call *slot(%rip)
+        0x0f, 0x28, 0x34, 0x24, // movaps (%rsp), %xmm6
+        0x0f, 0x28, 0x7c, 0x24, 0x10, // movaps 16(%rsp), %xmm7
+        0x44, 0x0f, 0x28, 0x44, 0x24, 0x20, // movaps 32(%rsp), %xmm8
+        0x44, 0x0f, 0x28, 0x4c, 0x24, 0x30, // movaps 48(%rsp), %xmm9
+        0x44, 0x0f, 0x28, 0x54, 0x24, 0x40, // movaps 64(%rsp), %xmm10
+        0x44, 0x0f, 0x28, 0x5c, 0x24, 0x50, // movaps 80(%rsp), %xmm11
+        0x44, 0x0f, 0x28, 0x64, 0x24, 0x60, // movaps 96(%rsp), %xmm12
+        0x44, 0x0f, 0x28, 0x6c, 0x24, 0x70, // movaps 112(%rsp), %xmm13
+        0x44, 0x0f, 0x28, 0xb4, 0x24, 0x80, 0x00, 0x00, 0x00, // movaps 128(%rsp), %xmm14
+        0x44, 0x0f, 0x28, 0xbc, 0x24, 0x90, 0x00, 0x00, 0x00, // movaps 144(%rsp), %xmm15
+        0x48, 0x81, 0xc4, 0xa8, 0x00, 0x00, 0x00, // add $168, %rsp
+        0x5f, // pop %rdi
+        0x5e, // pop %rsi
+        0xc3, // ret
+    ];
+    let mut shim = [0xcc; 192]; // int3 padding
+    let mut i = 0;
+    while i < code.len() {
+        shim[i] = code[i];
+        i += 1;
+    }
+    shim
+};
+/// The rel32 field of the shim's `call *slot(%rip)`.
+pub const WIN64_TO_SYSV_SLOT: Rel32Field = (104, 108);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,5 +379,15 @@ mod tests {
         assert_eq!(bytes[..3], [0x48, 0x8d, 0x35]);
         assert_eq!(fields, [(3, 7), (9, 13)]);
         assert!(dso_thunk(6).is_none());
+    }
+
+    #[test]
+    fn win64_shim_call_field_is_where_the_template_says() {
+        let (field, end) = WIN64_TO_SYSV_SLOT;
+        assert_eq!(&WIN64_TO_SYSV_SHIM[field - 2..field], &[0xff, 0x15]);
+        assert_eq!(end, field + 4);
+        // The epilogue follows the call: the first restore is movaps (%rsp), %xmm6.
+        assert_eq!(&WIN64_TO_SYSV_SHIM[end..end + 4], &[0x0f, 0x28, 0x34, 0x24]);
+        assert_eq!(WIN64_TO_SYSV_SHIM[180], 0xc3);
     }
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::ffi::{CString, c_char, c_int};
 use std::time::Duration;
 
+use solder_executor::abi;
 use solder_executor::crash::{CrashSymbol, CrashSymbols, publish_symbols};
 use solder_executor::host::HostLibraries;
 use solder_executor::lifecycle::{self, Finalizers};
@@ -194,16 +195,17 @@ impl Executor for InProcess {
         Ok(())
     }
 
-    fn run_initializers(&mut self, addresses: &[u64]) -> Result<Outcome, LinkError> {
+    fn run_initializers(&mut self, addresses: &[u64], win64: bool) -> Result<Outcome, LinkError> {
         for &init in addresses {
-            // SAFETY: the address comes from a relocated initializer array
-            // of a finalized module; glibc calls these as
-            // `void (int, char **, char **)`, and so do we.
-            let f: extern "C" fn(c_int, *const *const c_char, *const *const c_char) =
-                unsafe { std::mem::transmute(init as usize) };
             // SAFETY: reading the process environment pointer.
             let envp = unsafe { environ };
-            f(self.args.argc(), self.args.argv.as_ptr(), envp);
+            // SAFETY: the address comes from a relocated initializer array
+            // of a finalized module (zero entries are dropped by the linker);
+            // glibc calls these as `void (int, char **, char **)`, and so do
+            // we, in the module's calling convention.
+            unsafe {
+                abi::call_initializer(init, win64, self.args.argc(), self.args.argv.as_ptr(), envp)
+            };
         }
         Ok(Outcome::Returned(0))
     }
@@ -213,26 +215,32 @@ impl Executor for InProcess {
         address: u64,
         args: [u64; 6],
         main: bool,
+        win64: bool,
         _timeout: Option<Duration>,
     ) -> Result<Outcome, LinkError> {
         if main {
-            type Main = extern "C" fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
-            // SAFETY: the entry point is a JIT'd function with C's `main`
-            // signature (a function taking fewer arguments ignores the rest).
-            let main: Main = unsafe { std::mem::transmute(address as usize) };
             // SAFETY: reading the process environment pointer.
             let envp = unsafe { environ };
-            let status = main(self.args.argc(), self.args.argv.as_ptr(), envp);
+            // SAFETY: the entry point is a JIT'd function with C's `main`
+            // signature in the module's convention (a function taking fewer
+            // arguments ignores the rest).
+            let status = unsafe {
+                abi::call_main(
+                    address,
+                    win64,
+                    self.args.argc(),
+                    self.args.argv.as_ptr(),
+                    envp,
+                )
+            };
             return Ok(Outcome::Returned(status as i64 as u64));
         }
-        type Fn6 = extern "C" fn(u64, u64, u64, u64, u64, u64) -> u64;
         // SAFETY: the session's caller promised (`Session::call` is unsafe)
         // that `address` is a function taking at most six integer
-        // arguments; extra SysV argument registers are ignored.
-        let f: Fn6 = unsafe { std::mem::transmute(address as usize) };
-        Ok(Outcome::Returned(f(
-            args[0], args[1], args[2], args[3], args[4], args[5],
-        )))
+        // arguments; extra arguments are ignored in both conventions.
+        Ok(Outcome::Returned(unsafe {
+            abi::call6(address, win64, args)
+        }))
     }
 
     fn remove_module(&mut self, dso: u64) -> Result<Outcome, LinkError> {

@@ -91,14 +91,18 @@ pub trait Executor {
     ) -> Result<(), LinkError>;
     /// `argv` for initializers and `main`.
     fn set_args(&mut self, args: &[String]) -> Result<(), LinkError>;
-    fn run_initializers(&mut self, addresses: &[u64]) -> Result<Outcome, LinkError>;
+    /// Runs initializers in order; `win64`: they use the Microsoft x64
+    /// calling convention (a COFF module).
+    fn run_initializers(&mut self, addresses: &[u64], win64: bool) -> Result<Outcome, LinkError>;
     /// Calls `address` with six integer arguments, or as `main` (argc, argv,
-    /// envp) when `main` is set.
+    /// envp) when `main` is set; in the Microsoft x64 convention when
+    /// `win64` is set.
     fn call(
         &mut self,
         address: u64,
         args: [u64; 6],
         main: bool,
+        win64: bool,
         timeout: Option<Duration>,
     ) -> Result<Outcome, LinkError>;
     /// Runs a module's deinitializers as `dlclose` would;

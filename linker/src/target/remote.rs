@@ -971,6 +971,7 @@ impl Executor for Remote {
             position: position.map_or(u64::MAX, |p| p as u64),
             prioritized: finalizers.prioritized.clone(),
             unprioritized: finalizers.unprioritized.clone(),
+            win64: finalizers.win64,
         })
     }
 
@@ -980,10 +981,11 @@ impl Executor for Remote {
         })
     }
 
-    fn run_initializers(&mut self, addresses: &[u64]) -> Result<Outcome, LinkError> {
+    fn run_initializers(&mut self, addresses: &[u64], win64: bool) -> Result<Outcome, LinkError> {
         self.execute(
             &Request::RunInitializers {
                 addresses: addresses.to_vec(),
+                win64,
             },
             None,
         )
@@ -994,6 +996,7 @@ impl Executor for Remote {
         address: u64,
         args: [u64; 6],
         main: bool,
+        win64: bool,
         timeout: Option<Duration>,
     ) -> Result<Outcome, LinkError> {
         let timeout_ms = timeout.map_or(0, |t| t.as_millis().clamp(1, u32::MAX as u128) as u32);
@@ -1003,6 +1006,7 @@ impl Executor for Remote {
                 args,
                 main,
                 timeout_ms,
+                win64,
             },
             timeout,
         )
