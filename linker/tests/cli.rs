@@ -158,7 +158,10 @@ fn non_object_file_exits_125_naming_it() {
     let output = solder(&["run", path_str(&text)]);
     assert_solder_failed(
         &output,
-        &[path_str(&text), "not an x86-64 ELF, Mach-O or COFF relocatable object"],
+        &[
+            path_str(&text),
+            "not an x86-64 ELF, Mach-O or COFF relocatable object",
+        ],
         "text file",
         test,
     );
