@@ -205,38 +205,29 @@ pub enum Interposer {
 /// The runtime's replacement for `name`, if it interposes it.
 pub fn interposer(name: &str) -> Option<Interposer> {
     let direct = |f: usize| Some(Interposer::Direct(f as u64));
+    // A thunk passes the module's `__dso_handle` in argument `arg_index`.
+    let pass_dso = |f: usize, arg_index: u8| {
+        Some(Interposer::PassDso {
+            target: f as u64,
+            arg_index,
+        })
+    };
     match name {
         "__cxa_atexit" => direct(solder_rt_cxa_atexit as *const () as usize),
         "__cxa_finalize" => direct(solder_rt_cxa_finalize as *const () as usize),
         "exit" => direct(solder_rt_exit as *const () as usize),
         "quick_exit" => direct(solder_rt_quick_exit as *const () as usize),
-        "atexit" => Some(Interposer::PassDso {
-            target: solder_rt_atexit as *const () as usize as u64,
-            arg_index: 1,
-        }),
-        "at_quick_exit" => Some(Interposer::PassDso {
-            target: solder_rt_at_quick_exit as *const () as usize as u64,
-            arg_index: 1,
-        }),
-        "pthread_atfork" => Some(Interposer::PassDso {
-            target: solder_rt_pthread_atfork as *const () as usize as u64,
-            arg_index: 3,
-        }),
+        "atexit" => pass_dso(solder_rt_atexit as *const () as usize, 1),
+        "at_quick_exit" => pass_dso(solder_rt_at_quick_exit as *const () as usize, 1),
+        "pthread_atfork" => pass_dso(solder_rt_pthread_atfork as *const () as usize, 3),
         // What the linker binds COFF code's `atexit` family to: the same
         // registry, with handlers called in the Microsoft x64 convention.
         "__solder_win64_cxa_atexit" => direct(solder_rt_win64_cxa_atexit as *const () as usize),
-        "__solder_win64_atexit" => Some(Interposer::PassDso {
-            target: solder_rt_win64_atexit as *const () as usize as u64,
-            arg_index: 1,
-        }),
-        "__solder_win64_onexit" => Some(Interposer::PassDso {
-            target: solder_rt_win64_onexit as *const () as usize as u64,
-            arg_index: 1,
-        }),
-        "__solder_win64_at_quick_exit" => Some(Interposer::PassDso {
-            target: solder_rt_win64_at_quick_exit as *const () as usize as u64,
-            arg_index: 1,
-        }),
+        "__solder_win64_atexit" => pass_dso(solder_rt_win64_atexit as *const () as usize, 1),
+        "__solder_win64_onexit" => pass_dso(solder_rt_win64_onexit as *const () as usize, 1),
+        "__solder_win64_at_quick_exit" => {
+            pass_dso(solder_rt_win64_at_quick_exit as *const () as usize, 1)
+        }
         _ => crate::abi::platform_symbol(name).map(Interposer::Direct),
     }
 }

@@ -867,58 +867,13 @@ mod tests {
     //! each test first checks (with the `object` crate) that the object has
     //! what the test exercises, then checks the graph.
 
-    use std::path::PathBuf;
-    use std::process::Command;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use object::read::coff::{CoffHeader, Symbol as _};
 
     use super::*;
 
-    /// A directory of its own for one build, removed afterwards.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new() -> Scratch {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "solder-coff-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&dir).expect("create a scratch directory");
-            Scratch(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     /// Compiles `source` (`lang` as clang's `-x` says) into a COFF object.
     fn build(lang: &str, source: &str, flags: &[&str]) -> Vec<u8> {
-        let dir = Scratch::new();
-        let input = dir.0.join(if lang == "c" { "input.c" } else { "input.s" });
-        let output = dir.0.join("output.obj");
-        std::fs::write(&input, source).expect("write the source");
-        let result = Command::new("clang")
-            .args(["--target=x86_64-pc-windows-msvc", "-c", "-x", lang])
-            .args(flags)
-            .arg(&input)
-            .arg("-o")
-            .arg(&output)
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("cannot run clang ({e}): the COFF tests build their objects with clang")
-            });
-        assert!(
-            result.status.success(),
-            "clang failed on\n{source}\n{}",
-            String::from_utf8_lossy(&result.stderr)
-        );
-        std::fs::read(&output).expect("read the object")
+        crate::test_support::clang_object("x86_64-pc-windows-msvc", lang, source, flags)
     }
 
     fn c(source: &str) -> Vec<u8> {

@@ -19,6 +19,8 @@ pub mod macho;
 pub mod memory;
 pub mod session;
 pub mod target;
+#[cfg(test)]
+mod test_support;
 
 pub use error::LinkError;
 pub use memory::Placement;

@@ -1073,58 +1073,12 @@ mod tests {
     //! are checked twice: exactly, and by placing the sections somewhere
     //! else than the assembler did and computing what the linker would write.
 
-    use std::path::PathBuf;
-    use std::process::Command;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use super::*;
     use crate::arch::{Relax, RelocOp};
 
-    /// A directory of its own for one build, removed afterwards.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new() -> Scratch {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "solder-macho-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&dir).expect("create a scratch directory");
-            Scratch(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     /// Builds a Mach-O x86-64 object with clang (`lang` as its `-x` says).
     fn build(target: &str, lang: &str, source: &str, flags: &[&str]) -> Vec<u8> {
-        let dir = Scratch::new();
-        let input = dir.0.join(if lang == "c" { "input.c" } else { "input.s" });
-        let output = dir.0.join("output.o");
-        std::fs::write(&input, source).expect("write the source");
-        let result = Command::new("clang")
-            .arg(format!("--target={target}"))
-            .args(["-c", "-x", lang])
-            .args(flags)
-            .arg(&input)
-            .arg("-o")
-            .arg(&output)
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("cannot run clang ({e}): the Mach-O tests build their objects with clang")
-            });
-        assert!(
-            result.status.success(),
-            "clang failed on\n{source}\n{}",
-            String::from_utf8_lossy(&result.stderr)
-        );
-        std::fs::read(&output).expect("read the object")
+        crate::test_support::clang_object(target, lang, source, flags)
     }
 
     fn asm(source: &str) -> Vec<u8> {
