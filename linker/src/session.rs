@@ -579,6 +579,10 @@ impl Session {
     /// Whether the JIT'd function at `address` (a definition or its
     /// indirection stub) uses the Microsoft x64 calling convention.
     fn win64_at(&self, address: u64) -> bool {
+        // Sessions without COFF modules (the common case) skip the search.
+        if !self.modules.iter().any(|m| m.win64) {
+            return false;
+        }
         let in_module = self.modules.iter().find(|m| {
             let (start, size) = m.memory;
             (start..start + size).contains(&address)
