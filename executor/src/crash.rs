@@ -4,7 +4,7 @@
 //! the native one (`128 + signal` in a shell).
 //!
 //! The handler is async-signal-safe: it formats into a stack buffer, looks
-//! symbols up in an immutable table published through an atomic pointer, and
+//! symbols up in immutable per-module tables published as an atomic list, and
 //! writes with `write(2)`.
 //!
 //! **Record mode** ([`set_record_fd`]) is for the out-of-process executor:
@@ -14,8 +14,8 @@
 //! Record mode also handles `SIGALRM`, the executor's call timeout.
 
 use std::ffi::c_int;
-use std::sync::Once;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once};
 
 /// One JIT'd symbol, for mapping a pc to `symbol+offset`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,22 +46,94 @@ impl CrashSymbols {
     }
 }
 
-static SYMBOLS: AtomicPtr<CrashSymbols> = AtomicPtr::new(std::ptr::null_mut());
-/// Handlers that are reading `SYMBOLS`; a handler never returns it.
-static READERS: AtomicUsize = AtomicUsize::new(0);
+/// One live module's symbols, a node of the list crash reports search.
+struct ModuleSymbols {
+    /// Which module (the linker's key: the module's base address).
+    key: u64,
+    table: Arc<CrashSymbols>,
+    next: *mut ModuleSymbols,
+}
 
-/// Makes `symbols` the table crash reports use.
-pub fn publish_symbols(symbols: CrashSymbols) {
-    let new = Box::into_raw(Box::new(symbols));
-    let old = SYMBOLS.swap(new, Ordering::AcqRel);
-    if !old.is_null() && READERS.load(Ordering::Acquire) == 0 {
-        // SAFETY: `old` came from Box::into_raw above and is no longer
-        // reachable through SYMBOLS; no handler holds it (READERS is 0, and
-        // a handler that starts now loads the new pointer).
-        drop(unsafe { Box::from_raw(old) });
+/// The newest module's node; each node links to the next older one. Nodes
+/// are immutable once published, so the handler can walk the list without
+/// locks.
+static MODULES: AtomicPtr<ModuleSymbols> = AtomicPtr::new(std::ptr::null_mut());
+/// Handlers that are walking `MODULES`; a handler never returns it.
+static READERS: AtomicUsize = AtomicUsize::new(0);
+/// Serializes writers (loads and removals); the handler never takes it.
+static WRITER: Mutex<()> = Mutex::new(());
+
+/// Adds one module's symbols to what crash reports search. O(1): the
+/// module becomes the head of the list.
+pub fn add_symbols(key: u64, symbols: CrashSymbols) {
+    let _writer = WRITER.lock().unwrap_or_else(|e| e.into_inner());
+    let node = Box::into_raw(Box::new(ModuleSymbols {
+        key,
+        table: Arc::new(symbols),
+        next: MODULES.load(Ordering::Acquire),
+    }));
+    MODULES.store(node, Ordering::Release);
+}
+
+/// Removes module `key`'s symbols. The nodes in front of it are copied (they
+/// share their tables) so that a handler walking the old list still sees a
+/// whole one; O(number of newer modules).
+pub fn remove_symbols(key: u64) {
+    let _writer = WRITER.lock().unwrap_or_else(|e| e.into_inner());
+    let head = MODULES.load(Ordering::Acquire);
+    // The old nodes up to and including `key`'s.
+    let mut prefix = Vec::new();
+    let mut at = head;
+    while !at.is_null() {
+        prefix.push(at);
+        // SAFETY: published nodes stay valid while we hold the writer
+        // lock (only writers free them).
+        let node = unsafe { &*at };
+        if node.key == key {
+            break;
+        }
+        at = node.next;
     }
-    // Otherwise a crash is being reported and the process is about to die:
-    // the old table is deliberately leaked.
+    if at.is_null() {
+        return;
+    }
+    // SAFETY: as above; `at` is the node being removed.
+    let mut rebuilt = unsafe { (*at).next };
+    for &old in prefix[..prefix.len() - 1].iter().rev() {
+        // SAFETY: as above.
+        let old = unsafe { &*old };
+        rebuilt = Box::into_raw(Box::new(ModuleSymbols {
+            key: old.key,
+            table: Arc::clone(&old.table),
+            next: rebuilt,
+        }));
+    }
+    MODULES.store(rebuilt, Ordering::Release);
+    // A handler that starts now sees the new list; one that is running may
+    // hold the old nodes, which are then deliberately leaked (the process
+    // is about to die of its signal).
+    if READERS.load(Ordering::Acquire) == 0 {
+        for old in prefix {
+            // SAFETY: each came from Box::into_raw, is no longer reachable
+            // from MODULES, and no handler is reading (READERS is 0).
+            drop(unsafe { Box::from_raw(old) });
+        }
+    }
+}
+
+/// The published symbol containing `address`, with the offset into it.
+fn find_published(address: u64) -> Option<(&'static str, u64)> {
+    let mut at = MODULES.load(Ordering::Acquire);
+    while !at.is_null() {
+        // SAFETY: published nodes are freed only when READERS is 0, and the
+        // handler that calls this incremented it before loading the head.
+        let node: &'static ModuleSymbols = unsafe { &*at };
+        if let Some(found) = node.table.find(address) {
+            return Some(found);
+        }
+        at = node.next;
+    }
+    None
 }
 
 const SIGNALS: [c_int; 6] = [
@@ -193,17 +265,11 @@ extern "C" fn on_signal(signal: c_int, info: *mut libc::siginfo_t, context: *mut
     }
     out.push(b", pc ");
     out.hex(pc);
-    let table = SYMBOLS.load(Ordering::Acquire);
-    if !table.is_null() {
-        // SAFETY: published tables are only freed when READERS is 0, and
-        // this handler incremented it before loading the pointer.
-        let table = unsafe { &*table };
-        if let Some((name, offset)) = table.find(pc) {
-            out.push(b" in ");
-            out.push(name.as_bytes());
-            out.push(b"+");
-            out.hex(offset);
-        }
+    if let Some((name, offset)) = find_published(pc) {
+        out.push(b" in ");
+        out.push(name.as_bytes());
+        out.push(b"+");
+        out.hex(offset);
     }
     out.push(b"\n");
     // SAFETY: writing a stack buffer to fd 2 is async-signal-safe.
@@ -320,6 +386,30 @@ mod tests {
         assert_eq!(table.find(0x200f), Some(("g", 0xf)));
         assert_eq!(table.find(0x2010), None);
         assert_eq!(table.find(0x10), None);
+    }
+
+    #[test]
+    fn modules_are_added_and_removed_independently() {
+        let module = |start: u64, name: &str| {
+            CrashSymbols::new(vec![CrashSymbol {
+                start,
+                size: 0x10,
+                name: name.into(),
+            }])
+        };
+        // Keys far from any other test's, which may run concurrently.
+        add_symbols(0x7_0000, module(0x7_0000, "oldest"));
+        add_symbols(0x7_1000, module(0x7_1000, "middle"));
+        add_symbols(0x7_2000, module(0x7_2000, "newest"));
+        assert_eq!(find_published(0x7_1004), Some(("middle", 4)));
+        remove_symbols(0x7_1000);
+        assert_eq!(find_published(0x7_1004), None);
+        assert_eq!(find_published(0x7_0008), Some(("oldest", 8)));
+        assert_eq!(find_published(0x7_200f), Some(("newest", 0xf)));
+        remove_symbols(0x7_2000);
+        remove_symbols(0x7_0000);
+        remove_symbols(0x7_0000);
+        assert_eq!(find_published(0x7_0008), None);
     }
 
     #[test]

@@ -189,6 +189,11 @@ pub unsafe fn patch(address: u64, bytes: &[u8], restore: Prot, page: u64) -> Res
     // SAFETY: guaranteed by the caller.
     unsafe {
         write(address, bytes, page)?;
+        // `write` leaves the pages read-write: nothing more to do for
+        // writable data (an indirection cell, a data binding).
+        if restore == Prot::ReadWrite {
+            return Ok(());
+        }
         protect(first, end - first, restore)
     }
 }

@@ -21,11 +21,17 @@
 //! after which the executor process is gone. With the snapshot policy a
 //! [`Reply::Checkpoint`] precedes each such request's outcome, and after the
 //! executor dies its checkpoint announces itself with [`Reply::Resumed`].
+//!
+//! [`Request::Batch`] carries several requests in one frame to save round
+//! trips: every element but the last must be a *plain* request (one answered
+//! by [`Reply::Ok`], see [`Request::is_plain`]); the batch is answered as
+//! its last element would be on its own, or by the [`Reply::Error`] of the
+//! first element that failed.
 
 use std::io::{Read, Write};
 
 /// Protocol version; the handshake refuses any other.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// The largest frame (tag + body) either side sends or accepts. Bigger
 /// writes are split by the sender.
 pub const MAX_FRAME: u32 = 16 << 20;
@@ -35,6 +41,11 @@ pub const MAX_WRITE: usize = (MAX_FRAME as usize) - 64;
 pub const MAX_READ: u32 = 1 << 20;
 /// Greatest number of names in one [`Request::Lookup`].
 pub const MAX_NAMES: u32 = 1 << 16;
+/// Greatest number of requests in one [`Request::Batch`].
+pub const MAX_BATCH: u32 = 4096;
+/// Bytes a [`Request::Batch`] frame adds around its elements' frames: the
+/// length prefix, the tag and the count.
+pub const BATCH_OVERHEAD: usize = 4 + 1 + 4;
 /// Longest token accepted in the handshake.
 pub const MAX_TOKEN: usize = 256;
 /// Magic at the start of [`Reply::Hello`].
@@ -224,6 +235,14 @@ pub enum Request {
     },
     /// Tag 18. Reply [`Reply::Ok`], then exit 0 (a checkpoint is discarded).
     Shutdown,
+    /// Tag 19. Several requests in one frame (1 ..= [`MAX_BATCH`], no
+    /// `Hello` and no nested `Batch`): every one but the last is a plain
+    /// request ([`Request::is_plain`]), handled in order; the last is then
+    /// handled as if sent alone and the batch gets its replies. The first
+    /// failure ends the batch with its `Error` (message prefixed with the
+    /// request's position and name); nothing after it runs. Encoded as a
+    /// `u32` count, then each request's frame (`u32` length, tag, body).
+    Batch { requests: Vec<Request> },
 }
 
 /// Executor -> controller.
@@ -313,6 +332,8 @@ pub enum ProtocolError {
     Trailing(usize),
     #[error("string is not UTF-8")]
     NotUtf8,
+    #[error("a batch cannot hold a request with tag {0} (Hello or Batch)")]
+    Unbatchable(u8),
 }
 
 /// Bounds-checked reader over one frame body.
@@ -609,6 +630,56 @@ impl Request {
                 .bytes(bytes)
                 .frame_ref(),
             Request::Shutdown => Out::new(18).frame_ref(),
+            Request::Batch { requests } => {
+                let mut frames = Vec::new();
+                for r in requests {
+                    frames.extend_from_slice(&r.encode());
+                }
+                batch_frame(requests.len() as u32, &frames)
+            }
+        }
+    }
+
+    /// Whether the request is *plain*: answered by [`Reply::Ok`] alone, runs
+    /// no JIT'd code, and so may precede the last request of a
+    /// [`Request::Batch`].
+    pub fn is_plain(&self) -> bool {
+        matches!(
+            self,
+            Request::Write { .. }
+                | Request::Protect { .. }
+                | Request::Release { .. }
+                | Request::Patch { .. }
+                | Request::RegisterFrames { .. }
+                | Request::DeregisterFrames { .. }
+                | Request::RegisterModule { .. }
+                | Request::SetArgs { .. }
+                | Request::OpenLibrary { .. }
+        )
+    }
+
+    /// The request's name, as in `executor/PROTOCOL.md` (for messages).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Hello { .. } => "Hello",
+            Request::Reserve { .. } => "Reserve",
+            Request::Write { .. } => "Write",
+            Request::Protect { .. } => "Protect",
+            Request::Release { .. } => "Release",
+            Request::Read { .. } => "Read",
+            Request::Lookup { .. } => "Lookup",
+            Request::OpenLibrary { .. } => "OpenLibrary",
+            Request::RegisterFrames { .. } => "RegisterFrames",
+            Request::DeregisterFrames { .. } => "DeregisterFrames",
+            Request::RegisterModule { .. } => "RegisterModule",
+            Request::SetArgs { .. } => "SetArgs",
+            Request::RunInitializers { .. } => "RunInitializers",
+            Request::Call { .. } => "Call",
+            Request::RemoveModule { .. } => "RemoveModule",
+            Request::EndModules { .. } => "EndModules",
+            Request::Patch { .. } => "Patch",
+            Request::Shutdown => "Shutdown",
+            Request::Batch { .. } => "Batch",
         }
     }
 
@@ -719,11 +790,49 @@ impl Request {
                 bytes: c.bytes("bytes")?,
             },
             18 => Request::Shutdown,
+            BATCH_TAG => {
+                // Each element needs at least its length and its tag.
+                let n = c.count(5, "batch")?;
+                if n == 0 || n > MAX_BATCH as usize {
+                    return Err(ProtocolError::BadValue {
+                        what: "batch size",
+                        value: n as u64,
+                    });
+                }
+                let mut requests = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let len = c.u32("batched request length")? as usize;
+                    let element = c.take(len, "batched request")?;
+                    // Checked before decoding, so decoding never recurses.
+                    if let Some(&tag @ (1 | BATCH_TAG)) = element.first() {
+                        return Err(ProtocolError::Unbatchable(tag));
+                    }
+                    requests.push(Request::decode(element)?);
+                }
+                Request::Batch { requests }
+            }
             other => return Err(ProtocolError::UnknownTag(other)),
         };
         c.finish()?;
         Ok(request)
     }
+}
+
+/// Tag of [`Request::Batch`].
+const BATCH_TAG: u8 = 19;
+
+/// A whole [`Request::Batch`] frame, length prefix included, around
+/// `count` requests already encoded back to back in `frames` (each as
+/// [`Request::encode`] makes it, length prefix included). The caller keeps
+/// `count` within 1 ..= [`MAX_BATCH`] and the result within [`MAX_FRAME`].
+pub fn batch_frame(count: u32, frames: &[u8]) -> Vec<u8> {
+    let mut out = Out {
+        buf: Vec::with_capacity(BATCH_OVERHEAD + frames.len()),
+    };
+    out.buf.extend_from_slice(&[0, 0, 0, 0, BATCH_TAG]);
+    out.u32(count);
+    out.buf.extend_from_slice(frames);
+    out.frame()
 }
 
 impl Out {
@@ -1007,8 +1116,162 @@ mod tests {
                 bytes: vec![9; 8],
             },
             Request::Shutdown,
+            Request::Batch {
+                requests: vec![
+                    Request::Write {
+                        address: 0x1000,
+                        bytes: vec![1, 2, 3],
+                    },
+                    Request::Protect {
+                        address: 0x1000,
+                        size: 0x1000,
+                        prot: Prot::ReadExecute,
+                    },
+                    Request::Call {
+                        address: 0x1000,
+                        args: [1, 2, 0, 0, 0, 0],
+                        main: false,
+                        timeout_ms: 0,
+                        win64: false,
+                    },
+                ],
+            },
+            Request::Batch {
+                requests: vec![Request::Shutdown],
+            },
         ] {
             round_trip_request(r);
+        }
+    }
+
+    /// A `Batch` frame body (tag + count + elements) around raw elements.
+    fn batch_body(count: u32, elements: &[&[u8]]) -> Vec<u8> {
+        let mut body = vec![BATCH_TAG];
+        body.extend_from_slice(&count.to_le_bytes());
+        for e in elements {
+            body.extend_from_slice(&(e.len() as u32).to_le_bytes());
+            body.extend_from_slice(e);
+        }
+        body
+    }
+
+    #[test]
+    fn batch_encoding_is_the_elements_frames_back_to_back() {
+        let write = Request::Write {
+            address: 8,
+            bytes: vec![7],
+        };
+        let frame = Request::Batch {
+            requests: vec![write.clone(), Request::Shutdown],
+        }
+        .encode();
+        let mut expected = vec![BATCH_TAG];
+        expected.extend_from_slice(&2u32.to_le_bytes());
+        expected.extend_from_slice(&write.encode());
+        expected.extend_from_slice(&Request::Shutdown.encode());
+        assert_eq!(&frame[4..], &expected[..]);
+        assert_eq!(frame.len(), BATCH_OVERHEAD + expected.len() - 5);
+        assert_eq!(
+            batch_frame(2, &[write.encode(), Request::Shutdown.encode()].concat()),
+            frame
+        );
+    }
+
+    #[test]
+    fn malformed_batches_are_refused() {
+        let shutdown = &Request::Shutdown.encode()[4..];
+        let hello = Request::Hello {
+            version: VERSION,
+            recovery: Recovery::None,
+            token: vec![],
+        }
+        .encode();
+        let nested = Request::Batch {
+            requests: vec![Request::Shutdown],
+        }
+        .encode();
+        // Empty.
+        assert!(matches!(
+            Request::decode(&batch_body(0, &[])),
+            Err(ProtocolError::BadValue {
+                what: "batch size",
+                value: 0
+            })
+        ));
+        // Nested, in any position, and Hello.
+        for elements in [
+            vec![&nested[4..]],
+            vec![shutdown, &nested[4..]],
+            vec![&nested[4..], shutdown],
+            vec![&hello[4..], shutdown],
+        ] {
+            let body = batch_body(elements.len() as u32, &elements);
+            assert!(
+                matches!(
+                    Request::decode(&body),
+                    Err(ProtocolError::Unbatchable(1 | BATCH_TAG))
+                ),
+                "{elements:?}"
+            );
+        }
+        // Too many (each element is a 1-byte Shutdown).
+        let many = vec![shutdown; MAX_BATCH as usize + 1];
+        assert!(matches!(
+            Request::decode(&batch_body(MAX_BATCH + 1, &many)),
+            Err(ProtocolError::BadValue {
+                what: "batch size",
+                ..
+            })
+        ));
+        assert!(Request::decode(&batch_body(MAX_BATCH, &many[1..])).is_ok());
+        // A count the frame cannot hold, without allocating for it.
+        assert!(matches!(
+            Request::decode(&batch_body(u32::MAX, &[shutdown])),
+            Err(ProtocolError::Truncated { .. })
+        ));
+        // An element length that overruns the frame.
+        let mut body = batch_body(1, &[shutdown]);
+        body[5..9].copy_from_slice(&100u32.to_le_bytes());
+        assert!(matches!(
+            Request::decode(&body),
+            Err(ProtocolError::Truncated { .. })
+        ));
+        // An empty element, an element with trailing bytes, a bad element.
+        for element in [&[][..], &[18, 0][..], &[99][..]] {
+            assert!(
+                Request::decode(&batch_body(1, &[element])).is_err(),
+                "{element:?}"
+            );
+        }
+        // Bytes after the last element.
+        let mut body = batch_body(1, &[shutdown]);
+        body.push(0);
+        assert!(matches!(
+            Request::decode(&body),
+            Err(ProtocolError::Trailing(1))
+        ));
+    }
+
+    #[test]
+    fn plain_requests_are_the_ones_answered_by_ok() {
+        assert!(
+            Request::Protect {
+                address: 0,
+                size: 0,
+                prot: Prot::None
+            }
+            .is_plain()
+        );
+        assert!(Request::SetArgs { args: vec![] }.is_plain());
+        for r in [
+            Request::Shutdown,
+            Request::Lookup { names: vec![] },
+            Request::RemoveModule { dso: 1 },
+            Request::Batch {
+                requests: vec![Request::Shutdown],
+            },
+        ] {
+            assert!(!r.is_plain(), "{}", r.name());
         }
     }
 

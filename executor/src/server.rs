@@ -427,8 +427,57 @@ impl Server {
                 bytes,
             } => self.patch(address, restore, &bytes),
             Request::Shutdown => return Outcome::Shutdown,
+            Request::Batch { requests } => return self.batch(requests),
         };
         Outcome::Reply(handled.unwrap_or_else(|reply| reply))
+    }
+
+    /// Handles a `Batch`: the plain requests in order, then the last one as
+    /// if it had come alone. Nothing runs unless every request but the last
+    /// is plain; the first failure ends the batch with its error, prefixed
+    /// with the request's position.
+    fn batch(&mut self, mut requests: Vec<Request>) -> Outcome {
+        let total = requests.len();
+        let Some(last) = requests.pop() else {
+            return Outcome::Reply(error(ErrorCode::State, "empty batch"));
+        };
+        let misplaced = requests
+            .iter()
+            .enumerate()
+            .find(|(_, request)| !request.is_plain())
+            .map(|(index, request)| (index, request.name()))
+            .or_else(|| matches!(last, Request::Batch { .. }).then_some((total - 1, "Batch")));
+        if let Some((index, name)) = misplaced {
+            return Outcome::Reply(error(
+                ErrorCode::State,
+                format!(
+                    "request {} of {total} in the batch ({name}): only requests answered by Ok \
+                     may precede the last one, and batches do not nest; nothing in the batch ran",
+                    index + 1
+                ),
+            ));
+        }
+        for (index, request) in requests.into_iter().enumerate() {
+            let name = request.name();
+            let prefix = |reply: Reply| match reply {
+                Reply::Error { code, message } => error(
+                    code,
+                    format!(
+                        "request {} of {total} in the batch ({name}): {message}",
+                        index + 1
+                    ),
+                ),
+                other => other,
+            };
+            match self.handle(request) {
+                Outcome::Reply(Reply::Ok) => {}
+                Outcome::Reply(reply) => return Outcome::Reply(prefix(reply)),
+                Outcome::Close(reply, status) => return Outcome::Close(prefix(reply), status),
+                // Plain requests neither run code nor shut down.
+                other @ (Outcome::Resumed | Outcome::Shutdown) => return other,
+            }
+        }
+        self.handle(last)
     }
 
     /// Runs a request that executes JIT'd code: checkpoint first (snapshot

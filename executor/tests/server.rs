@@ -1141,3 +1141,322 @@ fn bare_port_listens_on_loopback() {
         "`--listen 0` must bind loopback, bound {address}\nrerun: cargo test -p solder-executor --test server bare_port_listens_on_loopback"
     );
 }
+
+/// `Call { address, args }` without a timeout, in the System V convention.
+fn call_request(address: u64, args: [u64; 6]) -> Request {
+    Request::Call {
+        address,
+        args,
+        main: false,
+        timeout_ms: 0,
+        win64: false,
+    }
+}
+
+/// Asserts an `Error` with `code` whose message contains `needle`.
+fn expect_error(reply: Reply, code: ErrorCode, needle: &str) -> String {
+    match reply {
+        Reply::Error { code: got, message } => {
+            assert_eq!(got, code, "{message}");
+            assert!(message.contains(needle), "{needle:?} not in {message:?}");
+            message
+        }
+        other => panic!("expected Error {{ {code:?} }}, got {other:?}"),
+    }
+}
+
+#[test]
+fn batch_runs_plain_requests_then_answers_for_the_last() {
+    start("batch_runs_plain_requests_then_answers_for_the_last");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.hello(Recovery::None, b"");
+    let (base, _) = conn.reserve(1 << 20, false);
+    let page = page_size();
+    // Load and call in one frame, one reply.
+    let reply = conn.request(&Request::Batch {
+        requests: vec![
+            Request::Write {
+                address: base,
+                bytes: ADD.to_vec(),
+            },
+            Request::Protect {
+                address: base,
+                size: page,
+                prot: Prot::ReadExecute,
+            },
+            call_request(base, [20, 22, 0, 0, 0, 0]),
+        ],
+    });
+    assert_eq!(reply, Reply::Done { value: 42 });
+    // A batch ending in a plain request is answered Ok; one ending in Read
+    // reads what the batch wrote.
+    conn.ok(&Request::Batch {
+        requests: vec![
+            Request::Write {
+                address: base + page,
+                bytes: vec![1; 8],
+            },
+            Request::Write {
+                address: base + page + 8,
+                bytes: vec![2; 8],
+            },
+        ],
+    });
+    assert_eq!(
+        conn.request(&Request::Batch {
+            requests: vec![
+                Request::Write {
+                    address: base + page + 4,
+                    bytes: vec![3; 8],
+                },
+                Request::Read {
+                    address: base + page,
+                    size: 16,
+                },
+            ],
+        }),
+        Reply::Bytes {
+            bytes: [[1; 4], [3; 4], [3; 4], [2; 4]].concat()
+        }
+    );
+    // Nothing else is in flight: the next request gets the next reply.
+    assert_eq!(conn.call_value(base, [1, 2, 0, 0, 0, 0]), 3);
+    conn.ok(&Request::Shutdown);
+    conn.expect_eof();
+    assert_eq!(wait_with_timeout(&mut child).code(), Some(0));
+}
+
+#[test]
+fn batch_stops_at_the_first_failure_and_names_it() {
+    start("batch_stops_at_the_first_failure_and_names_it");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.hello(Recovery::None, b"");
+    let size = 1u64 << 20;
+    let (base, _) = conn.reserve(size, false);
+    let page = page_size();
+    let marker = base + page;
+    conn.write(marker, &[0; 8]);
+    conn.load_code(base, STORE);
+    // Write runs, Protect (outside the slab) fails, the Call that would
+    // store the marker does not run.
+    let message = expect_error(
+        conn.request(&Request::Batch {
+            requests: vec![
+                Request::Write {
+                    address: marker + 8,
+                    bytes: vec![7; 8],
+                },
+                Request::Protect {
+                    address: base + size,
+                    size: page,
+                    prot: Prot::ReadOnly,
+                },
+                call_request(base, [marker, 0xfeed, 0, 0, 0, 0]),
+            ],
+        }),
+        ErrorCode::Memory,
+        "request 2 of 3 in the batch (Protect): ",
+    );
+    assert!(message.contains("outside the slab"), "{message}");
+    assert_eq!(conn.read(marker, 16), [[0; 8], [7; 8]].concat());
+    // The session is usable, and the same call, batched correctly, stores.
+    let reply = conn.request(&Request::Batch {
+        requests: vec![
+            Request::Write {
+                address: marker + 8,
+                bytes: vec![8; 8],
+            },
+            call_request(base, [marker, 0xfeed, 0, 0, 0, 0]),
+        ],
+    });
+    assert!(matches!(reply, Reply::Done { .. }), "{reply:?}");
+    assert_eq!(
+        conn.read(marker, 16),
+        [0xfeedu64.to_le_bytes(), [8; 8]].concat()
+    );
+    // A failing first request: nothing after it runs.
+    expect_error(
+        conn.request(&Request::Batch {
+            requests: vec![
+                Request::DeregisterFrames { address: 0x1234 },
+                Request::Write {
+                    address: marker + 8,
+                    bytes: vec![9; 8],
+                },
+                Request::Read {
+                    address: marker,
+                    size: 8,
+                },
+            ],
+        }),
+        ErrorCode::Unwind,
+        "request 1 of 3 in the batch (DeregisterFrames): ",
+    );
+    assert_eq!(conn.read(marker + 8, 8), [8; 8]);
+    conn.ok(&Request::Shutdown);
+    conn.expect_eof();
+    assert_eq!(wait_with_timeout(&mut child).code(), Some(0));
+}
+
+#[test]
+fn batch_refuses_a_non_plain_request_before_the_last() {
+    start("batch_refuses_a_non_plain_request_before_the_last");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.hello(Recovery::None, b"");
+    let (base, _) = conn.reserve(1 << 20, false);
+    let page = page_size();
+    let marker = base + page;
+    conn.write(marker, &[0; 16]);
+    conn.load_code(base, STORE);
+    let write = Request::Write {
+        address: marker + 8,
+        bytes: vec![5; 8],
+    };
+    for (requests, needle) in [
+        (
+            vec![
+                write.clone(),
+                Request::Lookup {
+                    names: vec!["puts".into()],
+                },
+                call_request(base, [marker, 1, 0, 0, 0, 0]),
+            ],
+            "request 2 of 3 in the batch (Lookup)",
+        ),
+        (
+            vec![
+                write.clone(),
+                call_request(base, [marker, 2, 0, 0, 0, 0]),
+                write.clone(),
+            ],
+            "request 2 of 3 in the batch (Call)",
+        ),
+        (
+            vec![
+                Request::Reserve {
+                    size: 1 << 20,
+                    placement: PlacementCode::Any,
+                    address: 0,
+                    shared: false,
+                },
+                write.clone(),
+            ],
+            "request 1 of 2 in the batch (Reserve)",
+        ),
+        (
+            vec![Request::Shutdown, write.clone()],
+            "request 1 of 2 in the batch (Shutdown)",
+        ),
+    ] {
+        expect_error(
+            conn.request(&Request::Batch { requests }),
+            ErrorCode::State,
+            needle,
+        );
+        // Nothing in the batch ran: not the leading Write, not the Call.
+        assert_eq!(conn.read(marker, 16), [0; 16], "after {needle}");
+    }
+    // Still serving.
+    conn.load_code(base + 2 * page, ADD);
+    assert_eq!(conn.call_value(base + 2 * page, [4, 5, 0, 0, 0, 0]), 9);
+    conn.ok(&Request::Shutdown);
+    conn.expect_eof();
+    assert_eq!(wait_with_timeout(&mut child).code(), Some(0));
+}
+
+#[test]
+fn malformed_batch_is_refused_and_closes() {
+    start("malformed_batch_is_refused_and_closes");
+    let nested = Request::Batch {
+        requests: vec![Request::Shutdown],
+    }
+    .encode();
+    let mut nested_batch = vec![19u8];
+    nested_batch.extend_from_slice(&1u32.to_le_bytes());
+    nested_batch.extend_from_slice(&nested);
+    let empty_batch = [19u8, 0, 0, 0, 0];
+    for body in [&nested_batch[..], &empty_batch[..]] {
+        let Spawned {
+            mut child,
+            mut conn,
+        } = spawn();
+        conn.hello(Recovery::None, b"");
+        let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+        frame.extend_from_slice(body);
+        conn.send_raw(&frame);
+        expect_error(conn.recv(), ErrorCode::Malformed, "batch");
+        conn.expect_eof();
+        assert_eq!(wait_with_timeout(&mut child).code(), Some(3));
+    }
+}
+
+#[test]
+fn batched_call_checkpoints_after_the_plain_requests() {
+    start("batched_call_checkpoints_after_the_plain_requests");
+    // SAFETY: PR_SET_CHILD_SUBREAPER only sets a flag on this process; the
+    // checkpoint that takes over becomes our child, so we can reap it.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.hello(Recovery::Snapshot, b"");
+    let (base, _) = conn.reserve(1 << 20, false);
+    let page = page_size();
+    let data = base + page;
+    // The crashing code and a data write travel with the call that crashes.
+    conn.send(&Request::Batch {
+        requests: vec![
+            Request::Write {
+                address: base,
+                bytes: NULL_STORE.to_vec(),
+            },
+            Request::Protect {
+                address: base,
+                size: page,
+                prot: Prot::ReadExecute,
+            },
+            Request::Write {
+                address: data,
+                bytes: vec![0x41; 8],
+            },
+            call_request(base, [0; 6]),
+        ],
+    });
+    let saved = match conn.recv() {
+        Reply::Checkpoint {
+            pid,
+            reason: CheckpointSkip::Taken,
+        } => pid,
+        other => panic!("expected Checkpoint {{ Taken }}, got {other:?}"),
+    };
+    assert!(matches!(
+        conn.recv(),
+        Reply::Crashed {
+            signal: libc::SIGSEGV,
+            ..
+        }
+    ));
+    assert_eq!(conn.recv(), Reply::Resumed { pid: saved });
+    assert_eq!(wait_with_timeout(&mut child).signal(), Some(libc::SIGSEGV));
+    // The checkpoint was taken after the batch's plain requests ran.
+    assert_eq!(conn.read(data, 8), [0x41; 8]);
+    assert_eq!(conn.read(base, NULL_STORE.len() as u32), NULL_STORE);
+    conn.ok(&Request::Shutdown);
+    conn.expect_eof();
+    let status = waitpid_with_timeout(saved);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "resumed executor status {status:#x}"
+    );
+}

@@ -2,11 +2,15 @@
 //! function defined in another, so that a hot swap can redirect them.
 //!
 //! Each stub is `jmp *cell(%rip)`; the cell holds the current definition.
-//! Stubs live in read-execute pages and cells in read-only pages of the slab,
-//! allocated in pairs; a swap makes one cell page writable (never
-//! executable), rewrites the cell, and makes it read-only again. A function's
-//! stub is its address as seen from other modules and through `lookup`, so
-//! pointers taken before a swap reach the new definition.
+//! Stubs and cells come in chunks of one read-execute page of stubs and one
+//! read-write page of cells (never writable and executable). A chunk's stub
+//! page is written whole when the chunk is allocated, each stub already
+//! pointing at its cell, so creating or retargeting a stub only stores an
+//! 8-byte cell: no page ever changes protection again. The cells are
+//! writable for the life of the session, as ORC's stub pointers and a GOT
+//! without RELRO are; that is the price of swaps that cost one store. A
+//! function's stub is its address as seen from other modules and through
+//! `lookup`, so pointers taken before a swap reach the new definition.
 
 use std::collections::HashMap;
 
@@ -58,19 +62,34 @@ impl Indirection {
         }
         let index = self.count;
         if index == self.chunks.len() * Self::per_chunk(page) {
-            let base = slab.allocate(2 * page)?;
-            self.chunks.push(base);
+            self.chunks.push(Self::allocate_chunk(slab, executor)?);
         }
         self.count += 1;
         self.slots.insert(name.to_string(), index);
         let (stub, cell) = self.addresses(index, page);
-        let mut bytes = JUMP_STUB;
-        let disp = (cell as i64 - (stub as i64 + JUMP_STUB_END as i64)) as i32;
-        bytes[JUMP_STUB_DISP..JUMP_STUB_DISP + 4].copy_from_slice(&disp.to_le_bytes());
-        // The cell first: the stub must never jump through a stale one.
-        executor.patch(cell, &target.to_le_bytes(), Protection::ReadOnly)?;
-        executor.patch(stub, &bytes, Protection::Code)?;
+        executor.patch(cell, &target.to_le_bytes(), Protection::Data)?;
         Ok(stub)
+    }
+
+    /// A new chunk: a page of stubs, each jumping through its cell in the
+    /// next page, and that page of cells, all zero (a call through a cell
+    /// not yet set faults at address 0).
+    fn allocate_chunk(slab: &mut Slab, executor: &mut dyn Executor) -> Result<u64, LinkError> {
+        let page = slab.page();
+        let base = slab.allocate(2 * page)?;
+        let mut image = vec![0u8; 2 * page as usize];
+        for index in 0..Self::per_chunk(page) {
+            let at = index * JUMP_STUB.len();
+            let cell = page as usize + index * 8;
+            let disp = (cell - (at + JUMP_STUB_END)) as i32;
+            let stub = &mut image[at..at + JUMP_STUB.len()];
+            stub.copy_from_slice(&JUMP_STUB);
+            stub[JUMP_STUB_DISP..JUMP_STUB_DISP + 4].copy_from_slice(&disp.to_le_bytes());
+        }
+        executor.write(base, &image)?;
+        executor.protect(base, page, Protection::Code)?;
+        executor.protect(base + page, page, Protection::Data)?;
+        Ok(base)
     }
 
     /// Points an existing stub at a new definition (0 makes calls fault).
@@ -85,7 +104,7 @@ impl Indirection {
             return Ok(false);
         };
         let (_, cell) = self.addresses(index, page);
-        executor.patch(cell, &target.to_le_bytes(), Protection::ReadOnly)?;
+        executor.patch(cell, &target.to_le_bytes(), Protection::Data)?;
         Ok(true)
     }
 }

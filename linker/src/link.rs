@@ -1050,6 +1050,10 @@ fn lay_out(
     cursor = align_up(cursor, 8);
     let got_at = cursor;
     cursor += got as u64 * 8;
+    // The module's `__dso_handle`: only its address matters, so it needs
+    // no writable page (a module without data then has none).
+    let dso = cursor;
+    cursor += 8;
     let eh_start = cursor;
     let mut has_frames = false;
     for (g, graph) in graphs.iter().enumerate() {
@@ -1082,9 +1086,6 @@ fn lay_out(
     place_all(&mut sections, &mut cursor, &|s| {
         s.protection == Protection::Data
     });
-    cursor = align_up(cursor, 8);
-    let dso = cursor;
-    cursor += 8;
     let mut copy_offsets = Vec::with_capacity(copies.len());
     for &(_, size) in copies {
         cursor = align_up(cursor, 16);

@@ -13,11 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use solder_executor::crash::{CrashSymbol, CrashSymbols};
+use solder_executor::lifecycle;
 use solder_executor::protocol::SymbolInfo;
 
 use crate::arch::{RelocOp, write_checked};
 use crate::error::{Abnormal, LinkError};
-use crate::graph::{Definition, LinkGraph};
+use crate::graph::{Binding, Definition, LinkGraph};
 use crate::indirection::Indirection;
 use crate::link::{DataBinding, Export, LinkRequest, LinkedModule, link};
 use crate::memory::{Placement, Slab};
@@ -289,13 +290,41 @@ impl Session {
     fn ask_executor_about(&mut self, graphs: &[LinkGraph<'_>]) -> Result<(), LinkError> {
         let mut asked: std::collections::HashSet<&str> = std::collections::HashSet::new();
         let mut names: Vec<String> = Vec::new();
+        // Names another object of this load defines never reach the host
+        // (the load's own definitions come first), so asking would only
+        // cost a failed dlsym each, and make the host open its C++ runtime.
+        let defined_here: std::collections::HashSet<&str> = graphs
+            .iter()
+            .flat_map(|g| &g.symbols)
+            .filter(|sym| {
+                sym.binding != Binding::Local
+                    && matches!(
+                        sym.definition,
+                        Definition::Defined { .. }
+                            | Definition::Absolute(_)
+                            | Definition::Common { .. }
+                    )
+            })
+            .map(|sym| sym.name)
+            .collect();
         for graph in graphs {
             for sym in &graph.symbols {
-                if sym.definition != Definition::Undefined || sym.name.is_empty() {
+                if sym.definition != Definition::Undefined
+                    || sym.name.is_empty()
+                    || defined_here.contains(sym.name)
+                {
                     continue;
                 }
                 // The executor knows C names: Mach-O's underscore removed,
                 // COFF's `__imp_` slots asked about by what they point to.
+                // A name another module exports needs no round trip, unless
+                // the runtime interposes it (interposers come first).
+                if self.exports.contains_key(sym.name)
+                    && crate::link::host_name(graph.format, sym.name)
+                        .is_none_or(|host| lifecycle::interposer(host).is_none())
+                {
+                    continue;
+                }
                 for host in crate::link::host_names(graph.format, sym.name) {
                     if !self.symbols.contains_key(host) && asked.insert(host) {
                         names.push(host.to_string());
@@ -342,6 +371,8 @@ impl Session {
             export_names.push(name.clone());
             self.exports.insert(name, export);
         }
+        self.executor
+            .add_crash_symbols(linked.memory.0, &linked.crash_symbols);
         let keep_sources = self.config.recovery == Recovery::Restart;
         self.modules.insert(
             position,
@@ -360,7 +391,6 @@ impl Session {
                 win64: linked.win64,
             },
         );
-        self.publish_crash_symbols();
         Ok(())
     }
 
@@ -369,7 +399,7 @@ impl Session {
     fn finalize(&mut self, linked: &LinkedModule) -> Result<(), LinkError> {
         let page = self.page();
         self.executor.write(linked.memory.0, &linked.image)?;
-        for &(start, size, protection) in &linked.segments {
+        for &(start, size, protection) in linked.segments.iter().filter(|s| s.1 > 0) {
             let end = (start + size).div_ceil(page) * page;
             self.executor.protect(start, end - start, protection)?;
         }
@@ -387,18 +417,6 @@ impl Session {
         let outcome = self.executor.run_initializers(initializers, win64)?;
         self.returned(outcome, || format!("the initializers of module {id}"))
             .map(drop)
-    }
-
-    fn publish_crash_symbols(&mut self) {
-        if !self.executor.wants_crash_symbols() {
-            return;
-        }
-        let all = self
-            .modules
-            .iter()
-            .flat_map(|m| m.crash_symbols.iter().cloned())
-            .collect();
-        self.executor.publish_crash_symbols(all);
     }
 
     /// `symbol+0xoffset` of the JIT'd function containing `pc`, with its
@@ -671,7 +689,6 @@ impl Session {
             }
         }
         self.release(module)?;
-        self.publish_crash_symbols();
         Ok(())
     }
 
@@ -733,7 +750,6 @@ impl Session {
         }
         self.rebind(id.0)?;
         self.release(old)?;
-        self.publish_crash_symbols();
         self.run_initializers(id.0, &initializers)
     }
 
@@ -785,6 +801,7 @@ impl Session {
     }
 
     fn release(&mut self, module: Module) -> Result<(), LinkError> {
+        self.executor.remove_crash_symbols(module.memory.0);
         if let Some(begin) = module.eh_frame {
             self.executor.deregister_frames(begin)?;
         }
@@ -825,7 +842,6 @@ impl Session {
         }
         self.modules.clear();
         self.exports.clear();
-        self.publish_crash_symbols();
         result
     }
 

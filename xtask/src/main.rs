@@ -7,9 +7,14 @@
 //!   lifecycle tests, a C++ program) with gcc and clang, runs them natively
 //!   and under `solder run`, and compares stdout and exit status.
 //!
-//! Further subcommands (`conformance`, `bench`, ...) are added the same way:
+//! - `conformance` ([`conformance`]): the YAML scenarios, as a table.
+//! - `bench` ([`bench`]): benchmarks against llvm-jitlink 19 and native
+//!   builds, written to `docs/benchmarks.md`.
+//!
+//! Further subcommands are added the same way:
 //! a module, a variant of [`Command`], and one match arm in [`main`].
 
+mod bench;
 mod conformance;
 mod programs;
 mod util;
@@ -34,6 +39,9 @@ enum Command {
     /// Build the conformance fixtures, run the YAML scenarios, print a
     /// table per area, format and mode.
     Conformance(conformance::Args),
+    /// Measure solder against llvm-jitlink 19, native builds and the
+    /// transport; print the table and write docs/benchmarks.md.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +49,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Programs(args) => programs::run(&args),
         Command::Conformance(args) => conformance::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -320,6 +320,76 @@ pub fn run(args: &Args) -> Result<bool> {
     Ok(tally.failed == 0)
 }
 
+/// A program built by [`build_programs`]: its objects, its native
+/// executable, and the directory its runs start in.
+pub struct BuiltProgram {
+    pub compiler: &'static str,
+    pub name: &'static str,
+    pub objects: Vec<PathBuf>,
+    pub native: PathBuf,
+    pub cwd: PathBuf,
+}
+
+/// Builds the default variant of the named programs with each named
+/// compiler (for `cargo xtask bench`), into the same directories as
+/// `cargo xtask programs`, so either reuses the other's objects.
+pub fn build_programs(compilers: &[&str], names: &[&str]) -> Result<Vec<BuiltProgram>> {
+    let root = util::workspace_root();
+    let target = util::target_dir(&root)?;
+    let third_party = catalog::locate_sources(&root)?;
+    let programs = catalog::programs(&root, &third_party)?;
+    let mut builds = Vec::new();
+    for compiler in catalog::COMPILERS
+        .iter()
+        .filter(|c| compilers.contains(&c.name))
+    {
+        check_compiler(compiler)
+            .map_err(|reason| anyhow::anyhow!("{}: {reason}", compiler.name))?;
+        for program in programs.iter().filter(|p| names.contains(&p.name)) {
+            let dir = target
+                .join("programs")
+                .join(compiler.name)
+                .join(catalog::DEFAULT.name)
+                .join(program.name);
+            let mut objects: Vec<PathBuf> = program
+                .sources
+                .iter()
+                .map(|s| dir.join(format!("{}.o", object_stem(&s.path))))
+                .collect();
+            objects.sort();
+            builds.push(Build {
+                compiler,
+                variant: &catalog::DEFAULT,
+                program,
+                label: program.name.to_owned(),
+                native: dir.join("native"),
+                dir,
+                objects,
+                cases: Vec::new(),
+            });
+        }
+    }
+    let errors = compile_and_link(&mut builds, None)?;
+    builds
+        .into_iter()
+        .zip(errors)
+        .map(|(build, error)| match error {
+            Some(error) => bail!(
+                "building {} with {} failed:\n{error}",
+                build.program.name,
+                build.compiler.name
+            ),
+            None => Ok(BuiltProgram {
+                compiler: build.compiler.name,
+                name: build.program.name,
+                objects: build.objects,
+                native: build.native,
+                cwd: build.program.cwd.clone(),
+            }),
+        })
+        .collect()
+}
+
 /// The builds and cases that the options select, in a stable order.
 fn select<'a>(args: &Args, programs: &'a [Program], target: &Path) -> Vec<Build<'a>> {
     let matches = |name: &str| match (&args.program, args.exact) {

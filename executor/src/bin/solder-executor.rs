@@ -19,7 +19,7 @@ const USAGE: &str = "\
 usage: solder-executor --fds IN,OUT
        solder-executor --listen ADDR [--token-file PATH] [--ready-file PATH] [--once]
 
-Runs JIT'd code for a Solder controller (protocol version 1).
+Runs JIT'd code for a Solder controller (protocol version 3).
 
   --fds IN,OUT        serve one controller over open descriptors: requests
                       are read from IN, replies written to OUT (e.g. pipes

@@ -8,7 +8,7 @@ use std::ffi::{CString, c_char, c_int};
 use std::time::Duration;
 
 use solder_executor::abi;
-use solder_executor::crash::{CrashSymbol, CrashSymbols, publish_symbols};
+use solder_executor::crash::{self, CrashSymbol, CrashSymbols};
 use solder_executor::host::HostLibraries;
 use solder_executor::lifecycle::{self, Finalizers};
 use solder_executor::pages;
@@ -253,12 +253,12 @@ impl Executor for InProcess {
         Ok(Outcome::Returned(0))
     }
 
-    fn publish_crash_symbols(&mut self, symbols: Vec<CrashSymbol>) {
-        publish_symbols(CrashSymbols::new(symbols));
+    fn add_crash_symbols(&mut self, base: u64, symbols: &[CrashSymbol]) {
+        crash::add_symbols(base, CrashSymbols::new(symbols.to_vec()));
     }
 
-    fn wants_crash_symbols(&self) -> bool {
-        true
+    fn remove_crash_symbols(&mut self, base: u64) {
+        crash::remove_symbols(base);
     }
 
     fn describe(&self) -> String {

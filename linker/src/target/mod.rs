@@ -91,6 +91,13 @@ pub trait Executor {
     ) -> Result<(), LinkError>;
     /// `argv` for initializers and `main`.
     fn set_args(&mut self, args: &[String]) -> Result<(), LinkError>;
+    /// Makes sure every request made so far has been carried out, reporting
+    /// the first that failed. An executor that may defer requests answered
+    /// by a bare acknowledgement (a [`Remote`] sends them with the next
+    /// request that needs an answer) sends them now.
+    fn flush(&mut self) -> Result<(), LinkError> {
+        Ok(())
+    }
     /// Runs initializers in order; `win64`: they use the Microsoft x64
     /// calling convention (a COFF module).
     fn run_initializers(&mut self, addresses: &[u64], win64: bool) -> Result<Outcome, LinkError>;
@@ -109,13 +116,12 @@ pub trait Executor {
     /// `Returned(position)` (`u64::MAX`: not registered).
     fn remove_module(&mut self, dso: u64) -> Result<Outcome, LinkError>;
     fn end_modules(&mut self, dsos: &[u64]) -> Result<Outcome, LinkError>;
-    /// The symbols crash reports name (only an in-process executor needs
-    /// them; a remote crash is symbolized by the session).
-    fn publish_crash_symbols(&mut self, _symbols: Vec<CrashSymbol>) {}
-    /// Whether [`Executor::publish_crash_symbols`] does anything.
-    fn wants_crash_symbols(&self) -> bool {
-        false
-    }
+    /// Adds the symbols of the module at `base` to what crash reports name
+    /// (only an in-process executor needs them; a remote crash is
+    /// symbolized by the session).
+    fn add_crash_symbols(&mut self, _base: u64, _symbols: &[CrashSymbol]) {}
+    /// Forgets the symbols of the module at `base`.
+    fn remove_crash_symbols(&mut self, _base: u64) {}
     /// False once the executor is gone for good (no checkpoint took over).
     fn alive(&self) -> bool {
         true

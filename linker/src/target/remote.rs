@@ -9,6 +9,13 @@
 //! tells the controller it died even though a checkpoint still holds the
 //! pipe ends, and a call that outlives its timeout is killed. With the
 //! snapshot policy a checkpoint process takes over after a crash.
+//!
+//! Requests answered by a bare `Ok` (writes, protections, patches, frame and
+//! module registrations, `argv`) are not sent at once: they wait in a queue
+//! and travel in one `Batch` frame with the next request that needs an
+//! answer, so loading a module and calling into it is one round trip. A
+//! failure of a queued request is reported by whichever call sent it, its
+//! message naming the request; [`Remote::flush`] sends the queue now.
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
@@ -20,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use solder_executor::lifecycle::Finalizers;
 use solder_executor::protocol::{
-    self, CheckpointSkip, ErrorCode, LibraryKind, MAX_FRAME, MAX_NAMES, MAX_READ, MAX_WRITE,
-    Recovery, Reply, Request, capability,
+    self, BATCH_OVERHEAD, CheckpointSkip, ErrorCode, LibraryKind, MAX_BATCH, MAX_FRAME, MAX_NAMES,
+    MAX_READ, MAX_WRITE, Recovery, Reply, Request, capability,
 };
 
 use super::{Crash, Executor, Outcome, PlacementCode, SymbolInfo, prot_of};
@@ -53,6 +60,41 @@ const DEATH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Extra time the controller allows past a call's timeout before it kills
 /// the executor itself (the executor's own timer fires first).
 const KILL_GRACE: Duration = Duration::from_millis(500);
+
+/// The queue is sent on its own once its frames would pass this many bytes
+/// (half a frame, so the request that finally sends it usually fits too).
+const QUEUE_BYTES: usize = MAX_FRAME as usize / 2;
+/// ... or once it holds this many requests (one batch slot is left for the
+/// request that sends it).
+const QUEUE_REQUESTS: u32 = MAX_BATCH - 1;
+
+/// Plain requests (answered by `Ok`) waiting to travel in a `Batch`.
+#[derive(Default)]
+struct Queue {
+    /// Their frames, length prefixes included, back to back: exactly the
+    /// elements of a `Batch`.
+    frames: Vec<u8>,
+    count: u32,
+    /// Address ranges (page-rounded) the queued memory requests touch.
+    ranges: Vec<(u64, u64)>,
+}
+
+impl Queue {
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.count = 0;
+        self.ranges.clear();
+    }
+
+    /// Whether a queued memory request touches a page of `[start, end)`.
+    fn touches(&self, start: u64, end: u64) -> bool {
+        self.ranges.iter().any(|&(s, e)| s < end && start < e)
+    }
+}
 
 /// The executor process, when it runs on this machine.
 struct Process {
@@ -266,6 +308,8 @@ pub struct Remote {
     page: u64,
     shared: Option<SharedView>,
     alive: bool,
+    /// Plain requests not sent yet.
+    queue: Queue,
 }
 
 /// Finds the `solder-executor` binary: `explicit`, else `SOLDER_EXECUTOR`,
@@ -384,6 +428,7 @@ impl Remote {
             page: 4096,
             shared: None,
             alive: true,
+            queue: Queue::default(),
         };
         if let Err(err) = remote.handshake() {
             remote.abandon();
@@ -496,10 +541,89 @@ impl Remote {
         }
     }
 
-    /// Sends a request that does not run JIT'd code and returns its reply.
+    /// Queues a plain request (answered by `Ok`), sending the queue first
+    /// when it is full. `range` is the memory the request touches.
+    fn defer(&mut self, request: &Request, range: Option<(u64, u64)>) -> Result<(), LinkError> {
+        self.ensure_alive()?;
+        debug_assert!(request.is_plain(), "{} is not plain", request.name());
+        let frame = request.encode();
+        if !self.queue.is_empty()
+            && (self.queue.frames.len() + frame.len() > QUEUE_BYTES
+                || self.queue.count >= QUEUE_REQUESTS)
+        {
+            self.flush()?;
+        }
+        self.queue.frames.extend_from_slice(&frame);
+        self.queue.count += 1;
+        if let Some((address, size)) = range {
+            let page = self.page;
+            let start = address & !(page - 1);
+            let end = address.saturating_add(size).saturating_add(page - 1) & !(page - 1);
+            self.queue.ranges.push((start, end));
+        }
+        Ok(())
+    }
+
+    /// Sends the queued requests now and waits for their acknowledgement
+    /// (nothing to do when none wait). A failed request is reported with
+    /// its position in the batch; the ones after it did not run.
+    pub fn flush(&mut self) -> Result<(), LinkError> {
+        if self.queue.is_empty() {
+            return Ok(());
+        }
+        self.ensure_alive()?;
+        let frame = self.take_queue(None);
+        match self.exchange(&frame)? {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The frame that carries the queue, then `last` (already encoded; with
+    /// `None`, the last queued request ends the batch), emptying the queue.
+    /// A lone request goes as a plain frame.
+    fn take_queue(&mut self, last: Option<Vec<u8>>) -> Vec<u8> {
+        let mut frames = std::mem::take(&mut self.queue.frames);
+        let mut count = self.queue.count;
+        self.queue.clear();
+        if let Some(last) = last {
+            if count == 0 {
+                return last;
+            }
+            frames.extend_from_slice(&last);
+            count += 1;
+        }
+        if count == 1 {
+            frames
+        } else {
+            protocol::batch_frame(count, &frames)
+        }
+    }
+
+    /// The frame that sends `request` with everything queued before it: one
+    /// `Batch` when it fits in a frame, else the queue goes first on its own.
+    fn frame_with_queue(&mut self, request: &Request) -> Result<Vec<u8>, LinkError> {
+        let own = request.encode();
+        if !self.queue.is_empty()
+            && BATCH_OVERHEAD + self.queue.frames.len() + own.len() > 4 + MAX_FRAME as usize
+        {
+            self.flush()?;
+        }
+        Ok(self.take_queue(Some(own)))
+    }
+
+    /// Sends a request that does not run JIT'd code (with the queue) and
+    /// returns its reply.
     fn request(&mut self, request: &Request) -> Result<Reply, LinkError> {
         self.ensure_alive()?;
-        self.channel.send(&request.encode())?;
+        let frame = self.frame_with_queue(request)?;
+        self.exchange(&frame)
+    }
+
+    /// Sends one frame and reads the one reply of a request that does not
+    /// run JIT'd code.
+    fn exchange(&mut self, frame: &[u8]) -> Result<Reply, LinkError> {
+        self.channel.send(frame)?;
         let event = self.channel.recv(None, self.process.as_ref());
         match event.inspect_err(|_| self.abandon())? {
             Event::Frame(frame) => match Reply::decode(&frame) {
@@ -531,14 +655,16 @@ impl Remote {
         }
     }
 
-    /// Sends a request that runs JIT'd code and waits for how it ended.
+    /// Sends a request that runs JIT'd code (with the queue) and waits for
+    /// how it ended.
     fn execute(
         &mut self,
         request: &Request,
         timeout: Option<Duration>,
     ) -> Result<Outcome, LinkError> {
         self.ensure_alive()?;
-        self.channel.send(&request.encode())?;
+        let frame = self.frame_with_queue(request)?;
+        self.channel.send(&frame)?;
         let deadline = timeout.map(|t| Instant::now() + t + KILL_GRACE);
         let mut checkpoint = None;
         let mut record = None;
@@ -642,9 +768,19 @@ impl Remote {
         }
     }
 
-    /// Writes into the shared view directly.
+    /// Writes into the shared view directly. Queued requests on the same
+    /// pages (a `Release` would punch a hole under the new bytes) are sent
+    /// first, so the executor sees the writes in the order they were made.
     fn write_shared(&mut self, address: u64, bytes: &[u8]) -> Result<(), LinkError> {
         let page = self.page;
+        let start = address & !(page - 1);
+        let end = address
+            .saturating_add(bytes.len() as u64)
+            .saturating_add(page - 1)
+            & !(page - 1);
+        if self.queue.touches(start, end) {
+            self.flush()?;
+        }
         let view = self.shared.as_mut().expect("shared memory is set up");
         let offset = address
             .checked_sub(view.base)
@@ -853,10 +989,14 @@ impl Executor for Remote {
             return self.write_shared(address, bytes);
         }
         for (i, chunk) in bytes.chunks(MAX_WRITE).enumerate() {
-            self.expect_ok(&Request::Write {
-                address: address + (i * MAX_WRITE) as u64,
-                bytes: chunk.to_vec(),
-            })?;
+            let address = address + (i * MAX_WRITE) as u64;
+            self.defer(
+                &Request::Write {
+                    address,
+                    bytes: chunk.to_vec(),
+                },
+                Some((address, chunk.len() as u64)),
+            )?;
         }
         Ok(())
     }
@@ -867,11 +1007,14 @@ impl Executor for Remote {
         size: u64,
         protection: Protection,
     ) -> Result<(), LinkError> {
-        self.expect_ok(&Request::Protect {
-            address,
-            size,
-            prot: prot_of(protection),
-        })?;
+        self.defer(
+            &Request::Protect {
+                address,
+                size,
+                prot: prot_of(protection),
+            },
+            Some((address, size)),
+        )?;
         self.note_protection(address, size, Some(protection));
         Ok(())
     }
@@ -881,11 +1024,15 @@ impl Executor for Remote {
         if self.shared.is_none() || private {
             // Writable data is private to the executor: only it can patch it.
             for (i, chunk) in bytes.chunks(MAX_WRITE).enumerate() {
-                self.expect_ok(&Request::Patch {
-                    address: address + (i * MAX_WRITE) as u64,
-                    restore: prot_of(restore),
-                    bytes: chunk.to_vec(),
-                })?;
+                let address = address + (i * MAX_WRITE) as u64;
+                self.defer(
+                    &Request::Patch {
+                        address,
+                        restore: prot_of(restore),
+                        bytes: chunk.to_vec(),
+                    },
+                    Some((address, chunk.len() as u64)),
+                )?;
             }
             self.note_protection(address, bytes.len() as u64, Some(restore));
             return Ok(());
@@ -905,7 +1052,7 @@ impl Executor for Remote {
     }
 
     fn release(&mut self, address: u64, size: u64) -> Result<(), LinkError> {
-        self.expect_ok(&Request::Release { address, size })?;
+        self.defer(&Request::Release { address, size }, Some((address, size)))?;
         self.note_protection(address, size, None);
         Ok(())
     }
@@ -953,11 +1100,11 @@ impl Executor for Remote {
     }
 
     fn register_frames(&mut self, address: u64) -> Result<(), LinkError> {
-        self.expect_ok(&Request::RegisterFrames { address })
+        self.defer(&Request::RegisterFrames { address }, None)
     }
 
     fn deregister_frames(&mut self, address: u64) -> Result<(), LinkError> {
-        self.expect_ok(&Request::DeregisterFrames { address })
+        self.defer(&Request::DeregisterFrames { address }, None)
     }
 
     fn register_module(
@@ -966,19 +1113,29 @@ impl Executor for Remote {
         finalizers: &Finalizers,
         position: Option<usize>,
     ) -> Result<(), LinkError> {
-        self.expect_ok(&Request::RegisterModule {
-            dso,
-            position: position.map_or(u64::MAX, |p| p as u64),
-            prioritized: finalizers.prioritized.clone(),
-            unprioritized: finalizers.unprioritized.clone(),
-            win64: finalizers.win64,
-        })
+        self.defer(
+            &Request::RegisterModule {
+                dso,
+                position: position.map_or(u64::MAX, |p| p as u64),
+                prioritized: finalizers.prioritized.clone(),
+                unprioritized: finalizers.unprioritized.clone(),
+                win64: finalizers.win64,
+            },
+            None,
+        )
     }
 
     fn set_args(&mut self, args: &[String]) -> Result<(), LinkError> {
-        self.expect_ok(&Request::SetArgs {
-            args: args.to_vec(),
-        })
+        self.defer(
+            &Request::SetArgs {
+                args: args.to_vec(),
+            },
+            None,
+        )
+    }
+
+    fn flush(&mut self) -> Result<(), LinkError> {
+        Remote::flush(self)
     }
 
     fn run_initializers(&mut self, addresses: &[u64], win64: bool) -> Result<Outcome, LinkError> {
@@ -1049,6 +1206,9 @@ impl Executor for Remote {
 
 impl Drop for Remote {
     fn drop(&mut self) {
+        // Nothing runs after the shutdown, so queued requests would change
+        // nothing that anybody sees.
+        self.queue.clear();
         if self.alive && self.channel.send(&Request::Shutdown.encode()).is_ok() {
             let deadline = Some(Instant::now() + DEATH_TIMEOUT);
             let _ = self.channel.recv(deadline, self.process.as_ref());
