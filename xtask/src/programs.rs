@@ -167,7 +167,38 @@ enum CaseKind<'a> {
     NoExec,
 }
 
-impl Build<'_> {
+impl<'a> Build<'a> {
+    /// A build with no cases yet, in `target/programs/COMPILER/VARIANT/PROGRAM`
+    /// (shared by `programs` and `bench`, so each reuses the other's objects).
+    fn new(
+        compiler: &'static Compiler,
+        variant: &'static Variant,
+        program: &'a Program,
+        target: &Path,
+    ) -> Self {
+        let dir = target
+            .join("programs")
+            .join(compiler.name)
+            .join(variant.name)
+            .join(program.name);
+        let mut objects: Vec<PathBuf> = program
+            .sources
+            .iter()
+            .map(|s| dir.join(format!("{}.o", object_stem(&s.path))))
+            .collect();
+        objects.sort();
+        Build {
+            compiler,
+            variant,
+            program,
+            label: program.label(variant),
+            native: dir.join("native"),
+            dir,
+            objects,
+            cases: Vec::new(),
+        }
+    }
+
     fn case_name(&self, case: CaseKind<'_>) -> String {
         match case {
             CaseKind::Run(case, executor) => {
@@ -346,27 +377,12 @@ pub fn build_programs(compilers: &[&str], names: &[&str]) -> Result<Vec<BuiltPro
         check_compiler(compiler)
             .map_err(|reason| anyhow::anyhow!("{}: {reason}", compiler.name))?;
         for program in programs.iter().filter(|p| names.contains(&p.name)) {
-            let dir = target
-                .join("programs")
-                .join(compiler.name)
-                .join(catalog::DEFAULT.name)
-                .join(program.name);
-            let mut objects: Vec<PathBuf> = program
-                .sources
-                .iter()
-                .map(|s| dir.join(format!("{}.o", object_stem(&s.path))))
-                .collect();
-            objects.sort();
-            builds.push(Build {
+            builds.push(Build::new(
                 compiler,
-                variant: &catalog::DEFAULT,
+                &catalog::DEFAULT,
                 program,
-                label: program.name.to_owned(),
-                native: dir.join("native"),
-                dir,
-                objects,
-                cases: Vec::new(),
-            });
+                target.as_path(),
+            ));
         }
     }
     let errors = compile_and_link(&mut builds, None)?;
@@ -404,28 +420,7 @@ fn select<'a>(args: &Args, programs: &'a [Program], target: &Path) -> Vec<Build<
         }
         for program in programs {
             for &variant in &program.variants {
-                let label = program.label(variant);
-                let dir = target
-                    .join("programs")
-                    .join(compiler.name)
-                    .join(variant.name)
-                    .join(program.name);
-                let mut objects: Vec<PathBuf> = program
-                    .sources
-                    .iter()
-                    .map(|s| dir.join(format!("{}.o", object_stem(&s.path))))
-                    .collect();
-                objects.sort();
-                let mut build = Build {
-                    compiler,
-                    variant,
-                    program,
-                    label,
-                    native: dir.join("native"),
-                    dir,
-                    objects,
-                    cases: Vec::new(),
-                };
+                let mut build = Build::new(compiler, variant, program, target);
                 let mut cases: Vec<CaseKind> = program
                     .cases
                     .iter()
