@@ -44,7 +44,7 @@ enum Command {
     Rtt(rtt::Args),
     /// Echo side of `rtt` (spawned by it).
     #[command(hide = true)]
-    Echo,
+    Echo(rtt::EchoArgs),
     /// Snapshot cost per call and crash recovery time at several resident sizes.
     Checkpoints(checkpoints::Args),
     /// Memory of a session across many replacements of one module.
@@ -88,7 +88,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Incremental(args) => incremental::run(&args, &cli.work),
         Command::Rtt(args) => rtt::run(&args),
-        Command::Echo => rtt::echo(),
+        Command::Echo(args) => rtt::echo(&args),
         Command::Checkpoints(args) => checkpoints::run(&args, &cli.work),
         Command::Churn(args) => churn::run(&args, &cli.work),
     };

@@ -8,6 +8,7 @@
 
 use std::ffi::{CStr, CString, c_void};
 
+use crate::dynsym::ObjectTables;
 use crate::protocol::{SymbolInfo, SymbolKind};
 
 /// What kind of object a host symbol names, from its dynamic symbol entry.
@@ -40,6 +41,8 @@ pub enum HostError {
 pub struct HostLibraries {
     handles: Vec<(String, *mut c_void)>,
     cxx_runtime_loaded: bool,
+    /// The loaded objects' dynamic tables, re-read after every `dlopen`.
+    tables: ObjectTables,
 }
 
 /// The C++ runtime libraries that `g++` links by default.
@@ -51,6 +54,7 @@ impl HostLibraries {
         let mut libs = HostLibraries {
             handles: Vec::new(),
             cxx_runtime_loaded: false,
+            tables: ObjectTables::default(),
         };
         libs.open("libm.so.6")?;
         Ok(libs)
@@ -146,6 +150,7 @@ impl HostLibraries {
             });
         }
         self.handles.push((name.to_string(), handle));
+        self.tables.refresh();
         Ok(())
     }
 
@@ -184,14 +189,33 @@ impl HostLibraries {
         if address.is_null() {
             return None;
         }
-        Some(describe(address))
+        Some(match self.tables.describe(name, address as u64) {
+            Some(entry) => HostSymbol {
+                address: address as u64,
+                size: entry.size,
+                kind: kind_of(entry.kind),
+            },
+            None => describe(address),
+        })
+    }
+}
+
+/// A symbol type (`st_info & 0xf`) as a host symbol kind.
+fn kind_of(stt: u8) -> HostSymbolKind {
+    match stt {
+        2 | 10 => HostSymbolKind::Function, // STT_FUNC, STT_GNU_IFUNC
+        1 => HostSymbolKind::Data,          // STT_OBJECT
+        6 => HostSymbolKind::Tls,           // STT_TLS
+        _ => HostSymbolKind::Unknown,
     }
 }
 
 /// `dladdr1` flag from glibc's <dlfcn.h>: return the ELF symbol entry.
 const RTLD_DL_SYMENT: libc::c_int = 1;
 
-/// Reads the dynamic symbol entry behind an address for its size and type.
+/// Reads the dynamic symbol entry behind an address for its size and type
+/// by glibc's scan of the object's symbols: the fallback for objects
+/// without a GNU hash table.
 fn describe(address: *mut c_void) -> HostSymbol {
     let mut info: libc::Dl_info = Dl_info_zeroed();
     let mut entry: *const libc::Elf64_Sym = std::ptr::null();
@@ -209,13 +233,7 @@ fn describe(address: *mut c_void) -> HostSymbol {
         // SAFETY: dladdr1 returned a pointer into the object's dynamic symbol
         // table, which stays mapped while the object is loaded.
         let sym = unsafe { &*entry };
-        let kind = match sym.st_info & 0xf {
-            2 | 10 => HostSymbolKind::Function, // STT_FUNC, STT_GNU_IFUNC
-            1 => HostSymbolKind::Data,          // STT_OBJECT
-            6 => HostSymbolKind::Tls,           // STT_TLS
-            _ => HostSymbolKind::Unknown,
-        };
-        (sym.st_size, kind)
+        (sym.st_size, kind_of(sym.st_info & 0xf))
     } else {
         (0, HostSymbolKind::Unknown)
     };

@@ -6,7 +6,8 @@
 //! in-process pieces:
 //!
 //! - [`host`]: host symbols by name (`dlsym`), with the default libraries a
-//!   compiler driver would link and user preloads;
+//!   compiler driver would link and user preloads; [`dynsym`] reads their
+//!   sizes and types through the libraries' GNU hash tables;
 //! - [`lifecycle`]: the interposed `atexit` family, per-module handler lists
 //!   and deinitializers, and the `exit()` sequence;
 //! - [`unwind`]: `.eh_frame` registration with the host unwinder;
@@ -17,6 +18,7 @@
 
 pub mod abi;
 pub mod crash;
+pub mod dynsym;
 pub mod host;
 pub mod lifecycle;
 pub mod pages;

@@ -284,7 +284,15 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
                 minus: None,
             });
         }
-        graph_sections[id].edges.extend(edges);
+        // Usually a section has one relocation section: take its edges
+        // as they are rather than copying them (they are most of a
+        // graph's memory).
+        let placed_edges = &mut graph_sections[id].edges;
+        if placed_edges.is_empty() {
+            *placed_edges = edges;
+        } else {
+            placed_edges.extend(edges);
+        }
     }
     for section in &mut graph_sections {
         section.edges.sort_by_key(|e| e.offset);

@@ -12,7 +12,7 @@
 //! function's stub is its address as seen from other modules and through
 //! `lookup`, so pointers taken before a swap reach the new definition.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::arch::x86_64::{JUMP_STUB, JUMP_STUB_DISP, JUMP_STUB_END};
 use crate::error::LinkError;

@@ -7,7 +7,10 @@
 //! the few direct references into other modules' data (re-applied on a hot
 //! swap), and its deinitializers.
 
-use std::collections::{HashMap, HashSet};
+// Fx hashing: the keys are names and addresses from the objects being
+// linked, where SipHash's resistance to chosen collisions buys nothing and
+// cost 2% of linking Lua.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 
 use solder_executor::crash::CrashSymbol;
@@ -246,7 +249,7 @@ pub fn link(
     // Far host data referenced by a narrow field gets a copy, and then every
     // reference in this load uses the copy, as with a copy relocation.
     let mut copies: Vec<(u64, u64)> = Vec::new();
-    let mut copy_index: HashMap<u64, usize> = HashMap::new();
+    let mut copy_index: HashMap<u64, usize> = HashMap::default();
     for (g, graph) in graphs.iter().enumerate() {
         for section in graph.sections.iter().filter(|s| s.live) {
             for edge in &section.edges {
@@ -268,7 +271,7 @@ pub fn link(
     // GOT entries, each with the other-module data symbol it holds, if any
     // (a binding to re-apply on a hot swap).
     let mut got_keys: Vec<(Target, Option<(u32, String)>)> = Vec::new();
-    let mut got_index: HashMap<Target, usize> = HashMap::new();
+    let mut got_index: HashMap<Target, usize> = HashMap::default();
     let mut got_entry = |target: Target, binding: Option<(u32, String)>| -> usize {
         *got_index.entry(target).or_insert_with(|| {
             got_keys.push((target, binding));
@@ -276,7 +279,7 @@ pub fn link(
         })
     };
     let mut plt: Vec<usize> = Vec::new();
-    let mut plt_index: HashMap<u64, usize> = HashMap::new();
+    let mut plt_index: HashMap<u64, usize> = HashMap::default();
     let mut plans: Vec<Via> = Vec::new();
     for (g, graph) in graphs.iter().enumerate() {
         for section in graph.sections.iter().filter(|s| s.live) {
@@ -418,7 +421,7 @@ fn can_relax(data: &[u8], offset: u64, relax: Relax) -> bool {
 /// the one already in the session instead of clashing with it.
 fn select_comdats(graphs: &mut [LinkGraph<'_>]) -> Result<(), LinkError> {
     // Signature -> (graph, group) of the group kept so far.
-    let mut kept: HashMap<String, (usize, usize)> = HashMap::new();
+    let mut kept: HashMap<String, (usize, usize)> = HashMap::default();
     for g in 0..graphs.len() {
         for i in 0..graphs[g].groups.len() {
             let signature = graphs[g].groups[i].signature.to_string();
@@ -517,8 +520,8 @@ fn collect_globals<'a>(
             _ => 2,
         }
     }
-    let mut globals: Globals<'a> = HashMap::new();
-    let mut common_sizes: HashMap<&'a str, (u64, u64)> = HashMap::new();
+    let mut globals: Globals<'a> = HashMap::default();
+    let mut common_sizes: HashMap<&'a str, (u64, u64)> = HashMap::default();
     for (g, graph) in graphs.iter().enumerate() {
         for (id, sym) in graph.symbols.iter().enumerate() {
             if sym.binding == Binding::Local || sym.name.is_empty() {

@@ -7,7 +7,7 @@
 //! (see [`ExecutorChoice`]), where a crash comes back as an error that
 //! names the signal and the function, and the session can go on.
 
-use std::collections::HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,9 +166,9 @@ impl Session {
             config,
             executor,
             slab: None,
-            symbols: HashMap::new(),
+            symbols: HashMap::default(),
             modules: Vec::new(),
-            exports: HashMap::new(),
+            exports: HashMap::default(),
             indirection: Indirection::default(),
             next_id: 1,
             args: vec!["solder".to_string()],
@@ -288,12 +288,12 @@ impl Session {
     /// One lookup round trip for every undefined name the executor has not
     /// been asked about.
     fn ask_executor_about(&mut self, graphs: &[LinkGraph<'_>]) -> Result<(), LinkError> {
-        let mut asked: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut asked: HashSet<&str> = HashSet::default();
         let mut names: Vec<String> = Vec::new();
         // Names another object of this load defines never reach the host
         // (the load's own definitions come first), so asking would only
         // cost a failed dlsym each, and make the host open its C++ runtime.
-        let defined_here: std::collections::HashSet<&str> = graphs
+        let defined_here: HashSet<&str> = graphs
             .iter()
             .flat_map(|g| &g.symbols)
             .filter(|sym| {

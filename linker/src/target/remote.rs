@@ -30,6 +30,7 @@ use solder_executor::protocol::{
     self, BATCH_OVERHEAD, CheckpointSkip, ErrorCode, LibraryKind, MAX_BATCH, MAX_FRAME, MAX_NAMES,
     MAX_READ, MAX_WRITE, Recovery, Reply, Request, capability,
 };
+use solder_executor::transport;
 
 use super::{Crash, Executor, Outcome, PlacementCode, SymbolInfo, prot_of};
 use crate::error::LinkError;
@@ -190,6 +191,11 @@ impl Channel {
         deadline: Option<Instant>,
         watch: Option<&Process>,
     ) -> Result<Event, LinkError> {
+        // Poll without blocking for a short while first: an answer that
+        // comes within the budget then costs no wake-up (see
+        // `transport::spin_budget`).
+        let spin_budget = transport::spin_budget();
+        let spin_start = Instant::now();
         loop {
             if self.buffer.len() >= 4 {
                 let n = u32::from_le_bytes(self.buffer[..4].try_into().expect("4 bytes"));
@@ -204,7 +210,9 @@ impl Channel {
                     return Ok(Event::Frame(frame));
                 }
             }
+            let spinning = !spin_budget.is_zero() && spin_start.elapsed() < spin_budget;
             let timeout_ms = match deadline {
+                _ if spinning => 0,
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
@@ -264,6 +272,13 @@ impl Channel {
             }
             if fds[1].revents != 0 {
                 return Ok(Event::Died);
+            }
+            if spinning {
+                // SAFETY: sched_yield has no preconditions.
+                unsafe { libc::sched_yield() };
+                if deadline.is_none_or(|d| Instant::now() < d) {
+                    continue;
+                }
             }
             if polling
                 && let Some(p) = watch

@@ -1,0 +1,301 @@
+//! The size and type of a host symbol, read from the dynamic symbol table
+//! of the loaded object that defines it, through that object's GNU hash
+//! table.
+//!
+//! Why not `dladdr1(RTLD_DL_SYMENT)`: glibc answers it by scanning every
+//! dynamic symbol of the object, so describing each of a program's host
+//! symbols cost O(symbols in libc) apiece; that scan was the largest single
+//! item in `solder run --noexec` on Lua (14% of the process). A GNU hash
+//! lookup touches a bucket and a short chain. Objects without a GNU hash
+//! table (rare: glibc has built one by default since 2006) are left to
+//! `dladdr1` by returning `None`.
+
+use std::ffi::{CStr, c_void};
+
+/// One loaded object's dynamic tables, as addresses in this process.
+#[derive(Debug, Clone, Copy)]
+struct LoadedObject {
+    /// The address span of its `PT_LOAD` segments.
+    start: u64,
+    end: u64,
+    /// Load bias: what symbol values are relative to.
+    bias: u64,
+    symtab: u64,
+    strtab: u64,
+    strsz: u64,
+    gnu_hash: u64,
+}
+
+/// The loaded objects with GNU hash tables, as of the last [`refresh`].
+///
+/// [`refresh`]: ObjectTables::refresh
+#[derive(Debug, Default)]
+pub struct ObjectTables {
+    objects: Vec<LoadedObject>,
+}
+
+/// What a dynamic symbol entry says about a definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SymbolEntry {
+    /// `st_info & 0xf`.
+    pub kind: u8,
+    pub size: u64,
+}
+
+/// ELF `STT_GNU_IFUNC`: `dlsym` returns the resolved implementation, not
+/// the symbol's value.
+const STT_GNU_IFUNC: u8 = 10;
+
+impl ObjectTables {
+    /// Re-reads the list of loaded objects (after a `dlopen`).
+    pub fn refresh(&mut self) {
+        self.objects.clear();
+        // SAFETY: the callback only reads the records dl_iterate_phdr
+        // passes it (valid for the call) and pushes to the Vec behind
+        // `data`, which outlives the call.
+        unsafe {
+            libc::dl_iterate_phdr(
+                Some(visit),
+                (&mut self.objects as *mut Vec<LoadedObject>).cast(),
+            )
+        };
+    }
+
+    /// The dynamic symbol entry for `name`, defined at `address` (what
+    /// `dlsym` returned). `None` when no object with a GNU hash table spans
+    /// `address` or its table has no such definition.
+    pub fn describe(&self, name: &CStr, address: u64) -> Option<SymbolEntry> {
+        let object = self
+            .objects
+            .iter()
+            .find(|o| (o.start..o.end).contains(&address))?;
+        // SAFETY: `object` was read from a loaded object's dynamic section
+        // by `visit`; host libraries are never closed, so its tables stay
+        // mapped, and `lookup` bounds every string read by DT_STRSZ.
+        unsafe { lookup(object, name.to_bytes(), address) }
+    }
+}
+
+/// The GNU hash function (`dl_new_hash`).
+fn gnu_hash(name: &[u8]) -> u32 {
+    name.iter().fold(5381u32, |h, &c| {
+        h.wrapping_mul(33).wrapping_add(u32::from(c))
+    })
+}
+
+/// Walks `name`'s hash chain for a definition whose address is `address`
+/// (an IFUNC matches by name alone).
+///
+/// # Safety
+/// `object`'s table addresses must point at a loaded object's GNU hash
+/// table, dynamic symbol table and string table of `strsz` bytes.
+unsafe fn lookup(object: &LoadedObject, name: &[u8], address: u64) -> Option<SymbolEntry> {
+    // The GNU hash layout: four u32 (nbuckets, symoffset, bloom_size,
+    // bloom_shift), bloom_size u64 words, nbuckets u32 buckets, then one
+    // u32 per symbol from symoffset on (hash with bit 0 marking a chain's
+    // end).
+    let header = object.gnu_hash as *const u32;
+    // SAFETY: the caller guarantees the table is mapped; these are its
+    // first three header words.
+    let (nbuckets, symoffset, bloom_size) = unsafe { (*header, *header.add(1), *header.add(2)) };
+    if nbuckets == 0 {
+        return None;
+    }
+    let buckets = (object.gnu_hash + 16 + 8 * u64::from(bloom_size)) as *const u32;
+    let chains =
+        (object.gnu_hash + 16 + 8 * u64::from(bloom_size) + 4 * u64::from(nbuckets)) as *const u32;
+    let hash = gnu_hash(name);
+    // SAFETY: `hash % nbuckets` indexes the bucket array.
+    let mut index = unsafe { *buckets.add((hash % nbuckets) as usize) };
+    if index < symoffset {
+        return None;
+    }
+    let symbols = object.symtab as *const libc::Elf64_Sym;
+    loop {
+        // SAFETY: `index` is at least symoffset and within the chain it
+        // started in (the walk stops at the entry with the end bit), so it
+        // names a chain word and a dynamic symbol.
+        let (chain, symbol) = unsafe {
+            (
+                *chains.add((index - symoffset) as usize),
+                &*symbols.add(index as usize),
+            )
+        };
+        // SAFETY: the caller's guarantee covers the string table.
+        if chain | 1 == hash | 1 && unsafe { name_is(object, symbol.st_name, name) } {
+            let kind = symbol.st_info & 0xf;
+            let value = object.bias.wrapping_add(symbol.st_value);
+            if symbol.st_shndx != 0 && (value == address || kind == STT_GNU_IFUNC) {
+                let size = if kind == STT_GNU_IFUNC {
+                    0
+                } else {
+                    symbol.st_size
+                };
+                return Some(SymbolEntry { kind, size });
+            }
+        }
+        if chain & 1 != 0 {
+            return None;
+        }
+        index += 1;
+    }
+}
+
+/// Whether the string at `offset` in `object`'s string table is `name`.
+///
+/// # Safety
+/// As for [`lookup`].
+unsafe fn name_is(object: &LoadedObject, offset: u32, name: &[u8]) -> bool {
+    let offset = u64::from(offset);
+    // The name and its NUL must fit in the table.
+    if offset + name.len() as u64 >= object.strsz {
+        return false;
+    }
+    // SAFETY: `offset + name.len() + 1 <= strsz` bytes of the mapped table.
+    let bytes = unsafe {
+        std::slice::from_raw_parts((object.strtab + offset) as *const u8, name.len() + 1)
+    };
+    bytes[..name.len()] == *name && bytes[name.len()] == 0
+}
+
+/// An `Elf64_Dyn` entry (the libc crate does not define one).
+#[repr(C)]
+struct DynamicEntry {
+    d_tag: i64,
+    d_un: u64,
+}
+
+/// dl_iterate_phdr callback: records one object's tables.
+unsafe extern "C" fn visit(
+    info: *mut libc::dl_phdr_info,
+    _size: libc::size_t,
+    data: *mut c_void,
+) -> libc::c_int {
+    // SAFETY: dl_iterate_phdr passes a valid record and our `data`.
+    let (info, objects) = unsafe { (&*info, &mut *(data as *mut Vec<LoadedObject>)) };
+    let bias = info.dlpi_addr;
+    let mut span = (u64::MAX, 0u64);
+    let mut dynamic = None;
+    for i in 0..usize::from(info.dlpi_phnum) {
+        // SAFETY: dlpi_phdr points to dlpi_phnum program headers.
+        let ph = unsafe { &*info.dlpi_phdr.add(i) };
+        match ph.p_type {
+            libc::PT_LOAD => {
+                span.0 = span.0.min(bias + ph.p_vaddr);
+                span.1 = span.1.max(bias + ph.p_vaddr + ph.p_memsz);
+            }
+            libc::PT_DYNAMIC => dynamic = Some(bias + ph.p_vaddr),
+            _ => {}
+        }
+    }
+    let Some(dynamic) = dynamic else { return 0 };
+    if span.0 >= span.1 {
+        return 0;
+    }
+    let (mut symtab, mut strtab, mut strsz, mut gnu_hash) = (0, 0, 0, 0);
+    let mut entry = dynamic as *const DynamicEntry;
+    loop {
+        // SAFETY: PT_DYNAMIC of a loaded object is a mapped array of
+        // Elf64_Dyn ending with DT_NULL.
+        let dyn_entry = unsafe { &*entry };
+        // glibc rewrites the pointers of most objects' dynamic sections to
+        // absolute addresses, but not all (the vDSO's); an address below
+        // the object's first segment is still relative.
+        let pointer = |value: u64| {
+            if value < span.0 { bias + value } else { value }
+        };
+        match dyn_entry.d_tag as u64 {
+            0 => break, // DT_NULL
+            5 => strtab = pointer(dyn_entry.d_un),
+            6 => symtab = pointer(dyn_entry.d_un),
+            10 => strsz = dyn_entry.d_un, // DT_STRSZ
+            0x6fff_fef5 => gnu_hash = pointer(dyn_entry.d_un), // DT_GNU_HASH
+            _ => {}
+        }
+        // SAFETY: not past DT_NULL, which ends the array.
+        entry = unsafe { entry.add(1) };
+    }
+    if symtab == 0 || strtab == 0 || strsz == 0 || gnu_hash == 0 {
+        return 0;
+    }
+    objects.push(LoadedObject {
+        start: span.0,
+        end: span.1,
+        bias,
+        symtab,
+        strtab,
+        strsz,
+        gnu_hash,
+    });
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What glibc's own (scanning) `dladdr1` says about the symbol at
+    /// `address`.
+    fn dladdr1_entry(address: *mut c_void) -> Option<SymbolEntry> {
+        let mut info = libc::Dl_info {
+            dli_fname: std::ptr::null(),
+            dli_fbase: std::ptr::null_mut(),
+            dli_sname: std::ptr::null(),
+            dli_saddr: std::ptr::null_mut(),
+        };
+        let mut entry: *const libc::Elf64_Sym = std::ptr::null();
+        // SAFETY: valid out-pointers; flag 1 is RTLD_DL_SYMENT.
+        let found = unsafe {
+            libc::dladdr1(
+                address,
+                &mut info,
+                (&mut entry as *mut *const libc::Elf64_Sym).cast(),
+                1,
+            )
+        };
+        // SAFETY: dladdr1 pointed `entry` into a loaded symbol table.
+        (found != 0 && !entry.is_null()).then(|| unsafe {
+            SymbolEntry {
+                kind: (*entry).st_info & 0xf,
+                size: (*entry).st_size,
+            }
+        })
+    }
+
+    fn dlsym(name: &CStr) -> *mut c_void {
+        // SAFETY: RTLD_DEFAULT and a NUL-terminated name.
+        unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
+    }
+
+    #[test]
+    fn agrees_with_dladdr1_on_libc_functions_and_data() {
+        let mut tables = ObjectTables::default();
+        tables.refresh();
+        let names: [&CStr; 8] = [
+            c"puts", c"fopen", c"stdout", c"stderr", c"environ", c"qsort", c"getenv", c"optind",
+        ];
+        for name in names {
+            let address = dlsym(name);
+            assert!(!address.is_null(), "{name:?} not found by dlsym");
+            let ours = tables.describe(name, address as u64);
+            assert_eq!(ours, dladdr1_entry(address), "{name:?}");
+            assert!(ours.is_some(), "{name:?} not described");
+        }
+        let stdout = tables.describe(c"stdout", dlsym(c"stdout") as u64).unwrap();
+        assert_eq!((stdout.kind, stdout.size), (1, 8), "STT_OBJECT of 8 bytes");
+    }
+
+    #[test]
+    fn an_ifunc_is_a_function_and_a_wrong_address_is_nothing() {
+        let mut tables = ObjectTables::default();
+        tables.refresh();
+        // glibc's string functions are IFUNCs on x86-64: dlsym returns the
+        // implementation chosen for this CPU.
+        let strlen = dlsym(c"strlen") as u64;
+        let entry = tables.describe(c"strlen", strlen).unwrap();
+        assert_eq!(entry.kind, STT_GNU_IFUNC);
+        let puts = dlsym(c"puts") as u64;
+        assert_eq!(tables.describe(c"puts", puts + 1), None);
+        assert_eq!(tables.describe(c"solder_no_such_symbol", puts), None);
+    }
+}
