@@ -471,7 +471,7 @@ fn incremental(cx: &Setup, met: &mut Vec<bool>) -> Result<Table> {
     let mut rtts = Vec::new();
     let mut spinning_rtts = Vec::new();
     let mut spin_budget = 0.0;
-    for _ in 0..cx.runs.min(3) {
+    for _ in 0..cx.runs {
         let probe = solder_bench(cx, &["rtt"])?;
         rtts.push(number(&probe, &["round_trip", "median_us"])?);
         spinning_rtts.push(number(&probe, &["spinning_round_trip", "median_us"])?);
