@@ -76,6 +76,40 @@ impl ObjectTables {
     }
 }
 
+/// `dladdr1` flag from glibc's <dlfcn.h>: return the ELF symbol entry.
+const RTLD_DL_SYMENT: libc::c_int = 1;
+
+/// What glibc's `dladdr1(RTLD_DL_SYMENT)` says about `address`: the entry
+/// found by scanning the whole symbol table of the object that contains
+/// it. The fallback for objects without a GNU hash table.
+pub fn scan_for_entry(address: u64) -> Option<SymbolEntry> {
+    let mut info = libc::Dl_info {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    };
+    let mut entry: *const libc::Elf64_Sym = std::ptr::null();
+    // SAFETY: `info` and `entry` are valid out-pointers; with RTLD_DL_SYMENT
+    // dladdr1 stores a pointer to the ELF symbol (or leaves it null).
+    let found = unsafe {
+        libc::dladdr1(
+            address as *const c_void,
+            &mut info,
+            (&mut entry as *mut *const libc::Elf64_Sym).cast(),
+            RTLD_DL_SYMENT,
+        )
+    };
+    // SAFETY: dladdr1 pointed `entry` into the object's dynamic symbol
+    // table, which stays mapped while the object is loaded.
+    (found != 0 && !entry.is_null()).then(|| unsafe {
+        SymbolEntry {
+            kind: (*entry).st_info & 0xf,
+            size: (*entry).st_size,
+        }
+    })
+}
+
 /// The GNU hash function (`dl_new_hash`).
 fn gnu_hash(name: &[u8]) -> u32 {
     name.iter().fold(5381u32, |h, &c| {
@@ -234,34 +268,6 @@ unsafe extern "C" fn visit(
 mod tests {
     use super::*;
 
-    /// What glibc's own (scanning) `dladdr1` says about the symbol at
-    /// `address`.
-    fn dladdr1_entry(address: *mut c_void) -> Option<SymbolEntry> {
-        let mut info = libc::Dl_info {
-            dli_fname: std::ptr::null(),
-            dli_fbase: std::ptr::null_mut(),
-            dli_sname: std::ptr::null(),
-            dli_saddr: std::ptr::null_mut(),
-        };
-        let mut entry: *const libc::Elf64_Sym = std::ptr::null();
-        // SAFETY: valid out-pointers; flag 1 is RTLD_DL_SYMENT.
-        let found = unsafe {
-            libc::dladdr1(
-                address,
-                &mut info,
-                (&mut entry as *mut *const libc::Elf64_Sym).cast(),
-                1,
-            )
-        };
-        // SAFETY: dladdr1 pointed `entry` into a loaded symbol table.
-        (found != 0 && !entry.is_null()).then(|| unsafe {
-            SymbolEntry {
-                kind: (*entry).st_info & 0xf,
-                size: (*entry).st_size,
-            }
-        })
-    }
-
     fn dlsym(name: &CStr) -> *mut c_void {
         // SAFETY: RTLD_DEFAULT and a NUL-terminated name.
         unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
@@ -278,7 +284,7 @@ mod tests {
             let address = dlsym(name);
             assert!(!address.is_null(), "{name:?} not found by dlsym");
             let ours = tables.describe(name, address as u64);
-            assert_eq!(ours, dladdr1_entry(address), "{name:?}");
+            assert_eq!(ours, scan_for_entry(address as u64), "{name:?}");
             assert!(ours.is_some(), "{name:?} not described");
         }
         let stdout = tables.describe(c"stdout", dlsym(c"stdout") as u64).unwrap();

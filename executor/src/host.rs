@@ -210,47 +210,15 @@ fn kind_of(stt: u8) -> HostSymbolKind {
     }
 }
 
-/// `dladdr1` flag from glibc's <dlfcn.h>: return the ELF symbol entry.
-const RTLD_DL_SYMENT: libc::c_int = 1;
-
-/// Reads the dynamic symbol entry behind an address for its size and type
-/// by glibc's scan of the object's symbols: the fallback for objects
-/// without a GNU hash table.
+/// The fallback for objects without a GNU hash table: glibc's scan of the
+/// object's symbols.
 fn describe(address: *mut c_void) -> HostSymbol {
-    let mut info: libc::Dl_info = Dl_info_zeroed();
-    let mut entry: *const libc::Elf64_Sym = std::ptr::null();
-    // SAFETY: `info` and `entry` are valid out-pointers; with RTLD_DL_SYMENT
-    // dladdr1 stores a pointer to the ELF symbol (or leaves it null).
-    let found = unsafe {
-        libc::dladdr1(
-            address,
-            &mut info,
-            (&mut entry as *mut *const libc::Elf64_Sym).cast(),
-            RTLD_DL_SYMENT,
-        )
-    };
-    let (size, kind) = if found != 0 && !entry.is_null() {
-        // SAFETY: dladdr1 returned a pointer into the object's dynamic symbol
-        // table, which stays mapped while the object is loaded.
-        let sym = unsafe { &*entry };
-        (sym.st_size, kind_of(sym.st_info & 0xf))
-    } else {
-        (0, HostSymbolKind::Unknown)
-    };
+    let (size, kind) = crate::dynsym::scan_for_entry(address as u64)
+        .map_or((0, HostSymbolKind::Unknown), |e| (e.size, kind_of(e.kind)));
     HostSymbol {
         address: address as u64,
         size,
         kind,
-    }
-}
-
-#[allow(non_snake_case)]
-fn Dl_info_zeroed() -> libc::Dl_info {
-    libc::Dl_info {
-        dli_fname: std::ptr::null(),
-        dli_fbase: std::ptr::null_mut(),
-        dli_sname: std::ptr::null(),
-        dli_saddr: std::ptr::null_mut(),
     }
 }
 
