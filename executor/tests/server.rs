@@ -670,16 +670,7 @@ fn unknown_tag_is_malformed_and_closes() {
     } = spawn();
     conn.hello(Recovery::None, b"");
     conn.send_raw(&[1, 0, 0, 0, 99]);
-    assert!(matches!(
-        conn.recv(),
-        Reply::Error {
-            code: ErrorCode::Malformed,
-            ..
-        }
-    ));
-    conn.expect_eof();
-    let status = wait_with_timeout(&mut child);
-    assert_eq!(status.code(), Some(3), "{status:?}");
+    expect_error_then_exit(&mut conn, &mut child, ErrorCode::Malformed, "");
 }
 
 #[test]
@@ -734,15 +725,7 @@ fn request_before_hello_is_a_state_error() {
         address: 0,
         shared: false,
     });
-    assert!(matches!(
-        conn.recv(),
-        Reply::Error {
-            code: ErrorCode::State,
-            ..
-        }
-    ));
-    conn.expect_eof();
-    assert_eq!(wait_with_timeout(&mut child).code(), Some(3));
+    expect_error_then_exit(&mut conn, &mut child, ErrorCode::State, "");
 }
 
 #[test]
@@ -758,15 +741,7 @@ fn wrong_version_is_refused() {
         recovery: Recovery::None,
         token: vec![],
     });
-    assert!(matches!(
-        conn.recv(),
-        Reply::Error {
-            code: ErrorCode::Refused,
-            ..
-        }
-    ));
-    conn.expect_eof();
-    assert_eq!(wait_with_timeout(&mut child).code(), Some(3));
+    expect_error_then_exit(&mut conn, &mut child, ErrorCode::Refused, "");
 }
 
 #[test]
@@ -1154,6 +1129,15 @@ fn call_request(address: u64, args: [u64; 6]) -> Request {
 }
 
 /// Asserts an `Error` with `code` whose message contains `needle`.
+/// The executor answers an `Error` of `code` mentioning `needle`, closes
+/// the connection and exits with the protocol-error status (3).
+fn expect_error_then_exit(conn: &mut Conn, child: &mut Child, code: ErrorCode, needle: &str) {
+    expect_error(conn.recv(), code, needle);
+    conn.expect_eof();
+    let status = wait_with_timeout(child);
+    assert_eq!(status.code(), Some(3), "{status:?}");
+}
+
 fn expect_error(reply: Reply, code: ErrorCode, needle: &str) -> String {
     match reply {
         Reply::Error { code: got, message } => {
@@ -1393,9 +1377,7 @@ fn malformed_batch_is_refused_and_closes() {
         let mut frame = (body.len() as u32).to_le_bytes().to_vec();
         frame.extend_from_slice(body);
         conn.send_raw(&frame);
-        expect_error(conn.recv(), ErrorCode::Malformed, "batch");
-        conn.expect_eof();
-        assert_eq!(wait_with_timeout(&mut child).code(), Some(3));
+        expect_error_then_exit(&mut conn, &mut child, ErrorCode::Malformed, "batch");
     }
 }
 
