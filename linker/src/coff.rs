@@ -609,13 +609,12 @@ fn parse_as<'a, Coff: CoffHeader>(
                         kind.name
                     ))
                 })?;
-            edges.push(Edge {
+            edges.push(Edge::new(
                 offset,
                 kind,
-                target: symbol,
-                addend: implicit_addend(&kind, bias, field),
-                minus: None,
-            });
+                symbol,
+                implicit_addend(&kind, bias, field),
+            ));
         }
         graph_sections[id].edges = edges;
     }
@@ -1014,7 +1013,7 @@ mod tests {
         section(g, name)
             .edges
             .iter()
-            .map(|e| (e.offset, e.kind.name, g.symbols[e.target].name, e.addend))
+            .map(|e| (e.offset, *e.kind.name, g.symbols[e.target].name, e.addend))
             .collect()
     }
 
@@ -1546,7 +1545,7 @@ mod tests {
         assert!(
             g.sections
                 .iter()
-                .all(|s| s.edges.iter().all(|e| e.minus.is_none()))
+                .all(|s| s.edges.iter().all(|e| e.minus().is_none()))
         );
     }
 

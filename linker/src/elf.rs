@@ -276,13 +276,7 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
                     kind.name
                 )));
             }
-            edges.push(Edge {
-                offset,
-                kind,
-                target: symbol,
-                addend,
-                minus: None,
-            });
+            edges.push(Edge::new(offset, kind, symbol, addend));
         }
         // Usually a section has one relocation section: take its edges
         // as they are rather than copying them (they are most of a

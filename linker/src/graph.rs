@@ -125,8 +125,46 @@ pub struct Edge {
     pub target: SymbolId,
     pub addend: i64,
     /// The symbol subtracted by [`RelocOp::Difference`](crate::arch::RelocOp::Difference)
-    /// (a Mach-O SUBTRACTOR pair); `None` for every other kind.
-    pub minus: Option<SymbolId>,
+    /// (a Mach-O SUBTRACTOR pair); `None` for every other kind. Read it
+    /// with [`Edge::minus`]; 32 bits keep an edge at 48 bytes.
+    minus: Option<u32>,
+}
+
+// Edges are most of a graph's memory: keep them at 48 bytes.
+const _: () = assert!(std::mem::size_of::<Edge>() == 48);
+
+impl Edge {
+    /// An edge without a subtracted symbol (every kind but
+    /// [`RelocOp::Difference`](crate::arch::RelocOp::Difference)).
+    pub fn new(offset: u64, kind: RelocKind, target: SymbolId, addend: i64) -> Edge {
+        Edge {
+            offset,
+            kind,
+            target,
+            addend,
+            minus: None,
+        }
+    }
+
+    /// An edge whose value is `target + addend - minus`. `None` when the
+    /// object has more symbols than 32 bits count (no real object does).
+    pub fn difference(
+        offset: u64,
+        kind: RelocKind,
+        target: SymbolId,
+        addend: i64,
+        minus: SymbolId,
+    ) -> Option<Edge> {
+        Some(Edge {
+            minus: Some(u32::try_from(minus).ok()?),
+            ..Edge::new(offset, kind, target, addend)
+        })
+    }
+
+    /// The subtracted symbol of a [`RelocOp::Difference`](crate::arch::RelocOp::Difference) edge.
+    pub fn minus(&self) -> Option<SymbolId> {
+        self.minus.map(|m| m as SymbolId)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

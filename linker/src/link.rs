@@ -73,7 +73,8 @@ pub struct LinkRequest<'s> {
 pub struct LinkedModule {
     pub memory: (u64, u64),
     /// The module's bytes from `memory.0`, relocated (trailing zero pages
-    /// trimmed: the executor's fresh pages are zero).
+    /// trimmed: the executor's fresh pages are zero). Empty when the module
+    /// was written in place ([`Executor::writable_in_place`]).
     pub image: Vec<u8>,
     pub segments: Vec<(u64, u64, Protection)>,
     pub dso: u64,
@@ -239,7 +240,7 @@ pub fn link(
         for section in graph.sections.iter().filter(|s| s.live) {
             for edge in &section.edges {
                 resolver.resolve(g, edge.target, || site(graph, section, edge.offset))?;
-                if let Some(minus) = edge.minus {
+                if let Some(minus) = edge.minus() {
                     resolver.resolve(g, minus, || site(graph, section, edge.offset))?;
                 }
             }
@@ -280,7 +281,12 @@ pub fn link(
     };
     let mut plt: Vec<usize> = Vec::new();
     let mut plt_index: HashMap<u64, usize> = HashMap::default();
-    let mut plans: Vec<Via> = Vec::new();
+    let live_edges = graphs
+        .iter()
+        .flat_map(|g| g.sections.iter().filter(|s| s.live))
+        .map(|s| s.edges.len())
+        .sum();
+    let mut plans: Vec<Via> = Vec::with_capacity(live_edges);
     for (g, graph) in graphs.iter().enumerate() {
         for section in graph.sections.iter().filter(|s| s.live) {
             for edge in &section.edges {
@@ -377,6 +383,9 @@ pub fn link(
     match result {
         Ok(module) => Ok(module),
         Err(err) => {
+            // The image may be half written in place: discard its pages so
+            // the next allocation of the range reads zero again.
+            let _ = resolver.req.executor.release(base, layout.total);
             resolver.req.slab.release(base, layout.total);
             Err(err)
         }
@@ -1138,8 +1147,24 @@ fn write_module(
 ) -> Result<LinkedModule, LinkError> {
     let win64 = graphs.first().is_some_and(|g| g.format.win64());
     let image_base = resolver.req.slab.base();
-    let mut image = vec![0u8; layout.total as usize];
-    let memory = image.as_mut_slice();
+    let total = layout.total as usize;
+    let mut image = Vec::new();
+    let memory: &mut [u8] = match resolver
+        .req
+        .executor
+        .writable_in_place(base, layout.total)?
+    {
+        // SAFETY: the executor made the range read-write in this process.
+        // The slab allocated it to this module alone and the session touches
+        // it only after `write_module` returns (to protect it), so this is
+        // the only reference to it. Fresh and released slab pages read as
+        // zero, as a new image must.
+        Some(start) => unsafe { std::slice::from_raw_parts_mut(start.as_ptr(), total) },
+        None => {
+            image = vec![0u8; total];
+            &mut image
+        }
+    };
     let got_base = base + layout.got;
     let dso = base + layout.dso;
     let address_of = |target: Target| -> u64 {
@@ -1299,7 +1324,7 @@ fn write_module(
                     (RelocOp::Size, _) => r.size as i128 + a,
                     (RelocOp::Difference, _) => {
                         let minus = edge
-                            .minus
+                            .minus()
                             .expect("front-ends give differences a subtrahend");
                         s_val + a - address_of(resolver.cached(g, minus).target) as i64 as i128
                     }

@@ -763,12 +763,16 @@ impl Context<'_, '_> {
             let addend = i64::try_from(addend).map_err(|_| {
                 self.malformed(format!("{}: {} addend is out of range", site(), kind.name))
             })?;
-            edges.push(Edge {
-                offset,
-                kind,
-                target,
-                addend,
-                minus,
+            edges.push(match minus {
+                None => Edge::new(offset, kind, target, addend),
+                Some(minus) => {
+                    Edge::difference(offset, kind, target, addend, minus).ok_or_else(|| {
+                        self.malformed(format!(
+                            "{}: subtrahend symbol {minus} is past the 32-bit symbol indices",
+                            site()
+                        ))
+                    })?
+                }
             });
         }
         Ok(edges)
@@ -937,13 +941,7 @@ impl Context<'_, '_> {
         };
         let addend = i64::try_from(original - i128::from(holder.addr))
             .map_err(|_| failure("pointer is out of range".into()))?;
-        Ok(Some(Edge {
-            offset: at,
-            kind,
-            target: self.nsyms + section,
-            addend,
-            minus: None,
-        }))
+        Ok(Some(Edge::new(at, kind, self.nsyms + section, addend)))
     }
 }
 
@@ -1144,7 +1142,7 @@ mod tests {
         let mut names: Vec<&str> = g
             .sections
             .iter()
-            .flat_map(|s| s.edges.iter().map(|e| e.kind.name))
+            .flat_map(|s| s.edges.iter().map(|e| *e.kind.name))
             .collect();
         names.sort_unstable();
         names.dedup();
@@ -1199,7 +1197,7 @@ mod tests {
                 RelocOp::Absolute => s + a,
                 RelocOp::PcRelative | RelocOp::Branch => s + a - p,
                 RelocOp::GotEntryPcRel { .. } => self.got_entry(edge.target) + a - p,
-                RelocOp::Difference => s + a - self.address(g, edge.minus.expect("a minus")),
+                RelocOp::Difference => s + a - self.address(g, edge.minus().expect("a minus")),
                 op => panic!("unexpected {op:?}"),
             }
         }
@@ -1307,7 +1305,7 @@ mod tests {
         // The initializer pointer points at _f.
         let init_edge = edge_at(&g, "__DATA,__mod_init_func", 0);
         assert_eq!(
-            (init_edge.kind.name, init_edge.target, init_edge.addend),
+            (*init_edge.kind.name, init_edge.target, init_edge.addend),
             ("X86_64_RELOC_UNSIGNED", symbol(&g, "_f"), 0)
         );
         // The relocations of sections that are not loaded are never read:
@@ -1523,11 +1521,11 @@ mod tests {
             let edge = edge_at(&g, "__TEXT,__text", end_offset - 4 - imm);
             assert_eq!(
                 (
-                    edge.kind.name,
+                    *edge.kind.name,
                     edge.kind.op,
                     edge.target,
                     edge.addend,
-                    edge.minus
+                    edge.minus()
                 ),
                 (name, RelocOp::PcRelative, target, addend, None),
                 "{end}"
@@ -1578,7 +1576,7 @@ mod tests {
 
         let call = edge_at(&g, "__TEXT,__text", 1);
         assert_eq!(
-            (call.kind.name, call.kind.op, call.target, call.addend),
+            (*call.kind.name, call.kind.op, call.target, call.addend),
             ("X86_64_RELOC_BRANCH", RelocOp::Branch, symbol(&g, "_g"), -4)
         );
         assert_eq!(layout.value(&g, text, &call), layout.named(&g, "_g") - e_br);
@@ -1586,7 +1584,7 @@ mod tests {
         let local = edge_at(&g, "__TEXT,__text", 6);
         let text2 = section_symbol(&g, "__TEXT,__text2");
         assert_eq!(
-            (local.kind.name, local.target, local.addend),
+            (*local.kind.name, local.target, local.addend),
             ("X86_64_RELOC_BRANCH", text2, 1 - 4)
         );
         assert_eq!(
@@ -1596,7 +1594,7 @@ mod tests {
 
         let load = edge_at(&g, "__TEXT,__text", 13);
         assert_eq!(
-            (load.kind.name, load.kind.op, load.target, load.addend),
+            (*load.kind.name, load.kind.op, load.target, load.addend),
             (
                 "X86_64_RELOC_GOT_LOAD",
                 RelocOp::GotEntryPcRel {
@@ -1609,7 +1607,7 @@ mod tests {
         assert_eq!(layout.value(&g, text, &load), layout.got_entry(y) - e_gl);
         let got = edge_at(&g, "__TEXT,__text", 20);
         assert_eq!(
-            (got.kind.name, got.kind.op, got.target, got.addend),
+            (*got.kind.name, got.kind.op, got.target, got.addend),
             (
                 "X86_64_RELOC_GOT",
                 RelocOp::GotEntryPcRel { relax: Relax::No },
@@ -1622,7 +1620,7 @@ mod tests {
             g.sections
                 .iter()
                 .flat_map(|s| &s.edges)
-                .all(|e| e.minus.is_none())
+                .all(|e| e.minus().is_none())
         );
     }
 
@@ -1674,13 +1672,13 @@ mod tests {
             };
             assert_eq!(
                 (
-                    edge.kind.name,
+                    *edge.kind.name,
                     edge.kind.op,
                     edge.kind.width,
                     edge.kind.check,
                     edge.target,
                     edge.addend,
-                    edge.minus
+                    edge.minus()
                 ),
                 (
                     "X86_64_RELOC_UNSIGNED",
@@ -1758,12 +1756,12 @@ mod tests {
             };
             assert_eq!(
                 (
-                    edge.kind.name,
+                    *edge.kind.name,
                     edge.kind.op,
                     edge.kind.width,
                     edge.kind.check,
                     edge.target,
-                    edge.minus,
+                    edge.minus(),
                     edge.addend
                 ),
                 (
@@ -1823,7 +1821,7 @@ mod tests {
         let got: Vec<&Edge> = g.sections[eh]
             .edges
             .iter()
-            .filter(|e| e.kind.name == "X86_64_RELOC_GOT")
+            .filter(|e| *e.kind.name == "X86_64_RELOC_GOT")
             .collect();
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].target, got[0].addend), (personality, 0));

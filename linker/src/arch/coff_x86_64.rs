@@ -3,7 +3,7 @@
 //! addend is read from the field (COFF relocations are REL: the addend is
 //! the field's current content).
 
-use super::{Check, RelocKind, RelocOp};
+use super::{Check, RelocKind, RelocName, RelocOp};
 
 /// What a raw COFF AMD64 relocation type means, or why it cannot be linked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,7 +15,7 @@ pub enum CoffReloc {
     Unsupported(&'static str, &'static str),
 }
 
-const fn kind(name: &'static str, op: RelocOp, width: u8, check: Check, bias: i64) -> CoffReloc {
+const fn kind(name: RelocName, op: RelocOp, width: u8, check: Check, bias: i64) -> CoffReloc {
     CoffReloc::Kind {
         kind: RelocKind {
             op,
@@ -39,18 +39,20 @@ pub fn coff_reloc(typ: object::pe::RelocationType) -> Option<CoffReloc> {
     // of the field plus the N immediate bytes that follow it; the field's
     // content does not include that distance.
     Some(match typ {
-        IMAGE_REL_AMD64_ABSOLUTE => kind("IMAGE_REL_AMD64_ABSOLUTE", None, 0, Wrap, 0),
-        IMAGE_REL_AMD64_ADDR64 => kind("IMAGE_REL_AMD64_ADDR64", Absolute, 8, Wrap, 0),
-        IMAGE_REL_AMD64_ADDR32 => kind("IMAGE_REL_AMD64_ADDR32", Absolute, 4, Unsigned, 0),
-        IMAGE_REL_AMD64_ADDR32NB => kind("IMAGE_REL_AMD64_ADDR32NB", ImageRelative, 4, Unsigned, 0),
-        IMAGE_REL_AMD64_REL32 => kind("IMAGE_REL_AMD64_REL32", PcRelative, 4, Signed, -4),
-        IMAGE_REL_AMD64_REL32_1 => kind("IMAGE_REL_AMD64_REL32_1", PcRelative, 4, Signed, -5),
-        IMAGE_REL_AMD64_REL32_2 => kind("IMAGE_REL_AMD64_REL32_2", PcRelative, 4, Signed, -6),
-        IMAGE_REL_AMD64_REL32_3 => kind("IMAGE_REL_AMD64_REL32_3", PcRelative, 4, Signed, -7),
-        IMAGE_REL_AMD64_REL32_4 => kind("IMAGE_REL_AMD64_REL32_4", PcRelative, 4, Signed, -8),
-        IMAGE_REL_AMD64_REL32_5 => kind("IMAGE_REL_AMD64_REL32_5", PcRelative, 4, Signed, -9),
-        IMAGE_REL_AMD64_SECTION => kind("IMAGE_REL_AMD64_SECTION", SegmentIndex, 2, Unsigned, 0),
-        IMAGE_REL_AMD64_SECREL => kind("IMAGE_REL_AMD64_SECREL", SegmentOffset, 4, Unsigned, 0),
+        IMAGE_REL_AMD64_ABSOLUTE => kind(&"IMAGE_REL_AMD64_ABSOLUTE", None, 0, Wrap, 0),
+        IMAGE_REL_AMD64_ADDR64 => kind(&"IMAGE_REL_AMD64_ADDR64", Absolute, 8, Wrap, 0),
+        IMAGE_REL_AMD64_ADDR32 => kind(&"IMAGE_REL_AMD64_ADDR32", Absolute, 4, Unsigned, 0),
+        IMAGE_REL_AMD64_ADDR32NB => {
+            kind(&"IMAGE_REL_AMD64_ADDR32NB", ImageRelative, 4, Unsigned, 0)
+        }
+        IMAGE_REL_AMD64_REL32 => kind(&"IMAGE_REL_AMD64_REL32", PcRelative, 4, Signed, -4),
+        IMAGE_REL_AMD64_REL32_1 => kind(&"IMAGE_REL_AMD64_REL32_1", PcRelative, 4, Signed, -5),
+        IMAGE_REL_AMD64_REL32_2 => kind(&"IMAGE_REL_AMD64_REL32_2", PcRelative, 4, Signed, -6),
+        IMAGE_REL_AMD64_REL32_3 => kind(&"IMAGE_REL_AMD64_REL32_3", PcRelative, 4, Signed, -7),
+        IMAGE_REL_AMD64_REL32_4 => kind(&"IMAGE_REL_AMD64_REL32_4", PcRelative, 4, Signed, -8),
+        IMAGE_REL_AMD64_REL32_5 => kind(&"IMAGE_REL_AMD64_REL32_5", PcRelative, 4, Signed, -9),
+        IMAGE_REL_AMD64_SECTION => kind(&"IMAGE_REL_AMD64_SECTION", SegmentIndex, 2, Unsigned, 0),
+        IMAGE_REL_AMD64_SECREL => kind(&"IMAGE_REL_AMD64_SECREL", SegmentOffset, 4, Unsigned, 0),
         IMAGE_REL_AMD64_SECREL7 => CoffReloc::Unsupported(
             "IMAGE_REL_AMD64_SECREL7",
             "7-bit section offsets are not supported",

@@ -5,7 +5,7 @@
 
 use object::macho::RelocationType;
 
-use super::{Check, Relax, RelocKind, RelocOp};
+use super::{Check, Relax, RelocKind, RelocName, RelocOp};
 
 /// What a raw Mach-O x86-64 relocation means, or why it cannot be linked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub enum MachOReloc {
     BadForm(&'static str, &'static str),
 }
 
-const fn kind(name: &'static str, op: RelocOp, width: u8, check: Check) -> RelocKind {
+const fn kind(name: RelocName, op: RelocOp, width: u8, check: Check) -> RelocKind {
     RelocKind {
         op,
         width,
@@ -33,24 +33,25 @@ const fn kind(name: &'static str, op: RelocOp, width: u8, check: Check) -> Reloc
 }
 
 /// An 8-byte absolute address (`.quad sym`).
-pub const UNSIGNED_64: RelocKind = kind("X86_64_RELOC_UNSIGNED", RelocOp::Absolute, 8, Check::Wrap);
+pub const UNSIGNED_64: RelocKind =
+    kind(&"X86_64_RELOC_UNSIGNED", RelocOp::Absolute, 8, Check::Wrap);
 /// A 4-byte absolute address (`.long sym`): zero-extended when used.
 pub const UNSIGNED_32: RelocKind = kind(
-    "X86_64_RELOC_UNSIGNED",
+    &"X86_64_RELOC_UNSIGNED",
     RelocOp::Absolute,
     4,
     Check::Unsigned,
 );
 /// `.long a - b` (a SUBTRACTOR + UNSIGNED pair of length 2).
 pub const SUBTRACTOR_32: RelocKind = kind(
-    "X86_64_RELOC_SUBTRACTOR",
+    &"X86_64_RELOC_SUBTRACTOR",
     RelocOp::Difference,
     4,
     Check::Signed,
 );
 /// `.quad a - b` (a SUBTRACTOR + UNSIGNED pair of length 3).
 pub const SUBTRACTOR_64: RelocKind = kind(
-    "X86_64_RELOC_SUBTRACTOR",
+    &"X86_64_RELOC_SUBTRACTOR",
     RelocOp::Difference,
     8,
     Check::Wrap,
@@ -62,25 +63,25 @@ pub const SUBTRACTOR_64: RelocKind = kind(
 /// recover them by parsing the records), which is only right while the
 /// sections keep their original distances.
 pub const EH_FRAME_DELTA64: RelocKind = kind(
-    "__eh_frame pc-relative pointer (64-bit)",
+    &"__eh_frame pc-relative pointer (64-bit)",
     RelocOp::PcRelative,
     8,
     Check::Wrap,
 );
 pub const EH_FRAME_DELTA32: RelocKind = kind(
-    "__eh_frame pc-relative pointer (32-bit)",
+    &"__eh_frame pc-relative pointer (32-bit)",
     RelocOp::PcRelative,
     4,
     Check::Signed,
 );
 pub const EH_FRAME_POINTER64: RelocKind = kind(
-    "__eh_frame absolute pointer (64-bit)",
+    &"__eh_frame absolute pointer (64-bit)",
     RelocOp::Absolute,
     8,
     Check::Wrap,
 );
 pub const EH_FRAME_POINTER32: RelocKind = kind(
-    "__eh_frame absolute pointer (32-bit)",
+    &"__eh_frame absolute pointer (32-bit)",
     RelocOp::Absolute,
     4,
     Check::Unsigned,
@@ -97,7 +98,7 @@ pub fn macho_reloc(r_type: RelocationType, pcrel: bool, length: u8) -> Option<Ma
     use RelocOp::*;
     use object::macho::*;
     // The pc-relative types all patch a rel32 displacement.
-    let pc32 = |name: &'static str, op: RelocOp, n: u8| {
+    let pc32 = |name: RelocName, op: RelocOp, n: u8| {
         if pcrel && length == 2 {
             MachOReloc::Kind {
                 kind: kind(name, op, 4, Signed),
@@ -130,20 +131,20 @@ pub fn macho_reloc(r_type: RelocationType, pcrel: bool, length: u8) -> Option<Ma
             },
             _ => MachOReloc::BadForm("X86_64_RELOC_SUBTRACTOR", "absolute, length 2 or 3"),
         },
-        X86_64_RELOC_SIGNED => pc32("X86_64_RELOC_SIGNED", PcRelative, 0),
-        X86_64_RELOC_SIGNED_1 => pc32("X86_64_RELOC_SIGNED_1", PcRelative, 1),
-        X86_64_RELOC_SIGNED_2 => pc32("X86_64_RELOC_SIGNED_2", PcRelative, 2),
-        X86_64_RELOC_SIGNED_4 => pc32("X86_64_RELOC_SIGNED_4", PcRelative, 4),
-        X86_64_RELOC_BRANCH => pc32("X86_64_RELOC_BRANCH", Branch, 0),
+        X86_64_RELOC_SIGNED => pc32(&"X86_64_RELOC_SIGNED", PcRelative, 0),
+        X86_64_RELOC_SIGNED_1 => pc32(&"X86_64_RELOC_SIGNED_1", PcRelative, 1),
+        X86_64_RELOC_SIGNED_2 => pc32(&"X86_64_RELOC_SIGNED_2", PcRelative, 2),
+        X86_64_RELOC_SIGNED_4 => pc32(&"X86_64_RELOC_SIGNED_4", PcRelative, 4),
+        X86_64_RELOC_BRANCH => pc32(&"X86_64_RELOC_BRANCH", Branch, 0),
         // `movq foo@GOTPCREL(%rip), %reg`: may become `leaq foo(%rip), %reg`.
         X86_64_RELOC_GOT_LOAD => pc32(
-            "X86_64_RELOC_GOT_LOAD",
+            &"X86_64_RELOC_GOT_LOAD",
             GotEntryPcRel {
                 relax: Relax::RexMov,
             },
             0,
         ),
-        X86_64_RELOC_GOT => pc32("X86_64_RELOC_GOT", GotEntryPcRel { relax: Relax::No }, 0),
+        X86_64_RELOC_GOT => pc32(&"X86_64_RELOC_GOT", GotEntryPcRel { relax: Relax::No }, 0),
         X86_64_RELOC_TLV => MachOReloc::Unsupported("X86_64_RELOC_TLV", TLS),
         _ => return Option::None,
     })
@@ -175,7 +176,7 @@ mod tests {
                 X86_64_RELOC_UNSIGNED,
                 false,
                 3,
-                expect("X86_64_RELOC_UNSIGNED", RelocOp::Absolute, 8, Check::Wrap),
+                expect(&"X86_64_RELOC_UNSIGNED", RelocOp::Absolute, 8, Check::Wrap),
                 0,
             ),
             (
@@ -183,7 +184,7 @@ mod tests {
                 false,
                 2,
                 expect(
-                    "X86_64_RELOC_UNSIGNED",
+                    &"X86_64_RELOC_UNSIGNED",
                     RelocOp::Absolute,
                     4,
                     Check::Unsigned,
@@ -195,7 +196,7 @@ mod tests {
                 false,
                 3,
                 expect(
-                    "X86_64_RELOC_SUBTRACTOR",
+                    &"X86_64_RELOC_SUBTRACTOR",
                     RelocOp::Difference,
                     8,
                     Check::Wrap,
@@ -207,7 +208,7 @@ mod tests {
                 false,
                 2,
                 expect(
-                    "X86_64_RELOC_SUBTRACTOR",
+                    &"X86_64_RELOC_SUBTRACTOR",
                     RelocOp::Difference,
                     4,
                     Check::Signed,
@@ -218,35 +219,35 @@ mod tests {
                 X86_64_RELOC_SIGNED,
                 true,
                 2,
-                pc32("X86_64_RELOC_SIGNED", RelocOp::PcRelative),
+                pc32(&"X86_64_RELOC_SIGNED", RelocOp::PcRelative),
                 0,
             ),
             (
                 X86_64_RELOC_SIGNED_1,
                 true,
                 2,
-                pc32("X86_64_RELOC_SIGNED_1", RelocOp::PcRelative),
+                pc32(&"X86_64_RELOC_SIGNED_1", RelocOp::PcRelative),
                 1,
             ),
             (
                 X86_64_RELOC_SIGNED_2,
                 true,
                 2,
-                pc32("X86_64_RELOC_SIGNED_2", RelocOp::PcRelative),
+                pc32(&"X86_64_RELOC_SIGNED_2", RelocOp::PcRelative),
                 2,
             ),
             (
                 X86_64_RELOC_SIGNED_4,
                 true,
                 2,
-                pc32("X86_64_RELOC_SIGNED_4", RelocOp::PcRelative),
+                pc32(&"X86_64_RELOC_SIGNED_4", RelocOp::PcRelative),
                 4,
             ),
             (
                 X86_64_RELOC_BRANCH,
                 true,
                 2,
-                pc32("X86_64_RELOC_BRANCH", RelocOp::Branch),
+                pc32(&"X86_64_RELOC_BRANCH", RelocOp::Branch),
                 0,
             ),
             (
@@ -254,7 +255,7 @@ mod tests {
                 true,
                 2,
                 pc32(
-                    "X86_64_RELOC_GOT_LOAD",
+                    &"X86_64_RELOC_GOT_LOAD",
                     RelocOp::GotEntryPcRel {
                         relax: Relax::RexMov,
                     },
@@ -266,7 +267,7 @@ mod tests {
                 true,
                 2,
                 pc32(
-                    "X86_64_RELOC_GOT",
+                    &"X86_64_RELOC_GOT",
                     RelocOp::GotEntryPcRel { relax: Relax::No },
                 ),
                 0,

@@ -76,8 +76,13 @@ pub struct RelocKind {
     pub width: u8,
     pub check: Check,
     /// The format's name for it, for messages (`R_X86_64_PC32`).
-    pub name: &'static str,
+    pub name: RelocName,
 }
+
+/// A relocation kind's name, held by a thin reference: every edge carries a
+/// kind, edges are the most numerous values of a link, and a `&'static str`
+/// (pointer and length) would make a kind 24 bytes instead of 16.
+pub type RelocName = &'static &'static str;
 
 impl RelocKind {
     /// Whether computing this kind needs a GOT entry for the target.

@@ -1,7 +1,7 @@
 //! x86-64: the ELF relocation table, GOT-load relaxation, and the
 //! instruction templates of stubs and thunks.
 
-use super::{Check, Relax, RelocKind, RelocOp};
+use super::{Check, Relax, RelocKind, RelocName, RelocOp};
 
 /// What a raw ELF relocation type means, or why it cannot be linked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,7 +11,7 @@ pub enum ElfReloc {
     Unsupported(&'static str, &'static str),
 }
 
-const fn kind(name: &'static str, op: RelocOp, width: u8, check: Check) -> ElfReloc {
+const fn kind(name: RelocName, op: RelocOp, width: u8, check: Check) -> ElfReloc {
     ElfReloc::Kind(RelocKind {
         op,
         width,
@@ -25,7 +25,7 @@ pub const ABS64: RelocKind = RelocKind {
     op: RelocOp::Absolute,
     width: 8,
     check: Check::Wrap,
-    name: "R_X86_64_64",
+    name: &"R_X86_64_64",
 };
 
 const TLS: &str = "thread-local storage is not supported yet";
@@ -37,43 +37,43 @@ pub fn elf_reloc(r_type: object::elf::RelocationType) -> Option<ElfReloc> {
     use RelocOp::*;
     use object::elf::*;
     Some(match r_type {
-        R_X86_64_NONE => kind("R_X86_64_NONE", None, 0, Wrap),
-        R_X86_64_64 => kind("R_X86_64_64", Absolute, 8, Wrap),
-        R_X86_64_PC32 => kind("R_X86_64_PC32", PcRelative, 4, Signed),
-        R_X86_64_PLT32 => kind("R_X86_64_PLT32", Branch, 4, Signed),
+        R_X86_64_NONE => kind(&"R_X86_64_NONE", None, 0, Wrap),
+        R_X86_64_64 => kind(&"R_X86_64_64", Absolute, 8, Wrap),
+        R_X86_64_PC32 => kind(&"R_X86_64_PC32", PcRelative, 4, Signed),
+        R_X86_64_PLT32 => kind(&"R_X86_64_PLT32", Branch, 4, Signed),
         R_X86_64_GOTPCREL => kind(
-            "R_X86_64_GOTPCREL",
+            &"R_X86_64_GOTPCREL",
             GotEntryPcRel { relax: Relax::No },
             4,
             Signed,
         ),
-        R_X86_64_32 => kind("R_X86_64_32", Absolute, 4, Unsigned),
-        R_X86_64_32S => kind("R_X86_64_32S", Absolute, 4, Signed),
-        R_X86_64_16 => kind("R_X86_64_16", Absolute, 2, Either),
-        R_X86_64_PC16 => kind("R_X86_64_PC16", PcRelative, 2, Signed),
-        R_X86_64_8 => kind("R_X86_64_8", Absolute, 1, Either),
-        R_X86_64_PC8 => kind("R_X86_64_PC8", PcRelative, 1, Signed),
-        R_X86_64_PC64 => kind("R_X86_64_PC64", PcRelative, 8, Wrap),
-        R_X86_64_GOTOFF64 => kind("R_X86_64_GOTOFF64", GotBaseOffset, 8, Wrap),
-        R_X86_64_GOTPC32 => kind("R_X86_64_GOTPC32", GotBasePcRel, 4, Signed),
-        R_X86_64_GOT64 => kind("R_X86_64_GOT64", GotEntryOffset, 8, Wrap),
+        R_X86_64_32 => kind(&"R_X86_64_32", Absolute, 4, Unsigned),
+        R_X86_64_32S => kind(&"R_X86_64_32S", Absolute, 4, Signed),
+        R_X86_64_16 => kind(&"R_X86_64_16", Absolute, 2, Either),
+        R_X86_64_PC16 => kind(&"R_X86_64_PC16", PcRelative, 2, Signed),
+        R_X86_64_8 => kind(&"R_X86_64_8", Absolute, 1, Either),
+        R_X86_64_PC8 => kind(&"R_X86_64_PC8", PcRelative, 1, Signed),
+        R_X86_64_PC64 => kind(&"R_X86_64_PC64", PcRelative, 8, Wrap),
+        R_X86_64_GOTOFF64 => kind(&"R_X86_64_GOTOFF64", GotBaseOffset, 8, Wrap),
+        R_X86_64_GOTPC32 => kind(&"R_X86_64_GOTPC32", GotBasePcRel, 4, Signed),
+        R_X86_64_GOT64 => kind(&"R_X86_64_GOT64", GotEntryOffset, 8, Wrap),
         R_X86_64_GOTPCREL64 => kind(
-            "R_X86_64_GOTPCREL64",
+            &"R_X86_64_GOTPCREL64",
             GotEntryPcRel { relax: Relax::No },
             8,
             Wrap,
         ),
-        R_X86_64_GOTPC64 => kind("R_X86_64_GOTPC64", GotBasePcRel, 8, Wrap),
-        R_X86_64_SIZE32 => kind("R_X86_64_SIZE32", Size, 4, Unsigned),
-        R_X86_64_SIZE64 => kind("R_X86_64_SIZE64", Size, 8, Wrap),
+        R_X86_64_GOTPC64 => kind(&"R_X86_64_GOTPC64", GotBasePcRel, 8, Wrap),
+        R_X86_64_SIZE32 => kind(&"R_X86_64_SIZE32", Size, 4, Unsigned),
+        R_X86_64_SIZE64 => kind(&"R_X86_64_SIZE64", Size, 8, Wrap),
         R_X86_64_GOTPCRELX => kind(
-            "R_X86_64_GOTPCRELX",
+            &"R_X86_64_GOTPCRELX",
             GotEntryPcRel { relax: Relax::Mov },
             4,
             Signed,
         ),
         R_X86_64_REX_GOTPCRELX => kind(
-            "R_X86_64_REX_GOTPCRELX",
+            &"R_X86_64_REX_GOTPCRELX",
             GotEntryPcRel {
                 relax: Relax::RexMov,
             },

@@ -66,6 +66,18 @@ pub trait Executor {
     ) -> Result<u64, LinkError>;
     /// Copies a staged module (pages become read-write until [`Executor::protect`]).
     fn write(&mut self, address: u64, bytes: &[u8]) -> Result<(), LinkError>;
+    /// When the executor's memory is this process's own: makes the newly
+    /// allocated `[address, address + size)` read-write (until
+    /// [`Executor::protect`]) and returns its start, so the linker writes
+    /// the module in place instead of staging it for [`Executor::write`].
+    /// `None` when the memory is elsewhere (another process).
+    fn writable_in_place(
+        &mut self,
+        _address: u64,
+        _size: u64,
+    ) -> Result<Option<std::ptr::NonNull<u8>>, LinkError> {
+        Ok(None)
+    }
     /// Sets the final protection of whole pages.
     fn protect(&mut self, address: u64, size: u64, protection: Protection)
     -> Result<(), LinkError>;
