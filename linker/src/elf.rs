@@ -6,13 +6,25 @@ use std::borrow::Cow;
 
 use object::elf;
 use object::read::elf::{FileHeader, Rela, SectionHeader, Sym};
-use object::{Endianness, LittleEndian};
+use object::{Endianness, LittleEndian, SectionIndex};
 
 use crate::arch::x86_64::{ElfReloc, elf_reloc};
 use crate::error::{LinkError, Site};
 use crate::graph::*;
 
 type Header = elf::FileHeader64<Endianness>;
+
+/// The NUL-terminated string at `offset` in a string table section, or
+/// `None` when the offset is outside it or the string is unterminated.
+///
+/// A plain byte search, not the object crate's string table: names are
+/// short, and its `memchr` first probes the CPU with `cpuid`, which a
+/// virtual machine traps at a few microseconds a probe.
+fn string_at(table: &[u8], offset: u32) -> Option<&[u8]> {
+    let rest = table.get(offset as usize..)?;
+    let end = rest.iter().position(|&b| b == 0)?;
+    Some(&rest[..end])
+}
 
 /// Whether `data` starts like an ELF file.
 pub fn is_elf(data: &[u8]) -> bool {
@@ -55,14 +67,31 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
         .symbols(endian, data, elf::SHT_SYMTAB)
         .map_err(|e| malformed(format!("symbol table: {e}")))?;
 
+    let string_table = |index: usize, what: &str| {
+        sections
+            .section(SectionIndex(index))
+            .and_then(|s| s.data(endian, data))
+            .map_err(|e| malformed(format!("{what} string table: {e}")))
+    };
+    let section_names = match header.shstrndx(endian, data) {
+        Ok(0) => &[][..],
+        Ok(index) => string_table(index as usize, "section name")?,
+        Err(e) => return Err(malformed(format!("section name string table: {e}"))),
+    };
+    let symbol_names = string_table(symtab.string_section().0, "symbol")?;
+
     // Sections that are loaded, indexed by ELF section index.
     let mut placed: Vec<Option<SectionId>> = vec![None; sections.len()];
     let mut graph_sections = Vec::new();
     let mut groups = Vec::new();
     for (index, section) in sections.enumerate() {
-        let name_bytes = sections
-            .section_name(endian, section)
-            .map_err(|e| malformed(format!("section {}: name: {e}", index.0)))?;
+        let name_bytes = string_at(section_names, section.sh_name(endian)).ok_or_else(|| {
+            malformed(format!(
+                "section {}: name offset {:#x} is not in the string table",
+                index.0,
+                section.sh_name(endian)
+            ))
+        })?;
         let name = String::from_utf8_lossy(name_bytes);
         let sh_type = section.sh_type(endian);
         let flags = section.sh_flags(endian).0;
@@ -139,12 +168,15 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
     }
 
     // Symbols, numbered as in the ELF symbol table.
-    let strings = symtab.strings();
     let mut symbols = Vec::with_capacity(symtab.len());
     for (index, sym) in symtab.enumerate() {
-        let name_bytes = sym
-            .name(endian, strings)
-            .map_err(|e| malformed(format!("symbol {}: name: {e}", index.0)))?;
+        let name_bytes = string_at(symbol_names, sym.st_name(endian)).ok_or_else(|| {
+            malformed(format!(
+                "symbol {}: name offset {:#x} is not in the string table",
+                index.0,
+                sym.st_name(endian)
+            ))
+        })?;
         let mut name = std::str::from_utf8(name_bytes)
             .map_err(|_| malformed(format!("symbol {}: name is not UTF-8", index.0)))?;
         if index.0 == 0 {
@@ -182,8 +214,10 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
             let header = sections
                 .section(i)
                 .map_err(|e| malformed(format!("symbol {}: {e}", index.0)))?;
-            name = std::str::from_utf8(sections.section_name(endian, header).unwrap_or(b""))
-                .unwrap_or("");
+            name = std::str::from_utf8(
+                string_at(section_names, header.sh_name(endian)).unwrap_or(b""),
+            )
+            .unwrap_or("");
         }
         let binding = match sym.st_bind() {
             elf::STB_LOCAL => Binding::Local,
@@ -381,5 +415,27 @@ fn section_role(name: &str, sh_type: elf::SectionType) -> SectionRole {
         },
         _ if name == ".eh_frame" || sh_type == elf::SHT_X86_64_UNWIND => SectionRole::UnwindFrames,
         _ => SectionRole::Plain,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::string_at;
+
+    #[test]
+    fn string_at_reads_up_to_the_nul() {
+        let table = b"\0.text\0main\0";
+        assert_eq!(string_at(table, 0), Some(&b""[..]));
+        assert_eq!(string_at(table, 1), Some(&b".text"[..]));
+        assert_eq!(string_at(table, 7), Some(&b"main"[..]));
+        assert_eq!(string_at(table, 9), Some(&b"in"[..]));
+    }
+
+    #[test]
+    fn string_at_rejects_offsets_outside_and_unterminated_strings() {
+        assert_eq!(string_at(b"\0abc\0", 6), None);
+        assert_eq!(string_at(b"\0abc\0", u32::MAX), None);
+        assert_eq!(string_at(b"\0abc", 1), None);
+        assert_eq!(string_at(b"", 0), None);
     }
 }
