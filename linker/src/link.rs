@@ -235,26 +235,19 @@ pub fn link(
         req,
     };
 
-    // Resolve every edge's target once.
-    for (g, graph) in graphs.iter().enumerate() {
-        for section in graph.sections.iter().filter(|s| s.live) {
-            for edge in &section.edges {
-                resolver.resolve(g, edge.target, || site(graph, section, edge.offset))?;
-                if let Some(minus) = edge.minus() {
-                    resolver.resolve(g, minus, || site(graph, section, edge.offset))?;
-                }
-            }
-        }
-    }
-
-    // Far host data referenced by a narrow field gets a copy, and then every
-    // reference in this load uses the copy, as with a copy relocation.
+    // Resolve every edge's target once (one pass over the edges, which are
+    // most of a load's memory). Far host data referenced by a narrow field
+    // gets a copy, and then every reference in this load uses the copy, as
+    // with a copy relocation.
     let mut copies: Vec<(u64, u64)> = Vec::new();
     let mut copy_index: HashMap<u64, usize> = HashMap::default();
     for (g, graph) in graphs.iter().enumerate() {
         for section in graph.sections.iter().filter(|s| s.live) {
             for edge in &section.edges {
-                let r = resolver.cached(g, edge.target);
+                let r = resolver.resolve(g, edge.target, || site(graph, section, edge.offset))?;
+                if let Some(minus) = edge.minus() {
+                    resolver.resolve(g, minus, || site(graph, section, edge.offset))?;
+                }
                 if let (Target::Address(address), Origin::Host(HostSymbolKind::Data)) =
                     (r.target, r.origin)
                     && needs_near(&edge.kind, address, edge.addend, resolver.req.slab)

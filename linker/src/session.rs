@@ -886,3 +886,64 @@ fn parse_object<'a>(name: &str, bytes: &'a [u8]) -> Result<LinkGraph<'a>, LinkEr
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RERUN: &str = "rerun: cargo test -p solder-linker --lib session::tests";
+
+    fn elf(name: &str, source: &str) -> ObjectFile {
+        ObjectFile {
+            name: name.into(),
+            bytes: crate::test_support::clang_object("x86_64-linux-gnu", "assembler", source, &[]),
+        }
+    }
+
+    /// In process a module is written straight into the slab. A load that
+    /// fails after its bytes were written must leave the range as a fresh
+    /// one (zero), or the next module there would start with its bytes.
+    #[test]
+    fn a_load_failing_after_writing_in_place_leaves_zero_pages() {
+        let mut session = Session::new(SessionConfig {
+            execute: false,
+            ..SessionConfig::default()
+        })
+        .expect("session");
+        // Reserves the slab next to the host's libraries, above 4 GiB.
+        session
+            .load(&[elf("first.o", ".text\n.globl first\nfirst: ret\n")])
+            .expect("first load");
+        let used = session.slab_used();
+        // 16 KiB of 0xff, then a 32-bit absolute address of its own data,
+        // which cannot hold a slab address above 4 GiB: the relocation is
+        // refused after the contents were copied.
+        let failing = elf(
+            "failing.o",
+            ".data\nfilled: .fill 16384, 1, 0xff\n.long filled\n",
+        );
+        let err = session
+            .load(&[failing])
+            .expect_err("a 32-bit address of the slab");
+        assert!(
+            err.to_string().contains("R_X86_64_32"),
+            "unexpected error: {err}\n{RERUN}"
+        );
+        assert_eq!(
+            session.slab_used(),
+            used,
+            "the failed load's memory is freed\n{RERUN}"
+        );
+        let zeroes = elf("zeroes.o", ".bss\n.globl zeroes\nzeroes: .zero 65536\n");
+        session.load(&[zeroes]).expect("load into the freed range");
+        let at = session.lookup("zeroes").expect("lookup").expect("defined");
+        // SAFETY: `zeroes` is a 64 KiB read-write .bss of a live module of
+        // this in-process session, which nothing else writes.
+        let bytes = unsafe { std::slice::from_raw_parts(at as *const u8, 65536) };
+        let dirty = bytes.iter().filter(|&&b| b != 0).count();
+        assert_eq!(
+            dirty, 0,
+            "{dirty} bytes of the failed load are left behind\n{RERUN}"
+        );
+    }
+}
