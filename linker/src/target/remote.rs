@@ -296,23 +296,16 @@ impl Channel {
     }
 }
 
-/// The controller's view of a shared slab: the memfd mapped here,
-/// inaccessible except while the controller writes.
-struct SharedView {
+/// The controller's handle on a shared slab: the executor's memfd, opened
+/// here and written with `pwrite`. The controller maps none of the
+/// executor's memory, so no stray store of its own can reach JIT'd code.
+struct SharedSlab {
     /// Executor address of the slab's first byte.
     base: u64,
     size: u64,
-    local: *mut u8,
+    file: std::fs::File,
     /// Protection the executor's mapping has, per page, as last set.
     executor_prot: HashMap<u64, Protection>,
-}
-
-impl Drop for SharedView {
-    fn drop(&mut self) {
-        // SAFETY: `local` is our own mapping of `size` bytes; nothing refers
-        // into it once the view is dropped.
-        unsafe { libc::munmap(self.local.cast(), self.size as usize) };
-    }
 }
 
 pub struct Remote {
@@ -321,7 +314,7 @@ pub struct Remote {
     process: Option<Process>,
     pid: u32,
     page: u64,
-    shared: Option<SharedView>,
+    shared: Option<SharedSlab>,
     alive: bool,
     /// Plain requests not sent yet.
     queue: Queue,
@@ -783,7 +776,7 @@ impl Remote {
         }
     }
 
-    /// Writes into the shared view directly. Queued requests on the same
+    /// Writes into the shared slab directly. Queued requests on the same
     /// pages (a `Release` would punch a hole under the new bytes) are sent
     /// first, so the executor sees the writes in the order they were made.
     fn write_shared(&mut self, address: u64, bytes: &[u8]) -> Result<(), LinkError> {
@@ -796,41 +789,26 @@ impl Remote {
         if self.queue.touches(start, end) {
             self.flush()?;
         }
-        let view = self.shared.as_mut().expect("shared memory is set up");
+        let slab = self.shared.as_mut().expect("shared memory is set up");
         let offset = address
-            .checked_sub(view.base)
-            .filter(|o| o + bytes.len() as u64 <= view.size)
+            .checked_sub(slab.base)
+            .filter(|o| o + bytes.len() as u64 <= slab.size)
             .ok_or_else(|| {
                 LinkError::Memory(format!(
                     "range {address:#x}+{:#x} lies outside the shared slab",
                     bytes.len()
                 ))
             })?;
-        let first = offset & !(page - 1);
-        let end = (offset + bytes.len() as u64).div_ceil(page) * page;
-        // SAFETY: [first, end) lies inside our own mapping of the memfd; it is
-        // writable only while we copy (the executor maps the same pages
-        // with its own protections).
-        unsafe {
-            let start = view.local.add(first as usize);
-            let len = (end - first) as usize;
-            if libc::mprotect(start.cast(), len, libc::PROT_READ | libc::PROT_WRITE) != 0 {
-                return Err(LinkError::Memory(format!(
-                    "mprotect of the shared view: {}",
-                    std::io::Error::last_os_error()
-                )));
-            }
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                view.local.add(offset as usize),
-                bytes.len(),
-            );
-            libc::mprotect(start.cast(), len, libc::PROT_NONE);
-        }
-        Ok(())
+        use std::os::unix::fs::FileExt;
+        slab.file.write_all_at(bytes, offset).map_err(|e| {
+            LinkError::Memory(format!(
+                "write of {:#x} bytes at {address:#x} to the shared slab: {e}",
+                bytes.len()
+            ))
+        })
     }
 
-    fn map_shared(&mut self, base: u64, size: u64, fd: i32) -> Result<(), LinkError> {
+    fn open_shared(&mut self, base: u64, size: u64, fd: i32) -> Result<(), LinkError> {
         let path = format!("/proc/{}/fd/{fd}", self.pid);
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -841,28 +819,10 @@ impl Remote {
                     "cannot open the executor's shared slab {path} (shared memory needs the executor on this machine): {e}"
                 ))
             })?;
-        // SAFETY: mapping the memfd we just opened, shared, inaccessible
-        // until a write makes a range writable.
-        let local = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size as usize,
-                libc::PROT_NONE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if local == libc::MAP_FAILED {
-            return Err(LinkError::Memory(format!(
-                "cannot map the shared slab: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-        self.shared = Some(SharedView {
+        self.shared = Some(SharedSlab {
             base,
             size,
-            local: local.cast(),
+            file,
             executor_prot: HashMap::new(),
         });
         Ok(())
@@ -870,12 +830,12 @@ impl Remote {
 
     fn note_protection(&mut self, address: u64, size: u64, protection: Option<Protection>) {
         let page = self.page;
-        if let Some(view) = self.shared.as_mut() {
+        if let Some(slab) = self.shared.as_mut() {
             let mut at = address & !(page - 1);
             while at < address + size {
                 match protection {
-                    Some(p) => view.executor_prot.insert(at, p),
-                    None => view.executor_prot.remove(&at),
+                    Some(p) => slab.executor_prot.insert(at, p),
+                    None => slab.executor_prot.remove(&at),
                 };
                 at += page;
             }
@@ -991,7 +951,7 @@ impl Executor for Remote {
             Reply::Reserved { base, shm_fd } => {
                 if shared {
                     let size = size.div_ceil(self.page) * self.page;
-                    self.map_shared(base, size, shm_fd)?;
+                    self.open_shared(base, size, shm_fd)?;
                 }
                 Ok(base)
             }
@@ -1056,10 +1016,10 @@ impl Executor for Remote {
         let page = self.page;
         let first = address & !(page - 1);
         let end = (address + bytes.len() as u64).div_ceil(page) * page;
-        let view = self.shared.as_ref().expect("shared");
+        let slab = self.shared.as_ref().expect("shared");
         let current = (first..end)
             .step_by(page as usize)
-            .all(|p| view.executor_prot.get(&p) == Some(&restore));
+            .all(|p| slab.executor_prot.get(&p) == Some(&restore));
         if !current {
             self.protect(first, end - first, restore)?;
         }
