@@ -165,15 +165,29 @@ pub unsafe fn write(address: u64, bytes: &[u8], page: u64) -> Result<(), PageErr
     if bytes.is_empty() {
         return Ok(());
     }
-    let first = address & !(page - 1);
-    let end = (address + bytes.len() as u64).div_ceil(page) * page;
     // SAFETY: guaranteed by the caller; the pages are made writable (not
     // executable) before the copy.
     unsafe {
-        protect(first, end - first, Prot::ReadWrite)?;
+        make_writable(address, bytes.len() as u64, page)?;
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), address as *mut u8, bytes.len());
     }
     Ok(())
+}
+
+/// Makes the whole pages holding `[address, address + len)` read-write
+/// (not executable); they stay so until the caller protects them.
+///
+/// # Safety
+/// As for [`write`].
+pub unsafe fn make_writable(address: u64, len: u64, page: u64) -> Result<(), PageError> {
+    let (first, end) = page_span(address, len, page);
+    // SAFETY: guaranteed by the caller.
+    unsafe { protect(first, end - first, Prot::ReadWrite) }
+}
+
+/// The whole pages `[first, end)` holding `[address, address + len)`.
+fn page_span(address: u64, len: u64, page: u64) -> (u64, u64) {
+    (address & !(page - 1), (address + len).div_ceil(page) * page)
 }
 
 /// Writes into live pages: read-write, copy, then `restore`.
@@ -184,8 +198,7 @@ pub unsafe fn patch(address: u64, bytes: &[u8], restore: Prot, page: u64) -> Res
     if bytes.is_empty() {
         return Ok(());
     }
-    let first = address & !(page - 1);
-    let end = (address + bytes.len() as u64).div_ceil(page) * page;
+    let (first, end) = page_span(address, bytes.len() as u64, page);
     // SAFETY: guaranteed by the caller.
     unsafe {
         write(address, bytes, page)?;

@@ -130,12 +130,9 @@ impl Executor for InProcess {
         size: u64,
     ) -> Result<Option<std::ptr::NonNull<u8>>, LinkError> {
         self.owns(address, size)?;
-        let first = address & !(self.page - 1);
-        let end = (address + size).div_ceil(self.page) * self.page;
         // SAFETY: the range lies in this executor's reservation (checked),
         // which no Rust reference points into; read-write, not executable.
-        unsafe { pages::protect(first, end - first, prot_of(Protection::Data)) }
-            .map_err(memory_error)?;
+        unsafe { pages::make_writable(address, size, self.page) }.map_err(memory_error)?;
         Ok(std::ptr::NonNull::new(address as *mut u8))
     }
 
