@@ -240,7 +240,7 @@ fn parse_as<'a, Coff: CoffHeader>(
             align,
             size,
             data: Cow::Borrowed(bytes),
-            edges: Vec::new(),
+            edges: Edges::default(),
             live: true,
         });
     }
@@ -616,10 +616,10 @@ fn parse_as<'a, Coff: CoffHeader>(
                 implicit_addend(&kind, bias, field),
             ));
         }
-        graph_sections[id].edges = edges;
+        graph_sections[id].edges = Edges::Decoded(edges);
     }
     for section in &mut graph_sections {
-        section.edges.sort_by_key(|e| e.offset);
+        section.edges.to_decoded().sort_by_key(|e| e.offset);
     }
 
     // COMDAT sections, by 0-based COFF section index. Sections that are not
@@ -1537,7 +1537,12 @@ mod tests {
             (kinds[4].op, kinds[4].width, kinds[4].check),
             (RelocOp::SegmentIndex, 2, crate::arch::Check::Unsigned)
         );
-        let rel32 = section(&g, ".text").edges[0].kind;
+        let rel32 = section(&g, ".text")
+            .edges
+            .iter()
+            .next()
+            .expect("an edge")
+            .kind;
         assert_eq!(
             (rel32.op, rel32.width, rel32.check),
             (RelocOp::PcRelative, 4, crate::arch::Check::Signed)
@@ -1623,7 +1628,7 @@ mod tests {
         );
         assert_eq!(data_section.number_of_relocations.get(LE), 0xffff);
         let g = graph(&data);
-        let edges = &section(&g, ".data").edges;
+        let edges: Vec<Edge> = section(&g, ".data").edges.iter().collect();
         assert_eq!(edges.len(), 70000);
         assert_eq!(edges[69999].offset, 69999 * 8);
         assert!(edges.windows(2).all(|w| w[0].offset < w[1].offset));

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use crate::error::LinkError;
-use crate::graph::{Section, SymbolId};
+use crate::graph::{Edges, Section, SymbolId};
 
 /// Removes the FDEs whose `pc_begin` edge targets a symbol for which
 /// `discarded` is true, fixing the CIE pointers of the records kept and
@@ -70,7 +70,7 @@ pub fn prune(
         }
         let shift = new_offset as i64 - offset as i64;
         edges.extend(record_edges.map(|e| {
-            let mut moved = *e;
+            let mut moved = e;
             moved.offset = (e.offset as i64 + shift) as u64;
             moved
         }));
@@ -78,6 +78,6 @@ pub fn prune(
     }
     section.size = output.len() as u64;
     section.data = Cow::Owned(output);
-    section.edges = edges;
+    section.edges = Edges::Decoded(edges);
     Ok(())
 }

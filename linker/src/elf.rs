@@ -26,6 +26,21 @@ fn string_at(table: &[u8], offset: u32) -> Option<&[u8]> {
     Some(&rest[..end])
 }
 
+/// The edge of one `Elf64_Rela` record (24 little-endian bytes) that
+/// [`parse`] has checked: its type is a known kind, its symbol index is in
+/// range and its field fits the section.
+fn decode_rela(record: &[u8]) -> Edge {
+    let word = |at: usize| {
+        let bytes: [u8; 8] = record[at..at + 8].try_into().expect("records are 24 bytes");
+        u64::from_le_bytes(bytes)
+    };
+    let (offset, info, addend) = (word(0), word(8), word(16) as i64);
+    let Some(ElfReloc::Kind(kind)) = elf_reloc(elf::RelocationType(info as u32)) else {
+        unreachable!("parse refused this record's relocation type");
+    };
+    Edge::new(offset, kind, (info >> 32) as SymbolId, addend)
+}
+
 /// Whether `data` starts like an ELF file.
 pub fn is_elf(data: &[u8]) -> bool {
     data.starts_with(&elf::ELFMAG)
@@ -162,7 +177,7 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
             align,
             size,
             data: Cow::Borrowed(bytes),
-            edges: Vec::new(),
+            edges: Edges::default(),
             live: true,
         });
     }
@@ -259,12 +274,10 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
             .data_as_array::<elf::Rela64<Endianness>, _>(endian, data)
             .map_err(|e| malformed(format!("relocations of {}: {e}", graph_sections[id].name)))?;
         let section_size = graph_sections[id].size;
-        let mut edges = Vec::with_capacity(relas.len());
         for rela in relas {
             let r_type = rela.r_type(endian, false);
             let symbol = rela.r_sym(endian, false) as usize;
             let offset = rela.r_offset(endian);
-            let addend = rela.r_addend(endian);
             let site = || Site {
                 object: object.to_string(),
                 section: graph_sections[id].name.to_string(),
@@ -310,20 +323,23 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
                     kind.name
                 )));
             }
-            edges.push(Edge::new(offset, kind, symbol, addend));
         }
-        // Usually a section has one relocation section: take its edges
-        // as they are rather than copying them (they are most of a
-        // graph's memory).
+        // Every record is checked: the graph keeps the table itself and
+        // decodes edges from it (`decode_rela`), unless a section has
+        // several tables. Edges stay in the object's order, which need not
+        // be the offsets' (GNU as writes a few late), as a native linker
+        // applies them.
+        let records = Edges::Records {
+            bytes: object::bytes_of_slice(relas),
+            stride: std::mem::size_of::<elf::Rela64<Endianness>>(),
+            decode: decode_rela,
+        };
         let placed_edges = &mut graph_sections[id].edges;
         if placed_edges.is_empty() {
-            *placed_edges = edges;
+            *placed_edges = records;
         } else {
-            placed_edges.extend(edges);
+            placed_edges.to_decoded().extend(records.iter());
         }
-    }
-    for section in &mut graph_sections {
-        section.edges.sort_by_key(|e| e.offset);
     }
 
     // COMDAT groups.
@@ -420,7 +436,120 @@ fn section_role(name: &str, sh_type: elf::SectionType) -> SectionRole {
 
 #[cfg(test)]
 mod tests {
-    use super::string_at;
+    use super::*;
+    use object::read::elf::ElfFile64;
+    use object::{Object, ObjectSection};
+
+    const RERUN: &str = "rerun: cargo test -p solder-linker --lib elf::tests";
+
+    /// Two `.text` relocations and one `.data` relocation.
+    const RELOCATIONS: &str = "
+        .text
+        .globl f
+    f:
+        call g@PLT
+        movq x@GOTPCREL(%rip), %rax
+        ret
+        .data
+        .quad f
+    ";
+
+    fn object() -> Vec<u8> {
+        crate::test_support::clang_object("x86_64-linux-gnu", "assembler", RELOCATIONS, &[])
+    }
+
+    /// Whether `.text` keeps its records, and its edges as (offset, kind,
+    /// symbol, addend).
+    fn text_edges(bytes: &[u8]) -> (bool, Vec<(u64, &'static str, String, i64)>) {
+        let g = parse("test.o", bytes).expect("parses");
+        let text = g
+            .sections
+            .iter()
+            .find(|s| s.name == ".text")
+            .expect(".text");
+        let records = matches!(text.edges, Edges::Records { .. });
+        let edges = text
+            .edges
+            .iter()
+            .map(|e| {
+                (
+                    e.offset,
+                    *e.kind.name,
+                    g.symbols[e.target].name.to_string(),
+                    e.addend,
+                )
+            })
+            .collect();
+        (records, edges)
+    }
+
+    /// The file range of a section's header field `at` bytes into it.
+    fn header_field(bytes: &[u8], section: &str, at: usize) -> usize {
+        let file = ElfFile64::<Endianness>::parse(bytes).expect("an ELF file");
+        let index = file.section_by_name(section).expect("the section").index();
+        let header = file.elf_header();
+        header.e_shoff.get(Endianness::Little) as usize
+            + index.0 * header.e_shentsize.get(Endianness::Little) as usize
+            + at
+    }
+
+    fn plt32_to_g() -> (u64, &'static str, String, i64) {
+        (1, "R_X86_64_PLT32", "g".to_string(), -4)
+    }
+
+    fn gotpcrelx_to_x() -> (u64, &'static str, String, i64) {
+        (8, "R_X86_64_REX_GOTPCRELX", "x".to_string(), -4)
+    }
+
+    #[test]
+    fn relocation_records_are_kept_and_decode_to_their_edges() {
+        let (records, edges) = text_edges(&object());
+        assert!(records, "one table is kept as records; {RERUN}");
+        assert_eq!(edges, [plt32_to_g(), gotpcrelx_to_x()], "{RERUN}");
+    }
+
+    #[test]
+    fn records_keep_the_objects_order() {
+        let mut bytes = object();
+        // Swap the two 24-byte records of `.rela.text`.
+        let (start, size) = {
+            let file = ElfFile64::<Endianness>::parse(&*bytes).expect("an ELF file");
+            let rela = file.section_by_name(".rela.text").expect(".rela.text");
+            rela.file_range().expect("in the file")
+        };
+        assert_eq!(size, 48, "two records; {RERUN}");
+        let start = start as usize;
+        let (first, second) = bytes[start..start + 48].split_at_mut(24);
+        first.swap_with_slice(second);
+        let (records, edges) = text_edges(&bytes);
+        assert!(records, "{RERUN}");
+        assert_eq!(edges, [gotpcrelx_to_x(), plt32_to_g()], "{RERUN}");
+    }
+
+    #[test]
+    fn several_tables_for_one_section_are_decoded_into_one_list() {
+        let mut bytes = object();
+        // Point `.rela.data`'s sh_info (at byte 44 of a section header) at
+        // `.text`: its record (offset 0, R_X86_64_64 against f) then
+        // patches `.text` too.
+        let text = {
+            let file = ElfFile64::<Endianness>::parse(&*bytes).expect("an ELF file");
+            file.section_by_name(".text").expect(".text").index().0 as u32
+        };
+        let info = header_field(&bytes, ".rela.data", 44);
+        bytes[info..info + 4].copy_from_slice(&text.to_le_bytes());
+        let (records, edges) = text_edges(&bytes);
+        assert!(!records, "two tables are decoded into one list; {RERUN}");
+        let data_edge = (0, "R_X86_64_64", "f".to_string(), 0);
+        let mut expected = vec![plt32_to_g(), gotpcrelx_to_x()];
+        // In section-header order, as the tables come.
+        if header_field(&bytes, ".rela.data", 0) < header_field(&bytes, ".rela.text", 0) {
+            expected.insert(0, data_edge);
+        } else {
+            expected.push(data_edge);
+        }
+        assert_eq!(edges, expected, "{RERUN}");
+    }
 
     #[test]
     fn string_at_reads_up_to_the_nul() {

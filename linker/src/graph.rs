@@ -111,7 +111,7 @@ pub struct Section<'a> {
     pub size: u64,
     /// Contents; empty for zero-filled sections.
     pub data: Cow<'a, [u8]>,
-    pub edges: Vec<Edge>,
+    pub edges: Edges<'a>,
     /// False when discarded (a duplicate COMDAT group).
     pub live: bool,
 }
@@ -166,6 +166,108 @@ impl Edge {
         self.minus.map(|m| m as SymbolId)
     }
 }
+
+/// A section's edges. Where the object's own relocation records say all an
+/// edge says (ELF RELA), the graph keeps the records, checked when parsed,
+/// and decodes an edge each time one is visited: edges are most of a
+/// load's memory, and a whole-program link is mostly first touches of
+/// fresh memory (a page fault costs microseconds on a virtual machine).
+pub enum Edges<'a> {
+    /// Decoded once: Mach-O and COFF, edited `.eh_frame`, and ELF sections
+    /// with several relocation tables.
+    Decoded(Vec<Edge>),
+    /// Records of `stride` bytes each, every one checked by the
+    /// front-end; `decode` turns one into its edge.
+    Records {
+        bytes: &'a [u8],
+        stride: usize,
+        decode: fn(&[u8]) -> Edge,
+    },
+}
+
+impl Default for Edges<'_> {
+    fn default() -> Self {
+        Edges::Decoded(Vec::new())
+    }
+}
+
+impl<'a> Edges<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            Edges::Decoded(edges) => edges.len(),
+            Edges::Records { bytes, stride, .. } => bytes.len() / stride,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The edges, by value, in the object's order (not necessarily the
+    /// offsets').
+    pub fn iter(&self) -> EdgeIter<'_> {
+        match self {
+            Edges::Decoded(edges) => EdgeIter::Decoded(edges.iter()),
+            Edges::Records {
+                bytes,
+                stride,
+                decode,
+            } => EdgeIter::Records(bytes.chunks_exact(*stride), *decode),
+        }
+    }
+
+    /// The edges as a vector to edit, decoding records if need be.
+    pub fn to_decoded(&mut self) -> &mut Vec<Edge> {
+        if let Edges::Records { .. } = self {
+            *self = Edges::Decoded(self.iter().collect());
+        }
+        match self {
+            Edges::Decoded(edges) => edges,
+            Edges::Records { .. } => unreachable!("decoded just above"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Edges<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<'e> IntoIterator for &'e Edges<'_> {
+    type Item = Edge;
+    type IntoIter = EdgeIter<'e>;
+
+    fn into_iter(self) -> EdgeIter<'e> {
+        self.iter()
+    }
+}
+
+/// An iterator over a section's [`Edges`].
+pub enum EdgeIter<'e> {
+    Decoded(std::slice::Iter<'e, Edge>),
+    Records(std::slice::ChunksExact<'e, u8>, fn(&[u8]) -> Edge),
+}
+
+impl Iterator for EdgeIter<'_> {
+    type Item = Edge;
+
+    fn next(&mut self) -> Option<Edge> {
+        match self {
+            EdgeIter::Decoded(edges) => edges.next().copied(),
+            EdgeIter::Records(records, decode) => records.next().map(*decode),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            EdgeIter::Decoded(edges) => edges.size_hint(),
+            EdgeIter::Records(records, _) => records.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for EdgeIter<'_> {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Binding {

@@ -197,7 +197,7 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
             align: 1 << align_log2,
             size,
             data: Cow::Borrowed(bytes),
-            edges: Vec::new(),
+            edges: Edges::default(),
             live: true,
         });
         raws.push(raw);
@@ -401,7 +401,7 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
         all_edges.push((id, edges));
     }
     for (id, edges) in all_edges {
-        graph_sections[id].edges = edges;
+        graph_sections[id].edges = Edges::Decoded(edges);
     }
     Ok(LinkGraph {
         object: object.to_string(),
@@ -1125,7 +1125,7 @@ mod tests {
     }
 
     fn edge_at(g: &LinkGraph, section_name: &str, offset: u64) -> Edge {
-        let edges: Vec<&Edge> = g.sections[section(g, section_name)]
+        let edges: Vec<Edge> = g.sections[section(g, section_name)]
             .edges
             .iter()
             .filter(|e| e.offset == offset)
@@ -1135,7 +1135,7 @@ mod tests {
             1,
             "edges at {section_name}+{offset:#x}: {edges:?}"
         );
-        *edges[0]
+        edges[0]
     }
 
     fn kind_names(g: &LinkGraph) -> Vec<&'static str> {
@@ -1818,7 +1818,7 @@ mod tests {
         let layout = Layout::new(&g);
         // The personality has its relocation (a GOT reference)...
         let personality = symbol(&g, "___gxx_personality_v0");
-        let got: Vec<&Edge> = g.sections[eh]
+        let got: Vec<Edge> = g.sections[eh]
             .edges
             .iter()
             .filter(|e| *e.kind.name == "X86_64_RELOC_GOT")
@@ -1833,7 +1833,7 @@ mod tests {
             .filter(|e| e.kind == EH_FRAME_DELTA64)
             .map(|e| {
                 let p = layout.bases[eh] + e.offset as i128;
-                layout.value(&g, eh, e) + p
+                layout.value(&g, eh, &e) + p
             })
             .collect();
         implicit.sort_unstable();
