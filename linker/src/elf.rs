@@ -437,6 +437,7 @@ fn section_role(name: &str, sh_type: elf::SectionType) -> SectionRole {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use object::elf::FileHeader64;
     use object::read::elf::ElfFile64;
     use object::{Object, ObjectSection};
 
@@ -483,13 +484,18 @@ mod tests {
         (records, edges)
     }
 
-    /// The file range of a section's header field `at` bytes into it.
-    fn header_field(bytes: &[u8], section: &str, at: usize) -> usize {
+    /// A section of the object: its index and its contents' file range.
+    fn section_of(bytes: &[u8], name: &str) -> (usize, (u64, u64)) {
         let file = ElfFile64::<Endianness>::parse(bytes).expect("an ELF file");
-        let index = file.section_by_name(section).expect("the section").index();
-        let header = file.elf_header();
+        let section = file.section_by_name(name).expect("the section");
+        (section.index().0, section.file_range().unwrap_or((0, 0)))
+    }
+
+    /// The file offset of a section's header field `at` bytes into it.
+    fn header_field(bytes: &[u8], section: &str, at: usize) -> usize {
+        let header = FileHeader64::<Endianness>::parse(bytes).expect("an ELF header");
         header.e_shoff.get(Endianness::Little) as usize
-            + index.0 * header.e_shentsize.get(Endianness::Little) as usize
+            + section_of(bytes, section).0 * header.e_shentsize.get(Endianness::Little) as usize
             + at
     }
 
@@ -512,11 +518,7 @@ mod tests {
     fn records_keep_the_objects_order() {
         let mut bytes = object();
         // Swap the two 24-byte records of `.rela.text`.
-        let (start, size) = {
-            let file = ElfFile64::<Endianness>::parse(&*bytes).expect("an ELF file");
-            let rela = file.section_by_name(".rela.text").expect(".rela.text");
-            rela.file_range().expect("in the file")
-        };
+        let (_, (start, size)) = section_of(&bytes, ".rela.text");
         assert_eq!(size, 48, "two records; {RERUN}");
         let start = start as usize;
         let (first, second) = bytes[start..start + 48].split_at_mut(24);
@@ -532,10 +534,7 @@ mod tests {
         // Point `.rela.data`'s sh_info (at byte 44 of a section header) at
         // `.text`: its record (offset 0, R_X86_64_64 against f) then
         // patches `.text` too.
-        let text = {
-            let file = ElfFile64::<Endianness>::parse(&*bytes).expect("an ELF file");
-            file.section_by_name(".text").expect(".text").index().0 as u32
-        };
+        let text = section_of(&bytes, ".text").0 as u32;
         let info = header_field(&bytes, ".rela.data", 44);
         bytes[info..info + 4].copy_from_slice(&text.to_le_bytes());
         let (records, edges) = text_edges(&bytes);
