@@ -6,10 +6,10 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A directory of its own for one build, removed afterwards.
-struct Scratch(PathBuf);
+pub struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> Scratch {
+    pub fn new() -> Scratch {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "solder-objects-{}-{}",
@@ -18,6 +18,10 @@ impl Scratch {
         ));
         std::fs::create_dir_all(&dir).expect("create a scratch directory");
         Scratch(dir)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
     }
 }
 
