@@ -147,19 +147,23 @@ struct Resolved<'a> {
     origin: Origin,
 }
 
-/// How one edge reaches its target.
+/// How one edge reaches its target. There is one per edge, so indices are
+/// 32 bits (8 bytes a plan, not 16): GOT entries, stubs and copies number at
+/// most one per edge, and `link` refuses a load of more than `u32::MAX` edges.
 #[derive(Debug, Clone, Copy)]
 enum Via {
     Direct,
     /// Through this GOT entry.
-    Got(usize),
+    Got(u32),
     /// A GOT load rewritten to a direct computation.
     Relaxed,
     /// Through this PLT stub.
-    Stub(usize),
+    Stub(u32),
     /// Through this copy of far host data.
-    Copy(usize),
+    Copy(u32),
 }
+
+const _: () = assert!(std::mem::size_of::<Via>() == 8);
 
 struct Layout {
     sections: Vec<Vec<Option<u64>>>,
@@ -172,6 +176,8 @@ struct Layout {
     copies: Vec<u64>,
     commons: Vec<u64>,
     segments: Vec<(u64, u64, Protection)>,
+    /// Where the zero-fill starts: everything before it is written.
+    written: u64,
     total: u64,
 }
 
@@ -279,6 +285,13 @@ pub fn link(
         .flat_map(|g| g.sections.iter().filter(|s| s.live))
         .map(|s| s.edges.len())
         .sum();
+    if u32::try_from(live_edges).is_err() {
+        return Err(LinkError::Memory(format!(
+            "{live_edges} relocations in one load: at most {} are supported",
+            u32::MAX
+        )));
+    }
+    // Every index below is under `live_edges` (checked to fit 32 bits).
     let mut plans: Vec<Via> = Vec::with_capacity(live_edges);
     for (g, graph) in graphs.iter().enumerate() {
         for section in graph.sections.iter().filter(|s| s.live) {
@@ -289,14 +302,14 @@ pub fn link(
                         if target.in_load() && can_relax(&section.data, edge.offset, relax) {
                             Via::Relaxed
                         } else {
-                            Via::Got(got_entry(target, binding_of(&r)))
+                            Via::Got(got_entry(target, binding_of(&r)) as u32)
                         }
                     }
                     (RelocOp::GotEntryOffset, target) => {
-                        Via::Got(got_entry(target, binding_of(&r)))
+                        Via::Got(got_entry(target, binding_of(&r)) as u32)
                     }
                     (_, Target::Address(address)) if copy_index.contains_key(&address) => {
-                        Via::Copy(copy_index[&address])
+                        Via::Copy(copy_index[&address] as u32)
                     }
                     (
                         RelocOp::Branch | RelocOp::PcRelative | RelocOp::Absolute,
@@ -310,7 +323,7 @@ pub fn link(
                             plt.push(slot);
                             plt.len() - 1
                         });
-                        Via::Stub(stub)
+                        Via::Stub(stub as u32)
                     }
                     // A call to an undefined weak function, which the code
                     // only makes after testing its address: through a stub
@@ -325,7 +338,7 @@ pub fn link(
                             plt.push(slot);
                             plt.len() - 1
                         });
-                        Via::Stub(stub)
+                        Via::Stub(stub as u32)
                     }
                     _ => Via::Direct,
                 };
@@ -1097,6 +1110,7 @@ fn lay_out(
         copy_offsets.push(cursor);
         cursor += size;
     }
+    let written = cursor;
     place_all(&mut sections, &mut cursor, &|s| {
         s.protection == Protection::Zero
     });
@@ -1119,6 +1133,7 @@ fn lay_out(
         copies: copy_offsets,
         commons: common_offsets,
         segments,
+        written,
         total,
     })
 }
@@ -1142,22 +1157,23 @@ fn write_module(
     let image_base = resolver.req.slab.base();
     let total = layout.total as usize;
     let mut image = Vec::new();
-    let memory: &mut [u8] = match resolver
-        .req
-        .executor
-        .writable_in_place(base, layout.total)?
-    {
-        // SAFETY: the executor made the range read-write in this process.
-        // The slab allocated it to this module alone and the session touches
-        // it only after `write_module` returns (to protect it), so this is
-        // the only reference to it. Fresh and released slab pages read as
-        // zero, as a new image must.
-        Some(start) => unsafe { std::slice::from_raw_parts_mut(start.as_ptr(), total) },
-        None => {
-            image = vec![0u8; total];
-            &mut image
-        }
-    };
+    let memory: &mut [u8] =
+        match resolver
+            .req
+            .executor
+            .writable_in_place(base, layout.total, layout.written)?
+        {
+            // SAFETY: the executor made the range read-write in this process.
+            // The slab allocated it to this module alone and the session touches
+            // it only after `write_module` returns (to protect it), so this is
+            // the only reference to it. Fresh and released slab pages read as
+            // zero, as a new image must.
+            Some(start) => unsafe { std::slice::from_raw_parts_mut(start.as_ptr(), total) },
+            None => {
+                image = vec![0u8; total];
+                &mut image
+            }
+        };
     let got_base = base + layout.got;
     let dso = base + layout.dso;
     let address_of = |target: Target| -> u64 {
@@ -1266,8 +1282,8 @@ fn write_module(
                 let place = base + section_offset + edge.offset;
                 let field_at = (section_offset + edge.offset) as usize;
                 let s_addr = match via {
-                    Via::Stub(i) => base + layout.plt + (i * JUMP_STUB.len()) as u64,
-                    Via::Copy(i) => base + layout.copies[i],
+                    Via::Stub(i) => base + layout.plt + u64::from(i) * JUMP_STUB.len() as u64,
+                    Via::Copy(i) => base + layout.copies[i as usize],
                     _ => address_of(r.target),
                 };
                 let (a, p, got) = (edge.addend as i128, place as i128, got_base as i128);
@@ -1308,8 +1324,8 @@ fn write_module(
                         debug_assert!(relaxed, "planned relaxations match");
                         s_val + a - p
                     }
-                    (RelocOp::GotEntryPcRel { .. }, Via::Got(i)) => got + 8 * i as i128 + a - p,
-                    (RelocOp::GotEntryOffset, Via::Got(i)) => 8 * i as i128 + a,
+                    (RelocOp::GotEntryPcRel { .. }, Via::Got(i)) => got + 8 * i128::from(i) + a - p,
+                    (RelocOp::GotEntryOffset, Via::Got(i)) => 8 * i128::from(i) + a,
                     (RelocOp::Absolute, _) => s_val + a,
                     (RelocOp::PcRelative | RelocOp::Branch, _) => s_val + a - p,
                     (RelocOp::GotBasePcRel, _) => got + a - p,

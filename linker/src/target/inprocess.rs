@@ -128,11 +128,16 @@ impl Executor for InProcess {
         &mut self,
         address: u64,
         size: u64,
+        written: u64,
     ) -> Result<Option<std::ptr::NonNull<u8>>, LinkError> {
         self.owns(address, size)?;
         // SAFETY: the range lies in this executor's reservation (checked),
         // which no Rust reference points into; read-write, not executable.
-        unsafe { pages::make_writable(address, size, self.page) }.map_err(memory_error)?;
+        // The populated pages are a prefix of it, read-write from here on.
+        unsafe {
+            pages::make_writable(address, size, self.page).map_err(memory_error)?;
+            pages::populate(address, written.min(size), self.page);
+        }
         Ok(std::ptr::NonNull::new(address as *mut u8))
     }
 

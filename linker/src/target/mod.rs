@@ -70,11 +70,14 @@ pub trait Executor {
     /// allocated `[address, address + size)` read-write (until
     /// [`Executor::protect`]) and returns its start, so the linker writes
     /// the module in place instead of staging it for [`Executor::write`].
-    /// `None` when the memory is elsewhere (another process).
+    /// The first `written` bytes (code and data; the zero-fill after them
+    /// is not written) are about to be written, so their pages may be
+    /// backed at once. `None` when the memory is elsewhere (another process).
     fn writable_in_place(
         &mut self,
         _address: u64,
         _size: u64,
+        _written: u64,
     ) -> Result<Option<std::ptr::NonNull<u8>>, LinkError> {
         Ok(None)
     }
