@@ -193,11 +193,29 @@ fn mib(value: f64) -> String {
     format!("{value:.1} MiB")
 }
 
-/// Runs each contestant `runs` times, alternating them (the first
-/// contestant rotates each round so none is always first).
-fn alternate(cx: &Setup, contestants: &[(&Path, Vec<OsString>, &Path)]) -> Result<Vec<Vec<Run>>> {
+/// Rounds of whole-process link runs per `--runs`. A link is a process of
+/// a few milliseconds, so one run is a single noisy sample (page faults and
+/// scheduling on a shared VM): more rounds steady the medians for a second
+/// or two of extra time.
+const LINK_ROUNDS_PER_RUN: usize = 5;
+
+/// Runs each contestant `rounds` times, alternating them (the first
+/// contestant rotates each round so none is always first). With `warm_up`,
+/// one unrecorded round comes first, so that no contestant's first run pays
+/// alone for loading its executable and inputs into the page cache.
+fn alternate(
+    cx: &Setup,
+    contestants: &[(&Path, Vec<OsString>, &Path)],
+    rounds: usize,
+    warm_up: bool,
+) -> Result<Vec<Vec<Run>>> {
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); contestants.len()];
-    for round in 0..cx.runs {
+    if warm_up {
+        for (program, args, cwd) in contestants {
+            measure::run(program, args, cwd, &cx.scratch)?;
+        }
+    }
+    for round in 0..rounds {
         for k in 0..contestants.len() {
             let i = (round + k) % contestants.len();
             let (program, args, cwd) = &contestants[i];
@@ -247,9 +265,27 @@ fn link(cx: &Setup, built: &[BuiltProgram], met: &mut Vec<bool>) -> Result<Table
         ],
     );
     let solder = cx.release.join("solder");
+    let (rounds, warm_up) = if cx.quick {
+        (cx.runs, false)
+    } else {
+        (cx.runs * LINK_ROUNDS_PER_RUN, true)
+    };
+    table.notes.push(format!(
+        "Each time is the median of {rounds} alternated runs{}.",
+        if warm_up {
+            ", after one unrecorded warm-up run of each contestant"
+        } else {
+            ""
+        }
+    ));
     // The floor under any whole-process number: starting solder at all.
     let version = vec![OsString::from("--version")];
-    let floor = alternate(cx, &[(solder.as_path(), version, cx.root.as_path())])?;
+    let floor = alternate(
+        cx,
+        &[(solder.as_path(), version, cx.root.as_path())],
+        rounds,
+        warm_up,
+    )?;
     table.notes.push(format!(
         "Process floor: `solder --version` takes {} (median, same session); the rest of solder's \
          time is reading, linking and protecting the objects.",
@@ -269,7 +305,7 @@ fn link(cx: &Setup, built: &[BuiltProgram], met: &mut Vec<bool>) -> Result<Table
         if let Some(peer) = &cx.peer {
             contestants.push((peer.as_path(), theirs, program.cwd.as_path()));
         }
-        let results = alternate(cx, &contestants)?;
+        let results = alternate(cx, &contestants, rounds, warm_up)?;
         for run in &results[0] {
             ensure!(
                 run.ending == Ending::Exited(0),
@@ -370,7 +406,7 @@ fn run_workloads(cx: &Setup, built: &[BuiltProgram], met: &mut Vec<bool>) -> Res
                 program.cwd.as_path(),
             ),
         ];
-        let results = alternate(cx, &contestants)?;
+        let results = alternate(cx, &contestants, cx.runs, false)?;
         let expected = &results[0][0];
         ensure!(
             expected.ending == Ending::Exited(0),
