@@ -193,34 +193,47 @@ fn mib(value: f64) -> String {
     format!("{value:.1} MiB")
 }
 
-/// Rounds of whole-process link runs per `--runs`. A link is a process of
-/// a few milliseconds, so one run is a single noisy sample (page faults and
-/// scheduling on a shared VM): more rounds steady the medians for a second
-/// or two of extra time.
-const LINK_ROUNDS_PER_RUN: usize = 5;
+/// How alternated runs are scheduled.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    /// Rounds; in each, every contestant takes a turn (the first contestant
+    /// rotates each round so none is always first).
+    rounds: usize,
+    /// Recorded runs in one turn, back to back.
+    runs_per_turn: usize,
+    /// One unrecorded run opens each turn.
+    settle: bool,
+}
 
-/// Runs each contestant `rounds` times, alternating them (the first
-/// contestant rotates each round so none is always first). With `warm_up`,
-/// one unrecorded round comes first, so that no contestant's first run pays
-/// alone for loading its executable and inputs into the page cache.
+/// Whole-process link runs take milliseconds, so one run is a single noisy
+/// sample: each turn records several back to back. A turn opens with an
+/// unrecorded run because a run right after the other contestant starts
+/// cold: llvm-jitlink maps and frees 55–120 MiB, and solder linking Lua
+/// (clang) right after it took 3.12 ms against 2.80 ms right after a run of
+/// its own (medians of 25 pairs on the 2-core VM; llvm-jitlink's own time
+/// did not change with its predecessor: 21.5 against 21.3 ms). Each tool
+/// is then measured warm, as when used repeatedly (and as hyperfine
+/// measures), while turns still alternate so both share the machine's
+/// phases.
+const LINK_RUNS_PER_TURN: usize = 5;
+
+/// Runs the contestants as `schedule` says; returns each one's recorded runs.
 fn alternate(
     cx: &Setup,
     contestants: &[(&Path, Vec<OsString>, &Path)],
-    rounds: usize,
-    warm_up: bool,
+    schedule: Schedule,
 ) -> Result<Vec<Vec<Run>>> {
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); contestants.len()];
-    if warm_up {
-        for (program, args, cwd) in contestants {
-            measure::run(program, args, cwd, &cx.scratch)?;
-        }
-    }
-    for round in 0..rounds {
+    for round in 0..schedule.rounds {
         for k in 0..contestants.len() {
             let i = (round + k) % contestants.len();
             let (program, args, cwd) = &contestants[i];
-            let run = measure::run(program, args, cwd, &cx.scratch)?;
-            results[i].push(run);
+            if schedule.settle {
+                measure::run(program, args, cwd, &cx.scratch)?;
+            }
+            for _ in 0..schedule.runs_per_turn {
+                results[i].push(measure::run(program, args, cwd, &cx.scratch)?);
+            }
         }
     }
     Ok(results)
@@ -265,26 +278,36 @@ fn link(cx: &Setup, built: &[BuiltProgram], met: &mut Vec<bool>) -> Result<Table
         ],
     );
     let solder = cx.release.join("solder");
-    let (rounds, warm_up) = if cx.quick {
-        (cx.runs, false)
-    } else {
-        (cx.runs * LINK_ROUNDS_PER_RUN, true)
-    };
-    table.notes.push(format!(
-        "Each time is the median of {rounds} alternated runs{}.",
-        if warm_up {
-            ", after one unrecorded warm-up run of each contestant"
-        } else {
-            ""
+    let schedule = if cx.quick {
+        Schedule {
+            rounds: cx.runs,
+            runs_per_turn: 1,
+            settle: false,
         }
-    ));
+    } else {
+        Schedule {
+            rounds: cx.runs,
+            runs_per_turn: LINK_RUNS_PER_TURN,
+            settle: true,
+        }
+    };
+    if schedule.settle {
+        table.notes.push(format!(
+            "Each time is the median of {} runs: {} alternated turns per contestant, each one \
+             unrecorded run and then {} recorded back to back, so that no recorded run directly \
+             follows the other tool's (such a run starts cold: see `LINK_RUNS_PER_TURN` in \
+             `xtask/src/bench.rs`).",
+            schedule.rounds * schedule.runs_per_turn,
+            schedule.rounds,
+            schedule.runs_per_turn
+        ));
+    }
     // The floor under any whole-process number: starting solder at all.
     let version = vec![OsString::from("--version")];
     let floor = alternate(
         cx,
         &[(solder.as_path(), version, cx.root.as_path())],
-        rounds,
-        warm_up,
+        schedule,
     )?;
     table.notes.push(format!(
         "Process floor: `solder --version` takes {} (median, same session); the rest of solder's \
@@ -305,7 +328,7 @@ fn link(cx: &Setup, built: &[BuiltProgram], met: &mut Vec<bool>) -> Result<Table
         if let Some(peer) = &cx.peer {
             contestants.push((peer.as_path(), theirs, program.cwd.as_path()));
         }
-        let results = alternate(cx, &contestants, rounds, warm_up)?;
+        let results = alternate(cx, &contestants, schedule)?;
         for run in &results[0] {
             ensure!(
                 run.ending == Ending::Exited(0),
@@ -406,7 +429,15 @@ fn run_workloads(cx: &Setup, built: &[BuiltProgram], met: &mut Vec<bool>) -> Res
                 program.cwd.as_path(),
             ),
         ];
-        let results = alternate(cx, &contestants, cx.runs, false)?;
+        let results = alternate(
+            cx,
+            &contestants,
+            Schedule {
+                rounds: cx.runs,
+                runs_per_turn: 1,
+                settle: false,
+            },
+        )?;
         let expected = &results[0][0];
         ensure!(
             expected.ending == Ending::Exited(0),
