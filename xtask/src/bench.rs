@@ -205,6 +205,17 @@ struct Schedule {
     settle: bool,
 }
 
+impl Schedule {
+    /// One recorded run per turn, nothing unrecorded.
+    fn interleaved(rounds: usize) -> Schedule {
+        Schedule {
+            rounds,
+            runs_per_turn: 1,
+            settle: false,
+        }
+    }
+}
+
 /// Whole-process link runs take milliseconds, so one run is a single noisy
 /// sample: each turn records several back to back. A turn opens with an
 /// unrecorded run because a run right after the other contestant starts
@@ -279,11 +290,7 @@ fn link(cx: &Setup, built: &[BuiltProgram], met: &mut Vec<bool>) -> Result<Table
     );
     let solder = cx.release.join("solder");
     let schedule = if cx.quick {
-        Schedule {
-            rounds: cx.runs,
-            runs_per_turn: 1,
-            settle: false,
-        }
+        Schedule::interleaved(cx.runs)
     } else {
         Schedule {
             rounds: cx.runs,
@@ -429,15 +436,7 @@ fn run_workloads(cx: &Setup, built: &[BuiltProgram], met: &mut Vec<bool>) -> Res
                 program.cwd.as_path(),
             ),
         ];
-        let results = alternate(
-            cx,
-            &contestants,
-            Schedule {
-                rounds: cx.runs,
-                runs_per_turn: 1,
-                settle: false,
-            },
-        )?;
+        let results = alternate(cx, &contestants, Schedule::interleaved(cx.runs))?;
         let expected = &results[0][0];
         ensure!(
             expected.ending == Ending::Exited(0),
