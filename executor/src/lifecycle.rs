@@ -15,6 +15,11 @@
 //!   newest-first across modules, then each module's deinitializers, newest
 //!   module first.
 //!
+//! A handler registered while its module ends runs with that module's
+//! handlers when an unprioritized deinitializer registered it; one that a
+//! prioritized deinitializer registers comes too late and is dropped. No
+//! handler of a module outlives it.
+//!
 //! The registry is process-wide because the interposers are plain C functions
 //! called by JIT'd code without any context but the handle.
 
@@ -113,22 +118,26 @@ pub fn remove_module(dso: u64) -> Option<usize> {
         let index = reg.modules.iter().position(|m| m.dso == dso);
         (index, index.map(|i| reg.modules.remove(i)))
     };
-    let Some(record) = record else {
-        run_handlers_where(|h| h.dso == dso);
-        forget_handlers(&[dso]);
-        return None;
-    };
-    let win64 = record.finalizers.win64;
-    run_functions_reversed(&record.finalizers.unprioritized, win64);
+    // A handle with no record (no module was registered under it) has no
+    // deinitializers, but any handlers registered with it still run and
+    // are forgotten.
+    let finalizers = record.map(|r| r.finalizers).unwrap_or_default();
+    run_functions_reversed(&finalizers.unprioritized, finalizers.win64);
     run_handlers_where(|h| h.dso == dso);
-    run_functions_reversed(&record.finalizers.prioritized, win64);
-    // Quick-exit and fork handlers of a removed module must never run later.
+    run_functions_reversed(&finalizers.prioritized, finalizers.win64);
     forget_handlers(&[dso]);
     index
 }
 
+/// Drops every handler still registered under `dsos`: their modules are
+/// ending, and a handler must never run once its module's memory is
+/// released. What is left at this point are quick-exit and fork handlers,
+/// and `atexit` handlers registered by the prioritized deinitializers
+/// themselves, after the module's handlers ran (as the MSVC CRT, which runs
+/// its `atexit` table before the `.CRT$XT*` terminators, never runs those).
 fn forget_handlers(dsos: &[u64]) {
     let mut reg = registry();
+    reg.exit_handlers.retain(|h| !dsos.contains(&h.dso));
     reg.quick_exit_handlers.retain(|h| !dsos.contains(&h.dso));
     reg.fork_handlers.retain(|h| !dsos.contains(&h.dso));
 }
