@@ -417,6 +417,46 @@ fn needs_near(kind: &RelocKind, address: u64, addend: i64, slab: &Slab) -> bool 
     }
 }
 
+/// The inputs of a relocation formula, as two's-complement values: S the
+/// target's address (or its stub's, copy's), A the addend, P the place, the
+/// module's GOT base, Z the target's size, and the session's image base.
+struct Operands {
+    s: i128,
+    a: i128,
+    p: i128,
+    got: i128,
+    size: i128,
+    image_base: i128,
+}
+
+/// The value an edge's field takes: its kind's formula, for how the edge
+/// was planned. `minus` gives the subtrahend of a difference and `segment`
+/// the (1-based index, start) of the module segment holding the target;
+/// each is evaluated only by the kinds that need it.
+fn field_value(
+    op: RelocOp,
+    via: Via,
+    o: &Operands,
+    minus: impl FnOnce() -> i128,
+    segment: impl FnOnce() -> Result<(i128, i128), LinkError>,
+) -> Result<i128, LinkError> {
+    Ok(match (op, via) {
+        (RelocOp::GotEntryPcRel { .. }, Via::Relaxed) => o.s + o.a - o.p,
+        (RelocOp::GotEntryPcRel { .. }, Via::Got(i)) => o.got + 8 * i128::from(i) + o.a - o.p,
+        (RelocOp::GotEntryOffset, Via::Got(i)) => 8 * i128::from(i) + o.a,
+        (RelocOp::Absolute, _) => o.s + o.a,
+        (RelocOp::PcRelative | RelocOp::Branch, _) => o.s + o.a - o.p,
+        (RelocOp::GotBasePcRel, _) => o.got + o.a - o.p,
+        (RelocOp::GotBaseOffset, _) => o.s + o.a - o.got,
+        (RelocOp::Size, _) => o.size + o.a,
+        (RelocOp::Difference, _) => o.s + o.a - minus(),
+        (RelocOp::ImageRelative, _) => o.s + o.a - o.image_base,
+        (RelocOp::SegmentOffset, _) => o.s + o.a - segment()?.1,
+        (RelocOp::SegmentIndex, _) => segment()?.0 + o.a,
+        (op, via) => unreachable!("{op:?} planned as {via:?}"),
+    })
+}
+
 fn can_relax(data: &[u8], offset: u64, relax: Relax) -> bool {
     let offset = offset as usize;
     let Some(start) = offset.checked_sub(3) else {
@@ -1312,36 +1352,30 @@ fn write_module(
                             ))
                         })
                 };
-                let value = match (edge.kind.op, via) {
-                    (RelocOp::GotEntryPcRel { relax }, Via::Relaxed) => {
-                        let at = (section_offset + edge.offset) as usize;
-                        let start = section_offset as usize;
-                        let relaxed = x86_64::relax_got_load(
-                            &mut memory[start..start + section.size as usize],
-                            at - start,
-                            relax,
-                        );
-                        debug_assert!(relaxed, "planned relaxations match");
-                        s_val + a - p
-                    }
-                    (RelocOp::GotEntryPcRel { .. }, Via::Got(i)) => got + 8 * i128::from(i) + a - p,
-                    (RelocOp::GotEntryOffset, Via::Got(i)) => 8 * i128::from(i) + a,
-                    (RelocOp::Absolute, _) => s_val + a,
-                    (RelocOp::PcRelative | RelocOp::Branch, _) => s_val + a - p,
-                    (RelocOp::GotBasePcRel, _) => got + a - p,
-                    (RelocOp::GotBaseOffset, _) => s_val + a - got,
-                    (RelocOp::Size, _) => r.size as i128 + a,
-                    (RelocOp::Difference, _) => {
-                        let minus = edge
-                            .minus()
-                            .expect("front-ends give differences a subtrahend");
-                        s_val + a - address_of(resolver.cached(g, minus).target) as i64 as i128
-                    }
-                    (RelocOp::ImageRelative, _) => s_val + a - image_base as i128,
-                    (RelocOp::SegmentOffset, _) => s_val + a - segment()?.1,
-                    (RelocOp::SegmentIndex, _) => segment()?.0 + a,
-                    (op, via) => unreachable!("{op:?} planned as {via:?}"),
+                if let (RelocOp::GotEntryPcRel { relax }, Via::Relaxed) = (edge.kind.op, via) {
+                    let start = section_offset as usize;
+                    let relaxed = x86_64::relax_got_load(
+                        &mut memory[start..start + section.size as usize],
+                        edge.offset as usize,
+                        relax,
+                    );
+                    debug_assert!(relaxed, "planned relaxations match");
+                }
+                let operands = Operands {
+                    s: s_val,
+                    a,
+                    p,
+                    got,
+                    size: r.size as i128,
+                    image_base: image_base as i128,
                 };
+                let minus = || {
+                    let minus = edge
+                        .minus()
+                        .expect("front-ends give differences a subtrahend");
+                    address_of(resolver.cached(g, minus).target) as i64 as i128
+                };
+                let value = field_value(edge.kind.op, via, &operands, minus, segment)?;
                 let width = usize::from(edge.kind.width);
                 write_checked(&edge.kind, &mut memory[field_at..field_at + width], value).map_err(
                     |failure| {

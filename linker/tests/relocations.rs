@@ -499,6 +499,30 @@ fn got_base_and_offset_relocations_agree() {
         target,
         "GOTPCREL in data"
     );
+    // Non-zero addends: G + A and S + A - GOT.
+    for (r_type, addend) in [(elf::R_X86_64_GOT64, 24), (elf::R_X86_64_GOTOFF64, 8)] {
+        let with_addend = reloc_sites(&obj)
+            .into_iter()
+            .filter(|r| r.r_type == r_type && r.symbol == "got_target" && r.addend == addend)
+            .count();
+        assert_eq!(
+            with_addend,
+            1,
+            "{} + {addend} in {}",
+            reloc_name(r_type),
+            obj.display()
+        );
+    }
+    assert_eq!(
+        call(&mut s, "got64_offset_plus", &[]),
+        offset + 24,
+        "GOT64 + 24"
+    );
+    assert_eq!(
+        call(&mut s, "gotoff_target_plus", &[]),
+        target + 8,
+        "GOT + GOTOFF64(+8)"
+    );
     // A host symbol's entry holds the host address; GOTOFF64 reaches it
     // from the GOT base however far it is.
     assert_eq!(call(&mut s, "got64_environ", &[]), dlsym("environ"));

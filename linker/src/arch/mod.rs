@@ -85,19 +85,6 @@ pub struct RelocKind {
 pub type RelocName = &'static &'static str;
 
 impl RelocKind {
-    /// Whether computing this kind needs a GOT entry for the target.
-    pub fn needs_got_entry(&self) -> bool {
-        matches!(
-            self.op,
-            RelocOp::GotEntryPcRel { .. } | RelocOp::GotEntryOffset
-        )
-    }
-
-    /// Whether this kind refers to the GOT base (so a module must have one).
-    pub fn uses_got_base(&self) -> bool {
-        self.needs_got_entry() || matches!(self.op, RelocOp::GotBasePcRel | RelocOp::GotBaseOffset)
-    }
-
     /// Whether the field is narrower than an address, so a far target cannot
     /// be written directly.
     pub fn is_narrow(&self) -> bool {
@@ -165,5 +152,59 @@ mod tests {
         assert!(!fits(256, 1, Check::Either));
         assert!(!fits(-129, 1, Check::Either));
         assert!(fits(i128::from(u64::MAX), 8, Check::Wrap));
+        assert!(fits(-1, 8, Check::Wrap));
+        // 16 bits: both ends of each check.
+        assert!(fits(-0x8000, 2, Check::Signed) && !fits(-0x8001, 2, Check::Signed));
+        assert!(fits(0x7fff, 2, Check::Signed) && !fits(0x8000, 2, Check::Signed));
+        assert!(fits(0, 2, Check::Unsigned) && fits(0xffff, 2, Check::Unsigned));
+        assert!(!fits(0x1_0000, 2, Check::Unsigned) && !fits(-1, 2, Check::Unsigned));
+        assert!(fits(-0x8000, 2, Check::Either) && !fits(-0x8001, 2, Check::Either));
+        assert!(fits(0xffff, 2, Check::Either) && !fits(0x1_0000, 2, Check::Either));
+    }
+
+    fn kind(width: u8, check: Check) -> RelocKind {
+        RelocKind {
+            op: RelocOp::Absolute,
+            width,
+            check,
+            name: &"R_TEST",
+        }
+    }
+
+    #[test]
+    fn only_fields_narrower_than_an_address_are_narrow() {
+        for width in [1, 2, 4] {
+            assert!(kind(width, Check::Signed).is_narrow(), "width {width}");
+        }
+        assert!(!kind(8, Check::Wrap).is_narrow());
+    }
+
+    #[test]
+    fn writer_stores_little_endian_exactly_the_field() {
+        let mut field = [0xaau8; 4];
+        write_checked(&kind(4, Check::Signed), &mut field, -2).unwrap();
+        assert_eq!(field, [0xfe, 0xff, 0xff, 0xff]);
+        let mut wide = [0u8; 8];
+        write_checked(&kind(8, Check::Wrap), &mut wide, 0x1122_3344_5566_7788).unwrap();
+        assert_eq!(wide, 0x1122_3344_5566_7788u64.to_le_bytes());
+        let mut byte = [0u8; 1];
+        write_checked(&kind(1, Check::Either), &mut byte, 0xff).unwrap();
+        assert_eq!(byte, [0xff]);
+    }
+
+    #[test]
+    fn range_failures_name_the_field() {
+        let mut field = [0u8; 4];
+        let failure = |check, value| {
+            write_checked(&kind(4, check), &mut [0u8; 4], value)
+                .unwrap_err()
+                .width
+        };
+        assert_eq!(failure(Check::Signed, 1 << 31), "signed 32 bits");
+        assert_eq!(failure(Check::Unsigned, -1), "unsigned 32 bits");
+        assert_eq!(failure(Check::Either, 1 << 32), "32 bits");
+        // A failed write leaves the field as it was.
+        assert!(write_checked(&kind(4, Check::Unsigned), &mut field, -1).is_err());
+        assert_eq!(field, [0; 4]);
     }
 }

@@ -371,14 +371,137 @@ mod tests {
         // Plain GOTPCREL never relaxes.
         let mut plain = [0x48, 0x8b, 0x05, 0, 0, 0, 0];
         assert!(!relax_got_load(&mut plain, 3, Relax::No));
+        assert_eq!(plain[1], 0x8b);
+    }
+
+    /// A GOT load is only rewritten when its operand is the RIP-relative
+    /// GOT entry (ModRM mod=00 rm=101); any other addressing form, prefix or
+    /// opcode stays as it is.
+    #[test]
+    fn relaxation_refuses_other_addressing_forms() {
+        // mov 0(%rip), %ecx (GOTPCRELX): relaxed, the register kept.
+        let mut mov = [0x8b, 0x0d, 0, 0, 0, 0];
+        assert!(relax_got_load(&mut mov, 2, Relax::Mov));
+        assert_eq!(mov[..2], [0x8d, 0x0d]);
+        // mov disp32(%rax), %ecx: mod=10, not RIP-relative.
+        let mut based = [0x8b, 0x88, 0, 0, 0, 0];
+        assert!(!relax_got_load(&mut based, 2, Relax::Mov));
+        assert_eq!(based[..2], [0x8b, 0x88]);
+        // mov disp32(,%rax), %ecx through a SIB byte: rm=100.
+        let mut sib = [0x8b, 0x0c, 0, 0, 0, 0];
+        assert!(!relax_got_load(&mut sib, 2, Relax::Mov));
+        assert_eq!(sib[..2], [0x8b, 0x0c]);
+        // call *disp32(%rax) is not `call *0(%rip)`.
+        let mut call_based = [0xff, 0x90, 0, 0, 0, 0];
+        assert!(!relax_got_load(&mut call_based, 2, Relax::Mov));
+        assert_eq!(call_based[..2], [0xff, 0x90]);
+        // jmp *0(%rip) (ModRM 0x25) is not a call.
+        let mut jmp = [0xff, 0x25, 0, 0, 0, 0];
+        assert!(!relax_got_load(&mut jmp, 2, Relax::Mov));
+        assert_eq!(jmp[..2], [0xff, 0x25]);
+        // REX forms: the REX prefix must be one (0x4X), the opcode mov and
+        // the operand RIP-relative.
+        let mut rex_based = [0x48, 0x8b, 0x80, 0, 0, 0, 0];
+        assert!(!relax_got_load(&mut rex_based, 3, Relax::RexMov));
+        assert_eq!(rex_based[1], 0x8b);
+        let mut no_rex = [0x66, 0x8b, 0x05, 0, 0, 0, 0];
+        assert!(!relax_got_load(&mut no_rex, 3, Relax::RexMov));
+        assert_eq!(no_rex[1], 0x8b);
+        let mut rex_r = [0x4c, 0x8b, 0x1d, 0, 0, 0, 0];
+        assert!(relax_got_load(&mut rex_r, 3, Relax::RexMov));
+        assert_eq!(rex_r[..3], [0x4c, 0x8d, 0x1d]);
+        // A field too close to the start of the section has no instruction.
+        let mut short = [0u8; 4];
+        assert!(!relax_got_load(&mut short, 1, Relax::Mov));
+        assert!(!relax_got_load(&mut short, 2, Relax::RexMov));
     }
 
     #[test]
     fn dso_thunk_encodes_the_register() {
-        let (bytes, fields) = dso_thunk(1).unwrap();
-        assert_eq!(bytes[..3], [0x48, 0x8d, 0x35]);
-        assert_eq!(fields, [(3, 7), (9, 13)]);
+        // lea disp32(%rip), %rdi / %rsi / %rdx / %rcx: the SysV order.
+        let modrms = [0x3d, 0x35, 0x15, 0x0d];
+        for (arg, modrm) in modrms.into_iter().enumerate() {
+            let (bytes, fields) = dso_thunk(arg as u8).unwrap();
+            assert_eq!(bytes[..3], [0x48, 0x8d, modrm], "argument {arg}");
+            assert_eq!(bytes[7..9], [0xff, 0x25], "argument {arg}: jmp *slot(%rip)");
+            assert_eq!(fields, [(3, 7), (9, 13)]);
+        }
+        assert!(dso_thunk(4).is_none());
         assert!(dso_thunk(6).is_none());
+    }
+
+    #[test]
+    fn refused_kinds_say_exactly_why() {
+        use object::elf::*;
+        let cases: &[(RelocationType, &str, &str)] = &[
+            (R_X86_64_DTPMOD64, "R_X86_64_DTPMOD64", TLS),
+            (R_X86_64_DTPOFF64, "R_X86_64_DTPOFF64", TLS),
+            (R_X86_64_TPOFF64, "R_X86_64_TPOFF64", TLS),
+            (R_X86_64_TLSGD, "R_X86_64_TLSGD", TLS),
+            (R_X86_64_TLSLD, "R_X86_64_TLSLD", TLS),
+            (R_X86_64_DTPOFF32, "R_X86_64_DTPOFF32", TLS),
+            (R_X86_64_GOTTPOFF, "R_X86_64_GOTTPOFF", TLS),
+            (R_X86_64_TPOFF32, "R_X86_64_TPOFF32", TLS),
+            (R_X86_64_GOTPC32_TLSDESC, "R_X86_64_GOTPC32_TLSDESC", TLS),
+            (R_X86_64_TLSDESC_CALL, "R_X86_64_TLSDESC_CALL", TLS),
+            (R_X86_64_TLSDESC, "R_X86_64_TLSDESC", TLS),
+            (R_X86_64_COPY, "R_X86_64_COPY", DYNAMIC),
+            (R_X86_64_GLOB_DAT, "R_X86_64_GLOB_DAT", DYNAMIC),
+            (R_X86_64_JUMP_SLOT, "R_X86_64_JUMP_SLOT", DYNAMIC),
+            (R_X86_64_RELATIVE, "R_X86_64_RELATIVE", DYNAMIC),
+            (R_X86_64_IRELATIVE, "R_X86_64_IRELATIVE", DYNAMIC),
+            (
+                R_X86_64_GOT32,
+                "R_X86_64_GOT32",
+                "32-bit GOT offsets are not supported",
+            ),
+            (R_X86_64_GOTPLT64, "R_X86_64_GOTPLT64", "not supported"),
+            (R_X86_64_PLTOFF64, "R_X86_64_PLTOFF64", "not supported"),
+        ];
+        for &(r_type, name, why) in cases {
+            assert_eq!(
+                elf_reloc(r_type),
+                Some(ElfReloc::Unsupported(name, why)),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_linkable_kind_is_named_as_the_psabi_names_it() {
+        use object::elf::*;
+        let cases: &[(RelocationType, &str)] = &[
+            (R_X86_64_NONE, "R_X86_64_NONE"),
+            (R_X86_64_64, "R_X86_64_64"),
+            (R_X86_64_PC32, "R_X86_64_PC32"),
+            (R_X86_64_PLT32, "R_X86_64_PLT32"),
+            (R_X86_64_GOTPCREL, "R_X86_64_GOTPCREL"),
+            (R_X86_64_32, "R_X86_64_32"),
+            (R_X86_64_32S, "R_X86_64_32S"),
+            (R_X86_64_16, "R_X86_64_16"),
+            (R_X86_64_PC16, "R_X86_64_PC16"),
+            (R_X86_64_8, "R_X86_64_8"),
+            (R_X86_64_PC8, "R_X86_64_PC8"),
+            (R_X86_64_PC64, "R_X86_64_PC64"),
+            (R_X86_64_GOTOFF64, "R_X86_64_GOTOFF64"),
+            (R_X86_64_GOTPC32, "R_X86_64_GOTPC32"),
+            (R_X86_64_GOT64, "R_X86_64_GOT64"),
+            (R_X86_64_GOTPCREL64, "R_X86_64_GOTPCREL64"),
+            (R_X86_64_GOTPC64, "R_X86_64_GOTPC64"),
+            (R_X86_64_SIZE32, "R_X86_64_SIZE32"),
+            (R_X86_64_SIZE64, "R_X86_64_SIZE64"),
+            (R_X86_64_GOTPCRELX, "R_X86_64_GOTPCRELX"),
+            (R_X86_64_REX_GOTPCRELX, "R_X86_64_REX_GOTPCRELX"),
+        ];
+        for &(r_type, name) in cases {
+            assert_eq!(*kind_of(r_type).name, name);
+        }
+        let gotpcrel64 = kind_of(R_X86_64_GOTPCREL64);
+        assert_eq!(
+            (gotpcrel64.op, gotpcrel64.width, gotpcrel64.check),
+            (RelocOp::GotEntryPcRel { relax: Relax::No }, 8, Check::Wrap)
+        );
+        assert_eq!(ABS64, kind_of(R_X86_64_64));
     }
 
     #[test]
