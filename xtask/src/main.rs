@@ -10,12 +10,15 @@
 //! - `conformance` ([`conformance`]): the YAML scenarios, as a table.
 //! - `bench` ([`bench`]): benchmarks against llvm-jitlink 19 and native
 //!   builds, written to `docs/benchmarks.md`.
+//! - `mutants` ([`mutants`]): mutation testing of the relocation, lifecycle,
+//!   resolution and protocol code, scored against `docs/testing.md`.
 //!
 //! Further subcommands are added the same way:
 //! a module, a variant of [`Command`], and one match arm in [`main`].
 
 mod bench;
 mod conformance;
+mod mutants;
 mod programs;
 mod util;
 
@@ -42,6 +45,9 @@ enum Command {
     /// Measure solder against llvm-jitlink 19, native builds and the
     /// transport; print the table and write docs/benchmarks.md.
     Bench(bench::Args),
+    /// Mutation testing (cargo-mutants) of the code where a silent mistake
+    /// is a wrong link or a lost handler; prints each area's score.
+    Mutants(mutants::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +56,7 @@ fn main() -> ExitCode {
         Command::Programs(args) => programs::run(&args),
         Command::Conformance(args) => conformance::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Mutants(args) => mutants::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

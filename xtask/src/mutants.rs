@@ -1,0 +1,418 @@
+//! `cargo xtask mutants`: mutation testing of the code where a silent
+//! mistake is a wrong link or a lost handler.
+//!
+//! Each [`Area`] is one `cargo mutants` run over a list of files (or of
+//! functions in a file) with the tests that guard it, its results kept in
+//! `target/mutants/<area>/mutants.out`. Afterwards the score of each area is
+//! printed: mutants caught (a timeout counts as caught: the mutant made a
+//! test hang) over viable mutants, leaving out the missed mutants that
+//! `docs/testing.md` lists as equivalent, with the reason. Every other
+//! missed mutant is printed with its diff's path. The exit status is 0 only
+//! when every area scored at least `--min-score`.
+//!
+//! `cargo-mutants` must be installed (`cargo install cargo-mutants`).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::util;
+
+/// A mutation-testing area: what is mutated and which tests must notice.
+struct Area {
+    name: &'static str,
+    what: &'static str,
+    scopes: &'static [Scope],
+    tests: Tests,
+}
+
+/// One file, whole (no functions named) or only the functions whose names,
+/// as cargo-mutants gives them (`Resolver<'g, 'a, 's>::definition`), match
+/// one of the regular expressions.
+struct Scope {
+    file: &'static str,
+    functions: &'static [&'static str],
+}
+
+/// The tests run against each mutant.
+enum Tests {
+    /// `cargo test --workspace`: unit, integration and conformance tests.
+    Workspace,
+    /// `cargo test -p PACKAGE`: a self-contained package.
+    Package(&'static str),
+}
+
+const LINK: &str = "linker/src/link.rs";
+
+/// The areas, in the order they run.
+const AREAS: &[Area] = &[
+    Area {
+        name: "relocations",
+        what: "relocation tables, kinds, the checked writer, GOT relaxation, \
+               templates, and the value formulas and near/far decisions",
+        scopes: &[
+            Scope {
+                file: "linker/src/arch/mod.rs",
+                functions: &[],
+            },
+            Scope {
+                file: "linker/src/arch/x86_64.rs",
+                functions: &[],
+            },
+            Scope {
+                file: "linker/src/arch/macho_x86_64.rs",
+                functions: &[],
+            },
+            Scope {
+                file: "linker/src/arch/coff_x86_64.rs",
+                functions: &[],
+            },
+            Scope {
+                file: LINK,
+                functions: &["field_value", "needs_near", "can_relax"],
+            },
+        ],
+        tests: Tests::Workspace,
+    },
+    Area {
+        name: "lifecycle",
+        what: "atexit family, fork handlers, quick_exit, deinitializer order, \
+               and the initializer and finalizer lists of a load",
+        scopes: &[
+            Scope {
+                file: "executor/src/lifecycle.rs",
+                functions: &[],
+            },
+            Scope {
+                file: LINK,
+                functions: &["lifecycle_lists"],
+            },
+        ],
+        tests: Tests::Workspace,
+    },
+    Area {
+        name: "resolution",
+        what: "COMDAT selection and symbol precedence (strong, common, weak, \
+               the session's exports)",
+        scopes: &[Scope {
+            file: LINK,
+            functions: &[
+                "select_comdats",
+                "collect_globals",
+                "collect_globals::rank",
+                "yields_to_session",
+                "Resolver<'g, 'a, 's>::definition",
+            ],
+        }],
+        tests: Tests::Workspace,
+    },
+    Area {
+        name: "protocol",
+        what: "the executor's decoding of frames, requests and replies",
+        scopes: &[Scope {
+            file: "executor/src/protocol.rs",
+            functions: &[
+                "read_frame",
+                "Request::decode",
+                "Reply::decode",
+                "enum_value",
+                r"Cursor<'a>::\w+",
+            ],
+        }],
+        tests: Tests::Package("solder-executor"),
+    },
+];
+
+/// Options of `cargo xtask mutants`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only these areas (repeatable): relocations, lifecycle, resolution,
+    /// protocol. Default: all.
+    #[arg(long = "area", value_parser = ["relocations", "lifecycle", "resolution", "protocol"])]
+    areas: Vec<String>,
+    /// Test only the mutants the previous run of each area missed (or that
+    /// timed out); the others keep their earlier outcome.
+    #[arg(long)]
+    iterate: bool,
+    /// List the mutants of each area and stop.
+    #[arg(long)]
+    list: bool,
+    /// The lowest passing score of an area, in percent.
+    #[arg(long, default_value_t = 90.0)]
+    min_score: f64,
+    /// Further arguments for `cargo mutants` (e.g. `-- --shard 1/4`).
+    #[arg(last = true)]
+    extra: Vec<String>,
+}
+
+/// Runs the areas; true when each scored at least `--min-score`.
+pub fn run(args: &Args) -> Result<bool> {
+    let root = util::workspace_root();
+    let target = util::target_dir(&root)?;
+    let equivalents = equivalent_mutants(&root.join("docs/testing.md"))?;
+    if !args.list {
+        baseline(&root)?;
+    }
+    let mut passed = true;
+    for area in AREAS
+        .iter()
+        .filter(|a| args.areas.is_empty() || args.areas.iter().any(|n| n == a.name))
+    {
+        let output = target.join("mutants").join(area.name);
+        let mut command = cargo_mutants(area, &output, args);
+        command.current_dir(&root);
+        println!("== {}: {}", area.name, area.what);
+        println!("$ {}", util::shell_command(command_words(&command)));
+        let status = command
+            .status()
+            .context("cannot run `cargo mutants`: install it with `cargo install cargo-mutants`")?;
+        if args.list {
+            continue;
+        }
+        // 0: all caught, 2: some missed, 3: some timed out. Anything else
+        // (1: usage) is no result.
+        if !matches!(status.code(), Some(0 | 2 | 3)) {
+            bail!("`cargo mutants` for {} failed ({status})", area.name);
+        }
+        let score = Score::read(&output.join("mutants.out"), &equivalents)?;
+        passed &= score.report(area.name, args.min_score);
+    }
+    Ok(passed)
+}
+
+/// Runs the tests once on the unmutated tree, as each mutant will run them.
+/// (cargo-mutants' own baseline would test only the mutated packages, and
+/// an area whose tests fail unmutated would count every mutant as caught.)
+fn baseline(root: &Path) -> Result<()> {
+    let mut command = Command::new(util::cargo());
+    command.args(["test", "--workspace", "--profile", "mutants", "--quiet"]);
+    command.current_dir(root);
+    println!("== baseline: the unmutated tree passes its tests");
+    println!("$ {}", util::shell_command(command_words(&command)));
+    let status = command.status().context("cannot run `cargo test`")?;
+    if !status.success() {
+        bail!("the unmutated tree fails its tests ({status}): fix them before mutation testing");
+    }
+    Ok(())
+}
+
+/// The `cargo mutants` command of one area.
+fn cargo_mutants(area: &Area, output: &Path, args: &Args) -> Command {
+    let mut command = Command::new(util::cargo());
+    command.args([
+        "mutants",
+        "--no-shuffle",
+        "--profile",
+        "mutants",
+        "--baseline",
+        "skip",
+    ]);
+    // Generous bounds: a conformance run takes about 20 s on two cores;
+    // a mutant that makes a trial hang is stopped by the trial's own
+    // timeout long before these.
+    command.args(["--timeout", "300", "--build-timeout", "900"]);
+    command.arg("--output").arg(output);
+    match area.tests {
+        Tests::Workspace => command.arg("--test-workspace=true"),
+        Tests::Package(package) => command.args(["--test-package", package]),
+    };
+    let files: BTreeSet<&str> = area.scopes.iter().map(|s| s.file).collect();
+    for file in files {
+        command.args(["--file", file]);
+    }
+    for scope in area.scopes {
+        command.args(["--re", &scope_regex(scope)]);
+    }
+    if args.iterate {
+        command.arg("--iterate");
+    }
+    if args.list {
+        command.arg("--list");
+    }
+    command.args(&args.extra);
+    command
+}
+
+/// The regular expression that selects a scope's mutants by name
+/// (`linker/src/link.rs:412:9: replace && with || in needs_near`).
+fn scope_regex(scope: &Scope) -> String {
+    let file = regex::escape(scope.file);
+    if scope.functions.is_empty() {
+        return format!("^{file}:");
+    }
+    format!("^{file}:.* in ({})$", scope.functions.join("|"))
+}
+
+fn command_words(command: &Command) -> Vec<std::ffi::OsString> {
+    let mut words = vec![command.get_program().to_os_string()];
+    words.extend(command.get_args().map(|a| a.to_os_string()));
+    words
+}
+
+/// A mutant's name without its line and column, so that documented
+/// equivalents survive edits elsewhere in the file:
+/// `linker/src/link.rs: replace && with || in needs_near`.
+fn stable_name(name: &str) -> String {
+    let mut parts = name.splitn(4, ':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(file), Some(line), Some(column), Some(rest))
+            if line.chars().all(|c| c.is_ascii_digit())
+                && column.chars().all(|c| c.is_ascii_digit()) =>
+        {
+            format!("{file}:{rest}")
+        }
+        _ => name.to_string(),
+    }
+}
+
+/// The mutants `docs/testing.md` lists as equivalent: the first column of
+/// the table under "## Equivalent mutants", in backquotes.
+fn equivalent_mutants(doc: &Path) -> Result<BTreeSet<String>> {
+    let text =
+        std::fs::read_to_string(doc).with_context(|| format!("cannot read {}", doc.display()))?;
+    let mut in_section = false;
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        if line.starts_with("## ") {
+            in_section = line.trim() == "## Equivalent mutants";
+            continue;
+        }
+        let Some(cell) = line.strip_prefix("| `") else {
+            continue;
+        };
+        if let (true, Some(end)) = (in_section, cell.find("` |")) {
+            names.insert(cell[..end].to_string());
+        }
+    }
+    Ok(names)
+}
+
+/// One area's outcome.
+#[derive(Debug, Default)]
+struct Score {
+    caught: usize,
+    timeout: usize,
+    unviable: usize,
+    /// Missed mutants not documented as equivalent, with their diff files.
+    missed: Vec<(String, PathBuf)>,
+    /// Missed mutants documented as equivalent.
+    equivalent: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Outcomes {
+    outcomes: Vec<Outcome>,
+}
+
+#[derive(Deserialize)]
+struct Outcome {
+    scenario: serde_json::Value,
+    summary: String,
+    diff_path: Option<PathBuf>,
+}
+
+impl Score {
+    /// Reads `outcomes.json` (and, after `--iterate`, the mutants earlier
+    /// runs caught) from a `mutants.out` directory.
+    fn read(dir: &Path, equivalents: &BTreeSet<String>) -> Result<Score> {
+        let path = dir.join("outcomes.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let outcomes: Outcomes = serde_json::from_str(&text)
+            .with_context(|| format!("cannot parse {}", path.display()))?;
+        let mut score = Score::default();
+        for outcome in outcomes.outcomes {
+            let Some(name) = outcome.scenario["Mutant"]["name"].as_str() else {
+                continue; // the baseline
+            };
+            match outcome.summary.as_str() {
+                "CaughtMutant" => score.caught += 1,
+                "Timeout" => score.timeout += 1,
+                "Unviable" => score.unviable += 1,
+                "MissedMutant" if equivalents.contains(&stable_name(name)) => {
+                    score.equivalent.push(name.to_string())
+                }
+                "MissedMutant" => score.missed.push((
+                    name.to_string(),
+                    dir.join(outcome.diff_path.unwrap_or_default()),
+                )),
+                other => bail!("{}: unknown outcome {other:?} of {name}", path.display()),
+            }
+        }
+        score.caught += count_lines(&dir.join("previously_caught.txt"));
+        Ok(score)
+    }
+
+    /// Caught over viable mutants, documented equivalents left out.
+    fn percent(&self) -> f64 {
+        let caught = self.caught + self.timeout;
+        let viable = caught + self.missed.len();
+        if viable == 0 {
+            return 100.0;
+        }
+        100.0 * caught as f64 / viable as f64
+    }
+
+    /// Prints the score and the missed mutants; true when it passes.
+    fn report(&self, area: &str, min_score: f64) -> bool {
+        let percent = self.percent();
+        println!(
+            "{area}: {percent:.1}% caught ({} caught, {} timed out, {} missed, {} equivalent, {} unviable)",
+            self.caught,
+            self.timeout,
+            self.missed.len(),
+            self.equivalent.len(),
+            self.unviable
+        );
+        for name in &self.equivalent {
+            println!("  equivalent (docs/testing.md): {name}");
+        }
+        for (name, diff) in &self.missed {
+            println!("  MISSED {name}\n         {}", diff.display());
+        }
+        let passed = percent >= min_score;
+        if !passed {
+            println!("{area}: below {min_score}%");
+        }
+        passed
+    }
+}
+
+/// Lines in a file that may not exist (0 then).
+fn count_lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |text| text.lines().filter(|l| !l.is_empty()).count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_names_drop_line_and_column() {
+        assert_eq!(
+            stable_name("linker/src/link.rs:412:9: replace && with || in needs_near"),
+            "linker/src/link.rs: replace && with || in needs_near"
+        );
+        assert_eq!(stable_name("no position"), "no position");
+    }
+
+    #[test]
+    fn scope_regexes_select_files_or_functions() {
+        let whole = Scope {
+            file: "linker/src/arch/mod.rs",
+            functions: &[],
+        };
+        assert_eq!(scope_regex(&whole), r"^linker/src/arch/mod\.rs:");
+        let some = Scope {
+            file: LINK,
+            functions: &["collect_globals::rank", "Resolver<'g, 'a, 's>::definition"],
+        };
+        assert_eq!(
+            scope_regex(&some),
+            r"^linker/src/link\.rs:.* in (collect_globals::rank|Resolver<'g, 'a, 's>::definition)$"
+        );
+    }
+}
