@@ -1,0 +1,210 @@
+//! One load, from link graphs to finalized memory. The stages, one file
+//! each, in the order [`link`] runs them:
+//!
+//! 1. [`comdat`]: keep one COMDAT group per signature; prune the unwind
+//!    frames of discarded code.
+//! 2. [`symbols`]: the load's global symbol table by precedence, and the
+//!    common symbols it allocates.
+//! 3. [`resolve`] (with [`bridges`] between formats and the host): what
+//!    every edge refers to.
+//! 4. [`plan`]: how every edge reaches its target (directly, GOT, stub,
+//!    copy), which fixes the GOT, stubs, thunks and shims.
+//! 5. [`layout`]: offsets in three segments by protection; then the slab
+//!    allocates the module.
+//! 6. [`write`]: contents, GOT, stubs, and every edge relocated.
+//! 7. [`exports`] and [`lifecycle`]: what the module offers, its crash
+//!    symbols, and its initializers and finalizers.
+//!
+//! The graphs (and so every relocation record) are dropped when this
+//! returns; what a module keeps is only what its future needs: its exports,
+//! the few direct references into other modules' data (re-applied on a hot
+//! swap), and its deinitializers.
+//!
+//! Hashing is Fx: the keys are names and addresses from the objects being
+//! linked, where SipHash's resistance to chosen collisions buys nothing and
+//! cost 2% of linking Lua.
+
+mod bridges;
+mod comdat;
+mod exports;
+mod layout;
+mod lifecycle;
+mod plan;
+mod resolve;
+mod symbols;
+mod write;
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap as HashMap;
+use solder_executor::crash::CrashSymbol;
+use solder_executor::lifecycle::Finalizers;
+use solder_executor::protocol::SymbolInfo;
+
+pub use bridges::{host_name, host_names};
+
+use crate::arch::RelocKind;
+use crate::error::{LinkError, Site};
+use crate::graph::*;
+use crate::indirection::Indirection;
+use crate::memory::Slab;
+use crate::target::Executor;
+use layout::Layout;
+use plan::Plan;
+use resolve::Resolver;
+
+/// A symbol a module offers to later loads.
+#[derive(Debug, Clone)]
+pub struct Export {
+    pub module: u32,
+    /// The module's objects, for messages.
+    pub objects: Arc<str>,
+    /// The definition itself (not its stub).
+    pub address: u64,
+    pub function: bool,
+    /// Whether the module's functions use the Microsoft x64 convention.
+    pub win64: bool,
+}
+
+/// A direct reference from one module into another module's data, kept so a
+/// hot swap of the target can re-apply it.
+#[derive(Debug, Clone)]
+pub struct DataBinding {
+    pub site: u64,
+    pub kind: RelocKind,
+    pub addend: i64,
+    pub symbol: String,
+    pub module: u32,
+}
+
+/// What the session needs to know about the load it asked for.
+pub struct LinkRequest<'s> {
+    pub module: u32,
+    pub objects: Arc<str>,
+    pub slab: &'s mut Slab,
+    /// What the executor said about every name the load leaves undefined
+    /// (asked in one batch before linking).
+    pub symbols: &'s HashMap<String, SymbolInfo>,
+    pub executor: &'s mut dyn Executor,
+    pub exports: &'s HashMap<String, Export>,
+    pub indirection: &'s mut Indirection,
+    /// The module being hot-swapped out: its exports are invisible here.
+    pub replacing: Option<u32>,
+}
+
+/// A linked load, ready to be written to the executor.
+pub struct LinkedModule {
+    pub memory: (u64, u64),
+    /// The module's bytes from `memory.0`, relocated (trailing zero pages
+    /// trimmed: the executor's fresh pages are zero). Empty when the module
+    /// was written in place ([`Executor::writable_in_place`]).
+    pub image: Vec<u8>,
+    pub segments: Vec<(u64, u64, Protection)>,
+    pub dso: u64,
+    /// Start of the merged, zero-terminated `.eh_frame`, if any.
+    pub eh_frame: Option<u64>,
+    pub exports: Vec<(String, Export)>,
+    /// (module, symbol) pairs this load references in other modules.
+    pub imports: Vec<(u32, String)>,
+    pub bindings: Vec<DataBinding>,
+    pub initializers: Vec<u64>,
+    pub finalizers: Finalizers,
+    pub crash_symbols: Vec<CrashSymbol>,
+    /// Whether the module's functions (entry points, initializers) use the
+    /// Microsoft x64 calling convention (a COFF load).
+    pub win64: bool,
+}
+
+/// Links `graphs` as one module.
+pub fn link(
+    mut graphs: Vec<LinkGraph<'_>>,
+    req: LinkRequest<'_>,
+) -> Result<LinkedModule, LinkError> {
+    one_calling_convention(&graphs)?;
+    comdat::select(&mut graphs)?;
+    comdat::prune_discarded_frames(&mut graphs)?;
+    let (globals, commons) = symbols::collect(&graphs, &req)?;
+    let mut resolver = Resolver::new(&graphs, &globals, &commons, req);
+    let copies = resolver.resolve_edges()?;
+    let plan = plan::plan(&mut resolver, copies)?;
+    let layout = layout::lay_out(&graphs, &plan, &commons, resolver.req.slab.page())?;
+    let base = resolver.req.slab.allocate(layout.total)?;
+    let written = write_module(&mut resolver, &plan, &layout, base);
+    if written.is_err() {
+        // The image may be half written in place: discard its pages so the
+        // next allocation of the range reads zero again.
+        let _ = resolver.req.executor.release(base, layout.total);
+        resolver.req.slab.release(base, layout.total);
+    }
+    written
+}
+
+/// One load is all System V code (ELF, Mach-O) or all Microsoft x64 code
+/// (COFF).
+fn one_calling_convention(graphs: &[LinkGraph<'_>]) -> Result<(), LinkError> {
+    let win64 = graphs.first().is_some_and(|g| g.format.win64());
+    match graphs.iter().find(|g| g.format.win64() != win64) {
+        None => Ok(()),
+        Some(odd) => Err(LinkError::UnsupportedObject {
+            object: odd.object.clone(),
+            reason: format!(
+                "one load cannot mix COFF objects (Microsoft x64 calling convention) with ELF or \
+                 Mach-O ones (System V); load them separately ({} is {})",
+                graphs[0].object,
+                graphs[0].format.name()
+            ),
+        }),
+    }
+}
+
+/// Writes and relocates the module at `base`, and gathers what it keeps.
+fn write_module(
+    resolver: &mut Resolver<'_, '_, '_>,
+    plan: &Plan,
+    layout: &Layout,
+    base: u64,
+) -> Result<LinkedModule, LinkError> {
+    let graphs = resolver.graphs;
+    let win64 = graphs.first().is_some_and(|g| g.format.win64());
+    let mut image = Vec::new();
+    let memory = write::module_memory(&mut *resolver.req.executor, layout, base, &mut image)?;
+    let at = write::Addresses::new(base, layout, plan);
+    write::write_contents(resolver, plan, layout, memory)?;
+    write::write_got(plan, &at, memory);
+    write::write_stubs(plan, &at, memory);
+    let references = write::relocate(resolver, plan, &at, memory)?;
+    // Initializers and finalizers, read back from relocated memory.
+    let (initializers, mut finalizers) = lifecycle::lifecycle_lists(graphs, layout, memory);
+    finalizers.win64 = win64;
+    let exports = exports::exports(resolver, &at, win64);
+    let crash_symbols = exports::crash_symbols(graphs, layout, base);
+    let used = image.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    image.truncate(used);
+    Ok(LinkedModule {
+        memory: (base, layout.total),
+        image,
+        segments: layout
+            .segments
+            .iter()
+            .map(|&(offset, size, p)| (base + offset, size, p))
+            .collect(),
+        dso: at.dso,
+        eh_frame: layout.eh_frame.map(|(offset, _)| base + offset),
+        exports,
+        imports: references.imports,
+        bindings: references.bindings,
+        initializers,
+        finalizers,
+        crash_symbols,
+        win64,
+    })
+}
+
+/// Where an edge is, for messages.
+fn site(graph: &LinkGraph<'_>, section: &Section<'_>, offset: u64) -> Site {
+    Site {
+        object: graph.object.clone(),
+        section: section.name.to_string(),
+        offset,
+    }
+}

@@ -1,0 +1,210 @@
+//! Planning: how each edge reaches its target. Directly; through a GOT
+//! entry (or with the GOT load relaxed away when the target is in the
+//! load); through a stub in the slab when a host function is beyond a
+//! narrow field's reach; or through a copy of far host data. The plan fixes
+//! every GOT entry, stub, dso thunk slot, shim slot and import slot of the
+//! load, so that layout can size them.
+
+use rustc_hash::FxHashMap as HashMap;
+
+use solder_executor::host::HostSymbolKind;
+
+use super::resolve::{Origin, Resolver, Target, binding_of};
+use crate::arch::{Relax, RelocKind, RelocOp, fits, x86_64};
+use crate::error::LinkError;
+use crate::memory::Slab;
+
+/// How one edge reaches its target. There is one per edge, so indices are
+/// 32 bits (8 bytes a plan, not 16): GOT entries, stubs and copies number at
+/// most one per edge, and `link` refuses a load of more than `u32::MAX` edges.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Via {
+    Direct,
+    /// Through this GOT entry.
+    Got(u32),
+    /// A GOT load rewritten to a direct computation.
+    Relaxed,
+    /// Through this PLT stub.
+    Stub(u32),
+    /// Through this copy of far host data.
+    Copy(u32),
+}
+
+const _: () = assert!(std::mem::size_of::<Via>() == 8);
+
+/// Everything the plan adds to a load, besides its sections.
+pub(super) struct Plan {
+    /// One per live edge, in edge order.
+    pub plans: Vec<Via>,
+    /// GOT entries, each with the other-module data symbol it holds, if any
+    /// (a binding to re-apply on a hot swap).
+    pub got_keys: Vec<(Target, Option<(u32, String)>)>,
+    /// The GOT entry each PLT stub jumps through.
+    pub plt: Vec<usize>,
+    /// (runtime function, argument register) of each dso thunk.
+    pub thunks: Vec<(u64, u8)>,
+    /// The GOT entry each dso thunk jumps through.
+    pub thunk_slots: Vec<usize>,
+    /// The GOT entry each Microsoft x64 -> System V shim calls through.
+    pub shim_slots: Vec<usize>,
+    /// The GOT entry behind each COFF import slot.
+    pub import_slots: Vec<usize>,
+    /// Copies of far host data: (address, size).
+    pub copies: Vec<(u64, u64)>,
+}
+
+/// The GOT entries of a load, one per distinct target.
+#[derive(Default)]
+struct Got {
+    keys: Vec<(Target, Option<(u32, String)>)>,
+    index: HashMap<Target, usize>,
+}
+
+impl Got {
+    fn entry(&mut self, target: Target, binding: Option<(u32, String)>) -> usize {
+        *self.index.entry(target).or_insert_with(|| {
+            self.keys.push((target, binding));
+            self.keys.len() - 1
+        })
+    }
+}
+
+/// PLT stubs, one per distinct far address, each jumping through a GOT
+/// entry.
+#[derive(Default)]
+struct Stubs {
+    slots: Vec<usize>,
+    index: HashMap<u64, usize>,
+}
+
+impl Stubs {
+    fn to(&mut self, address: u64, got: &mut Got) -> Via {
+        let slot = got.entry(Target::Address(address), None);
+        let stub = *self.index.entry(address).or_insert_with(|| {
+            self.slots.push(slot);
+            self.slots.len() - 1
+        });
+        Via::Stub(stub as u32)
+    }
+}
+
+/// Plans every live edge of the load (whose targets `resolver` resolved),
+/// given the copies of far host data resolution decided on.
+pub(super) fn plan(
+    resolver: &mut Resolver<'_, '_, '_>,
+    copies: Vec<(u64, u64)>,
+) -> Result<Plan, LinkError> {
+    let graphs = resolver.graphs;
+    let live_edges = graphs
+        .iter()
+        .flat_map(|g| g.sections.iter().filter(|s| s.live))
+        .map(|s| s.edges.len())
+        .sum();
+    if u32::try_from(live_edges).is_err() {
+        return Err(LinkError::Memory(format!(
+            "{live_edges} relocations in one load: at most {} are supported",
+            u32::MAX
+        )));
+    }
+    // Every index below is under `live_edges` (checked to fit 32 bits).
+    let copy_index: HashMap<u64, usize> = copies
+        .iter()
+        .enumerate()
+        .map(|(i, &(address, _))| (address, i))
+        .collect();
+    let mut got = Got::default();
+    let mut stubs = Stubs::default();
+    let mut plans: Vec<Via> = Vec::with_capacity(live_edges);
+    for (g, graph) in graphs.iter().enumerate() {
+        for section in graph.sections.iter().filter(|s| s.live) {
+            for edge in &section.edges {
+                let r = resolver.cached(g, edge.target);
+                let slab = &*resolver.req.slab;
+                let via = match (edge.kind.op, r.target) {
+                    (RelocOp::GotEntryPcRel { relax }, target) => {
+                        if target.in_load() && can_relax(&section.data, edge.offset, relax) {
+                            Via::Relaxed
+                        } else {
+                            Via::Got(got.entry(target, binding_of(&r)) as u32)
+                        }
+                    }
+                    (RelocOp::GotEntryOffset, target) => {
+                        Via::Got(got.entry(target, binding_of(&r)) as u32)
+                    }
+                    (_, Target::Address(address)) if copy_index.contains_key(&address) => {
+                        Via::Copy(copy_index[&address] as u32)
+                    }
+                    (
+                        RelocOp::Branch | RelocOp::PcRelative | RelocOp::Absolute,
+                        Target::Address(address),
+                    ) if (r.origin == Origin::Runtime
+                        || matches!(r.origin, Origin::Host(k) if k != HostSymbolKind::Data))
+                        && needs_near(&edge.kind, address, edge.addend, slab) =>
+                    {
+                        stubs.to(address, &mut got)
+                    }
+                    // A call to an undefined weak function, which the code
+                    // only makes after testing its address: through a stub
+                    // whose GOT slot holds 0, so the branch links wherever
+                    // the slab is (address 0 is rarely within 2 GiB), and a
+                    // call that is made anyway faults at 0, as natively.
+                    (RelocOp::Branch, Target::Null)
+                        if needs_near(&edge.kind, 0, edge.addend, slab) =>
+                    {
+                        stubs.to(0, &mut got)
+                    }
+                    _ => Via::Direct,
+                };
+                plans.push(via);
+            }
+        }
+    }
+    let thunks = std::mem::take(&mut resolver.thunks);
+    let thunk_slots = thunks
+        .iter()
+        .map(|&(target, _)| got.entry(Target::Address(target), None))
+        .collect();
+    let shim_slots = resolver
+        .shims
+        .iter()
+        .map(|&target| got.entry(target, None))
+        .collect();
+    let import_slots = std::mem::take(&mut resolver.imports)
+        .into_iter()
+        .map(|(target, binding)| got.entry(target, binding))
+        .collect();
+    Ok(Plan {
+        plans,
+        got_keys: got.keys,
+        plt: stubs.slots,
+        thunks,
+        thunk_slots,
+        shim_slots,
+        import_slots,
+        copies,
+    })
+}
+
+/// Whether a field of `kind` cannot hold `address` directly.
+pub(super) fn needs_near(kind: &RelocKind, address: u64, addend: i64, slab: &Slab) -> bool {
+    match kind.op {
+        RelocOp::Branch | RelocOp::PcRelative => kind.is_narrow() && !slab.reaches(address),
+        RelocOp::Absolute => {
+            kind.is_narrow() && !fits(address as i128 + addend as i128, kind.width, kind.check)
+        }
+        _ => false,
+    }
+}
+
+fn can_relax(data: &[u8], offset: u64, relax: Relax) -> bool {
+    let offset = offset as usize;
+    let Some(start) = offset.checked_sub(3) else {
+        return false;
+    };
+    let Some(window) = data.get(start..offset) else {
+        return false;
+    };
+    let mut probe = [0u8; 3];
+    probe.copy_from_slice(window);
+    x86_64::relax_got_load(&mut probe, 3, relax)
+}

@@ -1,0 +1,440 @@
+//! Resolution: what each symbol reference of a load means. In order: the
+//! linker's own symbols (`_GLOBAL_OFFSET_TABLE_`, `__dso_handle`,
+//! `__ImageBase`), this load's definitions, the runtime's interposers, other
+//! modules' exports, then the host. A weak or common definition yields to
+//! one another module already exports.
+
+use rustc_hash::FxHashSet as HashSet;
+
+use solder_executor::host::HostSymbolKind;
+use solder_executor::protocol::SymbolKind as HostKind;
+
+use super::bridges::host_name;
+use super::plan::needs_near;
+use super::symbols::{Common, Globals, yields_to_session};
+use super::{LinkRequest, site};
+use crate::error::{LinkError, Site};
+use crate::graph::*;
+
+/// What an edge refers to, before layout gives it an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Target {
+    /// In this load: graph, section, offset.
+    Section(usize, SectionId, u64),
+    /// A common symbol allocated by this load.
+    Common(usize),
+    /// An address fixed before layout: absolute, host, another module.
+    Address(u64),
+    DsoHandle,
+    GotBase,
+    /// A per-module thunk passing `__dso_handle` to the runtime.
+    Thunk(usize),
+    /// A Microsoft x64 -> System V shim (COFF code calling the host).
+    Shim(usize),
+    /// A COFF import slot (`__imp_NAME`): a pointer holding NAME's address.
+    Import(usize),
+    /// An undefined weak symbol.
+    Null,
+}
+
+impl Target {
+    /// Whether the target is part of this load (so any rel32 reaches it).
+    pub(super) fn in_load(self) -> bool {
+        matches!(
+            self,
+            Target::Section(..)
+                | Target::Common(_)
+                | Target::DsoHandle
+                | Target::Thunk(_)
+                | Target::Shim(_)
+                | Target::Import(_)
+        )
+    }
+}
+
+/// Where a resolved symbol's definition comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Origin {
+    Load,
+    Absolute,
+    Host(HostSymbolKind),
+    Module {
+        module: u32,
+        function: bool,
+        win64: bool,
+    },
+    Runtime,
+}
+
+/// A symbol reference, resolved.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Resolved<'a> {
+    pub(super) target: Target,
+    pub(super) size: u64,
+    pub(super) name: &'a str,
+    pub(super) origin: Origin,
+}
+
+/// Resolves symbol references of one load, once each (cached per symbol),
+/// and collects what they need: dso thunks, calling-convention shims and
+/// COFF import slots.
+pub(super) struct Resolver<'g, 'a, 's> {
+    pub(super) graphs: &'g [LinkGraph<'a>],
+    pub(super) globals: &'g Globals<'g>,
+    pub(super) commons: &'g [Common<'g>],
+    pub(super) cache: Vec<Vec<Option<Resolved<'g>>>>,
+    /// (runtime function, argument register) of each dso thunk.
+    pub(super) thunks: Vec<(u64, u8)>,
+    /// What each Microsoft x64 -> System V shim calls.
+    pub(super) shims: Vec<Target>,
+    /// What each COFF import slot holds, and the other-module data symbol it
+    /// binds, if any.
+    pub(super) imports: Vec<(Target, Option<(u32, String)>)>,
+    /// How deep the current chain of fallbacks (alternate names) is.
+    pub(super) fallback_depth: u32,
+    pub(super) req: LinkRequest<'s>,
+}
+
+impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
+    pub(super) fn new(
+        graphs: &'g [LinkGraph<'a>],
+        globals: &'g Globals<'g>,
+        commons: &'g [Common<'g>],
+        req: LinkRequest<'s>,
+    ) -> Self {
+        Resolver {
+            graphs,
+            globals,
+            commons,
+            cache: graphs.iter().map(|g| vec![None; g.symbols.len()]).collect(),
+            thunks: Vec::new(),
+            shims: Vec::new(),
+            imports: Vec::new(),
+            fallback_depth: 0,
+            req,
+        }
+    }
+
+    /// Resolves every edge's target once (one pass over the edges, which
+    /// are most of a load's memory). Far host data referenced by a narrow
+    /// field gets a copy, and then every reference in this load uses the
+    /// copy, as with a copy relocation: returns the copies (address, size).
+    pub(super) fn resolve_edges(&mut self) -> Result<Vec<(u64, u64)>, LinkError> {
+        let graphs = self.graphs;
+        let mut copies: Vec<(u64, u64)> = Vec::new();
+        let mut copied: HashSet<u64> = HashSet::default();
+        for (g, graph) in graphs.iter().enumerate() {
+            for section in graph.sections.iter().filter(|s| s.live) {
+                for edge in &section.edges {
+                    let r = self.resolve(g, edge.target, || site(graph, section, edge.offset))?;
+                    if let Some(minus) = edge.minus() {
+                        self.resolve(g, minus, || site(graph, section, edge.offset))?;
+                    }
+                    if let (Target::Address(address), Origin::Host(HostSymbolKind::Data)) =
+                        (r.target, r.origin)
+                        && needs_near(&edge.kind, address, edge.addend, self.req.slab)
+                        && r.size > 0
+                        && copied.insert(address)
+                    {
+                        copies.push((address, r.size));
+                    }
+                }
+            }
+        }
+        Ok(copies)
+    }
+
+    pub(super) fn cached(&self, g: usize, id: SymbolId) -> Resolved<'g> {
+        self.cache[g][id].expect("every edge target is resolved before planning")
+    }
+
+    pub(super) fn resolve(
+        &mut self,
+        g: usize,
+        id: SymbolId,
+        site: impl Fn() -> Site,
+    ) -> Result<Resolved<'g>, LinkError> {
+        if let Some(r) = self.cache[g][id] {
+            return Ok(r);
+        }
+        let r = self.resolve_uncached(g, id, &site)?;
+        self.cache[g][id] = Some(r);
+        Ok(r)
+    }
+
+    fn definition(
+        &self,
+        g: usize,
+        id: SymbolId,
+        site: &dyn Fn() -> Site,
+    ) -> Result<Resolved<'g>, LinkError> {
+        let graph = &self.graphs[g];
+        let sym = &graph.symbols[id];
+        let name: &'g str = sym.name;
+        if sym.kind == SymbolKind::ThreadLocal {
+            return Err(LinkError::UnsupportedRelocation(Box::new(
+                crate::error::UnsupportedRelocation {
+                    site: site(),
+                    reloc: "reference".into(),
+                    symbol: name.to_string(),
+                    why: ": thread-local storage is not supported yet".into(),
+                },
+            )));
+        }
+        let target = match sym.definition {
+            Definition::Defined { section, offset } => {
+                if !graph.sections[section].live {
+                    return Err(LinkError::Malformed {
+                        object: graph.object.clone(),
+                        reason: format!(
+                            "{}: refers to `{name}` in discarded COMDAT section {}",
+                            site(),
+                            graph.sections[section].name
+                        ),
+                    });
+                }
+                Target::Section(g, section, offset)
+            }
+            Definition::Absolute(value) => {
+                return Ok(Resolved {
+                    target: Target::Address(value),
+                    size: sym.size,
+                    name,
+                    origin: Origin::Absolute,
+                });
+            }
+            Definition::Common { .. } => {
+                let index = self
+                    .commons
+                    .iter()
+                    .position(|c| c.name == name)
+                    .expect("chosen commons are allocated");
+                return Ok(Resolved {
+                    target: Target::Common(index),
+                    size: self.commons[index].size,
+                    name,
+                    origin: Origin::Load,
+                });
+            }
+            Definition::Unplaced => {
+                return Err(LinkError::Malformed {
+                    object: graph.object.clone(),
+                    reason: format!(
+                        "{}: refers to `{name}`, which is in a section that is not loaded",
+                        site()
+                    ),
+                });
+            }
+            Definition::Undefined => unreachable!("callers pass definitions"),
+        };
+        Ok(Resolved {
+            target,
+            size: sym.size,
+            name,
+            origin: Origin::Load,
+        })
+    }
+
+    fn resolve_uncached(
+        &mut self,
+        g: usize,
+        id: SymbolId,
+        site: &dyn Fn() -> Site,
+    ) -> Result<Resolved<'g>, LinkError> {
+        let graph = &self.graphs[g];
+        let sym = &graph.symbols[id];
+        let name: &'g str = sym.name;
+        if sym.binding == Binding::Local {
+            return match sym.definition {
+                Definition::Undefined => Err(LinkError::Malformed {
+                    object: graph.object.clone(),
+                    reason: format!("{}: local symbol `{name}` is undefined", site()),
+                }),
+                _ => self.definition(g, id, site),
+            };
+        }
+        // A COFF import slot: a pointer to NAME, made here when no object
+        // defines `__imp_NAME` itself.
+        if graph.format == ObjectFormat::Coff
+            && let Some(inner) = name.strip_prefix("__imp_")
+            && !self.globals.contains_key(name)
+        {
+            let Some(r) = self.lookup(g, inner, site)? else {
+                return Err(LinkError::Undefined {
+                    symbol: inner.to_string(),
+                    site: site(),
+                });
+            };
+            let r = self.adapt_abi(g, r, site)?;
+            self.imports.push((r.target, binding_of(&r)));
+            return Ok(Resolved {
+                target: Target::Import(self.imports.len() - 1),
+                size: 8,
+                name,
+                origin: Origin::Load,
+            });
+        }
+        if let Some(r) = self.lookup(g, name, site)? {
+            return self.adapt_abi(g, r, site);
+        }
+        if let Some(fallback) = sym.fallback {
+            // Alternate names may chain, but never loop.
+            if self.fallback_depth > 16 {
+                return Err(LinkError::Malformed {
+                    object: graph.object.clone(),
+                    reason: format!("{}: the alternate names of `{name}` form a loop", site()),
+                });
+            }
+            self.fallback_depth += 1;
+            let r = self.resolve(g, fallback, site);
+            self.fallback_depth -= 1;
+            return r;
+        }
+        if sym.binding == Binding::Weak {
+            return Ok(Resolved {
+                target: Target::Null,
+                size: 0,
+                name,
+                origin: Origin::Absolute,
+            });
+        }
+        Err(LinkError::Undefined {
+            symbol: name.to_string(),
+            site: site(),
+        })
+    }
+
+    /// Finds what the global `name`, referenced from graph `g`, means: the
+    /// linker's own symbols, this load's definitions, the runtime's
+    /// interposers, other modules' exports, then the host. `None` when
+    /// nothing defines it.
+    fn lookup(
+        &mut self,
+        g: usize,
+        name: &'g str,
+        site: &dyn Fn() -> Site,
+    ) -> Result<Option<Resolved<'g>>, LinkError> {
+        let format = self.graphs[g].format;
+        let special = |target: Target, size: u64, origin: Origin| {
+            Ok(Some(Resolved {
+                target,
+                size,
+                name,
+                origin,
+            }))
+        };
+        match (format, format.c_name(name)) {
+            (ObjectFormat::Elf, Some("_GLOBAL_OFFSET_TABLE_")) => {
+                return special(Target::GotBase, 0, Origin::Load);
+            }
+            (_, Some("__dso_handle")) => return special(Target::DsoHandle, 8, Origin::Load),
+            // The image base ADDR32NB offsets are relative to: the slab's start.
+            (ObjectFormat::Coff, Some("__ImageBase")) => {
+                let base = self.req.slab.base();
+                return special(Target::Address(base), 0, Origin::Absolute);
+            }
+            _ => {}
+        }
+        if let Some(&(g2, id2)) = self.globals.get(name) {
+            let def = &self.graphs[g2].symbols[id2];
+            // A weak or common definition yields to one already in the
+            // session, as a dynamic linker's global scope would have it.
+            if !yields_to_session(def) {
+                return self.definition(g2, id2, site).map(Some);
+            }
+            if let Some(r) = self.exported_by_session(name)? {
+                return Ok(Some(r));
+            }
+            return self.definition(g2, id2, site).map(Some);
+        }
+        let known = host_name(format, name).and_then(|host| self.req.symbols.get(host).copied());
+        if let Some(info) = known
+            && matches!(
+                info.kind,
+                HostKind::InterposerDirect | HostKind::InterposerPassDso
+            )
+        {
+            let target = if info.kind == HostKind::InterposerDirect {
+                Target::Address(info.address)
+            } else {
+                let thunk = (info.address, info.arg);
+                let index = match self.thunks.iter().position(|&t| t == thunk) {
+                    Some(i) => i,
+                    None => {
+                        self.thunks.push(thunk);
+                        self.thunks.len() - 1
+                    }
+                };
+                Target::Thunk(index)
+            };
+            return special(target, 0, Origin::Runtime);
+        }
+        if let Some(r) = self.exported_by_session(name)? {
+            return Ok(Some(r));
+        }
+        if let Some(host) = known.filter(|i| i.kind != HostKind::Missing) {
+            if host.kind == HostKind::Tls {
+                return Err(LinkError::UnsupportedRelocation(Box::new(
+                    crate::error::UnsupportedRelocation {
+                        site: site(),
+                        reloc: "reference".into(),
+                        symbol: name.to_string(),
+                        why: ": the host symbol is thread-local, which is not supported yet".into(),
+                    },
+                )));
+            }
+            let kind = match host.kind {
+                HostKind::Function => HostSymbolKind::Function,
+                HostKind::Data => HostSymbolKind::Data,
+                _ => HostSymbolKind::Unknown,
+            };
+            return Ok(Some(Resolved {
+                target: Target::Address(host.address),
+                size: host.size,
+                name,
+                origin: Origin::Host(kind),
+            }));
+        }
+        Ok(None)
+    }
+
+    /// A symbol exported by another live module: functions through their
+    /// indirection stub, data directly.
+    fn exported_by_session(&mut self, name: &'g str) -> Result<Option<Resolved<'g>>, LinkError> {
+        let Some(export) = self.req.exports.get(name) else {
+            return Ok(None);
+        };
+        if Some(export.module) == self.req.replacing {
+            return Ok(None);
+        }
+        let address = if export.function {
+            self.req
+                .indirection
+                .stub_for(self.req.slab, self.req.executor, name, export.address)?
+        } else {
+            export.address
+        };
+        Ok(Some(Resolved {
+            target: Target::Address(address),
+            size: 0,
+            name,
+            origin: Origin::Module {
+                module: export.module,
+                function: export.function,
+                win64: export.win64,
+            },
+        }))
+    }
+}
+
+/// The other-module data symbol a resolution refers to, if any.
+pub(super) fn binding_of(r: &Resolved<'_>) -> Option<(u32, String)> {
+    match r.origin {
+        Origin::Module {
+            module,
+            function: false,
+            ..
+        } => Some((module, r.name.to_string())),
+        _ => None,
+    }
+}

@@ -1,0 +1,390 @@
+//! Writing: a load's bytes at their planned places (in place in the
+//! executor's memory when it allows, else into an image), its GOT, stubs,
+//! thunks and shims, then every edge relocated by the one checked writer.
+
+use super::layout::Layout;
+use super::plan::{Plan, Via};
+use super::resolve::{Origin, Resolver, Target};
+use super::{DataBinding, site};
+use crate::arch::x86_64::{
+    ABS64, DSO_THUNK_SIZE, JUMP_STUB, JUMP_STUB_DISP, JUMP_STUB_END, WIN64_TO_SYSV_SHIM,
+    WIN64_TO_SYSV_SLOT,
+};
+use crate::arch::{RelocOp, write_checked, x86_64};
+use crate::error::{LinkError, OutOfRange, UnsupportedRelocation};
+use crate::graph::*;
+use crate::target::Executor;
+
+/// The addresses of a load's pieces, once its base is known.
+pub(super) struct Addresses<'p> {
+    pub base: u64,
+    pub layout: &'p Layout,
+    pub got: u64,
+    pub dso: u64,
+    import_slots: &'p [usize],
+}
+
+impl<'p> Addresses<'p> {
+    pub fn new(base: u64, layout: &'p Layout, plan: &'p Plan) -> Self {
+        Addresses {
+            base,
+            layout,
+            got: base + layout.got,
+            dso: base + layout.dso,
+            import_slots: &plan.import_slots,
+        }
+    }
+
+    /// The address of GOT entry `index`.
+    pub fn got_entry(&self, index: usize) -> u64 {
+        self.got + 8 * index as u64
+    }
+
+    pub fn of(&self, target: Target) -> u64 {
+        let (base, layout) = (self.base, self.layout);
+        match target {
+            Target::Section(g, s, offset) => {
+                base + layout.sections[g][s].expect("live sections are placed") + offset
+            }
+            Target::Common(i) => base + layout.commons[i],
+            Target::Address(a) => a,
+            Target::DsoHandle => self.dso,
+            Target::GotBase => self.got,
+            Target::Thunk(i) => base + layout.thunks + (i * DSO_THUNK_SIZE) as u64,
+            Target::Shim(i) => base + layout.shims + (i * WIN64_TO_SYSV_SHIM.len()) as u64,
+            Target::Import(i) => self.got_entry(self.import_slots[i]),
+            Target::Null => 0,
+        }
+    }
+}
+
+/// The module's memory to write: in place when the executor maps it in
+/// this process, else `image` (zeroed, `layout.total` bytes).
+pub(super) fn module_memory<'m>(
+    executor: &mut dyn Executor,
+    layout: &Layout,
+    base: u64,
+    image: &'m mut Vec<u8>,
+) -> Result<&'m mut [u8], LinkError> {
+    let total = layout.total as usize;
+    match executor.writable_in_place(base, layout.total, layout.written)? {
+        // SAFETY: the executor made the range read-write in this process.
+        // The slab allocated it to this module alone and the session touches
+        // it only after the module is written (to protect it), so this is
+        // the only reference to it. Fresh and released slab pages read as
+        // zero, as a new image must.
+        Some(start) => Ok(unsafe { std::slice::from_raw_parts_mut(start.as_ptr(), total) }),
+        None => {
+            *image = vec![0u8; total];
+            Ok(image)
+        }
+    }
+}
+
+/// Copies every placed section's contents, then the copies of far host
+/// data.
+pub(super) fn write_contents(
+    resolver: &mut Resolver<'_, '_, '_>,
+    plan: &Plan,
+    layout: &Layout,
+    memory: &mut [u8],
+) -> Result<(), LinkError> {
+    for (g, graph) in resolver.graphs.iter().enumerate() {
+        for (s, section) in graph.sections.iter().enumerate() {
+            if let (Some(offset), false) = (layout.sections[g][s], section.data.is_empty()) {
+                let at = offset as usize;
+                memory[at..at + section.data.len()].copy_from_slice(&section.data);
+            }
+        }
+    }
+    for (i, &(address, size)) in plan.copies.iter().enumerate() {
+        let at = layout.copies[i] as usize;
+        let source = resolver.req.executor.read(address, size)?;
+        memory[at..at + size as usize].copy_from_slice(&source);
+    }
+    Ok(())
+}
+
+/// Fills the GOT: each entry holds its target's address (a copy's, for
+/// far host data that was copied).
+pub(super) fn write_got(plan: &Plan, at: &Addresses<'_>, memory: &mut [u8]) {
+    let copy_of = |address: u64| -> Option<u64> {
+        plan.copies
+            .iter()
+            .position(|&(a, _)| a == address)
+            .map(|i| at.base + at.layout.copies[i])
+    };
+    for (i, &(key, _)) in plan.got_keys.iter().enumerate() {
+        let value = match key {
+            Target::Address(a) => copy_of(a).unwrap_or(a),
+            other => at.of(other),
+        };
+        let offset = (at.layout.got + 8 * i as u64) as usize;
+        memory[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
+    }
+}
+
+/// Writes a rel32 displacement to `target` into `bytes[field..field + 4]`,
+/// for an instruction at `address` whose displacement counts from `end`.
+fn put_rel32(bytes: &mut [u8], (field, end): x86_64::Rel32Field, address: u64, target: u64) {
+    let disp = target as i64 - (address + end as u64) as i64;
+    bytes[field..field + 4].copy_from_slice(&(disp as i32).to_le_bytes());
+}
+
+/// Writes the PLT stubs, dso thunks and Microsoft x64 -> System V shims,
+/// each jumping or calling through its GOT entry.
+pub(super) fn write_stubs(plan: &Plan, at: &Addresses<'_>, memory: &mut [u8]) {
+    let layout = at.layout;
+    for (i, &slot) in plan.plt.iter().enumerate() {
+        let offset = layout.plt + (i * JUMP_STUB.len()) as u64;
+        let mut bytes = JUMP_STUB;
+        let field = (JUMP_STUB_DISP, JUMP_STUB_END);
+        put_rel32(&mut bytes, field, at.base + offset, at.got_entry(slot));
+        memory[offset as usize..offset as usize + bytes.len()].copy_from_slice(&bytes);
+    }
+    for (i, &(_, arg)) in plan.thunks.iter().enumerate() {
+        let offset = layout.thunks + (i * DSO_THUNK_SIZE) as u64;
+        let (mut bytes, fields) =
+            x86_64::dso_thunk(arg).expect("interposers use argument registers 0-3");
+        let targets = [at.dso, at.got_entry(plan.thunk_slots[i])];
+        for (field, target) in fields.into_iter().zip(targets) {
+            put_rel32(&mut bytes, field, at.base + offset, target);
+        }
+        memory[offset as usize..offset as usize + DSO_THUNK_SIZE].copy_from_slice(&bytes);
+    }
+    for (i, &slot) in plan.shim_slots.iter().enumerate() {
+        let offset = layout.shims + (i * WIN64_TO_SYSV_SHIM.len()) as u64;
+        let mut bytes = WIN64_TO_SYSV_SHIM;
+        put_rel32(
+            &mut bytes,
+            WIN64_TO_SYSV_SLOT,
+            at.base + offset,
+            at.got_entry(slot),
+        );
+        memory[offset as usize..offset as usize + bytes.len()].copy_from_slice(&bytes);
+    }
+}
+
+/// What relocating a load learned about its references into other modules.
+#[derive(Default)]
+pub(super) struct References {
+    /// (module, symbol) pairs this load references in other modules.
+    pub imports: Vec<(u32, String)>,
+    /// Direct references into other modules' data, to re-apply on a hot
+    /// swap of their module.
+    pub bindings: Vec<DataBinding>,
+}
+
+impl References {
+    fn note_import(&mut self, origin: Origin, name: &str) {
+        if let Origin::Module { module, .. } = origin
+            && !self.imports.iter().any(|(m, n)| *m == module && n == name)
+        {
+            self.imports.push((module, name.to_string()));
+        }
+    }
+}
+
+/// Relocates every live edge of the load as planned.
+pub(super) fn relocate(
+    resolver: &Resolver<'_, '_, '_>,
+    plan: &Plan,
+    at: &Addresses<'_>,
+    memory: &mut [u8],
+) -> Result<References, LinkError> {
+    let mut references = References::default();
+    let mut plans = plan.plans.iter();
+    for (g, graph) in resolver.graphs.iter().enumerate() {
+        for (s, section) in graph.sections.iter().enumerate() {
+            if !section.live {
+                continue;
+            }
+            let section_offset = at.layout.sections[g][s].expect("live sections are placed");
+            for edge in &section.edges {
+                let via = *plans.next().expect("one plan per edge");
+                if edge.kind.op == RelocOp::None {
+                    continue;
+                }
+                let place = EdgePlace {
+                    g,
+                    graph,
+                    section,
+                    section_offset,
+                };
+                relocate_edge(resolver, at, memory, &place, edge, via, &mut references)?;
+            }
+        }
+    }
+    // GOT entries that hold another module's data address are bindings too.
+    for (i, (_, binding)) in plan.got_keys.iter().enumerate() {
+        if let Some((module, symbol)) = binding {
+            references.bindings.push(DataBinding {
+                site: at.got_entry(i),
+                kind: ABS64,
+                addend: 0,
+                symbol: symbol.clone(),
+                module: *module,
+            });
+        }
+    }
+    Ok(references)
+}
+
+/// Where an edge's section is: its graph and its offset in the module.
+struct EdgePlace<'r, 'a> {
+    g: usize,
+    graph: &'r LinkGraph<'a>,
+    section: &'r Section<'a>,
+    section_offset: u64,
+}
+
+fn relocate_edge(
+    resolver: &Resolver<'_, '_, '_>,
+    at: &Addresses<'_>,
+    memory: &mut [u8],
+    place: &EdgePlace<'_, '_>,
+    edge: Edge,
+    via: Via,
+    references: &mut References,
+) -> Result<(), LinkError> {
+    let EdgePlace {
+        g,
+        graph,
+        section,
+        section_offset,
+    } = *place;
+    let r = resolver.cached(g, edge.target);
+    references.note_import(r.origin, r.name);
+    let address = at.base + section_offset + edge.offset;
+    let field_at = (section_offset + edge.offset) as usize;
+    let s_addr = match via {
+        Via::Stub(i) => at.base + at.layout.plt + u64::from(i) * JUMP_STUB.len() as u64,
+        Via::Copy(i) => at.base + at.layout.copies[i as usize],
+        _ => at.of(r.target),
+    };
+    let s_val = s_addr as i64 as i128; // absolute values are two's complement
+    let p = address as i128;
+    // The module segment holding the target (SECREL / SECTION).
+    let segment = || {
+        at.layout
+            .segments
+            .iter()
+            .enumerate()
+            .find(|(_, (offset, size, _))| {
+                (at.base + offset..at.base + offset + size).contains(&s_addr)
+            })
+            .map(|(index, &(offset, _, _))| (index as i128 + 1, (at.base + offset) as i128))
+            .ok_or_else(|| {
+                LinkError::UnsupportedRelocation(Box::new(UnsupportedRelocation {
+                    site: site(graph, section, edge.offset),
+                    reloc: edge.kind.name.to_string(),
+                    symbol: r.name.to_string(),
+                    why: ": section-relative references must target this module".into(),
+                }))
+            })
+    };
+    if let (RelocOp::GotEntryPcRel { relax }, Via::Relaxed) = (edge.kind.op, via) {
+        let start = section_offset as usize;
+        let relaxed = x86_64::relax_got_load(
+            &mut memory[start..start + section.size as usize],
+            edge.offset as usize,
+            relax,
+        );
+        debug_assert!(relaxed, "planned relaxations match");
+    }
+    let operands = Operands {
+        s: s_val,
+        a: edge.addend as i128,
+        p,
+        got: at.got as i128,
+        size: r.size as i128,
+        image_base: resolver.req.slab.base() as i128,
+    };
+    let minus = || {
+        let minus = edge
+            .minus()
+            .expect("front-ends give differences a subtrahend");
+        at.of(resolver.cached(g, minus).target) as i64 as i128
+    };
+    let value = field_value(edge.kind.op, via, &operands, minus, segment)?;
+    let width = usize::from(edge.kind.width);
+    write_checked(&edge.kind, &mut memory[field_at..field_at + width], value).map_err(
+        |failure| {
+            let mut detail = format!(
+                "target {s_addr:#x}, place {address:#x}, distance {}",
+                crate::error::signed_hex(s_val - p)
+            );
+            if edge.kind.op == RelocOp::Absolute && edge.kind.is_narrow() {
+                detail.push_str(
+                    "; absolute 32-bit addresses (-fno-pic code) need the slab in the low 2 GiB: use --slab-address",
+                );
+            }
+            LinkError::OutOfRange(Box::new(OutOfRange {
+                site: site(graph, section, edge.offset),
+                reloc: edge.kind.name.to_string(),
+                symbol: r.name.to_string(),
+                value,
+                width: failure.width,
+                detail,
+            }))
+        },
+    )?;
+    if let (
+        Origin::Module {
+            module,
+            function: false,
+            ..
+        },
+        Via::Direct,
+    ) = (r.origin, via)
+    {
+        references.bindings.push(DataBinding {
+            site: address,
+            kind: edge.kind,
+            addend: edge.addend,
+            symbol: r.name.to_string(),
+            module,
+        });
+    }
+    Ok(())
+}
+
+/// The inputs of a relocation formula, as two's-complement values: S the
+/// target's address (or its stub's, copy's), A the addend, P the place, the
+/// module's GOT base, Z the target's size, and the session's image base.
+struct Operands {
+    s: i128,
+    a: i128,
+    p: i128,
+    got: i128,
+    size: i128,
+    image_base: i128,
+}
+
+/// The value an edge's field takes: its kind's formula, for how the edge
+/// was planned. `minus` gives the subtrahend of a difference and `segment`
+/// the (1-based index, start) of the module segment holding the target;
+/// each is evaluated only by the kinds that need it.
+fn field_value(
+    op: RelocOp,
+    via: Via,
+    o: &Operands,
+    minus: impl FnOnce() -> i128,
+    segment: impl FnOnce() -> Result<(i128, i128), LinkError>,
+) -> Result<i128, LinkError> {
+    Ok(match (op, via) {
+        (RelocOp::GotEntryPcRel { .. }, Via::Relaxed) => o.s + o.a - o.p,
+        (RelocOp::GotEntryPcRel { .. }, Via::Got(i)) => o.got + 8 * i128::from(i) + o.a - o.p,
+        (RelocOp::GotEntryOffset, Via::Got(i)) => 8 * i128::from(i) + o.a,
+        (RelocOp::Absolute, _) => o.s + o.a,
+        (RelocOp::PcRelative | RelocOp::Branch, _) => o.s + o.a - o.p,
+        (RelocOp::GotBasePcRel, _) => o.got + o.a - o.p,
+        (RelocOp::GotBaseOffset, _) => o.s + o.a - o.got,
+        (RelocOp::Size, _) => o.size + o.a,
+        (RelocOp::Difference, _) => o.s + o.a - minus(),
+        (RelocOp::ImageRelative, _) => o.s + o.a - o.image_base,
+        (RelocOp::SegmentOffset, _) => o.s + o.a - segment()?.1,
+        (RelocOp::SegmentIndex, _) => segment()?.0 + o.a,
+        (op, via) => unreachable!("{op:?} planned as {via:?}"),
+    })
+}
