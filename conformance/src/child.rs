@@ -384,7 +384,7 @@ struct TcpExecutor {
 impl TcpExecutor {
     fn start(report: &std::path::Path) -> Result<TcpExecutor, ChildError> {
         use std::os::unix::process::CommandExt;
-        let program = solder_linker::target::executor_program(&None)
+        let program = solder_linker::executors::executor_program(&None)
             .map_err(|e| ChildError::Io(std::io::Error::other(e.to_string())))?;
         let ready = report.with_file_name("tcp-address");
         let _ = std::fs::remove_file(&ready);

@@ -33,7 +33,7 @@ use crate::snapshot::{self, Snapshots, Taken};
 use crate::transport::{self, Channel, diag, token_matches};
 
 /// The target triple announced in the handshake.
-pub const TARGET: &str = "x86_64-unknown-linux-gnu";
+pub const TARGET_TRIPLE: &str = "x86_64-unknown-linux-gnu";
 /// Capabilities announced in the handshake.
 pub const CAPABILITIES: u32 =
     capability::SHARED_MEMORY | capability::SNAPSHOT | capability::LIFECYCLE | capability::UNWIND;
@@ -126,7 +126,7 @@ pub fn serve(channel: Channel, token: &[u8]) -> i32 {
             magic: MAGIC,
             version: VERSION,
             page_size: page,
-            target: TARGET.into(),
+            target: TARGET_TRIPLE.into(),
             capabilities: CAPABILITIES,
             pid: getpid() as u32,
         },

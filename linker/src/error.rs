@@ -126,7 +126,7 @@ pub enum LinkError {
 pub struct Abnormal {
     /// What was running: "the call to `f`", "the initializers of module 2".
     pub during: String,
-    pub outcome: crate::target::Outcome,
+    pub outcome: crate::executors::Outcome,
     /// `crashed: SIGSEGV at address 0x0, pc 0x... in f+0x4 (module 1: a.o)`.
     pub report: String,
     /// How the session went on, if it did.

@@ -12,17 +12,17 @@ pub mod coff;
 pub mod eh_frame;
 pub mod elf;
 pub mod error;
+pub mod executors;
 pub mod graph;
 pub mod indirection;
 pub mod link;
 pub mod macho;
 pub mod memory;
 pub mod session;
-pub mod target;
 #[cfg(test)]
 mod test_support;
 
 pub use error::LinkError;
+pub use executors::{Outcome, Recovery, Transport};
 pub use memory::Placement;
 pub use session::{ExecutorChoice, ModuleId, ObjectFile, Session, SessionConfig};
-pub use target::{Outcome, Recovery, Transport};

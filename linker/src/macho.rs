@@ -521,12 +521,12 @@ struct Context<'g, 'a> {
 /// original address of the section it names (the relocated field then holds
 /// a full original address, which the addend is rebased from).
 #[derive(Clone, Copy)]
-struct Target {
+struct RelocTarget {
     symbol: SymbolId,
     section_addr: Option<u64>,
 }
 
-impl Target {
+impl RelocTarget {
     fn section_addr(self) -> i128 {
         self.section_addr.map_or(0, i128::from)
     }
@@ -584,7 +584,7 @@ impl Context<'_, '_> {
         raw: &Raw,
         info: &macho::RelocationInfo,
         kind: &RelocKind,
-    ) -> Result<Target, LinkError> {
+    ) -> Result<RelocTarget, LinkError> {
         let site = || self.site(raw, u64::from(info.r_address));
         let index = info.r_symbolnum as usize;
         if info.r_extern {
@@ -596,7 +596,7 @@ impl Context<'_, '_> {
                     self.nsyms
                 )));
             }
-            return Ok(Target {
+            return Ok(RelocTarget {
                 symbol: index,
                 section_addr: None,
             });
@@ -625,7 +625,7 @@ impl Context<'_, '_> {
                 format!(": its target section {} is not loaded", target.name),
             ));
         };
-        Ok(Target {
+        Ok(RelocTarget {
             symbol: self.nsyms + section,
             section_addr: Some(target.addr),
         })

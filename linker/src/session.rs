@@ -18,11 +18,11 @@ use solder_executor::protocol::SymbolInfo;
 
 use crate::arch::{RelocOp, write_checked};
 use crate::error::{Abnormal, LinkError};
+use crate::executors::{Executor, InProcess, Outcome, Recovery, Remote, RemoteConfig, Transport};
 use crate::graph::{Binding, Definition, LinkGraph};
 use crate::indirection::Indirection;
 use crate::link::{DataBinding, Export, LinkRequest, LinkedModule, link};
 use crate::memory::{Placement, Slab};
-use crate::target::{Executor, InProcess, Outcome, Recovery, Remote, RemoteConfig, Transport};
 
 /// Where the session's code runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -45,10 +45,10 @@ pub use bridges::{host_name, host_names};
 
 use crate::arch::RelocKind;
 use crate::error::{LinkError, Site};
+use crate::executors::Executor;
 use crate::graph::*;
 use crate::indirection::Indirection;
 use crate::memory::Slab;
-use crate::target::Executor;
 use layout::Layout;
 use plan::Plan;
 use resolve::Resolver;

@@ -12,8 +12,8 @@ use crate::arch::x86_64::{
 };
 use crate::arch::{RelocOp, write_checked, x86_64};
 use crate::error::{LinkError, OutOfRange, UnsupportedRelocation};
+use crate::executors::Executor;
 use crate::graph::*;
-use crate::target::Executor;
 
 /// The addresses of a load's pieces, once its base is known.
 pub(super) struct Addresses<'p> {

@@ -165,13 +165,13 @@ enum Event {
 }
 
 /// The two byte streams to the executor and a reassembly buffer.
-struct Channel {
+struct Connection {
     input: std::fs::File,
     output: std::fs::File,
     buffer: Vec<u8>,
 }
 
-impl Channel {
+impl Connection {
     /// Puts a received frame back in front of everything still unread.
     fn unread(&mut self, frame: &[u8]) {
         let mut again = (frame.len() as u32).to_le_bytes().to_vec();
@@ -310,7 +310,7 @@ struct SharedSlab {
 
 pub struct Remote {
     config: RemoteConfig,
-    channel: Channel,
+    connection: Connection,
     process: Option<Process>,
     pid: u32,
     page: u64,
@@ -371,7 +371,7 @@ fn error_reply(code: ErrorCode, message: String) -> LinkError {
 impl Remote {
     /// Starts (pipe) or reaches (TCP) an executor and shakes hands.
     pub fn connect(config: RemoteConfig) -> Result<Remote, LinkError> {
-        let (channel, process) = match &config.transport {
+        let (connection, process) = match &config.transport {
             Transport::Pipe { program } => {
                 let program = executor_program(program)?;
                 let (request_read, request_write) = pipe()?;
@@ -405,7 +405,7 @@ impl Remote {
                 drop((request_read, reply_write));
                 let process = Process::watch(child.id() as i32);
                 (
-                    Channel {
+                    Connection {
                         input: std::fs::File::from(reply_read),
                         output: std::fs::File::from(request_write),
                         buffer: Vec::new(),
@@ -419,7 +419,7 @@ impl Remote {
                     .try_clone()
                     .map_err(|e| LinkError::Executor(format!("{address}: {e}")))?;
                 (
-                    Channel {
+                    Connection {
                         input: std::fs::File::from(OwnedFd::from(input)),
                         output: std::fs::File::from(OwnedFd::from(stream)),
                         buffer: Vec::new(),
@@ -430,7 +430,7 @@ impl Remote {
         };
         let mut remote = Remote {
             config,
-            channel,
+            connection,
             process,
             pid: 0,
             page: 4096,
@@ -456,7 +456,7 @@ impl Remote {
 
     fn handshake(&mut self) -> Result<(), LinkError> {
         let deadline = Some(Instant::now() + HANDSHAKE_TIMEOUT);
-        let hello = match self.channel.recv(deadline, self.process.as_ref())? {
+        let hello = match self.connection.recv(deadline, self.process.as_ref())? {
             Event::Frame(frame) => Reply::decode(&frame).map_err(|e| {
                 LinkError::Executor(format!("the peer is not a solder executor: {e}"))
             })?,
@@ -631,8 +631,8 @@ impl Remote {
     /// Sends one frame and reads the one reply of a request that does not
     /// run JIT'd code.
     fn exchange(&mut self, frame: &[u8]) -> Result<Reply, LinkError> {
-        self.channel.send(frame)?;
-        let event = self.channel.recv(None, self.process.as_ref());
+        self.connection.send(frame)?;
+        let event = self.connection.recv(None, self.process.as_ref());
         match event.inspect_err(|_| self.abandon())? {
             Event::Frame(frame) => match Reply::decode(&frame) {
                 Ok(Reply::Error { code, message }) => Err(error_reply(code, message)),
@@ -672,13 +672,13 @@ impl Remote {
     ) -> Result<Outcome, LinkError> {
         self.ensure_alive()?;
         let frame = self.frame_with_queue(request)?;
-        self.channel.send(&frame)?;
+        self.connection.send(&frame)?;
         let deadline = timeout.map(|t| Instant::now() + t + KILL_GRACE);
         let mut checkpoint = None;
         let mut record = None;
         let mut killed = false;
         loop {
-            let event = self.channel.recv(deadline, self.process.as_ref());
+            let event = self.connection.recv(deadline, self.process.as_ref());
             match event.inspect_err(|_| self.abandon())? {
                 Event::Frame(frame) => match Reply::decode(&frame).map_err(|e| {
                     self.abandon();
@@ -698,7 +698,7 @@ impl Remote {
                     // checkpoint spoke before the pidfd did: the death is
                     // handled below, and `resume` reads this frame again.
                     Reply::Resumed { pid } if Some(pid) == checkpoint => {
-                        self.channel.unread(&frame);
+                        self.connection.unread(&frame);
                         break;
                     }
                     other => return Err(unexpected(other)),
@@ -748,7 +748,7 @@ impl Remote {
             .then(|| Process::watch(pid as i32));
         let deadline = Some(Instant::now() + DEATH_TIMEOUT);
         loop {
-            match self.channel.recv(deadline, watched.as_ref())? {
+            match self.connection.recv(deadline, watched.as_ref())? {
                 Event::Frame(frame) => match Reply::decode(&frame) {
                     Ok(Reply::Resumed { pid: resumed }) if resumed == pid => {
                         self.process = watched;
@@ -1184,9 +1184,9 @@ impl Drop for Remote {
         // Nothing runs after the shutdown, so queued requests would change
         // nothing that anybody sees.
         self.queue.clear();
-        if self.alive && self.channel.send(&Request::Shutdown.encode()).is_ok() {
+        if self.alive && self.connection.send(&Request::Shutdown.encode()).is_ok() {
             let deadline = Some(Instant::now() + DEATH_TIMEOUT);
-            let _ = self.channel.recv(deadline, self.process.as_ref());
+            let _ = self.connection.recv(deadline, self.process.as_ref());
         }
         if let Some(process) = self.process.take() {
             process.reap(DEATH_TIMEOUT);
