@@ -15,6 +15,7 @@ pub mod error;
 pub mod executors;
 pub mod graph;
 pub mod indirection;
+pub mod input;
 pub mod link;
 pub mod macho;
 pub mod memory;
@@ -24,5 +25,6 @@ mod test_support;
 
 pub use error::LinkError;
 pub use executors::{Outcome, Recovery, Transport};
+pub use input::ObjectFile;
 pub use memory::Placement;
-pub use session::{ExecutorChoice, ModuleId, ObjectFile, Session, SessionConfig};
+pub use session::{ExecutorChoice, ModuleId, Session, SessionConfig};

@@ -8,7 +8,6 @@
 //! names the signal and the function, and the session can go on.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +20,7 @@ use crate::error::{Abnormal, LinkError};
 use crate::executors::{Executor, InProcess, Outcome, Recovery, Remote, RemoteConfig, Transport};
 use crate::graph::{Binding, Definition, LinkGraph};
 use crate::indirection::Indirection;
+use crate::input::{ObjectFile, parse_object};
 use crate::link::{DataBinding, Export, LinkRequest, LinkedModule, link};
 use crate::memory::{Placement, Slab};
 
@@ -67,75 +67,6 @@ impl Default for SessionConfig {
             executor: ExecutorChoice::InProcess,
             recovery: Recovery::None,
         }
-    }
-}
-
-/// A relocatable object to load.
-#[derive(Debug, Clone)]
-pub struct ObjectFile {
-    pub name: String,
-    pub bytes: Vec<u8>,
-}
-
-impl ObjectFile {
-    /// Reads the file's bytes: as many as its size says, as a native linker
-    /// maps them. Unlike `std::fs::read`, no extra read probes for bytes
-    /// past that size (one system call fewer per object: a load is mostly
-    /// system calls and page faults). A file shorter than its size gives
-    /// what it has; a parser then names what is missing.
-    pub fn read(path: &Path) -> Result<Self, LinkError> {
-        let error = |reason| LinkError::Read {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let file = std::fs::File::open(path).map_err(error)?;
-        let size = file.metadata().map_err(error)?.len();
-        let size = usize::try_from(size).map_err(|_| {
-            error(std::io::Error::new(
-                std::io::ErrorKind::FileTooLarge,
-                format!("{size} bytes do not fit in memory"),
-            ))
-        })?;
-        let mut bytes: Vec<u8> = Vec::new();
-        bytes.try_reserve_exact(size).map_err(|e| {
-            error(std::io::Error::new(
-                std::io::ErrorKind::OutOfMemory,
-                e.to_string(),
-            ))
-        })?;
-        // Read straight into the reserved bytes: zeroing them first would
-        // touch every page twice. Stop at the size or at the end of file.
-        while bytes.len() < size {
-            let filled = bytes.len();
-            let spare = &mut bytes.spare_capacity_mut()[..size - filled];
-            // SAFETY: `spare` is writable memory of `spare.len()` bytes that
-            // the vector owns; `read` writes at most that many into it.
-            let n = unsafe {
-                libc::read(
-                    std::os::fd::AsRawFd::as_raw_fd(&file),
-                    spare.as_mut_ptr().cast(),
-                    spare.len(),
-                )
-            };
-            match n {
-                0 => break,
-                n if n > 0 => {
-                    // SAFETY: `read` initialized the first `n` spare bytes
-                    // (n <= spare.len(), so the length stays in capacity).
-                    unsafe { bytes.set_len(filled + n as usize) };
-                }
-                _ => {
-                    let reason = std::io::Error::last_os_error();
-                    if reason.kind() != std::io::ErrorKind::Interrupted {
-                        return Err(error(reason));
-                    }
-                }
-            }
-        }
-        Ok(ObjectFile {
-            name: path.display().to_string(),
-            bytes,
-        })
     }
 }
 
@@ -920,22 +851,6 @@ fn describe(objects: &[ObjectFile]) -> Arc<str> {
         .into()
 }
 
-/// Picks the front-end by the object's magic.
-fn parse_object<'a>(name: &str, bytes: &'a [u8]) -> Result<LinkGraph<'a>, LinkError> {
-    if crate::elf::is_elf(bytes) {
-        crate::elf::parse(name, bytes)
-    } else if crate::macho::is_macho(bytes) {
-        crate::macho::parse(name, bytes)
-    } else if crate::coff::is_coff(bytes) {
-        crate::coff::parse(name, bytes)
-    } else {
-        Err(LinkError::UnsupportedObject {
-            object: name.to_string(),
-            reason: "not an x86-64 ELF, Mach-O or COFF relocatable object".into(),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -946,35 +861,6 @@ mod tests {
         ObjectFile {
             name: name.into(),
             bytes: crate::test_support::clang_object("x86_64-linux-gnu", "assembler", source, &[]),
-        }
-    }
-
-    /// `ObjectFile::read` returns exactly the file's bytes (it reads into
-    /// reserved, uninitialized capacity), for empty, small and multi-page
-    /// files; a missing file or a directory is an error naming the path.
-    #[test]
-    fn object_file_read_returns_the_files_bytes() {
-        let scratch = crate::test_support::Scratch::new();
-        for size in [0usize, 5, 3 * 4096 + 7, 200_003] {
-            let path = scratch.path().join(format!("{size}.o"));
-            let bytes: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
-            std::fs::write(&path, &bytes).unwrap();
-            let read = ObjectFile::read(&path).unwrap();
-            assert_eq!(read.name, path.display().to_string(), "{RERUN}");
-            assert!(
-                read.bytes == bytes,
-                "{size} bytes read back differ\n{RERUN}"
-            );
-        }
-        for bad in [
-            scratch.path().join("missing.o"),
-            scratch.path().to_path_buf(),
-        ] {
-            let err = ObjectFile::read(&bad).unwrap_err().to_string();
-            assert!(
-                err.starts_with(&format!("cannot read {}: ", bad.display())),
-                "{err}\n{RERUN}"
-            );
         }
     }
 
