@@ -77,8 +77,8 @@ impl ObjectFile {
 
 /// Picks the front-end by the object's magic.
 pub(crate) fn parse_object<'a>(name: &str, bytes: &'a [u8]) -> Result<LinkGraph<'a>, LinkError> {
-    if crate::elf::is_elf(bytes) {
-        crate::elf::parse(name, bytes)
+    if crate::format::elf::is_elf(bytes) {
+        crate::format::elf::parse(name, bytes)
     } else if crate::macho::is_macho(bytes) {
         crate::macho::parse(name, bytes)
     } else if crate::coff::is_coff(bytes) {

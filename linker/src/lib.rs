@@ -10,9 +10,9 @@
 pub mod arch;
 pub mod coff;
 pub mod eh_frame;
-pub mod elf;
 pub mod error;
 pub mod executors;
+pub mod format;
 pub mod graph;
 pub mod indirection;
 pub mod input;

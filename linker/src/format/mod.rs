@@ -1,0 +1,5 @@
+//! Object-format front-ends: each turns one relocatable object into a
+//! format-neutral [`LinkGraph`](crate::graph::LinkGraph), as a short
+//! sequence of named phases in its own folder.
+
+pub mod elf;
