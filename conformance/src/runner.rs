@@ -173,6 +173,7 @@ impl Harness {
         }
     }
 
+    #[expect(clippy::too_many_lines, reason = "to be split into steps")]
     fn run_child(
         &self,
         trial: &TrialSpec,

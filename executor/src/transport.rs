@@ -456,10 +456,8 @@ mod tests {
         );
         let mut byte = [0u8; 1];
         // SAFETY: reading one byte into a one-byte buffer.
-        assert_eq!(
-            unsafe { libc::read(read_end, byte.as_mut_ptr().cast(), 1) },
-            1
-        );
+        let read = unsafe { libc::read(read_end, byte.as_mut_ptr().cast(), 1) };
+        assert_eq!(read, 1);
 
         // SAFETY: closing our own write end: the reader sees end of input.
         unsafe { libc::close(write_end) };

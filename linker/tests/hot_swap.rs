@@ -242,8 +242,9 @@ fn direct_data_references_are_rebound_to_the_new_module() {
             .unwrap()
             .expect("b_data is exported");
         // SAFETY: `old` is the address of provider_v1's `int b_data`, live.
+        let value = unsafe { (old as *const i32).read() };
         assert_eq!(
-            unsafe { (old as *const i32).read() },
+            value,
             111,
             "{compiler}: consumer's write must reach provider_v1's b_data\n{}",
             rerun(test)

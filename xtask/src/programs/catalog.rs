@@ -246,6 +246,7 @@ fn file_stem(path: &Path) -> String {
 }
 
 /// Every program of the tier.
+#[allow(clippy::too_many_lines, reason = "a table: one entry per program case")]
 pub fn programs(root: &Path, third_party: &ThirdParty) -> Result<Vec<Program>> {
     let fixtures = root.join("fixtures/programs");
     let own_warnings = || vec!["-Wall".to_owned(), "-Wextra".to_owned()];
