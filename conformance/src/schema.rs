@@ -492,7 +492,10 @@ impl Scenario {
         Ok(scenario)
     }
 
-    #[expect(clippy::too_many_lines, reason = "to be split into one check per step kind")]
+    #[expect(
+        clippy::too_many_lines,
+        reason = "to be split into one check per step kind"
+    )]
     fn check(&self) -> Result<(), String> {
         if self.steps.is_empty() {
             return Err("a scenario needs at least one step".into());

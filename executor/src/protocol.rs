@@ -684,7 +684,10 @@ impl Request {
     }
 
     /// Decodes one frame (tag + body, without the length prefix).
-    #[expect(clippy::too_many_lines, reason = "one arm per request: to be generated from the declarative request table")]
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one arm per request: to be generated from the declarative request table"
+    )]
     pub fn decode(frame: &[u8]) -> Result<Request, ProtocolError> {
         let (&tag, body) = frame.split_first().ok_or(ProtocolError::Empty)?;
         let mut c = Cursor { data: body };

@@ -285,7 +285,10 @@ impl Server {
         }
     }
 
-    #[expect(clippy::too_many_lines, reason = "one arm per request: to be generated from the declarative request table")]
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one arm per request: to be generated from the declarative request table"
+    )]
     fn handle(&mut self, request: Request) -> Outcome {
         let handled = match request {
             Request::Hello { .. } => Err(error(ErrorCode::State, "Hello was already received")),

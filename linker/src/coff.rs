@@ -69,7 +69,10 @@ enum Comdat<'a> {
     Associative(usize),
 }
 
-#[expect(clippy::too_many_lines, reason = "to be split into the COFF front-end phases")]
+#[expect(
+    clippy::too_many_lines,
+    reason = "to be split into the COFF front-end phases"
+)]
 fn parse_as<'a, Coff: CoffHeader>(
     object: &str,
     data: &'a [u8],

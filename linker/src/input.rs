@@ -79,8 +79,8 @@ impl ObjectFile {
 pub(crate) fn parse_object<'a>(name: &str, bytes: &'a [u8]) -> Result<LinkGraph<'a>, LinkError> {
     if crate::format::elf::is_elf(bytes) {
         crate::format::elf::parse(name, bytes)
-    } else if crate::macho::is_macho(bytes) {
-        crate::macho::parse(name, bytes)
+    } else if crate::format::macho::is_macho(bytes) {
+        crate::format::macho::parse(name, bytes)
     } else if crate::coff::is_coff(bytes) {
         crate::coff::parse(name, bytes)
     } else {

@@ -9,7 +9,6 @@
 
 pub mod arch;
 pub mod coff;
-pub mod eh_frame;
 pub mod error;
 pub mod executors;
 pub mod format;
@@ -17,7 +16,6 @@ pub mod graph;
 pub mod indirection;
 pub mod input;
 pub mod link;
-pub mod macho;
 pub mod memory;
 pub mod session;
 #[cfg(test)]

@@ -2,4 +2,6 @@
 //! format-neutral [`LinkGraph`](crate::graph::LinkGraph), as a short
 //! sequence of named phases in its own folder.
 
+pub mod eh_frame;
 pub mod elf;
+pub mod macho;

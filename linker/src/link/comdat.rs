@@ -4,8 +4,8 @@
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use crate::eh_frame;
 use crate::error::LinkError;
+use crate::format::eh_frame;
 use crate::graph::*;
 
 /// Keeps one COMDAT group of each signature in the load, as the groups'
