@@ -81,8 +81,8 @@ pub(crate) fn parse_object<'a>(name: &str, bytes: &'a [u8]) -> Result<LinkGraph<
         crate::format::elf::parse(name, bytes)
     } else if crate::format::macho::is_macho(bytes) {
         crate::format::macho::parse(name, bytes)
-    } else if crate::coff::is_coff(bytes) {
-        crate::coff::parse(name, bytes)
+    } else if crate::format::coff::is_coff(bytes) {
+        crate::format::coff::parse(name, bytes)
     } else {
         Err(LinkError::UnsupportedObject {
             object: name.to_string(),

@@ -8,7 +8,6 @@
 //! dropped. [`session::Session`] is the public, REPL-like API.
 
 pub mod arch;
-pub mod coff;
 pub mod error;
 pub mod executors;
 pub mod format;

@@ -1,0 +1,278 @@
+//! COFF symbols, numbered as in the symbol table (auxiliary records get
+//! placeholder symbols, so indices line up): bindings and definitions by
+//! storage class and section number, weak externals settled against their
+//! default symbols, and sizes (COFF records none).
+
+use object::pe;
+use object::read::SymbolIndex;
+use object::read::coff::{CoffHeader, Symbol as _};
+
+use super::sections::Loaded;
+use super::{Entry, Input};
+use crate::error::LinkError;
+use crate::graph::*;
+
+/// Every symbol of the table, index for index, and what each entry may be
+/// used for.
+pub(super) fn read<'a, Coff: CoffHeader>(
+    input: &Input<'_, 'a, Coff>,
+    loaded: &Loaded<'a>,
+) -> Result<(Vec<Symbol<'a>>, Vec<Entry>), LinkError> {
+    let mut symbols = Vec::with_capacity(input.raw.len());
+    let mut entries = Vec::with_capacity(input.raw.len());
+    let mut weak_externals = Vec::new();
+    for (index, entry) in input.raw.iter().enumerate() {
+        let Some((sym, name)) = *entry else {
+            symbols.push(Symbol {
+                name: "",
+                binding: Binding::Local,
+                visibility: Visibility::Default,
+                kind: SymbolKind::Other,
+                definition: Definition::Unplaced,
+                size: 0,
+                fallback: None,
+            });
+            entries.push(Entry::Aux);
+            continue;
+        };
+        let (symbol, note) = symbol_of(input, loaded, index, sym, name, &mut weak_externals)?;
+        symbols.push(symbol);
+        entries.push(note);
+    }
+    settle_weak_externals(input, &weak_externals, &entries, &mut symbols)?;
+    assign_sizes(&loaded.sections, &mut symbols);
+    Ok((symbols, entries))
+}
+
+/// The symbol of one (non-auxiliary) entry. A weak external's index goes
+/// to `weak_externals`: it is settled once every default symbol is known.
+fn symbol_of<'a, Coff: CoffHeader>(
+    input: &Input<'_, 'a, Coff>,
+    loaded: &Loaded<'a>,
+    index: usize,
+    sym: &'a Coff::Symbol,
+    name: &'a str,
+    weak_externals: &mut Vec<usize>,
+) -> Result<(Symbol<'a>, Entry), LinkError> {
+    let class = sym.storage_class();
+    let number = sym.section_number();
+    let value = u64::from(sym.value());
+    // A definition at `value` in section `number` (1-based).
+    let in_section = |number: u32| -> Result<Definition, LinkError> {
+        let Some(&slot) = loaded.placed.get(number as usize - 1) else {
+            return Err(input.malformed(format!(
+                "symbol {name}: section number {number} is out of range ({} sections)",
+                loaded.placed.len()
+            )));
+        };
+        let Some(section) = slot else {
+            return Ok(Definition::Unplaced);
+        };
+        let size = loaded.sections[section].size;
+        if value > size {
+            return Err(input.malformed(format!(
+                "symbol {name}: value {value:#x} is past the end of section {} ({size:#x} bytes)",
+                loaded.sections[section].name
+            )));
+        }
+        Ok(Definition::Defined {
+            section,
+            offset: value,
+        })
+    };
+    let no_address = (
+        Binding::Local,
+        Definition::Unplaced,
+        Entry::NoAddress(class.0),
+    );
+    let (binding, definition, note) = if number == pe::IMAGE_SYM_DEBUG {
+        no_address
+    } else {
+        match class {
+            pe::IMAGE_SYM_CLASS_EXTERNAL => {
+                let definition = match number {
+                    pe::IMAGE_SYM_UNDEFINED if value == 0 => Definition::Undefined,
+                    // A common symbol: the value is its size. COFF
+                    // records no alignment: take the largest power of
+                    // two the size allows, up to 32.
+                    pe::IMAGE_SYM_UNDEFINED => Definition::Common {
+                        align: 1 << value.clamp(1, 32).ilog2(),
+                    },
+                    pe::IMAGE_SYM_ABSOLUTE => Definition::Absolute(value),
+                    _ => match number.index() {
+                        Some(n) => in_section(n)?,
+                        None => {
+                            return Err(input.malformed(format!(
+                                "symbol {name}: reserved section number {}",
+                                number.0
+                            )));
+                        }
+                    },
+                };
+                (Binding::Global, definition, Entry::Addressed)
+            }
+            pe::IMAGE_SYM_CLASS_STATIC | pe::IMAGE_SYM_CLASS_LABEL => match number {
+                pe::IMAGE_SYM_ABSOLUTE => (
+                    Binding::Local,
+                    Definition::Absolute(value),
+                    Entry::Addressed,
+                ),
+                _ => match number.index() {
+                    Some(n) => (Binding::Local, in_section(n)?, Entry::Addressed),
+                    None => no_address,
+                },
+            },
+            pe::IMAGE_SYM_CLASS_WEAK_EXTERNAL => {
+                weak_externals.push(index);
+                // Settled below, once every default symbol is known.
+                (Binding::Weak, Definition::Undefined, Entry::Addressed)
+            }
+            _ => no_address,
+        }
+    };
+    let is_section_symbol = class == pe::IMAGE_SYM_CLASS_STATIC
+        && sym.has_aux_section()
+        && value == 0
+        && number.index().is_some();
+    let in_code = matches!(definition, Definition::Defined { section, .. }
+        if loaded.sections[section].protection == Protection::Code);
+    let kind = if is_section_symbol {
+        SymbolKind::Section
+    } else if sym.derived_type() == pe::IMAGE_SYM_DTYPE_FUNCTION || in_code {
+        SymbolKind::Function
+    } else {
+        match definition {
+            Definition::Defined { .. } | Definition::Absolute(_) | Definition::Common { .. } => {
+                SymbolKind::Data
+            }
+            Definition::Undefined | Definition::Unplaced => SymbolKind::Other,
+        }
+    };
+    let size = match definition {
+        Definition::Common { .. } => value,
+        _ => 0, // defined symbols get theirs below
+    };
+    Ok((
+        Symbol {
+            name,
+            binding,
+            visibility: Visibility::Default,
+            kind,
+            definition,
+            size,
+            fallback: None,
+        },
+        note,
+    ))
+}
+
+/// Weak externals: the auxiliary record names a default symbol (the tag).
+fn settle_weak_externals<Coff: CoffHeader>(
+    input: &Input<'_, '_, Coff>,
+    weak_externals: &[usize],
+    entries: &[Entry],
+    symbols: &mut [Symbol<'_>],
+) -> Result<(), LinkError> {
+    let mut tags: Vec<Option<usize>> = vec![None; input.raw.len()];
+    for &index in weak_externals {
+        let name = symbols[index].name;
+        if input.raw.get(index + 1).is_none_or(|e| e.is_some()) {
+            return Err(
+                input.malformed(format!("weak external {name}: it has no auxiliary record"))
+            );
+        }
+        let tag = input
+            .symtab
+            .aux_weak_external(SymbolIndex(index))
+            .map_err(|e| input.malformed(format!("weak external {name}: {e}")))?
+            .default_symbol()
+            .0;
+        match entries.get(tag) {
+            None => {
+                return Err(input.malformed(format!(
+                    "weak external {name}: default symbol index {tag} is out of range"
+                )));
+            }
+            Some(Entry::Aux) => {
+                return Err(input.malformed(format!(
+                    "weak external {name}: default symbol index {tag} is an auxiliary record"
+                )));
+            }
+            Some(Entry::NoAddress(class)) => {
+                return Err(input.malformed(format!(
+                    "weak external {name}: default symbol `{}` (storage class {class}) has no address",
+                    symbols[tag].name
+                )));
+            }
+            Some(Entry::Addressed) => {}
+        }
+        tags[index] = Some(tag);
+    }
+    for &index in weak_externals {
+        // A chain of weak externals must end in a symbol that is not one.
+        let mut at = index;
+        for _ in 0..=weak_externals.len() {
+            match tags[at] {
+                Some(next) => at = next,
+                None => break,
+            }
+        }
+        if tags[at].is_some() {
+            return Err(input.malformed(format!(
+                "weak external {}: its default symbols form a loop",
+                symbols[index].name
+            )));
+        }
+        let Some(tag) = tags[index] else { continue };
+        let default = &symbols[tag];
+        let (definition, fallback) = match default.definition {
+            // Another weak external: it is what this one means.
+            _ if tags[tag].is_some() => (Definition::Undefined, Some(tag)),
+            // clang's weak definitions: the tag is the definition.
+            Definition::Defined { .. } | Definition::Unplaced => (default.definition, None),
+            // clang's weak references: 0 when nothing defines the symbol.
+            Definition::Absolute(0) => (Definition::Undefined, None),
+            Definition::Absolute(value) => (Definition::Absolute(value), None),
+            Definition::Undefined | Definition::Common { .. } => (Definition::Undefined, Some(tag)),
+        };
+        let kind = match definition {
+            _ if symbols[index].kind == SymbolKind::Function => SymbolKind::Function,
+            Definition::Defined { .. } | Definition::Absolute(_) => default.kind,
+            _ => SymbolKind::Other,
+        };
+        let sym = &mut symbols[index];
+        sym.definition = definition;
+        sym.fallback = fallback;
+        sym.kind = kind;
+    }
+
+    Ok(())
+}
+
+/// COFF has no symbol sizes: a defined symbol extends to the next one in
+/// its section, or to the section's end.
+fn assign_sizes(sections: &[Section<'_>], symbols: &mut [Symbol<'_>]) {
+    let mut starts: Vec<(SectionId, u64)> = symbols
+        .iter()
+        .filter(|s| s.kind != SymbolKind::Section)
+        .filter_map(|s| match s.definition {
+            Definition::Defined { section, offset } => Some((section, offset)),
+            _ => None,
+        })
+        .collect();
+    starts.sort_unstable();
+    starts.dedup();
+    for sym in symbols.iter_mut() {
+        if sym.kind == SymbolKind::Section {
+            continue;
+        }
+        if let Definition::Defined { section, offset } = sym.definition {
+            let next = starts.partition_point(|&start| start <= (section, offset));
+            let end = match starts.get(next) {
+                Some(&(s, start)) if s == section => start,
+                _ => sections[section].size,
+            };
+            sym.size = end - offset;
+        }
+    }
+}
