@@ -16,6 +16,7 @@ pub mod indirection;
 pub mod input;
 pub mod link;
 pub mod memory;
+pub mod plugins;
 pub mod session;
 #[cfg(test)]
 mod test_support;

@@ -23,6 +23,7 @@ use crate::indirection::Indirection;
 use crate::input::{ObjectFile, parse_object};
 use crate::link::{DataBinding, Export, LinkRequest, LinkedModule, link};
 use crate::memory::{Placement, Slab};
+use crate::plugins::{self, Emitted, LinkPlugin, Registration};
 
 /// Where the session's code runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,6 +81,22 @@ impl std::fmt::Display for ModuleId {
     }
 }
 
+/// Where a live module is in its life, in order. Before it is a
+/// [`Module`] a load is linked ([`LinkedModule`]), then written and
+/// protected per segment (`finalize`), then registered by the plugins
+/// (`install`); after it, its registrations are undone and its memory is
+/// released (`release`), which needs no state of its own: the module is
+/// gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum ModuleState {
+    /// The plugins registered what they need (unwind frames, symbols).
+    Registered,
+    /// Its initializers ran.
+    Initialized,
+    /// Its deinitializers and handlers ran (removal or replacement).
+    Deinitialized,
+}
+
 struct Module {
     id: u32,
     objects: Arc<str>,
@@ -88,7 +105,10 @@ struct Module {
     memory: (u64, u64),
     segments: Vec<(u64, u64, crate::graph::Protection)>,
     dso: u64,
-    eh_frame: Option<u64>,
+    /// What the plugins registered for it, undone before its memory goes.
+    registrations: Vec<Registration>,
+    /// Where it is in its life.
+    state: ModuleState,
     exports: Vec<String>,
     imports: Vec<(u32, String)>,
     bindings: Vec<DataBinding>,
@@ -108,6 +128,8 @@ pub struct Session {
     modules: Vec<Module>,
     exports: HashMap<String, Export>,
     indirection: Indirection,
+    /// Told of every module once it is emitted (see [`crate::plugins`]).
+    plugins: Vec<Box<dyn LinkPlugin>>,
     next_id: u32,
     args: Vec<String>,
     ended: bool,
@@ -150,6 +172,7 @@ impl Session {
             modules: Vec::new(),
             exports: HashMap::default(),
             indirection: Indirection::default(),
+            plugins: plugins::default_plugins(),
             next_id: 1,
             args: vec!["solder".to_string()],
             ended: false,
@@ -222,6 +245,13 @@ impl Session {
         let initializers = linked.initializers.clone();
         self.install(id, objects, linked, self.modules.len(), None)?;
         self.run_initializers(id, &initializers)
+    }
+
+    fn set_state(&mut self, id: u32, state: ModuleState) {
+        if let Some(module) = self.modules.iter_mut().find(|m| m.id == id) {
+            debug_assert!(module.state <= state, "{:?} -> {state:?}", module.state);
+            module.state = state;
+        }
     }
 
     fn link(
@@ -337,6 +367,23 @@ impl Session {
             self.slab_mut().release(base, size);
             return Err(err);
         }
+        let emitted = Emitted {
+            id,
+            objects: &describe(objects),
+            memory: linked.memory,
+            eh_frame: linked.eh_frame,
+            crash_symbols: &linked.crash_symbols,
+        };
+        let registrations =
+            match plugins::register_all(&mut self.plugins, &mut *self.executor, &emitted) {
+                Ok(registrations) => registrations,
+                Err(err) => {
+                    let (base, size) = linked.memory;
+                    let _ = self.executor.release(base, size);
+                    self.slab_mut().release(base, size);
+                    return Err(err);
+                }
+            };
         if self.config.execute {
             self.executor
                 .register_module(linked.dso, &linked.finalizers, runtime_position)?;
@@ -351,8 +398,6 @@ impl Session {
             export_names.push(name.clone());
             self.exports.insert(name, export);
         }
-        self.executor
-            .add_crash_symbols(linked.memory.0, &linked.crash_symbols);
         let keep_sources = self.config.recovery == Recovery::Restart;
         self.modules.insert(
             position,
@@ -363,7 +408,8 @@ impl Session {
                 memory: linked.memory,
                 segments: linked.segments,
                 dso: linked.dso,
-                eh_frame: linked.eh_frame,
+                registrations,
+                state: ModuleState::Registered,
                 exports: export_names,
                 imports: linked.imports,
                 bindings: linked.bindings,
@@ -375,16 +421,13 @@ impl Session {
     }
 
     /// Copies the image, then read-execute / read-only / read-write per
-    /// segment (never writable and executable), then registers `.eh_frame`.
+    /// segment (never writable and executable).
     fn finalize(&mut self, linked: &LinkedModule) -> Result<(), LinkError> {
         let page = self.page();
         self.executor.write(linked.memory.0, &linked.image)?;
         for &(start, size, protection) in linked.segments.iter().filter(|s| s.1 > 0) {
             let end = (start + size).div_ceil(page) * page;
             self.executor.protect(start, end - start, protection)?;
-        }
-        if let Some(begin) = linked.eh_frame {
-            self.executor.register_frames(begin)?;
         }
         Ok(())
     }
@@ -395,8 +438,9 @@ impl Session {
         }
         let win64 = self.modules.iter().any(|m| m.id == id && m.win64);
         let outcome = self.executor.run_initializers(initializers, win64)?;
-        self.returned(outcome, || format!("the initializers of module {id}"))
-            .map(drop)
+        self.returned(outcome, || format!("the initializers of module {id}"))?;
+        self.set_state(id, ModuleState::Initialized);
+        Ok(())
     }
 
     /// `symbol+0xoffset` of the JIT'd function containing `pc`, with its
@@ -658,7 +702,8 @@ impl Session {
             let outcome = self.executor.remove_module(dso)?;
             self.returned(outcome, || format!("the deinitializers of module {id}"))?;
         }
-        let module = self.modules.remove(index);
+        let mut module = self.modules.remove(index);
+        module.state = ModuleState::Deinitialized;
         let page = self.page();
         for name in &module.exports {
             if self.exports.get(name).is_some_and(|e| e.module == id.0) {
@@ -708,7 +753,8 @@ impl Session {
         } else {
             None
         };
-        let old = self.modules.remove(index);
+        let mut old = self.modules.remove(index);
+        old.state = ModuleState::Deinitialized;
         for name in &old.exports {
             if self.exports.get(name).is_some_and(|e| e.module == id.0) {
                 self.exports.remove(name);
@@ -780,11 +826,11 @@ impl Session {
         self.slab.as_mut().expect("modules live in the slab")
     }
 
+    /// Undoes the module's registrations, newest first, then releases its
+    /// memory. When an undo fails the memory is kept: something may still
+    /// point into it.
     fn release(&mut self, module: Module) -> Result<(), LinkError> {
-        self.executor.remove_crash_symbols(module.memory.0);
-        if let Some(begin) = module.eh_frame {
-            self.executor.deregister_frames(begin)?;
-        }
+        plugins::undo_all(module.registrations, &mut *self.executor)?;
         let (base, size) = module.memory;
         let size = size.div_ceil(self.page()) * self.page();
         self.executor.release(base, size)?;
@@ -811,6 +857,9 @@ impl Session {
                 .executor
                 .end_modules(&dsos)
                 .and_then(|outcome| self.returned(outcome, || "session end".into()).map(drop));
+            for module in &mut self.modules {
+                module.state = ModuleState::Deinitialized;
+            }
         }
         if self.dead.is_none() {
             for module in std::mem::take(&mut self.modules).into_iter().rev() {
@@ -833,6 +882,12 @@ impl Session {
     /// Ids of the live modules, in load order.
     pub fn modules(&self) -> Vec<ModuleId> {
         self.modules.iter().map(|m| ModuleId(m.id)).collect()
+    }
+
+    /// Adds a plugin, told of every module loaded from now on, after the
+    /// default ones (unwind frames, crash symbols).
+    pub fn add_plugin(&mut self, plugin: Box<dyn LinkPlugin>) {
+        self.plugins.push(plugin);
     }
 }
 
@@ -862,6 +917,71 @@ mod tests {
             name: name.into(),
             bytes: crate::test_support::clang_object("x86_64-linux-gnu", "assembler", source, &[]),
         }
+    }
+
+    /// A plugin that logs every module it is told of and every undo, and
+    /// reads the module's first bytes when undoing (which faults if its
+    /// memory were already released).
+    struct Logger(std::rc::Rc<std::cell::RefCell<Vec<String>>>);
+
+    impl LinkPlugin for Logger {
+        fn name(&self) -> &'static str {
+            "logger"
+        }
+
+        fn emitted(
+            &mut self,
+            executor: &mut dyn Executor,
+            module: &Emitted<'_>,
+        ) -> Result<Option<Registration>, LinkError> {
+            let (base, id) = (module.memory.0, module.id);
+            let first = executor.read(base, 4)?;
+            self.0.borrow_mut().push(format!("emitted {id}"));
+            let log = self.0.clone();
+            Ok(Some(Registration::new("logger", move |executor| {
+                let still = executor.read(base, 4)?;
+                log.borrow_mut()
+                    .push(format!("undone {id}, memory intact: {}", still == first));
+                Ok(())
+            })))
+        }
+    }
+
+    /// Plugins see each module after it is written, and their
+    /// registrations are undone before its memory is released: at removal,
+    /// at replacement (the old version) and at session end, newest first.
+    #[test]
+    fn plugin_registrations_are_undone_before_memory_is_released() {
+        let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let mut session = Session::new(SessionConfig::default()).unwrap();
+        session.add_plugin(Box::new(Logger(log.clone())));
+        let code = |name: &str| {
+            elf(
+                "p.o",
+                &format!(".text\n.globl {name}\n{name}: movl $7, %eax\n ret\n"),
+            )
+        };
+        let a = session.load(&[code("a")]).unwrap();
+        let b = session.load(&[code("b")]).unwrap();
+        session.remove(a).unwrap();
+        session.replace(b, &[code("b")]).unwrap();
+        let c = session.load(&[code("c")]).unwrap();
+        assert_eq!(session.modules(), [b, c]);
+        session.finish().unwrap();
+        assert_eq!(
+            *log.borrow(),
+            [
+                "emitted 1",
+                "emitted 2",
+                "undone 1, memory intact: true",
+                "emitted 2",
+                "undone 2, memory intact: true",
+                "emitted 3",
+                "undone 3, memory intact: true",
+                "undone 2, memory intact: true",
+            ],
+            "{RERUN}"
+        );
     }
 
     /// In process a module is written straight into the slab. A load that

@@ -1,0 +1,29 @@
+//! Unwind frames: a module's `.eh_frame` is registered with the runtime's
+//! unwinder (`__register_frame`), so C++ exceptions and backtraces cross
+//! JIT'd frames, and deregistered before its memory goes.
+
+use super::{Emitted, LinkPlugin, Registration};
+use crate::error::LinkError;
+use crate::executors::Executor;
+
+pub struct UnwindFrames;
+
+impl LinkPlugin for UnwindFrames {
+    fn name(&self) -> &'static str {
+        "unwind frames"
+    }
+
+    fn emitted(
+        &mut self,
+        executor: &mut dyn Executor,
+        module: &Emitted<'_>,
+    ) -> Result<Option<Registration>, LinkError> {
+        let Some(begin) = module.eh_frame else {
+            return Ok(None);
+        };
+        executor.register_frames(begin)?;
+        Ok(Some(Registration::new(self.name(), move |executor| {
+            executor.deregister_frames(begin)
+        })))
+    }
+}
