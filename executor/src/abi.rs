@@ -8,6 +8,32 @@
 
 use std::ffi::{c_char, c_int};
 
+/// How JIT'd functions take their arguments and which registers they keep:
+/// System V (ELF and Mach-O objects) or Microsoft x64 (COFF objects).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CallingConvention {
+    #[default]
+    SysV,
+    Win64,
+}
+
+impl CallingConvention {
+    /// The convention whose "is it Microsoft x64" flag is `win64` (the
+    /// wire protocol's encoding).
+    pub fn from_win64(win64: bool) -> Self {
+        if win64 {
+            CallingConvention::Win64
+        } else {
+            CallingConvention::SysV
+        }
+    }
+
+    /// Whether this is the Microsoft x64 convention.
+    pub fn is_win64(self) -> bool {
+        self == CallingConvention::Win64
+    }
+}
+
 /// `void init(int argc, char **argv, char **envp)`: how glibc calls
 /// initializers; other conventions ignore the extra arguments.
 type InitSysV = extern "C-unwind" fn(c_int, *const *const c_char, *const *const c_char);
@@ -41,14 +67,14 @@ unsafe fn user_fn<F: Copy>(address: u64) -> F {
 /// guarantees: if it misbehaves, the crash handler reports the fault.
 pub unsafe fn call_initializer(
     address: u64,
-    win64: bool,
+    convention: CallingConvention,
     argc: c_int,
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) {
     // SAFETY: forwarded from the caller.
     unsafe {
-        if win64 {
+        if convention.is_win64() {
             user_fn::<InitWin64>(address)(argc, argv, envp)
         } else {
             user_fn::<InitSysV>(address)(argc, argv, envp)
@@ -62,14 +88,14 @@ pub unsafe fn call_initializer(
 /// As for [`call_initializer`].
 pub unsafe fn call_main(
     address: u64,
-    win64: bool,
+    convention: CallingConvention,
     argc: c_int,
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
     // SAFETY: forwarded from the caller.
     unsafe {
-        if win64 {
+        if convention.is_win64() {
             user_fn::<MainWin64>(address)(argc, argv, envp)
         } else {
             user_fn::<MainSysV>(address)(argc, argv, envp)
@@ -84,11 +110,11 @@ pub unsafe fn call_main(
 /// # Safety
 /// As for [`call_initializer`], for a function of at most six integer
 /// arguments.
-pub unsafe fn call6(address: u64, win64: bool, args: [u64; 6]) -> u64 {
+pub unsafe fn call6(address: u64, convention: CallingConvention, args: [u64; 6]) -> u64 {
     let [a, b, c, d, e, f] = args;
     // SAFETY: forwarded from the caller.
     unsafe {
-        if win64 {
+        if convention.is_win64() {
             user_fn::<CallWin64>(address)(a, b, c, d, e, f)
         } else {
             user_fn::<CallSysV>(address)(a, b, c, d, e, f)
@@ -101,10 +127,10 @@ pub unsafe fn call6(address: u64, win64: bool, args: [u64; 6]) -> u64 {
 ///
 /// # Safety
 /// As for [`call_initializer`].
-pub unsafe fn call_handler(address: u64, win64: bool, arg: u64) {
+pub unsafe fn call_handler(address: u64, convention: CallingConvention, arg: u64) {
     // SAFETY: forwarded from the caller.
     unsafe {
-        if win64 {
+        if convention.is_win64() {
             user_fn::<ArgWin64>(address)(arg)
         } else {
             user_fn::<ArgSysV>(address)(arg)
@@ -174,7 +200,7 @@ mod tests {
     fn win64_calls_pass_six_arguments_in_order() {
         let address = win64_sum as *const () as usize as u64;
         // SAFETY: win64_sum takes six integers in the Microsoft convention.
-        let value = unsafe { call6(address, true, [1, 2, 3, 4, 5, 6]) };
+        let value = unsafe { call6(address, CallingConvention::Win64, [1, 2, 3, 4, 5, 6]) };
         assert_eq!(value, 654321);
     }
 

@@ -27,6 +27,11 @@ use std::ffi::c_int;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use crate::abi::CallingConvention;
+
+const SYSV: CallingConvention = CallingConvention::SysV;
+const WIN64: CallingConvention = CallingConvention::Win64;
+
 /// A module's deinitializers in `.fini_array` order (they run last-first).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Finalizers {
@@ -34,9 +39,8 @@ pub struct Finalizers {
     pub prioritized: Vec<u64>,
     /// `.fini_array` and `.dtors` entries, in link order.
     pub unprioritized: Vec<u64>,
-    /// The module's functions use the Microsoft x64 calling convention (a
-    /// COFF module).
-    pub win64: bool,
+    /// The calling convention of the module's functions.
+    pub convention: CallingConvention,
 }
 
 /// A function to call: `void f(void)` or, with an argument, `void f(void *)`.
@@ -44,15 +48,15 @@ pub struct Finalizers {
 struct HandlerCall {
     function: u64,
     arg: u64,
-    win64: bool,
+    convention: CallingConvention,
 }
 
 impl HandlerCall {
-    fn plain(function: u64, win64: bool) -> Self {
+    fn plain(function: u64, convention: CallingConvention) -> Self {
         HandlerCall {
             function,
             arg: 0,
-            win64,
+            convention,
         }
     }
 }
@@ -122,9 +126,9 @@ pub fn remove_module(dso: u64) -> Option<usize> {
     // deinitializers, but any handlers registered with it still run and
     // are forgotten.
     let finalizers = record.map(|r| r.finalizers).unwrap_or_default();
-    run_functions_reversed(&finalizers.unprioritized, finalizers.win64);
+    run_functions_reversed(&finalizers.unprioritized, finalizers.convention);
     run_handlers_where(|h| h.dso == dso);
-    run_functions_reversed(&finalizers.prioritized, finalizers.win64);
+    run_functions_reversed(&finalizers.prioritized, finalizers.convention);
     forget_handlers(&[dso]);
     index
 }
@@ -153,11 +157,11 @@ pub fn end_modules(dsos: &[u64]) {
             index.map(|i| reg.modules.remove(i))
         };
         let Some(record) = record else { break };
-        let win64 = record.finalizers.win64;
-        run_functions_reversed(&record.finalizers.unprioritized, win64);
+        let convention = record.finalizers.convention;
+        run_functions_reversed(&record.finalizers.unprioritized, convention);
         // Handlers registered by the deinitializers themselves.
         run_handlers_where(|h| h.dso == record.dso);
-        run_functions_reversed(&record.finalizers.prioritized, win64);
+        run_functions_reversed(&record.finalizers.prioritized, convention);
     }
     forget_handlers(dsos);
 }
@@ -185,9 +189,9 @@ fn run_handlers_where(matches: impl Fn(&Handler) -> bool) {
     }
 }
 
-fn run_functions_reversed(functions: &[u64], win64: bool) {
+fn run_functions_reversed(functions: &[u64], convention: CallingConvention) {
     for &function in functions.iter().rev() {
-        call_handler(HandlerCall::plain(function, win64));
+        call_handler(HandlerCall::plain(function, convention));
     }
 }
 
@@ -197,7 +201,7 @@ fn call_handler(call: HandlerCall) {
     // `void (*)(void *)` with its argument, in the convention recorded with
     // it; its module is still mapped: modules are only released after this
     // runs.
-    unsafe { crate::abi::call_handler(call.function, call.win64, call.arg) }
+    unsafe { crate::abi::call_handler(call.function, call.convention, call.arg) }
 }
 
 /// How the linker binds a name that the runtime interposes.
@@ -241,40 +245,40 @@ pub fn interposer(name: &str) -> Option<Interposer> {
     }
 }
 
-fn push_exit_handler(dso: u64, function: u64, arg: u64, win64: bool) {
+fn push_exit_handler(dso: u64, function: u64, arg: u64, convention: CallingConvention) {
     registry().exit_handlers.push(Handler {
         dso,
         call: HandlerCall {
             function,
             arg,
-            win64,
+            convention,
         },
     });
 }
 
-fn push_quick_exit_handler(dso: u64, function: u64, win64: bool) {
+fn push_quick_exit_handler(dso: u64, function: u64, convention: CallingConvention) {
     registry().quick_exit_handlers.push(Handler {
         dso,
-        call: HandlerCall::plain(function, win64),
+        call: HandlerCall::plain(function, convention),
     });
 }
 
 /// `__cxa_atexit(func, arg, dso)`.
 extern "C" fn solder_rt_cxa_atexit(func: u64, arg: u64, dso: u64) -> c_int {
-    push_exit_handler(dso, func, arg, false);
+    push_exit_handler(dso, func, arg, SYSV);
     0
 }
 
 /// `atexit(func)`, reached through the module's thunk with `dso` in the
 /// second argument register.
 extern "C" fn solder_rt_atexit(func: u64, dso: u64) -> c_int {
-    push_exit_handler(dso, func, 0, false);
+    push_exit_handler(dso, func, 0, SYSV);
     0
 }
 
 /// `at_quick_exit(func)`, reached through the module's thunk.
 extern "C" fn solder_rt_at_quick_exit(func: u64, dso: u64) -> c_int {
-    push_quick_exit_handler(dso, func, false);
+    push_quick_exit_handler(dso, func, SYSV);
     0
 }
 
@@ -284,26 +288,26 @@ extern "C" fn solder_rt_at_quick_exit(func: u64, dso: u64) -> c_int {
 
 /// `__cxa_atexit(func, arg, dso)` from COFF code.
 extern "C" fn solder_rt_win64_cxa_atexit(func: u64, arg: u64, dso: u64) -> c_int {
-    push_exit_handler(dso, func, arg, true);
+    push_exit_handler(dso, func, arg, WIN64);
     0
 }
 
 /// `atexit(func)` from COFF code.
 extern "C" fn solder_rt_win64_atexit(func: u64, dso: u64) -> c_int {
-    push_exit_handler(dso, func, 0, true);
+    push_exit_handler(dso, func, 0, WIN64);
     0
 }
 
 /// `_onexit(func)` from COFF code: like `atexit`, but returns `func` on
 /// success (the MSVC CRT's contract).
 extern "C" fn solder_rt_win64_onexit(func: u64, dso: u64) -> u64 {
-    push_exit_handler(dso, func, 0, true);
+    push_exit_handler(dso, func, 0, WIN64);
     func
 }
 
 /// `at_quick_exit(func)` from COFF code.
 extern "C" fn solder_rt_win64_at_quick_exit(func: u64, dso: u64) -> c_int {
-    push_quick_exit_handler(dso, func, true);
+    push_quick_exit_handler(dso, func, WIN64);
     0
 }
 
@@ -343,7 +347,7 @@ fn run_fork_handlers(pick: fn(&ForkHandlers) -> u64, newest_first: bool) {
         ordered.reverse();
     }
     for f in ordered {
-        call_handler(HandlerCall::plain(f, false));
+        call_handler(HandlerCall::plain(f, SYSV));
     }
 }
 
@@ -439,7 +443,7 @@ mod tests {
             Finalizers {
                 prioritized: vec![fini_prio as *const () as usize as u64],
                 unprioritized: vec![fini_plain as *const () as usize as u64],
-                win64: false,
+                convention: SYSV,
             },
             None,
         );
@@ -455,7 +459,7 @@ mod tests {
             Finalizers {
                 prioritized: vec![fini_prio as *const () as usize as u64],
                 unprioritized: vec![fini_plain as *const () as usize as u64],
-                win64: false,
+                convention: SYSV,
             },
             None,
         );
@@ -481,7 +485,7 @@ mod tests {
             Finalizers {
                 prioritized: vec![win64_fini as *const () as usize as u64],
                 unprioritized: vec![],
-                win64: true,
+                convention: WIN64,
             },
             None,
         );

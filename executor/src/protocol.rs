@@ -28,6 +28,7 @@
 //! its last element would be on its own, or by the [`Reply::Error`] of the
 //! first element that failed.
 
+use crate::abi::CallingConvention;
 use std::io::{Read, Write};
 
 /// Protocol version; the handshake refuses any other.
@@ -199,27 +200,30 @@ pub enum Request {
         position: u64,
         prioritized: Vec<u64>,
         unprioritized: Vec<u64>,
-        /// The deinitializers (and the module's `atexit` handlers) are
-        /// Microsoft x64 functions (a COFF module).
-        win64: bool,
+        /// The deinitializers' (and the module's `atexit` handlers')
+        /// convention; on the wire, 1 for Microsoft x64 (a COFF module).
+        convention: CallingConvention,
     },
     /// Tag 12. `argv` passed to initializers and `main` (envp is the
     /// executor's environment).
     SetArgs { args: Vec<String> },
     /// Tag 13. Call each address as `void (int, char **, char **)`, in order.
     /// Answered by [`Reply::Done`] with value 0.
-    RunInitializers { addresses: Vec<u64>, win64: bool },
+    RunInitializers {
+        addresses: Vec<u64>,
+        convention: CallingConvention,
+    },
     /// Tag 14. Call `address` with six integer arguments (SysV), or as
     /// `int main(int, char **, char **)` when `main` is set. A nonzero
     /// `timeout_ms` arms a timer; expiry is reported as a crash with
-    /// `SIGALRM`. With `win64` the function uses the Microsoft x64 calling
-    /// convention. Answered by [`Reply::Done`].
+    /// `SIGALRM`. `convention` is the function's (on the wire, 1 for
+    /// Microsoft x64). Answered by [`Reply::Done`].
     Call {
         address: u64,
         args: [u64; 6],
         main: bool,
         timeout_ms: u32,
-        win64: bool,
+        convention: CallingConvention,
     },
     /// Tag 15. Run a module's deinitializers and handlers (`dlclose` order)
     /// and forget it. Answered by [`Reply::Removed`].
@@ -589,24 +593,28 @@ impl Request {
                 position,
                 prioritized,
                 unprioritized,
-                win64,
+                convention,
             } => Out::new(11)
                 .u64(*dso)
                 .u64(*position)
                 .u64s(prioritized)
                 .u64s(unprioritized)
-                .u8(*win64 as u8)
+                .u8(convention.is_win64() as u8)
                 .frame_ref(),
             Request::SetArgs { args } => Out::new(12).strings(args).frame_ref(),
-            Request::RunInitializers { addresses, win64 } => {
-                Out::new(13).u64s(addresses).u8(*win64 as u8).frame_ref()
-            }
+            Request::RunInitializers {
+                addresses,
+                convention,
+            } => Out::new(13)
+                .u64s(addresses)
+                .u8(convention.is_win64() as u8)
+                .frame_ref(),
             Request::Call {
                 address,
                 args,
                 main,
                 timeout_ms,
-                win64,
+                convention,
             } => {
                 let mut out = Out::new(14);
                 out.u64(*address);
@@ -615,7 +623,7 @@ impl Request {
                 }
                 out.u8(*main as u8)
                     .u32(*timeout_ms)
-                    .u8(*win64 as u8)
+                    .u8(convention.is_win64() as u8)
                     .frame_ref()
             }
             Request::RemoveModule { dso } => Out::new(15).u64(*dso).frame_ref(),
@@ -761,14 +769,14 @@ impl Request {
                 position: c.u64("position")?,
                 prioritized: c.u64s("prioritized")?,
                 unprioritized: c.u64s("unprioritized")?,
-                win64: c.bool("win64")?,
+                convention: CallingConvention::from_win64(c.bool("win64")?),
             },
             12 => Request::SetArgs {
                 args: c.strings("args")?,
             },
             13 => Request::RunInitializers {
                 addresses: c.u64s("addresses")?,
-                win64: c.bool("win64")?,
+                convention: CallingConvention::from_win64(c.bool("win64")?),
             },
             14 => {
                 let address = c.u64("address")?;
@@ -781,7 +789,7 @@ impl Request {
                     args,
                     main: c.bool("main")?,
                     timeout_ms: c.u32("timeout")?,
-                    win64: c.bool("win64")?,
+                    convention: CallingConvention::from_win64(c.bool("win64")?),
                 }
             }
             15 => Request::RemoveModule { dso: c.u64("dso")? },
@@ -1096,21 +1104,21 @@ mod tests {
                 position: u64::MAX,
                 prioritized: vec![1],
                 unprioritized: vec![2, 3],
-                win64: false,
+                convention: CallingConvention::SysV,
             },
             Request::SetArgs {
                 args: vec!["prog".into(), "x".into()],
             },
             Request::RunInitializers {
                 addresses: vec![4, 5],
-                win64: true,
+                convention: CallingConvention::Win64,
             },
             Request::Call {
                 address: 0x10,
                 args: [1, 2, 3, 4, 5, 6],
                 main: true,
                 timeout_ms: 300,
-                win64: false,
+                convention: CallingConvention::SysV,
             },
             Request::RemoveModule { dso: 3 },
             Request::EndModules { dsos: vec![3, 4] },
@@ -1136,7 +1144,7 @@ mod tests {
                         args: [1, 2, 0, 0, 0, 0],
                         main: false,
                         timeout_ms: 0,
-                        win64: false,
+                        convention: CallingConvention::SysV,
                     },
                 ],
             },

@@ -331,14 +331,14 @@ impl Server {
                 position,
                 prioritized,
                 unprioritized,
-                win64,
+                convention,
             } => nonzero(prioritized.iter().chain(&unprioritized), "deinitializer").map(|()| {
                 lifecycle::register_module(
                     dso,
                     Finalizers {
                         prioritized,
                         unprioritized,
-                        win64,
+                        convention,
                     },
                     (position != u64::MAX).then(|| usize::try_from(position).unwrap_or(usize::MAX)),
                 );
@@ -356,7 +356,10 @@ impl Server {
                 }
                 self.set_args(args)
             }
-            Request::RunInitializers { addresses, win64 } => {
+            Request::RunInitializers {
+                addresses,
+                convention,
+            } => {
                 if let Err(reply) = nonzero(&addresses, "initializer") {
                     return Outcome::Reply(reply);
                 }
@@ -370,7 +373,7 @@ impl Server {
                         unsafe {
                             abi::call_initializer(
                                 address,
-                                win64,
+                                convention,
                                 server.argc(),
                                 server.argv.as_ptr().cast(),
                                 environ(),
@@ -385,7 +388,7 @@ impl Server {
                 args,
                 main,
                 timeout_ms,
-                win64,
+                convention,
             } => {
                 if let Err(reply) = nonzero(&[address], "function") {
                     return Outcome::Reply(reply);
@@ -398,7 +401,7 @@ impl Server {
                         let status = unsafe {
                             abi::call_main(
                                 address,
-                                win64,
+                                convention,
                                 server.argc(),
                                 server.argv.as_ptr().cast(),
                                 environ(),
@@ -408,7 +411,7 @@ impl Server {
                     } else {
                         // SAFETY: as above; extra integer arguments are
                         // ignored by a function taking fewer.
-                        unsafe { abi::call6(address, win64, args) }
+                        unsafe { abi::call6(address, convention, args) }
                     };
                     set_timer(0);
                     Reply::Done { value }

@@ -5,6 +5,7 @@
 //! Every failure ends with the command that reruns the test (a panic hook
 //! appends it).
 
+use solder_executor::abi::CallingConvention;
 use std::ffi::c_int;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -219,7 +220,7 @@ impl Conn {
             args,
             main: false,
             timeout_ms,
-            win64: false,
+            convention: CallingConvention::SysV,
         });
     }
 
@@ -397,7 +398,7 @@ fn pipe_transport_serves_a_session() {
             args: [0; 6],
             main: true,
             timeout_ms: 0,
-            win64: false,
+            convention: CallingConvention::SysV,
         });
         assert_eq!(conn.recv(), Reply::Done { value: expected });
     }
@@ -414,22 +415,22 @@ fn pipe_transport_serves_a_session() {
     // ... and its sixth on the stack, above the return address and 32
     // bytes of shadow space: mov rax, [rsp+48]; ret
     conn.load_code(base + 5 * page, &[0x48, 0x8b, 0x44, 0x24, 0x30, 0xc3]);
-    for (address, win64, expected) in [
-        (base + 4 * page, true, 0x102),
-        (base + 4 * page, false, 0x403),
-        (base + 5 * page, true, 600),
+    for (address, convention, expected) in [
+        (base + 4 * page, CallingConvention::Win64, 0x102),
+        (base + 4 * page, CallingConvention::SysV, 0x403),
+        (base + 5 * page, CallingConvention::Win64, 600),
     ] {
         conn.send(&Request::Call {
             address,
             args: [1, 2, 3, 4, 5, 600],
             main: false,
             timeout_ms: 0,
-            win64,
+            convention,
         });
         assert_eq!(
             conn.recv(),
             Reply::Done { value: expected },
-            "win64: {win64}"
+            "{convention:?}"
         );
     }
 
@@ -556,7 +557,7 @@ fn modules_run_initializers_and_finalizers() {
     conn.load_code(base, &counter_code(counter));
     conn.ok_done(&Request::RunInitializers {
         addresses: vec![base, base],
-        win64: false,
+        convention: CallingConvention::SysV,
     });
     let dso = base + 2 * page;
     conn.ok(&Request::RegisterModule {
@@ -564,7 +565,7 @@ fn modules_run_initializers_and_finalizers() {
         position: u64::MAX,
         prioritized: vec![],
         unprioritized: vec![base],
-        win64: false,
+        convention: CallingConvention::SysV,
     });
     assert_eq!(
         conn.request(&Request::RemoveModule { dso }),
@@ -1124,7 +1125,7 @@ fn call_request(address: u64, args: [u64; 6]) -> Request {
         args,
         main: false,
         timeout_ms: 0,
-        win64: false,
+        convention: CallingConvention::SysV,
     }
 }
 

@@ -8,6 +8,7 @@
 //! place in a section, a generic [`RelocKind`], a target symbol and an
 //! addend). Nothing here knows an object format.
 
+use solder_executor::abi::CallingConvention;
 use std::borrow::Cow;
 
 use crate::arch::RelocKind;
@@ -41,10 +42,13 @@ impl ObjectFormat {
         name.strip_prefix(self.global_prefix())
     }
 
-    /// Whether functions in this format use the Microsoft x64 calling
-    /// convention (COFF) rather than the System V one.
-    pub fn win64(self) -> bool {
-        self == ObjectFormat::Coff
+    /// The calling convention of functions in this format: Microsoft x64
+    /// for COFF, System V for the others.
+    pub fn convention(self) -> CallingConvention {
+        match self {
+            ObjectFormat::Coff => CallingConvention::Win64,
+            ObjectFormat::Elf | ObjectFormat::MachO => CallingConvention::SysV,
+        }
     }
 
     pub fn name(self) -> &'static str {

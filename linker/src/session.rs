@@ -11,6 +11,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use solder_executor::abi::CallingConvention;
 use solder_executor::crash::{CrashSymbol, CrashSymbols};
 use solder_executor::lifecycle;
 use solder_executor::protocol::SymbolInfo;
@@ -113,8 +114,8 @@ struct Module {
     imports: Vec<(u32, String)>,
     bindings: Vec<DataBinding>,
     crash_symbols: Vec<CrashSymbol>,
-    /// Its functions use the Microsoft x64 calling convention (COFF).
-    win64: bool,
+    /// The calling convention of its functions.
+    convention: CallingConvention,
 }
 
 pub struct Session {
@@ -414,7 +415,7 @@ impl Session {
                 imports: linked.imports,
                 bindings: linked.bindings,
                 crash_symbols: linked.crash_symbols,
-                win64: linked.win64,
+                convention: linked.convention,
             },
         );
         Ok(())
@@ -436,8 +437,12 @@ impl Session {
         if !self.config.execute || initializers.is_empty() {
             return Ok(());
         }
-        let win64 = self.modules.iter().any(|m| m.id == id && m.win64);
-        let outcome = self.executor.run_initializers(initializers, win64)?;
+        let convention = self
+            .modules
+            .iter()
+            .find(|m| m.id == id)
+            .map_or(CallingConvention::SysV, |m| m.convention);
+        let outcome = self.executor.run_initializers(initializers, convention)?;
         self.returned(outcome, || format!("the initializers of module {id}"))?;
         self.set_state(id, ModuleState::Initialized);
         Ok(())
@@ -609,8 +614,8 @@ impl Session {
         self.check_alive()?;
         let mut a = [0u64; 6];
         a[..args.len()].copy_from_slice(args);
-        let win64 = self.win64_at(address);
-        let outcome = self.executor.call(address, a, false, win64, timeout)?;
+        let convention = self.convention_at(address);
+        let outcome = self.executor.call(address, a, false, convention, timeout)?;
         if let Outcome::Returned(value) = outcome {
             return Ok(value);
         }
@@ -618,22 +623,26 @@ impl Session {
         self.returned(outcome, || during)
     }
 
-    /// Whether the JIT'd function at `address` (a definition or its
-    /// indirection stub) uses the Microsoft x64 calling convention.
-    fn win64_at(&self, address: u64) -> bool {
+    /// The calling convention of the JIT'd function at `address` (a
+    /// definition or its indirection stub).
+    fn convention_at(&self, address: u64) -> CallingConvention {
         // Sessions without COFF modules (the common case) skip the search.
-        if !self.modules.iter().any(|m| m.win64) {
-            return false;
+        if !self.modules.iter().any(|m| m.convention.is_win64()) {
+            return CallingConvention::SysV;
         }
         let in_module = self.modules.iter().find(|m| {
             let (start, size) = m.memory;
             (start..start + size).contains(&address)
         });
         match in_module {
-            Some(module) => module.win64,
-            None => self.exports.iter().any(|(name, e)| {
-                e.win64 && self.indirection.stub(name, self.page()) == Some(address)
-            }),
+            Some(module) => module.convention,
+            None => {
+                let win64_stub = self.exports.iter().any(|(name, e)| {
+                    e.convention.is_win64()
+                        && self.indirection.stub(name, self.page()) == Some(address)
+                });
+                CallingConvention::from_win64(win64_stub)
+            }
         }
     }
 
@@ -669,8 +678,10 @@ impl Session {
                 offset: 0,
             },
         })?;
-        let win64 = self.win64_at(address);
-        let outcome = self.executor.call(address, [0; 6], true, win64, None)?;
+        let convention = self.convention_at(address);
+        let outcome = self
+            .executor
+            .call(address, [0; 6], true, convention, None)?;
         self.returned(outcome, || format!("`{entry}`"))
             .map(|v| v as i32)
     }

@@ -3,6 +3,7 @@
 //! crash is reported by the in-process crash handler and kills the process
 //! (use a remote executor to survive it).
 
+use solder_executor::abi::CallingConvention;
 use std::collections::HashMap;
 use std::ffi::{CString, c_char, c_int};
 use std::time::Duration;
@@ -212,7 +213,11 @@ impl Executor for InProcess {
         Ok(())
     }
 
-    fn run_initializers(&mut self, addresses: &[u64], win64: bool) -> Result<Outcome, LinkError> {
+    fn run_initializers(
+        &mut self,
+        addresses: &[u64],
+        convention: CallingConvention,
+    ) -> Result<Outcome, LinkError> {
         for &init in addresses {
             // SAFETY: reading the process environment pointer.
             let envp = unsafe { environ };
@@ -221,7 +226,13 @@ impl Executor for InProcess {
             // glibc calls these as `void (int, char **, char **)`, and so do
             // we, in the module's calling convention.
             unsafe {
-                abi::call_initializer(init, win64, self.args.argc(), self.args.argv.as_ptr(), envp)
+                abi::call_initializer(
+                    init,
+                    convention,
+                    self.args.argc(),
+                    self.args.argv.as_ptr(),
+                    envp,
+                )
             };
         }
         Ok(Outcome::Returned(0))
@@ -232,7 +243,7 @@ impl Executor for InProcess {
         address: u64,
         args: [u64; 6],
         main: bool,
-        win64: bool,
+        convention: CallingConvention,
         _timeout: Option<Duration>,
     ) -> Result<Outcome, LinkError> {
         if main {
@@ -244,7 +255,7 @@ impl Executor for InProcess {
             let status = unsafe {
                 abi::call_main(
                     address,
-                    win64,
+                    convention,
                     self.args.argc(),
                     self.args.argv.as_ptr(),
                     envp,
@@ -256,7 +267,7 @@ impl Executor for InProcess {
         // that `address` is a function taking at most six integer
         // arguments; extra arguments are ignored in both conventions.
         Ok(Outcome::Returned(unsafe {
-            abi::call6(address, win64, args)
+            abi::call6(address, convention, args)
         }))
     }
 

@@ -13,6 +13,7 @@
 mod inprocess;
 mod remote;
 
+use solder_executor::abi::CallingConvention;
 use std::time::Duration;
 
 pub use inprocess::InProcess;
@@ -113,18 +114,20 @@ pub trait Executor {
     fn flush(&mut self) -> Result<(), LinkError> {
         Ok(())
     }
-    /// Runs initializers in order; `win64`: they use the Microsoft x64
-    /// calling convention (a COFF module).
-    fn run_initializers(&mut self, addresses: &[u64], win64: bool) -> Result<Outcome, LinkError>;
+    /// Runs initializers in order, in the module's calling convention.
+    fn run_initializers(
+        &mut self,
+        addresses: &[u64],
+        convention: CallingConvention,
+    ) -> Result<Outcome, LinkError>;
     /// Calls `address` with six integer arguments, or as `main` (argc, argv,
-    /// envp) when `main` is set; in the Microsoft x64 convention when
-    /// `win64` is set.
+    /// envp) when `main` is set, in the function's calling convention.
     fn call(
         &mut self,
         address: u64,
         args: [u64; 6],
         main: bool,
-        win64: bool,
+        convention: CallingConvention,
         timeout: Option<Duration>,
     ) -> Result<Outcome, LinkError>;
     /// Runs a module's deinitializers as `dlclose` would;

@@ -17,6 +17,7 @@
 //! failure of a queued request is reported by whichever call sent it, its
 //! message naming the request; [`Remote::flush`] sends the queue now.
 
+use solder_executor::abi::CallingConvention;
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -1094,7 +1095,7 @@ impl Executor for Remote {
                 position: position.map_or(u64::MAX, |p| p as u64),
                 prioritized: finalizers.prioritized.clone(),
                 unprioritized: finalizers.unprioritized.clone(),
-                win64: finalizers.win64,
+                convention: finalizers.convention,
             },
             None,
         )
@@ -1113,11 +1114,15 @@ impl Executor for Remote {
         Remote::flush(self)
     }
 
-    fn run_initializers(&mut self, addresses: &[u64], win64: bool) -> Result<Outcome, LinkError> {
+    fn run_initializers(
+        &mut self,
+        addresses: &[u64],
+        convention: CallingConvention,
+    ) -> Result<Outcome, LinkError> {
         self.execute(
             &Request::RunInitializers {
                 addresses: addresses.to_vec(),
-                win64,
+                convention,
             },
             None,
         )
@@ -1128,7 +1133,7 @@ impl Executor for Remote {
         address: u64,
         args: [u64; 6],
         main: bool,
-        win64: bool,
+        convention: CallingConvention,
         timeout: Option<Duration>,
     ) -> Result<Outcome, LinkError> {
         let timeout_ms = timeout.map_or(0, |t| t.as_millis().clamp(1, u32::MAX as u128) as u32);
@@ -1138,7 +1143,7 @@ impl Executor for Remote {
                 args,
                 main,
                 timeout_ms,
-                win64,
+                convention,
             },
             timeout,
         )

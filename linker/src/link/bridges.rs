@@ -28,7 +28,7 @@ const WIN64_RAW_NAMES: [&str; 2] = ["__chkstk", "_fltused"];
 /// no host symbol can match (a Mach-O name without the underscore).
 pub fn host_name(format: ObjectFormat, name: &str) -> Option<&str> {
     let c_name = format.c_name(name)?;
-    if format.win64()
+    if format.convention().is_win64()
         && let Some(&(_, runtime)) = WIN64_RUNTIME_NAMES.iter().find(|(c, _)| *c == c_name)
     {
         return Some(runtime);
@@ -65,12 +65,12 @@ impl<'g> Resolver<'g, '_, '_> {
             Origin::Host(_) | Origin::Runtime => (!raw, false),
             Origin::Module {
                 function: true,
-                win64,
+                convention,
                 ..
-            } => (!win64, win64),
+            } => (!convention.is_win64(), convention.is_win64()),
             _ => (false, false),
         };
-        if format.win64() && sysv_function {
+        if format.convention().is_win64() && sysv_function {
             let index = match self.shims.iter().position(|&t| t == r.target) {
                 Some(i) => i,
                 None => {
@@ -83,7 +83,7 @@ impl<'g> Resolver<'g, '_, '_> {
                 ..r
             });
         }
-        if !format.win64() && win64_function {
+        if !format.convention().is_win64() && win64_function {
             return Err(LinkError::UnsupportedRelocation(Box::new(
                 crate::error::UnsupportedRelocation {
                     site: site(),

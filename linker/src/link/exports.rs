@@ -2,6 +2,7 @@
 //! definitions later loads may bind to) and the function symbols crash
 //! reports name.
 
+use solder_executor::abi::CallingConvention;
 use solder_executor::crash::CrashSymbol;
 
 use super::Export;
@@ -16,7 +17,7 @@ use crate::graph::*;
 pub(super) fn exports(
     resolver: &Resolver<'_, '_, '_>,
     at: &Addresses<'_>,
-    win64: bool,
+    convention: CallingConvention,
 ) -> Vec<(String, Export)> {
     let graphs = resolver.graphs;
     let mut exports = Vec::new();
@@ -44,7 +45,7 @@ pub(super) fn exports(
                 objects: resolver.req.objects.clone(),
                 address: at.of(target),
                 function: sym.kind == SymbolKind::Function,
-                win64,
+                convention,
             },
         ));
     }

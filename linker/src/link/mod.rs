@@ -37,6 +37,7 @@ mod write;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
+use solder_executor::abi::CallingConvention;
 use solder_executor::crash::CrashSymbol;
 use solder_executor::lifecycle::Finalizers;
 use solder_executor::protocol::SymbolInfo;
@@ -62,8 +63,8 @@ pub struct Export {
     /// The definition itself (not its stub).
     pub address: u64,
     pub function: bool,
-    /// Whether the module's functions use the Microsoft x64 convention.
-    pub win64: bool,
+    /// The calling convention of the module's functions.
+    pub convention: CallingConvention,
 }
 
 /// A direct reference from one module into another module's data, kept so a
@@ -110,9 +111,9 @@ pub struct LinkedModule {
     pub initializers: Vec<u64>,
     pub finalizers: Finalizers,
     pub crash_symbols: Vec<CrashSymbol>,
-    /// Whether the module's functions (entry points, initializers) use the
-    /// Microsoft x64 calling convention (a COFF load).
-    pub win64: bool,
+    /// The calling convention of the module's functions (entry points,
+    /// initializers): Microsoft x64 for a COFF load.
+    pub convention: CallingConvention,
 }
 
 /// Links `graphs` as one module.
@@ -142,8 +143,11 @@ pub fn link(
 /// One load is all System V code (ELF, Mach-O) or all Microsoft x64 code
 /// (COFF).
 fn one_calling_convention(graphs: &[LinkGraph<'_>]) -> Result<(), LinkError> {
-    let win64 = graphs.first().is_some_and(|g| g.format.win64());
-    match graphs.iter().find(|g| g.format.win64() != win64) {
+    let convention = graphs.first().map(|g| g.format.convention());
+    match graphs
+        .iter()
+        .find(|g| Some(g.format.convention()) != convention)
+    {
         None => Ok(()),
         Some(odd) => Err(LinkError::UnsupportedObject {
             object: odd.object.clone(),
@@ -165,7 +169,9 @@ fn write_module(
     base: u64,
 ) -> Result<LinkedModule, LinkError> {
     let graphs = resolver.graphs;
-    let win64 = graphs.first().is_some_and(|g| g.format.win64());
+    let convention = graphs
+        .first()
+        .map_or(CallingConvention::SysV, |g| g.format.convention());
     let mut image = Vec::new();
     let memory = write::module_memory(&mut *resolver.req.executor, layout, base, &mut image)?;
     let at = write::Addresses::new(base, layout, plan);
@@ -175,8 +181,8 @@ fn write_module(
     let references = write::relocate(resolver, plan, &at, memory)?;
     // Initializers and finalizers, read back from relocated memory.
     let (initializers, mut finalizers) = lifecycle::lifecycle_lists(graphs, layout, memory);
-    finalizers.win64 = win64;
-    let exports = exports::exports(resolver, &at, win64);
+    finalizers.convention = convention;
+    let exports = exports::exports(resolver, &at, convention);
     let crash_symbols = exports::crash_symbols(graphs, layout, base);
     let used = image.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     image.truncate(used);
@@ -196,7 +202,7 @@ fn write_module(
         initializers,
         finalizers,
         crash_symbols,
-        win64,
+        convention,
     })
 }
 

@@ -6,6 +6,7 @@
 
 use rustc_hash::FxHashSet as HashSet;
 
+use solder_executor::abi::CallingConvention;
 use solder_executor::host::HostSymbolKind;
 use solder_executor::protocol::SymbolKind as HostKind;
 
@@ -61,7 +62,7 @@ pub(super) enum Origin {
     Module {
         module: u32,
         function: bool,
-        win64: bool,
+        convention: CallingConvention,
     },
     Runtime,
 }
@@ -421,7 +422,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             origin: Origin::Module {
                 module: export.module,
                 function: export.function,
-                win64: export.win64,
+                convention: export.convention,
             },
         }))
     }
