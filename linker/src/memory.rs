@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use solder_executor::pages;
+use crate::arch::{Arch, Machine};
 use solder_executor::protocol::PlacementCode;
 
 use crate::error::LinkError;
@@ -84,9 +84,10 @@ impl Slab {
         self.base + self.size <= 1 << 31
     }
 
-    /// Whether a rel32 field anywhere in the slab reaches `target`.
+    /// Whether a direct reference (an x86-64 rel32) from anywhere in the
+    /// slab reaches `target`.
     pub fn reaches(&self, target: u64) -> bool {
-        pages::reaches(self.base, self.size, target)
+        Machine::reaches(self.base, self.size, target)
     }
 
     /// Bytes not handed out.

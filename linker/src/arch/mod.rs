@@ -2,9 +2,69 @@
 //! speaks, and (per architecture) the tables that map raw relocation types
 //! onto it, one checked writer, and instruction templates for stubs.
 
-pub mod coff_x86_64;
-pub mod macho_x86_64;
 pub mod x86_64;
+
+use crate::error::LinkError;
+
+/// What an architecture owns: its relocation formulas, how GOT loads are
+/// relaxed, and how far a direct reference reaches. (Its relocation tables,
+/// one per object format, and its stub templates live in its folder.)
+pub trait Arch {
+    /// The architecture's name, for messages.
+    const NAME: &'static str;
+
+    /// How far, in bytes, a direct branch or the narrowest PC-relative
+    /// reference to data reaches either way from its place. Every JIT
+    /// allocation comes from one slab no larger than this, so references
+    /// between JIT'd symbols always reach; targets outside the slab's reach
+    /// go through a stub or a copy inside it.
+    const DIRECT_REACH: u64;
+
+    /// The value a relocation of `op` gives its field.
+    fn field_value(op: RelocOp, operands: &Operands<'_>) -> Result<i128, LinkError>;
+
+    /// Rewrites the GOT load whose field is at `offset` in `code` into a
+    /// direct address computation, when `relax` and the instruction allow
+    /// it; true when it did.
+    fn relax_got_load(code: &mut [u8], offset: usize, relax: Relax) -> bool;
+
+    /// Whether a direct reference from anywhere in `base..base + size`
+    /// reaches `target`.
+    fn reaches(base: u64, size: u64, target: u64) -> bool {
+        let end = base.saturating_add(size);
+        target.abs_diff(base) < Self::DIRECT_REACH && target.abs_diff(end) < Self::DIRECT_REACH
+    }
+}
+
+/// The architecture Solder links for.
+pub type Machine = x86_64::X86_64;
+
+/// The inputs of a relocation formula, as two's-complement values. Letters
+/// as in [`RelocOp`].
+pub struct Operands<'f> {
+    /// S: the target's address (or its stub's, or its copy's).
+    pub s: i128,
+    /// A: the addend.
+    pub a: i128,
+    /// P: the place (the field's address).
+    pub p: i128,
+    /// GOT: the module's GOT base.
+    pub got: i128,
+    /// G: the offset of the target's GOT entry from GOT, when the edge goes
+    /// through one (`None` for a relaxed GOT load).
+    pub got_entry: Option<i128>,
+    /// Z: the target's size.
+    pub size: i128,
+    /// The session's image base (COFF `__ImageBase`).
+    pub image_base: i128,
+    /// M: the address of a difference's subtrahend (evaluated only for
+    /// [`RelocOp::Difference`]).
+    pub minus: &'f dyn Fn() -> i128,
+    /// The 1-based index and the start of the module segment holding S
+    /// (evaluated only for the segment kinds; an error when S is not in
+    /// the module).
+    pub segment: &'f dyn Fn() -> Result<(i128, i128), LinkError>,
+}
 
 /// The value a relocation computes. Letters as in the psABI: S target
 /// address, A addend, P place, GOT the module's GOT base, G the offset of the
@@ -137,6 +197,18 @@ pub fn write_checked(kind: &RelocKind, field: &mut [u8], value: i128) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The slab's reach is the architecture's: a target exactly at the
+    /// reach from either end of the range is out of it.
+    #[test]
+    fn reach_is_measured_from_both_ends() {
+        let (base, size) = (0x7f00_0000_0000u64, 1u64 << 20);
+        let reach = Machine::DIRECT_REACH;
+        assert!(Machine::reaches(base, size, base + size + reach - 1 - size));
+        assert!(!Machine::reaches(base, size, base + reach));
+        assert!(Machine::reaches(base, size, base + size - reach + 1));
+        assert!(!Machine::reaches(base, size, base + size - reach));
+    }
 
     #[test]
     fn fits_at_the_exact_boundaries() {

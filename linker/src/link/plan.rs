@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap as HashMap;
 use solder_executor::host::HostSymbolKind;
 
 use super::resolve::{Origin, Resolver, Target, binding_of};
-use crate::arch::{Relax, RelocKind, RelocOp, fits, x86_64};
+use crate::arch::{Arch, Machine, Relax, RelocKind, RelocOp, fits};
 use crate::error::LinkError;
 use crate::memory::Slab;
 
@@ -206,5 +206,5 @@ fn can_relax(data: &[u8], offset: u64, relax: Relax) -> bool {
     };
     let mut probe = [0u8; 3];
     probe.copy_from_slice(window);
-    x86_64::relax_got_load(&mut probe, 3, relax)
+    Machine::relax_got_load(&mut probe, 3, relax)
 }

@@ -6,11 +6,12 @@ use super::layout::Layout;
 use super::plan::{Plan, Via};
 use super::resolve::{Origin, Resolver, Target};
 use super::{DataBinding, site};
+use crate::arch::x86_64::elf::ABS64;
 use crate::arch::x86_64::{
-    ABS64, DSO_THUNK_SIZE, JUMP_STUB, JUMP_STUB_DISP, JUMP_STUB_END, WIN64_TO_SYSV_SHIM,
+    self, DSO_THUNK_SIZE, JUMP_STUB, JUMP_STUB_DISP, JUMP_STUB_END, WIN64_TO_SYSV_SHIM,
     WIN64_TO_SYSV_SLOT,
 };
-use crate::arch::{RelocOp, write_checked, x86_64};
+use crate::arch::{Arch, Machine, Operands, RelocOp, write_checked};
 use crate::error::{LinkError, OutOfRange, UnsupportedRelocation};
 use crate::executors::Executor;
 use crate::graph::*;
@@ -285,28 +286,34 @@ fn relocate_edge(
     };
     if let (RelocOp::GotEntryPcRel { relax }, Via::Relaxed) = (edge.kind.op, via) {
         let start = section_offset as usize;
-        let relaxed = x86_64::relax_got_load(
+        let relaxed = Machine::relax_got_load(
             &mut memory[start..start + section.size as usize],
             edge.offset as usize,
             relax,
         );
         debug_assert!(relaxed, "planned relaxations match");
     }
-    let operands = Operands {
-        s: s_val,
-        a: edge.addend as i128,
-        p,
-        got: at.got as i128,
-        size: r.size as i128,
-        image_base: resolver.req.slab.base() as i128,
-    };
     let minus = || {
         let minus = edge
             .minus()
             .expect("front-ends give differences a subtrahend");
         at.of(resolver.cached(g, minus).target) as i64 as i128
     };
-    let value = field_value(edge.kind.op, via, &operands, minus, segment)?;
+    let operands = Operands {
+        s: s_val,
+        a: edge.addend as i128,
+        p,
+        got: at.got as i128,
+        got_entry: match via {
+            Via::Got(i) => Some(8 * i128::from(i)),
+            _ => None,
+        },
+        size: r.size as i128,
+        image_base: resolver.req.slab.base() as i128,
+        minus: &minus,
+        segment: &segment,
+    };
+    let value = Machine::field_value(edge.kind.op, &operands)?;
     let width = usize::from(edge.kind.width);
     write_checked(&edge.kind, &mut memory[field_at..field_at + width], value).map_err(
         |failure| {
@@ -347,44 +354,4 @@ fn relocate_edge(
         });
     }
     Ok(())
-}
-
-/// The inputs of a relocation formula, as two's-complement values: S the
-/// target's address (or its stub's, copy's), A the addend, P the place, the
-/// module's GOT base, Z the target's size, and the session's image base.
-struct Operands {
-    s: i128,
-    a: i128,
-    p: i128,
-    got: i128,
-    size: i128,
-    image_base: i128,
-}
-
-/// The value an edge's field takes: its kind's formula, for how the edge
-/// was planned. `minus` gives the subtrahend of a difference and `segment`
-/// the (1-based index, start) of the module segment holding the target;
-/// each is evaluated only by the kinds that need it.
-fn field_value(
-    op: RelocOp,
-    via: Via,
-    o: &Operands,
-    minus: impl FnOnce() -> i128,
-    segment: impl FnOnce() -> Result<(i128, i128), LinkError>,
-) -> Result<i128, LinkError> {
-    Ok(match (op, via) {
-        (RelocOp::GotEntryPcRel { .. }, Via::Relaxed) => o.s + o.a - o.p,
-        (RelocOp::GotEntryPcRel { .. }, Via::Got(i)) => o.got + 8 * i128::from(i) + o.a - o.p,
-        (RelocOp::GotEntryOffset, Via::Got(i)) => 8 * i128::from(i) + o.a,
-        (RelocOp::Absolute, _) => o.s + o.a,
-        (RelocOp::PcRelative | RelocOp::Branch, _) => o.s + o.a - o.p,
-        (RelocOp::GotBasePcRel, _) => o.got + o.a - o.p,
-        (RelocOp::GotBaseOffset, _) => o.s + o.a - o.got,
-        (RelocOp::Size, _) => o.size + o.a,
-        (RelocOp::Difference, _) => o.s + o.a - minus(),
-        (RelocOp::ImageRelative, _) => o.s + o.a - o.image_base,
-        (RelocOp::SegmentOffset, _) => o.s + o.a - segment()?.1,
-        (RelocOp::SegmentIndex, _) => segment()?.0 + o.a,
-        (op, via) => unreachable!("{op:?} planned as {via:?}"),
-    })
 }

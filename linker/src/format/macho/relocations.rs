@@ -9,7 +9,7 @@ use object::read::macho::Section as _;
 
 use super::{Input, LE, Raw};
 use crate::arch::RelocKind;
-use crate::arch::macho_x86_64::{MachOReloc, macho_reloc};
+use crate::arch::x86_64::macho::{MachOReloc, macho_reloc};
 use crate::error::{LinkError, Site, UnsupportedRelocation};
 use crate::graph::*;
 

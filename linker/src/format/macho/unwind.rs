@@ -6,7 +6,7 @@
 
 use super::Raw;
 use super::relocations::Context;
-use crate::arch::macho_x86_64::{
+use crate::arch::x86_64::macho::{
     EH_FRAME_DELTA32, EH_FRAME_DELTA64, EH_FRAME_POINTER32, EH_FRAME_POINTER64,
 };
 use crate::error::LinkError;

@@ -5,7 +5,7 @@
 
 use object::macho::RelocationType;
 
-use super::{Check, Relax, RelocKind, RelocName, RelocOp};
+use crate::arch::{Check, Relax, RelocKind, RelocName, RelocOp};
 
 /// What a raw Mach-O x86-64 relocation means, or why it cannot be linked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! addend is read from the field (COFF relocations are REL: the addend is
 //! the field's current content).
 
-use super::{Check, RelocKind, RelocName, RelocOp};
+use crate::arch::{Check, RelocKind, RelocName, RelocOp};
 
 /// What a raw COFF AMD64 relocation type means, or why it cannot be linked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

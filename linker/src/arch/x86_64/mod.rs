@@ -1,0 +1,276 @@
+//! x86-64: the relocation formulas, GOT-load relaxation, the reach of a
+//! rel32, and the instruction templates of stubs, thunks and shims; one
+//! relocation table per object format ([`elf`], [`macho`], [`coff`]).
+
+pub mod coff;
+pub mod elf;
+pub mod macho;
+
+use super::{Arch, Operands, Relax, RelocOp};
+use crate::error::LinkError;
+
+/// The x86-64 architecture.
+pub struct X86_64;
+
+impl Arch for X86_64 {
+    const NAME: &'static str = "x86-64";
+
+    /// A rel32 reaches 2 GiB either way; less a 1 MiB margin for addends
+    /// (the executor places slabs next to the host with the same margin).
+    const DIRECT_REACH: u64 = (1 << 31) - (1 << 20);
+
+    fn field_value(op: RelocOp, o: &Operands<'_>) -> Result<i128, LinkError> {
+        Ok(match (op, o.got_entry) {
+            (RelocOp::GotEntryPcRel { .. }, None) => o.s + o.a - o.p, // relaxed
+            (RelocOp::GotEntryPcRel { .. }, Some(entry)) => o.got + entry + o.a - o.p,
+            (RelocOp::GotEntryOffset, Some(entry)) => entry + o.a,
+            (RelocOp::GotEntryOffset, None) => unreachable!("GOT offsets are never relaxed"),
+            (RelocOp::Absolute, _) => o.s + o.a,
+            (RelocOp::PcRelative | RelocOp::Branch, _) => o.s + o.a - o.p,
+            (RelocOp::GotBasePcRel, _) => o.got + o.a - o.p,
+            (RelocOp::GotBaseOffset, _) => o.s + o.a - o.got,
+            (RelocOp::Size, _) => o.size + o.a,
+            (RelocOp::Difference, _) => o.s + o.a - (o.minus)(),
+            (RelocOp::ImageRelative, _) => o.s + o.a - o.image_base,
+            (RelocOp::SegmentOffset, _) => o.s + o.a - (o.segment)()?.1,
+            (RelocOp::SegmentIndex, _) => (o.segment)()?.0 + o.a,
+            (RelocOp::None, _) => unreachable!("nothing to patch"),
+        })
+    }
+
+    fn relax_got_load(code: &mut [u8], offset: usize, relax: Relax) -> bool {
+        relax_got_load(code, offset, relax)
+    }
+}
+
+/// Rewrites a GOT load into a direct address computation when the psABI
+/// allows it for this instruction, so the GOT entry is not needed.
+///
+/// `code` is the section's bytes and `offset` the relocated field. Returns
+/// true when the instruction was rewritten; the field then takes
+/// `S + A - P` (same place, same addend). The caller only relaxes when the
+/// target is defined in the same load, so the result always reaches.
+pub fn relax_got_load(code: &mut [u8], offset: usize, relax: Relax) -> bool {
+    match relax {
+        Relax::No => false,
+        Relax::Mov => {
+            let Some(at) = offset.checked_sub(2) else {
+                return false;
+            };
+            match (code[at], code[at + 1]) {
+                // mov foo@GOTPCREL(%rip), %r32  ->  lea foo(%rip), %r32
+                (0x8b, modrm) if modrm & 0xc7 == 0x05 => {
+                    code[at] = 0x8d;
+                    true
+                }
+                // call *foo@GOTPCREL(%rip)  ->  addr32 call foo
+                (0xff, 0x15) => {
+                    code[at] = 0x67; // addr32 prefix: keeps the length at 6 bytes
+                    code[at + 1] = 0xe8; // call rel32
+                    true
+                }
+                _ => false,
+            }
+        }
+        Relax::RexMov => {
+            let Some(at) = offset.checked_sub(3) else {
+                return false;
+            };
+            let (rex, opcode, modrm) = (code[at], code[at + 1], code[at + 2]);
+            // mov foo@GOTPCREL(%rip), %r64  ->  lea foo(%rip), %r64
+            if rex & 0xf0 == 0x40 && opcode == 0x8b && modrm & 0xc7 == 0x05 {
+                code[at + 1] = 0x8d;
+                true
+            } else {
+                false
+            }
+        }
+    }
+}
+
+/// A call stub: jumps through an 8-byte slot. Used for PLT stubs (slot in
+/// the module's GOT) and the session's indirection stubs (slot rewritten on
+/// hot swap).
+pub const JUMP_STUB: [u8; 8] = [
+    0xff, 0x25, 0, 0, 0, 0, // jmp *slot(%rip)
+    0xcc, 0xcc, // int3 padding
+];
+/// Offset of the rel32 slot displacement in [`JUMP_STUB`], and the offset the
+/// displacement is relative to (the end of the jmp).
+pub const JUMP_STUB_DISP: usize = 2;
+pub const JUMP_STUB_END: usize = 6;
+
+/// The thunk that passes a module's `__dso_handle` to the runtime: loads its
+/// address into an argument register, then jumps through a slot holding the
+/// runtime function.
+pub const DSO_THUNK_SIZE: usize = 16;
+
+/// A rel32 field in a template: (offset of the field, offset of the end of
+/// the instruction, which its displacement is relative to).
+pub type Rel32Field = (usize, usize);
+
+/// Builds a dso thunk for integer argument `arg_index` (SysV order).
+/// Returns the bytes and its two rel32 fields: `__dso_handle`, then the slot.
+pub fn dso_thunk(arg_index: u8) -> Option<([u8; DSO_THUNK_SIZE], [Rel32Field; 2])> {
+    // ModRM for `lea disp32(%rip), %reg`: mod=00 rm=101, reg in bits 3..5.
+    let modrm = match arg_index {
+        0 => 0x3d, // %rdi
+        1 => 0x35, // %rsi
+        2 => 0x15, // %rdx
+        3 => 0x0d, // %rcx
+        _ => return None,
+    };
+    let bytes = [
+        0x48, 0x8d, modrm, 0, 0, 0, 0, // lea __dso_handle(%rip), %reg
+        0xff, 0x25, 0, 0, 0, 0, // jmp *target_slot(%rip)
+        0xcc, 0xcc, 0xcc, // int3 padding
+    ];
+    Some((bytes, [(3, 7), (9, 13)]))
+}
+
+/// A shim that lets Microsoft x64 code (COFF objects) call a System V
+/// function (the host's libc, the runtime's interposers): it saves what the
+/// Microsoft convention makes callee-saved but System V does not (`rsi`,
+/// `rdi`, `xmm6`-`xmm15`), moves up to six integer arguments from `rcx, rdx,
+/// r8, r9, [rsp+40], [rsp+48]` to `rdi, rsi, rdx, rcx, r8, r9`, and calls
+/// through an 8-byte slot. Floating-point arguments are not moved:
+/// the portable host API takes none.
+pub const WIN64_TO_SYSV_SHIM: [u8; 192] = {
+    let code: [u8; 181] = [
+        0x56, // push %rsi
+        0x57, // push %rdi
+        0x48, 0x81, 0xec, 0xa8, 0x00, 0x00, 0x00, // sub $168, %rsp (rsp 16-aligned)
+        0x0f, 0x29, 0x34, 0x24, // movaps %xmm6, (%rsp)
+        0x0f, 0x29, 0x7c, 0x24, 0x10, // movaps %xmm7, 16(%rsp)
+        0x44, 0x0f, 0x29, 0x44, 0x24, 0x20, // movaps %xmm8, 32(%rsp)
+        0x44, 0x0f, 0x29, 0x4c, 0x24, 0x30, // movaps %xmm9, 48(%rsp)
+        0x44, 0x0f, 0x29, 0x54, 0x24, 0x40, // movaps %xmm10, 64(%rsp)
+        0x44, 0x0f, 0x29, 0x5c, 0x24, 0x50, // movaps %xmm11, 80(%rsp)
+        0x44, 0x0f, 0x29, 0x64, 0x24, 0x60, // movaps %xmm12, 96(%rsp)
+        0x44, 0x0f, 0x29, 0x6c, 0x24, 0x70, // movaps %xmm13, 112(%rsp)
+        0x44, 0x0f, 0x29, 0xb4, 0x24, 0x80, 0x00, 0x00, 0x00, // movaps %xmm14, 128(%rsp)
+        0x44, 0x0f, 0x29, 0xbc, 0x24, 0x90, 0x00, 0x00, 0x00, // movaps %xmm15, 144(%rsp)
+        0x48, 0x89, 0xcf, // mov %rcx, %rdi (argument 1)
+        0x48, 0x89, 0xd6, // mov %rdx, %rsi (argument 2)
+        0x4c, 0x89, 0xc2, // mov %r8, %rdx (argument 3)
+        0x4c, 0x89, 0xc9, // mov %r9, %rcx (argument 4)
+        0x4c, 0x8b, 0x84, 0x24, 0xe0, 0x00, 0x00, 0x00, // mov 224(%rsp), %r8 (argument 5)
+        0x4c, 0x8b, 0x8c, 0x24, 0xe8, 0x00, 0x00, 0x00, // mov 232(%rsp), %r9 (argument 6)
+        0x31, 0xc0, // xor %eax, %eax (no vector registers, for variadic callees)
+        0xff, 0x15, 0, 0, 0, 0, // call *slot(%rip)
+        0x0f, 0x28, 0x34, 0x24, // movaps (%rsp), %xmm6
+        0x0f, 0x28, 0x7c, 0x24, 0x10, // movaps 16(%rsp), %xmm7
+        0x44, 0x0f, 0x28, 0x44, 0x24, 0x20, // movaps 32(%rsp), %xmm8
+        0x44, 0x0f, 0x28, 0x4c, 0x24, 0x30, // movaps 48(%rsp), %xmm9
+        0x44, 0x0f, 0x28, 0x54, 0x24, 0x40, // movaps 64(%rsp), %xmm10
+        0x44, 0x0f, 0x28, 0x5c, 0x24, 0x50, // movaps 80(%rsp), %xmm11
+        0x44, 0x0f, 0x28, 0x64, 0x24, 0x60, // movaps 96(%rsp), %xmm12
+        0x44, 0x0f, 0x28, 0x6c, 0x24, 0x70, // movaps 112(%rsp), %xmm13
+        0x44, 0x0f, 0x28, 0xb4, 0x24, 0x80, 0x00, 0x00, 0x00, // movaps 128(%rsp), %xmm14
+        0x44, 0x0f, 0x28, 0xbc, 0x24, 0x90, 0x00, 0x00, 0x00, // movaps 144(%rsp), %xmm15
+        0x48, 0x81, 0xc4, 0xa8, 0x00, 0x00, 0x00, // add $168, %rsp
+        0x5f, // pop %rdi
+        0x5e, // pop %rsi
+        0xc3, // ret
+    ];
+    let mut shim = [0xcc; 192]; // int3 padding
+    let mut i = 0;
+    while i < code.len() {
+        shim[i] = code[i];
+        i += 1;
+    }
+    shim
+};
+/// The rel32 field of the shim's `call *slot(%rip)`.
+pub const WIN64_TO_SYSV_SLOT: Rel32Field = (104, 108);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relaxes_only_known_instruction_forms() {
+        // mov 0(%rip), %rax with REX_GOTPCRELX at offset 3.
+        let mut code = [0x48, 0x8b, 0x05, 0, 0, 0, 0];
+        assert!(relax_got_load(&mut code, 3, Relax::RexMov));
+        assert_eq!(code[..3], [0x48, 0x8d, 0x05]);
+        // call *0(%rip) with GOTPCRELX at offset 2.
+        let mut call = [0xff, 0x15, 0, 0, 0, 0];
+        assert!(relax_got_load(&mut call, 2, Relax::Mov));
+        assert_eq!(call[..2], [0x67, 0xe8]);
+        // add 0(%rip), %rax is left alone.
+        let mut add = [0x48, 0x03, 0x05, 0, 0, 0, 0];
+        assert!(!relax_got_load(&mut add, 3, Relax::RexMov));
+        assert_eq!(add[1], 0x03);
+        // Plain GOTPCREL never relaxes.
+        let mut plain = [0x48, 0x8b, 0x05, 0, 0, 0, 0];
+        assert!(!relax_got_load(&mut plain, 3, Relax::No));
+        assert_eq!(plain[1], 0x8b);
+    }
+
+    /// A GOT load is only rewritten when its operand is the RIP-relative
+    /// GOT entry (ModRM mod=00 rm=101); any other addressing form, prefix or
+    /// opcode stays as it is.
+    #[test]
+    fn relaxation_refuses_other_addressing_forms() {
+        // mov 0(%rip), %ecx (GOTPCRELX): relaxed, the register kept.
+        let mut mov = [0x8b, 0x0d, 0, 0, 0, 0];
+        assert!(relax_got_load(&mut mov, 2, Relax::Mov));
+        assert_eq!(mov[..2], [0x8d, 0x0d]);
+        // mov disp32(%rax), %ecx: mod=10, not RIP-relative.
+        let mut based = [0x8b, 0x88, 0, 0, 0, 0];
+        assert!(!relax_got_load(&mut based, 2, Relax::Mov));
+        assert_eq!(based[..2], [0x8b, 0x88]);
+        // mov disp32(,%rax), %ecx through a SIB byte: rm=100.
+        let mut sib = [0x8b, 0x0c, 0, 0, 0, 0];
+        assert!(!relax_got_load(&mut sib, 2, Relax::Mov));
+        assert_eq!(sib[..2], [0x8b, 0x0c]);
+        // call *disp32(%rax) is not `call *0(%rip)`.
+        let mut call_based = [0xff, 0x90, 0, 0, 0, 0];
+        assert!(!relax_got_load(&mut call_based, 2, Relax::Mov));
+        assert_eq!(call_based[..2], [0xff, 0x90]);
+        // jmp *0(%rip) (ModRM 0x25) is not a call.
+        let mut jmp = [0xff, 0x25, 0, 0, 0, 0];
+        assert!(!relax_got_load(&mut jmp, 2, Relax::Mov));
+        assert_eq!(jmp[..2], [0xff, 0x25]);
+        // REX forms: the REX prefix must be one (0x4X), the opcode mov and
+        // the operand RIP-relative.
+        let mut rex_based = [0x48, 0x8b, 0x80, 0, 0, 0, 0];
+        assert!(!relax_got_load(&mut rex_based, 3, Relax::RexMov));
+        assert_eq!(rex_based[1], 0x8b);
+        let mut no_rex = [0x66, 0x8b, 0x05, 0, 0, 0, 0];
+        assert!(!relax_got_load(&mut no_rex, 3, Relax::RexMov));
+        assert_eq!(no_rex[1], 0x8b);
+        let mut rex_r = [0x4c, 0x8b, 0x1d, 0, 0, 0, 0];
+        assert!(relax_got_load(&mut rex_r, 3, Relax::RexMov));
+        assert_eq!(rex_r[..3], [0x4c, 0x8d, 0x1d]);
+        // A field too close to the start of the section has no instruction.
+        let mut short = [0u8; 4];
+        assert!(!relax_got_load(&mut short, 1, Relax::Mov));
+        assert!(!relax_got_load(&mut short, 2, Relax::RexMov));
+    }
+
+    #[test]
+    fn dso_thunk_encodes_the_register() {
+        // lea disp32(%rip), %rdi / %rsi / %rdx / %rcx: the SysV order.
+        let modrms = [0x3d, 0x35, 0x15, 0x0d];
+        for (arg, modrm) in modrms.into_iter().enumerate() {
+            let (bytes, fields) = dso_thunk(arg as u8).unwrap();
+            assert_eq!(bytes[..3], [0x48, 0x8d, modrm], "argument {arg}");
+            assert_eq!(bytes[7..9], [0xff, 0x25], "argument {arg}: jmp *slot(%rip)");
+            assert_eq!(fields, [(3, 7), (9, 13)]);
+        }
+        assert!(dso_thunk(4).is_none());
+        assert!(dso_thunk(6).is_none());
+    }
+
+    #[test]
+    fn win64_shim_call_field_is_where_the_template_says() {
+        let (field, end) = WIN64_TO_SYSV_SLOT;
+        assert_eq!(&WIN64_TO_SYSV_SHIM[field - 2..field], &[0xff, 0x15]);
+        assert_eq!(end, field + 4);
+        // The epilogue follows the call: the first restore is movaps (%rsp), %xmm6.
+        assert_eq!(&WIN64_TO_SYSV_SHIM[end..end + 4], &[0x0f, 0x28, 0x34, 0x24]);
+        assert_eq!(WIN64_TO_SYSV_SHIM[180], 0xc3);
+    }
+}
