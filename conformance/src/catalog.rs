@@ -38,35 +38,32 @@ pub fn scenarios_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
 }
 
-/// Every `<area>/<name>.yaml` under `dir`, sorted, parsed.
+/// Every `<area>/<name>.yaml` under `dir`, sorted, parsed. Files at other
+/// depths are not scenarios.
 pub fn discover(dir: &Path) -> std::io::Result<Vec<ScenarioFile>> {
     let mut files = Vec::new();
-    let mut areas: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    areas.sort();
-    for area_dir in areas.into_iter().filter(|p| p.is_dir()) {
-        let area = file_name(&area_dir);
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(&area_dir)?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()?;
-        paths.sort();
-        for path in paths {
-            if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
-                continue;
-            }
-            let name = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let scenario = Scenario::load(&path).map(Arc::new).map_err(Arc::new);
-            files.push(ScenarioFile {
-                area: area.clone(),
-                name,
-                path,
-                scenario,
-            });
+    let walk = walkdir::WalkDir::new(dir)
+        .min_depth(2)
+        .max_depth(2)
+        .sort_by_file_name();
+    for entry in walk {
+        let entry = entry.map_err(std::io::Error::other)?;
+        let path = entry.into_path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") || !path.is_file() {
+            continue;
         }
+        let area = path.parent().map(file_name).unwrap_or_default();
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let scenario = Scenario::load(&path).map(Arc::new).map_err(Arc::new);
+        files.push(ScenarioFile {
+            area,
+            name,
+            path,
+            scenario,
+        });
     }
     Ok(files)
 }

@@ -102,7 +102,7 @@ mod tests {
     /// files; a missing file or a directory is an error naming the path.
     #[test]
     fn object_file_read_returns_the_files_bytes() {
-        let scratch = crate::test_support::Scratch::new();
+        let scratch = crate::test_support::scratch();
         for size in [0usize, 5, 3 * 4096 + 7, 200_003] {
             let path = scratch.path().join(format!("{size}.o"));
             let bytes: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
