@@ -24,7 +24,7 @@ use solder_linker::{
 };
 
 use crate::formats::{Format, Mode};
-use crate::schema::{Action, PlacementSpec, RecoverySpec, Scenario, SessionSpec};
+use crate::schema::{Action, Call, PlacementSpec, RecoverySpec, Scenario, SessionSpec};
 
 /// Set in the child's environment: the JSON [`ChildPlan`].
 pub const CHILD_ENV: &str = "SOLDER_CONFORMANCE_CHILD";
@@ -203,7 +203,6 @@ fn flushed_stdout_size() -> u64 {
 }
 
 /// Runs the plan in `plan_json`; returns only when every step returned.
-#[expect(clippy::too_many_lines, reason = "to be split into steps")]
 pub fn run(plan_json: &str) -> Result<(), ChildError> {
     let plan: ChildPlan = serde_json::from_str(plan_json)?;
     let scenario = Scenario::load(&plan.scenario)?;
@@ -259,26 +258,7 @@ pub fn run(plan_json: &str) -> Result<(), ChildError> {
                     modules.insert(module.clone(), id);
                 }))
             }
-            Action::Call(call) => {
-                match session.lookup(&format!("{}{}", plan.format.symbol_prefix(), call.function)) {
-                    Ok(Some(address)) => {
-                        let args: Vec<u64> = call.args.iter().map(|&a| a as u64).collect();
-                        let timeout = call.timeout_ms.map(std::time::Duration::from_millis);
-                        // SAFETY: the scenario names a function of a fixture
-                        // and passes at most six integer arguments; whatever the
-                        // function does happens in this disposable child process
-                        // or in the executor process.
-                        match unsafe { session.call_with_timeout(address, &args, timeout) } {
-                            Ok(value) => StepResult::Returned { value },
-                            Err(err) => failure(err),
-                        }
-                    }
-                    Ok(None) => StepResult::MissingSymbol {
-                        name: call.function.clone(),
-                    },
-                    Err(err) => link(Err(err)),
-                }
-            }
+            Action::Call(call) => call_step(&mut session, plan.format, call),
             Action::Replace {
                 module,
                 with,
@@ -286,23 +266,7 @@ pub fn run(plan_json: &str) -> Result<(), ChildError> {
             } => {
                 let objects = read_objects(with)?;
                 match modules.get(module) {
-                    Some(&id) => {
-                        let mut result = session.replace(id, &objects);
-                        let first = session.slab_used();
-                        for _ in 1..*repeat {
-                            if result.is_err() {
-                                break;
-                            }
-                            result = session.replace(id, &objects);
-                        }
-                        let last = session.slab_used();
-                        match link(result) {
-                            StepResult::Ok if last > first => {
-                                StepResult::MemoryGrew { first, last }
-                            }
-                            other => other,
-                        }
-                    }
+                    Some(&id) => replace_step(&mut session, id, &objects, *repeat),
                     None => StepResult::NoModule {
                         name: module.clone(),
                     },
@@ -434,5 +398,51 @@ impl Drop for TcpExecutor {
     fn drop(&mut self) {
         let _ = self.process.kill();
         let _ = self.process.wait();
+    }
+}
+
+/// A `call` step: looks the function up and calls it.
+fn call_step(session: &mut Session, format: Format, call: &Call) -> StepResult {
+    match session.lookup(&format!("{}{}", format.symbol_prefix(), call.function)) {
+        Ok(Some(address)) => {
+            let args: Vec<u64> = call.args.iter().map(|&a| a as u64).collect();
+            let timeout = call.timeout_ms.map(std::time::Duration::from_millis);
+            // SAFETY: the scenario names a function of a fixture and passes
+            // at most six integer arguments; whatever the function does
+            // happens in this disposable child process or in the executor
+            // process.
+            match unsafe { session.call_with_timeout(address, &args, timeout) } {
+                Ok(value) => StepResult::Returned { value },
+                Err(err) => failure(err),
+            }
+        }
+        Ok(None) => StepResult::MissingSymbol {
+            name: call.function.clone(),
+        },
+        Err(err) => failure(err),
+    }
+}
+
+/// A `replace` step: hot-swaps module `id` `repeat` times; the slab must
+/// not hold more after the last swap than after the first.
+fn replace_step(
+    session: &mut Session,
+    id: ModuleId,
+    objects: &[ObjectFile],
+    repeat: u32,
+) -> StepResult {
+    let mut result = session.replace(id, objects);
+    let first = session.slab_used();
+    for _ in 1..repeat {
+        if result.is_err() {
+            break;
+        }
+        result = session.replace(id, objects);
+    }
+    let last = session.slab_used();
+    match result {
+        Ok(()) if last > first => StepResult::MemoryGrew { first, last },
+        Ok(()) => StepResult::Ok,
+        Err(err) => failure(err),
     }
 }

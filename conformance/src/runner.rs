@@ -173,7 +173,6 @@ impl Harness {
         }
     }
 
-    #[expect(clippy::too_many_lines, reason = "to be split into steps")]
     fn run_child(
         &self,
         trial: &TrialSpec,
@@ -263,31 +262,7 @@ impl Harness {
             ));
         }
         let total = steps.len() + 1;
-        let mut observed: Vec<StepObservation> = (0..total)
-            .map(|_| StepObservation {
-                observed: Observed::NotReached,
-                stdout: Vec::new(),
-            })
-            .collect();
-        let mut open: Option<(usize, u64)> = None;
-        let mut done = false;
-        for record in records {
-            match record {
-                Record::Start { step, stdout } => open = Some((step.min(total - 1), stdout)),
-                Record::Finish {
-                    step,
-                    stdout,
-                    result,
-                } => {
-                    let start = open.take().map_or(stdout, |(_, s)| s);
-                    observed[step.min(total - 1)] = StepObservation {
-                        observed: observe(result),
-                        stdout: slice(&captured, start, stdout),
-                    };
-                }
-                Record::Done => done = true,
-            }
-        }
+        let (mut observed, open, done) = observations(records, &captured, total);
         if let Some((step, start)) = open {
             let outcome = if let Some(step) = timed_out {
                 Observed::TimedOut(timeout_of(step).as_millis() as u64)
@@ -311,6 +286,42 @@ impl Harness {
             dir,
         })
     }
+}
+
+/// What the child's records say of each step (the last slot is the
+/// implicit end), the step still open when the records stop (its index and
+/// where its stdout starts), and whether the child finished.
+fn observations(
+    records: Vec<Record>,
+    captured: &[u8],
+    total: usize,
+) -> (Vec<StepObservation>, Option<(usize, u64)>, bool) {
+    let mut observed: Vec<StepObservation> = (0..total)
+        .map(|_| StepObservation {
+            observed: Observed::NotReached,
+            stdout: Vec::new(),
+        })
+        .collect();
+    let mut open: Option<(usize, u64)> = None;
+    let mut done = false;
+    for record in records {
+        match record {
+            Record::Start { step, stdout } => open = Some((step.min(total - 1), stdout)),
+            Record::Finish {
+                step,
+                stdout,
+                result,
+            } => {
+                let start = open.take().map_or(stdout, |(_, s)| s);
+                observed[step.min(total - 1)] = StepObservation {
+                    observed: observe(result),
+                    stdout: slice(captured, start, stdout),
+                };
+            }
+            Record::Done => done = true,
+        }
+    }
+    (observed, open, done)
 }
 
 /// An executor's crash, exit or timeout reads like the in-process child's

@@ -492,10 +492,6 @@ impl Scenario {
         Ok(scenario)
     }
 
-    #[expect(
-        clippy::too_many_lines,
-        reason = "to be split into one check per step kind"
-    )]
     fn check(&self) -> Result<(), String> {
         if self.steps.is_empty() {
             return Err("a scenario needs at least one step".into());
@@ -522,109 +518,128 @@ impl Scenario {
         let mut modules: Vec<&str> = Vec::new();
         let last = self.steps.len() - 1;
         for (index, step) in self.steps.iter().enumerate() {
-            let n = index + 1;
-            let fixtures_known = |names: &[String]| -> Result<(), String> {
-                for name in names {
-                    if !self.fixtures.contains_key(name) {
-                        return Err(format!("step {n}: no fixture named `{name}`"));
-                    }
+            self.check_action(index + 1, step, &mut modules)?;
+            self.check_expect(index, index == last, step)?;
+        }
+        Ok(())
+    }
+
+    /// Step `n`'s action: known fixtures and modules, call arguments.
+    /// `modules` are the names loaded so far.
+    fn check_action<'s>(
+        &self,
+        n: usize,
+        step: &'s Step,
+        modules: &mut Vec<&'s str>,
+    ) -> Result<(), String> {
+        let fixtures_known = |names: &[String]| -> Result<(), String> {
+            for name in names {
+                if !self.fixtures.contains_key(name) {
+                    return Err(format!("step {n}: no fixture named `{name}`"));
                 }
-                Ok(())
-            };
-            match &step.action {
-                Action::Load { fixtures, module } => {
-                    fixtures_known(fixtures)?;
-                    if step.expect.link_error.is_none() {
-                        modules.push(module);
-                    }
+            }
+            Ok(())
+        };
+        match &step.action {
+            Action::Load { fixtures, module } => {
+                fixtures_known(fixtures)?;
+                if step.expect.link_error.is_none() {
+                    modules.push(module);
                 }
-                Action::Replace { module, with, .. } => {
-                    fixtures_known(with)?;
-                    if !modules.contains(&module.as_str()) {
-                        return Err(format!(
-                            "step {n}: no module named `{module}` loaded before"
-                        ));
-                    }
+            }
+            Action::Replace { module, with, .. } => {
+                fixtures_known(with)?;
+                if !modules.contains(&module.as_str()) {
+                    return Err(format!(
+                        "step {n}: no module named `{module}` loaded before"
+                    ));
                 }
-                Action::Remove { module } => {
-                    if !modules.contains(&module.as_str()) {
-                        return Err(format!(
-                            "step {n}: no module named `{module}` loaded before"
-                        ));
-                    }
+            }
+            Action::Remove { module } => {
+                if !modules.contains(&module.as_str()) {
+                    return Err(format!(
+                        "step {n}: no module named `{module}` loaded before"
+                    ));
                 }
-                Action::Call(call) => {
-                    if call.args.len() > 6 {
-                        return Err(format!("step {n}: at most six arguments"));
-                    }
-                    if call.width != 32 && call.width != 64 {
-                        return Err(format!("step {n}: `width` is 32 or 64"));
-                    }
-                    if let Some(value) = step.expect.returns
-                        && call.width == 32
-                        && i32::try_from(value).is_err()
-                        && u32::try_from(value).is_err()
-                    {
-                        return Err(format!(
-                            "step {n}: {value} does not fit a 32-bit return value (set `width: 64`)"
-                        ));
-                    }
+            }
+            Action::Call(call) => {
+                if call.args.len() > 6 {
+                    return Err(format!("step {n}: at most six arguments"));
                 }
-                Action::End => {}
+                if call.width != 32 && call.width != 64 {
+                    return Err(format!("step {n}: `width` is 32 or 64"));
+                }
+                if let Some(value) = step.expect.returns
+                    && call.width == 32
+                    && i32::try_from(value).is_err()
+                    && u32::try_from(value).is_err()
+                {
+                    return Err(format!(
+                        "step {n}: {value} does not fit a 32-bit return value (set `width: 64`)"
+                    ));
+                }
             }
-            let e = &step.expect;
-            if e.returns.is_some() && !matches!(step.action, Action::Call(_)) {
-                return Err(format!("step {n}: `returns` needs a `call` step"));
-            }
-            if e.link_error.is_some() && matches!(step.action, Action::Call(_) | Action::End) {
-                return Err(format!(
-                    "step {n}: `link_error` needs a load, replace or remove step"
-                ));
-            }
-            let outcomes = [
-                e.returns.is_some(),
-                e.link_error.is_some(),
-                e.crash.is_some(),
-                e.exit.is_some(),
-                e.timeout == Some(true),
-            ];
-            if outcomes.iter().filter(|&&b| b).count() > 1 {
-                return Err(format!(
-                    "step {n}: expect at most one of returns, link_error, crash, exit, timeout"
-                ));
-            }
-            let survivable =
-                self.session.recovery.is_some() && (e.crash.is_some() || e.timeout == Some(true));
-            if e.terminal() && index != last && !survivable {
-                return Err(format!(
-                    "step {n}: a crash, exit or timeout ends the trial, so it must be the last step (unless `session.recovery` lets the session continue after a crash or timeout)"
-                ));
-            }
-            if e.stdout.is_some() && e.stdout_matches.is_some() {
-                return Err(format!(
-                    "step {n}: use `stdout` or `stdout_matches`, not both"
-                ));
-            }
-            if let Some(pattern) = &e.stdout_matches {
-                regex::Regex::new(pattern)
-                    .map_err(|err| format!("step {n}: stdout_matches: {err}"))?;
-            }
-            if let Some(link) = &e.link_error
-                && let Some(pattern) = &link.message
-            {
-                regex::Regex::new(pattern)
-                    .map_err(|err| format!("step {n}: link_error.message: {err}"))?;
-            }
-            if let Some(crash) = &e.crash
-                && !SIGNALS.iter().any(|(name, _)| *name == crash.signal)
-            {
-                let names: Vec<&str> = SIGNALS.iter().map(|(name, _)| *name).collect();
-                return Err(format!(
-                    "step {n}: unknown signal `{}` (one of {})",
-                    crash.signal,
-                    names.join(", ")
-                ));
-            }
+            Action::End => {}
+        }
+        Ok(())
+    }
+
+    /// Step `index`'s expectation: at most one outcome, terminal outcomes
+    /// last (unless a recovery policy survives them), valid patterns and
+    /// signal names.
+    fn check_expect(&self, index: usize, is_last: bool, step: &Step) -> Result<(), String> {
+        let n = index + 1;
+        let e = &step.expect;
+        if e.returns.is_some() && !matches!(step.action, Action::Call(_)) {
+            return Err(format!("step {n}: `returns` needs a `call` step"));
+        }
+        if e.link_error.is_some() && matches!(step.action, Action::Call(_) | Action::End) {
+            return Err(format!(
+                "step {n}: `link_error` needs a load, replace or remove step"
+            ));
+        }
+        let outcomes = [
+            e.returns.is_some(),
+            e.link_error.is_some(),
+            e.crash.is_some(),
+            e.exit.is_some(),
+            e.timeout == Some(true),
+        ];
+        if outcomes.iter().filter(|&&b| b).count() > 1 {
+            return Err(format!(
+                "step {n}: expect at most one of returns, link_error, crash, exit, timeout"
+            ));
+        }
+        let survivable =
+            self.session.recovery.is_some() && (e.crash.is_some() || e.timeout == Some(true));
+        if e.terminal() && !is_last && !survivable {
+            return Err(format!(
+                "step {n}: a crash, exit or timeout ends the trial, so it must be the last step (unless `session.recovery` lets the session continue after a crash or timeout)"
+            ));
+        }
+        if e.stdout.is_some() && e.stdout_matches.is_some() {
+            return Err(format!(
+                "step {n}: use `stdout` or `stdout_matches`, not both"
+            ));
+        }
+        if let Some(pattern) = &e.stdout_matches {
+            regex::Regex::new(pattern).map_err(|err| format!("step {n}: stdout_matches: {err}"))?;
+        }
+        if let Some(link) = &e.link_error
+            && let Some(pattern) = &link.message
+        {
+            regex::Regex::new(pattern)
+                .map_err(|err| format!("step {n}: link_error.message: {err}"))?;
+        }
+        if let Some(crash) = &e.crash
+            && !SIGNALS.iter().any(|(name, _)| *name == crash.signal)
+        {
+            let names: Vec<&str> = SIGNALS.iter().map(|(name, _)| *name).collect();
+            return Err(format!(
+                "step {n}: unknown signal `{}` (one of {})",
+                crash.signal,
+                names.join(", ")
+            ));
         }
         Ok(())
     }

@@ -47,19 +47,17 @@ fn selected<T: Copy>(choice: &str, all: Vec<T>, from_name: impl Fn(&str) -> Opti
     }
 }
 
-/// Runs the suite; true when nothing failed.
-#[expect(clippy::too_many_lines, reason = "to be split into steps")]
-pub fn run(args: &Args) -> Result<bool> {
-    let root = util::workspace_root();
-    let target = util::target_dir(&root)?;
-    let formats = selected(&args.format, Format::all(), Format::from_name);
-    let modes = selected(&args.mode, Mode::all(), Mode::from_name);
-
-    // Build every fixture of the selected, implemented formats first, so
-    // compile errors show up once, before any trial.
+/// Builds the fixtures of every scenario for the selected, implemented
+/// formats (a format without its compiler is reported and left to skip);
+/// true when a fixture failed to build.
+fn build_fixtures(
+    root: &std::path::Path,
+    target: &std::path::Path,
+    formats: &[Format],
+) -> Result<bool> {
     let files =
         catalog::discover(&catalog::scenarios_dir()).context("cannot read the scenarios")?;
-    let builder = Builder::new(&root, &target);
+    let builder = Builder::new(root, target);
     let mut build_failed = false;
     for format in formats.iter().filter(|f| f.info().implemented) {
         let compiler = match builder.compiler(*format) {
@@ -93,6 +91,19 @@ pub fn run(args: &Args) -> Result<bool> {
         }
         eprintln!("conformance: {built} {format} fixture builds up to date");
     }
+    Ok(build_failed)
+}
+
+/// Runs the suite; true when nothing failed.
+pub fn run(args: &Args) -> Result<bool> {
+    let root = util::workspace_root();
+    let target = util::target_dir(&root)?;
+    let formats = selected(&args.format, Format::all(), Format::from_name);
+    let modes = selected(&args.mode, Mode::all(), Mode::from_name);
+
+    // Build every fixture of the selected, implemented formats first, so
+    // compile errors show up once, before any trial.
+    let build_failed = build_fixtures(&root, &target, &formats)?;
 
     // The executor modes spawn `solder-executor`, found next to the
     // harness binary's directory: build it into the same target directory.
