@@ -1608,6 +1608,60 @@ mod tests {
         }
     }
 
+    /// Each formula, with operands distinct enough that any slip (a sign,
+    /// a missing term, the wrong operand) changes the value.
+    #[test]
+    fn every_relocation_formula() {
+        let o = Operands {
+            s: 0x1000_0000,
+            a: 0x30,
+            p: 0x2000_0000,
+            got: 0x3000_0000,
+            size: 0x50,
+            image_base: 0x100,
+        };
+        let value = |op, via| field_value(op, via, &o, || 0x700, || Ok((2, 0x0fff_f000))).unwrap();
+        let got_load = RelocOp::GotEntryPcRel { relax: Relax::Mov };
+        let cases = [
+            (got_load, Via::Relaxed, 0x1000_0000 + 0x30 - 0x2000_0000),
+            (got_load, Via::Got(3), 0x3000_0000 + 24 + 0x30 - 0x2000_0000),
+            (RelocOp::GotEntryOffset, Via::Got(3), 24 + 0x30),
+            (RelocOp::Absolute, Via::Direct, 0x1000_0030),
+            (RelocOp::PcRelative, Via::Direct, 0x1000_0030 - 0x2000_0000),
+            (RelocOp::Branch, Via::Stub(0), 0x1000_0030 - 0x2000_0000),
+            (
+                RelocOp::GotBasePcRel,
+                Via::Direct,
+                0x3000_0030 - 0x2000_0000,
+            ),
+            (
+                RelocOp::GotBaseOffset,
+                Via::Direct,
+                0x1000_0030 - 0x3000_0000,
+            ),
+            (RelocOp::Size, Via::Direct, 0x80),
+            (RelocOp::Difference, Via::Direct, 0x1000_0030 - 0x700),
+            (RelocOp::ImageRelative, Via::Direct, 0x1000_0030 - 0x100),
+            (
+                RelocOp::SegmentOffset,
+                Via::Direct,
+                0x1000_0030 - 0x0fff_f000,
+            ),
+            (RelocOp::SegmentIndex, Via::Direct, 2 + 0x30),
+        ];
+        for (op, via, expected) in cases {
+            assert_eq!(value(op, via), expected, "{op:?} {via:?}");
+        }
+        let outside = field_value(
+            RelocOp::SegmentIndex,
+            Via::Direct,
+            &o,
+            || 0,
+            || Err(LinkError::Memory("not in the module".into())),
+        );
+        assert!(outside.is_err());
+    }
+
     /// Whether a field needs its target near (a stub or a copy in the
     /// slab) depends on the field: a narrow absolute one on whether the
     /// value (address plus addend) fits, a narrow PC-relative one on the
