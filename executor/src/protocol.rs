@@ -1059,6 +1059,120 @@ mod tests {
         }
     }
 
+    /// The body of an encoded request (without its length prefix).
+    fn body(r: &Request) -> Vec<u8> {
+        r.encode()[4..].to_vec()
+    }
+
+    fn refused_as(frame: &[u8]) -> (&'static str, u64) {
+        match Request::decode(frame) {
+            Err(ProtocolError::BadValue { what, value }) => (what, value),
+            other => panic!("expected a BadValue, got {other:?}"),
+        }
+    }
+
+    /// Each size limit of a request is inclusive: the limit itself is
+    /// accepted, one past it refused, naming what and how much.
+    #[test]
+    fn request_limits_are_inclusive() {
+        let hello = |len: usize| Request::Hello {
+            version: VERSION,
+            recovery: Recovery::None,
+            token: vec![b'x'; len],
+        };
+        let at_limit = hello(MAX_TOKEN);
+        assert_eq!(Request::decode(&body(&at_limit)).unwrap(), at_limit);
+        assert_eq!(
+            refused_as(&body(&hello(MAX_TOKEN + 1))),
+            ("token length", MAX_TOKEN as u64 + 1)
+        );
+
+        let read = |size| Request::Read {
+            address: 0x1000,
+            size,
+        };
+        assert_eq!(
+            Request::decode(&body(&read(MAX_READ))).unwrap(),
+            read(MAX_READ)
+        );
+        assert_eq!(
+            refused_as(&body(&read(MAX_READ + 1))),
+            ("read size", u64::from(MAX_READ) + 1)
+        );
+
+        let lookup = |count: u32| Request::Lookup {
+            names: vec![String::new(); count as usize],
+        };
+        let at_limit = lookup(MAX_NAMES);
+        assert_eq!(Request::decode(&body(&at_limit)).unwrap(), at_limit);
+        assert_eq!(
+            refused_as(&body(&lookup(MAX_NAMES + 1))),
+            ("name count", u64::from(MAX_NAMES) + 1)
+        );
+    }
+
+    /// A reader that yields `data`, then fails with `end` (an error kind)
+    /// or reports end of file (`None`).
+    struct Stream {
+        data: std::io::Cursor<Vec<u8>>,
+        end: Option<std::io::ErrorKind>,
+    }
+
+    impl Read for Stream {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.data.read(buf)?;
+            match (n, self.end) {
+                (0, Some(kind)) if !buf.is_empty() => Err(kind.into()),
+                _ => Ok(n),
+            }
+        }
+    }
+
+    fn read(data: Vec<u8>, end: Option<std::io::ErrorKind>) -> Result<Vec<u8>, ProtocolError> {
+        read_frame(&mut Stream {
+            data: std::io::Cursor::new(data),
+            end,
+        })
+    }
+
+    /// `read_frame`: end of file before or inside a frame is a closed
+    /// connection, any other read error is an I/O error, the length limit
+    /// is inclusive and checked before the body is read.
+    #[test]
+    fn frames_are_read_up_to_the_limit_and_end_cleanly() {
+        let with_length = |n: u32, body: usize| {
+            let mut bytes = n.to_le_bytes().to_vec();
+            bytes.resize(4 + body, 7);
+            bytes
+        };
+        assert_eq!(read(with_length(3, 3), None).unwrap(), [7, 7, 7]);
+        assert!(matches!(read(vec![], None), Err(ProtocolError::Closed)));
+        assert!(matches!(read(vec![1, 0], None), Err(ProtocolError::Closed)));
+        assert!(matches!(
+            read(with_length(3, 2), None),
+            Err(ProtocolError::Closed)
+        ));
+        let broken = Some(std::io::ErrorKind::ConnectionReset);
+        assert!(matches!(
+            read(vec![1, 0], broken),
+            Err(ProtocolError::Io(_))
+        ));
+        assert!(matches!(
+            read(with_length(3, 2), broken),
+            Err(ProtocolError::Io(_))
+        ));
+        assert!(matches!(
+            read(with_length(0, 0), None),
+            Err(ProtocolError::Empty)
+        ));
+        let max = MAX_FRAME as usize;
+        assert_eq!(read(with_length(MAX_FRAME, max), None).unwrap().len(), max);
+        assert!(matches!(
+            read(with_length(MAX_FRAME + 1, 0), None),
+            Err(ProtocolError::TooLong(n)) if n == MAX_FRAME + 1
+        ));
+    }
+
     #[test]
     fn requests_round_trip_and_truncations_are_refused() {
         for r in [

@@ -208,3 +208,44 @@ fn can_relax(data: &[u8], offset: u64, relax: Relax) -> bool {
     probe.copy_from_slice(window);
     Machine::relax_got_load(&mut probe, 3, relax)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::x86_64::elf::{ElfReloc, elf_reloc};
+    use object::elf;
+
+    fn kind(r_type: object::elf::RelocationType) -> RelocKind {
+        match elf_reloc(r_type) {
+            Some(ElfReloc::Kind(kind)) => kind,
+            other => panic!("{r_type:?}: {other:?}"),
+        }
+    }
+
+    /// Whether a field needs its target near (a stub or a copy in the
+    /// slab) depends on the field: a narrow absolute one on whether the
+    /// value (address plus addend) fits, a narrow PC-relative one on the
+    /// slab's reach, a wide one never.
+    #[test]
+    fn only_narrow_fields_that_cannot_hold_the_target_need_it_near() {
+        let slab = Slab::new(0x7f00_0000_0000, 16 << 20, 4096);
+        let (near, far_low) = (0x7f00_0010_0000, 0x1000);
+        let abs32 = kind(elf::R_X86_64_32);
+        assert!(!needs_near(&abs32, far_low, 0, &slab));
+        assert!(!needs_near(&abs32, 0xffff_fff0, 0xf, &slab));
+        assert!(needs_near(&abs32, 0xffff_fff0, 0x10, &slab), "2^32");
+        assert!(needs_near(&abs32, near, 0, &slab));
+        assert!(!needs_near(&kind(elf::R_X86_64_64), near, 0, &slab));
+        for pc in [elf::R_X86_64_PC32, elf::R_X86_64_PLT32] {
+            assert!(!needs_near(&kind(pc), near, 0, &slab), "{pc:?} reaches");
+            assert!(needs_near(&kind(pc), far_low, 0, &slab), "{pc:?} far");
+        }
+        assert!(!needs_near(&kind(elf::R_X86_64_PC64), far_low, 0, &slab));
+        assert!(!needs_near(
+            &kind(elf::R_X86_64_GOTPCREL),
+            far_low,
+            0,
+            &slab
+        ));
+    }
+}

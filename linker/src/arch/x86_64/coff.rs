@@ -120,6 +120,165 @@ mod tests {
         assert_eq!(implicit_addend(&section, bias, &[0xff, 0xff]), 0xffff);
     }
 
+    /// Every linkable type: its name, operation, field and bias.
+    #[test]
+    fn every_type_maps_to_its_kind() {
+        use object::pe::*;
+        let cases: [(RelocationType, &str, RelocOp, u8, Check, i64); 12] = [
+            (
+                IMAGE_REL_AMD64_ABSOLUTE,
+                "IMAGE_REL_AMD64_ABSOLUTE",
+                RelocOp::None,
+                0,
+                Check::Wrap,
+                0,
+            ),
+            (
+                IMAGE_REL_AMD64_ADDR64,
+                "IMAGE_REL_AMD64_ADDR64",
+                RelocOp::Absolute,
+                8,
+                Check::Wrap,
+                0,
+            ),
+            (
+                IMAGE_REL_AMD64_ADDR32,
+                "IMAGE_REL_AMD64_ADDR32",
+                RelocOp::Absolute,
+                4,
+                Check::Unsigned,
+                0,
+            ),
+            (
+                IMAGE_REL_AMD64_ADDR32NB,
+                "IMAGE_REL_AMD64_ADDR32NB",
+                RelocOp::ImageRelative,
+                4,
+                Check::Unsigned,
+                0,
+            ),
+            (
+                IMAGE_REL_AMD64_REL32,
+                "IMAGE_REL_AMD64_REL32",
+                RelocOp::PcRelative,
+                4,
+                Check::Signed,
+                -4,
+            ),
+            (
+                IMAGE_REL_AMD64_REL32_1,
+                "IMAGE_REL_AMD64_REL32_1",
+                RelocOp::PcRelative,
+                4,
+                Check::Signed,
+                -5,
+            ),
+            (
+                IMAGE_REL_AMD64_REL32_2,
+                "IMAGE_REL_AMD64_REL32_2",
+                RelocOp::PcRelative,
+                4,
+                Check::Signed,
+                -6,
+            ),
+            (
+                IMAGE_REL_AMD64_REL32_3,
+                "IMAGE_REL_AMD64_REL32_3",
+                RelocOp::PcRelative,
+                4,
+                Check::Signed,
+                -7,
+            ),
+            (
+                IMAGE_REL_AMD64_REL32_4,
+                "IMAGE_REL_AMD64_REL32_4",
+                RelocOp::PcRelative,
+                4,
+                Check::Signed,
+                -8,
+            ),
+            (
+                IMAGE_REL_AMD64_REL32_5,
+                "IMAGE_REL_AMD64_REL32_5",
+                RelocOp::PcRelative,
+                4,
+                Check::Signed,
+                -9,
+            ),
+            (
+                IMAGE_REL_AMD64_SECTION,
+                "IMAGE_REL_AMD64_SECTION",
+                RelocOp::SegmentIndex,
+                2,
+                Check::Unsigned,
+                0,
+            ),
+            (
+                IMAGE_REL_AMD64_SECREL,
+                "IMAGE_REL_AMD64_SECREL",
+                RelocOp::SegmentOffset,
+                4,
+                Check::Unsigned,
+                0,
+            ),
+        ];
+        for (typ, name, op, width, check, bias) in cases {
+            let (kind, b) = expect(typ);
+            assert_eq!(
+                (*kind.name, kind.op, kind.width, kind.check, b),
+                (name, op, width, check, bias)
+            );
+        }
+    }
+
+    /// Types that are known but refused say which and why.
+    #[test]
+    fn refused_types_say_why() {
+        use object::pe::*;
+        let span = "span-dependent relocations are not supported";
+        let cases = [
+            (
+                IMAGE_REL_AMD64_SECREL7,
+                "IMAGE_REL_AMD64_SECREL7",
+                "7-bit section offsets are not supported",
+            ),
+            (IMAGE_REL_AMD64_TOKEN, "IMAGE_REL_AMD64_TOKEN", MANAGED),
+            (IMAGE_REL_AMD64_SREL32, "IMAGE_REL_AMD64_SREL32", span),
+            (IMAGE_REL_AMD64_PAIR, "IMAGE_REL_AMD64_PAIR", span),
+            (IMAGE_REL_AMD64_SSPAN32, "IMAGE_REL_AMD64_SSPAN32", span),
+        ];
+        for (typ, name, why) in cases {
+            assert_eq!(coff_reloc(typ), Some(CoffReloc::Unsupported(name, why)));
+        }
+    }
+
+    /// Signed fields of every width are sign-extended; 8-byte ones are
+    /// taken whole.
+    #[test]
+    fn addends_of_every_width() {
+        let field = |width, check| RelocKind {
+            op: RelocOp::Absolute,
+            width,
+            check,
+            name: &"R_TEST",
+        };
+        assert_eq!(
+            implicit_addend(&field(2, Check::Signed), 0, &[0xfe, 0xff]),
+            -2
+        );
+        assert_eq!(
+            implicit_addend(&field(2, Check::Signed), 0, &[0xfe, 0x7f]),
+            0x7ffe
+        );
+        assert_eq!(implicit_addend(&field(1, Check::Signed), 3, &[0x80]), -125);
+        assert_eq!(
+            implicit_addend(&field(4, Check::Either), 0, &[0xff; 4]),
+            0xffff_ffff
+        );
+        assert_eq!(implicit_addend(&field(8, Check::Signed), 1, &[0xff; 8]), 0);
+        assert_eq!(implicit_addend(&field(0, Check::Wrap), 7, &[]), 7);
+    }
+
     #[test]
     fn unknown_and_unsupported_types() {
         assert_eq!(coff_reloc(object::pe::RelocationType(0x11)), None);

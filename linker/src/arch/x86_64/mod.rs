@@ -188,6 +188,51 @@ pub const WIN64_TO_SYSV_SLOT: Rel32Field = (104, 108);
 mod tests {
     use super::*;
 
+    /// Each formula, with operands distinct enough that any slip (a sign,
+    /// a missing term, the wrong operand) changes the value.
+    #[test]
+    fn every_relocation_formula() {
+        let minus = || 0x700;
+        let segment = || Ok((2, 0x0fff_f000));
+        let operands = |got_entry| Operands {
+            s: 0x1000_0000,
+            a: 0x30,
+            p: 0x2000_0000,
+            got: 0x3000_0000,
+            got_entry,
+            size: 0x50,
+            image_base: 0x100,
+            minus: &minus,
+            segment: &segment,
+        };
+        let value = |op, got_entry| X86_64::field_value(op, &operands(got_entry)).unwrap();
+        let got_load = RelocOp::GotEntryPcRel { relax: Relax::Mov };
+        let cases = [
+            (got_load, None, 0x1000_0000 + 0x30 - 0x2000_0000),
+            (got_load, Some(24), 0x3000_0000 + 24 + 0x30 - 0x2000_0000),
+            (RelocOp::GotEntryOffset, Some(24), 24 + 0x30),
+            (RelocOp::Absolute, None, 0x1000_0030),
+            (RelocOp::PcRelative, None, 0x1000_0030 - 0x2000_0000),
+            (RelocOp::Branch, None, 0x1000_0030 - 0x2000_0000),
+            (RelocOp::GotBasePcRel, None, 0x3000_0030 - 0x2000_0000),
+            (RelocOp::GotBaseOffset, None, 0x1000_0030 - 0x3000_0000),
+            (RelocOp::Size, None, 0x80),
+            (RelocOp::Difference, None, 0x1000_0030 - 0x700),
+            (RelocOp::ImageRelative, None, 0x1000_0030 - 0x100),
+            (RelocOp::SegmentOffset, None, 0x1000_0030 - 0x0fff_f000),
+            (RelocOp::SegmentIndex, None, 2 + 0x30),
+        ];
+        for (op, got_entry, expected) in cases {
+            assert_eq!(value(op, got_entry), expected, "{op:?} {got_entry:?}");
+        }
+        let outside = || Err(LinkError::Memory("not in the module".into()));
+        let o = Operands {
+            segment: &outside,
+            ..operands(None)
+        };
+        assert!(X86_64::field_value(RelocOp::SegmentIndex, &o).is_err());
+    }
+
     #[test]
     fn relaxes_only_known_instruction_forms() {
         // mov 0(%rip), %rax with REX_GOTPCRELX at offset 3.
