@@ -45,34 +45,36 @@ enum Tests {
     Package(&'static str),
 }
 
-const LINK: &str = "linker/src/link.rs";
-
 /// The areas, in the order they run.
 const AREAS: &[Area] = &[
     Area {
         name: "relocations",
-        what: "relocation tables, kinds, the checked writer, GOT relaxation, \
-               templates, and the value formulas and near/far decisions",
+        what: "relocation tables, kinds, formulas, the checked writer, GOT \
+               relaxation, templates, and the near/far decisions of the plan",
         scopes: &[
             Scope {
                 file: "linker/src/arch/mod.rs",
                 functions: &[],
             },
             Scope {
-                file: "linker/src/arch/x86_64.rs",
+                file: "linker/src/arch/x86_64/mod.rs",
                 functions: &[],
             },
             Scope {
-                file: "linker/src/arch/macho_x86_64.rs",
+                file: "linker/src/arch/x86_64/elf.rs",
                 functions: &[],
             },
             Scope {
-                file: "linker/src/arch/coff_x86_64.rs",
+                file: "linker/src/arch/x86_64/macho.rs",
                 functions: &[],
             },
             Scope {
-                file: LINK,
-                functions: &["field_value", "needs_near", "can_relax"],
+                file: "linker/src/arch/x86_64/coff.rs",
+                functions: &[],
+            },
+            Scope {
+                file: "linker/src/link/plan.rs",
+                functions: &["needs_near", "can_relax"],
             },
         ],
         tests: Tests::Workspace,
@@ -87,8 +89,8 @@ const AREAS: &[Area] = &[
                 functions: &[],
             },
             Scope {
-                file: LINK,
-                functions: &["lifecycle_lists"],
+                file: "linker/src/link/lifecycle.rs",
+                functions: &[],
             },
         ],
         tests: Tests::Workspace,
@@ -97,16 +99,20 @@ const AREAS: &[Area] = &[
         name: "resolution",
         what: "COMDAT selection and symbol precedence (strong, common, weak, \
                the session's exports)",
-        scopes: &[Scope {
-            file: LINK,
-            functions: &[
-                "select_comdats",
-                "collect_globals",
-                "collect_globals::rank",
-                "yields_to_session",
-                "Resolver<'g, 'a, 's>::definition",
-            ],
-        }],
+        scopes: &[
+            Scope {
+                file: "linker/src/link/comdat.rs",
+                functions: &["select"],
+            },
+            Scope {
+                file: "linker/src/link/symbols.rs",
+                functions: &[],
+            },
+            Scope {
+                file: "linker/src/link/resolve.rs",
+                functions: &["Resolver<'g, 'a, 's>::definition"],
+            },
+        ],
         tests: Tests::Workspace,
     },
     Area {
@@ -407,7 +413,7 @@ mod tests {
         };
         assert_eq!(scope_regex(&whole), r"^linker/src/arch/mod\.rs:");
         let some = Scope {
-            file: LINK,
+            file: "linker/src/link.rs",
             functions: &["collect_globals::rank", "Resolver<'g, 'a, 's>::definition"],
         };
         assert_eq!(
