@@ -254,6 +254,50 @@ fn common_symbol_yields_to_an_earlier_module_definition() {
     }
 }
 
+/// A common symbol that loses to a real definition takes no memory: in one
+/// load (a native link uses the definition), and in a later load (it binds
+/// to the definition another module exports). The common here is 1 MiB, so
+/// allocating it anyway would show in the slab.
+#[test]
+fn commons_that_lose_to_a_definition_take_no_memory() {
+    let test = "commons_that_lose_to_a_definition_take_no_memory";
+    for compiler in COMPILERS {
+        let common = fixture(compiler, "big_common.c", &["-fcommon"]);
+        let definition = fixture(compiler, "small_def.c", &[]);
+        let is_common = with_elf(&common, |f| {
+            f.symbols()
+                .any(|s| s.name() == Ok("big_buf") && s.is_common() && s.size() == 1 << 20)
+        });
+        assert!(
+            is_common,
+            "{compiler}: a 1 MiB common big_buf\n{}",
+            rerun(test)
+        );
+        for separate_loads in [false, true] {
+            let mut session = session();
+            if separate_loads {
+                load_all(&mut session, &[&definition]).unwrap();
+                load_all(&mut session, &[&common]).unwrap();
+            } else {
+                load_all(&mut session, &[&common, &definition]).unwrap();
+            }
+            let buf = call(&mut session, "small_def_buf", &[]);
+            assert_eq!(
+                call(&mut session, "big_common_buf", &[]),
+                buf,
+                "{compiler} (separate loads: {separate_loads}): one big_buf\n{}",
+                rerun(test)
+            );
+            assert!(
+                session.slab_used() < 1 << 20,
+                "{compiler} (separate loads: {separate_loads}): {} bytes used: the losing common was allocated\n{}",
+                session.slab_used(),
+                rerun(test)
+            );
+        }
+    }
+}
+
 #[test]
 fn comdat_groups_keep_one_copy_for_all_callers() {
     let test = "comdat_groups_keep_one_copy_for_all_callers";

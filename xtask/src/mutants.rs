@@ -7,7 +7,10 @@
 //! printed: mutants caught (a timeout counts as caught: the mutant made a
 //! test hang) over viable mutants, leaving out the missed mutants that
 //! `docs/testing.md` lists as equivalent, with the reason. Every other
-//! missed mutant is printed with its diff's path. The exit status is 0 only
+//! missed mutant is printed with its diff's path. cargo-mutants keeps only
+//! its last run's outcomes, so each area's are also merged into
+//! `target/mutants/<area>/record.json`: an `--iterate` run (which tests
+//! only what was missed) updates the record instead of replacing it. The exit status is 0 only
 //! when every area scored at least `--min-score`.
 //!
 //! `cargo-mutants` must be installed (`cargo install cargo-mutants`).
@@ -168,6 +171,13 @@ pub fn run(args: &Args) -> Result<bool> {
         .filter(|a| args.areas.is_empty() || args.areas.iter().any(|n| n == a.name))
     {
         let output = target.join("mutants").join(area.name);
+        // cargo-mutants keeps only the last run's outcomes: carry the
+        // earlier ones over an `--iterate` run.
+        let earlier = if args.iterate {
+            Record::load(&output)?
+        } else {
+            Record::default()
+        };
         let mut command = cargo_mutants(area, &output, args);
         command.current_dir(&root);
         println!("== {}: {}", area.name, area.what);
@@ -183,7 +193,9 @@ pub fn run(args: &Args) -> Result<bool> {
         if !matches!(status.code(), Some(0 | 2 | 3)) {
             bail!("`cargo mutants` for {} failed ({status})", area.name);
         }
-        let score = Score::read(&output.join("mutants.out"), &equivalents)?;
+        let record = earlier.updated(&output.join("mutants.out"))?;
+        record.save(&output)?;
+        let score = Score::of(&record, &output.join("mutants.out"), &equivalents);
         passed &= score.report(area.name, args.min_score);
     }
     Ok(passed)
@@ -306,6 +318,8 @@ struct Score {
     missed: Vec<(String, PathBuf)>,
     /// Missed mutants documented as equivalent.
     equivalent: Vec<String>,
+    /// Outcomes this command does not know (a newer cargo-mutants).
+    unknown: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -320,36 +334,78 @@ struct Outcome {
     diff_path: Option<PathBuf>,
 }
 
-impl Score {
-    /// Reads `outcomes.json` (and, after `--iterate`, the mutants earlier
-    /// runs caught) from a `mutants.out` directory.
-    fn read(dir: &Path, equivalents: &BTreeSet<String>) -> Result<Score> {
-        let path = dir.join("outcomes.json");
+/// Every mutant an area's runs tested, by name, with its outcome
+/// (`CaughtMutant`, `MissedMutant`, `Timeout`, `Unviable`) and its diff.
+/// Kept in `target/mutants/<area>/record.json` across `--iterate` runs.
+#[derive(Debug, Default, serde::Serialize, Deserialize)]
+struct Record {
+    outcomes: std::collections::BTreeMap<String, (String, PathBuf)>,
+}
+
+impl Record {
+    /// The record of an area's runs so far: its `record.json`, or else the
+    /// last run's `outcomes.json`, or nothing.
+    fn load(area_dir: &Path) -> Result<Record> {
+        let path = area_dir.join("record.json");
+        if path.exists() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            return serde_json::from_str(&text)
+                .with_context(|| format!("cannot parse {}", path.display()));
+        }
+        let outcomes = area_dir.join("mutants.out/outcomes.json");
+        if outcomes.exists() {
+            return Record::default().updated(&area_dir.join("mutants.out"));
+        }
+        Ok(Record::default())
+    }
+
+    /// This record with the outcomes of the run in `out_dir` (a
+    /// `mutants.out`) added or replacing earlier ones.
+    fn updated(mut self, out_dir: &Path) -> Result<Record> {
+        let path = out_dir.join("outcomes.json");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let outcomes: Outcomes = serde_json::from_str(&text)
             .with_context(|| format!("cannot parse {}", path.display()))?;
-        let mut score = Score::default();
         for outcome in outcomes.outcomes {
             let Some(name) = outcome.scenario["Mutant"]["name"].as_str() else {
                 continue; // the baseline
             };
-            match outcome.summary.as_str() {
+            let diff = out_dir.join(outcome.diff_path.unwrap_or_default());
+            self.outcomes
+                .insert(name.to_string(), (outcome.summary, diff));
+        }
+        Ok(self)
+    }
+
+    fn save(&self, area_dir: &Path) -> Result<()> {
+        let path = area_dir.join("record.json");
+        let text = serde_json::to_string_pretty(self)?;
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+impl Score {
+    /// The score of an area's record; `out_dir` names it in messages.
+    fn of(record: &Record, out_dir: &Path, equivalents: &BTreeSet<String>) -> Score {
+        let mut score = Score::default();
+        for (name, (summary, diff)) in &record.outcomes {
+            match summary.as_str() {
                 "CaughtMutant" => score.caught += 1,
                 "Timeout" => score.timeout += 1,
                 "Unviable" => score.unviable += 1,
                 "MissedMutant" if equivalents.contains(&stable_name(name)) => {
-                    score.equivalent.push(name.to_string())
+                    score.equivalent.push(name.clone())
                 }
-                "MissedMutant" => score.missed.push((
-                    name.to_string(),
-                    dir.join(outcome.diff_path.unwrap_or_default()),
+                "MissedMutant" => score.missed.push((name.clone(), diff.clone())),
+                other => score.unknown.push(format!(
+                    "{}: unknown outcome {other:?} of {name}",
+                    out_dir.display()
                 )),
-                other => bail!("{}: unknown outcome {other:?} of {name}", path.display()),
             }
         }
-        score.caught += count_lines(&dir.join("previously_caught.txt"));
-        Ok(score)
+        score
     }
 
     /// Caught over viable mutants, documented equivalents left out.
@@ -379,7 +435,10 @@ impl Score {
         for (name, diff) in &self.missed {
             println!("  MISSED {name}\n         {}", diff.display());
         }
-        let passed = percent >= min_score;
+        for line in &self.unknown {
+            println!("  {line}");
+        }
+        let passed = percent >= min_score && self.unknown.is_empty();
         if !passed {
             println!("{area}: below {min_score}%");
         }
@@ -387,14 +446,52 @@ impl Score {
     }
 }
 
-/// Lines in a file that may not exist (0 then).
-fn count_lines(path: &Path) -> usize {
-    std::fs::read_to_string(path).map_or(0, |text| text.lines().filter(|l| !l.is_empty()).count())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An `--iterate` run's outcomes update the record: earlier caught and
+    /// unviable mutants stay as they were, missed ones get their new
+    /// outcome.
+    #[test]
+    fn iterate_runs_update_the_record() {
+        let dir = std::env::temp_dir().join(format!("solder-xtask-record-{}", std::process::id()));
+        let out = dir.join("mutants.out");
+        std::fs::create_dir_all(&out).unwrap();
+        let write = |outcomes: &[(&str, &str)]| {
+            let list: Vec<serde_json::Value> = outcomes
+                .iter()
+                .map(|(name, summary)| {
+                    serde_json::json!({
+                        "scenario": {"Mutant": {"name": name}},
+                        "summary": summary,
+                        "diff_path": format!("diff/{name}.diff"),
+                    })
+                })
+                .chain([serde_json::json!({"scenario": "Baseline", "summary": "Success"})])
+                .collect();
+            std::fs::write(
+                out.join("outcomes.json"),
+                serde_json::json!({ "outcomes": list }).to_string(),
+            )
+            .unwrap();
+        };
+        write(&[
+            ("a", "CaughtMutant"),
+            ("b", "MissedMutant"),
+            ("c", "Unviable"),
+        ]);
+        let first = Record::load(&dir).unwrap();
+        first.save(&dir).unwrap();
+        write(&[("b", "CaughtMutant")]);
+        let record = Record::load(&dir).unwrap().updated(&out).unwrap();
+        let score = Score::of(&record, &out, &BTreeSet::new());
+        assert_eq!(
+            (score.caught, score.unviable, score.missed.len()),
+            (2, 1, 0)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn stable_names_drop_line_and_column() {
