@@ -20,8 +20,16 @@ pub trait Arch {
     /// go through a stub or a copy inside it.
     const DIRECT_REACH: u64;
 
-    /// The value a relocation of `op` gives its field.
-    fn field_value(op: RelocOp, operands: &Operands<'_>) -> Result<i128, LinkError>;
+    /// The value a relocation of `op` gives its field. `minus` gives the
+    /// address of a difference's subtrahend and `segment` the 1-based index
+    /// and start of the module segment holding S (an error when S is not
+    /// in the module); each is evaluated only by the kinds that need it.
+    fn field_value(
+        op: RelocOp,
+        operands: &Operands,
+        minus: impl FnOnce() -> i128,
+        segment: impl FnOnce() -> Result<(i128, i128), LinkError>,
+    ) -> Result<i128, LinkError>;
 
     /// Rewrites the GOT load whose field is at `offset` in `code` into a
     /// direct address computation, when `relax` and the instruction allow
@@ -41,7 +49,7 @@ pub type Machine = x86_64::X86_64;
 
 /// The inputs of a relocation formula, as two's-complement values. Letters
 /// as in [`RelocOp`].
-pub struct Operands<'f> {
+pub struct Operands {
     /// S: the target's address (or its stub's, or its copy's).
     pub s: i128,
     /// A: the addend.
@@ -57,13 +65,6 @@ pub struct Operands<'f> {
     pub size: i128,
     /// The session's image base (COFF `__ImageBase`).
     pub image_base: i128,
-    /// M: the address of a difference's subtrahend (evaluated only for
-    /// [`RelocOp::Difference`]).
-    pub minus: &'f dyn Fn() -> i128,
-    /// The 1-based index and the start of the module segment holding S
-    /// (evaluated only for the segment kinds; an error when S is not in
-    /// the module).
-    pub segment: &'f dyn Fn() -> Result<(i128, i128), LinkError>,
 }
 
 /// The value a relocation computes. Letters as in the psABI: S target

@@ -41,6 +41,7 @@ impl<'p> Addresses<'p> {
         self.got + 8 * index as u64
     }
 
+    #[inline]
     pub fn of(&self, target: Target) -> u64 {
         let (base, layout) = (self.base, self.layout);
         match target {
@@ -239,6 +240,7 @@ struct EdgePlace<'r, 'a> {
     section_offset: u64,
 }
 
+#[inline]
 fn relocate_edge(
     resolver: &Resolver<'_, '_, '_>,
     at: &Addresses<'_>,
@@ -310,10 +312,8 @@ fn relocate_edge(
         },
         size: r.size as i128,
         image_base: resolver.req.slab.base() as i128,
-        minus: &minus,
-        segment: &segment,
     };
-    let value = Machine::field_value(edge.kind.op, &operands)?;
+    let value = Machine::field_value(edge.kind.op, &operands, minus, segment)?;
     let width = usize::from(edge.kind.width);
     write_checked(&edge.kind, &mut memory[field_at..field_at + width], value).map_err(
         |failure| {

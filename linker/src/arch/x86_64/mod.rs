@@ -19,7 +19,13 @@ impl Arch for X86_64 {
     /// (the executor places slabs next to the host with the same margin).
     const DIRECT_REACH: u64 = (1 << 31) - (1 << 20);
 
-    fn field_value(op: RelocOp, o: &Operands<'_>) -> Result<i128, LinkError> {
+    #[inline]
+    fn field_value(
+        op: RelocOp,
+        o: &Operands,
+        minus: impl FnOnce() -> i128,
+        segment: impl FnOnce() -> Result<(i128, i128), LinkError>,
+    ) -> Result<i128, LinkError> {
         Ok(match (op, o.got_entry) {
             (RelocOp::GotEntryPcRel { .. }, None) => o.s + o.a - o.p, // relaxed
             (RelocOp::GotEntryPcRel { .. }, Some(entry)) => o.got + entry + o.a - o.p,
@@ -30,10 +36,10 @@ impl Arch for X86_64 {
             (RelocOp::GotBasePcRel, _) => o.got + o.a - o.p,
             (RelocOp::GotBaseOffset, _) => o.s + o.a - o.got,
             (RelocOp::Size, _) => o.size + o.a,
-            (RelocOp::Difference, _) => o.s + o.a - (o.minus)(),
+            (RelocOp::Difference, _) => o.s + o.a - minus(),
             (RelocOp::ImageRelative, _) => o.s + o.a - o.image_base,
-            (RelocOp::SegmentOffset, _) => o.s + o.a - (o.segment)()?.1,
-            (RelocOp::SegmentIndex, _) => (o.segment)()?.0 + o.a,
+            (RelocOp::SegmentOffset, _) => o.s + o.a - segment()?.1,
+            (RelocOp::SegmentIndex, _) => segment()?.0 + o.a,
             (RelocOp::None, _) => unreachable!("nothing to patch"),
         })
     }
@@ -192,8 +198,6 @@ mod tests {
     /// a missing term, the wrong operand) changes the value.
     #[test]
     fn every_relocation_formula() {
-        let minus = || 0x700;
-        let segment = || Ok((2, 0x0fff_f000));
         let operands = |got_entry| Operands {
             s: 0x1000_0000,
             a: 0x30,
@@ -202,10 +206,11 @@ mod tests {
             got_entry,
             size: 0x50,
             image_base: 0x100,
-            minus: &minus,
-            segment: &segment,
         };
-        let value = |op, got_entry| X86_64::field_value(op, &operands(got_entry)).unwrap();
+        let value = |op, got_entry| {
+            X86_64::field_value(op, &operands(got_entry), || 0x700, || Ok((2, 0x0fff_f000)))
+                .unwrap()
+        };
         let got_load = RelocOp::GotEntryPcRel { relax: Relax::Mov };
         let cases = [
             (got_load, None, 0x1000_0000 + 0x30 - 0x2000_0000),
@@ -225,12 +230,13 @@ mod tests {
         for (op, got_entry, expected) in cases {
             assert_eq!(value(op, got_entry), expected, "{op:?} {got_entry:?}");
         }
-        let outside = || Err(LinkError::Memory("not in the module".into()));
-        let o = Operands {
-            segment: &outside,
-            ..operands(None)
-        };
-        assert!(X86_64::field_value(RelocOp::SegmentIndex, &o).is_err());
+        let outside = X86_64::field_value(
+            RelocOp::SegmentIndex,
+            &operands(None),
+            || 0,
+            || Err(LinkError::Memory("not in the module".into())),
+        );
+        assert!(outside.is_err());
     }
 
     #[test]
