@@ -1173,9 +1173,9 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn requests_round_trip_and_truncations_are_refused() {
-        for r in [
+    /// One request of every kind.
+    fn every_request() -> Vec<Request> {
+        vec![
             Request::Hello {
                 version: VERSION,
                 recovery: Recovery::Snapshot,
@@ -1265,7 +1265,36 @@ mod tests {
             Request::Batch {
                 requests: vec![Request::Shutdown],
             },
-        ] {
+        ]
+    }
+
+    /// `PROTOCOL.md`'s table of request tags matches the encoder: the same
+    /// tags with the same names, one row per request.
+    #[test]
+    fn the_protocol_document_lists_every_request_tag() {
+        let doc = include_str!("../PROTOCOL.md");
+        let table = &doc[doc.find("| tag | request").expect("the request table")..];
+        let mut documented: Vec<(u8, String)> = Vec::new();
+        for line in table.lines().skip(2) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let (Some(tag), Some(name)) = (cells.get(1), cells.get(2)) else {
+                break;
+            };
+            let Ok(tag) = tag.parse::<u8>() else { break };
+            documented.push((tag, name.to_string()));
+        }
+        let mut encoded: Vec<(u8, String)> = every_request()
+            .iter()
+            .map(|r| (r.encode()[4], r.name().to_string()))
+            .collect();
+        encoded.sort();
+        encoded.dedup();
+        assert_eq!(documented, encoded, "executor/PROTOCOL.md's request table");
+    }
+
+    #[test]
+    fn requests_round_trip_and_truncations_are_refused() {
+        for r in every_request() {
             round_trip_request(r);
         }
     }
