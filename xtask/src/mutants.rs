@@ -248,14 +248,17 @@ fn cargo_mutants(area: &Area, output: &Path, args: &Args) -> Command {
     command
 }
 
-/// The regular expression that selects a scope's mutants by name
-/// (`linker/src/link.rs:412:9: replace && with || in needs_near`).
+/// The regular expression that selects a scope's mutants by name: those
+/// inside a function (`linker/src/link.rs:412:9: replace && with || in
+/// needs_near`) and those replacing its whole body
+/// (`linker/src/link.rs:411:5: replace needs_near -> bool with true`).
 fn scope_regex(scope: &Scope) -> String {
     let file = regex::escape(scope.file);
     if scope.functions.is_empty() {
         return format!("^{file}:");
     }
-    format!("^{file}:.* in ({})$", scope.functions.join("|"))
+    let functions = scope.functions.join("|");
+    format!(r"^{file}:\d+:\d+: (replace ({functions}) -> |.* in ({functions})$)")
 }
 
 fn command_words(command: &Command) -> Vec<std::ffi::OsString> {
@@ -507,9 +510,21 @@ mod tests {
             file: LINK,
             functions: &["collect_globals::rank", "Resolver<'g, 'a, 's>::definition"],
         };
-        assert_eq!(
-            scope_regex(&some),
-            r"^linker/src/link\.rs:.* in (collect_globals::rank|Resolver<'g, 'a, 's>::definition)$"
-        );
+        let regex = regex::Regex::new(&scope_regex(&some)).unwrap();
+        for name in [
+            "linker/src/link.rs:572:9: replace collect_globals::rank -> u8 with 0",
+            "linker/src/link.rs:600:20: replace == with != in collect_globals::rank",
+            "linker/src/link.rs:740:9: replace Resolver<'g, 'a, 's>::definition -> Result<Resolved<'g>, LinkError> with Ok(Default::default())",
+            "linker/src/link.rs:750:9: delete ! in Resolver<'g, 'a, 's>::definition",
+        ] {
+            assert!(regex.is_match(name), "{name}");
+        }
+        for name in [
+            "linker/src/link.rs:571:5: replace collect_globals -> Result<(), LinkError> with Ok(())",
+            "linker/src/link.rs:580:5: replace == with != in collect_globals",
+            "linker/src/other.rs:572:9: replace collect_globals::rank -> u8 with 0",
+        ] {
+            assert!(!regex.is_match(name), "{name}");
+        }
     }
 }
