@@ -277,6 +277,8 @@ mod tests {
         );
         assert_eq!(implicit_addend(&field(8, Check::Signed), 1, &[0xff; 8]), 0);
         assert_eq!(implicit_addend(&field(0, Check::Wrap), 7, &[]), 7);
+        // A field of no bytes has no sign bit to extend, whatever its check.
+        assert_eq!(implicit_addend(&field(0, Check::Signed), 5, &[]), 5);
     }
 
     #[test]
