@@ -9,6 +9,7 @@ use object::read::coff::{CoffHeader, Symbol as _};
 
 use super::Input;
 use crate::error::LinkError;
+use crate::format::ObjectErrors;
 use crate::graph::*;
 
 /// A COFF section's COMDAT meaning, from its section-definition record.

@@ -6,6 +6,7 @@ use object::read::coff::CoffHeader;
 
 use super::Input;
 use crate::error::LinkError;
+use crate::format::ObjectErrors;
 use crate::graph::*;
 
 /// Applies the `/alternatename:` directives of every `.drectve` section.

@@ -27,6 +27,7 @@ use object::read::SymbolIndex;
 use object::read::coff::{CoffHeader, SectionTable, Symbol as _, SymbolTable};
 
 use crate::error::LinkError;
+use crate::format::ObjectErrors;
 use crate::graph::*;
 
 /// Whether `data` starts like an x86-64 COFF object (plain or bigobj).
@@ -178,20 +179,6 @@ impl<'o, 'a, Coff: CoffHeader> Input<'o, 'a, Coff> {
         }
         section_symbols
     }
-
-    fn malformed(&self, reason: String) -> LinkError {
-        LinkError::Malformed {
-            object: self.object.to_string(),
-            reason,
-        }
-    }
-
-    fn unsupported(&self, reason: String) -> LinkError {
-        LinkError::UnsupportedObject {
-            object: self.object.to_string(),
-            reason,
-        }
-    }
 }
 
 /// What a symbol-table entry may be used for, beyond its graph symbol.
@@ -205,4 +192,10 @@ pub(super) enum Entry {
     /// storage classes Solder does not know): fine until a relocation uses
     /// it. Carries the storage class.
     NoAddress(u8),
+}
+
+impl<Coff: CoffHeader> ObjectErrors for Input<'_, '_, Coff> {
+    fn object(&self) -> &str {
+        self.object
+    }
 }

@@ -10,6 +10,7 @@ use super::{Entry, Input};
 use crate::arch::RelocOp;
 use crate::arch::x86_64::coff::{CoffReloc, coff_reloc, implicit_addend};
 use crate::error::{LinkError, Site};
+use crate::format::ObjectErrors;
 use crate::graph::*;
 
 /// Attaches each loaded section's relocations as edges, sorted by offset.

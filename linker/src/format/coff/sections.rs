@@ -10,6 +10,7 @@ use object::read::coff::CoffHeader;
 
 use super::Input;
 use crate::error::LinkError;
+use crate::format::ObjectErrors;
 use crate::graph::*;
 
 /// What the sections phase found.

@@ -10,6 +10,7 @@ use object::read::coff::{CoffHeader, Symbol as _};
 use super::sections::Loaded;
 use super::{Entry, Input};
 use crate::error::LinkError;
+use crate::format::ObjectErrors;
 use crate::graph::*;
 
 /// Every symbol of the table, index for index, and what each entry may be

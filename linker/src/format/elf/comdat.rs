@@ -6,6 +6,7 @@ use object::read::elf::SectionHeader;
 use super::sections::GroupSection;
 use super::{Input, Placed};
 use crate::error::LinkError;
+use crate::format::ObjectErrors;
 use crate::graph::*;
 
 pub(super) fn groups<'a>(

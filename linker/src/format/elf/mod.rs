@@ -16,6 +16,7 @@ use object::read::elf::{FileHeader, SectionTable, SymbolTable};
 use object::{Endianness, SectionIndex};
 
 use crate::error::LinkError;
+use crate::format::ObjectErrors;
 use crate::graph::*;
 
 type Header = elf::FileHeader64<Endianness>;
@@ -94,20 +95,6 @@ impl<'o, 'a> Input<'o, 'a> {
             symbol_names,
         })
     }
-
-    fn malformed(&self, reason: String) -> LinkError {
-        LinkError::Malformed {
-            object: self.object.to_string(),
-            reason,
-        }
-    }
-
-    fn unsupported(&self, reason: String) -> LinkError {
-        LinkError::UnsupportedObject {
-            object: self.object.to_string(),
-            reason,
-        }
-    }
 }
 
 /// Only 64-bit little-endian x86-64 relocatable objects are linked.
@@ -146,4 +133,10 @@ fn string_at(table: &[u8], offset: u32) -> Option<&[u8]> {
     let rest = table.get(offset as usize..)?;
     let end = rest.iter().position(|&b| b == 0)?;
     Some(&rest[..end])
+}
+
+impl ObjectErrors for Input<'_, '_> {
+    fn object(&self) -> &str {
+        self.object
+    }
 }

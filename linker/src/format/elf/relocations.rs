@@ -9,6 +9,7 @@ use object::read::elf::{Rela, SectionHeader};
 use super::{Input, Placed};
 use crate::arch::x86_64::elf::{ElfReloc, elf_reloc};
 use crate::error::{LinkError, Site, UnsupportedRelocation};
+use crate::format::ObjectErrors;
 use crate::graph::*;
 
 /// Attaches each `SHT_RELA` table to the loaded section it patches.

@@ -8,6 +8,7 @@ use object::read::elf::SectionHeader;
 
 use super::{Header, Input, Placed, string_at};
 use crate::error::LinkError;
+use crate::format::ObjectErrors;
 use crate::graph::*;
 
 /// A `SHT_GROUP` section: its index and header.

@@ -6,6 +6,7 @@ use object::read::elf::{SectionHeader, Sym};
 
 use super::{Input, Placed, string_at};
 use crate::error::LinkError;
+use crate::format::ObjectErrors;
 use crate::graph::*;
 
 /// Every symbol of the table, index for index.

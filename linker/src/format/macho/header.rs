@@ -6,6 +6,7 @@ use object::read::macho::{MachHeader, Segment as _};
 
 use super::{Header, Input, LE, SectionHeader};
 use crate::error::LinkError;
+use crate::format::ObjectErrors;
 
 /// The header, once its magic, file type and CPU are ones Solder links.
 pub(super) fn check<'a>(input: &Input<'_, 'a>) -> Result<&'a Header, LinkError> {

@@ -29,6 +29,7 @@ use object::LittleEndian;
 use object::macho;
 
 use crate::error::LinkError;
+use crate::format::ObjectErrors;
 use crate::graph::*;
 
 type Header = macho::MachHeader64<LittleEndian>;
@@ -65,21 +66,7 @@ struct Input<'o, 'a> {
     data: &'a [u8],
 }
 
-impl Input<'_, '_> {
-    fn malformed(&self, reason: String) -> LinkError {
-        LinkError::Malformed {
-            object: self.object.to_string(),
-            reason,
-        }
-    }
-
-    fn unsupported(&self, reason: String) -> LinkError {
-        LinkError::UnsupportedObject {
-            object: self.object.to_string(),
-            reason,
-        }
-    }
-}
+impl Input<'_, '_> {}
 
 /// A section header with what symbols and relocations need of it.
 struct Raw<'a> {
@@ -98,5 +85,11 @@ impl Raw<'_> {
     fn end(&self) -> u64 {
         // Checked not to overflow when the table was built.
         self.addr + self.size
+    }
+}
+
+impl ObjectErrors for Input<'_, '_> {
+    fn object(&self) -> &str {
+        self.object
     }
 }

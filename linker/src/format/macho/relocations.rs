@@ -11,6 +11,7 @@ use super::{Input, LE, Raw};
 use crate::arch::RelocKind;
 use crate::arch::x86_64::macho::{MachOReloc, macho_reloc};
 use crate::error::{LinkError, Site, UnsupportedRelocation};
+use crate::format::ObjectErrors;
 use crate::graph::*;
 
 /// Attaches the edges of every loaded section's relocations. Those of

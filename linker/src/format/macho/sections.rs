@@ -10,6 +10,7 @@ use object::read::macho::Section as _;
 
 use super::{Input, LE, Raw, SectionHeader};
 use crate::error::LinkError;
+use crate::format::ObjectErrors;
 use crate::graph::*;
 
 /// A [`Raw`] record per section header, and the loaded graph sections.

@@ -12,6 +12,7 @@ use object::read::macho::Nlist;
 
 use super::{Header, Input, LE, Raw};
 use crate::error::LinkError;
+use crate::format::ObjectErrors;
 use crate::graph::*;
 
 type Nlist64 = macho::Nlist64<LittleEndian>;
