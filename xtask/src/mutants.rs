@@ -3,15 +3,16 @@
 //!
 //! Each [`Area`] is one `cargo mutants` run over a list of files (or of
 //! functions in a file) with the tests that guard it, its results kept in
-//! `target/mutants/<area>/mutants.out`. Afterwards the score of each area is
-//! printed: mutants caught (a timeout counts as caught: the mutant made a
+//! `target/mutation/<area>/mutants.out` (`target/mutants/` is cargo's build
+//! directory of the `mutants` profile). Afterwards the score of each area
+//! is printed: mutants caught (a timeout counts as caught: the mutant made a
 //! test hang) over viable mutants, leaving out the missed mutants that
 //! `docs/testing.md` lists as equivalent, with the reason. Every other
 //! missed mutant is printed with its diff's path. cargo-mutants keeps only
 //! its last run's outcomes, so each area's are also merged into
-//! `target/mutants/<area>/record.json`: an `--iterate` run (which tests
-//! only what was missed) updates the record instead of replacing it. The exit status is 0 only
-//! when every area scored at least `--min-score`.
+//! `target/mutation/<area>/record.json`: an `--iterate` run (which tests
+//! only what was missed) updates the record instead of replacing it. The
+//! exit status is 0 only when every area scored at least `--min-score`.
 //!
 //! `cargo-mutants` must be installed (`cargo install cargo-mutants`).
 
@@ -170,7 +171,7 @@ pub fn run(args: &Args) -> Result<bool> {
         .iter()
         .filter(|a| args.areas.is_empty() || args.areas.iter().any(|n| n == a.name))
     {
-        let output = target.join("mutants").join(area.name);
+        let output = target.join("mutation").join(area.name);
         // cargo-mutants keeps only the last run's outcomes: carry the
         // earlier ones over an `--iterate` run.
         let earlier = if args.iterate {
@@ -339,7 +340,7 @@ struct Outcome {
 
 /// Every mutant an area's runs tested, by name, with its outcome
 /// (`CaughtMutant`, `MissedMutant`, `Timeout`, `Unviable`) and its diff.
-/// Kept in `target/mutants/<area>/record.json` across `--iterate` runs.
+/// Kept in `target/mutation/<area>/record.json` across `--iterate` runs.
 #[derive(Debug, Default, serde::Serialize, Deserialize)]
 struct Record {
     outcomes: std::collections::BTreeMap<String, (String, PathBuf)>,
