@@ -179,6 +179,8 @@ pub fn run(args: &Args) -> Result<bool> {
         } else {
             Record::default()
         };
+        std::fs::create_dir_all(&output)
+            .with_context(|| format!("cannot create {}", output.display()))?;
         let mut command = cargo_mutants(area, &output, args);
         command.current_dir(&root);
         println!("== {}: {}", area.name, area.what);
