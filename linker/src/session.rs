@@ -363,14 +363,13 @@ impl Session {
         runtime_position: Option<usize>,
     ) -> Result<(), LinkError> {
         if let Err(err) = self.finalize(&linked) {
-            let (base, size) = linked.memory;
-            let _ = self.executor.release(base, size);
-            self.slab_mut().release(base, size);
+            self.discard(linked.memory);
             return Err(err);
         }
+        let description = describe(objects);
         let emitted = Emitted {
             id,
-            objects: &describe(objects),
+            objects: &description,
             memory: linked.memory,
             eh_frame: linked.eh_frame,
             crash_symbols: &linked.crash_symbols,
@@ -379,9 +378,7 @@ impl Session {
             match plugins::register_all(&mut self.plugins, &mut *self.executor, &emitted) {
                 Ok(registrations) => registrations,
                 Err(err) => {
-                    let (base, size) = linked.memory;
-                    let _ = self.executor.release(base, size);
-                    self.slab_mut().release(base, size);
+                    self.discard(linked.memory);
                     return Err(err);
                 }
             };
@@ -404,7 +401,7 @@ impl Session {
             position,
             Module {
                 id,
-                objects: describe(objects),
+                objects: description,
                 sources: keep_sources.then(|| objects.to_vec().into()),
                 memory: linked.memory,
                 segments: linked.segments,
@@ -419,6 +416,13 @@ impl Session {
             },
         );
         Ok(())
+    }
+
+    /// Returns the memory of a load that did not become a module (nothing
+    /// is registered for it) to the executor and the slab.
+    fn discard(&mut self, (base, size): (u64, u64)) {
+        let _ = self.executor.release(base, size);
+        self.slab_mut().release(base, size);
     }
 
     /// Copies the image, then read-execute / read-only / read-write per

@@ -5,7 +5,7 @@
 
 use solder_executor::host::HostSymbolKind;
 
-use super::resolve::{Origin, Resolved, Resolver, Target};
+use super::resolve::{Origin, Resolved, Resolver, Target, refused_reference};
 use crate::error::{LinkError, Site};
 use crate::graph::ObjectFormat;
 
@@ -84,16 +84,12 @@ impl<'g> Resolver<'g, '_, '_> {
             });
         }
         if !format.convention().is_win64() && win64_function {
-            return Err(LinkError::UnsupportedRelocation(Box::new(
-                crate::error::UnsupportedRelocation {
-                    site: site(),
-                    reloc: "reference".into(),
-                    symbol: r.name.to_string(),
-                    why: ": it is a function of a COFF module (Microsoft x64 calling \
-                          convention), which System V code cannot call"
-                        .into(),
-                },
-            )));
+            return Err(refused_reference(
+                site(),
+                r.name,
+                ": it is a function of a COFF module (Microsoft x64 calling convention), \
+                 which System V code cannot call",
+            ));
         }
         Ok(r)
     }

@@ -173,14 +173,11 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
         let sym = &graph.symbols[id];
         let name: &'g str = sym.name;
         if sym.kind == SymbolKind::ThreadLocal {
-            return Err(LinkError::UnsupportedRelocation(Box::new(
-                crate::error::UnsupportedRelocation {
-                    site: site(),
-                    reloc: "reference".into(),
-                    symbol: name.to_string(),
-                    why: ": thread-local storage is not supported yet".into(),
-                },
-            )));
+            return Err(refused_reference(
+                site(),
+                name,
+                ": thread-local storage is not supported yet",
+            ));
         }
         let target = match sym.definition {
             Definition::Defined { section, offset } => {
@@ -375,14 +372,11 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
         }
         if let Some(host) = known.filter(|i| i.kind != HostKind::Missing) {
             if host.kind == HostKind::Tls {
-                return Err(LinkError::UnsupportedRelocation(Box::new(
-                    crate::error::UnsupportedRelocation {
-                        site: site(),
-                        reloc: "reference".into(),
-                        symbol: name.to_string(),
-                        why: ": the host symbol is thread-local, which is not supported yet".into(),
-                    },
-                )));
+                return Err(refused_reference(
+                    site(),
+                    name,
+                    ": the host symbol is thread-local, which is not supported yet",
+                ));
             }
             let kind = match host.kind {
                 HostKind::Function => HostSymbolKind::Function,
@@ -438,4 +432,15 @@ pub(super) fn binding_of(r: &Resolved<'_>) -> Option<(u32, String)> {
         } => Some((module, r.name.to_string())),
         _ => None,
     }
+}
+
+/// A reference to `symbol` that cannot be linked, and why (the text
+/// follows the symbol in the message, so it starts with ": ").
+pub(super) fn refused_reference(site: Site, symbol: &str, why: &str) -> LinkError {
+    LinkError::UnsupportedRelocation(Box::new(crate::error::UnsupportedRelocation {
+        site,
+        reloc: "reference".into(),
+        symbol: symbol.to_string(),
+        why: why.into(),
+    }))
 }
