@@ -17,13 +17,7 @@ use std::ffi::c_int;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
-/// One JIT'd symbol, for mapping a pc to `symbol+offset`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CrashSymbol {
-    pub start: u64,
-    pub size: u64,
-    pub name: String,
-}
+use crate::module::CrashSymbol;
 
 /// Symbols of every live module, sorted by start address.
 #[derive(Debug, Default)]

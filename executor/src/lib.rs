@@ -17,10 +17,12 @@
 //!   `symbol+offset` before letting the signal kill the process.
 
 pub mod abi;
+pub mod calls;
 pub mod crash;
 pub mod dynsym;
 pub mod host;
 pub mod lifecycle;
+pub mod module;
 pub mod pages;
 pub mod protocol;
 pub mod server;

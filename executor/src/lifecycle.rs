@@ -28,20 +28,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::abi::CallingConvention;
+use crate::module::Finalizers;
 
 const SYSV: CallingConvention = CallingConvention::SysV;
 const WIN64: CallingConvention = CallingConvention::Win64;
-
-/// A module's deinitializers in `.fini_array` order (they run last-first).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Finalizers {
-    /// `.fini_array.N` and `.dtors.N` entries, sorted by priority.
-    pub prioritized: Vec<u64>,
-    /// `.fini_array` and `.dtors` entries, in link order.
-    pub unprioritized: Vec<u64>,
-    /// The calling convention of the module's functions.
-    pub convention: CallingConvention,
-}
 
 /// A function to call: `void f(void)` or, with an argument, `void f(void *)`.
 #[derive(Clone, Copy)]
@@ -201,7 +191,7 @@ fn call_handler(call: HandlerCall) {
     // `void (*)(void *)` with its argument, in the convention recorded with
     // it; its module is still mapped: modules are only released after this
     // runs.
-    unsafe { crate::abi::call_handler(call.function, call.convention, call.arg) }
+    unsafe { crate::calls::call_handler(call.function, call.convention, call.arg) }
 }
 
 /// How the linker binds a name that the runtime interposes.
@@ -241,7 +231,7 @@ pub fn interposer(name: &str) -> Option<Interposer> {
         "__solder_win64_at_quick_exit" => {
             pass_dso(solder_rt_win64_at_quick_exit as *const () as usize, 1)
         }
-        _ => crate::abi::platform_symbol(name).map(Interposer::Direct),
+        _ => crate::calls::platform_symbol(name).map(Interposer::Direct),
     }
 }
 

@@ -19,10 +19,11 @@ use std::ffi::{c_char, c_int, c_void};
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
-use crate::abi;
+use crate::calls;
 use crate::crash;
 use crate::host::HostLibraries;
-use crate::lifecycle::{self, Finalizers};
+use crate::lifecycle;
+use crate::module::Finalizers;
 use crate::pages;
 use crate::protocol::{
     CheckpointSkip, ErrorCode, LibraryKind, MAGIC, PlacementCode, Prot, ProtocolError, Recovery,
@@ -371,7 +372,7 @@ impl Server {
                         // Rust's guarantees: if it is wrong, the crash
                         // handler reports the fault.
                         unsafe {
-                            abi::call_initializer(
+                            calls::call_initializer(
                                 address,
                                 convention,
                                 server.argc(),
@@ -399,7 +400,7 @@ impl Server {
                         // SAFETY: as for initializers; the controller says
                         // this is `int main(int, char **, char **)`.
                         let status = unsafe {
-                            abi::call_main(
+                            calls::call_main(
                                 address,
                                 convention,
                                 server.argc(),
@@ -411,7 +412,7 @@ impl Server {
                     } else {
                         // SAFETY: as above; extra integer arguments are
                         // ignored by a function taking fewer.
-                        unsafe { abi::call6(address, convention, args) }
+                        unsafe { calls::call6(address, convention, args) }
                     };
                     set_timer(0);
                     Reply::Done { value }

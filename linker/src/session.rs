@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use solder_executor::abi::CallingConvention;
-use solder_executor::crash::{CrashSymbol, CrashSymbols};
+use solder_executor::crash::CrashSymbols;
 use solder_executor::lifecycle;
+use solder_executor::module::CrashSymbol;
 use solder_executor::protocol::SymbolInfo;
 
 use crate::arch::{RelocOp, write_checked};

@@ -8,10 +8,11 @@ use std::collections::HashMap;
 use std::ffi::{CString, c_char, c_int};
 use std::time::Duration;
 
-use solder_executor::abi;
-use solder_executor::crash::{self, CrashSymbol, CrashSymbols};
+use solder_executor::calls;
+use solder_executor::crash::{self, CrashSymbols};
 use solder_executor::host::HostLibraries;
-use solder_executor::lifecycle::{self, Finalizers};
+use solder_executor::lifecycle;
+use solder_executor::module::{CrashSymbol, Finalizers};
 use solder_executor::pages;
 use solder_executor::unwind::RegisteredFrames;
 
@@ -226,7 +227,7 @@ impl Executor for InProcess {
             // glibc calls these as `void (int, char **, char **)`, and so do
             // we, in the module's calling convention.
             unsafe {
-                abi::call_initializer(
+                calls::call_initializer(
                     init,
                     convention,
                     self.args.argc(),
@@ -253,7 +254,7 @@ impl Executor for InProcess {
             // signature in the module's convention (a function taking fewer
             // arguments ignores the rest).
             let status = unsafe {
-                abi::call_main(
+                calls::call_main(
                     address,
                     convention,
                     self.args.argc(),
@@ -267,7 +268,7 @@ impl Executor for InProcess {
         // that `address` is a function taking at most six integer
         // arguments; extra arguments are ignored in both conventions.
         Ok(Outcome::Returned(unsafe {
-            abi::call6(address, convention, args)
+            calls::call6(address, convention, args)
         }))
     }
 

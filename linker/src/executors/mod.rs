@@ -20,8 +20,8 @@ pub use inprocess::InProcess;
 pub use remote::{Remote, RemoteConfig, Transport, executor_program};
 pub use solder_executor::protocol::{PlacementCode, Prot, Recovery, SymbolInfo, SymbolKind};
 
-use solder_executor::crash::CrashSymbol;
-use solder_executor::lifecycle::Finalizers;
+use solder_executor::module::CrashSymbol;
+use solder_executor::module::Finalizers;
 
 use crate::error::LinkError;
 use crate::graph::Protection;

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use solder_executor::lifecycle::Finalizers;
+use solder_executor::module::Finalizers;
 use solder_executor::protocol::{
     self, BATCH_OVERHEAD, CheckpointSkip, ErrorCode, LibraryKind, MAX_BATCH, MAX_FRAME, MAX_NAMES,
     MAX_READ, MAX_WRITE, Recovery, Reply, Request, capability,

@@ -3,8 +3,6 @@
 //! of the `atexit` family), and calling-convention shims between COFF code
 //! (Microsoft x64) and System V functions.
 
-use solder_executor::host::HostSymbolKind;
-
 use super::resolve::{Origin, Resolved, Resolver, Target, refused_reference};
 use crate::error::{LinkError, Site};
 use crate::graph::ObjectFormat;
@@ -61,8 +59,8 @@ impl<'g> Resolver<'g, '_, '_> {
             .c_name(r.name)
             .is_some_and(|c| WIN64_RAW_NAMES.contains(&c));
         let (sysv_function, win64_function) = match r.origin {
-            Origin::Host(HostSymbolKind::Data) => (false, false),
-            Origin::Host(_) | Origin::Runtime => (!raw, false),
+            Origin::Host { data: true } => (false, false),
+            Origin::Host { .. } | Origin::Runtime => (!raw, false),
             Origin::Module {
                 function: true,
                 convention,

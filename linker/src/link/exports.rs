@@ -3,7 +3,7 @@
 //! reports name.
 
 use solder_executor::abi::CallingConvention;
-use solder_executor::crash::CrashSymbol;
+use solder_executor::module::CrashSymbol;
 
 use super::Export;
 use super::layout::Layout;

@@ -1,7 +1,7 @@
 //! The initializers and finalizers of a load, read back from its relocated
 //! memory in the order a native link runs them.
 
-use solder_executor::lifecycle::Finalizers;
+use solder_executor::module::Finalizers;
 
 use super::layout::Layout;
 use crate::graph::*;

@@ -38,8 +38,8 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
 use solder_executor::abi::CallingConvention;
-use solder_executor::crash::CrashSymbol;
-use solder_executor::lifecycle::Finalizers;
+use solder_executor::module::CrashSymbol;
+use solder_executor::module::Finalizers;
 use solder_executor::protocol::SymbolInfo;
 
 pub use bridges::{host_name, host_names};

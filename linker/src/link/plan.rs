@@ -7,8 +7,6 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
-use solder_executor::host::HostSymbolKind;
-
 use super::resolve::{Origin, Resolver, Target, binding_of};
 use crate::arch::{Arch, Machine, Relax, RelocKind, RelocOp, fits};
 use crate::error::LinkError;
@@ -138,7 +136,7 @@ pub(super) fn plan(
                         RelocOp::Branch | RelocOp::PcRelative | RelocOp::Absolute,
                         Target::Address(address),
                     ) if (r.origin == Origin::Runtime
-                        || matches!(r.origin, Origin::Host(k) if k != HostSymbolKind::Data))
+                        || r.origin == Origin::Host { data: false })
                         && needs_near(&edge.kind, address, edge.addend, slab) =>
                     {
                         stubs.to(address, &mut got)

@@ -7,7 +7,6 @@
 use rustc_hash::FxHashSet as HashSet;
 
 use solder_executor::abi::CallingConvention;
-use solder_executor::host::HostSymbolKind;
 use solder_executor::protocol::SymbolKind as HostKind;
 
 use super::bridges::host_name;
@@ -58,7 +57,11 @@ impl Target {
 pub(super) enum Origin {
     Load,
     Absolute,
-    Host(HostSymbolKind),
+    /// The host process; `data` when its dynamic symbol is an object
+    /// (otherwise a function, or of unknown type).
+    Host {
+        data: bool,
+    },
     Module {
         module: u32,
         function: bool,
@@ -131,7 +134,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
                     if let Some(minus) = edge.minus() {
                         self.resolve(g, minus, || site(graph, section, edge.offset))?;
                     }
-                    if let (Target::Address(address), Origin::Host(HostSymbolKind::Data)) =
+                    if let (Target::Address(address), Origin::Host { data: true }) =
                         (r.target, r.origin)
                         && needs_near(&edge.kind, address, edge.addend, self.req.slab)
                         && r.size > 0
@@ -378,16 +381,13 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
                     ": the host symbol is thread-local, which is not supported yet",
                 ));
             }
-            let kind = match host.kind {
-                HostKind::Function => HostSymbolKind::Function,
-                HostKind::Data => HostSymbolKind::Data,
-                _ => HostSymbolKind::Unknown,
-            };
             return Ok(Some(Resolved {
                 target: Target::Address(host.address),
                 size: host.size,
                 name,
-                origin: Origin::Host(kind),
+                origin: Origin::Host {
+                    data: host.kind == HostKind::Data,
+                },
             }));
         }
         Ok(None)

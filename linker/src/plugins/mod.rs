@@ -10,7 +10,7 @@
 mod crash_symbols;
 mod unwind;
 
-use solder_executor::crash::CrashSymbol;
+use solder_executor::module::CrashSymbol;
 
 use crate::error::LinkError;
 use crate::executors::Executor;
