@@ -103,6 +103,58 @@ pub fn trials(files: &[ScenarioFile]) -> Vec<TrialSpec> {
     trials
 }
 
+/// One fixture check of the portable harness (without the host layer): a
+/// scenario's fixtures built for one format and checked against its
+/// `exercises`, named `format/fixtures/area/name`.
+#[derive(Debug, Clone)]
+pub struct FixtureCheck {
+    pub name: String,
+    pub path: PathBuf,
+    pub area: String,
+    pub format: Format,
+    pub scenario: Arc<Scenario>,
+    /// Set when the scenario skips every mode of this format: the reason.
+    pub skipped: Option<String>,
+}
+
+/// The fixture checks of `files`, in format, area, name order.
+pub fn fixture_checks(files: &[ScenarioFile]) -> Vec<FixtureCheck> {
+    let mut checks = Vec::new();
+    for format in FORMATS.iter().filter(|f| f.implemented) {
+        for file in files {
+            let Ok(scenario) = &file.scenario else {
+                continue;
+            };
+            if !scenario.formats.contains(&format.format) {
+                continue;
+            }
+            let modes = MODES
+                .iter()
+                .filter(|m| m.implemented && scenario.modes.contains(&m.mode));
+            let mut skips = modes.map(|m| {
+                scenario
+                    .skip
+                    .iter()
+                    .find(|c| c.applies(format.format, m.mode))
+            });
+            let skipped = skips
+                .clone()
+                .all(|s| s.is_some())
+                .then(|| skips.next().flatten().map(|c| c.reason.clone()))
+                .flatten();
+            checks.push(FixtureCheck {
+                name: format!("{}/fixtures/{}/{}", format.format, file.area, file.name),
+                path: file.path.clone(),
+                area: file.area.clone(),
+                format: format.format,
+                scenario: scenario.clone(),
+                skipped,
+            });
+        }
+    }
+    checks
+}
+
 /// `format/mode/area/name`.
 pub fn trial_name(format: Format, mode: Mode, area: &str, name: &str) -> String {
     format!("{format}/{mode}/{area}/{name}")
@@ -110,5 +162,10 @@ pub fn trial_name(format: Format, mode: Mode, area: &str, name: &str) -> String 
 
 /// The command that reruns exactly one trial.
 pub fn rerun_command(trial: &str) -> String {
-    format!("cargo test -p solder-conformance --test conformance -- {trial} --exact")
+    let features = if cfg!(feature = "host") {
+        ""
+    } else {
+        " --no-default-features"
+    };
+    format!("cargo test -p solder-conformance{features} --test conformance -- {trial} --exact")
 }

@@ -68,6 +68,21 @@ pub fn default_target_dir(root: &Path) -> PathBuf {
     }
 }
 
+/// The machine the fixtures are built on, as `cc` wants it told (it reads
+/// `HOST` only inside build scripts): it decides whether a format's target
+/// is a cross target.
+const HOST_TRIPLE: &str = if cfg!(target_os = "macos") {
+    if cfg!(target_arch = "aarch64") {
+        "aarch64-apple-darwin"
+    } else {
+        "x86_64-apple-darwin"
+    }
+} else if cfg!(target_os = "windows") {
+    "x86_64-pc-windows-msvc"
+} else {
+    "x86_64-unknown-linux-gnu"
+};
+
 /// Builds fixtures for the formats of one run.
 #[derive(Debug, Clone)]
 pub struct Builder {
@@ -114,14 +129,15 @@ impl Builder {
         let mut build = cc::Build::new();
         build
             .target(info.triple)
-            .host("x86_64-unknown-linux-gnu")
+            .host(HOST_TRIPLE)
             .opt_level(2)
             .debug(false)
             .cargo_metadata(false)
             .cargo_warnings(false)
             .out_dir(&self.out);
-        if format != Format::Elf {
-            // Cross formats need clang (gcc only targets the host).
+        if format != Format::Elf || !cfg!(target_os = "linux") {
+            // Cross formats need clang (gcc only targets the host; on macOS
+            // and Windows every format is a cross format).
             build.compiler("clang");
         }
         let tool = build

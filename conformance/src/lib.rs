@@ -12,9 +12,12 @@
 //! conformance` drives it and prints a summary table.
 
 pub mod catalog;
+#[cfg(feature = "host")]
 pub mod child;
 pub mod fixtures;
 pub mod formats;
+pub mod prepare;
+#[cfg(feature = "host")]
 pub mod runner;
 pub mod schema;
 pub mod verify;

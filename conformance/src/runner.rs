@@ -10,28 +10,20 @@
 //! it, the actual transcript shows the pattern, so the unified diff shows
 //! exactly what differs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::catalog::{TrialSpec, rerun_command};
 use crate::child::{CHILD_ENV, ChildPlan, Record, StepResult};
-use crate::fixtures::{Builder, Compiler, FixtureError};
-use crate::formats::{Format, Mode};
+use crate::fixtures::Builder;
+use crate::formats::Mode;
+pub use crate::prepare::TrialOutcome;
+use crate::prepare::{Preparer, Unprepared};
 use crate::schema::{Action, Expect, Scenario, Step, signal_name};
-
-/// How a trial ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TrialOutcome {
-    Passed,
-    /// A failure, with the full report (diff and rerun command).
-    Failed(String),
-    Skipped(String),
-}
 
 /// What happened to one step, as the parent saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,20 +45,16 @@ pub struct StepObservation {
 /// Runs trials; shared by all harness threads.
 #[derive(Debug)]
 pub struct Harness {
-    builder: Builder,
+    preparer: Preparer,
     runs: PathBuf,
-    strict: bool,
-    compilers: Mutex<HashMap<Format, Result<Compiler, String>>>,
 }
 
 impl Harness {
     /// `strict` (`SOLDER_STRICT=1`) turns skips into failures.
     pub fn new(builder: Builder, runs: PathBuf, strict: bool) -> Self {
         Harness {
-            builder,
+            preparer: Preparer::new(builder, strict),
             runs,
-            strict,
-            compilers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -74,32 +62,16 @@ impl Harness {
     pub fn for_workspace() -> Self {
         let root = crate::fixtures::workspace_root();
         let target = crate::fixtures::default_target_dir(&root);
-        let strict = std::env::var("SOLDER_STRICT").is_ok_and(|v| !v.is_empty() && v != "0");
         Harness::new(
             Builder::new(&root, &target),
             target.join("conformance").join("runs"),
-            strict,
+            Preparer::strict_from_env(),
         )
-    }
-
-    fn compiler(&self, format: Format) -> Result<Compiler, String> {
-        let mut compilers = self.compilers.lock().unwrap_or_else(|p| p.into_inner());
-        compilers
-            .entry(format)
-            .or_insert_with(|| self.builder.compiler(format).map_err(|e| e.to_string()))
-            .clone()
     }
 
     /// Runs one trial to its outcome.
     pub fn run_trial(&self, trial: &TrialSpec) -> TrialOutcome {
-        let outcome = self.run_unchecked(trial);
-        match outcome {
-            TrialOutcome::Skipped(reason) if self.strict => TrialOutcome::Failed(format!(
-                "skipped, and SOLDER_STRICT=1 turns skips into failures: {reason}\nrerun: {}",
-                rerun_command(&trial.name)
-            )),
-            other => other,
-        }
+        self.preparer.finish(self.run_unchecked(trial), &trial.name)
     }
 
     fn run_unchecked(&self, trial: &TrialSpec) -> TrialOutcome {
@@ -118,28 +90,11 @@ impl Harness {
                 rerun_command(&trial.name)
             ))
         };
-        let compiler = match self.compiler(trial.format) {
-            Ok(c) => c,
-            Err(reason) => return TrialOutcome::Skipped(reason),
+        let objects = match self.preparer.prepare(scenario, trial.format) {
+            Ok(objects) => objects,
+            Err(Unprepared::Skipped(reason)) => return TrialOutcome::Skipped(reason),
+            Err(Unprepared::Failed(what)) => return fail(what),
         };
-        let mut objects = BTreeMap::new();
-        for (name, spec) in &scenario.fixtures {
-            match self.builder.build(trial.format, &compiler, spec) {
-                Ok(path) => {
-                    objects.insert(name.clone(), path);
-                }
-                Err(FixtureError::CompilerMissing { reason, .. }) => {
-                    return TrialOutcome::Skipped(reason);
-                }
-                Err(err) => return fail(format!("fixture `{name}`: {err}")),
-            }
-        }
-        if let Some(wanted) = scenario.exercises.get(&trial.format) {
-            let paths: Vec<PathBuf> = objects.values().cloned().collect();
-            if let Err(err) = crate::verify::verify(trial.format, &paths, wanted) {
-                return fail(format!("exercises check failed: {err}"));
-            }
-        }
         let run = match self.run_child(trial, objects) {
             Ok(run) => run,
             Err(err) => return fail(format!("harness error: {err}")),

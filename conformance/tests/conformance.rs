@@ -6,18 +6,23 @@
 //! them, and runs the steps in a child process: this same binary, started
 //! again with `SOLDER_CONFORMANCE_CHILD` set. `SOLDER_STRICT=1` turns skips
 //! into failures.
+//!
+//! Without the host layer (`--no-default-features`, the portable core on any
+//! OS) nothing runs: each scenario gives one trial per format,
+//! `format/fixtures/area/scenario`, that builds its fixtures and checks
+//! their `exercises` with the independent reader.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Completion, Trial};
-use solder_conformance::catalog::{self, rerun_command};
-use solder_conformance::child::{self, CHILD_ENV};
-use solder_conformance::runner::{Harness, TrialOutcome};
+use solder_conformance::catalog::{self, ScenarioFile, rerun_command};
+use solder_conformance::prepare::TrialOutcome;
 
 fn main() -> ExitCode {
-    if let Ok(plan) = std::env::var(CHILD_ENV) {
-        return match child::run(&plan) {
+    #[cfg(feature = "host")]
+    if let Ok(plan) = std::env::var(solder_conformance::child::CHILD_ENV) {
+        return match solder_conformance::child::run(&plan) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("conformance child: {err}");
@@ -34,7 +39,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let harness = Arc::new(Harness::for_workspace());
     let mut trials = Vec::new();
     for file in &files {
         if let Err(err) = &file.scenario {
@@ -44,17 +48,64 @@ fn main() -> ExitCode {
                 .push(Trial::test(name, move || Err(message.into())).with_kind(file.area.clone()));
         }
     }
-    for spec in catalog::trials(&files) {
-        let harness = harness.clone();
-        let kind = spec.area.clone();
-        trials.push(
-            Trial::ignorable_test(spec.name.clone(), move || match harness.run_trial(&spec) {
-                TrialOutcome::Passed => Ok(Completion::Completed),
-                TrialOutcome::Skipped(reason) => Ok(Completion::ignored_with(reason)),
-                TrialOutcome::Failed(report) => Err(report.into()),
-            })
-            .with_kind(kind),
-        );
-    }
+    trials.extend(scenario_trials(&files));
     libtest_mimic::run(&args, trials).exit_code()
+}
+
+fn trial(name: String, kind: String, run: impl FnOnce() -> TrialOutcome + Send + 'static) -> Trial {
+    Trial::ignorable_test(name, move || match run() {
+        TrialOutcome::Passed => Ok(Completion::Completed),
+        TrialOutcome::Skipped(reason) => Ok(Completion::ignored_with(reason)),
+        TrialOutcome::Failed(report) => Err(report.into()),
+    })
+    .with_kind(kind)
+}
+
+/// One trial per scenario, format and mode: fixtures built and checked,
+/// then the steps run.
+#[cfg(feature = "host")]
+fn scenario_trials(files: &[ScenarioFile]) -> Vec<Trial> {
+    let harness = Arc::new(solder_conformance::runner::Harness::for_workspace());
+    catalog::trials(files)
+        .into_iter()
+        .map(|spec| {
+            let harness = harness.clone();
+            trial(spec.name.clone(), spec.area.clone(), move || {
+                harness.run_trial(&spec)
+            })
+        })
+        .collect()
+}
+
+/// One trial per scenario and format: fixtures built and checked.
+#[cfg(not(feature = "host"))]
+fn scenario_trials(files: &[ScenarioFile]) -> Vec<Trial> {
+    use solder_conformance::fixtures::Builder;
+    use solder_conformance::prepare::{Preparer, Unprepared};
+    let preparer = Arc::new(Preparer::new(
+        Builder::for_workspace(),
+        Preparer::strict_from_env(),
+    ));
+    catalog::fixture_checks(files)
+        .into_iter()
+        .map(|check| {
+            let preparer = preparer.clone();
+            trial(check.name.clone(), check.area.clone(), move || {
+                let outcome = if let Some(reason) = &check.skipped {
+                    TrialOutcome::Skipped(reason.clone())
+                } else {
+                    match preparer.prepare(&check.scenario, check.format) {
+                        Ok(_) => TrialOutcome::Passed,
+                        Err(Unprepared::Skipped(reason)) => TrialOutcome::Skipped(reason),
+                        Err(Unprepared::Failed(what)) => TrialOutcome::Failed(format!(
+                            "{what}\nscenario: {}\nrerun: {}",
+                            check.path.display(),
+                            rerun_command(&check.name)
+                        )),
+                    }
+                };
+                preparer.finish(outcome, &check.name)
+            })
+        })
+        .collect()
 }

@@ -16,17 +16,31 @@
 //! - [`crash`]: a signal handler that reports a crash in JIT'd code as
 //!   `symbol+offset` before letting the signal kill the process.
 
+// The portable core: plain values shared with the linker.
 pub mod abi;
-pub mod calls;
-pub mod crash;
-pub mod dynsym;
-pub mod host;
-pub mod lifecycle;
 pub mod module;
-pub mod pages;
 pub mod protocol;
+
+// The host layer.
+#[cfg(feature = "host")]
+pub mod calls;
+#[cfg(feature = "host")]
+pub mod crash;
+#[cfg(feature = "host")]
+pub mod dynsym;
+#[cfg(feature = "host")]
+pub mod host;
+#[cfg(feature = "host")]
+pub mod lifecycle;
+#[cfg(feature = "host")]
+pub mod pages;
+#[cfg(feature = "host")]
 pub mod server;
+#[cfg(feature = "host")]
 pub mod shm;
+#[cfg(feature = "host")]
 pub mod snapshot;
+#[cfg(feature = "host")]
 pub mod transport;
+#[cfg(feature = "host")]
 pub mod unwind;

@@ -87,6 +87,7 @@ pub enum LinkError {
         reason: String,
     },
     #[error(transparent)]
+    #[cfg(feature = "host")]
     Host(#[from] solder_executor::host::HostError),
     #[error("memory: {0}")]
     Memory(String),
@@ -108,6 +109,7 @@ pub enum LinkError {
         user: u32,
     },
     #[error(transparent)]
+    #[cfg(feature = "host")]
     Unwind(#[from] solder_executor::unwind::UnwindError),
     /// JIT'd code crashed, exited or timed out in a remote executor.
     #[error("{}", .0)]

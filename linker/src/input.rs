@@ -39,35 +39,12 @@ impl ObjectFile {
                 e.to_string(),
             ))
         })?;
-        // Read straight into the reserved bytes: zeroing them first would
-        // touch every page twice. Stop at the size or at the end of file.
-        while bytes.len() < size {
-            let filled = bytes.len();
-            let spare = &mut bytes.spare_capacity_mut()[..size - filled];
-            // SAFETY: `spare` is writable memory of `spare.len()` bytes that
-            // the vector owns; `read` writes at most that many into it.
-            let n = unsafe {
-                libc::read(
-                    std::os::fd::AsRawFd::as_raw_fd(&file),
-                    spare.as_mut_ptr().cast(),
-                    spare.len(),
-                )
-            };
-            match n {
-                0 => break,
-                n if n > 0 => {
-                    // SAFETY: `read` initialized the first `n` spare bytes
-                    // (n <= spare.len(), so the length stays in capacity).
-                    unsafe { bytes.set_len(filled + n as usize) };
-                }
-                _ => {
-                    let reason = std::io::Error::last_os_error();
-                    if reason.kind() != std::io::ErrorKind::Interrupted {
-                        return Err(error(reason));
-                    }
-                }
-            }
-        }
+        // Read straight into the reserved bytes (std reads files into
+        // uninitialized capacity: zeroing first would touch every page
+        // twice), and stop at the size: `take` answers the final
+        // end-of-file probe itself, without a system call.
+        std::io::Read::read_to_end(&mut std::io::Read::take(&file, size as u64), &mut bytes)
+            .map_err(error)?;
         Ok(ObjectFile {
             name: path.display().to_string(),
             bytes,
@@ -76,7 +53,7 @@ impl ObjectFile {
 }
 
 /// Picks the front-end by the object's magic.
-pub(crate) fn parse_object<'a>(name: &str, bytes: &'a [u8]) -> Result<LinkGraph<'a>, LinkError> {
+pub fn parse_object<'a>(name: &str, bytes: &'a [u8]) -> Result<LinkGraph<'a>, LinkError> {
     if crate::format::elf::is_elf(bytes) {
         crate::format::elf::parse(name, bytes)
     } else if crate::format::macho::is_macho(bytes) {

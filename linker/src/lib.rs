@@ -17,12 +17,16 @@ pub mod input;
 pub mod link;
 pub mod memory;
 pub mod plugins;
+#[cfg(feature = "host")]
 pub mod session;
 #[cfg(test)]
 mod test_support;
 
 pub use error::LinkError;
-pub use executors::{Outcome, Recovery, Transport};
+#[cfg(feature = "host")]
+pub use executors::Transport;
+pub use executors::{Outcome, Recovery};
 pub use input::ObjectFile;
 pub use memory::Placement;
+#[cfg(feature = "host")]
 pub use session::{ExecutorChoice, ModuleId, Session, SessionConfig};

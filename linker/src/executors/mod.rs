@@ -10,13 +10,17 @@
 //! - [`Remote`]: a `solder-executor` process over pipes or TCP, optionally
 //!   with shared memory; crashes come back as [`Outcome::Crashed`].
 
+#[cfg(feature = "host")]
 mod inprocess;
+#[cfg(feature = "host")]
 mod remote;
 
 use solder_executor::abi::CallingConvention;
 use std::time::Duration;
 
+#[cfg(feature = "host")]
 pub use inprocess::InProcess;
+#[cfg(feature = "host")]
 pub use remote::{Remote, RemoteConfig, Transport, executor_program};
 pub use solder_executor::protocol::{PlacementCode, Prot, Recovery, SymbolInfo, SymbolKind};
 

@@ -34,6 +34,9 @@ mod resolve;
 mod symbols;
 mod write;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;

@@ -1,0 +1,103 @@
+//! A trial's first half, portable: build its fixtures for the format and
+//! check with the independent reader ([`crate::verify`]) that they contain
+//! what the scenario's `exercises` says. The runner ([`crate::runner`],
+//! host only) runs the steps on what this returns; without the host layer
+//! the harness runs this half alone, once per scenario and format.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use crate::catalog::rerun_command;
+use crate::fixtures::{Builder, Compiler, FixtureError};
+use crate::formats::Format;
+use crate::schema::Scenario;
+
+/// How a trial ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrialOutcome {
+    Passed,
+    /// A failure, with the full report (diff and rerun command).
+    Failed(String),
+    Skipped(String),
+}
+
+/// Builds and checks fixtures; shared by all harness threads.
+#[derive(Debug)]
+pub struct Preparer {
+    builder: Builder,
+    strict: bool,
+    compilers: Mutex<HashMap<Format, Result<Compiler, String>>>,
+}
+
+impl Preparer {
+    /// `strict` (`SOLDER_STRICT=1`) turns skips into failures.
+    pub fn new(builder: Builder, strict: bool) -> Self {
+        Preparer {
+            builder,
+            strict,
+            compilers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `SOLDER_STRICT` asks for skips to fail.
+    pub fn strict_from_env() -> bool {
+        std::env::var("SOLDER_STRICT").is_ok_and(|v| !v.is_empty() && v != "0")
+    }
+
+    /// A skip, or under `SOLDER_STRICT=1` a failure naming the rerun.
+    pub fn finish(&self, outcome: TrialOutcome, trial: &str) -> TrialOutcome {
+        match outcome {
+            TrialOutcome::Skipped(reason) if self.strict => TrialOutcome::Failed(format!(
+                "skipped, and SOLDER_STRICT=1 turns skips into failures: {reason}\nrerun: {}",
+                rerun_command(trial)
+            )),
+            other => other,
+        }
+    }
+
+    fn compiler(&self, format: Format) -> Result<Compiler, String> {
+        let mut compilers = self.compilers.lock().unwrap_or_else(|p| p.into_inner());
+        compilers
+            .entry(format)
+            .or_insert_with(|| self.builder.compiler(format).map_err(|e| e.to_string()))
+            .clone()
+    }
+
+    /// The scenario's fixtures built for `format` (name -> object) and
+    /// checked against its `exercises`; or why the trial ends here
+    /// (skipped for want of a compiler, failed with a message that the
+    /// caller completes with the scenario and rerun command).
+    pub fn prepare(
+        &self,
+        scenario: &Scenario,
+        format: Format,
+    ) -> Result<BTreeMap<String, PathBuf>, Unprepared> {
+        let compiler = self.compiler(format).map_err(Unprepared::Skipped)?;
+        let mut objects = BTreeMap::new();
+        for (name, spec) in &scenario.fixtures {
+            match self.builder.build(format, &compiler, spec) {
+                Ok(path) => {
+                    objects.insert(name.clone(), path);
+                }
+                Err(FixtureError::CompilerMissing { reason, .. }) => {
+                    return Err(Unprepared::Skipped(reason));
+                }
+                Err(err) => return Err(Unprepared::Failed(format!("fixture `{name}`: {err}"))),
+            }
+        }
+        if let Some(wanted) = scenario.exercises.get(&format) {
+            let paths: Vec<PathBuf> = objects.values().cloned().collect();
+            crate::verify::verify(format, &paths, wanted)
+                .map_err(|err| Unprepared::Failed(format!("exercises check failed: {err}")))?;
+        }
+        Ok(objects)
+    }
+}
+
+/// Why [`Preparer::prepare`] stopped a trial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unprepared {
+    Skipped(String),
+    Failed(String),
+}
