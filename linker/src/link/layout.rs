@@ -25,8 +25,118 @@ pub(super) struct Layout {
     pub total: u64,
 }
 
-pub(super) fn align_up(value: u64, align: u64) -> u64 {
-    value.div_ceil(align.max(1)) * align.max(1)
+/// The layout's position, moved only by checked steps: every size,
+/// alignment and count comes from an object (or the executor) and may be
+/// anything.
+struct Cursor(u64);
+
+/// A step of the layout that does not fit in 64 bits.
+struct Overflow;
+
+impl Cursor {
+    fn align(&mut self, align: u64) -> Result<u64, Overflow> {
+        let align = align.max(1);
+        self.0 = self.0.div_ceil(align).checked_mul(align).ok_or(Overflow)?;
+        Ok(self.0)
+    }
+
+    /// Reserves `size` bytes; returns where they start.
+    fn advance(&mut self, size: u64) -> Result<u64, Overflow> {
+        let start = self.0;
+        self.0 = start.checked_add(size).ok_or(Overflow)?;
+        Ok(start)
+    }
+
+    /// Reserves `count` pieces of `each` bytes; returns where they start.
+    fn advance_by(&mut self, count: usize, each: usize) -> Result<u64, Overflow> {
+        let size = (count as u64).checked_mul(each as u64).ok_or(Overflow)?;
+        self.advance(size)
+    }
+
+    /// Aligns, then reserves `size` bytes; returns where they start.
+    fn place(&mut self, align: u64, size: u64) -> Result<u64, Overflow> {
+        self.align(align)?;
+        self.advance(size)
+    }
+}
+
+/// The error for a section whose size or alignment the layout cannot
+/// hold.
+fn too_large(graph: &LinkGraph<'_>, section: &Section<'_>) -> LinkError {
+    LinkError::Malformed {
+        object: graph.object.clone(),
+        reason: format!(
+            "section {}: size {:#x} with alignment {:#x} does not fit in a module",
+            section.name, section.size, section.align
+        ),
+    }
+}
+
+/// The error for a synthesized piece (GOT, stubs, a common symbol, a copy)
+/// that the layout cannot hold.
+fn piece_too_large(what: impl std::fmt::Display) -> LinkError {
+    LinkError::Memory(format!("{what} does not fit in a module"))
+}
+
+/// Places every live section that `pick` selects, in load order.
+fn place_sections(
+    graphs: &[LinkGraph<'_>],
+    sections: &mut [Vec<Option<u64>>],
+    cursor: &mut Cursor,
+    pick: impl Fn(&Section<'_>) -> bool,
+) -> Result<(), LinkError> {
+    for (g, graph) in graphs.iter().enumerate() {
+        for (s, section) in graph.sections.iter().enumerate() {
+            if section.live && pick(section) {
+                let at = cursor
+                    .place(section.align, section.size)
+                    .map_err(|Overflow| too_large(graph, section))?;
+                sections[g][s] = Some(at);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Places every live unwind section, back to back (the unwinder walks them
+/// as one table), and the terminator after them when any has records. An
+/// empty one is placed too, at the cursor: it holds nothing to write.
+fn place_unwind_frames(
+    graphs: &[LinkGraph<'_>],
+    sections: &mut [Vec<Option<u64>>],
+    cursor: &mut Cursor,
+) -> Result<Option<(u64, u64)>, LinkError> {
+    let start = cursor.0;
+    let mut has_frames = false;
+    for (g, graph) in graphs.iter().enumerate() {
+        for (s, section) in graph.sections.iter().enumerate() {
+            if !section.live || section.role != SectionRole::UnwindFrames {
+                continue;
+            }
+            if section.size % 4 != 0 {
+                return Err(LinkError::Malformed {
+                    object: graph.object.clone(),
+                    reason: format!(
+                        "{}: size {} is not a multiple of 4",
+                        section.name, section.size
+                    ),
+                });
+            }
+            let at = cursor
+                .advance(section.size)
+                .map_err(|Overflow| too_large(graph, section))?;
+            sections[g][s] = Some(at);
+            has_frames |= section.size > 0;
+        }
+    }
+    if !has_frames {
+        return Ok(None);
+    }
+    // The zero terminator the unwinder stops at.
+    cursor
+        .advance(4)
+        .map_err(|Overflow| piece_too_large("the unwind table"))?;
+    Ok(Some((start, cursor.0 - start)))
 }
 
 /// Places sections and synthesized pieces in three segments: read-execute,
@@ -37,120 +147,85 @@ pub(super) fn lay_out(
     commons: &[Common<'_>],
     page: u64,
 ) -> Result<Layout, LinkError> {
-    let (plt, thunks, shims, got) = (
-        plan.plt.len(),
-        plan.thunks.len(),
-        plan.shim_slots.len(),
-        plan.got_keys.len(),
-    );
-    let copies = &plan.copies;
     let mut sections: Vec<Vec<Option<u64>>> = graphs
         .iter()
         .map(|g| vec![None; g.sections.len()])
         .collect();
-    let mut cursor = 0u64;
-    let place_all = |sections: &mut Vec<Vec<Option<u64>>>,
-                     cursor: &mut u64,
-                     pick: &dyn Fn(&Section<'_>) -> bool| {
-        for (g, graph) in graphs.iter().enumerate() {
-            for (s, section) in graph.sections.iter().enumerate() {
-                if section.live && pick(section) {
-                    *cursor = align_up(*cursor, section.align);
-                    sections[g][s] = Some(*cursor);
-                    *cursor += section.size;
-                }
-            }
-        }
-    };
+    let mut cursor = Cursor(0);
     let mut segments = Vec::new();
+    let pieces = |what: &'static str| move |Overflow| piece_too_large(what);
 
     // Read-execute.
-    let start = cursor;
-    place_all(&mut sections, &mut cursor, &|s| {
+    let start = cursor.0;
+    place_sections(graphs, &mut sections, &mut cursor, |s| {
         s.protection == Protection::Code
-    });
-    cursor = align_up(cursor, 16);
-    let plt_at = cursor;
-    cursor += plt as u64 * JUMP_STUB.len() as u64;
-    let thunks_at = cursor;
-    cursor += thunks as u64 * DSO_THUNK_SIZE as u64;
-    cursor = align_up(cursor, 16);
-    let shims_at = cursor;
-    cursor += shims as u64 * WIN64_TO_SYSV_SHIM.len() as u64;
-    segments.push((start, cursor - start, Protection::Code));
-    cursor = align_up(cursor, page);
+    })?;
+    cursor.align(16).map_err(pieces("the code"))?;
+    let plt = cursor
+        .advance_by(plan.plt.len(), JUMP_STUB.len())
+        .map_err(pieces("the stubs"))?;
+    let thunks = cursor
+        .advance_by(plan.thunks.len(), DSO_THUNK_SIZE)
+        .map_err(pieces("the thunks"))?;
+    cursor.align(16).map_err(pieces("the code"))?;
+    let shims = cursor
+        .advance_by(plan.shim_slots.len(), WIN64_TO_SYSV_SHIM.len())
+        .map_err(pieces("the shims"))?;
+    segments.push((start, cursor.0 - start, Protection::Code));
+    cursor.align(page).map_err(pieces("the code"))?;
 
     // Read-only.
-    let start = cursor;
-    place_all(&mut sections, &mut cursor, &|s| {
+    let start = cursor.0;
+    place_sections(graphs, &mut sections, &mut cursor, |s| {
         s.protection == Protection::ReadOnly && s.role != SectionRole::UnwindFrames
-    });
-    cursor = align_up(cursor, 8);
-    let got_at = cursor;
-    cursor += got as u64 * 8;
+    })?;
+    cursor.align(8).map_err(pieces("the GOT"))?;
+    let got = cursor
+        .advance_by(plan.got_keys.len(), 8)
+        .map_err(pieces("the GOT"))?;
     // The module's `__dso_handle`: only its address matters, so it needs
     // no writable page (a module without data then has none).
-    let dso = cursor;
-    cursor += 8;
-    let eh_start = cursor;
-    let mut has_frames = false;
-    for (g, graph) in graphs.iter().enumerate() {
-        for (s, section) in graph.sections.iter().enumerate() {
-            if section.live && section.role == SectionRole::UnwindFrames && section.size > 0 {
-                if section.size % 4 != 0 {
-                    return Err(LinkError::Malformed {
-                        object: graph.object.clone(),
-                        reason: format!(
-                            "{}: size {} is not a multiple of 4",
-                            section.name, section.size
-                        ),
-                    });
-                }
-                sections[g][s] = Some(cursor);
-                cursor += section.size;
-                has_frames = true;
-            }
-        }
-    }
-    let eh_frame = has_frames.then(|| {
-        cursor += 4; // the zero terminator the unwinder stops at
-        (eh_start, cursor - eh_start)
-    });
-    segments.push((start, cursor - start, Protection::ReadOnly));
-    cursor = align_up(cursor, page);
+    let dso = cursor.advance(8).map_err(pieces("the DSO handle"))?;
+    let eh_frame = place_unwind_frames(graphs, &mut sections, &mut cursor)?;
+    segments.push((start, cursor.0 - start, Protection::ReadOnly));
+    cursor.align(page).map_err(pieces("the read-only data"))?;
 
     // Read-write.
-    let start = cursor;
-    place_all(&mut sections, &mut cursor, &|s| {
+    let start = cursor.0;
+    place_sections(graphs, &mut sections, &mut cursor, |s| {
         s.protection == Protection::Data
-    });
-    let mut copy_offsets = Vec::with_capacity(copies.len());
-    for &(_, size) in copies {
-        cursor = align_up(cursor, 16);
-        copy_offsets.push(cursor);
-        cursor += size;
+    })?;
+    let mut copies = Vec::with_capacity(plan.copies.len());
+    for &(_, size) in &plan.copies {
+        copies.push(
+            cursor
+                .place(16, size)
+                .map_err(pieces("a copy of host data"))?,
+        );
     }
-    let written = cursor;
-    place_all(&mut sections, &mut cursor, &|s| {
+    let written = cursor.0;
+    place_sections(graphs, &mut sections, &mut cursor, |s| {
         s.protection == Protection::Zero
-    });
+    })?;
     let mut common_offsets = Vec::with_capacity(commons.len());
     for common in commons {
-        cursor = align_up(cursor, common.align);
-        common_offsets.push(cursor);
-        cursor += common.size;
+        let at = cursor
+            .place(common.align, common.size)
+            .map_err(|Overflow| piece_too_large(format_args!("common symbol `{}`", common.name)))?;
+        common_offsets.push(at);
     }
-    segments.push((start, cursor - start, Protection::Data));
-    let total = align_up(cursor.max(1), page);
+    segments.push((start, cursor.0 - start, Protection::Data));
+    cursor.0 = cursor.0.max(1);
+    let total = cursor.align(page).map_err(pieces("the module"))?;
     Ok(Layout {
         sections,
-        plt: plt_at,
-        thunks: thunks_at,
-        shims: shims_at,
-        got: got_at,
+        plt,
+        thunks,
+        shims,
+        got,
         eh_frame,
         dso,
-        copies: copy_offsets,
+        copies,
         commons: common_offsets,
         segments,
         written,

@@ -1,6 +1,7 @@
-//! The portable core end to end: a real object linked into a byte image
-//! with no executor behind it (the host layer may be compiled out), and the
-//! image's relocated bytes checked against the addresses the link chose.
+//! The portable core end to end: real objects linked into a byte image
+//! with no executor behind it (the host layer may be compiled out): the
+//! image's relocated bytes checked against the addresses the link chose,
+//! and hostile section sizes refused with an error, never a panic.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,6 +119,27 @@ fn word<const N: usize>(image: &[u8], at: u64) -> [u8; N] {
     image[at..at + N].try_into().expect("inside the image")
 }
 
+/// Links one object alone into an image at a fixed, never-mapped base.
+fn link_alone(name: &str, bytes: &[u8]) -> Result<super::LinkedModule, LinkError> {
+    let graph = parse_object(name, bytes)?;
+    let mut slab = Slab::new(BASE, 1 << 30, 4096);
+    link(
+        vec![graph],
+        LinkRequest {
+            module: 1,
+            objects: Arc::from(name),
+            slab: &mut slab,
+            symbols: &HashMap::default(),
+            executor: &mut Nowhere,
+            exports: &HashMap::default(),
+            indirection: &mut Indirection::default(),
+            replacing: None,
+        },
+    )
+}
+
+const BASE: u64 = 0x5555_0000_0000;
+
 #[test]
 fn an_elf_object_links_into_a_relocated_byte_image() {
     let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", SOURCE, &[]);
@@ -179,4 +201,94 @@ fn an_elf_object_links_into_a_relocated_byte_image() {
         i32::from_le_bytes(word(image, table - base + 8)) as i64,
         g as i64 - (table as i64 + 8)
     );
+}
+
+const EMPTY_UNWIND_ELF: &str = "
+    .text
+    .globl main
+main: xorl %eax, %eax
+    ret
+    .section .eh_frame,\"a\",@unwind
+";
+
+const EMPTY_UNWIND_MACHO: &str = "
+    .text
+    .globl _main
+_main: xorl %eax, %eax
+    ret
+    .section __TEXT,__eh_frame,coalesced,no_toc+strip_static_syms+live_support
+";
+
+#[test]
+fn an_empty_unwind_section_links_without_frames() {
+    for (target, source) in [
+        ("x86_64-unknown-linux-gnu", EMPTY_UNWIND_ELF),
+        ("x86_64-apple-macos11", EMPTY_UNWIND_MACHO),
+    ] {
+        let bytes = clang_object(target, "assembler", source, &[]);
+        let graph = parse_object("empty-unwind.o", &bytes).expect("parse");
+        assert!(
+            graph
+                .sections
+                .iter()
+                .any(|s| s.role == crate::graph::SectionRole::UnwindFrames && s.size == 0),
+            "{target}: the object has an empty unwind section"
+        );
+        let linked = link_alone("empty-unwind.o", &bytes)
+            .unwrap_or_else(|e| panic!("{target}: an empty unwind section links: {e}"));
+        assert_eq!(linked.eh_frame, None, "{target}: no frames to register");
+    }
+}
+
+/// `bytes` (an ELF64 object) with the size of section `name` set to `size`.
+fn with_elf_section_size(mut bytes: Vec<u8>, name: &str, size: u64) -> Vec<u8> {
+    let u16_at = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]) as usize;
+    let u32_at =
+        |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+    let u64_at =
+        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+    let (shoff, shentsize) = (u64_at(&bytes, 0x28), u16_at(&bytes, 0x3a));
+    let (shnum, shstrndx) = (u16_at(&bytes, 0x3c), u16_at(&bytes, 0x3e));
+    let header = |i: usize| shoff + i * shentsize;
+    let strtab = u64_at(&bytes, header(shstrndx) + 0x18);
+    let section = (0..shnum)
+        .find(|&i| {
+            let at = strtab + u32_at(&bytes, header(i));
+            bytes[at..].starts_with(name.as_bytes()) && bytes[at + name.len()] == 0
+        })
+        .unwrap_or_else(|| panic!("the object has a section {name}"));
+    bytes[header(section) + 0x20..header(section) + 0x28].copy_from_slice(&size.to_le_bytes());
+    bytes
+}
+
+#[test]
+fn section_sizes_past_the_address_space_are_refused() {
+    let source = "
+        .text
+        .globl main
+    main: leaq buffer(%rip), %rax
+        ret
+        .bss
+    buffer: .skip 16
+    ";
+    let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", source, &[]);
+    for size in [u64::MAX, u64::MAX - 0xf, u64::MAX - 0xfff] {
+        let hostile = with_elf_section_size(bytes.clone(), ".bss", size);
+        match link_alone("huge-bss.o", &hostile) {
+            Err(LinkError::Malformed { object, reason }) => {
+                assert_eq!(object, "huge-bss.o");
+                assert!(reason.contains(".bss"), "{size:#x}: {reason}");
+            }
+            Err(other) => panic!("{size:#x}: refused, but not as a malformed object: {other}"),
+            Ok(linked) => panic!("{size:#x}: linked {:#x} bytes", linked.memory.1),
+        }
+    }
+    // Large but representable: the slab (1 GiB here) refuses it.
+    for size in [1 << 40, 1 << 63] {
+        let hostile = with_elf_section_size(bytes.clone(), ".bss", size);
+        match link_alone("big-bss.o", &hostile) {
+            Err(LinkError::Memory(reason)) => assert!(reason.contains("no free range"), "{reason}"),
+            other => panic!("{size:#x}: {:?}", other.map(|m| m.memory)),
+        }
+    }
 }
