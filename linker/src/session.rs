@@ -1010,23 +1010,23 @@ mod tests {
             ..SessionConfig::default()
         })
         .expect("session");
-        // Reserves the slab next to the host's libraries, above 4 GiB.
         session
             .load(&[elf("first.o", ".text\n.globl first\nfirst: ret\n")])
             .expect("first load");
         let used = session.slab_used();
-        // 16 KiB of 0xff, then a 32-bit absolute address of its own data,
-        // which cannot hold a slab address above 4 GiB: the relocation is
-        // refused after the contents were copied.
+        // 16 KiB of 0xff, then a 16-bit absolute address of its own data,
+        // which no slab address holds (none is below 64 KiB, wherever the
+        // slab lands): the relocation is refused after the contents were
+        // copied.
         let failing = elf(
             "failing.o",
-            ".data\nfilled: .fill 16384, 1, 0xff\n.long filled\n",
+            ".data\nfilled: .fill 16384, 1, 0xff\n.word filled\n",
         );
         let err = session
             .load(&[failing])
-            .expect_err("a 32-bit address of the slab");
+            .expect_err("a 16-bit address of the slab");
         assert!(
-            err.to_string().contains("R_X86_64_32"),
+            err.to_string().contains("R_X86_64_16"),
             "unexpected error: {err}\n{RERUN}"
         );
         assert_eq!(
