@@ -33,6 +33,22 @@ pub enum Placement {
     Fixed(u64),
 }
 
+/// No slab starts below this: the first 64 KiB (Linux's usual
+/// `vm.mmap_min_addr`) stay unmapped so that null-pointer reads and calls
+/// keep faulting, even for root, who may map there.
+pub const LOWEST_SLAB_ADDRESS: u64 = 0x1_0000;
+
+/// Refuses a slab that would start in the first 64 KiB.
+pub fn refuse_low_slab(base: u64) -> Result<(), LinkError> {
+    if base >= LOWEST_SLAB_ADDRESS {
+        return Ok(());
+    }
+    Err(LinkError::Memory(format!(
+        "a slab at {base:#x} would cover part of the first 64 KiB, where null-pointer \
+         accesses must fault; choose an address at or above {LOWEST_SLAB_ADDRESS:#x}"
+    )))
+}
+
 pub struct Slab {
     base: u64,
     size: u64,

@@ -24,7 +24,7 @@ use crate::graph::{Binding, Definition, LinkGraph};
 use crate::indirection::Indirection;
 use crate::input::{ObjectFile, parse_object};
 use crate::link::{DataBinding, Export, LinkRequest, LinkedModule, link};
-use crate::memory::{Placement, Slab};
+use crate::memory::{self, Placement, Slab};
 use crate::plugins::{self, Emitted, LinkPlugin, Registration};
 
 /// Where the session's code runs.
@@ -219,9 +219,16 @@ impl Session {
 
     fn reserve(&mut self, placement: Placement) -> Result<(), LinkError> {
         let (code, address) = placement.code();
+        if let Placement::Fixed(address) = placement {
+            memory::refuse_low_slab(address)?;
+        }
         let base = self
             .executor
             .reserve(self.config.slab_size, code, address)?;
+        if let Err(low) = memory::refuse_low_slab(base) {
+            let _ = self.executor.release(base, self.config.slab_size);
+            return Err(low);
+        }
         self.slab = Some(Slab::new(base, self.config.slab_size, self.page()));
         Ok(())
     }
@@ -1045,5 +1052,24 @@ mod tests {
             dirty, 0,
             "{dirty} bytes of the failed load are left behind\n{RERUN}"
         );
+    }
+
+    /// A slab in the first 64 KiB would let null-pointer accesses succeed
+    /// (root may map there): refused before anything is reserved.
+    #[test]
+    fn a_slab_in_the_first_64_kib_is_refused() {
+        for address in [0, 0x1000, 0xf000] {
+            let err = Session::new(SessionConfig {
+                execute: false,
+                placement: Placement::Fixed(address),
+                ..SessionConfig::default()
+            })
+            .err()
+            .unwrap_or_else(|| panic!("a slab at {address:#x} was accepted\n{RERUN}"));
+            assert!(
+                err.to_string().contains("first 64 KiB"),
+                "unexpected error: {err}\n{RERUN}"
+            );
+        }
     }
 }
