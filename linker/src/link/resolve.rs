@@ -94,8 +94,6 @@ pub(super) struct Resolver<'g, 'a, 's> {
     /// What each COFF import slot holds, and the other-module data symbol it
     /// binds, if any.
     pub(super) imports: Vec<(Target, Option<(u32, String)>)>,
-    /// How deep the current chain of fallbacks (alternate names) is.
-    pub(super) fallback_depth: u32,
     pub(super) req: LinkRequest<'s>,
 }
 
@@ -114,7 +112,6 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             thunks: Vec::new(),
             shims: Vec::new(),
             imports: Vec::new(),
-            fallback_depth: 0,
             req,
         }
     }
@@ -279,17 +276,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             return self.adapt_abi(g, r, site);
         }
         if let Some(fallback) = sym.fallback {
-            // Alternate names may chain, but never loop.
-            if self.fallback_depth > 16 {
-                return Err(LinkError::Malformed {
-                    object: graph.object.clone(),
-                    reason: format!("{}: the alternate names of `{name}` form a loop", site()),
-                });
-            }
-            self.fallback_depth += 1;
-            let r = self.resolve(g, fallback, site);
-            self.fallback_depth -= 1;
-            return r;
+            return self.resolve_fallback(g, id, fallback, site);
         }
         if sym.binding == Binding::Weak {
             return Ok(Resolved {
@@ -302,6 +289,46 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
         Err(LinkError::Undefined {
             symbol: name.to_string(),
             site: site(),
+        })
+    }
+
+    /// What undefined `id` means through its chain of alternate names
+    /// (COFF weak externals and `/alternatename:`), starting at `fallback`:
+    /// the first name of the chain that something defines. Walked in a
+    /// loop, not by recursion, so a long chain costs its length and no
+    /// stack; a chain longer than the graph's symbols is a loop.
+    fn resolve_fallback(
+        &mut self,
+        g: usize,
+        id: SymbolId,
+        fallback: SymbolId,
+        site: &dyn Fn() -> Site,
+    ) -> Result<Resolved<'g>, LinkError> {
+        let graphs = self.graphs;
+        let graph = &graphs[g];
+        let mut at = fallback;
+        for _ in 0..graph.symbols.len() {
+            let sym = &graph.symbols[at];
+            let Some(next) = sym.fallback.filter(|_| {
+                self.cache[g][at].is_none()
+                    && sym.binding != Binding::Local
+                    && !(graph.format == ObjectFormat::Coff && sym.name.starts_with("__imp_"))
+            }) else {
+                // Resolved already, or resolved without alternate names.
+                return self.resolve(g, at, site);
+            };
+            if let Some(r) = self.lookup(g, sym.name, site)? {
+                return self.adapt_abi(g, r, site);
+            }
+            at = next;
+        }
+        Err(LinkError::Malformed {
+            object: graph.object.clone(),
+            reason: format!(
+                "{}: the alternate names of `{}` form a loop",
+                site(),
+                graph.symbols[id].name
+            ),
         })
     }
 

@@ -114,9 +114,10 @@ table:
     .long g - .
 "#;
 
+/// `N` bytes of the image at offset `at`; past its end the module's
+/// memory is zero (the image is trimmed of trailing zeroes).
 fn word<const N: usize>(image: &[u8], at: u64) -> [u8; N] {
-    let at = at as usize;
-    image[at..at + N].try_into().expect("inside the image")
+    std::array::from_fn(|i| image.get(at as usize + i).copied().unwrap_or(0))
 }
 
 /// Links one object alone into an image at a fixed, never-mapped base.
@@ -290,5 +291,72 @@ fn section_sizes_past_the_address_space_are_refused() {
             Err(LinkError::Memory(reason)) => assert!(reason.contains("no free range"), "{reason}"),
             other => panic!("{size:#x}: {:?}", other.map(|m| m.memory)),
         }
+    }
+}
+
+/// Chains of alternate names (COFF weak externals, `/alternatename:`)
+/// resolve through any length, each link walked once.
+#[test]
+fn long_chains_of_alternate_names_resolve_to_their_end() {
+    const LINKS: usize = 2000;
+    let mut source = format!(".text\n.globl w{LINKS}, a{LINKS}\nw{LINKS}: ret\na{LINKS}: ret\n");
+    // Data references: the assembler folds a jump to a known weak alias.
+    source += ".data\n.globl table\ntable: .quad w0\n.quad a0\n";
+    for i in 0..LINKS {
+        source += &format!(".weak w{i}\nw{i} = w{}\n", i + 1);
+    }
+    let alternates: Vec<String> = (0..LINKS)
+        .map(|i| format!("/alternatename:a{i}=a{}", i + 1))
+        .collect();
+    source += &format!(
+        ".section .drectve,\"yn\"\n.ascii \"{}\"\n",
+        alternates.join(" ")
+    );
+    let bytes = clang_object("x86_64-pc-windows-msvc", "assembler", &source, &[]);
+    let graph = parse_object("chains.obj", &bytes).expect("parse");
+    let referenced: Vec<&str> = graph
+        .sections
+        .iter()
+        .flat_map(|s| &s.edges)
+        .map(|e| graph.symbols[e.target].name)
+        .collect();
+    assert_eq!(
+        referenced,
+        ["w0", "a0"],
+        "the table refers to both chains' starts"
+    );
+    let linked = link_alone("chains.obj", &bytes).expect("the chains resolve");
+    let address = |name: &str| {
+        linked
+            .exports
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("`{name}` is exported"))
+            .1
+            .address
+    };
+    let table = address("table") - BASE;
+    let ends = [address(&format!("w{LINKS}")), address(&format!("a{LINKS}"))];
+    let slots = [
+        u64::from_le_bytes(word(&linked.image, table)),
+        u64::from_le_bytes(word(&linked.image, table + 8)),
+    ];
+    assert_eq!(slots, ends, "each chain resolves to its last name");
+}
+
+#[test]
+fn a_loop_of_alternate_names_is_refused() {
+    let source = ".data\n.quad a0\n.section .drectve,\"yn\"\n\
+                  .ascii \"/alternatename:a0=a1 /alternatename:a1=a2 /alternatename:a2=a0\"\n";
+    let bytes = clang_object("x86_64-pc-windows-msvc", "assembler", source, &[]);
+    match link_alone("loop.obj", &bytes) {
+        Err(LinkError::Malformed { reason, .. }) => {
+            assert!(
+                reason.contains("alternate names of `a0` form a loop"),
+                "{reason}"
+            )
+        }
+        Err(other) => panic!("refused, but not as a loop: {other}"),
+        Ok(_) => panic!("a loop of alternate names linked"),
     }
 }

@@ -3,6 +3,7 @@
 //! ignored.
 
 use object::read::coff::CoffHeader;
+use rustc_hash::FxHashMap as HashMap;
 
 use super::Input;
 use crate::error::LinkError;
@@ -16,6 +17,14 @@ pub(super) fn apply<'a, Coff: CoffHeader>(
     directives: &[&'a [u8]],
     symbols: &mut Vec<Symbol<'a>>,
 ) -> Result<(), LinkError> {
+    // Non-local symbols by name, in table order: each directive looks its
+    // two names up once instead of scanning every symbol.
+    let mut by_name: HashMap<&'a str, Vec<usize>> = HashMap::default();
+    for (id, sym) in symbols.iter().enumerate() {
+        if sym.binding != Binding::Local {
+            by_name.entry(sym.name).or_default().push(id);
+        }
+    }
     for &bytes in directives {
         let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
         let text = std::str::from_utf8(bytes)
@@ -26,21 +35,16 @@ pub(super) fn apply<'a, Coff: CoffHeader>(
             else {
                 continue;
             };
-            let undefined = |s: &Symbol<'_>| {
-                s.name == from
-                    && s.binding != Binding::Local
-                    && s.definition == Definition::Undefined
-                    && s.fallback.is_none()
-            };
-            if from == to || !symbols.iter().any(undefined) {
+            let undefined =
+                |s: &Symbol<'_>| s.definition == Definition::Undefined && s.fallback.is_none();
+            let named = by_name.get(from).map_or(&[][..], Vec::as_slice);
+            if from == to || !named.iter().any(|&id| undefined(&symbols[id])) {
                 continue;
             }
-            let target = match symbols
-                .iter()
-                .position(|s| s.name == to && s.binding != Binding::Local)
-            {
-                Some(id) => id,
+            let target = match by_name.get(to).and_then(|ids| ids.first()) {
+                Some(&id) => id,
                 None => {
+                    by_name.entry(to).or_default().push(symbols.len());
                     symbols.push(Symbol {
                         name: to,
                         binding: Binding::Global,
@@ -53,8 +57,10 @@ pub(super) fn apply<'a, Coff: CoffHeader>(
                     symbols.len() - 1
                 }
             };
-            for sym in symbols.iter_mut().filter(|s| undefined(s)) {
-                sym.fallback = Some(target);
+            for &id in by_name.get(from).map_or(&[][..], Vec::as_slice) {
+                if undefined(&symbols[id]) {
+                    symbols[id].fallback = Some(target);
+                }
             }
         }
     }

@@ -209,21 +209,13 @@ fn settle_weak_externals<Coff: CoffHeader>(
         }
         tags[index] = Some(tag);
     }
+    if let Some(index) = first_loop(&tags, weak_externals) {
+        return Err(input.malformed(format!(
+            "weak external {}: its default symbols form a loop",
+            symbols[index].name
+        )));
+    }
     for &index in weak_externals {
-        // A chain of weak externals must end in a symbol that is not one.
-        let mut at = index;
-        for _ in 0..=weak_externals.len() {
-            match tags[at] {
-                Some(next) => at = next,
-                None => break,
-            }
-        }
-        if tags[at].is_some() {
-            return Err(input.malformed(format!(
-                "weak external {}: its default symbols form a loop",
-                symbols[index].name
-            )));
-        }
         let Some(tag) = tags[index] else { continue };
         let default = &symbols[tag];
         let (definition, fallback) = match default.definition {
@@ -248,6 +240,45 @@ fn settle_weak_externals<Coff: CoffHeader>(
     }
 
     Ok(())
+}
+
+/// A weak external whose chain of default symbols loops instead of ending
+/// in a symbol that is not one. Linear: every symbol is walked once (a
+/// walk stops where an earlier one was found to end).
+fn first_loop(tags: &[Option<usize>], weak_externals: &[usize]) -> Option<usize> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Walk {
+        Unseen,
+        OnPath,
+        Ends,
+    }
+    let mut walk = vec![Walk::Unseen; tags.len()];
+    let mut path = Vec::new();
+    for &start in weak_externals {
+        let mut at = start;
+        loop {
+            match walk[at] {
+                Walk::Ends => break,
+                Walk::OnPath => return Some(start),
+                Walk::Unseen => {}
+            }
+            match tags[at] {
+                Some(next) => {
+                    walk[at] = Walk::OnPath;
+                    path.push(at);
+                    at = next;
+                }
+                None => {
+                    walk[at] = Walk::Ends;
+                    break;
+                }
+            }
+        }
+        for done in path.drain(..) {
+            walk[done] = Walk::Ends;
+        }
+    }
+    None
 }
 
 /// COFF has no symbol sizes: a defined symbol extends to the next one in
