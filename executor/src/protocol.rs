@@ -1530,4 +1530,176 @@ mod tests {
             crashed_frame(7, 2, 0xdead, 0xbeef, true).to_vec()
         );
     }
+
+    /// One reply of every kind.
+    fn every_reply() -> Vec<Reply> {
+        vec![
+            Reply::Hello {
+                magic: MAGIC,
+                version: VERSION,
+                page_size: 4096,
+                target: "x86_64-unknown-linux-gnu".into(),
+                capabilities: capability::SNAPSHOT,
+                pid: 42,
+            },
+            Reply::Ok,
+            Reply::Error {
+                code: ErrorCode::Memory,
+                message: "no".into(),
+            },
+            Reply::Reserved {
+                base: 0x7000_0000,
+                shm_fd: -1,
+            },
+            Reply::Bytes { bytes: vec![1] },
+            Reply::Symbols {
+                symbols: vec![SymbolInfo {
+                    kind: SymbolKind::InterposerPassDso,
+                    arg: 1,
+                    address: 0x1234,
+                    size: 0,
+                }],
+            },
+            Reply::Done { value: 3 },
+            Reply::Removed { position: 0 },
+            Reply::Crashed {
+                signal: 11,
+                code: 1,
+                fault_address: 0,
+                pc: 0x1000,
+                stack_overflow: false,
+            },
+            Reply::Exited { status: 42 },
+            Reply::Checkpoint {
+                pid: 77,
+                reason: CheckpointSkip::Taken,
+            },
+            Reply::Resumed { pid: 77 },
+        ]
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The encoder's output pinned byte for byte (length prefix included),
+    /// so that a change to how any field is written cannot go unnoticed:
+    /// version 3 controllers and executors elsewhere depend on it.
+    #[test]
+    fn every_frame_is_pinned_byte_for_byte() {
+        let requests: Vec<String> = every_request().iter().map(|r| hex(&r.encode())).collect();
+        let expected = [
+            "1000000001030000000106000000736563726574",
+            "1300000002000000400000000001000000000000000001",
+            "1000000003001000000000000003000000010203",
+            "12000000040010000000000000002000000000000001",
+            "110000000500100000000000000010000000000000",
+            "0d00000006001000000000000008000000",
+            "170000000702000000040000007075747306000000617465786974",
+            "070000000800010000006d",
+            "09000000090700000000000000",
+            "090000000a0700000000000000",
+            "320000000b0900000000000000ffffffffffffffff010000000100000000000000020000000200000000000000030000000000000000",
+            "120000000c020000000400000070726f670100000078",
+            "160000000d020000000400000000000000050000000000000001",
+            "3f0000000e1000000000000000010000000000000002000000000000000300000000000000040000000000000005000000000000000600000000000000012c01000000",
+            "090000000f0300000000000000",
+            "15000000100200000003000000000000000400000000000000",
+            "1600000011001000000000000002080000000909090909090909",
+            "0100000012",
+            "7200000013030000001000000003001000000000000003000000010203120000000400100000000000000010000000000000013f0000000e0010000000000000010000000000000002000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+            "0a00000013010000000100000012",
+        ];
+        assert_eq!(requests, expected);
+        let replies: Vec<String> = every_reply().iter().map(|r| hex(&r.encode())).collect();
+        let expected = [
+            "3500000001534c4452030000000010000000000000180000007838365f36342d756e6b6e6f776e2d6c696e75782d676e75020000002a000000",
+            "0100000002",
+            "080000000302020000006e6f",
+            "0d000000040000007000000000ffffffff",
+            "06000000050100000001",
+            "170000000601000000060134120000000000000000000000000000",
+            "09000000070300000000000000",
+            "09000000080000000000000000",
+            "1a000000090b000000010000000000000000000000001000000000000000",
+            "050000000a2a000000",
+            "060000000b4d00000000",
+            "050000000c4d000000",
+        ];
+        assert_eq!(replies, expected);
+    }
+
+    /// The worked examples of `PROTOCOL.md` §2 are the encoder's bytes, and
+    /// the document shows them (compared with all whitespace removed, so the
+    /// document may wrap and group the bytes as it likes).
+    #[test]
+    fn the_protocol_documents_worked_examples_are_the_encoders_bytes() {
+        let doc: String = include_str!("../PROTOCOL.md")
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let examples: [(Vec<u8>, &str); 9] = [
+            (Reply::Ok.encode(), "01 00 00 00 02"),
+            (Request::Shutdown.encode(), "01 00 00 00 12"),
+            (
+                Reply::Done { value: 5 }.encode(),
+                "09 00 00 00 07 05 00 00 00 00 00 00 00",
+            ),
+            (
+                Reply::Exited { status: 42 }.encode(),
+                "05 00 00 00 0a 2a 00 00 00",
+            ),
+            (
+                Request::Hello {
+                    version: 3,
+                    recovery: Recovery::None,
+                    token: vec![],
+                }
+                .encode(),
+                "0a 00 00 00 01 03 00 00 00 00 00 00 00 00",
+            ),
+            (
+                Request::Lookup {
+                    names: vec!["puts".into()],
+                }
+                .encode(),
+                "0d 00 00 00 07 01 00 00 00 04 00 00 00 70 75 74 73",
+            ),
+            (
+                Request::Batch {
+                    requests: vec![
+                        Request::RegisterFrames { address: 0x1000 },
+                        Request::Shutdown,
+                    ],
+                }
+                .encode(),
+                "17 00 00 00 13 02 00 00 00 09 00 00 00 09 00 10 00 00 00 00 00 00 01 00 00 00 12",
+            ),
+            (
+                Reply::Error {
+                    code: ErrorCode::State,
+                    message: "no".into(),
+                }
+                .encode(),
+                "08 00 00 00 03 05 02 00 00 00 6e 6f",
+            ),
+            (
+                Reply::Crashed {
+                    signal: 11,
+                    code: 1,
+                    fault_address: 0,
+                    pc: 0x7f00_0000_0000,
+                    stack_overflow: false,
+                }
+                .encode(),
+                "1a 00 00 00 09 0b 00 00 00 01 00 00 00 \
+                 00 00 00 00 00 00 00 00 00 00 00 00 00 7f 00 00 00",
+            ),
+        ];
+        for (frame, shown) in examples {
+            let shown: String = shown.split_whitespace().collect();
+            assert_eq!(hex(&frame), shown);
+            assert!(doc.contains(&shown), "PROTOCOL.md does not show {shown}");
+        }
+    }
 }
