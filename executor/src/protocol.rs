@@ -27,6 +27,27 @@
 //! by [`Reply::Ok`], see [`Request::is_plain`]); the batch is answered as
 //! its last element would be on its own, or by the [`Reply::Error`] of the
 //! first element that failed.
+//!
+//! # How the code is laid out
+//!
+//! Each message is declared once, in the `messages!` invocations that
+//! define [`Request`] and [`Reply`]: its tag, its name, for a request
+//! whether it is plain, and its fields in wire order, each with its type,
+//! the name decoding errors give it and, where the protocol bounds it, its
+//! limit. The macro generates the enum, `encode`, `decode`, `name` and
+//! `is_plain` from that one entry. How a field is written and read is its
+//! type's business: the `Wire` trait, implemented below for the integers,
+//! `bool`, byte strings, strings, lists, the small enums (declared with
+//! `wire_enum!`) and the few irregular fields (the batch, the calling
+//! convention, fixed arrays). All the checking (bounds, counts, enum
+//! values, UTF-8, limits, trailing bytes) lives in those implementations,
+//! in `Cursor` and in `decode_frame`, ordinary functions that tests and
+//! mutation testing reach; the macros only list fields.
+//!
+//! Adding a request: one entry in the `Request` declaration (a new tag,
+//! `[plain]` if it is answered by `Ok` alone and runs no code), its row in
+//! `PROTOCOL.md`'s table, its sample in the tests' `every_request`, and its
+//! handler in `server.rs`.
 
 use crate::abi::CallingConvention;
 use std::io::{Read, Write};
@@ -64,68 +85,213 @@ pub mod capability {
     pub const UNWIND: u32 = 1 << 3;
 }
 
-/// Recovery policy requested in the handshake. Only `Snapshot` changes the
-/// executor's behaviour; `Restart` is carried out by the controller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Recovery {
-    None = 0,
-    Snapshot = 1,
-    Restart = 2,
+/// Declares a one-byte enumeration of the wire format: the enum, with the
+/// value each variant has on the wire, and its [`Wire`] codec, which refuses
+/// any other value (as [`ProtocolError::BadValue`] named after the field).
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $enum:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $value:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u8)]
+        $vis enum $enum {
+            $( $(#[$vmeta])* $variant = $value, )*
+        }
+
+        impl Wire for $enum {
+            fn put(&self, out: &mut Out) {
+                (*self as u8).put(out);
+            }
+            fn take(cursor: &mut Cursor<'_>, what: &'static str) -> Result<Self, ProtocolError> {
+                enum_value(
+                    u8::take(cursor, what)?,
+                    &[$(Self::$variant),*],
+                    |v| v as u8,
+                    what,
+                )
+            }
+        }
+    };
 }
 
-/// Where [`Request::Reserve`] should put the reservation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum PlacementCode {
-    /// Anywhere.
-    Any = 0,
-    /// Within ±2 GiB of the executor's shared libraries (rel32 reach), else anywhere.
-    NearHost = 1,
-    /// In the low 2 GiB, else anywhere.
-    Low = 2,
-    /// Exactly at `address`, or fail.
-    Fixed = 3,
+/// Declares the messages of one direction: the enum and, from the same
+/// entries, `encode`, `decode` and `name` (and, with the leading `batching`,
+/// `is_plain`). An entry is the tag, the variant, `[plain]` for a plain
+/// request, then the fields in wire order as `name: Type = "what"`, where
+/// `Type` implements [`Wire`] and `what` names the field in decoding
+/// errors; `(max LIMIT, "what")` after a field refuses a value (or length)
+/// above `LIMIT` as it is read.
+macro_rules! messages {
+    (
+        batching
+        $(#[$meta:meta])*
+        $vis:vis enum $enum:ident {
+            $(
+                $(#[$vmeta:meta])*
+                $tag:literal $variant:ident $([$flag:ident])? $({ $($fields:tt)* })?,
+            )*
+        }
+    ) => {
+        messages! {
+            $(#[$meta])*
+            $vis enum $enum {
+                $( $(#[$vmeta])* $tag $variant $({ $($fields)* })?, )*
+            }
+        }
+
+        impl $enum {
+            /// Whether the request is *plain*: answered by [`Reply::Ok`]
+            /// alone, runs no JIT'd code, and so may precede the last
+            /// request of a [`Request::Batch`]. (Marked `[plain]` where the
+            /// request is declared.)
+            pub fn is_plain(&self) -> bool {
+                match self {
+                    $( Self::$variant { .. } => flag!($($flag)?), )*
+                }
+            }
+        }
+    };
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $enum:ident {
+            $(
+                $(#[$vmeta:meta])*
+                $tag:literal $variant:ident $({
+                    $(
+                        $(#[$fmeta:meta])*
+                        $field:ident: $ty:ty = $what:literal $((max $max:expr, $max_what:literal))?
+                    ),* $(,)?
+                })?,
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        $vis enum $enum {
+            $(
+                #[doc = concat!("Tag ", stringify!($tag), ".")]
+                $(#[$vmeta])*
+                $variant $({ $( $(#[$fmeta])* $field: $ty, )* })?,
+            )*
+        }
+
+        impl $enum {
+            /// The whole frame, length prefix included.
+            pub fn encode(&self) -> Vec<u8> {
+                match self {
+                    $(
+                        Self::$variant $({ $($field),* })? => {
+                            Out::new($tag) $($( .with($field) )*)? .frame()
+                        }
+                    )*
+                }
+            }
+
+            /// Decodes one frame (tag + body, without the length prefix).
+            pub fn decode(frame: &[u8]) -> Result<Self, ProtocolError> {
+                decode_frame(frame, |tag, cursor| {
+                    Ok(match tag {
+                        $(
+                            $tag => {
+                                $($(
+                                    let $field = <$ty as Wire>::take(cursor, $what)?;
+                                    $( let $field = at_most($field, $max as u64, $max_what)?; )?
+                                )*)?
+                                Self::$variant $({ $($field),* })?
+                            }
+                        )*
+                        other => return Err(ProtocolError::UnknownTag(other)),
+                    })
+                })
+            }
+
+            /// The message's name, as in `executor/PROTOCOL.md` (for
+            /// messages).
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $( Self::$variant { .. } => stringify!($variant), )*
+                }
+            }
+        }
+    };
 }
 
-/// Page protections of [`Request::Protect`] and [`Request::Patch`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Prot {
-    None = 0,
-    /// Read + execute (code).
-    ReadExecute = 1,
-    ReadOnly = 2,
-    /// Read + write (data). With shared memory, mapped private.
-    ReadWrite = 3,
+/// The value of a message's flag in `messages!`: true when the entry says
+/// `[plain]`, false when it says nothing (any other word does not compile).
+macro_rules! flag {
+    () => {
+        false
+    };
+    (plain) => {
+        true
+    };
 }
 
-/// How [`Request::OpenLibrary`] names a library.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum LibraryKind {
-    /// `-l NAME`.
-    Link = 0,
-    /// A path (`--preload`).
-    Path = 1,
+wire_enum! {
+    /// Recovery policy requested in the handshake. Only `Snapshot` changes the
+    /// executor's behaviour; `Restart` is carried out by the controller.
+    pub enum Recovery {
+        None = 0,
+        Snapshot = 1,
+        Restart = 2,
+    }
 }
 
-/// What a looked-up name is in the executor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum SymbolKind {
-    Missing = 0,
-    Function = 1,
-    Data = 2,
-    /// Thread-local: no plain address.
-    Tls = 3,
-    Unknown = 4,
-    /// A runtime interposer: bind the name to `address`.
-    InterposerDirect = 5,
-    /// A runtime interposer reached through a per-module thunk that loads
-    /// the module's `__dso_handle` into integer argument `arg` and jumps to
-    /// `address`.
-    InterposerPassDso = 6,
+wire_enum! {
+    /// Where [`Request::Reserve`] should put the reservation.
+    pub enum PlacementCode {
+        /// Anywhere.
+        Any = 0,
+        /// Within ±2 GiB of the executor's shared libraries (rel32 reach), else anywhere.
+        NearHost = 1,
+        /// In the low 2 GiB, else anywhere.
+        Low = 2,
+        /// Exactly at `address`, or fail.
+        Fixed = 3,
+    }
+}
+
+wire_enum! {
+    /// Page protections of [`Request::Protect`] and [`Request::Patch`].
+    pub enum Prot {
+        None = 0,
+        /// Read + execute (code).
+        ReadExecute = 1,
+        ReadOnly = 2,
+        /// Read + write (data). With shared memory, mapped private.
+        ReadWrite = 3,
+    }
+}
+
+wire_enum! {
+    /// How [`Request::OpenLibrary`] names a library.
+    pub enum LibraryKind {
+        /// `-l NAME`.
+        Link = 0,
+        /// A path (`--preload`).
+        Path = 1,
+    }
+}
+
+wire_enum! {
+    /// What a looked-up name is in the executor.
+    pub enum SymbolKind {
+        Missing = 0,
+        Function = 1,
+        Data = 2,
+        /// Thread-local: no plain address.
+        Tls = 3,
+        Unknown = 4,
+        /// A runtime interposer: bind the name to `address`.
+        InterposerDirect = 5,
+        /// A runtime interposer reached through a per-module thunk that loads
+        /// the module's `__dso_handle` into integer argument `arg` and jumps to
+        /// `address`.
+        InterposerPassDso = 6,
+    }
 }
 
 /// One [`Request::Lookup`] answer.
@@ -139,176 +305,230 @@ pub struct SymbolInfo {
     pub size: u64,
 }
 
-/// Error codes of [`Reply::Error`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ErrorCode {
-    /// The frame could not be decoded (unknown tag, truncated, too long).
-    Malformed = 0,
-    /// Handshake refused: wrong version or token.
-    Refused = 1,
-    /// mmap/mprotect/madvise failed or the range is not the session's.
-    Memory = 2,
-    /// A library could not be opened.
-    Library = 3,
-    /// Frame registration failed.
-    Unwind = 4,
-    /// Request out of order (e.g. before the handshake, or a second reserve).
-    State = 5,
+wire_enum! {
+    /// Error codes of [`Reply::Error`].
+    pub enum ErrorCode {
+        /// The frame could not be decoded (unknown tag, truncated, too long).
+        Malformed = 0,
+        /// Handshake refused: wrong version or token.
+        Refused = 1,
+        /// mmap/mprotect/madvise failed or the range is not the session's.
+        Memory = 2,
+        /// A library could not be opened.
+        Library = 3,
+        /// Frame registration failed.
+        Unwind = 4,
+        /// Request out of order (e.g. before the handshake, or a second reserve).
+        State = 5,
+    }
 }
 
-/// Controller -> executor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    /// Tag 1. `token` must equal the executor's (empty when it has none).
-    Hello {
-        version: u32,
-        recovery: Recovery,
-        token: Vec<u8>,
-    },
-    /// Tag 2. One per session: reserve `size` bytes of address space
-    /// (`PROT_NONE`, not committed). With `shared`, back it by a memfd.
-    Reserve {
-        size: u64,
-        placement: PlacementCode,
-        address: u64,
-        shared: bool,
-    },
-    /// Tag 3. Copy `bytes` to `address` (inside the reservation), making the
-    /// pages read-write first. Used while staging a new module.
-    Write { address: u64, bytes: Vec<u8> },
-    /// Tag 4. Set the protection of whole pages inside the reservation.
-    Protect { address: u64, size: u64, prot: Prot },
-    /// Tag 5. Discard pages and make them inaccessible until written again.
-    Release { address: u64, size: u64 },
-    /// Tag 6. Read `size` (≤ [`MAX_READ`]) bytes of readable executor memory
-    /// (host data to copy). Answered by [`Reply::Bytes`].
-    Read { address: u64, size: u32 },
-    /// Tag 7. Look names up: runtime interposers first, then host libraries.
-    /// Answered by [`Reply::Symbols`], one entry per name, in order.
-    Lookup { names: Vec<String> },
-    /// Tag 8. Open a library searched by later lookups.
-    OpenLibrary { kind: LibraryKind, name: String },
-    /// Tag 9. `__register_frame(address)`.
-    RegisterFrames { address: u64 },
-    /// Tag 10. `__deregister_frame(address)`.
-    DeregisterFrames { address: u64 },
-    /// Tag 11. Record a module's deinitializers under `dso` at `position`
-    /// in load order (`u64::MAX` = last).
-    RegisterModule {
-        dso: u64,
-        position: u64,
-        prioritized: Vec<u64>,
-        unprioritized: Vec<u64>,
-        /// The deinitializers' (and the module's `atexit` handlers')
-        /// convention; on the wire, 1 for Microsoft x64 (a COFF module).
-        convention: CallingConvention,
-    },
-    /// Tag 12. `argv` passed to initializers and `main` (envp is the
-    /// executor's environment).
-    SetArgs { args: Vec<String> },
-    /// Tag 13. Call each address as `void (int, char **, char **)`, in order.
-    /// Answered by [`Reply::Done`] with value 0.
-    RunInitializers {
-        addresses: Vec<u64>,
-        convention: CallingConvention,
-    },
-    /// Tag 14. Call `address` with six integer arguments (SysV), or as
-    /// `int main(int, char **, char **)` when `main` is set. A nonzero
-    /// `timeout_ms` arms a timer; expiry is reported as a crash with
-    /// `SIGALRM`. `convention` is the function's (on the wire, 1 for
-    /// Microsoft x64). Answered by [`Reply::Done`].
-    Call {
-        address: u64,
-        args: [u64; 6],
-        main: bool,
-        timeout_ms: u32,
-        convention: CallingConvention,
-    },
-    /// Tag 15. Run a module's deinitializers and handlers (`dlclose` order)
-    /// and forget it. Answered by [`Reply::Removed`].
-    RemoveModule { dso: u64 },
-    /// Tag 16. End modules as `exit()` would. Answered by [`Reply::Done`].
-    EndModules { dsos: Vec<u64> },
-    /// Tag 17. Write `bytes` at `address` in live pages: make them
-    /// read-write, write, then set `restore`.
-    Patch {
-        address: u64,
-        restore: Prot,
-        bytes: Vec<u8>,
-    },
-    /// Tag 18. Reply [`Reply::Ok`], then exit 0 (a checkpoint is discarded).
-    Shutdown,
-    /// Tag 19. Several requests in one frame (1 ..= [`MAX_BATCH`], no
-    /// `Hello` and no nested `Batch`): every one but the last is a plain
-    /// request ([`Request::is_plain`]), handled in order; the last is then
-    /// handled as if sent alone and the batch gets its replies. The first
-    /// failure ends the batch with its `Error` (message prefixed with the
-    /// request's position and name); nothing after it runs. Encoded as a
-    /// `u32` count, then each request's frame (`u32` length, tag, body).
-    Batch { requests: Vec<Request> },
+messages! {
+    batching
+    /// Controller -> executor.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Request {
+        /// `token` must equal the executor's (empty when it has none).
+        1 Hello {
+            version: u32 = "version",
+            recovery: Recovery = "recovery",
+            token: Vec<u8> = "token" (max MAX_TOKEN, "token length"),
+        },
+        /// One per session: reserve `size` bytes of address space
+        /// (`PROT_NONE`, not committed). With `shared`, back it by a memfd.
+        2 Reserve {
+            size: u64 = "size",
+            placement: PlacementCode = "placement",
+            address: u64 = "address",
+            shared: bool = "shared",
+        },
+        /// Copy `bytes` to `address` (inside the reservation), making the
+        /// pages read-write first. Used while staging a new module.
+        3 Write [plain] {
+            address: u64 = "address",
+            bytes: Vec<u8> = "bytes",
+        },
+        /// Set the protection of whole pages inside the reservation.
+        4 Protect [plain] {
+            address: u64 = "address",
+            size: u64 = "size",
+            prot: Prot = "protection",
+        },
+        /// Discard pages and make them inaccessible until written again.
+        5 Release [plain] {
+            address: u64 = "address",
+            size: u64 = "size",
+        },
+        /// Read `size` (≤ [`MAX_READ`]) bytes of readable executor memory
+        /// (host data to copy). Answered by [`Reply::Bytes`].
+        6 Read {
+            address: u64 = "address",
+            size: u32 = "size" (max MAX_READ, "read size"),
+        },
+        /// Look names up: runtime interposers first, then host libraries.
+        /// Answered by [`Reply::Symbols`], one entry per name, in order.
+        7 Lookup {
+            names: Vec<String> = "names" (max MAX_NAMES, "name count"),
+        },
+        /// Open a library searched by later lookups.
+        8 OpenLibrary [plain] {
+            kind: LibraryKind = "library kind",
+            name: String = "library name",
+        },
+        /// `__register_frame(address)`.
+        9 RegisterFrames [plain] {
+            address: u64 = "address",
+        },
+        /// `__deregister_frame(address)`.
+        10 DeregisterFrames [plain] {
+            address: u64 = "address",
+        },
+        /// Record a module's deinitializers under `dso` at `position` in
+        /// load order (`u64::MAX` = last).
+        11 RegisterModule [plain] {
+            dso: u64 = "dso",
+            position: u64 = "position",
+            prioritized: Vec<u64> = "prioritized",
+            unprioritized: Vec<u64> = "unprioritized",
+            /// The deinitializers' (and the module's `atexit` handlers')
+            /// convention; on the wire, 1 for Microsoft x64 (a COFF module).
+            convention: CallingConvention = "win64",
+        },
+        /// `argv` passed to initializers and `main` (envp is the
+        /// executor's environment).
+        12 SetArgs [plain] {
+            args: Vec<String> = "args",
+        },
+        /// Call each address as `void (int, char **, char **)`, in order.
+        /// Answered by [`Reply::Done`] with value 0.
+        13 RunInitializers {
+            addresses: Vec<u64> = "addresses",
+            convention: CallingConvention = "win64",
+        },
+        /// Call `address` with six integer arguments (SysV), or as
+        /// `int main(int, char **, char **)` when `main` is set. A nonzero
+        /// `timeout_ms` arms a timer; expiry is reported as a crash with
+        /// `SIGALRM`. `convention` is the function's (on the wire, 1 for
+        /// Microsoft x64). Answered by [`Reply::Done`].
+        14 Call {
+            address: u64 = "address",
+            args: [u64; 6] = "argument",
+            main: bool = "main",
+            timeout_ms: u32 = "timeout",
+            convention: CallingConvention = "win64",
+        },
+        /// Run a module's deinitializers and handlers (`dlclose` order)
+        /// and forget it. Answered by [`Reply::Removed`].
+        15 RemoveModule {
+            dso: u64 = "dso",
+        },
+        /// End modules as `exit()` would. Answered by [`Reply::Done`].
+        16 EndModules {
+            dsos: Vec<u64> = "dsos",
+        },
+        /// Write `bytes` at `address` in live pages: make them read-write,
+        /// write, then set `restore`.
+        17 Patch [plain] {
+            address: u64 = "address",
+            restore: Prot = "protection",
+            bytes: Vec<u8> = "bytes",
+        },
+        /// Reply [`Reply::Ok`], then exit 0 (a checkpoint is discarded).
+        18 Shutdown,
+        /// Several requests in one frame (1 ..= [`MAX_BATCH`], no `Hello`
+        /// and no nested `Batch`): every one but the last is a plain
+        /// request ([`Request::is_plain`]), handled in order; the last is
+        /// then handled as if sent alone and the batch gets its replies.
+        /// The first failure ends the batch with its `Error` (message
+        /// prefixed with the request's position and name); nothing after
+        /// it runs. Encoded as a `u32` count, then each request's frame
+        /// (`u32` length, tag, body).
+        19 Batch {
+            requests: Vec<Request> = "batch",
+        },
+    }
 }
 
-/// Executor -> controller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// Tag 1. First frame on every connection.
-    Hello {
-        magic: [u8; 4],
-        version: u32,
-        page_size: u64,
-        /// e.g. `x86_64-unknown-linux-gnu`.
-        target: String,
-        capabilities: u32,
-        pid: u32,
-    },
-    /// Tag 2.
-    Ok,
-    /// Tag 3.
-    Error { code: ErrorCode, message: String },
-    /// Tag 4. `shm_fd` is the memfd's descriptor number in the executor
-    /// (open `/proc/<pid>/fd/<shm_fd>` to map it), or -1.
-    Reserved { base: u64, shm_fd: i32 },
-    /// Tag 5.
-    Bytes { bytes: Vec<u8> },
-    /// Tag 6.
-    Symbols { symbols: Vec<SymbolInfo> },
-    /// Tag 7. JIT'd code returned `value` (rax).
-    Done { value: u64 },
-    /// Tag 8. Position the module had in load order (`u64::MAX` = unknown).
-    Removed { position: u64 },
-    /// Tag 9. Sent by the signal handler, then the executor dies of
-    /// `signal`. Fixed size: 1 + 4 + 4 + 8 + 8 + 1 bytes.
-    Crashed {
-        signal: i32,
-        code: i32,
-        fault_address: u64,
-        pc: u64,
-        stack_overflow: bool,
-    },
-    /// Tag 10. User code called `exit(status)`; stdio is flushed and the
-    /// process is exiting.
-    Exited { status: i32 },
-    /// Tag 11. Snapshot policy: a checkpoint of process `pid` sleeps for the
-    /// coming request (0 = none: `reason` says why).
-    Checkpoint { pid: u32, reason: CheckpointSkip },
-    /// Tag 12. The executor died; its checkpoint `pid` serves from now on,
-    /// with the state from before the request that killed it.
-    Resumed { pid: u32 },
+messages! {
+    /// Executor -> controller.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Reply {
+        /// First frame on every connection.
+        1 Hello {
+            magic: [u8; 4] = "magic",
+            version: u32 = "version",
+            page_size: u64 = "page size",
+            /// e.g. `x86_64-unknown-linux-gnu`.
+            target: String = "target",
+            capabilities: u32 = "capabilities",
+            pid: u32 = "pid",
+        },
+        2 Ok,
+        3 Error {
+            code: ErrorCode = "error code",
+            message: String = "message",
+        },
+        /// `shm_fd` is the memfd's descriptor number in the executor (open
+        /// `/proc/<pid>/fd/<shm_fd>` to map it), or -1.
+        4 Reserved {
+            base: u64 = "base",
+            shm_fd: i32 = "shm fd",
+        },
+        5 Bytes {
+            bytes: Vec<u8> = "bytes",
+        },
+        6 Symbols {
+            symbols: Vec<SymbolInfo> = "symbols",
+        },
+        /// JIT'd code returned `value` (rax).
+        7 Done {
+            value: u64 = "value",
+        },
+        /// Position the module had in load order (`u64::MAX` = unknown).
+        8 Removed {
+            position: u64 = "position",
+        },
+        /// Sent by the signal handler, then the executor dies of `signal`.
+        /// Fixed size: 1 + 4 + 4 + 8 + 8 + 1 bytes; the handler builds it
+        /// with [`crashed_frame`].
+        9 Crashed {
+            signal: i32 = "signal",
+            code: i32 = "si_code",
+            fault_address: u64 = "fault address",
+            pc: u64 = "pc",
+            stack_overflow: bool = "stack overflow",
+        },
+        /// User code called `exit(status)`; stdio is flushed and the
+        /// process is exiting.
+        10 Exited {
+            status: i32 = "status",
+        },
+        /// Snapshot policy: a checkpoint of process `pid` sleeps for the
+        /// coming request (0 = none: `reason` says why).
+        11 Checkpoint {
+            pid: u32 = "pid",
+            reason: CheckpointSkip = "checkpoint reason",
+        },
+        /// The executor died; its checkpoint `pid` serves from now on, with
+        /// the state from before the request that killed it.
+        12 Resumed {
+            pid: u32 = "pid",
+        },
+    }
 }
 
-/// Why no checkpoint was taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum CheckpointSkip {
-    /// A checkpoint was taken.
-    Taken = 0,
-    /// The process has several threads; `fork` would copy only one.
-    Threads = 1,
-    /// A writable shared mapping exists; a rollback would see its writes.
-    SharedWritable = 2,
-    /// `fork` failed.
-    ForkFailed = 3,
+wire_enum! {
+    /// Why no checkpoint was taken.
+    pub enum CheckpointSkip {
+        /// A checkpoint was taken.
+        Taken = 0,
+        /// The process has several threads; `fork` would copy only one.
+        Threads = 1,
+        /// A writable shared mapping exists; a rollback would see its writes.
+        SharedWritable = 2,
+        /// `fork` failed.
+        ForkFailed = 3,
+    }
 }
 
 /// Why a frame could not be read or decoded.
@@ -358,41 +578,16 @@ impl<'a> Cursor<'a> {
         self.data = tail;
         Ok(head)
     }
-    fn u8(&mut self, what: &'static str) -> Result<u8, ProtocolError> {
-        Ok(self.take(1, what)?[0])
-    }
-    fn u32(&mut self, what: &'static str) -> Result<u32, ProtocolError> {
-        let b = self.take(4, what)?;
-        Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
-    }
-    fn i32(&mut self, what: &'static str) -> Result<i32, ProtocolError> {
-        Ok(self.u32(what)? as i32)
-    }
-    fn u64(&mut self, what: &'static str) -> Result<u64, ProtocolError> {
-        let b = self.take(8, what)?;
-        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
-    }
-    fn bool(&mut self, what: &'static str) -> Result<bool, ProtocolError> {
-        match self.u8(what)? {
-            0 => Ok(false),
-            1 => Ok(true),
-            v => Err(ProtocolError::BadValue {
-                what,
-                value: v.into(),
-            }),
-        }
-    }
-    fn bytes(&mut self, what: &'static str) -> Result<Vec<u8>, ProtocolError> {
-        let n = self.u32(what)? as usize;
-        Ok(self.take(n, what)?.to_vec())
-    }
-    fn string(&mut self, what: &'static str) -> Result<String, ProtocolError> {
-        String::from_utf8(self.bytes(what)?).map_err(|_| ProtocolError::NotUtf8)
+    /// The next `N` bytes, as one field.
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], ProtocolError> {
+        let mut bytes = [0; N];
+        bytes.copy_from_slice(self.take(N, what)?);
+        Ok(bytes)
     }
     /// A count of items each at least `min_item` bytes long: refused when
     /// the rest of the frame could not hold them.
     fn count(&mut self, min_item: usize, what: &'static str) -> Result<usize, ProtocolError> {
-        let n = self.u32(what)? as usize;
+        let n = u32::take(self, what)? as usize;
         if n.saturating_mul(min_item) > self.data.len() {
             return Err(ProtocolError::Truncated {
                 what,
@@ -401,14 +596,6 @@ impl<'a> Cursor<'a> {
             });
         }
         Ok(n)
-    }
-    fn u64s(&mut self, what: &'static str) -> Result<Vec<u64>, ProtocolError> {
-        let n = self.count(8, what)?;
-        (0..n).map(|_| self.u64(what)).collect()
-    }
-    fn strings(&mut self, what: &'static str) -> Result<Vec<String>, ProtocolError> {
-        let n = self.count(4, what)?;
-        (0..n).map(|_| self.string(what)).collect()
     }
     fn finish(self) -> Result<(), ProtocolError> {
         if self.data.is_empty() {
@@ -419,48 +606,47 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Appends encoded fields to a frame under construction.
+/// Decodes one frame (tag + body) with `body`, which reads the fields of
+/// the message `tag` names (or refuses the tag); the fields must use up the
+/// frame.
+fn decode_frame<T>(
+    frame: &[u8],
+    body: impl FnOnce(u8, &mut Cursor<'_>) -> Result<T, ProtocolError>,
+) -> Result<T, ProtocolError> {
+    let (&tag, rest) = frame.split_first().ok_or(ProtocolError::Empty)?;
+    let mut cursor = Cursor { data: rest };
+    let message = body(tag, &mut cursor)?;
+    cursor.finish()?;
+    Ok(message)
+}
+
+/// A frame under construction.
 struct Out {
     buf: Vec<u8>,
 }
 
 impl Out {
+    /// A frame with message tag `tag`, its length prefix still to be set.
     fn new(tag: u8) -> Self {
         let mut buf = Vec::with_capacity(64);
         buf.extend_from_slice(&[0, 0, 0, 0, tag]);
         Out { buf }
     }
-    fn u8(&mut self, v: u8) -> &mut Self {
-        self.buf.push(v);
+    /// Appends a field (for the chains `messages!` generates).
+    fn with(mut self, field: &impl Wire) -> Self {
+        field.put(&mut self);
         self
     }
-    fn u32(&mut self, v: u32) -> &mut Self {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-        self
+    /// Appends bytes as they are.
+    fn raw(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
     }
-    fn u64(&mut self, v: u64) -> &mut Self {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-        self
+    /// Appends a byte string: its `u32` length, then the bytes.
+    fn bytes(&mut self, bytes: &[u8]) {
+        (bytes.len() as u32).put(self);
+        self.raw(bytes);
     }
-    fn bytes(&mut self, v: &[u8]) -> &mut Self {
-        self.u32(v.len() as u32);
-        self.buf.extend_from_slice(v);
-        self
-    }
-    fn u64s(&mut self, v: &[u64]) -> &mut Self {
-        self.u32(v.len() as u32);
-        for &x in v {
-            self.u64(x);
-        }
-        self
-    }
-    fn strings(&mut self, v: &[String]) -> &mut Self {
-        self.u32(v.len() as u32);
-        for s in v {
-            self.bytes(s.as_bytes());
-        }
-        self
-    }
+    /// The finished frame, its length prefix set.
     fn frame(mut self) -> Vec<u8> {
         let n = (self.buf.len() - 4) as u32;
         self.buf[..4].copy_from_slice(&n.to_le_bytes());
@@ -468,6 +654,254 @@ impl Out {
     }
 }
 
+/// A field type of the wire format: how a value is written and read back.
+/// `what` names the field in decoding errors. Every `take` checks what it
+/// reads (bounds, values, counts) and returns a [`ProtocolError`] rather
+/// than panicking: frames come from the other side of a connection.
+trait Wire: Sized {
+    fn put(&self, out: &mut Out);
+    fn take(cursor: &mut Cursor<'_>, what: &'static str) -> Result<Self, ProtocolError>;
+}
+
+/// `u8`: one byte.
+impl Wire for u8 {
+    fn put(&self, out: &mut Out) {
+        out.raw(&[*self]);
+    }
+    fn take(cursor: &mut Cursor<'_>, what: &'static str) -> Result<Self, ProtocolError> {
+        Ok(cursor.array::<1>(what)?[0])
+    }
+}
+
+/// `u32`: four bytes, little-endian.
+impl Wire for u32 {
+    fn put(&self, out: &mut Out) {
+        out.raw(&self.to_le_bytes());
+    }
+    fn take(cursor: &mut Cursor<'_>, what: &'static str) -> Result<Self, ProtocolError> {
+        Ok(u32::from_le_bytes(cursor.array(what)?))
+    }
+}
+
+/// `i32`: four bytes, little-endian, two's complement.
+impl Wire for i32 {
+    fn put(&self, out: &mut Out) {
+        out.raw(&self.to_le_bytes());
+    }
+    fn take(cursor: &mut Cursor<'_>, what: &'static str) -> Result<Self, ProtocolError> {
+        Ok(i32::from_le_bytes(cursor.array(what)?))
+    }
+}
+
+/// `u64`: eight bytes, little-endian.
+impl Wire for u64 {
+    fn put(&self, out: &mut Out) {
+        out.raw(&self.to_le_bytes());
+    }
+    fn take(cursor: &mut Cursor<'_>, what: &'static str) -> Result<Self, ProtocolError> {
+        Ok(u64::from_le_bytes(cursor.array(what)?))
+    }
+}
+
+/// `bool`: one byte, 0 or 1; any other value is malformed.
+impl Wire for bool {
+    fn put(&self, out: &mut Out) {
+        u8::from(*self).put(out);
+    }
+    fn take(cursor: &mut Cursor<'_>, what: &'static str) -> Result<Self, ProtocolError> {
+        match u8::take(cursor, what)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            v => Err(ProtocolError::BadValue {
+                what,
+                value: v.into(),
+            }),
+        }
+    }
+}
+
+/// `bytes`: a `u32` length, then that many bytes.
+impl Wire for Vec<u8> {
+    fn put(&self, out: &mut Out) {
+        out.bytes(self);
+    }
+    fn take(cursor: &mut Cursor<'_>, what: &'static str) -> Result<Self, ProtocolError> {
+        let n = u32::take(cursor, what)? as usize;
+        Ok(cursor.take(n, what)?.to_vec())
+    }
+}
+
+/// `string`: like `bytes`, and the bytes must be UTF-8.
+impl Wire for String {
+    fn put(&self, out: &mut Out) {
+        out.bytes(self.as_bytes());
+    }
+    fn take(cursor: &mut Cursor<'_>, what: &'static str) -> Result<Self, ProtocolError> {
+        String::from_utf8(Vec::take(cursor, what)?).map_err(|_| ProtocolError::NotUtf8)
+    }
+}
+
+/// A fixed number of bytes, as they are (the magic of [`Reply::Hello`]).
+impl<const N: usize> Wire for [u8; N] {
+    fn put(&self, out: &mut Out) {
+        out.raw(self);
+    }
+    fn take(cursor: &mut Cursor<'_>, what: &'static str) -> Result<Self, ProtocolError> {
+        cursor.array(what)
+    }
+}
+
+/// A fixed number of `u64`s, without a count (the arguments of
+/// [`Request::Call`]).
+impl<const N: usize> Wire for [u64; N] {
+    fn put(&self, out: &mut Out) {
+        for value in self {
+            value.put(out);
+        }
+    }
+    fn take(cursor: &mut Cursor<'_>, what: &'static str) -> Result<Self, ProtocolError> {
+        let mut values = [0; N];
+        for value in &mut values {
+            *value = u64::take(cursor, what)?;
+        }
+        Ok(values)
+    }
+}
+
+/// A function's calling convention: on the wire the `bool` `win64`, set
+/// for Microsoft x64.
+impl Wire for CallingConvention {
+    fn put(&self, out: &mut Out) {
+        self.is_win64().put(out);
+    }
+    fn take(cursor: &mut Cursor<'_>, what: &'static str) -> Result<Self, ProtocolError> {
+        bool::take(cursor, what).map(CallingConvention::from_win64)
+    }
+}
+
+/// An item of a `list<T>`, with the fewest bytes one can take on the wire:
+/// a list's count is refused when the rest of the frame could not hold that
+/// many, before anything is allocated for them.
+trait Item: Wire {
+    const MIN_SIZE: usize;
+}
+
+impl Item for u64 {
+    const MIN_SIZE: usize = 8;
+}
+
+/// At least its length.
+impl Item for String {
+    const MIN_SIZE: usize = 4;
+}
+
+/// Kind, argument index, address and size.
+impl Item for SymbolInfo {
+    const MIN_SIZE: usize = 1 + 1 + 8 + 8;
+}
+
+/// `list<T>`: a `u32` count, then the items. (`Vec<u8>` is `bytes` and
+/// `Vec<Request>` a batch: neither is an [`Item`].)
+impl<T: Item> Wire for Vec<T> {
+    fn put(&self, out: &mut Out) {
+        (self.len() as u32).put(out);
+        for item in self {
+            item.put(out);
+        }
+    }
+    fn take(cursor: &mut Cursor<'_>, what: &'static str) -> Result<Self, ProtocolError> {
+        let n = cursor.count(T::MIN_SIZE, what)?;
+        (0..n).map(|_| T::take(cursor, what)).collect()
+    }
+}
+
+impl Wire for SymbolInfo {
+    fn put(&self, out: &mut Out) {
+        self.kind.put(out);
+        self.arg.put(out);
+        self.address.put(out);
+        self.size.put(out);
+    }
+    fn take(cursor: &mut Cursor<'_>, _: &'static str) -> Result<Self, ProtocolError> {
+        Ok(SymbolInfo {
+            kind: Wire::take(cursor, "symbol kind")?,
+            arg: Wire::take(cursor, "argument index")?,
+            address: Wire::take(cursor, "address")?,
+            size: Wire::take(cursor, "size")?,
+        })
+    }
+}
+
+/// Tag of [`Request::Batch`].
+const BATCH_TAG: u8 = 19;
+/// Tag of [`Request::Hello`], which a batch cannot hold.
+const HELLO_TAG: u8 = 1;
+
+/// The body of a [`Request::Batch`]: a `u32` count (1 ..= [`MAX_BATCH`]),
+/// then each request's whole frame (`u32` length, tag, body), so that a
+/// sender can concatenate the frames it would have sent.
+impl Wire for Vec<Request> {
+    fn put(&self, out: &mut Out) {
+        (self.len() as u32).put(out);
+        for request in self {
+            out.raw(&request.encode());
+        }
+    }
+    fn take(cursor: &mut Cursor<'_>, what: &'static str) -> Result<Self, ProtocolError> {
+        // Each element needs at least its length and its tag.
+        let n = cursor.count(5, what)?;
+        if n == 0 || n > MAX_BATCH as usize {
+            return Err(ProtocolError::BadValue {
+                what: "batch size",
+                value: n as u64,
+            });
+        }
+        let mut requests = Vec::with_capacity(n);
+        for _ in 0..n {
+            let len = u32::take(cursor, "batched request length")? as usize;
+            let element = cursor.take(len, "batched request")?;
+            // Checked before decoding, so decoding never recurses.
+            if let Some(&tag @ (HELLO_TAG | BATCH_TAG)) = element.first() {
+                return Err(ProtocolError::Unbatchable(tag));
+            }
+            requests.push(Request::decode(element)?);
+        }
+        Ok(requests)
+    }
+}
+
+/// A field whose size the protocol bounds: a number, or the length of a
+/// byte string or list.
+trait Amount {
+    fn amount(&self) -> u64;
+}
+
+impl Amount for u32 {
+    fn amount(&self) -> u64 {
+        u64::from(*self)
+    }
+}
+
+impl<T> Amount for Vec<T> {
+    fn amount(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
+/// `value`, unless its amount exceeds `max` (a field's `(max ..)` in
+/// [`messages!`]).
+fn at_most<T: Amount>(value: T, max: u64, what: &'static str) -> Result<T, ProtocolError> {
+    let amount = value.amount();
+    if amount > max {
+        return Err(ProtocolError::BadValue {
+            what,
+            value: amount,
+        });
+    }
+    Ok(value)
+}
+
+/// The variant of `table` whose wire value (`code`) is `value`.
 fn enum_value<T: Copy>(
     value: u8,
     table: &[T],
@@ -484,355 +918,6 @@ fn enum_value<T: Copy>(
         })
 }
 
-fn recovery(v: u8) -> Result<Recovery, ProtocolError> {
-    use Recovery::*;
-    enum_value(v, &[None, Snapshot, Restart], |t| t as u8, "recovery")
-}
-fn placement(v: u8) -> Result<PlacementCode, ProtocolError> {
-    use PlacementCode::*;
-    enum_value(v, &[Any, NearHost, Low, Fixed], |t| t as u8, "placement")
-}
-fn prot(v: u8) -> Result<Prot, ProtocolError> {
-    use Prot::*;
-    enum_value(
-        v,
-        &[None, ReadExecute, ReadOnly, ReadWrite],
-        |t| t as u8,
-        "protection",
-    )
-}
-fn library_kind(v: u8) -> Result<LibraryKind, ProtocolError> {
-    enum_value(
-        v,
-        &[LibraryKind::Link, LibraryKind::Path],
-        |t| t as u8,
-        "library kind",
-    )
-}
-fn symbol_kind(v: u8) -> Result<SymbolKind, ProtocolError> {
-    use SymbolKind::*;
-    enum_value(
-        v,
-        &[
-            Missing,
-            Function,
-            Data,
-            Tls,
-            Unknown,
-            InterposerDirect,
-            InterposerPassDso,
-        ],
-        |t| t as u8,
-        "symbol kind",
-    )
-}
-fn error_code(v: u8) -> Result<ErrorCode, ProtocolError> {
-    use ErrorCode::*;
-    enum_value(
-        v,
-        &[Malformed, Refused, Memory, Library, Unwind, State],
-        |t| t as u8,
-        "error code",
-    )
-}
-fn checkpoint_skip(v: u8) -> Result<CheckpointSkip, ProtocolError> {
-    use CheckpointSkip::*;
-    enum_value(
-        v,
-        &[Taken, Threads, SharedWritable, ForkFailed],
-        |t| t as u8,
-        "checkpoint reason",
-    )
-}
-
-impl Request {
-    /// The whole frame, length prefix included.
-    pub fn encode(&self) -> Vec<u8> {
-        match self {
-            Request::Hello {
-                version,
-                recovery,
-                token,
-            } => Out::new(1)
-                .u32(*version)
-                .u8(*recovery as u8)
-                .bytes(token)
-                .frame_ref(),
-            Request::Reserve {
-                size,
-                placement,
-                address,
-                shared,
-            } => Out::new(2)
-                .u64(*size)
-                .u8(*placement as u8)
-                .u64(*address)
-                .u8(*shared as u8)
-                .frame_ref(),
-            Request::Write { address, bytes } => Out::new(3).u64(*address).bytes(bytes).frame_ref(),
-            Request::Protect {
-                address,
-                size,
-                prot,
-            } => Out::new(4)
-                .u64(*address)
-                .u64(*size)
-                .u8(*prot as u8)
-                .frame_ref(),
-            Request::Release { address, size } => Out::new(5).u64(*address).u64(*size).frame_ref(),
-            Request::Read { address, size } => Out::new(6).u64(*address).u32(*size).frame_ref(),
-            Request::Lookup { names } => Out::new(7).strings(names).frame_ref(),
-            Request::OpenLibrary { kind, name } => Out::new(8)
-                .u8(*kind as u8)
-                .bytes(name.as_bytes())
-                .frame_ref(),
-            Request::RegisterFrames { address } => Out::new(9).u64(*address).frame_ref(),
-            Request::DeregisterFrames { address } => Out::new(10).u64(*address).frame_ref(),
-            Request::RegisterModule {
-                dso,
-                position,
-                prioritized,
-                unprioritized,
-                convention,
-            } => Out::new(11)
-                .u64(*dso)
-                .u64(*position)
-                .u64s(prioritized)
-                .u64s(unprioritized)
-                .u8(convention.is_win64() as u8)
-                .frame_ref(),
-            Request::SetArgs { args } => Out::new(12).strings(args).frame_ref(),
-            Request::RunInitializers {
-                addresses,
-                convention,
-            } => Out::new(13)
-                .u64s(addresses)
-                .u8(convention.is_win64() as u8)
-                .frame_ref(),
-            Request::Call {
-                address,
-                args,
-                main,
-                timeout_ms,
-                convention,
-            } => {
-                let mut out = Out::new(14);
-                out.u64(*address);
-                for &a in args {
-                    out.u64(a);
-                }
-                out.u8(*main as u8)
-                    .u32(*timeout_ms)
-                    .u8(convention.is_win64() as u8)
-                    .frame_ref()
-            }
-            Request::RemoveModule { dso } => Out::new(15).u64(*dso).frame_ref(),
-            Request::EndModules { dsos } => Out::new(16).u64s(dsos).frame_ref(),
-            Request::Patch {
-                address,
-                restore,
-                bytes,
-            } => Out::new(17)
-                .u64(*address)
-                .u8(*restore as u8)
-                .bytes(bytes)
-                .frame_ref(),
-            Request::Shutdown => Out::new(18).frame_ref(),
-            Request::Batch { requests } => {
-                let mut frames = Vec::new();
-                for r in requests {
-                    frames.extend_from_slice(&r.encode());
-                }
-                batch_frame(requests.len() as u32, &frames)
-            }
-        }
-    }
-
-    /// Whether the request is *plain*: answered by [`Reply::Ok`] alone, runs
-    /// no JIT'd code, and so may precede the last request of a
-    /// [`Request::Batch`].
-    pub fn is_plain(&self) -> bool {
-        matches!(
-            self,
-            Request::Write { .. }
-                | Request::Protect { .. }
-                | Request::Release { .. }
-                | Request::Patch { .. }
-                | Request::RegisterFrames { .. }
-                | Request::DeregisterFrames { .. }
-                | Request::RegisterModule { .. }
-                | Request::SetArgs { .. }
-                | Request::OpenLibrary { .. }
-        )
-    }
-
-    /// The request's name, as in `executor/PROTOCOL.md` (for messages).
-    pub fn name(&self) -> &'static str {
-        match self {
-            Request::Hello { .. } => "Hello",
-            Request::Reserve { .. } => "Reserve",
-            Request::Write { .. } => "Write",
-            Request::Protect { .. } => "Protect",
-            Request::Release { .. } => "Release",
-            Request::Read { .. } => "Read",
-            Request::Lookup { .. } => "Lookup",
-            Request::OpenLibrary { .. } => "OpenLibrary",
-            Request::RegisterFrames { .. } => "RegisterFrames",
-            Request::DeregisterFrames { .. } => "DeregisterFrames",
-            Request::RegisterModule { .. } => "RegisterModule",
-            Request::SetArgs { .. } => "SetArgs",
-            Request::RunInitializers { .. } => "RunInitializers",
-            Request::Call { .. } => "Call",
-            Request::RemoveModule { .. } => "RemoveModule",
-            Request::EndModules { .. } => "EndModules",
-            Request::Patch { .. } => "Patch",
-            Request::Shutdown => "Shutdown",
-            Request::Batch { .. } => "Batch",
-        }
-    }
-
-    /// Decodes one frame (tag + body, without the length prefix).
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one arm per request: to be generated from the declarative request table"
-    )]
-    pub fn decode(frame: &[u8]) -> Result<Request, ProtocolError> {
-        let (&tag, body) = frame.split_first().ok_or(ProtocolError::Empty)?;
-        let mut c = Cursor { data: body };
-        let request = match tag {
-            1 => Request::Hello {
-                version: c.u32("version")?,
-                recovery: recovery(c.u8("recovery")?)?,
-                token: {
-                    let token = c.bytes("token")?;
-                    if token.len() > MAX_TOKEN {
-                        return Err(ProtocolError::BadValue {
-                            what: "token length",
-                            value: token.len() as u64,
-                        });
-                    }
-                    token
-                },
-            },
-            2 => Request::Reserve {
-                size: c.u64("size")?,
-                placement: placement(c.u8("placement")?)?,
-                address: c.u64("address")?,
-                shared: c.bool("shared")?,
-            },
-            3 => Request::Write {
-                address: c.u64("address")?,
-                bytes: c.bytes("bytes")?,
-            },
-            4 => Request::Protect {
-                address: c.u64("address")?,
-                size: c.u64("size")?,
-                prot: prot(c.u8("protection")?)?,
-            },
-            5 => Request::Release {
-                address: c.u64("address")?,
-                size: c.u64("size")?,
-            },
-            6 => {
-                let address = c.u64("address")?;
-                let size = c.u32("size")?;
-                if size > MAX_READ {
-                    return Err(ProtocolError::BadValue {
-                        what: "read size",
-                        value: size.into(),
-                    });
-                }
-                Request::Read { address, size }
-            }
-            7 => {
-                let names = c.strings("names")?;
-                if names.len() > MAX_NAMES as usize {
-                    return Err(ProtocolError::BadValue {
-                        what: "name count",
-                        value: names.len() as u64,
-                    });
-                }
-                Request::Lookup { names }
-            }
-            8 => Request::OpenLibrary {
-                kind: library_kind(c.u8("library kind")?)?,
-                name: c.string("library name")?,
-            },
-            9 => Request::RegisterFrames {
-                address: c.u64("address")?,
-            },
-            10 => Request::DeregisterFrames {
-                address: c.u64("address")?,
-            },
-            11 => Request::RegisterModule {
-                dso: c.u64("dso")?,
-                position: c.u64("position")?,
-                prioritized: c.u64s("prioritized")?,
-                unprioritized: c.u64s("unprioritized")?,
-                convention: CallingConvention::from_win64(c.bool("win64")?),
-            },
-            12 => Request::SetArgs {
-                args: c.strings("args")?,
-            },
-            13 => Request::RunInitializers {
-                addresses: c.u64s("addresses")?,
-                convention: CallingConvention::from_win64(c.bool("win64")?),
-            },
-            14 => {
-                let address = c.u64("address")?;
-                let mut args = [0u64; 6];
-                for a in &mut args {
-                    *a = c.u64("argument")?;
-                }
-                Request::Call {
-                    address,
-                    args,
-                    main: c.bool("main")?,
-                    timeout_ms: c.u32("timeout")?,
-                    convention: CallingConvention::from_win64(c.bool("win64")?),
-                }
-            }
-            15 => Request::RemoveModule { dso: c.u64("dso")? },
-            16 => Request::EndModules {
-                dsos: c.u64s("dsos")?,
-            },
-            17 => Request::Patch {
-                address: c.u64("address")?,
-                restore: prot(c.u8("protection")?)?,
-                bytes: c.bytes("bytes")?,
-            },
-            18 => Request::Shutdown,
-            BATCH_TAG => {
-                // Each element needs at least its length and its tag.
-                let n = c.count(5, "batch")?;
-                if n == 0 || n > MAX_BATCH as usize {
-                    return Err(ProtocolError::BadValue {
-                        what: "batch size",
-                        value: n as u64,
-                    });
-                }
-                let mut requests = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let len = c.u32("batched request length")? as usize;
-                    let element = c.take(len, "batched request")?;
-                    // Checked before decoding, so decoding never recurses.
-                    if let Some(&tag @ (1 | BATCH_TAG)) = element.first() {
-                        return Err(ProtocolError::Unbatchable(tag));
-                    }
-                    requests.push(Request::decode(element)?);
-                }
-                Request::Batch { requests }
-            }
-            other => return Err(ProtocolError::UnknownTag(other)),
-        };
-        c.finish()?;
-        Ok(request)
-    }
-}
-
-/// Tag of [`Request::Batch`].
-const BATCH_TAG: u8 = 19;
-
 /// A whole [`Request::Batch`] frame, length prefix included, around
 /// `count` requests already encoded back to back in `frames` (each as
 /// [`Request::encode`] makes it, length prefix included). The caller keeps
@@ -841,138 +926,10 @@ pub fn batch_frame(count: u32, frames: &[u8]) -> Vec<u8> {
     let mut out = Out {
         buf: Vec::with_capacity(BATCH_OVERHEAD + frames.len()),
     };
-    out.buf.extend_from_slice(&[0, 0, 0, 0, BATCH_TAG]);
-    out.u32(count);
-    out.buf.extend_from_slice(frames);
+    out.raw(&[0, 0, 0, 0, BATCH_TAG]);
+    count.put(&mut out);
+    out.raw(frames);
     out.frame()
-}
-
-impl Out {
-    /// `frame` for builder chains that end on `&mut Out`.
-    fn frame_ref(&mut self) -> Vec<u8> {
-        std::mem::replace(self, Out { buf: Vec::new() }).frame()
-    }
-}
-
-impl Reply {
-    /// The whole frame, length prefix included.
-    pub fn encode(&self) -> Vec<u8> {
-        match self {
-            Reply::Hello {
-                magic,
-                version,
-                page_size,
-                target,
-                capabilities,
-                pid,
-            } => {
-                let mut out = Out::new(1);
-                out.buf.extend_from_slice(magic);
-                out.u32(*version)
-                    .u64(*page_size)
-                    .bytes(target.as_bytes())
-                    .u32(*capabilities)
-                    .u32(*pid)
-                    .frame_ref()
-            }
-            Reply::Ok => Out::new(2).frame(),
-            Reply::Error { code, message } => Out::new(3)
-                .u8(*code as u8)
-                .bytes(message.as_bytes())
-                .frame_ref(),
-            Reply::Reserved { base, shm_fd } => {
-                Out::new(4).u64(*base).u32(*shm_fd as u32).frame_ref()
-            }
-            Reply::Bytes { bytes } => Out::new(5).bytes(bytes).frame_ref(),
-            Reply::Symbols { symbols } => {
-                let mut out = Out::new(6);
-                out.u32(symbols.len() as u32);
-                for s in symbols {
-                    out.u8(s.kind as u8).u8(s.arg).u64(s.address).u64(s.size);
-                }
-                out.frame()
-            }
-            Reply::Done { value } => Out::new(7).u64(*value).frame_ref(),
-            Reply::Removed { position } => Out::new(8).u64(*position).frame_ref(),
-            Reply::Crashed {
-                signal,
-                code,
-                fault_address,
-                pc,
-                stack_overflow,
-            } => crashed_frame(*signal, *code, *fault_address, *pc, *stack_overflow).to_vec(),
-            Reply::Exited { status } => Out::new(10).u32(*status as u32).frame_ref(),
-            Reply::Checkpoint { pid, reason } => {
-                Out::new(11).u32(*pid).u8(*reason as u8).frame_ref()
-            }
-            Reply::Resumed { pid } => Out::new(12).u32(*pid).frame_ref(),
-        }
-    }
-
-    /// Decodes one frame (tag + body, without the length prefix).
-    pub fn decode(frame: &[u8]) -> Result<Reply, ProtocolError> {
-        let (&tag, body) = frame.split_first().ok_or(ProtocolError::Empty)?;
-        let mut c = Cursor { data: body };
-        let reply = match tag {
-            1 => Reply::Hello {
-                magic: c.take(4, "magic")?.try_into().expect("4 bytes"),
-                version: c.u32("version")?,
-                page_size: c.u64("page size")?,
-                target: c.string("target")?,
-                capabilities: c.u32("capabilities")?,
-                pid: c.u32("pid")?,
-            },
-            2 => Reply::Ok,
-            3 => Reply::Error {
-                code: error_code(c.u8("error code")?)?,
-                message: c.string("message")?,
-            },
-            4 => Reply::Reserved {
-                base: c.u64("base")?,
-                shm_fd: c.i32("shm fd")?,
-            },
-            5 => Reply::Bytes {
-                bytes: c.bytes("bytes")?,
-            },
-            6 => {
-                let n = c.count(18, "symbols")?;
-                let mut symbols = Vec::with_capacity(n);
-                for _ in 0..n {
-                    symbols.push(SymbolInfo {
-                        kind: symbol_kind(c.u8("symbol kind")?)?,
-                        arg: c.u8("argument index")?,
-                        address: c.u64("address")?,
-                        size: c.u64("size")?,
-                    });
-                }
-                Reply::Symbols { symbols }
-            }
-            7 => Reply::Done {
-                value: c.u64("value")?,
-            },
-            8 => Reply::Removed {
-                position: c.u64("position")?,
-            },
-            9 => Reply::Crashed {
-                signal: c.i32("signal")?,
-                code: c.i32("si_code")?,
-                fault_address: c.u64("fault address")?,
-                pc: c.u64("pc")?,
-                stack_overflow: c.bool("stack overflow")?,
-            },
-            10 => Reply::Exited {
-                status: c.i32("status")?,
-            },
-            11 => Reply::Checkpoint {
-                pid: c.u32("pid")?,
-                reason: checkpoint_skip(c.u8("checkpoint reason")?)?,
-            },
-            12 => Reply::Resumed { pid: c.u32("pid")? },
-            other => return Err(ProtocolError::UnknownTag(other)),
-        };
-        c.finish()?;
-        Ok(reply)
-    }
 }
 
 /// Size of the [`Reply::Crashed`] frame, length prefix included.
@@ -1529,5 +1486,232 @@ mod tests {
             r.encode(),
             crashed_frame(7, 2, 0xdead, 0xbeef, true).to_vec()
         );
+    }
+
+    /// One reply of every kind.
+    fn every_reply() -> Vec<Reply> {
+        vec![
+            Reply::Hello {
+                magic: MAGIC,
+                version: VERSION,
+                page_size: 4096,
+                target: "x86_64-unknown-linux-gnu".into(),
+                capabilities: capability::SNAPSHOT,
+                pid: 42,
+            },
+            Reply::Ok,
+            Reply::Error {
+                code: ErrorCode::Memory,
+                message: "no".into(),
+            },
+            Reply::Reserved {
+                base: 0x7000_0000,
+                shm_fd: -1,
+            },
+            Reply::Bytes { bytes: vec![1] },
+            Reply::Symbols {
+                symbols: vec![SymbolInfo {
+                    kind: SymbolKind::InterposerPassDso,
+                    arg: 1,
+                    address: 0x1234,
+                    size: 0,
+                }],
+            },
+            Reply::Done { value: 3 },
+            Reply::Removed { position: 0 },
+            Reply::Crashed {
+                signal: 11,
+                code: 1,
+                fault_address: 0,
+                pc: 0x1000,
+                stack_overflow: false,
+            },
+            Reply::Exited { status: 42 },
+            Reply::Checkpoint {
+                pid: 77,
+                reason: CheckpointSkip::Taken,
+            },
+            Reply::Resumed { pid: 77 },
+        ]
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The tag and name of each row of the `PROTOCOL.md` table whose header
+    /// starts with `header`, in the document's order.
+    fn documented_tags(header: &str) -> Vec<(u8, String)> {
+        let doc = include_str!("../PROTOCOL.md");
+        let table = &doc[doc.find(header).expect("the table")..];
+        table
+            .lines()
+            .skip(2)
+            .map_while(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let tag = cells.get(1)?.parse::<u8>().ok()?;
+                Some((tag, cells.get(2)?.to_string()))
+            })
+            .collect()
+    }
+
+    /// `PROTOCOL.md`'s table of reply tags matches the encoder: the same
+    /// tags with the same names, one row per reply.
+    #[test]
+    fn the_protocol_document_lists_every_reply_tag() {
+        let encoded: Vec<(u8, String)> = every_reply()
+            .iter()
+            .map(|r| (r.encode()[4], r.name().to_string()))
+            .collect();
+        assert_eq!(
+            documented_tags("| tag | reply"),
+            encoded,
+            "executor/PROTOCOL.md's reply table"
+        );
+    }
+
+    /// The requests declared `[plain]` are the ones `PROTOCOL.md` §6 lists
+    /// as allowed before the last request of a batch.
+    #[test]
+    fn plain_requests_are_the_ones_the_protocol_document_lists() {
+        let doc = include_str!("../PROTOCOL.md");
+        let start = doc.find("must be a **plain** request").expect("the list");
+        let sentence = &doc[start..start + doc[start..].find(". ").expect("its end")];
+        let mut documented: Vec<&str> = sentence
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|&name| name != "Ok")
+            .collect();
+        documented.sort_unstable();
+        let mut plain: Vec<&str> = every_request()
+            .iter()
+            .filter(|r| r.is_plain())
+            .map(Request::name)
+            .collect();
+        plain.sort_unstable();
+        plain.dedup();
+        assert_eq!(plain, documented);
+    }
+
+    /// The encoder's output pinned byte for byte (length prefix included),
+    /// so that a change to how any field is written cannot go unnoticed:
+    /// version 3 controllers and executors elsewhere depend on it.
+    #[test]
+    fn every_frame_is_pinned_byte_for_byte() {
+        let requests: Vec<String> = every_request().iter().map(|r| hex(&r.encode())).collect();
+        let expected = [
+            "1000000001030000000106000000736563726574",
+            "1300000002000000400000000001000000000000000001",
+            "1000000003001000000000000003000000010203",
+            "12000000040010000000000000002000000000000001",
+            "110000000500100000000000000010000000000000",
+            "0d00000006001000000000000008000000",
+            "170000000702000000040000007075747306000000617465786974",
+            "070000000800010000006d",
+            "09000000090700000000000000",
+            "090000000a0700000000000000",
+            "320000000b0900000000000000ffffffffffffffff010000000100000000000000020000000200000000000000030000000000000000",
+            "120000000c020000000400000070726f670100000078",
+            "160000000d020000000400000000000000050000000000000001",
+            "3f0000000e1000000000000000010000000000000002000000000000000300000000000000040000000000000005000000000000000600000000000000012c01000000",
+            "090000000f0300000000000000",
+            "15000000100200000003000000000000000400000000000000",
+            "1600000011001000000000000002080000000909090909090909",
+            "0100000012",
+            "7200000013030000001000000003001000000000000003000000010203120000000400100000000000000010000000000000013f0000000e0010000000000000010000000000000002000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+            "0a00000013010000000100000012",
+        ];
+        assert_eq!(requests, expected);
+        let replies: Vec<String> = every_reply().iter().map(|r| hex(&r.encode())).collect();
+        let expected = [
+            "3500000001534c4452030000000010000000000000180000007838365f36342d756e6b6e6f776e2d6c696e75782d676e75020000002a000000",
+            "0100000002",
+            "080000000302020000006e6f",
+            "0d000000040000007000000000ffffffff",
+            "06000000050100000001",
+            "170000000601000000060134120000000000000000000000000000",
+            "09000000070300000000000000",
+            "09000000080000000000000000",
+            "1a000000090b000000010000000000000000000000001000000000000000",
+            "050000000a2a000000",
+            "060000000b4d00000000",
+            "050000000c4d000000",
+        ];
+        assert_eq!(replies, expected);
+    }
+
+    /// The worked examples of `PROTOCOL.md` §2 are the encoder's bytes, and
+    /// the document shows them (compared with all whitespace removed, so the
+    /// document may wrap and group the bytes as it likes).
+    #[test]
+    fn the_protocol_documents_worked_examples_are_the_encoders_bytes() {
+        let doc: String = include_str!("../PROTOCOL.md")
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let examples: [(Vec<u8>, &str); 9] = [
+            (Reply::Ok.encode(), "01 00 00 00 02"),
+            (Request::Shutdown.encode(), "01 00 00 00 12"),
+            (
+                Reply::Done { value: 5 }.encode(),
+                "09 00 00 00 07 05 00 00 00 00 00 00 00",
+            ),
+            (
+                Reply::Exited { status: 42 }.encode(),
+                "05 00 00 00 0a 2a 00 00 00",
+            ),
+            (
+                Request::Hello {
+                    version: 3,
+                    recovery: Recovery::None,
+                    token: vec![],
+                }
+                .encode(),
+                "0a 00 00 00 01 03 00 00 00 00 00 00 00 00",
+            ),
+            (
+                Request::Lookup {
+                    names: vec!["puts".into()],
+                }
+                .encode(),
+                "0d 00 00 00 07 01 00 00 00 04 00 00 00 70 75 74 73",
+            ),
+            (
+                Request::Batch {
+                    requests: vec![
+                        Request::RegisterFrames { address: 0x1000 },
+                        Request::Shutdown,
+                    ],
+                }
+                .encode(),
+                "17 00 00 00 13 02 00 00 00 09 00 00 00 09 00 10 00 00 00 00 00 00 01 00 00 00 12",
+            ),
+            (
+                Reply::Error {
+                    code: ErrorCode::State,
+                    message: "no".into(),
+                }
+                .encode(),
+                "08 00 00 00 03 05 02 00 00 00 6e 6f",
+            ),
+            (
+                Reply::Crashed {
+                    signal: 11,
+                    code: 1,
+                    fault_address: 0,
+                    pc: 0x7f00_0000_0000,
+                    stack_overflow: false,
+                }
+                .encode(),
+                "1a 00 00 00 09 0b 00 00 00 01 00 00 00 \
+                 00 00 00 00 00 00 00 00 00 00 00 00 00 7f 00 00 00",
+            ),
+        ];
+        for (frame, shown) in examples {
+            let shown: String = shown.split_whitespace().collect();
+            assert_eq!(hex(&frame), shown);
+            assert!(doc.contains(&shown), "PROTOCOL.md does not show {shown}");
+        }
     }
 }

@@ -19,6 +19,7 @@ use std::ffi::{c_char, c_int, c_void};
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
+use crate::abi::CallingConvention;
 use crate::calls;
 use crate::crash;
 use crate::host::HostLibraries;
@@ -260,6 +261,13 @@ struct Server {
 /// Handlers return the error reply as `Err`.
 type Handled = Result<Reply, Reply>;
 
+/// A handled request is answered by its reply or its error.
+impl From<Handled> for Outcome {
+    fn from(handled: Handled) -> Self {
+        Outcome::Reply(handled.unwrap_or_else(|reply| reply))
+    }
+}
+
 impl Server {
     fn run(&mut self) -> i32 {
         loop {
@@ -286,158 +294,150 @@ impl Server {
         }
     }
 
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one arm per request: to be generated from the declarative request table"
-    )]
+    /// Handles one request: each arm hands the request's fields to its
+    /// handler below.
     fn handle(&mut self, request: Request) -> Outcome {
-        let handled = match request {
-            Request::Hello { .. } => Err(error(ErrorCode::State, "Hello was already received")),
+        match request {
+            Request::Hello { .. } => {
+                Outcome::Reply(error(ErrorCode::State, "Hello was already received"))
+            }
             Request::Reserve {
                 size,
                 placement,
                 address,
                 shared,
-            } => self.reserve(size, placement, address, shared),
-            Request::Write { address, bytes } => self.write(address, &bytes),
+            } => self.reserve(size, placement, address, shared).into(),
+            Request::Write { address, bytes } => self.write(address, &bytes).into(),
             Request::Protect {
                 address,
                 size,
                 prot,
-            } => self.protect(address, size, prot),
-            Request::Release { address, size } => self.release(address, size),
-            Request::Read { address, size } => read_memory(address, size as usize)
-                .map(|bytes| Reply::Bytes { bytes })
-                .map_err(|err| {
-                    error(
-                        ErrorCode::Memory,
-                        format!("cannot read {size:#x} bytes at {address:#x}: {err}"),
-                    )
-                }),
-            Request::Lookup { names } => self.lookup(&names),
-            Request::OpenLibrary { kind, name } => self.open_library(kind, &name),
-            Request::RegisterFrames { address } => self.register_frames(address),
-            Request::DeregisterFrames { address } => match self.frames.remove(&address) {
-                Some(frames) => {
-                    drop(frames);
-                    Ok(Reply::Ok)
-                }
-                None => Err(error(
-                    ErrorCode::Unwind,
-                    format!("no frames are registered at {address:#x}"),
-                )),
-            },
+            } => self.protect(address, size, prot).into(),
+            Request::Release { address, size } => self.release(address, size).into(),
+            Request::Read { address, size } => read(address, size).into(),
+            Request::Lookup { names } => self.lookup(&names).into(),
+            Request::OpenLibrary { kind, name } => self.open_library(kind, &name).into(),
+            Request::RegisterFrames { address } => self.register_frames(address).into(),
+            Request::DeregisterFrames { address } => self.deregister_frames(address).into(),
             Request::RegisterModule {
                 dso,
                 position,
                 prioritized,
                 unprioritized,
                 convention,
-            } => nonzero(prioritized.iter().chain(&unprioritized), "deinitializer").map(|()| {
-                lifecycle::register_module(
-                    dso,
-                    Finalizers {
-                        prioritized,
-                        unprioritized,
-                        convention,
-                    },
-                    (position != u64::MAX).then(|| usize::try_from(position).unwrap_or(usize::MAX)),
-                );
-                Reply::Ok
-            }),
-            Request::SetArgs { args } => {
-                if let Some(index) = args.iter().position(|a| a.as_bytes().contains(&0)) {
-                    // Like every Malformed error, this ends the conversation.
-                    let message = format!("argument {index} contains a NUL byte");
-                    diag(&format!(
-                        "malformed request from {}: {message}",
-                        self.channel.peer
-                    ));
-                    return Outcome::Close(error(ErrorCode::Malformed, message), EXIT_PROTOCOL);
-                }
-                self.set_args(args)
-            }
+            } => register_module(
+                dso,
+                position,
+                Finalizers {
+                    prioritized,
+                    unprioritized,
+                    convention,
+                },
+            )
+            .into(),
+            Request::SetArgs { args } => self.set_args(args),
             Request::RunInitializers {
                 addresses,
                 convention,
-            } => {
-                if let Err(reply) = nonzero(&addresses, "initializer") {
-                    return Outcome::Reply(reply);
-                }
-                return self.run_code(false, |server| {
-                    for &address in &addresses {
-                        // SAFETY: the controller linked this initializer
-                        // into the slab with this signature and convention
-                        // (checked nonzero above). JIT'd code is outside
-                        // Rust's guarantees: if it is wrong, the crash
-                        // handler reports the fault.
-                        unsafe {
-                            calls::call_initializer(
-                                address,
-                                convention,
-                                server.argc(),
-                                server.argv.as_ptr().cast(),
-                                environ(),
-                            )
-                        };
-                    }
-                    Reply::Done { value: 0 }
-                });
-            }
+            } => self.run_initializers(addresses, convention),
             Request::Call {
                 address,
                 args,
                 main,
                 timeout_ms,
                 convention,
-            } => {
-                if let Err(reply) = nonzero(&[address], "function") {
-                    return Outcome::Reply(reply);
-                }
-                return self.run_code(main, |server| {
-                    set_timer(timeout_ms);
-                    let value = if main {
-                        // SAFETY: as for initializers; the controller says
-                        // this is `int main(int, char **, char **)`.
-                        let status = unsafe {
-                            calls::call_main(
-                                address,
-                                convention,
-                                server.argc(),
-                                server.argv.as_ptr().cast(),
-                                environ(),
-                            )
-                        };
-                        status as i64 as u64
-                    } else {
-                        // SAFETY: as above; extra integer arguments are
-                        // ignored by a function taking fewer.
-                        unsafe { calls::call6(address, convention, args) }
-                    };
-                    set_timer(0);
-                    Reply::Done { value }
-                });
-            }
-            Request::RemoveModule { dso } => {
-                return self.run_code(false, |_| Reply::Removed {
-                    position: lifecycle::remove_module(dso).map_or(u64::MAX, |p| p as u64),
-                });
-            }
-            Request::EndModules { dsos } => {
-                return self.run_code(false, |_| {
-                    lifecycle::end_modules(&dsos);
-                    Reply::Done { value: 0 }
-                });
-            }
+            } => self.call(address, args, main, timeout_ms, convention),
+            Request::RemoveModule { dso } => self.remove_module(dso),
+            Request::EndModules { dsos } => self.end_modules(dsos),
             Request::Patch {
                 address,
                 restore,
                 bytes,
-            } => self.patch(address, restore, &bytes),
-            Request::Shutdown => return Outcome::Shutdown,
-            Request::Batch { requests } => return self.batch(requests),
-        };
-        Outcome::Reply(handled.unwrap_or_else(|reply| reply))
+            } => self.patch(address, restore, &bytes).into(),
+            Request::Shutdown => Outcome::Shutdown,
+            Request::Batch { requests } => self.batch(requests),
+        }
+    }
+
+    /// `RunInitializers`: each initializer in order, as
+    /// `void (int, char **, char **)` with the `SetArgs` arguments.
+    fn run_initializers(&mut self, addresses: Vec<u64>, convention: CallingConvention) -> Outcome {
+        if let Err(reply) = nonzero(&addresses, "initializer") {
+            return Outcome::Reply(reply);
+        }
+        self.run_code(false, |server| {
+            for &address in &addresses {
+                // SAFETY: the controller linked this initializer into the
+                // slab with this signature and convention (checked nonzero
+                // above). JIT'd code is outside Rust's guarantees: if it is
+                // wrong, the crash handler reports the fault.
+                unsafe {
+                    calls::call_initializer(
+                        address,
+                        convention,
+                        server.argc(),
+                        server.argv.as_ptr().cast(),
+                        environ(),
+                    )
+                };
+            }
+            Reply::Done { value: 0 }
+        })
+    }
+
+    /// `Call`: the function at `address` with six integer arguments, or as
+    /// `main`, under the timeout (0: none).
+    fn call(
+        &mut self,
+        address: u64,
+        args: [u64; 6],
+        main: bool,
+        timeout_ms: u32,
+        convention: CallingConvention,
+    ) -> Outcome {
+        if let Err(reply) = nonzero(&[address], "function") {
+            return Outcome::Reply(reply);
+        }
+        self.run_code(main, |server| {
+            set_timer(timeout_ms);
+            let value = if main {
+                // SAFETY: as for initializers; the controller says this is
+                // `int main(int, char **, char **)`.
+                let status = unsafe {
+                    calls::call_main(
+                        address,
+                        convention,
+                        server.argc(),
+                        server.argv.as_ptr().cast(),
+                        environ(),
+                    )
+                };
+                status as i64 as u64
+            } else {
+                // SAFETY: as above; extra integer arguments are ignored by a
+                // function taking fewer.
+                unsafe { calls::call6(address, convention, args) }
+            };
+            set_timer(0);
+            Reply::Done { value }
+        })
+    }
+
+    /// `RemoveModule`: the module's handlers and deinitializers run (JIT'd
+    /// code), then it is forgotten.
+    fn remove_module(&mut self, dso: u64) -> Outcome {
+        self.run_code(false, |_| Reply::Removed {
+            position: lifecycle::remove_module(dso).map_or(u64::MAX, |p| p as u64),
+        })
+    }
+
+    /// `EndModules`: the modules end as `exit()` would end them (JIT'd
+    /// code).
+    fn end_modules(&mut self, dsos: Vec<u64>) -> Outcome {
+        self.run_code(false, |_| {
+            lifecycle::end_modules(&dsos);
+            Reply::Done { value: 0 }
+        })
     }
 
     /// Handles a `Batch`: the plain requests in order, then the last one as
@@ -732,8 +732,32 @@ impl Server {
         Ok(Reply::Ok)
     }
 
-    /// Keeps `args` (free of NUL bytes) and their `argv` array alive.
-    fn set_args(&mut self, args: Vec<String>) -> Handled {
+    /// `DeregisterFrames`: only what `RegisterFrames` registered.
+    fn deregister_frames(&mut self, address: u64) -> Handled {
+        match self.frames.remove(&address) {
+            Some(frames) => {
+                drop(frames);
+                Ok(Reply::Ok)
+            }
+            None => Err(error(
+                ErrorCode::Unwind,
+                format!("no frames are registered at {address:#x}"),
+            )),
+        }
+    }
+
+    /// `SetArgs`: keeps `args` and their `argv` array alive. An argument
+    /// with a NUL byte cannot be a C string: malformed.
+    fn set_args(&mut self, args: Vec<String>) -> Outcome {
+        if let Some(index) = args.iter().position(|a| a.as_bytes().contains(&0)) {
+            // Like every Malformed error, this ends the conversation.
+            let message = format!("argument {index} contains a NUL byte");
+            diag(&format!(
+                "malformed request from {}: {message}",
+                self.channel.peer
+            ));
+            return Outcome::Close(error(ErrorCode::Malformed, message), EXIT_PROTOCOL);
+        }
         self.args = args
             .into_iter()
             .map(|a| {
@@ -748,8 +772,36 @@ impl Server {
             .map(|a| a.as_mut_ptr().cast::<c_char>())
             .chain([std::ptr::null_mut()])
             .collect();
-        Ok(Reply::Ok)
+        Outcome::Reply(Reply::Ok)
     }
+}
+
+/// `Read`: `size` bytes of any readable memory of this process (host data
+/// the controller copies), not only the slab.
+fn read(address: u64, size: u32) -> Handled {
+    read_memory(address, size as usize)
+        .map(|bytes| Reply::Bytes { bytes })
+        .map_err(|err| {
+            error(
+                ErrorCode::Memory,
+                format!("cannot read {size:#x} bytes at {address:#x}: {err}"),
+            )
+        })
+}
+
+/// `RegisterModule`: records the module's deinitializers under `dso` at
+/// `position` in load order (`u64::MAX`: last).
+fn register_module(dso: u64, position: u64, finalizers: Finalizers) -> Handled {
+    nonzero(
+        finalizers
+            .prioritized
+            .iter()
+            .chain(&finalizers.unprioritized),
+        "deinitializer",
+    )?;
+    let position = (position != u64::MAX).then(|| usize::try_from(position).unwrap_or(usize::MAX));
+    lifecycle::register_module(dso, finalizers, position);
+    Ok(Reply::Ok)
 }
 
 /// Refuses a null address: a null function pointer cannot even be formed.
