@@ -16,7 +16,7 @@ use solder_executor::crash::{CrashSymbol, CrashSymbols};
 use solder_executor::lifecycle;
 use solder_executor::protocol::SymbolInfo;
 
-use crate::arch::{RelocOp, write_checked};
+use crate::arch::{Encoding, RelocOp, write_checked};
 use crate::error::{Abnormal, LinkError};
 use crate::executors::{Executor, InProcess, Outcome, Recovery, Remote, RemoteConfig, Transport};
 use crate::graph::{Binding, Definition, LinkGraph};
@@ -269,9 +269,10 @@ impl Session {
             // Absolute 32-bit references (`-fno-pic`) need the low 2 GiB;
             // everything else is best next to the host's libraries.
             let absolute32 = graphs.iter().flat_map(|g| &g.sections).any(|s| {
-                s.edges
-                    .iter()
-                    .any(|e| e.kind.op == RelocOp::Absolute && e.kind.width == 4)
+                s.edges.iter().any(|e| {
+                    e.kind.op == RelocOp::Absolute
+                        && matches!(e.kind.encoding, Encoding::Int { width: 4, .. })
+                })
             });
             let placement = if absolute32 {
                 Placement::Low
@@ -816,7 +817,7 @@ impl Session {
                     .iter()
                     .find(|&&(start, size, _)| (start..start + size).contains(&binding.site))
                     .map_or(crate::graph::Protection::Data, |&(_, _, p)| p);
-                let mut field = vec![0u8; usize::from(binding.kind.width)];
+                let mut field = vec![0u8; binding.kind.encoding.size()];
                 write_checked(&binding.kind, &mut field, value).map_err(|failure| {
                     LinkError::OutOfRange(Box::new(crate::error::OutOfRange {
                         site: crate::error::Site {

@@ -129,16 +129,43 @@ pub enum Check {
     Wrap,
 }
 
+/// How a relocation's value is stored in its field, and which values the
+/// field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// A little-endian integer of `width` bytes (0, 1, 2, 4 or 8): every
+    /// x86-64 field.
+    Int { width: u8, check: Check },
+}
+
+impl Encoding {
+    /// The field's size in bytes: what the writer reads and writes.
+    #[inline]
+    pub const fn size(self) -> usize {
+        match self {
+            Encoding::Int { width, .. } => width as usize,
+        }
+    }
+
+    /// Whether the field holds `value`.
+    pub fn fits(self, value: i128) -> bool {
+        match self {
+            Encoding::Int { width, check } => fits(value, u32::from(width) * 8, check),
+        }
+    }
+}
+
 /// A relocation kind: what to compute and how to store it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RelocKind {
     pub op: RelocOp,
-    /// Field width in bytes: 1, 2, 4 or 8.
-    pub width: u8,
-    pub check: Check,
+    pub encoding: Encoding,
     /// The format's name for it, for messages (`R_X86_64_PC32`).
     pub name: RelocName,
 }
+
+// Kinds ride in every edge: keep them at 16 bytes (see `Edge`).
+const _: () = assert!(std::mem::size_of::<RelocKind>() == 16);
 
 /// A relocation kind's name, held by a thin reference: every edge carries a
 /// kind, edges are the most numerous values of a link, and a `&'static str`
@@ -149,7 +176,9 @@ impl RelocKind {
     /// Whether the field is narrower than an address, so a far target cannot
     /// be written directly.
     pub fn is_narrow(&self) -> bool {
-        self.width < 8
+        match self.encoding {
+            Encoding::Int { width, .. } => width < 8,
+        }
     }
 }
 
@@ -160,9 +189,8 @@ pub struct RangeFailure {
     pub width: String,
 }
 
-/// Whether `value` fits a `width`-byte field under `check`.
-pub fn fits(value: i128, width: u8, check: Check) -> bool {
-    let bits = u32::from(width) * 8;
+/// Whether `value` fits `bits` bits under `check`.
+fn fits(value: i128, bits: u32, check: Check) -> bool {
     match check {
         Check::Wrap => true,
         Check::Signed => {
@@ -177,22 +205,34 @@ pub fn fits(value: i128, width: u8, check: Check) -> bool {
     }
 }
 
-/// The one checked writer: stores `value` little-endian in `field` (exactly
-/// `kind.width` bytes) after checking that it fits.
+/// The one checked writer: stores `value` in `field` (exactly
+/// `kind.encoding.size()` bytes) after checking that it fits; a value that
+/// does not leaves the field as it was.
+#[inline]
 pub fn write_checked(kind: &RelocKind, field: &mut [u8], value: i128) -> Result<(), RangeFailure> {
-    debug_assert_eq!(field.len(), usize::from(kind.width));
-    if !fits(value, kind.width, kind.check) {
-        let bits = u32::from(kind.width) * 8;
-        let width = match kind.check {
-            Check::Signed => format!("signed {bits} bits"),
-            Check::Unsigned => format!("unsigned {bits} bits"),
-            Check::Either | Check::Wrap => format!("{bits} bits"),
-        };
-        return Err(RangeFailure { width });
+    debug_assert_eq!(field.len(), kind.encoding.size());
+    match kind.encoding {
+        Encoding::Int { width, check } => {
+            let bits = u32::from(width) * 8;
+            if !fits(value, bits, check) {
+                return Err(range_failure(bits, check));
+            }
+            let bytes = (value as i64 as u64).to_le_bytes();
+            field.copy_from_slice(&bytes[..field.len()]);
+            Ok(())
+        }
     }
-    let bytes = (value as i64 as u64).to_le_bytes();
-    field.copy_from_slice(&bytes[..field.len()]);
-    Ok(())
+}
+
+/// What a field of `bits` bits under `check` would have held.
+#[cold]
+fn range_failure(bits: u32, check: Check) -> RangeFailure {
+    let width = match check {
+        Check::Signed => format!("signed {bits} bits"),
+        Check::Unsigned => format!("unsigned {bits} bits"),
+        Check::Either | Check::Wrap => format!("{bits} bits"),
+    };
+    RangeFailure { width }
 }
 
 #[cfg(test)]
@@ -212,34 +252,37 @@ mod tests {
     }
 
     #[test]
-    fn fits_at_the_exact_boundaries() {
-        assert!(fits(i32::MAX as i128, 4, Check::Signed));
-        assert!(!fits(i32::MAX as i128 + 1, 4, Check::Signed));
-        assert!(fits(i32::MIN as i128, 4, Check::Signed));
-        assert!(!fits(i32::MIN as i128 - 1, 4, Check::Signed));
-        assert!(fits(u32::MAX as i128, 4, Check::Unsigned));
-        assert!(!fits(u32::MAX as i128 + 1, 4, Check::Unsigned));
-        assert!(!fits(-1, 4, Check::Unsigned));
-        assert!(fits(-128, 1, Check::Either));
-        assert!(fits(255, 1, Check::Either));
-        assert!(!fits(256, 1, Check::Either));
-        assert!(!fits(-129, 1, Check::Either));
-        assert!(fits(i128::from(u64::MAX), 8, Check::Wrap));
-        assert!(fits(-1, 8, Check::Wrap));
+    fn integers_fit_at_the_exact_boundaries() {
+        assert!(int(4, Check::Signed).fits(i32::MAX as i128));
+        assert!(!int(4, Check::Signed).fits(i32::MAX as i128 + 1));
+        assert!(int(4, Check::Signed).fits(i32::MIN as i128));
+        assert!(!int(4, Check::Signed).fits(i32::MIN as i128 - 1));
+        assert!(int(4, Check::Unsigned).fits(u32::MAX as i128));
+        assert!(!int(4, Check::Unsigned).fits(u32::MAX as i128 + 1));
+        assert!(!int(4, Check::Unsigned).fits(-1));
+        assert!(int(1, Check::Either).fits(-128));
+        assert!(int(1, Check::Either).fits(255));
+        assert!(!int(1, Check::Either).fits(256));
+        assert!(!int(1, Check::Either).fits(-129));
+        assert!(int(8, Check::Wrap).fits(i128::from(u64::MAX)));
+        assert!(int(8, Check::Wrap).fits(-1));
         // 16 bits: both ends of each check.
-        assert!(fits(-0x8000, 2, Check::Signed) && !fits(-0x8001, 2, Check::Signed));
-        assert!(fits(0x7fff, 2, Check::Signed) && !fits(0x8000, 2, Check::Signed));
-        assert!(fits(0, 2, Check::Unsigned) && fits(0xffff, 2, Check::Unsigned));
-        assert!(!fits(0x1_0000, 2, Check::Unsigned) && !fits(-1, 2, Check::Unsigned));
-        assert!(fits(-0x8000, 2, Check::Either) && !fits(-0x8001, 2, Check::Either));
-        assert!(fits(0xffff, 2, Check::Either) && !fits(0x1_0000, 2, Check::Either));
+        assert!(int(2, Check::Signed).fits(-0x8000) && !int(2, Check::Signed).fits(-0x8001));
+        assert!(int(2, Check::Signed).fits(0x7fff) && !int(2, Check::Signed).fits(0x8000));
+        assert!(int(2, Check::Unsigned).fits(0) && int(2, Check::Unsigned).fits(0xffff));
+        assert!(!int(2, Check::Unsigned).fits(0x1_0000) && !int(2, Check::Unsigned).fits(-1));
+        assert!(int(2, Check::Either).fits(-0x8000) && !int(2, Check::Either).fits(-0x8001));
+        assert!(int(2, Check::Either).fits(0xffff) && !int(2, Check::Either).fits(0x1_0000));
+    }
+
+    fn int(width: u8, check: Check) -> Encoding {
+        Encoding::Int { width, check }
     }
 
     fn kind(width: u8, check: Check) -> RelocKind {
         RelocKind {
             op: RelocOp::Absolute,
-            width,
-            check,
+            encoding: int(width, check),
             name: &"R_TEST",
         }
     }

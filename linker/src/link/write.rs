@@ -314,7 +314,7 @@ fn relocate_edge(
         image_base: resolver.req.slab.base() as i128,
     };
     let value = Machine::field_value(edge.kind.op, &operands, minus, segment)?;
-    let width = usize::from(edge.kind.width);
+    let width = edge.kind.encoding.size();
     write_checked(&edge.kind, &mut memory[field_at..field_at + width], value).map_err(
         |failure| {
             let mut detail = format!(
