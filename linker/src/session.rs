@@ -817,22 +817,19 @@ impl Session {
                     .iter()
                     .find(|&&(start, size, _)| (start..start + size).contains(&binding.site))
                     .map_or(crate::graph::Protection::Data, |&(_, _, p)| p);
-                let mut field = vec![0u8; binding.kind.encoding.size()];
-                write_checked(&binding.kind, &mut field, value).map_err(|failure| {
-                    LinkError::OutOfRange(Box::new(crate::error::OutOfRange {
-                        site: crate::error::Site {
-                            object: module.objects.to_string(),
-                            section: "(re-applied binding)".into(),
-                            offset: binding.site - module.memory.0,
-                        },
-                        reloc: binding.kind.name.to_string(),
-                        symbol: binding.symbol.clone(),
-                        value,
-                        width: failure.width,
-                        detail: format!("new definition at {target:#x}"),
-                    }))
+                let mut written = binding.written;
+                let field = &mut written[..binding.kind.encoding.size()];
+                write_checked(&binding.kind, field, value).map_err(|failure| {
+                    let site = crate::error::Site {
+                        object: module.objects.to_string(),
+                        section: "(re-applied binding)".into(),
+                        offset: binding.site - module.memory.0,
+                    };
+                    let detail = format!("new definition at {target:#x}");
+                    let (reloc, symbol) = (*binding.kind.name, &binding.symbol);
+                    LinkError::refused_field(failure, site, reloc, symbol, value, detail)
                 })?;
-                self.executor.patch(binding.site, &field, protection)?;
+                self.executor.patch(binding.site, field, protection)?;
             }
         }
         Ok(())

@@ -75,9 +75,11 @@ pub fn coff_reloc(typ: object::pe::RelocationType) -> Option<CoffReloc> {
 
 /// The addend of a COFF relocation: the field's little-endian content,
 /// sign-extended for signed fields and zero-extended for the others, plus
-/// the type's bias. `field` is exactly `kind.width` bytes.
+/// the type's bias. `field` is exactly the kind's width.
 pub fn implicit_addend(kind: &RelocKind, bias: i64, field: &[u8]) -> i64 {
-    let Encoding::Int { width, check } = kind.encoding;
+    let Encoding::Int { width, check } = kind.encoding else {
+        unreachable!("COFF x86-64 fields are integers")
+    };
     debug_assert_eq!(field.len(), usize::from(width));
     let mut bytes = [0u8; 8];
     bytes[..field.len()].copy_from_slice(field);

@@ -109,7 +109,7 @@ pub fn elf_reloc(r_type: object::elf::RelocationType) -> Option<ElfReloc> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::write_checked;
+    use crate::arch::{FieldFailure, write_checked};
 
     fn kind_of(r_type: object::elf::RelocationType) -> RelocKind {
         match elf_reloc(r_type) {
@@ -130,7 +130,12 @@ mod tests {
         write_checked(&pc32, &mut field, s + a - p).unwrap();
         assert_eq!(field, 0x7fff_ffffu32.to_le_bytes());
         let err = write_checked(&pc32, &mut field, s + 1 + a - p).unwrap_err();
-        assert_eq!(err.width, "signed 32 bits");
+        assert_eq!(
+            err,
+            FieldFailure::Range {
+                width: "signed 32 bits".into()
+            }
+        );
         // And backwards: P + 4 - 0x80000000 is the lowest reachable target.
         let low = p + 4 - 0x8000_0000;
         write_checked(&pc32, &mut field, low + a - p).unwrap();
