@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::arch::FieldFailure;
+
 /// Where in an object something went wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Site {
@@ -53,6 +55,20 @@ pub struct OutOfRange {
     pub detail: String,
 }
 
+/// A value with low bits its relocation field cannot hold (an AArch64
+/// branch to an odd address, a scaled load from an unaligned one).
+#[derive(Debug)]
+pub struct Misaligned {
+    pub site: Site,
+    pub reloc: String,
+    pub symbol: String,
+    pub value: i128,
+    /// The field holds multiples of this only.
+    pub alignment: u64,
+    /// Target, place and distance.
+    pub detail: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     #[error("cannot read {path}: {reason}")]
@@ -71,6 +87,11 @@ pub enum LinkError {
         .0.site, .0.reloc, .0.symbol, signed_hex(.0.value), .0.width, .0.detail
     )]
     OutOfRange(Box<OutOfRange>),
+    #[error(
+        "{}: relocation {} against `{}` misaligned: value {} is not a multiple of {} ({})",
+        .0.site, .0.reloc, .0.symbol, signed_hex(.0.value), .0.alignment, .0.detail
+    )]
+    Misaligned(Box<Misaligned>),
     #[error("undefined symbol `{symbol}`, referenced by {site}")]
     Undefined { symbol: String, site: Site },
     #[error("duplicate symbol `{symbol}`: defined in {first} and in {second}")]
@@ -121,6 +142,39 @@ pub enum LinkError {
     /// broke the protocol.
     #[error("executor: {0}")]
     Executor(String),
+}
+
+impl LinkError {
+    /// The error for a value the checked writer refused: the field of
+    /// relocation `reloc` against `symbol` at `site` could not hold `value`.
+    pub fn refused_field(
+        failure: FieldFailure,
+        site: Site,
+        reloc: &str,
+        symbol: &str,
+        value: i128,
+        detail: String,
+    ) -> LinkError {
+        let (reloc, symbol) = (reloc.to_string(), symbol.to_string());
+        match failure {
+            FieldFailure::Range { width } => LinkError::OutOfRange(Box::new(OutOfRange {
+                site,
+                reloc,
+                symbol,
+                value,
+                width,
+                detail,
+            })),
+            FieldFailure::Misaligned { alignment } => LinkError::Misaligned(Box::new(Misaligned {
+                site,
+                reloc,
+                symbol,
+                value,
+                alignment,
+                detail,
+            })),
+        }
+    }
 }
 
 /// How JIT'd code ended when it did not return.

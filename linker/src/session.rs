@@ -17,7 +17,7 @@ use solder_executor::lifecycle;
 use solder_executor::module::CrashSymbol;
 use solder_executor::protocol::SymbolInfo;
 
-use crate::arch::{RelocOp, write_checked};
+use crate::arch::{Encoding, RelocOp, write_checked};
 use crate::error::{Abnormal, LinkError};
 use crate::executors::{Executor, InProcess, Outcome, Recovery, Remote, RemoteConfig, Transport};
 use crate::graph::{Binding, Definition, LinkGraph};
@@ -277,9 +277,10 @@ impl Session {
             // Absolute 32-bit references (`-fno-pic`) need the low 2 GiB;
             // everything else is best next to the host's libraries.
             let absolute32 = graphs.iter().flat_map(|g| &g.sections).any(|s| {
-                s.edges
-                    .iter()
-                    .any(|e| e.kind.op == RelocOp::Absolute && e.kind.width == 4)
+                s.edges.iter().any(|e| {
+                    e.kind.op == RelocOp::Absolute
+                        && matches!(e.kind.encoding, Encoding::Int { width: 4, .. })
+                })
             });
             let placement = if absolute32 {
                 Placement::Low
@@ -824,22 +825,19 @@ impl Session {
                     .iter()
                     .find(|&&(start, size, _)| (start..start + size).contains(&binding.site))
                     .map_or(crate::graph::Protection::Data, |&(_, _, p)| p);
-                let mut field = vec![0u8; usize::from(binding.kind.width)];
-                write_checked(&binding.kind, &mut field, value).map_err(|failure| {
-                    LinkError::OutOfRange(Box::new(crate::error::OutOfRange {
-                        site: crate::error::Site {
-                            object: module.objects.to_string(),
-                            section: "(re-applied binding)".into(),
-                            offset: binding.site - module.memory.0,
-                        },
-                        reloc: binding.kind.name.to_string(),
-                        symbol: binding.symbol.clone(),
-                        value,
-                        width: failure.width,
-                        detail: format!("new definition at {target:#x}"),
-                    }))
+                let mut written = binding.written;
+                let field = &mut written[..binding.kind.encoding.size()];
+                write_checked(&binding.kind, field, value).map_err(|failure| {
+                    let site = crate::error::Site {
+                        object: module.objects.to_string(),
+                        section: "(re-applied binding)".into(),
+                        offset: binding.site - module.memory.0,
+                    };
+                    let detail = format!("new definition at {target:#x}");
+                    let (reloc, symbol) = (*binding.kind.name, &binding.symbol);
+                    LinkError::refused_field(failure, site, reloc, symbol, value, detail)
                 })?;
-                self.executor.patch(binding.site, &field, protection)?;
+                self.executor.patch(binding.site, field, protection)?;
             }
         }
         Ok(())

@@ -77,6 +77,11 @@ pub struct DataBinding {
     pub site: u64,
     pub kind: RelocKind,
     pub addend: i64,
+    /// What re-applying starts from (the first `kind.encoding.size()`
+    /// bytes): the field as the load wrote it, so an instruction keeps its
+    /// other bits. An integer field is rewritten whole (a GOT entry's are
+    /// zeros).
+    pub written: [u8; 8],
     pub symbol: String,
     pub module: u32,
 }

@@ -8,7 +8,7 @@
 use rustc_hash::FxHashMap as HashMap;
 
 use super::resolve::{Origin, Resolver, Target, binding_of};
-use crate::arch::{Arch, Machine, Relax, RelocKind, RelocOp, fits};
+use crate::arch::{Arch, Machine, Relax, RelocKind, RelocOp};
 use crate::error::LinkError;
 use crate::memory::Slab;
 
@@ -188,7 +188,7 @@ pub(super) fn needs_near(kind: &RelocKind, address: u64, addend: i64, slab: &Sla
     match kind.op {
         RelocOp::Branch | RelocOp::PcRelative => kind.is_narrow() && !slab.reaches(address),
         RelocOp::Absolute => {
-            kind.is_narrow() && !fits(address as i128 + addend as i128, kind.width, kind.check)
+            kind.is_narrow() && !kind.encoding.fits(address as i128 + addend as i128)
         }
         _ => false,
     }

@@ -149,7 +149,7 @@ fn an_elf_object_links_into_a_relocated_byte_image() {
         .sections
         .iter()
         .flat_map(|s| &s.edges)
-        .map(|e| (e.kind.op, e.kind.width))
+        .map(|e| (e.kind.op, e.kind.encoding.size()))
         .collect();
     assert_eq!(
         kinds.len(),

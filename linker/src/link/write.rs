@@ -11,8 +11,8 @@ use crate::arch::x86_64::{
     self, DSO_THUNK_SIZE, JUMP_STUB, JUMP_STUB_DISP, JUMP_STUB_END, WIN64_TO_SYSV_SHIM,
     WIN64_TO_SYSV_SLOT,
 };
-use crate::arch::{Arch, Machine, Operands, RelocOp, write_checked};
-use crate::error::{LinkError, OutOfRange, UnsupportedRelocation};
+use crate::arch::{Arch, Encoding, FieldFailure, Machine, Operands, RelocOp, write_checked};
+use crate::error::{LinkError, UnsupportedRelocation};
 use crate::executors::Executor;
 use crate::graph::*;
 
@@ -224,6 +224,7 @@ pub(super) fn relocate(
                 site: at.got_entry(i),
                 kind: ABS64,
                 addend: 0,
+                written: [0; 8],
                 symbol: symbol.clone(),
                 module: *module,
             });
@@ -314,28 +315,24 @@ fn relocate_edge(
         image_base: resolver.req.slab.base() as i128,
     };
     let value = Machine::field_value(edge.kind.op, &operands, minus, segment)?;
-    let width = usize::from(edge.kind.width);
-    write_checked(&edge.kind, &mut memory[field_at..field_at + width], value).map_err(
-        |failure| {
-            let mut detail = format!(
-                "target {s_addr:#x}, place {address:#x}, distance {}",
-                crate::error::signed_hex(s_val - p)
+    let field = &mut memory[field_at..field_at + edge.kind.encoding.size()];
+    write_checked(&edge.kind, field, value).map_err(|failure| {
+        let mut detail = format!(
+            "target {s_addr:#x}, place {address:#x}, distance {}",
+            crate::error::signed_hex(s_val - p)
+        );
+        if matches!(failure, FieldFailure::Range { .. })
+            && matches!(edge.kind.encoding, Encoding::Int { .. })
+            && edge.kind.op == RelocOp::Absolute
+            && edge.kind.is_narrow()
+        {
+            detail.push_str(
+                "; absolute 32-bit addresses (-fno-pic code) need the slab in the low 2 GiB: use --slab-address",
             );
-            if edge.kind.op == RelocOp::Absolute && edge.kind.is_narrow() {
-                detail.push_str(
-                    "; absolute 32-bit addresses (-fno-pic code) need the slab in the low 2 GiB: use --slab-address",
-                );
-            }
-            LinkError::OutOfRange(Box::new(OutOfRange {
-                site: site(graph, section, edge.offset),
-                reloc: edge.kind.name.to_string(),
-                symbol: r.name.to_string(),
-                value,
-                width: failure.width,
-                detail,
-            }))
-        },
-    )?;
+        }
+        let site = site(graph, section, edge.offset);
+        LinkError::refused_field(failure, site, edge.kind.name, r.name, value, detail)
+    })?;
     if let (
         Origin::Module {
             module,
@@ -345,10 +342,13 @@ fn relocate_edge(
         Via::Direct,
     ) = (r.origin, via)
     {
+        let mut written = [0u8; 8];
+        written[..field.len()].copy_from_slice(field);
         references.bindings.push(DataBinding {
             site: address,
             kind: edge.kind,
             addend: edge.addend,
+            written,
             symbol: r.name.to_string(),
             module,
         });

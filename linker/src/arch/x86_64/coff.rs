@@ -3,7 +3,7 @@
 //! addend is read from the field (COFF relocations are REL: the addend is
 //! the field's current content).
 
-use crate::arch::{Check, RelocKind, RelocName, RelocOp};
+use crate::arch::{Check, Encoding, RelocKind, RelocName, RelocOp};
 
 /// What a raw COFF AMD64 relocation type means, or why it cannot be linked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,8 +19,7 @@ const fn kind(name: RelocName, op: RelocOp, width: u8, check: Check, bias: i64) 
     CoffReloc::Kind {
         kind: RelocKind {
             op,
-            width,
-            check,
+            encoding: Encoding::Int { width, check },
             name,
         },
         bias,
@@ -76,14 +75,17 @@ pub fn coff_reloc(typ: object::pe::RelocationType) -> Option<CoffReloc> {
 
 /// The addend of a COFF relocation: the field's little-endian content,
 /// sign-extended for signed fields and zero-extended for the others, plus
-/// the type's bias. `field` is exactly `kind.width` bytes.
+/// the type's bias. `field` is exactly the kind's width.
 pub fn implicit_addend(kind: &RelocKind, bias: i64, field: &[u8]) -> i64 {
-    debug_assert_eq!(field.len(), usize::from(kind.width));
+    let Encoding::Int { width, check } = kind.encoding else {
+        unreachable!("COFF x86-64 fields are integers")
+    };
+    debug_assert_eq!(field.len(), usize::from(width));
     let mut bytes = [0u8; 8];
     bytes[..field.len()].copy_from_slice(field);
     let raw = u64::from_le_bytes(bytes);
-    let bits = u32::from(kind.width) * 8;
-    let content = match kind.check {
+    let bits = u32::from(width) * 8;
+    let content = match check {
         _ if bits == 0 || bits == 64 => raw as i64,
         Check::Signed => {
             // Move the field's sign bit to bit 63 and back.
@@ -225,8 +227,8 @@ mod tests {
         for (typ, name, op, width, check, bias) in cases {
             let (kind, b) = expect(typ);
             assert_eq!(
-                (*kind.name, kind.op, kind.width, kind.check, b),
-                (name, op, width, check, bias)
+                (*kind.name, kind.op, kind.encoding, b),
+                (name, op, Encoding::Int { width, check }, bias)
             );
         }
     }
@@ -258,8 +260,7 @@ mod tests {
     fn addends_of_every_width() {
         let field = |width, check| RelocKind {
             op: RelocOp::Absolute,
-            width,
-            check,
+            encoding: Encoding::Int { width, check },
             name: &"R_TEST",
         };
         assert_eq!(

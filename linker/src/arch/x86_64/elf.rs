@@ -1,7 +1,7 @@
 //! The ELF x86-64 relocation table: raw type -> kind, width and range, or
 //! why it cannot be linked.
 
-use crate::arch::{Check, Relax, RelocKind, RelocName, RelocOp};
+use crate::arch::{Check, Encoding, Relax, RelocKind, RelocName, RelocOp};
 
 /// What a raw ELF relocation type means, or why it cannot be linked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,8 +14,7 @@ pub enum ElfReloc {
 const fn kind(name: RelocName, op: RelocOp, width: u8, check: Check) -> ElfReloc {
     ElfReloc::Kind(RelocKind {
         op,
-        width,
-        check,
+        encoding: Encoding::Int { width, check },
         name,
     })
 }
@@ -23,8 +22,10 @@ const fn kind(name: RelocName, op: RelocOp, width: u8, check: Check) -> ElfReloc
 /// An 8-byte absolute address: GOT entries and re-applied bindings.
 pub const ABS64: RelocKind = RelocKind {
     op: RelocOp::Absolute,
-    width: 8,
-    check: Check::Wrap,
+    encoding: Encoding::Int {
+        width: 8,
+        check: Check::Wrap,
+    },
     name: &"R_X86_64_64",
 };
 
@@ -108,7 +109,7 @@ pub fn elf_reloc(r_type: object::elf::RelocationType) -> Option<ElfReloc> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::{fits, write_checked};
+    use crate::arch::{FieldFailure, write_checked};
 
     fn kind_of(r_type: object::elf::RelocationType) -> RelocKind {
         match elf_reloc(r_type) {
@@ -129,7 +130,12 @@ mod tests {
         write_checked(&pc32, &mut field, s + a - p).unwrap();
         assert_eq!(field, 0x7fff_ffffu32.to_le_bytes());
         let err = write_checked(&pc32, &mut field, s + 1 + a - p).unwrap_err();
-        assert_eq!(err.width, "signed 32 bits");
+        assert_eq!(
+            err,
+            FieldFailure::Range {
+                width: "signed 32 bits".into()
+            }
+        );
         // And backwards: P + 4 - 0x80000000 is the lowest reachable target.
         let low = p + 4 - 0x8000_0000;
         write_checked(&pc32, &mut field, low + a - p).unwrap();
@@ -180,7 +186,8 @@ mod tests {
         ];
         for &(r_type, op, width, check) in expected {
             let k = kind_of(r_type);
-            assert_eq!((k.op, k.width, k.check), (op, width, check), "{}", k.name);
+            let encoding = Encoding::Int { width, check };
+            assert_eq!((k.op, k.encoding), (op, encoding), "{}", k.name);
         }
         assert!(matches!(
             elf_reloc(R_X86_64_TPOFF32),
@@ -205,12 +212,12 @@ mod tests {
         ];
         for &(r_type, ok, bad) in cases {
             let k = kind_of(r_type);
-            let mut field = vec![0u8; usize::from(k.width)];
+            let mut field = vec![0u8; k.encoding.size()];
             write_checked(&k, &mut field, ok).unwrap_or_else(|e| panic!("{}: {e:?}", k.name));
             assert!(write_checked(&k, &mut field, bad).is_err(), "{}", k.name);
         }
-        assert!(!fits(-1, 4, kind_of(R_X86_64_32).check));
-        assert!(fits(-1, 4, kind_of(R_X86_64_32S).check));
+        assert!(!kind_of(R_X86_64_32).encoding.fits(-1));
+        assert!(kind_of(R_X86_64_32S).encoding.fits(-1));
     }
 
     #[test]
@@ -281,8 +288,14 @@ mod tests {
         }
         let gotpcrel64 = kind_of(R_X86_64_GOTPCREL64);
         assert_eq!(
-            (gotpcrel64.op, gotpcrel64.width, gotpcrel64.check),
-            (RelocOp::GotEntryPcRel { relax: Relax::No }, 8, Check::Wrap)
+            (gotpcrel64.op, gotpcrel64.encoding),
+            (
+                RelocOp::GotEntryPcRel { relax: Relax::No },
+                Encoding::Int {
+                    width: 8,
+                    check: Check::Wrap
+                }
+            )
         );
         assert_eq!(ABS64, kind_of(R_X86_64_64));
     }

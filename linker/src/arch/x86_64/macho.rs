@@ -5,7 +5,7 @@
 
 use object::macho::RelocationType;
 
-use crate::arch::{Check, Relax, RelocKind, RelocName, RelocOp};
+use crate::arch::{Check, Encoding, Relax, RelocKind, RelocName, RelocOp};
 
 /// What a raw Mach-O x86-64 relocation means, or why it cannot be linked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,8 +26,7 @@ pub enum MachOReloc {
 const fn kind(name: RelocName, op: RelocOp, width: u8, check: Check) -> RelocKind {
     RelocKind {
         op,
-        width,
-        check,
+        encoding: Encoding::Int { width, check },
         name,
     }
 }
@@ -166,8 +165,7 @@ mod tests {
     fn every_type_maps_to_its_kind() {
         let expect = |name, op, width, check| RelocKind {
             op,
-            width,
-            check,
+            encoding: Encoding::Int { width, check },
             name,
         };
         let pc32 = |name, op| expect(name, op, 4, Check::Signed);

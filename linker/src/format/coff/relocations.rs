@@ -99,7 +99,7 @@ pub(super) fn attach<'a, Coff: CoffHeader>(
                 .and_then(|start| {
                     sections[id]
                         .data
-                        .get(start..start.checked_add(usize::from(kind.width))?)
+                        .get(start..start.checked_add(kind.encoding.size())?)
                 })
                 .ok_or_else(|| {
                     input.malformed(format!(

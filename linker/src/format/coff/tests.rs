@@ -6,7 +6,7 @@ use object::read::coff::{CoffHeader, Symbol as _};
 
 use super::directives::{alternate_name, directive_tokens};
 use super::*;
-use crate::arch::RelocOp;
+use crate::arch::{Check, Encoding, RelocOp};
 use object::LittleEndian as LE;
 use object::pe;
 
@@ -654,26 +654,21 @@ fn relocation_kinds_and_addends() {
             (30, "IMAGE_REL_AMD64_ADDR64", "main", -8),
         ]
     );
-    let kinds: Vec<_> = section(&g, ".data").edges.iter().map(|e| e.kind).collect();
+    let kinds: Vec<_> = section(&g, ".data")
+        .edges
+        .iter()
+        .map(|e| (e.kind.op, e.kind.encoding))
+        .collect();
+    let int = |width, check| Encoding::Int { width, check };
     assert_eq!(
-        (kinds[0].op, kinds[0].width, kinds[0].check),
-        (RelocOp::Absolute, 8, crate::arch::Check::Wrap)
-    );
-    assert_eq!(
-        (kinds[1].op, kinds[1].width, kinds[1].check),
-        (RelocOp::Absolute, 4, crate::arch::Check::Unsigned)
-    );
-    assert_eq!(
-        (kinds[2].op, kinds[2].width, kinds[2].check),
-        (RelocOp::ImageRelative, 4, crate::arch::Check::Unsigned)
-    );
-    assert_eq!(
-        (kinds[3].op, kinds[3].width, kinds[3].check),
-        (RelocOp::SegmentOffset, 4, crate::arch::Check::Unsigned)
-    );
-    assert_eq!(
-        (kinds[4].op, kinds[4].width, kinds[4].check),
-        (RelocOp::SegmentIndex, 2, crate::arch::Check::Unsigned)
+        kinds[..5],
+        [
+            (RelocOp::Absolute, int(8, Check::Wrap)),
+            (RelocOp::Absolute, int(4, Check::Unsigned)),
+            (RelocOp::ImageRelative, int(4, Check::Unsigned)),
+            (RelocOp::SegmentOffset, int(4, Check::Unsigned)),
+            (RelocOp::SegmentIndex, int(2, Check::Unsigned)),
+        ]
     );
     let rel32 = section(&g, ".text")
         .edges
@@ -682,8 +677,8 @@ fn relocation_kinds_and_addends() {
         .expect("an edge")
         .kind;
     assert_eq!(
-        (rel32.op, rel32.width, rel32.check),
-        (RelocOp::PcRelative, 4, crate::arch::Check::Signed)
+        (rel32.op, rel32.encoding),
+        (RelocOp::PcRelative, int(4, Check::Signed))
     );
     assert!(
         g.sections

@@ -99,7 +99,7 @@ fn check(
         )));
     }
     if offset
-        .checked_add(u64::from(kind.width))
+        .checked_add(kind.encoding.size() as u64)
         .is_none_or(|end| end > section.size)
     {
         return Err(input.malformed(format!(

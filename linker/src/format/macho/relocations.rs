@@ -205,7 +205,7 @@ impl Context<'_, '_> {
             let offset = u64::from(info.r_address);
             let site = || self.site(raw, offset);
             let (kind, n) = self.kind(raw, &info)?;
-            let width = usize::from(kind.width);
+            let width = kind.encoding.size();
             let field = usize::try_from(offset)
                 .ok()
                 .and_then(|start| bytes.get(start..start.checked_add(width)?))

@@ -610,8 +610,7 @@ fn unsigned_relocations_extern_and_section_relative() {
             (
                 *edge.kind.name,
                 edge.kind.op,
-                edge.kind.width,
-                edge.kind.check,
+                edge.kind.encoding,
                 edge.target,
                 edge.addend,
                 edge.minus()
@@ -619,8 +618,7 @@ fn unsigned_relocations_extern_and_section_relative() {
             (
                 "X86_64_RELOC_UNSIGNED",
                 RelocOp::Absolute,
-                width,
-                check,
+                crate::arch::Encoding::Int { width, check },
                 target,
                 addend,
                 None
@@ -694,8 +692,7 @@ fn subtractor_pairs() {
             (
                 *edge.kind.name,
                 edge.kind.op,
-                edge.kind.width,
-                edge.kind.check,
+                edge.kind.encoding,
                 edge.target,
                 edge.minus(),
                 edge.addend
@@ -703,8 +700,7 @@ fn subtractor_pairs() {
             (
                 "X86_64_RELOC_SUBTRACTOR",
                 RelocOp::Difference,
-                width,
-                check,
+                crate::arch::Encoding::Int { width, check },
                 minuend,
                 Some(subtrahend),
                 addend
