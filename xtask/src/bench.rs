@@ -194,6 +194,12 @@ fn summarize(quick: bool, met: &[bool], tables: &[Table]) {
             println!("against the baseline, {measure}: {verdict}");
         }
     }
+    if quick && tables.iter().any(|t| t.baseline.is_some()) {
+        println!(
+            "(--quick compares one run of each build: the verdicts against the baseline show \
+             that the comparison works, not whether the change costs anything)"
+        );
+    }
 }
 
 /// Release builds of everything measured, and the size-optimized executor,
