@@ -11,9 +11,19 @@
 //! - **executor**: stripped size and idle memory against
 //!   `llvm-jitlink-executor`.
 //!
+//! `--baseline REV` ([`baseline`]) also builds git revision REV's binaries
+//! (from a detached worktree under `target/bench-baseline/`, into a target
+//! directory of their own) and runs them as one more contestant in the
+//! link, incremental and churn measures, alternated run by run with the
+//! current ones; those tables add the baseline's median, the ratio current
+//! ÷ baseline and a verdict (within 3%, or REGRESSION: +x.y%). This is how
+//! a restructure shows that it costs nothing.
+//!
 //! A missing peer is reported as missing, never replaced by a number.
-//! Times are never asserted: the report says whether each target is met.
+//! Times are never asserted: the report says whether each target is met,
+//! and whether the baseline is matched.
 
+mod baseline;
 mod machine;
 mod measure;
 mod report;
@@ -28,6 +38,7 @@ use serde_json::Value;
 
 use crate::programs::{self, BuiltProgram};
 use crate::util;
+use baseline::{Baseline, Change, change_pct, ratio_cell};
 use measure::{Ending, Run, median, median_ms, median_rss_mib};
 use report::{Table, verdict};
 
@@ -44,6 +55,13 @@ pub struct Args {
     /// Where the report goes (not written with --quick unless given).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also build git revision REV (`HEAD~1`, a commit hash, ...) in a
+    /// detached worktree under target/bench-baseline/ and run its binaries
+    /// alternated with the current ones in the link, incremental and churn
+    /// measures: the report adds the baseline's medians, the ratios and
+    /// whether every median is within 3% of the baseline's.
+    #[arg(long, value_name = "REV")]
+    baseline: Option<String>,
 }
 
 /// Everything the measures need to know.
@@ -55,12 +73,18 @@ struct Setup {
     quick: bool,
     /// `llvm-jitlink` of LLVM 19, if installed.
     peer: Option<PathBuf>,
+    /// `--baseline`'s built binaries.
+    baseline: Option<Baseline>,
 }
 
 pub fn run(args: &Args) -> Result<bool> {
     let root = util::workspace_root();
     let target = util::target_dir(&root)?;
-    build_release(&root)?;
+    build_release(&root, None)?;
+    let baseline = match &args.baseline {
+        Some(rev) => Some(baseline::build(&root, &target, rev, build_release)?),
+        None => None,
+    };
     let runs = if args.quick { 1 } else { args.runs.max(1) };
     let peer = find_llvm19("llvm-jitlink");
     let peer_version = match &peer {
@@ -98,6 +122,7 @@ pub fn run(args: &Args) -> Result<bool> {
         runs,
         quick: args.quick,
         peer,
+        baseline,
     };
     let mut tables = Vec::new();
     let mut met = Vec::new();
@@ -108,13 +133,19 @@ pub fn run(args: &Args) -> Result<bool> {
     tables.push(churn(&cx, &mut met)?);
     tables.push(executor(&cx, &target, &mut met)?);
 
-    let mut command = "cargo xtask bench".to_string();
-    if args.quick {
-        command += " --quick";
-    } else if args.runs != 7 {
-        command += &format!(" --runs {}", args.runs);
-    }
-    let document = report::document(&command, &machine::describe(&peer_version), &tables);
+    let described = cx.baseline.as_ref().map(|b| {
+        format!(
+            "{}, built from a detached worktree in `{}`",
+            b.label(),
+            b.src.strip_prefix(&root).unwrap_or(&b.src).display()
+        )
+    });
+    let document = report::document(
+        &command_line(args),
+        described.as_deref(),
+        &machine::describe(&peer_version),
+        &tables,
+    );
     println!("\n{document}");
     let out = match (&args.out, args.quick) {
         (Some(out), _) => Some(out.clone()),
@@ -125,8 +156,28 @@ pub fn run(args: &Args) -> Result<bool> {
         std::fs::write(&out, &document).with_context(|| format!("write {}", out.display()))?;
         println!("wrote {}", out.display());
     }
-    let missed = met.iter().filter(|m| !**m).count();
+    summarize(args.quick, &met, &tables);
+    Ok(true)
+}
+
+/// The command the report says it was made with.
+fn command_line(args: &Args) -> String {
+    let mut command = "cargo xtask bench".to_string();
     if args.quick {
+        command += " --quick";
+    } else if args.runs != 7 {
+        command += &format!(" --runs {}", args.runs);
+    }
+    if let Some(rev) = &args.baseline {
+        command += &format!(" --baseline {}", util::shell_quote(rev.as_ref()));
+    }
+    command
+}
+
+/// The last lines printed: targets met and the verdicts against the baseline.
+fn summarize(quick: bool, met: &[bool], tables: &[Table]) {
+    let missed = met.iter().filter(|m| !**m).count();
+    if quick {
         // One run and smaller workloads: the run table then measures
         // mostly linking, so its ratios are not the targets' ratios.
         println!(
@@ -137,11 +188,23 @@ pub fn run(args: &Args) -> Result<bool> {
     } else {
         println!("{} targets met, {missed} missed", met.len() - missed);
     }
-    Ok(true)
+    for table in tables {
+        if let Some(verdict) = &table.baseline {
+            let measure = table.title.split(':').next().unwrap_or(&table.title);
+            println!("against the baseline, {measure}: {verdict}");
+        }
+    }
+    if quick && tables.iter().any(|t| t.baseline.is_some()) {
+        println!(
+            "(--quick compares one run of each build: the verdicts against the baseline show \
+             that the comparison works, not whether the change costs anything)"
+        );
+    }
 }
 
-/// Release builds of everything measured, and the size-optimized executor.
-fn build_release(root: &Path) -> Result<()> {
+/// Release builds of everything measured, and the size-optimized executor,
+/// of the workspace at `root` (into `target_dir` if given, else cargo's).
+fn build_release(root: &Path, target_dir: Option<&Path>) -> Result<()> {
     for args in [
         &[
             "build",
@@ -155,12 +218,21 @@ fn build_release(root: &Path) -> Result<()> {
         ][..],
         &["build", "-p", "solder-executor", "--profile", "executor"][..],
     ] {
-        println!("building: cargo {}", args.join(" "));
-        let status = Command::new(util::cargo())
-            .args(args)
-            .current_dir(root)
-            .status()
-            .context("cannot run cargo")?;
+        match target_dir {
+            None => println!("building: cargo {}", args.join(" ")),
+            Some(dir) => println!(
+                "building in {} into {}: cargo {}",
+                root.display(),
+                dir.display(),
+                args.join(" ")
+            ),
+        }
+        let mut cargo = Command::new(util::cargo());
+        cargo.args(args).current_dir(root);
+        if let Some(dir) = target_dir {
+            cargo.env("CARGO_TARGET_DIR", dir);
+        }
+        let status = cargo.status().context("cannot run cargo")?;
         ensure!(
             status.success(),
             "`cargo {}` failed ({status})",
@@ -288,7 +360,9 @@ fn link(cx: &Setup, built: &[BuiltProgram], met: &mut Vec<bool>) -> Result<Table
             "≤ 20 MiB",
         ],
     );
-    let solder = cx.release.join("solder");
+    if cx.baseline.is_some() {
+        table.extend_columns(&["baseline solder", "÷ baseline"]);
+    }
     let schedule = if cx.quick {
         Schedule::interleaved(cx.runs)
     } else {
@@ -309,79 +383,137 @@ fn link(cx: &Setup, built: &[BuiltProgram], met: &mut Vec<bool>) -> Result<Table
             schedule.runs_per_turn
         ));
     }
-    // The floor under any whole-process number: starting solder at all.
-    let version = vec![OsString::from("--version")];
-    let floor = alternate(
-        cx,
-        &[(solder.as_path(), version, cx.root.as_path())],
-        schedule,
-    )?;
-    table.notes.push(format!(
-        "Process floor: `solder --version` takes {} (median, same session); the rest of solder's \
-         time is reading, linking and protecting the objects.",
-        ms(median_ms(&floor[0]))
-    ));
+    table.notes.push(process_floor(cx, schedule)?);
+    let mut changes = Vec::new();
     for program in built {
-        let objects: Vec<OsString> = program
-            .objects
-            .iter()
-            .map(|o| o.clone().into_os_string())
-            .collect();
-        let mut ours: Vec<OsString> = vec!["run".into(), "--noexec".into()];
-        ours.extend(objects.iter().cloned());
-        let mut theirs: Vec<OsString> = vec!["-noexec".into()];
-        theirs.extend(objects.iter().cloned());
-        let mut contestants = vec![(solder.as_path(), ours, program.cwd.as_path())];
-        if let Some(peer) = &cx.peer {
-            contestants.push((peer.as_path(), theirs, program.cwd.as_path()));
-        }
-        let results = alternate(cx, &contestants, schedule)?;
-        for run in &results[0] {
-            ensure!(
-                run.ending == Ending::Exited(0),
-                "solder run --noexec on {} ({}) ended with {}:\n{}",
-                program.name,
-                program.compiler,
-                run.ending,
-                String::from_utf8_lossy(&run.stderr)
-            );
-        }
-        let (time, peak) = (median_ms(&results[0]), median_rss_mib(&results[0]));
-        let peak_ok = peak <= 20.0;
-        met.push(peak_ok);
-        let (peer_time, peer_peak, ratio, ratio_ok) = match results.get(1).map(|r| peer_summary(r))
-        {
-            Some(Ok((t, p))) => {
-                let ratio = time / t;
-                met.push(ratio <= 0.15);
-                (
-                    ms(t),
-                    mib(p),
-                    format!("{ratio:.3}×"),
-                    verdict(ratio <= 0.15),
-                )
-            }
-            Some(Err(why)) => (why, "—".into(), "—".into(), "no peer number".into()),
-            None => (
-                "not installed".into(),
-                "—".into(),
-                "—".into(),
-                "no peer".into(),
-            ),
-        };
-        table.row(vec![
-            format!("{} ({})", program.name, program.compiler),
-            program.objects.len().to_string(),
-            ms(time),
-            mib(peak),
-            peer_time,
-            peer_peak,
-            ratio,
-            ratio_ok,
-            verdict(peak_ok),
-        ]);
+        let (row, change) = link_program(cx, program, schedule, met)?;
+        table.row(row);
+        changes.extend(change);
     }
+    table.baseline = against_baseline(cx, "solder's link time", &changes);
     Ok(table)
+}
+
+/// The floor under any whole-process number: starting solder at all (and
+/// the baseline's solder, alternated with it).
+fn process_floor(cx: &Setup, schedule: Schedule) -> Result<String> {
+    let version = vec![OsString::from("--version")];
+    let solder = cx.release.join("solder");
+    let base_solder = cx.baseline.as_ref().map(|b| b.release.join("solder"));
+    let mut contestants = vec![(solder.as_path(), version.clone(), cx.root.as_path())];
+    if let Some(base_solder) = &base_solder {
+        contestants.push((base_solder.as_path(), version, cx.root.as_path()));
+    }
+    let floor = alternate(cx, &contestants, schedule)?;
+    let baseline = match floor.get(1) {
+        Some(runs) => format!(", the baseline's {}", ms(median_ms(runs))),
+        None => String::new(),
+    };
+    Ok(format!(
+        "Process floor: `solder --version` takes {} (median, same session{baseline}); the rest of \
+         solder's time is reading, linking and protecting the objects.",
+        ms(median_ms(&floor[0]))
+    ))
+}
+
+/// Fails unless every run of `who` linking `program` exited with 0.
+fn ensure_linked(runs: &[Run], who: &str, program: &BuiltProgram) -> Result<()> {
+    for run in runs {
+        ensure!(
+            run.ending == Ending::Exited(0),
+            "{who} run --noexec on {} ({}) ended with {}:\n{}",
+            program.name,
+            program.compiler,
+            run.ending,
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// One program's row of the link table; with a baseline, also solder's
+/// change against it (the baseline's solder is the last contestant).
+fn link_program(
+    cx: &Setup,
+    program: &BuiltProgram,
+    schedule: Schedule,
+    met: &mut Vec<bool>,
+) -> Result<(Vec<String>, Option<Change>)> {
+    let objects: Vec<OsString> = program
+        .objects
+        .iter()
+        .map(|o| o.clone().into_os_string())
+        .collect();
+    let mut ours: Vec<OsString> = vec!["run".into(), "--noexec".into()];
+    ours.extend(objects.iter().cloned());
+    let mut theirs: Vec<OsString> = vec!["-noexec".into()];
+    theirs.extend(objects.iter().cloned());
+    let solder = cx.release.join("solder");
+    let base_solder = cx.baseline.as_ref().map(|b| b.release.join("solder"));
+    let mut contestants = vec![(solder.as_path(), ours.clone(), program.cwd.as_path())];
+    if let Some(peer) = &cx.peer {
+        contestants.push((peer.as_path(), theirs, program.cwd.as_path()));
+    }
+    if let Some(base_solder) = &base_solder {
+        contestants.push((base_solder.as_path(), ours, program.cwd.as_path()));
+    }
+    let results = alternate(cx, &contestants, schedule)?;
+    ensure_linked(&results[0], "solder", program)?;
+    let (time, peak) = (median_ms(&results[0]), median_rss_mib(&results[0]));
+    let peak_ok = peak <= 20.0;
+    met.push(peak_ok);
+    let peer_runs = cx.peer.as_ref().map(|_| &results[1]);
+    let (peer_time, peer_peak, ratio, ratio_ok) = match peer_runs.map(|r| peer_summary(r)) {
+        Some(Ok((t, p))) => {
+            let ratio = time / t;
+            met.push(ratio <= 0.15);
+            (
+                ms(t),
+                mib(p),
+                format!("{ratio:.3}×"),
+                verdict(ratio <= 0.15),
+            )
+        }
+        Some(Err(why)) => (why, "—".into(), "—".into(), "no peer number".into()),
+        None => (
+            "not installed".into(),
+            "—".into(),
+            "—".into(),
+            "no peer".into(),
+        ),
+    };
+    let name = format!("{} ({})", program.name, program.compiler);
+    let mut row = vec![
+        name.clone(),
+        program.objects.len().to_string(),
+        ms(time),
+        mib(peak),
+        peer_time,
+        peer_peak,
+        ratio,
+        ratio_ok,
+        verdict(peak_ok),
+    ];
+    let mut change = None;
+    if base_solder.is_some() {
+        let runs = results.last().expect("the baseline is a contestant");
+        ensure_linked(runs, "the baseline's solder", program)?;
+        let base = median_ms(runs);
+        row.extend([ms(base), ratio_cell(time, base)]);
+        change = Some((name, change_pct(time, base)));
+    }
+    Ok((row, change))
+}
+
+/// The verdict line of a measure against the baseline, if there is one.
+fn against_baseline(cx: &Setup, what: &str, changes: &[Change]) -> Option<String> {
+    cx.baseline.as_ref().map(|b| {
+        format!(
+            "{}, {what} (current ÷ baseline medians): {}",
+            b.label(),
+            baseline::verdict(changes)
+        )
+    })
 }
 
 /// The arguments of a program's benchmark workload.
@@ -476,14 +608,17 @@ fn run_workloads(cx: &Setup, built: &[BuiltProgram], met: &mut Vec<bool>) -> Res
     Ok(table)
 }
 
-/// Runs `solder-bench ARGS` and parses the JSON object it prints.
-fn solder_bench(cx: &Setup, args: &[&str]) -> Result<Value> {
-    let program = cx.release.join("solder-bench");
-    let work = cx.scratch.join("work");
+/// Runs `solder-bench ARGS` from `release`, with `work` for the files it
+/// generates, and parses the JSON object it prints. Its sessions start
+/// `release`'s own `solder-executor` (`SOLDER_EXECUTOR`), so that a
+/// baseline's `solder-bench` runs the baseline's executor.
+fn run_solder_bench(release: &Path, work: &Path, args: &[&str]) -> Result<Value> {
+    let program = release.join("solder-bench");
     let output = Command::new(&program)
         .args(args)
         .arg("--work")
-        .arg(&work)
+        .arg(work)
+        .env("SOLDER_EXECUTOR", release.join("solder-executor"))
         .stderr(Stdio::inherit())
         .output()
         .with_context(|| format!("cannot run {}", program.display()))?;
@@ -504,6 +639,44 @@ fn solder_bench(cx: &Setup, args: &[&str]) -> Result<Value> {
     serde_json::from_slice(&output.stdout).context("solder-bench printed something other than JSON")
 }
 
+/// Runs the current `solder-bench ARGS` and parses the JSON object it prints.
+fn solder_bench(cx: &Setup, args: &[&str]) -> Result<Value> {
+    run_solder_bench(&cx.release, &cx.scratch.join("work"), args)
+}
+
+/// Runs `solder-bench ARGS` in round `round` of a measure: the current
+/// one's report and, with a baseline, the baseline's, the two taking turns
+/// as [`alternate`]'s contestants do (the first rotates each round). The
+/// baseline generates its files in a work directory of its own.
+fn solder_bench_pair(cx: &Setup, round: usize, args: &[&str]) -> Result<(Value, Option<Value>)> {
+    let Some(baseline) = &cx.baseline else {
+        return Ok((solder_bench(cx, args)?, None));
+    };
+    let (mut current, mut base) = (None, None);
+    for k in 0..2 {
+        if (round + k).is_multiple_of(2) {
+            current = Some(solder_bench(cx, args)?);
+        } else {
+            let work = cx.scratch.join("work-baseline");
+            base = Some(
+                run_solder_bench(&baseline.release, &work, args)
+                    .with_context(|| format!("the baseline {}", baseline.label()))?,
+            );
+        }
+    }
+    Ok((current.expect("the current one ran"), base))
+}
+
+/// The median over reports of the number at `path` in each.
+fn median_at(reports: &[Value], path: &[&str]) -> Result<f64> {
+    Ok(median(
+        &reports
+            .iter()
+            .map(|r| number(r, path))
+            .collect::<Result<Vec<_>>>()?,
+    ))
+}
+
 /// A number inside a JSON report.
 fn number(value: &Value, path: &[&str]) -> Result<f64> {
     let mut at = value;
@@ -516,8 +689,8 @@ fn number(value: &Value, path: &[&str]) -> Result<f64> {
         .with_context(|| format!("{} is not a number", path.join(".")))
 }
 
-fn incremental(cx: &Setup, met: &mut Vec<bool>) -> Result<Table> {
-    let modules = if cx.quick { "100" } else { "1000" };
+/// The incremental table, before its rows.
+fn incremental_table(cx: &Setup) -> Table {
     let mut table = Table::new(
         "Incremental: 1,000 modules loaded and called one at a time",
         "Module i defines `long f_i(long)` returning `f_{i-1}(x) + 1` (gcc -O2, one object \
@@ -542,35 +715,39 @@ fn incremental(cx: &Setup, met: &mut Vec<bool>) -> Result<Table> {
             "met",
         ],
     );
+    if cx.baseline.is_some() {
+        table.extend_columns(&["baseline statement median", "÷ baseline"]);
+    }
+    table
+}
+
+fn incremental(cx: &Setup, met: &mut Vec<bool>) -> Result<Table> {
+    let modules = if cx.quick { "100" } else { "1000" };
+    let mut table = incremental_table(cx);
     let modes = ["inproc", "pipe", "shm"];
     let mut reports: Vec<Vec<Value>> = vec![Vec::new(); modes.len()];
+    let mut base_reports: Vec<Vec<Value>> = vec![Vec::new(); modes.len()];
     let mut rtts = Vec::new();
     let mut spinning_rtts = Vec::new();
     let mut spin_budget = 0.0;
-    for _ in 0..cx.runs {
+    for round in 0..cx.runs {
         let probe = solder_bench(cx, &["rtt"])?;
         rtts.push(number(&probe, &["round_trip", "median_us"])?);
         spinning_rtts.push(number(&probe, &["spinning_round_trip", "median_us"])?);
         spin_budget = number(&probe, &["spin_budget_us"])?;
         for (i, mode) in modes.iter().enumerate() {
-            reports[i].push(solder_bench(
-                cx,
-                &["incremental", "--mode", mode, "--modules", modules],
-            )?);
+            let args = ["incremental", "--mode", mode, "--modules", modules];
+            let (current, base) = solder_bench_pair(cx, round, &args)?;
+            reports[i].push(current);
+            base_reports[i].extend(base);
         }
     }
     let rtt = median(&rtts);
     let spinning_rtt = median(&spinning_rtts);
     let mut inproc_statement = None;
-    for (mode, runs) in modes.iter().zip(&reports) {
-        let stat = |path: &[&str]| -> Result<f64> {
-            Ok(median(
-                &runs
-                    .iter()
-                    .map(|r| number(r, path))
-                    .collect::<Result<Vec<_>>>()?,
-            ))
-        };
+    let mut changes = Vec::new();
+    for ((mode, runs), base_runs) in modes.iter().zip(&reports).zip(&base_reports) {
+        let stat = |path: &[&str]| median_at(runs, path);
         let statement = stat(&["statement", "median_us"])?;
         let over_inproc = match inproc_statement {
             None => {
@@ -587,7 +764,7 @@ fn incremental(cx: &Setup, met: &mut Vec<bool>) -> Result<Table> {
             ),
         };
         met.push(statement <= limit);
-        table.row(vec![
+        let mut row = vec![
             mode.to_string(),
             us(statement),
             us(stat(&["statement", "p99_us"])?),
@@ -596,7 +773,22 @@ fn incremental(cx: &Setup, met: &mut Vec<bool>) -> Result<Table> {
             over_inproc,
             target,
             verdict(statement <= limit),
-        ]);
+        ];
+        if cx.baseline.is_some() {
+            let base = median_at(base_runs, &["statement", "median_us"])?;
+            row.extend([us(base), ratio_cell(statement, base)]);
+            changes.push((mode.to_string(), change_pct(statement, base)));
+        }
+        table.row(row);
+    }
+    table.baseline = against_baseline(cx, "statement median", &changes);
+    if cx.baseline.is_some() {
+        table.notes.push(
+            "Baseline: in each run, each mode's `solder-bench incremental` of the current build \
+             and of the baseline's take turns (which goes first rotates run by run); the \
+             baseline column is the median over its runs of each run's statement median."
+                .into(),
+        );
     }
     table.notes.push(format!(
         "Transport round trip (pipe, median of runs' medians): {} blocking; {} when both sides \
@@ -667,9 +859,8 @@ fn checkpoints(cx: &Setup, met: &mut Vec<bool>) -> Result<Table> {
     Ok(table)
 }
 
-fn churn(cx: &Setup, met: &mut Vec<bool>) -> Result<Table> {
-    let replacements = if cx.quick { "500" } else { "10000" };
-    let every = if cx.quick { "100" } else { "1000" };
+/// The churn table, before its rows.
+fn churn_table(cx: &Setup) -> Table {
     let mut table = Table::new(
         "Hot-swap churn: 10,000 replacements of one module",
         "One module (code, 64 KiB of data, an initializer, an `atexit` handler, `.eh_frame`) \
@@ -688,10 +879,25 @@ fn churn(cx: &Setup, met: &mut Vec<bool>) -> Result<Table> {
             "flat",
         ],
     );
-    for mode in ["inproc", "pipe", "shm"] {
-        let report = solder_bench(
-            cx,
-            &[
+    if cx.baseline.is_some() {
+        table.extend_columns(&["baseline replace median", "÷ baseline"]);
+    }
+    table
+}
+
+/// One run per mode; with a baseline, `--runs` runs per mode of each build,
+/// taking turns, so that the replace medians compare medians over runs.
+fn churn(cx: &Setup, met: &mut Vec<bool>) -> Result<Table> {
+    let replacements = if cx.quick { "500" } else { "10000" };
+    let every = if cx.quick { "100" } else { "1000" };
+    let mut table = churn_table(cx);
+    let modes = ["inproc", "pipe", "shm"];
+    let rounds = if cx.baseline.is_some() { cx.runs } else { 1 };
+    let mut reports: Vec<Vec<Value>> = vec![Vec::new(); modes.len()];
+    let mut base_reports: Vec<Vec<Value>> = vec![Vec::new(); modes.len()];
+    for round in 0..rounds {
+        for (i, mode) in modes.iter().enumerate() {
+            let args = [
                 "churn",
                 "--mode",
                 mode,
@@ -699,8 +905,15 @@ fn churn(cx: &Setup, met: &mut Vec<bool>) -> Result<Table> {
                 replacements,
                 "--every",
                 every,
-            ],
-        )?;
+            ];
+            let (current, base) = solder_bench_pair(cx, round, &args)?;
+            reports[i].push(current);
+            base_reports[i].extend(base);
+        }
+    }
+    let mut changes = Vec::new();
+    for ((mode, runs), base_runs) in modes.iter().zip(&reports).zip(&base_reports) {
+        let report = &runs[0];
         let samples = report["samples"].as_array().context("no samples")?;
         ensure!(samples.len() >= 3, "too few churn samples");
         let (first, settled, last) = (&samples[0], &samples[1], &samples[samples.len() - 1]);
@@ -720,19 +933,35 @@ fn churn(cx: &Setup, met: &mut Vec<bool>) -> Result<Table> {
             .iter()
             .all(|&g| g <= 64.0);
         met.push(flat);
-        table.row(vec![
+        let replace = median_at(runs, &["replace", "median_us"])?;
+        let mut row = vec![
             mode.to_string(),
-            us(number(&report, &["replace", "median_us"])?),
+            us(replace),
             slab,
             size,
             rss,
             controller,
             verdict(flat),
-        ]);
+        ];
+        if cx.baseline.is_some() {
+            let base = median_at(base_runs, &["replace", "median_us"])?;
+            row.extend([us(base), ratio_cell(replace, base)]);
+            changes.push((mode.to_string(), change_pct(replace, base)));
+        }
+        table.row(row);
     }
     table
         .notes
         .push("Each cell: at the start → after the first 1,000 replacements → at the end.".into());
+    if cx.baseline.is_some() {
+        table.notes.push(format!(
+            "Baseline: {rounds} run(s) per mode of the current `solder-bench churn` and of the \
+             baseline's, taking turns (which goes first rotates run by run); both replace \
+             medians are medians over those runs of each run's median. Memory and flatness are \
+             the current build's first run."
+        ));
+    }
+    table.baseline = against_baseline(cx, "replace median", &changes);
     Ok(table)
 }
 

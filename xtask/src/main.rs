@@ -9,7 +9,9 @@
 //!
 //! - `conformance` ([`conformance`]): the YAML scenarios, as a table.
 //! - `bench` ([`bench`]): benchmarks against llvm-jitlink 19 and native
-//!   builds, written to `docs/benchmarks.md`.
+//!   builds, written to `docs/benchmarks.md`; `--baseline REV` runs another
+//!   git revision's binaries side by side and says whether the link,
+//!   incremental and churn medians stay within 3% of them.
 //! - `mutants` ([`mutants`]): mutation testing of the relocation, lifecycle,
 //!   resolution and protocol code, scored against `docs/testing.md`.
 //!
@@ -43,7 +45,8 @@ enum Command {
     /// table per area, format and mode.
     Conformance(conformance::Args),
     /// Measure solder against llvm-jitlink 19, native builds and the
-    /// transport; print the table and write docs/benchmarks.md.
+    /// transport (and, with --baseline REV, REV's binaries); print the
+    /// table and write docs/benchmarks.md.
     Bench(bench::Args),
     /// Mutation testing (cargo-mutants) of the code where a silent mistake
     /// is a wrong link or a lost handler; prints each area's score.
