@@ -41,6 +41,8 @@ pub mod shm;
 #[cfg(feature = "host")]
 pub mod snapshot;
 #[cfg(feature = "host")]
+pub mod sys;
+#[cfg(feature = "host")]
 pub mod transport;
 #[cfg(feature = "host")]
 pub mod unwind;
