@@ -13,7 +13,9 @@
 //!
 //! - [`memory`]: reserving, protecting, discarding and releasing pages,
 //!   the memfd behind a shared slab, and reading this process's memory
-//!   without faulting.
+//!   without faulting;
+//! - [`io`]: descriptors: reads, writes that never raise `SIGPIPE`, polls,
+//!   pipes and descriptor flags.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(
@@ -22,4 +24,5 @@ compile_error!(
      builds on any OS with `--no-default-features`"
 );
 
+pub mod io;
 pub mod memory;
