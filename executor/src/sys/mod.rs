@@ -14,6 +14,9 @@
 //! - [`memory`]: reserving, protecting, discarding and releasing pages,
 //!   the memfd behind a shared slab, and reading this process's memory
 //!   without faulting;
+//! - [`process`]: fork and checkpoint clones, waiting for children, process
+//!   ids, the parent-death signal, the call timer, exit hooks and leaving at
+//!   once;
 //! - [`io`]: descriptors: reads, writes that never raise `SIGPIPE`, polls,
 //!   pipes and descriptor flags.
 
@@ -26,3 +29,4 @@ compile_error!(
 
 pub mod io;
 pub mod memory;
+pub mod process;
