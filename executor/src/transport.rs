@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::protocol::{self, MAX_TOKEN, ProtocolError};
 use crate::sys;
+use crate::sys::process::{ForkResult, Pid};
 
 /// The environment variable a token is taken from when no file names it.
 pub const TOKEN_ENV: &str = "SOLDER_EXECUTOR_TOKEN";
@@ -187,26 +188,13 @@ pub fn pipe_channel(input: c_int, output: c_int) -> Result<Channel, TransportErr
 
 /// Asks the kernel to kill this process when its parent dies, then checks
 /// the parent (`initial_parent`, read at startup) did not die before that.
-pub fn die_with_parent(initial_parent: libc::pid_t) -> Result<(), TransportError> {
-    // SAFETY: PR_SET_PDEATHSIG takes a signal number; getppid has no
-    // preconditions.
-    unsafe {
-        if libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        ) != 0
-        {
-            return Err(TransportError::Sys {
-                call: "prctl(PR_SET_PDEATHSIG)",
-                source: io::Error::last_os_error(),
-            });
-        }
-        if libc::getppid() != initial_parent {
-            return Err(TransportError::Orphaned);
-        }
+pub fn die_with_parent(initial_parent: Pid) -> Result<(), TransportError> {
+    sys::process::die_with_parent().map_err(|source| TransportError::Sys {
+        call: "prctl(PR_SET_PDEATHSIG)",
+        source,
+    })?;
+    if sys::process::parent_id() != initial_parent {
+        return Err(TransportError::Orphaned);
     }
     Ok(())
 }
@@ -278,10 +266,9 @@ pub fn listen(
     }
     diag(&format!("listening on {bound}"));
     if !options.once {
-        // SAFETY: setting a signal disposition has no memory-safety
-        // preconditions. SIG_IGN makes the kernel reap connection children;
-        // each child restores the default before serving.
-        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+        // The kernel reaps connection children; each child restores the
+        // default before serving.
+        let _ = sys::process::reap_children_automatically(true);
     }
     loop {
         let (stream, peer) = match listener.accept() {
@@ -309,12 +296,12 @@ pub fn listen(
         }
         // SAFETY: the listener is single-threaded, so the child may run
         // arbitrary code after fork.
-        match unsafe { libc::fork() } {
-            0 => {
+        match unsafe { sys::process::fork() } {
+            Ok(ForkResult::Child) => {
                 drop(listener);
-                // SAFETY: as above; the serving child must see its own
-                // children's exits (it reaps its checkpoints).
-                unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+                // The serving child must see its own children's exits (it
+                // reaps its checkpoints).
+                let _ = sys::process::reap_children_automatically(false);
                 let fd = stream.into_raw_fd();
                 let status = serve(Channel {
                     input: fd,
@@ -324,14 +311,10 @@ pub fn listen(
                 // Every stdio stream flushed; _exit skips the listener's
                 // atexit handlers, which are not ours.
                 sys::io::flush_stdio();
-                // SAFETY: _exit has no preconditions.
-                unsafe { libc::_exit(status) }
+                sys::process::exit_immediately(status)
             }
-            -1 => diag(&format!(
-                "fork failed for {peer}: {}",
-                io::Error::last_os_error()
-            )),
-            _ => {}
+            Err(err) => diag(&format!("fork failed for {peer}: {err}")),
+            Ok(ForkResult::Parent { .. }) => {}
         }
         // The parent closes its copy of the connection by dropping `stream`.
     }

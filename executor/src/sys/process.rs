@@ -1,6 +1,7 @@
 //! This process and its children: ids, fork and the checkpoint clone,
 //! waiting for children, the parent-death signal, the call timer, the
-//! process's environment and exit hooks, and leaving at once.
+//! process's environment, exit hooks and libraries loaded into it, and
+//! leaving at once.
 
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::io;
