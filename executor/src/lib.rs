@@ -15,6 +15,9 @@
 //!   or Microsoft x64) and the platform routines foreign objects expect;
 //! - [`crash`]: a signal handler that reports a crash in JIT'd code as
 //!   `symbol+offset` before letting the signal kill the process.
+//!
+//! The operating-system calls of the host layer go through [`sys`] (memory,
+//! processes, descriptors), which is all there is to port to another OS.
 
 // The portable core: plain values shared with the linker.
 pub mod abi;
@@ -40,6 +43,8 @@ pub mod server;
 pub mod shm;
 #[cfg(feature = "host")]
 pub mod snapshot;
+#[cfg(feature = "host")]
+pub mod sys;
 #[cfg(feature = "host")]
 pub mod transport;
 #[cfg(feature = "host")]

@@ -1,13 +1,15 @@
 //! Page-level memory operations of the process that runs JIT'd code: the
 //! session's reservation (placed next to the host libraries, in the low
 //! 2 GiB, or at a fixed address), protection changes and release. The
-//! controller keeps the allocation bookkeeping; these are the system calls.
+//! controller keeps the allocation bookkeeping; the system calls are
+//! [`crate::sys::memory`]'s.
 //!
 //! Protection follows wasmtime's `CodeMemory`: read-write while written,
 //! then read-execute, read-only or read-write — never writable and
 //! executable at once.
 
 use crate::protocol::{PlacementCode, Prot};
+use crate::sys;
 
 /// The span a rel32 displacement reaches, with a margin for addends.
 pub const REL32_REACH: u64 = (1 << 31) - (1 << 20);
@@ -36,21 +38,19 @@ pub enum PageError {
 }
 
 impl PageError {
-    /// `call` on `[start, start + size)` failed with the current `errno`.
-    pub fn last_os_error(call: &'static str, start: u64, size: u64) -> PageError {
+    /// `call` on `[start, start + size)` failed with `reason`.
+    pub fn call(call: &'static str, start: u64, size: u64, reason: std::io::Error) -> PageError {
         PageError::Call {
             call,
             start,
             size,
-            reason: std::io::Error::last_os_error(),
+            reason,
         }
     }
 }
 
 pub fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if page > 0 { page as u64 } else { 4096 }
+    sys::memory::page_size()
 }
 
 /// Reserves `size` bytes (rounded up to pages) of inaccessible, uncommitted
@@ -61,17 +61,13 @@ pub fn reserve(size: u64, placement: PlacementCode, address: u64) -> Result<u64,
     if size == 0 {
         return Err(PageError::Empty);
     }
-    let failed = |at: String| PageError::Reserve {
-        size,
-        at,
-        reason: std::io::Error::last_os_error(),
-    };
+    let failed = |at: String| move |reason| PageError::Reserve { size, at, reason };
     match placement {
         PlacementCode::Fixed => {
             if address % page != 0 {
                 return Err(PageError::Unaligned { address, page });
             }
-            map_noreserve(address, size, true).ok_or_else(|| failed(format!(" at {address:#x}")))
+            sys::memory::reserve(size, Some(address)).map_err(failed(format!(" at {address:#x}")))
         }
         PlacementCode::Any | PlacementCode::NearHost | PlacementCode::Low => {
             let near = (placement == PlacementCode::NearHost)
@@ -84,7 +80,7 @@ pub fn reserve(size: u64, placement: PlacementCode, address: u64) -> Result<u64,
                         // several sessions in one process each get a low slab.
                         let mut base = LOW_HINT;
                         while base + size <= 1 << 31 {
-                            if let Some(found) = map_noreserve(base, size, true) {
+                            if let Ok(found) = sys::memory::reserve(size, Some(base)) {
                                 return Some(found);
                             }
                             base += 256 << 20;
@@ -95,7 +91,7 @@ pub fn reserve(size: u64, placement: PlacementCode, address: u64) -> Result<u64,
             };
             match near.or_else(low) {
                 Some(base) => Ok(base),
-                None => map_noreserve(0, size, false).ok_or_else(|| failed(String::new())),
+                None => sys::memory::reserve(size, None).map_err(failed(String::new())),
             }
         }
     }
@@ -107,17 +103,7 @@ pub fn reserve(size: u64, placement: PlacementCode, address: u64) -> Result<u64,
 /// Nothing may use memory in the range afterwards.
 pub unsafe fn unreserve(base: u64, size: u64) {
     // SAFETY: guaranteed by the caller.
-    unsafe { libc::munmap(base as *mut libc::c_void, size as usize) };
-}
-
-/// The `mprotect` flags of a protection.
-pub fn prot_flags(prot: Prot) -> libc::c_int {
-    match prot {
-        Prot::None => libc::PROT_NONE,
-        Prot::ReadExecute => libc::PROT_READ | libc::PROT_EXEC,
-        Prot::ReadOnly => libc::PROT_READ,
-        Prot::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
-    }
+    let _ = unsafe { sys::memory::unmap(base, size) };
 }
 
 /// Sets the protection of whole pages.
@@ -130,11 +116,8 @@ pub unsafe fn protect(start: u64, size: u64, prot: Prot) -> Result<(), PageError
         return Ok(());
     }
     // SAFETY: guaranteed by the caller.
-    let rc = unsafe { libc::mprotect(start as *mut libc::c_void, size as usize, prot_flags(prot)) };
-    if rc != 0 {
-        return Err(PageError::last_os_error("mprotect", start, size));
-    }
-    Ok(())
+    unsafe { sys::memory::protect(start, size, prot) }
+        .map_err(|reason| PageError::call("mprotect", start, size, reason))
 }
 
 /// Discards the pages of a private anonymous range (they read as zero
@@ -146,11 +129,7 @@ pub unsafe fn release(start: u64, size: u64) -> Result<(), PageError> {
     // SAFETY: guaranteed by the caller; discarding private anonymous pages
     // only zeroes them.
     unsafe {
-        libc::madvise(
-            start as *mut libc::c_void,
-            size as usize,
-            libc::MADV_DONTNEED,
-        );
+        let _ = sys::memory::discard(start, size);
         protect(start, size, Prot::None)
     }
 }
@@ -189,8 +168,8 @@ pub unsafe fn make_writable(address: u64, len: u64, page: u64) -> Result<(), Pag
 /// len)` now, in one call, rather than one page fault per page as they are
 /// first written: about a fifth cheaper a page here, for pages that are all
 /// about to be written anyway (a new module's code and data). Best effort:
-/// where the kernel lacks `MADV_POPULATE_WRITE` (Linux before 5.14, other
-/// systems) the pages fault in as they are written, as before.
+/// where the kernel lacks `MADV_POPULATE_WRITE` (Linux before 5.14) the
+/// pages fault in as they are written, as before.
 ///
 /// # Safety
 /// The pages must be mapped read-write in this process (populating writes
@@ -200,17 +179,7 @@ pub unsafe fn populate(address: u64, len: u64, page: u64) {
         return;
     }
     let (first, end) = page_span(address, len, page);
-    #[cfg(target_os = "linux")]
-    // SAFETY: guaranteed by the caller; the advice only allocates the pages.
-    unsafe {
-        libc::madvise(
-            first as *mut libc::c_void,
-            (end - first) as usize,
-            libc::MADV_POPULATE_WRITE,
-        );
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (first, end);
+    let _ = sys::memory::populate(first, end - first);
 }
 
 /// The whole pages `[first, end)` holding `[address, address + len)`.
@@ -258,40 +227,11 @@ fn near_host(size: u64, page: u64) -> Option<u64> {
         if hi - base >= REL32_REACH {
             return None;
         }
-        if let Some(base) = map_noreserve(base, size, true) {
+        if let Ok(base) = sys::memory::reserve(size, Some(base)) {
             return Some(base);
         }
         gap += 64 << 20;
     }
-}
-
-fn map_noreserve(address: u64, size: u64, fixed: bool) -> Option<u64> {
-    let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
-    if fixed {
-        flags |= libc::MAP_FIXED_NOREPLACE;
-    }
-    // SAFETY: an anonymous PROT_NONE mapping; MAP_FIXED_NOREPLACE never
-    // replaces an existing mapping.
-    let ptr = unsafe {
-        libc::mmap(
-            address as *mut libc::c_void,
-            size as usize,
-            libc::PROT_NONE,
-            flags,
-            -1,
-            0,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        return None;
-    }
-    if fixed && ptr as u64 != address {
-        // Old kernels ignore MAP_FIXED_NOREPLACE and treat it as a hint.
-        // SAFETY: we just mapped this range.
-        unsafe { libc::munmap(ptr, size as usize) };
-        return None;
-    }
-    Some(ptr as u64)
 }
 
 #[cfg(test)]
@@ -323,22 +263,12 @@ mod tests {
     /// `populate` backs the pages now (`mincore` says resident) and they
     /// still read as zero and take writes. Rerun:
     /// `cargo test -p solder-executor --lib pages::tests::populate`.
-    #[cfg(target_os = "linux")]
     #[test]
     fn populate_backs_pages_that_read_as_zero() {
         let page = page_size();
-        let (size, pages) = (1 << 20, (1 << 20) / page);
+        let size = 1 << 20;
         let base = reserve(size, PlacementCode::Any, 0).unwrap();
-        let resident = || {
-            let mut flags = vec![0u8; pages as usize];
-            // SAFETY: the range is mapped (reserved) and `flags` has one
-            // byte per page.
-            let rc = unsafe {
-                libc::mincore(base as *mut libc::c_void, size as usize, flags.as_mut_ptr())
-            };
-            assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
-            flags.iter().filter(|f| **f & 1 != 0).count()
-        };
+        let resident = || sys::memory::resident_pages(base, size).unwrap();
         // SAFETY: the range is this test's reservation; only this test
         // touches it, through raw pointers.
         unsafe {

@@ -32,6 +32,7 @@ use crate::protocol::{
 };
 use crate::shm::SharedSlab;
 use crate::snapshot::{self, Snapshots, Taken};
+use crate::sys;
 use crate::transport::{self, Channel, diag, token_matches};
 
 /// The target triple announced in the handshake.
@@ -52,27 +53,19 @@ static SERVER_PID: AtomicI32 = AtomicI32::new(0);
 /// program's, to be reported with `Exited`.
 static IN_USER_CODE: AtomicBool = AtomicBool::new(false);
 
-fn getpid() -> libc::pid_t {
-    // SAFETY: getpid has no preconditions.
-    unsafe { libc::getpid() }
+fn getpid() -> i32 {
+    sys::process::id().as_raw()
 }
 
 fn flush_stdio() {
-    // SAFETY: fflush(NULL) flushes every open stdio output stream.
-    unsafe { libc::fflush(std::ptr::null_mut()) };
+    sys::io::flush_stdio();
 }
 
 /// Ends the process now: stdio flushed, no exit handlers (they belong to
 /// JIT'd code, which has been ended or abandoned by the controller).
 pub fn exit_now(status: i32) -> ! {
     flush_stdio();
-    // SAFETY: _exit has no preconditions.
-    unsafe { libc::_exit(status) }
-}
-
-unsafe extern "C" {
-    /// glibc: run `f(status, arg)` during `exit`, like `atexit`.
-    fn on_exit(f: extern "C" fn(c_int, *mut c_void), arg: *mut c_void) -> c_int;
+    sys::process::exit_immediately(status)
 }
 
 /// `on_exit` callback: JIT'd code called `exit(status)`.
@@ -114,9 +107,7 @@ pub fn serve(channel: Channel, token: &[u8]) -> i32 {
     SERVER_PID.store(getpid(), Ordering::Release);
     static EXIT_HOOKS: Once = Once::new();
     EXIT_HOOKS.call_once(|| {
-        // SAFETY: `exit_record` has the callback signature glibc expects
-        // and lives for the whole process.
-        if unsafe { on_exit(exit_record, std::ptr::null_mut()) } != 0 {
+        if sys::process::on_exit(exit_record).is_err() {
             diag("on_exit failed: exit records are off");
         }
         lifecycle::set_before_quick_exit(quick_exit_record);
@@ -817,25 +808,13 @@ fn nonzero<'a>(addresses: impl IntoIterator<Item = &'a u64>, what: &str) -> Resu
 
 /// The executor's environment, as `main`'s third argument.
 fn environ() -> *const *const c_char {
-    // SAFETY: reading the pointer value of glibc's `environ`; single-threaded.
-    unsafe { libc::environ as *const *const c_char }
+    sys::process::environ()
 }
 
 /// Arms (`ms > 0`) or disarms the call timeout: `ITIMER_REAL`, whose
 /// `SIGALRM` the crash handler reports.
 fn set_timer(ms: u32) {
-    let value = libc::itimerval {
-        it_interval: libc::timeval {
-            tv_sec: 0,
-            tv_usec: 0,
-        },
-        it_value: libc::timeval {
-            tv_sec: (ms / 1000) as libc::time_t,
-            tv_usec: ((ms % 1000) * 1000) as libc::suseconds_t,
-        },
-    };
-    // SAFETY: `value` is a valid itimerval; the old value is not wanted.
-    unsafe { libc::setitimer(libc::ITIMER_REAL, &value, std::ptr::null_mut()) };
+    let _ = sys::process::set_alarm(std::time::Duration::from_millis(ms.into()));
 }
 
 /// Makes sure libgcc's unwinder is loaded before the first registration
@@ -843,14 +822,8 @@ fn set_timer(ms: u32) {
 fn load_unwinder() {
     static LOAD: Once = Once::new();
     LOAD.call_once(|| {
-        // SAFETY: dlopen with a NUL-terminated name; a failure is reported
-        // by the registration that follows.
-        unsafe {
-            libc::dlopen(
-                c"libgcc_s.so.1".as_ptr(),
-                libc::RTLD_NOW | libc::RTLD_GLOBAL,
-            )
-        };
+        // A failure is reported by the registration that follows.
+        sys::process::load_library(c"libgcc_s.so.1");
     });
 }
 
@@ -858,65 +831,8 @@ fn load_unwinder() {
 /// faulting) when any of it is unmapped or unreadable.
 pub fn read_memory(address: u64, size: usize) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; size];
-    if size == 0 {
-        return Ok(buf);
-    }
-    let local = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: size,
-    };
-    let remote = libc::iovec {
-        iov_base: address as *mut c_void,
-        iov_len: size,
-    };
-    // SAFETY: `local` describes `buf`; the kernel checks `remote` and
-    // returns EFAULT rather than faulting.
-    let n = unsafe { libc::process_vm_readv(getpid(), &local, 1, &remote, 1, 0) };
-    if n == size as isize {
-        return Ok(buf);
-    }
-    let err = std::io::Error::last_os_error();
-    if n < 0 && matches!(err.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
-        // process_vm_readv filtered (seccomp): let write(2) to a pipe probe.
-        read_through_pipe(address, &mut buf)?;
-        return Ok(buf);
-    }
-    Err(if n < 0 {
-        err
-    } else {
-        std::io::Error::from_raw_os_error(libc::EFAULT)
-    })
-}
-
-/// The fallback of [`read_memory`]: the kernel copies from `address` into a
-/// pipe (EFAULT for unreadable memory), and we read it back.
-fn read_through_pipe(address: u64, buf: &mut [u8]) -> std::io::Result<()> {
-    let mut fds = [0 as c_int; 2];
-    // SAFETY: `fds` has room for two descriptors.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let mut result = Ok(());
-    for (index, chunk) in buf.chunks_mut(4096).enumerate() {
-        let from = address.wrapping_add(index as u64 * 4096);
-        // SAFETY: the kernel validates the source range (EFAULT) and `chunk`
-        // is valid for writes of its length; a 4 KiB write fits any pipe.
-        let ok = unsafe {
-            libc::write(fds[1], from as *const c_void, chunk.len()) == chunk.len() as isize
-                && libc::read(fds[0], chunk.as_mut_ptr().cast(), chunk.len())
-                    == chunk.len() as isize
-        };
-        if !ok {
-            result = Err(std::io::Error::from_raw_os_error(libc::EFAULT));
-            break;
-        }
-    }
-    // SAFETY: closing the pipe made above.
-    unsafe {
-        libc::close(fds[0]);
-        libc::close(fds[1]);
-    }
-    result
+    sys::memory::read_checked(address, &mut buf)?;
+    Ok(buf)
 }
 
 #[cfg(test)]
@@ -928,9 +844,5 @@ mod tests {
         let data = [1u8, 2, 3, 4];
         assert_eq!(read_memory(data.as_ptr() as u64, 4).unwrap(), data.to_vec());
         assert!(read_memory(8, 4).is_err());
-        let mut buf = [0u8; 4];
-        read_through_pipe(data.as_ptr() as u64, &mut buf).unwrap();
-        assert_eq!(buf, data);
-        assert!(read_through_pipe(8, &mut buf).is_err());
     }
 }

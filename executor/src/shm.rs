@@ -12,9 +12,11 @@
 //! shared and inaccessible again.
 
 use std::ffi::c_int;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use crate::pages::{self, PageError};
 use crate::protocol::{PlacementCode, Prot};
+use crate::sys::memory::{self as sys_memory, Sharing};
 
 /// Why a shared-memory operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +30,7 @@ pub enum ShmError {
 /// The memfd-backed reservation.
 #[derive(Debug)]
 pub struct SharedSlab {
-    fd: c_int,
+    fd: OwnedFd,
     base: u64,
     size: u64,
     page: u64,
@@ -36,8 +38,9 @@ pub struct SharedSlab {
     private: Vec<u64>,
 }
 
-fn os_error(call: &'static str, start: u64, size: u64) -> ShmError {
-    ShmError::Page(PageError::last_os_error(call, start, size))
+/// `call` on `[start, start + size)` failed with the returned reason.
+fn os_error(call: &'static str, start: u64, size: u64) -> impl Fn(std::io::Error) -> ShmError {
+    move |reason| ShmError::Page(PageError::call(call, start, size, reason))
 }
 
 impl SharedSlab {
@@ -50,43 +53,23 @@ impl SharedSlab {
             .filter(|&s| s <= i64::MAX as u64 && usize::try_from(s).is_ok())
             .ok_or(ShmError::TooLarge(size))?;
         let base = pages::reserve(size, placement, address)?;
-        // SAFETY: the name is NUL-terminated; MFD_CLOEXEC keeps the memfd out
-        // of programs JIT'd code executes (fork keeps it).
-        let fd = unsafe { libc::memfd_create(c"solder-slab".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            let err = os_error("memfd_create", base, size);
-            // SAFETY: nothing uses the fresh reservation.
-            unsafe { pages::unreserve(base, size) };
-            return Err(err);
-        }
+        // On failure the memfd (if any) closes as it drops.
         let fail = |call| {
             let err = os_error(call, base, size);
-            // SAFETY: nothing uses the fresh reservation or the memfd.
-            unsafe {
-                pages::unreserve(base, size);
-                libc::close(fd);
+            move |reason| {
+                // SAFETY: nothing uses the fresh reservation.
+                unsafe { pages::unreserve(base, size) };
+                err(reason)
             }
-            err
         };
-        // SAFETY: ftruncate on our own memfd; `size` fits off_t (checked).
-        if unsafe { libc::ftruncate(fd, size as libc::off_t) } != 0 {
-            return Err(fail("ftruncate"));
-        }
+        // Close-on-exec keeps the memfd out of programs JIT'd code executes
+        // (fork keeps it).
+        let fd = sys_memory::memfd(c"solder-slab").map_err(fail("memfd_create"))?;
+        sys_memory::resize(fd.as_fd(), size).map_err(fail("ftruncate"))?;
         // SAFETY: MAP_FIXED replaces exactly the reservation we just made,
         // which nothing references.
-        let mapped = unsafe {
-            libc::mmap(
-                base as *mut libc::c_void,
-                size as usize,
-                libc::PROT_NONE,
-                libc::MAP_SHARED | libc::MAP_FIXED,
-                fd,
-                0,
-            )
-        };
-        if mapped == libc::MAP_FAILED {
-            return Err(fail("mmap"));
-        }
+        unsafe { sys_memory::map_file_at(base, size, Prot::None, Sharing::Shared, fd.as_fd(), 0) }
+            .map_err(fail("mmap"))?;
         let pages = size / page;
         Ok(SharedSlab {
             fd,
@@ -98,7 +81,7 @@ impl SharedSlab {
     }
 
     pub fn fd(&self) -> c_int {
-        self.fd
+        self.fd.as_raw_fd()
     }
 
     pub fn base(&self) -> u64 {
@@ -128,22 +111,17 @@ impl SharedSlab {
     ///
     /// # Safety
     /// The range must be page-aligned, inside the slab, and unreferenced.
-    unsafe fn map(&self, start: u64, size: u64, prot: c_int, flags: c_int) -> Result<(), ShmError> {
+    unsafe fn map(
+        &self,
+        start: u64,
+        size: u64,
+        prot: Prot,
+        sharing: Sharing,
+    ) -> Result<(), ShmError> {
+        let offset = start - self.base;
         // SAFETY: guaranteed by the caller; MAP_FIXED replaces only slab pages.
-        let mapped = unsafe {
-            libc::mmap(
-                start as *mut libc::c_void,
-                size as usize,
-                prot,
-                flags | libc::MAP_FIXED,
-                self.fd,
-                (start - self.base) as libc::off_t,
-            )
-        };
-        if mapped == libc::MAP_FAILED {
-            return Err(os_error("mmap", start, size));
-        }
-        Ok(())
+        unsafe { sys_memory::map_file_at(start, size, prot, sharing, self.fd.as_fd(), offset) }
+            .map_err(os_error("mmap", start, size))
     }
 
     /// Sets the protection of whole pages (see the module docs for which
@@ -180,12 +158,7 @@ impl SharedSlab {
                 if private {
                     pages::protect(run_start, run_size, Prot::ReadWrite)?;
                 } else {
-                    self.map(
-                        run_start,
-                        run_size,
-                        libc::PROT_READ | libc::PROT_WRITE,
-                        libc::MAP_PRIVATE,
-                    )?;
+                    self.map(run_start, run_size, Prot::ReadWrite, Sharing::Private)?;
                 }
             }
             index = end;
@@ -204,21 +177,13 @@ impl SharedSlab {
         if size == 0 {
             return Ok(());
         }
-        let offset = (start - self.base) as libc::off_t;
-        // SAFETY: punching a hole in our own memfd inside its size.
-        let rc = unsafe {
-            libc::fallocate(
-                self.fd,
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                offset,
-                size as libc::off_t,
-            )
-        };
-        if rc != 0 {
-            return Err(os_error("fallocate", start, size));
-        }
+        sys_memory::punch_hole(self.fd.as_fd(), start - self.base, size).map_err(os_error(
+            "fallocate",
+            start,
+            size,
+        ))?;
         // SAFETY: guaranteed by the caller.
-        unsafe { self.map(start, size, libc::PROT_NONE, libc::MAP_SHARED)? };
+        unsafe { self.map(start, size, Prot::None, Sharing::Shared)? };
         self.set_private((start - self.base) / self.page, size / self.page, false);
         Ok(())
     }
@@ -234,18 +199,7 @@ mod tests {
         let page = pages::page_size();
         let base = slab.base();
         // A second view of the memfd, as the controller would map it.
-        // SAFETY: a fresh shared mapping of our memfd.
-        let view = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                slab.size() as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                slab.fd(),
-                0,
-            )
-        } as *mut u8;
-        assert_ne!(view as *mut libc::c_void, libc::MAP_FAILED);
+        let view = sys_memory::map_shared(Some(slab.fd.as_fd()), slab.size()).unwrap();
         // SAFETY: all accesses below are inside the slab or the view, with
         // the protections just set.
         unsafe {
@@ -262,7 +216,7 @@ mod tests {
             slab.release(base + page, page).unwrap();
             slab.protect(base + page, page, Prot::ReadOnly).unwrap();
             assert_eq!(*((base + page) as *const u8), 0, "released pages read zero");
-            libc::munmap(view.cast(), slab.size() as usize);
+            sys_memory::unmap(view as u64, slab.size()).unwrap();
         }
     }
 }

@@ -21,10 +21,13 @@
 //! thread (only the calling thread would be copied) or a writable shared
 //! mapping (a rollback would still see the crashed call's writes there).
 
-use std::ffi::c_int;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::protocol::CheckpointSkip;
+use crate::sys;
+use crate::sys::process::{ForkResult, Pid};
 
 /// Write end of the live checkpoint's wake pipe, -1 when there is none.
 /// Global so the `exit` path can discard the checkpoint without the server.
@@ -45,8 +48,8 @@ pub enum Taken {
 /// not yet reaped.
 #[derive(Debug, Default)]
 pub struct Snapshots {
-    live: Option<libc::pid_t>,
-    unreaped: Option<libc::pid_t>,
+    live: Option<Pid>,
+    unreaped: Option<Pid>,
 }
 
 impl Snapshots {
@@ -59,34 +62,22 @@ impl Snapshots {
         if let Some(reason) = unsafe_reason() {
             return Taken::Skipped(reason);
         }
-        let mut wake = [0 as c_int; 2];
-        // SAFETY: `wake` has room for two descriptors.
-        if unsafe { libc::pipe2(wake.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        let Ok((wake_rd, wake_wr)) = sys::io::pipe() else {
             return Taken::Skipped(CheckpointSkip::ForkFailed);
-        }
-        let [wake_rd, wake_wr] = wake;
-        // SAFETY: a raw clone with no flags is fork without glibc's fork
-        // handlers, and with exit signal 0 (see the module docs). The child
-        // gets a copy-on-write copy of this stack and returns here with 0.
-        // The process has one thread (checked above), so no lock is held by
-        // another thread in the copy.
-        let pid = unsafe { libc::syscall(libc::SYS_clone, 0 as libc::c_ulong, 0, 0, 0, 0) };
-        match pid {
-            -1 => {
-                // SAFETY: closing the pipe we just made.
-                unsafe {
-                    libc::close(wake_rd);
-                    libc::close(wake_wr);
-                }
-                Taken::Skipped(CheckpointSkip::ForkFailed)
-            }
-            0 => sleep_in_checkpoint(wake_rd, wake_wr),
-            pid => {
-                // SAFETY: the read end belongs to the checkpoint now.
-                unsafe { libc::close(wake_rd) };
-                WAKE_FD.store(wake_wr, Ordering::Release);
-                self.live = Some(pid as libc::pid_t);
-                Taken::Checkpoint(pid as u32)
+        };
+        // SAFETY: the process has one thread (checked above), so no lock is
+        // held by another thread in the copy (see the module docs for why a
+        // checkpoint is not a fork).
+        match unsafe { sys::process::checkpoint() } {
+            // The pipe closes as it drops.
+            Err(_) => Taken::Skipped(CheckpointSkip::ForkFailed),
+            Ok(ForkResult::Child) => sleep_in_checkpoint(wake_rd, wake_wr),
+            Ok(ForkResult::Parent { child }) => {
+                // The read end belongs to the checkpoint now.
+                drop(wake_rd);
+                WAKE_FD.store(wake_wr.into_raw_fd(), Ordering::Release);
+                self.live = Some(child);
+                Taken::Checkpoint(child.as_raw() as u32)
             }
         }
     }
@@ -102,14 +93,8 @@ impl Snapshots {
     /// Waits for a discarded checkpoint (it exits at once when told).
     pub fn reap(&mut self) {
         if let Some(pid) = self.unreaped.take() {
-            let mut status = 0;
-            // SAFETY: waiting for our own clone child; __WALL because it
-            // has no exit signal. EINTR is retried; ECHILD (someone else
-            // reaped it) ends the wait.
-            while unsafe { libc::waitpid(pid, &mut status, libc::__WALL) } < 0
-                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
-            {
-            }
+            // ECHILD (someone else reaped it) ends the wait too.
+            let _ = sys::process::reap(pid);
         }
     }
 }
@@ -120,42 +105,37 @@ pub fn discard_live() {
     let fd = WAKE_FD.swap(-1, Ordering::AcqRel);
     if fd >= 0 {
         // SAFETY: `fd` is the wake pipe's write end, owned by WAKE_FD until
-        // this swap. The checkpoint reads one byte; a full pipe cannot
-        // happen with one byte in a fresh pipe.
-        unsafe {
-            libc::write(fd, b"D".as_ptr().cast(), 1);
-            libc::close(fd);
-        }
+        // this swap, so this is now its only owner; dropping it closes it.
+        let wake = unsafe { OwnedFd::from_raw_fd(fd) };
+        // The checkpoint reads one byte; a full pipe cannot happen with one
+        // byte in a fresh pipe.
+        let _ = sys::io::write(wake.as_raw_fd(), b"D");
     }
 }
 
 /// The checkpoint's side: sleep until told to go (`D`) or until the
 /// executor is gone (end-of-file), then take over.
-fn sleep_in_checkpoint(wake_rd: c_int, wake_wr: c_int) -> Taken {
-    // SAFETY: the write end is the executor's; closing our copy makes its
-    // death visible as end-of-file.
-    unsafe { libc::close(wake_wr) };
-    let mut byte = 0u8;
-    let n = loop {
-        // SAFETY: reading one byte into a stack variable.
-        let n = unsafe { libc::read(wake_rd, (&mut byte as *mut u8).cast(), 1) };
-        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-            continue;
+fn sleep_in_checkpoint(wake_rd: OwnedFd, wake_wr: OwnedFd) -> Taken {
+    // The write end is the executor's; closing our copy makes its death
+    // visible as end-of-file.
+    drop(wake_wr);
+    let mut byte = [0u8];
+    let read = loop {
+        match sys::io::read(wake_rd.as_raw_fd(), &mut byte) {
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            read => break read,
         }
-        break n;
     };
-    if n != 0 {
+    if !matches!(read, Ok(0)) {
         // Discarded (or the pipe failed): leave without exit handlers or
         // stdio flushing; this copy must have no visible effect.
-        // SAFETY: _exit has no preconditions.
-        unsafe { libc::_exit(0) };
+        sys::process::exit_immediately(0);
     }
     // No parent-death signal here: after the hand-over our parent is
     // whichever live thread of the subreaper the kernel picked, and the
     // signal would fire when that thread (not the controller) exits. A
     // controller that goes away shows as end-of-file on the request channel.
-    // SAFETY: closing our own descriptor.
-    unsafe { libc::close(wake_rd) };
+    drop(wake_rd);
     Taken::Resumed
 }
 
@@ -174,31 +154,18 @@ pub fn unsafe_reason() -> Option<CheckpointSkip> {
 
 /// Reads a `/proc` file chunk by chunk into a stack buffer, feeding each
 /// chunk to `scan` (which returns `false` to stop). `None` if unreadable.
-fn scan_proc_file(path: &std::ffi::CStr, mut scan: impl FnMut(&[u8]) -> bool) -> Option<()> {
-    // SAFETY: `path` is NUL-terminated.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
+fn scan_proc_file(path: &str, mut scan: impl FnMut(&[u8]) -> bool) -> Option<()> {
+    let mut file = std::fs::File::open(path).ok()?;
     let mut buf = [0u8; 4096];
-    let mut result = Some(());
     loop {
-        // SAFETY: `buf` is valid for its length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            result = None;
-            break;
-        }
-        if n == 0 || !scan(&buf[..n as usize]) {
-            break;
+        match file.read(&mut buf) {
+            Ok(0) => return Some(()),
+            Ok(n) if !scan(&buf[..n]) => return Some(()),
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
         }
     }
-    // SAFETY: closing the descriptor opened above.
-    unsafe { libc::close(fd) };
-    result
 }
 
 /// `Threads:` of `/proc/self/status`.
@@ -208,7 +175,7 @@ fn thread_count() -> Option<u64> {
     // key split across reads is still found.
     let mut window = [0u8; 8192];
     let mut len = 0;
-    scan_proc_file(c"/proc/self/status", |chunk| {
+    scan_proc_file("/proc/self/status", |chunk| {
         let take = chunk.len().min(window.len() - len);
         window[len..len + take].copy_from_slice(&chunk[..take]);
         len += take;
@@ -232,7 +199,7 @@ fn thread_count() -> Option<u64> {
 /// Whether `/proc/self/maps` lists a mapping with permissions `?w?s`.
 fn has_writable_shared_mapping() -> Option<bool> {
     let mut scanner = MapsScanner::default();
-    scan_proc_file(c"/proc/self/maps", |chunk| !scanner.feed(chunk))?;
+    scan_proc_file("/proc/self/maps", |chunk| !scanner.feed(chunk))?;
     Some(scanner.found)
 }
 
@@ -294,20 +261,9 @@ mod tests {
     #[test]
     fn reads_thread_count_and_maps() {
         assert!(thread_count().unwrap() >= 1);
-        // SAFETY: a fresh anonymous shared mapping, unmapped below.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
+        let p = sys::memory::map_shared(None, 4096).unwrap();
         assert_eq!(has_writable_shared_mapping(), Some(true));
-        // SAFETY: unmapping the mapping made above.
-        unsafe { libc::munmap(p, 4096) };
+        // SAFETY: unmapping the mapping made above, which nothing uses.
+        unsafe { sys::memory::unmap(p as u64, 4096) }.unwrap();
     }
 }

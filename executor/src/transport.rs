@@ -14,6 +14,8 @@ use std::os::fd::IntoRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::protocol::{self, MAX_TOKEN, ProtocolError};
+use crate::sys;
+use crate::sys::process::{ForkResult, Pid};
 
 /// The environment variable a token is taken from when no file names it.
 pub const TOKEN_ENV: &str = "SOLDER_EXECUTOR_TOKEN";
@@ -118,21 +120,16 @@ pub fn spin_until_readable(fd: c_int, budget: std::time::Duration) -> bool {
     }
     let start = std::time::Instant::now();
     loop {
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd; a zero timeout never blocks.
-        if unsafe { libc::poll(&mut pfd, 1, 0) } != 0 {
+        match sys::io::ready_now(fd) {
+            Ok(false) => {}
             // Readable, closed or failed: the read that follows tells which.
-            return pfd.revents != 0;
+            Ok(true) => return true,
+            Err(_) => return false,
         }
         if start.elapsed() >= budget {
             return false;
         }
-        // SAFETY: sched_yield has no preconditions.
-        unsafe { libc::sched_yield() };
+        std::thread::yield_now();
     }
 }
 
@@ -141,13 +138,7 @@ struct FdReader(c_int);
 
 impl Read for FdReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
-        let n = unsafe { libc::read(self.0, buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
+        sys::io::read(self.0, buf)
     }
 }
 
@@ -155,47 +146,8 @@ impl Read for FdReader {
 /// is an `EPIPE` error rather than death by signal (JIT'd code keeps the
 /// native `SIGPIPE` default). Async-signal-safe and allocation-free, so exit
 /// paths may use it.
-pub fn write_all(fd: c_int, mut bytes: &[u8]) -> io::Result<()> {
-    // SAFETY: the sigset values live on this stack frame; sigemptyset,
-    // sigaddset and pthread_sigmask only write to them.
-    let old = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGPIPE);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
-        old
-    };
-    let mut result = Ok(());
-    while !bytes.is_empty() {
-        // SAFETY: `bytes` is valid for `bytes.len()` bytes of reads.
-        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            result = Err(err);
-            break;
-        }
-        bytes = &bytes[n as usize..];
-    }
-    // SAFETY: as above; a SIGPIPE raised by a failed write is consumed
-    // (zero timeout) before the old mask, which may not block it, returns.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGPIPE);
-        if result.is_err() && libc::sigismember(&old, libc::SIGPIPE) == 0 {
-            let zero = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            libc::sigtimedwait(&set, std::ptr::null_mut(), &zero);
-        }
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-    }
-    result
+pub fn write_all(fd: c_int, bytes: &[u8]) -> io::Result<()> {
+    sys::io::write_all(fd, bytes)
 }
 
 /// One diagnostic line on stderr, prefixed `solder-executor: `. Never
@@ -224,18 +176,8 @@ pub fn token_matches(expected: &[u8], given: &[u8]) -> bool {
 /// not leak them) and blocking (the loop waits for each request).
 pub fn pipe_channel(input: c_int, output: c_int) -> Result<Channel, TransportError> {
     for fd in [input, output] {
-        // SAFETY: F_GETFD/F_SETFD/F_GETFL/F_SETFL only read and set flags.
-        unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags < 0 {
-                return Err(TransportError::BadFd(fd));
-            }
-            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-            let status = libc::fcntl(fd, libc::F_GETFL);
-            if status >= 0 && status & libc::O_NONBLOCK != 0 {
-                libc::fcntl(fd, libc::F_SETFL, status & !libc::O_NONBLOCK);
-            }
-        }
+        sys::io::set_close_on_exec(fd).map_err(|_| TransportError::BadFd(fd))?;
+        let _ = sys::io::set_blocking(fd);
     }
     Ok(Channel {
         input,
@@ -246,26 +188,13 @@ pub fn pipe_channel(input: c_int, output: c_int) -> Result<Channel, TransportErr
 
 /// Asks the kernel to kill this process when its parent dies, then checks
 /// the parent (`initial_parent`, read at startup) did not die before that.
-pub fn die_with_parent(initial_parent: libc::pid_t) -> Result<(), TransportError> {
-    // SAFETY: PR_SET_PDEATHSIG takes a signal number; getppid has no
-    // preconditions.
-    unsafe {
-        if libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        ) != 0
-        {
-            return Err(TransportError::Sys {
-                call: "prctl(PR_SET_PDEATHSIG)",
-                source: io::Error::last_os_error(),
-            });
-        }
-        if libc::getppid() != initial_parent {
-            return Err(TransportError::Orphaned);
-        }
+pub fn die_with_parent(initial_parent: Pid) -> Result<(), TransportError> {
+    sys::process::die_with_parent().map_err(|source| TransportError::Sys {
+        call: "prctl(PR_SET_PDEATHSIG)",
+        source,
+    })?;
+    if sys::process::parent_id() != initial_parent {
+        return Err(TransportError::Orphaned);
     }
     Ok(())
 }
@@ -337,10 +266,9 @@ pub fn listen(
     }
     diag(&format!("listening on {bound}"));
     if !options.once {
-        // SAFETY: setting a signal disposition has no memory-safety
-        // preconditions. SIG_IGN makes the kernel reap connection children;
-        // each child restores the default before serving.
-        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+        // The kernel reaps connection children; each child restores the
+        // default before serving.
+        let _ = sys::process::reap_children_automatically(true);
     }
     loop {
         let (stream, peer) = match listener.accept() {
@@ -349,7 +277,7 @@ pub fn listen(
                 if err.kind() != io::ErrorKind::Interrupted {
                     diag(&format!("accept failed: {err}"));
                     // Out of descriptors or memory: do not spin.
-                    if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                    if sys::io::out_of_descriptors(&err) {
                         std::thread::sleep(std::time::Duration::from_millis(100));
                     }
                 }
@@ -368,30 +296,25 @@ pub fn listen(
         }
         // SAFETY: the listener is single-threaded, so the child may run
         // arbitrary code after fork.
-        match unsafe { libc::fork() } {
-            0 => {
+        match unsafe { sys::process::fork() } {
+            Ok(ForkResult::Child) => {
                 drop(listener);
-                // SAFETY: as above; the serving child must see its own
-                // children's exits (it reaps its checkpoints).
-                unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+                // The serving child must see its own children's exits (it
+                // reaps its checkpoints).
+                let _ = sys::process::reap_children_automatically(false);
                 let fd = stream.into_raw_fd();
                 let status = serve(Channel {
                     input: fd,
                     output: fd,
                     peer: peer.to_string(),
                 });
-                // SAFETY: fflush(NULL) flushes every stdio stream; _exit
-                // skips the listener's atexit handlers, which are not ours.
-                unsafe {
-                    libc::fflush(std::ptr::null_mut());
-                    libc::_exit(status)
-                }
+                // Every stdio stream flushed; _exit skips the listener's
+                // atexit handlers, which are not ours.
+                sys::io::flush_stdio();
+                sys::process::exit_immediately(status)
             }
-            -1 => diag(&format!(
-                "fork failed for {peer}: {}",
-                io::Error::last_os_error()
-            )),
-            _ => {}
+            Err(err) => diag(&format!("fork failed for {peer}: {err}")),
+            Ok(ForkResult::Parent { .. }) => {}
         }
         // The parent closes its copy of the connection by dropping `stream`.
     }
@@ -426,56 +349,39 @@ mod tests {
         assert!(!token_matches(b"", b"x"));
     }
 
-    /// A pipe's (read, write) ends.
-    fn pipe() -> (c_int, c_int) {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for two descriptors.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        (fds[0], fds[1])
-    }
-
     #[test]
     fn spinning_stops_at_data_at_end_of_input_and_at_the_budget() {
+        use std::os::fd::AsRawFd;
         use std::time::{Duration, Instant};
-        let (read_end, write_end) = pipe();
+        let (read_end, write_end) = sys::io::pipe().unwrap();
+        let read_fd = read_end.as_raw_fd();
         let budget = Duration::from_millis(20);
         let start = Instant::now();
-        assert!(
-            !spin_until_readable(read_end, budget),
-            "nothing was written"
-        );
+        assert!(!spin_until_readable(read_fd, budget), "nothing was written");
         assert!(start.elapsed() >= budget, "gave up before the budget");
-        assert!(!spin_until_readable(read_end, Duration::ZERO));
+        assert!(!spin_until_readable(read_fd, Duration::ZERO));
 
-        write_all(write_end, b"x").unwrap();
+        write_all(write_end.as_raw_fd(), b"x").unwrap();
         let start = Instant::now();
-        assert!(spin_until_readable(read_end, Duration::from_secs(60)));
+        assert!(spin_until_readable(read_fd, Duration::from_secs(60)));
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "did not see the byte"
         );
         let mut byte = [0u8; 1];
-        // SAFETY: reading one byte into a one-byte buffer.
-        let read = unsafe { libc::read(read_end, byte.as_mut_ptr().cast(), 1) };
-        assert_eq!(read, 1);
+        assert_eq!(sys::io::read(read_fd, &mut byte).unwrap(), 1);
 
-        // SAFETY: closing our own write end: the reader sees end of input.
-        unsafe { libc::close(write_end) };
-        assert!(spin_until_readable(read_end, Duration::from_secs(60)));
-        // SAFETY: closing our own read end.
-        unsafe { libc::close(read_end) };
+        // Closing the write end: the reader sees end of input.
+        drop(write_end);
+        assert!(spin_until_readable(read_fd, Duration::from_secs(60)));
     }
 
     #[test]
     fn write_to_a_closed_pipe_is_an_error_not_a_signal() {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for two descriptors.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        // SAFETY: closing our own read end.
-        unsafe { libc::close(fds[0]) };
-        let err = write_all(fds[1], b"x").unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::EPIPE));
-        // SAFETY: closing our own write end.
-        unsafe { libc::close(fds[1]) };
+        use std::os::fd::AsRawFd;
+        let (read_end, write_end) = sys::io::pipe().unwrap();
+        drop(read_end);
+        let err = write_all(write_end.as_raw_fd(), b"x").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err}");
     }
 }

@@ -9,7 +9,7 @@ use solder_executor::abi::CallingConvention;
 use std::ffi::c_int;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -20,6 +20,7 @@ use solder_executor::protocol::{
     CheckpointSkip, ErrorCode, MAGIC, MAX_FRAME, PlacementCode, Prot, Recovery, Reply, Request,
     SymbolKind, VERSION, capability, read_frame,
 };
+use solder_executor::sys;
 
 const EXE: &str = env!("CARGO_BIN_EXE_solder-executor");
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -89,8 +90,7 @@ fn puts_code(puts: u64, text: u64) -> Vec<u8> {
 }
 
 fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as u64 }
+    sys::memory::page_size()
 }
 
 /// One conversation with an executor.
@@ -256,12 +256,7 @@ struct Spawned {
 }
 
 fn pipe() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0 as c_int; 2];
-    // SAFETY: `fds` has room for two descriptors, which we then own.
-    unsafe {
-        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
-        (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
-    }
+    sys::io::pipe().expect("making a pipe")
 }
 
 /// Crashing executors must not leave core files behind.
@@ -1001,21 +996,11 @@ fn shared_memory_code_is_shared_and_data_is_private() {
         .write(true)
         .open(format!("/proc/{pid}/fd/{shm_fd}"))
         .expect("opening the executor's memfd");
-    // SAFETY: mapping the memfd shared; the mapping is only accessed through
-    // `view` below, inside its length, and unmapped at the end.
-    let view = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            size as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            view_file.as_raw_fd(),
-            0,
-        )
-    };
-    assert_ne!(view, libc::MAP_FAILED);
+    // The mapping is only accessed through `view` below, inside its length,
+    // and unmapped at the end.
+    let view = sys::memory::map_shared(Some(view_file.as_fd()), size).expect("mapping the memfd");
     // SAFETY: `view` maps `size` bytes read-write.
-    let view = unsafe { std::slice::from_raw_parts_mut(view as *mut u8, size as usize) };
+    let view = unsafe { std::slice::from_raw_parts_mut(view, size as usize) };
     view[..ADD.len()].copy_from_slice(ADD);
     view[64..64 + STORE.len()].copy_from_slice(STORE);
     conn.protect(base, page, Prot::ReadExecute);
@@ -1046,8 +1031,8 @@ fn shared_memory_code_is_shared_and_data_is_private() {
 
     conn.ok(&Request::Shutdown);
     assert_eq!(wait_with_timeout(&mut child).code(), Some(0));
-    // SAFETY: unmapping the view mapped above.
-    unsafe { libc::munmap(view.as_mut_ptr().cast(), size as usize) };
+    // SAFETY: unmapping the view mapped above, which nothing uses now.
+    unsafe { sys::memory::unmap(view.as_mut_ptr() as u64, size) }.expect("unmapping the view");
 }
 
 #[test]

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use solder_executor::server::{self, exit_now};
+use solder_executor::sys;
 use solder_executor::transport::{self, ListenOptions, TransportError, diag};
 
 const USAGE: &str = "\
@@ -135,13 +136,11 @@ fn fail(status: i32, message: &str) -> ! {
 }
 
 fn main() {
-    // SAFETY: getppid has no preconditions. Read first, so a parent that
-    // dies during startup is noticed.
-    let parent = unsafe { libc::getppid() };
-    // SAFETY: restoring the default disposition: JIT'd code gets the
-    // SIGPIPE behaviour of a native program (the Rust runtime ignores it).
-    // The executor's own writes block SIGPIPE instead.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // Read first, so a parent that dies during startup is noticed.
+    let parent = sys::process::parent_id();
+    // JIT'd code gets the SIGPIPE behaviour of a native program (the Rust
+    // runtime ignores it). The executor's own writes block SIGPIPE instead.
+    let _ = sys::io::restore_default_sigpipe();
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let mode = parse(&args).unwrap_or_else(|message| {
         fail(

@@ -1,0 +1,166 @@
+//! Descriptors: reads and writes on raw descriptor numbers (the channel to
+//! the controller, the crash record, a checkpoint's wake pipe), writes that
+//! never raise `SIGPIPE`, polls, pipes, descriptor flags, and stdio.
+//!
+//! Descriptors are raw numbers ([`RawFd`]) where the executor got them as
+//! numbers (from its command line, or kept in an atomic for signal and
+//! exit paths); pipes made here come back as [`OwnedFd`]s.
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal};
+
+/// Lends the descriptor number `fd` to one call.
+fn with_fd<T>(fd: RawFd, call: impl FnOnce(BorrowedFd<'_>) -> nix::Result<T>) -> io::Result<T> {
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: `fd` is not -1 (checked above). The borrow lasts for one
+    // call on the number, which fails with EBADF if nothing is open there,
+    // and nothing takes ownership of it (it is never closed through it).
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    call(fd).map_err(io::Error::from)
+}
+
+/// Reads what is there (up to `buf.len()` bytes) from `fd`, waiting for
+/// something if it blocks; `Ok(0)` at end of input. `EINTR` is returned
+/// as [`io::ErrorKind::Interrupted`], not retried.
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    with_fd(fd, |fd| nix::unistd::read(fd, buf))
+}
+
+/// Writes some of `bytes` to `fd` (one `write`); how many went.
+pub fn write(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    with_fd(fd, |fd| nix::unistd::write(fd, bytes))
+}
+
+/// Writes all of `bytes` to `fd` with `SIGPIPE` blocked in this thread, so
+/// a vanished reader is an `EPIPE` error ([`io::ErrorKind::BrokenPipe`])
+/// rather than death by signal, whatever the process's `SIGPIPE`
+/// disposition. `EINTR` is retried. Async-signal-safe and allocation-free,
+/// so signal handlers and exit paths may use it.
+pub fn write_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
+    let mut sigpipe = SigSet::empty();
+    sigpipe.add(Signal::SIGPIPE);
+    // `None` if the mask could not be changed (it cannot fail with these
+    // arguments): then there is nothing to restore.
+    let old = sigpipe.thread_swap_mask(SigmaskHow::SIG_BLOCK).ok();
+    let mut result = Ok(());
+    while !bytes.is_empty() {
+        match write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => {
+                result = Err(err);
+                break;
+            }
+        }
+    }
+    if let Some(old) = old {
+        if result.is_err() && !old.contains(Signal::SIGPIPE) {
+            // A SIGPIPE raised by the failed write is pending: consume it
+            // (zero timeout) before the old mask, which does not block it,
+            // returns.
+            let zero = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `sigpipe` and `zero` are valid for the call; the
+            // signal's details are not wanted (null).
+            unsafe { libc::sigtimedwait(sigpipe.as_ref(), std::ptr::null_mut(), &zero) };
+        }
+        let _ = old.thread_set_mask();
+    }
+    result
+}
+
+/// Whether `fd` has an event now (readable, end of input, or an error),
+/// without blocking: a zero-timeout `poll` for input.
+pub fn ready_now(fd: RawFd) -> io::Result<bool> {
+    with_fd(fd, |fd| {
+        poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], PollTimeout::ZERO).map(|n| n > 0)
+    })
+}
+
+/// A pipe, `(read end, write end)`, both close-on-exec.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC)?)
+}
+
+/// Marks `fd` close-on-exec, so programs that JIT'd code executes do not
+/// inherit it. Fails (`EBADF`) when `fd` is not open.
+pub fn set_close_on_exec(fd: RawFd) -> io::Result<()> {
+    with_fd(fd, |fd| {
+        let flags = FdFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFD)?);
+        fcntl(fd, FcntlArg::F_SETFD(flags | FdFlag::FD_CLOEXEC)).map(drop)
+    })
+}
+
+/// Makes reads and writes on `fd` wait (clears `O_NONBLOCK`, if set).
+pub fn set_blocking(fd: RawFd) -> io::Result<()> {
+    with_fd(fd, |fd| {
+        let status = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+        if status.contains(OFlag::O_NONBLOCK) {
+            fcntl(fd, FcntlArg::F_SETFL(status - OFlag::O_NONBLOCK))?;
+        }
+        Ok(())
+    })
+}
+
+/// Whether `err` says the process or the system has no descriptor to spare
+/// (`EMFILE`, `ENFILE`).
+pub fn out_of_descriptors(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Flushes every C stdio output stream (`fflush(NULL)`): JIT'd code's
+/// `printf` output, before the process forks or leaves.
+pub fn flush_stdio() {
+    // SAFETY: fflush(NULL) flushes every open stdio output stream.
+    unsafe { libc::fflush(std::ptr::null_mut()) };
+}
+
+/// Restores the default `SIGPIPE` disposition (the Rust runtime ignores the
+/// signal): JIT'd code gets the behaviour of a native program, a write to a
+/// closed pipe kills it. The executor's own writes use [`write_all`].
+pub fn restore_default_sigpipe() -> io::Result<()> {
+    // SAFETY: installing the default disposition runs no handler code, so
+    // it cannot break any invariant of this process.
+    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn descriptors_that_are_not_open_are_errors() {
+        let mut byte = [0u8; 1];
+        for fd in [-1, 1 << 20] {
+            let err = read(fd, &mut byte).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{fd}");
+            assert!(set_close_on_exec(fd).is_err());
+            assert!(write_all(fd, b"x").is_err());
+        }
+    }
+
+    #[test]
+    fn flags_are_set_and_cleared() {
+        let (read_end, write_end) = pipe().unwrap();
+        let fd = read_end.as_raw_fd();
+        fcntl(&read_end, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+        fcntl(&read_end, FcntlArg::F_SETFD(FdFlag::empty())).unwrap();
+        set_close_on_exec(fd).unwrap();
+        set_blocking(fd).unwrap();
+        let flags = FdFlag::from_bits_retain(fcntl(&read_end, FcntlArg::F_GETFD).unwrap());
+        assert!(flags.contains(FdFlag::FD_CLOEXEC));
+        let status = OFlag::from_bits_retain(fcntl(&read_end, FcntlArg::F_GETFL).unwrap());
+        assert!(!status.contains(OFlag::O_NONBLOCK));
+        drop(write_end);
+    }
+}
