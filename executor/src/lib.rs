@@ -14,7 +14,9 @@
 //! - [`abi`]: calls into JIT'd code in its calling convention (System V
 //!   or Microsoft x64) and the platform routines foreign objects expect;
 //! - [`crash`]: a signal handler that reports a crash in JIT'd code as
-//!   `symbol+offset` before letting the signal kill the process.
+//!   `symbol+offset` before letting the signal kill the process;
+//! - [`sys`]: every operating-system call of the host layer (and of the
+//!   linker's executors), as small typed wrappers.
 
 // The portable core: plain values shared with the linker.
 pub mod abi;
@@ -40,6 +42,8 @@ pub mod server;
 pub mod shm;
 #[cfg(feature = "host")]
 pub mod snapshot;
+#[cfg(feature = "host")]
+pub mod sys;
 #[cfg(feature = "host")]
 pub mod transport;
 #[cfg(feature = "host")]

@@ -487,7 +487,7 @@ impl Session {
             Outcome::Crashed(crash) => {
                 let mut text = format!(
                     "crashed: {}",
-                    solder_executor::crash::signal_name(crash.signal)
+                    solder_executor::sys::signal::name(crash.signal)
                 );
                 if crash.signal == libc::SIGALRM {
                     text = "timed out (SIGALRM)".into();

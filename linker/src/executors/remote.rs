@@ -874,7 +874,7 @@ fn describe_status(status: Option<i32>) -> String {
         Some(s) if libc::WIFEXITED(s) => format!("exit status {}", libc::WEXITSTATUS(s)),
         Some(s) if libc::WIFSIGNALED(s) => format!(
             "killed by {}",
-            solder_executor::crash::signal_name(libc::WTERMSIG(s))
+            solder_executor::sys::signal::name(libc::WTERMSIG(s))
         ),
         _ => "status unknown".into(),
     }
