@@ -13,10 +13,11 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write as _;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use solder_executor::sys;
 use solder_linker::error::LinkError;
 use solder_linker::{
     ExecutorChoice, ModuleId, ObjectFile, Outcome, Placement, Recovery, Session, SessionConfig,
@@ -187,19 +188,14 @@ impl Reporter {
 /// Flushes every stdio stream and returns how many bytes stdout (the
 /// capture file) holds.
 fn flushed_stdout_size() -> u64 {
-    // SAFETY: fflush(NULL) flushes all open output streams; always valid.
-    unsafe { libc::fflush(std::ptr::null_mut()) };
+    sys::exit::flush_c_stdio();
     let _ = std::io::stdout().flush();
-    let fd = std::io::stdout().as_raw_fd();
-    // SAFETY: `stat` is plain data, and fstat writes it for a valid fd.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        if libc::fstat(fd, &mut st) == 0 {
-            st.st_size as u64
-        } else {
-            0
-        }
-    }
+    // The size of the file behind descriptor 1, through a duplicate of it.
+    std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| File::from(fd).metadata())
+        .map_or(0, |metadata| metadata.len())
 }
 
 /// Runs the plan in `plan_json`; returns only when every step returned.
@@ -348,7 +344,6 @@ struct TcpExecutor {
 
 impl TcpExecutor {
     fn start(report: &std::path::Path) -> Result<TcpExecutor, ChildError> {
-        use std::os::unix::process::CommandExt;
         let program = solder_linker::executors::executor_program(&None)
             .map_err(|e| ChildError::Io(std::io::Error::other(e.to_string())))?;
         let ready = report.with_file_name("tcp-address");
@@ -359,14 +354,7 @@ impl TcpExecutor {
             .arg("127.0.0.1:0")
             .arg("--ready-file")
             .arg(&ready);
-        // SAFETY: prctl only sets this process attribute between fork and
-        // exec; it is async-signal-safe.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-                Ok(())
-            });
-        }
+        sys::spawn::child_dies_with_parent(&mut command);
         let mut process = command.spawn()?;
         let start = std::time::Instant::now();
         loop {

@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
 use crate::module::CrashSymbol;
+use crate::sys::process;
+use crate::sys::signal::{self, CrashContext, FatalSignalHandler};
 
 /// Symbols of every live module, sorted by start address.
 #[derive(Debug, Default)]
@@ -131,12 +133,12 @@ fn find_published(address: u64) -> Option<(&'static str, u64)> {
 }
 
 const SIGNALS: [c_int; 6] = [
-    libc::SIGSEGV,
-    libc::SIGBUS,
-    libc::SIGILL,
-    libc::SIGFPE,
-    libc::SIGABRT,
-    libc::SIGTRAP,
+    signal::SIGSEGV,
+    signal::SIGBUS,
+    signal::SIGILL,
+    signal::SIGFPE,
+    signal::SIGABRT,
+    signal::SIGTRAP,
 ];
 
 /// The descriptor crash records go to; -1 = text reports (in-process mode).
@@ -153,23 +155,17 @@ static RECORD_PID: AtomicI32 = AtomicI32::new(0);
 /// [`install_crash_reporter`]; call again in a forked process that takes over
 /// the channel (the record is tied to the calling process).
 pub fn set_record_fd(fd: c_int) {
-    // SAFETY: getpid has no preconditions.
-    RECORD_PID.store(unsafe { libc::getpid() }, Ordering::Release);
+    RECORD_PID.store(process::id().as_raw(), Ordering::Release);
     RECORD_FD.store(fd, Ordering::Release);
-    // SAFETY: a zeroed sigaction is a valid starting value; the handler has
-    // the SA_SIGINFO signature and the alternate stack was installed by
-    // install_crash_reporter (without it SA_ONSTACK runs on the normal stack).
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        if fd >= 0 {
-            action.sa_sigaction = on_signal as *const () as usize;
-            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESETHAND;
-        } else {
-            action.sa_sigaction = libc::SIG_DFL;
-        }
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGALRM, &action, std::ptr::null_mut());
-    }
+    // A failure leaves SIGALRM's action as it was, as before.
+    let _ = if fd >= 0 {
+        // SAFETY: the reporter is async-signal-safe (see `Reporter`); the
+        // alternate stack was installed by install_crash_reporter (without
+        // it the handler runs on the normal stack).
+        unsafe { signal::handle_fatal::<Reporter>(signal::SIGALRM) }
+    } else {
+        signal::restore_default(signal::SIGALRM)
+    };
 }
 
 /// Installs the handlers once per process.
@@ -179,160 +175,90 @@ pub fn install_crash_reporter() {
         const STACK_SIZE: usize = 64 * 1024;
         // Mapped, not allocated: its pages cost nothing until a signal
         // arrives (a zeroed heap buffer was 16 page faults at startup).
-        // SAFETY: an anonymous private mapping at an address of the
-        // kernel's choosing; nothing else refers to it.
-        let stack = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                STACK_SIZE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if stack == libc::MAP_FAILED {
+        if signal::install_alternate_stack(STACK_SIZE).is_err() {
             // Handlers still run, on the faulting thread's stack: every
             // crash but a stack overflow is still reported.
             crate::transport::diag("cannot map the crash reporter's signal stack");
-        } else {
-            let ss = libc::stack_t {
-                ss_sp: stack,
-                ss_flags: 0,
-                ss_size: STACK_SIZE,
-            };
-            // SAFETY: `ss` describes a mapping that is never unmapped.
-            unsafe { libc::sigaltstack(&ss, std::ptr::null_mut()) };
         }
-        for signal in SIGNALS {
-            // SAFETY: a zeroed sigaction is a valid starting value; the
-            // handler has the SA_SIGINFO signature.
-            unsafe {
-                let mut action: libc::sigaction = std::mem::zeroed();
-                action.sa_sigaction = on_signal as *const () as usize;
-                action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESETHAND;
-                libc::sigemptyset(&mut action.sa_mask);
-                libc::sigaction(signal, &action, std::ptr::null_mut());
-            }
+        for number in SIGNALS {
+            // SAFETY: the reporter is async-signal-safe (see `Reporter`).
+            // A failure leaves that signal's default action (unreported).
+            let _ = unsafe { signal::handle_fatal::<Reporter>(number) };
         }
     });
 }
 
-/// The name of a signal, as shells and `kill -l` spell it.
-pub fn signal_name(signal: c_int) -> &'static str {
-    match signal {
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGILL => "SIGILL",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGINT => "SIGINT",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        _ => "signal",
-    }
-}
+/// The crash handler. Async-signal-safe: it formats into a stack buffer,
+/// searches the published symbol tables without locks, and writes with
+/// one `write(2)`; the signal wrappers it calls are async-signal-safe too.
+struct Reporter;
 
-extern "C" fn on_signal(signal: c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
-    // The kernel delivers the signal with the interrupted code's EFLAGS.AC
-    // (alignment check) still set; any misaligned access in this handler
-    // would then raise a second SIGBUS and kill the process unreported.
-    // SAFETY: clears one flag bit through the stack; touches nothing else.
-    unsafe {
-        std::arch::asm!(
-            "pushfq",
-            "and qword ptr [rsp], {mask}",
-            "popfq",
-            mask = const !(1i64 << 18),
-        );
-    }
-    let record = RECORD_FD.load(Ordering::Acquire);
-    // SAFETY: getpid is async-signal-safe.
-    if record >= 0 && RECORD_PID.load(Ordering::Acquire) == unsafe { libc::getpid() } {
-        send_record(record, signal, info, context);
-        return;
-    }
-    READERS.fetch_add(1, Ordering::AcqRel);
-    let mut out = Buffer::new();
-    out.push(b"solder: crashed: ");
-    out.push(signal_name(signal).as_bytes());
-    // SAFETY: the kernel passes a valid siginfo and ucontext to an
-    // SA_SIGINFO handler.
-    let (fault, pc, sp) = unsafe {
-        let fault = (*info).si_addr() as u64;
-        let uc = &*(context as *const libc::ucontext_t);
-        let pc = uc.uc_mcontext.gregs[libc::REG_RIP as usize] as u64;
-        let sp = uc.uc_mcontext.gregs[libc::REG_RSP as usize] as u64;
-        (fault, pc, sp)
-    };
-    let faulting = matches!(signal, libc::SIGSEGV | libc::SIGBUS);
-    if faulting {
-        out.push(b" at address ");
-        out.hex(fault);
-        if fault.abs_diff(sp) < 64 * 1024 {
-            out.push(b" (stack overflow)");
+impl FatalSignalHandler for Reporter {
+    fn on_signal(context: &CrashContext) {
+        let record = RECORD_FD.load(Ordering::Acquire);
+        if record >= 0 && RECORD_PID.load(Ordering::Acquire) == process::id().as_raw() {
+            send_record(record, context);
+            return;
         }
+        READERS.fetch_add(1, Ordering::AcqRel);
+        let mut out = Buffer::new();
+        out.push(b"solder: crashed: ");
+        out.push(signal::name(context.signal).as_bytes());
+        let (fault, pc, sp) = (context.fault_address, context.pc, context.sp);
+        let faulting = matches!(context.signal, signal::SIGSEGV | signal::SIGBUS);
+        if faulting {
+            out.push(b" at address ");
+            out.hex(fault);
+            if fault.abs_diff(sp) < 64 * 1024 {
+                out.push(b" (stack overflow)");
+            }
+        }
+        out.push(b", pc ");
+        out.hex(pc);
+        if let Some((name, offset)) = find_published(pc) {
+            out.push(b" in ");
+            out.push(name.as_bytes());
+            out.push(b"+");
+            out.hex(offset);
+        }
+        out.push(b"\n");
+        let _ = signal::write_in_handler(2, &out.bytes[..out.len]);
+        // SA_RESETHAND restored the default action; re-raise so the process
+        // dies of this signal (for a fault, returning would also re-fault).
+        let _ = signal::raise(context.signal);
     }
-    out.push(b", pc ");
-    out.hex(pc);
-    if let Some((name, offset)) = find_published(pc) {
-        out.push(b" in ");
-        out.push(name.as_bytes());
-        out.push(b"+");
-        out.hex(offset);
-    }
-    out.push(b"\n");
-    // SAFETY: writing a stack buffer to fd 2 is async-signal-safe.
-    unsafe { libc::write(2, out.bytes.as_ptr().cast(), out.len) };
-    // SA_RESETHAND restored the default action; re-raise so the process dies
-    // of this signal (for a fault, returning would also re-fault).
-    // SAFETY: raise is async-signal-safe.
-    unsafe { libc::raise(signal) };
 }
 
 /// Record mode: one `write(2)` of the `Crashed` frame, then re-raises the
 /// signal, which kills the process when the handler returns (its action is
 /// the default again). Async-signal-safe: no allocation, no locks.
-fn send_record(fd: c_int, signal: c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo and ucontext to an
-    // SA_SIGINFO handler.
-    let (code, fault, pc, sp) = unsafe {
-        let uc = &*(context as *const libc::ucontext_t);
-        (
-            (*info).si_code,
-            (*info).si_addr() as u64,
-            uc.uc_mcontext.gregs[libc::REG_RIP as usize] as u64,
-            uc.uc_mcontext.gregs[libc::REG_RSP as usize] as u64,
-        )
-    };
+fn send_record(fd: c_int, context: &CrashContext) {
+    let number = context.signal;
     // si_addr is only defined for the synchronous faults; for the others
     // (SIGALRM, SIGABRT) the union holds other fields.
     let has_address = matches!(
-        signal,
-        libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP
+        number,
+        signal::SIGSEGV | signal::SIGBUS | signal::SIGILL | signal::SIGFPE | signal::SIGTRAP
     );
-    let fault = if has_address { fault } else { 0 };
-    let overflow = matches!(signal, libc::SIGSEGV | libc::SIGBUS) && fault.abs_diff(sp) < 64 * 1024;
-    let frame = crate::protocol::crashed_frame(signal, code, fault, pc, overflow);
-    // SAFETY: sigemptyset, sigaddset, pthread_sigmask, write and raise are
-    // async-signal-safe and only touch this stack frame's buffers. SIGPIPE
-    // is blocked so a vanished controller cannot turn the death into a
-    // SIGPIPE death; the mask is never restored because the process dies.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGPIPE);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        while libc::write(fd, frame.as_ptr().cast(), frame.len()) < 0
-            && *libc::__errno_location() == libc::EINTR
-        {}
-        // SA_RESETHAND restored the default action; the signal is blocked
-        // while its handler runs, so it is delivered (fatally) on return.
-        libc::raise(signal);
-    }
+    let fault = if has_address {
+        context.fault_address
+    } else {
+        0
+    };
+    let overflow = matches!(number, signal::SIGSEGV | signal::SIGBUS)
+        && fault.abs_diff(context.sp) < 64 * 1024;
+    let frame = crate::protocol::crashed_frame(number, context.code, fault, context.pc, overflow);
+    // SIGPIPE is blocked so a vanished controller cannot turn the death
+    // into a SIGPIPE death; the mask is never restored because the process
+    // dies.
+    let _ = signal::block_in_this_thread(signal::SIGPIPE);
+    while matches!(
+        signal::write_in_handler(fd, &frame),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted
+    ) {}
+    // SA_RESETHAND restored the default action; the signal is blocked
+    // while its handler runs, so it is delivered (fatally) on return.
+    let _ = signal::raise(number);
 }
 
 /// A fixed buffer for formatting without allocation.

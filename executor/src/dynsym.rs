@@ -10,7 +10,9 @@
 //! table (rare: glibc has built one by default since 2006) are left to
 //! `dladdr1` by returning `None`.
 
-use std::ffi::{CStr, c_void};
+use std::ffi::CStr;
+
+use crate::sys::dl;
 
 /// One loaded object's dynamic tables, as addresses in this process.
 #[derive(Debug, Clone, Copy)]
@@ -50,15 +52,8 @@ impl ObjectTables {
     /// Re-reads the list of loaded objects (after a `dlopen`).
     pub fn refresh(&mut self) {
         self.objects.clear();
-        // SAFETY: the callback only reads the records dl_iterate_phdr
-        // passes it (valid for the call) and pushes to the Vec behind
-        // `data`, which outlives the call.
-        unsafe {
-            libc::dl_iterate_phdr(
-                Some(visit),
-                (&mut self.objects as *mut Vec<LoadedObject>).cast(),
-            )
-        };
+        let objects = &mut self.objects;
+        dl::for_each_loaded_object(|object| objects.extend(read_tables(object)));
     }
 
     /// The dynamic symbol entry for `name`, defined at `address` (what
@@ -76,37 +71,13 @@ impl ObjectTables {
     }
 }
 
-/// `dladdr1` flag from glibc's <dlfcn.h>: return the ELF symbol entry.
-const RTLD_DL_SYMENT: libc::c_int = 1;
-
 /// What glibc's `dladdr1(RTLD_DL_SYMENT)` says about `address`: the entry
 /// found by scanning the whole symbol table of the object that contains
 /// it. The fallback for objects without a GNU hash table.
 pub fn scan_for_entry(address: u64) -> Option<SymbolEntry> {
-    let mut info = libc::Dl_info {
-        dli_fname: std::ptr::null(),
-        dli_fbase: std::ptr::null_mut(),
-        dli_sname: std::ptr::null(),
-        dli_saddr: std::ptr::null_mut(),
-    };
-    let mut entry: *const libc::Elf64_Sym = std::ptr::null();
-    // SAFETY: `info` and `entry` are valid out-pointers; with RTLD_DL_SYMENT
-    // dladdr1 stores a pointer to the ELF symbol (or leaves it null).
-    let found = unsafe {
-        libc::dladdr1(
-            address as *const c_void,
-            &mut info,
-            (&mut entry as *mut *const libc::Elf64_Sym).cast(),
-            RTLD_DL_SYMENT,
-        )
-    };
-    // SAFETY: dladdr1 pointed `entry` into the object's dynamic symbol
-    // table, which stays mapped while the object is loaded.
-    (found != 0 && !entry.is_null()).then(|| unsafe {
-        SymbolEntry {
-            kind: (*entry).st_info & 0xf,
-            size: (*entry).st_size,
-        }
+    dl::symbol_at(address).map(|symbol| SymbolEntry {
+        kind: symbol.info & 0xf,
+        size: symbol.size,
     })
 }
 
@@ -144,7 +115,7 @@ unsafe fn lookup(object: &LoadedObject, name: &[u8], address: u64) -> Option<Sym
     if index < symoffset {
         return None;
     }
-    let symbols = object.symtab as *const libc::Elf64_Sym;
+    let symbols = object.symtab as *const ElfSymbol;
     loop {
         // SAFETY: `index` is at least symoffset and within the chain it
         // started in (the walk stops at the entry with the end bit), so it
@@ -192,45 +163,49 @@ unsafe fn name_is(object: &LoadedObject, offset: u32, name: &[u8]) -> bool {
     bytes[..name.len()] == *name && bytes[name.len()] == 0
 }
 
-/// An `Elf64_Dyn` entry (the libc crate does not define one).
+/// An `Elf64_Dyn` entry.
 #[repr(C)]
 struct DynamicEntry {
     d_tag: i64,
     d_un: u64,
 }
 
-/// dl_iterate_phdr callback: records one object's tables.
-unsafe extern "C" fn visit(
-    info: *mut libc::dl_phdr_info,
-    _size: libc::size_t,
-    data: *mut c_void,
-) -> libc::c_int {
-    // SAFETY: dl_iterate_phdr passes a valid record and our `data`.
-    let (info, objects) = unsafe { (&*info, &mut *(data as *mut Vec<LoadedObject>)) };
-    let bias = info.dlpi_addr;
+/// An `Elf64_Sym` entry.
+#[repr(C)]
+struct ElfSymbol {
+    st_name: u32,
+    st_info: u8,
+    st_other: u8,
+    st_shndx: u16,
+    st_value: u64,
+    st_size: u64,
+}
+
+/// One loaded object's tables, read from its dynamic section; `None` for
+/// an object without a dynamic section or a GNU hash table.
+fn read_tables(object: &dl::LoadedObject<'_>) -> Option<LoadedObject> {
+    let bias = object.bias();
     let mut span = (u64::MAX, 0u64);
     let mut dynamic = None;
-    for i in 0..usize::from(info.dlpi_phnum) {
-        // SAFETY: dlpi_phdr points to dlpi_phnum program headers.
-        let ph = unsafe { &*info.dlpi_phdr.add(i) };
-        match ph.p_type {
-            libc::PT_LOAD => {
-                span.0 = span.0.min(bias + ph.p_vaddr);
-                span.1 = span.1.max(bias + ph.p_vaddr + ph.p_memsz);
+    for segment in object.segments() {
+        match segment.kind {
+            dl::PT_LOAD => {
+                span.0 = span.0.min(segment.address);
+                span.1 = span.1.max(segment.address + segment.size);
             }
-            libc::PT_DYNAMIC => dynamic = Some(bias + ph.p_vaddr),
+            dl::PT_DYNAMIC => dynamic = Some(segment.address),
             _ => {}
         }
     }
-    let Some(dynamic) = dynamic else { return 0 };
+    let dynamic = dynamic?;
     if span.0 >= span.1 {
-        return 0;
+        return None;
     }
     let (mut symtab, mut strtab, mut strsz, mut gnu_hash) = (0, 0, 0, 0);
     let mut entry = dynamic as *const DynamicEntry;
     loop {
-        // SAFETY: PT_DYNAMIC of a loaded object is a mapped array of
-        // Elf64_Dyn ending with DT_NULL.
+        // SAFETY: `object` is a loaded object (sys::dl shows no other), and
+        // its PT_DYNAMIC is a mapped array of Elf64_Dyn ending with DT_NULL.
         let dyn_entry = unsafe { &*entry };
         // glibc rewrites the pointers of most objects' dynamic sections to
         // absolute addresses, but not all (the vDSO's); an address below
@@ -250,9 +225,9 @@ unsafe extern "C" fn visit(
         entry = unsafe { entry.add(1) };
     }
     if symtab == 0 || strtab == 0 || strsz == 0 || gnu_hash == 0 {
-        return 0;
+        return None;
     }
-    objects.push(LoadedObject {
+    Some(LoadedObject {
         start: span.0,
         end: span.1,
         bias,
@@ -260,17 +235,15 @@ unsafe extern "C" fn visit(
         strtab,
         strsz,
         gnu_hash,
-    });
-    0
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn dlsym(name: &CStr) -> *mut c_void {
-        // SAFETY: RTLD_DEFAULT and a NUL-terminated name.
-        unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
+    fn dlsym(name: &CStr) -> u64 {
+        dl::global_symbol(name).unwrap_or(0)
     }
 
     #[test]
@@ -282,12 +255,12 @@ mod tests {
         ];
         for name in names {
             let address = dlsym(name);
-            assert!(!address.is_null(), "{name:?} not found by dlsym");
-            let ours = tables.describe(name, address as u64);
-            assert_eq!(ours, scan_for_entry(address as u64), "{name:?}");
+            assert!(address != 0, "{name:?} not found by dlsym");
+            let ours = tables.describe(name, address);
+            assert_eq!(ours, scan_for_entry(address), "{name:?}");
             assert!(ours.is_some(), "{name:?} not described");
         }
-        let stdout = tables.describe(c"stdout", dlsym(c"stdout") as u64).unwrap();
+        let stdout = tables.describe(c"stdout", dlsym(c"stdout")).unwrap();
         assert_eq!((stdout.kind, stdout.size), (1, 8), "STT_OBJECT of 8 bytes");
     }
 
@@ -297,10 +270,10 @@ mod tests {
         tables.refresh();
         // glibc's string functions are IFUNCs on x86-64: dlsym returns the
         // implementation chosen for this CPU.
-        let strlen = dlsym(c"strlen") as u64;
+        let strlen = dlsym(c"strlen");
         let entry = tables.describe(c"strlen", strlen).unwrap();
         assert_eq!(entry.kind, STT_GNU_IFUNC);
-        let puts = dlsym(c"puts") as u64;
+        let puts = dlsym(c"puts");
         assert_eq!(tables.describe(c"puts", puts + 1), None);
         assert_eq!(tables.describe(c"solder_no_such_symbol", puts), None);
     }

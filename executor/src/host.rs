@@ -6,10 +6,11 @@
 //! name is still missing — the C++ runtime (`libstdc++`, `libgcc_s`), the way
 //! `g++` would link it, so that C++ objects run without extra flags.
 
-use std::ffi::{CStr, CString, c_void};
+use std::ffi::{CStr, CString};
 
 use crate::dynsym::ObjectTables;
 use crate::protocol::{SymbolInfo, SymbolKind};
+use crate::sys::dl::{self, Library};
 
 /// What kind of object a host symbol names, from its dynamic symbol entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +40,7 @@ pub enum HostError {
 
 /// Libraries searched after the global scope, in order.
 pub struct HostLibraries {
-    handles: Vec<(String, *mut c_void)>,
+    handles: Vec<(String, Library)>,
     cxx_runtime_loaded: bool,
     /// The loaded objects' dynamic tables, re-read after every `dlopen`.
     tables: ObjectTables,
@@ -139,17 +140,11 @@ impl HostLibraries {
             name: name.to_string(),
             reason: "the name contains a NUL byte".into(),
         })?;
-        // SAFETY: `cname` is a valid NUL-terminated string; dlopen has no
-        // other preconditions. RTLD_GLOBAL makes the library's symbols visible
-        // to later libraries, as a native link would.
-        let handle = unsafe { libc::dlopen(cname.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
-        if handle.is_null() {
-            return Err(HostError::Load {
-                name: name.to_string(),
-                reason: last_dl_error(),
-            });
-        }
-        self.handles.push((name.to_string(), handle));
+        let library = Library::open_global(&cname).map_err(|reason| HostError::Load {
+            name: name.to_string(),
+            reason,
+        })?;
+        self.handles.push((name.to_string(), library));
         self.tables.refresh();
         Ok(())
     }
@@ -173,25 +168,14 @@ impl HostLibraries {
     }
 
     fn lookup_loaded(&self, name: &CStr) -> Option<HostSymbol> {
-        // SAFETY: RTLD_DEFAULT is a valid pseudo-handle and `name` is
-        // NUL-terminated.
-        let mut address = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-        if address.is_null() {
-            for (_, handle) in &self.handles {
-                // SAFETY: every handle came from a successful dlopen and is
-                // never closed while `self` lives.
-                address = unsafe { libc::dlsym(*handle, name.as_ptr()) };
-                if !address.is_null() {
-                    break;
-                }
-            }
-        }
-        if address.is_null() {
-            return None;
-        }
-        Some(match self.tables.describe(name, address as u64) {
+        let address = dl::global_symbol(name).or_else(|| {
+            self.handles
+                .iter()
+                .find_map(|(_, library)| library.symbol(name))
+        })?;
+        Some(match self.tables.describe(name, address) {
             Some(entry) => HostSymbol {
-                address: address as u64,
+                address,
                 size: entry.size,
                 kind: kind_of(entry.kind),
             },
@@ -212,26 +196,13 @@ fn kind_of(stt: u8) -> HostSymbolKind {
 
 /// The fallback for objects without a GNU hash table: glibc's scan of the
 /// object's symbols.
-fn describe(address: *mut c_void) -> HostSymbol {
-    let (size, kind) = crate::dynsym::scan_for_entry(address as u64)
+fn describe(address: u64) -> HostSymbol {
+    let (size, kind) = crate::dynsym::scan_for_entry(address)
         .map_or((0, HostSymbolKind::Unknown), |e| (e.size, kind_of(e.kind)));
     HostSymbol {
-        address: address as u64,
+        address,
         size,
         kind,
-    }
-}
-
-fn last_dl_error() -> String {
-    // SAFETY: dlerror returns null or a NUL-terminated thread-local string.
-    let msg = unsafe { libc::dlerror() };
-    if msg.is_null() {
-        "unknown dlopen error".into()
-    } else {
-        // SAFETY: non-null, NUL-terminated, valid until the next dl* call.
-        unsafe { CStr::from_ptr(msg) }
-            .to_string_lossy()
-            .into_owned()
     }
 }
 
@@ -240,33 +211,18 @@ fn last_dl_error() -> String {
 /// with 32-bit PC-relative references, as code compiled for PIE expects.
 pub fn library_span() -> Option<(u64, u64)> {
     let mut span: (u64, u64) = (u64::MAX, 0);
-    unsafe extern "C" fn visit(
-        info: *mut libc::dl_phdr_info,
-        _size: libc::size_t,
-        data: *mut c_void,
-    ) -> libc::c_int {
-        // SAFETY: dl_iterate_phdr passes a valid info record and our `data`.
-        let (info, span) = unsafe { (&*info, &mut *(data as *mut (u64, u64))) };
-        // SAFETY: dlpi_name is a NUL-terminated string (empty for the
-        // executable).
-        let name = unsafe { CStr::from_ptr(info.dlpi_name) }.to_bytes();
+    dl::for_each_loaded_object(|object| {
+        let name = object.name();
         if name.is_empty() || name.starts_with(b"linux-vdso") || name.starts_with(b"linux-gate") {
-            return 0;
+            return;
         }
-        for i in 0..usize::from(info.dlpi_phnum) {
-            // SAFETY: dlpi_phdr points to dlpi_phnum program headers.
-            let ph = unsafe { &*info.dlpi_phdr.add(i) };
-            if ph.p_type == libc::PT_LOAD {
-                let start = info.dlpi_addr + ph.p_vaddr;
-                span.0 = span.0.min(start);
-                span.1 = span.1.max(start + ph.p_memsz);
+        for segment in object.segments() {
+            if segment.kind == dl::PT_LOAD {
+                span.0 = span.0.min(segment.address);
+                span.1 = span.1.max(segment.address + segment.size);
             }
         }
-        0
-    }
-    // SAFETY: the callback only reads the records it is given and writes
-    // to `span`, which outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut span as *mut (u64, u64)).cast()) };
+    });
     (span.1 > span.0).then_some(span)
 }
 

@@ -14,10 +14,10 @@
 //! - [`abi`]: calls into JIT'd code in its calling convention (System V
 //!   or Microsoft x64) and the platform routines foreign objects expect;
 //! - [`crash`]: a signal handler that reports a crash in JIT'd code as
-//!   `symbol+offset` before letting the signal kill the process.
-//!
-//! The operating-system calls of the host layer go through [`sys`] (memory,
-//! processes, descriptors), which is all there is to port to another OS.
+//!   `symbol+offset` before letting the signal kill the process;
+//! - [`sys`]: every operating-system call of the host layer (and of the
+//!   linker's executors), as small typed wrappers: all there is to port to
+//!   another OS.
 
 // The portable core: plain values shared with the linker.
 pub mod abi;

@@ -29,6 +29,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::abi::CallingConvention;
 use crate::module::Finalizers;
+use crate::sys;
 
 const SYSV: CallingConvention = CallingConvention::SysV;
 const WIN64: CallingConvention = CallingConvention::Win64;
@@ -309,11 +310,9 @@ extern "C" fn solder_rt_pthread_atfork(prepare: u64, parent: u64, child: u64, ds
     static DISPATCHERS: std::sync::Once = std::sync::Once::new();
     let mut status = 0;
     DISPATCHERS.call_once(|| {
-        // SAFETY: the three dispatchers have the `void (void)` signature
-        // pthread_atfork expects and live for the whole process.
-        status = unsafe {
-            libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child))
-        };
+        status = sys::exit::on_fork(fork_prepare, fork_parent, fork_child)
+            .err()
+            .unwrap_or(0);
     });
     if status != 0 {
         return status;
@@ -366,9 +365,8 @@ extern "C" fn solder_rt_cxa_finalize(dso: u64) {
 /// they would in a native process, then the host exits with `code`.
 extern "C" fn solder_rt_exit(code: c_int) -> ! {
     end_all_modules();
-    // SAFETY: exit is always safe to call; it flushes stdio and runs the
-    // host's own handlers.
-    unsafe { libc::exit(code) }
+    // Flushes stdio and runs the host's own handlers.
+    sys::exit::exit(code)
 }
 
 /// Called by the `quick_exit` interposer after the handlers, just before
@@ -398,8 +396,8 @@ extern "C" fn solder_rt_quick_exit(code: c_int) -> ! {
         let hook: fn(c_int) = unsafe { std::mem::transmute::<usize, fn(c_int)>(hook) };
         hook(code);
     }
-    // SAFETY: _exit has no preconditions. quick_exit does not flush stdio.
-    unsafe { libc::_exit(code) }
+    // quick_exit does not flush stdio.
+    sys::exit::exit_immediately(code)
 }
 
 #[cfg(test)]

@@ -58,14 +58,14 @@ fn getpid() -> i32 {
 }
 
 fn flush_stdio() {
-    sys::io::flush_stdio();
+    sys::exit::flush_c_stdio();
 }
 
 /// Ends the process now: stdio flushed, no exit handlers (they belong to
 /// JIT'd code, which has been ended or abandoned by the controller).
 pub fn exit_now(status: i32) -> ! {
     flush_stdio();
-    sys::process::exit_immediately(status)
+    sys::exit::exit_immediately(status)
 }
 
 /// `on_exit` callback: JIT'd code called `exit(status)`.
@@ -823,7 +823,7 @@ fn load_unwinder() {
     static LOAD: Once = Once::new();
     LOAD.call_once(|| {
         // A failure is reported by the registration that follows.
-        sys::process::load_library(c"libgcc_s.so.1");
+        let _ = sys::dl::Library::open_global(c"libgcc_s.so.1");
     });
 }
 

@@ -129,7 +129,7 @@ fn sleep_in_checkpoint(wake_rd: OwnedFd, wake_wr: OwnedFd) -> Taken {
     if !matches!(read, Ok(0)) {
         // Discarded (or the pipe failed): leave without exit handlers or
         // stdio flushing; this copy must have no visible effect.
-        sys::process::exit_immediately(0);
+        sys::exit::exit_immediately(0);
     }
     // No parent-death signal here: after the hand-over our parent is
     // whichever live thread of the subreaper the kernel picked, and the

@@ -310,8 +310,8 @@ pub fn listen(
                 });
                 // Every stdio stream flushed; _exit skips the listener's
                 // atexit handlers, which are not ours.
-                sys::io::flush_stdio();
-                sys::process::exit_immediately(status)
+                sys::exit::flush_c_stdio();
+                sys::exit::exit_immediately(status)
             }
             Err(err) => diag(&format!("fork failed for {peer}: {err}")),
             Ok(ForkResult::Parent { .. }) => {}

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use solder_executor::sys;
 use solder_linker::error::LinkError;
 use solder_linker::{
     ExecutorChoice, ObjectFile, Outcome, Placement, Recovery, Session, SessionConfig, Transport,
@@ -178,9 +179,9 @@ fn run(args: RunArgs) -> Result<u8> {
         let status = session.run_main(&args.entry)?;
         // `main` returned: the program exits as with `exit(status)`.
         session.end();
-        // SAFETY: exit flushes C stdio (which JIT'd code wrote through) and
-        // runs the host's own handlers; nothing of ours is used after it.
-        unsafe { libc::exit(status) }
+        // C's exit flushes C stdio (which JIT'd code wrote through) and runs
+        // the host's own handlers; nothing of ours is used after it.
+        sys::exit::exit(status)
     }
     // Out of process: the program's fate comes back as a value.
     let status = (|| {
@@ -203,7 +204,7 @@ fn run(args: RunArgs) -> Result<u8> {
             }
             Outcome::TimedOut(_) => {
                 eprintln!("solder: {abnormal}");
-                Ok(128 + libc::SIGKILL as u8)
+                Ok(128 + sys::signal::SIGKILL as u8)
             }
             Outcome::Lost(_) | Outcome::Returned(_) => Err(LinkError::Execution(abnormal).into()),
         },

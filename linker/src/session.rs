@@ -16,6 +16,7 @@ use solder_executor::crash::CrashSymbols;
 use solder_executor::lifecycle;
 use solder_executor::module::CrashSymbol;
 use solder_executor::protocol::SymbolInfo;
+use solder_executor::sys::signal;
 
 use crate::arch::{Encoding, RelocOp, write_checked};
 use crate::error::{Abnormal, LinkError};
@@ -493,15 +494,12 @@ impl Session {
         };
         let report = match &outcome {
             Outcome::Crashed(crash) => {
-                let mut text = format!(
-                    "crashed: {}",
-                    solder_executor::crash::signal_name(crash.signal)
-                );
-                if crash.signal == libc::SIGALRM {
+                let mut text = format!("crashed: {}", signal::name(crash.signal));
+                if crash.signal == signal::SIGALRM {
                     text = "timed out (SIGALRM)".into();
                 }
                 if let Some(address) = crash.fault_address
-                    && matches!(crash.signal, libc::SIGSEGV | libc::SIGBUS)
+                    && matches!(crash.signal, signal::SIGSEGV | signal::SIGBUS)
                 {
                     text.push_str(&format!(" at address {address:#x}"));
                     if crash.stack_overflow {

@@ -116,13 +116,6 @@ pub fn out_of_descriptors(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
-/// Flushes every C stdio output stream (`fflush(NULL)`): JIT'd code's
-/// `printf` output, before the process forks or leaves.
-pub fn flush_stdio() {
-    // SAFETY: fflush(NULL) flushes every open stdio output stream.
-    unsafe { libc::fflush(std::ptr::null_mut()) };
-}
-
 /// Restores the default `SIGPIPE` disposition (the Rust runtime ignores the
 /// signal): JIT'd code gets the behaviour of a native program, a write to a
 /// closed pipe kills it. The executor's own writes use [`write_all`].

@@ -1,15 +1,17 @@
-//! The host layer's operating-system calls: every call the executor makes
-//! into the kernel or the C library goes through this folder, and nothing
-//! outside it names `libc`. Porting the host to another operating system
-//! means editing this folder (and only this folder).
+//! The host layer's operating-system calls: every call the executor, the
+//! runtime and the linker's executors make into the kernel or the C
+//! library goes through this folder, and nothing outside it names `libc`.
+//! Porting the host to another operating system means editing this folder
+//! (and only this folder).
 //!
 //! Each function is a small wrapper named for what it does, with a typed
-//! result (`std::io::Result`); it is safe unless its caller must promise
-//! something the compiler cannot check (which memory a page operation
-//! touches, that the process is single-threaded before a fork), and then
-//! its `# Safety` section says what. Calls go through `nix` where it wraps
-//! them safely, and through `libc` where it does not (raw addresses,
-//! `clone` without glibc's fork handlers, stdio).
+//! result; it is safe unless its caller must promise something the
+//! compiler cannot check (which memory a page operation touches, that the
+//! process is single-threaded before a fork, that a signal handler is
+//! async-signal-safe), and then its `# Safety` section says what. Calls go
+//! through `nix` where it wraps them safely, and through `libc` where it
+//! does not (raw addresses, `clone` without glibc's fork handlers, the
+//! dynamic loader, ucontext registers, stdio).
 //!
 //! - [`memory`]: reserving, protecting, discarding and releasing pages,
 //!   the memfd behind a shared slab, and reading this process's memory
@@ -18,7 +20,15 @@
 //!   ids, the parent-death signal, the call timer, exit hooks and leaving at
 //!   once;
 //! - [`io`]: descriptors: reads, writes that never raise `SIGPIPE`, polls,
-//!   pipes and descriptor flags.
+//!   pipes and descriptor flags;
+//! - [`signal`]: signal numbers and names, fatal-signal handlers on an
+//!   alternate stack and the crash context they are given;
+//! - [`dl`]: the dynamic loader (opening libraries, looking names up, the
+//!   loaded objects and their program headers);
+//! - [`unwind`]: `.eh_frame` registration with the host unwinder;
+//! - [`exit`]: the C runtime's exits, stdio flushing and fork handlers;
+//! - [`spawn`]: child processes: starting one with inherited descriptors,
+//!   watching, waiting for and killing it.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(
@@ -27,6 +37,11 @@ compile_error!(
      builds on any OS with `--no-default-features`"
 );
 
+pub mod dl;
+pub mod exit;
 pub mod io;
 pub mod memory;
 pub mod process;
+pub mod signal;
+pub mod spawn;
+pub mod unwind;

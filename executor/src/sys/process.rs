@@ -3,7 +3,7 @@
 //! process's environment, exit hooks and libraries loaded into it, and
 //! leaving at once.
 
-use std::ffi::{CStr, c_char, c_int, c_void};
+use std::ffi::{c_char, c_int, c_void};
 use std::io;
 use std::time::Duration;
 
@@ -134,23 +134,6 @@ pub fn on_exit(f: extern "C" fn(c_int, *mut c_void)) -> io::Result<()> {
     Ok(())
 }
 
-/// Loads the shared library `name` (looked up as `dlopen` does) with every
-/// symbol resolved now and visible to later lookups (`RTLD_NOW |
-/// RTLD_GLOBAL`), for the process's life. Whether it loaded.
-pub fn load_library(name: &CStr) -> bool {
-    // SAFETY: the name is NUL-terminated; dlopen has no other
-    // preconditions.
-    let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
-    !handle.is_null()
-}
-
-/// Ends the process now with `status` (`_exit`): no exit handlers, no
-/// stdio flushing.
-pub fn exit_immediately(status: i32) -> ! {
-    // SAFETY: _exit has no preconditions.
-    unsafe { libc::_exit(status) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,7 +145,7 @@ mod tests {
         // SAFETY: the child calls only async-signal-safe functions (getpid
         // and _exit), so other test threads' locks do not matter.
         match unsafe { checkpoint() }.unwrap() {
-            ForkResult::Child => exit_immediately(0),
+            ForkResult::Child => crate::sys::exit::exit_immediately(0),
             ForkResult::Parent { child } => {
                 assert_ne!(child, me);
                 reap(child).unwrap();

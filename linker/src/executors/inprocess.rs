@@ -14,6 +14,7 @@ use solder_executor::host::HostLibraries;
 use solder_executor::lifecycle;
 use solder_executor::module::{CrashSymbol, Finalizers};
 use solder_executor::pages;
+use solder_executor::sys;
 use solder_executor::unwind::RegisteredFrames;
 
 use super::{Executor, Outcome, PlacementCode, SymbolInfo, prot_of};
@@ -52,10 +53,6 @@ impl ProgramArgs {
     fn argc(&self) -> c_int {
         (self.argv.len() - 1) as c_int
     }
-}
-
-unsafe extern "C" {
-    static environ: *const *const c_char;
 }
 
 impl InProcess {
@@ -220,8 +217,7 @@ impl Executor for InProcess {
         convention: CallingConvention,
     ) -> Result<Outcome, LinkError> {
         for &init in addresses {
-            // SAFETY: reading the process environment pointer.
-            let envp = unsafe { environ };
+            let envp = sys::process::environ();
             // SAFETY: the address comes from a relocated initializer array
             // of a finalized module (zero entries are dropped by the linker);
             // glibc calls these as `void (int, char **, char **)`, and so do
@@ -248,8 +244,7 @@ impl Executor for InProcess {
         _timeout: Option<Duration>,
     ) -> Result<Outcome, LinkError> {
         if main {
-            // SAFETY: reading the process environment pointer.
-            let envp = unsafe { environ };
+            let envp = sys::process::environ();
             // SAFETY: the entry point is a JIT'd function with C's `main`
             // signature in the module's convention (a function taking fewer
             // arguments ignores the rest).

@@ -20,8 +20,7 @@
 use solder_executor::abi::CallingConvention;
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -31,6 +30,9 @@ use solder_executor::protocol::{
     self, BATCH_OVERHEAD, CheckpointSkip, ErrorCode, LibraryKind, MAX_BATCH, MAX_FRAME, MAX_NAMES,
     MAX_READ, MAX_WRITE, Recovery, Reply, Request, capability,
 };
+use solder_executor::sys::io;
+use solder_executor::sys::signal::{SIGALRM, name as signal_name};
+use solder_executor::sys::spawn::{self, WaitStatus};
 use solder_executor::transport;
 
 use super::{Crash, Executor, Outcome, PlacementCode, SymbolInfo, prot_of};
@@ -107,46 +109,32 @@ struct Process {
 
 impl Process {
     fn watch(pid: i32) -> Process {
-        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        let pidfd = (fd >= 0).then(|| {
-            // SAFETY: the syscall returned a fresh descriptor that we own.
-            unsafe { OwnedFd::from_raw_fd(fd as i32) }
-        });
-        Process { pid, pidfd }
+        Process {
+            pid,
+            pidfd: spawn::open_pidfd(pid).ok(),
+        }
     }
 
     /// Waits for the process to end (killing it after `patience`) and
     /// returns its wait status. The controller is its parent, or its
     /// subreaper once a checkpoint took over.
-    fn reap(&self, patience: Duration) -> Option<i32> {
+    fn reap(&self, patience: Duration) -> Option<WaitStatus> {
         let start = Instant::now();
         loop {
-            let mut status = 0;
-            // SAFETY: waitpid writes the status of our own child.
-            // __WALL: a checkpoint that took over was cloned without an
-            // exit signal.
-            let rc = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG | libc::__WALL) };
-            if rc == self.pid {
-                return Some(status);
-            }
-            if rc < 0 {
-                return None;
+            // The wait covers a checkpoint that took over, cloned without
+            // an exit signal.
+            match spawn::try_wait(self.pid) {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) => {}
+                Err(_) => return None,
             }
             if start.elapsed() > patience {
-                // SAFETY: signalling a process we started.
-                unsafe { libc::kill(self.pid, libc::SIGKILL) };
+                let _ = spawn::kill(self.pid);
             }
             match &self.pidfd {
                 // Sleep until it dies (or 100 ms pass), not a fixed tick.
                 Some(fd) => {
-                    let mut pfd = libc::pollfd {
-                        fd: fd.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd.
-                    unsafe { libc::poll(&mut pfd, 1, 100) };
+                    let _ = spawn::poll_readable([Some(fd.as_fd())], 100);
                 }
                 None => std::thread::sleep(Duration::from_millis(1)),
             }
@@ -223,20 +211,7 @@ impl Connection {
                 }
                 None => -1,
             };
-            let mut fds = [
-                libc::pollfd {
-                    fd: self.input.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: watch
-                        .and_then(|p| p.pidfd.as_ref())
-                        .map_or(-1, |fd| fd.as_raw_fd()),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
+            let pidfd = watch.and_then(|p| p.pidfd.as_ref()).map(|fd| fd.as_fd());
             // Without a pidfd, look at the process every 20 ms.
             let polling = watch.is_some_and(|p| p.pidfd.is_none());
             let timeout_ms = if polling && !(0..=20).contains(&timeout_ms) {
@@ -244,17 +219,12 @@ impl Connection {
             } else {
                 timeout_ms
             };
-            // SAFETY: `fds` is a valid array of two pollfds (a negative fd
-            // is ignored by poll).
-            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
-            if rc < 0 {
-                let err = std::io::Error::last_os_error();
-                if err.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(LinkError::Executor(format!("poll failed: {err}")));
-            }
-            if fds[0].revents != 0 {
+            let ready = match spawn::poll_readable([Some(self.input.as_fd()), pidfd], timeout_ms) {
+                Ok(ready) => ready,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(LinkError::Executor(format!("poll failed: {err}"))),
+            };
+            if ready[0] {
                 let mut chunk = [0u8; 64 * 1024];
                 match self.input.read(&mut chunk) {
                     Ok(0) => return Ok(Event::Closed),
@@ -271,20 +241,18 @@ impl Connection {
                 }
                 continue;
             }
-            if fds[1].revents != 0 {
+            if ready[1] {
                 return Ok(Event::Died);
             }
             if spinning {
-                // SAFETY: sched_yield has no preconditions.
-                unsafe { libc::sched_yield() };
+                std::thread::yield_now();
                 if deadline.is_none_or(|d| Instant::now() < d) {
                     continue;
                 }
             }
             if polling
                 && let Some(p) = watch
-                // SAFETY: signal 0 only checks that the process exists.
-                && unsafe { libc::kill(p.pid, 0) } != 0
+                && !spawn::exists(p.pid)
             {
                 return Ok(Event::Died);
             }
@@ -346,16 +314,7 @@ pub fn executor_program(explicit: &Option<PathBuf>) -> Result<PathBuf, LinkError
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), LinkError> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two new descriptors into `fds`.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(LinkError::Executor(format!(
-            "pipe: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: both descriptors are fresh and owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    io::pipe().map_err(|e| LinkError::Executor(format!("pipe: {e}")))
 }
 
 fn error_reply(code: ErrorCode, message: String) -> LinkError {
@@ -380,26 +339,16 @@ impl Remote {
                 if config.recovery == Recovery::Snapshot {
                     // A checkpoint that takes over is the dead executor's
                     // child; as subreaper we can still wait for it.
-                    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a
-                    // process attribute.
-                    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+                    let _ = spawn::become_subreaper();
                 }
                 let (child_in, child_out) = (request_read.as_raw_fd(), reply_write.as_raw_fd());
                 let mut command = Command::new(&program);
                 command.arg("--fds").arg(format!("{child_in},{child_out}"));
-                // SAFETY: between fork and exec only fcntl runs, which is
-                // async-signal-safe; it clears close-on-exec on the two
-                // descriptors the executor is told about.
-                unsafe {
-                    command.pre_exec(move || {
-                        for fd in [child_in, child_out] {
-                            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                                return Err(std::io::Error::last_os_error());
-                            }
-                        }
-                        Ok(())
-                    });
-                }
+                // The executor inherits the two descriptors it is told about.
+                spawn::inherit_descriptors(
+                    &mut command,
+                    &[request_read.as_fd(), reply_write.as_fd()],
+                );
                 let child = command.spawn().map_err(|e| {
                     LinkError::Executor(format!("cannot start {}: {e}", program.display()))
                 })?;
@@ -450,8 +399,7 @@ impl Remote {
     fn abandon(&mut self) {
         self.alive = false;
         if let Some(process) = &self.process {
-            // SAFETY: signalling the process we spawned.
-            unsafe { libc::kill(process.pid, libc::SIGKILL) };
+            let _ = spawn::kill(process.pid);
         }
     }
 
@@ -707,10 +655,9 @@ impl Remote {
                 Event::Died | Event::Closed => break,
                 Event::TimedOut => {
                     match &self.process {
-                        // SAFETY: signalling the executor we watch.
-                        Some(p) => unsafe {
-                            libc::kill(p.pid, libc::SIGKILL);
-                        },
+                        Some(p) => {
+                            let _ = spawn::kill(p.pid);
+                        }
                         None => {
                             self.alive = false;
                             return Ok(Outcome::Lost(format!(
@@ -733,8 +680,7 @@ impl Remote {
             if let Outcome::Exited(_) = outcome {
                 // The program is over; its checkpoint must not take over.
                 let discarded = Process::watch(pid as i32);
-                // SAFETY: signalling the checkpoint the executor announced.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                let _ = spawn::kill(pid as i32);
                 discarded.reap(DEATH_TIMEOUT);
             } else {
                 self.resume(pid)?;
@@ -810,7 +756,7 @@ impl Remote {
     }
 
     fn open_shared(&mut self, base: u64, size: u64, fd: i32) -> Result<(), LinkError> {
-        let path = format!("/proc/{}/fd/{fd}", self.pid);
+        let path = spawn::descriptor_path(self.pid, fd);
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -869,13 +815,10 @@ fn unexpected(reply: Reply) -> LinkError {
     LinkError::Executor(format!("unexpected reply {reply:?}"))
 }
 
-fn describe_status(status: Option<i32>) -> String {
+fn describe_status(status: Option<WaitStatus>) -> String {
     match status {
-        Some(s) if libc::WIFEXITED(s) => format!("exit status {}", libc::WEXITSTATUS(s)),
-        Some(s) if libc::WIFSIGNALED(s) => format!(
-            "killed by {}",
-            solder_executor::crash::signal_name(libc::WTERMSIG(s))
-        ),
+        Some(WaitStatus::Exited(code)) => format!("exit status {code}"),
+        Some(WaitStatus::Signaled(number)) => format!("killed by {}", signal_name(number)),
         _ => "status unknown".into(),
     }
 }
@@ -884,7 +827,7 @@ fn describe_status(status: Option<i32>) -> String {
 /// status.
 fn classify(
     record: Option<Reply>,
-    status: Option<i32>,
+    status: Option<WaitStatus>,
     killed: bool,
     timeout: Option<Duration>,
 ) -> Outcome {
@@ -912,17 +855,16 @@ fn classify(
         },
     };
     match status {
-        Some(s) if libc::WIFEXITED(s) => Outcome::Exited(libc::WEXITSTATUS(s)),
-        Some(s) if libc::WIFSIGNALED(s) => {
-            let signal = libc::WTERMSIG(s);
-            if killed || signal == libc::SIGALRM {
+        Some(WaitStatus::Exited(code)) => Outcome::Exited(code),
+        Some(WaitStatus::Signaled(number)) => {
+            if killed || number == SIGALRM {
                 timed_out(timeout)
             } else {
-                Outcome::Crashed(from_record(signal))
+                Outcome::Crashed(from_record(number))
             }
         }
         _ => match record {
-            Some(Reply::Crashed { signal, .. }) if signal == libc::SIGALRM => timed_out(timeout),
+            Some(Reply::Crashed { signal, .. }) if signal == SIGALRM => timed_out(timeout),
             Some(Reply::Crashed { signal, .. }) => Outcome::Crashed(from_record(signal)),
             Some(Reply::Exited { status }) => Outcome::Exited(status),
             _ if killed => timed_out(timeout),
