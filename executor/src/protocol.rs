@@ -1389,49 +1389,7 @@ mod tests {
 
     #[test]
     fn replies_round_trip_and_truncations_are_refused() {
-        for r in [
-            Reply::Hello {
-                magic: MAGIC,
-                version: VERSION,
-                page_size: 4096,
-                target: "x86_64-unknown-linux-gnu".into(),
-                capabilities: capability::SNAPSHOT,
-                pid: 42,
-            },
-            Reply::Ok,
-            Reply::Error {
-                code: ErrorCode::Memory,
-                message: "no".into(),
-            },
-            Reply::Reserved {
-                base: 0x7000_0000,
-                shm_fd: -1,
-            },
-            Reply::Bytes { bytes: vec![1] },
-            Reply::Symbols {
-                symbols: vec![SymbolInfo {
-                    kind: SymbolKind::InterposerPassDso,
-                    arg: 1,
-                    address: 0x1234,
-                    size: 0,
-                }],
-            },
-            Reply::Done { value: 3 },
-            Reply::Removed { position: 0 },
-            Reply::Crashed {
-                signal: 11,
-                code: 1,
-                fault_address: 0,
-                pc: 0x1000,
-                stack_overflow: false,
-            },
-            Reply::Exited { status: 42 },
-            Reply::Checkpoint {
-                pid: 77,
-                reason: CheckpointSkip::Taken,
-            },
-            Reply::Resumed { pid: 77 },
-        ] {
+        for r in every_reply() {
             round_trip_reply(r);
         }
     }

@@ -376,7 +376,7 @@ impl Session {
             self.discard(linked.memory);
             return Err(err);
         }
-        let description = describe(objects);
+        let description = linked.objects.clone();
         let emitted = Emitted {
             id,
             objects: &description,
@@ -849,7 +849,7 @@ impl Session {
     /// memory. When an undo fails the memory is kept: something may still
     /// point into it.
     fn release(&mut self, module: Module) -> Result<(), LinkError> {
-        plugins::undo_all(module.registrations, &mut *self.executor)?;
+        plugins::undo_all(&mut self.plugins, module.registrations, &mut *self.executor)?;
         let (base, size) = module.memory;
         let size = size.div_ceil(self.page()) * self.page();
         self.executor.release(base, size)?;
@@ -941,7 +941,11 @@ mod tests {
     /// A plugin that logs every module it is told of and every undo, and
     /// reads the module's first bytes when undoing (which faults if its
     /// memory were already released).
-    struct Logger(std::rc::Rc<std::cell::RefCell<Vec<String>>>);
+    struct Logger {
+        log: std::rc::Rc<std::cell::RefCell<Vec<String>>>,
+        /// (base, module id, first bytes) of each module registered.
+        live: Vec<(u64, u32, Vec<u8>)>,
+    }
 
     impl LinkPlugin for Logger {
         fn name(&self) -> &'static str {
@@ -952,17 +956,26 @@ mod tests {
             &mut self,
             executor: &mut dyn Executor,
             module: &Emitted<'_>,
-        ) -> Result<Option<Registration>, LinkError> {
+        ) -> Result<Option<u64>, LinkError> {
             let (base, id) = (module.memory.0, module.id);
             let first = executor.read(base, 4)?;
-            self.0.borrow_mut().push(format!("emitted {id}"));
-            let log = self.0.clone();
-            Ok(Some(Registration::new("logger", move |executor| {
-                let still = executor.read(base, 4)?;
-                log.borrow_mut()
-                    .push(format!("undone {id}, memory intact: {}", still == first));
-                Ok(())
-            })))
+            self.log.borrow_mut().push(format!("emitted {id}"));
+            self.live.push((base, id, first));
+            Ok(Some(base))
+        }
+
+        fn removing(&mut self, executor: &mut dyn Executor, base: u64) -> Result<(), LinkError> {
+            let at = self
+                .live
+                .iter()
+                .position(|m| m.0 == base)
+                .expect("registered");
+            let (_, id, first) = self.live.remove(at);
+            let still = executor.read(base, 4)?;
+            self.log
+                .borrow_mut()
+                .push(format!("undone {id}, memory intact: {}", still == first));
+            Ok(())
         }
     }
 
@@ -973,7 +986,10 @@ mod tests {
     fn plugin_registrations_are_undone_before_memory_is_released() {
         let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
         let mut session = Session::new(SessionConfig::default()).unwrap();
-        session.add_plugin(Box::new(Logger(log.clone())));
+        session.add_plugin(Box::new(Logger {
+            log: log.clone(),
+            live: Vec::new(),
+        }));
         let code = |name: &str| {
             elf(
                 "p.o",

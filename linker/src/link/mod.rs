@@ -103,6 +103,8 @@ pub struct LinkRequest<'s> {
 
 /// A linked load, ready to be written to the executor.
 pub struct LinkedModule {
+    /// The module's objects, for messages (the request's).
+    pub objects: Arc<str>,
     pub memory: (u64, u64),
     /// The module's bytes from `memory.0`, relocated (trailing zero pages
     /// trimmed: the executor's fresh pages are zero). Empty when the module
@@ -195,6 +197,7 @@ fn write_module(
     let used = image.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     image.truncate(used);
     Ok(LinkedModule {
+        objects: resolver.req.objects.clone(),
         memory: (base, layout.total),
         image,
         segments: layout

@@ -141,6 +141,17 @@ fn link_alone(name: &str, bytes: &[u8]) -> Result<super::LinkedModule, LinkError
 
 const BASE: u64 = 0x5555_0000_0000;
 
+/// Where the module put its export `name`.
+fn export_address(linked: &super::LinkedModule, name: &str) -> u64 {
+    linked
+        .exports
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("`{name}` is exported"))
+        .1
+        .address
+}
+
 #[test]
 fn an_elf_object_links_into_a_relocated_byte_image() {
     let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", SOURCE, &[]);
@@ -176,15 +187,7 @@ fn an_elf_object_links_into_a_relocated_byte_image() {
         linked.memory.0, base,
         "the first allocation starts the slab"
     );
-    let address = |name: &str| {
-        linked
-            .exports
-            .iter()
-            .find(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("`{name}` is exported"))
-            .1
-            .address
-    };
+    let address = |name: &str| export_address(&linked, name);
     let (f, g, table) = (address("f"), address("g"), address("table"));
     assert_eq!(g, f + 16, "call (5) + movabs (10) + ret (1)");
     let image = &linked.image;
@@ -326,15 +329,7 @@ fn long_chains_of_alternate_names_resolve_to_their_end() {
         "the table refers to both chains' starts"
     );
     let linked = link_alone("chains.obj", &bytes).expect("the chains resolve");
-    let address = |name: &str| {
-        linked
-            .exports
-            .iter()
-            .find(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("`{name}` is exported"))
-            .1
-            .address
-    };
+    let address = |name: &str| export_address(&linked, name);
     let table = address("table") - BASE;
     let ends = [address(&format!("w{LINKS}")), address(&format!("a{LINKS}"))];
     let slots = [

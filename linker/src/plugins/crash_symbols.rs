@@ -2,7 +2,7 @@
 //! executor, so a crash record names `symbol+offset` in the module, and
 //! withdrawn before its memory goes.
 
-use super::{Emitted, LinkPlugin, Registration};
+use super::{Emitted, LinkPlugin};
 use crate::error::LinkError;
 use crate::executors::Executor;
 
@@ -17,12 +17,14 @@ impl LinkPlugin for CrashSymbols {
         &mut self,
         executor: &mut dyn Executor,
         module: &Emitted<'_>,
-    ) -> Result<Option<Registration>, LinkError> {
+    ) -> Result<Option<u64>, LinkError> {
         let base = module.memory.0;
         executor.add_crash_symbols(base, module.crash_symbols);
-        Ok(Some(Registration::new(self.name(), move |executor| {
-            executor.remove_crash_symbols(base);
-            Ok(())
-        })))
+        Ok(Some(base))
+    }
+
+    fn removing(&mut self, executor: &mut dyn Executor, base: u64) -> Result<(), LinkError> {
+        executor.remove_crash_symbols(base);
+        Ok(())
     }
 }

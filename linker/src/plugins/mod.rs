@@ -2,9 +2,10 @@
 //! (before its initializers run) and may register something for it with
 //! the executor: unwind frames, crash symbols, and later debugger and
 //! profiler records. What a plugin registers comes back as a
-//! [`Registration`], which the session undoes, newest first, before the
-//! module's memory is released, on every path (removal, replacement,
-//! session end, a failed load). A new plugin is one file here and one line
+//! [`Registration`] (the plugin and a token), which the session undoes
+//! through [`LinkPlugin::removing`], newest first, before the module's
+//! memory is released, on every path (removal, replacement, session end,
+//! a failed load). A new plugin is one file here and one line
 //! in [`default_plugins`].
 
 mod crash_symbols;
@@ -29,54 +30,31 @@ pub struct Emitted<'m> {
     pub crash_symbols: &'m [CrashSymbol],
 }
 
-/// A plugin: told of every module once it is emitted.
+/// A plugin: told of every module once it is emitted, and again before
+/// its memory is released.
 pub trait LinkPlugin {
     fn name(&self) -> &'static str;
 
-    /// Registers what the plugin needs for `module`; `None` when it
-    /// registered nothing.
+    /// Registers what the plugin needs for `module`. Returns the token
+    /// [`LinkPlugin::removing`] is given back to undo it (an address, a
+    /// key of the plugin's own), or `None` when it registered nothing.
     fn emitted(
         &mut self,
         executor: &mut dyn Executor,
         module: &Emitted<'_>,
-    ) -> Result<Option<Registration>, LinkError>;
+    ) -> Result<Option<u64>, LinkError>;
+
+    /// Undoes the registration `emitted` returned `token` for.
+    fn removing(&mut self, executor: &mut dyn Executor, token: u64) -> Result<(), LinkError>;
 }
 
-type Undo = Box<dyn FnOnce(&mut dyn Executor) -> Result<(), LinkError>>;
-
-/// Something a plugin registered for one module, with how to undo it.
+/// Something a plugin registered for one module: which plugin (its place
+/// in the session's list) and the token that undoes it. A plain value, so
+/// a load costs no allocation per plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Registration {
-    plugin: &'static str,
-    undo: Undo,
-}
-
-impl Registration {
-    pub fn new(
-        plugin: &'static str,
-        undo: impl FnOnce(&mut dyn Executor) -> Result<(), LinkError> + 'static,
-    ) -> Self {
-        Registration {
-            plugin,
-            undo: Box::new(undo),
-        }
-    }
-
-    /// The plugin that registered it.
-    pub fn plugin(&self) -> &'static str {
-        self.plugin
-    }
-
-    pub fn undo(self, executor: &mut dyn Executor) -> Result<(), LinkError> {
-        (self.undo)(executor)
-    }
-}
-
-impl std::fmt::Debug for Registration {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registration")
-            .field("plugin", &self.plugin)
-            .finish_non_exhaustive()
-    }
+    plugin: usize,
+    token: u64,
 }
 
 /// The plugins every session runs, in registration order.
@@ -95,12 +73,12 @@ pub fn register_all(
     module: &Emitted<'_>,
 ) -> Result<Vec<Registration>, LinkError> {
     let mut done = Vec::with_capacity(plugins.len());
-    for plugin in plugins.iter_mut() {
-        match plugin.emitted(executor, module) {
-            Ok(registration) => done.extend(registration),
+    for (plugin, each) in plugins.iter_mut().enumerate() {
+        match each.emitted(executor, module) {
+            Ok(token) => done.extend(token.map(|token| Registration { plugin, token })),
             Err(err) => {
                 // The first error is the one to report.
-                let _ = undo_all(done, executor);
+                let _ = undo_all(plugins, done, executor);
                 return Err(err);
             }
         }
@@ -112,12 +90,13 @@ pub fn register_all(
 /// undone, and the first error is returned: the caller must then keep the
 /// module's memory (something may still point into it).
 pub fn undo_all(
+    plugins: &mut [Box<dyn LinkPlugin>],
     registrations: Vec<Registration>,
     executor: &mut dyn Executor,
 ) -> Result<(), LinkError> {
     let mut result = Ok(());
-    for registration in registrations.into_iter().rev() {
-        let undone = registration.undo(executor);
+    for Registration { plugin, token } in registrations.into_iter().rev() {
+        let undone = plugins[plugin].removing(executor, token);
         if result.is_ok() {
             result = undone;
         }

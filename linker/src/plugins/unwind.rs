@@ -2,7 +2,7 @@
 //! unwinder (`__register_frame`), so C++ exceptions and backtraces cross
 //! JIT'd frames, and deregistered before its memory goes.
 
-use super::{Emitted, LinkPlugin, Registration};
+use super::{Emitted, LinkPlugin};
 use crate::error::LinkError;
 use crate::executors::Executor;
 
@@ -17,13 +17,15 @@ impl LinkPlugin for UnwindFrames {
         &mut self,
         executor: &mut dyn Executor,
         module: &Emitted<'_>,
-    ) -> Result<Option<Registration>, LinkError> {
+    ) -> Result<Option<u64>, LinkError> {
         let Some(begin) = module.eh_frame else {
             return Ok(None);
         };
         executor.register_frames(begin)?;
-        Ok(Some(Registration::new(self.name(), move |executor| {
-            executor.deregister_frames(begin)
-        })))
+        Ok(Some(begin))
+    }
+
+    fn removing(&mut self, executor: &mut dyn Executor, begin: u64) -> Result<(), LinkError> {
+        executor.deregister_frames(begin)
     }
 }
