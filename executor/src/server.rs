@@ -662,8 +662,13 @@ impl Server {
 
     fn release(&mut self, address: u64, size: u64) -> Handled {
         let page = self.page;
-        let slab = self.slab_for(address, size, true)?;
+        self.slab_for(address, size, true)?;
         let size = size.next_multiple_of(page);
+        // Frames still registered in the range are deregistered first: the
+        // unwinder reads them later (at the next unwind, at exit), and
+        // released pages fault.
+        self.deregister_frames_in(address, size);
+        let slab = self.slab_for(address, size, true)?;
         // SAFETY: as for `protect`; the controller releases only memory no
         // live module uses.
         let result = unsafe {
@@ -721,6 +726,15 @@ impl Server {
             .map_err(|e| error(ErrorCode::Unwind, e.to_string()))?;
         self.frames.insert(address, frames);
         Ok(Reply::Ok)
+    }
+
+    /// Deregisters every registration whose frames start in
+    /// `[address, address + size)`.
+    fn deregister_frames_in(&mut self, address: u64, size: u64) {
+        let mut inside = self.frames.split_off(&address);
+        let mut after = inside.split_off(&address.saturating_add(size));
+        self.frames.append(&mut after);
+        drop(inside);
     }
 
     /// `DeregisterFrames`: only what `RegisterFrames` registered.

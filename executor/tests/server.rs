@@ -435,6 +435,58 @@ fn pipe_transport_serves_a_session() {
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
 
+/// A minimal `.eh_frame` at `at`: one CIE and one FDE covering
+/// `[code, code + len)`, then the zero terminator.
+fn eh_frame(at: u64, code: u64, len: u32) -> Vec<u8> {
+    let mut frame = Vec::new();
+    // CIE: id 0, version 1, "zR", code align 1, data align -8, return
+    // address column 16, FDE pointers pc-relative sdata4; CFA = rsp + 8,
+    // return address at CFA - 8.
+    frame.extend_from_slice(&20u32.to_le_bytes());
+    frame.extend_from_slice(&[0, 0, 0, 0, 1, b'z', b'R', 0, 1, 0x78, 0x10, 1, 0x1b]);
+    frame.extend_from_slice(&[0x0c, 0x07, 0x08, 0x90, 0x01, 0, 0]);
+    // FDE: CIE pointer (back to offset 0), pc_begin, pc_range, no
+    // augmentation data, padding.
+    frame.extend_from_slice(&16u32.to_le_bytes());
+    frame.extend_from_slice(&28u32.to_le_bytes());
+    let pc_field = at + frame.len() as u64;
+    frame.extend_from_slice(&((code.wrapping_sub(pc_field)) as u32).to_le_bytes());
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame
+}
+
+/// Releasing memory whose frames are still registered deregisters them
+/// first: the unwinder must never read released pages (at the next
+/// unwind, or at exit).
+#[test]
+fn releasing_registered_frames_deregisters_them_first() {
+    start("releasing_registered_frames_deregisters_them_first");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.hello(Recovery::None, b"");
+    let page = page_size();
+    let (base, _) = conn.reserve(1 << 20, false);
+    conn.load_code(base + page, ADD);
+    conn.write(base, &eh_frame(base, base + page, ADD.len() as u32));
+    conn.protect(base, page, Prot::ReadOnly);
+    conn.ok(&Request::RegisterFrames { address: base });
+    assert_eq!(conn.call_value(base + page, [2, 3, 0, 0, 0, 0]), 5);
+    conn.ok(&Request::Release {
+        address: base,
+        size: 2 * page,
+    });
+    let reply = conn.request(&Request::DeregisterFrames { address: base });
+    expect_error(reply, ErrorCode::Unwind, "no frames are registered");
+    conn.ok(&Request::Shutdown);
+    conn.expect_eof();
+    let status = wait_with_timeout(&mut child);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
 #[test]
 fn crash_is_recorded_then_the_executor_dies_of_the_signal() {
     start("crash_is_recorded_then_the_executor_dies_of_the_signal");
