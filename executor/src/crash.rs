@@ -188,6 +188,57 @@ pub fn install_crash_reporter() {
     });
 }
 
+/// The exit status of a run stopped by [`arm_run_timeout`], as
+/// `timeout(1)` gives.
+pub const TIMED_OUT_STATUS: i32 = 124;
+
+/// How [`arm_run_timeout`]'s limit reads in its report (`10s`).
+static TIMEOUT_TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Bounds the rest of this process's run (in-process mode): after
+/// `after`, `SIGALRM` interrupts whatever runs, the report names where
+/// (`solder: timed out after 10s, pc 0x… in main+0x1c`), and the process
+/// exits at once with [`TIMED_OUT_STATUS`], as `timeout(1)` ends a
+/// program: no handler or deinitializer runs, since JIT'd code stopped at
+/// an arbitrary instruction cannot be resumed safely. `text` is the limit
+/// as the user wrote it. Call once, after [`install_crash_reporter`].
+pub fn arm_run_timeout(after: std::time::Duration, text: &str) -> std::io::Result<()> {
+    let _ = TIMEOUT_TEXT.set(text.to_string());
+    // SAFETY: the timeout reporter is async-signal-safe (see
+    // `TimeoutReporter`); the alternate stack is install_crash_reporter's.
+    unsafe { signal::handle_fatal::<TimeoutReporter>(signal::SIGALRM) }?;
+    process::set_alarm(after.max(std::time::Duration::from_micros(1)))
+}
+
+/// The run-timeout handler. Async-signal-safe like [`Reporter`]: a stack
+/// buffer, the lock-free symbol list, one `write(2)`, then `_exit`.
+struct TimeoutReporter;
+
+impl FatalSignalHandler for TimeoutReporter {
+    fn on_signal(context: &CrashContext) {
+        READERS.fetch_add(1, Ordering::AcqRel);
+        let mut out = Buffer::new();
+        out.push(b"solder: timed out after ");
+        out.push(
+            TIMEOUT_TEXT
+                .get()
+                .map_or("the limit", String::as_str)
+                .as_bytes(),
+        );
+        out.push(b", pc ");
+        out.hex(context.pc);
+        if let Some((name, offset)) = find_published(context.pc) {
+            out.push(b" in ");
+            out.push(name.as_bytes());
+            out.push(b"+");
+            out.hex(offset);
+        }
+        out.push(b"\n");
+        let _ = signal::write_in_handler(2, &out.bytes[..out.len]);
+        crate::sys::exit::exit_immediately(TIMED_OUT_STATUS);
+    }
+}
+
 /// The crash handler. Async-signal-safe: it formats into a stack buffer,
 /// searches the published symbol tables without locks, and writes with
 /// one `write(2)`; the signal wrappers it calls are async-signal-safe too.

@@ -3,11 +3,13 @@
 //! `solder run [OPTIONS] OBJ... [-- ARGS...]` links the objects in memory and
 //! runs `main(argc, argv, envp)` like a native program: stdio passes
 //! through, the exit status is the program's, a crash reports on stderr and
-//! dies of its signal (`128 + signal` in a shell), and a link or input error
-//! exits with 125 and a message naming object, section, offset and symbol.
+//! dies of its signal (`128 + signal` in a shell), a run stopped by
+//! `--timeout` exits with 124, and a link or input error exits with 125 and
+//! a message naming object, section, offset and symbol.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -69,6 +71,11 @@ struct RunArgs {
     /// the modules (`restart`).
     #[arg(long, value_name = "POLICY", value_parser = parse_recovery)]
     recovery: Option<Recovery>,
+    /// Stop the run (linking, initializers, `main`, deinitializers) after
+    /// this long (`500ms`, `10s`, `2m`; a bare number is seconds) and exit
+    /// with status 124, naming where it was running.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Option<Limit>,
     /// Relocatable objects (.o) to link as one module.
     #[arg(required = true, value_name = "OBJ")]
     objects: Vec<PathBuf>,
@@ -123,8 +130,51 @@ fn parse_recovery(text: &str) -> Result<Recovery> {
     }
 }
 
+/// A `--timeout`: the duration and how the user wrote it.
+#[derive(Debug, Clone)]
+struct Limit {
+    after: Duration,
+    text: String,
+}
+
+/// Parses `500ms`, `10s`, `2m`, `1h` or a bare number of seconds (`1.5`).
+fn parse_duration(text: &str) -> Result<Limit> {
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => bail!("unknown unit `{unit}` in `{text}` (use ms, s, m or h)"),
+    };
+    let value: f64 = number
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v > 0.0)
+        .with_context(|| format!("`{text}` is not a positive duration"))?;
+    let after = Duration::try_from_secs_f64(value * scale)
+        .with_context(|| format!("`{text}` is too long"))?;
+    Ok(Limit {
+        after,
+        text: text.to_string(),
+    })
+}
+
 fn run(args: RunArgs) -> Result<u8> {
     solder_executor::crash::install_crash_reporter();
+    if let Some(limit) = &args.timeout {
+        if !matches!(args.executor, ExecutorArg::InProcess) {
+            bail!(
+                "--timeout is not supported with an executor process yet; run in process, or \
+                 bound calls through the library's Session::call_with_timeout"
+            );
+        }
+        solder_executor::crash::arm_run_timeout(limit.after, &limit.text)
+            .context("cannot arm the --timeout timer")?;
+    }
     let executor = match &args.executor {
         ExecutorArg::InProcess => {
             if args.shm || args.recovery.is_some() {

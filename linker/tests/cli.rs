@@ -337,3 +337,71 @@ fn entry_runs_the_named_function() {
         );
     }
 }
+
+#[test]
+fn timeout_stops_a_spinning_run_with_status_124_naming_where() {
+    let test = "timeout_stops_a_spinning_run_with_status_124_naming_where";
+    for (compiler, source, printed) in [
+        ("cc", "spin.c", "spinning\n"),
+        ("clang", "spin.c", "spinning\n"),
+        ("cc", "spin_init.c", ""),
+    ] {
+        let object = fixture(compiler, source);
+        let started = std::time::Instant::now();
+        let output = solder(&["run", "--timeout", "300ms", path_str(&object)]);
+        let message = stderr(&output);
+        assert_eq!(
+            exit_of(&output),
+            (Some(124), None),
+            "{compiler}: stderr:\n{message}\n{}",
+            rerun(test)
+        );
+        assert!(
+            message.contains("timed out after 300ms") && message.contains(" in "),
+            "{compiler}: stderr must give the limit and where it ran:\n{message}\n{}",
+            rerun(test)
+        );
+        assert_eq!(
+            stdout(&output),
+            printed,
+            "{compiler} {source}\n{}",
+            rerun(test)
+        );
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(300),
+            "{compiler}: stopped before its limit\n{}",
+            rerun(test)
+        );
+    }
+    // A run that ends in time keeps its own status.
+    let object = fixture("cc", "exits.c");
+    let output = solder(&["run", "--timeout", "1m", path_str(&object)]);
+    let message = stderr(&output);
+    assert_eq!(
+        exit_of(&output),
+        (Some(42), None),
+        "{message}\n{}",
+        rerun(test)
+    );
+    // A bad duration, or an executor process, is refused up front.
+    for args in [
+        &["run", "--timeout", "soon", path_str(&object)][..],
+        &["run", "--timeout", "0s", path_str(&object)][..],
+        &[
+            "run",
+            "--timeout",
+            "1s",
+            "--executor",
+            "pipe",
+            path_str(&object),
+        ][..],
+    ] {
+        let output = solder(args);
+        assert_eq!(
+            exit_of(&output),
+            (Some(SOLDER_FAILED), None),
+            "{args:?}\n{}",
+            rerun(test)
+        );
+    }
+}
