@@ -14,7 +14,7 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::arch::x86_64::{JUMP_STUB, JUMP_STUB_DISP, JUMP_STUB_END};
+use crate::arch::machine::{JUMP_STUB, JUMP_STUB_DISP, JUMP_STUB_END};
 use crate::error::LinkError;
 use crate::executors::Executor;
 use crate::graph::Protection;

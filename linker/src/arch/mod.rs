@@ -49,8 +49,14 @@ pub trait Arch {
     }
 }
 
-/// The architecture Solder links for.
-pub type Machine = x86_64::X86_64;
+/// The architecture Solder links for: its folder, through which the rest
+/// of the linker reaches the architecture's relocation tables (`elf`,
+/// `macho`, `coff`) and instruction templates (`JUMP_STUB`, `dso_thunk`,
+/// the Microsoft x64 shim), and its [`Arch`] implementation. A new
+/// architecture's folder exports the same names; these two lines choose
+/// it.
+pub use x86_64 as machine;
+pub type Machine = machine::X86_64;
 
 /// The inputs of a relocation formula, as two's-complement values. Letters
 /// as in [`RelocOp`].

@@ -4,7 +4,7 @@
 
 use super::plan::Plan;
 use super::symbols::Common;
-use crate::arch::x86_64::{DSO_THUNK_SIZE, JUMP_STUB, WIN64_TO_SYSV_SHIM};
+use crate::arch::machine::{DSO_THUNK_SIZE, JUMP_STUB, WIN64_TO_SYSV_SHIM};
 use crate::error::LinkError;
 use crate::graph::*;
 

@@ -210,7 +210,7 @@ fn can_relax(data: &[u8], offset: u64, relax: Relax) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::x86_64::elf::{ElfReloc, elf_reloc};
+    use crate::arch::machine::elf::{ElfReloc, elf_reloc};
     use object::elf;
 
     fn kind(r_type: object::elf::RelocationType) -> RelocKind {

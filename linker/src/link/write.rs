@@ -6,8 +6,8 @@ use super::layout::Layout;
 use super::plan::{Plan, Via};
 use super::resolve::{Origin, Resolver, Target};
 use super::{DataBinding, site};
-use crate::arch::x86_64::elf::ABS64;
-use crate::arch::x86_64::{
+use crate::arch::machine::elf::ABS64;
+use crate::arch::machine::{
     self, DSO_THUNK_SIZE, JUMP_STUB, JUMP_STUB_DISP, JUMP_STUB_END, WIN64_TO_SYSV_SHIM,
     WIN64_TO_SYSV_SLOT,
 };
@@ -128,7 +128,7 @@ pub(super) fn write_got(plan: &Plan, at: &Addresses<'_>, memory: &mut [u8]) {
 
 /// Writes a rel32 displacement to `target` into `bytes[field..field + 4]`,
 /// for an instruction at `address` whose displacement counts from `end`.
-fn put_rel32(bytes: &mut [u8], (field, end): x86_64::Rel32Field, address: u64, target: u64) {
+fn put_rel32(bytes: &mut [u8], (field, end): machine::Rel32Field, address: u64, target: u64) {
     let disp = target as i64 - (address + end as u64) as i64;
     bytes[field..field + 4].copy_from_slice(&(disp as i32).to_le_bytes());
 }
@@ -147,7 +147,7 @@ pub(super) fn write_stubs(plan: &Plan, at: &Addresses<'_>, memory: &mut [u8]) {
     for (i, &(_, arg)) in plan.thunks.iter().enumerate() {
         let offset = layout.thunks + (i * DSO_THUNK_SIZE) as u64;
         let (mut bytes, fields) =
-            x86_64::dso_thunk(arg).expect("interposers use argument registers 0-3");
+            machine::dso_thunk(arg).expect("interposers use argument registers 0-3");
         let targets = [at.dso, at.got_entry(plan.thunk_slots[i])];
         for (field, target) in fields.into_iter().zip(targets) {
             put_rel32(&mut bytes, field, at.base + offset, target);

@@ -8,7 +8,7 @@ use object::read::coff::CoffHeader;
 
 use super::{Entry, Input};
 use crate::arch::RelocOp;
-use crate::arch::x86_64::coff::{CoffReloc, coff_reloc, implicit_addend};
+use crate::arch::machine::coff::{CoffReloc, coff_reloc, implicit_addend};
 use crate::error::{LinkError, Site};
 use crate::format::ObjectErrors;
 use crate::graph::*;

@@ -7,7 +7,7 @@ use object::elf;
 use object::read::elf::{Rela, SectionHeader};
 
 use super::{Input, Placed};
-use crate::arch::x86_64::elf::{ElfReloc, elf_reloc};
+use crate::arch::machine::elf::{ElfReloc, elf_reloc};
 use crate::error::{LinkError, Site, UnsupportedRelocation};
 use crate::format::ObjectErrors;
 use crate::graph::*;

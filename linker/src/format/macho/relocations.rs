@@ -9,7 +9,7 @@ use object::read::macho::Section as _;
 
 use super::{Input, LE, Raw};
 use crate::arch::RelocKind;
-use crate::arch::x86_64::macho::{MachOReloc, macho_reloc};
+use crate::arch::machine::macho::{MachOReloc, macho_reloc};
 use crate::error::{LinkError, Site, UnsupportedRelocation};
 use crate::format::ObjectErrors;
 use crate::graph::*;

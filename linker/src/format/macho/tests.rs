@@ -5,7 +5,7 @@
 //! else than the assembler did and computing what the linker would write.
 
 use super::*;
-use crate::arch::x86_64::macho::EH_FRAME_DELTA64;
+use crate::arch::machine::macho::EH_FRAME_DELTA64;
 use crate::arch::{Relax, RelocOp};
 use object::macho;
 use object::read::macho::{MachHeader, Section as _, Segment as _};

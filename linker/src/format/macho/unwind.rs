@@ -6,7 +6,7 @@
 
 use super::Raw;
 use super::relocations::Context;
-use crate::arch::x86_64::macho::{
+use crate::arch::machine::macho::{
     EH_FRAME_DELTA32, EH_FRAME_DELTA64, EH_FRAME_POINTER32, EH_FRAME_POINTER64,
 };
 use crate::error::LinkError;
