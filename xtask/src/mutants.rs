@@ -314,7 +314,8 @@ fn equivalent_mutants(doc: &Path) -> Result<BTreeSet<String>> {
             continue;
         };
         if let (true, Some(end)) = (in_section, cell.find("` |")) {
-            names.insert(cell[..end].to_string());
+            // A `|` inside a table cell is written `\|`.
+            names.insert(cell[..end].replace("\\|", "|"));
         }
     }
     Ok(names)
@@ -461,6 +462,26 @@ impl Score {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The equivalents table is read from its section only, with `\|`
+    /// in a cell read as the `|` of the mutant's name.
+    #[test]
+    fn equivalents_are_read_from_their_table() {
+        let doc =
+            std::env::temp_dir().join(format!("solder-xtask-equiv-{}.md", std::process::id()));
+        std::fs::write(
+            &doc,
+            "## Other\n| `not/this.rs: replace a` | no |\n## Equivalent mutants\n\
+             | mutant | why |\n|---|---|\n| `a/b.rs: replace \\| with ^ in f` | disjoint bits |\n",
+        )
+        .unwrap();
+        let names = equivalent_mutants(&doc).unwrap();
+        std::fs::remove_file(&doc).unwrap();
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            ["a/b.rs: replace | with ^ in f"]
+        );
+    }
 
     /// An `--iterate` run's outcomes update the record: earlier caught and
     /// unviable mutants stay as they were, missed ones get their new
