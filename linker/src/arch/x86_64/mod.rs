@@ -239,6 +239,35 @@ mod tests {
         assert!(outside.is_err());
     }
 
+    /// A rel32 reaches 2 GiB either way, less a 1 MiB margin kept for
+    /// addends: a target inside the margin goes through a stub.
+    #[test]
+    fn a_direct_reference_reaches_2_gib_less_the_addend_margin() {
+        let base = 1u64 << 40;
+        let reach = (1u64 << 31) - (1 << 20);
+        for (distance, reaches) in [
+            (0, true),
+            (reach - 1, true),
+            (reach, false),
+            ((1 << 31) - (1 << 19), false),
+            (1 << 31, false),
+        ] {
+            assert_eq!(
+                X86_64::reaches(base, 0, base - distance),
+                reaches,
+                "{distance:#x} below"
+            );
+            assert_eq!(
+                X86_64::reaches(base, 0, base + distance),
+                reaches,
+                "{distance:#x} above"
+            );
+        }
+        // From anywhere in the range: its far end counts too.
+        assert!(!X86_64::reaches(base, 0x1000, base - (reach - 0x800)));
+        assert!(X86_64::reaches(base, 0x1000, base - (reach - 0x1001)));
+    }
+
     #[test]
     fn relaxes_only_known_instruction_forms() {
         // mov 0(%rip), %rax with REX_GOTPCRELX at offset 3.
