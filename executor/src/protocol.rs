@@ -70,6 +70,32 @@ pub const MAX_BATCH: u32 = 4096;
 pub const BATCH_OVERHEAD: usize = 4 + 1 + 4;
 /// Longest token accepted in the handshake.
 pub const MAX_TOKEN: usize = 256;
+/// Why a token text (a token file, or the variable that holds a token)
+/// gives no usable token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token (its first line) is empty")]
+    Empty,
+    #[error("the token is longer than {MAX_TOKEN} bytes")]
+    TooLong,
+}
+
+/// The token a token file or variable holds: its first line, without the
+/// line's end (`\n` or `\r\n`). What follows the first line is ignored
+/// (a comment, say); an empty first line is an error, as is a token longer
+/// than [`MAX_TOKEN`]. Executor and controller read tokens this same way.
+pub fn parse_token(text: &[u8]) -> Result<Vec<u8>, TokenError> {
+    let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        return Err(TokenError::Empty);
+    }
+    if line.len() > MAX_TOKEN {
+        return Err(TokenError::TooLong);
+    }
+    Ok(line.to_vec())
+}
+
 /// Magic at the start of [`Reply::Hello`].
 pub const MAGIC: [u8; 4] = *b"SLDR";
 
@@ -994,6 +1020,31 @@ pub fn write_frame(writer: &mut impl Write, frame: &[u8]) -> Result<(), Protocol
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_is_the_first_line_without_its_end() {
+        assert_eq!(parse_token(b"s3cret").unwrap(), b"s3cret");
+        assert_eq!(parse_token(b"s3cret\n").unwrap(), b"s3cret");
+        assert_eq!(parse_token(b"s3cret\r\n").unwrap(), b"s3cret");
+        assert_eq!(parse_token(b"s3cret\r").unwrap(), b"s3cret");
+        assert_eq!(parse_token(b"s3cret\nsecond line\n").unwrap(), b"s3cret");
+        // Inner spaces and a lone inner `\r` are part of the token.
+        assert_eq!(parse_token(b" a b\rc \n").unwrap(), b" a b\rc ");
+        for empty in [&b""[..], b"\n", b"\r\n", b"\nsecond line\n"] {
+            assert_eq!(parse_token(empty), Err(TokenError::Empty), "{empty:?}");
+        }
+        let longest = vec![b'x'; MAX_TOKEN];
+        assert_eq!(parse_token(&longest).unwrap(), longest);
+        let mut long = vec![b'x'; MAX_TOKEN + 1];
+        assert_eq!(parse_token(&long), Err(TokenError::TooLong));
+        long.push(b'\n');
+        long[MAX_TOKEN] = b'\n';
+        assert_eq!(
+            parse_token(&long).unwrap(),
+            longest,
+            "the second line does not count"
+        );
+    }
 
     fn round_trip_request(r: Request) {
         let frame = r.encode();

@@ -13,7 +13,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::IntoRawFd;
 use std::path::{Path, PathBuf};
 
-use crate::protocol::{self, MAX_TOKEN, ProtocolError};
+use crate::protocol::{self, ProtocolError};
 use crate::sys;
 use crate::sys::process::{ForkResult, Pid};
 
@@ -36,10 +36,11 @@ pub enum TransportError {
     TokenRequired(SocketAddr),
     #[error("cannot read the token file {path}: {source}")]
     TokenFile { path: PathBuf, source: io::Error },
-    #[error("the token is empty")]
-    EmptyToken,
-    #[error("the token is longer than {MAX_TOKEN} bytes")]
-    TokenTooLong,
+    #[error("{origin}: {source}")]
+    BadToken {
+        origin: String,
+        source: protocol::TokenError,
+    },
     #[error("cannot write the ready file {path}: {source}")]
     ReadyFile { path: PathBuf, source: io::Error },
     #[error("{call} failed: {source}")]
@@ -199,35 +200,32 @@ pub fn die_with_parent(initial_parent: Pid) -> Result<(), TransportError> {
     Ok(())
 }
 
-/// The token for a listening executor: the first line of `file`, else
-/// [`TOKEN_ENV`] (which is then removed from the environment JIT'd code
-/// sees). `None` when neither is given.
+/// The token for a listening executor: the first line of `file` (see
+/// [`protocol::parse_token`]), else [`TOKEN_ENV`] read the same way (and
+/// then removed from the environment JIT'd code sees). `None` when neither
+/// is given.
 pub fn load_token(file: Option<&Path>) -> Result<Option<Vec<u8>>, TransportError> {
-    let mut token = match file {
-        Some(path) => std::fs::read(path).map_err(|source| TransportError::TokenFile {
-            path: path.to_path_buf(),
-            source,
-        })?,
+    let (text, origin) = match file {
+        Some(path) => (
+            std::fs::read(path).map_err(|source| TransportError::TokenFile {
+                path: path.to_path_buf(),
+                source,
+            })?,
+            path.display().to_string(),
+        ),
         None => match std::env::var_os(TOKEN_ENV) {
             Some(value) => {
                 // SAFETY: called from main before any thread exists, so no
                 // other thread reads the environment concurrently.
                 unsafe { std::env::remove_var(TOKEN_ENV) };
-                value.into_encoded_bytes()
+                (value.into_encoded_bytes(), format!("${TOKEN_ENV}"))
             }
             None => return Ok(None),
         },
     };
-    while matches!(token.last(), Some(b'\n' | b'\r')) {
-        token.pop();
-    }
-    if token.is_empty() {
-        return Err(TransportError::EmptyToken);
-    }
-    if token.len() > MAX_TOKEN {
-        return Err(TransportError::TokenTooLong);
-    }
-    Ok(Some(token))
+    protocol::parse_token(&text)
+        .map(Some)
+        .map_err(|source| TransportError::BadToken { origin, source })
 }
 
 /// What `--listen` was asked to do.
@@ -347,6 +345,44 @@ mod tests {
         assert!(!token_matches(b"s3cret", b""));
         assert!(token_matches(b"", b""));
         assert!(!token_matches(b"", b"x"));
+    }
+
+    #[test]
+    fn a_token_file_gives_its_first_line() {
+        let dir = std::env::temp_dir().join(format!("solder-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        for (text, expected) in [
+            (&b"s3cret"[..], &b"s3cret"[..]),
+            (b"s3cret\n", b"s3cret"),
+            (b"s3cret\r\n", b"s3cret"),
+            (b"s3cret\r\nanything else\n", b"s3cret"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let token = load_token(Some(&file)).unwrap();
+            assert_eq!(token.as_deref(), Some(expected), "{text:?}");
+        }
+        for text in [&b""[..], b"\n", b"\r\ns3cret\n"] {
+            std::fs::write(&file, text).unwrap();
+            let err = load_token(Some(&file)).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    TransportError::BadToken {
+                        source: protocol::TokenError::Empty,
+                        ..
+                    }
+                ),
+                "{text:?}: {err}"
+            );
+            assert!(err.to_string().contains("empty"), "{err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        let missing = load_token(Some(&dir.join("token"))).unwrap_err();
+        assert!(
+            matches!(missing, TransportError::TokenFile { .. }),
+            "{missing}"
+        );
     }
 
     #[test]

@@ -909,7 +909,8 @@ fn tcp_once_serves_a_call() {
 fn tcp_token_is_checked_per_connection() {
     start("tcp_token_is_checked_per_connection");
     let token = temp_path("token");
-    std::fs::write(&token, "s3cret\n").unwrap();
+    // The token is the first line, without its `\r\n`.
+    std::fs::write(&token, "s3cret\r\nthe second line is not the token\n").unwrap();
     let (mut child, addr) = listen(&["--token-file", token.to_str().unwrap()]);
     let _ = std::fs::remove_file(&token);
 
@@ -944,6 +945,25 @@ fn tcp_token_is_checked_per_connection() {
     );
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[test]
+fn a_token_file_with_an_empty_first_line_is_refused() {
+    start("a_token_file_with_an_empty_first_line_is_refused");
+    let token = temp_path("token");
+    for text in ["", "\n", "\r\ns3cret\n"] {
+        std::fs::write(&token, text).unwrap();
+        let output = Command::new(EXE)
+            .args(["--listen", "127.0.0.1:0", "--token-file"])
+            .arg(&token)
+            .env_remove("SOLDER_EXECUTOR_TOKEN")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{text:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("empty"), "{text:?}: {stderr}");
+    }
+    let _ = std::fs::remove_file(&token);
 }
 
 #[test]

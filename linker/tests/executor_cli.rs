@@ -151,7 +151,7 @@ impl Listener {
             .stdout(std::fs::File::create(&stdout_file).unwrap());
         if let Some(token) = token {
             let file = dir.join(format!("{name}.token"));
-            std::fs::write(&file, token).unwrap();
+            std::fs::write(&file, format!("{token}\nnot part of the token\n")).unwrap();
             command.arg("--token-file").arg(file);
         }
         // Owned by the Listener at once, so a failed start still kills it.
@@ -252,10 +252,22 @@ fn tcp_token_is_required_and_checked() {
             rerun(test)
         );
     }
-    let output = run(Some("s3cret"));
-    assert_eq!(
-        output.status.code(),
-        Some(3),
+    // Both sides read the first line, without its end: the listener's file
+    // holds `s3cret\n` and more, the variable may end in `\r\n`.
+    for right in ["s3cret", "s3cret\n", "s3cret\r\nsecond line"] {
+        let output = run(Some(right));
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{right:?}: {}\n{}",
+            stderr(&output),
+            rerun(test)
+        );
+    }
+    let output = run(Some("\ns3cret"));
+    assert_eq!(output.status.code(), Some(125), "{}", rerun(test));
+    assert!(
+        stderr(&output).contains("SOLDER_EXECUTOR_TOKEN") && stderr(&output).contains("empty"),
         "{}\n{}",
         stderr(&output),
         rerun(test)

@@ -29,9 +29,10 @@ Runs JIT'd code for a Solder controller (protocol version 3).
   --listen ADDR       serve controllers over TCP on ADDR (IP:PORT, or a bare
                       PORT for 127.0.0.1:PORT), one forked process per
                       connection
-  --token-file PATH   the token controllers must present (first line of
-                      PATH); default: $SOLDER_EXECUTOR_TOKEN. Required when
-                      ADDR is not a loopback address
+  --token-file PATH   the token controllers must present: the first line of
+                      PATH without its line end (default: the first line
+                      of $SOLDER_EXECUTOR_TOKEN). Required when ADDR is not
+                      a loopback address
   --ready-file PATH   once listening, write the bound address to PATH
   --once              serve the first connection only, then exit
   --help              print this help

@@ -466,11 +466,11 @@ impl Remote {
         }
         self.pid = pid;
         self.page = page_size;
-        let token = std::env::var("SOLDER_EXECUTOR_TOKEN").unwrap_or_default();
+        let token = controller_token()?;
         self.request(&Request::Hello {
             version: protocol::VERSION,
             recovery: self.config.recovery,
-            token: token.into_bytes(),
+            token,
         })
         .map_err(|e| match e {
             LinkError::Executor(m) => {
@@ -787,6 +787,18 @@ impl Remote {
                 at += page;
             }
         }
+    }
+}
+
+/// The token this controller presents: the first line of
+/// `SOLDER_EXECUTOR_TOKEN`, read as the executor reads its token file or
+/// variable ([`protocol::parse_token`]); empty when the variable is unset
+/// or empty.
+fn controller_token() -> Result<Vec<u8>, LinkError> {
+    match std::env::var_os(transport::TOKEN_ENV) {
+        Some(value) if !value.is_empty() => protocol::parse_token(value.as_encoded_bytes())
+            .map_err(|e| LinkError::Executor(format!("{}: {e}", transport::TOKEN_ENV))),
+        _ => Ok(Vec::new()),
     }
 }
 
