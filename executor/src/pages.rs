@@ -8,7 +8,7 @@
 //! then read-execute, read-only or read-write — never writable and
 //! executable at once.
 
-use crate::protocol::{PlacementCode, Prot};
+use crate::protocol::{LOWEST_SLAB_ADDRESS, PlacementCode, Prot};
 use crate::sys;
 
 /// The span a rel32 displacement reaches, with a margin for addends.
@@ -35,6 +35,12 @@ pub enum PageError {
     },
     #[error("the slab size must be positive")]
     Empty,
+    #[error(
+        "a slab at {base:#x} would cover part of the first 64 KiB (below {:#x}), where \
+         null-pointer accesses must fault",
+        LOWEST_SLAB_ADDRESS
+    )]
+    TooLow { base: u64 },
 }
 
 impl PageError {
@@ -53,14 +59,38 @@ pub fn page_size() -> u64 {
     sys::memory::page_size()
 }
 
+/// Refuses a slab starting below [`LOWEST_SLAB_ADDRESS`].
+pub fn refuse_low(base: u64) -> Result<(), PageError> {
+    if base < LOWEST_SLAB_ADDRESS {
+        return Err(PageError::TooLow { base });
+    }
+    Ok(())
+}
+
 /// Reserves `size` bytes (rounded up to pages) of inaccessible, uncommitted
-/// address space. Returns the base.
+/// address space. Returns the base, never below [`LOWEST_SLAB_ADDRESS`]: a
+/// fixed address there is refused before anything is mapped, and a
+/// reservation the kernel placed there is undone and refused.
 pub fn reserve(size: u64, placement: PlacementCode, address: u64) -> Result<u64, PageError> {
     let page = page_size();
     let size = size.div_ceil(page) * page;
     if size == 0 {
         return Err(PageError::Empty);
     }
+    if placement == PlacementCode::Fixed {
+        refuse_low(address)?;
+    }
+    let base = place(size, placement, address, page)?;
+    if let Err(err) = refuse_low(base) {
+        // SAFETY: the reservation was just made; nothing uses it.
+        unsafe { unreserve(base, size) };
+        return Err(err);
+    }
+    Ok(base)
+}
+
+/// Reserves `size` bytes (page-rounded, positive) where `placement` asks.
+fn place(size: u64, placement: PlacementCode, address: u64, page: u64) -> Result<u64, PageError> {
     let failed = |at: String| move |reason| PageError::Reserve { size, at, reason };
     match placement {
         PlacementCode::Fixed => {
@@ -286,6 +316,22 @@ mod tests {
             assert_eq!(bytes[0], 7);
             unreserve(base, size);
         }
+    }
+
+    #[test]
+    fn slabs_in_the_first_64_kib_are_refused() {
+        for address in [0, 0x1000, LOWEST_SLAB_ADDRESS - page_size()] {
+            let err = reserve(1 << 20, PlacementCode::Fixed, address).unwrap_err();
+            assert!(
+                matches!(err, PageError::TooLow { base } if base == address),
+                "{err}"
+            );
+            assert!(err.to_string().contains("64 KiB"), "{err}");
+        }
+        // A base the kernel picked is checked the same way.
+        assert!(matches!(refuse_low(0), Err(PageError::TooLow { base: 0 })));
+        assert!(refuse_low(LOWEST_SLAB_ADDRESS - 1).is_err());
+        assert!(refuse_low(LOWEST_SLAB_ADDRESS).is_ok());
     }
 
     #[test]

@@ -96,6 +96,11 @@ pub fn parse_token(text: &[u8]) -> Result<Vec<u8>, TokenError> {
     Ok(line.to_vec())
 }
 
+/// The lowest address a slab may start at: `Reserve` refuses anything in
+/// the first 64 KiB (Linux's usual `vm.mmap_min_addr`), which stay
+/// unmapped so that null-pointer reads and calls keep faulting, even for
+/// root, who may map there.
+pub const LOWEST_SLAB_ADDRESS: u64 = 0x1_0000;
 /// Magic at the start of [`Reply::Hello`].
 pub const MAGIC: [u8; 4] = *b"SLDR";
 

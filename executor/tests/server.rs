@@ -740,6 +740,36 @@ fn wrong_version_is_refused() {
     expect_error_then_exit(&mut conn, &mut child, ErrorCode::Refused, "");
 }
 
+/// A slab in the first 64 KiB, where null-pointer accesses must fault, is
+/// refused whatever asks for it (root may map there), and the session goes
+/// on.
+#[test]
+fn reserve_refuses_the_first_64_kib() {
+    start("reserve_refuses_the_first_64_kib");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.hello(Recovery::None, b"");
+    let page = page_size();
+    for shared in [false, true] {
+        for address in [0, page, 0x1_0000 - page] {
+            let reply = conn.request(&Request::Reserve {
+                size: 4 * page,
+                placement: PlacementCode::Fixed,
+                address,
+                shared,
+            });
+            expect_error(reply, ErrorCode::Memory, "first 64 KiB");
+        }
+    }
+    // The refusals reserved nothing: a first reservation still works.
+    let (base, _) = conn.reserve(1 << 20, false);
+    assert!(base >= 0x1_0000, "{base:#x}");
+    conn.ok(&Request::Shutdown);
+    assert_eq!(wait_with_timeout(&mut child).code(), Some(0));
+}
+
 #[test]
 fn memory_errors_leave_the_session_usable() {
     start("memory_errors_leave_the_session_usable");
