@@ -150,14 +150,15 @@ pub unsafe fn protect(start: u64, size: u64, prot: Prot) -> Result<(), PageError
         .map_err(|reason| PageError::call("mprotect", start, size, reason))
 }
 
-/// Discards the pages of a private anonymous range (they read as zero
-/// afterwards) and makes them inaccessible.
+/// Discards the pages of a private range and makes them inaccessible: an
+/// anonymous range reads as zero afterwards, a private file mapping (a
+/// shared slab) as the file does.
 ///
 /// # Safety
 /// As for [`protect`]; nothing may use the range's contents afterwards.
 pub unsafe fn release(start: u64, size: u64) -> Result<(), PageError> {
-    // SAFETY: guaranteed by the caller; discarding private anonymous pages
-    // only zeroes them.
+    // SAFETY: guaranteed by the caller; discarding private pages only drops
+    // this process's copies.
     unsafe {
         let _ = sys::memory::discard(start, size);
         protect(start, size, Prot::None)

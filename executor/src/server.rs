@@ -266,6 +266,11 @@ impl Server {
                 Ok(request) => request,
                 Err(status) => return status,
             };
+            // The controller opened the shared slab's memfd before asking
+            // anything else: the executor needs no descriptor of it.
+            if let Some(shared) = self.slab.as_mut().and_then(|s| s.shared.as_mut()) {
+                shared.close_descriptor();
+            }
             match self.handle(request) {
                 Outcome::Reply(reply) => send(&self.channel, &reply),
                 Outcome::Resumed => {}
@@ -574,9 +579,9 @@ impl Server {
 
     /// The slab, if `[address, address + size)` lies inside it (and
     /// `address` is page-aligned when `aligned`).
-    fn slab_for(&mut self, address: u64, size: u64, aligned: bool) -> Result<&mut Slab, Reply> {
+    fn slab_for(&self, address: u64, size: u64, aligned: bool) -> Result<&Slab, Reply> {
         let page = self.page;
-        let Some(slab) = &mut self.slab else {
+        let Some(slab) = &self.slab else {
             return Err(error(
                 ErrorCode::State,
                 "no reservation yet: send Reserve first",
@@ -617,64 +622,36 @@ impl Server {
 
     fn patch(&mut self, address: u64, restore: Prot, bytes: &[u8]) -> Handled {
         let page = self.page;
-        let slab = self.slab_for(address, bytes.len() as u64, false)?;
-        let memory = |message: String| error(ErrorCode::Memory, message);
+        self.slab_for(address, bytes.len() as u64, false)?;
         // SAFETY: as for `write`; the rounded-out pages stay inside the slab
-        // because its base and size are page multiples.
-        unsafe {
-            match &mut slab.shared {
-                None => {
-                    pages::patch(address, bytes, restore, page).map_err(|e| memory(e.to_string()))
-                }
-                Some(_) if bytes.is_empty() => Ok(()),
-                Some(shared) => {
-                    // Through `protect`, so restoring read-write makes the
-                    // pages private as a `Protect` would.
-                    pages::write(address, bytes, page).map_err(|e| memory(e.to_string()))?;
-                    let first = address & !(page - 1);
-                    let end = (address + bytes.len() as u64).next_multiple_of(page);
-                    shared
-                        .protect(first, end - first, restore)
-                        .map_err(|e| memory(e.to_string()))
-                }
-            }
-        }
-        .map(|()| Reply::Ok)
+        // because its base and size are page multiples. In a shared slab the
+        // written pages become the executor's private copies.
+        unsafe { pages::patch(address, bytes, restore, page) }
+            .map(|()| Reply::Ok)
+            .map_err(|e| error(ErrorCode::Memory, e.to_string()))
     }
 
     fn protect(&mut self, address: u64, size: u64, prot: Prot) -> Handled {
-        let slab = self.slab_for(address, size, true)?;
+        self.slab_for(address, size, true)?;
         // SAFETY: a page-aligned range inside the reservation (checked
         // above; the slab's end is page-aligned, so rounding the size up
-        // stays inside), which no Rust reference points into.
-        let result = unsafe {
-            match &mut slab.shared {
-                None => pages::protect(address, size, prot).map_err(|e| e.to_string()),
-                Some(shared) => shared
-                    .protect(address, size, prot)
-                    .map_err(|e| e.to_string()),
-            }
-        };
-        result
+        // stays inside), which no Rust reference points into. A shared
+        // slab is a private mapping: mprotect never makes the file writable.
+        unsafe { pages::protect(address, size, prot) }
             .map(|()| Reply::Ok)
-            .map_err(|e| error(ErrorCode::Memory, e))
+            .map_err(|e| error(ErrorCode::Memory, e.to_string()))
     }
 
     fn release(&mut self, address: u64, size: u64) -> Handled {
         let page = self.page;
-        let slab = self.slab_for(address, size, true)?;
+        self.slab_for(address, size, true)?;
         let size = size.next_multiple_of(page);
         // SAFETY: as for `protect`; the controller releases only memory no
-        // live module uses.
-        let result = unsafe {
-            match &mut slab.shared {
-                None => pages::release(address, size).map_err(|e| e.to_string()),
-                Some(shared) => shared.release(address, size).map_err(|e| e.to_string()),
-            }
-        };
-        result
+        // live module uses. In a shared slab this drops the executor's
+        // private copies; the file is the controller's to clear.
+        unsafe { pages::release(address, size) }
             .map(|()| Reply::Ok)
-            .map_err(|e| error(ErrorCode::Memory, e))
+            .map_err(|e| error(ErrorCode::Memory, e.to_string()))
     }
 
     fn lookup(&mut self, names: &[String]) -> Handled {

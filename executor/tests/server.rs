@@ -1072,17 +1072,129 @@ fn shared_memory_code_is_shared_and_data_is_private() {
         [0; 8],
         "the controller's view must not see the executor's data write"
     );
-    // Released pages are zero in both views.
+    // Releasing: the controller clears the file (only it can write it),
+    // the executor drops its private copies; both then read zero.
+    sys::memory::punch_hole(view_file.as_fd(), page, page).expect("punching a hole");
     conn.ok(&Request::Release {
-        address: base,
+        address: data,
         size: page,
     });
-    assert_eq!(view[..ADD.len()], [0; 7]);
+    conn.protect(data, page, Prot::ReadOnly);
+    assert_eq!(conn.read(data + 8, 8), [0; 8], "the private copy is gone");
+    assert_eq!(view[page as usize], 0);
 
     conn.ok(&Request::Shutdown);
     assert_eq!(wait_with_timeout(&mut child).code(), Some(0));
     // SAFETY: unmapping the view mapped above, which nothing uses now.
     unsafe { sys::memory::unmap(view.as_mut_ptr() as u64, size) }.expect("unmapping the view");
+}
+
+/// `/proc/PID/fd` entries of process `pid` that are the shared slab's
+/// memfd.
+fn slab_descriptors(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("listing the executor's descriptors")
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let target = std::fs::read_link(entry.path()).ok()?;
+            let target = target.to_string_lossy().into_owned();
+            target
+                .contains("solder-slab")
+                .then(|| format!("{} -> {target}", entry.file_name().to_string_lossy()))
+        })
+        .collect()
+}
+
+/// The lines of `/proc/PID/maps` that map the shared slab's memfd.
+fn slab_mappings(pid: u32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .expect("reading the executor's mappings")
+        .lines()
+        .filter(|line| line.contains("solder-slab"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// With a shared slab the executor keeps no writable alias of its code:
+/// once the controller has opened the memfd the executor holds no
+/// descriptor of it (none to write through, none to reopen read-write
+/// through `/proc/self/fd`), and maps it only privately, code pages not
+/// writable.
+#[test]
+fn shared_memory_leaves_the_executor_no_writable_alias() {
+    start("shared_memory_leaves_the_executor_no_writable_alias");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    let pid = conn.hello(Recovery::Snapshot, b"");
+    let size = 1u64 << 20;
+    let page = page_size();
+    let (base, shm_fd) = conn.reserve(size, true);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{pid}/fd/{shm_fd}"))
+        .expect("opening the executor's memfd right after Reserved");
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(ADD, 0).unwrap();
+    file.write_all_at(STORE, 64).unwrap();
+    // Any next request: the executor has given up its descriptor.
+    conn.protect(base, page, Prot::ReadExecute);
+    assert_eq!(slab_descriptors(pid), Vec::<String>::new());
+    let reopen = format!("/proc/{pid}/fd/{shm_fd}");
+    assert!(
+        std::fs::read_link(&reopen).is_err(),
+        "{reopen} must not exist any more"
+    );
+    // Data: written by the executor, so its own private copy.
+    let data = base + page;
+    conn.protect(data, page, Prot::ReadWrite);
+    // Checkpoints are taken: no mapping is shared and writable.
+    for (address, args, value) in [
+        (base, [2, 3, 0, 0, 0, 0], Some(5)),
+        (base + 64, [data, 0x77, 0, 0, 0, 0], None),
+    ] {
+        conn.call(address, args, 0);
+        assert!(
+            matches!(
+                conn.recv(),
+                Reply::Checkpoint {
+                    reason: CheckpointSkip::Taken,
+                    ..
+                }
+            ),
+            "a checkpoint before the call"
+        );
+        match conn.recv() {
+            Reply::Done { value: got } => assert!(value.is_none_or(|v| v == got), "{got}"),
+            other => panic!("expected Done, got {other:?}"),
+        }
+    }
+    assert_eq!(conn.read(data, 1), [0x77]);
+    let mut byte = [1u8];
+    file.read_exact_at(&mut byte, page).unwrap();
+    assert_eq!(byte, [0], "the executor's data write stays private");
+    let mappings = slab_mappings(pid);
+    assert!(!mappings.is_empty(), "the slab is mapped");
+    for line in &mappings {
+        let perms = line.split_whitespace().nth(1).expect("a permissions field");
+        assert!(
+            perms.ends_with('p'),
+            "every mapping of the memfd is private: {line}"
+        );
+        let start = u64::from_str_radix(line.split('-').next().unwrap(), 16).unwrap();
+        if start <= base && base < start + page {
+            assert_eq!(perms, "r-xp", "the code page: {line}");
+        }
+    }
+    assert_eq!(
+        slab_descriptors(pid),
+        Vec::<String>::new(),
+        "nor does a call (or its checkpoint) bring one back"
+    );
+    conn.ok(&Request::Shutdown);
+    assert_eq!(wait_with_timeout(&mut child).code(), Some(0));
 }
 
 #[test]

@@ -266,8 +266,13 @@ impl Connection {
 }
 
 /// The controller's handle on a shared slab: the executor's memfd, opened
-/// here and written with `pwrite`. The controller maps none of the
-/// executor's memory, so no stray store of its own can reach JIT'd code.
+/// here (read-write, through `/proc/<pid>/fd/<n>`, right after `Reserved`)
+/// and written with `pwrite`. The controller maps none of the executor's
+/// memory, so no stray store of its own can reach JIT'd code. Once this
+/// descriptor is open the executor closes its own (at the next request)
+/// and keeps only a private mapping: this descriptor is the only writable
+/// way to the file, which is why the controller also clears released
+/// ranges ([`Remote::clear_shared`]).
 struct SharedSlab {
     /// Executor address of the slab's first byte.
     base: u64,
@@ -755,6 +760,35 @@ impl Remote {
         })
     }
 
+    /// Clears released memory in the shared slab's file (a hole: it reads
+    /// as zero), which only the controller can write: the executor's
+    /// `Release` drops its private copies, so the pages show the file
+    /// again. Nothing without a shared slab. New writes to the range wait
+    /// for the queued `Release` (see [`Remote::write_shared`]).
+    fn clear_shared(&mut self, address: u64, size: u64) -> Result<(), LinkError> {
+        let page = self.page;
+        let Some(slab) = self.shared.as_ref() else {
+            return Ok(());
+        };
+        let start = address & !(page - 1);
+        let end = address.saturating_add(size).div_ceil(page) * page;
+        let offset = start
+            .checked_sub(slab.base)
+            .filter(|&o| o + (end - start) <= slab.size)
+            .ok_or_else(|| {
+                LinkError::Memory(format!(
+                    "range {address:#x}+{size:#x} lies outside the shared slab"
+                ))
+            })?;
+        solder_executor::sys::memory::punch_hole(slab.file.as_fd(), offset, end - start).map_err(
+            |e| {
+                LinkError::Memory(format!(
+                    "clearing {size:#x} bytes at {address:#x} in the shared slab: {e}"
+                ))
+            },
+        )
+    }
+
     fn open_shared(&mut self, base: u64, size: u64, fd: i32) -> Result<(), LinkError> {
         let path = spawn::descriptor_path(self.pid, fd);
         let file = std::fs::OpenOptions::new()
@@ -984,7 +1018,7 @@ impl Executor for Remote {
     fn release(&mut self, address: u64, size: u64) -> Result<(), LinkError> {
         self.defer(&Request::Release { address, size }, Some((address, size)))?;
         self.note_protection(address, size, None);
-        Ok(())
+        self.clear_shared(address, size)
     }
 
     fn read(&mut self, address: u64, size: u64) -> Result<Vec<u8>, LinkError> {
