@@ -36,6 +36,8 @@ pub mod host;
 #[cfg(feature = "host")]
 pub mod lifecycle;
 #[cfg(feature = "host")]
+pub mod listener;
+#[cfg(feature = "host")]
 pub mod pages;
 #[cfg(feature = "host")]
 pub mod server;

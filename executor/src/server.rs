@@ -96,11 +96,36 @@ fn send_exited(status: c_int, flush: bool) {
     let _ = transport::write_all(REPLY_FD.load(Ordering::Acquire), &frame);
 }
 
-/// Serves one controller on `channel` until it leaves. `token` is the
-/// configured token (empty when none). Returns the exit status for the
-/// process; some paths (`exit` by JIT'd code, a crash, a vanished
-/// controller) end the process instead of returning.
+/// The executor's greeting, [`Reply::Hello`], naming this process.
+pub fn greeting() -> Reply {
+    Reply::Hello {
+        magic: MAGIC,
+        version: VERSION,
+        page_size: pages::page_size(),
+        target: TARGET_TRIPLE.into(),
+        capabilities: CAPABILITIES,
+        pid: getpid() as u32,
+    }
+}
+
+/// Serves one controller on `channel` until it leaves: greets it, checks
+/// its `Hello` against `token` (empty when none is configured), then serves
+/// the session. Returns the exit status for the process; some paths (`exit`
+/// by JIT'd code, a crash, a vanished controller) end the process instead
+/// of returning.
 pub fn serve(channel: Channel, token: &[u8]) -> i32 {
+    send(&channel, &greeting());
+    match handshake(&channel, token) {
+        Ok(recovery) => serve_session(channel, recovery),
+        Err(status) => status,
+    }
+}
+
+/// Serves a session whose handshake already passed (the TCP listener
+/// checked the controller's `Hello` before forking this process): announces
+/// this process with [`Reply::Welcome`], then answers requests until the
+/// controller leaves. Returns or ends the process as [`serve`] does.
+pub fn serve_session(channel: Channel, recovery: Recovery) -> i32 {
     crash::install_crash_reporter();
     crash::set_record_fd(channel.output);
     REPLY_FD.store(channel.output, Ordering::Release);
@@ -112,24 +137,14 @@ pub fn serve(channel: Channel, token: &[u8]) -> i32 {
         }
         lifecycle::set_before_quick_exit(quick_exit_record);
     });
-    let page = pages::page_size();
     send(
         &channel,
-        &Reply::Hello {
-            magic: MAGIC,
-            version: VERSION,
-            page_size: page,
-            target: TARGET_TRIPLE.into(),
-            capabilities: CAPABILITIES,
+        &Reply::Welcome {
             pid: getpid() as u32,
         },
     );
-    let recovery = match handshake(&channel, token) {
-        Ok(recovery) => recovery,
-        Err(status) => return status,
-    };
     let mut server = Server {
-        page,
+        page: pages::page_size(),
         snapshots: (recovery == Recovery::Snapshot).then(Snapshots::default),
         slab: None,
         host: HostLibraries::with_defaults().map_err(|e| e.to_string()),
@@ -176,19 +191,45 @@ fn next_request(channel: &Channel) -> Result<Request, i32> {
     })
 }
 
-/// Reads the controller's `Hello` and checks version and token.
+/// Reads the controller's `Hello` and checks it ([`check_hello`]). `Err`
+/// is the exit status: the connection ended (0), or the `Hello` was refused
+/// (after the `Error` reply).
 fn handshake(channel: &Channel, token: &[u8]) -> Result<Recovery, i32> {
+    let decoded = match channel.read_frame() {
+        Ok(frame) => Request::decode(&frame),
+        Err(ProtocolError::Closed) => return Err(EXIT_CLEAN),
+        Err(ProtocolError::Io(err)) => {
+            diag(&format!("reading from {}: {err}", channel.peer));
+            return Err(EXIT_CLEAN);
+        }
+        Err(err) => Err(err),
+    };
+    check_hello(decoded, token, &channel.peer).map_err(|reply| {
+        send(channel, &reply);
+        EXIT_PROTOCOL
+    })
+}
+
+/// Checks the first request from `peer`: it must decode, be a `Hello`, speak
+/// this protocol version and present `token`. Returns the recovery policy
+/// it asks for, or the `Error` to answer before closing the connection
+/// (logged here, never with either token).
+pub fn check_hello(
+    decoded: Result<Request, ProtocolError>,
+    token: &[u8],
+    peer: &str,
+) -> Result<Recovery, Reply> {
+    let request = decoded.map_err(|err| {
+        diag(&format!("malformed frame from {peer}: {err}"));
+        error(ErrorCode::Malformed, err.to_string())
+    })?;
     let Request::Hello {
         version,
         recovery,
         token: given,
-    } = next_request(channel)?
+    } = request
     else {
-        send(
-            channel,
-            &error(ErrorCode::State, "the first request must be Hello"),
-        );
-        return Err(EXIT_PROTOCOL);
+        return Err(error(ErrorCode::State, "the first request must be Hello"));
     };
     // Compared before the version check so the timing never depends on
     // which check fails.
@@ -205,11 +246,9 @@ fn handshake(channel: &Channel, token: &[u8]) -> Result<Recovery, i32> {
         None
     };
     if let Some((log, message)) = refusal {
-        diag(&format!("refused connection from {}: {log}", channel.peer));
-        send(channel, &error(ErrorCode::Refused, message));
-        return Err(EXIT_PROTOCOL);
+        diag(&format!("refused connection from {peer}: {log}"));
+        return Err(error(ErrorCode::Refused, message));
     }
-    send(channel, &Reply::Ok);
     Ok(recovery)
 }
 

@@ -1,7 +1,8 @@
 //! How the executor reaches its controller: two already-open descriptors
-//! (pipes from a controller that spawned it), or TCP with one forked process
-//! per connection. Also the pieces both share: raw-descriptor frame I/O that
-//! never dies of `SIGPIPE`, the token and its constant-time comparison.
+//! (pipes from a controller that spawned it), or a TCP connection (accepted
+//! by [`crate::listener`]). Also the pieces both share: raw-descriptor frame
+//! I/O that never dies of `SIGPIPE`, the token and its constant-time
+//! comparison.
 //!
 //! Frame I/O is unbuffered on purpose: a snapshot checkpoint (a forked copy
 //! of the executor) must see exactly the unread requests the kernel still
@@ -9,13 +10,12 @@
 
 use std::ffi::c_int;
 use std::io::{self, Read};
-use std::net::{SocketAddr, TcpListener};
-use std::os::fd::IntoRawFd;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::protocol::{self, ProtocolError};
 use crate::sys;
-use crate::sys::process::{ForkResult, Pid};
+use crate::sys::process::Pid;
 
 /// The environment variable a token is taken from when no file names it.
 pub const TOKEN_ENV: &str = "SOLDER_EXECUTOR_TOKEN";
@@ -226,110 +226,6 @@ pub fn load_token(file: Option<&Path>) -> Result<Option<Vec<u8>>, TransportError
     protocol::parse_token(&text)
         .map(Some)
         .map_err(|source| TransportError::BadToken { origin, source })
-}
-
-/// What `--listen` was asked to do.
-#[derive(Debug, Clone)]
-pub struct ListenOptions {
-    pub addr: SocketAddr,
-    /// Configured token; `None` only on a loopback address.
-    pub token: Option<Vec<u8>>,
-    pub ready_file: Option<PathBuf>,
-    /// Serve the first connection in this process, then return.
-    pub once: bool,
-}
-
-/// Binds, announces the address, then serves connections: each in a forked
-/// child (which `_exit`s with `serve`'s status), or with `once` only the
-/// first, in this process, returning its status.
-pub fn listen(
-    options: &ListenOptions,
-    mut serve: impl FnMut(Channel) -> i32,
-) -> Result<i32, TransportError> {
-    if options.token.is_none() && !options.addr.ip().is_loopback() {
-        return Err(TransportError::TokenRequired(options.addr));
-    }
-    let listener = TcpListener::bind(options.addr).map_err(|source| TransportError::Bind {
-        addr: options.addr,
-        source,
-    })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| TransportError::Sys {
-            call: "getsockname",
-            source,
-        })?;
-    if let Some(path) = &options.ready_file {
-        write_ready_file(path, bound)?;
-    }
-    diag(&format!("listening on {bound}"));
-    if !options.once {
-        // The kernel reaps connection children; each child restores the
-        // default before serving.
-        let _ = sys::process::reap_children_automatically(true);
-    }
-    loop {
-        let (stream, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                if err.kind() != io::ErrorKind::Interrupted {
-                    diag(&format!("accept failed: {err}"));
-                    // Out of descriptors or memory: do not spin.
-                    if sys::io::out_of_descriptors(&err) {
-                        std::thread::sleep(std::time::Duration::from_millis(100));
-                    }
-                }
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        if options.once {
-            drop(listener);
-            let fd = stream.into_raw_fd();
-            return Ok(serve(Channel {
-                input: fd,
-                output: fd,
-                peer: peer.to_string(),
-            }));
-        }
-        // SAFETY: the listener is single-threaded, so the child may run
-        // arbitrary code after fork.
-        match unsafe { sys::process::fork() } {
-            Ok(ForkResult::Child) => {
-                drop(listener);
-                // The serving child must see its own children's exits (it
-                // reaps its checkpoints).
-                let _ = sys::process::reap_children_automatically(false);
-                let fd = stream.into_raw_fd();
-                let status = serve(Channel {
-                    input: fd,
-                    output: fd,
-                    peer: peer.to_string(),
-                });
-                // Every stdio stream flushed; _exit skips the listener's
-                // atexit handlers, which are not ours.
-                sys::exit::flush_c_stdio();
-                sys::exit::exit_immediately(status)
-            }
-            Err(err) => diag(&format!("fork failed for {peer}: {err}")),
-            Ok(ForkResult::Parent { .. }) => {}
-        }
-        // The parent closes its copy of the connection by dropping `stream`.
-    }
-}
-
-/// Writes `ADDR\n` to `PATH.tmp`, then renames it to `PATH`, so a reader
-/// never sees a partial address.
-fn write_ready_file(path: &Path, bound: SocketAddr) -> Result<(), TransportError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, format!("{bound}\n"))
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|source| TransportError::ReadyFile {
-            path: path.to_path_buf(),
-            source,
-        })
 }
 
 #[cfg(test)]

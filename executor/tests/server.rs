@@ -119,6 +119,17 @@ impl Conn {
         n == 1
     }
 
+    /// Whether a read would not block now (bytes, or end of input).
+    fn readable_now(&self) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.rx.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+    }
+
     fn recv(&mut self) -> Reply {
         assert!(self.readable(), "no reply within {TIMEOUT:?}");
         let frame = read_frame(&mut self.rx).expect("reading a reply frame");
@@ -171,14 +182,23 @@ impl Conn {
         }
     }
 
+    /// Shakes hands; returns the pid of the process that serves the
+    /// session (from `Welcome`).
     fn hello(&mut self, recovery: Recovery, token: &[u8]) -> u32 {
-        let pid = self.read_hello();
-        self.ok(&Request::Hello {
+        self.read_hello();
+        self.welcome(recovery, token)
+    }
+
+    /// Sends `Hello` (the greeting already read); returns the `Welcome` pid.
+    fn welcome(&mut self, recovery: Recovery, token: &[u8]) -> u32 {
+        match self.request(&Request::Hello {
             version: VERSION,
             recovery,
             token: token.to_vec(),
-        });
-        pid
+        }) {
+            Reply::Welcome { pid } => pid,
+            other => panic!("expected Welcome, got {other:?}"),
+        }
     }
 
     fn reserve(&mut self, size: u64, shared: bool) -> (u64, i32) {
@@ -973,6 +993,179 @@ fn tcp_token_is_checked_per_connection() {
         child.try_wait().unwrap().is_none(),
         "the listener still runs"
     );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("listing /proc").flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // `PID (COMM) STATE PPID ...`; COMM may hold spaces and parentheses.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        if rest.split_whitespace().nth(1) == Some(pid.to_string().as_str()) {
+            children.push(child);
+        }
+    }
+    children
+}
+
+/// Connects and reads the greeting, which must come from the listener
+/// itself: no process is forked before a `Hello` passes.
+fn connect_to_listener(addr: std::net::SocketAddr, listener: u32) -> Conn {
+    let mut conn = connect(addr);
+    assert_eq!(conn.read_hello(), listener, "the listener greets");
+    conn
+}
+
+/// Idle connections and wrong tokens cost no process: the listener greets
+/// and checks every `Hello` itself, keeps at most `--max-connections`
+/// connections waiting (closing the oldest), and forks only for a `Hello`
+/// that passes.
+#[test]
+fn tcp_idle_connections_and_wrong_tokens_get_no_process() {
+    start("tcp_idle_connections_and_wrong_tokens_get_no_process");
+    let token = temp_path("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let (mut child, addr) = listen(&[
+        "--token-file",
+        token.to_str().unwrap(),
+        "--max-connections",
+        "8",
+    ]);
+    let _ = std::fs::remove_file(&token);
+    let listener = child.id();
+    let mut idle: Vec<Conn> = (0..100)
+        .map(|_| connect_to_listener(addr, listener))
+        .collect();
+    assert_eq!(children_of(listener), Vec::<u32>::new(), "idle connections");
+
+    let mut wrong = connect_to_listener(addr, listener);
+    assert_eq!(children_of(listener), Vec::<u32>::new());
+    wrong.send(&Request::Hello {
+        version: VERSION,
+        recovery: Recovery::None,
+        token: b"wrong".to_vec(),
+    });
+    expect_error(wrong.recv(), ErrorCode::Refused, "wrong token");
+    wrong.expect_eof();
+    assert_eq!(children_of(listener), Vec::<u32>::new(), "a wrong token");
+
+    let mut right = connect_to_listener(addr, listener);
+    let pid = right.welcome(Recovery::None, b"s3cret");
+    assert_ne!(pid, listener);
+    assert_eq!(children_of(listener), vec![pid], "one session, one process");
+    // At most 8 of the idle connections still wait; the older ones were
+    // closed as new ones came (each close happened before the greeting of
+    // a newer connection was sent, so it is visible now).
+    let mut closed = 0;
+    for conn in &mut idle {
+        if conn.readable_now() {
+            let mut byte = [0u8];
+            assert_eq!(
+                conn.rx.read(&mut byte).unwrap_or(0),
+                0,
+                "an idle connection got bytes"
+            );
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 92,
+        "only {closed} of 100 idle connections were closed"
+    );
+    drop(idle);
+    right.ok(&Request::Shutdown);
+    right.expect_eof();
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// A connection that does not complete its `Hello` within the deadline is
+/// closed, whether it sent nothing or part of a frame.
+#[test]
+fn tcp_handshake_has_a_deadline() {
+    start("tcp_handshake_has_a_deadline");
+    let (mut child, addr) = listen(&["--handshake-timeout", "1"]);
+    let listener = child.id();
+    let mut silent = connect_to_listener(addr, listener);
+    let started = Instant::now();
+    let mut partial = connect_to_listener(addr, listener);
+    let hello = Request::Hello {
+        version: VERSION,
+        recovery: Recovery::None,
+        token: vec![],
+    }
+    .encode();
+    partial.send_raw(&hello[..hello.len() - 1]);
+    silent.expect_eof();
+    partial.expect_eof();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed after {waited:?}, before the deadline"
+    );
+    assert_eq!(children_of(listener), Vec::<u32>::new());
+    // A prompt controller is served.
+    let mut prompt = connect(addr);
+    prompt.hello(Recovery::None, b"");
+    prompt.ok(&Request::Shutdown);
+    prompt.expect_eof();
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Beyond `--max-connections` sessions a `Hello` that passes is refused,
+/// with a message that says why; a session that ends makes room.
+#[test]
+fn tcp_connection_cap_refuses_then_makes_room() {
+    start("tcp_connection_cap_refuses_then_makes_room");
+    let (mut child, addr) = listen(&["--max-connections", "1"]);
+    let listener = child.id();
+    let mut first = connect(addr);
+    first.hello(Recovery::None, b"");
+    let mut second = connect_to_listener(addr, listener);
+    second.send(&Request::Hello {
+        version: VERSION,
+        recovery: Recovery::None,
+        token: vec![],
+    });
+    expect_error(second.recv(), ErrorCode::Refused, "too many connections");
+    second.expect_eof();
+    first.ok(&Request::Shutdown);
+    first.expect_eof();
+    // The listener notices the session's end (its pidfd) and takes the
+    // next one.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let mut next = connect_to_listener(addr, listener);
+        next.send(&Request::Hello {
+            version: VERSION,
+            recovery: Recovery::None,
+            token: vec![],
+        });
+        match next.recv() {
+            Reply::Welcome { .. } => {
+                next.ok(&Request::Shutdown);
+                break;
+            }
+            reply => expect_error(reply, ErrorCode::Refused, "too many connections"),
+        };
+        assert!(Instant::now() < deadline, "no room after the session ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -8,6 +8,7 @@
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -83,6 +84,27 @@ pub fn ready_now(fd: RawFd) -> io::Result<bool> {
     with_fd(fd, |fd| {
         poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], PollTimeout::ZERO).map(|n| n > 0)
     })
+}
+
+/// Waits up to `timeout` (`None`: no limit) until one of `fds` is
+/// readable, at end of input, hung up or in error (`poll` for input);
+/// which ones are, in order. An interrupted wait is an
+/// [`io::ErrorKind::Interrupted`] error.
+pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let mut polled: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
+    let timeout = match timeout {
+        // Rounded up, so a wait for a deadline never ends just before it.
+        Some(t) => PollTimeout::try_from(t.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX),
+        None => PollTimeout::NONE,
+    };
+    poll(&mut polled, timeout)?;
+    Ok(polled
+        .iter()
+        .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+        .collect())
 }
 
 /// A pipe, `(read end, write end)`, both close-on-exec.

@@ -469,21 +469,31 @@ impl Remote {
         if self.config.recovery == Recovery::Snapshot {
             needs(capability::SNAPSHOT, "snapshots")?;
         }
+        // The greeter's pid, until the session's own is announced (over
+        // TCP the listener greets, and a process forked for the connection
+        // serves it).
         self.pid = pid;
         self.page = page_size;
         let token = controller_token()?;
-        self.request(&Request::Hello {
-            version: protocol::VERSION,
-            recovery: self.config.recovery,
-            token,
-        })
-        .map_err(|e| match e {
-            LinkError::Executor(m) => {
-                LinkError::Executor(format!("the executor refused the connection: {m}"))
+        let welcome = self
+            .request(&Request::Hello {
+                version: protocol::VERSION,
+                recovery: self.config.recovery,
+                token,
+            })
+            .map_err(|e| match e {
+                LinkError::Executor(m) => {
+                    LinkError::Executor(format!("the executor refused the connection: {m}"))
+                }
+                other => other,
+            })?;
+        match welcome {
+            Reply::Welcome { pid } => {
+                self.pid = pid;
+                Ok(())
             }
-            other => other,
-        })?;
-        Ok(())
+            other => Err(unexpected(other)),
+        }
     }
 
     fn died_early(&mut self, when: &str) -> LinkError {
