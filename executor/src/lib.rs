@@ -51,3 +51,5 @@ pub mod sys;
 pub mod transport;
 #[cfg(feature = "host")]
 pub mod unwind;
+#[cfg(feature = "host")]
+pub mod watchdog;

@@ -381,6 +381,7 @@ impl FrontDoor<'_> {
                 input: fd,
                 output: fd,
                 peer: peer.to_string(),
+                socket: true,
             }
         };
         if self.options.once {

@@ -34,6 +34,7 @@ use crate::shm::SharedSlab;
 use crate::snapshot::{self, Snapshots, Taken};
 use crate::sys;
 use crate::transport::{self, Channel, diag, token_matches};
+use crate::watchdog;
 
 /// The target triple announced in the handshake.
 pub const TARGET_TRIPLE: &str = "x86_64-unknown-linux-gnu";
@@ -137,6 +138,9 @@ pub fn serve_session(channel: Channel, recovery: Recovery) -> i32 {
         }
         lifecycle::set_before_quick_exit(quick_exit_record);
     });
+    if channel.socket {
+        watchdog::watch(channel.input);
+    }
     send(
         &channel,
         &Reply::Welcome {
@@ -567,6 +571,10 @@ impl Server {
         let pid = getpid();
         SERVER_PID.store(pid, Ordering::Release);
         crash::set_record_fd(self.channel.output);
+        // The dead executor's watchdog died with it.
+        if self.channel.socket {
+            watchdog::watch(self.channel.input);
+        }
         send(&self.channel, &Reply::Resumed { pid: pid as u32 });
     }
 

@@ -58,6 +58,9 @@ pub struct Channel {
     pub output: c_int,
     /// Who is at the other end, for diagnostics (`pipe` or `IP:PORT`).
     pub peer: String,
+    /// Whether `input` is a socket, whose session [`crate::watchdog`]
+    /// ends when the peer is gone (a pipe's executor dies with its parent).
+    pub socket: bool,
 }
 
 impl Channel {
@@ -184,6 +187,7 @@ pub fn pipe_channel(input: c_int, output: c_int) -> Result<Channel, TransportErr
         input,
         output,
         peer: "pipe".into(),
+        socket: false,
     })
 }
 

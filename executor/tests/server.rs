@@ -1398,6 +1398,29 @@ fn snapshot_checkpoint_is_invisible_to_wait() {
         mut conn,
     } = spawn();
     conn.hello(Recovery::Snapshot, b"");
+    expect_no_children_for_wait(&mut conn);
+    conn.ok(&Request::Shutdown);
+    assert_eq!(wait_with_timeout(&mut child).code(), Some(0));
+}
+
+/// Over TCP the session also has a watchdog process: as invisible to the
+/// program's `wait()` as a checkpoint.
+#[test]
+fn tcp_watchdog_is_invisible_to_wait() {
+    start("tcp_watchdog_is_invisible_to_wait");
+    let (mut child, addr) = listen(&["--once"]);
+    let mut conn = connect(addr);
+    conn.hello(Recovery::Snapshot, b"");
+    expect_no_children_for_wait(&mut conn);
+    conn.ok(&Request::Shutdown);
+    conn.expect_eof();
+    assert_eq!(wait_with_timeout(&mut child).code(), Some(0));
+}
+
+/// Loads and calls a function that returns `wait(NULL)`, under the snapshot
+/// policy: a program without children must get ECHILD (-1) at once, even
+/// while a checkpoint sleeps (a timeout turns a hang into a failure).
+fn expect_no_children_for_wait(conn: &mut Conn) {
     let (base, _) = conn.reserve(1 << 20, false);
     let wait = conn.lookup_one("wait");
     // movabs rax, wait; xor edi, edi; sub rsp, 8; call rax; add rsp, 8; ret
@@ -1406,8 +1429,6 @@ fn snapshot_checkpoint_is_invisible_to_wait() {
     code.extend_from_slice(&[0x31, 0xff, 0x48, 0x83, 0xec, 0x08, 0xff, 0xd0]);
     code.extend_from_slice(&[0x48, 0x83, 0xc4, 0x08, 0xc3]);
     conn.load_code(base, &code);
-    // A program without children must get ECHILD at once, even while a
-    // checkpoint sleeps (a timeout turns a hang into a failure).
     conn.call(base, [0; 6], 5000);
     assert!(matches!(
         conn.recv(),
@@ -1420,8 +1441,6 @@ fn snapshot_checkpoint_is_invisible_to_wait() {
         Reply::Done { value } => assert_eq!(value as u32 as i32, -1, "wait() = {value:#x}"),
         other => panic!("wait() must not see the checkpoint, got {other:?}"),
     }
-    conn.ok(&Request::Shutdown);
-    assert_eq!(wait_with_timeout(&mut child).code(), Some(0));
 }
 
 #[test]

@@ -9,8 +9,10 @@ mod support;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
+use support::remote::{Listener, executor_binary};
 use support::{solder, stderr, stdout};
 
 fn rerun(test: &str) -> String {
@@ -37,17 +39,6 @@ fn native(object: &Path, name: &str) -> Output {
         .unwrap();
     assert!(built.status.success(), "{}", stderr(&built));
     Command::new(&exe).output().unwrap()
-}
-
-/// `target/<profile>/solder-executor`, next to `solder`.
-fn executor_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_solder")).with_file_name("solder-executor");
-    assert!(
-        path.is_file(),
-        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build -p solder-executor` first)",
-        path.display()
-    );
-    path
 }
 
 /// The modes every program must behave identically in.
@@ -129,66 +120,10 @@ fn crash_in_main_is_reported_with_symbol_and_exits_139() {
     }
 }
 
-/// `solder-executor --listen 127.0.0.1:0`, killed on drop. Over TCP the
-/// program's stdout is the executor's: it goes to `stdout_file`.
-struct Listener {
-    child: Child,
-    address: String,
-    stdout_file: PathBuf,
-}
-
-impl Listener {
-    fn start(name: &str, token: Option<&str>) -> Listener {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("executor-cli");
-        std::fs::create_dir_all(&dir).unwrap();
-        let ready = dir.join(format!("{name}.address"));
-        let _ = std::fs::remove_file(&ready);
-        let stdout_file = dir.join(format!("{name}.stdout"));
-        let mut command = Command::new(executor_binary());
-        command
-            .args(["--listen", "127.0.0.1:0", "--ready-file"])
-            .arg(&ready)
-            .stdout(std::fs::File::create(&stdout_file).unwrap());
-        if let Some(token) = token {
-            let file = dir.join(format!("{name}.token"));
-            std::fs::write(&file, format!("{token}\nnot part of the token\n")).unwrap();
-            command.arg("--token-file").arg(file);
-        }
-        // Owned by the Listener at once, so a failed start still kills it.
-        let mut listener = Listener {
-            child: command.spawn().unwrap(),
-            address: String::new(),
-            stdout_file,
-        };
-        let start = std::time::Instant::now();
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&ready)
-                && !text.trim().is_empty()
-            {
-                listener.address = text.trim().to_string();
-                return listener;
-            }
-            assert!(
-                start.elapsed().as_secs() < 10,
-                "solder-executor --listen did not write {}",
-                ready.display()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn tcp_executor_runs_programs_and_reports_crashes() {
     let test = "tcp_executor_runs_programs_and_reports_crashes";
-    let listener = Listener::start("plain", None);
+    let listener = Listener::start("plain", None, &[]);
     let executor = format!("tcp={}", listener.address);
     let object = fixture("program.c");
     let reference = native(&object, "program-tcp");
@@ -220,7 +155,7 @@ fn tcp_executor_runs_programs_and_reports_crashes() {
 #[test]
 fn tcp_token_is_required_and_checked() {
     let test = "tcp_token_is_required_and_checked";
-    let listener = Listener::start("token", Some("s3cret"));
+    let listener = Listener::start("token", Some("s3cret"), &[]);
     let executor = format!("tcp={}", listener.address);
     let object = fixture("program.c");
     let run = |token: Option<&str>| {
@@ -297,6 +232,71 @@ fn bad_executor_options_exit_125() {
             stderr(&output).contains(needle),
             "{args:?}: stderr must mention `{needle}`:\n{}\n{}",
             stderr(&output),
+            rerun(test)
+        );
+    }
+}
+
+/// Waits up to `limit` for `file` to contain `text`.
+fn wait_for_text(file: &Path, text: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(file).is_ok_and(|t| t.contains(text)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// A controller killed (`SIGKILL`) while JIT'd code spins in a call with
+/// every signal blocked takes its session with it: within 5 s neither the
+/// serving process nor its checkpoint (`--recovery snapshot`) nor its
+/// watchdog is left, while the listener serves on.
+#[test]
+fn tcp_controller_killed_mid_call_leaves_no_executor() {
+    let test = "tcp_controller_killed_mid_call_leaves_no_executor";
+    let object = support::compile_with("cc", "linker/remote/deaf_spin.c", &["-O2"]);
+    for recovery in [None, Some("snapshot")] {
+        let listener = Listener::start("killed-controller", None, &[]);
+        let executor = format!("tcp={}", listener.address);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_solder"));
+        command.args(["run", "--executor", &executor]);
+        if let Some(policy) = recovery {
+            command.args(["--recovery", policy]);
+        }
+        let mut controller = command
+            .arg(path_str(&object))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_for_text(&listener.stdout_file, "spinning", Duration::from_secs(30)),
+            "{recovery:?}: the program never started\n{}",
+            rerun(test)
+        );
+        // The serving process and its watchdog, and with snapshot the
+        // checkpoint.
+        let expected = if recovery.is_some() { 3 } else { 2 };
+        let during = listener.sessions();
+        assert!(
+            during.len() >= expected,
+            "{recovery:?}: only {during:?} serve the call\n{}",
+            rerun(test)
+        );
+        controller.kill().unwrap();
+        controller.wait().unwrap();
+        let left = listener.wait_for_no_sessions(Duration::from_secs(5));
+        assert!(
+            left.is_empty(),
+            "{recovery:?}: {left:?} still run 5 s after the controller died (were {during:?})\n{}",
+            rerun(test)
+        );
+        let mut listener = listener;
+        assert!(
+            listener.child.try_wait().unwrap().is_none(),
+            "the listener serves on\n{}",
             rerun(test)
         );
     }

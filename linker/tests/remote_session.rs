@@ -15,6 +15,7 @@ use solder_linker::error::LinkError;
 use solder_linker::{
     ExecutorChoice, ObjectFile, Outcome, Recovery, Session, SessionConfig, Transport,
 };
+use support::remote::Listener;
 
 fn rerun(test: &str) -> String {
     format!("rerun: cargo test --workspace --test remote_session -- {test} --exact")
@@ -272,4 +273,54 @@ fn shared_memory_leaves_no_writable_alias_and_clears_released_memory() {
     // SAFETY: `long sum_zeros(void)`; it runs in the executor process.
     let sum = unsafe { session.call(sum_zeros, &[]) }.unwrap();
     assert_eq!(sum, 0, "released memory came back dirty\n{}", rerun(test));
+}
+
+fn tcp(listener: &Listener, recovery: Recovery) -> Result<Session, LinkError> {
+    Session::new(SessionConfig {
+        executor: ExecutorChoice::Remote {
+            transport: Transport::Tcp {
+                address: listener.address.clone(),
+            },
+            shared_memory: false,
+        },
+        recovery,
+        ..SessionConfig::default()
+    })
+}
+
+/// A call that outlives its timeout over TCP, with the executor's own timer
+/// blocked by the program: the controller gives up on the connection (it
+/// cannot signal the executor), and the executor's watchdog ends the
+/// session — serving process and checkpoint — within 5 s, while the
+/// controller's session object still exists.
+#[test]
+fn tcp_call_that_times_out_leaves_no_executor() {
+    let test = "tcp_call_that_times_out_leaves_no_executor";
+    for recovery in [Recovery::None, Recovery::Snapshot] {
+        let listener = Listener::start("timed-out", None, &[]);
+        let mut session = tcp(&listener, recovery).unwrap();
+        session.load(&[remote_fixture("deaf_spin.c")]).unwrap();
+        let spin = session.lookup("spin_deaf").unwrap().unwrap();
+        // SAFETY: `int spin_deaf(void)`; it runs in the executor process.
+        let result =
+            unsafe { session.call_with_timeout(spin, &[], Some(Duration::from_millis(200))) };
+        match &result {
+            Err(LinkError::Execution(abnormal)) => assert!(
+                matches!(abnormal.outcome, Outcome::Lost(_) | Outcome::TimedOut(_)),
+                "{recovery:?}: {abnormal}\n{}",
+                rerun(test)
+            ),
+            other => panic!(
+                "{recovery:?}: expected a lost executor, got {other:?}\n{}",
+                rerun(test)
+            ),
+        }
+        let left = listener.wait_for_no_sessions(Duration::from_secs(5));
+        assert!(
+            left.is_empty(),
+            "{recovery:?}: {left:?} still run 5 s after the controller gave up\n{}",
+            rerun(test)
+        );
+        drop(session);
+    }
 }

@@ -157,10 +157,22 @@ enum Event {
 struct Connection {
     input: std::fs::File,
     output: std::fs::File,
+    /// The TCP connection both streams are, to hang up.
+    socket: Option<std::net::TcpStream>,
     buffer: Vec<u8>,
 }
 
 impl Connection {
+    /// Ends a TCP connection now (both directions), whoever else holds
+    /// its descriptors: the executor's watchdog sees the hang-up and ends
+    /// the session, even while JIT'd code runs. Nothing over pipes (the
+    /// controller kills the executor process instead).
+    fn hang_up(&self) {
+        if let Some(socket) = &self.socket {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
     /// Puts a received frame back in front of everything still unread.
     fn unread(&mut self, frame: &[u8]) {
         let mut again = (frame.len() as u32).to_le_bytes().to_vec();
@@ -363,6 +375,7 @@ impl Remote {
                     Connection {
                         input: std::fs::File::from(reply_read),
                         output: std::fs::File::from(request_write),
+                        socket: None,
                         buffer: Vec::new(),
                     },
                     Some(process),
@@ -370,13 +383,17 @@ impl Remote {
             }
             Transport::Tcp { address } => {
                 let stream = connect_tcp(address)?;
-                let input = stream
-                    .try_clone()
-                    .map_err(|e| LinkError::Executor(format!("{address}: {e}")))?;
+                let clone = || {
+                    stream
+                        .try_clone()
+                        .map_err(|e| LinkError::Executor(format!("{address}: {e}")))
+                };
+                let (input, output) = (clone()?, clone()?);
                 (
                     Connection {
                         input: std::fs::File::from(OwnedFd::from(input)),
-                        output: std::fs::File::from(OwnedFd::from(stream)),
+                        output: std::fs::File::from(OwnedFd::from(output)),
+                        socket: Some(stream),
                         buffer: Vec::new(),
                     },
                     None,
@@ -400,12 +417,15 @@ impl Remote {
         Ok(remote)
     }
 
-    /// Gives up on a peer that broke the protocol: no goodbye, it is killed.
+    /// Gives up on a peer that broke the protocol or stopped answering: no
+    /// goodbye; it is killed (pipes) or hung up on (TCP, where its watchdog
+    /// ends it).
     fn abandon(&mut self) {
         self.alive = false;
         if let Some(process) = &self.process {
             let _ = spawn::kill(process.pid);
         }
+        self.connection.hang_up();
     }
 
     fn handshake(&mut self) -> Result<(), LinkError> {
@@ -674,7 +694,9 @@ impl Remote {
                             let _ = spawn::kill(p.pid);
                         }
                         None => {
-                            self.alive = false;
+                            // Out of reach of a signal: hanging up makes
+                            // the executor's watchdog end it.
+                            self.abandon();
                             return Ok(Outcome::Lost(format!(
                                 "no answer within {} ms of the timeout",
                                 KILL_GRACE.as_millis()
