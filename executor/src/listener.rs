@@ -14,6 +14,9 @@
 //!   `Hello` (a new one pushes out the oldest), and at most as many are
 //!   served at once: a controller that passes the handshake beyond that is
 //!   refused (`Error { Refused }`, "too many connections").
+//! - a session's connection fails once its controller has been silent for
+//!   [`ListenOptions::peer_timeout`] (TCP keepalive): a controller whose
+//!   host powered off or was cut off sends no FIN or RST.
 //!
 //! An accepted connection is then served by a forked process
 //! ([`server::serve_session`], which announces itself with
@@ -37,6 +40,8 @@ use crate::transport::{Channel, TransportError, diag, write_all};
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
 /// The default of [`ListenOptions::handshake_timeout`].
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default of [`ListenOptions::peer_timeout`].
+pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The longest `Hello` frame body: tag, version, recovery, token length and
 /// the longest token. A longer first frame is not a `Hello`.
@@ -58,6 +63,10 @@ pub struct ListenOptions {
     pub max_connections: usize,
     /// How long an accepted connection may take to send its `Hello`.
     pub handshake_timeout: Duration,
+    /// How long a session's controller may be silent (no answer to TCP
+    /// keepalive probes: a host powered off or cut off) before the session
+    /// ends ([`sys::io::fail_when_silent`]).
+    pub peer_timeout: Duration,
 }
 
 impl ListenOptions {
@@ -71,6 +80,7 @@ impl ListenOptions {
             once: false,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            peer_timeout: DEFAULT_PEER_TIMEOUT,
         }
     }
 }
@@ -374,6 +384,13 @@ impl FrontDoor<'_> {
         let Pending { stream, peer, .. } = pending;
         if stream.set_nonblocking(false).is_err() {
             return None;
+        }
+        // A silent controller fails the connection: the serving process's
+        // next read, or its watchdog while code runs, ends the session.
+        if let Err(err) = sys::io::fail_when_silent(stream.as_raw_fd(), self.options.peer_timeout) {
+            diag(&format!(
+                "{peer}: a silent controller will not be noticed: {err}"
+            ));
         }
         let channel = |stream: TcpStream| {
             let fd = stream.into_raw_fd();

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::remote::{Listener, executor_binary};
+use support::remote::{
+    EXECUTOR_IP, Listener, Partitionable, executor_binary, partitionable_or_skip,
+};
 use support::{solder, stderr, stdout};
 
 fn rerun(test: &str) -> String {
@@ -300,4 +302,164 @@ fn tcp_controller_killed_mid_call_leaves_no_executor() {
             rerun(test)
         );
     }
+}
+
+/// A child process killed (and waited for) on drop, so a failing test
+/// leaves nothing behind.
+struct KillOnDrop(std::process::Child);
+
+impl KillOnDrop {
+    /// Waits up to `limit` for the process to exit; its output then.
+    fn wait_for_exit(mut self, limit: Duration) -> Option<Output> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.0.try_wait().unwrap().is_some() {
+                let child = std::mem::replace(
+                    &mut self.0,
+                    Command::new("true").spawn().expect("a placeholder process"),
+                );
+                return Some(child.wait_with_output().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `solder run --executor tcp=EXECUTOR:PORT ARGS... deaf_spin.o` in the
+/// controller's namespace, with the token the listener wants.
+fn partitioned_controller(net: &Partitionable, listener: &Listener, args: &[&str]) -> KillOnDrop {
+    let object = support::compile_with("cc", "linker/remote/deaf_spin.c", &["-O2"]);
+    let executor = format!("tcp={}", listener.address);
+    let [program, prefix @ ..] = Partitionable::exec_in(&net.controller);
+    let child = Command::new(program)
+        .args(prefix)
+        .arg(env!("CARGO_BIN_EXE_solder"))
+        .args(["run", "--executor", &executor])
+        .args(args)
+        .arg(path_str(&object))
+        .env("SOLDER_EXECUTOR_TOKEN", "s3cret")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    KillOnDrop(child)
+}
+
+/// Waits for the partitioned program to start spinning, or fails with what
+/// the listener and the controller (`pid`) said.
+fn started_or_fail(listener: &Listener, controller: &mut KillOnDrop, test: &str) {
+    if wait_for_text(&listener.stdout_file, "spinning", Duration::from_secs(30)) {
+        return;
+    }
+    let _ = controller.0.kill();
+    let mut said = String::new();
+    if let Some(stderr) = controller.0.stderr.as_mut() {
+        let _ = std::io::Read::read_to_string(stderr, &mut said);
+    }
+    panic!(
+        "the program never started; the controller said: {said}\n{}",
+        rerun(test)
+    );
+}
+
+/// A listener in the executor's namespace, whose sessions give up on a
+/// controller silent for a second.
+fn partitioned_listener(net: &Partitionable, name: &str) -> Listener {
+    Listener::start_with(
+        name,
+        Some("s3cret"),
+        &["--peer-timeout", "1"],
+        &format!("{EXECUTOR_IP}:0"),
+        &Partitionable::exec_in(&net.executor),
+    )
+}
+
+/// A partition (the link cut mid-call: no FIN, no RST, no timeout on the
+/// call) is noticed within the peer timeout on both sides: the controller
+/// reports a lost executor, and the executor's session ends.
+#[test]
+fn tcp_partition_is_a_lost_executor_on_both_sides() {
+    let test = "tcp_partition_is_a_lost_executor_on_both_sides";
+    let Some(net) = partitionable_or_skip(test) else {
+        return;
+    };
+    let listener = partitioned_listener(&net, "partition");
+    let mut controller = partitioned_controller(&net, &listener, &["--peer-timeout", "2"]);
+    started_or_fail(&listener, &mut controller, test);
+    net.cut();
+    let cut = Instant::now();
+    let output = controller
+        .wait_for_exit(Duration::from_secs(60))
+        .unwrap_or_else(|| {
+            panic!(
+                "the controller never noticed the partition\n{}",
+                rerun(test)
+            )
+        });
+    let noticed = cut.elapsed();
+    let message = stderr(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(125),
+        "{message}\n{}",
+        rerun(test)
+    );
+    assert!(
+        message.contains("executor lost") && message.contains("no sign of life"),
+        "{message}\n{}",
+        rerun(test)
+    );
+    eprintln!("{test}: the controller noticed the partition after {noticed:?} (--peer-timeout 2)");
+    let left = listener.wait_for_no_sessions(Duration::from_secs(30));
+    assert!(
+        left.is_empty(),
+        "{left:?}: the executor's side still runs 30 s after the partition\n{}",
+        rerun(test)
+    );
+    eprintln!(
+        "{test}: the executor's side was gone {:?} after the partition (--peer-timeout 1)",
+        cut.elapsed()
+    );
+}
+
+/// With `--recovery restart` a partition is a lost executor like a crash:
+/// once the network is back the controller connects again and replays the
+/// modules.
+#[test]
+fn tcp_partition_with_restart_reconnects_and_replays() {
+    let test = "tcp_partition_with_restart_reconnects_and_replays";
+    let Some(net) = partitionable_or_skip(test) else {
+        return;
+    };
+    let listener = partitioned_listener(&net, "partition-restart");
+    let mut controller = partitioned_controller(
+        &net,
+        &listener,
+        &["--peer-timeout", "4", "--recovery", "restart"],
+    );
+    started_or_fail(&listener, &mut controller, test);
+    net.cut();
+    // The executor's side gives up first (its peer timeout is shorter);
+    // then the network comes back for the new connection.
+    let left = listener.wait_for_no_sessions(Duration::from_secs(30));
+    assert!(left.is_empty(), "{left:?} still run\n{}", rerun(test));
+    net.restore();
+    let output = controller
+        .wait_for_exit(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("the controller never recovered\n{}", rerun(test)));
+    let message = stderr(&output);
+    assert!(
+        message.contains("executor lost")
+            && message.contains("a fresh executor replayed 1 module(s)"),
+        "{message}\n{}",
+        rerun(test)
+    );
 }

@@ -280,6 +280,7 @@ fn tcp(listener: &Listener, recovery: Recovery) -> Result<Session, LinkError> {
         executor: ExecutorChoice::Remote {
             transport: Transport::Tcp {
                 address: listener.address.clone(),
+                peer_timeout: solder_linker::DEFAULT_PEER_TIMEOUT,
             },
             shared_memory: false,
         },

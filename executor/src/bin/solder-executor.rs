@@ -22,6 +22,7 @@ const USAGE: &str = "\
 usage: solder-executor --fds IN,OUT
        solder-executor --listen ADDR [--token-file PATH] [--ready-file PATH] [--once]
                        [--max-connections N] [--handshake-timeout SECS]
+                       [--peer-timeout SECS]
 
 Runs JIT'd code for a Solder controller (protocol version 4).
 
@@ -45,6 +46,9 @@ Runs JIT'd code for a Solder controller (protocol version 4).
   --handshake-timeout SECS
                       close a connection that has not sent its Hello within
                       SECS seconds (default 10)
+  --peer-timeout SECS end a session whose controller has been silent (no
+                      answer to TCP keepalive probes: powered off, cut off)
+                      for about SECS seconds, at least 2 (default 30)
   --help              print this help
   --version           print the version and protocol version
 ";
@@ -137,6 +141,10 @@ fn parse(args: &[OsString]) -> Result<Mode, String> {
                 let secs = parse_count(name, &value("a number of seconds")?, 3600)?;
                 listen.handshake_timeout = Duration::from_secs(secs);
             }
+            "--peer-timeout" => {
+                let secs = parse_count(name, &value("a number of seconds")?, 86_400)?;
+                listen.peer_timeout = Duration::from_secs(secs);
+            }
             _ => return Err(format!("unknown argument `{arg}`")),
         }
     }
@@ -145,8 +153,8 @@ fn parse(args: &[OsString]) -> Result<Mode, String> {
     match (fds, listening) {
         (Some(_), true) => Err("--fds and --listen exclude each other".into()),
         (Some(_), false) if listen_only => Err(
-            "--token-file, --ready-file, --once, --max-connections and --handshake-timeout \
-             need --listen"
+            "--token-file, --ready-file, --once, --max-connections, --handshake-timeout and \
+             --peer-timeout need --listen"
                 .into(),
         ),
         (Some((input, output)), false) => Ok(Mode::Fds(input, output)),
@@ -163,6 +171,7 @@ fn args_differ(listen: &ListenOptions) -> bool {
     let defaults = ListenOptions::new(listen.addr);
     listen.max_connections != defaults.max_connections
         || listen.handshake_timeout != defaults.handshake_timeout
+        || listen.peer_timeout != defaults.peer_timeout
 }
 
 fn fail(status: i32, message: &str) -> ! {

@@ -183,6 +183,36 @@ pub fn close_all_except(keep: &[RawFd]) {
     }
 }
 
+/// Makes the TCP connection on socket `fd` fail (`ETIMEDOUT`: reads
+/// and writes fail, `poll` reports an error) once the peer has been silent
+/// for about `silence` (at least a second): no answer to keepalive probes
+/// while the connection is idle (`SO_KEEPALIVE` with the first probe after
+/// a third of it and then every sixth), or to data sent
+/// (`TCP_USER_TIMEOUT`, which also bounds the probing). A host that powers
+/// off or is cut off sends nothing, and without this a side that waits for
+/// it waits forever. A peer that is merely busy still answers: its kernel
+/// acknowledges the probes.
+pub fn fail_when_silent(fd: RawFd, silence: Duration) -> io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let seconds = silence.as_secs().max(1);
+    let secs = |s: u64| u32::try_from(s.max(1)).unwrap_or(u32::MAX);
+    let idle = secs(seconds / 3);
+    let interval = secs(seconds / 6);
+    let probes = secs(
+        seconds
+            .saturating_sub(u64::from(idle))
+            .div_ceil(u64::from(interval)),
+    );
+    let millis = u32::try_from(silence.as_millis().max(1000)).unwrap_or(u32::MAX);
+    with_fd(fd, |fd| {
+        setsockopt(&fd, sockopt::KeepAlive, &true)?;
+        setsockopt(&fd, sockopt::TcpKeepIdle, &idle)?;
+        setsockopt(&fd, sockopt::TcpKeepInterval, &interval)?;
+        setsockopt(&fd, sockopt::TcpKeepCount, &probes)?;
+        setsockopt(&fd, sockopt::TcpUserTimeout, &millis)
+    })
+}
+
 /// A pipe, `(read end, write end)`, both close-on-exec.
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC)?)
@@ -283,6 +313,29 @@ mod tests {
                 crate::sys::process::reap(child).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn silent_peers_are_given_a_deadline() {
+        use nix::sys::socket::{getsockopt, sockopt};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        fail_when_silent(stream.as_raw_fd(), Duration::from_secs(30)).unwrap();
+        assert!(getsockopt(&stream, sockopt::KeepAlive).unwrap());
+        assert_eq!(getsockopt(&stream, sockopt::TcpKeepIdle).unwrap(), 10);
+        assert_eq!(getsockopt(&stream, sockopt::TcpKeepInterval).unwrap(), 5);
+        assert_eq!(getsockopt(&stream, sockopt::TcpKeepCount).unwrap(), 4);
+        assert_eq!(
+            getsockopt(&stream, sockopt::TcpUserTimeout).unwrap(),
+            30_000
+        );
+        // The shortest: a second, probed every second.
+        fail_when_silent(stream.as_raw_fd(), Duration::from_millis(10)).unwrap();
+        assert_eq!(getsockopt(&stream, sockopt::TcpKeepIdle).unwrap(), 1);
+        assert_eq!(getsockopt(&stream, sockopt::TcpKeepInterval).unwrap(), 1);
+        assert_eq!(getsockopt(&stream, sockopt::TcpUserTimeout).unwrap(), 1000);
+        let (read_end, _write_end) = pipe().unwrap();
+        assert!(fail_when_silent(read_end.as_raw_fd(), Duration::from_secs(1)).is_err());
     }
 
     #[test]

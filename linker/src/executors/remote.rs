@@ -46,9 +46,19 @@ pub enum Transport {
     /// program or through `SOLDER_EXECUTOR`) and talk over two pipes.
     Pipe { program: Option<PathBuf> },
     /// Connect to `solder-executor --listen ADDRESS`. The token, if the
-    /// executor wants one, comes from `SOLDER_EXECUTOR_TOKEN`.
-    Tcp { address: String },
+    /// executor wants one, comes from `SOLDER_EXECUTOR_TOKEN`. A peer that
+    /// stays silent for `peer_timeout` (no answer to TCP keepalive probes:
+    /// its host powered off or is cut off, which sends no FIN or RST) is
+    /// lost ([`Outcome::Lost`]), even in the middle of a call without a
+    /// timeout.
+    Tcp {
+        address: String,
+        peer_timeout: Duration,
+    },
 }
+
+/// The [`Transport::Tcp`] `peer_timeout` of `solder run`.
+pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct RemoteConfig {
@@ -151,14 +161,18 @@ enum Event {
     /// End of file: every writer of the reply channel is gone.
     Closed,
     TimedOut,
+    /// The TCP connection failed (why): the peer stayed silent past the
+    /// peer timeout, or its host is unreachable.
+    Broken(String),
 }
 
 /// The two byte streams to the executor and a reassembly buffer.
 struct Connection {
     input: std::fs::File,
     output: std::fs::File,
-    /// The TCP connection both streams are, to hang up.
-    socket: Option<std::net::TcpStream>,
+    /// The TCP connection both streams are, to hang up, and how long its
+    /// peer may stay silent.
+    socket: Option<(std::net::TcpStream, Duration)>,
     buffer: Vec<u8>,
 }
 
@@ -168,7 +182,7 @@ impl Connection {
     /// the session, even while JIT'd code runs. Nothing over pipes (the
     /// controller kills the executor process instead).
     fn hang_up(&self) {
-        if let Some(socket) = &self.socket {
+        if let Some((socket, _)) = &self.socket {
             let _ = socket.shutdown(std::net::Shutdown::Both);
         }
     }
@@ -244,6 +258,10 @@ impl Connection {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
                         return Ok(Event::Closed);
+                    }
+                    Err(e) if self.socket.is_some() => {
+                        let silence = self.socket.as_ref().map_or(Duration::ZERO, |s| s.1);
+                        return Ok(Event::Broken(broken(&e, silence)));
                     }
                     Err(e) => {
                         return Err(LinkError::Executor(format!(
@@ -381,8 +399,14 @@ impl Remote {
                     Some(process),
                 )
             }
-            Transport::Tcp { address } => {
+            Transport::Tcp {
+                address,
+                peer_timeout,
+            } => {
                 let stream = connect_tcp(address)?;
+                io::fail_when_silent(stream.as_raw_fd(), *peer_timeout).map_err(|e| {
+                    LinkError::Executor(format!("{address}: cannot set up TCP keepalive: {e}"))
+                })?;
                 let clone = || {
                     stream
                         .try_clone()
@@ -393,7 +417,7 @@ impl Remote {
                     Connection {
                         input: std::fs::File::from(OwnedFd::from(input)),
                         output: std::fs::File::from(OwnedFd::from(output)),
-                        socket: Some(stream),
+                        socket: Some((stream, *peer_timeout)),
                         buffer: Vec::new(),
                     },
                     None,
@@ -448,6 +472,9 @@ impl Remote {
                     "no greeting from the executor within {} s",
                     HANDSHAKE_TIMEOUT.as_secs()
                 )));
+            }
+            Event::Broken(why) => {
+                return Err(LinkError::Executor(format!("before its greeting, {why}")));
             }
         };
         let Reply::Hello {
@@ -637,6 +664,10 @@ impl Remote {
                 ))
             }
             Event::TimedOut => unreachable!("no deadline"),
+            Event::Broken(why) => {
+                self.abandon();
+                Err(LinkError::ExecutorGone(format!("executor lost: {why}")))
+            }
         }
     }
 
@@ -656,7 +687,13 @@ impl Remote {
     ) -> Result<Outcome, LinkError> {
         self.ensure_alive()?;
         let frame = self.frame_with_queue(request)?;
-        self.connection.send(&frame)?;
+        match self.connection.send(&frame) {
+            Err(LinkError::Executor(why)) if self.connection.socket.is_some() => {
+                self.abandon();
+                return Ok(Outcome::Lost(why));
+            }
+            sent => sent?,
+        }
         let deadline = timeout.map(|t| Instant::now() + t + KILL_GRACE);
         let mut checkpoint = None;
         let mut record = None;
@@ -688,6 +725,12 @@ impl Remote {
                     other => return Err(unexpected(other)),
                 },
                 Event::Died | Event::Closed => break,
+                // Nothing more will come: the executor's watchdog (or its
+                // own keepalive) ends its side, checkpoint included.
+                Event::Broken(why) => {
+                    self.abandon();
+                    return Ok(Outcome::Lost(why));
+                }
                 Event::TimedOut => {
                     match &self.process {
                         Some(p) => {
@@ -750,6 +793,7 @@ impl Remote {
                     let what = match other {
                         Event::Died => "it died",
                         Event::Closed => "the connection closed",
+                        Event::Broken(_) => "the connection failed",
                         _ => "no word within the deadline",
                     };
                     return Err(LinkError::Executor(format!(
@@ -853,6 +897,18 @@ impl Remote {
                 at += page;
             }
         }
+    }
+}
+
+/// Why a TCP connection failed, for [`Outcome::Lost`].
+fn broken(error: &std::io::Error, silence: Duration) -> String {
+    if error.kind() == std::io::ErrorKind::TimedOut {
+        format!(
+            "no sign of life from the executor for {} s (its host is down or cut off): {error}",
+            silence.as_secs().max(1)
+        )
+    } else {
+        format!("the connection to the executor failed: {error}")
     }
 }
 
@@ -1193,7 +1249,7 @@ impl Executor for Remote {
     fn describe(&self) -> String {
         let how = match &self.config.transport {
             Transport::Pipe { .. } => "pipe".to_string(),
-            Transport::Tcp { address } => format!("tcp {address}"),
+            Transport::Tcp { address, .. } => format!("tcp {address}"),
         };
         let shm = if self.config.shared_memory {
             ", shared memory"

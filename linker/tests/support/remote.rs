@@ -172,3 +172,119 @@ pub fn tagged_processes(tag: &str) -> Vec<u32> {
     }
     found
 }
+
+/// Two network namespaces made for one test, a controller's and an
+/// executor's, joined by a veth pair (`10.77.0.1/30` and `10.77.0.2/30`:
+/// the namespaces are private, so fixed addresses collide with nothing),
+/// and deleted on drop, also when the test fails. Nothing changes in this
+/// process's own namespace.
+pub struct Partitionable {
+    /// `solder-<pid>-<n>-ctl`: where the controller runs.
+    pub controller: String,
+    /// `solder-<pid>-<n>-exe`: where the executor runs.
+    pub executor: String,
+}
+
+/// The executor's address in its namespace.
+pub const EXECUTOR_IP: &str = "10.77.0.2";
+
+/// Runs `ip ARGS`; its error output when it fails.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run `ip`: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+impl Partitionable {
+    /// Makes the namespaces and the link, or says why it cannot (not root,
+    /// no `ip`, no namespace support).
+    pub fn create() -> Result<Partitionable, String> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let base = format!("solder-{}-{n}", std::process::id());
+        // Owned before anything is made, so whatever was made is deleted.
+        let made = Partitionable {
+            controller: format!("{base}-ctl"),
+            executor: format!("{base}-exe"),
+        };
+        ip(&["netns", "add", &made.controller])?;
+        ip(&["netns", "add", &made.executor])?;
+        // Made directly inside the namespaces: no name or address ever
+        // exists in this process's namespace.
+        ip(&[
+            "link",
+            "add",
+            "veth-ctl",
+            "netns",
+            &made.controller,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "veth-exe",
+            "netns",
+            &made.executor,
+        ])?;
+        for (ns, link, address) in [
+            (&made.controller, "veth-ctl", "10.77.0.1/30"),
+            (&made.executor, "veth-exe", "10.77.0.2/30"),
+        ] {
+            ip(&["-n", ns, "addr", "add", address, "dev", link])?;
+            ip(&["-n", ns, "link", "set", link, "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(made)
+    }
+
+    /// The prefix that runs a program in namespace `ns`.
+    pub fn exec_in(ns: &str) -> [&str; 4] {
+        ["ip", "netns", "exec", ns]
+    }
+
+    /// Cuts the link silently: from now on packets between the namespaces
+    /// are dropped, nobody sends a FIN or a RST.
+    pub fn cut(&self) {
+        ip(&["-n", &self.controller, "link", "set", "veth-ctl", "down"]).unwrap();
+    }
+
+    /// Restores the link.
+    pub fn restore(&self) {
+        ip(&["-n", &self.controller, "link", "set", "veth-ctl", "up"]).unwrap();
+    }
+}
+
+impl Drop for Partitionable {
+    fn drop(&mut self) {
+        // Deleting the namespaces deletes the veth pair once no process is
+        // left in them (the tests kill theirs first).
+        let _ = ip(&["netns", "del", &self.controller]);
+        let _ = ip(&["netns", "del", &self.executor]);
+    }
+}
+
+/// Makes the namespaces, or: under `SOLDER_STRICT=1` fails the test,
+/// otherwise prints why it is skipped and returns `None`.
+pub fn partitionable_or_skip(test: &str) -> Option<Partitionable> {
+    match Partitionable::create() {
+        Ok(made) => Some(made),
+        Err(why) => {
+            let strict = std::env::var("SOLDER_STRICT").is_ok_and(|v| !v.is_empty() && v != "0");
+            assert!(
+                !strict,
+                "{test}: cannot make network namespaces ({why}), and SOLDER_STRICT=1 forbids skipping"
+            );
+            eprintln!("SKIP {test}: cannot make network namespaces (needs root and `ip`): {why}");
+            None
+        }
+    }
+}
