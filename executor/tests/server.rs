@@ -1212,6 +1212,11 @@ fn bad_arguments_exit_2_and_help_exits_0() {
         &["--fds", "x"],
         &["--fds", "3,4", "--once"],
         &["--listen", "nowhere"],
+        &["--fds", "3,4", "--max-connections", "2"],
+        &["--fds", "3,4", "--peer-timeout", "5"],
+        &["--listen", "0", "--max-connections", "0"],
+        &["--listen", "0", "--handshake-timeout", "soon"],
+        &["--listen", "0", "--peer-timeout", "-1"],
     ] {
         let output = Command::new(EXE).args(args).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");

@@ -149,7 +149,7 @@ fn parse(args: &[OsString]) -> Result<Mode, String> {
         }
     }
     let listen_only =
-        token_file.is_some() || listen.ready_file.is_some() || listen.once || args_differ(&listen);
+        token_file.is_some() || listen.ready_file.is_some() || listen.once || tuned(&listen);
     match (fds, listening) {
         (Some(_), true) => Err("--fds and --listen exclude each other".into()),
         (Some(_), false) if listen_only => Err(
@@ -166,8 +166,8 @@ fn parse(args: &[OsString]) -> Result<Mode, String> {
     }
 }
 
-/// Whether a listening option other than the address was changed.
-fn args_differ(listen: &ListenOptions) -> bool {
+/// Whether a listener's limit (connections, deadlines) was changed.
+fn tuned(listen: &ListenOptions) -> bool {
     let defaults = ListenOptions::new(listen.addr);
     listen.max_connections != defaults.max_connections
         || listen.handshake_timeout != defaults.handshake_timeout
