@@ -46,7 +46,8 @@ pub enum Transport {
     /// program or through `SOLDER_EXECUTOR`) and talk over two pipes.
     Pipe { program: Option<PathBuf> },
     /// Connect to `solder-executor --listen ADDRESS`. The token, if the
-    /// executor wants one, comes from `SOLDER_EXECUTOR_TOKEN`. A peer that
+    /// executor wants one, is the first line of `SOLDER_EXECUTOR_TOKEN`
+    /// (as the executor reads its token file). A peer that
     /// stays silent for `peer_timeout` (no answer to TCP keepalive probes:
     /// its host powered off or is cut off, which sends no FIN or RST) is
     /// lost ([`Outcome::Lost`]), even in the middle of a call without a
