@@ -148,6 +148,7 @@ pub fn session_config(spec: &SessionSpec, mode: Mode, tcp: Option<&str>) -> Sess
         Mode::Tcp => ExecutorChoice::Remote {
             transport: Transport::Tcp {
                 address: tcp.unwrap_or("127.0.0.1:0").to_string(),
+                peer_timeout: solder_linker::DEFAULT_PEER_TIMEOUT,
             },
             shared_memory: false,
         },

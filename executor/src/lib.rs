@@ -36,6 +36,8 @@ pub mod host;
 #[cfg(feature = "host")]
 pub mod lifecycle;
 #[cfg(feature = "host")]
+pub mod listener;
+#[cfg(feature = "host")]
 pub mod pages;
 #[cfg(feature = "host")]
 pub mod server;
@@ -49,3 +51,5 @@ pub mod sys;
 pub mod transport;
 #[cfg(feature = "host")]
 pub mod unwind;
+#[cfg(feature = "host")]
+pub mod watchdog;

@@ -8,7 +8,7 @@
 //! then read-execute, read-only or read-write — never writable and
 //! executable at once.
 
-use crate::protocol::{PlacementCode, Prot};
+use crate::protocol::{LOWEST_SLAB_ADDRESS, PlacementCode, Prot};
 use crate::sys;
 
 /// The span a rel32 displacement reaches, with a margin for addends.
@@ -35,6 +35,12 @@ pub enum PageError {
     },
     #[error("the slab size must be positive")]
     Empty,
+    #[error(
+        "a slab at {base:#x} would cover part of the first 64 KiB (below {:#x}), where \
+         null-pointer accesses must fault",
+        LOWEST_SLAB_ADDRESS
+    )]
+    TooLow { base: u64 },
 }
 
 impl PageError {
@@ -53,14 +59,38 @@ pub fn page_size() -> u64 {
     sys::memory::page_size()
 }
 
+/// Refuses a slab starting below [`LOWEST_SLAB_ADDRESS`].
+pub fn refuse_low(base: u64) -> Result<(), PageError> {
+    if base < LOWEST_SLAB_ADDRESS {
+        return Err(PageError::TooLow { base });
+    }
+    Ok(())
+}
+
 /// Reserves `size` bytes (rounded up to pages) of inaccessible, uncommitted
-/// address space. Returns the base.
+/// address space. Returns the base, never below [`LOWEST_SLAB_ADDRESS`]: a
+/// fixed address there is refused before anything is mapped, and a
+/// reservation the kernel placed there is undone and refused.
 pub fn reserve(size: u64, placement: PlacementCode, address: u64) -> Result<u64, PageError> {
     let page = page_size();
     let size = size.div_ceil(page) * page;
     if size == 0 {
         return Err(PageError::Empty);
     }
+    if placement == PlacementCode::Fixed {
+        refuse_low(address)?;
+    }
+    let base = place(size, placement, address, page)?;
+    if let Err(err) = refuse_low(base) {
+        // SAFETY: the reservation was just made; nothing uses it.
+        unsafe { unreserve(base, size) };
+        return Err(err);
+    }
+    Ok(base)
+}
+
+/// Reserves `size` bytes (page-rounded, positive) where `placement` asks.
+fn place(size: u64, placement: PlacementCode, address: u64, page: u64) -> Result<u64, PageError> {
     let failed = |at: String| move |reason| PageError::Reserve { size, at, reason };
     match placement {
         PlacementCode::Fixed => {
@@ -120,14 +150,15 @@ pub unsafe fn protect(start: u64, size: u64, prot: Prot) -> Result<(), PageError
         .map_err(|reason| PageError::call("mprotect", start, size, reason))
 }
 
-/// Discards the pages of a private anonymous range (they read as zero
-/// afterwards) and makes them inaccessible.
+/// Discards the pages of a private range and makes them inaccessible: an
+/// anonymous range reads as zero afterwards, a private file mapping (a
+/// shared slab) as the file does.
 ///
 /// # Safety
 /// As for [`protect`]; nothing may use the range's contents afterwards.
 pub unsafe fn release(start: u64, size: u64) -> Result<(), PageError> {
-    // SAFETY: guaranteed by the caller; discarding private anonymous pages
-    // only zeroes them.
+    // SAFETY: guaranteed by the caller; discarding private pages only drops
+    // this process's copies.
     unsafe {
         let _ = sys::memory::discard(start, size);
         protect(start, size, Prot::None)
@@ -238,9 +269,19 @@ fn near_host(size: u64, page: u64) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// The placement tests take their turns: a near-host placement that
+    /// falls back lands in the low 2 GiB, where the other one looks.
+    static PLACEMENT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// Slabs of a quarter GiB: with many test threads, glibc's per-thread
+    /// malloc arenas (64 MiB reservations each) crowd the address space
+    /// just below the libraries, and a whole GiB may not fit there.
+    const PLACED: u64 = 256 << 20;
+
     #[test]
     fn near_host_placement_reaches_libc() {
-        let size = 1 << 30;
+        let _turn = PLACEMENT.lock().unwrap_or_else(|e| e.into_inner());
+        let size = PLACED;
         let base = reserve(size, PlacementCode::NearHost, 0).unwrap();
         let (lo, hi) = crate::host::library_span().unwrap();
         assert!(
@@ -253,7 +294,8 @@ mod tests {
 
     #[test]
     fn low_placement_is_in_the_low_2_gib() {
-        let size = 1 << 30;
+        let _turn = PLACEMENT.lock().unwrap_or_else(|e| e.into_inner());
+        let size = PLACED;
         let base = reserve(size, PlacementCode::Low, 0).unwrap();
         assert!(base + size <= 1 << 31, "{base:#x}");
         // SAFETY: nothing uses the reservation.
@@ -286,6 +328,22 @@ mod tests {
             assert_eq!(bytes[0], 7);
             unreserve(base, size);
         }
+    }
+
+    #[test]
+    fn slabs_in_the_first_64_kib_are_refused() {
+        for address in [0, 0x1000, LOWEST_SLAB_ADDRESS - page_size()] {
+            let err = reserve(1 << 20, PlacementCode::Fixed, address).unwrap_err();
+            assert!(
+                matches!(err, PageError::TooLow { base } if base == address),
+                "{err}"
+            );
+            assert!(err.to_string().contains("64 KiB"), "{err}");
+        }
+        // A base the kernel picked is checked the same way.
+        assert!(matches!(refuse_low(0), Err(PageError::TooLow { base: 0 })));
+        assert!(refuse_low(LOWEST_SLAB_ADDRESS - 1).is_err());
+        assert!(refuse_low(LOWEST_SLAB_ADDRESS).is_ok());
     }
 
     #[test]

@@ -11,8 +11,9 @@
 //! reader allocate more than the frame itself.
 //!
 //! Conversation: the executor speaks first with [`Reply::Hello`]; the
-//! controller answers with [`Request::Hello`] and gets [`Reply::Ok`] or an
-//! [`Reply::Error`] followed by a closed connection. After that every request
+//! controller answers with [`Request::Hello`] and gets [`Reply::Welcome`]
+//! (naming the process that serves the session) or an [`Reply::Error`]
+//! followed by a closed connection. After that every request
 //! gets exactly one final reply, in order. Requests that run JIT'd code
 //! ([`Request::RunInitializers`], [`Request::Call`], [`Request::RemoveModule`],
 //! [`Request::EndModules`]) may instead end with an unsolicited record:
@@ -53,7 +54,7 @@ use crate::abi::CallingConvention;
 use std::io::{Read, Write};
 
 /// Protocol version; the handshake refuses any other.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// The largest frame (tag + body) either side sends or accepts. Bigger
 /// writes are split by the sender.
 pub const MAX_FRAME: u32 = 16 << 20;
@@ -70,6 +71,37 @@ pub const MAX_BATCH: u32 = 4096;
 pub const BATCH_OVERHEAD: usize = 4 + 1 + 4;
 /// Longest token accepted in the handshake.
 pub const MAX_TOKEN: usize = 256;
+/// Why a token text (a token file, or the variable that holds a token)
+/// gives no usable token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token (its first line) is empty")]
+    Empty,
+    #[error("the token is longer than {MAX_TOKEN} bytes")]
+    TooLong,
+}
+
+/// The token a token file or variable holds: its first line, without the
+/// line's end (`\n` or `\r\n`). What follows the first line is ignored
+/// (a comment, say); an empty first line is an error, as is a token longer
+/// than [`MAX_TOKEN`]. Executor and controller read tokens this same way.
+pub fn parse_token(text: &[u8]) -> Result<Vec<u8>, TokenError> {
+    let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        return Err(TokenError::Empty);
+    }
+    if line.len() > MAX_TOKEN {
+        return Err(TokenError::TooLong);
+    }
+    Ok(line.to_vec())
+}
+
+/// The lowest address a slab may start at: `Reserve` refuses anything in
+/// the first 64 KiB (Linux's usual `vm.mmap_min_addr`), which stay
+/// unmapped so that null-pointer reads and calls keep faulting, even for
+/// root, who may map there.
+pub const LOWEST_SLAB_ADDRESS: u64 = 0x1_0000;
 /// Magic at the start of [`Reply::Hello`].
 pub const MAGIC: [u8; 4] = *b"SLDR";
 
@@ -453,7 +485,8 @@ messages! {
     /// Executor -> controller.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum Reply {
-        /// First frame on every connection.
+        /// First frame on every connection; `pid` is the process that
+        /// sends it (over TCP, the listener).
         1 Hello {
             magic: [u8; 4] = "magic",
             version: u32 = "version",
@@ -512,6 +545,13 @@ messages! {
         /// The executor died; its checkpoint `pid` serves from now on, with
         /// the state from before the request that killed it.
         12 Resumed {
+            pid: u32 = "pid",
+        },
+        /// The answer to an accepted [`Request::Hello`]: the session begins,
+        /// served by process `pid` (over TCP a process forked for the
+        /// connection once its `Hello` passed, so not the one that sent
+        /// [`Reply::Hello`]).
+        13 Welcome {
             pid: u32 = "pid",
         },
     }
@@ -994,6 +1034,31 @@ pub fn write_frame(writer: &mut impl Write, frame: &[u8]) -> Result<(), Protocol
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_is_the_first_line_without_its_end() {
+        assert_eq!(parse_token(b"s3cret").unwrap(), b"s3cret");
+        assert_eq!(parse_token(b"s3cret\n").unwrap(), b"s3cret");
+        assert_eq!(parse_token(b"s3cret\r\n").unwrap(), b"s3cret");
+        assert_eq!(parse_token(b"s3cret\r").unwrap(), b"s3cret");
+        assert_eq!(parse_token(b"s3cret\nsecond line\n").unwrap(), b"s3cret");
+        // Inner spaces and a lone inner `\r` are part of the token.
+        assert_eq!(parse_token(b" a b\rc \n").unwrap(), b" a b\rc ");
+        for empty in [&b""[..], b"\n", b"\r\n", b"\nsecond line\n"] {
+            assert_eq!(parse_token(empty), Err(TokenError::Empty), "{empty:?}");
+        }
+        let longest = vec![b'x'; MAX_TOKEN];
+        assert_eq!(parse_token(&longest).unwrap(), longest);
+        let mut long = vec![b'x'; MAX_TOKEN + 1];
+        assert_eq!(parse_token(&long), Err(TokenError::TooLong));
+        long.push(b'\n');
+        long[MAX_TOKEN] = b'\n';
+        assert_eq!(
+            parse_token(&long).unwrap(),
+            longest,
+            "the second line does not count"
+        );
+    }
 
     fn round_trip_request(r: Request) {
         let frame = r.encode();
@@ -1490,6 +1555,7 @@ mod tests {
                 reason: CheckpointSkip::Taken,
             },
             Reply::Resumed { pid: 77 },
+            Reply::Welcome { pid: 78 },
         ]
     }
 
@@ -1554,12 +1620,12 @@ mod tests {
 
     /// The encoder's output pinned byte for byte (length prefix included),
     /// so that a change to how any field is written cannot go unnoticed:
-    /// version 3 controllers and executors elsewhere depend on it.
+    /// version 4 controllers and executors elsewhere depend on it.
     #[test]
     fn every_frame_is_pinned_byte_for_byte() {
         let requests: Vec<String> = every_request().iter().map(|r| hex(&r.encode())).collect();
         let expected = [
-            "1000000001030000000106000000736563726574",
+            "1000000001040000000106000000736563726574",
             "1300000002000000400000000001000000000000000001",
             "1000000003001000000000000003000000010203",
             "12000000040010000000000000002000000000000001",
@@ -1583,7 +1649,7 @@ mod tests {
         assert_eq!(requests, expected);
         let replies: Vec<String> = every_reply().iter().map(|r| hex(&r.encode())).collect();
         let expected = [
-            "3500000001534c4452030000000010000000000000180000007838365f36342d756e6b6e6f776e2d6c696e75782d676e75020000002a000000",
+            "3500000001534c4452040000000010000000000000180000007838365f36342d756e6b6e6f776e2d6c696e75782d676e75020000002a000000",
             "0100000002",
             "080000000302020000006e6f",
             "0d000000040000007000000000ffffffff",
@@ -1595,6 +1661,7 @@ mod tests {
             "050000000a2a000000",
             "060000000b4d00000000",
             "050000000c4d000000",
+            "050000000d4e000000",
         ];
         assert_eq!(replies, expected);
     }
@@ -1621,12 +1688,12 @@ mod tests {
             ),
             (
                 Request::Hello {
-                    version: 3,
+                    version: 4,
                     recovery: Recovery::None,
                     token: vec![],
                 }
                 .encode(),
-                "0a 00 00 00 01 03 00 00 00 00 00 00 00 00",
+                "0a 00 00 00 01 04 00 00 00 00 00 00 00 00",
             ),
             (
                 Request::Lookup {

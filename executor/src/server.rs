@@ -34,6 +34,7 @@ use crate::shm::SharedSlab;
 use crate::snapshot::{self, Snapshots, Taken};
 use crate::sys;
 use crate::transport::{self, Channel, diag, token_matches};
+use crate::watchdog;
 
 /// The target triple announced in the handshake.
 pub const TARGET_TRIPLE: &str = "x86_64-unknown-linux-gnu";
@@ -96,11 +97,36 @@ fn send_exited(status: c_int, flush: bool) {
     let _ = transport::write_all(REPLY_FD.load(Ordering::Acquire), &frame);
 }
 
-/// Serves one controller on `channel` until it leaves. `token` is the
-/// configured token (empty when none). Returns the exit status for the
-/// process; some paths (`exit` by JIT'd code, a crash, a vanished
-/// controller) end the process instead of returning.
+/// The executor's greeting, [`Reply::Hello`], naming this process.
+pub fn greeting() -> Reply {
+    Reply::Hello {
+        magic: MAGIC,
+        version: VERSION,
+        page_size: pages::page_size(),
+        target: TARGET_TRIPLE.into(),
+        capabilities: CAPABILITIES,
+        pid: getpid() as u32,
+    }
+}
+
+/// Serves one controller on `channel` until it leaves: greets it, checks
+/// its `Hello` against `token` (empty when none is configured), then serves
+/// the session. Returns the exit status for the process; some paths (`exit`
+/// by JIT'd code, a crash, a vanished controller) end the process instead
+/// of returning.
 pub fn serve(channel: Channel, token: &[u8]) -> i32 {
+    send(&channel, &greeting());
+    match handshake(&channel, token) {
+        Ok(recovery) => serve_session(channel, recovery),
+        Err(status) => status,
+    }
+}
+
+/// Serves a session whose handshake already passed (the TCP listener
+/// checked the controller's `Hello` before forking this process): announces
+/// this process with [`Reply::Welcome`], then answers requests until the
+/// controller leaves. Returns or ends the process as [`serve`] does.
+pub fn serve_session(channel: Channel, recovery: Recovery) -> i32 {
     crash::install_crash_reporter();
     crash::set_record_fd(channel.output);
     REPLY_FD.store(channel.output, Ordering::Release);
@@ -112,24 +138,17 @@ pub fn serve(channel: Channel, token: &[u8]) -> i32 {
         }
         lifecycle::set_before_quick_exit(quick_exit_record);
     });
-    let page = pages::page_size();
+    if channel.socket {
+        watchdog::watch(channel.input);
+    }
     send(
         &channel,
-        &Reply::Hello {
-            magic: MAGIC,
-            version: VERSION,
-            page_size: page,
-            target: TARGET_TRIPLE.into(),
-            capabilities: CAPABILITIES,
+        &Reply::Welcome {
             pid: getpid() as u32,
         },
     );
-    let recovery = match handshake(&channel, token) {
-        Ok(recovery) => recovery,
-        Err(status) => return status,
-    };
     let mut server = Server {
-        page,
+        page: pages::page_size(),
         snapshots: (recovery == Recovery::Snapshot).then(Snapshots::default),
         slab: None,
         host: HostLibraries::with_defaults().map_err(|e| e.to_string()),
@@ -176,19 +195,45 @@ fn next_request(channel: &Channel) -> Result<Request, i32> {
     })
 }
 
-/// Reads the controller's `Hello` and checks version and token.
+/// Reads the controller's `Hello` and checks it ([`check_hello`]). `Err`
+/// is the exit status: the connection ended (0), or the `Hello` was refused
+/// (after the `Error` reply).
 fn handshake(channel: &Channel, token: &[u8]) -> Result<Recovery, i32> {
+    let decoded = match channel.read_frame() {
+        Ok(frame) => Request::decode(&frame),
+        Err(ProtocolError::Closed) => return Err(EXIT_CLEAN),
+        Err(ProtocolError::Io(err)) => {
+            diag(&format!("reading from {}: {err}", channel.peer));
+            return Err(EXIT_CLEAN);
+        }
+        Err(err) => Err(err),
+    };
+    check_hello(decoded, token, &channel.peer).map_err(|reply| {
+        send(channel, &reply);
+        EXIT_PROTOCOL
+    })
+}
+
+/// Checks the first request from `peer`: it must decode, be a `Hello`, speak
+/// this protocol version and present `token`. Returns the recovery policy
+/// it asks for, or the `Error` to answer before closing the connection
+/// (logged here, never with either token).
+pub fn check_hello(
+    decoded: Result<Request, ProtocolError>,
+    token: &[u8],
+    peer: &str,
+) -> Result<Recovery, Reply> {
+    let request = decoded.map_err(|err| {
+        diag(&format!("malformed frame from {peer}: {err}"));
+        error(ErrorCode::Malformed, err.to_string())
+    })?;
     let Request::Hello {
         version,
         recovery,
         token: given,
-    } = next_request(channel)?
+    } = request
     else {
-        send(
-            channel,
-            &error(ErrorCode::State, "the first request must be Hello"),
-        );
-        return Err(EXIT_PROTOCOL);
+        return Err(error(ErrorCode::State, "the first request must be Hello"));
     };
     // Compared before the version check so the timing never depends on
     // which check fails.
@@ -205,11 +250,9 @@ fn handshake(channel: &Channel, token: &[u8]) -> Result<Recovery, i32> {
         None
     };
     if let Some((log, message)) = refusal {
-        diag(&format!("refused connection from {}: {log}", channel.peer));
-        send(channel, &error(ErrorCode::Refused, message));
-        return Err(EXIT_PROTOCOL);
+        diag(&format!("refused connection from {peer}: {log}"));
+        return Err(error(ErrorCode::Refused, message));
     }
-    send(channel, &Reply::Ok);
     Ok(recovery)
 }
 
@@ -266,6 +309,11 @@ impl Server {
                 Ok(request) => request,
                 Err(status) => return status,
             };
+            // The controller opened the shared slab's memfd before asking
+            // anything else: the executor needs no descriptor of it.
+            if let Some(shared) = self.slab.as_mut().and_then(|s| s.shared.as_mut()) {
+                shared.close_descriptor();
+            }
             match self.handle(request) {
                 Outcome::Reply(reply) => send(&self.channel, &reply),
                 Outcome::Resumed => {}
@@ -523,6 +571,10 @@ impl Server {
         let pid = getpid();
         SERVER_PID.store(pid, Ordering::Release);
         crash::set_record_fd(self.channel.output);
+        // The dead executor's watchdog died with it.
+        if self.channel.socket {
+            watchdog::watch(self.channel.input);
+        }
         send(&self.channel, &Reply::Resumed { pid: pid as u32 });
     }
 
@@ -574,9 +626,9 @@ impl Server {
 
     /// The slab, if `[address, address + size)` lies inside it (and
     /// `address` is page-aligned when `aligned`).
-    fn slab_for(&mut self, address: u64, size: u64, aligned: bool) -> Result<&mut Slab, Reply> {
+    fn slab_for(&self, address: u64, size: u64, aligned: bool) -> Result<&Slab, Reply> {
         let page = self.page;
-        let Some(slab) = &mut self.slab else {
+        let Some(slab) = &self.slab else {
             return Err(error(
                 ErrorCode::State,
                 "no reservation yet: send Reserve first",
@@ -617,47 +669,24 @@ impl Server {
 
     fn patch(&mut self, address: u64, restore: Prot, bytes: &[u8]) -> Handled {
         let page = self.page;
-        let slab = self.slab_for(address, bytes.len() as u64, false)?;
-        let memory = |message: String| error(ErrorCode::Memory, message);
+        self.slab_for(address, bytes.len() as u64, false)?;
         // SAFETY: as for `write`; the rounded-out pages stay inside the slab
-        // because its base and size are page multiples.
-        unsafe {
-            match &mut slab.shared {
-                None => {
-                    pages::patch(address, bytes, restore, page).map_err(|e| memory(e.to_string()))
-                }
-                Some(_) if bytes.is_empty() => Ok(()),
-                Some(shared) => {
-                    // Through `protect`, so restoring read-write makes the
-                    // pages private as a `Protect` would.
-                    pages::write(address, bytes, page).map_err(|e| memory(e.to_string()))?;
-                    let first = address & !(page - 1);
-                    let end = (address + bytes.len() as u64).next_multiple_of(page);
-                    shared
-                        .protect(first, end - first, restore)
-                        .map_err(|e| memory(e.to_string()))
-                }
-            }
-        }
-        .map(|()| Reply::Ok)
+        // because its base and size are page multiples. In a shared slab the
+        // written pages become the executor's private copies.
+        unsafe { pages::patch(address, bytes, restore, page) }
+            .map(|()| Reply::Ok)
+            .map_err(|e| error(ErrorCode::Memory, e.to_string()))
     }
 
     fn protect(&mut self, address: u64, size: u64, prot: Prot) -> Handled {
-        let slab = self.slab_for(address, size, true)?;
+        self.slab_for(address, size, true)?;
         // SAFETY: a page-aligned range inside the reservation (checked
         // above; the slab's end is page-aligned, so rounding the size up
-        // stays inside), which no Rust reference points into.
-        let result = unsafe {
-            match &mut slab.shared {
-                None => pages::protect(address, size, prot).map_err(|e| e.to_string()),
-                Some(shared) => shared
-                    .protect(address, size, prot)
-                    .map_err(|e| e.to_string()),
-            }
-        };
-        result
+        // stays inside), which no Rust reference points into. A shared
+        // slab is a private mapping: mprotect never makes the file writable.
+        unsafe { pages::protect(address, size, prot) }
             .map(|()| Reply::Ok)
-            .map_err(|e| error(ErrorCode::Memory, e))
+            .map_err(|e| error(ErrorCode::Memory, e.to_string()))
     }
 
     fn release(&mut self, address: u64, size: u64) -> Handled {
@@ -670,16 +699,11 @@ impl Server {
         self.deregister_frames_in(address, size);
         let slab = self.slab_for(address, size, true)?;
         // SAFETY: as for `protect`; the controller releases only memory no
-        // live module uses.
-        let result = unsafe {
-            match &mut slab.shared {
-                None => pages::release(address, size).map_err(|e| e.to_string()),
-                Some(shared) => shared.release(address, size).map_err(|e| e.to_string()),
-            }
-        };
-        result
+        // live module uses. In a shared slab this drops the executor's
+        // private copies; the file is the controller's to clear.
+        unsafe { pages::release(address, size) }
             .map(|()| Reply::Ok)
-            .map_err(|e| error(ErrorCode::Memory, e))
+            .map_err(|e| error(ErrorCode::Memory, e.to_string()))
     }
 
     fn lookup(&mut self, names: &[String]) -> Handled {

@@ -1,7 +1,8 @@
 //! How the executor reaches its controller: two already-open descriptors
-//! (pipes from a controller that spawned it), or TCP with one forked process
-//! per connection. Also the pieces both share: raw-descriptor frame I/O that
-//! never dies of `SIGPIPE`, the token and its constant-time comparison.
+//! (pipes from a controller that spawned it), or a TCP connection (accepted
+//! by [`crate::listener`]). Also the pieces both share: raw-descriptor frame
+//! I/O that never dies of `SIGPIPE`, the token and its constant-time
+//! comparison.
 //!
 //! Frame I/O is unbuffered on purpose: a snapshot checkpoint (a forked copy
 //! of the executor) must see exactly the unread requests the kernel still
@@ -9,13 +10,12 @@
 
 use std::ffi::c_int;
 use std::io::{self, Read};
-use std::net::{SocketAddr, TcpListener};
-use std::os::fd::IntoRawFd;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::protocol::{self, MAX_TOKEN, ProtocolError};
+use crate::protocol::{self, ProtocolError};
 use crate::sys;
-use crate::sys::process::{ForkResult, Pid};
+use crate::sys::process::Pid;
 
 /// The environment variable a token is taken from when no file names it.
 pub const TOKEN_ENV: &str = "SOLDER_EXECUTOR_TOKEN";
@@ -36,10 +36,11 @@ pub enum TransportError {
     TokenRequired(SocketAddr),
     #[error("cannot read the token file {path}: {source}")]
     TokenFile { path: PathBuf, source: io::Error },
-    #[error("the token is empty")]
-    EmptyToken,
-    #[error("the token is longer than {MAX_TOKEN} bytes")]
-    TokenTooLong,
+    #[error("{origin}: {source}")]
+    BadToken {
+        origin: String,
+        source: protocol::TokenError,
+    },
     #[error("cannot write the ready file {path}: {source}")]
     ReadyFile { path: PathBuf, source: io::Error },
     #[error("{call} failed: {source}")]
@@ -57,6 +58,9 @@ pub struct Channel {
     pub output: c_int,
     /// Who is at the other end, for diagnostics (`pipe` or `IP:PORT`).
     pub peer: String,
+    /// Whether `input` is a socket, whose session [`crate::watchdog`]
+    /// ends when the peer is gone (a pipe's executor dies with its parent).
+    pub socket: bool,
 }
 
 impl Channel {
@@ -183,6 +187,7 @@ pub fn pipe_channel(input: c_int, output: c_int) -> Result<Channel, TransportErr
         input,
         output,
         peer: "pipe".into(),
+        socket: false,
     })
 }
 
@@ -199,139 +204,32 @@ pub fn die_with_parent(initial_parent: Pid) -> Result<(), TransportError> {
     Ok(())
 }
 
-/// The token for a listening executor: the first line of `file`, else
-/// [`TOKEN_ENV`] (which is then removed from the environment JIT'd code
-/// sees). `None` when neither is given.
+/// The token for a listening executor: the first line of `file` (see
+/// [`protocol::parse_token`]), else [`TOKEN_ENV`] read the same way (and
+/// then removed from the environment JIT'd code sees). `None` when neither
+/// is given.
 pub fn load_token(file: Option<&Path>) -> Result<Option<Vec<u8>>, TransportError> {
-    let mut token = match file {
-        Some(path) => std::fs::read(path).map_err(|source| TransportError::TokenFile {
-            path: path.to_path_buf(),
-            source,
-        })?,
+    let (text, origin) = match file {
+        Some(path) => (
+            std::fs::read(path).map_err(|source| TransportError::TokenFile {
+                path: path.to_path_buf(),
+                source,
+            })?,
+            path.display().to_string(),
+        ),
         None => match std::env::var_os(TOKEN_ENV) {
             Some(value) => {
                 // SAFETY: called from main before any thread exists, so no
                 // other thread reads the environment concurrently.
                 unsafe { std::env::remove_var(TOKEN_ENV) };
-                value.into_encoded_bytes()
+                (value.into_encoded_bytes(), format!("${TOKEN_ENV}"))
             }
             None => return Ok(None),
         },
     };
-    while matches!(token.last(), Some(b'\n' | b'\r')) {
-        token.pop();
-    }
-    if token.is_empty() {
-        return Err(TransportError::EmptyToken);
-    }
-    if token.len() > MAX_TOKEN {
-        return Err(TransportError::TokenTooLong);
-    }
-    Ok(Some(token))
-}
-
-/// What `--listen` was asked to do.
-#[derive(Debug, Clone)]
-pub struct ListenOptions {
-    pub addr: SocketAddr,
-    /// Configured token; `None` only on a loopback address.
-    pub token: Option<Vec<u8>>,
-    pub ready_file: Option<PathBuf>,
-    /// Serve the first connection in this process, then return.
-    pub once: bool,
-}
-
-/// Binds, announces the address, then serves connections: each in a forked
-/// child (which `_exit`s with `serve`'s status), or with `once` only the
-/// first, in this process, returning its status.
-pub fn listen(
-    options: &ListenOptions,
-    mut serve: impl FnMut(Channel) -> i32,
-) -> Result<i32, TransportError> {
-    if options.token.is_none() && !options.addr.ip().is_loopback() {
-        return Err(TransportError::TokenRequired(options.addr));
-    }
-    let listener = TcpListener::bind(options.addr).map_err(|source| TransportError::Bind {
-        addr: options.addr,
-        source,
-    })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| TransportError::Sys {
-            call: "getsockname",
-            source,
-        })?;
-    if let Some(path) = &options.ready_file {
-        write_ready_file(path, bound)?;
-    }
-    diag(&format!("listening on {bound}"));
-    if !options.once {
-        // The kernel reaps connection children; each child restores the
-        // default before serving.
-        let _ = sys::process::reap_children_automatically(true);
-    }
-    loop {
-        let (stream, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                if err.kind() != io::ErrorKind::Interrupted {
-                    diag(&format!("accept failed: {err}"));
-                    // Out of descriptors or memory: do not spin.
-                    if sys::io::out_of_descriptors(&err) {
-                        std::thread::sleep(std::time::Duration::from_millis(100));
-                    }
-                }
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        if options.once {
-            drop(listener);
-            let fd = stream.into_raw_fd();
-            return Ok(serve(Channel {
-                input: fd,
-                output: fd,
-                peer: peer.to_string(),
-            }));
-        }
-        // SAFETY: the listener is single-threaded, so the child may run
-        // arbitrary code after fork.
-        match unsafe { sys::process::fork() } {
-            Ok(ForkResult::Child) => {
-                drop(listener);
-                // The serving child must see its own children's exits (it
-                // reaps its checkpoints).
-                let _ = sys::process::reap_children_automatically(false);
-                let fd = stream.into_raw_fd();
-                let status = serve(Channel {
-                    input: fd,
-                    output: fd,
-                    peer: peer.to_string(),
-                });
-                // Every stdio stream flushed; _exit skips the listener's
-                // atexit handlers, which are not ours.
-                sys::exit::flush_c_stdio();
-                sys::exit::exit_immediately(status)
-            }
-            Err(err) => diag(&format!("fork failed for {peer}: {err}")),
-            Ok(ForkResult::Parent { .. }) => {}
-        }
-        // The parent closes its copy of the connection by dropping `stream`.
-    }
-}
-
-/// Writes `ADDR\n` to `PATH.tmp`, then renames it to `PATH`, so a reader
-/// never sees a partial address.
-fn write_ready_file(path: &Path, bound: SocketAddr) -> Result<(), TransportError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, format!("{bound}\n"))
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|source| TransportError::ReadyFile {
-            path: path.to_path_buf(),
-            source,
-        })
+    protocol::parse_token(&text)
+        .map(Some)
+        .map_err(|source| TransportError::BadToken { origin, source })
 }
 
 #[cfg(test)]
@@ -347,6 +245,44 @@ mod tests {
         assert!(!token_matches(b"s3cret", b""));
         assert!(token_matches(b"", b""));
         assert!(!token_matches(b"", b"x"));
+    }
+
+    #[test]
+    fn a_token_file_gives_its_first_line() {
+        let dir = std::env::temp_dir().join(format!("solder-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        for (text, expected) in [
+            (&b"s3cret"[..], &b"s3cret"[..]),
+            (b"s3cret\n", b"s3cret"),
+            (b"s3cret\r\n", b"s3cret"),
+            (b"s3cret\r\nanything else\n", b"s3cret"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let token = load_token(Some(&file)).unwrap();
+            assert_eq!(token.as_deref(), Some(expected), "{text:?}");
+        }
+        for text in [&b""[..], b"\n", b"\r\ns3cret\n"] {
+            std::fs::write(&file, text).unwrap();
+            let err = load_token(Some(&file)).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    TransportError::BadToken {
+                        source: protocol::TokenError::Empty,
+                        ..
+                    }
+                ),
+                "{text:?}: {err}"
+            );
+            assert!(err.to_string().contains("empty"), "{err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        let missing = load_token(Some(&dir.join("token"))).unwrap_err();
+        assert!(
+            matches!(missing, TransportError::TokenFile { .. }),
+            "{missing}"
+        );
     }
 
     #[test]

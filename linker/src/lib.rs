@@ -24,7 +24,7 @@ mod test_support;
 
 pub use error::LinkError;
 #[cfg(feature = "host")]
-pub use executors::Transport;
+pub use executors::{DEFAULT_PEER_TIMEOUT, Transport};
 pub use executors::{Outcome, Recovery};
 pub use input::ObjectFile;
 pub use memory::Placement;

@@ -66,6 +66,11 @@ struct RunArgs {
     /// Share the slab with the executor (memfd): code is written in place.
     #[arg(long)]
     shm: bool,
+    /// Over TCP: how long the executor may stay silent (no answer to TCP
+    /// keepalive probes: its host powered off or cut off) before it counts
+    /// as lost, even in the middle of a call, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    peer_timeout: u64,
     /// After a crash in the executor: roll back to a checkpoint taken
     /// before each call (`snapshot`) or start a fresh executor and replay
     /// the modules (`restart`).
@@ -191,6 +196,7 @@ fn run(args: RunArgs) -> Result<u8> {
         ExecutorArg::Tcp(address) => ExecutorChoice::Remote {
             transport: Transport::Tcp {
                 address: address.clone(),
+                peer_timeout: std::time::Duration::from_secs(args.peer_timeout),
             },
             shared_memory: args.shm,
         },

@@ -35,8 +35,9 @@ pub enum Placement {
 
 /// No slab starts below this: the first 64 KiB (Linux's usual
 /// `vm.mmap_min_addr`) stay unmapped so that null-pointer reads and calls
-/// keep faulting, even for root, who may map there.
-pub const LOWEST_SLAB_ADDRESS: u64 = 0x1_0000;
+/// keep faulting, even for root, who may map there. The executor refuses
+/// such a `Reserve` too.
+pub const LOWEST_SLAB_ADDRESS: u64 = solder_executor::protocol::LOWEST_SLAB_ADDRESS;
 
 /// Refuses a slab that would start in the first 64 KiB.
 pub fn refuse_low_slab(base: u64) -> Result<(), LinkError> {

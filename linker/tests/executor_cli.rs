@@ -9,8 +9,12 @@ mod support;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
+use support::remote::{
+    EXECUTOR_IP, Listener, Partitionable, executor_binary, partitionable_or_skip,
+};
 use support::{solder, stderr, stdout};
 
 fn rerun(test: &str) -> String {
@@ -37,17 +41,6 @@ fn native(object: &Path, name: &str) -> Output {
         .unwrap();
     assert!(built.status.success(), "{}", stderr(&built));
     Command::new(&exe).output().unwrap()
-}
-
-/// `target/<profile>/solder-executor`, next to `solder`.
-fn executor_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_solder")).with_file_name("solder-executor");
-    assert!(
-        path.is_file(),
-        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build -p solder-executor` first)",
-        path.display()
-    );
-    path
 }
 
 /// The modes every program must behave identically in.
@@ -129,66 +122,10 @@ fn crash_in_main_is_reported_with_symbol_and_exits_139() {
     }
 }
 
-/// `solder-executor --listen 127.0.0.1:0`, killed on drop. Over TCP the
-/// program's stdout is the executor's: it goes to `stdout_file`.
-struct Listener {
-    child: Child,
-    address: String,
-    stdout_file: PathBuf,
-}
-
-impl Listener {
-    fn start(name: &str, token: Option<&str>) -> Listener {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("executor-cli");
-        std::fs::create_dir_all(&dir).unwrap();
-        let ready = dir.join(format!("{name}.address"));
-        let _ = std::fs::remove_file(&ready);
-        let stdout_file = dir.join(format!("{name}.stdout"));
-        let mut command = Command::new(executor_binary());
-        command
-            .args(["--listen", "127.0.0.1:0", "--ready-file"])
-            .arg(&ready)
-            .stdout(std::fs::File::create(&stdout_file).unwrap());
-        if let Some(token) = token {
-            let file = dir.join(format!("{name}.token"));
-            std::fs::write(&file, token).unwrap();
-            command.arg("--token-file").arg(file);
-        }
-        // Owned by the Listener at once, so a failed start still kills it.
-        let mut listener = Listener {
-            child: command.spawn().unwrap(),
-            address: String::new(),
-            stdout_file,
-        };
-        let start = std::time::Instant::now();
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&ready)
-                && !text.trim().is_empty()
-            {
-                listener.address = text.trim().to_string();
-                return listener;
-            }
-            assert!(
-                start.elapsed().as_secs() < 10,
-                "solder-executor --listen did not write {}",
-                ready.display()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn tcp_executor_runs_programs_and_reports_crashes() {
     let test = "tcp_executor_runs_programs_and_reports_crashes";
-    let listener = Listener::start("plain", None);
+    let listener = Listener::start("plain", None, &[]);
     let executor = format!("tcp={}", listener.address);
     let object = fixture("program.c");
     let reference = native(&object, "program-tcp");
@@ -220,7 +157,7 @@ fn tcp_executor_runs_programs_and_reports_crashes() {
 #[test]
 fn tcp_token_is_required_and_checked() {
     let test = "tcp_token_is_required_and_checked";
-    let listener = Listener::start("token", Some("s3cret"));
+    let listener = Listener::start("token", Some("s3cret"), &[]);
     let executor = format!("tcp={}", listener.address);
     let object = fixture("program.c");
     let run = |token: Option<&str>| {
@@ -252,10 +189,22 @@ fn tcp_token_is_required_and_checked() {
             rerun(test)
         );
     }
-    let output = run(Some("s3cret"));
-    assert_eq!(
-        output.status.code(),
-        Some(3),
+    // Both sides read the first line, without its end: the listener's file
+    // holds `s3cret\n` and more, the variable may end in `\r\n`.
+    for right in ["s3cret", "s3cret\n", "s3cret\r\nsecond line"] {
+        let output = run(Some(right));
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{right:?}: {}\n{}",
+            stderr(&output),
+            rerun(test)
+        );
+    }
+    let output = run(Some("\ns3cret"));
+    assert_eq!(output.status.code(), Some(125), "{}", rerun(test));
+    assert!(
+        stderr(&output).contains("SOLDER_EXECUTOR_TOKEN") && stderr(&output).contains("empty"),
         "{}\n{}",
         stderr(&output),
         rerun(test)
@@ -288,4 +237,229 @@ fn bad_executor_options_exit_125() {
             rerun(test)
         );
     }
+}
+
+/// Waits up to `limit` for `file` to contain `text`.
+fn wait_for_text(file: &Path, text: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(file).is_ok_and(|t| t.contains(text)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// A controller killed (`SIGKILL`) while JIT'd code spins in a call with
+/// every signal blocked takes its session with it: within 5 s neither the
+/// serving process nor its checkpoint (`--recovery snapshot`) nor its
+/// watchdog is left, while the listener serves on.
+#[test]
+fn tcp_controller_killed_mid_call_leaves_no_executor() {
+    let test = "tcp_controller_killed_mid_call_leaves_no_executor";
+    let object = support::compile_with("cc", "linker/remote/deaf_spin.c", &["-O2"]);
+    for recovery in [None, Some("snapshot")] {
+        let listener = Listener::start("killed-controller", None, &[]);
+        let executor = format!("tcp={}", listener.address);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_solder"));
+        command.args(["run", "--executor", &executor]);
+        if let Some(policy) = recovery {
+            command.args(["--recovery", policy]);
+        }
+        let mut controller = command
+            .arg(path_str(&object))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_for_text(&listener.stdout_file, "spinning", Duration::from_secs(30)),
+            "{recovery:?}: the program never started\n{}",
+            rerun(test)
+        );
+        // The serving process and its watchdog, and with snapshot the
+        // checkpoint.
+        let expected = if recovery.is_some() { 3 } else { 2 };
+        let during = listener.sessions();
+        assert!(
+            during.len() >= expected,
+            "{recovery:?}: only {during:?} serve the call\n{}",
+            rerun(test)
+        );
+        controller.kill().unwrap();
+        controller.wait().unwrap();
+        let left = listener.wait_for_no_sessions(Duration::from_secs(5));
+        assert!(
+            left.is_empty(),
+            "{recovery:?}: {left:?} still run 5 s after the controller died (were {during:?})\n{}",
+            rerun(test)
+        );
+        let mut listener = listener;
+        assert!(
+            listener.child.try_wait().unwrap().is_none(),
+            "the listener serves on\n{}",
+            rerun(test)
+        );
+    }
+}
+
+/// A child process killed (and waited for) on drop, so a failing test
+/// leaves nothing behind.
+struct KillOnDrop(std::process::Child);
+
+impl KillOnDrop {
+    /// Waits up to `limit` for the process to exit; its output then.
+    fn wait_for_exit(mut self, limit: Duration) -> Option<Output> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.0.try_wait().unwrap().is_some() {
+                let child = std::mem::replace(
+                    &mut self.0,
+                    Command::new("true").spawn().expect("a placeholder process"),
+                );
+                return Some(child.wait_with_output().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `solder run --executor tcp=EXECUTOR:PORT ARGS... deaf_spin.o` in the
+/// controller's namespace, with the token the listener wants.
+fn partitioned_controller(net: &Partitionable, listener: &Listener, args: &[&str]) -> KillOnDrop {
+    let object = support::compile_with("cc", "linker/remote/deaf_spin.c", &["-O2"]);
+    let executor = format!("tcp={}", listener.address);
+    let [program, prefix @ ..] = Partitionable::exec_in(&net.controller);
+    let child = Command::new(program)
+        .args(prefix)
+        .arg(env!("CARGO_BIN_EXE_solder"))
+        .args(["run", "--executor", &executor])
+        .args(args)
+        .arg(path_str(&object))
+        .env("SOLDER_EXECUTOR_TOKEN", "s3cret")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    KillOnDrop(child)
+}
+
+/// Waits for the partitioned program to start spinning, or fails with what
+/// the listener and the controller (`pid`) said.
+fn started_or_fail(listener: &Listener, controller: &mut KillOnDrop, test: &str) {
+    if wait_for_text(&listener.stdout_file, "spinning", Duration::from_secs(30)) {
+        return;
+    }
+    let _ = controller.0.kill();
+    let mut said = String::new();
+    if let Some(stderr) = controller.0.stderr.as_mut() {
+        let _ = std::io::Read::read_to_string(stderr, &mut said);
+    }
+    panic!(
+        "the program never started; the controller said: {said}\n{}",
+        rerun(test)
+    );
+}
+
+/// A listener in the executor's namespace, whose sessions give up on a
+/// controller silent for a second.
+fn partitioned_listener(net: &Partitionable, name: &str) -> Listener {
+    Listener::start_with(
+        name,
+        Some("s3cret"),
+        &["--peer-timeout", "1"],
+        &format!("{EXECUTOR_IP}:0"),
+        &Partitionable::exec_in(&net.executor),
+    )
+}
+
+/// A partition (the link cut mid-call: no FIN, no RST, no timeout on the
+/// call) is noticed within the peer timeout on both sides: the controller
+/// reports a lost executor, and the executor's session ends.
+#[test]
+fn tcp_partition_is_a_lost_executor_on_both_sides() {
+    let test = "tcp_partition_is_a_lost_executor_on_both_sides";
+    let Some(net) = partitionable_or_skip(test) else {
+        return;
+    };
+    let listener = partitioned_listener(&net, "partition");
+    let mut controller = partitioned_controller(&net, &listener, &["--peer-timeout", "2"]);
+    started_or_fail(&listener, &mut controller, test);
+    net.cut();
+    let cut = Instant::now();
+    let output = controller
+        .wait_for_exit(Duration::from_secs(60))
+        .unwrap_or_else(|| {
+            panic!(
+                "the controller never noticed the partition\n{}",
+                rerun(test)
+            )
+        });
+    let noticed = cut.elapsed();
+    let message = stderr(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(125),
+        "{message}\n{}",
+        rerun(test)
+    );
+    assert!(
+        message.contains("executor lost") && message.contains("no sign of life"),
+        "{message}\n{}",
+        rerun(test)
+    );
+    eprintln!("{test}: the controller noticed the partition after {noticed:?} (--peer-timeout 2)");
+    let left = listener.wait_for_no_sessions(Duration::from_secs(30));
+    assert!(
+        left.is_empty(),
+        "{left:?}: the executor's side still runs 30 s after the partition\n{}",
+        rerun(test)
+    );
+    eprintln!(
+        "{test}: the executor's side was gone {:?} after the partition (--peer-timeout 1)",
+        cut.elapsed()
+    );
+}
+
+/// With `--recovery restart` a partition is a lost executor like a crash:
+/// once the network is back the controller connects again and replays the
+/// modules.
+#[test]
+fn tcp_partition_with_restart_reconnects_and_replays() {
+    let test = "tcp_partition_with_restart_reconnects_and_replays";
+    let Some(net) = partitionable_or_skip(test) else {
+        return;
+    };
+    let listener = partitioned_listener(&net, "partition-restart");
+    let mut controller = partitioned_controller(
+        &net,
+        &listener,
+        &["--peer-timeout", "4", "--recovery", "restart"],
+    );
+    started_or_fail(&listener, &mut controller, test);
+    net.cut();
+    // The executor's side gives up first (its peer timeout is shorter);
+    // then the network comes back for the new connection.
+    let left = listener.wait_for_no_sessions(Duration::from_secs(30));
+    assert!(left.is_empty(), "{left:?} still run\n{}", rerun(test));
+    net.restore();
+    let output = controller
+        .wait_for_exit(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("the controller never recovered\n{}", rerun(test)));
+    let message = stderr(&output);
+    assert!(
+        message.contains("executor lost")
+            && message.contains("a fresh executor replayed 1 module(s)"),
+        "{message}\n{}",
+        rerun(test)
+    );
 }

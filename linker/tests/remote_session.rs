@@ -15,6 +15,7 @@ use solder_linker::error::LinkError;
 use solder_linker::{
     ExecutorChoice, ObjectFile, Outcome, Recovery, Session, SessionConfig, Transport,
 };
+use support::remote::Listener;
 
 fn rerun(test: &str) -> String {
     format!("rerun: cargo test --workspace --test remote_session -- {test} --exact")
@@ -188,5 +189,139 @@ fn misbehaving_peers_are_clear_errors() {
             "{name}: `{error}` must contain `{needle}`\n{}",
             rerun(test)
         );
+    }
+}
+
+fn remote_fixture(name: &str) -> ObjectFile {
+    let path = support::compile_with("cc", &format!("linker/remote/{name}"), &["-O2"]);
+    ObjectFile::read(&path).unwrap()
+}
+
+/// Lines of `/proc/PID/fd` (as `N -> target`) or `/proc/PID/maps` of
+/// process `pid` that name the shared slab's memfd.
+fn slab_entries(pid: u32) -> (Vec<String>, Vec<String>) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let target = std::fs::read_link(entry.path()).ok()?;
+            let target = target.to_string_lossy().into_owned();
+            target
+                .contains("solder-slab")
+                .then(|| format!("{} -> {target}", entry.file_name().to_string_lossy()))
+        })
+        .collect();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains("solder-slab"))
+        .map(str::to_string)
+        .collect();
+    (fds, maps)
+}
+
+/// With `--shm` the executor keeps no writable alias of the code: no
+/// descriptor of the memfd once the session runs, only private mappings
+/// of it, code never writable. Released memory is cleared by the
+/// controller (the only writer of the file): a module loaded after
+/// another was removed reads its zero-initialized data as zero.
+#[test]
+fn shared_memory_leaves_no_writable_alias_and_clears_released_memory() {
+    let test = "shared_memory_leaves_no_writable_alias_and_clears_released_memory";
+    let mut session = Session::new(SessionConfig {
+        executor: ExecutorChoice::Remote {
+            transport: Transport::Pipe {
+                program: Some(executor_binary()),
+            },
+            shared_memory: true,
+        },
+        ..SessionConfig::default()
+    })
+    .unwrap();
+    let filled = session.load(&[remote_fixture("filled.c")]).unwrap();
+    let sum_filled = session.lookup("sum_filled").unwrap().unwrap();
+    // SAFETY: `long sum_filled(void)`; it runs in the executor process.
+    let sum = unsafe { session.call(sum_filled, &[]) }.unwrap();
+    assert_eq!(sum, -2048i64 as u64);
+    let pid = session.executor_pid().unwrap();
+    let (fds, maps) = slab_entries(pid);
+    assert!(
+        fds.is_empty(),
+        "the executor holds the memfd open: {fds:?}\n{}",
+        rerun(test)
+    );
+    assert!(!maps.is_empty(), "the slab is mapped\n{}", rerun(test));
+    for line in &maps {
+        let perms = line.split_whitespace().nth(1).unwrap();
+        assert!(
+            perms.ends_with('p') && !(perms.contains('w') && perms.contains('x')),
+            "only private mappings of the memfd, never writable and executable: {line}\n{}",
+            rerun(test)
+        );
+    }
+    // The controller holds the only descriptor of the memfd.
+    let (own, _) = slab_entries(std::process::id());
+    assert!(
+        !own.is_empty(),
+        "the controller keeps its descriptor\n{}",
+        rerun(test)
+    );
+
+    session.remove(filled).unwrap();
+    session.load(&[remote_fixture("zeros.c")]).unwrap();
+    let sum_zeros = session.lookup("sum_zeros").unwrap().unwrap();
+    // SAFETY: `long sum_zeros(void)`; it runs in the executor process.
+    let sum = unsafe { session.call(sum_zeros, &[]) }.unwrap();
+    assert_eq!(sum, 0, "released memory came back dirty\n{}", rerun(test));
+}
+
+fn tcp(listener: &Listener, recovery: Recovery) -> Result<Session, LinkError> {
+    Session::new(SessionConfig {
+        executor: ExecutorChoice::Remote {
+            transport: Transport::Tcp {
+                address: listener.address.clone(),
+                peer_timeout: solder_linker::DEFAULT_PEER_TIMEOUT,
+            },
+            shared_memory: false,
+        },
+        recovery,
+        ..SessionConfig::default()
+    })
+}
+
+/// A call that outlives its timeout over TCP, with the executor's own timer
+/// blocked by the program: the controller gives up on the connection (it
+/// cannot signal the executor), and the executor's watchdog ends the
+/// session — serving process and checkpoint — within 5 s, while the
+/// controller's session object still exists.
+#[test]
+fn tcp_call_that_times_out_leaves_no_executor() {
+    let test = "tcp_call_that_times_out_leaves_no_executor";
+    for recovery in [Recovery::None, Recovery::Snapshot] {
+        let listener = Listener::start("timed-out", None, &[]);
+        let mut session = tcp(&listener, recovery).unwrap();
+        session.load(&[remote_fixture("deaf_spin.c")]).unwrap();
+        let spin = session.lookup("spin_deaf").unwrap().unwrap();
+        // SAFETY: `int spin_deaf(void)`; it runs in the executor process.
+        let result =
+            unsafe { session.call_with_timeout(spin, &[], Some(Duration::from_millis(200))) };
+        match &result {
+            Err(LinkError::Execution(abnormal)) => assert!(
+                matches!(abnormal.outcome, Outcome::Lost(_) | Outcome::TimedOut(_)),
+                "{recovery:?}: {abnormal}\n{}",
+                rerun(test)
+            ),
+            other => panic!(
+                "{recovery:?}: expected a lost executor, got {other:?}\n{}",
+                rerun(test)
+            ),
+        }
+        let left = listener.wait_for_no_sessions(Duration::from_secs(5));
+        assert!(
+            left.is_empty(),
+            "{recovery:?}: {left:?} still run 5 s after the controller gave up\n{}",
+            rerun(test)
+        );
+        drop(session);
     }
 }

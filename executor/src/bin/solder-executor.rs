@@ -11,29 +11,44 @@
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use solder_executor::listener::{self, ListenOptions};
 use solder_executor::server::{self, exit_now};
 use solder_executor::sys;
-use solder_executor::transport::{self, ListenOptions, TransportError, diag};
+use solder_executor::transport::{self, TransportError, diag};
 
 const USAGE: &str = "\
 usage: solder-executor --fds IN,OUT
        solder-executor --listen ADDR [--token-file PATH] [--ready-file PATH] [--once]
+                       [--max-connections N] [--handshake-timeout SECS]
+                       [--peer-timeout SECS]
 
-Runs JIT'd code for a Solder controller (protocol version 3).
+Runs JIT'd code for a Solder controller (protocol version 4).
 
   --fds IN,OUT        serve one controller over open descriptors: requests
                       are read from IN, replies written to OUT (e.g. pipes
                       from the controller that spawned this process; the
                       executor dies with its parent)
   --listen ADDR       serve controllers over TCP on ADDR (IP:PORT, or a bare
-                      PORT for 127.0.0.1:PORT), one forked process per
-                      connection
-  --token-file PATH   the token controllers must present (first line of
-                      PATH); default: $SOLDER_EXECUTOR_TOKEN. Required when
-                      ADDR is not a loopback address
+                      PORT for 127.0.0.1:PORT): the listener checks each
+                      connection's Hello (and token), then forks a process
+                      to serve it
+  --token-file PATH   the token controllers must present: the first line of
+                      PATH without its line end (default: the first line
+                      of $SOLDER_EXECUTOR_TOKEN). Required when ADDR is not
+                      a loopback address
   --ready-file PATH   once listening, write the bound address to PATH
-  --once              serve the first connection only, then exit
+  --once              serve the first connection that passes the handshake
+                      in this process, then exit
+  --max-connections N serve at most N connections at once, and let at most
+                      N wait for their Hello (default 16)
+  --handshake-timeout SECS
+                      close a connection that has not sent its Hello within
+                      SECS seconds (default 10)
+  --peer-timeout SECS end a session whose controller has been silent (no
+                      answer to TCP keepalive probes: powered off, cut off)
+                      for about SECS seconds, at least 2 (default 30)
   --help              print this help
   --version           print the version and protocol version
 ";
@@ -44,19 +59,37 @@ enum Mode {
     Version,
     Fds(i32, i32),
     Listen {
-        addr: SocketAddr,
+        /// Everything but the token, which is read after parsing.
+        options: ListenOptions,
         token_file: Option<PathBuf>,
-        ready_file: Option<PathBuf>,
-        once: bool,
     },
+}
+
+/// `--listen`'s value: a bare port listens on loopback (reaching further is
+/// a deliberate choice, and then needs a token).
+fn parse_address(v: &str) -> Result<SocketAddr, String> {
+    let parsed = match v.parse::<u16>() {
+        Ok(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+        Err(_) => v.parse::<SocketAddr>(),
+    };
+    parsed.map_err(|_| format!("--listen expects PORT or IP:PORT, not `{v}`"))
+}
+
+/// A positive whole number no greater than `max`, for option `name`.
+fn parse_count(name: &str, v: &str, max: u64) -> Result<u64, String> {
+    match v.parse::<u64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{name} expects a whole number from 1 to {max}, not `{v}`"
+        )),
+    }
 }
 
 fn parse(args: &[OsString]) -> Result<Mode, String> {
     let mut fds = None;
-    let mut listen = None;
+    let mut listen = ListenOptions::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let mut listening = false;
     let mut token_file = None;
-    let mut ready_file = None;
-    let mut once = false;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let arg = arg
@@ -95,39 +128,50 @@ fn parse(args: &[OsString]) -> Result<Mode, String> {
                 }
             }
             "--listen" => {
-                let v = value("an address such as 127.0.0.1:0")?;
-                // A bare port listens on loopback: reaching further is a
-                // deliberate choice (and then needs a token).
-                let parsed = match v.parse::<u16>() {
-                    Ok(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
-                    Err(_) => v.parse::<SocketAddr>(),
-                };
-                listen = Some(
-                    parsed.map_err(|_| format!("--listen expects PORT or IP:PORT, not `{v}`"))?,
-                );
+                listen.addr = parse_address(&value("an address such as 127.0.0.1:0")?)?;
+                listening = true;
             }
             "--token-file" => token_file = Some(PathBuf::from(value("a path")?)),
-            "--ready-file" => ready_file = Some(PathBuf::from(value("a path")?)),
-            "--once" if inline.is_none() => once = true,
+            "--ready-file" => listen.ready_file = Some(PathBuf::from(value("a path")?)),
+            "--once" if inline.is_none() => listen.once = true,
+            "--max-connections" => {
+                listen.max_connections = parse_count(name, &value("a number")?, 4096)? as usize;
+            }
+            "--handshake-timeout" => {
+                let secs = parse_count(name, &value("a number of seconds")?, 3600)?;
+                listen.handshake_timeout = Duration::from_secs(secs);
+            }
+            "--peer-timeout" => {
+                let secs = parse_count(name, &value("a number of seconds")?, 86_400)?;
+                listen.peer_timeout = Duration::from_secs(secs);
+            }
             _ => return Err(format!("unknown argument `{arg}`")),
         }
     }
-    match (fds, listen) {
-        (Some(_), Some(_)) => Err("--fds and --listen exclude each other".into()),
-        (Some((input, output)), None) => {
-            if token_file.is_some() || ready_file.is_some() || once {
-                return Err("--token-file, --ready-file and --once need --listen".into());
-            }
-            Ok(Mode::Fds(input, output))
-        }
-        (None, Some(addr)) => Ok(Mode::Listen {
-            addr,
+    let listen_only =
+        token_file.is_some() || listen.ready_file.is_some() || listen.once || tuned(&listen);
+    match (fds, listening) {
+        (Some(_), true) => Err("--fds and --listen exclude each other".into()),
+        (Some(_), false) if listen_only => Err(
+            "--token-file, --ready-file, --once, --max-connections, --handshake-timeout and \
+             --peer-timeout need --listen"
+                .into(),
+        ),
+        (Some((input, output)), false) => Ok(Mode::Fds(input, output)),
+        (None, true) => Ok(Mode::Listen {
+            options: listen,
             token_file,
-            ready_file,
-            once,
         }),
-        (None, None) => Err("either --fds IN,OUT or --listen ADDR is required".into()),
+        (None, false) => Err("either --fds IN,OUT or --listen ADDR is required".into()),
     }
+}
+
+/// Whether a listener's limit (connections, deadlines) was changed.
+fn tuned(listen: &ListenOptions) -> bool {
+    let defaults = ListenOptions::new(listen.addr);
+    listen.max_connections != defaults.max_connections
+        || listen.handshake_timeout != defaults.handshake_timeout
+        || listen.peer_timeout != defaults.peer_timeout
 }
 
 fn fail(status: i32, message: &str) -> ! {
@@ -175,21 +219,12 @@ fn main() {
             server::serve(channel, &[])
         }
         Mode::Listen {
-            addr,
+            mut options,
             token_file,
-            ready_file,
-            once,
         } => {
-            let token = transport::load_token(token_file.as_deref())
+            options.token = transport::load_token(token_file.as_deref())
                 .unwrap_or_else(|err| fail(2, &err.to_string()));
-            let options = ListenOptions {
-                addr,
-                token,
-                ready_file,
-                once,
-            };
-            let token = options.token.clone().unwrap_or_default();
-            match transport::listen(&options, |channel| server::serve(channel, &token)) {
+            match listener::listen(&options) {
                 Ok(status) => status,
                 Err(err @ TransportError::TokenRequired(_)) => fail(2, &err.to_string()),
                 Err(err) => fail(1, &err.to_string()),

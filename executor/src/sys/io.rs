@@ -8,6 +8,7 @@
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -85,6 +86,133 @@ pub fn ready_now(fd: RawFd) -> io::Result<bool> {
     })
 }
 
+/// Waits up to `timeout` (`None`: no limit) until one of `fds` is
+/// readable, at end of input, hung up or in error (`poll` for input);
+/// which ones are, in order. An interrupted wait is an
+/// [`io::ErrorKind::Interrupted`] error.
+pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let mut polled: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
+    let timeout = match timeout {
+        // Rounded up, so a wait for a deadline never ends just before it.
+        Some(t) => PollTimeout::try_from(t.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX),
+        None => PollTimeout::NONE,
+    };
+    poll(&mut polled, timeout)?;
+    Ok(polled
+        .iter()
+        .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+        .collect())
+}
+
+/// Waits until the peer of socket `fd` is gone: it closed its end or shut
+/// it down for writing (`POLLRDHUP`), the connection was reset, or it
+/// failed (a keepalive that went unanswered, `POLLHUP`/`POLLERR`). Data
+/// that arrives does not end the wait. Retries when a signal interrupts;
+/// `EBADF` when `fd` is not open.
+/// Async-signal-safe and allocation-free, so a freshly forked child of any
+/// process may call it.
+pub fn wait_hang_up(fd: RawFd) -> io::Result<()> {
+    // Through libc: nix's poll flags have no POLLRDHUP (and refuse to
+    // report revents holding it).
+    let mut polled = libc::pollfd {
+        fd,
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    let gone = libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR;
+    loop {
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let rc = unsafe { libc::poll(&mut polled, 1, -1) };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        } else if polled.revents & libc::POLLNVAL != 0 {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        } else if polled.revents & gone != 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Closes every descriptor of this process except those in `keep`
+/// (`close_range`, Linux 5.9; one `close` per descriptor number below
+/// 65,536 on older kernels). Async-signal-safe and allocation-free.
+pub fn close_all_except(keep: &[RawFd]) {
+    let close_range = |first: RawFd, last: RawFd| {
+        if first > last {
+            return;
+        }
+        // SAFETY: closing descriptors is sound for a process that does not
+        // use them afterwards, which the caller promises by keeping only
+        // `keep`; the call has no memory arguments.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                first as libc::c_uint,
+                last as libc::c_uint,
+                0 as libc::c_uint,
+            )
+        };
+        if rc != 0 {
+            for fd in first..=last.min(65_535) {
+                // SAFETY: as above; a number that is not open is EBADF.
+                unsafe { libc::close(fd) };
+            }
+        }
+    };
+    let mut first = 0;
+    // `keep` is small: visit its numbers in increasing order without
+    // sorting (which would need a copy).
+    loop {
+        let next = keep.iter().copied().filter(|&k| k >= first).min();
+        match next {
+            Some(kept) => {
+                close_range(first, kept - 1);
+                first = kept + 1;
+            }
+            None => {
+                close_range(first, RawFd::MAX);
+                return;
+            }
+        }
+    }
+}
+
+/// Makes the TCP connection on socket `fd` fail (`ETIMEDOUT`: reads
+/// and writes fail, `poll` reports an error) once the peer has been silent
+/// for about `silence` (at least a second): no answer to keepalive probes
+/// while the connection is idle (`SO_KEEPALIVE` with the first probe after
+/// a third of it and then every sixth), or to data sent
+/// (`TCP_USER_TIMEOUT`, which also bounds the probing). A host that powers
+/// off or is cut off sends nothing, and without this a side that waits for
+/// it waits forever. A peer that is merely busy still answers: its kernel
+/// acknowledges the probes.
+pub fn fail_when_silent(fd: RawFd, silence: Duration) -> io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let seconds = silence.as_secs().max(1);
+    let secs = |s: u64| u32::try_from(s.max(1)).unwrap_or(u32::MAX);
+    let idle = secs(seconds / 3);
+    let interval = secs(seconds / 6);
+    let probes = secs(
+        seconds
+            .saturating_sub(u64::from(idle))
+            .div_ceil(u64::from(interval)),
+    );
+    let millis = u32::try_from(silence.as_millis().max(1000)).unwrap_or(u32::MAX);
+    with_fd(fd, |fd| {
+        setsockopt(&fd, sockopt::KeepAlive, &true)?;
+        setsockopt(&fd, sockopt::TcpKeepIdle, &idle)?;
+        setsockopt(&fd, sockopt::TcpKeepInterval, &interval)?;
+        setsockopt(&fd, sockopt::TcpKeepCount, &probes)?;
+        setsockopt(&fd, sockopt::TcpUserTimeout, &millis)
+    })
+}
+
 /// A pipe, `(read end, write end)`, both close-on-exec.
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC)?)
@@ -140,6 +268,74 @@ mod tests {
             assert!(set_close_on_exec(fd).is_err());
             assert!(write_all(fd, b"x").is_err());
         }
+    }
+
+    #[test]
+    fn a_hang_up_ends_the_wait_and_data_does_not() {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (watched, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        static CLOSING: AtomicBool = AtomicBool::new(false);
+        let closer = std::thread::spawn(move || {
+            peer.write_all(b"data is not a hang-up").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            CLOSING.store(true, Ordering::SeqCst);
+            drop(peer);
+        });
+        wait_hang_up(watched.as_raw_fd()).unwrap();
+        assert!(CLOSING.load(Ordering::SeqCst), "woke up before the hang-up");
+        closer.join().unwrap();
+        let err = wait_hang_up(1 << 20).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err}");
+    }
+
+    #[test]
+    fn all_descriptors_but_the_kept_ones_are_closed() {
+        let (kept_read, kept) = pipe().unwrap();
+        let (_other_read, other) = pipe().unwrap();
+        let (kept_fd, other_fd) = (kept.as_raw_fd(), other.as_raw_fd());
+        // SAFETY: the child calls only async-signal-safe functions (close,
+        // fcntl, write, _exit), so other test threads' locks do not matter.
+        match unsafe { crate::sys::process::checkpoint() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                close_all_except(&[kept_fd]);
+                // SAFETY: fcntl on a descriptor number has no memory
+                // arguments; a closed one is EBADF.
+                let closed = unsafe { libc::fcntl(other_fd, libc::F_GETFD) } < 0;
+                let _ = write(kept_fd, if closed { b"y" } else { b"n" });
+                crate::sys::exit::exit_immediately(0)
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                drop((kept, other));
+                let mut answer = [0u8; 1];
+                assert_eq!(read(kept_read.as_raw_fd(), &mut answer).unwrap(), 1);
+                assert_eq!(&answer, b"y", "the other descriptor stayed open");
+                crate::sys::process::reap(child).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn silent_peers_are_given_a_deadline() {
+        use nix::sys::socket::{getsockopt, sockopt};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        fail_when_silent(stream.as_raw_fd(), Duration::from_secs(30)).unwrap();
+        assert!(getsockopt(&stream, sockopt::KeepAlive).unwrap());
+        assert_eq!(getsockopt(&stream, sockopt::TcpKeepIdle).unwrap(), 10);
+        assert_eq!(getsockopt(&stream, sockopt::TcpKeepInterval).unwrap(), 5);
+        assert_eq!(getsockopt(&stream, sockopt::TcpKeepCount).unwrap(), 4);
+        assert_eq!(
+            getsockopt(&stream, sockopt::TcpUserTimeout).unwrap(),
+            30_000
+        );
+        // The shortest: a second, probed every second.
+        fail_when_silent(stream.as_raw_fd(), Duration::from_millis(10)).unwrap();
+        assert_eq!(getsockopt(&stream, sockopt::TcpKeepIdle).unwrap(), 1);
+        assert_eq!(getsockopt(&stream, sockopt::TcpKeepInterval).unwrap(), 1);
+        assert_eq!(getsockopt(&stream, sockopt::TcpUserTimeout).unwrap(), 1000);
+        let (read_end, _write_end) = pipe().unwrap();
+        assert!(fail_when_silent(read_end.as_raw_fd(), Duration::from_secs(1)).is_err());
     }
 
     #[test]

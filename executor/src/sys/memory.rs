@@ -96,14 +96,15 @@ pub unsafe fn protect(address: u64, size: u64, prot: Prot) -> io::Result<()> {
     Ok(())
 }
 
-/// Discards the contents of private anonymous pages (`MADV_DONTNEED`):
-/// they read as zero afterwards and give their memory back.
+/// Discards this process's copies of private pages (`MADV_DONTNEED`) and
+/// gives their memory back: anonymous pages read as zero afterwards, pages
+/// of a private file mapping as the file does.
 ///
 /// # Safety
 /// As for [`protect`]; nothing may use the range's contents afterwards.
 pub unsafe fn discard(address: u64, size: u64) -> io::Result<()> {
-    // SAFETY: guaranteed by the caller; discarding private anonymous pages
-    // only zeroes them.
+    // SAFETY: guaranteed by the caller; discarding private pages only drops
+    // this process's copies of them.
     let rc = unsafe { libc::madvise(address as *mut c_void, size as usize, libc::MADV_DONTNEED) };
     if rc != 0 {
         return Err(io::Error::last_os_error());

@@ -21,7 +21,7 @@ use std::time::Duration;
 #[cfg(feature = "host")]
 pub use inprocess::InProcess;
 #[cfg(feature = "host")]
-pub use remote::{Remote, RemoteConfig, Transport, executor_program};
+pub use remote::{DEFAULT_PEER_TIMEOUT, Remote, RemoteConfig, Transport, executor_program};
 pub use solder_executor::protocol::{PlacementCode, Prot, Recovery, SymbolInfo, SymbolKind};
 
 use solder_executor::module::CrashSymbol;

@@ -46,9 +46,20 @@ pub enum Transport {
     /// program or through `SOLDER_EXECUTOR`) and talk over two pipes.
     Pipe { program: Option<PathBuf> },
     /// Connect to `solder-executor --listen ADDRESS`. The token, if the
-    /// executor wants one, comes from `SOLDER_EXECUTOR_TOKEN`.
-    Tcp { address: String },
+    /// executor wants one, is the first line of `SOLDER_EXECUTOR_TOKEN`
+    /// (as the executor reads its token file). A peer that
+    /// stays silent for `peer_timeout` (no answer to TCP keepalive probes:
+    /// its host powered off or is cut off, which sends no FIN or RST) is
+    /// lost ([`Outcome::Lost`]), even in the middle of a call without a
+    /// timeout.
+    Tcp {
+        address: String,
+        peer_timeout: Duration,
+    },
 }
+
+/// The [`Transport::Tcp`] `peer_timeout` of `solder run`.
+pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct RemoteConfig {
@@ -151,16 +162,32 @@ enum Event {
     /// End of file: every writer of the reply channel is gone.
     Closed,
     TimedOut,
+    /// The TCP connection failed (why): the peer stayed silent past the
+    /// peer timeout, or its host is unreachable.
+    Broken(String),
 }
 
 /// The two byte streams to the executor and a reassembly buffer.
 struct Connection {
     input: std::fs::File,
     output: std::fs::File,
+    /// The TCP connection both streams are, to hang up, and how long its
+    /// peer may stay silent.
+    socket: Option<(std::net::TcpStream, Duration)>,
     buffer: Vec<u8>,
 }
 
 impl Connection {
+    /// Ends a TCP connection now (both directions), whoever else holds
+    /// its descriptors: the executor's watchdog sees the hang-up and ends
+    /// the session, even while JIT'd code runs. Nothing over pipes (the
+    /// controller kills the executor process instead).
+    fn hang_up(&self) {
+        if let Some((socket, _)) = &self.socket {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
     /// Puts a received frame back in front of everything still unread.
     fn unread(&mut self, frame: &[u8]) {
         let mut again = (frame.len() as u32).to_le_bytes().to_vec();
@@ -233,6 +260,10 @@ impl Connection {
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
                         return Ok(Event::Closed);
                     }
+                    Err(e) if self.socket.is_some() => {
+                        let silence = self.socket.as_ref().map_or(Duration::ZERO, |s| s.1);
+                        return Ok(Event::Broken(broken(&e, silence)));
+                    }
                     Err(e) => {
                         return Err(LinkError::Executor(format!(
                             "cannot read from the executor: {e}"
@@ -266,8 +297,13 @@ impl Connection {
 }
 
 /// The controller's handle on a shared slab: the executor's memfd, opened
-/// here and written with `pwrite`. The controller maps none of the
-/// executor's memory, so no stray store of its own can reach JIT'd code.
+/// here (read-write, through `/proc/<pid>/fd/<n>`, right after `Reserved`)
+/// and written with `pwrite`. The controller maps none of the executor's
+/// memory, so no stray store of its own can reach JIT'd code. Once this
+/// descriptor is open the executor closes its own (at the next request)
+/// and keeps only a private mapping: this descriptor is the only writable
+/// way to the file, which is why the controller also clears released
+/// ranges ([`Remote::clear_shared`]).
 struct SharedSlab {
     /// Executor address of the slab's first byte.
     base: u64,
@@ -358,20 +394,31 @@ impl Remote {
                     Connection {
                         input: std::fs::File::from(reply_read),
                         output: std::fs::File::from(request_write),
+                        socket: None,
                         buffer: Vec::new(),
                     },
                     Some(process),
                 )
             }
-            Transport::Tcp { address } => {
+            Transport::Tcp {
+                address,
+                peer_timeout,
+            } => {
                 let stream = connect_tcp(address)?;
-                let input = stream
-                    .try_clone()
-                    .map_err(|e| LinkError::Executor(format!("{address}: {e}")))?;
+                io::fail_when_silent(stream.as_raw_fd(), *peer_timeout).map_err(|e| {
+                    LinkError::Executor(format!("{address}: cannot set up TCP keepalive: {e}"))
+                })?;
+                let clone = || {
+                    stream
+                        .try_clone()
+                        .map_err(|e| LinkError::Executor(format!("{address}: {e}")))
+                };
+                let (input, output) = (clone()?, clone()?);
                 (
                     Connection {
                         input: std::fs::File::from(OwnedFd::from(input)),
-                        output: std::fs::File::from(OwnedFd::from(stream)),
+                        output: std::fs::File::from(OwnedFd::from(output)),
+                        socket: Some((stream, *peer_timeout)),
                         buffer: Vec::new(),
                     },
                     None,
@@ -395,12 +442,15 @@ impl Remote {
         Ok(remote)
     }
 
-    /// Gives up on a peer that broke the protocol: no goodbye, it is killed.
+    /// Gives up on a peer that broke the protocol or stopped answering: no
+    /// goodbye; it is killed (pipes) or hung up on (TCP, where its watchdog
+    /// ends it).
     fn abandon(&mut self) {
         self.alive = false;
         if let Some(process) = &self.process {
             let _ = spawn::kill(process.pid);
         }
+        self.connection.hang_up();
     }
 
     fn handshake(&mut self) -> Result<(), LinkError> {
@@ -423,6 +473,9 @@ impl Remote {
                     "no greeting from the executor within {} s",
                     HANDSHAKE_TIMEOUT.as_secs()
                 )));
+            }
+            Event::Broken(why) => {
+                return Err(LinkError::Executor(format!("before its greeting, {why}")));
             }
         };
         let Reply::Hello {
@@ -464,21 +517,31 @@ impl Remote {
         if self.config.recovery == Recovery::Snapshot {
             needs(capability::SNAPSHOT, "snapshots")?;
         }
+        // The greeter's pid, until the session's own is announced (over
+        // TCP the listener greets, and a process forked for the connection
+        // serves it).
         self.pid = pid;
         self.page = page_size;
-        let token = std::env::var("SOLDER_EXECUTOR_TOKEN").unwrap_or_default();
-        self.request(&Request::Hello {
-            version: protocol::VERSION,
-            recovery: self.config.recovery,
-            token: token.into_bytes(),
-        })
-        .map_err(|e| match e {
-            LinkError::Executor(m) => {
-                LinkError::Executor(format!("the executor refused the connection: {m}"))
+        let token = controller_token()?;
+        let welcome = self
+            .request(&Request::Hello {
+                version: protocol::VERSION,
+                recovery: self.config.recovery,
+                token,
+            })
+            .map_err(|e| match e {
+                LinkError::Executor(m) => {
+                    LinkError::Executor(format!("the executor refused the connection: {m}"))
+                }
+                other => other,
+            })?;
+        match welcome {
+            Reply::Welcome { pid } => {
+                self.pid = pid;
+                Ok(())
             }
-            other => other,
-        })?;
-        Ok(())
+            other => Err(unexpected(other)),
+        }
     }
 
     fn died_early(&mut self, when: &str) -> LinkError {
@@ -602,6 +665,10 @@ impl Remote {
                 ))
             }
             Event::TimedOut => unreachable!("no deadline"),
+            Event::Broken(why) => {
+                self.abandon();
+                Err(LinkError::ExecutorGone(format!("executor lost: {why}")))
+            }
         }
     }
 
@@ -621,7 +688,13 @@ impl Remote {
     ) -> Result<Outcome, LinkError> {
         self.ensure_alive()?;
         let frame = self.frame_with_queue(request)?;
-        self.connection.send(&frame)?;
+        match self.connection.send(&frame) {
+            Err(LinkError::Executor(why)) if self.connection.socket.is_some() => {
+                self.abandon();
+                return Ok(Outcome::Lost(why));
+            }
+            sent => sent?,
+        }
         let deadline = timeout.map(|t| Instant::now() + t + KILL_GRACE);
         let mut checkpoint = None;
         let mut record = None;
@@ -653,13 +726,21 @@ impl Remote {
                     other => return Err(unexpected(other)),
                 },
                 Event::Died | Event::Closed => break,
+                // Nothing more will come: the executor's watchdog (or its
+                // own keepalive) ends its side, checkpoint included.
+                Event::Broken(why) => {
+                    self.abandon();
+                    return Ok(Outcome::Lost(why));
+                }
                 Event::TimedOut => {
                     match &self.process {
                         Some(p) => {
                             let _ = spawn::kill(p.pid);
                         }
                         None => {
-                            self.alive = false;
+                            // Out of reach of a signal: hanging up makes
+                            // the executor's watchdog end it.
+                            self.abandon();
                             return Ok(Outcome::Lost(format!(
                                 "no answer within {} ms of the timeout",
                                 KILL_GRACE.as_millis()
@@ -713,6 +794,7 @@ impl Remote {
                     let what = match other {
                         Event::Died => "it died",
                         Event::Closed => "the connection closed",
+                        Event::Broken(_) => "the connection failed",
                         _ => "no word within the deadline",
                     };
                     return Err(LinkError::Executor(format!(
@@ -755,6 +837,35 @@ impl Remote {
         })
     }
 
+    /// Clears released memory in the shared slab's file (a hole: it reads
+    /// as zero), which only the controller can write: the executor's
+    /// `Release` drops its private copies, so the pages show the file
+    /// again. Nothing without a shared slab. New writes to the range wait
+    /// for the queued `Release` (see [`Remote::write_shared`]).
+    fn clear_shared(&mut self, address: u64, size: u64) -> Result<(), LinkError> {
+        let page = self.page;
+        let Some(slab) = self.shared.as_ref() else {
+            return Ok(());
+        };
+        let start = address & !(page - 1);
+        let end = address.saturating_add(size).div_ceil(page) * page;
+        let offset = start
+            .checked_sub(slab.base)
+            .filter(|&o| o + (end - start) <= slab.size)
+            .ok_or_else(|| {
+                LinkError::Memory(format!(
+                    "range {address:#x}+{size:#x} lies outside the shared slab"
+                ))
+            })?;
+        solder_executor::sys::memory::punch_hole(slab.file.as_fd(), offset, end - start).map_err(
+            |e| {
+                LinkError::Memory(format!(
+                    "clearing {size:#x} bytes at {address:#x} in the shared slab: {e}"
+                ))
+            },
+        )
+    }
+
     fn open_shared(&mut self, base: u64, size: u64, fd: i32) -> Result<(), LinkError> {
         let path = spawn::descriptor_path(self.pid, fd);
         let file = std::fs::OpenOptions::new()
@@ -787,6 +898,30 @@ impl Remote {
                 at += page;
             }
         }
+    }
+}
+
+/// Why a TCP connection failed, for [`Outcome::Lost`].
+fn broken(error: &std::io::Error, silence: Duration) -> String {
+    if error.kind() == std::io::ErrorKind::TimedOut {
+        format!(
+            "no sign of life from the executor for {} s (its host is down or cut off): {error}",
+            silence.as_secs().max(1)
+        )
+    } else {
+        format!("the connection to the executor failed: {error}")
+    }
+}
+
+/// The token this controller presents: the first line of
+/// `SOLDER_EXECUTOR_TOKEN`, read as the executor reads its token file or
+/// variable ([`protocol::parse_token`]); empty when the variable is unset
+/// or empty.
+fn controller_token() -> Result<Vec<u8>, LinkError> {
+    match std::env::var_os(transport::TOKEN_ENV) {
+        Some(value) if !value.is_empty() => protocol::parse_token(value.as_encoded_bytes())
+            .map_err(|e| LinkError::Executor(format!("{}: {e}", transport::TOKEN_ENV))),
+        _ => Ok(Vec::new()),
     }
 }
 
@@ -972,7 +1107,7 @@ impl Executor for Remote {
     fn release(&mut self, address: u64, size: u64) -> Result<(), LinkError> {
         self.defer(&Request::Release { address, size }, Some((address, size)))?;
         self.note_protection(address, size, None);
-        Ok(())
+        self.clear_shared(address, size)
     }
 
     fn read(&mut self, address: u64, size: u64) -> Result<Vec<u8>, LinkError> {
@@ -1115,7 +1250,7 @@ impl Executor for Remote {
     fn describe(&self) -> String {
         let how = match &self.config.transport {
             Transport::Pipe { .. } => "pipe".to_string(),
-            Transport::Tcp { address } => format!("tcp {address}"),
+            Transport::Tcp { address, .. } => format!("tcp {address}"),
         };
         let shm = if self.config.shared_memory {
             ", shared memory"

@@ -8,6 +8,8 @@ use std::process::{Command, Output};
 
 use solder_linker::{ObjectFile, Session, SessionConfig};
 
+pub mod remote;
+
 /// The repository's `fixtures/` directory.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
