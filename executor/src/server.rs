@@ -697,7 +697,6 @@ impl Server {
         // unwinder reads them later (at the next unwind, at exit), and
         // released pages fault.
         self.deregister_frames_in(address, size);
-        let slab = self.slab_for(address, size, true)?;
         // SAFETY: as for `protect`; the controller releases only memory no
         // live module uses. In a shared slab this drops the executor's
         // private copies; the file is the controller's to clear.
