@@ -10,7 +10,9 @@
 //! **Record mode** ([`set_record_fd`]) is for the out-of-process executor:
 //! instead of the text report, the handler sends the protocol's
 //! [`Reply::Crashed`](crate::protocol::Reply::Crashed) frame to the
-//! controller with one `write(2)`, then dies of the signal the same way.
+//! controller with one `write(2)` (after the program's forwarded output
+//! that is still in its pipes, [`crate::output::seize`]), then dies of the
+//! signal the same way.
 //! Record mode also handles `SIGALRM`, the executor's call timeout.
 
 use std::ffi::c_int;
@@ -303,6 +305,10 @@ fn send_record(fd: c_int, context: &CrashContext) {
     // into a SIGPIPE death; the mask is never restored because the process
     // dies.
     let _ = signal::block_in_this_thread(signal::SIGPIPE);
+    // Forwarded output the program wrote before the crash goes first
+    // (reads and writes only, bounded; a thread stuck holding the
+    // connection is waited for a few seconds at most).
+    crate::output::seize(fd, Some(std::time::Duration::from_secs(5)));
     while matches!(
         signal::write_in_handler(fd, &frame),
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted

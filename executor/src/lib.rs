@@ -15,6 +15,8 @@
 //!   or Microsoft x64) and the platform routines foreign objects expect;
 //! - [`crash`]: a signal handler that reports a crash in JIT'd code as
 //!   `symbol+offset` before letting the signal kill the process;
+//! - [`output`]: the program's stdout and stderr forwarded to the
+//!   controller over the connection, in order with the replies;
 //! - [`sys`]: every operating-system call of the host layer (and of the
 //!   linker's executors), as small typed wrappers: all there is to port to
 //!   another OS.
@@ -37,6 +39,8 @@ pub mod host;
 pub mod lifecycle;
 #[cfg(feature = "host")]
 pub mod listener;
+#[cfg(feature = "host")]
+pub mod output;
 #[cfg(feature = "host")]
 pub mod pages;
 #[cfg(feature = "host")]

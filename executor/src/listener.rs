@@ -30,8 +30,8 @@ use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::protocol::{ErrorCode, MAX_FRAME, MAX_TOKEN, ProtocolError, Recovery, Reply, Request};
-use crate::server;
+use crate::protocol::{ErrorCode, MAX_FRAME, MAX_TOKEN, ProtocolError, Reply, Request};
+use crate::server::{self, SessionOptions};
 use crate::sys;
 use crate::sys::process::{ForkResult, Pid};
 use crate::transport::{Channel, TransportError, diag, write_all};
@@ -43,10 +43,11 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default of [`ListenOptions::peer_timeout`].
 pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The longest `Hello` frame body: tag, version, recovery, token length and
-/// the longest token. A longer first frame is not a `Hello`.
-const MAX_HELLO: usize = 1 + 4 + 1 + 4 + MAX_TOKEN;
-const _: () = assert!(MAX_HELLO == 266, "the refusal message says 266");
+/// The longest `Hello` frame body: tag, version, recovery, token length,
+/// the longest token and the output flag. A longer first frame is not a
+/// `Hello`.
+const MAX_HELLO: usize = 1 + 4 + 1 + 4 + MAX_TOKEN + 1;
+const _: () = assert!(MAX_HELLO == 267, "the refusal message says 267");
 
 /// What `--listen` was asked to do.
 #[derive(Debug, Clone)]
@@ -158,7 +159,7 @@ impl Pending {
             // Too long for a Hello (a longer token is refused anyway):
             // not read, refused as malformed.
             return Some(Err(ProtocolError::BadValue {
-                what: "first frame length (a Hello has at most 266 bytes)",
+                what: "first frame length (a Hello has at most 267 bytes)",
                 value: n as u64,
             }));
         }
@@ -356,8 +357,8 @@ impl FrontDoor<'_> {
         let peer = pending.peer.to_string();
         let refusal = match server::check_hello(decoded, token, &peer) {
             Err(reply) => reply,
-            Ok(recovery) if self.served.len() < self.options.max_connections => {
-                return self.serve(pending, recovery);
+            Ok(options) if self.served.len() < self.options.max_connections => {
+                return self.serve(pending, options);
             }
             Ok(_) => {
                 diag(&format!(
@@ -380,7 +381,7 @@ impl FrontDoor<'_> {
 
     /// Serves a connection whose `Hello` passed: in a forked child, or with
     /// `once` in this process (returning its status).
-    fn serve(&mut self, pending: Pending, recovery: Recovery) -> Option<i32> {
+    fn serve(&mut self, pending: Pending, options: SessionOptions) -> Option<i32> {
         let Pending { stream, peer, .. } = pending;
         if stream.set_nonblocking(false).is_err() {
             return None;
@@ -404,7 +405,7 @@ impl FrontDoor<'_> {
         if self.options.once {
             self.listener = None;
             self.pending.clear();
-            return Some(server::serve_session(channel(stream), recovery));
+            return Some(server::serve_session(channel(stream), options));
         }
         // SAFETY: the listener is single-threaded, so the child may run
         // arbitrary code after fork.
@@ -417,7 +418,7 @@ impl FrontDoor<'_> {
                 // The serving child must see its own children's exits (it
                 // reaps its checkpoints).
                 let _ = sys::process::reap_children_automatically(false);
-                let status = server::serve_session(channel(stream), recovery);
+                let status = server::serve_session(channel(stream), options);
                 // Every stdio stream flushed; _exit skips the listener's
                 // atexit handlers, which are not ours.
                 sys::exit::flush_c_stdio();

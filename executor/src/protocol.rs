@@ -14,7 +14,11 @@
 //! controller answers with [`Request::Hello`] and gets [`Reply::Welcome`]
 //! (naming the process that serves the session) or an [`Reply::Error`]
 //! followed by a closed connection. After that every request
-//! gets exactly one final reply, in order. Requests that run JIT'd code
+//! gets exactly one final reply, in order. A controller that asked for it
+//! in its `Hello` also gets the program's stdout and stderr as
+//! [`Reply::Output`] frames, at any time, each before the frames that
+//! follow it in time (so the output a call printed comes before its
+//! outcome). Requests that run JIT'd code
 //! ([`Request::RunInitializers`], [`Request::Call`], [`Request::RemoveModule`],
 //! [`Request::EndModules`]) may instead end with an unsolicited record:
 //! [`Reply::Crashed`] (written by the executor's signal handler in one
@@ -54,7 +58,7 @@ use crate::abi::CallingConvention;
 use std::io::{Read, Write};
 
 /// Protocol version; the handshake refuses any other.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 /// The largest frame (tag + body) either side sends or accepts. Bigger
 /// writes are split by the sender.
 pub const MAX_FRAME: u32 = 16 << 20;
@@ -115,6 +119,10 @@ pub mod capability {
     pub const LIFECYCLE: u32 = 1 << 2;
     /// `.eh_frame` registration works.
     pub const UNWIND: u32 = 1 << 3;
+    /// The program's stdout and stderr can be forwarded as
+    /// [`super::Reply::Output`] frames ([`super::Request::Hello`]'s
+    /// `forward_output`).
+    pub const OUTPUT: u32 = 1 << 4;
 }
 
 /// Declares a one-byte enumeration of the wire format: the enum, with the
@@ -361,10 +369,14 @@ messages! {
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum Request {
         /// `token` must equal the executor's (empty when it has none).
+        /// With `forward_output` (capability [`capability::OUTPUT`]) the
+        /// program's stdout and stderr come back as [`Reply::Output`]
+        /// frames instead of going to the executor's own.
         1 Hello {
             version: u32 = "version",
             recovery: Recovery = "recovery",
             token: Vec<u8> = "token" (max MAX_TOKEN, "token length"),
+            forward_output: bool = "forward output",
         },
         /// One per session: reserve `size` bytes of address space
         /// (`PROT_NONE`, not committed). With `shared`, back it by a memfd.
@@ -554,6 +566,23 @@ messages! {
         13 Welcome {
             pid: u32 = "pid",
         },
+        /// Forwarded output: `bytes` the program wrote to `stream`, sent
+        /// before every frame that follows it in time; at most
+        /// [`MAX_OUTPUT`] bytes per frame. Handlers build it without
+        /// allocating, from [`output_frame_header`].
+        14 Output {
+            stream: Stream = "stream",
+            bytes: Vec<u8> = "bytes",
+        },
+    }
+}
+
+wire_enum! {
+    /// Which of the program's streams a [`Reply::Output`] carries: the
+    /// value is its descriptor number.
+    pub enum Stream {
+        Stdout = 1,
+        Stderr = 2,
     }
 }
 
@@ -972,6 +1001,33 @@ pub fn batch_frame(count: u32, frames: &[u8]) -> Vec<u8> {
     out.frame()
 }
 
+/// The most bytes one [`Reply::Output`] frame carries.
+pub const MAX_OUTPUT: usize = 64 << 10;
+/// Tag of [`Reply::Output`].
+const OUTPUT_TAG: u8 = 14;
+/// Size of a [`Reply::Output`] frame before its bytes: the length prefix,
+/// the tag, the stream and the bytes' length.
+pub const OUTPUT_HEADER_LEN: usize = 4 + 1 + 1 + 4;
+
+/// The start of a [`Reply::Output`] frame carrying `len` (at most
+/// [`MAX_OUTPUT`]) bytes of `stream`, which follow it; built without
+/// allocating (for signal handlers and exit paths).
+pub fn output_frame_header(stream: Stream, len: usize) -> [u8; OUTPUT_HEADER_LEN] {
+    debug_assert!(len <= MAX_OUTPUT);
+    let mut f = [0u8; OUTPUT_HEADER_LEN];
+    f[..4].copy_from_slice(&((OUTPUT_HEADER_LEN - 4 + len) as u32).to_le_bytes());
+    f[4] = OUTPUT_TAG;
+    f[5] = stream as u8;
+    f[6..].copy_from_slice(&(len as u32).to_le_bytes());
+    f
+}
+
+/// Whether `frame` (tag and body, without the length prefix) is a
+/// [`Reply::Output`], which a controller handles wherever it reads.
+pub fn is_output(frame: &[u8]) -> bool {
+    frame.first() == Some(&OUTPUT_TAG)
+}
+
 /// Size of the [`Reply::Crashed`] frame, length prefix included.
 pub const CRASHED_FRAME_LEN: usize = 4 + 1 + 4 + 4 + 8 + 8 + 1;
 
@@ -1101,6 +1157,7 @@ mod tests {
             version: VERSION,
             recovery: Recovery::None,
             token: vec![b'x'; len],
+            forward_output: false,
         };
         let at_limit = hello(MAX_TOKEN);
         assert_eq!(Request::decode(&body(&at_limit)).unwrap(), at_limit);
@@ -1202,6 +1259,7 @@ mod tests {
                 version: VERSION,
                 recovery: Recovery::Snapshot,
                 token: b"secret".to_vec(),
+                forward_output: true,
             },
             Request::Reserve {
                 size: 1 << 30,
@@ -1361,6 +1419,7 @@ mod tests {
             version: VERSION,
             recovery: Recovery::None,
             token: vec![],
+            forward_output: false,
         }
         .encode();
         let nested = Request::Batch {
@@ -1497,6 +1556,27 @@ mod tests {
     }
 
     #[test]
+    fn output_frame_header_matches_encoder() {
+        for (stream, bytes) in [
+            (super::Stream::Stdout, &b""[..]),
+            (super::Stream::Stderr, b"hello\n"),
+            (super::Stream::Stdout, &[7u8; MAX_OUTPUT][..]),
+        ] {
+            let frame = Reply::Output {
+                stream,
+                bytes: bytes.to_vec(),
+            }
+            .encode();
+            let mut built = output_frame_header(stream, bytes.len()).to_vec();
+            built.extend_from_slice(bytes);
+            assert_eq!(built, frame);
+            assert!(is_output(&frame[4..]));
+        }
+        assert!(!is_output(&Reply::Ok.encode()[4..]));
+        assert!(!is_output(&[]));
+    }
+
+    #[test]
     fn crashed_frame_matches_encoder() {
         let r = Reply::Crashed {
             signal: 7,
@@ -1556,6 +1636,10 @@ mod tests {
             },
             Reply::Resumed { pid: 77 },
             Reply::Welcome { pid: 78 },
+            Reply::Output {
+                stream: super::Stream::Stderr,
+                bytes: b"hi".to_vec(),
+            },
         ]
     }
 
@@ -1620,12 +1704,12 @@ mod tests {
 
     /// The encoder's output pinned byte for byte (length prefix included),
     /// so that a change to how any field is written cannot go unnoticed:
-    /// version 4 controllers and executors elsewhere depend on it.
+    /// version 5 controllers and executors elsewhere depend on it.
     #[test]
     fn every_frame_is_pinned_byte_for_byte() {
         let requests: Vec<String> = every_request().iter().map(|r| hex(&r.encode())).collect();
         let expected = [
-            "1000000001040000000106000000736563726574",
+            "110000000105000000010600000073656372657401",
             "1300000002000000400000000001000000000000000001",
             "1000000003001000000000000003000000010203",
             "12000000040010000000000000002000000000000001",
@@ -1649,7 +1733,7 @@ mod tests {
         assert_eq!(requests, expected);
         let replies: Vec<String> = every_reply().iter().map(|r| hex(&r.encode())).collect();
         let expected = [
-            "3500000001534c4452040000000010000000000000180000007838365f36342d756e6b6e6f776e2d6c696e75782d676e75020000002a000000",
+            "3500000001534c4452050000000010000000000000180000007838365f36342d756e6b6e6f776e2d6c696e75782d676e75020000002a000000",
             "0100000002",
             "080000000302020000006e6f",
             "0d000000040000007000000000ffffffff",
@@ -1662,6 +1746,7 @@ mod tests {
             "060000000b4d00000000",
             "050000000c4d000000",
             "050000000d4e000000",
+            "080000000e02020000006869",
         ];
         assert_eq!(replies, expected);
     }
@@ -1675,7 +1760,7 @@ mod tests {
             .chars()
             .filter(|c| !c.is_whitespace())
             .collect();
-        let examples: [(Vec<u8>, &str); 9] = [
+        let examples: [(Vec<u8>, &str); 10] = [
             (Reply::Ok.encode(), "01 00 00 00 02"),
             (Request::Shutdown.encode(), "01 00 00 00 12"),
             (
@@ -1688,12 +1773,13 @@ mod tests {
             ),
             (
                 Request::Hello {
-                    version: 4,
+                    version: 5,
                     recovery: Recovery::None,
                     token: vec![],
+                    forward_output: false,
                 }
                 .encode(),
-                "0a 00 00 00 01 04 00 00 00 00 00 00 00 00",
+                "0b 00 00 00 01 05 00 00 00 00 00 00 00 00 00",
             ),
             (
                 Request::Lookup {
@@ -1731,6 +1817,14 @@ mod tests {
                 .encode(),
                 "1a 00 00 00 09 0b 00 00 00 01 00 00 00 \
                  00 00 00 00 00 00 00 00 00 00 00 00 00 7f 00 00 00",
+            ),
+            (
+                Reply::Output {
+                    stream: super::Stream::Stdout,
+                    bytes: b"hi\n".to_vec(),
+                }
+                .encode(),
+                "09 00 00 00 0e 01 03 00 00 00 68 69 0a",
             ),
         ];
         for (frame, shown) in examples {

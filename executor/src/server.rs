@@ -4,9 +4,10 @@
 //! request, in order (see `executor/PROTOCOL.md`). The loop is
 //! single-threaded; the only other writers of the reply descriptor are the
 //! crash handler ([`crate::crash`] record mode), the `exit` path (an
-//! `on_exit` callback registered here) and a checkpoint that takes over
-//! ([`crate::snapshot`]), and each of them writes while this loop is stopped
-//! or gone.
+//! `on_exit` callback registered here), a checkpoint that takes over
+//! ([`crate::snapshot`]), each of which writes while this loop is stopped
+//! or gone, and, when the program's output is forwarded, the drainer
+//! thread of [`crate::output`], whose connection lock every writer takes.
 //!
 //! Exit statuses of a serving process: [`EXIT_CLEAN`] when the controller
 //! closes the connection or sends `Shutdown`, [`EXIT_PROTOCOL`] after a
@@ -25,6 +26,7 @@ use crate::crash;
 use crate::host::HostLibraries;
 use crate::lifecycle;
 use crate::module::Finalizers;
+use crate::output;
 use crate::pages;
 use crate::protocol::{
     CheckpointSkip, ErrorCode, LibraryKind, MAGIC, PlacementCode, Prot, ProtocolError, Recovery,
@@ -39,8 +41,11 @@ use crate::watchdog;
 /// The target triple announced in the handshake.
 pub const TARGET_TRIPLE: &str = "x86_64-unknown-linux-gnu";
 /// Capabilities announced in the handshake.
-pub const CAPABILITIES: u32 =
-    capability::SHARED_MEMORY | capability::SNAPSHOT | capability::LIFECYCLE | capability::UNWIND;
+pub const CAPABILITIES: u32 = capability::SHARED_MEMORY
+    | capability::SNAPSHOT
+    | capability::LIFECYCLE
+    | capability::UNWIND
+    | capability::OUTPUT;
 /// Exit status: the controller closed the connection or sent `Shutdown`.
 pub const EXIT_CLEAN: i32 = 0;
 /// Exit status: malformed frame, request before `Hello`, refused handshake.
@@ -93,8 +98,11 @@ fn send_exited(status: c_int, flush: bool) {
     if flush {
         flush_stdio();
     }
+    let fd = REPLY_FD.load(Ordering::Acquire);
+    // Its forwarded output goes first, and nothing after the record.
+    output::seize(fd, None);
     let frame = Reply::Exited { status }.encode();
-    let _ = transport::write_all(REPLY_FD.load(Ordering::Acquire), &frame);
+    let _ = transport::write_all(fd, &frame);
 }
 
 /// The executor's greeting, [`Reply::Hello`], naming this process.
@@ -117,16 +125,24 @@ pub fn greeting() -> Reply {
 pub fn serve(channel: Channel, token: &[u8]) -> i32 {
     send(&channel, &greeting());
     match handshake(&channel, token) {
-        Ok(recovery) => serve_session(channel, recovery),
+        Ok(options) => serve_session(channel, options),
         Err(status) => status,
     }
+}
+
+/// What an accepted [`Request::Hello`] asked of the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOptions {
+    pub recovery: Recovery,
+    /// Forward the program's stdout and stderr ([`crate::output`]).
+    pub forward_output: bool,
 }
 
 /// Serves a session whose handshake already passed (the TCP listener
 /// checked the controller's `Hello` before forking this process): announces
 /// this process with [`Reply::Welcome`], then answers requests until the
 /// controller leaves. Returns or ends the process as [`serve`] does.
-pub fn serve_session(channel: Channel, recovery: Recovery) -> i32 {
+pub fn serve_session(channel: Channel, options: SessionOptions) -> i32 {
     crash::install_crash_reporter();
     crash::set_record_fd(channel.output);
     REPLY_FD.store(channel.output, Ordering::Release);
@@ -141,6 +157,21 @@ pub fn serve_session(channel: Channel, recovery: Recovery) -> i32 {
     if channel.socket {
         watchdog::watch(channel.input);
     }
+    // After the watchdog (a clone, made while the process has one thread):
+    // the drainer is a thread.
+    if options.forward_output
+        && let Err(err) = output::forward(channel.output)
+    {
+        diag(&format!("cannot forward the program's output: {err}"));
+        send(
+            &channel,
+            &error(
+                ErrorCode::Refused,
+                format!("cannot forward the program's output: {err}"),
+            ),
+        );
+        return EXIT_PROTOCOL;
+    }
     send(
         &channel,
         &Reply::Welcome {
@@ -149,7 +180,7 @@ pub fn serve_session(channel: Channel, recovery: Recovery) -> i32 {
     );
     let mut server = Server {
         page: pages::page_size(),
-        snapshots: (recovery == Recovery::Snapshot).then(Snapshots::default),
+        snapshots: (options.recovery == Recovery::Snapshot).then(Snapshots::default),
         slab: None,
         host: HostLibraries::with_defaults().map_err(|e| e.to_string()),
         frames: BTreeMap::new(),
@@ -198,7 +229,7 @@ fn next_request(channel: &Channel) -> Result<Request, i32> {
 /// Reads the controller's `Hello` and checks it ([`check_hello`]). `Err`
 /// is the exit status: the connection ended (0), or the `Hello` was refused
 /// (after the `Error` reply).
-fn handshake(channel: &Channel, token: &[u8]) -> Result<Recovery, i32> {
+fn handshake(channel: &Channel, token: &[u8]) -> Result<SessionOptions, i32> {
     let decoded = match channel.read_frame() {
         Ok(frame) => Request::decode(&frame),
         Err(ProtocolError::Closed) => return Err(EXIT_CLEAN),
@@ -215,14 +246,14 @@ fn handshake(channel: &Channel, token: &[u8]) -> Result<Recovery, i32> {
 }
 
 /// Checks the first request from `peer`: it must decode, be a `Hello`, speak
-/// this protocol version and present `token`. Returns the recovery policy
-/// it asks for, or the `Error` to answer before closing the connection
+/// this protocol version and present `token`. Returns what it asks of the
+/// session, or the `Error` to answer before closing the connection
 /// (logged here, never with either token).
 pub fn check_hello(
     decoded: Result<Request, ProtocolError>,
     token: &[u8],
     peer: &str,
-) -> Result<Recovery, Reply> {
+) -> Result<SessionOptions, Reply> {
     let request = decoded.map_err(|err| {
         diag(&format!("malformed frame from {peer}: {err}"));
         error(ErrorCode::Malformed, err.to_string())
@@ -231,6 +262,7 @@ pub fn check_hello(
         version,
         recovery,
         token: given,
+        forward_output,
     } = request
     else {
         return Err(error(ErrorCode::State, "the first request must be Hello"));
@@ -253,7 +285,10 @@ pub fn check_hello(
         diag(&format!("refused connection from {peer}: {log}"));
         return Err(error(ErrorCode::Refused, message));
     }
-    Ok(recovery)
+    Ok(SessionOptions {
+        recovery,
+        forward_output,
+    })
 }
 
 /// The session's reservation.
@@ -326,6 +361,9 @@ impl Server {
                         snapshots.discard();
                         snapshots.reap();
                     }
+                    // Forwarded output must be in its pipe before the
+                    // last reply.
+                    flush_stdio();
                     send(&self.channel, &Reply::Ok);
                     return EXIT_CLEAN;
                 }
@@ -534,6 +572,8 @@ impl Server {
         if self.snapshots.is_some() {
             // A checkpoint must not hold a copy of buffered output.
             flush_stdio();
+            // Nor can it be taken with the output's drainer thread.
+            output::pause();
             let taken = self.snapshots.as_mut().map(Snapshots::take);
             let (pid, reason) = match taken {
                 Some(Taken::Checkpoint(pid)) => (pid, CheckpointSkip::Taken),
@@ -544,6 +584,7 @@ impl Server {
                 }
                 None => unreachable!("snapshots checked above"),
             };
+            output::resume();
             send(&self.channel, &Reply::Checkpoint { pid, reason });
         }
         IN_USER_CODE.store(true, Ordering::Release);
@@ -575,6 +616,9 @@ impl Server {
         if self.channel.socket {
             watchdog::watch(self.channel.input);
         }
+        // So did its output's drainer (what the pipes still hold goes
+        // before `Resumed`).
+        output::resume();
         send(&self.channel, &Reply::Resumed { pid: pid as u32 });
     }
 

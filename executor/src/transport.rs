@@ -12,6 +12,7 @@ use std::ffi::c_int;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::protocol::{self, ProtocolError};
 use crate::sys;
@@ -71,9 +72,10 @@ impl Channel {
         protocol::read_frame(&mut FdReader(self.input))
     }
 
-    /// Writes one encoded frame.
+    /// Writes one encoded frame, after the program's output when it is
+    /// forwarded ([`crate::output::send`]).
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
-        write_all(self.output, frame)
+        crate::output::send(self.output, frame)
     }
 }
 
@@ -154,14 +156,30 @@ pub fn write_all(fd: c_int, bytes: &[u8]) -> io::Result<()> {
     sys::io::write_all(fd, bytes)
 }
 
-/// One diagnostic line on stderr, prefixed `solder-executor: `. Never
-/// stdout (it belongs to JIT'd code), never a panic if stderr is gone.
+/// Where [`diag`] writes: the executor's own stderr, which is descriptor
+/// 2 unless the program's output is forwarded (then 2 is the program's).
+static DIAG_FD: AtomicI32 = AtomicI32::new(2);
+
+/// The descriptor of the executor's own stderr, for diagnostics.
+pub fn diag_fd() -> c_int {
+    DIAG_FD.load(Ordering::Acquire)
+}
+
+/// Sends diagnostics to `fd` from now on (the executor's own stderr, kept
+/// when descriptor 2 becomes the program's).
+pub fn set_diag_fd(fd: c_int) {
+    DIAG_FD.store(fd, Ordering::Release);
+}
+
+/// One diagnostic line on the executor's stderr, prefixed
+/// `solder-executor: `. Never stdout (it belongs to JIT'd code), never a
+/// panic if stderr is gone.
 pub fn diag(message: &str) {
     let mut line = Vec::with_capacity(message.len() + 18);
     line.extend_from_slice(b"solder-executor: ");
     line.extend_from_slice(message.as_bytes());
     line.push(b'\n');
-    let _ = write_all(2, &line);
+    let _ = write_all(diag_fd(), &line);
 }
 
 /// Compares a presented token with the configured one in time that depends

@@ -16,8 +16,9 @@
 //! The watchdog is a clone with no exit signal (like a checkpoint, see
 //! [`crate::snapshot`]), so JIT'd code that waits for its own children
 //! never sees it; it dies with the serving process (`PR_SET_PDEATHSIG`)
-//! and keeps only the socket and stderr open (closing the rest, so it
-//! holds none of the program's pipes or files). Costs nothing per request.
+//! and keeps only the socket and the executor's own stderr open (closing
+//! the rest, so it holds none of the program's pipes or files, forwarded
+//! output's included). Costs nothing per request.
 
 use std::ffi::c_int;
 
@@ -29,16 +30,17 @@ use crate::sys::process::ForkResult;
 /// next read that finds the connection gone).
 pub fn watch(fd: c_int) {
     let server = sys::process::id();
+    let diag = crate::transport::diag_fd();
     // SAFETY: the child calls only async-signal-safe functions (prctl,
     // getppid, close_range, poll, write, kill, _exit) and allocates
     // nothing, so it does not matter which locks other threads held.
     match unsafe { sys::process::checkpoint() } {
         Ok(ForkResult::Child) => {
             if sys::process::die_with_parent().is_ok() && sys::process::parent_id() == server {
-                sys::io::close_all_except(&[fd, 2]);
+                sys::io::close_all_except(&[fd, diag]);
                 if sys::io::wait_hang_up(fd).is_ok() {
                     let _ = sys::signal::write_in_handler(
-                        2,
+                        diag,
                         b"solder-executor: the controller is gone; ending its session\n",
                     );
                     let _ = sys::spawn::kill(server.as_raw());

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use solder_executor::protocol::{
     CheckpointSkip, ErrorCode, MAGIC, MAX_FRAME, PlacementCode, Prot, Recovery, Reply, Request,
-    SymbolKind, VERSION, capability, read_frame,
+    Stream, SymbolKind, VERSION, capability, read_frame,
 };
 use solder_executor::sys;
 
@@ -175,6 +175,7 @@ impl Conn {
                         | capability::SNAPSHOT
                         | capability::LIFECYCLE
                         | capability::UNWIND
+                        | capability::OUTPUT
                 );
                 pid
             }
@@ -189,12 +190,54 @@ impl Conn {
         self.welcome(recovery, token)
     }
 
+    /// Greets with output forwarding asked for (checking the executor
+    /// offers it); returns the `Welcome` pid.
+    fn hello_forwarding(&mut self, recovery: Recovery) -> u32 {
+        match self.recv() {
+            Reply::Hello { capabilities, .. } => assert_ne!(
+                capabilities & capability::OUTPUT,
+                0,
+                "forwarding is offered"
+            ),
+            other => panic!("expected Hello, got {other:?}"),
+        }
+        match self.request(&Request::Hello {
+            version: VERSION,
+            recovery,
+            token: Vec::new(),
+            forward_output: true,
+        }) {
+            Reply::Welcome { pid } => pid,
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+    }
+
+    /// The frames up to the next one that is not `Output`, with what the
+    /// `Output` frames before it carried: (stdout, stderr, the frame).
+    fn output_then(&mut self) -> (Vec<u8>, Vec<u8>, Reply) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        loop {
+            match self.recv() {
+                Reply::Output {
+                    stream: Stream::Stdout,
+                    bytes,
+                } => out.extend(bytes),
+                Reply::Output {
+                    stream: Stream::Stderr,
+                    bytes,
+                } => err.extend(bytes),
+                other => return (out, err, other),
+            }
+        }
+    }
+
     /// Sends `Hello` (the greeting already read); returns the `Welcome` pid.
     fn welcome(&mut self, recovery: Recovery, token: &[u8]) -> u32 {
         match self.request(&Request::Hello {
             version: VERSION,
             recovery,
             token: token.to_vec(),
+            forward_output: false,
         }) {
             Reply::Welcome { pid } => pid,
             other => panic!("expected Welcome, got {other:?}"),
@@ -808,6 +851,7 @@ fn wrong_version_is_refused() {
         version: VERSION + 1,
         recovery: Recovery::None,
         token: vec![],
+        forward_output: false,
     });
     expect_error_then_exit(&mut conn, &mut child, ErrorCode::Refused, "");
 }
@@ -1022,6 +1066,7 @@ fn tcp_token_is_checked_per_connection() {
         version: VERSION,
         recovery: Recovery::None,
         token: b"wrong".to_vec(),
+        forward_output: false,
     });
     match wrong.recv() {
         Reply::Error {
@@ -1110,6 +1155,7 @@ fn tcp_idle_connections_and_wrong_tokens_get_no_process() {
         version: VERSION,
         recovery: Recovery::None,
         token: b"wrong".to_vec(),
+        forward_output: false,
     });
     expect_error(wrong.recv(), ErrorCode::Refused, "wrong token");
     wrong.expect_eof();
@@ -1159,6 +1205,7 @@ fn tcp_handshake_has_a_deadline() {
         version: VERSION,
         recovery: Recovery::None,
         token: vec![],
+        forward_output: false,
     }
     .encode();
     partial.send_raw(&hello[..hello.len() - 1]);
@@ -1193,6 +1240,7 @@ fn tcp_connection_cap_refuses_then_makes_room() {
         version: VERSION,
         recovery: Recovery::None,
         token: vec![],
+        forward_output: false,
     });
     expect_error(second.recv(), ErrorCode::Refused, "too many connections");
     second.expect_eof();
@@ -1207,6 +1255,7 @@ fn tcp_connection_cap_refuses_then_makes_room() {
             version: VERSION,
             recovery: Recovery::None,
             token: vec![],
+            forward_output: false,
         });
         match next.recv() {
             Reply::Welcome { .. } => {
@@ -1856,6 +1905,196 @@ fn batched_call_checkpoints_after_the_plain_requests() {
     let status = waitpid_with_timeout(saved);
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "resumed executor status {status:#x}"
+    );
+}
+
+/// `mov edi, fd; movabs rsi, text; mov edx, len; movabs rax, write;
+/// sub rsp, 8; call rax; add rsp, 8`, then `tail` (e.g. `ret`).
+fn write_code(write: u64, fd: u32, text: u64, len: u32, tail: &[u8]) -> Vec<u8> {
+    let mut code = vec![0xbf];
+    code.extend_from_slice(&fd.to_le_bytes());
+    code.extend_from_slice(&[0x48, 0xbe]);
+    code.extend_from_slice(&text.to_le_bytes());
+    code.push(0xba);
+    code.extend_from_slice(&len.to_le_bytes());
+    code.extend_from_slice(&[0x48, 0xb8]);
+    code.extend_from_slice(&write.to_le_bytes());
+    code.extend_from_slice(&[0x48, 0x83, 0xec, 0x08, 0xff, 0xd0, 0x48, 0x83, 0xc4, 0x08]);
+    code.extend_from_slice(tail);
+    code
+}
+
+/// Calls `write(1, buffer, len)` `times` times: `push rbx; mov ebx, times;
+/// loop: mov edi, 1; movabs rsi, buffer; mov edx, len; movabs rax, write;
+/// call rax; dec ebx; jnz loop; pop rbx; ret`.
+fn write_loop_code(write: u64, buffer: u64, len: u32, times: u32) -> Vec<u8> {
+    let mut code = vec![0x53, 0xbb];
+    code.extend_from_slice(&times.to_le_bytes());
+    let top = code.len();
+    code.extend_from_slice(&[0xbf, 1, 0, 0, 0, 0x48, 0xbe]);
+    code.extend_from_slice(&buffer.to_le_bytes());
+    code.push(0xba);
+    code.extend_from_slice(&len.to_le_bytes());
+    code.extend_from_slice(&[0x48, 0xb8]);
+    code.extend_from_slice(&write.to_le_bytes());
+    code.extend_from_slice(&[0xff, 0xd0, 0xff, 0xcb, 0x75]);
+    let back = top as i64 - (code.len() as i64 + 1);
+    code.push(back as i8 as u8);
+    code.extend_from_slice(&[0x5b, 0xc3]);
+    code
+}
+
+/// With `forward_output` the program's stdout and stderr come back as
+/// `Output` frames, each before the reply of the call that wrote it (C
+/// stdio flushed first), and before the crash record of a call that
+/// wrote and then crashed; nothing reaches the executor's own stdout.
+#[test]
+fn forwarded_output_precedes_replies_and_crash_records() {
+    start("forwarded_output_precedes_replies_and_crash_records");
+    let path = temp_path("stdout");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn_with(Stdio::from(File::create(&path).unwrap()));
+    conn.hello_forwarding(Recovery::None);
+    let (base, _) = conn.reserve(1 << 20, false);
+    let page = page_size();
+    let (write, puts) = (conn.lookup_one("write"), conn.lookup_one("puts"));
+    let text = base + 8 * page;
+    conn.write(text, b"to stdout\n\0to stderr\n\0through puts\0");
+    conn.load_code(base, &write_code(write, 1, text, 10, &[0xc3]));
+    conn.load_code(base + page, &write_code(write, 2, text + 11, 10, &[0xc3]));
+    conn.load_code(base + 2 * page, &puts_code(puts, text + 22));
+    conn.load_code(base + 3 * page, &write_code(write, 1, text, 10, NULL_STORE));
+
+    conn.call(base, [0; 6], 0);
+    let (out, err, reply) = conn.output_then();
+    assert_eq!((&out[..], &err[..]), (&b"to stdout\n"[..], &b""[..]));
+    assert_eq!(reply, Reply::Done { value: 10 });
+    conn.call(base + page, [0; 6], 0);
+    let (out, err, reply) = conn.output_then();
+    assert_eq!((&out[..], &err[..]), (&b""[..], &b"to stderr\n"[..]));
+    assert_eq!(reply, Reply::Done { value: 10 });
+    // A pipe makes stdout fully buffered: the flush before the reply
+    // sends it.
+    conn.call(base + 2 * page, [0; 6], 0);
+    let (out, _, reply) = conn.output_then();
+    assert_eq!(out, b"through puts\n");
+    assert!(matches!(reply, Reply::Done { .. }), "{reply:?}");
+
+    conn.call(base + 3 * page, [0; 6], 0);
+    let (out, _, reply) = conn.output_then();
+    assert_eq!(
+        out, b"to stdout\n",
+        "the output before the crash comes first"
+    );
+    assert!(
+        matches!(
+            reply,
+            Reply::Crashed {
+                signal: libc::SIGSEGV,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
+    conn.expect_eof();
+    let status = wait_with_timeout(&mut child);
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status:?}");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "",
+        "nothing is left on the executor's stdout"
+    );
+    let _ = std::fs::remove_file(&path);
+}
+
+/// A call that prints 4 MiB (far more than a pipe holds) while the
+/// controller waits completes: the output is forwarded as it comes.
+#[test]
+fn forwarding_megabytes_does_not_block_the_call() {
+    start("forwarding_megabytes_does_not_block_the_call");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.hello_forwarding(Recovery::None);
+    let (base, _) = conn.reserve(1 << 20, false);
+    let page = page_size();
+    let write = conn.lookup_one("write");
+    let buffer = base + page;
+    let chunk = 64 << 10;
+    conn.write(buffer, &vec![b'x'; chunk as usize]);
+    conn.load_code(base, &write_loop_code(write, buffer, chunk, 64));
+    conn.call(base, [0; 6], 0);
+    let (out, err, reply) = conn.output_then();
+    assert!(matches!(reply, Reply::Done { .. }), "{reply:?}");
+    assert_eq!(out.len(), 4 << 20);
+    assert!(out.iter().all(|&b| b == b'x') && err.is_empty());
+    conn.ok(&Request::Shutdown);
+    assert_eq!(wait_with_timeout(&mut child).code(), Some(0));
+}
+
+/// With the snapshot policy and forwarding a checkpoint is still taken
+/// before each call, the output of a call that crashed comes before its
+/// record, and the checkpoint that takes over forwards too.
+#[test]
+fn forwarding_with_snapshots_keeps_checkpoints_and_order() {
+    start("forwarding_with_snapshots_keeps_checkpoints_and_order");
+    // SAFETY: PR_SET_CHILD_SUBREAPER only sets a flag on this process; the
+    // checkpoint that takes over becomes our child, so we can reap it.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
+    let Spawned {
+        mut child,
+        mut conn,
+    } = spawn();
+    conn.hello_forwarding(Recovery::Snapshot);
+    let (base, _) = conn.reserve(1 << 20, false);
+    let page = page_size();
+    let (write, exit) = (conn.lookup_one("write"), conn.lookup_one("exit"));
+    let text = base + 8 * page;
+    conn.write(text, b"printed\n");
+    conn.load_code(base, &write_code(write, 1, text, 8, &[0xc3]));
+    conn.load_code(base + page, &write_code(write, 2, text, 8, NULL_STORE));
+    conn.load_code(base + 2 * page, &exit_code(exit, 5));
+    let checkpoint = |conn: &mut Conn| match conn.output_then() {
+        (out, err, Reply::Checkpoint { pid, reason }) => {
+            assert!(out.is_empty() && err.is_empty());
+            assert_eq!(reason, CheckpointSkip::Taken, "the drainer was stopped");
+            pid
+        }
+        other => panic!("expected Checkpoint, got {other:?}"),
+    };
+    conn.call(base, [0; 6], 0);
+    checkpoint(&mut conn);
+    assert_eq!(
+        conn.output_then(),
+        (b"printed\n".to_vec(), Vec::new(), Reply::Done { value: 8 })
+    );
+    conn.call(base + page, [0; 6], 0);
+    let saved = checkpoint(&mut conn);
+    let (_, err, reply) = conn.output_then();
+    assert_eq!(err, b"printed\n");
+    assert!(matches!(reply, Reply::Crashed { .. }), "{reply:?}");
+    assert_eq!(conn.output_then().2, Reply::Resumed { pid: saved });
+    let status = wait_with_timeout(&mut child);
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status:?}");
+    // The checkpoint forwards, and an exit's output precedes `Exited`.
+    conn.call(base, [0; 6], 0);
+    checkpoint(&mut conn);
+    assert_eq!(
+        conn.output_then(),
+        (b"printed\n".to_vec(), Vec::new(), Reply::Done { value: 8 })
+    );
+    conn.call(base + 2 * page, [0; 6], 0);
+    checkpoint(&mut conn);
+    assert_eq!(conn.output_then().2, Reply::Exited { status: 5 });
+    conn.expect_eof();
+    let status = waitpid_with_timeout(saved);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 5,
         "resumed executor status {status:#x}"
     );
 }

@@ -25,7 +25,7 @@ mod test_support;
 pub use error::LinkError;
 #[cfg(feature = "host")]
 pub use executors::{DEFAULT_PEER_TIMEOUT, Transport};
-pub use executors::{Outcome, Recovery};
+pub use executors::{ExecutorOutput, Outcome, Recovery};
 pub use input::ObjectFile;
 pub use memory::Placement;
 #[cfg(feature = "host")]

@@ -16,7 +16,8 @@ use clap::{Parser, Subcommand};
 use solder_executor::sys;
 use solder_linker::error::LinkError;
 use solder_linker::{
-    ExecutorChoice, ObjectFile, Outcome, Placement, Recovery, Session, SessionConfig, Transport,
+    ExecutorChoice, ExecutorOutput, ObjectFile, Outcome, Placement, Recovery, Session,
+    SessionConfig, Transport,
 };
 
 /// The exit status for Solder's own failures (link errors, bad input).
@@ -66,6 +67,12 @@ struct RunArgs {
     /// Share the slab with the executor (memfd): code is written in place.
     #[arg(long)]
     shm: bool,
+    /// Where the program's stdout and stderr go with an executor process:
+    /// `forward` (over the connection, to this process's stdout and
+    /// stderr; the default over TCP) or `local` (the executor's own; the
+    /// default over pipes, where they are this process's anyway).
+    #[arg(long, value_name = "WHERE", value_parser = parse_executor_output)]
+    executor_output: Option<ExecutorOutput>,
     /// Over TCP: how long the executor may stay silent (no answer to TCP
     /// keepalive probes: its host powered off or cut off) before it counts
     /// as lost, even in the middle of a call, in seconds.
@@ -127,6 +134,14 @@ fn parse_executor(text: &str) -> Result<ExecutorArg> {
     }
 }
 
+fn parse_executor_output(text: &str) -> Result<ExecutorOutput> {
+    match text {
+        "local" => Ok(ExecutorOutput::Local),
+        "forward" => Ok(ExecutorOutput::Forward),
+        _ => bail!("expected `local` or `forward`, got `{text}`"),
+    }
+}
+
 fn parse_recovery(text: &str) -> Result<Recovery> {
     match text {
         "snapshot" => Ok(Recovery::Snapshot),
@@ -182,9 +197,10 @@ fn run(args: RunArgs) -> Result<u8> {
     }
     let executor = match &args.executor {
         ExecutorArg::InProcess => {
-            if args.shm || args.recovery.is_some() {
+            if args.shm || args.recovery.is_some() || args.executor_output.is_some() {
                 bail!(
-                    "--shm and --recovery need an executor process (--executor pipe or tcp=HOST:PORT)"
+                    "--shm, --recovery and --executor-output need an executor process \
+                     (--executor pipe or tcp=HOST:PORT)"
                 );
             }
             ExecutorChoice::InProcess
@@ -219,6 +235,7 @@ fn run(args: RunArgs) -> Result<u8> {
         execute: !args.noexec,
         executor,
         recovery: args.recovery.unwrap_or(Recovery::None),
+        executor_output: args.executor_output,
     };
     let mut session = Session::new(config).context("cannot start the session")?;
     let mut argv = vec![args.objects[0].display().to_string()];

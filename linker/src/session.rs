@@ -20,7 +20,9 @@ use solder_executor::sys::signal;
 
 use crate::arch::{Encoding, RelocOp, write_checked};
 use crate::error::{Abnormal, LinkError};
-use crate::executors::{Executor, InProcess, Outcome, Recovery, Remote, RemoteConfig, Transport};
+use crate::executors::{
+    Executor, ExecutorOutput, InProcess, Outcome, Recovery, Remote, RemoteConfig, Transport,
+};
 use crate::graph::{Binding, Definition, LinkGraph};
 use crate::indirection::Indirection;
 use crate::input::{ObjectFile, parse_object};
@@ -58,6 +60,10 @@ pub struct SessionConfig {
     /// What a remote session does after a crash: nothing (the session is
     /// over), roll back to a checkpoint, or restart and replay the modules.
     pub recovery: Recovery,
+    /// Where a remote program's stdout and stderr go; `None`: the
+    /// transport's default ([`Transport::default_output`]: forwarded over
+    /// TCP, local over pipes).
+    pub executor_output: Option<ExecutorOutput>,
 }
 
 impl Default for SessionConfig {
@@ -70,6 +76,7 @@ impl Default for SessionConfig {
             execute: true,
             executor: ExecutorChoice::InProcess,
             recovery: Recovery::None,
+            executor_output: None,
         }
     }
 }
@@ -153,6 +160,9 @@ fn start_executor(config: &SessionConfig) -> Result<Box<dyn Executor>, LinkError
             transport: transport.clone(),
             shared_memory: *shared_memory,
             recovery: config.recovery,
+            output: config
+                .executor_output
+                .unwrap_or_else(|| transport.default_output()),
         })?),
     };
     for name in &config.libraries {

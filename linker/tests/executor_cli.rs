@@ -44,10 +44,19 @@ fn native(object: &Path, name: &str) -> Output {
 }
 
 /// The modes every program must behave identically in.
-const MODES: [&[&str]; 3] = [
+const MODES: [&[&str]; 5] = [
     &["--executor", "pipe"],
     &["--executor", "pipe", "--shm"],
     &["--executor", "pipe", "--recovery", "snapshot"],
+    &["--executor", "pipe", "--executor-output", "forward"],
+    &[
+        "--executor",
+        "pipe",
+        "--executor-output",
+        "forward",
+        "--recovery",
+        "snapshot",
+    ],
 ];
 
 fn run_in(mode: &[&str], object: &Path) -> Output {
@@ -130,17 +139,18 @@ fn tcp_executor_runs_programs_and_reports_crashes() {
     let object = fixture("program.c");
     let reference = native(&object, "program-tcp");
     let output = solder(&["run", "--executor", &executor, path_str(&object)]);
-    let remote_stdout = std::fs::read_to_string(&listener.stdout_file).unwrap();
     assert_eq!(
-        (remote_stdout, output.status.code()),
+        (stdout(&output), output.status.code()),
         (stdout(&reference), reference.status.code()),
-        "the executor's stdout and solder's status (left) differ from native (right); stderr:\n{}\n{}",
+        "solder's stdout and status (left) differ from native (right); stderr:\n{}\n{}",
         stderr(&output),
         rerun(test)
     );
-    assert!(
-        stdout(&output).is_empty(),
-        "over TCP the program prints on the executor's side"
+    assert_eq!(
+        std::fs::read_to_string(&listener.stdout_file).unwrap(),
+        "",
+        "over TCP the program's output comes home\n{}",
+        rerun(test)
     );
     let crash = fixture("crash.c");
     let output = solder(&["run", "--executor", &executor, path_str(&crash)]);
@@ -152,6 +162,112 @@ fn tcp_executor_runs_programs_and_reports_crashes() {
         rerun(test)
     );
     assert!(stderr(&output).contains("main+0x"), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "about to crash\n", "{}", rerun(test));
+}
+
+/// Over TCP what the program writes to stdout and stderr comes back to
+/// `solder`'s own stdout and stderr, before the report of the crash that
+/// followed it.
+#[test]
+fn tcp_output_comes_home_before_the_crash_report() {
+    let test = "tcp_output_comes_home_before_the_crash_report";
+    let listener = Listener::start("output", None, &[]);
+    let executor = format!("tcp={}", listener.address);
+    let object = fixture("prints_then_crashes.c");
+    let output = solder(&["run", "--executor", &executor, path_str(&object)]);
+    let message = stderr(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(128 + libc::SIGSEGV),
+        "{message}\n{}",
+        rerun(test)
+    );
+    assert_eq!(stdout(&output), "to stdout\n", "{}", rerun(test));
+    let printed = message.find("to stderr\n");
+    let report = message.find("SIGSEGV");
+    assert!(
+        printed.is_some() && report.is_some() && printed < report,
+        "stderr must hold the program's line, then the crash report:\n{message}\n{}",
+        rerun(test)
+    );
+    assert!(message.contains("main+0x"), "{message}\n{}", rerun(test));
+    assert_eq!(
+        std::fs::read_to_string(&listener.stdout_file).unwrap(),
+        "",
+        "{}",
+        rerun(test)
+    );
+}
+
+/// A program that prints 4 MiB over TCP completes, and all of it arrives.
+#[test]
+fn tcp_program_printing_megabytes_completes() {
+    let test = "tcp_program_printing_megabytes_completes";
+    let listener = Listener::start("megabytes", None, &[]);
+    let executor = format!("tcp={}", listener.address);
+    let object = fixture("prints_a_lot.c");
+    let output = solder(&["run", "--executor", &executor, path_str(&object)]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{}",
+        stderr(&output),
+        rerun(test)
+    );
+    assert_eq!(output.stdout.len(), 4 << 20, "{}", rerun(test));
+    assert!(
+        output
+            .stdout
+            .chunks(1024)
+            .all(|line| line[..1023].iter().all(|&b| b == b'x') && line[1023] == b'\n'),
+        "the lines arrive whole and in order\n{}",
+        rerun(test)
+    );
+    assert!(
+        stderr(&output).contains("printed 4 MiB"),
+        "{}\n{}",
+        stderr(&output),
+        rerun(test)
+    );
+}
+
+/// `--executor-output local` leaves the output on the executor's side.
+#[test]
+fn tcp_executor_output_local_stays_with_the_executor() {
+    let test = "tcp_executor_output_local_stays_with_the_executor";
+    let listener = Listener::start("local-output", None, &[]);
+    let executor = format!("tcp={}", listener.address);
+    let object = fixture("program.c");
+    let reference = native(&object, "program-tcp-local");
+    let output = solder(&[
+        "run",
+        "--executor",
+        &executor,
+        "--executor-output",
+        "local",
+        path_str(&object),
+    ]);
+    assert_eq!(
+        output.status.code(),
+        reference.status.code(),
+        "{}\n{}",
+        stderr(&output),
+        rerun(test)
+    );
+    assert_eq!(stdout(&output), "", "{}", rerun(test));
+    assert_eq!(
+        std::fs::read_to_string(&listener.stdout_file).unwrap(),
+        stdout(&reference),
+        "the program printed on the executor's side\n{}",
+        rerun(test)
+    );
+    let output = solder(&["run", "--executor-output", "local", path_str(&object)]);
+    assert_eq!(
+        output.status.code(),
+        Some(125),
+        "in process there is no executor's side\n{}",
+        rerun(test)
+    );
 }
 
 #[test]
@@ -263,7 +379,9 @@ fn tcp_controller_killed_mid_call_leaves_no_executor() {
         let listener = Listener::start("killed-controller", None, &[]);
         let executor = format!("tcp={}", listener.address);
         let mut command = Command::new(env!("CARGO_BIN_EXE_solder"));
-        command.args(["run", "--executor", &executor]);
+        // The program's output stays with the executor, where the test
+        // sees it start.
+        command.args(["run", "--executor", &executor, "--executor-output", "local"]);
         if let Some(policy) = recovery {
             command.args(["--recovery", policy]);
         }
@@ -342,7 +460,7 @@ fn partitioned_controller(net: &Partitionable, listener: &Listener, args: &[&str
     let child = Command::new(program)
         .args(prefix)
         .arg(env!("CARGO_BIN_EXE_solder"))
-        .args(["run", "--executor", &executor])
+        .args(["run", "--executor", &executor, "--executor-output", "local"])
         .args(args)
         .arg(path_str(&object))
         .env("SOLDER_EXECUTOR_TOKEN", "s3cret")

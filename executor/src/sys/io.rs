@@ -227,6 +227,34 @@ pub fn set_close_on_exec(fd: RawFd) -> io::Result<()> {
     })
 }
 
+/// Makes reads on `fd` return at once (`O_NONBLOCK`): an empty pipe is a
+/// [`io::ErrorKind::WouldBlock`] error.
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    with_fd(fd, |fd| {
+        let status = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+        fcntl(fd, FcntlArg::F_SETFL(status | OFlag::O_NONBLOCK)).map(drop)
+    })
+}
+
+/// A close-on-exec duplicate of `fd`, numbered 3 or above (so it never
+/// takes the place of a standard stream).
+pub fn duplicate(fd: RawFd) -> io::Result<OwnedFd> {
+    with_fd(fd, |fd| {
+        let new = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(3))?;
+        // SAFETY: fcntl just opened `new`, and nothing else owns it.
+        Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(new) })
+    })
+}
+
+/// Makes descriptors 1 and 2 (stdout and stderr) refer to what `stdout`
+/// and `stderr` refer to (`dup2`), closing what they referred to. Both are
+/// inherited by programs that JIT'd code executes (not close-on-exec).
+pub fn redirect_standard_output(stdout: BorrowedFd<'_>, stderr: BorrowedFd<'_>) -> io::Result<()> {
+    nix::unistd::dup2_stdout(stdout)?;
+    nix::unistd::dup2_stderr(stderr)?;
+    Ok(())
+}
+
 /// Makes reads and writes on `fd` wait (clears `O_NONBLOCK`, if set).
 pub fn set_blocking(fd: RawFd) -> io::Result<()> {
     with_fd(fd, |fd| {

@@ -17,6 +17,18 @@ pub fn id() -> Pid {
     nix::unistd::getpid()
 }
 
+/// The calling thread's id (`gettid`). Async-signal-safe.
+pub fn thread_id() -> i32 {
+    nix::unistd::gettid().as_raw()
+}
+
+/// Whether thread `tid` of this process still exists (its
+/// `/proc/self/task` entry): a joined thread is gone from the kernel's
+/// count of the process's threads once this is false.
+pub fn thread_exists(tid: i32) -> bool {
+    std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
+}
+
 /// The parent process's id.
 pub fn parent_id() -> Pid {
     nix::unistd::getppid()

@@ -196,6 +196,19 @@ pub fn block_in_this_thread(signal: c_int) -> io::Result<()> {
     Ok(())
 }
 
+/// Runs `f` with every signal blocked in the calling thread (the mask is
+/// restored after it): threads that `f` starts inherit the blocked mask,
+/// so process-directed signals (the call timer's `SIGALRM`, `SIGINT`) go
+/// to the threads that run JIT'd code, never to them.
+pub fn with_all_blocked<T>(f: impl FnOnce() -> T) -> T {
+    let old = SigSet::all().thread_swap_mask(SigmaskHow::SIG_BLOCK).ok();
+    let result = f();
+    if let Some(old) = old {
+        let _ = old.thread_set_mask();
+    }
+    result
+}
+
 /// Sends `signal` to the calling thread. Async-signal-safe.
 pub fn raise(signal: c_int) -> io::Result<()> {
     nix::sys::signal::raise(Signal::try_from(signal)?)?;

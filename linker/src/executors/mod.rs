@@ -22,6 +22,18 @@ use std::time::Duration;
 pub use inprocess::InProcess;
 #[cfg(feature = "host")]
 pub use remote::{DEFAULT_PEER_TIMEOUT, Remote, RemoteConfig, Transport, executor_program};
+
+/// Where the program's stdout and stderr go when it runs in an executor
+/// process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutorOutput {
+    /// On the executor's side: its own stdout and stderr (with the pipe
+    /// transport, this process's, which the executor inherits).
+    Local,
+    /// Forwarded over the connection and written to this process's
+    /// stdout and stderr as it arrives, in order with the calls' outcomes.
+    Forward,
+}
 pub use solder_executor::protocol::{PlacementCode, Prot, Recovery, SymbolInfo, SymbolKind};
 
 use solder_executor::module::CrashSymbol;

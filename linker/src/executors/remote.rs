@@ -28,14 +28,14 @@ use std::time::{Duration, Instant};
 use solder_executor::module::Finalizers;
 use solder_executor::protocol::{
     self, BATCH_OVERHEAD, CheckpointSkip, ErrorCode, LibraryKind, MAX_BATCH, MAX_FRAME, MAX_NAMES,
-    MAX_READ, MAX_WRITE, Recovery, Reply, Request, capability,
+    MAX_READ, MAX_WRITE, Recovery, Reply, Request, Stream, capability,
 };
 use solder_executor::sys::io;
 use solder_executor::sys::signal::{SIGALRM, name as signal_name};
 use solder_executor::sys::spawn::{self, WaitStatus};
 use solder_executor::transport;
 
-use super::{Crash, Executor, Outcome, PlacementCode, SymbolInfo, prot_of};
+use super::{Crash, Executor, ExecutorOutput, Outcome, PlacementCode, SymbolInfo, prot_of};
 use crate::error::LinkError;
 use crate::graph::Protection;
 
@@ -58,6 +58,19 @@ pub enum Transport {
     },
 }
 
+impl Transport {
+    /// Where the program's output goes unless a session says otherwise:
+    /// forwarded over TCP (the executor's terminal may be on another
+    /// machine), local over pipes (the executor shares this process's
+    /// stdout and stderr).
+    pub fn default_output(&self) -> ExecutorOutput {
+        match self {
+            Transport::Pipe { .. } => ExecutorOutput::Local,
+            Transport::Tcp { .. } => ExecutorOutput::Forward,
+        }
+    }
+}
+
 /// The [`Transport::Tcp`] `peer_timeout` of `solder run`.
 pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -66,6 +79,8 @@ pub struct RemoteConfig {
     pub transport: Transport,
     pub shared_memory: bool,
     pub recovery: Recovery,
+    /// Where the program's stdout and stderr go.
+    pub output: ExecutorOutput,
 }
 
 /// How long the executor may take to say hello, answer a non-running
@@ -223,6 +238,12 @@ impl Connection {
                 if self.buffer.len() >= 4 + n as usize {
                     let frame = self.buffer[4..4 + n as usize].to_vec();
                     self.buffer.drain(..4 + n as usize);
+                    // Forwarded output is written as it comes, whatever
+                    // the caller waits for.
+                    if protocol::is_output(&frame) {
+                        write_output(&frame)?;
+                        continue;
+                    }
                     return Ok(Event::Frame(frame));
                 }
             }
@@ -517,6 +538,10 @@ impl Remote {
         if self.config.recovery == Recovery::Snapshot {
             needs(capability::SNAPSHOT, "snapshots")?;
         }
+        let forward_output = self.config.output == ExecutorOutput::Forward;
+        if forward_output {
+            needs(capability::OUTPUT, "output forwarding")?;
+        }
         // The greeter's pid, until the session's own is announced (over
         // TCP the listener greets, and a process forked for the connection
         // serves it).
@@ -528,6 +553,7 @@ impl Remote {
                 version: protocol::VERSION,
                 recovery: self.config.recovery,
                 token,
+                forward_output,
             })
             .map_err(|e| match e {
                 LinkError::Executor(m) => {
@@ -898,6 +924,27 @@ impl Remote {
                 at += page;
             }
         }
+    }
+}
+
+/// Writes an `Output` frame's bytes to this process's stdout or stderr. A
+/// stream that cannot be written (closed) loses them, as the program's own
+/// writes would fail.
+fn write_output(frame: &[u8]) -> Result<(), LinkError> {
+    match Reply::decode(frame) {
+        Ok(Reply::Output { stream, bytes }) => {
+            let _ = match stream {
+                Stream::Stdout => {
+                    let mut stdout = std::io::stdout().lock();
+                    stdout.write_all(&bytes).and_then(|()| stdout.flush())
+                }
+                Stream::Stderr => std::io::stderr().lock().write_all(&bytes),
+            };
+            Ok(())
+        }
+        other => Err(LinkError::Executor(format!(
+            "malformed output frame: {other:?}"
+        ))),
     }
 }
 
