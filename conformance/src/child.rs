@@ -319,7 +319,7 @@ fn failure(err: LinkError) -> StepResult {
                 report: abnormal.to_string(),
             },
             &Outcome::Exited(status) => StepResult::Exited { status },
-            Outcome::TimedOut(after) => StepResult::TimedOut {
+            Outcome::TimedOut { after, .. } => StepResult::TimedOut {
                 ms: after.as_millis() as u64,
             },
             Outcome::Lost(_) | Outcome::Returned(_) => StepResult::ExecutorFailed {

@@ -4,12 +4,13 @@
 //! runs `main(argc, argv, envp)` like a native program: stdio passes
 //! through, the exit status is the program's, a crash reports on stderr and
 //! dies of its signal (`128 + signal` in a shell), a run stopped by
-//! `--timeout` exits with 124, and a link or input error exits with 125 and
-//! a message naming object, section, offset and symbol.
+//! `--timeout` (in process or in an executor process) exits with 124, and a
+//! link or input error exits with 125 and a message naming object, section,
+//! offset and symbol.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -185,13 +186,15 @@ fn parse_duration(text: &str) -> Result<Limit> {
 
 fn run(args: RunArgs) -> Result<u8> {
     solder_executor::crash::install_crash_reporter();
-    if let Some(limit) = &args.timeout {
-        if !matches!(args.executor, ExecutorArg::InProcess) {
-            bail!(
-                "--timeout is not supported with an executor process yet; run in process, or \
-                 bound calls through the library's Session::call_with_timeout"
-            );
-        }
+    // The run's limit counts from here, linking included, in process or
+    // out of it.
+    let deadline = args
+        .timeout
+        .as_ref()
+        .map(|limit| Instant::now() + limit.after);
+    if let Some(limit) = &args.timeout
+        && matches!(args.executor, ExecutorArg::InProcess)
+    {
         solder_executor::crash::arm_run_timeout(limit.after, &limit.text)
             .context("cannot arm the --timeout timer")?;
     }
@@ -238,6 +241,9 @@ fn run(args: RunArgs) -> Result<u8> {
         executor_output: args.executor_output,
     };
     let mut session = Session::new(config).context("cannot start the session")?;
+    // Out of process the executor's timer (or the controller's deadline)
+    // stops the run.
+    session.set_deadline(deadline);
     let mut argv = vec![args.objects[0].display().to_string()];
     argv.extend(args.args.iter().cloned());
     session.set_program_args(&argv)?;
@@ -266,6 +272,20 @@ fn run(args: RunArgs) -> Result<u8> {
         session.finish()?;
         Ok(status)
     })();
+    // Said while the session still knows the modules' symbols.
+    let timed_out = match &status {
+        Err(LinkError::Execution(abnormal)) => match abnormal.outcome {
+            Outcome::TimedOut { pc, .. } => Some(timeout_report(
+                &session,
+                args.timeout.as_ref(),
+                pc,
+                &abnormal.during,
+            )),
+            _ => None,
+        },
+        _ => None,
+    };
+    // The executor (and a checkpoint that took over) ends here.
     drop(session);
     match status {
         Ok(status) => Ok(status as u8),
@@ -275,14 +295,38 @@ fn run(args: RunArgs) -> Result<u8> {
                 eprintln!("solder: {abnormal}");
                 Ok(128u8.wrapping_add(crash.signal as u8))
             }
-            Outcome::TimedOut(_) => {
-                eprintln!("solder: {abnormal}");
-                Ok(128 + sys::signal::SIGKILL as u8)
+            Outcome::TimedOut { .. } => {
+                eprintln!("solder: {}", timed_out.unwrap_or_default());
+                Ok(solder_executor::crash::TIMED_OUT_STATUS as u8)
             }
             Outcome::Lost(_) | Outcome::Returned(_) => Err(LinkError::Execution(abnormal).into()),
         },
         Err(other) => Err(other.into()),
     }
+}
+
+/// How a run that outlived `--timeout` out of process is reported, like
+/// in process: `timed out after 10s, pc 0x… in main+0x1c (module 1: a.o)
+/// during `main`` (the pc when the executor's timer stopped the code; a
+/// run killed while initializers or deinitializers ran says only when).
+fn timeout_report(
+    session: &Session,
+    limit: Option<&Limit>,
+    pc: Option<u64>,
+    during: &str,
+) -> String {
+    let mut text = match limit {
+        Some(limit) => format!("timed out after {}", limit.text),
+        None => "timed out".to_string(),
+    };
+    if let Some(pc) = pc {
+        text.push_str(&format!(", pc {pc:#x}"));
+        if let Some(symbol) = session.symbolize(pc) {
+            text.push_str(&format!(" in {symbol}"));
+        }
+    }
+    text.push_str(&format!(" during {during}"));
+    text
 }
 
 /// Parses `1G`, `512M`, `64K`, `4096` or `0x1000`.

@@ -147,6 +147,8 @@ pub struct Session {
     dead: Option<String>,
     /// Set while a restart replays modules: a second failure is final.
     replaying: bool,
+    /// The run's deadline ([`Session::set_deadline`]).
+    deadline: Option<std::time::Instant>,
 }
 
 /// Starts the executor a configuration asks for.
@@ -191,6 +193,7 @@ impl Session {
             ended: false,
             dead: None,
             replaying: false,
+            deadline: None,
         };
         if session.config.placement != Placement::Auto {
             session.reserve(session.config.placement)?;
@@ -202,6 +205,17 @@ impl Session {
     pub fn set_program_args(&mut self, args: &[String]) -> Result<(), LinkError> {
         self.args = args.to_vec();
         self.executor.set_args(args)
+    }
+
+    /// Bounds the rest of the run by `deadline`: every later initializer,
+    /// call and deinitializer in an executor process gets what is left of
+    /// it and, when it outlives it, is stopped and reported as
+    /// [`Outcome::TimedOut`] (with where it was running when the
+    /// executor's timer could tell). `None` lifts the bound. In process
+    /// nothing changes: arm [`solder_executor::crash::arm_run_timeout`].
+    pub fn set_deadline(&mut self, deadline: Option<std::time::Instant>) {
+        self.deadline = deadline;
+        self.executor.set_deadline(deadline);
     }
 
     /// Where the code runs, for messages: `in-process`, `pipe (pid 42)`.
@@ -525,7 +539,16 @@ impl Session {
                 text
             }
             Outcome::Exited(status) => format!("exited with status {status}"),
-            Outcome::TimedOut(after) => format!("timed out after {} ms", after.as_millis()),
+            Outcome::TimedOut { after, pc } => {
+                let mut text = format!("timed out after {} ms", after.as_millis());
+                if let Some(pc) = pc {
+                    text.push_str(&format!(", pc {pc:#x}"));
+                    if let Some(symbol) = self.symbolize(*pc) {
+                        text.push_str(&format!(" in {symbol}"));
+                    }
+                }
+                text
+            }
             Outcome::Lost(why) => format!("executor lost: {why}"),
             Outcome::Returned(_) => unreachable!("handled above"),
         };
@@ -570,6 +593,7 @@ impl Session {
             self.indirection = Indirection::default();
             let old_base = self.slab.take().map(|s| s.base());
             self.executor = start_executor(&self.config)?;
+            self.executor.set_deadline(self.deadline);
             self.executor.set_args(&self.args)?;
             if let Some(base) = old_base
                 && self.reserve(Placement::Fixed(base)).is_err()

@@ -383,18 +383,10 @@ fn timeout_stops_a_spinning_run_with_status_124_naming_where() {
         "{message}\n{}",
         rerun(test)
     );
-    // A bad duration, or an executor process, is refused up front.
+    // A bad duration is refused up front.
     for args in [
         &["run", "--timeout", "soon", path_str(&object)][..],
         &["run", "--timeout", "0s", path_str(&object)][..],
-        &[
-            "run",
-            "--timeout",
-            "1s",
-            "--executor",
-            "pipe",
-            path_str(&object),
-        ][..],
     ] {
         let output = solder(args);
         assert_eq!(
@@ -403,5 +395,83 @@ fn timeout_stops_a_spinning_run_with_status_124_naming_where() {
             "{args:?}\n{}",
             rerun(test)
         );
+    }
+}
+
+/// `solder run --timeout` with an executor process, over pipes (with and
+/// without a checkpoint that could take over) and over TCP: a run that
+/// spins in `main` is stopped by the executor's timer, which says where
+/// (`main+0x…`); one that spins in an initializer is killed when the
+/// controller's deadline passes. Either way the status is 124, the message
+/// gives the limit, what the program printed arrives, and no executor
+/// process is left.
+#[test]
+fn timeout_stops_a_spinning_run_out_of_process() {
+    let test = "timeout_stops_a_spinning_run_out_of_process";
+    support::remote::executor_binary();
+    let listener = support::remote::Listener::start("timeout", None, &[]);
+    let tcp = format!("tcp={}", listener.address);
+    let modes: [&[&str]; 3] = [
+        &["--executor", "pipe"],
+        &["--executor", "pipe", "--recovery", "snapshot"],
+        &["--executor", &tcp],
+    ];
+    for mode in modes {
+        for (source, printed, during) in [
+            ("spin.c", "spinning\n", "during `main`"),
+            ("spin_init.c", "", "during the initializers"),
+        ] {
+            let object = fixture("cc", source);
+            // Every process of this run carries the tag.
+            let tag = format!("{}-{test}-{source}-{}", std::process::id(), mode.len());
+            let started = std::time::Instant::now();
+            let output = Command::new(env!("CARGO_BIN_EXE_solder"))
+                .args(["run", "--timeout", "300ms"])
+                .args(mode)
+                .arg(&object)
+                .env(support::remote::TAG_ENV, &tag)
+                .output()
+                .unwrap();
+            let elapsed = started.elapsed();
+            let message = stderr(&output);
+            let what = format!("{mode:?} {source}");
+            assert_eq!(
+                exit_of(&output),
+                (Some(124), None),
+                "{what}: stderr:\n{message}\n{}",
+                rerun(test)
+            );
+            assert!(
+                message.contains("solder: timed out after 300ms") && message.contains(during),
+                "{what}: stderr must give the limit and what ran:\n{message}\n{}",
+                rerun(test)
+            );
+            if source == "spin.c" {
+                assert!(
+                    message.contains(" in main+0x"),
+                    "{what}: the executor's timer says where main was:\n{message}\n{}",
+                    rerun(test)
+                );
+            }
+            assert_eq!(stdout(&output), printed, "{what}\n{}", rerun(test));
+            assert!(
+                elapsed >= std::time::Duration::from_millis(300),
+                "{what}: stopped before its limit\n{}",
+                rerun(test)
+            );
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let mut left = support::remote::tagged_processes(&tag);
+            while !left.is_empty() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                left = support::remote::tagged_processes(&tag);
+            }
+            // Over TCP the session's processes are the listener's.
+            left.extend(listener.wait_for_no_sessions(std::time::Duration::from_secs(10)));
+            assert!(
+                left.is_empty(),
+                "{what}: {left:?} still run\n{}",
+                rerun(test)
+            );
+        }
     }
 }

@@ -307,7 +307,10 @@ fn tcp_call_that_times_out_leaves_no_executor() {
             unsafe { session.call_with_timeout(spin, &[], Some(Duration::from_millis(200))) };
         match &result {
             Err(LinkError::Execution(abnormal)) => assert!(
-                matches!(abnormal.outcome, Outcome::Lost(_) | Outcome::TimedOut(_)),
+                matches!(
+                    abnormal.outcome,
+                    Outcome::Lost(_) | Outcome::TimedOut { .. }
+                ),
                 "{recovery:?}: {abnormal}\n{}",
                 rerun(test)
             ),

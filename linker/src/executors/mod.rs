@@ -51,8 +51,15 @@ pub enum Outcome {
     Exited(i32),
     /// It died of a signal.
     Crashed(Crash),
-    /// It outlived its timeout and was killed.
-    TimedOut(Duration),
+    /// It outlived its timeout (the call's, or what was left of the
+    /// run's, [`Executor::set_deadline`]) and was stopped: by the
+    /// executor's timer, which says where it was (`pc`), or killed.
+    TimedOut {
+        /// The time it was given.
+        after: Duration,
+        /// Where it was running when the timer stopped it, if known.
+        pc: Option<u64>,
+    },
     /// The executor vanished without a record (killed from outside, or the
     /// connection dropped).
     Lost(String),
@@ -150,6 +157,13 @@ pub trait Executor {
     /// `Returned(position)` (`u64::MAX`: not registered).
     fn remove_module(&mut self, dso: u64) -> Result<Outcome, LinkError>;
     fn end_modules(&mut self, dsos: &[u64]) -> Result<Outcome, LinkError>;
+    /// Bounds every later request that runs JIT'd code by `deadline` (a
+    /// run's limit, across its initializers, calls and deinitializers):
+    /// each gets what is left of it, the shorter of that and its own
+    /// timeout, and one that outlives it ends as [`Outcome::TimedOut`].
+    /// `None` lifts the bound. Nothing in process, where the caller arms
+    /// its own timer ([`solder_executor::crash::arm_run_timeout`]).
+    fn set_deadline(&mut self, _deadline: Option<std::time::Instant>) {}
     /// Adds the symbols of the module at `base` to what crash reports name
     /// (only an in-process executor needs them; a remote crash is
     /// symbolized by the session).

@@ -88,7 +88,8 @@ pub struct RemoteConfig {
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEATH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Extra time the controller allows past a call's timeout before it kills
-/// the executor itself (the executor's own timer fires first).
+/// the executor itself (the executor's own timer fires first, and says
+/// where the code was).
 const KILL_GRACE: Duration = Duration::from_millis(500);
 
 /// The queue is sent on its own once its frames would pass this many bytes
@@ -344,6 +345,8 @@ pub struct Remote {
     alive: bool,
     /// Plain requests not sent yet.
     queue: Queue,
+    /// The run's deadline ([`Executor::set_deadline`]).
+    deadline: Option<Instant>,
 }
 
 /// Finds the `solder-executor` binary: `explicit`, else `SOLDER_EXECUTOR`,
@@ -455,6 +458,7 @@ impl Remote {
             shared: None,
             alive: true,
             queue: Queue::default(),
+            deadline: None,
         };
         if let Err(err) = remote.handshake() {
             remote.abandon();
@@ -705,12 +709,22 @@ impl Remote {
         }
     }
 
+    /// What is left of the run's deadline, if it has one.
+    fn time_left(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
     /// Sends a request that runs JIT'd code (with the queue) and waits for
-    /// how it ended.
+    /// how it ended. After `timeout` the executor is stopped: a request
+    /// that armed the executor's `timer` gets [`KILL_GRACE`] more for the
+    /// timer's record, which says where the code was; any other is killed
+    /// at once (over TCP, hung up on: the executor's watchdog ends it).
     fn execute(
         &mut self,
         request: &Request,
         timeout: Option<Duration>,
+        timer: bool,
     ) -> Result<Outcome, LinkError> {
         self.ensure_alive()?;
         let frame = self.frame_with_queue(request)?;
@@ -721,7 +735,8 @@ impl Remote {
             }
             sent => sent?,
         }
-        let deadline = timeout.map(|t| Instant::now() + t + KILL_GRACE);
+        let grace = if timer { KILL_GRACE } else { Duration::ZERO };
+        let deadline = timeout.map(|t| Instant::now() + t + grace);
         let mut checkpoint = None;
         let mut record = None;
         let mut killed = false;
@@ -767,10 +782,10 @@ impl Remote {
                             // Out of reach of a signal: hanging up makes
                             // the executor's watchdog end it.
                             self.abandon();
-                            return Ok(Outcome::Lost(format!(
-                                "no answer within {} ms of the timeout",
-                                KILL_GRACE.as_millis()
-                            )));
+                            return Ok(Outcome::TimedOut {
+                                after: timeout.unwrap_or_default(),
+                                pc: None,
+                            });
                         }
                     }
                     killed = true;
@@ -1013,7 +1028,15 @@ fn classify(
     killed: bool,
     timeout: Option<Duration>,
 ) -> Outcome {
-    let timed_out = |t: Option<Duration>| Outcome::TimedOut(t.unwrap_or_default());
+    // The timer's record says where the code was.
+    let timer_pc = match &record {
+        Some(Reply::Crashed { signal, pc, .. }) if *signal == SIGALRM => Some(*pc),
+        _ => None,
+    };
+    let timed_out = |t: Option<Duration>| Outcome::TimedOut {
+        after: t.unwrap_or_default(),
+        pc: timer_pc,
+    };
     let from_record = |signal: i32| match &record {
         Some(Reply::Crashed {
             signal: s,
@@ -1243,12 +1266,14 @@ impl Executor for Remote {
         addresses: &[u64],
         convention: CallingConvention,
     ) -> Result<Outcome, LinkError> {
+        let left = self.time_left();
         self.execute(
             &Request::RunInitializers {
                 addresses: addresses.to_vec(),
                 convention,
             },
-            None,
+            left,
+            false,
         )
     }
 
@@ -1260,6 +1285,12 @@ impl Executor for Remote {
         convention: CallingConvention,
         timeout: Option<Duration>,
     ) -> Result<Outcome, LinkError> {
+        // The shorter of the call's own timeout and what is left of the
+        // run's, on the executor's timer.
+        let timeout = match (timeout, self.time_left()) {
+            (Some(own), Some(left)) => Some(own.min(left)),
+            (own, left) => own.or(left),
+        };
         let timeout_ms = timeout.map_or(0, |t| t.as_millis().clamp(1, u32::MAX as u128) as u32);
         self.execute(
             &Request::Call {
@@ -1270,20 +1301,28 @@ impl Executor for Remote {
                 convention,
             },
             timeout,
+            true,
         )
     }
 
     fn remove_module(&mut self, dso: u64) -> Result<Outcome, LinkError> {
-        self.execute(&Request::RemoveModule { dso }, None)
+        let left = self.time_left();
+        self.execute(&Request::RemoveModule { dso }, left, false)
     }
 
     fn end_modules(&mut self, dsos: &[u64]) -> Result<Outcome, LinkError> {
+        let left = self.time_left();
         self.execute(
             &Request::EndModules {
                 dsos: dsos.to_vec(),
             },
-            None,
+            left,
+            false,
         )
+    }
+
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
     }
 
     fn alive(&self) -> bool {
