@@ -8,7 +8,14 @@
 //! `waitpid` (pipe transport) is authoritative about how it died, a pidfd
 //! tells the controller it died even though a checkpoint still holds the
 //! pipe ends, and a call that outlives its timeout is killed. With the
-//! snapshot policy a checkpoint process takes over after a crash.
+//! snapshot policy a checkpoint process takes over after a crash. A run's
+//! deadline ([`Executor::set_deadline`]) bounds every code-running request
+//! by what is left of it.
+//!
+//! With [`ExecutorOutput::Forward`] (the default over TCP) the program's
+//! stdout and stderr come back as `Output` frames, which [`Connection`]
+//! writes to this process's stdout and stderr wherever it reads: always
+//! before the outcome they preceded.
 //!
 //! Requests answered by a bare `Ok` (writes, protections, patches, frame and
 //! module registrations, `argv`) are not sent at once: they wait in a queue

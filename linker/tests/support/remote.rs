@@ -21,8 +21,9 @@ pub fn executor_binary() -> PathBuf {
     path
 }
 
-/// `solder-executor --listen ADDR ...`, killed on drop. Over TCP the
-/// program's stdout is the executor's: it goes to `stdout_file`.
+/// `solder-executor --listen ADDR ...`, killed on drop. The executor's
+/// stdout goes to `stdout_file`: over TCP the program's output lands there
+/// with `--executor-output local` (forwarded, it comes to the controller).
 pub struct Listener {
     pub child: Child,
     pub address: String,
