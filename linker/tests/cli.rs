@@ -401,8 +401,9 @@ fn timeout_stops_a_spinning_run_with_status_124_naming_where() {
 /// `solder run --timeout` with an executor process, over pipes (with and
 /// without a checkpoint that could take over) and over TCP: a run that
 /// spins in `main` is stopped by the executor's timer, which says where
-/// (`main+0x…`); one that spins in an initializer is killed when the
-/// controller's deadline passes. Either way the status is 124, the message
+/// (`main+0x…`); one that spins in an initializer or, after `main`
+/// returned, in a destructor is killed when the controller's deadline
+/// passes. Either way the status is 124, the message
 /// gives the limit, what the program printed arrives, and no executor
 /// process is left.
 #[test]
@@ -420,6 +421,7 @@ fn timeout_stops_a_spinning_run_out_of_process() {
         for (source, printed, during) in [
             ("spin.c", "spinning\n", "during `main`"),
             ("spin_init.c", "", "during the initializers"),
+            ("spin_fini.c", "main returned\n", "during session end"),
         ] {
             let object = fixture("cc", source);
             // Every process of this run carries the tag.
