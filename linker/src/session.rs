@@ -559,7 +559,11 @@ impl Session {
             self.dead = Some(format!("the program {report} during {during}"));
         } else if self.executor.alive() {
             recovered = Some("the session continues from the checkpoint taken before it".into());
-        } else if self.config.recovery == Recovery::Restart && !self.replaying {
+        } else if self.config.recovery == Recovery::Restart
+            && !self.replaying
+            // A run whose deadline passed is over: nothing to restart for.
+            && self.deadline.is_none_or(|d| std::time::Instant::now() < d)
+        {
             match self.restart() {
                 Ok(count) => {
                     recovered = Some(format!(

@@ -399,7 +399,8 @@ fn timeout_stops_a_spinning_run_with_status_124_naming_where() {
 }
 
 /// `solder run --timeout` with an executor process, over pipes (with and
-/// without a checkpoint that could take over) and over TCP: a run that
+/// without a checkpoint that could take over, or a restart that is not
+/// attempted once the run's time is up) and over TCP: a run that
 /// spins in `main` is stopped by the executor's timer, which says where
 /// (`main+0x…`); one that spins in an initializer or, after `main`
 /// returned, in a destructor is killed when the controller's deadline
@@ -412,12 +413,13 @@ fn timeout_stops_a_spinning_run_out_of_process() {
     support::remote::executor_binary();
     let listener = support::remote::Listener::start("timeout", None, &[]);
     let tcp = format!("tcp={}", listener.address);
-    let modes: [&[&str]; 3] = [
+    let modes: [&[&str]; 4] = [
         &["--executor", "pipe"],
         &["--executor", "pipe", "--recovery", "snapshot"],
+        &["--executor", "pipe", "--recovery", "restart"],
         &["--executor", &tcp],
     ];
-    for mode in modes {
+    for (index, mode) in modes.into_iter().enumerate() {
         for (source, printed, during) in [
             ("spin.c", "spinning\n", "during `main`"),
             ("spin_init.c", "", "during the initializers"),
@@ -425,7 +427,7 @@ fn timeout_stops_a_spinning_run_out_of_process() {
         ] {
             let object = fixture("cc", source);
             // Every process of this run carries the tag.
-            let tag = format!("{}-{test}-{source}-{}", std::process::id(), mode.len());
+            let tag = format!("{}-{test}-{source}-{index}", std::process::id());
             let started = std::time::Instant::now();
             let output = Command::new(env!("CARGO_BIN_EXE_solder"))
                 .args(["run", "--timeout", "300ms"])
