@@ -202,11 +202,18 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
                 });
             }
             Definition::Common { .. } => {
-                let index = self
-                    .commons
-                    .iter()
-                    .position(|c| c.name == name)
-                    .expect("chosen commons are allocated");
+                // The load allocates the global, named commons; an object
+                // can still mark a common local or leave it unnamed.
+                let Some(index) = self.commons.iter().position(|c| c.name == name) else {
+                    return Err(LinkError::Malformed {
+                        object: graph.object.clone(),
+                        reason: format!(
+                            "{}: refers to common symbol `{name}`, which is local or unnamed \
+                             (only global commons are allocated)",
+                            site()
+                        ),
+                    });
+                };
                 return Ok(Resolved {
                     target: Target::Common(index),
                     size: self.commons[index].size,

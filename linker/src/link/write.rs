@@ -61,7 +61,10 @@ impl<'p> Addresses<'p> {
 }
 
 /// The module's memory to write: in place when the executor maps it in
-/// this process, else `image` (zeroed, `layout.total` bytes).
+/// this process, else `image` (zeroed, `layout.written` bytes: nothing is
+/// written to the zero-fill after them, which [`LinkGraph::check`] keeps
+/// free of relocations, so a hostile object declaring a huge zero-fill
+/// section costs no memory here).
 pub(super) fn module_memory<'m>(
     executor: &mut dyn Executor,
     layout: &Layout,
@@ -77,7 +80,7 @@ pub(super) fn module_memory<'m>(
         // zero, as a new image must.
         Some(start) => Ok(unsafe { std::slice::from_raw_parts_mut(start.as_ptr(), total) }),
         None => {
-            *image = vec![0u8; total];
+            *image = vec![0u8; layout.written as usize];
             Ok(image)
         }
     }
