@@ -269,3 +269,92 @@ fn the_made_up_host_answers_undefined_names() {
     }
     assert_ne!(puts_stub, atexit_thunk);
 }
+
+/// A module starts on a page boundary, so a section (or common symbol)
+/// aligned to more than a page could not be placed aligned: it is refused,
+/// naming it, where it was once placed at a merely page-aligned address.
+#[test]
+fn alignments_over_a_page_are_refused() {
+    let cases = [
+        (
+            "section",
+            ".data\n.globl x\n.p2align 13\nx: .quad 1\n",
+            ".data",
+        ),
+        (
+            "common symbol",
+            ".comm big, 8, 8192\n.data\n.quad big\n",
+            "big",
+        ),
+    ];
+    for (what, source, named) in cases {
+        let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", source, &[]);
+        match link_image("aligned.o", &bytes, Host::Empty) {
+            Err(LinkError::UnsupportedObject { object, reason }) => {
+                assert_eq!(object, "aligned.o");
+                assert!(
+                    reason.contains(&format!("{what} {named}"))
+                        || reason.contains(&format!("{what} `{named}`")),
+                    "{reason}"
+                );
+                assert!(reason.contains("alignment 0x2000"), "{reason}");
+            }
+            Err(other) => panic!("{what}: refused, but not as unsupported: {other}"),
+            Ok(linked) => panic!("{what}: linked at {:#x}", linked.memory.0),
+        }
+    }
+    // A page is fine.
+    let bytes = clang_object(
+        "x86_64-unknown-linux-gnu",
+        "assembler",
+        ".data\n.p2align 12\n.quad 1\n",
+        &[],
+    );
+    link_image("page.o", &bytes, Host::Empty).expect("page alignment links");
+}
+
+/// What `LinkGraph::check` refuses before any stage sees the graph: a
+/// symbol past its section's end and relocations in a zero-fill section,
+/// each named.
+#[test]
+fn graphs_that_would_index_past_their_sections_are_refused() {
+    let source = "
+        .text
+        .globl main
+    main: ret
+        .bss
+        .globl buffer
+    buffer: .skip 16
+    ";
+    let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", source, &[]);
+    let mut graph = parse_object("checked.o", &bytes).expect("parse");
+    let main = graph.symbols.iter().position(|s| s.name == "main").unwrap();
+    let bss = graph
+        .sections
+        .iter()
+        .position(|s| s.name == ".bss")
+        .unwrap();
+    graph.symbols[main].definition = crate::graph::Definition::Defined {
+        section: 0,
+        offset: u64::MAX,
+    };
+    let err = graph
+        .check()
+        .expect_err("a symbol past its section")
+        .to_string();
+    assert!(
+        err.contains("checked.o") && err.contains("`main`") && err.contains("past the end"),
+        "{err}"
+    );
+    let mut graph = parse_object("checked.o", &bytes).expect("parse");
+    let edge = crate::graph::Edge::new(0, crate::arch::x86_64::elf::ABS64, main, 0);
+    graph.sections[bss].edges = crate::graph::Edges::Decoded(vec![edge]);
+    let err = graph
+        .check()
+        .expect_err("a relocated zero-fill")
+        .to_string();
+    assert!(
+        err.contains("section .bss: a zero-fill section has relocations"),
+        "{err}"
+    );
+}
