@@ -148,7 +148,7 @@ fn made_up_host(graph: &LinkGraph<'_>) -> HashMap<String, SymbolInfo> {
 /// An executor that is nowhere: the link stages its image (memory is not
 /// writable in place) and may read host data, which reads as zeroes.
 /// Anything else it might ask for is refused.
-struct Nowhere;
+pub(crate) struct Nowhere;
 
 fn not_here() -> LinkError {
     LinkError::Memory("a probe links into a byte image only".into())

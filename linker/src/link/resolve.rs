@@ -392,6 +392,15 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             let target = if info.kind == HostKind::InterposerDirect {
                 Target::Address(info.address)
             } else {
+                // The executor's answer (another process's, for a remote
+                // one): a thunk can pass the handle in arguments 0-3 only.
+                if crate::arch::x86_64::dso_thunk(info.arg).is_none() {
+                    return Err(LinkError::Executor(format!(
+                        "the executor says interposer `{name}` takes the module's handle in \
+                         argument {}, but a thunk can pass it in arguments 0-3 only",
+                        info.arg
+                    )));
+                }
                 let thunk = (info.address, info.arg);
                 let index = match self.thunks.iter().position(|&t| t == thunk) {
                     Some(i) => i,

@@ -358,3 +358,51 @@ fn graphs_that_would_index_past_their_sections_are_refused() {
         "{err}"
     );
 }
+
+/// The executor's answers are another process's for a remote executor:
+/// an interposer whose thunk would pass the module's handle in an argument
+/// register no thunk can load is refused as the executor's error.
+#[test]
+fn an_interposer_on_an_impossible_argument_is_the_executors_error() {
+    use solder_executor::protocol::{SymbolInfo, SymbolKind};
+    let source = ".text\n.globl main\nmain: jmp atexit\n";
+    let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", source, &[]);
+    for (arg, refused) in [(3, false), (4, true), (255, true)] {
+        let graph = parse_object("thunk.o", &bytes).expect("parse");
+        let mut symbols = rustc_hash::FxHashMap::default();
+        symbols.insert(
+            "atexit".to_string(),
+            SymbolInfo {
+                kind: SymbolKind::InterposerPassDso,
+                arg,
+                address: 0x7f00_0000_0000,
+                size: 0,
+            },
+        );
+        let mut slab = crate::memory::Slab::new(BASE, 1 << 30, 4096);
+        let result = super::link(
+            vec![graph],
+            super::LinkRequest {
+                module: 1,
+                objects: std::sync::Arc::from("thunk.o"),
+                slab: &mut slab,
+                symbols: &symbols,
+                executor: &mut crate::probe::Nowhere,
+                exports: &rustc_hash::FxHashMap::default(),
+                indirection: &mut crate::indirection::Indirection::default(),
+                replacing: None,
+            },
+        );
+        match (result, refused) {
+            (Ok(_), false) => {}
+            (Err(LinkError::Executor(message)), true) => {
+                assert!(
+                    message.contains("`atexit`") && message.contains(&format!("argument {arg}")),
+                    "{message}"
+                );
+            }
+            (Err(other), _) => panic!("argument {arg}: {other}"),
+            (Ok(_), true) => panic!("argument {arg}: linked"),
+        }
+    }
+}

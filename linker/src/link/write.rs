@@ -105,6 +105,13 @@ pub(super) fn write_contents(
     for (i, &(address, size)) in plan.copies.iter().enumerate() {
         let at = layout.copies[i] as usize;
         let source = resolver.req.executor.read(address, size)?;
+        // The executor's answer (another process's, for a remote one).
+        if source.len() as u64 != size {
+            return Err(LinkError::Executor(format!(
+                "asked for {size:#x} bytes of host data at {address:#x}, the executor sent {:#x}",
+                source.len()
+            )));
+        }
         memory[at..at + size as usize].copy_from_slice(&source);
     }
     Ok(())
@@ -150,7 +157,7 @@ pub(super) fn write_stubs(plan: &Plan, at: &Addresses<'_>, memory: &mut [u8]) {
     for (i, &(_, arg)) in plan.thunks.iter().enumerate() {
         let offset = layout.thunks + (i * DSO_THUNK_SIZE) as u64;
         let (mut bytes, fields) =
-            x86_64::dso_thunk(arg).expect("interposers use argument registers 0-3");
+            x86_64::dso_thunk(arg).expect("resolution refused other argument registers");
         let targets = [at.dso, at.got_entry(plan.thunk_slots[i])];
         for (field, target) in fields.into_iter().zip(targets) {
             put_rel32(&mut bytes, field, at.base + offset, target);
