@@ -4,7 +4,7 @@
 //! modules' exports, then the host. A weak or common definition yields to
 //! one another module already exports.
 
-use rustc_hash::FxHashSet as HashSet;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use solder_executor::abi::CallingConvention;
 use solder_executor::protocol::SymbolKind as HostKind;
@@ -91,6 +91,9 @@ pub(super) struct Resolver<'g, 'a, 's> {
     pub(super) thunks: Vec<(u64, u8)>,
     /// What each Microsoft x64 -> System V shim calls.
     pub(super) shims: Vec<Target>,
+    /// The shim of each target in `shims`, so finding one costs the same
+    /// however many host functions a load calls.
+    pub(super) shim_of: HashMap<Target, usize>,
     /// What each COFF import slot holds, and the other-module data symbol it
     /// binds, if any.
     pub(super) imports: Vec<(Target, Option<(u32, String)>)>,
@@ -111,6 +114,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             cache: graphs.iter().map(|g| vec![None; g.symbols.len()]).collect(),
             thunks: Vec::new(),
             shims: Vec::new(),
+            shim_of: HashMap::default(),
             imports: Vec::new(),
             req,
         }
@@ -204,7 +208,9 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             Definition::Common { .. } => {
                 // The load allocates the global, named commons; an object
                 // can still mark a common local or leave it unnamed.
-                let Some(index) = self.commons.iter().position(|c| c.name == name) else {
+                // `commons` is sorted by name (symbols::collect).
+                let found = self.commons.binary_search_by(|c| c.name.cmp(name));
+                let Ok(index) = found else {
                     return Err(LinkError::Malformed {
                         object: graph.object.clone(),
                         reason: format!(

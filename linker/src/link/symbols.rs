@@ -100,6 +100,7 @@ pub(super) fn collect<'a>(
             });
         }
     }
+    // Sorted by name: resolution finds a common by binary search.
     let mut commons = Vec::new();
     let mut names: Vec<&&str> = common_sizes.keys().collect();
     names.sort();
