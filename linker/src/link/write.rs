@@ -120,11 +120,15 @@ pub(super) fn write_contents(
 /// Fills the GOT: each entry holds its target's address (a copy's, for
 /// far host data that was copied).
 pub(super) fn write_got(plan: &Plan, at: &Addresses<'_>, memory: &mut [u8]) {
+    // By address: one lookup per entry, however many copies there are.
+    let copies: rustc_hash::FxHashMap<u64, usize> = plan
+        .copies
+        .iter()
+        .enumerate()
+        .map(|(i, &(address, _))| (address, i))
+        .collect();
     let copy_of = |address: u64| -> Option<u64> {
-        plan.copies
-            .iter()
-            .position(|&(a, _)| a == address)
-            .map(|i| at.base + at.layout.copies[i])
+        copies.get(&address).map(|&i| at.base + at.layout.copies[i])
     };
     for (i, &(key, _)) in plan.got_keys.iter().enumerate() {
         let value = match key {
