@@ -282,6 +282,14 @@ fn relocate_edge(
     };
     let s_val = s_addr as i64 as i128; // absolute values are two's complement
     let p = address as i128;
+    let refused = |why: &str| {
+        LinkError::UnsupportedRelocation(Box::new(UnsupportedRelocation {
+            site: site(graph, section, edge.offset),
+            reloc: edge.kind.name.to_string(),
+            symbol: r.name.to_string(),
+            why: why.into(),
+        }))
+    };
     // The module segment holding the target (SECREL / SECTION).
     let segment = || {
         at.layout
@@ -292,14 +300,7 @@ fn relocate_edge(
                 (at.base + offset..at.base + offset + size).contains(&s_addr)
             })
             .map(|(index, &(offset, _, _))| (index as i128 + 1, (at.base + offset) as i128))
-            .ok_or_else(|| {
-                LinkError::UnsupportedRelocation(Box::new(UnsupportedRelocation {
-                    site: site(graph, section, edge.offset),
-                    reloc: edge.kind.name.to_string(),
-                    symbol: r.name.to_string(),
-                    why: ": section-relative references must target this module".into(),
-                }))
-            })
+            .ok_or_else(|| refused(": section-relative references must target this module"))
     };
     if let (RelocOp::GotEntryPcRel { relax }, Via::Relaxed) = (edge.kind.op, via) {
         let start = section_offset as usize;
@@ -308,7 +309,14 @@ fn relocate_edge(
             edge.offset as usize,
             relax,
         );
-        debug_assert!(relaxed, "planned relaxations match");
+        // The plan read the object's bytes; an earlier edge whose field
+        // overlaps the instruction may have rewritten them since.
+        if !relaxed {
+            return Err(refused(
+                ": another relocation's field overlaps the instruction, so its GOT load cannot \
+                 be relaxed",
+            ));
+        }
     }
     let minus = || {
         let minus = edge
