@@ -76,10 +76,11 @@ pub struct LinkGraph<'a> {
 impl LinkGraph<'_> {
     /// Checks what the rest of the linker relies on, whatever the object
     /// said and however its front-end read it: a section with contents has
-    /// exactly `size` bytes of them, a zero-fill section has none and no
-    /// relocations, alignments (of sections and commons) are powers of two,
-    /// and every symbol, fallback and group member refers to something that
-    /// exists, a defined symbol no further than its section's end.
+    /// exactly `size` bytes of them, a zero-fill section has none, no
+    /// relocations and no lifecycle or unwind role, alignments (of sections
+    /// and commons) are powers of two, and every symbol, fallback and group
+    /// member refers to something that exists, a defined symbol no further
+    /// than its section's end.
     /// [`crate::input::parse_object`] runs it on every graph, so layout and
     /// writing never index past what they placed.
     pub fn check(&self) -> Result<(), crate::error::LinkError> {
@@ -96,6 +97,14 @@ impl LinkGraph<'_> {
                 )));
             }
             if section.protection == Protection::Zero {
+                // Unwind tables and initializer arrays are read: zero-fill
+                // would be a table of nothing as large as the object says.
+                if section.role != SectionRole::Plain {
+                    return Err(malformed(format!(
+                        "section {name}: an unwind, initializer or finalizer table has no \
+                         contents"
+                    )));
+                }
                 if !section.edges.is_empty() {
                     return Err(malformed(format!(
                         "section {name}: a zero-fill section has relocations"

@@ -96,7 +96,9 @@ fn over_aligned(
     }
 }
 
-/// Places every live section that `pick` selects, in load order.
+/// Places every live section that `pick` selects, in load order. Unwind
+/// sections are never among them, whatever their protection: they go
+/// together, in the read-only segment ([`place_unwind_frames`]).
 fn place_sections(
     graphs: &[LinkGraph<'_>],
     sections: &mut [Vec<Option<u64>>],
@@ -106,7 +108,7 @@ fn place_sections(
 ) -> Result<(), LinkError> {
     for (g, graph) in graphs.iter().enumerate() {
         for (s, section) in graph.sections.iter().enumerate() {
-            if section.live && pick(section) {
+            if section.live && section.role != SectionRole::UnwindFrames && pick(section) {
                 if section.align > page {
                     let what = format_args!("section {}", section.name);
                     return Err(over_aligned(graph, what, section.align, page));
@@ -200,7 +202,7 @@ pub(super) fn lay_out(
     // Read-only.
     let start = cursor.0;
     place_sections(graphs, &mut sections, &mut cursor, page, |s| {
-        s.protection == Protection::ReadOnly && s.role != SectionRole::UnwindFrames
+        s.protection == Protection::ReadOnly
     })?;
     cursor.align(8).map_err(pieces("the GOT"))?;
     let got = cursor

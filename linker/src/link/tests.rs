@@ -118,8 +118,9 @@ fn an_empty_unwind_section_links_without_frames() {
     }
 }
 
-/// `bytes` (an ELF64 object) with the size of section `name` set to `size`.
-fn with_elf_section_size(mut bytes: Vec<u8>, name: &str, size: u64) -> Vec<u8> {
+/// `bytes` (an ELF64 object) with `value` written at `field` of the
+/// header of section `name` (0x04 its type, 0x20 its size).
+fn with_elf_section_field(mut bytes: Vec<u8>, name: &str, field: usize, value: &[u8]) -> Vec<u8> {
     let u16_at = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]) as usize;
     let u32_at =
         |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
@@ -135,8 +136,14 @@ fn with_elf_section_size(mut bytes: Vec<u8>, name: &str, size: u64) -> Vec<u8> {
             bytes[at..].starts_with(name.as_bytes()) && bytes[at + name.len()] == 0
         })
         .unwrap_or_else(|| panic!("the object has a section {name}"));
-    bytes[header(section) + 0x20..header(section) + 0x28].copy_from_slice(&size.to_le_bytes());
+    let at = header(section) + field;
+    bytes[at..at + value.len()].copy_from_slice(value);
     bytes
+}
+
+/// `bytes` (an ELF64 object) with the size of section `name` set to `size`.
+fn with_elf_section_size(bytes: Vec<u8>, name: &str, size: u64) -> Vec<u8> {
+    with_elf_section_field(bytes, name, 0x20, &size.to_le_bytes())
 }
 
 #[test]
@@ -404,5 +411,52 @@ fn an_interposer_on_an_impossible_argument_is_the_executors_error() {
             (Err(other), _) => panic!("argument {arg}: {other}"),
             (Ok(_), true) => panic!("argument {arg}: linked"),
         }
+    }
+}
+
+/// Unwind sections go to the read-only segment, once, whatever flags the
+/// object gave them (old assemblers wrote `.eh_frame` writable); a
+/// zero-fill one, a table of nothing as large as the object claims, is
+/// refused.
+#[test]
+fn unwind_sections_are_placed_once_and_never_zero_fill() {
+    let writable = "
+        .text
+        .globl main
+    main: ret
+        .section .unwind_aw,\"aw\",@unwind
+        .long 8, 0, 0
+    ";
+    let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", writable, &[]);
+    let linked = link_image("aw.o", &bytes, Host::Empty).expect("a writable .eh_frame links");
+    let eh_frame = linked.eh_frame.expect("the CIE is registered");
+    let segment = |p: crate::graph::Protection| {
+        linked
+            .segments
+            .iter()
+            .find(|s| s.2 == p)
+            .map(|&(start, size, _)| start..start + size)
+            .expect("three segments")
+    };
+    assert!(segment(crate::graph::Protection::ReadOnly).contains(&eh_frame));
+    assert!(
+        segment(crate::graph::Protection::Data).is_empty(),
+        "nothing else is placed for it in the data segment: {:?}",
+        linked.segments
+    );
+    // An assembler's `.eh_frame` made SHT_NOBITS, claiming 256 MiB.
+    let framed = ".text\n.globl main\nmain: .cfi_startproc\nret\n.cfi_endproc\n";
+    let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", framed, &[]);
+    let bytes = with_elf_section_field(bytes, ".eh_frame", 0x04, &8u32.to_le_bytes());
+    let bytes = with_elf_section_size(bytes, ".eh_frame", 0x1000_0000);
+    match link_image("nobits.o", &bytes, Host::Empty) {
+        Err(LinkError::Malformed { object, reason }) => {
+            assert_eq!(object, "nobits.o");
+            assert!(
+                reason.contains("section .eh_frame: an unwind, initializer or finalizer table"),
+                "{reason}"
+            );
+        }
+        other => panic!("a zero-fill .eh_frame: {:?}", other.map(|m| m.memory)),
     }
 }
