@@ -465,6 +465,36 @@ impl Expect {
     }
 }
 
+/// The deepest YAML flow collections (`[...]`, `{...}`) a scenario may
+/// nest. The YAML scanner spends time proportional to the nesting on every
+/// token, so deep nesting is quadratic (in the fuzz build, 200 KB of
+/// 100 000 nested brackets took 38 s to refuse); scenarios nest two or
+/// three.
+const MAX_FLOW_NESTING: usize = 64;
+
+/// Where (1-based line and column) brackets first nest deeper than
+/// [`MAX_FLOW_NESTING`], if they do. Every bracket counts, even in a quoted
+/// string or a comment: an overestimate, which only a string of more than
+/// 64 unclosed brackets could notice.
+fn too_deep(text: &str) -> Option<(usize, usize)> {
+    let mut depth = 0usize;
+    let (mut line, mut line_start) = (1, 0);
+    for (at, c) in text.char_indices() {
+        match c {
+            '[' | '{' => {
+                depth += 1;
+                if depth > MAX_FLOW_NESTING {
+                    return Some((line, text[line_start..at].chars().count() + 1));
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            '\n' => (line, line_start) = (line + 1, at + 1),
+            _ => {}
+        }
+    }
+    None
+}
+
 impl Scenario {
     /// Reads, parses and checks one scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
@@ -477,6 +507,17 @@ impl Scenario {
 
     /// Parses and checks scenario text; `path` is only used in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+        if let Some((line, column)) = too_deep(text) {
+            return Err(ScenarioError::Syntax {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: format!(
+                    "brackets ([ or {{) nested more than {MAX_FLOW_NESTING} deep; no scenario \
+                     needs that many"
+                ),
+            });
+        }
         let scenario: Scenario = serde_yaml::from_str(text).map_err(|err| {
             let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
             ScenarioError::Syntax {
@@ -657,6 +698,74 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Brackets nested past the limit are refused where they pass it,
+    /// before the YAML scanner (quadratic in the nesting) sees them.
+    #[test]
+    fn deep_flow_nesting_is_refused_before_parsing() {
+        let nested = |n: usize| format!("summary: x\nsteps: {}{}\n", "[".repeat(n), "]".repeat(n));
+        let path = Path::new("deep.yaml");
+        match Scenario::parse(path, &nested(MAX_FLOW_NESTING + 1)) {
+            Err(ScenarioError::Syntax {
+                line,
+                column,
+                message,
+                ..
+            }) => {
+                assert_eq!((line, column), (2, 8 + MAX_FLOW_NESTING), "{message}");
+                assert!(message.contains("nested more than 64 deep"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // At the limit the YAML parser decides (a list of lists is no step).
+        match Scenario::parse(path, &nested(MAX_FLOW_NESTING)) {
+            Err(ScenarioError::Syntax { message, .. }) => {
+                assert!(!message.contains("nested more than"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Brackets that close do not add up.
+        let flat = format!("summary: x\nsteps: {}\n", "[]".repeat(1000));
+        assert!(!format!("{:?}", Scenario::parse(path, &flat)).contains("nested more than"));
+    }
+
+    /// Every input the `scenario` fuzz target found a problem with
+    /// (`fuzz/regressions/scenario/`, see docs/fuzzing.md) parses to a clean
+    /// `Ok` or `Err`: no panic.
+    #[test]
+    fn fuzz_regressions_parse_cleanly() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/scenario");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("fuzz/regressions/scenario/")
+            .map(|e| e.expect("list regressions").path())
+            .collect();
+        files.sort();
+        assert!(
+            !files.is_empty(),
+            "no scenario regressions in {}",
+            dir.display()
+        );
+        let mut panicked = Vec::new();
+        for path in &files {
+            let bytes = std::fs::read(path).expect("read a regression");
+            let Ok(text) = std::str::from_utf8(&bytes) else {
+                continue; // the target only parses UTF-8
+            };
+            if std::panic::catch_unwind(|| Scenario::parse(path, text)).is_err() {
+                panicked.push(format!(
+                    "{}: panicked; replay: (cd fuzz && cargo +nightly fuzz run scenario \
+                     regressions/scenario/{})",
+                    path.display(),
+                    path.file_name().unwrap_or_default().to_string_lossy()
+                ));
+            }
+        }
+        assert!(
+            panicked.is_empty(),
+            "{}\nrerun: cargo test -p solder-conformance --lib schema::tests::fuzz_regressions_parse_cleanly",
+            panicked.join("\n")
+        );
+    }
 
     #[test]
     fn parses_the_design_sketch() {

@@ -51,7 +51,7 @@
 //!
 //! Adding a request: one entry in the `Request` declaration (a new tag,
 //! `[plain]` if it is answered by `Ok` alone and runs no code), its row in
-//! `PROTOCOL.md`'s table, its sample in the tests' `every_request`, and its
+//! `PROTOCOL.md`'s table, its sample in [`example_requests`], and its
 //! handler in `server.rs`.
 
 use crate::abi::CallingConvention;
@@ -1087,6 +1087,157 @@ pub fn write_frame(writer: &mut impl Write, frame: &[u8]) -> Result<(), Protocol
     Ok(())
 }
 
+/// One request of every kind (a batch of several and a batch of one),
+/// as the tests pin them byte for byte: samples for documentation, tests
+/// and the fuzzer's seed corpus (`cargo xtask fuzz seed`).
+pub fn example_requests() -> Vec<Request> {
+    vec![
+        Request::Hello {
+            version: VERSION,
+            recovery: Recovery::Snapshot,
+            token: b"secret".to_vec(),
+            forward_output: true,
+        },
+        Request::Reserve {
+            size: 1 << 30,
+            placement: PlacementCode::NearHost,
+            address: 0,
+            shared: true,
+        },
+        Request::Write {
+            address: 0x1000,
+            bytes: vec![1, 2, 3],
+        },
+        Request::Protect {
+            address: 0x1000,
+            size: 0x2000,
+            prot: Prot::ReadExecute,
+        },
+        Request::Release {
+            address: 0x1000,
+            size: 0x1000,
+        },
+        Request::Read {
+            address: 0x1000,
+            size: 8,
+        },
+        Request::Lookup {
+            names: vec!["puts".into(), "atexit".into()],
+        },
+        Request::OpenLibrary {
+            kind: LibraryKind::Link,
+            name: "m".into(),
+        },
+        Request::RegisterFrames { address: 7 },
+        Request::DeregisterFrames { address: 7 },
+        Request::RegisterModule {
+            dso: 9,
+            position: u64::MAX,
+            prioritized: vec![1],
+            unprioritized: vec![2, 3],
+            convention: CallingConvention::SysV,
+        },
+        Request::SetArgs {
+            args: vec!["prog".into(), "x".into()],
+        },
+        Request::RunInitializers {
+            addresses: vec![4, 5],
+            convention: CallingConvention::Win64,
+        },
+        Request::Call {
+            address: 0x10,
+            args: [1, 2, 3, 4, 5, 6],
+            main: true,
+            timeout_ms: 300,
+            convention: CallingConvention::SysV,
+        },
+        Request::RemoveModule { dso: 3 },
+        Request::EndModules { dsos: vec![3, 4] },
+        Request::Patch {
+            address: 0x1000,
+            restore: Prot::ReadOnly,
+            bytes: vec![9; 8],
+        },
+        Request::Shutdown,
+        Request::Batch {
+            requests: vec![
+                Request::Write {
+                    address: 0x1000,
+                    bytes: vec![1, 2, 3],
+                },
+                Request::Protect {
+                    address: 0x1000,
+                    size: 0x1000,
+                    prot: Prot::ReadExecute,
+                },
+                Request::Call {
+                    address: 0x1000,
+                    args: [1, 2, 0, 0, 0, 0],
+                    main: false,
+                    timeout_ms: 0,
+                    convention: CallingConvention::SysV,
+                },
+            ],
+        },
+        Request::Batch {
+            requests: vec![Request::Shutdown],
+        },
+    ]
+}
+
+/// One reply of every kind, as the tests pin them byte for byte (see
+/// [`example_requests`]).
+pub fn example_replies() -> Vec<Reply> {
+    vec![
+        Reply::Hello {
+            magic: MAGIC,
+            version: VERSION,
+            page_size: 4096,
+            target: "x86_64-unknown-linux-gnu".into(),
+            capabilities: capability::SNAPSHOT,
+            pid: 42,
+        },
+        Reply::Ok,
+        Reply::Error {
+            code: ErrorCode::Memory,
+            message: "no".into(),
+        },
+        Reply::Reserved {
+            base: 0x7000_0000,
+            shm_fd: -1,
+        },
+        Reply::Bytes { bytes: vec![1] },
+        Reply::Symbols {
+            symbols: vec![SymbolInfo {
+                kind: SymbolKind::InterposerPassDso,
+                arg: 1,
+                address: 0x1234,
+                size: 0,
+            }],
+        },
+        Reply::Done { value: 3 },
+        Reply::Removed { position: 0 },
+        Reply::Crashed {
+            signal: 11,
+            code: 1,
+            fault_address: 0,
+            pc: 0x1000,
+            stack_overflow: false,
+        },
+        Reply::Exited { status: 42 },
+        Reply::Checkpoint {
+            pid: 77,
+            reason: CheckpointSkip::Taken,
+        },
+        Reply::Resumed { pid: 77 },
+        Reply::Welcome { pid: 78 },
+        Reply::Output {
+            stream: Stream::Stderr,
+            bytes: b"hi".to_vec(),
+        },
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1252,102 +1403,6 @@ mod tests {
         ));
     }
 
-    /// One request of every kind.
-    fn every_request() -> Vec<Request> {
-        vec![
-            Request::Hello {
-                version: VERSION,
-                recovery: Recovery::Snapshot,
-                token: b"secret".to_vec(),
-                forward_output: true,
-            },
-            Request::Reserve {
-                size: 1 << 30,
-                placement: PlacementCode::NearHost,
-                address: 0,
-                shared: true,
-            },
-            Request::Write {
-                address: 0x1000,
-                bytes: vec![1, 2, 3],
-            },
-            Request::Protect {
-                address: 0x1000,
-                size: 0x2000,
-                prot: Prot::ReadExecute,
-            },
-            Request::Release {
-                address: 0x1000,
-                size: 0x1000,
-            },
-            Request::Read {
-                address: 0x1000,
-                size: 8,
-            },
-            Request::Lookup {
-                names: vec!["puts".into(), "atexit".into()],
-            },
-            Request::OpenLibrary {
-                kind: LibraryKind::Link,
-                name: "m".into(),
-            },
-            Request::RegisterFrames { address: 7 },
-            Request::DeregisterFrames { address: 7 },
-            Request::RegisterModule {
-                dso: 9,
-                position: u64::MAX,
-                prioritized: vec![1],
-                unprioritized: vec![2, 3],
-                convention: CallingConvention::SysV,
-            },
-            Request::SetArgs {
-                args: vec!["prog".into(), "x".into()],
-            },
-            Request::RunInitializers {
-                addresses: vec![4, 5],
-                convention: CallingConvention::Win64,
-            },
-            Request::Call {
-                address: 0x10,
-                args: [1, 2, 3, 4, 5, 6],
-                main: true,
-                timeout_ms: 300,
-                convention: CallingConvention::SysV,
-            },
-            Request::RemoveModule { dso: 3 },
-            Request::EndModules { dsos: vec![3, 4] },
-            Request::Patch {
-                address: 0x1000,
-                restore: Prot::ReadOnly,
-                bytes: vec![9; 8],
-            },
-            Request::Shutdown,
-            Request::Batch {
-                requests: vec![
-                    Request::Write {
-                        address: 0x1000,
-                        bytes: vec![1, 2, 3],
-                    },
-                    Request::Protect {
-                        address: 0x1000,
-                        size: 0x1000,
-                        prot: Prot::ReadExecute,
-                    },
-                    Request::Call {
-                        address: 0x1000,
-                        args: [1, 2, 0, 0, 0, 0],
-                        main: false,
-                        timeout_ms: 0,
-                        convention: CallingConvention::SysV,
-                    },
-                ],
-            },
-            Request::Batch {
-                requests: vec![Request::Shutdown],
-            },
-        ]
-    }
-
     /// `PROTOCOL.md`'s table of request tags matches the encoder: the same
     /// tags with the same names, one row per request.
     #[test]
@@ -1363,7 +1418,7 @@ mod tests {
             let Ok(tag) = tag.parse::<u8>() else { break };
             documented.push((tag, name.to_string()));
         }
-        let mut encoded: Vec<(u8, String)> = every_request()
+        let mut encoded: Vec<(u8, String)> = example_requests()
             .iter()
             .map(|r| (r.encode()[4], r.name().to_string()))
             .collect();
@@ -1374,7 +1429,7 @@ mod tests {
 
     #[test]
     fn requests_round_trip_and_truncations_are_refused() {
-        for r in every_request() {
+        for r in example_requests() {
             round_trip_request(r);
         }
     }
@@ -1513,7 +1568,7 @@ mod tests {
 
     #[test]
     fn replies_round_trip_and_truncations_are_refused() {
-        for r in every_reply() {
+        for r in example_replies() {
             round_trip_reply(r);
         }
     }
@@ -1591,58 +1646,6 @@ mod tests {
         );
     }
 
-    /// One reply of every kind.
-    fn every_reply() -> Vec<Reply> {
-        vec![
-            Reply::Hello {
-                magic: MAGIC,
-                version: VERSION,
-                page_size: 4096,
-                target: "x86_64-unknown-linux-gnu".into(),
-                capabilities: capability::SNAPSHOT,
-                pid: 42,
-            },
-            Reply::Ok,
-            Reply::Error {
-                code: ErrorCode::Memory,
-                message: "no".into(),
-            },
-            Reply::Reserved {
-                base: 0x7000_0000,
-                shm_fd: -1,
-            },
-            Reply::Bytes { bytes: vec![1] },
-            Reply::Symbols {
-                symbols: vec![SymbolInfo {
-                    kind: SymbolKind::InterposerPassDso,
-                    arg: 1,
-                    address: 0x1234,
-                    size: 0,
-                }],
-            },
-            Reply::Done { value: 3 },
-            Reply::Removed { position: 0 },
-            Reply::Crashed {
-                signal: 11,
-                code: 1,
-                fault_address: 0,
-                pc: 0x1000,
-                stack_overflow: false,
-            },
-            Reply::Exited { status: 42 },
-            Reply::Checkpoint {
-                pid: 77,
-                reason: CheckpointSkip::Taken,
-            },
-            Reply::Resumed { pid: 77 },
-            Reply::Welcome { pid: 78 },
-            Reply::Output {
-                stream: super::Stream::Stderr,
-                bytes: b"hi".to_vec(),
-            },
-        ]
-    }
-
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -1667,7 +1670,7 @@ mod tests {
     /// tags with the same names, one row per reply.
     #[test]
     fn the_protocol_document_lists_every_reply_tag() {
-        let encoded: Vec<(u8, String)> = every_reply()
+        let encoded: Vec<(u8, String)> = example_replies()
             .iter()
             .map(|r| (r.encode()[4], r.name().to_string()))
             .collect();
@@ -1692,7 +1695,7 @@ mod tests {
             .filter(|&name| name != "Ok")
             .collect();
         documented.sort_unstable();
-        let mut plain: Vec<&str> = every_request()
+        let mut plain: Vec<&str> = example_requests()
             .iter()
             .filter(|r| r.is_plain())
             .map(Request::name)
@@ -1707,7 +1710,10 @@ mod tests {
     /// version 5 controllers and executors elsewhere depend on it.
     #[test]
     fn every_frame_is_pinned_byte_for_byte() {
-        let requests: Vec<String> = every_request().iter().map(|r| hex(&r.encode())).collect();
+        let requests: Vec<String> = example_requests()
+            .iter()
+            .map(|r| hex(&r.encode()))
+            .collect();
         let expected = [
             "110000000105000000010600000073656372657401",
             "1300000002000000400000000001000000000000000001",
@@ -1731,7 +1737,7 @@ mod tests {
             "0a00000013010000000100000012",
         ];
         assert_eq!(requests, expected);
-        let replies: Vec<String> = every_reply().iter().map(|r| hex(&r.encode())).collect();
+        let replies: Vec<String> = example_replies().iter().map(|r| hex(&r.encode())).collect();
         let expected = [
             "3500000001534c4452050000000010000000000000180000007838365f36342d756e6b6e6f776e2d6c696e75782d676e75020000002a000000",
             "0100000002",

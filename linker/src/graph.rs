@@ -73,6 +73,99 @@ pub struct LinkGraph<'a> {
     pub groups: Vec<Group<'a>>,
 }
 
+impl LinkGraph<'_> {
+    /// Checks what the rest of the linker relies on, whatever the object
+    /// said and however its front-end read it: a section with contents has
+    /// exactly `size` bytes of them, a zero-fill section has none, no
+    /// relocations and no lifecycle or unwind role, alignments (of sections
+    /// and commons) are powers of two, and every symbol, fallback and group
+    /// member refers to something that exists, a defined symbol no further
+    /// than its section's end.
+    /// [`crate::input::parse_object`] runs it on every graph, so layout and
+    /// writing never index past what they placed.
+    pub fn check(&self) -> Result<(), crate::error::LinkError> {
+        let malformed = |reason: String| crate::error::LinkError::Malformed {
+            object: self.object.clone(),
+            reason,
+        };
+        for section in &self.sections {
+            let name = &section.name;
+            if !section.align.is_power_of_two() {
+                return Err(malformed(format!(
+                    "section {name}: alignment {:#x} is not a power of two",
+                    section.align
+                )));
+            }
+            if section.protection == Protection::Zero {
+                // Unwind tables and initializer arrays are read: zero-fill
+                // would be a table of nothing as large as the object says.
+                if section.role != SectionRole::Plain {
+                    return Err(malformed(format!(
+                        "section {name}: an unwind, initializer or finalizer table has no \
+                         contents"
+                    )));
+                }
+                if !section.edges.is_empty() {
+                    return Err(malformed(format!(
+                        "section {name}: a zero-fill section has relocations"
+                    )));
+                }
+                if !section.data.is_empty() {
+                    return Err(malformed(format!(
+                        "section {name}: a zero-fill section has contents"
+                    )));
+                }
+            } else if section.data.len() as u64 != section.size {
+                return Err(malformed(format!(
+                    "section {name}: {:#x} bytes of contents for a size of {:#x}",
+                    section.data.len(),
+                    section.size
+                )));
+            }
+        }
+        for (id, sym) in self.symbols.iter().enumerate() {
+            if let Definition::Defined { section, offset } = sym.definition {
+                let Some(s) = self.sections.get(section) else {
+                    return Err(malformed(format!(
+                        "symbol {id} `{}`: section {section} does not exist",
+                        sym.name
+                    )));
+                };
+                if offset > s.size {
+                    return Err(malformed(format!(
+                        "symbol {id} `{}`: offset {offset:#x} is past the end of section {} \
+                         ({:#x} bytes)",
+                        sym.name, s.name, s.size
+                    )));
+                }
+            }
+            if let Definition::Common { align } = sym.definition
+                && !align.is_power_of_two()
+            {
+                return Err(malformed(format!(
+                    "common symbol {id} `{}`: alignment {align:#x} is not a power of two",
+                    sym.name
+                )));
+            }
+            if sym.fallback.is_some_and(|f| f >= self.symbols.len()) {
+                return Err(malformed(format!(
+                    "symbol {id} `{}`: its alternate name is not a symbol",
+                    sym.name
+                )));
+            }
+        }
+        for group in &self.groups {
+            if group.sections.iter().any(|&s| s >= self.sections.len()) {
+                return Err(malformed(format!(
+                    "COMDAT group `{}`: a member section does not exist",
+                    group.signature
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How a section's memory is protected once linked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protection {

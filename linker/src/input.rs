@@ -52,8 +52,15 @@ impl ObjectFile {
     }
 }
 
-/// Picks the front-end by the object's magic.
+/// Picks the front-end by the object's magic, and checks the graph it
+/// makes ([`LinkGraph::check`]).
 pub fn parse_object<'a>(name: &str, bytes: &'a [u8]) -> Result<LinkGraph<'a>, LinkError> {
+    let graph = parse_by_magic(name, bytes)?;
+    graph.check()?;
+    Ok(graph)
+}
+
+fn parse_by_magic<'a>(name: &str, bytes: &'a [u8]) -> Result<LinkGraph<'a>, LinkError> {
     if crate::format::elf::is_elf(bytes) {
         crate::format::elf::parse(name, bytes)
     } else if crate::format::macho::is_macho(bytes) {

@@ -5,7 +5,9 @@
 //! object bytes -> front-end ([`elf`], [`macho`], [`coff`]) -> [`graph::LinkGraph`] -> resolve,
 //! plan, lay out, allocate, write and protect ([`link`], using the
 //! [`arch`] tables and writer) -> initializers run -> relocation records
-//! dropped. [`session::Session`] is the public, REPL-like API.
+//! dropped. [`session::Session`] is the public, REPL-like API;
+//! [`probe::link_image`] links one object into a byte image with no
+//! executor (for fuzzing and tests).
 
 pub mod arch;
 pub mod error;
@@ -17,6 +19,7 @@ pub mod input;
 pub mod link;
 pub mod memory;
 pub mod plugins;
+pub mod probe;
 #[cfg(feature = "host")]
 pub mod session;
 #[cfg(test)]

@@ -50,7 +50,7 @@ fn selected<T: Copy>(choice: &str, all: Vec<T>, from_name: impl Fn(&str) -> Opti
 /// Builds the fixtures of every scenario for the selected, implemented
 /// formats (a format without its compiler is reported and left to skip);
 /// true when a fixture failed to build.
-fn build_fixtures(
+pub(crate) fn build_fixtures(
     root: &std::path::Path,
     target: &std::path::Path,
     formats: &[Format],

@@ -14,12 +14,15 @@
 //!   incremental and churn medians stay within 3% of them.
 //! - `mutants` ([`mutants`]): mutation testing of the relocation, lifecycle,
 //!   resolution and protocol code, scored against `docs/testing.md`.
+//! - `fuzz` ([`fuzz`]): seeds the fuzz targets' corpora (`fuzz seed`) and
+//!   runs every target for a bounded time (`fuzz run`; `docs/fuzzing.md`).
 //!
 //! Further subcommands are added the same way:
 //! a module, a variant of [`Command`], and one match arm in [`main`].
 
 mod bench;
 mod conformance;
+mod fuzz;
 mod mutants;
 mod programs;
 mod util;
@@ -51,6 +54,9 @@ enum Command {
     /// Mutation testing (cargo-mutants) of the code where a silent mistake
     /// is a wrong link or a lost handler; prints each area's score.
     Mutants(mutants::Args),
+    /// Seed the fuzz corpora from fixtures, pinned frames, scenarios and
+    /// regressions; run every fuzz target for a bounded time (nightly).
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +66,7 @@ fn main() -> ExitCode {
         Command::Conformance(args) => conformance::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Mutants(args) => mutants::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use crate::error::LinkError;
-use crate::graph::{Edges, Section, SymbolId};
+use crate::graph::{Edge, Edges, Section, SymbolId};
 
 /// One record: bytes `offset..end` of the section (its length field
 /// included).
@@ -65,7 +65,9 @@ impl Records<'_> {
             let cie = (offset + 4)
                 .checked_sub(id as usize)
                 .ok_or((offset, "CIE pointer before the section"))?;
-            if !self.cies.contains(&cie) {
+            // Offsets only grow: a binary search keeps a section of many
+            // records linear-logarithmic, however hostile.
+            if self.cies.binary_search(&cie).is_err() {
                 return Err((offset, "FDE refers to an unknown CIE"));
             }
             Some(cie)
@@ -109,7 +111,17 @@ pub fn prune(
     let data = &section.data;
     let mut output = Vec::with_capacity(data.len());
     let mut edges = Vec::with_capacity(section.edges.len());
-    // Old offset -> new offset of each CIE kept.
+    // The edges by offset (stable: an offset's edges keep their order), so
+    // each record finds its own by binary search: pruning stays linear-
+    // logarithmic in records and edges, however many an object has.
+    let mut old_edges: Vec<Edge> = section.edges.iter().collect();
+    old_edges.sort_by_key(|e| e.offset);
+    let edges_in = |start: usize, end: usize| {
+        let from = old_edges.partition_point(|e| e.offset < start as u64);
+        let to = old_edges.partition_point(|e| e.offset < end as u64);
+        &old_edges[from..to]
+    };
+    // Old offset -> new offset of each CIE kept, by old offset.
     let mut cies: Vec<(usize, usize)> = Vec::new();
     for record in records(data) {
         let Record { offset, end, cie } = record.map_err(|(at, why)| malformed(at, why))?;
@@ -117,7 +129,7 @@ pub fn prune(
         match cie {
             None => cies.push((offset, new_offset)),
             Some(_) => {
-                let pc_begin = section.edges.iter().find(|e| e.offset == offset as u64 + 8);
+                let pc_begin = edges_in(offset + 8, offset + 9).first();
                 if pc_begin.is_some_and(|e| discarded(e.target)) {
                     continue;
                 }
@@ -125,19 +137,14 @@ pub fn prune(
         }
         output.extend_from_slice(&data[offset..end]);
         if let Some(old_cie) = cie {
-            let &(_, new_cie) = cies
-                .iter()
-                .find(|&&(old, _)| old == old_cie)
-                .ok_or_else(|| malformed(offset, "FDE refers to an unknown CIE"))?;
-            let new_id = (new_offset + 4 - new_cie) as u32;
+            let index = cies
+                .binary_search_by_key(&old_cie, |&(old, _)| old)
+                .map_err(|_| malformed(offset, "FDE refers to an unknown CIE"))?;
+            let new_id = (new_offset + 4 - cies[index].1) as u32;
             output[new_offset + 4..new_offset + 8].copy_from_slice(&new_id.to_le_bytes());
         }
         let shift = new_offset as i64 - offset as i64;
-        let record_edges = section
-            .edges
-            .iter()
-            .filter(|e| (offset as u64..end as u64).contains(&e.offset));
-        edges.extend(record_edges.map(|e| {
+        edges.extend(edges_in(offset, end).iter().map(|&e| {
             let mut moved = e;
             moved.offset = (e.offset as i64 + shift) as u64;
             moved
@@ -182,6 +189,41 @@ mod tests {
                 }),
             ]
         );
+    }
+
+    /// An FDE of discarded code goes; the records after it move up, their
+    /// CIE pointers and edges with them, whatever order the edges came in.
+    #[test]
+    fn prune_drops_discarded_fdes_and_moves_the_rest() {
+        use crate::arch::x86_64::elf::ABS64;
+        let mut data = record(0, &[1, 0, 0, 0]); // CIE A at 0..12
+        data.extend(record(16, &[0; 8])); // FDE at 12..28 -> A (discarded)
+        data.extend(record(0, &[2, 0, 0, 0])); // CIE B at 28..40
+        data.extend(record(16, &[0; 8])); // FDE at 40..56 -> B (kept)
+        data.extend(record(60, &[0; 8])); // FDE at 56..72 -> A (kept)
+        let edge = |offset, target| Edge::new(offset, ABS64, target, 0);
+        // pc_begin edges (offset + 8), listed out of order; symbol 7 is
+        // discarded code.
+        let edges = vec![edge(64, 3), edge(20, 7), edge(48, 5)];
+        let mut section = Section {
+            name: Cow::Borrowed(".eh_frame"),
+            protection: crate::graph::Protection::ReadOnly,
+            role: crate::graph::SectionRole::UnwindFrames,
+            align: 8,
+            size: data.len() as u64,
+            data: Cow::Owned(data.clone()),
+            edges: Edges::Decoded(edges),
+            live: true,
+        };
+        prune(&mut section, "t.o", |symbol| symbol == 7).expect("prune");
+        let mut expected = data[..12].to_vec(); // CIE A
+        expected.extend(&data[28..56]); // CIE B, its FDE (still 16 back)
+        expected.extend(record(44, &[0; 8])); // the last FDE, now at 40: back to A
+        assert_eq!(&section.data[..], &expected[..]);
+        assert_eq!(section.size, expected.len() as u64);
+        let moved: Vec<(u64, SymbolId)> =
+            section.edges.iter().map(|e| (e.offset, e.target)).collect();
+        assert_eq!(moved, [(32, 5), (48, 3)]);
     }
 
     #[test]

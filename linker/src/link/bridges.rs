@@ -69,13 +69,11 @@ impl<'g> Resolver<'g, '_, '_> {
             _ => (false, false),
         };
         if format.convention().is_win64() && sysv_function {
-            let index = match self.shims.iter().position(|&t| t == r.target) {
-                Some(i) => i,
-                None => {
-                    self.shims.push(r.target);
-                    self.shims.len() - 1
-                }
-            };
+            let next = self.shims.len();
+            let index = *self.shim_of.entry(r.target).or_insert(next);
+            if index == next {
+                self.shims.push(r.target);
+            }
             return Ok(Resolved {
                 target: Target::Shim(index),
                 ..r

@@ -66,10 +66,11 @@ fn exported_target(
         None => match resolver.graphs[g].symbols[id].definition {
             Definition::Defined { section, offset } => Some(Target::Section(g, section, offset)),
             // Not allocated: it binds to another module's definition.
+            // `commons` is sorted by name (symbols::collect).
             Definition::Common { .. } => resolver
                 .commons
-                .iter()
-                .position(|c| c.name == name)
+                .binary_search_by(|c| c.name.cmp(name))
+                .ok()
                 .map(Target::Common),
             Definition::Absolute(a) => Some(Target::Address(a)),
             _ => None,

@@ -78,16 +78,41 @@ fn piece_too_large(what: impl std::fmt::Display) -> LinkError {
     LinkError::Memory(format!("{what} does not fit in a module"))
 }
 
-/// Places every live section that `pick` selects, in load order.
+/// The error for an alignment the module's placement cannot honour: the
+/// slab places a module on a page boundary, so an offset aligned to more
+/// than a page would not be an address aligned to it.
+fn over_aligned(
+    graph: &LinkGraph<'_>,
+    what: impl std::fmt::Display,
+    align: u64,
+    page: u64,
+) -> LinkError {
+    LinkError::UnsupportedObject {
+        object: graph.object.clone(),
+        reason: format!(
+            "{what}: alignment {align:#x} is larger than the page size ({page:#x}), the most a \
+             module's placement guarantees"
+        ),
+    }
+}
+
+/// Places every live section that `pick` selects, in load order. Unwind
+/// sections are never among them, whatever their protection: they go
+/// together, in the read-only segment ([`place_unwind_frames`]).
 fn place_sections(
     graphs: &[LinkGraph<'_>],
     sections: &mut [Vec<Option<u64>>],
     cursor: &mut Cursor,
+    page: u64,
     pick: impl Fn(&Section<'_>) -> bool,
 ) -> Result<(), LinkError> {
     for (g, graph) in graphs.iter().enumerate() {
         for (s, section) in graph.sections.iter().enumerate() {
-            if section.live && pick(section) {
+            if section.live && section.role != SectionRole::UnwindFrames && pick(section) {
+                if section.align > page {
+                    let what = format_args!("section {}", section.name);
+                    return Err(over_aligned(graph, what, section.align, page));
+                }
                 let at = cursor
                     .place(section.align, section.size)
                     .map_err(|Overflow| too_large(graph, section))?;
@@ -157,7 +182,7 @@ pub(super) fn lay_out(
 
     // Read-execute.
     let start = cursor.0;
-    place_sections(graphs, &mut sections, &mut cursor, |s| {
+    place_sections(graphs, &mut sections, &mut cursor, page, |s| {
         s.protection == Protection::Code
     })?;
     cursor.align(16).map_err(pieces("the code"))?;
@@ -176,8 +201,8 @@ pub(super) fn lay_out(
 
     // Read-only.
     let start = cursor.0;
-    place_sections(graphs, &mut sections, &mut cursor, |s| {
-        s.protection == Protection::ReadOnly && s.role != SectionRole::UnwindFrames
+    place_sections(graphs, &mut sections, &mut cursor, page, |s| {
+        s.protection == Protection::ReadOnly
     })?;
     cursor.align(8).map_err(pieces("the GOT"))?;
     let got = cursor
@@ -192,7 +217,7 @@ pub(super) fn lay_out(
 
     // Read-write.
     let start = cursor.0;
-    place_sections(graphs, &mut sections, &mut cursor, |s| {
+    place_sections(graphs, &mut sections, &mut cursor, page, |s| {
         s.protection == Protection::Data
     })?;
     let mut copies = Vec::with_capacity(plan.copies.len());
@@ -204,7 +229,7 @@ pub(super) fn lay_out(
         );
     }
     let written = cursor.0;
-    place_sections(graphs, &mut sections, &mut cursor, |s| {
+    place_sections(graphs, &mut sections, &mut cursor, page, |s| {
         s.protection == Protection::Zero
     })?;
     let mut common_offsets = Vec::with_capacity(commons.len());

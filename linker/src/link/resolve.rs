@@ -4,7 +4,7 @@
 //! modules' exports, then the host. A weak or common definition yields to
 //! one another module already exports.
 
-use rustc_hash::FxHashSet as HashSet;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use solder_executor::abi::CallingConvention;
 use solder_executor::protocol::SymbolKind as HostKind;
@@ -91,6 +91,9 @@ pub(super) struct Resolver<'g, 'a, 's> {
     pub(super) thunks: Vec<(u64, u8)>,
     /// What each Microsoft x64 -> System V shim calls.
     pub(super) shims: Vec<Target>,
+    /// The shim of each target in `shims`, so finding one costs the same
+    /// however many host functions a load calls.
+    pub(super) shim_of: HashMap<Target, usize>,
     /// What each COFF import slot holds, and the other-module data symbol it
     /// binds, if any.
     pub(super) imports: Vec<(Target, Option<(u32, String)>)>,
@@ -111,6 +114,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             cache: graphs.iter().map(|g| vec![None; g.symbols.len()]).collect(),
             thunks: Vec::new(),
             shims: Vec::new(),
+            shim_of: HashMap::default(),
             imports: Vec::new(),
             req,
         }
@@ -202,11 +206,20 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
                 });
             }
             Definition::Common { .. } => {
-                let index = self
-                    .commons
-                    .iter()
-                    .position(|c| c.name == name)
-                    .expect("chosen commons are allocated");
+                // The load allocates the global, named commons; an object
+                // can still mark a common local or leave it unnamed.
+                // `commons` is sorted by name (symbols::collect).
+                let found = self.commons.binary_search_by(|c| c.name.cmp(name));
+                let Ok(index) = found else {
+                    return Err(LinkError::Malformed {
+                        object: graph.object.clone(),
+                        reason: format!(
+                            "{}: refers to common symbol `{name}`, which is local or unnamed \
+                             (only global commons are allocated)",
+                            site()
+                        ),
+                    });
+                };
                 return Ok(Resolved {
                     target: Target::Common(index),
                     size: self.commons[index].size,
@@ -385,6 +398,15 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             let target = if info.kind == HostKind::InterposerDirect {
                 Target::Address(info.address)
             } else {
+                // The executor's answer (another process's, for a remote
+                // one): a thunk can pass the handle in arguments 0-3 only.
+                if crate::arch::x86_64::dso_thunk(info.arg).is_none() {
+                    return Err(LinkError::Executor(format!(
+                        "the executor says interposer `{name}` takes the module's handle in \
+                         argument {}, but a thunk can pass it in arguments 0-3 only",
+                        info.arg
+                    )));
+                }
                 let thunk = (info.address, info.arg);
                 let index = match self.thunks.iter().position(|&t| t == thunk) {
                     Some(i) => i,

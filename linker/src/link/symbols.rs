@@ -43,6 +43,19 @@ pub(super) fn collect<'a>(
                 Definition::Defined { section, .. } if graph.sections[section].live => {}
                 Definition::Absolute(_) => {}
                 Definition::Common { align } => {
+                    // The slab places a module on a page boundary: an
+                    // offset aligned to more would not be an aligned address.
+                    let page = req.slab.page();
+                    if align > page {
+                        return Err(LinkError::UnsupportedObject {
+                            object: graph.object.clone(),
+                            reason: format!(
+                                "common symbol `{}`: alignment {align:#x} is larger than the page \
+                                 size ({page:#x}), the most a module's placement guarantees",
+                                sym.name
+                            ),
+                        });
+                    }
                     let entry = common_sizes.entry(sym.name).or_insert((0, 1));
                     entry.0 = entry.0.max(sym.size);
                     entry.1 = entry.1.max(align);
@@ -87,6 +100,7 @@ pub(super) fn collect<'a>(
             });
         }
     }
+    // Sorted by name: resolution finds a common by binary search.
     let mut commons = Vec::new();
     let mut names: Vec<&&str> = common_sizes.keys().collect();
     names.sort();

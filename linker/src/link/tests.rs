@@ -1,104 +1,13 @@
 //! The portable core end to end: real objects linked into a byte image
-//! with no executor behind it (the host layer may be compiled out): the
+//! with no executor behind it (the host layer may be compiled out), through
+//! [`crate::probe::link_image`], the entry point the fuzz targets use: the
 //! image's relocated bytes checked against the addresses the link chose,
 //! and hostile section sizes refused with an error, never a panic.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use rustc_hash::FxHashMap as HashMap;
-use solder_executor::abi::CallingConvention;
-use solder_executor::module::Finalizers;
-use solder_executor::protocol::{PlacementCode, SymbolInfo};
-
-use super::{LinkRequest, link};
 use crate::error::LinkError;
-use crate::executors::{Executor, Outcome};
-use crate::graph::Protection;
-use crate::indirection::Indirection;
 use crate::input::parse_object;
-use crate::memory::Slab;
+use crate::probe::{BASE, Host, link_image};
 use crate::test_support::clang_object;
-
-/// An executor that is nowhere: the link must stage its image (memory is
-/// not writable in place) and ask for nothing else.
-struct Nowhere;
-
-fn not_here() -> LinkError {
-    LinkError::Memory("this test links into a byte image only".into())
-}
-
-impl Executor for Nowhere {
-    fn page_size(&self) -> u64 {
-        4096
-    }
-    fn reserve(&mut self, _: u64, _: PlacementCode, _: u64) -> Result<u64, LinkError> {
-        Err(not_here())
-    }
-    fn write(&mut self, _: u64, _: &[u8]) -> Result<(), LinkError> {
-        Err(not_here())
-    }
-    fn protect(&mut self, _: u64, _: u64, _: Protection) -> Result<(), LinkError> {
-        Err(not_here())
-    }
-    fn patch(&mut self, _: u64, _: &[u8], _: Protection) -> Result<(), LinkError> {
-        Err(not_here())
-    }
-    fn release(&mut self, _: u64, _: u64) -> Result<(), LinkError> {
-        Ok(())
-    }
-    fn read(&mut self, _: u64, _: u64) -> Result<Vec<u8>, LinkError> {
-        Err(not_here())
-    }
-    fn lookup(&mut self, _: &[String]) -> Result<Vec<SymbolInfo>, LinkError> {
-        Err(not_here())
-    }
-    fn link_library(&mut self, _: &str) -> Result<(), LinkError> {
-        Err(not_here())
-    }
-    fn preload(&mut self, _: &str) -> Result<(), LinkError> {
-        Err(not_here())
-    }
-    fn register_frames(&mut self, _: u64) -> Result<(), LinkError> {
-        Err(not_here())
-    }
-    fn deregister_frames(&mut self, _: u64) -> Result<(), LinkError> {
-        Err(not_here())
-    }
-    fn register_module(
-        &mut self,
-        _: u64,
-        _: &Finalizers,
-        _: Option<usize>,
-    ) -> Result<(), LinkError> {
-        Err(not_here())
-    }
-    fn set_args(&mut self, _: &[String]) -> Result<(), LinkError> {
-        Err(not_here())
-    }
-    fn run_initializers(&mut self, _: &[u64], _: CallingConvention) -> Result<Outcome, LinkError> {
-        Err(not_here())
-    }
-    fn call(
-        &mut self,
-        _: u64,
-        _: [u64; 6],
-        _: bool,
-        _: CallingConvention,
-        _: Option<Duration>,
-    ) -> Result<Outcome, LinkError> {
-        Err(not_here())
-    }
-    fn remove_module(&mut self, _: u64) -> Result<Outcome, LinkError> {
-        Err(not_here())
-    }
-    fn end_modules(&mut self, _: &[u64]) -> Result<Outcome, LinkError> {
-        Err(not_here())
-    }
-    fn describe(&self) -> String {
-        "nowhere".into()
-    }
-}
 
 const SOURCE: &str = r#"
     .text
@@ -119,27 +28,6 @@ table:
 fn word<const N: usize>(image: &[u8], at: u64) -> [u8; N] {
     std::array::from_fn(|i| image.get(at as usize + i).copied().unwrap_or(0))
 }
-
-/// Links one object alone into an image at a fixed, never-mapped base.
-fn link_alone(name: &str, bytes: &[u8]) -> Result<super::LinkedModule, LinkError> {
-    let graph = parse_object(name, bytes)?;
-    let mut slab = Slab::new(BASE, 1 << 30, 4096);
-    link(
-        vec![graph],
-        LinkRequest {
-            module: 1,
-            objects: Arc::from(name),
-            slab: &mut slab,
-            symbols: &HashMap::default(),
-            executor: &mut Nowhere,
-            exports: &HashMap::default(),
-            indirection: &mut Indirection::default(),
-            replacing: None,
-        },
-    )
-}
-
-const BASE: u64 = 0x5555_0000_0000;
 
 /// Where the module put its export `name`.
 fn export_address(linked: &super::LinkedModule, name: &str) -> u64 {
@@ -167,22 +55,8 @@ fn an_elf_object_links_into_a_relocated_byte_image() {
         4,
         "the object has the four relocations: {kinds:?}"
     );
-    let base = 0x5555_0000_0000;
-    let mut slab = Slab::new(base, 1 << 30, 4096);
-    let linked = link(
-        vec![graph],
-        LinkRequest {
-            module: 1,
-            objects: Arc::from("calls.o"),
-            slab: &mut slab,
-            symbols: &HashMap::default(),
-            executor: &mut Nowhere,
-            exports: &HashMap::default(),
-            indirection: &mut Indirection::default(),
-            replacing: None,
-        },
-    )
-    .expect("link");
+    let base = BASE;
+    let linked = link_image("calls.o", &bytes, Host::Empty).expect("link");
     assert_eq!(
         linked.memory.0, base,
         "the first allocation starts the slab"
@@ -238,14 +112,15 @@ fn an_empty_unwind_section_links_without_frames() {
                 .any(|s| s.role == crate::graph::SectionRole::UnwindFrames && s.size == 0),
             "{target}: the object has an empty unwind section"
         );
-        let linked = link_alone("empty-unwind.o", &bytes)
+        let linked = link_image("empty-unwind.o", &bytes, Host::Empty)
             .unwrap_or_else(|e| panic!("{target}: an empty unwind section links: {e}"));
         assert_eq!(linked.eh_frame, None, "{target}: no frames to register");
     }
 }
 
-/// `bytes` (an ELF64 object) with the size of section `name` set to `size`.
-fn with_elf_section_size(mut bytes: Vec<u8>, name: &str, size: u64) -> Vec<u8> {
+/// `bytes` (an ELF64 object) with `value` written at `field` of the
+/// header of section `name` (0x04 its type, 0x20 its size).
+fn with_elf_section_field(mut bytes: Vec<u8>, name: &str, field: usize, value: &[u8]) -> Vec<u8> {
     let u16_at = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]) as usize;
     let u32_at =
         |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
@@ -261,8 +136,14 @@ fn with_elf_section_size(mut bytes: Vec<u8>, name: &str, size: u64) -> Vec<u8> {
             bytes[at..].starts_with(name.as_bytes()) && bytes[at + name.len()] == 0
         })
         .unwrap_or_else(|| panic!("the object has a section {name}"));
-    bytes[header(section) + 0x20..header(section) + 0x28].copy_from_slice(&size.to_le_bytes());
+    let at = header(section) + field;
+    bytes[at..at + value.len()].copy_from_slice(value);
     bytes
+}
+
+/// `bytes` (an ELF64 object) with the size of section `name` set to `size`.
+fn with_elf_section_size(bytes: Vec<u8>, name: &str, size: u64) -> Vec<u8> {
+    with_elf_section_field(bytes, name, 0x20, &size.to_le_bytes())
 }
 
 #[test]
@@ -278,7 +159,7 @@ fn section_sizes_past_the_address_space_are_refused() {
     let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", source, &[]);
     for size in [u64::MAX, u64::MAX - 0xf, u64::MAX - 0xfff] {
         let hostile = with_elf_section_size(bytes.clone(), ".bss", size);
-        match link_alone("huge-bss.o", &hostile) {
+        match link_image("huge-bss.o", &hostile, Host::Empty) {
             Err(LinkError::Malformed { object, reason }) => {
                 assert_eq!(object, "huge-bss.o");
                 assert!(reason.contains(".bss"), "{size:#x}: {reason}");
@@ -290,7 +171,7 @@ fn section_sizes_past_the_address_space_are_refused() {
     // Large but representable: the slab (1 GiB here) refuses it.
     for size in [1 << 40, 1 << 63] {
         let hostile = with_elf_section_size(bytes.clone(), ".bss", size);
-        match link_alone("big-bss.o", &hostile) {
+        match link_image("big-bss.o", &hostile, Host::Empty) {
             Err(LinkError::Memory(reason)) => assert!(reason.contains("no free range"), "{reason}"),
             other => panic!("{size:#x}: {:?}", other.map(|m| m.memory)),
         }
@@ -328,7 +209,7 @@ fn long_chains_of_alternate_names_resolve_to_their_end() {
         ["w0", "a0"],
         "the table refers to both chains' starts"
     );
-    let linked = link_alone("chains.obj", &bytes).expect("the chains resolve");
+    let linked = link_image("chains.obj", &bytes, Host::Empty).expect("the chains resolve");
     let address = |name: &str| export_address(&linked, name);
     let table = address("table") - BASE;
     let ends = [address(&format!("w{LINKS}")), address(&format!("a{LINKS}"))];
@@ -344,7 +225,7 @@ fn a_loop_of_alternate_names_is_refused() {
     let source = ".data\n.quad a0\n.section .drectve,\"yn\"\n\
                   .ascii \"/alternatename:a0=a1 /alternatename:a1=a2 /alternatename:a2=a0\"\n";
     let bytes = clang_object("x86_64-pc-windows-msvc", "assembler", source, &[]);
-    match link_alone("loop.obj", &bytes) {
+    match link_image("loop.obj", &bytes, Host::Empty) {
         Err(LinkError::Malformed { reason, .. }) => {
             assert!(
                 reason.contains("alternate names of `a0` form a loop"),
@@ -353,5 +234,229 @@ fn a_loop_of_alternate_names_is_refused() {
         }
         Err(other) => panic!("refused, but not as a loop: {other}"),
         Ok(_) => panic!("a loop of alternate names linked"),
+    }
+}
+
+/// The probe's made-up host answers what an object leaves undefined: a
+/// function through a stub in the module (the host is out of rel32 reach),
+/// far data through a copy, `atexit` through a thunk. Without it the same
+/// object is refused as referencing an undefined symbol.
+#[test]
+fn the_made_up_host_answers_undefined_names() {
+    let source = "
+        .text
+        .globl main
+    main:
+        call puts
+        movq errno(%rip), %rax
+        call atexit
+        ret
+    ";
+    let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", source, &[]);
+    match link_image("host.o", &bytes, Host::Empty) {
+        Err(LinkError::Undefined { symbol, .. }) => assert_eq!(symbol, "puts"),
+        other => panic!("no host, yet: {:?}", other.map(|m| m.memory)),
+    }
+    let linked = link_image("host.o", &bytes, Host::MadeUp).expect("the made-up host links it");
+    let main = export_address(&linked, "main");
+    let (start, size) = linked.memory;
+    let inside = |address: i64| (start as i64..(start + size) as i64).contains(&address);
+    let rel32_target =
+        |at: u64, end: u64| i32::from_le_bytes(word(&linked.image, at - BASE)) as i64 + end as i64;
+    // call puts (e8 rel32), movq errno(%rip) (48 8b 05 rel32), call atexit.
+    let puts_stub = rel32_target(main + 1, main + 5);
+    let errno_copy = rel32_target(main + 8, main + 12);
+    let atexit_thunk = rel32_target(main + 13, main + 17);
+    for (what, target) in [
+        ("puts's stub", puts_stub),
+        ("errno's copy", errno_copy),
+        ("atexit's thunk", atexit_thunk),
+    ] {
+        assert!(inside(target), "{what} at {target:#x} is in the module");
+    }
+    assert_ne!(puts_stub, atexit_thunk);
+}
+
+/// A module starts on a page boundary, so a section (or common symbol)
+/// aligned to more than a page could not be placed aligned: it is refused,
+/// naming it, where it was once placed at a merely page-aligned address.
+#[test]
+fn alignments_over_a_page_are_refused() {
+    let cases = [
+        (
+            "section",
+            ".data\n.globl x\n.p2align 13\nx: .quad 1\n",
+            ".data",
+        ),
+        (
+            "common symbol",
+            ".comm big, 8, 8192\n.data\n.quad big\n",
+            "big",
+        ),
+    ];
+    for (what, source, named) in cases {
+        let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", source, &[]);
+        match link_image("aligned.o", &bytes, Host::Empty) {
+            Err(LinkError::UnsupportedObject { object, reason }) => {
+                assert_eq!(object, "aligned.o");
+                assert!(
+                    reason.contains(&format!("{what} {named}"))
+                        || reason.contains(&format!("{what} `{named}`")),
+                    "{reason}"
+                );
+                assert!(reason.contains("alignment 0x2000"), "{reason}");
+            }
+            Err(other) => panic!("{what}: refused, but not as unsupported: {other}"),
+            Ok(linked) => panic!("{what}: linked at {:#x}", linked.memory.0),
+        }
+    }
+    // A page is fine.
+    let bytes = clang_object(
+        "x86_64-unknown-linux-gnu",
+        "assembler",
+        ".data\n.p2align 12\n.quad 1\n",
+        &[],
+    );
+    link_image("page.o", &bytes, Host::Empty).expect("page alignment links");
+}
+
+/// What `LinkGraph::check` refuses before any stage sees the graph: a
+/// symbol past its section's end and relocations in a zero-fill section,
+/// each named.
+#[test]
+fn graphs_that_would_index_past_their_sections_are_refused() {
+    let source = "
+        .text
+        .globl main
+    main: ret
+        .bss
+        .globl buffer
+    buffer: .skip 16
+    ";
+    let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", source, &[]);
+    let mut graph = parse_object("checked.o", &bytes).expect("parse");
+    let main = graph.symbols.iter().position(|s| s.name == "main").unwrap();
+    let bss = graph
+        .sections
+        .iter()
+        .position(|s| s.name == ".bss")
+        .unwrap();
+    graph.symbols[main].definition = crate::graph::Definition::Defined {
+        section: 0,
+        offset: u64::MAX,
+    };
+    let err = graph
+        .check()
+        .expect_err("a symbol past its section")
+        .to_string();
+    assert!(
+        err.contains("checked.o") && err.contains("`main`") && err.contains("past the end"),
+        "{err}"
+    );
+    let mut graph = parse_object("checked.o", &bytes).expect("parse");
+    let edge = crate::graph::Edge::new(0, crate::arch::x86_64::elf::ABS64, main, 0);
+    graph.sections[bss].edges = crate::graph::Edges::Decoded(vec![edge]);
+    let err = graph
+        .check()
+        .expect_err("a relocated zero-fill")
+        .to_string();
+    assert!(
+        err.contains("section .bss: a zero-fill section has relocations"),
+        "{err}"
+    );
+}
+
+/// The executor's answers are another process's for a remote executor:
+/// an interposer whose thunk would pass the module's handle in an argument
+/// register no thunk can load is refused as the executor's error.
+#[test]
+fn an_interposer_on_an_impossible_argument_is_the_executors_error() {
+    use solder_executor::protocol::{SymbolInfo, SymbolKind};
+    let source = ".text\n.globl main\nmain: jmp atexit\n";
+    let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", source, &[]);
+    for (arg, refused) in [(3, false), (4, true), (255, true)] {
+        let graph = parse_object("thunk.o", &bytes).expect("parse");
+        let mut symbols = rustc_hash::FxHashMap::default();
+        symbols.insert(
+            "atexit".to_string(),
+            SymbolInfo {
+                kind: SymbolKind::InterposerPassDso,
+                arg,
+                address: 0x7f00_0000_0000,
+                size: 0,
+            },
+        );
+        let mut slab = crate::memory::Slab::new(BASE, 1 << 30, 4096);
+        let result = super::link(
+            vec![graph],
+            super::LinkRequest {
+                module: 1,
+                objects: std::sync::Arc::from("thunk.o"),
+                slab: &mut slab,
+                symbols: &symbols,
+                executor: &mut crate::probe::Nowhere,
+                exports: &rustc_hash::FxHashMap::default(),
+                indirection: &mut crate::indirection::Indirection::default(),
+                replacing: None,
+            },
+        );
+        match (result, refused) {
+            (Ok(_), false) => {}
+            (Err(LinkError::Executor(message)), true) => {
+                assert!(
+                    message.contains("`atexit`") && message.contains(&format!("argument {arg}")),
+                    "{message}"
+                );
+            }
+            (Err(other), _) => panic!("argument {arg}: {other}"),
+            (Ok(_), true) => panic!("argument {arg}: linked"),
+        }
+    }
+}
+
+/// Unwind sections go to the read-only segment, once, whatever flags the
+/// object gave them (old assemblers wrote `.eh_frame` writable); a
+/// zero-fill one, a table of nothing as large as the object claims, is
+/// refused.
+#[test]
+fn unwind_sections_are_placed_once_and_never_zero_fill() {
+    let writable = "
+        .text
+        .globl main
+    main: ret
+        .section .unwind_aw,\"aw\",@unwind
+        .long 8, 0, 0
+    ";
+    let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", writable, &[]);
+    let linked = link_image("aw.o", &bytes, Host::Empty).expect("a writable .eh_frame links");
+    let eh_frame = linked.eh_frame.expect("the CIE is registered");
+    let segment = |p: crate::graph::Protection| {
+        linked
+            .segments
+            .iter()
+            .find(|s| s.2 == p)
+            .map(|&(start, size, _)| start..start + size)
+            .expect("three segments")
+    };
+    assert!(segment(crate::graph::Protection::ReadOnly).contains(&eh_frame));
+    assert!(
+        segment(crate::graph::Protection::Data).is_empty(),
+        "nothing else is placed for it in the data segment: {:?}",
+        linked.segments
+    );
+    // An assembler's `.eh_frame` made SHT_NOBITS, claiming 256 MiB.
+    let framed = ".text\n.globl main\nmain: .cfi_startproc\nret\n.cfi_endproc\n";
+    let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", framed, &[]);
+    let bytes = with_elf_section_field(bytes, ".eh_frame", 0x04, &8u32.to_le_bytes());
+    let bytes = with_elf_section_size(bytes, ".eh_frame", 0x1000_0000);
+    match link_image("nobits.o", &bytes, Host::Empty) {
+        Err(LinkError::Malformed { object, reason }) => {
+            assert_eq!(object, "nobits.o");
+            assert!(
+                reason.contains("section .eh_frame: an unwind, initializer or finalizer table"),
+                "{reason}"
+            );
+        }
+        other => panic!("a zero-fill .eh_frame: {:?}", other.map(|m| m.memory)),
     }
 }

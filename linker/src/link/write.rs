@@ -61,7 +61,10 @@ impl<'p> Addresses<'p> {
 }
 
 /// The module's memory to write: in place when the executor maps it in
-/// this process, else `image` (zeroed, `layout.total` bytes).
+/// this process, else `image` (zeroed, `layout.written` bytes: nothing is
+/// written to the zero-fill after them, which [`LinkGraph::check`] keeps
+/// free of relocations, so a hostile object declaring a huge zero-fill
+/// section costs no memory here).
 pub(super) fn module_memory<'m>(
     executor: &mut dyn Executor,
     layout: &Layout,
@@ -77,7 +80,7 @@ pub(super) fn module_memory<'m>(
         // zero, as a new image must.
         Some(start) => Ok(unsafe { std::slice::from_raw_parts_mut(start.as_ptr(), total) }),
         None => {
-            *image = vec![0u8; total];
+            *image = vec![0u8; layout.written as usize];
             Ok(image)
         }
     }
@@ -102,6 +105,13 @@ pub(super) fn write_contents(
     for (i, &(address, size)) in plan.copies.iter().enumerate() {
         let at = layout.copies[i] as usize;
         let source = resolver.req.executor.read(address, size)?;
+        // The executor's answer (another process's, for a remote one).
+        if source.len() as u64 != size {
+            return Err(LinkError::Executor(format!(
+                "asked for {size:#x} bytes of host data at {address:#x}, the executor sent {:#x}",
+                source.len()
+            )));
+        }
         memory[at..at + size as usize].copy_from_slice(&source);
     }
     Ok(())
@@ -110,11 +120,15 @@ pub(super) fn write_contents(
 /// Fills the GOT: each entry holds its target's address (a copy's, for
 /// far host data that was copied).
 pub(super) fn write_got(plan: &Plan, at: &Addresses<'_>, memory: &mut [u8]) {
+    // By address: one lookup per entry, however many copies there are.
+    let copies: rustc_hash::FxHashMap<u64, usize> = plan
+        .copies
+        .iter()
+        .enumerate()
+        .map(|(i, &(address, _))| (address, i))
+        .collect();
     let copy_of = |address: u64| -> Option<u64> {
-        plan.copies
-            .iter()
-            .position(|&(a, _)| a == address)
-            .map(|i| at.base + at.layout.copies[i])
+        copies.get(&address).map(|&i| at.base + at.layout.copies[i])
     };
     for (i, &(key, _)) in plan.got_keys.iter().enumerate() {
         let value = match key {
@@ -147,7 +161,7 @@ pub(super) fn write_stubs(plan: &Plan, at: &Addresses<'_>, memory: &mut [u8]) {
     for (i, &(_, arg)) in plan.thunks.iter().enumerate() {
         let offset = layout.thunks + (i * DSO_THUNK_SIZE) as u64;
         let (mut bytes, fields) =
-            machine::dso_thunk(arg).expect("interposers use argument registers 0-3");
+            machine::dso_thunk(arg).expect("resolution refused other argument registers");
         let targets = [at.dso, at.got_entry(plan.thunk_slots[i])];
         for (field, target) in fields.into_iter().zip(targets) {
             put_rel32(&mut bytes, field, at.base + offset, target);
@@ -268,6 +282,14 @@ fn relocate_edge(
     };
     let s_val = s_addr as i64 as i128; // absolute values are two's complement
     let p = address as i128;
+    let refused = |why: &str| {
+        LinkError::UnsupportedRelocation(Box::new(UnsupportedRelocation {
+            site: site(graph, section, edge.offset),
+            reloc: edge.kind.name.to_string(),
+            symbol: r.name.to_string(),
+            why: why.into(),
+        }))
+    };
     // The module segment holding the target (SECREL / SECTION).
     let segment = || {
         at.layout
@@ -278,14 +300,7 @@ fn relocate_edge(
                 (at.base + offset..at.base + offset + size).contains(&s_addr)
             })
             .map(|(index, &(offset, _, _))| (index as i128 + 1, (at.base + offset) as i128))
-            .ok_or_else(|| {
-                LinkError::UnsupportedRelocation(Box::new(UnsupportedRelocation {
-                    site: site(graph, section, edge.offset),
-                    reloc: edge.kind.name.to_string(),
-                    symbol: r.name.to_string(),
-                    why: ": section-relative references must target this module".into(),
-                }))
-            })
+            .ok_or_else(|| refused(": section-relative references must target this module"))
     };
     if let (RelocOp::GotEntryPcRel { relax }, Via::Relaxed) = (edge.kind.op, via) {
         let start = section_offset as usize;
@@ -294,7 +309,14 @@ fn relocate_edge(
             edge.offset as usize,
             relax,
         );
-        debug_assert!(relaxed, "planned relaxations match");
+        // The plan read the object's bytes; an earlier edge whose field
+        // overlaps the instruction may have rewritten them since.
+        if !relaxed {
+            return Err(refused(
+                ": another relocation's field overlaps the instruction, so its GOT load cannot \
+                 be relaxed",
+            ));
+        }
     }
     let minus = || {
         let minus = edge

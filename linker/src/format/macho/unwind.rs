@@ -48,11 +48,12 @@ impl Context<'_, '_> {
                     let malformed = |why: &str| {
                         self.malformed(format!("{}: {why}", self.site(raw, record.offset as u64)))
                     };
+                    // CIEs are read in offset order: a binary search keeps
+                    // many records linear-logarithmic, however hostile.
                     let cie = cies
-                        .iter()
-                        .find(|&&(at, _)| at == cie_offset)
-                        .map(|&(_, cie)| cie)
-                        .ok_or_else(|| malformed("FDE refers to an unknown CIE"))?;
+                        .binary_search_by_key(&cie_offset, |&(at, _)| at)
+                        .map(|index| cies[index].1)
+                        .map_err(|_| malformed("FDE refers to an unknown CIE"))?;
                     edges.extend(self.eh_pointer(raw, &mut cursor, cie.fde, existing)?); // pc_begin
                     cursor.encoded(cie.fde).map_err(&malformed)?; // pc_range: a length
                     if cie.augmented {

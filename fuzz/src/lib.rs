@@ -1,0 +1,31 @@
+//! What the object fuzz targets share: one object through the linker's
+//! probe ([`solder_linker::probe::link_image`]), as given and with its
+//! format's magic forced ([`solder_linker::probe::with_magic`]), exactly as
+//! `linker/tests/fuzz_regressions.rs` replays the inputs kept in
+//! `fuzz/regressions/`.
+
+use solder_linker::graph::ObjectFormat;
+use solder_linker::probe::{Host, link_image, with_magic};
+
+/// Links `data` as an object named `name`; then, unless it already starts
+/// with `format`'s magic, a copy with the magic forced. Errors are the
+/// expected outcome of most inputs; a panic is the bug.
+pub fn object(name: &str, format: ObjectFormat, data: &[u8]) {
+    link(name, data);
+    if let Some(forced) = with_magic(format, data) {
+        link(name, &forced);
+    }
+}
+
+fn link(name: &str, data: &[u8]) {
+    if let Ok(linked) = link_image(name, data, Host::MadeUp) {
+        // The image is the module's bytes, trailing zeroes trimmed: never
+        // more than the memory the module was given.
+        assert!(
+            linked.image.len() as u64 <= linked.memory.1,
+            "an image of {:#x} bytes for a module of {:#x}",
+            linked.image.len(),
+            linked.memory.1
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! Linking without running: one object's bytes through the whole load
+//! pipeline (sniffing, front-end, resolution, plan, layout, relocation) into
+//! a byte image, with no executor and no host layer.
+//!
+//! This is the entry point the fuzz targets (`fuzz/`), the fuzz regression
+//! test (`linker/tests/fuzz_regressions.rs`) and the portable core's link
+//! tests share, so what the fuzzer explores is what the tests pin. The
+//! module is placed at [`BASE`], an address no one maps: nothing is ever
+//! written to memory, the image is a `Vec`.
+//!
+//! With [`Host::MadeUp`], the names the object leaves undefined are
+//! answered by a made-up host (see [`host_symbol`]) instead of failing as
+//! undefined: real objects reference the C library, and a link that stopped
+//! at resolution would leave planning, layout and relocation unexplored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustc_hash::FxHashMap as HashMap;
+use solder_executor::abi::CallingConvention;
+use solder_executor::module::Finalizers;
+use solder_executor::protocol::{MAX_READ, PlacementCode, SymbolInfo, SymbolKind};
+
+use crate::error::LinkError;
+use crate::executors::{Executor, Outcome};
+use crate::graph::{Definition, LinkGraph, ObjectFormat, Protection};
+use crate::indirection::Indirection;
+use crate::input::parse_object;
+use crate::link::{LinkRequest, LinkedModule, host_names, link};
+use crate::memory::Slab;
+
+/// Where the module goes: far from anything mapped (and from
+/// [`HOST_BASE`], so host references need stubs, GOT entries and copies
+/// as they do when the host's libraries are out of reach).
+pub const BASE: u64 = 0x5555_0000_0000;
+
+/// The slab's size: the session's default.
+pub const SLAB_SIZE: u64 = 1 << 30;
+
+/// Where the made-up host's symbols are: each name gets its own 16 bytes
+/// from here, in the order the object first mentions it.
+pub const HOST_BASE: u64 = 0x7f00_0000_0000;
+
+/// What answers the names an object leaves undefined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    /// Nothing: they are undefined (unless the object itself resolves them,
+    /// through weak definitions or alternate names).
+    Empty,
+    /// Every one is defined by a made-up host, as [`host_symbol`] says.
+    MadeUp,
+}
+
+/// Links the object `bytes` (ELF, Mach-O or COFF, x86-64, sniffed by its
+/// magic) alone into a byte image at [`BASE`], its undefined names answered
+/// by `host`. `name` is the object's name in errors. Every size, offset and
+/// count in `bytes` may be hostile: the result is a clean error naming what
+/// is wrong and where, never a panic.
+pub fn link_image(name: &str, bytes: &[u8], host: Host) -> Result<LinkedModule, LinkError> {
+    let graph = parse_object(name, bytes)?;
+    let symbols = match host {
+        Host::Empty => HashMap::default(),
+        Host::MadeUp => made_up_host(&graph),
+    };
+    let mut slab = Slab::new(BASE, SLAB_SIZE, PAGE);
+    link(
+        vec![graph],
+        LinkRequest {
+            module: 1,
+            objects: Arc::from(name),
+            slab: &mut slab,
+            symbols: &symbols,
+            executor: &mut Nowhere,
+            exports: &HashMap::default(),
+            indirection: &mut Indirection::default(),
+            replacing: None,
+        },
+    )
+}
+
+const PAGE: u64 = 4096;
+
+/// The first bytes every object of `format` that Solder links starts
+/// with: ELF's `\x7fELF`, 64-bit, little-endian; Mach-O's `MH_MAGIC_64`
+/// (little-endian) and CPU type x86-64; COFF's machine AMD64.
+pub fn magic(format: ObjectFormat) -> &'static [u8] {
+    match format {
+        ObjectFormat::Elf => &[0x7f, b'E', b'L', b'F', 2, 1],
+        ObjectFormat::MachO => &[0xcf, 0xfa, 0xed, 0xfe, 0x07, 0x00, 0x00, 0x01],
+        ObjectFormat::Coff => &[0x64, 0x86],
+    }
+}
+
+/// `bytes` with its first bytes overwritten by `format`'s [`magic`] (and
+/// extended to hold it), or `None` when it already starts with it. A
+/// fuzzer links both, so that a mutation that breaks the magic still
+/// reaches the front-end behind it instead of stopping at sniffing.
+pub fn with_magic(format: ObjectFormat, bytes: &[u8]) -> Option<Vec<u8>> {
+    let magic = magic(format);
+    if bytes.starts_with(magic) {
+        return None;
+    }
+    let mut forced = magic.to_vec();
+    forced.extend_from_slice(bytes.get(magic.len()..).unwrap_or_default());
+    Some(forced)
+}
+
+/// What the made-up host says about `name`, the `index`-th name asked
+/// about: the `atexit` family are runtime interposers reached through a
+/// thunk passing the module's `__dso_handle` (as the real runtime's are),
+/// a name of odd length is 16 bytes of data (so far data is copied), and
+/// any other name is a function (reached through a stub).
+pub fn host_symbol(name: &str, index: usize) -> SymbolInfo {
+    let address = HOST_BASE + 16 * index as u64;
+    let (kind, arg) = if name.ends_with("atexit") {
+        (SymbolKind::InterposerPassDso, 1)
+    } else if name.len() % 2 == 1 {
+        (SymbolKind::Data, 0)
+    } else {
+        (SymbolKind::Function, 0)
+    };
+    SymbolInfo {
+        kind,
+        arg,
+        address,
+        size: if kind == SymbolKind::Data { 16 } else { 0 },
+    }
+}
+
+/// The host's answer for every name `graph` leaves undefined, keyed as a
+/// session's lookups are (the C name the executor is asked about).
+fn made_up_host(graph: &LinkGraph<'_>) -> HashMap<String, SymbolInfo> {
+    let mut symbols = HashMap::default();
+    for sym in &graph.symbols {
+        if sym.definition != Definition::Undefined || sym.name.is_empty() {
+            continue;
+        }
+        for host in host_names(graph.format, sym.name) {
+            let index = symbols.len();
+            symbols
+                .entry(host.to_string())
+                .or_insert_with(|| host_symbol(host, index));
+        }
+    }
+    symbols
+}
+
+/// An executor that is nowhere: the link stages its image (memory is not
+/// writable in place) and may read host data, which reads as zeroes.
+/// Anything else it might ask for is refused.
+pub(crate) struct Nowhere;
+
+fn not_here() -> LinkError {
+    LinkError::Memory("a probe links into a byte image only".into())
+}
+
+impl Executor for Nowhere {
+    fn page_size(&self) -> u64 {
+        PAGE
+    }
+    fn reserve(&mut self, _: u64, _: PlacementCode, _: u64) -> Result<u64, LinkError> {
+        Err(not_here())
+    }
+    fn write(&mut self, _: u64, _: &[u8]) -> Result<(), LinkError> {
+        Err(not_here())
+    }
+    fn protect(&mut self, _: u64, _: u64, _: Protection) -> Result<(), LinkError> {
+        Err(not_here())
+    }
+    fn patch(&mut self, _: u64, _: &[u8], _: Protection) -> Result<(), LinkError> {
+        Err(not_here())
+    }
+    fn release(&mut self, _: u64, _: u64) -> Result<(), LinkError> {
+        Ok(())
+    }
+    fn read(&mut self, address: u64, size: u64) -> Result<Vec<u8>, LinkError> {
+        // As a remote executor would, refuse what one read cannot carry.
+        if size > u64::from(MAX_READ) {
+            return Err(LinkError::Memory(format!(
+                "cannot read {size:#x} bytes of host memory at {address:#x} at once"
+            )));
+        }
+        Ok(vec![0; size as usize])
+    }
+    fn lookup(&mut self, _: &[String]) -> Result<Vec<SymbolInfo>, LinkError> {
+        Err(not_here())
+    }
+    fn link_library(&mut self, _: &str) -> Result<(), LinkError> {
+        Err(not_here())
+    }
+    fn preload(&mut self, _: &str) -> Result<(), LinkError> {
+        Err(not_here())
+    }
+    fn register_frames(&mut self, _: u64) -> Result<(), LinkError> {
+        Err(not_here())
+    }
+    fn deregister_frames(&mut self, _: u64) -> Result<(), LinkError> {
+        Err(not_here())
+    }
+    fn register_module(
+        &mut self,
+        _: u64,
+        _: &Finalizers,
+        _: Option<usize>,
+    ) -> Result<(), LinkError> {
+        Err(not_here())
+    }
+    fn set_args(&mut self, _: &[String]) -> Result<(), LinkError> {
+        Err(not_here())
+    }
+    fn run_initializers(&mut self, _: &[u64], _: CallingConvention) -> Result<Outcome, LinkError> {
+        Err(not_here())
+    }
+    fn call(
+        &mut self,
+        _: u64,
+        _: [u64; 6],
+        _: bool,
+        _: CallingConvention,
+        _: Option<Duration>,
+    ) -> Result<Outcome, LinkError> {
+        Err(not_here())
+    }
+    fn remove_module(&mut self, _: u64) -> Result<Outcome, LinkError> {
+        Err(not_here())
+    }
+    fn end_modules(&mut self, _: &[u64]) -> Result<Outcome, LinkError> {
+        Err(not_here())
+    }
+    fn describe(&self) -> String {
+        "nowhere (a probe)".into()
+    }
+}

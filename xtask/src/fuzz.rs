@@ -1,0 +1,278 @@
+//! `cargo xtask fuzz`: the fuzz targets of `fuzz/` (see `docs/fuzzing.md`).
+//!
+//! - `seed` (re)fills `fuzz/corpus/<target>/` from what the project already
+//!   has: the conformance fixtures built for each format (`elf`, `macho`,
+//!   `coff`), every protocol message the tests pin (`protocol`), the
+//!   scenario files (`scenario`), and every committed regression input.
+//! - `run` seeds, builds the targets once, then runs each for a bounded
+//!   time (`.ci/run` uses it); any crash, leak, timeout or out-of-memory
+//!   fails it, naming the input and the commands to reproduce and minimize
+//!   it.
+//!
+//! Fuzzing needs a nightly toolchain and cargo-fuzz (`cargo +nightly fuzz`);
+//! seeding needs neither.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use solder_conformance::formats::Format;
+use solder_executor::protocol::{example_replies, example_requests};
+
+use crate::util;
+
+/// Every fuzz target, as `fuzz/Cargo.toml` declares them.
+pub const TARGETS: [&str; 5] = ["elf", "macho", "coff", "protocol", "scenario"];
+
+/// libFuzzer's limits for every run: an input that takes longer or uses
+/// more memory is a defect (a hang, an allocation blow-up), not slowness.
+pub const LIBFUZZER_LIMITS: [&str; 2] = ["-rss_limit_mb=2048", "-timeout=10"];
+
+/// Options of `cargo xtask fuzz`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// (Re)seed fuzz/corpus/<target>/ from the fixtures' objects, the
+    /// pinned protocol frames, the scenarios and the regressions.
+    Seed {
+        /// Empty each corpus first (drops what fuzzing added).
+        #[arg(long)]
+        clean: bool,
+    },
+    /// Seed, build, and run each target (or those named) for a bounded
+    /// time; fails on the first crash.
+    Run {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 30)]
+        seconds: u32,
+        /// Targets to run (default: all).
+        #[arg(value_parser = TARGETS)]
+        targets: Vec<String>,
+    },
+}
+
+/// Runs the action; true when it passed.
+pub fn run(args: &Args) -> Result<bool> {
+    let root = util::workspace_root();
+    match &args.action {
+        Action::Seed { clean } => {
+            seed(&root, *clean)?;
+            Ok(true)
+        }
+        Action::Run { seconds, targets } => {
+            seed(&root, false)?;
+            let targets: Vec<&str> = if targets.is_empty() {
+                TARGETS.to_vec()
+            } else {
+                targets.iter().map(String::as_str).collect()
+            };
+            fuzz_each(&root, &targets, *seconds)
+        }
+    }
+}
+
+/// Fills every target's corpus; prints how many seeds each got.
+fn seed(root: &Path, clean: bool) -> Result<()> {
+    let corpus = root.join("fuzz").join("corpus");
+    for target in TARGETS {
+        let dir = corpus.join(target);
+        if clean && dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot empty {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let objects = seed_objects(root, &corpus)?;
+    let frames = seed_frames(&corpus.join("protocol"))?;
+    let scenarios = seed_scenarios(root, &corpus.join("scenario"))?;
+    let regressions = seed_regressions(root, &corpus)?;
+    println!(
+        "fuzz: seeded {objects} objects, {frames} protocol frames, {scenarios} scenarios and \
+         {regressions} regression inputs into {}",
+        corpus.display()
+    );
+    Ok(())
+}
+
+/// Writes `bytes` as `dir/name` unless an identical file is there.
+fn put(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let path = dir.join(name);
+    if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
+    std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The conformance fixtures, built for every format whose compiler is
+/// here, into the format's corpus.
+fn seed_objects(root: &Path, corpus: &Path) -> Result<usize> {
+    let target = util::target_dir(root)?;
+    let formats = Format::all();
+    if crate::conformance::build_fixtures(root, &target, &formats)? {
+        bail!("a conformance fixture failed to build (see above)");
+    }
+    let mut count = 0;
+    for format in formats {
+        let built = target.join("conformance").join(format.name());
+        let extension = format.info().object_extension;
+        let dir = corpus.join(format.name());
+        for path in files_under(&built)? {
+            if path.extension().and_then(|e| e.to_str()) != Some(extension) {
+                continue;
+            }
+            let relative = path.strip_prefix(&built).unwrap_or(&path);
+            let name = relative.to_string_lossy().replace('/', "-");
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            put(&dir, &name, &bytes)?;
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// Every request and reply the protocol tests pin, each as a bare frame
+/// (what `decode` takes) and with its length prefix (what `read_frame`
+/// reads).
+fn seed_frames(dir: &Path) -> Result<usize> {
+    let mut count = 0;
+    let requests = example_requests()
+        .into_iter()
+        .map(|r| (r.name(), r.encode()));
+    let replies = example_replies()
+        .into_iter()
+        .map(|r| (r.name(), r.encode()));
+    for (kind, messages) in [
+        ("request", requests.collect::<Vec<_>>()),
+        ("reply", replies.collect()),
+    ] {
+        for (i, (name, framed)) in messages.iter().enumerate() {
+            put(dir, &format!("{kind}-{i:02}-{name}"), &framed[4..])?;
+            put(dir, &format!("{kind}-{i:02}-{name}.framed"), framed)?;
+            count += 2;
+        }
+    }
+    Ok(count)
+}
+
+/// Every scenario file, as `<area>-<name>.yaml`.
+fn seed_scenarios(root: &Path, dir: &Path) -> Result<usize> {
+    let scenarios = root.join("conformance").join("scenarios");
+    let mut count = 0;
+    for path in files_under(&scenarios)? {
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let relative = path.strip_prefix(&scenarios).unwrap_or(&path);
+        let name = relative.to_string_lossy().replace('/', "-");
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        put(dir, &name, &bytes)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Every committed regression input (`fuzz/regressions/<target>/`) into
+/// its target's corpus: what once crashed is a good place to start.
+fn seed_regressions(root: &Path, corpus: &Path) -> Result<usize> {
+    let regressions = root.join("fuzz").join("regressions");
+    let mut count = 0;
+    for target in TARGETS {
+        let dir = regressions.join(target);
+        if !dir.is_dir() {
+            continue;
+        }
+        for path in files_under(&dir)? {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let name = format!("regression-{}", name.unwrap_or_default());
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            put(&corpus.join(target), &name, &bytes)?;
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// The files under `dir` (recursively), sorted; none when it is missing.
+fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("cannot list {}", dir.display()))?
+                .path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// `cargo +nightly fuzz ARGS` in `fuzz/`, through rustup's `cargo` (the
+/// `CARGO` that runs xtask is a stable toolchain's own binary, which does
+/// not understand `+nightly`).
+fn cargo_fuzz(root: &Path) -> Command {
+    let mut command = Command::new("cargo");
+    command
+        .current_dir(root.join("fuzz"))
+        .env_remove("CARGO")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .args(["+nightly", "fuzz"]);
+    command
+}
+
+/// Builds every target once, then runs each of `targets` for `seconds`;
+/// true when none crashed.
+fn fuzz_each(root: &Path, targets: &[&str], seconds: u32) -> Result<bool> {
+    let status = cargo_fuzz(root)
+        .arg("build")
+        .status()
+        .context("cannot run `cargo +nightly fuzz build`")?;
+    if !status.success() {
+        bail!("`cargo +nightly fuzz build` failed ({status})");
+    }
+    let mut passed = true;
+    for target in targets {
+        let time = format!("-max_total_time={seconds}");
+        let mut command = cargo_fuzz(root);
+        command
+            .args(["run", target, "--", &time, "-print_final_stats=1"])
+            .args(LIBFUZZER_LIMITS);
+        println!("== fuzz {target} ({seconds} s): {}", describe(&command));
+        let status = command
+            .status()
+            .with_context(|| format!("cannot run the fuzz target {target}"))?;
+        if !status.success() {
+            passed = false;
+            eprintln!(
+                "fuzz: {target} failed ({status}). libFuzzer named the input above \
+                 (fuzz/artifacts/{target}/...). Reproduce with\n  \
+                 (cd fuzz && cargo +nightly fuzz run {target} ARTIFACT)\nminimize with\n  \
+                 (cd fuzz && cargo +nightly fuzz tmin {target} ARTIFACT)\nthen fix it and add \
+                 it as fuzz/regressions/{target}/NAME (docs/fuzzing.md)."
+            );
+        }
+    }
+    Ok(passed)
+}
+
+/// The command as it can be pasted into a shell (from `fuzz/`).
+fn describe(command: &Command) -> String {
+    util::shell_command(std::iter::once(command.get_program()).chain(command.get_args()))
+}
