@@ -227,18 +227,24 @@ impl FatalSignalHandler for TimeoutReporter {
                 .map_or("the limit", String::as_str)
                 .as_bytes(),
         );
-        out.push(b", pc ");
-        out.hex(context.pc);
-        if let Some((name, offset)) = find_published(context.pc) {
-            out.push(b" in ");
-            out.push(name.as_bytes());
-            out.push(b"+");
-            out.hex(offset);
-        }
-        out.push(b"\n");
+        push_where(&mut out, context.pc);
         let _ = signal::write_in_handler(2, &out.bytes[..out.len]);
         crate::sys::exit::exit_immediately(TIMED_OUT_STATUS);
     }
+}
+
+/// `, pc 0x… in symbol+0x…` and the line's end, for both reports.
+/// Async-signal-safe: the lock-free symbol list and the stack buffer.
+fn push_where(out: &mut Buffer, pc: u64) {
+    out.push(b", pc ");
+    out.hex(pc);
+    if let Some((name, offset)) = find_published(pc) {
+        out.push(b" in ");
+        out.push(name.as_bytes());
+        out.push(b"+");
+        out.hex(offset);
+    }
+    out.push(b"\n");
 }
 
 /// The crash handler. Async-signal-safe: it formats into a stack buffer,
@@ -266,15 +272,7 @@ impl FatalSignalHandler for Reporter {
                 out.push(b" (stack overflow)");
             }
         }
-        out.push(b", pc ");
-        out.hex(pc);
-        if let Some((name, offset)) = find_published(pc) {
-            out.push(b" in ");
-            out.push(name.as_bytes());
-            out.push(b"+");
-            out.hex(offset);
-        }
-        out.push(b"\n");
+        push_where(&mut out, pc);
         let _ = signal::write_in_handler(2, &out.bytes[..out.len]);
         // SA_RESETHAND restored the default action; re-raise so the process
         // dies of this signal (for a fault, returning would also re-fault).

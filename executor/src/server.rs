@@ -207,18 +207,25 @@ fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
     }
 }
 
+/// Reads one frame and decodes it as a request. The outer `Err` is the
+/// exit status when the connection ended (0); the inner one a frame that
+/// does not decode.
+fn read_request(channel: &Channel) -> Result<Result<Request, ProtocolError>, i32> {
+    match channel.read_frame() {
+        Ok(frame) => Ok(Request::decode(&frame)),
+        Err(ProtocolError::Closed) => Err(EXIT_CLEAN),
+        Err(ProtocolError::Io(err)) => {
+            diag(&format!("reading from {}: {err}", channel.peer));
+            Err(EXIT_CLEAN)
+        }
+        Err(err) => Ok(Err(err)),
+    }
+}
+
 /// Reads and decodes one request. `Err` is the exit status: the connection
 /// ended (0) or the frame was malformed (after an `Error` reply).
 fn next_request(channel: &Channel) -> Result<Request, i32> {
-    let decoded = match channel.read_frame() {
-        Ok(frame) => Request::decode(&frame),
-        Err(ProtocolError::Closed) => return Err(EXIT_CLEAN),
-        Err(ProtocolError::Io(err)) => {
-            diag(&format!("reading from {}: {err}", channel.peer));
-            return Err(EXIT_CLEAN);
-        }
-        Err(err) => Err(err),
-    };
+    let decoded = read_request(channel)?;
     decoded.map_err(|err| {
         diag(&format!("malformed frame from {}: {err}", channel.peer));
         send(channel, &error(ErrorCode::Malformed, err.to_string()));
@@ -230,15 +237,7 @@ fn next_request(channel: &Channel) -> Result<Request, i32> {
 /// is the exit status: the connection ended (0), or the `Hello` was refused
 /// (after the `Error` reply).
 fn handshake(channel: &Channel, token: &[u8]) -> Result<SessionOptions, i32> {
-    let decoded = match channel.read_frame() {
-        Ok(frame) => Request::decode(&frame),
-        Err(ProtocolError::Closed) => return Err(EXIT_CLEAN),
-        Err(ProtocolError::Io(err)) => {
-            diag(&format!("reading from {}: {err}", channel.peer));
-            return Err(EXIT_CLEAN);
-        }
-        Err(err) => Err(err),
-    };
+    let decoded = read_request(channel)?;
     check_hello(decoded, token, &channel.peer).map_err(|reply| {
         send(channel, &reply);
         EXIT_PROTOCOL
