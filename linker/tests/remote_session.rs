@@ -275,6 +275,50 @@ fn shared_memory_leaves_no_writable_alias_and_clears_released_memory() {
     assert_eq!(sum, 0, "released memory came back dirty\n{}", rerun(test));
 }
 
+/// A removed module's unwind frames leave the host unwinder, through
+/// pipes and with `--shm` (where the controller clears released memory in
+/// the file: clearing it before the executor has deregistered the frames
+/// left them registered, since the unwinder skips frames that read as
+/// zero, and the next unwind walked released memory).
+#[test]
+fn a_removed_module_leaves_no_frames_with_the_unwinder() {
+    let test = "a_removed_module_leaves_no_frames_with_the_unwinder";
+    for shared_memory in [false, true] {
+        let mut session = Session::new(SessionConfig {
+            executor: ExecutorChoice::Remote {
+                transport: Transport::Pipe {
+                    program: Some(executor_binary()),
+                },
+                shared_memory,
+            },
+            ..SessionConfig::default()
+        })
+        .unwrap();
+        let framed = session.load(&[remote_fixture("framed.c")]).unwrap();
+        let inside_framed = session.lookup("inside_framed").unwrap().unwrap();
+        // SAFETY: `long inside_framed(void)`; it runs in the executor.
+        let pc = unsafe { session.call(inside_framed, &[]) }.unwrap();
+        session.load(&[remote_fixture("unwind_probe.c")]).unwrap();
+        let has_frames = session.lookup("has_frames").unwrap().unwrap();
+        // SAFETY: `long has_frames(long pc)`; it runs in the executor.
+        let before = unsafe { session.call(has_frames, &[pc]) }.unwrap();
+        assert_eq!(
+            before,
+            1,
+            "shm {shared_memory}: the loaded module's frames are registered\n{}",
+            rerun(test)
+        );
+        session.remove(framed).unwrap();
+        // SAFETY: as above.
+        let after = unsafe { session.call(has_frames, &[pc]) };
+        assert!(
+            matches!(after, Ok(0)),
+            "shm {shared_memory}: the removed module's frames are still registered: {after:?}\n{}",
+            rerun(test)
+        );
+    }
+}
+
 fn tcp(listener: &Listener, recovery: Recovery) -> Result<Session, LinkError> {
     Session::new(SessionConfig {
         executor: ExecutorChoice::Remote {

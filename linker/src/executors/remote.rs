@@ -340,6 +340,13 @@ struct SharedSlab {
     file: std::fs::File,
     /// Protection the executor's mapping has, per page, as last set.
     executor_prot: HashMap<u64, Protection>,
+    /// Released ranges (file offset, size) to clear once the executor has
+    /// run their `Release`: still queued, then sent. Clearing earlier would
+    /// pull the pages from under requests queued before it (the unwinder
+    /// reads a module's frames when deregistering them, and skips frames
+    /// whose first word reads as zero).
+    holes_queued: Vec<(u64, u64)>,
+    holes_sent: Vec<(u64, u64)>,
 }
 
 pub struct Remote {
@@ -643,6 +650,10 @@ impl Remote {
         let mut frames = std::mem::take(&mut self.queue.frames);
         let mut count = self.queue.count;
         self.queue.clear();
+        if let Some(slab) = self.shared.as_mut() {
+            let queued = std::mem::take(&mut slab.holes_queued);
+            slab.holes_sent.extend(queued);
+        }
         if let Some(last) = last {
             if count == 0 {
                 return last;
@@ -684,8 +695,14 @@ impl Remote {
         let event = self.connection.recv(None, self.process.as_ref());
         match event.inspect_err(|_| self.abandon())? {
             Event::Frame(frame) => match Reply::decode(&frame) {
-                Ok(Reply::Error { code, message }) => Err(error_reply(code, message)),
-                Ok(reply) => Ok(reply),
+                Ok(Reply::Error { code, message }) => {
+                    self.forget_released();
+                    Err(error_reply(code, message))
+                }
+                Ok(reply) => {
+                    self.clear_released()?;
+                    Ok(reply)
+                }
                 Err(e) => {
                     self.abandon();
                     Err(LinkError::Executor(format!("malformed reply: {e}")))
@@ -750,10 +767,7 @@ impl Remote {
         loop {
             let event = self.connection.recv(deadline, self.process.as_ref());
             match event.inspect_err(|_| self.abandon())? {
-                Event::Frame(frame) => match Reply::decode(&frame).map_err(|e| {
-                    self.abandon();
-                    LinkError::Executor(format!("malformed reply: {e}"))
-                })? {
+                Event::Frame(frame) => match self.reply_to_execute(&frame)? {
                     Reply::Checkpoint { pid, reason } => {
                         checkpoint = (reason == CheckpointSkip::Taken && pid != 0).then_some(pid);
                     }
@@ -818,6 +832,20 @@ impl Remote {
         Ok(outcome)
     }
 
+    /// Decodes a frame answering [`Remote::execute`]. Any answer but an
+    /// error means the queued requests sent with the call have run.
+    fn reply_to_execute(&mut self, frame: &[u8]) -> Result<Reply, LinkError> {
+        let reply = Reply::decode(frame).map_err(|e| {
+            self.abandon();
+            LinkError::Executor(format!("malformed reply: {e}"))
+        })?;
+        match reply {
+            Reply::Error { .. } => self.forget_released(),
+            _ => self.clear_released()?,
+        }
+        Ok(reply)
+    }
+
     /// Waits for the checkpoint to announce that it serves from now on.
     fn resume(&mut self, pid: u32) -> Result<(), LinkError> {
         let watched = matches!(self.config.transport, Transport::Pipe { .. })
@@ -854,8 +882,9 @@ impl Remote {
     }
 
     /// Writes into the shared slab directly. Queued requests on the same
-    /// pages (a `Release` would punch a hole under the new bytes) are sent
-    /// first, so the executor sees the writes in the order they were made.
+    /// pages (a `Release`, whose hole would land under the new bytes) are
+    /// sent first, so the executor sees the writes in the order they were
+    /// made.
     fn write_shared(&mut self, address: u64, bytes: &[u8]) -> Result<(), LinkError> {
         let page = self.page;
         let start = address & !(page - 1);
@@ -866,6 +895,9 @@ impl Remote {
         if self.queue.touches(start, end) {
             self.flush()?;
         }
+        // Holes still waiting were sent before a reply that never came: the
+        // executor ran them or is gone, and these bytes must land after.
+        self.clear_released()?;
         let slab = self.shared.as_mut().expect("shared memory is set up");
         let offset = address
             .checked_sub(slab.base)
@@ -888,11 +920,12 @@ impl Remote {
     /// Clears released memory in the shared slab's file (a hole: it reads
     /// as zero), which only the controller can write: the executor's
     /// `Release` drops its private copies, so the pages show the file
-    /// again. Nothing without a shared slab. New writes to the range wait
-    /// for the queued `Release` (see [`Remote::write_shared`]).
+    /// again. The hole waits until the executor has run the `Release`
+    /// (see [`Remote::clear_released`]); new writes to the range wait for
+    /// it (see [`Remote::write_shared`]). Nothing without a shared slab.
     fn clear_shared(&mut self, address: u64, size: u64) -> Result<(), LinkError> {
         let page = self.page;
-        let Some(slab) = self.shared.as_ref() else {
+        let Some(slab) = self.shared.as_mut() else {
             return Ok(());
         };
         let start = address & !(page - 1);
@@ -905,13 +938,29 @@ impl Remote {
                     "range {address:#x}+{size:#x} lies outside the shared slab"
                 ))
             })?;
-        solder_executor::sys::memory::punch_hole(slab.file.as_fd(), offset, end - start).map_err(
-            |e| {
-                LinkError::Memory(format!(
-                    "clearing {size:#x} bytes at {address:#x} in the shared slab: {e}"
-                ))
-            },
-        )
+        slab.holes_queued.push((offset, end - start));
+        Ok(())
+    }
+
+    /// The executor answered a frame that carried queued requests without
+    /// an error, so it ran every `Release` sent: their ranges are cleared
+    /// in the file now.
+    fn clear_released(&mut self) -> Result<(), LinkError> {
+        let Some(slab) = self.shared.as_mut() else {
+            return Ok(());
+        };
+        for (offset, size) in std::mem::take(&mut slab.holes_sent) {
+            punch(slab, offset, size)?;
+        }
+        Ok(())
+    }
+
+    /// A request of the last frame failed: the ones after it did not run,
+    /// so released ranges sent with it are left as they are.
+    fn forget_released(&mut self) {
+        if let Some(slab) = self.shared.as_mut() {
+            slab.holes_sent.clear();
+        }
     }
 
     fn open_shared(&mut self, base: u64, size: u64, fd: i32) -> Result<(), LinkError> {
@@ -930,6 +979,8 @@ impl Remote {
             size,
             file,
             executor_prot: HashMap::new(),
+            holes_queued: Vec::new(),
+            holes_sent: Vec::new(),
         });
         Ok(())
     }
@@ -947,6 +998,16 @@ impl Remote {
             }
         }
     }
+}
+
+/// Punches a hole of `size` bytes at `offset` into the shared slab's file.
+fn punch(slab: &SharedSlab, offset: u64, size: u64) -> Result<(), LinkError> {
+    solder_executor::sys::memory::punch_hole(slab.file.as_fd(), offset, size).map_err(|e| {
+        LinkError::Memory(format!(
+            "clearing {size:#x} bytes at {:#x} in the shared slab: {e}",
+            slab.base + offset
+        ))
+    })
 }
 
 /// Writes an `Output` frame's bytes to this process's stdout or stderr. A
