@@ -39,17 +39,28 @@ impl ObjectFile {
                 e.to_string(),
             ))
         })?;
-        // Read straight into the reserved bytes (std reads files into
-        // uninitialized capacity: zeroing first would touch every page
-        // twice), and stop at the size: `take` answers the final
-        // end-of-file probe itself, without a system call.
-        std::io::Read::read_to_end(&mut std::io::Read::take(&file, size as u64), &mut bytes)
-            .map_err(error)?;
+        read_into(&file, &mut bytes).map_err(error)?;
         Ok(ObjectFile {
             name: path.display().to_string(),
             bytes,
         })
     }
+}
+
+/// Reads `file` into the capacity reserved in `bytes`, through the host
+/// layer: one system call for the whole object.
+#[cfg(feature = "host")]
+fn read_into(file: &std::fs::File, bytes: &mut Vec<u8>) -> std::io::Result<()> {
+    solder_executor::sys::io::read_into_spare(file, bytes)
+}
+
+/// Reads `file` into the capacity reserved in `bytes` with the standard
+/// library alone (no host layer): `take` stops at the capacity, in reads
+/// of growing size.
+#[cfg(not(feature = "host"))]
+fn read_into(file: &std::fs::File, bytes: &mut Vec<u8>) -> std::io::Result<()> {
+    let limit = (bytes.capacity() - bytes.len()) as u64;
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, limit), bytes).map(drop)
 }
 
 /// Picks the front-end by the object's magic, and checks the graph it

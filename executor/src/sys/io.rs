@@ -33,6 +33,35 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     with_fd(fd, |fd| nix::unistd::read(fd, buf))
 }
 
+/// Fills the spare capacity of `bytes` from `file` (one `read` when the
+/// file has that much), stopping early at end of file. Reading into the
+/// uninitialized capacity spares zeroing it first, which would touch every
+/// page twice; asking for all of it at once spares the growing reads of
+/// `read_to_end`.
+pub fn read_into_spare(file: &std::fs::File, bytes: &mut Vec<u8>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    while bytes.len() < bytes.capacity() {
+        let filled = bytes.len();
+        let spare = bytes.spare_capacity_mut();
+        // SAFETY: `spare` is writable memory of `spare.len()` bytes owned by
+        // the vector; `read` writes at most that many into it.
+        let n = unsafe { libc::read(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+        match n {
+            0 => break,
+            // SAFETY: `read` initialized the first `n` spare bytes (`n` is at
+            // most `spare.len()`, so the length stays within capacity).
+            n if n > 0 => unsafe { bytes.set_len(filled + n as usize) },
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes some of `bytes` to `fd` (one `write`); how many went.
 pub fn write(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
     with_fd(fd, |fd| nix::unistd::write(fd, bytes))

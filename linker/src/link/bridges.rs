@@ -55,12 +55,19 @@ impl<'g> Resolver<'g, '_, '_> {
         site: &dyn Fn() -> Site,
     ) -> Result<Resolved<'g>, LinkError> {
         let format = self.graphs[g].format;
-        let raw = format
-            .c_name(r.name)
-            .is_some_and(|c| WIN64_RAW_NAMES.contains(&c));
+        // Only COFF code calls host functions through shims, so only COFF
+        // names are looked up among the raw ones (every resolution passes
+        // here: the lookup is kept off the other formats' path).
+        let raw = || {
+            format
+                .c_name(r.name)
+                .is_some_and(|c| WIN64_RAW_NAMES.contains(&c))
+        };
         let (sysv_function, win64_function) = match r.origin {
             Origin::Host { data: true } => (false, false),
-            Origin::Host { .. } | Origin::Runtime => (!raw, false),
+            Origin::Host { .. } | Origin::Runtime => {
+                (format.convention().is_win64() && !raw(), false)
+            }
             Origin::Module {
                 function: true,
                 convention,
