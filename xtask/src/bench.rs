@@ -38,7 +38,7 @@ use serde_json::Value;
 
 use crate::programs::{self, BuiltProgram};
 use crate::util;
-use baseline::{Baseline, Change, change_pct, ratio_cell};
+use baseline::{Baseline, Change, change_pct, paired_ratio, ratio_cell};
 use measure::{Ending, Run, median, median_ms, median_rss_mib};
 use report::{Table, verdict};
 
@@ -390,7 +390,11 @@ fn link(cx: &Setup, built: &[BuiltProgram], met: &mut Vec<bool>) -> Result<Table
         table.row(row);
         changes.extend(change);
     }
-    table.baseline = against_baseline(cx, "solder's link time", &changes);
+    table.baseline = against_baseline(
+        cx,
+        "solder's link time (current ÷ baseline medians)",
+        &changes,
+    );
     Ok(table)
 }
 
@@ -507,13 +511,9 @@ fn link_program(
 
 /// The verdict line of a measure against the baseline, if there is one.
 fn against_baseline(cx: &Setup, what: &str, changes: &[Change]) -> Option<String> {
-    cx.baseline.as_ref().map(|b| {
-        format!(
-            "{}, {what} (current ÷ baseline medians): {}",
-            b.label(),
-            baseline::verdict(changes)
-        )
-    })
+    cx.baseline
+        .as_ref()
+        .map(|b| format!("{}, {what}: {}", b.label(), baseline::verdict(changes)))
 }
 
 /// The arguments of a program's benchmark workload.
@@ -669,12 +669,12 @@ fn solder_bench_pair(cx: &Setup, round: usize, args: &[&str]) -> Result<(Value, 
 
 /// The median over reports of the number at `path` in each.
 fn median_at(reports: &[Value], path: &[&str]) -> Result<f64> {
-    Ok(median(
-        &reports
-            .iter()
-            .map(|r| number(r, path))
-            .collect::<Result<Vec<_>>>()?,
-    ))
+    Ok(median(&numbers(reports, path)?))
+}
+
+/// The number at `path` in each report, in order.
+fn numbers(reports: &[Value], path: &[&str]) -> Result<Vec<f64>> {
+    reports.iter().map(|r| number(r, path)).collect()
 }
 
 /// A number inside a JSON report.
@@ -775,18 +775,27 @@ fn incremental(cx: &Setup, met: &mut Vec<bool>) -> Result<Table> {
             verdict(statement <= limit),
         ];
         if cx.baseline.is_some() {
-            let base = median_at(base_runs, &["statement", "median_us"])?;
-            row.extend([us(base), ratio_cell(statement, base)]);
-            changes.push((mode.to_string(), change_pct(statement, base)));
+            let path = ["statement", "median_us"];
+            let base = median_at(base_runs, &path)?;
+            let ratio = paired_ratio(&numbers(runs, &path)?, &numbers(base_runs, &path)?);
+            row.extend([us(base), ratio_cell(ratio, 1.0)]);
+            changes.push((mode.to_string(), change_pct(ratio, 1.0)));
         }
         table.row(row);
     }
-    table.baseline = against_baseline(cx, "statement median", &changes);
+    table.baseline = against_baseline(
+        cx,
+        "statement median (median over runs of current ÷ baseline, the two back to back)",
+        &changes,
+    );
     if cx.baseline.is_some() {
         table.notes.push(
             "Baseline: in each run, each mode's `solder-bench incremental` of the current build \
              and of the baseline's take turns (which goes first rotates run by run); the \
-             baseline column is the median over its runs of each run's statement median."
+             baseline column is the median over its runs of each run's statement median, and \
+             ÷ baseline the median over runs of each run's ratio of the two (a paired ratio: \
+             an idle CPU's wake-up time moves a run's median by ±20% from run to run, and \
+             both builds of a run see the same machine)."
                 .into(),
         );
     }
@@ -944,9 +953,11 @@ fn churn(cx: &Setup, met: &mut Vec<bool>) -> Result<Table> {
             verdict(flat),
         ];
         if cx.baseline.is_some() {
-            let base = median_at(base_runs, &["replace", "median_us"])?;
-            row.extend([us(base), ratio_cell(replace, base)]);
-            changes.push((mode.to_string(), change_pct(replace, base)));
+            let path = ["replace", "median_us"];
+            let base = median_at(base_runs, &path)?;
+            let ratio = paired_ratio(&numbers(runs, &path)?, &numbers(base_runs, &path)?);
+            row.extend([us(base), ratio_cell(ratio, 1.0)]);
+            changes.push((mode.to_string(), change_pct(ratio, 1.0)));
         }
         table.row(row);
     }
@@ -957,11 +968,16 @@ fn churn(cx: &Setup, met: &mut Vec<bool>) -> Result<Table> {
         table.notes.push(format!(
             "Baseline: {rounds} run(s) per mode of the current `solder-bench churn` and of the \
              baseline's, taking turns (which goes first rotates run by run); both replace \
-             medians are medians over those runs of each run's median. Memory and flatness are \
-             the current build's first run."
+             medians are medians over those runs of each run's median, and ÷ baseline the \
+             median over runs of each run's ratio of the two. Memory and flatness are the \
+             current build's first run."
         ));
     }
-    table.baseline = against_baseline(cx, "replace median", &changes);
+    table.baseline = against_baseline(
+        cx,
+        "replace median (median over runs of current ÷ baseline, the two back to back)",
+        &changes,
+    );
     Ok(table)
 }
 

@@ -163,6 +163,16 @@ pub fn ratio_cell(current: f64, baseline: f64) -> String {
     format!("{:.3}×", current / baseline)
 }
 
+/// The median over rounds of each round's current ÷ baseline, for
+/// measures whose two builds ran back to back in every round: the machine's
+/// drift between rounds (an idle CPU's wake-up time moves a session
+/// measure by ±20% from run to run) cancels out within each pair, where a
+/// ratio of the two medians keeps it.
+pub fn paired_ratio(current: &[f64], baseline: &[f64]) -> f64 {
+    let ratios: Vec<f64> = current.iter().zip(baseline).map(|(c, b)| c / b).collect();
+    super::median(&ratios)
+}
+
 /// A measure's verdict against the baseline from each row's change in
 /// percent: "within 3% (largest change …)" or "REGRESSION: +x.y% on ROW, …"
 /// (worst first). A change counts as a regression when, rounded to the
@@ -205,6 +215,19 @@ mod tests {
         assert_eq!(ratio_cell(2.0, 4.0), "0.500×");
         assert!((change_pct(3.09, 3.0) - 3.0).abs() < 1e-9);
         assert!((change_pct(2.0, 4.0) + 50.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn paired_ratio_cancels_drift_between_runs() {
+        // The machine got twice as slow for the last two runs; in each run
+        // the current build was 2% slower than the baseline: the pairs say
+        // 2% whatever the drift.
+        let baseline = [10.0, 10.0, 10.0, 20.0, 20.0];
+        let current = [10.2, 10.2, 10.2, 20.4, 20.4];
+        assert!((paired_ratio(&current, &baseline) - 1.02).abs() < 1e-9);
+        // An odd pair does not move the median.
+        let current = [10.2, 30.0, 10.2, 20.4, 20.4];
+        assert!((paired_ratio(&current, &baseline) - 1.02).abs() < 1e-9);
     }
 
     #[test]
