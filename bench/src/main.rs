@@ -11,6 +11,8 @@
 //! - `checkpoints`: the snapshot policy's cost per call and its recovery
 //!   time after a crash, at several resident sizes.
 //! - `churn`: thousands of hot swaps of one module; memory must stay flat.
+//! - `tls-carriers`: module TLS owned by the dynamic loader: what loading a
+//!   carrier costs, and how much static TLS there is for them.
 
 mod checkpoints;
 mod churn;
@@ -19,6 +21,7 @@ mod incremental;
 mod procfs;
 mod rtt;
 mod stats;
+mod tls_carriers;
 
 use std::path::PathBuf;
 
@@ -49,6 +52,8 @@ enum Command {
     Checkpoints(checkpoints::Args),
     /// Memory of a session across many replacements of one module.
     Churn(churn::Args),
+    /// Loading TLS carriers: time per load and the static TLS there is.
+    TlsCarriers(tls_carriers::Args),
 }
 
 /// Where a benchmark's session runs its code.
@@ -91,6 +96,7 @@ fn main() -> std::process::ExitCode {
         Command::Echo(args) => rtt::echo(&args),
         Command::Checkpoints(args) => checkpoints::run(&args, &cli.work),
         Command::Churn(args) => churn::run(&args, &cli.work),
+        Command::TlsCarriers(args) => tls_carriers::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

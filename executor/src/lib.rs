@@ -11,6 +11,9 @@
 //! - [`lifecycle`]: the interposed `atexit` family, per-module handler lists
 //!   and deinitializers, and the `exit()` sequence;
 //! - [`unwind`]: `.eh_frame` registration with the host unwinder;
+//! - [`tls_carrier`]: the shared object that hands a module's
+//!   thread-local template to the platform's dynamic loader, which then
+//!   owns the module's TLS block in every thread (loaded by `sys::tls`);
 //! - [`abi`]: calls into JIT'd code in its calling convention (System V
 //!   or Microsoft x64) and the platform routines foreign objects expect;
 //! - [`crash`]: a signal handler that reports a crash in JIT'd code as
@@ -25,6 +28,7 @@
 pub mod abi;
 pub mod module;
 pub mod protocol;
+pub mod tls_carrier;
 
 // The host layer.
 #[cfg(feature = "host")]

@@ -51,7 +51,7 @@ pub fn global_symbol(name: &CStr) -> Option<u64> {
 }
 
 /// The loader's last error message.
-fn last_error() -> String {
+pub(super) fn last_error() -> String {
     // SAFETY: dlerror returns null or a NUL-terminated thread-local string.
     let msg = unsafe { libc::dlerror() };
     if msg.is_null() {

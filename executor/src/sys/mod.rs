@@ -28,7 +28,9 @@
 //! - [`unwind`]: `.eh_frame` registration with the host unwinder;
 //! - [`exit`]: the C runtime's exits, stdio flushing and fork handlers;
 //! - [`spawn`]: child processes: starting one with inherited descriptors,
-//!   watching, waiting for and killing it.
+//!   watching, waiting for and killing it;
+//! - [`tls`]: thread-local blocks owned by the dynamic loader (TLS
+//!   carriers), `__tls_get_addr` and the thread pointer.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(
@@ -44,4 +46,5 @@ pub mod memory;
 pub mod process;
 pub mod signal;
 pub mod spawn;
+pub mod tls;
 pub mod unwind;

@@ -1,0 +1,166 @@
+//! Thread-local storage through the platform's dynamic loader: loading a
+//! TLS carrier (see [`crate::tls_carrier`]) from memory, what the loader
+//! says about its block (module id, thread-pointer offset, this thread's
+//! copy), `__tls_get_addr`, and the thread pointer.
+
+use std::ffi::{CString, c_void};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::ptr::NonNull;
+use std::sync::OnceLock;
+
+use crate::tls_carrier::TP_OFFSET_SLOT;
+
+/// A loaded TLS carrier; closed (`dlclose`) when dropped. The loader owns
+/// its block in every thread.
+#[derive(Debug)]
+pub struct Carrier {
+    handle: NonNull<c_void>,
+    /// The carrier's load address (`l_addr`).
+    base: u64,
+    /// The memfd it was loaded from, open as long as the carrier is: the
+    /// loader knows the carrier by its path, `/proc/self/fd/N`, and takes
+    /// a `dlopen` of a path it has loaded for the object loaded before, so
+    /// no other open carrier may have that descriptor number. Closed after
+    /// `dlclose` (fields drop after [`Drop::drop`]).
+    _file: std::fs::File,
+}
+
+// SAFETY: the handle is an opaque token of the loader, which serializes
+// every `dl*` call on it with its own lock; nothing here is per-thread.
+unsafe impl Send for Carrier {}
+// SAFETY: as above: `&Carrier` only reads `base` or passes the handle to
+// thread-safe `dl*` calls.
+unsafe impl Sync for Carrier {}
+
+impl Carrier {
+    /// Loads the carrier `bytes` (an ELF shared object made by
+    /// [`crate::tls_carrier::carrier_object`]): written to a memfd, opened
+    /// with `dlopen` through `/proc/self/fd` (the descriptor stays open
+    /// with the carrier). The error is the loader's message, e.g. "cannot allocate memory in
+    /// static TLS block" when the static TLS surplus is used up.
+    pub fn load(bytes: &[u8]) -> Result<Carrier, String> {
+        let fd = super::memory::memfd(c"solder-tls").map_err(|e| format!("memfd_create: {e}"))?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(bytes)
+            .map_err(|e| format!("writing the TLS carrier: {e}"))?;
+        let path = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .expect("no NUL in a path made of digits");
+        // SAFETY: `path` is NUL-terminated. The carrier has no initializers
+        // and no code: loading it runs nothing but the loader.
+        let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        let handle = NonNull::new(handle).ok_or_else(super::dl::last_error)?;
+        let mut carrier = Carrier {
+            handle,
+            base: 0,
+            _file: file,
+        };
+        let mut map: *const u64 = std::ptr::null();
+        // SAFETY: a live handle; RTLD_DI_LINKMAP stores a `struct link_map *`
+        // into `map`, whose first field is `l_addr` (<link.h>).
+        let rc = unsafe {
+            libc::dlinfo(
+                handle.as_ptr(),
+                libc::RTLD_DI_LINKMAP,
+                (&raw mut map).cast(),
+            )
+        };
+        if rc != 0 || map.is_null() {
+            return Err(super::dl::last_error());
+        }
+        // SAFETY: `map` points to the loader's link map of the carrier,
+        // alive while the carrier is open.
+        carrier.base = unsafe { map.read() };
+        Ok(carrier)
+    }
+
+    /// The loader's module id of the block (the first word of a
+    /// general-dynamic `tls_index`).
+    pub fn module_id(&self) -> Result<u64, String> {
+        let mut id: libc::size_t = 0;
+        // SAFETY: a live handle; RTLD_DI_TLS_MODID stores a size_t.
+        let rc = unsafe {
+            libc::dlinfo(
+                self.handle.as_ptr(),
+                libc::RTLD_DI_TLS_MODID,
+                (&raw mut id).cast(),
+            )
+        };
+        if rc != 0 || id == 0 {
+            return Err(super::dl::last_error());
+        }
+        Ok(id as u64)
+    }
+
+    /// The thread-pointer offset of the block's first byte, the same in
+    /// every thread, for a static carrier (the loader wrote it into the
+    /// carrier's slot when it placed the block in static TLS); 0 for a
+    /// carrier that is not static.
+    pub fn tp_offset(&self) -> i64 {
+        // SAFETY: the slot lies inside the carrier's writable segment,
+        // mapped while the carrier is open; the loader wrote it before
+        // `dlopen` returned, and nothing writes it afterwards.
+        unsafe { ((self.base + TP_OFFSET_SLOT) as *const i64).read() }
+    }
+
+    /// The calling thread's copy of the block, once the thread has asked
+    /// `__tls_get_addr` for it (the loader brings a thread's table of
+    /// blocks up to date there, and allocates a block outside static TLS
+    /// there); `None` before.
+    pub fn block_in_this_thread(&self) -> Option<u64> {
+        let mut block: *mut c_void = std::ptr::null_mut();
+        // SAFETY: a live handle; RTLD_DI_TLS_DATA stores a `void *`.
+        let rc = unsafe {
+            libc::dlinfo(
+                self.handle.as_ptr(),
+                libc::RTLD_DI_TLS_DATA,
+                (&raw mut block).cast(),
+            )
+        };
+        (rc == 0 && !block.is_null()).then_some(block as u64)
+    }
+}
+
+impl Drop for Carrier {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from a successful dlopen and is closed
+        // once; the owner guarantees no code uses the block any more.
+        unsafe { libc::dlclose(self.handle.as_ptr()) };
+    }
+}
+
+type TlsGetAddr = unsafe extern "C" fn(*const [u64; 2]) -> *mut c_void;
+
+/// `__tls_get_addr(&{module, offset})`: the calling thread's address of
+/// byte `offset` of module `module`'s block (allocated on first use).
+/// `None` when the process has no `__tls_get_addr`.
+///
+/// # Safety
+/// `module` must be the id of a module the loader has loaded (or a
+/// carrier that is open) and `offset` inside its block.
+pub unsafe fn tls_get_addr(module: u64, offset: u64) -> Option<u64> {
+    static FUNCTION: OnceLock<Option<TlsGetAddr>> = OnceLock::new();
+    let function = FUNCTION.get_or_init(|| {
+        super::dl::global_symbol(c"__tls_get_addr").map(|address| {
+            // SAFETY: glibc's `void *__tls_get_addr(tls_index *)`.
+            unsafe { std::mem::transmute::<*const (), TlsGetAddr>(address as *const ()) }
+        })
+    });
+    let function = (*function)?;
+    let index = [module, offset];
+    // SAFETY: guaranteed by the caller; `index` outlives the call.
+    Some(unsafe { function(&index) } as u64)
+}
+
+/// The calling thread's thread pointer (`%fs:0` on x86-64, which holds
+/// the thread control block's own address).
+#[cfg(target_arch = "x86_64")]
+pub fn thread_pointer() -> u64 {
+    let tp: u64;
+    // SAFETY: reads the first word of the thread control block, which
+    // the x86-64 TLS ABI requires to hold its own address; no side effects.
+    unsafe {
+        std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags));
+    }
+    tp
+}

@@ -1,0 +1,184 @@
+//! TLS carriers loaded by the platform's dynamic loader: a static carrier's
+//! block sits at one thread-pointer offset in every thread, initialized
+//! from the template in the threads that existed when it was loaded and in
+//! those created later, one copy per thread; `__tls_get_addr` with the
+//! carrier's module id reaches the same copy; a carrier that is not static
+//! is reached through `__tls_get_addr` alone.
+
+use std::sync::{Arc, Barrier};
+
+use solder_executor::sys::tls::{self, Carrier};
+use solder_executor::tls_carrier::{TlsTemplate, carrier_object};
+
+const INIT: [u8; 12] = *b"solder-tls!\0";
+const ZERO: u64 = 52;
+
+fn rerun(test: &str) -> String {
+    format!("rerun: cargo test -p solder-executor --test tls_carrier -- {test} --exact")
+}
+
+fn load(static_tls: bool) -> Carrier {
+    let template = TlsTemplate {
+        init: &INIT,
+        zero_size: ZERO,
+        align: 64,
+    };
+    Carrier::load(&carrier_object(&template, static_tls).unwrap()).unwrap()
+}
+
+/// The block at `address` in the calling thread: the template's bytes,
+/// then zeros (checked), then a mark of this thread's own is written.
+fn check_fresh_and_mark(address: u64, mark: u8, what: &str) {
+    // SAFETY: `address` is this thread's copy of an open carrier's block,
+    // INIT.len() + ZERO bytes long, which nothing else touches.
+    let block =
+        unsafe { std::slice::from_raw_parts_mut(address as *mut u8, INIT.len() + ZERO as usize) };
+    assert_eq!(&block[..INIT.len()], &INIT, "{what}: template bytes");
+    assert!(
+        block[INIT.len()..].iter().all(|&b| b == 0),
+        "{what}: zero-fill"
+    );
+    block[0] = mark;
+}
+
+/// This thread's first byte of the block at `address`.
+fn first_byte(address: u64) -> u8 {
+    // SAFETY: as in `check_fresh_and_mark`.
+    unsafe { (address as *const u8).read() }
+}
+
+#[test]
+fn a_static_block_is_at_one_offset_in_every_thread_and_fresh_in_each() {
+    let test = "a_static_block_is_at_one_offset_in_every_thread_and_fresh_in_each";
+    // A thread that exists (blocked) before the carrier is loaded.
+    let loaded = Arc::new(Barrier::new(2));
+    let checked = Arc::new(Barrier::new(2));
+    let carrier = Arc::new(std::sync::OnceLock::<Carrier>::new());
+    let earlier = {
+        let (loaded, checked, carrier) = (loaded.clone(), checked.clone(), carrier.clone());
+        std::thread::spawn(move || {
+            loaded.wait();
+            let carrier = carrier.get().unwrap();
+            let address = tls::thread_pointer().wrapping_add_signed(carrier.tp_offset());
+            check_fresh_and_mark(address, b'E', "a thread older than the carrier");
+            checked.wait();
+            // The main thread has written its own copy meanwhile.
+            assert_eq!(first_byte(address), b'E', "one copy per thread");
+            address
+        })
+    };
+    carrier.set(load(true)).unwrap();
+    let carrier = carrier.get().unwrap();
+    let offset = carrier.tp_offset();
+    assert!(
+        offset < 0,
+        "a static block lies below the thread pointer: {offset}\n{}",
+        rerun(test)
+    );
+    assert_eq!(
+        offset % 64,
+        0,
+        "aligned as the template says\n{}",
+        rerun(test)
+    );
+    loaded.wait();
+
+    let here = tls::thread_pointer().wrapping_add_signed(offset);
+    check_fresh_and_mark(here, b'M', "the loading thread");
+    let module = carrier.module_id().unwrap();
+    // SAFETY: an open carrier's module id and an offset inside its block.
+    let via_get_addr = unsafe { tls::tls_get_addr(module, 5) }.unwrap();
+    assert_eq!(
+        via_get_addr,
+        here + 5,
+        "general-dynamic access reaches the same copy\n{}",
+        rerun(test)
+    );
+    assert_eq!(
+        carrier.block_in_this_thread(),
+        Some(here),
+        "{}",
+        rerun(test)
+    );
+    checked.wait();
+    let there = earlier.join().unwrap();
+    assert_ne!(there, here);
+
+    // A thread created after the load.
+    let later = std::thread::scope(|s| {
+        s.spawn(|| {
+            let address = tls::thread_pointer().wrapping_add_signed(offset);
+            check_fresh_and_mark(address, b'L', "a thread younger than the carrier");
+            // SAFETY: as above.
+            let via_get_addr = unsafe { tls::tls_get_addr(module, 0) }.unwrap();
+            assert_eq!(via_get_addr, address);
+            address
+        })
+        .join()
+        .unwrap()
+    });
+    assert_ne!(later, here);
+    assert_eq!(
+        first_byte(here),
+        b'M',
+        "other threads left this copy alone\n{}",
+        rerun(test)
+    );
+}
+
+#[test]
+fn a_dynamic_block_is_reached_through_tls_get_addr_in_each_thread() {
+    let test = "a_dynamic_block_is_reached_through_tls_get_addr_in_each_thread";
+    let carrier = load(false);
+    assert_eq!(
+        carrier.tp_offset(),
+        0,
+        "no static TLS asked for\n{}",
+        rerun(test)
+    );
+    let module = carrier.module_id().unwrap();
+    // SAFETY: an open carrier's module id and an offset inside its block.
+    let here = unsafe { tls::tls_get_addr(module, 0) }.unwrap();
+    assert_eq!(here % 64, 0, "aligned\n{}", rerun(test));
+    check_fresh_and_mark(here, b'M', "the loading thread");
+    assert_eq!(carrier.block_in_this_thread(), Some(here));
+    let there = std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: as above.
+            let there = unsafe { tls::tls_get_addr(module, 0) }.unwrap();
+            check_fresh_and_mark(there, b'O', "another thread");
+            there
+        })
+        .join()
+        .unwrap()
+    });
+    assert_ne!(there, here, "one copy per thread\n{}", rerun(test));
+    assert_eq!(first_byte(here), b'M');
+}
+
+#[test]
+fn carriers_open_together_have_blocks_of_their_own() {
+    let test = "carriers_open_together_have_blocks_of_their_own";
+    let carriers: Vec<Carrier> = (0..4).map(|_| load(true)).collect();
+    let mut ids: Vec<u64> = carriers.iter().map(|c| c.module_id().unwrap()).collect();
+    let mut offsets: Vec<i64> = carriers.iter().map(Carrier::tp_offset).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    offsets.sort_unstable();
+    offsets.dedup();
+    assert_eq!(ids.len(), 4, "one module id each: {ids:?}\n{}", rerun(test));
+    assert_eq!(
+        offsets.len(),
+        4,
+        "one static block each: {offsets:?}\n{}",
+        rerun(test)
+    );
+    let block = INIT.len() as i64 + ZERO as i64;
+    for pair in offsets.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= block,
+            "blocks overlap: {offsets:?}\n{}",
+            rerun(test)
+        );
+    }
+}
