@@ -13,6 +13,9 @@ use solder_executor::tls_carrier::{TlsTemplate, carrier_object};
 const INIT: [u8; 12] = *b"solder-tls!\0";
 const ZERO: u64 = 52;
 
+/// Reruns every test of this file (for helpers shared by the tests).
+const RERUN_ALL: &str = "rerun: cargo test -p solder-executor --test tls_carrier";
+
 fn rerun(test: &str) -> String {
     format!("rerun: cargo test -p solder-executor --test tls_carrier -- {test} --exact")
 }
@@ -33,10 +36,14 @@ fn check_fresh_and_mark(address: u64, mark: u8, what: &str) {
     // INIT.len() + ZERO bytes long, which nothing else touches.
     let block =
         unsafe { std::slice::from_raw_parts_mut(address as *mut u8, INIT.len() + ZERO as usize) };
-    assert_eq!(&block[..INIT.len()], &INIT, "{what}: template bytes");
+    assert_eq!(
+        &block[..INIT.len()],
+        &INIT,
+        "{what}: template bytes\n{RERUN_ALL}"
+    );
     assert!(
         block[INIT.len()..].iter().all(|&b| b == 0),
-        "{what}: zero-fill"
+        "{what}: zero-fill\n{RERUN_ALL}"
     );
     block[0] = mark;
 }
@@ -63,7 +70,11 @@ fn a_static_block_is_at_one_offset_in_every_thread_and_fresh_in_each() {
             check_fresh_and_mark(address, b'E', "a thread older than the carrier");
             checked.wait();
             // The main thread has written its own copy meanwhile.
-            assert_eq!(first_byte(address), b'E', "one copy per thread");
+            assert_eq!(
+                first_byte(address),
+                b'E',
+                "one copy per thread\n{RERUN_ALL}"
+            );
             address
         })
     };
@@ -102,7 +113,7 @@ fn a_static_block_is_at_one_offset_in_every_thread_and_fresh_in_each() {
     );
     checked.wait();
     let there = earlier.join().unwrap();
-    assert_ne!(there, here);
+    assert_ne!(there, here, "one copy per thread\n{}", rerun(test));
 
     // A thread created after the load.
     let later = std::thread::scope(|s| {
@@ -111,13 +122,13 @@ fn a_static_block_is_at_one_offset_in_every_thread_and_fresh_in_each() {
             check_fresh_and_mark(address, b'L', "a thread younger than the carrier");
             // SAFETY: as above.
             let via_get_addr = unsafe { tls::tls_get_addr(module, 0) }.unwrap();
-            assert_eq!(via_get_addr, address);
+            assert_eq!(via_get_addr, address, "{RERUN_ALL}");
             address
         })
         .join()
         .unwrap()
     });
-    assert_ne!(later, here);
+    assert_ne!(later, here, "one copy per thread\n{}", rerun(test));
     assert_eq!(
         first_byte(here),
         b'M',
@@ -141,7 +152,12 @@ fn a_dynamic_block_is_reached_through_tls_get_addr_in_each_thread() {
     let here = unsafe { tls::tls_get_addr(module, 0) }.unwrap();
     assert_eq!(here % 64, 0, "aligned\n{}", rerun(test));
     check_fresh_and_mark(here, b'M', "the loading thread");
-    assert_eq!(carrier.block_in_this_thread(), Some(here));
+    assert_eq!(
+        carrier.block_in_this_thread(),
+        Some(here),
+        "{}",
+        rerun(test)
+    );
     let there = std::thread::scope(|s| {
         s.spawn(|| {
             // SAFETY: as above.
@@ -153,7 +169,7 @@ fn a_dynamic_block_is_reached_through_tls_get_addr_in_each_thread() {
         .unwrap()
     });
     assert_ne!(there, here, "one copy per thread\n{}", rerun(test));
-    assert_eq!(first_byte(here), b'M');
+    assert_eq!(first_byte(here), b'M', "{}", rerun(test));
 }
 
 #[test]
