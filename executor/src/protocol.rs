@@ -58,7 +58,7 @@ use crate::abi::CallingConvention;
 use std::io::{Read, Write};
 
 /// Protocol version; the handshake refuses any other.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 /// The largest frame (tag + body) either side sends or accepts. Bigger
 /// writes are split by the sender.
 pub const MAX_FRAME: u32 = 16 << 20;
@@ -490,6 +490,21 @@ messages! {
         19 Batch {
             requests: Vec<Request> = "batch",
         },
+        /// Give a module's thread-local template to the executor's dynamic
+        /// loader (a TLS carrier): `init` then `zero_size` zero bytes,
+        /// aligned to `align`; with `fixed`, at one thread-pointer offset in
+        /// every thread (static TLS). Answered by [`Reply::ThreadLocals`].
+        20 LoadThreadLocals {
+            init: Vec<u8> = "template",
+            zero_size: u64 = "zero size",
+            align: u64 = "alignment",
+            fixed: bool = "fixed",
+        },
+        /// Close the carrier [`Reply::ThreadLocals`] named `id`: every
+        /// thread's copy of the block goes.
+        21 DropThreadLocals [plain] {
+            id: u64 = "thread-locals id",
+        },
     }
 }
 
@@ -573,6 +588,15 @@ messages! {
         14 Output {
             stream: Stream = "stream",
             bytes: Vec<u8> = "bytes",
+        },
+        /// A module's thread-local block, loaded: `id` for
+        /// [`Request::DropThreadLocals`], the loader's `module` id (for
+        /// `__tls_get_addr`), and for a fixed block its thread-pointer
+        /// offset (two's complement: negative on x86-64; 0 otherwise).
+        15 ThreadLocals {
+            id: u64 = "thread-locals id",
+            module: u64 = "module id",
+            tp_offset: u64 = "tp offset",
         },
     }
 }
@@ -1182,6 +1206,13 @@ pub fn example_requests() -> Vec<Request> {
         Request::Batch {
             requests: vec![Request::Shutdown],
         },
+        Request::LoadThreadLocals {
+            init: vec![1, 2],
+            zero_size: 6,
+            align: 16,
+            fixed: true,
+        },
+        Request::DropThreadLocals { id: 3 },
     ]
 }
 
@@ -1234,6 +1265,11 @@ pub fn example_replies() -> Vec<Reply> {
         Reply::Output {
             stream: Stream::Stderr,
             bytes: b"hi".to_vec(),
+        },
+        Reply::ThreadLocals {
+            id: 3,
+            module: 2,
+            tp_offset: (-64i64) as u64,
         },
     ]
 }
@@ -1707,7 +1743,7 @@ mod tests {
 
     /// The encoder's output pinned byte for byte (length prefix included),
     /// so that a change to how any field is written cannot go unnoticed:
-    /// version 5 controllers and executors elsewhere depend on it.
+    /// version 6 controllers and executors elsewhere depend on it.
     #[test]
     fn every_frame_is_pinned_byte_for_byte() {
         let requests: Vec<String> = example_requests()
@@ -1715,7 +1751,7 @@ mod tests {
             .map(|r| hex(&r.encode()))
             .collect();
         let expected = [
-            "110000000105000000010600000073656372657401",
+            "110000000106000000010600000073656372657401",
             "1300000002000000400000000001000000000000000001",
             "1000000003001000000000000003000000010203",
             "12000000040010000000000000002000000000000001",
@@ -1735,11 +1771,13 @@ mod tests {
             "0100000012",
             "7200000013030000001000000003001000000000000003000000010203120000000400100000000000000010000000000000013f0000000e0010000000000000010000000000000002000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
             "0a00000013010000000100000012",
+            "18000000140200000001020600000000000000100000000000000001",
+            "09000000150300000000000000",
         ];
         assert_eq!(requests, expected);
         let replies: Vec<String> = example_replies().iter().map(|r| hex(&r.encode())).collect();
         let expected = [
-            "3500000001534c4452050000000010000000000000180000007838365f36342d756e6b6e6f776e2d6c696e75782d676e75020000002a000000",
+            "3500000001534c4452060000000010000000000000180000007838365f36342d756e6b6e6f776e2d6c696e75782d676e75020000002a000000",
             "0100000002",
             "080000000302020000006e6f",
             "0d000000040000007000000000ffffffff",
@@ -1753,6 +1791,7 @@ mod tests {
             "050000000c4d000000",
             "050000000d4e000000",
             "080000000e02020000006869",
+            "190000000f03000000000000000200000000000000c0ffffffffffffff",
         ];
         assert_eq!(replies, expected);
     }
@@ -1779,13 +1818,13 @@ mod tests {
             ),
             (
                 Request::Hello {
-                    version: 5,
+                    version: 6,
                     recovery: Recovery::None,
                     token: vec![],
                     forward_output: false,
                 }
                 .encode(),
-                "0b 00 00 00 01 05 00 00 00 00 00 00 00 00 00",
+                "0b 00 00 00 01 06 00 00 00 00 00 00 00 00 00",
             ),
             (
                 Request::Lookup {

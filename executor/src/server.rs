@@ -184,6 +184,8 @@ pub fn serve_session(channel: Channel, options: SessionOptions) -> i32 {
         slab: None,
         host: HostLibraries::with_defaults().map_err(|e| e.to_string()),
         frames: BTreeMap::new(),
+        thread_locals: BTreeMap::new(),
+        next_thread_locals: 1,
         args: Vec::new(),
         argv: vec![std::ptr::null_mut()],
         channel,
@@ -320,6 +322,9 @@ struct Server {
     host: Result<HostLibraries, String>,
     /// Registered `.eh_frame` sections by address.
     frames: BTreeMap<u64, crate::unwind::RegisteredFrames>,
+    /// Modules' thread-local blocks (TLS carriers) by id, and the next id.
+    thread_locals: BTreeMap<u64, crate::sys::tls::Carrier>,
+    next_thread_locals: u64,
     /// `SetArgs` strings, NUL-terminated; JIT'd code may write to them.
     args: Vec<Vec<u8>>,
     /// Pointers into `args`, then NULL.
@@ -432,6 +437,15 @@ impl Server {
             } => self.patch(address, restore, &bytes).into(),
             Request::Shutdown => Outcome::Shutdown,
             Request::Batch { requests } => self.batch(requests),
+            Request::LoadThreadLocals {
+                init,
+                zero_size,
+                align,
+                fixed,
+            } => self
+                .load_thread_locals(&init, zero_size, align, fixed)
+                .into(),
+            Request::DropThreadLocals { id } => self.drop_thread_locals(id).into(),
         }
     }
 
@@ -813,6 +827,52 @@ impl Server {
             None => Err(error(
                 ErrorCode::Unwind,
                 format!("no frames are registered at {address:#x}"),
+            )),
+        }
+    }
+
+    /// `LoadThreadLocals`: the template becomes a TLS carrier that this
+    /// process's dynamic loader loads (see `tls_carrier`).
+    fn load_thread_locals(
+        &mut self,
+        init: &[u8],
+        zero_size: u64,
+        align: u64,
+        fixed: bool,
+    ) -> Handled {
+        let template = crate::tls_carrier::TlsTemplate {
+            init,
+            zero_size,
+            align,
+        };
+        let carrier = crate::tls_carrier::carrier_object(&template, fixed)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| crate::sys::tls::Carrier::load(&bytes))
+            .map_err(|e| error(ErrorCode::Library, format!("thread-local block: {e}")))?;
+        let module = carrier
+            .module_id()
+            .map_err(|e| error(ErrorCode::Library, format!("thread-local block: {e}")))?;
+        let tp_offset = if fixed { carrier.tp_offset() } else { 0 };
+        let id = self.next_thread_locals;
+        self.next_thread_locals += 1;
+        self.thread_locals.insert(id, carrier);
+        Ok(Reply::ThreadLocals {
+            id,
+            module,
+            tp_offset: tp_offset as u64,
+        })
+    }
+
+    /// `DropThreadLocals`: only what `LoadThreadLocals` loaded.
+    fn drop_thread_locals(&mut self, id: u64) -> Handled {
+        match self.thread_locals.remove(&id) {
+            Some(carrier) => {
+                drop(carrier);
+                Ok(Reply::Ok)
+            }
+            None => Err(error(
+                ErrorCode::State,
+                format!("no thread-local block has id {id}"),
             )),
         }
     }

@@ -22,7 +22,7 @@ use solder_executor::module::Finalizers;
 use solder_executor::protocol::{MAX_READ, PlacementCode, SymbolInfo, SymbolKind};
 
 use crate::error::LinkError;
-use crate::executors::{Executor, Outcome};
+use crate::executors::{Executor, Outcome, ThreadLocals, TlsTemplate};
 use crate::graph::{Definition, LinkGraph, ObjectFormat, Protection};
 use crate::indirection::Indirection;
 use crate::input::parse_object;
@@ -171,6 +171,16 @@ impl Executor for Nowhere {
         Err(not_here())
     }
     fn release(&mut self, _: u64, _: u64) -> Result<(), LinkError> {
+        Ok(())
+    }
+    fn load_thread_locals(
+        &mut self,
+        _: &TlsTemplate<'_>,
+        _: bool,
+    ) -> Result<ThreadLocals, LinkError> {
+        Err(not_here())
+    }
+    fn drop_thread_locals(&mut self, _: u64) -> Result<(), LinkError> {
         Ok(())
     }
     fn read(&mut self, address: u64, size: u64) -> Result<Vec<u8>, LinkError> {

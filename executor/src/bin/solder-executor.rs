@@ -24,7 +24,7 @@ usage: solder-executor --fds IN,OUT
                        [--max-connections N] [--handshake-timeout SECS]
                        [--peer-timeout SECS]
 
-Runs JIT'd code for a Solder controller (protocol version 5).
+Runs JIT'd code for a Solder controller (protocol version 6).
 
   --fds IN,OUT        serve one controller over open descriptors: requests
                       are read from IN, replies written to OUT (e.g. pipes

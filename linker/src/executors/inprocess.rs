@@ -15,9 +15,11 @@ use solder_executor::lifecycle;
 use solder_executor::module::{CrashSymbol, Finalizers};
 use solder_executor::pages;
 use solder_executor::sys;
+use solder_executor::sys::tls::Carrier;
+use solder_executor::tls_carrier::carrier_object;
 use solder_executor::unwind::RegisteredFrames;
 
-use super::{Executor, Outcome, PlacementCode, SymbolInfo, prot_of};
+use super::{Executor, Outcome, PlacementCode, SymbolInfo, ThreadLocals, TlsTemplate, prot_of};
 use crate::error::LinkError;
 use crate::graph::Protection;
 
@@ -27,6 +29,9 @@ pub struct InProcess {
     /// Reservations made by this executor, unmapped when it is dropped.
     reservations: Vec<(u64, u64)>,
     frames: HashMap<u64, RegisteredFrames>,
+    /// Modules' thread-local blocks (TLS carriers) by id, and the next id.
+    thread_locals: HashMap<u64, Carrier>,
+    next_thread_locals: u64,
     args: ProgramArgs,
 }
 
@@ -62,6 +67,8 @@ impl InProcess {
             page: pages::page_size(),
             reservations: Vec::new(),
             frames: HashMap::new(),
+            thread_locals: HashMap::new(),
+            next_thread_locals: 1,
             args: ProgramArgs::new(&["solder".to_string()]),
         })
     }
@@ -194,6 +201,33 @@ impl Executor for InProcess {
     fn deregister_frames(&mut self, address: u64) -> Result<(), LinkError> {
         self.frames.remove(&address);
         Ok(())
+    }
+
+    fn load_thread_locals(
+        &mut self,
+        template: &TlsTemplate<'_>,
+        fixed: bool,
+    ) -> Result<ThreadLocals, LinkError> {
+        let failed = |why: String| LinkError::Memory(format!("thread-local block: {why}"));
+        let bytes = carrier_object(template, fixed).map_err(|e| failed(e.to_string()))?;
+        let carrier = Carrier::load(&bytes).map_err(failed)?;
+        let module = carrier.module_id().map_err(failed)?;
+        let tp_offset = if fixed { carrier.tp_offset() } else { 0 };
+        let id = self.next_thread_locals;
+        self.next_thread_locals += 1;
+        self.thread_locals.insert(id, carrier);
+        Ok(ThreadLocals {
+            id,
+            module,
+            tp_offset,
+        })
+    }
+
+    fn drop_thread_locals(&mut self, id: u64) -> Result<(), LinkError> {
+        self.thread_locals
+            .remove(&id)
+            .map(drop)
+            .ok_or_else(|| LinkError::Memory(format!("no thread-local block has id {id}")))
     }
 
     fn register_module(

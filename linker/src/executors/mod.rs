@@ -38,6 +38,7 @@ pub use solder_executor::protocol::{PlacementCode, Prot, Recovery, SymbolInfo, S
 
 use solder_executor::module::CrashSymbol;
 use solder_executor::module::Finalizers;
+pub use solder_executor::tls_carrier::TlsTemplate;
 
 use crate::error::LinkError;
 use crate::graph::Protection;
@@ -74,6 +75,19 @@ pub struct Crash {
     pub fault_address: Option<u64>,
     pub pc: Option<u64>,
     pub stack_overflow: bool,
+}
+
+/// A module's thread-local block as the executor's dynamic loader holds
+/// it ([`Executor::load_thread_locals`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadLocals {
+    /// For [`Executor::drop_thread_locals`].
+    pub id: u64,
+    /// The loader's module id: the first word of a general-dynamic pair.
+    pub module: u64,
+    /// The block's thread-pointer offset when fixed (negative on x86-64);
+    /// 0 otherwise.
+    pub tp_offset: i64,
 }
 
 /// The executor interface. Methods that run JIT'd code return an
@@ -122,6 +136,17 @@ pub trait Executor {
     fn preload(&mut self, path: &str) -> Result<(), LinkError>;
     fn register_frames(&mut self, address: u64) -> Result<(), LinkError>;
     fn deregister_frames(&mut self, address: u64) -> Result<(), LinkError>;
+    /// Hands a module's thread-local template to the dynamic loader of the
+    /// process that runs the code (a TLS carrier): every thread gets its
+    /// own copy, initialized from the template; with `fixed`, at one
+    /// thread-pointer offset in every thread (static TLS).
+    fn load_thread_locals(
+        &mut self,
+        template: &TlsTemplate<'_>,
+        fixed: bool,
+    ) -> Result<ThreadLocals, LinkError>;
+    /// Closes what [`Executor::load_thread_locals`] loaded as `id`.
+    fn drop_thread_locals(&mut self, id: u64) -> Result<(), LinkError>;
     fn register_module(
         &mut self,
         dso: u64,

@@ -42,7 +42,10 @@ use solder_executor::sys::signal::{SIGALRM, name as signal_name};
 use solder_executor::sys::spawn::{self, WaitStatus};
 use solder_executor::transport;
 
-use super::{Crash, Executor, ExecutorOutput, Outcome, PlacementCode, SymbolInfo, prot_of};
+use super::{
+    Crash, Executor, ExecutorOutput, Outcome, PlacementCode, SymbolInfo, ThreadLocals, TlsTemplate,
+    prot_of,
+};
 use crate::error::LinkError;
 use crate::graph::Protection;
 
@@ -1296,6 +1299,41 @@ impl Executor for Remote {
 
     fn deregister_frames(&mut self, address: u64) -> Result<(), LinkError> {
         self.defer(&Request::DeregisterFrames { address }, None)
+    }
+
+    fn load_thread_locals(
+        &mut self,
+        template: &TlsTemplate<'_>,
+        fixed: bool,
+    ) -> Result<ThreadLocals, LinkError> {
+        if template.init.len() > MAX_WRITE {
+            return Err(LinkError::Memory(format!(
+                "a thread-local template of {:#x} initialized bytes is more than one request \
+                 carries ({MAX_WRITE:#x})",
+                template.init.len()
+            )));
+        }
+        match self.request(&Request::LoadThreadLocals {
+            init: template.init.to_vec(),
+            zero_size: template.zero_size,
+            align: template.align,
+            fixed,
+        })? {
+            Reply::ThreadLocals {
+                id,
+                module,
+                tp_offset,
+            } => Ok(ThreadLocals {
+                id,
+                module,
+                tp_offset: tp_offset as i64,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn drop_thread_locals(&mut self, id: u64) -> Result<(), LinkError> {
+        self.defer(&Request::DropThreadLocals { id }, None)
     }
 
     fn register_module(
