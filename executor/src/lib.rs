@@ -56,6 +56,8 @@ pub mod snapshot;
 #[cfg(feature = "host")]
 pub mod sys;
 #[cfg(feature = "host")]
+pub mod thread_locals;
+#[cfg(feature = "host")]
 pub mod transport;
 #[cfg(feature = "host")]
 pub mod unwind;

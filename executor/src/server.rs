@@ -184,8 +184,7 @@ pub fn serve_session(channel: Channel, options: SessionOptions) -> i32 {
         slab: None,
         host: HostLibraries::with_defaults().map_err(|e| e.to_string()),
         frames: BTreeMap::new(),
-        thread_locals: BTreeMap::new(),
-        next_thread_locals: 1,
+        thread_locals: Default::default(),
         args: Vec::new(),
         argv: vec![std::ptr::null_mut()],
         channel,
@@ -322,9 +321,8 @@ struct Server {
     host: Result<HostLibraries, String>,
     /// Registered `.eh_frame` sections by address.
     frames: BTreeMap<u64, crate::unwind::RegisteredFrames>,
-    /// Modules' thread-local blocks (TLS carriers) by id, and the next id.
-    thread_locals: BTreeMap<u64, crate::sys::tls::Carrier>,
-    next_thread_locals: u64,
+    /// Modules' thread-local blocks (TLS carriers) by id.
+    thread_locals: crate::thread_locals::ThreadLocalBlocks,
     /// `SetArgs` strings, NUL-terminated; JIT'd code may write to them.
     args: Vec<Vec<u8>>,
     /// Pointers into `args`, then NULL.
@@ -845,35 +843,26 @@ impl Server {
             zero_size,
             align,
         };
-        let carrier = crate::tls_carrier::carrier_object(&template, fixed)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| crate::sys::tls::Carrier::load(&bytes))
+        let block = self
+            .thread_locals
+            .load(&template, fixed)
             .map_err(|e| error(ErrorCode::Library, format!("thread-local block: {e}")))?;
-        let module = carrier
-            .module_id()
-            .map_err(|e| error(ErrorCode::Library, format!("thread-local block: {e}")))?;
-        let tp_offset = if fixed { carrier.tp_offset() } else { 0 };
-        let id = self.next_thread_locals;
-        self.next_thread_locals += 1;
-        self.thread_locals.insert(id, carrier);
         Ok(Reply::ThreadLocals {
-            id,
-            module,
-            tp_offset: tp_offset as u64,
+            id: block.id,
+            module: block.module,
+            tp_offset: block.tp_offset as u64,
         })
     }
 
     /// `DropThreadLocals`: only what `LoadThreadLocals` loaded.
     fn drop_thread_locals(&mut self, id: u64) -> Handled {
-        match self.thread_locals.remove(&id) {
-            Some(carrier) => {
-                drop(carrier);
-                Ok(Reply::Ok)
-            }
-            None => Err(error(
+        if self.thread_locals.close(id) {
+            Ok(Reply::Ok)
+        } else {
+            Err(error(
                 ErrorCode::State,
                 format!("no thread-local block has id {id}"),
-            )),
+            ))
         }
     }
 

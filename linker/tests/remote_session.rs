@@ -15,27 +15,10 @@ use solder_linker::error::LinkError;
 use solder_linker::{
     ExecutorChoice, ObjectFile, Outcome, Recovery, Session, SessionConfig, Transport,
 };
-use support::remote::Listener;
+use support::remote::{Listener, executor_binary};
 
 fn rerun(test: &str) -> String {
     format!("rerun: cargo test --workspace --test remote_session -- {test} --exact")
-}
-
-fn executor_binary() -> PathBuf {
-    // The test binary is target/<profile>/deps/remote_session-HASH.
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("solder-executor");
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo test --workspace` (or `cargo build -p solder-executor`)",
-        path.display()
-    );
-    path
 }
 
 fn remote(program: PathBuf, recovery: Recovery) -> Result<Session, LinkError> {

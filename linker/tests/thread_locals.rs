@@ -5,7 +5,7 @@
 //! it is acknowledged, and an unknown id is an error. Needs
 //! `target/<profile>/solder-executor` (built by `cargo test --workspace`).
 
-use std::path::PathBuf;
+mod support;
 
 use solder_executor::abi::CallingConvention;
 use solder_executor::protocol::PlacementCode;
@@ -14,26 +14,10 @@ use solder_linker::executors::{
 };
 use solder_linker::graph::Protection;
 use solder_linker::{Recovery, Transport};
+use support::remote::executor_binary;
 
 fn rerun(test: &str) -> String {
     format!("rerun: cargo test --workspace --test thread_locals -- {test} --exact")
-}
-
-fn executor_binary() -> PathBuf {
-    // The test binary is target/<profile>/deps/thread_locals-HASH.
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("solder-executor");
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo test --workspace` (or `cargo build -p solder-executor`)",
-        path.display()
-    );
-    path
 }
 
 /// Every executor this test tries, by name.

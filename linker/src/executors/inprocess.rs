@@ -15,8 +15,7 @@ use solder_executor::lifecycle;
 use solder_executor::module::{CrashSymbol, Finalizers};
 use solder_executor::pages;
 use solder_executor::sys;
-use solder_executor::sys::tls::Carrier;
-use solder_executor::tls_carrier::carrier_object;
+use solder_executor::thread_locals::ThreadLocalBlocks;
 use solder_executor::unwind::RegisteredFrames;
 
 use super::{Executor, Outcome, PlacementCode, SymbolInfo, ThreadLocals, TlsTemplate, prot_of};
@@ -29,9 +28,8 @@ pub struct InProcess {
     /// Reservations made by this executor, unmapped when it is dropped.
     reservations: Vec<(u64, u64)>,
     frames: HashMap<u64, RegisteredFrames>,
-    /// Modules' thread-local blocks (TLS carriers) by id, and the next id.
-    thread_locals: HashMap<u64, Carrier>,
-    next_thread_locals: u64,
+    /// Modules' thread-local blocks (TLS carriers) by id.
+    thread_locals: ThreadLocalBlocks,
     args: ProgramArgs,
 }
 
@@ -67,8 +65,7 @@ impl InProcess {
             page: pages::page_size(),
             reservations: Vec::new(),
             frames: HashMap::new(),
-            thread_locals: HashMap::new(),
-            next_thread_locals: 1,
+            thread_locals: ThreadLocalBlocks::default(),
             args: ProgramArgs::new(&["solder".to_string()]),
         })
     }
@@ -208,26 +205,25 @@ impl Executor for InProcess {
         template: &TlsTemplate<'_>,
         fixed: bool,
     ) -> Result<ThreadLocals, LinkError> {
-        let failed = |why: String| LinkError::Memory(format!("thread-local block: {why}"));
-        let bytes = carrier_object(template, fixed).map_err(|e| failed(e.to_string()))?;
-        let carrier = Carrier::load(&bytes).map_err(failed)?;
-        let module = carrier.module_id().map_err(failed)?;
-        let tp_offset = if fixed { carrier.tp_offset() } else { 0 };
-        let id = self.next_thread_locals;
-        self.next_thread_locals += 1;
-        self.thread_locals.insert(id, carrier);
+        let block = self
+            .thread_locals
+            .load(template, fixed)
+            .map_err(|why| LinkError::Memory(format!("thread-local block: {why}")))?;
         Ok(ThreadLocals {
-            id,
-            module,
-            tp_offset,
+            id: block.id,
+            module: block.module,
+            tp_offset: block.tp_offset,
         })
     }
 
     fn drop_thread_locals(&mut self, id: u64) -> Result<(), LinkError> {
-        self.thread_locals
-            .remove(&id)
-            .map(drop)
-            .ok_or_else(|| LinkError::Memory(format!("no thread-local block has id {id}")))
+        if self.thread_locals.close(id) {
+            Ok(())
+        } else {
+            Err(LinkError::Memory(format!(
+                "no thread-local block has id {id}"
+            )))
+        }
     }
 
     fn register_module(
