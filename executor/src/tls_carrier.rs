@@ -40,7 +40,7 @@ pub struct TlsTemplate<'a> {
 /// Why a template cannot be carried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CarrierError {
-    #[error("a thread-local alignment of {0:#x} is not a power of two")]
+    #[error("a thread-local alignment of {0:#x} is not a power of two of at most a page")]
     Alignment(u64),
     #[error("a thread-local block of {init:#x} initialized and {zero:#x} zero bytes is too large")]
     TooLarge { init: u64, zero: u64 },
@@ -58,9 +58,13 @@ const RELA: u64 = STRTAB + 8;
 const SLOT: u64 = RELA + 24;
 /// Where the template may start (then aligned up).
 const TEMPLATE: u64 = SLOT + 8;
-/// Blocks above this size are refused (the loader would refuse them too,
-/// far below it, for lack of address space or static TLS).
-const MAX_BLOCK: u64 = 1 << 40;
+/// Blocks above this size are refused (the loader would fail to allocate
+/// them per thread, or refuse them from static TLS, anyway).
+const MAX_BLOCK: u64 = 1 << 30;
+/// Alignments above a page are refused: the template is placed at that
+/// alignment in the carrier's file, which must stay small (a request
+/// from an untrusted controller could otherwise ask for a huge one).
+const MAX_ALIGN: u64 = 4096;
 
 const PT_LOAD: u32 = 1;
 const PT_DYNAMIC: u32 = 2;
@@ -88,7 +92,7 @@ pub fn carrier_object(
     static_tls: bool,
 ) -> Result<Vec<u8>, CarrierError> {
     let align = template.align.max(1);
-    if !align.is_power_of_two() {
+    if !align.is_power_of_two() || align > MAX_ALIGN {
         return Err(CarrierError::Alignment(template.align));
     }
     let init = template.init.len() as u64;
@@ -98,7 +102,7 @@ pub fn carrier_object(
     };
     let block = init
         .checked_add(template.zero_size)
-        .filter(|&b| b <= MAX_BLOCK && align <= MAX_BLOCK)
+        .filter(|&b| b <= MAX_BLOCK)
         .ok_or(too_large)?;
     let start = TEMPLATE.next_multiple_of(align);
     let end = start + init;
@@ -269,6 +273,15 @@ mod tests {
             align: 24,
         };
         assert_eq!(carrier_object(&odd, true), Err(CarrierError::Alignment(24)));
+        let wide = TlsTemplate {
+            init: &[],
+            zero_size: 8,
+            align: 1 << 40,
+        };
+        assert_eq!(
+            carrier_object(&wide, true),
+            Err(CarrierError::Alignment(1 << 40))
+        );
         let huge = TlsTemplate {
             init: &[0],
             zero_size: u64::MAX,
