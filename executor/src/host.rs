@@ -149,6 +149,36 @@ impl HostLibraries {
         Ok(())
     }
 
+    /// Where the host's thread-local variable `name` lives, as the loader
+    /// says (see [`crate::thread_locals::host_thread_local`]); when no
+    /// loaded library defines it, again after opening the C++ runtime, as
+    /// [`HostLibraries::lookup`] does. Never through `dlsym`, which would
+    /// allocate the calling thread's copy outside static TLS and so keep
+    /// the variable's library out of it for good.
+    pub fn thread_local(
+        &mut self,
+        name: &str,
+        fixed: bool,
+    ) -> Result<crate::tls_carrier::HostThreadLocal, String> {
+        match crate::thread_locals::host_thread_local(name, fixed) {
+            Err(why) if !self.cxx_runtime_loaded && why.contains("undefined symbol") => {
+                self.load_cxx_runtime();
+                crate::thread_locals::host_thread_local(name, fixed)
+            }
+            other => other,
+        }
+    }
+
+    /// Opens the C++ runtime, once.
+    fn load_cxx_runtime(&mut self) {
+        self.cxx_runtime_loaded = true;
+        for lib in CXX_RUNTIME {
+            // A missing C++ runtime only means C++ symbols stay undefined;
+            // the caller reports the undefined symbol by name.
+            let _ = self.open(lib);
+        }
+    }
+
     /// Looks a name up; `None` when no host library defines it.
     pub fn lookup(&mut self, name: &str) -> Option<HostSymbol> {
         let cname = CString::new(name).ok()?;
@@ -156,12 +186,7 @@ impl HostLibraries {
             return Some(found);
         }
         if !self.cxx_runtime_loaded {
-            self.cxx_runtime_loaded = true;
-            for lib in CXX_RUNTIME {
-                // A missing C++ runtime only means C++ symbols stay undefined;
-                // the caller reports the undefined symbol by name.
-                let _ = self.open(lib);
-            }
+            self.load_cxx_runtime();
             return self.lookup_loaded(&cname);
         }
         None

@@ -11,6 +11,8 @@
 //! - [`lifecycle`]: the interposed `atexit` family, per-module handler lists
 //!   and deinitializers, and the `exit()` sequence;
 //! - [`unwind`]: `.eh_frame` registration with the host unwinder;
+//! - [`thread_exit`]: C++ `thread_local` destructors, per thread and
+//!   per module;
 //! - [`tls_carrier`]: the shared object that hands a module's
 //!   thread-local template to the platform's dynamic loader, which then
 //!   owns the module's TLS block in every thread (loaded by `sys::tls`);
@@ -55,6 +57,8 @@ pub mod shm;
 pub mod snapshot;
 #[cfg(feature = "host")]
 pub mod sys;
+#[cfg(feature = "host")]
+pub mod thread_exit;
 #[cfg(feature = "host")]
 pub mod thread_locals;
 #[cfg(feature = "host")]

@@ -108,6 +108,7 @@ pub fn register_module(dso: u64, finalizers: Finalizers, position: Option<usize>
 /// forgets the module. Call before its memory is released. Returns the
 /// module's place in load order, for a replacement to take.
 pub fn remove_module(dso: u64) -> Option<usize> {
+    crate::thread_exit::run_where(|d| d == dso);
     let (index, record) = {
         let mut reg = registry();
         let index = reg.modules.iter().position(|m| m.dso == dso);
@@ -140,6 +141,7 @@ fn forget_handlers(dsos: &[u64]) {
 /// Ends the modules in `dsos` as `exit()` would: all their handlers
 /// newest-first, then their deinitializers, newest module first.
 pub fn end_modules(dsos: &[u64]) {
+    crate::thread_exit::run_where(|d| dsos.contains(&d));
     run_handlers_where(|h| dsos.contains(&h.dso));
     loop {
         let record = {
@@ -219,6 +221,9 @@ pub fn interposer(name: &str) -> Option<Interposer> {
     match name {
         "__cxa_atexit" => direct(solder_rt_cxa_atexit as *const () as usize),
         "__cxa_finalize" => direct(solder_rt_cxa_finalize as *const () as usize),
+        "__cxa_thread_atexit" | "__cxa_thread_atexit_impl" => direct(
+            crate::thread_exit::solder_rt_cxa_thread_atexit as *const () as usize,
+        ),
         "exit" => direct(solder_rt_exit as *const () as usize),
         "quick_exit" => direct(solder_rt_quick_exit as *const () as usize),
         "atexit" => pass_dso(solder_rt_atexit as *const () as usize, 1),

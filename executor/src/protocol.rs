@@ -58,7 +58,7 @@ use crate::abi::CallingConvention;
 use std::io::{Read, Write};
 
 /// Protocol version; the handshake refuses any other.
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 /// The largest frame (tag + body) either side sends or accepts. Bigger
 /// writes are split by the sender.
 pub const MAX_FRAME: u32 = 16 << 20;
@@ -505,6 +505,15 @@ messages! {
         21 DropThreadLocals [plain] {
             id: u64 = "thread-locals id",
         },
+        /// Ask the executor's dynamic loader where the host's thread-local
+        /// variable `name` lives (a host probe); with `fixed`, also its
+        /// thread-pointer offset, placing its library in static TLS if no
+        /// thread has used its block yet. Answered by
+        /// [`Reply::HostThreadLocal`].
+        22 HostThreadLocal {
+            name: String = "symbol name",
+            fixed: bool = "fixed",
+        },
     }
 }
 
@@ -596,6 +605,16 @@ messages! {
         15 ThreadLocals {
             id: u64 = "thread-locals id",
             module: u64 = "module id",
+            tp_offset: u64 = "tp offset",
+        },
+        /// Where a host thread-local variable lives: its library's
+        /// `module` id and the variable's `offset` in that module's block,
+        /// and when `fixed` (asked for and granted), its thread-pointer
+        /// offset (two's complement; 0 otherwise).
+        16 HostThreadLocal {
+            module: u64 = "module id",
+            offset: u64 = "offset",
+            fixed: bool = "fixed",
             tp_offset: u64 = "tp offset",
         },
     }
@@ -1213,6 +1232,10 @@ pub fn example_requests() -> Vec<Request> {
             fixed: true,
         },
         Request::DropThreadLocals { id: 3 },
+        Request::HostThreadLocal {
+            name: "x".into(),
+            fixed: true,
+        },
     ]
 }
 
@@ -1270,6 +1293,12 @@ pub fn example_replies() -> Vec<Reply> {
             id: 3,
             module: 2,
             tp_offset: (-64i64) as u64,
+        },
+        Reply::HostThreadLocal {
+            module: 1,
+            offset: 8,
+            fixed: true,
+            tp_offset: (-16i64) as u64,
         },
     ]
 }

@@ -444,6 +444,7 @@ impl Server {
                 .load_thread_locals(&init, zero_size, align, fixed)
                 .into(),
             Request::DropThreadLocals { id } => self.drop_thread_locals(id).into(),
+            Request::HostThreadLocal { name, fixed } => self.host_thread_local(&name, fixed).into(),
         }
     }
 
@@ -514,6 +515,9 @@ impl Server {
     /// `RemoveModule`: the module's handlers and deinitializers run (JIT'd
     /// code), then it is forgotten.
     fn remove_module(&mut self, dso: u64) -> Outcome {
+        if let Some(why) = crate::thread_exit::removal_refusal(dso) {
+            return Outcome::Reply(error(ErrorCode::State, why));
+        }
         self.run_code(false, |_| Reply::Removed {
             position: lifecycle::remove_module(dso).map_or(u64::MAX, |p| p as u64),
         })
@@ -770,6 +774,23 @@ impl Server {
             .map(|name| host.resolve_for_jit(name))
             .collect();
         Ok(Reply::Symbols { symbols })
+    }
+
+    /// `HostThreadLocal`: what the loader says about a host variable.
+    fn host_thread_local(&mut self, name: &str, fixed: bool) -> Handled {
+        let host = self
+            .host
+            .as_mut()
+            .map_err(|e| error(ErrorCode::Library, e.clone()))?;
+        let found = host
+            .thread_local(name, fixed)
+            .map_err(|e| error(ErrorCode::Library, format!("thread-local `{name}`: {e}")))?;
+        Ok(Reply::HostThreadLocal {
+            module: found.module,
+            offset: found.offset,
+            fixed: found.tp_offset.is_some(),
+            tp_offset: found.tp_offset.unwrap_or(0) as u64,
+        })
     }
 
     fn open_library(&mut self, kind: LibraryKind, name: &str) -> Handled {

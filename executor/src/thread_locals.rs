@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use crate::sys::tls::Carrier;
-use crate::tls_carrier::{TlsTemplate, carrier_object};
+pub use crate::tls_carrier::HostThreadLocal;
+use crate::tls_carrier::{TlsTemplate, carrier_object, host_probe_object};
 
 /// A block just loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,4 +48,21 @@ impl ThreadLocalBlocks {
     pub fn close(&mut self, id: u64) -> bool {
         self.carriers.remove(&id).is_some()
     }
+}
+
+/// Asks the loader where the host's thread-local variable `name` lives
+/// (see [`host_probe_object`]); with `fixed`, also its thread-pointer
+/// offset, placing its library in static TLS if it can. The error is the
+/// loader's message: an undefined symbol, or no room in static TLS.
+pub fn host_thread_local(name: &str, fixed: bool) -> Result<HostThreadLocal, String> {
+    let (bytes, slots) = host_probe_object(name, fixed).map_err(|e| e.to_string())?;
+    // The probe has no block of its own and is closed at once: what the
+    // loader wrote into it are facts about the variable's library, which
+    // stays loaded.
+    let probe = Carrier::load(&bytes)?;
+    Ok(HostThreadLocal {
+        module: probe.word(slots.module),
+        offset: probe.word(slots.offset),
+        tp_offset: slots.tp_offset.map(|slot| probe.word(slot) as i64),
+    })
 }

@@ -37,6 +37,17 @@ pub struct TlsTemplate<'a> {
     pub align: u64,
 }
 
+/// Where a host library's thread-local variable lives, as the loader says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostThreadLocal {
+    /// The loader's module id of the variable's library.
+    pub module: u64,
+    /// The variable's offset in that module's block.
+    pub offset: u64,
+    /// The variable's thread-pointer offset, when asked for (`fixed`).
+    pub tp_offset: Option<i64>,
+}
+
 /// Why a template cannot be carried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CarrierError {
@@ -83,7 +94,12 @@ const DT_STRSZ: u64 = 10;
 const DT_SYMENT: u64 = 11;
 const DT_FLAGS: u64 = 30;
 const DF_STATIC_TLS: u64 = 0x10;
+const R_X86_64_DTPMOD64: u64 = 16;
+const R_X86_64_DTPOFF64: u64 = 17;
 const R_X86_64_TPOFF64: u64 = 18;
+const PT_NULL: u32 = 0;
+/// `st_info` of a global thread-local symbol.
+const STB_GLOBAL_STT_TLS: u8 = 0x16;
 
 /// The carrier of `template`, static (a fixed thread-pointer offset, from
 /// the static TLS surplus) or not (general-dynamic access only).
@@ -159,6 +175,96 @@ pub fn carrier_object(
     out.resize(start as usize, 0);
     out.extend_from_slice(template.init);
     Ok(out)
+}
+
+/// Where a host probe's loader-written words are, from its load address:
+/// the module id (`R_X86_64_DTPMOD64`), the offset in that module's block
+/// (`R_X86_64_DTPOFF64`) and, for a fixed probe, the thread-pointer offset
+/// (`R_X86_64_TPOFF64`) of the probed variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeSlots {
+    pub module: u64,
+    pub offset: u64,
+    /// `None` for a probe that does not ask for static TLS.
+    pub tp_offset: Option<u64>,
+}
+
+/// Why a host variable cannot be probed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    #[error("`{0}` cannot be a symbol name (empty, over 4096 bytes, or with a NUL byte)")]
+    Name(String),
+}
+
+/// A *host probe*: a shared object with no contents of its own whose
+/// relocations ask the loader where the host's thread-local variable
+/// `name` lives: `R_X86_64_DTPMOD64` and `R_X86_64_DTPOFF64` (its module
+/// id and offset, what general-dynamic code needs), and with `fixed`,
+/// `R_X86_64_TPOFF64` (its thread-pointer offset, what initial-exec code
+/// needs). For the last, the loader places the variable's library in
+/// static TLS if no thread has used its block yet, as it does for a
+/// library whose initial-exec references name it, or fails the `dlopen`.
+/// Returns the bytes and where the loader writes the answers.
+pub fn host_probe_object(name: &str, fixed: bool) -> Result<(Vec<u8>, ProbeSlots), ProbeError> {
+    if name.is_empty() || name.len() > 4096 || name.contains('\0') {
+        return Err(ProbeError::Name(name.chars().take(64).collect()));
+    }
+    let hash = DYNAMIC + DYN_ENTRIES * 16;
+    let symtab = hash + 24;
+    let strtab = symtab + 48;
+    let strsz = name.len() as u64 + 2;
+    let rela = strtab + strsz.next_multiple_of(8);
+    let relocations: &[u64] = if fixed {
+        &[R_X86_64_DTPMOD64, R_X86_64_DTPOFF64, R_X86_64_TPOFF64]
+    } else {
+        &[R_X86_64_DTPMOD64, R_X86_64_DTPOFF64]
+    };
+    let slots = rela + 24 * relocations.len() as u64;
+    let end = slots + 8 * relocations.len() as u64;
+
+    let mut out = Vec::with_capacity(end as usize);
+    elf_header(&mut out);
+    phdr(&mut out, PT_LOAD, PF_R | PF_W, 0, end, end, 0x1000);
+    let dynamic_size = DYN_ENTRIES * 16;
+    phdr(&mut out, PT_DYNAMIC, PF_R | PF_W, DYNAMIC, dynamic_size, dynamic_size, 8);
+    phdr(&mut out, PT_NULL, 0, 0, 0, 0, 0);
+    phdr(&mut out, PT_GNU_STACK, PF_R | PF_W, 0, 0, 0, 16);
+    for (tag, value) in [
+        (DT_HASH, hash),
+        (DT_STRTAB, strtab),
+        (DT_SYMTAB, symtab),
+        (DT_STRSZ, strsz),
+        (DT_SYMENT, 24),
+        (DT_RELA, rela),
+        (DT_RELASZ, 24 * relocations.len() as u64),
+        (DT_RELAENT, 24),
+        (DT_FLAGS, 0),
+        (DT_NULL, 0),
+    ] {
+        u64s(&mut out, &[tag, value]);
+    }
+    u32s(&mut out, &[1, 2, 0, 0, 0, 0]); // one bucket, two chain entries
+    out.extend_from_slice(&[0; 24]); // the null symbol
+    u32s(&mut out, &[1]); // st_name
+    out.extend_from_slice(&[STB_GLOBAL_STT_TLS, 0, 0, 0]); // info, other, SHN_UNDEF
+    u64s(&mut out, &[0, 0]); // value, size
+    out.push(0);
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    out.resize(rela as usize, 0);
+    for (i, &kind) in relocations.iter().enumerate() {
+        u64s(&mut out, &[slots + 8 * i as u64, (1 << 32) | kind, 0]);
+    }
+    out.resize(end as usize, 0);
+    let slot = |i: u64| slots + 8 * i;
+    Ok((
+        out,
+        ProbeSlots {
+            module: slot(0),
+            offset: slot(1),
+            tp_offset: fixed.then(|| slot(2)),
+        },
+    ))
 }
 
 fn elf_header(out: &mut Vec<u8>) {

@@ -99,7 +99,7 @@ impl LinkGraph<'_> {
             if section.protection == Protection::Zero {
                 // Unwind tables and initializer arrays are read: zero-fill
                 // would be a table of nothing as large as the object says.
-                if section.role != SectionRole::Plain {
+                if !matches!(section.role, SectionRole::Plain | SectionRole::ThreadLocal) {
                     return Err(malformed(format!(
                         "section {name}: an unwind, initializer or finalizer table has no \
                          contents"
@@ -197,6 +197,11 @@ pub enum SectionRole {
     },
     /// Unwind tables (`.eh_frame`), registered with the host unwinder.
     UnwindFrames,
+    /// Part of the load's thread-local template (`.tdata` with contents,
+    /// `.tbss` zero-fill): not placed in the module's memory but in the
+    /// block every thread gets a copy of. Its symbols are offsets in that
+    /// block.
+    ThreadLocal,
 }
 
 #[derive(Debug)]

@@ -22,7 +22,7 @@ use solder_executor::module::Finalizers;
 use solder_executor::protocol::{MAX_READ, PlacementCode, SymbolInfo, SymbolKind};
 
 use crate::error::LinkError;
-use crate::executors::{Executor, Outcome, ThreadLocals, TlsTemplate};
+use crate::executors::{Executor, HostThreadLocal, Outcome, ThreadLocals, TlsTemplate};
 use crate::graph::{Definition, LinkGraph, ObjectFormat, Protection};
 use crate::indirection::Indirection;
 use crate::input::parse_object;
@@ -182,6 +182,9 @@ impl Executor for Nowhere {
     }
     fn drop_thread_locals(&mut self, _: u64) -> Result<(), LinkError> {
         Ok(())
+    }
+    fn host_thread_local(&mut self, _: &str, _: bool) -> Result<HostThreadLocal, LinkError> {
+        Err(not_here())
     }
     fn read(&mut self, address: u64, size: u64) -> Result<Vec<u8>, LinkError> {
         // As a remote executor would, refuse what one read cannot carry.

@@ -125,6 +125,8 @@ struct Module {
     crash_symbols: Vec<CrashSymbol>,
     /// The calling convention of its functions.
     convention: CallingConvention,
+    /// Its thread-local block, closed after its memory is released.
+    thread_locals: Option<u64>,
 }
 
 pub struct Session {
@@ -354,8 +356,14 @@ impl Session {
             .collect();
         for graph in graphs {
             for sym in &graph.symbols {
+                // A thread-local variable is asked about when it is linked
+                // (`Executor::host_thread_local`), never looked up: `dlsym`
+                // of one allocates the executor thread's copy outside
+                // static TLS, which keeps its library out of static TLS
+                // for good, and initial-exec code needs it there.
                 if sym.definition != Definition::Undefined
                     || sym.name.is_empty()
+                    || sym.kind == crate::graph::SymbolKind::ThreadLocal
                     || defined_here.contains(sym.name)
                 {
                     continue;
@@ -397,7 +405,7 @@ impl Session {
         runtime_position: Option<usize>,
     ) -> Result<(), LinkError> {
         if let Err(err) = self.finalize(&linked) {
-            self.discard(linked.memory);
+            self.discard(linked.memory, linked.thread_locals);
             return Err(err);
         }
         let description = linked.objects.clone();
@@ -412,7 +420,7 @@ impl Session {
             match plugins::register_all(&mut self.plugins, &mut *self.executor, &emitted) {
                 Ok(registrations) => registrations,
                 Err(err) => {
-                    self.discard(linked.memory);
+                    self.discard(linked.memory, linked.thread_locals);
                     return Err(err);
                 }
             };
@@ -447,16 +455,21 @@ impl Session {
                 bindings: linked.bindings,
                 crash_symbols: linked.crash_symbols,
                 convention: linked.convention,
+                thread_locals: linked.thread_locals,
             },
         );
         Ok(())
     }
 
     /// Returns the memory of a load that did not become a module (nothing
-    /// is registered for it) to the executor and the slab.
-    fn discard(&mut self, (base, size): (u64, u64)) {
+    /// is registered for it) to the executor and the slab, then closes its
+    /// thread-local block.
+    fn discard(&mut self, (base, size): (u64, u64), thread_locals: Option<u64>) {
         let _ = self.executor.release(base, size);
         self.slab_mut().release(base, size);
+        if let Some(block) = thread_locals {
+            let _ = self.executor.drop_thread_locals(block);
+        }
     }
 
     /// Copies the image, then read-execute / read-only / read-write per
@@ -793,7 +806,7 @@ impl Session {
                         symbol: symbol.clone(),
                         user: user.id,
                     };
-                    self.slab_mut().release(linked.memory.0, linked.memory.1);
+                    self.discard(linked.memory, linked.thread_locals);
                     return Err(err);
                 }
             }
@@ -804,8 +817,8 @@ impl Session {
             match self.returned(outcome, || format!("the deinitializers of module {id}")) {
                 Ok(position) => usize::try_from(position).ok().filter(|&p| p != usize::MAX),
                 Err(err) => {
-                    if let Some(slab) = self.slab.as_mut() {
-                        slab.release(linked.memory.0, linked.memory.1);
+                    if self.slab.is_some() {
+                        self.discard(linked.memory, linked.thread_locals);
                     }
                     return Err(err);
                 }
@@ -892,6 +905,10 @@ impl Session {
         let size = size.div_ceil(self.page()) * self.page();
         self.executor.release(base, size)?;
         self.slab_mut().release(base, size);
+        // The block goes after the code: nothing can reach it any more.
+        if let Some(block) = module.thread_locals {
+            self.executor.drop_thread_locals(block)?;
+        }
         Ok(())
     }
 

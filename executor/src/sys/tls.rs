@@ -97,10 +97,20 @@ impl Carrier {
     /// carrier's slot when it placed the block in static TLS); 0 for a
     /// carrier that is not static.
     pub fn tp_offset(&self) -> i64 {
-        // SAFETY: the slot lies inside the carrier's writable segment,
-        // mapped while the carrier is open; the loader wrote it before
-        // `dlopen` returned, and nothing writes it afterwards.
-        unsafe { ((self.base + TP_OFFSET_SLOT) as *const i64).read() }
+        self.word(TP_OFFSET_SLOT) as i64
+    }
+
+    /// The 8-byte word at `offset` from the load address: a slot the
+    /// loader relocated. The caller names a slot of the object it loaded
+    /// (`TP_OFFSET_SLOT`, a host probe's `ProbeSlots`), which the builders
+    /// place 8-aligned inside the one writable `PT_LOAD`.
+    pub fn word(&self, offset: u64) -> u64 {
+        // SAFETY: the slot lies inside the object's writable segment,
+        // mapped while it is open (the builders in `tls_carrier` place
+        // every slot inside the `PT_LOAD` that covers the file); the
+        // loader wrote it before `dlopen` returned, and nothing writes it
+        // afterwards.
+        unsafe { ((self.base + offset) as *const u64).read() }
     }
 
     /// The calling thread's copy of the block, once the thread has asked
@@ -163,4 +173,30 @@ pub fn thread_pointer() -> u64 {
         std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags));
     }
     tp
+}
+
+type ThreadAtExit = unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, *mut c_void) -> i32;
+
+/// Has `function(arg)` called when the calling thread exits, among the
+/// thread's C++ `thread_local` destructors (glibc's
+/// `__cxa_thread_atexit_impl`, which the C++ runtime uses too); false when
+/// the platform has none.
+pub fn at_thread_exit(function: extern "C" fn(*mut c_void), arg: *mut c_void) -> bool {
+    static FUNCTION: OnceLock<Option<ThreadAtExit>> = OnceLock::new();
+    let register = FUNCTION.get_or_init(|| {
+        super::dl::global_symbol(c"__cxa_thread_atexit_impl").map(|address| {
+            // SAFETY: glibc's `int __cxa_thread_atexit_impl(void (*)(void *),
+            // void *, void *)`.
+            unsafe { std::mem::transmute::<*const (), ThreadAtExit>(address as *const ()) }
+        })
+    });
+    let Some(register) = *register else {
+        return false;
+    };
+    // The handle names the object whose code `function` is, so that the
+    // loader keeps it loaded until the destructor ran: this binary's.
+    let handle = at_thread_exit as *const () as *mut c_void;
+    // SAFETY: `function` is a plain function of this binary, valid for the
+    // life of the process; glibc calls it once, at thread exit, with `arg`.
+    unsafe { register(function, arg, handle) == 0 }
 }

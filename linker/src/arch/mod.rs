@@ -114,6 +114,60 @@ pub enum RelocOp {
     SegmentOffset,
     /// The 1-based index of the segment holding S (COFF SECTION).
     SegmentIndex,
+    /// Thread-local: S + A where S is the variable's offset from the
+    /// thread pointer (local exec, `TPOFF32`/`TPOFF64`).
+    TpOffset,
+    /// Thread-local: S + A where S is the variable's offset in its
+    /// module's block (`DTPOFF32`/`DTPOFF64`).
+    DtpOffset,
+    /// Thread-local: the module id of the variable's block (`DTPMOD64`).
+    DtpModule,
+    /// Thread-local, through the GOT: G + GOT + A - P, where the GOT entry
+    /// (or pair) holds what [`TlsAccess`] says. (One variant per access
+    /// model, not one with a field: a kind stays 16 bytes.)
+    TlsInitialExec,
+    TlsGeneralDynamic,
+    TlsLocalDynamic,
+    TlsDescriptor,
+}
+
+/// What a thread-local GOT reference's entry (or pair of entries) holds:
+/// one per access model that goes through the GOT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsAccess {
+    /// Initial exec (`GOTTPOFF`): one entry, the thread-pointer offset.
+    InitialExec,
+    /// General dynamic (`TLSGD`): a `tls_index` pair, module id and
+    /// offset in its block, for `__tls_get_addr`.
+    GeneralDynamic,
+    /// Local dynamic (`TLSLD`): a `tls_index` pair for the load's own
+    /// block at offset 0.
+    LocalDynamic,
+    /// A TLS descriptor (`GOTPC32_TLSDESC`): a resolver and its argument;
+    /// `call *(%rax)` returns the variable's thread-pointer offset.
+    Descriptor,
+}
+
+impl RelocOp {
+    /// Whether the op computes something about a thread-local variable
+    /// (and so must target one, and only these may).
+    pub fn is_thread_local(self) -> bool {
+        matches!(
+            self,
+            RelocOp::TpOffset | RelocOp::DtpOffset | RelocOp::DtpModule
+        ) || self.tls_access().is_some()
+    }
+
+    /// The access model of a thread-local reference through the GOT.
+    pub fn tls_access(self) -> Option<TlsAccess> {
+        Some(match self {
+            RelocOp::TlsInitialExec => TlsAccess::InitialExec,
+            RelocOp::TlsGeneralDynamic => TlsAccess::GeneralDynamic,
+            RelocOp::TlsLocalDynamic => TlsAccess::LocalDynamic,
+            RelocOp::TlsDescriptor => TlsAccess::Descriptor,
+            _ => return None,
+        })
+    }
 }
 
 /// Which GOT loads the psABI allows the linker to rewrite.

@@ -18,7 +18,10 @@ use solder_executor::sys;
 use solder_executor::thread_locals::ThreadLocalBlocks;
 use solder_executor::unwind::RegisteredFrames;
 
-use super::{Executor, Outcome, PlacementCode, SymbolInfo, ThreadLocals, TlsTemplate, prot_of};
+use super::{
+    Executor, HostThreadLocal, Outcome, PlacementCode, SymbolInfo, ThreadLocals, TlsTemplate,
+    prot_of,
+};
 use crate::error::LinkError;
 use crate::graph::Protection;
 
@@ -226,6 +229,12 @@ impl Executor for InProcess {
         }
     }
 
+    fn host_thread_local(&mut self, name: &str, fixed: bool) -> Result<HostThreadLocal, LinkError> {
+        self.host
+            .thread_local(name, fixed)
+            .map_err(|why| LinkError::Memory(format!("host thread-local `{name}`: {why}")))
+    }
+
     fn register_module(
         &mut self,
         dso: u64,
@@ -298,6 +307,9 @@ impl Executor for InProcess {
     }
 
     fn remove_module(&mut self, dso: u64) -> Result<Outcome, LinkError> {
+        if let Some(why) = solder_executor::thread_exit::removal_refusal(dso) {
+            return Err(LinkError::Executor(why));
+        }
         let position = lifecycle::remove_module(dso);
         Ok(Outcome::Returned(position.map_or(u64::MAX, |p| p as u64)))
     }

@@ -38,7 +38,7 @@ pub use solder_executor::protocol::{PlacementCode, Prot, Recovery, SymbolInfo, S
 
 use solder_executor::module::CrashSymbol;
 use solder_executor::module::Finalizers;
-pub use solder_executor::tls_carrier::TlsTemplate;
+pub use solder_executor::tls_carrier::{HostThreadLocal, TlsTemplate};
 
 use crate::error::LinkError;
 use crate::graph::Protection;
@@ -147,6 +147,12 @@ pub trait Executor {
     ) -> Result<ThreadLocals, LinkError>;
     /// Closes what [`Executor::load_thread_locals`] loaded as `id`.
     fn drop_thread_locals(&mut self, id: u64) -> Result<(), LinkError>;
+    /// Where the host's thread-local variable `name` lives, as the dynamic
+    /// loader of the process that runs the code says; with `fixed`, also
+    /// its thread-pointer offset (its library placed in static TLS if
+    /// possible), which initial-exec code needs.
+    fn host_thread_local(&mut self, name: &str, fixed: bool)
+    -> Result<HostThreadLocal, LinkError>;
     fn register_module(
         &mut self,
         dso: u64,

@@ -43,7 +43,8 @@ use solder_executor::sys::spawn::{self, WaitStatus};
 use solder_executor::transport;
 
 use super::{
-    Crash, Executor, ExecutorOutput, Outcome, PlacementCode, SymbolInfo, ThreadLocals, TlsTemplate,
+    Crash, Executor, ExecutorOutput, HostThreadLocal, Outcome, PlacementCode, SymbolInfo, ThreadLocals,
+    TlsTemplate,
     prot_of,
 };
 use crate::error::LinkError;
@@ -1334,6 +1335,25 @@ impl Executor for Remote {
 
     fn drop_thread_locals(&mut self, id: u64) -> Result<(), LinkError> {
         self.defer(&Request::DropThreadLocals { id }, None)
+    }
+
+    fn host_thread_local(&mut self, name: &str, fixed: bool) -> Result<HostThreadLocal, LinkError> {
+        match self.request(&Request::HostThreadLocal {
+            name: name.to_string(),
+            fixed,
+        })? {
+            Reply::HostThreadLocal {
+                module,
+                offset,
+                fixed,
+                tp_offset,
+            } => Ok(HostThreadLocal {
+                module,
+                offset,
+                tp_offset: fixed.then_some(tp_offset as i64),
+            }),
+            other => Err(unexpected(other)),
+        }
     }
 
     fn register_module(

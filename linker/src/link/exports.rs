@@ -60,11 +60,20 @@ fn exported_target(
     g: usize,
     id: SymbolId,
 ) -> Option<Target> {
+    let sym = &resolver.graphs[g].symbols[id];
+    if sym.kind == SymbolKind::ThreadLocal {
+        // A variable with one copy per thread has no address to export.
+        return None;
+    }
     match resolver.cache[g][id] {
-        Some(r) if r.origin == Origin::Load => Some(r.target),
+        Some(r) if r.origin == Origin::Load && !r.target.is_thread_local() => Some(r.target),
         Some(_) => None, // bound to another module's definition
-        None => match resolver.graphs[g].symbols[id].definition {
-            Definition::Defined { section, offset } => Some(Target::Section(g, section, offset)),
+        None => match sym.definition {
+            Definition::Defined { section, offset } => {
+                let section_role = resolver.graphs[g].sections[section].role;
+                (section_role != SectionRole::ThreadLocal)
+                    .then_some(Target::Section(g, section, offset))
+            }
             // Not allocated: it binds to another module's definition.
             // `commons` is sorted by name (symbols::collect).
             Definition::Common { .. } => resolver

@@ -4,7 +4,9 @@
 
 use super::plan::Plan;
 use super::symbols::Common;
-use crate::arch::machine::{DSO_THUNK_SIZE, JUMP_STUB, WIN64_TO_SYSV_SHIM};
+use crate::arch::machine::{
+    DSO_THUNK_SIZE, JUMP_STUB, TLS_DESCRIPTOR_RESOLVER, WIN64_TO_SYSV_SHIM,
+};
 use crate::error::LinkError;
 use crate::graph::*;
 
@@ -20,9 +22,25 @@ pub(super) struct Layout {
     pub copies: Vec<u64>,
     pub commons: Vec<u64>,
     pub segments: Vec<(u64, u64, Protection)>,
+    /// The TLS descriptor resolver, when the plan has descriptors.
+    pub tls_resolver: u64,
+    /// The load's thread-local template, when it has thread-local
+    /// sections.
+    pub thread_locals: Option<ThreadLocalLayout>,
     /// Where the zero-fill starts: everything before it is written.
     pub written: u64,
     pub total: u64,
+}
+
+/// The load's thread-local block: where each thread-local section is in
+/// it (its initialized sections first, then its zero-fill ones, as a
+/// template is), how many bytes are initialized, and its size and
+/// alignment.
+pub(super) struct ThreadLocalLayout {
+    pub offsets: rustc_hash::FxHashMap<(usize, SectionId), u64>,
+    pub init_size: u64,
+    pub size: u64,
+    pub align: u64,
 }
 
 /// The layout's position, moved only by checked steps: every size,
@@ -108,7 +126,11 @@ fn place_sections(
 ) -> Result<(), LinkError> {
     for (g, graph) in graphs.iter().enumerate() {
         for (s, section) in graph.sections.iter().enumerate() {
-            if section.live && section.role != SectionRole::UnwindFrames && pick(section) {
+            let placed_apart = matches!(
+                section.role,
+                SectionRole::UnwindFrames | SectionRole::ThreadLocal
+            );
+            if section.live && !placed_apart && pick(section) {
                 if section.align > page {
                     let what = format_args!("section {}", section.name);
                     return Err(over_aligned(graph, what, section.align, page));
@@ -164,6 +186,48 @@ fn place_unwind_frames(
     Ok(Some((start, cursor.0 - start)))
 }
 
+/// Lays out the load's thread-local sections as one block: initialized
+/// ones first, then zero-fill ones, each at its alignment. `None` when the
+/// load has none.
+fn lay_out_thread_locals(
+    graphs: &[LinkGraph<'_>],
+    page: u64,
+) -> Result<Option<ThreadLocalLayout>, LinkError> {
+    let mut block = ThreadLocalLayout {
+        offsets: Default::default(),
+        init_size: 0,
+        size: 0,
+        align: 1,
+    };
+    let mut cursor = Cursor(0);
+    for zero in [false, true] {
+        for (g, graph) in graphs.iter().enumerate() {
+            for (s, section) in graph.sections.iter().enumerate() {
+                let wanted = section.live
+                    && section.role == SectionRole::ThreadLocal
+                    && (section.protection == Protection::Zero) == zero;
+                if !wanted {
+                    continue;
+                }
+                if section.align > page {
+                    let what = format_args!("thread-local section {}", section.name);
+                    return Err(over_aligned(graph, what, section.align, page));
+                }
+                let at = cursor
+                    .place(section.align, section.size)
+                    .map_err(|Overflow| too_large(graph, section))?;
+                block.offsets.insert((g, s), at);
+                block.align = block.align.max(section.align);
+            }
+        }
+        if !zero {
+            block.init_size = cursor.0;
+        }
+    }
+    block.size = cursor.0;
+    Ok((!block.offsets.is_empty()).then_some(block))
+}
+
 /// Places sections and synthesized pieces in three segments: read-execute,
 /// read-only, read-write.
 pub(super) fn lay_out(
@@ -196,6 +260,9 @@ pub(super) fn lay_out(
     let shims = cursor
         .advance_by(plan.shim_slots.len(), WIN64_TO_SYSV_SHIM.len())
         .map_err(pieces("the shims"))?;
+    let tls_resolver = cursor
+        .advance_by(usize::from(plan.tls_resolver), TLS_DESCRIPTOR_RESOLVER.len())
+        .map_err(pieces("the TLS descriptor resolver"))?;
     segments.push((start, cursor.0 - start, Protection::Code));
     cursor.align(page).map_err(pieces("the code"))?;
 
@@ -253,6 +320,8 @@ pub(super) fn lay_out(
         copies,
         commons: common_offsets,
         segments,
+        tls_resolver,
+        thread_locals: lay_out_thread_locals(graphs, page)?,
         written,
         total,
     })

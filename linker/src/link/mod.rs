@@ -49,7 +49,7 @@ pub use bridges::{host_name, host_names};
 
 use crate::arch::RelocKind;
 use crate::error::{LinkError, Site};
-use crate::executors::Executor;
+use crate::executors::{Executor, TlsTemplate};
 use crate::graph::*;
 use crate::indirection::Indirection;
 use crate::memory::Slab;
@@ -124,6 +124,9 @@ pub struct LinkedModule {
     /// The calling convention of the module's functions (entry points,
     /// initializers): Microsoft x64 for a COFF load.
     pub convention: CallingConvention,
+    /// The module's thread-local block, as the executor loaded it
+    /// ([`Executor::drop_thread_locals`] once the module's code is gone).
+    pub thread_locals: Option<u64>,
 }
 
 /// Links `graphs` as one module.
@@ -138,6 +141,7 @@ pub fn link(
     let mut resolver = Resolver::new(&graphs, &globals, &commons, req);
     let copies = resolver.resolve_edges()?;
     let plan = plan::plan(&mut resolver, copies)?;
+    resolver.locate_host_thread_locals()?;
     let layout = layout::lay_out(&graphs, &plan, &commons, resolver.req.slab.page())?;
     let base = resolver.req.slab.allocate(layout.total)?;
     let written = write_module(&mut resolver, &plan, &layout, base);
@@ -184,14 +188,32 @@ fn write_module(
         .map_or(CallingConvention::SysV, |g| g.format.convention());
     let mut image = Vec::new();
     let memory = write::module_memory(&mut *resolver.req.executor, layout, base, &mut image)?;
-    let at = write::Addresses::new(base, layout, plan);
+    let mut at = write::Addresses::new(base, layout, plan);
+    at.host_thread_locals = resolver
+        .host_thread_locals
+        .iter()
+        .map(|v| v.place.expect("located before layout"))
+        .collect();
     write::write_contents(resolver, plan, layout, memory)?;
-    write::write_got(plan, &at, memory);
-    write::write_stubs(plan, &at, memory);
-    let references = write::relocate(resolver, plan, &at, memory)?;
-    // Initializers and finalizers, read back from relocated memory.
-    let (initializers, mut finalizers) = lifecycle::lifecycle_lists(graphs, layout, memory);
-    finalizers.convention = convention;
+    if let Some(block) = &layout.thread_locals {
+        let init = write::thread_local_template(resolver, plan, &at)?;
+        let template = TlsTemplate {
+            init: &init,
+            zero_size: block.size - block.init_size,
+            align: block.align,
+        };
+        let loaded = resolver
+            .req
+            .executor
+            .load_thread_locals(&template, plan.fixed_block)
+            .map_err(|e| thread_local_block_refused(e, plan.fixed_block))?;
+        at.block = Some((loaded, plan.fixed_block));
+    }
+    let finished = finish_module(resolver, plan, layout, &at, memory);
+    if let (Err(_), Some((block, _))) = (&finished, at.block) {
+        let _ = resolver.req.executor.drop_thread_locals(block.id);
+    }
+    let (references, initializers, finalizers) = finished?;
     let exports = exports::exports(resolver, &at, convention);
     let crash_symbols = exports::crash_symbols(graphs, layout, base);
     let used = image.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
@@ -214,7 +236,48 @@ fn write_module(
         finalizers,
         crash_symbols,
         convention,
+        thread_locals: at.block.map(|(block, _)| block.id),
     })
+}
+
+/// The error for a thread-local block the executor could not load; a
+/// fixed one says what else works.
+fn thread_local_block_refused(error: LinkError, fixed: bool) -> LinkError {
+    if !fixed {
+        return error;
+    }
+    LinkError::Executor(format!(
+        "{error}: the load's initial-exec, local-exec or descriptor accesses need its \
+         thread-local block in static TLS, and the executor's loader has no room left there \
+         (raise it with GLIBC_TUNABLES=glibc.rtld.optional_static_tls=BYTES in the executor's \
+         environment, or compile with -fPIC so that the code reaches its variables through \
+         __tls_get_addr)"
+    ))
+}
+
+/// What [`finish_module`] gathers: references into other modules, and the
+/// initializers and finalizers read back from relocated memory.
+type Finished = (write::References, Vec<u64>, Finalizers);
+
+/// Writes the GOT and stubs, relocates every edge, and reads the
+/// lifecycle lists back.
+fn finish_module(
+    resolver: &Resolver<'_, '_, '_>,
+    plan: &Plan,
+    layout: &Layout,
+    at: &write::Addresses<'_>,
+    memory: &mut [u8],
+) -> Result<Finished, LinkError> {
+    let graphs = resolver.graphs;
+    let convention = graphs
+        .first()
+        .map_or(CallingConvention::SysV, |g| g.format.convention());
+    write::write_got(plan, at, memory);
+    write::write_stubs(plan, at, memory);
+    let references = write::relocate(resolver, plan, at, memory)?;
+    let (initializers, mut finalizers) = lifecycle::lifecycle_lists(graphs, layout, memory);
+    finalizers.convention = convention;
+    Ok((references, initializers, finalizers))
 }
 
 /// Where an edge is, for messages.

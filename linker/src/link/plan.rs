@@ -7,9 +7,11 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::resolve::{Origin, Resolver, Target, binding_of};
-use crate::arch::{Arch, Machine, Relax, RelocKind, RelocOp};
-use crate::error::LinkError;
+use super::resolve::{Origin, Resolved, Resolver, Target, binding_of};
+use super::site;
+use crate::arch::{Arch, Machine, Relax, RelocKind, RelocOp, TlsAccess};
+use crate::error::{LinkError, Site, UnsupportedRelocation};
+use crate::graph::{Edge, Section, SectionRole};
 use crate::memory::Slab;
 
 /// How one edge reaches its target. There is one per edge, so indices are
@@ -30,13 +32,53 @@ pub(super) enum Via {
 
 const _: () = assert!(std::mem::size_of::<Via>() == 8);
 
+/// What a GOT entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum GotSlot {
+    /// The target's address.
+    Address(Target),
+    /// A thread-local variable's offset from the thread pointer (an
+    /// initial-exec entry, a descriptor's argument).
+    TpOffset(Target),
+    /// The module id of a thread-local variable's block (a `tls_index`'s
+    /// first word).
+    Module(Target),
+    /// A thread-local variable's offset in its block (a `tls_index`'s
+    /// second word).
+    DtpOffset(Target),
+    /// The module id of this load's own block (local dynamic).
+    LoadModule,
+    /// Zero: a local-dynamic `tls_index`'s offset.
+    Zero,
+    /// The TLS descriptor resolver (a descriptor's first word).
+    DescriptorResolver,
+}
+
+impl GotSlot {
+    /// The slots of a thread-local access through the GOT, in order.
+    fn thread_local(access: TlsAccess) -> &'static [fn(Target) -> GotSlot] {
+        match access {
+            TlsAccess::InitialExec => &[GotSlot::TpOffset],
+            TlsAccess::GeneralDynamic => &[GotSlot::Module, GotSlot::DtpOffset],
+            TlsAccess::LocalDynamic => &[|_| GotSlot::LoadModule, |_| GotSlot::Zero],
+            TlsAccess::Descriptor => &[|_| GotSlot::DescriptorResolver, GotSlot::TpOffset],
+        }
+    }
+}
+
 /// Everything the plan adds to a load, besides its sections.
 pub(super) struct Plan {
     /// One per live edge, in edge order.
     pub plans: Vec<Via>,
     /// GOT entries, each with the other-module data symbol it holds, if any
     /// (a binding to re-apply on a hot swap).
-    pub got_keys: Vec<(Target, Option<(u32, String)>)>,
+    pub got_keys: Vec<(GotSlot, Option<(u32, String)>)>,
+    /// Whether the load's thread-local block must be at one
+    /// thread-pointer offset in every thread (static TLS): some access to
+    /// it is initial exec, local exec or a descriptor.
+    pub fixed_block: bool,
+    /// Whether the load needs the TLS descriptor resolver.
+    pub tls_resolver: bool,
     /// The GOT entry each PLT stub jumps through.
     pub plt: Vec<usize>,
     /// (runtime function, argument register) of each dso thunk.
@@ -51,19 +93,40 @@ pub(super) struct Plan {
     pub copies: Vec<(u64, u64)>,
 }
 
-/// The GOT entries of a load, one per distinct target.
+/// The GOT entries of a load, one per distinct target (and one entry or
+/// pair per distinct thread-local access).
 #[derive(Default)]
 struct Got {
-    keys: Vec<(Target, Option<(u32, String)>)>,
+    keys: Vec<(GotSlot, Option<(u32, String)>)>,
     index: HashMap<Target, usize>,
+    thread_local: HashMap<(TlsAccess, Target), usize>,
 }
 
 impl Got {
     fn entry(&mut self, target: Target, binding: Option<(u32, String)>) -> usize {
         *self.index.entry(target).or_insert_with(|| {
-            self.keys.push((target, binding));
+            self.keys.push((GotSlot::Address(target), binding));
             self.keys.len() - 1
         })
+    }
+
+    /// The first of the entries a thread-local access of `target` goes
+    /// through. Local-dynamic pairs are the load's, whatever the target.
+    fn thread_local(&mut self, access: TlsAccess, target: Target) -> usize {
+        let key_target = match access {
+            TlsAccess::LocalDynamic => Target::Null,
+            _ => target,
+        };
+        *self
+            .thread_local
+            .entry((access, key_target))
+            .or_insert_with(|| {
+                let first = self.keys.len();
+                for slot in GotSlot::thread_local(access) {
+                    self.keys.push((slot(target), None));
+                }
+                first
+            })
     }
 }
 
@@ -113,10 +176,16 @@ pub(super) fn plan(
     let mut got = Got::default();
     let mut stubs = Stubs::default();
     let mut plans: Vec<Via> = Vec::with_capacity(live_edges);
+    let mut tls = ThreadLocalNeeds::default();
     for (g, graph) in graphs.iter().enumerate() {
         for section in graph.sections.iter().filter(|s| s.live) {
             for edge in &section.edges {
                 let r = resolver.cached(g, edge.target);
+                if edge.kind.op.is_thread_local() || r.target.is_thread_local() {
+                    let site = || site(graph, section, edge.offset);
+                    plans.push(thread_local_via(&edge, &r, section, &mut got, &mut tls, site)?);
+                    continue;
+                }
                 let slab = &*resolver.req.slab;
                 let via = match (edge.kind.op, r.target) {
                     (RelocOp::GotEntryPcRel { relax }, target) => {
@@ -171,15 +240,106 @@ pub(super) fn plan(
         .into_iter()
         .map(|(target, binding)| got.entry(target, binding))
         .collect();
+    for index in tls.fixed_host {
+        resolver.host_thread_locals[index].fixed = true;
+    }
     Ok(Plan {
         plans,
         got_keys: got.keys,
+        fixed_block: tls.fixed_block,
+        tls_resolver: tls.resolver,
         plt: stubs.slots,
         thunks,
         thunk_slots,
         shim_slots,
         import_slots,
         copies,
+    })
+}
+
+/// What the load's thread-local accesses need beyond GOT entries.
+#[derive(Default)]
+struct ThreadLocalNeeds {
+    /// The load's block at a fixed thread-pointer offset.
+    fixed_block: bool,
+    /// The host variables (by index) whose thread-pointer offset is used.
+    fixed_host: Vec<usize>,
+    /// The descriptor resolver.
+    resolver: bool,
+}
+
+impl ThreadLocalNeeds {
+    fn fixed(&mut self, target: Target) {
+        match target {
+            Target::HostThreadLocal(i) => self.fixed_host.push(i),
+            _ => self.fixed_block = true,
+        }
+    }
+}
+
+/// How a thread-local edge (or an edge to a thread-local variable) is
+/// linked: a thread-local op must target a thread-local variable and a
+/// thread-local variable is reached only by thread-local ops; the ops
+/// that use a thread-pointer offset make the variable's block fixed. No
+/// access sequence is relaxed: every model's own sequence works as it is.
+fn thread_local_via(
+    edge: &Edge,
+    r: &Resolved<'_>,
+    section: &Section<'_>,
+    got: &mut Got,
+    tls: &mut ThreadLocalNeeds,
+    site: impl Fn() -> Site,
+) -> Result<Via, LinkError> {
+    let refused = |why: String| {
+        LinkError::UnsupportedRelocation(Box::new(UnsupportedRelocation {
+            site: site(),
+            reloc: edge.kind.name.to_string(),
+            symbol: r.name.to_string(),
+            why,
+        }))
+    };
+    let op = edge.kind.op;
+    if op == RelocOp::None {
+        return Ok(Via::Direct);
+    }
+    if !op.is_thread_local() {
+        return Err(refused(
+            ": the symbol is thread-local, so it has no address a relocation of this kind could \
+             use"
+                .into(),
+        ));
+    }
+    if !r.target.is_thread_local() && op != RelocOp::TlsLocalDynamic {
+        return Err(refused(": the symbol is not thread-local".into()));
+    }
+    if section.role == SectionRole::ThreadLocal && !matches!(op, RelocOp::DtpOffset | RelocOp::DtpModule) {
+        return Err(refused(
+            ": a thread-local template holds no thread-specific values".into(),
+        ));
+    }
+    Ok(match op.tls_access() {
+        Some(access) => {
+            match access {
+                TlsAccess::InitialExec => tls.fixed(r.target),
+                TlsAccess::Descriptor => {
+                    tls.fixed(r.target);
+                    tls.resolver = true;
+                }
+                TlsAccess::LocalDynamic if matches!(r.target, Target::HostThreadLocal(_)) => {
+                    return Err(refused(
+                        ": local-dynamic access reaches this load's own variables only".into(),
+                    ));
+                }
+                _ => {}
+            }
+            Via::Got(got.thread_local(access, r.target) as u32)
+        }
+        None => {
+            if op == RelocOp::TpOffset {
+                tls.fixed(r.target);
+            }
+            Via::Direct
+        }
     })
 }
 

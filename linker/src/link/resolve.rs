@@ -35,9 +35,21 @@ pub(super) enum Target {
     Import(usize),
     /// An undefined weak symbol.
     Null,
+    /// A thread-local variable of this load: graph, section, offset (in
+    /// the section, which is part of the load's thread-local block).
+    ThreadLocal(usize, SectionId, u64),
+    /// A host library's thread-local variable: its index in
+    /// [`Resolver::host_thread_locals`].
+    HostThreadLocal(usize),
 }
 
 impl Target {
+    /// Whether the target is a thread-local variable, which has an offset
+    /// (in its block, from the thread pointer) rather than an address.
+    pub(super) fn is_thread_local(self) -> bool {
+        matches!(self, Target::ThreadLocal(..) | Target::HostThreadLocal(_))
+    }
+
     /// Whether the target is part of this load (so any rel32 reaches it).
     pub(super) fn in_load(self) -> bool {
         matches!(
@@ -50,6 +62,16 @@ impl Target {
                 | Target::Import(_)
         )
     }
+}
+
+/// A host thread-local variable the load refers to.
+pub(super) struct HostThreadLocalRef<'g> {
+    pub(super) name: &'g str,
+    /// Whether an access needs its thread-pointer offset (initial exec,
+    /// local exec, a descriptor); the plan sets it.
+    pub(super) fixed: bool,
+    /// Where the executor's loader says it lives, once asked.
+    pub(super) place: Option<crate::executors::HostThreadLocal>,
 }
 
 /// Where a resolved symbol's definition comes from.
@@ -97,6 +119,9 @@ pub(super) struct Resolver<'g, 'a, 's> {
     /// What each COFF import slot holds, and the other-module data symbol it
     /// binds, if any.
     pub(super) imports: Vec<(Target, Option<(u32, String)>)>,
+    /// The host's thread-local variables the load refers to, in order of
+    /// first reference.
+    pub(super) host_thread_locals: Vec<HostThreadLocalRef<'g>>,
     pub(super) req: LinkRequest<'s>,
 }
 
@@ -116,6 +141,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             shims: Vec::new(),
             shim_of: HashMap::default(),
             imports: Vec::new(),
+            host_thread_locals: Vec::new(),
             req,
         }
     }
@@ -176,13 +202,6 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
         let graph = &self.graphs[g];
         let sym = &graph.symbols[id];
         let name: &'g str = sym.name;
-        if sym.kind == SymbolKind::ThreadLocal {
-            return Err(refused_reference(
-                site(),
-                name,
-                ": thread-local storage is not supported yet",
-            ));
-        }
         let target = match sym.definition {
             Definition::Defined { section, offset } => {
                 if !graph.sections[section].live {
@@ -195,7 +214,26 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
                         ),
                     });
                 }
-                Target::Section(g, section, offset)
+                let in_block = graph.sections[section].role == SectionRole::ThreadLocal;
+                if in_block != (sym.kind == SymbolKind::ThreadLocal)
+                    && sym.kind != SymbolKind::Section
+                {
+                    return Err(LinkError::Malformed {
+                        object: graph.object.clone(),
+                        reason: format!(
+                            "{}: `{name}` is {} but defined in {} section {}",
+                            site(),
+                            if in_block { "not thread-local" } else { "thread-local" },
+                            if in_block { "thread-local" } else { "ordinary" },
+                            graph.sections[section].name
+                        ),
+                    });
+                }
+                if in_block {
+                    Target::ThreadLocal(g, section, offset)
+                } else {
+                    Target::Section(g, section, offset)
+                }
             }
             Definition::Absolute(value) => {
                 return Ok(Resolved {
@@ -286,7 +324,19 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             });
         }
         if let Some(r) = self.lookup(g, name, site)? {
+            let r = self.host_thread_local(r, sym.kind == SymbolKind::ThreadLocal);
             return self.adapt_abi(g, r, site);
+        }
+        if sym.kind == SymbolKind::ThreadLocal {
+            // Not looked up (see `Session::ask_executor_about`): the
+            // executor's loader says where it is when it is linked.
+            let host = Resolved {
+                target: Target::Null,
+                size: sym.size,
+                name,
+                origin: Origin::Host { data: true },
+            };
+            return Ok(self.host_thread_local(host, true));
         }
         if let Some(fallback) = sym.fallback {
             return self.resolve_fallback(g, id, fallback, site);
@@ -423,12 +473,16 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             return Ok(Some(r));
         }
         if let Some(host) = known.filter(|i| i.kind != HostKind::Missing) {
+            let resolved = Resolved {
+                target: Target::Address(host.address),
+                size: host.size,
+                name,
+                origin: Origin::Host {
+                    data: host.kind == HostKind::Data,
+                },
+            };
             if host.kind == HostKind::Tls {
-                return Err(refused_reference(
-                    site(),
-                    name,
-                    ": the host symbol is thread-local, which is not supported yet",
-                ));
+                return Ok(Some(self.host_thread_local(resolved, true)));
             }
             return Ok(Some(Resolved {
                 target: Target::Address(host.address),
@@ -440,6 +494,67 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             }));
         }
         Ok(None)
+    }
+
+    /// A host definition of a thread-local reference (or of a name the
+    /// host's tables call thread-local) as a host thread-local variable:
+    /// its address in the executor's thread means nothing to other
+    /// threads. Anything else is returned as it is.
+    fn host_thread_local(&mut self, r: Resolved<'g>, thread_local: bool) -> Resolved<'g> {
+        if !thread_local || !matches!(r.origin, Origin::Host { .. }) {
+            return r;
+        }
+        let index = match self
+            .host_thread_locals
+            .iter()
+            .position(|v| v.name == r.name)
+        {
+            Some(i) => i,
+            None => {
+                self.host_thread_locals.push(HostThreadLocalRef {
+                    name: r.name,
+                    fixed: false,
+                    place: None,
+                });
+                self.host_thread_locals.len() - 1
+            }
+        };
+        Resolved {
+            target: Target::HostThreadLocal(index),
+            ..r
+        }
+    }
+
+    /// Asks the executor where each host thread-local variable the load
+    /// refers to lives (with its thread-pointer offset when an access
+    /// needs one).
+    pub(super) fn locate_host_thread_locals(&mut self) -> Result<(), LinkError> {
+        for var in &mut self.host_thread_locals {
+            let place = self
+                .req
+                .executor
+                .host_thread_local(var.name, var.fixed)
+                .map_err(|e| {
+                    let advice = if var.fixed {
+                        " (initial-exec code needs the variable's library in static TLS; code \
+                         compiled with -fPIC reaches it through __tls_get_addr instead)"
+                    } else {
+                        ""
+                    };
+                    LinkError::Executor(format!(
+                        "host thread-local variable `{}`: {e}{advice}",
+                        var.name
+                    ))
+                })?;
+            if var.fixed && place.tp_offset.is_none() {
+                return Err(LinkError::Executor(format!(
+                    "host thread-local variable `{}`: the executor gave no thread-pointer offset",
+                    var.name
+                )));
+            }
+            var.place = Some(place);
+        }
+        Ok(())
     }
 
     /// A symbol exported by another live module: functions through their

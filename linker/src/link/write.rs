@@ -3,26 +3,40 @@
 //! thunks and shims, then every edge relocated by the one checked writer.
 
 use super::layout::Layout;
-use super::plan::{Plan, Via};
+use super::plan::{GotSlot, Plan, Via};
 use super::resolve::{Origin, Resolver, Target};
 use super::{DataBinding, site};
 use crate::arch::machine::elf::ABS64;
 use crate::arch::machine::{
-    self, DSO_THUNK_SIZE, JUMP_STUB, JUMP_STUB_DISP, JUMP_STUB_END, WIN64_TO_SYSV_SHIM,
-    WIN64_TO_SYSV_SLOT,
+    self, DSO_THUNK_SIZE, JUMP_STUB, JUMP_STUB_DISP, JUMP_STUB_END, TLS_DESCRIPTOR_RESOLVER,
+    WIN64_TO_SYSV_SHIM, WIN64_TO_SYSV_SLOT,
 };
 use crate::arch::{Arch, Encoding, FieldFailure, Machine, Operands, RelocOp, write_checked};
 use crate::error::{LinkError, UnsupportedRelocation};
-use crate::executors::Executor;
+use crate::executors::{Executor, HostThreadLocal, ThreadLocals};
 use crate::graph::*;
 
-/// The addresses of a load's pieces, once its base is known.
+/// The addresses of a load's pieces, once its base is known, and where
+/// its thread-local variables are once its block is loaded.
 pub(super) struct Addresses<'p> {
     pub base: u64,
     pub layout: &'p Layout,
     pub got: u64,
     pub dso: u64,
     import_slots: &'p [usize],
+    /// The load's thread-local block, once loaded, and whether it is fixed.
+    pub block: Option<(ThreadLocals, bool)>,
+    /// Where each host thread-local variable the load refers to lives.
+    pub host_thread_locals: Vec<HostThreadLocal>,
+}
+
+/// Where a thread-local variable lives: its block's module id, its offset
+/// in the block, and its thread-pointer offset when its block is fixed.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ThreadLocalPlace {
+    pub module: u64,
+    pub offset: u64,
+    pub tp_offset: Option<i64>,
 }
 
 impl<'p> Addresses<'p> {
@@ -33,7 +47,69 @@ impl<'p> Addresses<'p> {
             got: base + layout.got,
             dso: base + layout.dso,
             import_slots: &plan.import_slots,
+            block: None,
+            host_thread_locals: Vec::new(),
         }
+    }
+
+    /// Where the thread-local variable `target` lives. The load's own
+    /// variables have a module id and a thread-pointer offset only once
+    /// its block is loaded (0 and `None` before: the template's own
+    /// relocations use offsets alone).
+    pub fn thread_local(&self, target: Target) -> ThreadLocalPlace {
+        match target {
+            Target::ThreadLocal(g, s, offset) => {
+                let block = self
+                    .layout
+                    .thread_locals
+                    .as_ref()
+                    .expect("a load with thread-local variables has a block");
+                let offset = block.offsets[&(g, s)] + offset;
+                let (module, tp_offset) = match self.block {
+                    Some((loaded, fixed)) => (
+                        loaded.module,
+                        fixed.then(|| loaded.tp_offset.wrapping_add(offset as i64)),
+                    ),
+                    None => (0, None),
+                };
+                ThreadLocalPlace {
+                    module,
+                    offset,
+                    tp_offset,
+                }
+            }
+            Target::HostThreadLocal(i) => {
+                let host = self.host_thread_locals[i];
+                ThreadLocalPlace {
+                    module: host.module,
+                    offset: host.offset,
+                    tp_offset: host.tp_offset,
+                }
+            }
+            _ => unreachable!("only thread-local targets have a thread-local place"),
+        }
+    }
+
+    /// The S of a thread-local op: the variable's thread-pointer offset,
+    /// block offset or module id. A thread-pointer offset the plan did
+    /// not make fixed is refused (`why` is the error).
+    fn thread_local_value(
+        &self,
+        op: RelocOp,
+        target: Target,
+        why: impl FnOnce(&str) -> LinkError,
+    ) -> Result<i128, LinkError> {
+        let place = self.thread_local(target);
+        Ok(match op {
+            RelocOp::TpOffset => match place.tp_offset {
+                Some(tp) => i128::from(tp),
+                None => return Err(why(": the variable's block is not at a fixed thread-pointer offset")),
+            },
+            RelocOp::DtpOffset => i128::from(place.offset),
+            RelocOp::DtpModule => i128::from(place.module),
+            // Through the GOT: the entry holds the value, S is not used.
+            _ => 0,
+        })
     }
 
     /// The address of GOT entry `index`.
@@ -56,6 +132,9 @@ impl<'p> Addresses<'p> {
             Target::Shim(i) => base + layout.shims + (i * WIN64_TO_SYSV_SHIM.len()) as u64,
             Target::Import(i) => self.got_entry(self.import_slots[i]),
             Target::Null => 0,
+            Target::ThreadLocal(..) | Target::HostThreadLocal(_) => {
+                unreachable!("thread-local variables have no address; the plan lets only thread-local ops reach them")
+            }
         }
     }
 }
@@ -132,8 +211,18 @@ pub(super) fn write_got(plan: &Plan, at: &Addresses<'_>, memory: &mut [u8]) {
     };
     for (i, &(key, _)) in plan.got_keys.iter().enumerate() {
         let value = match key {
-            Target::Address(a) => copy_of(a).unwrap_or(a),
-            other => at.of(other),
+            GotSlot::Address(Target::Address(a)) => copy_of(a).unwrap_or(a),
+            GotSlot::Address(other) => at.of(other),
+            GotSlot::TpOffset(target) => at
+                .thread_local(target)
+                .tp_offset
+                .expect("the plan made every block reached by initial exec fixed")
+                as u64,
+            GotSlot::Module(target) => at.thread_local(target).module,
+            GotSlot::DtpOffset(target) => at.thread_local(target).offset,
+            GotSlot::LoadModule => at.block.map_or(0, |(block, _)| block.module),
+            GotSlot::Zero => 0,
+            GotSlot::DescriptorResolver => at.base + at.layout.tls_resolver,
         };
         let offset = (at.layout.got + 8 * i as u64) as usize;
         memory[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
@@ -167,6 +256,10 @@ pub(super) fn write_stubs(plan: &Plan, at: &Addresses<'_>, memory: &mut [u8]) {
             put_rel32(&mut bytes, field, at.base + offset, target);
         }
         memory[offset as usize..offset as usize + DSO_THUNK_SIZE].copy_from_slice(&bytes);
+    }
+    if plan.tls_resolver {
+        let at = layout.tls_resolver as usize;
+        memory[at..at + TLS_DESCRIPTOR_RESOLVER.len()].copy_from_slice(&TLS_DESCRIPTOR_RESOLVER);
     }
     for (i, &slot) in plan.shim_slots.iter().enumerate() {
         let offset = layout.shims + (i * WIN64_TO_SYSV_SHIM.len()) as u64;
@@ -213,6 +306,11 @@ pub(super) fn relocate(
     for (g, graph) in resolver.graphs.iter().enumerate() {
         for (s, section) in graph.sections.iter().enumerate() {
             if !section.live {
+                continue;
+            }
+            if section.role == SectionRole::ThreadLocal {
+                // Relocated in the template, before the block was loaded.
+                plans.by_ref().take(section.edges.len()).for_each(drop);
                 continue;
             }
             let section_offset = at.layout.sections[g][s].expect("live sections are placed");
@@ -275,13 +373,6 @@ fn relocate_edge(
     references.note_import(r.origin, r.name);
     let address = at.base + section_offset + edge.offset;
     let field_at = (section_offset + edge.offset) as usize;
-    let s_addr = match via {
-        Via::Stub(i) => at.base + at.layout.plt + u64::from(i) * JUMP_STUB.len() as u64,
-        Via::Copy(i) => at.base + at.layout.copies[i as usize],
-        _ => at.of(r.target),
-    };
-    let s_val = s_addr as i64 as i128; // absolute values are two's complement
-    let p = address as i128;
     let refused = |why: &str| {
         LinkError::UnsupportedRelocation(Box::new(UnsupportedRelocation {
             site: site(graph, section, edge.offset),
@@ -290,6 +381,14 @@ fn relocate_edge(
             why: why.into(),
         }))
     };
+    let (s_addr, s_val) = if edge.kind.op.is_thread_local() {
+        let value = at.thread_local_value(edge.kind.op, r.target, refused)?;
+        (value as u64, value)
+    } else {
+        let s_addr = target_address(at, via, r.target);
+        (s_addr, s_addr as i64 as i128) // absolute values are two's complement
+    };
+    let p = address as i128;
     // The module segment holding the target (SECREL / SECTION).
     let segment = || {
         at.layout
@@ -376,4 +475,78 @@ fn relocate_edge(
         });
     }
     Ok(())
+}
+
+/// The address an edge planned as `via` reaches for `target`: its stub's,
+/// its copy's, or its own.
+fn target_address(at: &Addresses<'_>, via: Via, target: Target) -> u64 {
+    match via {
+        Via::Stub(i) => at.base + at.layout.plt + u64::from(i) * JUMP_STUB.len() as u64,
+        Via::Copy(i) => at.base + at.layout.copies[i as usize],
+        _ => at.of(target),
+    }
+}
+
+/// The load's thread-local template: its initialized sections' bytes,
+/// relocated. Only what a template can hold is linked in it: addresses
+/// (`__thread int *p = &g`) and offsets in the block; the plan refused the
+/// rest. An address of another module's data is refused too: a hot swap
+/// of that module could not re-apply it to every thread's copy.
+pub(super) fn thread_local_template(
+    resolver: &Resolver<'_, '_, '_>,
+    plan: &Plan,
+    at: &Addresses<'_>,
+) -> Result<Vec<u8>, LinkError> {
+    let block = at
+        .layout
+        .thread_locals
+        .as_ref()
+        .expect("called for a load with a block");
+    let mut init = vec![0u8; block.init_size as usize];
+    let mut plans = plan.plans.iter();
+    for (g, graph) in resolver.graphs.iter().enumerate() {
+        for (s, section) in graph.sections.iter().enumerate() {
+            if !section.live {
+                continue;
+            }
+            if section.role != SectionRole::ThreadLocal || section.data.is_empty() {
+                plans.by_ref().take(section.edges.len()).for_each(drop);
+                continue;
+            }
+            let start = block.offsets[&(g, s)] as usize;
+            init[start..start + section.data.len()].copy_from_slice(&section.data);
+            for edge in &section.edges {
+                let via = *plans.next().expect("one plan per edge");
+                let r = resolver.cached(g, edge.target);
+                let refused = |why: &str| {
+                    LinkError::UnsupportedRelocation(Box::new(UnsupportedRelocation {
+                        site: site(graph, section, edge.offset),
+                        reloc: edge.kind.name.to_string(),
+                        symbol: r.name.to_string(),
+                        why: why.into(),
+                    }))
+                };
+                let value = match edge.kind.op {
+                    RelocOp::None => continue,
+                    RelocOp::DtpOffset => at.thread_local_value(edge.kind.op, r.target, refused)?,
+                    RelocOp::Absolute if !matches!(r.origin, Origin::Module { .. }) => {
+                        target_address(at, via, r.target) as i64 as i128
+                    }
+                    _ => {
+                        return Err(refused(
+                            ": a thread-local template can hold only addresses in this load or \
+                             the host, and offsets in the block",
+                        ));
+                    }
+                } + i128::from(edge.addend);
+                let field_at = start + edge.offset as usize;
+                let field = &mut init[field_at..field_at + edge.kind.encoding.size()];
+                write_checked(&edge.kind, field, value).map_err(|failure| {
+                    let site = site(graph, section, edge.offset);
+                    LinkError::refused_field(failure, site, edge.kind.name, r.name, value, String::new())
+                })?;
+            }
+        }
+    }
+    Ok(init)
 }

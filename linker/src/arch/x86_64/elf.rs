@@ -29,7 +29,6 @@ pub const ABS64: RelocKind = RelocKind {
     name: &"R_X86_64_64",
 };
 
-const TLS: &str = "thread-local storage is not supported yet";
 const DYNAMIC: &str = "a dynamic relocation has no place in a relocatable object";
 
 /// The ELF x86-64 relocation table: raw type -> kind, width and range.
@@ -81,17 +80,25 @@ pub fn elf_reloc(r_type: object::elf::RelocationType) -> Option<ElfReloc> {
             4,
             Signed,
         ),
-        R_X86_64_DTPMOD64 => ElfReloc::Unsupported("R_X86_64_DTPMOD64", TLS),
-        R_X86_64_DTPOFF64 => ElfReloc::Unsupported("R_X86_64_DTPOFF64", TLS),
-        R_X86_64_TPOFF64 => ElfReloc::Unsupported("R_X86_64_TPOFF64", TLS),
-        R_X86_64_TLSGD => ElfReloc::Unsupported("R_X86_64_TLSGD", TLS),
-        R_X86_64_TLSLD => ElfReloc::Unsupported("R_X86_64_TLSLD", TLS),
-        R_X86_64_DTPOFF32 => ElfReloc::Unsupported("R_X86_64_DTPOFF32", TLS),
-        R_X86_64_GOTTPOFF => ElfReloc::Unsupported("R_X86_64_GOTTPOFF", TLS),
-        R_X86_64_TPOFF32 => ElfReloc::Unsupported("R_X86_64_TPOFF32", TLS),
-        R_X86_64_GOTPC32_TLSDESC => ElfReloc::Unsupported("R_X86_64_GOTPC32_TLSDESC", TLS),
-        R_X86_64_TLSDESC_CALL => ElfReloc::Unsupported("R_X86_64_TLSDESC_CALL", TLS),
-        R_X86_64_TLSDESC => ElfReloc::Unsupported("R_X86_64_TLSDESC", TLS),
+        R_X86_64_DTPMOD64 => kind(&"R_X86_64_DTPMOD64", DtpModule, 8, Wrap),
+        R_X86_64_DTPOFF64 => kind(&"R_X86_64_DTPOFF64", DtpOffset, 8, Wrap),
+        R_X86_64_TPOFF64 => kind(&"R_X86_64_TPOFF64", TpOffset, 8, Wrap),
+        R_X86_64_TLSGD => kind(&"R_X86_64_TLSGD", TlsGeneralDynamic, 4, Signed),
+        R_X86_64_TLSLD => kind(&"R_X86_64_TLSLD", TlsLocalDynamic, 4, Signed),
+        R_X86_64_DTPOFF32 => kind(&"R_X86_64_DTPOFF32", DtpOffset, 4, Signed),
+        R_X86_64_GOTTPOFF => kind(&"R_X86_64_GOTTPOFF", TlsInitialExec, 4, Signed),
+        R_X86_64_TPOFF32 => kind(&"R_X86_64_TPOFF32", TpOffset, 4, Signed),
+        R_X86_64_GOTPC32_TLSDESC => {
+            kind(&"R_X86_64_GOTPC32_TLSDESC", TlsDescriptor, 4, Signed)
+        }
+        // Marks the descriptor's `call *(%rax)`, which works as it is: there
+        // is nothing to patch unless the sequence is relaxed.
+        R_X86_64_TLSDESC_CALL => kind(&"R_X86_64_TLSDESC_CALL", None, 0, Wrap),
+        R_X86_64_TLSDESC => ElfReloc::Unsupported(
+            "R_X86_64_TLSDESC",
+            "a TLS descriptor in data is a dynamic relocation; code reaches descriptors \
+             through R_X86_64_GOTPC32_TLSDESC",
+        ),
         R_X86_64_COPY => ElfReloc::Unsupported("R_X86_64_COPY", DYNAMIC),
         R_X86_64_GLOB_DAT => ElfReloc::Unsupported("R_X86_64_GLOB_DAT", DYNAMIC),
         R_X86_64_JUMP_SLOT => ElfReloc::Unsupported("R_X86_64_JUMP_SLOT", DYNAMIC),

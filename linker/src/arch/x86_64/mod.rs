@@ -40,6 +40,22 @@ impl Arch for X86_64 {
             (RelocOp::ImageRelative, _) => o.s + o.a - o.image_base,
             (RelocOp::SegmentOffset, _) => o.s + o.a - segment()?.1,
             (RelocOp::SegmentIndex, _) => segment()?.0 + o.a,
+            (RelocOp::TpOffset | RelocOp::DtpOffset, _) => o.s + o.a,
+            (RelocOp::DtpModule, _) => o.s,
+            (
+                RelocOp::TlsInitialExec
+                | RelocOp::TlsGeneralDynamic
+                | RelocOp::TlsLocalDynamic
+                | RelocOp::TlsDescriptor,
+                Some(entry),
+            ) => o.got + entry + o.a - o.p,
+            (
+                RelocOp::TlsInitialExec
+                | RelocOp::TlsGeneralDynamic
+                | RelocOp::TlsLocalDynamic
+                | RelocOp::TlsDescriptor,
+                None,
+            ) => unreachable!("thread-local GOT references always have an entry"),
             (RelocOp::None, _) => unreachable!("nothing to patch"),
         })
     }
@@ -133,6 +149,16 @@ pub fn dso_thunk(arg_index: u8) -> Option<([u8; DSO_THUNK_SIZE], [Rel32Field; 2]
     ];
     Some((bytes, [(3, 7), (9, 13)]))
 }
+
+/// The resolver of a TLS descriptor whose variable is in static TLS: the
+/// descriptor's second word (at `8(%rax)`) holds the variable's
+/// thread-pointer offset, which the resolver returns in `%rax`, touching
+/// nothing else, as the descriptor calling convention requires.
+pub const TLS_DESCRIPTOR_RESOLVER: [u8; 8] = [
+    0x48, 0x8b, 0x40, 0x08, // mov 8(%rax), %rax
+    0xc3, // ret
+    0xcc, 0xcc, 0xcc, // int3 padding
+];
 
 /// A shim that lets Microsoft x64 code (COFF objects) call a System V
 /// function (the host's libc, the runtime's interposers): it saves what the

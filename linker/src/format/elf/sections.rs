@@ -77,13 +77,9 @@ fn loaded_section<'a>(
         return Ok(None);
     }
     let size = section.sh_size(endian);
-    if flags & elf::SHF_TLS.0 != 0 {
-        if size == 0 {
-            return Ok(None);
-        }
-        return Err(input.unsupported(format!(
-            "section {name}: thread-local storage is not supported yet"
-        )));
+    let thread_local = flags & elf::SHF_TLS.0 != 0;
+    if thread_local && size == 0 {
+        return Ok(None);
     }
     let (protection, bytes): (Protection, &[u8]) = if sh_type == elf::SHT_NOBITS {
         (Protection::Zero, &[])
@@ -100,7 +96,11 @@ fn loaded_section<'a>(
         };
         (protection, bytes)
     };
-    let role = section_role(name, sh_type);
+    let role = if thread_local {
+        SectionRole::ThreadLocal
+    } else {
+        section_role(name, sh_type)
+    };
     let protection = match role {
         // Relocated once, then only read: like RELRO.
         SectionRole::Initializers { .. } | SectionRole::Finalizers { .. } => Protection::ReadOnly,
