@@ -252,6 +252,15 @@ mod tests {
             (RelocOp::ImageRelative, None, 0x1000_0030 - 0x100),
             (RelocOp::SegmentOffset, None, 0x1000_0030 - 0x0fff_f000),
             (RelocOp::SegmentIndex, None, 2 + 0x30),
+            // Thread-local: S is the variable's offset (from the thread
+            // pointer, in its block) or its block's module id.
+            (RelocOp::TpOffset, None, 0x1000_0030),
+            (RelocOp::DtpOffset, None, 0x1000_0030),
+            (RelocOp::DtpModule, None, 0x1000_0000),
+            (RelocOp::TlsInitialExec, Some(24), 0x3000_0000 + 24 + 0x30 - 0x2000_0000),
+            (RelocOp::TlsGeneralDynamic, Some(40), 0x3000_0000 + 40 + 0x30 - 0x2000_0000),
+            (RelocOp::TlsLocalDynamic, Some(56), 0x3000_0000 + 56 + 0x30 - 0x2000_0000),
+            (RelocOp::TlsDescriptor, Some(8), 0x3000_0000 + 8 + 0x30 - 0x2000_0000),
         ];
         for (op, got_entry, expected) in cases {
             assert_eq!(value(op, got_entry), expected, "{op:?} {got_entry:?}");
