@@ -1,9 +1,20 @@
-//! Modules' thread-local blocks through the executor interface, in process
-//! and in a `solder-executor` over pipes (with and without shared memory):
-//! a fixed block sits at the thread-pointer offset the executor reports, in
-//! the process that runs the code, initialized from the template; closing
-//! it is acknowledged, and an unknown id is an error. Needs
-//! `target/<profile>/solder-executor` (built by `cargo test --workspace`).
+//! Thread-local storage, in process and in a `solder-executor` over pipes
+//! (with and without shared memory):
+//!
+//! - modules' blocks through the executor interface: a fixed block sits at
+//!   the thread-pointer offset the executor reports, in the process that
+//!   runs the code, initialized from the template; closing it is
+//!   acknowledged, and an unknown id is an error;
+//! - whole C and C++ programs compiled with each access model's flags
+//!   (each proven by an independent reader to contain that model's
+//!   relocations) print exactly what their native builds print: module
+//!   variables per thread, the C++ runtime's own thread-local variables
+//!   (`std::call_once`), `thread_local` destructors;
+//! - a module is not removed while another thread holds its `thread_local`
+//!   destructors.
+//!
+//! Needs `target/<profile>/solder-executor` (built by `cargo test
+//! --workspace`).
 
 mod support;
 
@@ -14,6 +25,7 @@ use solder_linker::executors::{
 };
 use solder_linker::graph::Protection;
 use solder_linker::{Recovery, Transport};
+use solder_linker::{ExecutorChoice, LinkError, Session, SessionConfig};
 use support::remote::executor_binary;
 
 fn rerun(test: &str) -> String {
@@ -138,5 +150,186 @@ fn a_template_the_loader_cannot_place_is_an_error() {
             "{name}: {error}\n{}",
             rerun(test)
         );
+    }
+}
+
+/// The `solder run` flags of each executor these tests compare.
+const RUN_MODES: [(&str, &[&str]); 3] = [
+    ("in process", &[]),
+    ("pipe", &["--executor", "pipe"]),
+    ("pipe, shared memory", &["--executor", "pipe", "--shm"]),
+];
+
+/// Links `object` natively with `driver` (`cc` or `g++`) and runs it:
+/// what the program prints when the platform's linker and loader run it.
+fn native_stdout(driver: &str, object: &std::path::Path, test: &str) -> String {
+    let exe = object.with_extension("native");
+    let built = std::process::Command::new(driver)
+        .arg(object)
+        .args(["-pthread", "-no-pie"])
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {driver}: {e}\n{}", rerun(test)));
+    assert!(
+        built.status.success(),
+        "{driver} {} failed: {}\n{}",
+        object.display(),
+        String::from_utf8_lossy(&built.stderr),
+        rerun(test)
+    );
+    let run = std::process::Command::new(&exe).output().unwrap();
+    assert!(run.status.success(), "the native build failed\n{}", rerun(test));
+    String::from_utf8_lossy(&run.stdout).into_owned()
+}
+
+/// Compiles `source` with `flags`, checks that it contains every one of
+/// `relocations` (read independently of Solder), and runs it with `solder
+/// run` in every executor: each must print what the native build prints.
+fn runs_like_native(
+    driver: &str,
+    source: &str,
+    flags: &[&str],
+    relocations: &[object::elf::RelocationType],
+    test: &str,
+) {
+    let object = support::compile_with(driver, source, flags);
+    let found = support::relocation_types(&object);
+    for r in relocations {
+        assert!(
+            found.contains(r),
+            "{source} {flags:?} has no relocation of type {r}: {found:?}\n{}",
+            rerun(test)
+        );
+    }
+    let native = native_stdout(driver, &object, test);
+    for (mode, mode_flags) in RUN_MODES {
+        let mut args = vec!["run"];
+        args.extend_from_slice(mode_flags);
+        let path = object.to_str().unwrap();
+        args.push(path);
+        let output = support::solder(&args);
+        assert!(
+            output.status.success(),
+            "{source} {flags:?} {mode}: {}\n{}",
+            support::stderr(&output),
+            rerun(test)
+        );
+        assert_eq!(
+            support::stdout(&output),
+            native,
+            "{source} {flags:?} {mode}: not what the native build prints\n{}",
+            rerun(test)
+        );
+    }
+}
+
+#[test]
+fn a_program_of_each_access_model_runs_like_its_native_build() {
+    use object::elf::*;
+    let test = "a_program_of_each_access_model_runs_like_its_native_build";
+    let models: [(&[&str], &[RelocationType]); 5] = [
+        (&["-O1", "-fno-pic"], &[R_X86_64_TPOFF32]),
+        (&["-O1", "-fPIE"], &[R_X86_64_TPOFF32]),
+        (&["-O1", "-fPIC", "-ftls-model=initial-exec"], &[R_X86_64_GOTTPOFF]),
+        (
+            &["-O1", "-fPIC"],
+            &[R_X86_64_TLSGD, R_X86_64_TLSLD, R_X86_64_DTPOFF32],
+        ),
+        (
+            &["-O1", "-fPIC", "-mtls-dialect=gnu2"],
+            &[R_X86_64_GOTPC32_TLSDESC, R_X86_64_TLSDESC_CALL],
+        ),
+    ];
+    for (flags, relocations) in models {
+        runs_like_native("cc", "linker/tls/models.c", flags, relocations, test);
+    }
+}
+
+#[test]
+fn cxx_call_once_and_thread_local_destructors_run_like_the_native_build() {
+    use object::elf::*;
+    let test = "cxx_call_once_and_thread_local_destructors_run_like_the_native_build";
+    // -fno-pic: the C++ runtime's variables by initial exec (GOTTPOFF), the
+    // program's by local exec; -fPIC: both by general dynamic.
+    runs_like_native(
+        "g++",
+        "linker/tls/once.cc",
+        &["-O1", "-fno-pic"],
+        &[R_X86_64_GOTTPOFF, R_X86_64_TPOFF32],
+        test,
+    );
+    runs_like_native(
+        "g++",
+        "linker/tls/once.cc",
+        &["-O1", "-fPIC"],
+        &[R_X86_64_TLSGD, R_X86_64_TLSLD],
+        test,
+    );
+}
+
+#[test]
+fn a_module_is_not_removed_while_another_thread_holds_its_thread_local_destructors() {
+    let test = "a_module_is_not_removed_while_another_thread_holds_its_thread_local_destructors";
+    let object = support::object(&support::compile_with(
+        "g++",
+        "linker/tls/holder.cc",
+        &["-O1", "-fPIC"],
+    ));
+    let configs = [
+        ("in process", SessionConfig::default()),
+        (
+            "pipe",
+            SessionConfig {
+                executor: ExecutorChoice::Remote {
+                    transport: Transport::Pipe {
+                        program: Some(executor_binary()),
+                    },
+                    shared_memory: false,
+                },
+                ..SessionConfig::default()
+            },
+        ),
+    ];
+    for (name, config) in configs {
+        let mut session = Session::new(config).unwrap();
+        let module = session.load(std::slice::from_ref(&object)).unwrap();
+        assert_eq!(support::call(&mut session, "start_holder", &[]), 1);
+        let refused = session.remove(module).unwrap_err();
+        assert!(
+            matches!(&refused, LinkError::Executor(why) if why.contains("thread_local destructor")),
+            "{name}: {refused}\n{}",
+            rerun(test)
+        );
+        assert_eq!(support::call(&mut session, "stop_holder", &[]), 2);
+        session
+            .remove(module)
+            .unwrap_or_else(|e| panic!("{name}: after the thread ended: {e}\n{}", rerun(test)));
+    }
+}
+
+#[test]
+fn a_block_too_large_for_static_tls_is_a_clear_error() {
+    let test = "a_block_too_large_for_static_tls_is_a_clear_error";
+    let object = support::compile("linker/tls/huge.c", &["-O1", "-fPIE"]);
+    assert!(
+        support::relocation_types(&object).contains(&object::elf::R_X86_64_TPOFF32),
+        "huge.c has no local-exec access\n{}",
+        rerun(test)
+    );
+    for (mode, mode_flags) in RUN_MODES {
+        let mut args = vec!["run"];
+        args.extend_from_slice(mode_flags);
+        args.push(object.to_str().unwrap());
+        let output = support::solder(&args);
+        let stderr = support::stderr(&output);
+        assert!(!output.status.success(), "{mode}: linked\n{}", rerun(test));
+        for part in ["static TLS", "optional_static_tls", "-fPIC"] {
+            assert!(
+                stderr.contains(part),
+                "{mode}: the error does not say `{part}`: {stderr}\n{}",
+                rerun(test)
+            );
+        }
     }
 }
