@@ -221,6 +221,8 @@ pub fn interposer(name: &str) -> Option<Interposer> {
     match name {
         "__cxa_atexit" => direct(solder_rt_cxa_atexit as *const () as usize),
         "__cxa_finalize" => direct(solder_rt_cxa_finalize as *const () as usize),
+        // Mach-O thread-local descriptors' thunk.
+        "_tlv_bootstrap" => crate::sys::tls::tlv_get_addr().map(Interposer::Direct),
         "__cxa_thread_atexit" | "__cxa_thread_atexit_impl" => direct(
             crate::thread_exit::solder_rt_cxa_thread_atexit as *const () as usize,
         ),

@@ -200,3 +200,91 @@ pub fn at_thread_exit(function: extern "C" fn(*mut c_void), arg: *mut c_void) ->
     // life of the process; glibc calls it once, at thread exit, with `arg`.
     unsafe { register(function, arg, handle) == 0 }
 }
+
+/// The address of `__tls_get_addr`, for [`tlv_get_addr`] (set by
+/// [`tlv_get_addr`] before any descriptor can point at the thunk).
+static TLS_GET_ADDR: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+// The thunk of Mach-O thread-local descriptors (what `__tlv_bootstrap`
+// binds to). Called as `call *(%rdi)` with `%rdi` the descriptor (thunk,
+// key, offset); returns the calling thread's address of the variable in
+// `%rax` and, as the descriptor contract requires (compilers keep values
+// in registers across the call), changes no other register: it saves the
+// System V caller-saved ones, integer and vector, around
+// `__tls_get_addr(&descriptor.key)`, whose `tls_index` is the descriptor's
+// key and offset words. At entry `%rsp` is 8 mod 16; eight pushes and 264
+// bytes leave it 16-aligned for the call.
+std::arch::global_asm!(
+    ".pushsection .text.solder_rt_tlv_get_addr,\"ax\",@progbits",
+    ".p2align 4",
+    "solder_rt_tlv_get_addr:",
+    "push rdi",
+    "push rsi",
+    "push rdx",
+    "push rcx",
+    "push r8",
+    "push r9",
+    "push r10",
+    "push r11",
+    "sub rsp, 264",
+    "movdqu [rsp + 0], xmm0",
+    "movdqu [rsp + 16], xmm1",
+    "movdqu [rsp + 32], xmm2",
+    "movdqu [rsp + 48], xmm3",
+    "movdqu [rsp + 64], xmm4",
+    "movdqu [rsp + 80], xmm5",
+    "movdqu [rsp + 96], xmm6",
+    "movdqu [rsp + 112], xmm7",
+    "movdqu [rsp + 128], xmm8",
+    "movdqu [rsp + 144], xmm9",
+    "movdqu [rsp + 160], xmm10",
+    "movdqu [rsp + 176], xmm11",
+    "movdqu [rsp + 192], xmm12",
+    "movdqu [rsp + 208], xmm13",
+    "movdqu [rsp + 224], xmm14",
+    "movdqu [rsp + 240], xmm15",
+    "lea rdi, [rdi + 8]",
+    "call qword ptr [rip + {tls_get_addr}]",
+    "movdqu xmm0, [rsp + 0]",
+    "movdqu xmm1, [rsp + 16]",
+    "movdqu xmm2, [rsp + 32]",
+    "movdqu xmm3, [rsp + 48]",
+    "movdqu xmm4, [rsp + 64]",
+    "movdqu xmm5, [rsp + 80]",
+    "movdqu xmm6, [rsp + 96]",
+    "movdqu xmm7, [rsp + 112]",
+    "movdqu xmm8, [rsp + 128]",
+    "movdqu xmm9, [rsp + 144]",
+    "movdqu xmm10, [rsp + 160]",
+    "movdqu xmm11, [rsp + 176]",
+    "movdqu xmm12, [rsp + 192]",
+    "movdqu xmm13, [rsp + 208]",
+    "movdqu xmm14, [rsp + 224]",
+    "movdqu xmm15, [rsp + 240]",
+    "add rsp, 264",
+    "pop r11",
+    "pop r10",
+    "pop r9",
+    "pop r8",
+    "pop rcx",
+    "pop rdx",
+    "pop rsi",
+    "pop rdi",
+    "ret",
+    ".popsection",
+    tls_get_addr = sym TLS_GET_ADDR,
+);
+
+unsafe extern "C" {
+    /// Only its address is taken: JIT'd code calls it as a descriptor's
+    /// thunk (see the assembly above), never Rust.
+    safe fn solder_rt_tlv_get_addr();
+}
+
+/// The thunk Mach-O thread-local descriptors call (what `__tlv_bootstrap`
+/// binds to), or `None` when the process has no `__tls_get_addr`.
+pub fn tlv_get_addr() -> Option<u64> {
+    let tls_get_addr = super::dl::global_symbol(c"__tls_get_addr")?;
+    TLS_GET_ADDR.store(tls_get_addr, std::sync::atomic::Ordering::Release);
+    Some(solder_rt_tlv_get_addr as *const () as usize as u64)
+}

@@ -86,7 +86,23 @@ pub const EH_FRAME_POINTER32: RelocKind = kind(
     Check::Unsigned,
 );
 
-const TLS: &str = "thread-local storage is not supported yet";
+/// A thread-local descriptor's key (its second word): the module id of
+/// the variable's block. The front-end adds one per descriptor.
+pub const TLV_KEY: RelocKind = kind(
+    &"thread-local descriptor key (module id)",
+    RelocOp::DtpModule,
+    8,
+    Check::Wrap,
+);
+/// A thread-local descriptor's offset (its third word, an
+/// `X86_64_RELOC_UNSIGNED` against the variable's initial value): the
+/// variable's offset in its block.
+pub const TLV_OFFSET: RelocKind = kind(
+    &"X86_64_RELOC_UNSIGNED (thread-local descriptor offset)",
+    RelocOp::DtpOffset,
+    8,
+    Check::Wrap,
+);
 const PC32: &str = "pc-relative, length 2 (4 bytes)";
 
 /// The Mach-O x86-64 relocation table: raw type, pc-relative flag and
@@ -144,7 +160,16 @@ pub fn macho_reloc(r_type: RelocationType, pcrel: bool, length: u8) -> Option<Ma
             0,
         ),
         X86_64_RELOC_GOT => pc32(&"X86_64_RELOC_GOT", GotEntryPcRel { relax: Relax::No }, 0),
-        X86_64_RELOC_TLV => MachOReloc::Unsupported("X86_64_RELOC_TLV", TLS),
+        // `movq _var@TLVP(%rip), %rdi`: loads the address of the variable's
+        // descriptor, like a GOT load (and, like one, may become `leaq`
+        // when the descriptor is in the load).
+        X86_64_RELOC_TLV => pc32(
+            &"X86_64_RELOC_TLV",
+            GotEntryPcRel {
+                relax: Relax::RexMov,
+            },
+            0,
+        ),
         _ => return Option::None,
     })
 }

@@ -9,7 +9,7 @@ use object::read::macho::Section as _;
 
 use super::{Input, LE, Raw};
 use crate::arch::RelocKind;
-use crate::arch::machine::macho::{MachOReloc, macho_reloc};
+use crate::arch::machine::macho::{MachOReloc, TLV_KEY, TLV_OFFSET, macho_reloc};
 use crate::error::{LinkError, Site, UnsupportedRelocation};
 use crate::format::ObjectErrors;
 use crate::graph::*;
@@ -48,6 +48,9 @@ pub(super) fn attach<'a>(
         }
         let mut edges = cx.section_edges(raw, &section.data, relocs)?;
         edges.sort_by_key(|e| e.offset);
+        if raw.header.flags(LE).typ() == macho::S_THREAD_LOCAL_VARIABLES {
+            edges = cx.thread_local_descriptors(raw, section, edges)?;
+        }
         if section.role == SectionRole::UnwindFrames {
             edges.extend(cx.eh_frame_edges(raw, &section.data, &edges)?);
             edges.sort_by_key(|e| e.offset);
@@ -58,6 +61,50 @@ pub(super) fn attach<'a>(
         graph_sections[id].edges = Edges::Decoded(edges);
     }
     Ok(())
+}
+
+impl Context<'_, '_> {
+    /// The edges of a `__thread_vars` section: 24-byte descriptors of
+    /// thunk (`__tlv_bootstrap`, which the runtime provides), key and
+    /// offset. The object relocates the offset word against the variable's
+    /// initial value in the template; here it becomes the variable's offset
+    /// in the load's block, and the key word gets the block's module id,
+    /// so the thunk finds the variable as `__tls_get_addr(&key)` would.
+    fn thread_local_descriptors(
+        &self,
+        raw: &Raw<'_>,
+        section: &Section<'_>,
+        edges: Vec<Edge>,
+    ) -> Result<Vec<Edge>, LinkError> {
+        if section.size % 24 != 0 {
+            return Err(self.malformed(format!(
+                "section {}: {:#x} bytes is not a whole number of 24-byte thread-local \
+                 descriptors",
+                raw.name, section.size
+            )));
+        }
+        let mut out = Vec::with_capacity(edges.len() * 3 / 2);
+        for edge in edges {
+            if edge.offset % 24 != 16 {
+                out.push(edge);
+                continue;
+            }
+            let target = &self.symbols[edge.target];
+            if edge.kind != crate::arch::machine::macho::UNSIGNED_64
+                || !matches!(target.kind, SymbolKind::ThreadLocal | SymbolKind::Section)
+            {
+                return Err(self.malformed(format!(
+                    "section {} offset {:#x}: a thread-local descriptor's offset must be an \
+                     8-byte X86_64_RELOC_UNSIGNED against a thread-local initial value, not {} \
+                     against `{}`",
+                    raw.name, edge.offset, edge.kind.name, target.name
+                )));
+            }
+            out.push(Edge::new(edge.offset - 8, TLV_KEY, edge.target, 0));
+            out.push(Edge::new(edge.offset, TLV_OFFSET, edge.target, edge.addend));
+        }
+        Ok(out)
+    }
 }
 
 /// What reading relocations needs of the parsed object.
@@ -251,7 +298,9 @@ impl Context<'_, '_> {
                         )
                     }
                 },
-                macho::X86_64_RELOC_GOT_LOAD | macho::X86_64_RELOC_GOT => {
+                macho::X86_64_RELOC_GOT_LOAD
+                | macho::X86_64_RELOC_GOT
+                | macho::X86_64_RELOC_TLV => {
                     if target.section_addr.is_some() {
                         return Err(self.malformed(format!(
                             "{}: {} must refer to a symbol (r_extern = 1)",

@@ -100,13 +100,14 @@ fn classify(
         return Ok(None);
     }
     let not_supported: Option<&str> = match typ {
-        macho::S_THREAD_LOCAL_REGULAR
-        | macho::S_THREAD_LOCAL_ZEROFILL
-        | macho::S_THREAD_LOCAL_VARIABLES
-        | macho::S_THREAD_LOCAL_VARIABLE_POINTERS
-        | macho::S_THREAD_LOCAL_INIT_FUNCTION_POINTERS => {
-            Some("thread-local storage is not supported yet")
-        }
+        macho::S_THREAD_LOCAL_VARIABLE_POINTERS => Some(
+            "thread-local variable pointer sections (indirect symbol tables) are not supported \
+             in objects",
+        ),
+        macho::S_THREAD_LOCAL_INIT_FUNCTION_POINTERS => Some(
+            "thread-local storage with dynamic initializers (C++ thread_local objects) is not \
+             supported yet in Mach-O objects",
+        ),
         macho::S_NON_LAZY_SYMBOL_POINTERS
         | macho::S_LAZY_SYMBOL_POINTERS
         | macho::S_LAZY_DYLIB_SYMBOL_POINTERS
@@ -138,6 +139,12 @@ fn classify(
     };
     Ok(Some(match typ {
         macho::S_ZEROFILL | macho::S_GB_ZEROFILL => (Protection::Zero, SectionRole::Plain),
+        // The template of the load's thread-local block.
+        macho::S_THREAD_LOCAL_REGULAR => (Protection::Data, SectionRole::ThreadLocal),
+        macho::S_THREAD_LOCAL_ZEROFILL => (Protection::Zero, SectionRole::ThreadLocal),
+        // The variables' descriptors: thunk, key, offset (see the
+        // relocations phase).
+        macho::S_THREAD_LOCAL_VARIABLES => (Protection::Data, SectionRole::Plain),
         // Relocated once, then only read: like RELRO.
         macho::S_MOD_INIT_FUNC_POINTERS => (Protection::ReadOnly, initializers),
         macho::S_MOD_TERM_FUNC_POINTERS => (Protection::ReadOnly, finalizers),

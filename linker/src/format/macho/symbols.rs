@@ -172,7 +172,9 @@ fn nlist_symbol<'a>(
             let size = next - n_value;
             match raw.placed {
                 Some(section) => {
-                    let kind = if sections[section].protection == Protection::Code {
+                    let kind = if sections[section].role == SectionRole::ThreadLocal {
+                        SymbolKind::ThreadLocal
+                    } else if sections[section].protection == Protection::Code {
                         SymbolKind::Function
                     } else {
                         SymbolKind::Data
