@@ -339,10 +339,26 @@ mod tests {
             macho_reloc(X86_64_RELOC_SUBTRACTOR, true, 3),
             Some(MachOReloc::BadForm(..))
         ));
+        // A descriptor load: a GOT-like, relaxable rel32.
+        let (tlv, n) = kind_of(X86_64_RELOC_TLV, true, 2);
         assert_eq!(
-            macho_reloc(X86_64_RELOC_TLV, true, 2),
-            Some(MachOReloc::Unsupported("X86_64_RELOC_TLV", TLS))
+            (tlv.op, tlv.encoding, *tlv.name, n),
+            (
+                RelocOp::GotEntryPcRel {
+                    relax: Relax::RexMov
+                },
+                Encoding::Int {
+                    width: 4,
+                    check: Check::Signed
+                },
+                "X86_64_RELOC_TLV",
+                0
+            )
         );
+        assert!(matches!(
+            macho_reloc(X86_64_RELOC_TLV, false, 3),
+            Some(MachOReloc::BadForm(..))
+        ));
         assert_eq!(macho_reloc(RelocationType(10), true, 2), None);
         assert_eq!(macho_reloc(RelocationType(15), false, 3), None);
     }

@@ -66,8 +66,12 @@ pub(super) fn read<'a, Coff: CoffHeader>(
             if size == 0 {
                 continue;
             }
+            // The code reaches its block through `_tls_index` and the
+            // thread environment block (`gs:[0x58]`), which threads of
+            // the platforms Solder runs on do not have.
             return Err(input.unsupported(format!(
-                "section {name}: thread-local storage is not supported yet"
+                "section {name}: thread-local storage is not supported in COFF objects (the \
+                 code finds its block through the Windows thread environment block)"
             )));
         }
         let role = if base == ".CRT" {

@@ -5,6 +5,7 @@
 //! else than the assembler did and computing what the linker would write.
 
 use super::*;
+use crate::arch::machine::macho::{TLV_KEY, TLV_OFFSET};
 use crate::arch::machine::macho::EH_FRAME_DELTA64;
 use crate::arch::{Relax, RelocOp};
 use object::macho;
@@ -955,17 +956,9 @@ fn corrupt_relocations_are_errors() {
     // Scattered.
     let data = corrupt(signed, (address | macho::R_SCATTERED, word1));
     assert_malformed(&data, "scattered");
-    // A TLV reference.
-    let data = corrupt(signed, (address, with_type(word1, 9)));
-    match error_of(&data) {
-        LinkError::UnsupportedRelocation(u) => {
-            assert_eq!(u.reloc, "X86_64_RELOC_TLV");
-            assert_eq!(u.why, ": thread-local storage is not supported yet");
-            assert_eq!(u.symbol, "_x");
-            assert_eq!(u.site.section, "__TEXT,__text");
-        }
-        other => panic!("{other}"),
-    }
+    // A TLV reference to a section, not a symbol (r_extern = 0).
+    let data = corrupt(signed, (address, with_type(word1, 9) & !(1 << 27) & 0xff00_0000 | 1));
+    assert_malformed(&data, "X86_64_RELOC_TLV must refer to a symbol");
     // A type x86-64 does not define.
     let data = corrupt(signed, (address, with_type(word1, 12)));
     match error_of(&data) {
@@ -1151,29 +1144,49 @@ fn unsupported_objects() {
     assert_malformed(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0", "bad Mach-O magic");
     assert_malformed(b"\xcf\xfa", "too short");
 
-    // Thread-local variables: their sections, and a TLV reference.
-    // (TLS needs a deployment target that has it.)
-    let tls = build(
-        "x86_64-apple-macosx10.15",
-        "c",
-        "_Thread_local int tv = 1; int get(void) { return tv; }",
-        &["-O2", "-nostdinc"],
-    );
-    unsupported(&tls, "thread-local storage is not supported yet");
-    let tlv = asm(r#"
-        .globl _f
+    // Thread-local initializer functions (C++ thread_local objects with
+    // dynamic initialization).
+    let init = asm(r#"
+        .section __DATA,__thread_init,thread_local_init_function_pointers
+        .quad _f
+        .text
     _f:
-        movq _tv@TLVP(%rip), %rdi
         ret
     "#);
-    match error_of(&tlv) {
-        LinkError::UnsupportedRelocation(u) => {
-            assert_eq!(
-                (u.reloc.as_str(), u.symbol.as_str()),
-                ("X86_64_RELOC_TLV", "_tv")
-            );
-            assert_eq!(u.why, ": thread-local storage is not supported yet");
-        }
-        other => panic!("{other}"),
+    unsupported(&init, "dynamic initializers");
+}
+
+/// Thread-local variables: the template sections have the thread-local
+/// role and their symbols are thread-local; each 24-byte descriptor of
+/// `__thread_vars` keeps its thunk edge and gets the key (module id) and
+/// offset edges against the variable's initial value; a TLV reference is a
+/// relaxable descriptor load.
+#[test]
+fn thread_local_variables_become_a_template_and_descriptors() {
+    // (TLS needs a deployment target that has it.)
+    let data = build(
+        "x86_64-apple-macosx10.15",
+        "c",
+        "_Thread_local int tv = 1; _Thread_local long tz; int get(void) { return tv + tz; }",
+        &["-O2", "-nostdinc"],
+    );
+    let g = graph(&data);
+    for name in ["__DATA,__thread_data", "__DATA,__thread_bss"] {
+        assert_eq!(g.sections[section(&g, name)].role, SectionRole::ThreadLocal, "{name}");
     }
+    let init = symbol(&g, "_tv$tlv$init");
+    assert_eq!(g.symbols[init].kind, SymbolKind::ThreadLocal);
+    let vars = "__DATA,__thread_vars";
+    assert_eq!(g.sections[section(&g, vars)].role, SectionRole::Plain);
+    let descriptor = match g.symbols[symbol(&g, "_tv")].definition {
+        Definition::Defined { offset, .. } => offset,
+        other => panic!("_tv: {other:?}"),
+    };
+    let thunk = edge_at(&g, vars, descriptor);
+    assert_eq!(g.symbols[thunk.target].name, "__tlv_bootstrap");
+    let key = edge_at(&g, vars, descriptor + 8);
+    assert_eq!((key.kind, key.target), (TLV_KEY, init));
+    let offset = edge_at(&g, vars, descriptor + 16);
+    assert_eq!((offset.kind, offset.target), (TLV_OFFSET, init));
+    has_kinds(&g, &["X86_64_RELOC_TLV"]);
 }
