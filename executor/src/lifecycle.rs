@@ -223,9 +223,9 @@ pub fn interposer(name: &str) -> Option<Interposer> {
         "__cxa_finalize" => direct(solder_rt_cxa_finalize as *const () as usize),
         // Mach-O thread-local descriptors' thunk.
         "_tlv_bootstrap" => crate::sys::tls::tlv_get_addr().map(Interposer::Direct),
-        "__cxa_thread_atexit" | "__cxa_thread_atexit_impl" => direct(
-            crate::thread_exit::solder_rt_cxa_thread_atexit as *const () as usize,
-        ),
+        "__cxa_thread_atexit" | "__cxa_thread_atexit_impl" => {
+            direct(crate::thread_exit::solder_rt_cxa_thread_atexit as *const () as usize)
+        }
         "exit" => direct(solder_rt_exit as *const () as usize),
         "quick_exit" => direct(solder_rt_quick_exit as *const () as usize),
         "atexit" => pass_dso(solder_rt_atexit as *const () as usize, 1),

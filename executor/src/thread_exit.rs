@@ -47,7 +47,9 @@ static COUNTS: Mutex<Option<HashMap<u64, usize>>> = Mutex::new(None);
 fn counts() -> MutexGuard<'static, Option<HashMap<u64, usize>>> {
     // Only this file's bookkeeping runs under the lock: a poisoned lock
     // holds usable counts.
-    COUNTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    COUNTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `__cxa_thread_atexit(function, object, dso)` and
@@ -62,7 +64,10 @@ pub extern "C" fn solder_rt_cxa_thread_atexit(function: u64, object: u64, dso: u
             dso,
         })
     });
-    *counts().get_or_insert_with(HashMap::new).entry(dso).or_default() += 1;
+    *counts()
+        .get_or_insert_with(HashMap::new)
+        .entry(dso)
+        .or_default() += 1;
     if !HOOKED.replace(true) {
         // Without the platform's hook (no glibc), the destructors run only
         // at session end and removal, as the thread never tells.

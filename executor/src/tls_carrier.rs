@@ -226,7 +226,15 @@ pub fn host_probe_object(name: &str, fixed: bool) -> Result<(Vec<u8>, ProbeSlots
     elf_header(&mut out);
     phdr(&mut out, PT_LOAD, PF_R | PF_W, 0, end, end, 0x1000);
     let dynamic_size = DYN_ENTRIES * 16;
-    phdr(&mut out, PT_DYNAMIC, PF_R | PF_W, DYNAMIC, dynamic_size, dynamic_size, 8);
+    phdr(
+        &mut out,
+        PT_DYNAMIC,
+        PF_R | PF_W,
+        DYNAMIC,
+        dynamic_size,
+        dynamic_size,
+        8,
+    );
     phdr(&mut out, PT_NULL, 0, 0, 0, 0, 0);
     phdr(&mut out, PT_GNU_STACK, PF_R | PF_W, 0, 0, 0, 16);
     for (tag, value) in [

@@ -24,8 +24,8 @@ use solder_linker::executors::{
     Executor, ExecutorOutput, InProcess, Outcome, Remote, RemoteConfig, TlsTemplate,
 };
 use solder_linker::graph::Protection;
-use solder_linker::{Recovery, Transport};
 use solder_linker::{ExecutorChoice, LinkError, Session, SessionConfig};
+use solder_linker::{Recovery, Transport};
 use support::remote::executor_binary;
 
 fn rerun(test: &str) -> String {
@@ -179,7 +179,11 @@ fn native_stdout(driver: &str, object: &std::path::Path, test: &str) -> String {
         rerun(test)
     );
     let run = std::process::Command::new(&exe).output().unwrap();
-    assert!(run.status.success(), "the native build failed\n{}", rerun(test));
+    assert!(
+        run.status.success(),
+        "the native build failed\n{}",
+        rerun(test)
+    );
     String::from_utf8_lossy(&run.stdout).into_owned()
 }
 
@@ -231,7 +235,10 @@ fn a_program_of_each_access_model_runs_like_its_native_build() {
     let models: [(&[&str], &[RelocationType]); 5] = [
         (&["-O1", "-fno-pic"], &[R_X86_64_TPOFF32]),
         (&["-O1", "-fPIE"], &[R_X86_64_TPOFF32]),
-        (&["-O1", "-fPIC", "-ftls-model=initial-exec"], &[R_X86_64_GOTTPOFF]),
+        (
+            &["-O1", "-fPIC", "-ftls-model=initial-exec"],
+            &[R_X86_64_GOTTPOFF],
+        ),
         (
             &["-O1", "-fPIC"],
             &[R_X86_64_TLSGD, R_X86_64_TLSLD, R_X86_64_DTPOFF32],

@@ -571,6 +571,20 @@ fn compile_and_link(builds: &mut [Build], jobs: Option<usize>) -> Result<Vec<Opt
         if error.is_some() {
             continue;
         }
+        let exercises: Vec<String> = build
+            .program
+            .exercises
+            .iter()
+            .map(|&e| e.to_owned())
+            .collect();
+        let format = solder_conformance::formats::Format::Elf;
+        if let Err(missing) = solder_conformance::verify::verify(format, &build.objects, &exercises)
+        {
+            *error = Some(format!(
+                "the objects do not exercise what the program is for: {missing}"
+            ));
+            continue;
+        }
         match build::link(
             build.driver(),
             build.variant.ldflags,

@@ -175,7 +175,8 @@ pub fn thread_pointer() -> u64 {
     tp
 }
 
-type ThreadAtExit = unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, *mut c_void) -> i32;
+type ThreadAtExit =
+    unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, *mut c_void) -> i32;
 
 /// Has `function(arg)` called when the calling thread exits, among the
 /// thread's C++ `thread_local` destructors (glibc's

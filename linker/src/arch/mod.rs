@@ -93,7 +93,9 @@ pub enum RelocOp {
     Branch,
     /// G + GOT + A - P: the GOT entry's address, PC-relative. `relax` says
     /// which instruction forms may be rewritten to skip the GOT.
-    GotEntryPcRel { relax: Relax },
+    GotEntryPcRel {
+        relax: Relax,
+    },
     /// GOT + A - P
     GotBasePcRel,
     /// S + A - GOT

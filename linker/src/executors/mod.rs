@@ -151,8 +151,7 @@ pub trait Executor {
     /// loader of the process that runs the code says; with `fixed`, also
     /// its thread-pointer offset (its library placed in static TLS if
     /// possible), which initial-exec code needs.
-    fn host_thread_local(&mut self, name: &str, fixed: bool)
-    -> Result<HostThreadLocal, LinkError>;
+    fn host_thread_local(&mut self, name: &str, fixed: bool) -> Result<HostThreadLocal, LinkError>;
     fn register_module(
         &mut self,
         dso: u64,

@@ -43,9 +43,8 @@ use solder_executor::sys::spawn::{self, WaitStatus};
 use solder_executor::transport;
 
 use super::{
-    Crash, Executor, ExecutorOutput, HostThreadLocal, Outcome, PlacementCode, SymbolInfo, ThreadLocals,
-    TlsTemplate,
-    prot_of,
+    Crash, Executor, ExecutorOutput, HostThreadLocal, Outcome, PlacementCode, SymbolInfo,
+    ThreadLocals, TlsTemplate, prot_of,
 };
 use crate::error::LinkError;
 use crate::graph::Protection;
@@ -422,13 +421,18 @@ fn static_tls_tunables() -> std::ffi::OsString {
 /// `tunables` with the static TLS surplus added unless they set one.
 fn with_static_tls_surplus(tunables: Option<std::ffi::OsString>) -> std::ffi::OsString {
     let mut tunables = tunables.unwrap_or_default();
-    if tunables.to_string_lossy().contains("glibc.rtld.optional_static_tls") {
+    if tunables
+        .to_string_lossy()
+        .contains("glibc.rtld.optional_static_tls")
+    {
         return tunables;
     }
     if !tunables.is_empty() {
         tunables.push(":");
     }
-    tunables.push(format!("glibc.rtld.optional_static_tls={STATIC_TLS_SURPLUS}"));
+    tunables.push(format!(
+        "glibc.rtld.optional_static_tls={STATIC_TLS_SURPLUS}"
+    ));
     tunables
 }
 

@@ -261,7 +261,10 @@ pub(super) fn lay_out(
         .advance_by(plan.shim_slots.len(), WIN64_TO_SYSV_SHIM.len())
         .map_err(pieces("the shims"))?;
     let tls_resolver = cursor
-        .advance_by(usize::from(plan.tls_resolver), TLS_DESCRIPTOR_RESOLVER.len())
+        .advance_by(
+            usize::from(plan.tls_resolver),
+            TLS_DESCRIPTOR_RESOLVER.len(),
+        )
         .map_err(pieces("the TLS descriptor resolver"))?;
     segments.push((start, cursor.0 - start, Protection::Code));
     cursor.align(page).map_err(pieces("the code"))?;

@@ -183,7 +183,9 @@ pub(super) fn plan(
                 let r = resolver.cached(g, edge.target);
                 if edge.kind.op.is_thread_local() || r.target.is_thread_local() {
                     let site = || site(graph, section, edge.offset);
-                    plans.push(thread_local_via(&edge, &r, section, &mut got, &mut tls, site)?);
+                    plans.push(thread_local_via(
+                        &edge, &r, section, &mut got, &mut tls, site,
+                    )?);
                     continue;
                 }
                 let slab = &*resolver.req.slab;
@@ -306,13 +308,15 @@ fn thread_local_via(
         return Err(refused(
             ": the symbol is thread-local, so it has no address a relocation of this kind could \
              use"
-                .into(),
+            .into(),
         ));
     }
     if !r.target.is_thread_local() && op != RelocOp::TlsLocalDynamic {
         return Err(refused(": the symbol is not thread-local".into()));
     }
-    if section.role == SectionRole::ThreadLocal && !matches!(op, RelocOp::DtpOffset | RelocOp::DtpModule) {
+    if section.role == SectionRole::ThreadLocal
+        && !matches!(op, RelocOp::DtpOffset | RelocOp::DtpModule)
+    {
         return Err(refused(
             ": a thread-local template holds no thread-specific values".into(),
         ));

@@ -223,7 +223,11 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
                         reason: format!(
                             "{}: `{name}` is {} but defined in {} section {}",
                             site(),
-                            if in_block { "not thread-local" } else { "thread-local" },
+                            if in_block {
+                                "not thread-local"
+                            } else {
+                                "thread-local"
+                            },
                             if in_block { "thread-local" } else { "ordinary" },
                             graph.sections[section].name
                         ),

@@ -103,7 +103,11 @@ impl<'p> Addresses<'p> {
         Ok(match op {
             RelocOp::TpOffset => match place.tp_offset {
                 Some(tp) => i128::from(tp),
-                None => return Err(why(": the variable's block is not at a fixed thread-pointer offset")),
+                None => {
+                    return Err(why(
+                        ": the variable's block is not at a fixed thread-pointer offset",
+                    ));
+                }
             },
             RelocOp::DtpOffset => i128::from(place.offset),
             RelocOp::DtpModule => i128::from(place.module),
@@ -133,7 +137,9 @@ impl<'p> Addresses<'p> {
             Target::Import(i) => self.got_entry(self.import_slots[i]),
             Target::Null => 0,
             Target::ThreadLocal(..) | Target::HostThreadLocal(_) => {
-                unreachable!("thread-local variables have no address; the plan lets only thread-local ops reach them")
+                unreachable!(
+                    "thread-local variables have no address; the plan lets only thread-local ops reach them"
+                )
             }
         }
     }
@@ -543,7 +549,14 @@ pub(super) fn thread_local_template(
                 let field = &mut init[field_at..field_at + edge.kind.encoding.size()];
                 write_checked(&edge.kind, field, value).map_err(|failure| {
                     let site = site(graph, section, edge.offset);
-                    LinkError::refused_field(failure, site, edge.kind.name, r.name, value, String::new())
+                    LinkError::refused_field(
+                        failure,
+                        site,
+                        edge.kind.name,
+                        r.name,
+                        value,
+                        String::new(),
+                    )
                 })?;
             }
         }

@@ -3,7 +3,8 @@
 //! sources come from.
 //!
 //! Third-party C code is never vendored. `xtask/sources/Cargo.toml` names
-//! crates.io source packages (`lua-src`, `libsqlite3-sys` with `bundled`);
+//! crates.io source packages (`lua-src`, `libsqlite3-sys` with `bundled`,
+//! `libmimalloc-sys`);
 //! [`locate_sources`] runs `cargo metadata` on that manifest, which downloads
 //! the crates (pinned by `xtask/sources/Cargo.lock`), and finds the C code
 //! inside them. Our own sources live in `fixtures/programs/`.
@@ -122,6 +123,11 @@ pub struct Program {
     pub cases: Vec<Case>,
     /// Working directory of every run (scripts are named relative to it).
     pub cwd: PathBuf,
+    /// What the built objects must contain (relocation types, section
+    /// names, `symbol:NAME`, as the conformance suite's `exercises`),
+    /// checked with an independent reader after compiling: what the
+    /// program is here to exercise.
+    pub exercises: &'static [&'static str],
 }
 
 impl Program {
@@ -151,6 +157,9 @@ pub struct ThirdParty {
     pub lua: PathBuf,
     /// `libsqlite3-sys-*/sqlite3` (holds `sqlite3.c`, `sqlite3.h`)
     pub sqlite: PathBuf,
+    /// `libmimalloc-sys-*/c_src/mimalloc/v2` (holds `src/static.c`,
+    /// `include/mimalloc.h`)
+    pub mimalloc: PathBuf,
 }
 
 /// Runs `cargo metadata` on `xtask/sources/Cargo.toml` (downloading the
@@ -211,6 +220,7 @@ pub fn locate_sources(root: &Path) -> Result<ThirdParty> {
     };
     let lua = package_dir("lua-src")?.join("lua-5.4.9");
     let sqlite = package_dir("libsqlite3-sys")?.join("sqlite3");
+    let mimalloc = package_dir("libmimalloc-sys")?.join("c_src/mimalloc/v2");
     ensure!(
         lua.join("lua.h").is_file(),
         "{} has no lua.h (has lua-src changed its layout?)",
@@ -221,7 +231,16 @@ pub fn locate_sources(root: &Path) -> Result<ThirdParty> {
         "{} has no sqlite3.c (is the `bundled` feature of libsqlite3-sys enabled?)",
         sqlite.display()
     );
-    Ok(ThirdParty { lua, sqlite })
+    ensure!(
+        mimalloc.join("src/static.c").is_file(),
+        "{} has no src/static.c (has libmimalloc-sys changed its layout?)",
+        mimalloc.display()
+    );
+    Ok(ThirdParty {
+        lua,
+        sqlite,
+        mimalloc,
+    })
 }
 
 /// Files of `dir` with extension `ext`, sorted by name.
@@ -296,6 +315,7 @@ pub fn programs(root: &Path, third_party: &ThirdParty) -> Result<Vec<Program>> {
             })
             .collect(),
         cwd: lua_dir,
+        exercises: &[],
     });
 
     // SQLite amalgamation, configured like libsqlite3-sys's `bundled` build
@@ -325,6 +345,7 @@ pub fn programs(root: &Path, third_party: &ThirdParty) -> Result<Vec<Program>> {
             Case::new("rows5000-exit5", &["5000", "5"]),
         ],
         cwd: fixtures.join("sqlite"),
+        exercises: &[],
     });
 
     programs.push(Program {
@@ -334,6 +355,7 @@ pub fn programs(root: &Path, third_party: &ThirdParty) -> Result<Vec<Program>> {
         variants: vec![&DEFAULT],
         cases: vec![Case::new("exit7", &["first", "second arg"])],
         cwd: fixtures.join("c"),
+        exercises: &[],
     });
 
     programs.push(Program {
@@ -351,6 +373,7 @@ pub fn programs(root: &Path, third_party: &ThirdParty) -> Result<Vec<Program>> {
             Case::new("segv", &["segv"]),
         ],
         cwd: fixtures.join("c"),
+        exercises: &[],
     });
 
     let mut cpp_flags = vec!["-std=c++17".to_owned()];
@@ -368,6 +391,46 @@ pub fn programs(root: &Path, third_party: &ThirdParty) -> Result<Vec<Program>> {
         variants: vec![&DEFAULT],
         cases: vec![Case::new("return0", &[]), Case::new("return3", &["3"])],
         cwd: fixtures.join("cpp"),
+        exercises: &[],
+    });
+
+    // mimalloc (its default heap is a thread-local variable), configured
+    // like libmimalloc-sys's release build, under a multi-threaded
+    // allocation workload.
+    let mut mimalloc = Source::new(third_party.mimalloc.join("src/static.c"));
+    mimalloc.flags = ["-DMI_DEBUG=0", "-DMI_BUILD_RELEASE", "-DNDEBUG"]
+        .map(String::from)
+        .to_vec();
+    programs.push(Program {
+        name: "mimalloc",
+        cflags: vec![format!(
+            "-I{}",
+            third_party.mimalloc.join("include").display()
+        )],
+        sources: vec![mimalloc, own("mimalloc/driver.c")],
+        variants: vec![&DEFAULT, &FNO_PIC],
+        cases: vec![
+            Case::new("threads4", &["4", "20"]),
+            Case::new("threads8", &["8", "5"]),
+        ],
+        cwd: fixtures.join("mimalloc"),
+        // Its default heap, by local exec.
+        exercises: &["R_X86_64_TPOFF32", ".tbss*"],
+    });
+
+    // C++ threads, std::call_once and thread_local objects.
+    programs.push(Program {
+        name: "cpp-threads",
+        cflags: Vec::new(),
+        sources: vec![Source {
+            path: fixtures.join("cpp-threads/threads.cpp"),
+            flags: cpp_flags.clone(),
+        }],
+        variants: vec![&DEFAULT, &FNO_PIC],
+        cases: vec![Case::new("threads4", &["4", "10"])],
+        cwd: fixtures.join("cpp-threads"),
+        // The C++ runtime's `__once_callable`, by initial exec.
+        exercises: &["R_X86_64_GOTTPOFF", "symbol:_ZSt15__once_callable"],
     });
 
     for program in &programs {

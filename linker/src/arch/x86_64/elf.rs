@@ -88,9 +88,7 @@ pub fn elf_reloc(r_type: object::elf::RelocationType) -> Option<ElfReloc> {
         R_X86_64_DTPOFF32 => kind(&"R_X86_64_DTPOFF32", DtpOffset, 4, Signed),
         R_X86_64_GOTTPOFF => kind(&"R_X86_64_GOTTPOFF", TlsInitialExec, 4, Signed),
         R_X86_64_TPOFF32 => kind(&"R_X86_64_TPOFF32", TpOffset, 4, Signed),
-        R_X86_64_GOTPC32_TLSDESC => {
-            kind(&"R_X86_64_GOTPC32_TLSDESC", TlsDescriptor, 4, Signed)
-        }
+        R_X86_64_GOTPC32_TLSDESC => kind(&"R_X86_64_GOTPC32_TLSDESC", TlsDescriptor, 4, Signed),
         // Marks the descriptor's `call *(%rax)`, which works as it is: there
         // is nothing to patch unless the sequence is relaxed.
         R_X86_64_TLSDESC_CALL => kind(&"R_X86_64_TLSDESC_CALL", None, 0, Wrap),

@@ -257,10 +257,26 @@ mod tests {
             (RelocOp::TpOffset, None, 0x1000_0030),
             (RelocOp::DtpOffset, None, 0x1000_0030),
             (RelocOp::DtpModule, None, 0x1000_0000),
-            (RelocOp::TlsInitialExec, Some(24), 0x3000_0000 + 24 + 0x30 - 0x2000_0000),
-            (RelocOp::TlsGeneralDynamic, Some(40), 0x3000_0000 + 40 + 0x30 - 0x2000_0000),
-            (RelocOp::TlsLocalDynamic, Some(56), 0x3000_0000 + 56 + 0x30 - 0x2000_0000),
-            (RelocOp::TlsDescriptor, Some(8), 0x3000_0000 + 8 + 0x30 - 0x2000_0000),
+            (
+                RelocOp::TlsInitialExec,
+                Some(24),
+                0x3000_0000 + 24 + 0x30 - 0x2000_0000,
+            ),
+            (
+                RelocOp::TlsGeneralDynamic,
+                Some(40),
+                0x3000_0000 + 40 + 0x30 - 0x2000_0000,
+            ),
+            (
+                RelocOp::TlsLocalDynamic,
+                Some(56),
+                0x3000_0000 + 56 + 0x30 - 0x2000_0000,
+            ),
+            (
+                RelocOp::TlsDescriptor,
+                Some(8),
+                0x3000_0000 + 8 + 0x30 - 0x2000_0000,
+            ),
         ];
         for (op, got_entry, expected) in cases {
             assert_eq!(value(op, got_entry), expected, "{op:?} {got_entry:?}");

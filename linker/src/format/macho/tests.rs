@@ -5,8 +5,8 @@
 //! else than the assembler did and computing what the linker would write.
 
 use super::*;
-use crate::arch::machine::macho::{TLV_KEY, TLV_OFFSET};
 use crate::arch::machine::macho::EH_FRAME_DELTA64;
+use crate::arch::machine::macho::{TLV_KEY, TLV_OFFSET};
 use crate::arch::{Relax, RelocOp};
 use object::macho;
 use object::read::macho::{MachHeader, Section as _, Segment as _};
@@ -957,7 +957,10 @@ fn corrupt_relocations_are_errors() {
     let data = corrupt(signed, (address | macho::R_SCATTERED, word1));
     assert_malformed(&data, "scattered");
     // A TLV reference to a section, not a symbol (r_extern = 0).
-    let data = corrupt(signed, (address, with_type(word1, 9) & !(1 << 27) & 0xff00_0000 | 1));
+    let data = corrupt(
+        signed,
+        (address, with_type(word1, 9) & !(1 << 27) & 0xff00_0000 | 1),
+    );
     assert_malformed(&data, "X86_64_RELOC_TLV must refer to a symbol");
     // A type x86-64 does not define.
     let data = corrupt(signed, (address, with_type(word1, 12)));
@@ -1172,7 +1175,11 @@ fn thread_local_variables_become_a_template_and_descriptors() {
     );
     let g = graph(&data);
     for name in ["__DATA,__thread_data", "__DATA,__thread_bss"] {
-        assert_eq!(g.sections[section(&g, name)].role, SectionRole::ThreadLocal, "{name}");
+        assert_eq!(
+            g.sections[section(&g, name)].role,
+            SectionRole::ThreadLocal,
+            "{name}"
+        );
     }
     let init = symbol(&g, "_tv$tlv$init");
     assert_eq!(g.symbols[init].kind, SymbolKind::ThreadLocal);
