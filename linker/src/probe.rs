@@ -70,7 +70,7 @@ pub fn link_image(name: &str, bytes: &[u8], host: Host) -> Result<LinkedModule, 
             objects: Arc::from(name),
             slab: &mut slab,
             symbols: &symbols,
-            executor: &mut Nowhere,
+            executor: &mut Nowhere { host },
             exports: &HashMap::default(),
             indirection: &mut Indirection::default(),
             replacing: None,
@@ -147,8 +147,23 @@ fn made_up_host(graph: &LinkGraph<'_>) -> HashMap<String, SymbolInfo> {
 
 /// An executor that is nowhere: the link stages its image (memory is not
 /// writable in place) and may read host data, which reads as zeroes.
-/// Anything else it might ask for is refused.
-pub(crate) struct Nowhere;
+/// Thread-local blocks and the host's thread-local variables get made-up
+/// places (as a loader would give them: module ids, and negative
+/// thread-pointer offsets when fixed), so that a probe explores the
+/// writing of thread-local references too; the host's are refused when
+/// the host is empty. Anything else it might ask for is refused.
+pub(crate) struct Nowhere {
+    pub(crate) host: Host,
+}
+
+/// The made-up module id of a probe's own thread-local block.
+pub const THREAD_LOCAL_MODULE: u64 = 3;
+/// The made-up thread-pointer offset of a probe's fixed block.
+pub const THREAD_LOCAL_TP_OFFSET: i64 = -0x1000;
+/// The made-up module id of the host's thread-local variables; each is at
+/// offset 16 in its block and at [`HOST_THREAD_LOCAL_TP_OFFSET`] when fixed.
+pub const HOST_THREAD_LOCAL_MODULE: u64 = 1;
+pub const HOST_THREAD_LOCAL_TP_OFFSET: i64 = -0x80;
 
 fn not_here() -> LinkError {
     LinkError::Memory("a probe links into a byte image only".into())
@@ -175,16 +190,32 @@ impl Executor for Nowhere {
     }
     fn load_thread_locals(
         &mut self,
-        _: &TlsTemplate<'_>,
-        _: bool,
+        template: &TlsTemplate<'_>,
+        fixed: bool,
     ) -> Result<ThreadLocals, LinkError> {
-        Err(not_here())
+        // As a real executor would, refuse what no loader takes.
+        solder_executor::tls_carrier::carrier_object(template, fixed)
+            .map_err(|e| LinkError::Memory(format!("thread-local block: {e}")))?;
+        Ok(ThreadLocals {
+            id: 1,
+            module: THREAD_LOCAL_MODULE,
+            tp_offset: if fixed { THREAD_LOCAL_TP_OFFSET } else { 0 },
+        })
     }
     fn drop_thread_locals(&mut self, _: u64) -> Result<(), LinkError> {
         Ok(())
     }
-    fn host_thread_local(&mut self, _: &str, _: bool) -> Result<HostThreadLocal, LinkError> {
-        Err(not_here())
+    fn host_thread_local(&mut self, name: &str, fixed: bool) -> Result<HostThreadLocal, LinkError> {
+        match self.host {
+            Host::Empty => Err(LinkError::Memory(format!(
+                "thread-local `{name}`: undefined symbol (the probe's host is empty)"
+            ))),
+            Host::MadeUp => Ok(HostThreadLocal {
+                module: HOST_THREAD_LOCAL_MODULE,
+                offset: 16,
+                tp_offset: fixed.then_some(HOST_THREAD_LOCAL_TP_OFFSET),
+            }),
+        }
     }
     fn read(&mut self, address: u64, size: u64) -> Result<Vec<u8>, LinkError> {
         // As a remote executor would, refuse what one read cannot carry.

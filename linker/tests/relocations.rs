@@ -17,8 +17,10 @@
 //! section, offset and symbol), absolute 32-bit addresses in a low slab and
 //! their failure in a high one, GOT-load relaxation (mov -> lea, call * ->
 //! addr32 call) for targets in the load versus host and other-module
-//! targets, PLT stubs for far host functions, and clear errors for
-//! unsupported thread-local storage relocations.
+//! targets, PLT stubs for far host functions, and every thread-local
+//! kind (TPOFF32, GOTTPOFF, TLSGD, TLSLD, DTPOFF32, GOTPC32_TLSDESC,
+//! TLSDESC_CALL, DTPMOD64, DTPOFF64, TPOFF64) with exact values, against
+//! the load's own block and a host library's variables.
 //!
 //! Sessions that need a known slab address use `Placement::Fixed` with an
 //! address of their own, so the tests can run in parallel threads.
@@ -970,65 +972,213 @@ fn pc32_one_byte_past_the_range_fails() {
 }
 
 // ---------------------------------------------------------------------------
-// Unsupported: thread-local storage.
+// Thread-local storage.
 
-/// Loads `obj`, which must fail on its first relocation of `r_type`
-/// (against `tls_counter`), and checks the message.
-fn unsupported_tls(obj: &Path, r_type: RelocationType) {
-    let site = reloc_sites(obj)
-        .into_iter()
-        .find(|r| r.r_type == r_type)
-        .unwrap_or_else(|| panic!("no {} in {}", reloc_name(r_type), obj.display()));
-    assert_eq!(site.symbol, "tls_counter");
-    let mut s = support::session();
-    let message = load_error(&mut s, &[obj]);
-    assert_mentions(
-        &message,
+/// The thread pointer of the calling thread (`%fs:0` holds it).
+fn thread_pointer() -> u64 {
+    solder_executor::sys::tls::thread_pointer()
+}
+
+/// Every TLS kind against the load's own block, with exact values: the
+/// block is fixed (the load has local-exec and initial-exec accesses), so
+/// every variable has one thread-pointer offset, which the GOT entry, the
+/// descriptor and the data word hold; the GOT pairs hold the block's
+/// module id and the variable's offset in the block (0 for local
+/// dynamic); `__tls_get_addr` through the general-dynamic pair reaches the
+/// same address as the thread-pointer offset; and the offsets are where
+/// the template put the variables (tv at 0, tv2 at 8, tz at 16).
+#[test]
+fn every_tls_kind_writes_exact_values() {
+    let obj = build("tls_models.s", &[]);
+    assert_kinds(
+        &obj,
         &[
-            &format!(
-                "{} section {} at offset {:#x}",
-                obj.display(),
-                site.section,
-                site.offset
-            ),
-            &format!("unsupported relocation {}", reloc_name(r_type)),
-            "`tls_counter`",
-            "thread-local storage",
+            elf::R_X86_64_TPOFF32,
+            elf::R_X86_64_GOTTPOFF,
+            elf::R_X86_64_TLSGD,
+            elf::R_X86_64_TLSLD,
+            elf::R_X86_64_DTPOFF32,
+            elf::R_X86_64_GOTPC32_TLSDESC,
+            elf::R_X86_64_TLSDESC_CALL,
+            elf::R_X86_64_DTPMOD64,
+            elf::R_X86_64_DTPOFF64,
+            elf::R_X86_64_TPOFF64,
+            elf::R_X86_64_PLT32,
+        ],
+        true,
+    );
+    let mut session = session_at(Placement::Auto);
+    load(&mut session, &[&obj]);
+    let rerun = "rerun: cargo test --workspace --test relocations -- every_tls_kind_writes_exact_values --exact";
+    // Local exec reads the variable itself: its offset is right.
+    assert_eq!(
+        call(&mut session, "le_read", &[]),
+        0x2222,
+        "TPOFF32\n{rerun}"
+    );
+    let tv2_tp = call(&mut session, "ie_offset", &[]) as i64;
+    assert!(
+        tv2_tp < 0,
+        "a static block lies below the thread pointer\n{rerun}"
+    );
+    let tv2 = thread_pointer().wrapping_add_signed(tv2_tp);
+    assert_eq!(read_u64(tv2), 0x2222, "GOTTPOFF\n{rerun}");
+    let block = tv2 - 8;
+    assert_eq!(read_u64(block), 0x1111, "tv at offset 0\n{rerun}");
+    // General dynamic, through the loader: tz at block offset 16.
+    assert_eq!(
+        call(&mut session, "gd_address", &[]),
+        block + 16,
+        "TLSGD\n{rerun}"
+    );
+    let gd_pair = call(&mut session, "gd_pair", &[]);
+    let module = read_u64(gd_pair);
+    assert_ne!(module, 0, "a module id\n{rerun}");
+    assert_eq!(read_u64(gd_pair + 8), 16, "TLSGD pair offset\n{rerun}");
+    let ld_pair = call(&mut session, "ld_pair", &[]);
+    assert_eq!(
+        (read_u64(ld_pair), read_u64(ld_pair + 8)),
+        (module, 0),
+        "TLSLD pair\n{rerun}"
+    );
+    assert_eq!(call(&mut session, "dtpoff32", &[]), 16, "DTPOFF32\n{rerun}");
+    assert_eq!(
+        call(&mut session, "desc_offset", &[]) as i64,
+        tv2_tp,
+        "GOTPC32_TLSDESC + TLSDESC_CALL\n{rerun}"
+    );
+    let desc = call(&mut session, "desc_pair", &[]);
+    assert_eq!(
+        read_u64(desc + 8) as i64,
+        tv2_tp,
+        "descriptor argument\n{rerun}"
+    );
+    // The resolver: `mov 8(%rax), %rax; ret`, in the module's code.
+    assert_eq!(
+        read_bytes(read_u64(desc), 5),
+        [0x48, 0x8b, 0x40, 0x08, 0xc3],
+        "descriptor resolver\n{rerun}"
+    );
+    let words = address_of(&mut session, "tls_words");
+    assert_eq!(read_u64(words), module, "DTPMOD64\n{rerun}");
+    assert_eq!(
+        read_u64(words + 8),
+        16 + 4,
+        "DTPOFF64 with its addend\n{rerun}"
+    );
+    assert_eq!(read_u64(words + 16) as i64, tv2_tp, "TPOFF64\n{rerun}");
+    // Another thread: the same offsets, its own copy, fresh.
+    let tv2_tp_there = std::thread::scope(|s| {
+        s.spawn(|| {
+            let there = thread_pointer().wrapping_add_signed(tv2_tp);
+            (read_u64(there), read_u64(there - 8))
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(
+        tv2_tp_there,
+        (0x2222, 0x1111),
+        "another thread's copy\n{rerun}"
+    );
+}
+
+/// A host library's thread-local variable, by general dynamic from C
+/// (`-fPIC`, TLSGD) and by initial exec (GOTTPOFF): both reach the storage
+/// the library itself uses in the calling thread. Initial exec needs the
+/// library in static TLS, which the loader grants while no thread has used
+/// its block: once one has (through `__tls_get_addr`), initial-exec code is
+/// refused with a clear error, as the platform's loader refuses such a
+/// library. Each case preloads its own copy of the library, fresh.
+#[test]
+fn host_thread_locals_are_the_librarys_own() {
+    let rerun = "rerun: cargo test --workspace --test relocations -- host_thread_locals_are_the_librarys_own --exact";
+    for (copy, model, flags) in [
+        ("gd", elf::R_X86_64_TLSGD, &["-fPIC", "-O1"][..]),
+        (
+            "ie",
+            elf::R_X86_64_GOTTPOFF,
+            &["-fPIC", "-O1", "-ftls-model=initial-exec"],
+        ),
+    ] {
+        let counter = format!("-DCOUNTER=tls_counter_{copy}");
+        let obj = build("tls.c", &[flags, &[counter.as_str()]].concat());
+        assert_kinds(&obj, &[model], false);
+        let library = build_tls_library(copy);
+        let mut session = preloading(&library);
+        load(&mut session, &[&obj]);
+        let library_bump = tls_library_bump(&library);
+        let first = library_bump();
+        let name = reloc_name(model);
+        assert_eq!(
+            call(&mut session, "tls_bump", &[]) as i32,
+            first + 1,
+            "{name}: JIT'd code sees the library's copy\n{rerun}"
+        );
+        assert_eq!(
+            library_bump(),
+            first + 2,
+            "{name}: the library sees JIT'd code's\n{rerun}"
+        );
+    }
+    // A library whose block a thread has already used dynamically.
+    let obj = build(
+        "tls.c",
+        &[
+            "-fPIC",
+            "-O1",
+            "-ftls-model=initial-exec",
+            "-DCOUNTER=tls_counter_used",
         ],
     );
-    assert!(s.modules().is_empty());
+    let library = build_tls_library("used");
+    let mut session = preloading(&library);
+    tls_library_bump(&library)();
+    let message = load_error(&mut session, &[&obj]);
+    assert_mentions(&message, &["`tls_counter_used`", "static TLS", "-fPIC"]);
 }
 
-#[test]
-fn local_exec_tls_is_a_clear_error() {
-    let obj = build("tls_local_exec.s", &[]);
-    assert_kinds(&obj, &[elf::R_X86_64_TPOFF32], true);
-    unsupported_tls(&obj, elf::R_X86_64_TPOFF32);
+fn preloading(library: &Path) -> Session {
+    Session::new(SessionConfig {
+        preloads: vec![library.display().to_string()],
+        ..SessionConfig::default()
+    })
+    .unwrap()
 }
 
-#[test]
-fn initial_exec_tls_is_a_clear_error() {
-    let obj = build("tls_initial_exec.s", &[]);
-    assert_kinds(&obj, &[elf::R_X86_64_GOTTPOFF], true);
-    unsupported_tls(&obj, elf::R_X86_64_GOTTPOFF);
+/// `tls_library_bump` of the preloaded `library` (by its own handle: every
+/// copy defines one).
+fn tls_library_bump(library: &Path) -> extern "C" fn() -> i32 {
+    let path = CString::new(library.display().to_string()).unwrap();
+    // SAFETY: the session preloaded the library; RTLD_NOLOAD only finds it.
+    let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) };
+    assert!(!handle.is_null(), "{} is not loaded", library.display());
+    // SAFETY: a live handle and a NUL-terminated name.
+    let address = unsafe { libc::dlsym(handle, c"tls_library_bump".as_ptr()) };
+    assert!(!address.is_null());
+    // SAFETY: `tls_library_bump` is `int (void)`.
+    unsafe { std::mem::transmute::<*mut libc::c_void, extern "C" fn() -> i32>(address) }
 }
 
-#[test]
-fn general_dynamic_tls_from_c_is_a_clear_error() {
-    let obj = build("tls.c", &["-fPIC", "-O1"]);
-    assert_kinds(&obj, &[elf::R_X86_64_TLSGD], false);
-    unsupported_tls(&obj, elf::R_X86_64_TLSGD);
-}
-
-#[test]
-fn a_thread_local_definition_is_a_clear_error() {
-    let obj = build("tls.c", &["-fPIC", "-O1", "-DDEFINE_COUNTER"]);
-    assert_kinds(&obj, &[elf::R_X86_64_TLSGD], false);
-    let mut s = support::session();
-    let message = load_error(&mut s, &[&obj]);
-    // The object is refused for its `.tbss` before any relocation is read.
-    assert_mentions(
-        &message,
-        &[&obj.display().to_string(), ".tbss", "thread-local storage"],
+/// A shared library defining `tls_counter_COPY` (and a function bumping
+/// it), built from `fixtures/relocations/tls_library.c` as
+/// `libtls_COPY.so`: each case its own library and variable, as the
+/// session's preloads stay in the process's global scope.
+fn build_tls_library(copy: &str) -> PathBuf {
+    let counter = format!("-DCOUNTER=tls_counter_{copy}");
+    let object = build("tls_library.c", &["-fPIC", "-O1", &counter]);
+    let library = object.with_file_name(format!("libtls_{copy}.so"));
+    let output = std::process::Command::new("cc")
+        .arg("-shared")
+        .arg(&object)
+        .arg("-o")
+        .arg(&library)
+        .output()
+        .expect("run cc");
+    assert!(
+        output.status.success(),
+        "cc -shared failed: {}",
+        String::from_utf8_lossy(&output.stderr)
     );
+    library
 }

@@ -394,7 +394,9 @@ fn an_interposer_on_an_impossible_argument_is_the_executors_error() {
                 objects: std::sync::Arc::from("thunk.o"),
                 slab: &mut slab,
                 symbols: &symbols,
-                executor: &mut crate::probe::Nowhere,
+                executor: &mut crate::probe::Nowhere {
+                    host: crate::probe::Host::Empty,
+                },
                 exports: &rustc_hash::FxHashMap::default(),
                 indirection: &mut crate::indirection::Indirection::default(),
                 replacing: None,
