@@ -123,6 +123,16 @@ pub enum LinkError {
         user: u32,
         symbol: String,
     },
+    #[error(
+        "cannot replace module {module}: module {user} reaches its thread-local variable \
+         `{symbol}`, whose block the replacement closes (every thread's copy goes); remove \
+         module {user} first"
+    )]
+    ThreadLocalInUse {
+        module: u32,
+        user: u32,
+        symbol: String,
+    },
     #[error("replacement for module {module} does not define `{symbol}`, which module {user} uses")]
     ReplacementMissing {
         module: u32,
@@ -142,6 +152,11 @@ pub enum LinkError {
     /// broke the protocol.
     #[error("executor: {0}")]
     Executor(String),
+    /// A thread-local variable (or the load's block of them) that the
+    /// executor's loader cannot place as the code needs: `what` names it,
+    /// `reason` says why and what works instead.
+    #[error("{what}: {reason}")]
+    ThreadLocal { what: String, reason: String },
 }
 
 impl LinkError {

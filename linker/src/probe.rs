@@ -194,8 +194,12 @@ impl Executor for Nowhere {
         fixed: bool,
     ) -> Result<ThreadLocals, LinkError> {
         // As a real executor would, refuse what no loader takes.
-        solder_executor::tls_carrier::carrier_object(template, fixed)
-            .map_err(|e| LinkError::Memory(format!("thread-local block: {e}")))?;
+        solder_executor::tls_carrier::carrier_object(template, fixed).map_err(|e| {
+            LinkError::ThreadLocal {
+                what: "the load's thread-local block".into(),
+                reason: e.to_string(),
+            }
+        })?;
         Ok(ThreadLocals {
             id: 1,
             module: THREAD_LOCAL_MODULE,
@@ -207,9 +211,10 @@ impl Executor for Nowhere {
     }
     fn host_thread_local(&mut self, name: &str, fixed: bool) -> Result<HostThreadLocal, LinkError> {
         match self.host {
-            Host::Empty => Err(LinkError::Memory(format!(
-                "thread-local `{name}`: undefined symbol (the probe's host is empty)"
-            ))),
+            Host::Empty => Err(LinkError::ThreadLocal {
+                what: format!("host thread-local variable `{name}`"),
+                reason: "undefined symbol (the probe's host is empty)".into(),
+            }),
             Host::MadeUp => Ok(HostThreadLocal {
                 module: HOST_THREAD_LOCAL_MODULE,
                 offset: 16,

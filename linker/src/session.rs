@@ -636,6 +636,10 @@ impl Session {
         let Some(export) = self.exports.get(name) else {
             return Ok(None);
         };
+        if export.thread_local.is_some() {
+            // One copy per thread: no address to give.
+            return Ok(None);
+        }
         if export.function {
             let address = export.address;
             let slab = self.slab.as_mut().expect("modules live in the slab");
@@ -796,6 +800,24 @@ impl Session {
     pub fn replace(&mut self, id: ModuleId, objects: &[ObjectFile]) -> Result<(), LinkError> {
         self.check_alive()?;
         let index = self.index_of(id)?;
+        // Other modules' references to its thread-local variables name
+        // its block, which cannot outlive it (nothing re-applies them).
+        for user in &self.modules {
+            let thread_local = user.imports.iter().find(|(module, symbol)| {
+                *module == id.0
+                    && self
+                        .exports
+                        .get(symbol)
+                        .is_some_and(|e| e.thread_local.is_some())
+            });
+            if let Some((_, symbol)) = thread_local {
+                return Err(LinkError::ThreadLocalInUse {
+                    module: id.0,
+                    user: user.id,
+                    symbol: symbol.clone(),
+                });
+            }
+        }
         let linked = self.link(id.0, objects, Some(id.0))?;
         // Every symbol other modules use must still be there.
         for user in &self.modules {

@@ -208,10 +208,13 @@ impl Executor for InProcess {
         template: &TlsTemplate<'_>,
         fixed: bool,
     ) -> Result<ThreadLocals, LinkError> {
-        let block = self
-            .thread_locals
-            .load(template, fixed)
-            .map_err(|why| LinkError::Memory(format!("thread-local block: {why}")))?;
+        let block =
+            self.thread_locals
+                .load(template, fixed)
+                .map_err(|reason| LinkError::ThreadLocal {
+                    what: "the load's thread-local block".into(),
+                    reason,
+                })?;
         Ok(ThreadLocals {
             id: block.id,
             module: block.module,
@@ -232,7 +235,10 @@ impl Executor for InProcess {
     fn host_thread_local(&mut self, name: &str, fixed: bool) -> Result<HostThreadLocal, LinkError> {
         self.host
             .thread_local(name, fixed)
-            .map_err(|why| LinkError::Memory(format!("host thread-local `{name}`: {why}")))
+            .map_err(|reason| LinkError::ThreadLocal {
+                what: format!("host thread-local variable `{name}`"),
+                reason,
+            })
     }
 
     fn register_module(

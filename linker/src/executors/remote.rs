@@ -405,6 +405,17 @@ fn error_reply(code: ErrorCode, message: String) -> LinkError {
     }
 }
 
+/// A thread-local request's `Error { Library }` (the executor's loader
+/// refused, in its words) as the typed error about `what`.
+fn loader_refusal(error: LinkError, what: String) -> LinkError {
+    match error {
+        LinkError::Host(solder_executor::host::HostError::Load { reason, .. }) => {
+            LinkError::ThreadLocal { what, reason }
+        }
+        other => other,
+    }
+}
+
 /// The static TLS surplus a spawned executor asks its loader for: room
 /// for the fixed thread-local blocks of initial-exec and local-exec
 /// modules (and libraries they place in static TLS), 64 KiB instead of the
@@ -1345,12 +1356,13 @@ impl Executor for Remote {
                 template.init.len()
             )));
         }
-        match self.request(&Request::LoadThreadLocals {
+        let reply = self.request(&Request::LoadThreadLocals {
             init: template.init.to_vec(),
             zero_size: template.zero_size,
             align: template.align,
             fixed,
-        })? {
+        });
+        match reply.map_err(|e| loader_refusal(e, "the load's thread-local block".into()))? {
             Reply::ThreadLocals {
                 id,
                 module,
@@ -1369,10 +1381,13 @@ impl Executor for Remote {
     }
 
     fn host_thread_local(&mut self, name: &str, fixed: bool) -> Result<HostThreadLocal, LinkError> {
-        match self.request(&Request::HostThreadLocal {
+        let reply = self.request(&Request::HostThreadLocal {
             name: name.to_string(),
             fixed,
-        })? {
+        });
+        match reply
+            .map_err(|e| loader_refusal(e, format!("host thread-local variable `{name}`")))?
+        {
             Reply::HostThreadLocal {
                 module,
                 offset,

@@ -38,14 +38,26 @@ pub(super) fn exports(
         {
             continue;
         }
+        let (address, thread_local) = if target.is_thread_local() {
+            let place = at.thread_local(target);
+            let place = crate::executors::HostThreadLocal {
+                module: place.module,
+                offset: place.offset,
+                tp_offset: place.tp_offset,
+            };
+            (0, Some(place))
+        } else {
+            (at.of(target), None)
+        };
         exports.push((
             name.to_string(),
             Export {
                 module: resolver.req.module,
                 objects: resolver.req.objects.clone(),
-                address: at.of(target),
+                address,
                 function: sym.kind == SymbolKind::Function,
                 convention,
+                thread_local,
             },
         ));
     }
@@ -60,19 +72,15 @@ fn exported_target(
     g: usize,
     id: SymbolId,
 ) -> Option<Target> {
-    let sym = &resolver.graphs[g].symbols[id];
-    if sym.kind == SymbolKind::ThreadLocal {
-        // A variable with one copy per thread has no address to export.
-        return None;
-    }
     match resolver.cache[g][id] {
-        Some(r) if r.origin == Origin::Load && !r.target.is_thread_local() => Some(r.target),
+        Some(r) if r.origin == Origin::Load => Some(r.target),
         Some(_) => None, // bound to another module's definition
-        None => match sym.definition {
+        None => match resolver.graphs[g].symbols[id].definition {
             Definition::Defined { section, offset } => {
-                let section_role = resolver.graphs[g].sections[section].role;
-                (section_role != SectionRole::ThreadLocal)
-                    .then_some(Target::Section(g, section, offset))
+                Some(match resolver.graphs[g].sections[section].role {
+                    SectionRole::ThreadLocal => Target::ThreadLocal(g, section, offset),
+                    _ => Target::Section(g, section, offset),
+                })
             }
             // Not allocated: it binds to another module's definition.
             // `commons` is sorted by name (symbols::collect).

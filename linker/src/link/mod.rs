@@ -68,6 +68,10 @@ pub struct Export {
     pub function: bool,
     /// The calling convention of the module's functions.
     pub convention: CallingConvention,
+    /// For a thread-local variable, where it lives (its block's module id,
+    /// its offset there, and its thread-pointer offset when the block is
+    /// fixed); `address` is then 0: each thread has its own copy.
+    pub thread_local: Option<crate::executors::HostThreadLocal>,
 }
 
 /// A direct reference from one module into another module's data, kept so a
@@ -243,16 +247,19 @@ fn write_module(
 /// The error for a thread-local block the executor could not load; a
 /// fixed one says what else works.
 fn thread_local_block_refused(error: LinkError, fixed: bool) -> LinkError {
-    if !fixed {
-        return error;
+    match error {
+        LinkError::ThreadLocal { what, reason } if fixed => LinkError::ThreadLocal {
+            what,
+            reason: format!(
+                "{reason}: the load's initial-exec, local-exec or descriptor accesses need its \
+                 thread-local block in static TLS, and the executor's loader has no room left \
+                 there (raise it with GLIBC_TUNABLES=glibc.rtld.optional_static_tls=BYTES in the \
+                 executor's environment, or compile with -fPIC so that the code reaches its \
+                 variables through __tls_get_addr)"
+            ),
+        },
+        other => other,
     }
-    LinkError::Executor(format!(
-        "{error}: the load's initial-exec, local-exec or descriptor accesses need its \
-         thread-local block in static TLS, and the executor's loader has no room left there \
-         (raise it with GLIBC_TUNABLES=glibc.rtld.optional_static_tls=BYTES in the executor's \
-         environment, or compile with -fPIC so that the code reaches its variables through \
-         __tls_get_addr)"
-    ))
 }
 
 /// What [`finish_module`] gathers: references into other modules, and the

@@ -67,6 +67,9 @@ impl Target {
 /// A host thread-local variable the load refers to.
 pub(super) struct HostThreadLocalRef<'g> {
     pub(super) name: &'g str,
+    /// The module that exports it, for one of another module (whose place
+    /// is known from its export); `None` for the host's.
+    pub(super) module: Option<u32>,
     /// Whether an access needs its thread-pointer offset (initial exec,
     /// local exec, a descriptor); the plan sets it.
     pub(super) fixed: bool,
@@ -517,6 +520,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             None => {
                 self.host_thread_locals.push(HostThreadLocalRef {
                     name: r.name,
+                    module: None,
                     fixed: false,
                     place: None,
                 });
@@ -534,22 +538,39 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
     /// needs one).
     pub(super) fn locate_host_thread_locals(&mut self) -> Result<(), LinkError> {
         for var in &mut self.host_thread_locals {
-            let place = self
-                .req
-                .executor
-                .host_thread_local(var.name, var.fixed)
-                .map_err(|e| {
-                    let advice = if var.fixed {
-                        " (initial-exec code needs the variable's library in static TLS; code \
-                         compiled with -fPIC reaches it through __tls_get_addr instead)"
-                    } else {
-                        ""
-                    };
-                    LinkError::Executor(format!(
-                        "host thread-local variable `{}`: {e}{advice}",
-                        var.name
-                    ))
-                })?;
+            let refused = |reason: String| LinkError::ThreadLocal {
+                what: match var.module {
+                    Some(module) => {
+                        format!("thread-local variable `{}` of module {module}", var.name)
+                    }
+                    None => format!("host thread-local variable `{}`", var.name),
+                },
+                reason,
+            };
+            if let (Some(module), Some(place)) = (var.module, var.place) {
+                if var.fixed && place.tp_offset.is_none() {
+                    return Err(refused(format!(
+                        "its block is not at a fixed thread-pointer offset (no initial-exec or \
+                         local-exec code of module {module} reaches it), so this load's \
+                         initial-exec accesses cannot reach it; compile this load with -fPIC"
+                    )));
+                }
+                continue;
+            }
+            let place = match self.req.executor.host_thread_local(var.name, var.fixed) {
+                Ok(place) => place,
+                Err(LinkError::ThreadLocal { what, reason }) if var.fixed => {
+                    return Err(LinkError::ThreadLocal {
+                        what,
+                        reason: format!(
+                            "{reason} (initial-exec code needs the variable's library in static \
+                             TLS; code compiled with -fPIC reaches it through __tls_get_addr \
+                             instead)"
+                        ),
+                    });
+                }
+                Err(e) => return Err(e),
+            };
             if var.fixed && place.tp_offset.is_none() {
                 return Err(LinkError::Executor(format!(
                     "host thread-local variable `{}`: the executor gave no thread-pointer offset",
@@ -570,6 +591,29 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
         if Some(export.module) == self.req.replacing {
             return Ok(None);
         }
+        let origin = Origin::Module {
+            module: export.module,
+            function: export.function,
+            convention: export.convention,
+        };
+        if let Some(place) = export.thread_local {
+            let known = self.host_thread_locals.iter().position(|v| v.name == name);
+            let index = known.unwrap_or_else(|| {
+                self.host_thread_locals.push(HostThreadLocalRef {
+                    name,
+                    module: Some(export.module),
+                    fixed: false,
+                    place: Some(place),
+                });
+                self.host_thread_locals.len() - 1
+            });
+            return Ok(Some(Resolved {
+                target: Target::HostThreadLocal(index),
+                size: 0,
+                name,
+                origin,
+            }));
+        }
         let address = if export.function {
             self.req
                 .indirection
@@ -581,11 +625,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             target: Target::Address(address),
             size: 0,
             name,
-            origin: Origin::Module {
-                module: export.module,
-                function: export.function,
-                convention: export.convention,
-            },
+            origin,
         }))
     }
 }

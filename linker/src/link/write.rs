@@ -468,6 +468,7 @@ fn relocate_edge(
         },
         Via::Direct,
     ) = (r.origin, via)
+        && !edge.kind.op.is_thread_local()
     {
         let mut written = [0u8; 8];
         written[..field.len()].copy_from_slice(field);
