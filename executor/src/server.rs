@@ -784,7 +784,7 @@ impl Server {
             .map_err(|e| error(ErrorCode::Library, e.clone()))?;
         let found = host
             .thread_local(name, fixed)
-            .map_err(|e| error(ErrorCode::Library, format!("thread-local `{name}`: {e}")))?;
+            .map_err(|e| error(ErrorCode::Library, e))?;
         Ok(Reply::HostThreadLocal {
             module: found.module,
             offset: found.offset,
@@ -867,7 +867,7 @@ impl Server {
         let block = self
             .thread_locals
             .load(&template, fixed)
-            .map_err(|e| error(ErrorCode::Library, format!("thread-local block: {e}")))?;
+            .map_err(|e| error(ErrorCode::Library, e))?;
         Ok(Reply::ThreadLocals {
             id: block.id,
             module: block.module,

@@ -3,7 +3,8 @@
 //! from the template in the threads that existed when it was loaded and in
 //! those created later, one copy per thread; `__tls_get_addr` with the
 //! carrier's module id reaches the same copy; a carrier that is not static
-//! is reached through `__tls_get_addr` alone.
+//! is reached through `__tls_get_addr` alone. A host probe finds a host
+//! library's thread-local variable where the library keeps it.
 
 use std::sync::{Arc, Barrier};
 
@@ -197,4 +198,39 @@ fn carriers_open_together_have_blocks_of_their_own() {
             rerun(test)
         );
     }
+}
+
+/// A host probe finds libc's own thread-local `errno` where libc keeps it:
+/// its thread-pointer offset reaches `__errno_location()` in this thread
+/// and in another, and `__tls_get_addr` with its module id and offset
+/// reaches the same address. An undefined name is the loader's error.
+#[test]
+fn a_host_probe_finds_libcs_errno_where_libc_keeps_it() {
+    let test = "a_host_probe_finds_libcs_errno_where_libc_keeps_it";
+    let errno = solder_executor::thread_locals::host_thread_local("errno", true)
+        .unwrap_or_else(|e| panic!("{e}\n{}", rerun(test)));
+    let tp_offset = errno.tp_offset.expect("asked for a fixed place");
+    let here = move || {
+        // SAFETY: glibc's `int *__errno_location(void)`, no preconditions.
+        let location = unsafe { libc::__errno_location() } as u64;
+        (
+            location,
+            tls::thread_pointer().wrapping_add_signed(tp_offset),
+        )
+    };
+    let (location, by_offset) = here();
+    assert_eq!(by_offset, location, "this thread\n{}", rerun(test));
+    let (location, by_offset) = std::thread::spawn(here).join().unwrap();
+    assert_eq!(by_offset, location, "another thread\n{}", rerun(test));
+    // SAFETY: libc's module id and errno's offset in its block, as the
+    // loader said.
+    let by_index = unsafe { tls::tls_get_addr(errno.module, errno.offset) }.unwrap();
+    assert_eq!(by_index, here().0, "__tls_get_addr\n{}", rerun(test));
+    let missing =
+        solder_executor::thread_locals::host_thread_local("no_such_tls_here", false).unwrap_err();
+    assert!(
+        missing.contains("undefined symbol") && missing.contains("no_such_tls_here"),
+        "{missing}\n{}",
+        rerun(test)
+    );
 }
