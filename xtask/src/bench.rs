@@ -5,6 +5,8 @@
 //!   `llvm-jitlink -noexec` on the SQLite and Lua objects (gcc and clang).
 //! - **run**: `solder run` against the native executable on SQLite and Lua
 //!   workloads (outputs must match).
+//! - **TLS access** ([`tls`]): a loop over a thread-local counter in each
+//!   access model, against the native program or `dlopen`ed library.
 //! - **incremental**, **checkpoints**, **churn**: `solder-bench` (the
 //!   `bench/` package) inside a session, against the transport's own round
 //!   trip where one applies.
@@ -27,6 +29,7 @@ mod baseline;
 mod machine;
 mod measure;
 mod report;
+mod tls;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -62,6 +65,11 @@ pub struct Args {
     /// whether every median is within 3% of the baseline's.
     #[arg(long, value_name = "REV")]
     baseline: Option<String>,
+    /// Only these measures (repeatable): link, run, tls, incremental,
+    /// checkpoints, churn, executor. The report then holds only them (and
+    /// is written only with --out).
+    #[arg(long, value_name = "MEASURE", value_parser = ["link", "run", "tls", "incremental", "checkpoints", "churn", "executor"])]
+    only: Vec<String>,
 }
 
 /// Everything the measures need to know.
@@ -126,12 +134,28 @@ pub fn run(args: &Args) -> Result<bool> {
     };
     let mut tables = Vec::new();
     let mut met = Vec::new();
-    tables.push(link(&cx, &built, &mut met)?);
-    tables.push(run_workloads(&cx, &built, &mut met)?);
-    tables.push(incremental(&cx, &mut met)?);
-    tables.push(checkpoints(&cx, &mut met)?);
-    tables.push(churn(&cx, &mut met)?);
-    tables.push(executor(&cx, &target, &mut met)?);
+    let wanted = |measure: &str| args.only.is_empty() || args.only.iter().any(|m| m == measure);
+    if wanted("link") {
+        tables.push(link(&cx, &built, &mut met)?);
+    }
+    if wanted("run") {
+        tables.push(run_workloads(&cx, &built, &mut met)?);
+    }
+    if wanted("tls") {
+        tables.push(tls::tls_access(&cx, &mut met)?);
+    }
+    if wanted("incremental") {
+        tables.push(incremental(&cx, &mut met)?);
+    }
+    if wanted("checkpoints") {
+        tables.push(checkpoints(&cx, &mut met)?);
+    }
+    if wanted("churn") {
+        tables.push(churn(&cx, &mut met)?);
+    }
+    if wanted("executor") {
+        tables.push(executor(&cx, &target, &mut met)?);
+    }
 
     let described = cx.baseline.as_ref().map(|b| {
         format!(
@@ -147,7 +171,7 @@ pub fn run(args: &Args) -> Result<bool> {
         &tables,
     );
     println!("\n{document}");
-    let out = match (&args.out, args.quick) {
+    let out = match (&args.out, args.quick || !args.only.is_empty()) {
         (Some(out), _) => Some(out.clone()),
         (None, false) => Some(root.join("docs/benchmarks.md")),
         (None, true) => None,
@@ -170,6 +194,9 @@ fn command_line(args: &Args) -> String {
     }
     if let Some(rev) = &args.baseline {
         command += &format!(" --baseline {}", util::shell_quote(rev.as_ref()));
+    }
+    for measure in &args.only {
+        command += &format!(" --only {measure}");
     }
     command
 }
