@@ -71,7 +71,7 @@ pub extern "C" fn solder_rt_cxa_thread_atexit(function: u64, object: u64, dso: u
     if !HOOKED.replace(true) {
         // Without the platform's hook (no glibc), the destructors run only
         // at session end and removal, as the thread never tells.
-        let _ = crate::sys::tls::at_thread_exit(run_at_thread_exit, std::ptr::null_mut());
+        let _ = crate::sys::tls::at_thread_exit(run_at_thread_exit);
     }
     0
 }

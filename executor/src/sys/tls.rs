@@ -178,11 +178,11 @@ pub fn thread_pointer() -> u64 {
 type ThreadAtExit =
     unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, *mut c_void) -> i32;
 
-/// Has `function(arg)` called when the calling thread exits, among the
+/// Has `function(NULL)` called when the calling thread exits, among the
 /// thread's C++ `thread_local` destructors (glibc's
 /// `__cxa_thread_atexit_impl`, which the C++ runtime uses too); false when
 /// the platform has none.
-pub fn at_thread_exit(function: extern "C" fn(*mut c_void), arg: *mut c_void) -> bool {
+pub fn at_thread_exit(function: extern "C" fn(*mut c_void)) -> bool {
     static FUNCTION: OnceLock<Option<ThreadAtExit>> = OnceLock::new();
     let register = FUNCTION.get_or_init(|| {
         super::dl::global_symbol(c"__cxa_thread_atexit_impl").map(|address| {
@@ -198,8 +198,8 @@ pub fn at_thread_exit(function: extern "C" fn(*mut c_void), arg: *mut c_void) ->
     // loader keeps it loaded until the destructor ran: this binary's.
     let handle = at_thread_exit as *const () as *mut c_void;
     // SAFETY: `function` is a plain function of this binary, valid for the
-    // life of the process; glibc calls it once, at thread exit, with `arg`.
-    unsafe { register(function, arg, handle) == 0 }
+    // life of the process; glibc calls it once, at thread exit, with NULL.
+    unsafe { register(function, std::ptr::null_mut(), handle) == 0 }
 }
 
 /// The address of `__tls_get_addr`, for [`tlv_get_addr`] (set by

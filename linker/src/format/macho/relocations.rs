@@ -76,7 +76,7 @@ impl Context<'_, '_> {
         section: &Section<'_>,
         edges: Vec<Edge>,
     ) -> Result<Vec<Edge>, LinkError> {
-        if section.size % 24 != 0 {
+        if !section.size.is_multiple_of(24) {
             return Err(self.malformed(format!(
                 "section {}: {:#x} bytes is not a whole number of 24-byte thread-local \
                  descriptors",
