@@ -140,14 +140,53 @@ const AREAS: &[Area] = &[
         }],
         tests: Tests::Package("solder-executor"),
     },
+    Area {
+        name: "thread-locals",
+        what: "thread-local storage: the template's layout, the plan of each \
+               access (GOT slots, fixed blocks), the values written, the carriers \
+               and host probes, and thread_local destructors",
+        scopes: &[
+            Scope {
+                file: "linker/src/link/plan.rs",
+                functions: &[
+                    "thread_local_via",
+                    r"Got::thread_local",
+                    r"GotSlot::thread_local",
+                    r"ThreadLocalNeeds::fixed",
+                ],
+            },
+            Scope {
+                file: "linker/src/link/layout.rs",
+                functions: &["lay_out_thread_locals"],
+            },
+            Scope {
+                file: "linker/src/link/write.rs",
+                functions: &[
+                    r"Addresses<'p>::thread_local",
+                    r"Addresses<'p>::thread_local_value",
+                    "thread_local_template",
+                    "write_got",
+                ],
+            },
+            Scope {
+                file: "executor/src/tls_carrier.rs",
+                functions: &[],
+            },
+            Scope {
+                file: "executor/src/thread_exit.rs",
+                functions: &[],
+            },
+        ],
+        tests: Tests::Workspace,
+    },
 ];
 
 /// Options of `cargo xtask mutants`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only these areas (repeatable): relocations, lifecycle, resolution,
-    /// protocol. Default: all.
-    #[arg(long = "area", value_parser = ["relocations", "lifecycle", "resolution", "protocol"])]
+    /// protocol, thread-locals. Default: all.
+    #[arg(long = "area", value_parser = ["relocations", "lifecycle", "resolution", "protocol", "thread-locals"])]
     areas: Vec<String>,
     /// Test only the mutants the previous run of each area missed (or that
     /// timed out); the others keep their earlier outcome.
