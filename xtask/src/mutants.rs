@@ -47,6 +47,10 @@ enum Tests {
     Workspace,
     /// `cargo test -p PACKAGE`: a self-contained package.
     Package(&'static str),
+    /// `cargo test --workspace --test NAME...` (and the packages' unit
+    /// tests, `--lib`): the test files that exercise an area, when the
+    /// whole workspace's would make each mutant cost a minute.
+    Targets(&'static [&'static str]),
 }
 
 /// The areas, in the order they run.
@@ -177,7 +181,10 @@ const AREAS: &[Area] = &[
                 functions: &[],
             },
         ],
-        tests: Tests::Workspace,
+        // Every test that links or runs thread-local code: the conformance
+        // suite (its tls/ area), the linker's thread-local and relocation
+        // tests, the executor's carrier tests, and the unit tests.
+        tests: Tests::Targets(&["conformance", "thread_locals", "relocations", "tls_carrier"]),
     },
 ];
 
@@ -284,6 +291,14 @@ fn cargo_mutants(area: &Area, output: &Path, args: &Args) -> Command {
     match area.tests {
         Tests::Workspace => command.arg("--test-workspace=true"),
         Tests::Package(package) => command.args(["--test-package", package]),
+        Tests::Targets(targets) => {
+            command.arg("--test-workspace=true");
+            command.arg("--cargo-test-arg=--lib");
+            for target in targets {
+                command.arg(format!("--cargo-test-arg=--test={target}"));
+            }
+            &mut command
+        }
     };
     let files: BTreeSet<&str> = area.scopes.iter().map(|s| s.file).collect();
     for file in files {
