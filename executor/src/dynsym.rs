@@ -64,10 +64,26 @@ impl ObjectTables {
             .objects
             .iter()
             .find(|o| (o.start..o.end).contains(&address))?;
+        let at_address = |symbol: &ElfSymbol| {
+            let value = object.bias.wrapping_add(symbol.st_value);
+            value == address || symbol.st_info & 0xf == STT_GNU_IFUNC
+        };
         // SAFETY: `object` was read from a loaded object's dynamic section
         // by `visit`; host libraries are never closed, so its tables stay
         // mapped, and `lookup` bounds every string read by DT_STRSZ.
-        unsafe { lookup(object, name.to_bytes(), address) }
+        unsafe { lookup(object, name.to_bytes(), at_address) }
+    }
+
+    /// The kinds (`st_info & 0xf`) of the definitions of `name` in the
+    /// loaded objects with GNU hash tables, in load order (without its
+    /// address: a thread-local variable has none `dlsym` may be asked for).
+    pub fn kinds_of(&self, name: &CStr) -> Vec<u8> {
+        self.objects
+            .iter()
+            // SAFETY: as in `describe`.
+            .filter_map(|object| unsafe { lookup(object, name.to_bytes(), |_| true) })
+            .map(|entry| entry.kind)
+            .collect()
     }
 }
 
@@ -88,13 +104,16 @@ fn gnu_hash(name: &[u8]) -> u32 {
     })
 }
 
-/// Walks `name`'s hash chain for a definition whose address is `address`
-/// (an IFUNC matches by name alone).
+/// Walks `name`'s hash chain for a definition that `accept` takes.
 ///
 /// # Safety
 /// `object`'s table addresses must point at a loaded object's GNU hash
 /// table, dynamic symbol table and string table of `strsz` bytes.
-unsafe fn lookup(object: &LoadedObject, name: &[u8], address: u64) -> Option<SymbolEntry> {
+unsafe fn lookup(
+    object: &LoadedObject,
+    name: &[u8],
+    accept: impl Fn(&ElfSymbol) -> bool,
+) -> Option<SymbolEntry> {
     // The GNU hash layout: four u32 (nbuckets, symoffset, bloom_size,
     // bloom_shift), bloom_size u64 words, nbuckets u32 buckets, then one
     // u32 per symbol from symoffset on (hash with bit 0 marking a chain's
@@ -129,8 +148,7 @@ unsafe fn lookup(object: &LoadedObject, name: &[u8], address: u64) -> Option<Sym
         // SAFETY: the caller's guarantee covers the string table.
         if chain | 1 == hash | 1 && unsafe { name_is(object, symbol.st_name, name) } {
             let kind = symbol.st_info & 0xf;
-            let value = object.bias.wrapping_add(symbol.st_value);
-            if symbol.st_shndx != 0 && (value == address || kind == STT_GNU_IFUNC) {
+            if symbol.st_shndx != 0 && accept(symbol) {
                 let size = if kind == STT_GNU_IFUNC {
                     0
                 } else {

@@ -160,6 +160,20 @@ impl HostLibraries {
         name: &str,
         fixed: bool,
     ) -> Result<crate::tls_carrier::HostThreadLocal, String> {
+        // The loader resolves a thread-local relocation against any
+        // definition: against a function it gives nonsense, and against a
+        // symbol of a library without TLS it divides by the library's zero
+        // TLS alignment. Only a name some library defines as thread-local
+        // (or none defines yet) is probed.
+        let kinds = CString::new(name)
+            .map(|c| self.tables.kinds_of(&c))
+            .map_err(|_| format!("`{name}` cannot be a symbol name (it has a NUL byte)"))?;
+        if !kinds.is_empty() && !kinds.contains(&STT_TLS) {
+            return Err(format!(
+                "`{name}` is not a thread-local variable of the host (its definition is a \
+                 function or ordinary data)"
+            ));
+        }
         match crate::thread_locals::host_thread_local(name, fixed) {
             Err(why) if !self.cxx_runtime_loaded && why.contains("undefined symbol") => {
                 self.load_cxx_runtime();
@@ -209,12 +223,15 @@ impl HostLibraries {
     }
 }
 
+/// `STT_TLS`: a thread-local variable.
+const STT_TLS: u8 = 6;
+
 /// A symbol type (`st_info & 0xf`) as a host symbol kind.
 fn kind_of(stt: u8) -> HostSymbolKind {
     match stt {
         2 | 10 => HostSymbolKind::Function, // STT_FUNC, STT_GNU_IFUNC
         1 => HostSymbolKind::Data,          // STT_OBJECT
-        6 => HostSymbolKind::Tls,           // STT_TLS
+        STT_TLS => HostSymbolKind::Tls,
         _ => HostSymbolKind::Unknown,
     }
 }

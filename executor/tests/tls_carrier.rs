@@ -234,3 +234,26 @@ fn a_host_probe_finds_libcs_errno_where_libc_keeps_it() {
         rerun(test)
     );
 }
+
+/// A name the host defines as something other than a thread-local
+/// variable (a function of libc, one of libm, which has no TLS at all) is
+/// refused before any probe: the loader would resolve thread-local
+/// relocations against it into nonsense (or, for a library without TLS,
+/// divide by its zero TLS alignment).
+#[test]
+fn a_host_probe_refuses_names_that_are_not_thread_local() {
+    let test = "a_host_probe_refuses_names_that_are_not_thread_local";
+    let mut host = solder_executor::host::HostLibraries::with_defaults().unwrap();
+    for name in ["puts", "cos"] {
+        for fixed in [false, true] {
+            let refused = host
+                .thread_local(name, fixed)
+                .expect_err("not a thread-local variable");
+            assert!(
+                refused.contains("not a thread-local variable"),
+                "{name}: {refused}\n{}",
+                rerun(test)
+            );
+        }
+    }
+}

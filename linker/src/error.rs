@@ -160,6 +160,23 @@ pub enum LinkError {
 }
 
 impl LinkError {
+    /// The error for relocation `reloc` against `symbol` at `site` that
+    /// cannot be linked; `why` follows the symbol in the message, so it
+    /// starts with ": ".
+    pub fn refused_relocation(
+        site: Site,
+        reloc: &str,
+        symbol: &str,
+        why: impl Into<String>,
+    ) -> LinkError {
+        LinkError::UnsupportedRelocation(Box::new(UnsupportedRelocation {
+            site,
+            reloc: reloc.to_string(),
+            symbol: symbol.to_string(),
+            why: why.into(),
+        }))
+    }
+
     /// The error for a value the checked writer refused: the field of
     /// relocation `reloc` against `symbol` at `site` could not hold `value`.
     pub fn refused_field(

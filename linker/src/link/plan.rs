@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap as HashMap;
 use super::resolve::{Origin, Resolved, Resolver, Target, binding_of};
 use super::site;
 use crate::arch::{Arch, Machine, Relax, RelocKind, RelocOp, TlsAccess};
-use crate::error::{LinkError, Site, UnsupportedRelocation};
+use crate::error::{LinkError, Site};
 use crate::graph::{Edge, Section, SectionRole};
 use crate::memory::Slab;
 
@@ -292,14 +292,7 @@ fn thread_local_via(
     tls: &mut ThreadLocalNeeds,
     site: impl Fn() -> Site,
 ) -> Result<Via, LinkError> {
-    let refused = |why: String| {
-        LinkError::UnsupportedRelocation(Box::new(UnsupportedRelocation {
-            site: site(),
-            reloc: edge.kind.name.to_string(),
-            symbol: r.name.to_string(),
-            why,
-        }))
-    };
+    let refused = |why: String| LinkError::refused_relocation(site(), edge.kind.name, r.name, why);
     let op = edge.kind.op;
     if op == RelocOp::None {
         return Ok(Via::Direct);
@@ -311,7 +304,9 @@ fn thread_local_via(
             .into(),
         ));
     }
-    if !r.target.is_thread_local() && op != RelocOp::TlsLocalDynamic {
+    // Local dynamic names a variable of the load too (its pair is the
+    // load's): every thread-local op targets a thread-local variable.
+    if !r.target.is_thread_local() {
         return Err(refused(": the symbol is not thread-local".into()));
     }
     if section.role == SectionRole::ThreadLocal

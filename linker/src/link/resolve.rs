@@ -645,10 +645,5 @@ pub(super) fn binding_of(r: &Resolved<'_>) -> Option<(u32, String)> {
 /// A reference to `symbol` that cannot be linked, and why (the text
 /// follows the symbol in the message, so it starts with ": ").
 pub(super) fn refused_reference(site: Site, symbol: &str, why: &str) -> LinkError {
-    LinkError::UnsupportedRelocation(Box::new(crate::error::UnsupportedRelocation {
-        site,
-        reloc: "reference".into(),
-        symbol: symbol.to_string(),
-        why: why.into(),
-    }))
+    LinkError::refused_relocation(site, "reference", symbol, why)
 }

@@ -12,7 +12,7 @@ use crate::arch::machine::{
     WIN64_TO_SYSV_SHIM, WIN64_TO_SYSV_SLOT,
 };
 use crate::arch::{Arch, Encoding, FieldFailure, Machine, Operands, RelocOp, write_checked};
-use crate::error::{LinkError, UnsupportedRelocation};
+use crate::error::LinkError;
 use crate::executors::{Executor, HostThreadLocal, ThreadLocals};
 use crate::graph::*;
 
@@ -99,6 +99,10 @@ impl<'p> Addresses<'p> {
         target: Target,
         why: impl FnOnce(&str) -> LinkError,
     ) -> Result<i128, LinkError> {
+        if op.tls_access().is_some() {
+            // Through the GOT: the entry holds the value, S is not used.
+            return Ok(0);
+        }
         let place = self.thread_local(target);
         Ok(match op {
             RelocOp::TpOffset => match place.tp_offset {
@@ -111,8 +115,7 @@ impl<'p> Addresses<'p> {
             },
             RelocOp::DtpOffset => i128::from(place.offset),
             RelocOp::DtpModule => i128::from(place.module),
-            // Through the GOT: the entry holds the value, S is not used.
-            _ => 0,
+            _ => unreachable!("the plan lets only thread-local ops reach here"),
         })
     }
 
@@ -380,12 +383,12 @@ fn relocate_edge(
     let address = at.base + section_offset + edge.offset;
     let field_at = (section_offset + edge.offset) as usize;
     let refused = |why: &str| {
-        LinkError::UnsupportedRelocation(Box::new(UnsupportedRelocation {
-            site: site(graph, section, edge.offset),
-            reloc: edge.kind.name.to_string(),
-            symbol: r.name.to_string(),
-            why: why.into(),
-        }))
+        LinkError::refused_relocation(
+            site(graph, section, edge.offset),
+            edge.kind.name,
+            r.name,
+            why,
+        )
     };
     let (s_addr, s_val) = if edge.kind.op.is_thread_local() {
         let value = at.thread_local_value(edge.kind.op, r.target, refused)?;
@@ -526,12 +529,8 @@ pub(super) fn thread_local_template(
                 let via = *plans.next().expect("one plan per edge");
                 let r = resolver.cached(g, edge.target);
                 let refused = |why: &str| {
-                    LinkError::UnsupportedRelocation(Box::new(UnsupportedRelocation {
-                        site: site(graph, section, edge.offset),
-                        reloc: edge.kind.name.to_string(),
-                        symbol: r.name.to_string(),
-                        why: why.into(),
-                    }))
+                    let site = site(graph, section, edge.offset);
+                    LinkError::refused_relocation(site, edge.kind.name, r.name, why)
                 };
                 let value = match edge.kind.op {
                     RelocOp::None => continue,
