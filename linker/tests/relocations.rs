@@ -1041,6 +1041,15 @@ fn every_tls_kind_writes_exact_values() {
         (module, 0),
         "TLSLD pair\n{rerun}"
     );
+    assert_eq!(
+        call(&mut session, "ld_pair_again", &[]),
+        ld_pair,
+        "one local-dynamic pair per load\n{rerun}"
+    );
+    assert_ne!(
+        ld_pair, gd_pair,
+        "a general-dynamic pair is the variable's\n{rerun}"
+    );
     assert_eq!(call(&mut session, "dtpoff32", &[]), 16, "DTPOFF32\n{rerun}");
     assert_eq!(
         call(&mut session, "desc_offset", &[]) as i64,
@@ -1158,6 +1167,84 @@ fn tls_library_bump(library: &Path) -> extern "C" fn() -> i32 {
     assert!(!address.is_null());
     // SAFETY: `tls_library_bump` is `int (void)`.
     unsafe { std::mem::transmute::<*mut libc::c_void, extern "C" fn() -> i32>(address) }
+}
+
+/// A thread-local template is linked before every thread copies it: an
+/// offset in the block (DTPOFF64) is there in every thread; a
+/// thread-pointer offset (TPOFF64) is refused in a template.
+#[test]
+fn a_thread_local_template_holds_offsets_in_the_block_only() {
+    let rerun = "rerun: cargo test --workspace --test relocations -- a_thread_local_template_holds_offsets_in_the_block_only --exact";
+    let obj = build("tls_template.s", &[]);
+    assert_kinds(&obj, &[elf::R_X86_64_DTPOFF64, elf::R_X86_64_TPOFF32], true);
+    let mut session = support::session();
+    load(&mut session, &[&obj]);
+    let read = address_of(&mut session, "read_self_offset");
+    // SAFETY: `read_self_offset` is `long (void)` in the live module.
+    let read = unsafe { std::mem::transmute::<u64, extern "C" fn() -> u64>(read) };
+    assert_eq!(read(), 10, "DTPOFF64 in the template\n{rerun}");
+    let there = std::thread::spawn(move || read()).join().unwrap();
+    assert_eq!(there, 10, "another thread's copy of the template\n{rerun}");
+    let refused = build("tls_template_tpoff.s", &[]);
+    assert_kinds(&refused, &[elf::R_X86_64_TPOFF64], true);
+    let message = load_error(&mut support::session(), &[&refused]);
+    assert_mentions(
+        &message,
+        &["R_X86_64_TPOFF64", "`later`", "no thread-specific values"],
+    );
+}
+
+/// Local dynamic reaches the load's own block only: a TLSLD against a
+/// host library's variable is refused, naming it.
+#[test]
+fn local_dynamic_access_to_a_host_variable_is_refused() {
+    let obj = build("tls_ld_host.s", &[]);
+    assert_kinds(
+        &obj,
+        &[
+            elf::R_X86_64_TLSLD,
+            elf::R_X86_64_DTPOFF32,
+            elf::R_X86_64_PLT32,
+        ],
+        true,
+    );
+    let mut session = support::session();
+    let message = load_error(&mut session, &[&obj]);
+    assert_mentions(
+        &message,
+        &[
+            "R_X86_64_TLSLD",
+            "`errno`",
+            "this load's own variables only",
+        ],
+    );
+}
+
+/// A GOT entry for far host data that a narrow field made the load copy
+/// holds the copy's address, so every reference of the load sees one
+/// object (as with a copy relocation).
+#[test]
+fn a_got_entry_for_copied_host_data_holds_the_copy() {
+    let rerun = "rerun: cargo test --workspace --test relocations -- a_got_entry_for_copied_host_data_holds_the_copy --exact";
+    let obj = build("far_data.s", &["-Wa,-mrelax-relocations=no"]);
+    assert_kinds(&obj, &[elf::R_X86_64_PC32, elf::R_X86_64_GOTPCREL], true);
+    let mut session = session_at(Placement::Fixed(0x3f00_0000_0000));
+    load(&mut session, &[&obj]);
+    let copy = call(&mut session, "environ_by_pc32", &[]);
+    assert!(
+        in_slab(&session, copy),
+        "a far PC32 reference is to a copy\n{rerun}"
+    );
+    assert_eq!(
+        call(&mut session, "environ_by_got", &[]),
+        copy,
+        "the GOT entry holds the copy too\n{rerun}"
+    );
+    assert_eq!(
+        read_u64(copy),
+        environ_now(),
+        "the copy holds environ\n{rerun}"
+    );
 }
 
 /// A shared library defining `tls_counter_COPY` (and a function bumping

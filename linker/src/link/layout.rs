@@ -189,7 +189,7 @@ fn place_unwind_frames(
 /// Lays out the load's thread-local sections as one block: initialized
 /// ones first, then zero-fill ones, each at its alignment. `None` when the
 /// load has none.
-fn lay_out_thread_locals(
+pub(super) fn lay_out_thread_locals(
     graphs: &[LinkGraph<'_>],
     page: u64,
 ) -> Result<Option<ThreadLocalLayout>, LinkError> {

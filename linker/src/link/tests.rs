@@ -293,6 +293,11 @@ fn alignments_over_a_page_are_refused() {
             ".comm big, 8, 8192\n.data\n.quad big\n",
             "big",
         ),
+        (
+            "thread-local section",
+            ".section .tbss,\"awT\",@nobits\n.p2align 13\n.zero 8\n",
+            ".tbss",
+        ),
     ];
     for (what, source, named) in cases {
         let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", source, &[]);
@@ -318,6 +323,70 @@ fn alignments_over_a_page_are_refused() {
         &[],
     );
     link_image("page.o", &bytes, Host::Empty).expect("page alignment links");
+    let bytes = clang_object(
+        "x86_64-unknown-linux-gnu",
+        "assembler",
+        ".section .tbss,\"awT\",@nobits\n.p2align 12\n.zero 8\n",
+        &[],
+    );
+    link_image("page.o", &bytes, Host::Empty).expect("a page-aligned thread-local block links");
+}
+
+/// A load's thread-local block: its initialized sections first, then its
+/// zero-fill ones, each at its own alignment, whatever order the objects
+/// give them in; the template is the initialized bytes, relocated, and the
+/// zero-fill is what follows.
+#[test]
+fn a_thread_local_block_puts_initialized_sections_first_each_aligned() {
+    let source = r#"
+        .section .tbss,"awT",@nobits
+        .p2align 6
+        .globl zeroed
+    zeroed: .zero 100
+        .section .tdata,"awT",@progbits
+        .p2align 2
+        .globl first
+    first: .long 0x11111111
+        .section .tdata.more,"awT",@progbits
+        .p2align 3
+        .globl second
+    second: .quad 0x2222222222222222
+        .text
+        .globl offsets
+    offsets:
+        movq $first@tpoff, %rax
+        movq $second@tpoff, %rax
+        movq $zeroed@tpoff, %rax
+        ret
+    "#;
+    let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", source, &[]);
+    let graphs = vec![parse_object("block.o", &bytes).unwrap()];
+    let block = super::layout::lay_out_thread_locals(&graphs, 4096)
+        .unwrap()
+        .expect("the load has thread-local sections");
+    let offset_of = |name: &str| {
+        let s = graphs[0]
+            .sections
+            .iter()
+            .position(|s| s.name == name)
+            .unwrap();
+        block.offsets[&(0, s)]
+    };
+    // .tdata at 0 (4 bytes), .tdata.more at 8, .tbss at 64 (100 bytes).
+    assert_eq!(offset_of(".tdata"), 0);
+    assert_eq!(offset_of(".tdata.more"), 8);
+    assert_eq!(offset_of(".tbss"), 64);
+    assert_eq!((block.init_size, block.size, block.align), (16, 164, 64));
+    // The probe's executor places a fixed block at a made-up offset: each
+    // variable's thread-pointer offset is that plus its place in the block.
+    let linked = link_image("block.o", &bytes, Host::Empty).unwrap();
+    let code = export_address(&linked, "offsets") - linked.memory.0;
+    let tp = crate::probe::THREAD_LOCAL_TP_OFFSET;
+    for (i, offset) in [0, 8, 64].into_iter().enumerate() {
+        // movq $imm32, %rax: 48 c7 c0 imm32, 7 bytes each.
+        let imm = i32::from_le_bytes(word(&linked.image, code + 7 * i as u64 + 3));
+        assert_eq!(i64::from(imm), tp + offset, "variable {i}");
+    }
 }
 
 /// What `LinkGraph::check` refuses before any stage sees the graph: a
