@@ -285,8 +285,16 @@ fn cargo_mutants(area: &Area, output: &Path, args: &Args) -> Command {
     ]);
     // Generous bounds: a conformance run takes about 20 s on two cores;
     // a mutant that makes a trial hang is stopped by the trial's own
-    // timeout long before these.
-    command.args(["--timeout", "300", "--build-timeout", "900"]);
+    // timeout long before these. The thread-local tests run in about 15 s,
+    // and a mutant that keeps a module's thread_local destructors from
+    // being counted hangs a test for good (a removed module's static
+    // condition variable is destroyed under a waiting thread): a minute
+    // and a half is plenty there.
+    let timeout = match area.tests {
+        Tests::Targets(_) => "90",
+        _ => "300",
+    };
+    command.args(["--timeout", timeout, "--build-timeout", "900"]);
     command.arg("--output").arg(output);
     match area.tests {
         Tests::Workspace => command.arg("--test-workspace=true"),
