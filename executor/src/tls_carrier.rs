@@ -379,6 +379,22 @@ mod tests {
         assert_eq!(dynamic_entry(&dynamic, DT_FLAGS), 0);
     }
 
+    /// A carrier is its headers, one symbol, one relocation and its slot
+    /// (528 bytes), then the template at its alignment: small whatever
+    /// asks for it.
+    #[test]
+    fn a_carrier_is_its_headers_then_its_template() {
+        let template = TlsTemplate {
+            init: &[7; 5],
+            zero_size: 0,
+            align: 8,
+        };
+        let bytes = carrier_object(&template, true).unwrap();
+        assert_eq!(TP_OFFSET_SLOT, 520);
+        assert_eq!(bytes.len(), 528 + 5);
+        assert_eq!(&bytes[528..], &[7; 5]);
+    }
+
     #[test]
     fn bad_templates_are_refused() {
         let odd = TlsTemplate {
