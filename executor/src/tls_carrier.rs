@@ -397,6 +397,110 @@ mod tests {
         assert_eq!(&bytes[528..], &[7; 5]);
     }
 
+    /// Every program header of a carrier and of a host probe, field by
+    /// field: (type, flags, offset, file size, memory size, alignment).
+    fn program_headers(bytes: &[u8]) -> Vec<(u32, u32, u64, u64, u64, u64)> {
+        (0..PHDRS)
+            .map(|i| (EHDR_SIZE + i * PHDR_SIZE) as usize)
+            .map(|at| {
+                let word =
+                    |o: usize| u32::from_le_bytes(bytes[at + o..at + o + 4].try_into().unwrap());
+                let quad = |o: usize| u64_at(bytes, (at + o) as u64);
+                (word(0), word(4), quad(8), quad(32), quad(40), quad(48))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_program_headers_are_exactly_what_the_loader_needs() {
+        let template = TlsTemplate {
+            init: &[7; 5],
+            zero_size: 11,
+            align: 8,
+        };
+        let carrier = carrier_object(&template, true).unwrap();
+        assert_eq!(
+            program_headers(&carrier),
+            [
+                (PT_LOAD, PF_R | PF_W, 0, 533, 533, 0x1000),
+                (PT_DYNAMIC, PF_R | PF_W, 288, 160, 160, 8),
+                (PT_TLS, PF_R, 528, 5, 16, 8),
+                (PT_GNU_STACK, PF_R | PF_W, 0, 0, 0, 16),
+            ]
+        );
+        let (probe, _) = host_probe_object("x", true).unwrap();
+        assert_eq!(
+            program_headers(&probe),
+            [
+                (PT_LOAD, PF_R | PF_W, 0, 624, 624, 0x1000),
+                (PT_DYNAMIC, PF_R | PF_W, 288, 160, 160, 8),
+                (PT_NULL, 0, 0, 0, 0, 0),
+                (PT_GNU_STACK, PF_R | PF_W, 0, 0, 0, 16),
+            ]
+        );
+    }
+
+    /// A host probe for `x`: hash at 448, one undefined thread-local
+    /// symbol at 472 + 24, its name at 520, three relocations at 528 (one
+    /// per slot, against symbol 1), the slots at 600, 608 and 616; two
+    /// without `fixed`.
+    #[test]
+    fn a_host_probe_is_one_symbol_and_its_relocations() {
+        let dynamic = |bytes: &[u8], tag: u64| {
+            (0..DYN_ENTRIES)
+                .map(|i| DYNAMIC + i * 16)
+                .find(|&at| u64_at(bytes, at) == tag)
+                .map(|at| u64_at(bytes, at + 8))
+                .unwrap()
+        };
+        let (bytes, slots) = host_probe_object("x", true).unwrap();
+        assert_eq!(bytes.len(), 624);
+        assert_eq!(
+            slots,
+            ProbeSlots {
+                module: 600,
+                offset: 608,
+                tp_offset: Some(616),
+            }
+        );
+        for (tag, value) in [
+            (DT_HASH, 448),
+            (DT_SYMTAB, 472),
+            (DT_STRTAB, 520),
+            (DT_STRSZ, 3),
+            (DT_RELA, 528),
+            (DT_RELASZ, 72),
+        ] {
+            assert_eq!(dynamic(&bytes, tag), value, "tag {tag}");
+        }
+        assert_eq!(&bytes[520..523], b"\0x\0");
+        // Symbol 1: name at 1, global thread-local, undefined.
+        assert_eq!(&bytes[496..502], &[1, 0, 0, 0, STB_GLOBAL_STT_TLS, 0]);
+        for (i, kind) in [R_X86_64_DTPMOD64, R_X86_64_DTPOFF64, R_X86_64_TPOFF64]
+            .into_iter()
+            .enumerate()
+        {
+            let at = 528 + 24 * i as u64;
+            assert_eq!(u64_at(&bytes, at), 600 + 8 * i as u64, "r_offset {i}");
+            assert_eq!(u64_at(&bytes, at + 8), (1 << 32) | kind, "r_info {i}");
+        }
+        let (dynamic_only, slots) = host_probe_object("x", false).unwrap();
+        assert_eq!((dynamic_only.len(), slots.tp_offset), (528 + 48 + 16, None));
+        assert_eq!(dynamic(&dynamic_only, DT_RELASZ), 48);
+    }
+
+    #[test]
+    fn a_host_probe_takes_only_names_a_symbol_can_have() {
+        for bad in [String::new(), "a\0b".into(), "x".repeat(4097)] {
+            assert!(
+                matches!(host_probe_object(&bad, false), Err(ProbeError::Name(_))),
+                "{:?}",
+                bad.chars().take(8).collect::<String>()
+            );
+        }
+        host_probe_object(&"x".repeat(4096), false).expect("4096 bytes is a name");
+    }
+
     #[test]
     fn bad_templates_are_refused() {
         let odd = TlsTemplate {
