@@ -248,14 +248,17 @@ fn run(args: RunArgs) -> Result<u8> {
     argv.extend(args.args.iter().cloned());
     session.set_program_args(&argv)?;
     if !remote {
-        session.load(&objects)?;
         if args.noexec {
+            session.load(&objects)?;
             // Only a link was asked for, and nothing ran: the process ends
             // here, and exit takes back the slab and the heap faster than
             // releasing them one by one (clang's `-disable-free`).
             std::process::exit(0);
         }
-        let status = session.run_main(&args.entry)?;
+        // The entry is found among all of the load's globals (a hidden
+        // `main` too) before any initializer runs.
+        let (_, entry) = session.load_program(&objects, &args.entry)?;
+        let status = session.run_entry(entry, &args.entry)?;
         // `main` returned: the program exits as with `exit(status)`.
         session.end();
         // C's exit flushes C stdio (which JIT'd code wrote through) and runs
@@ -264,11 +267,12 @@ fn run(args: RunArgs) -> Result<u8> {
     }
     // Out of process: the program's fate comes back as a value.
     let status = (|| {
-        session.load(&objects)?;
         if args.noexec {
+            session.load(&objects)?;
             return Ok(0);
         }
-        let status = session.run_main(&args.entry)?;
+        let (_, entry) = session.load_program(&objects, &args.entry)?;
+        let status = session.run_entry(entry, &args.entry)?;
         session.finish()?;
         Ok(status)
     })();

@@ -74,6 +74,7 @@ pub fn link_image(name: &str, bytes: &[u8], host: Host) -> Result<LinkedModule, 
             exports: &HashMap::default(),
             indirection: &mut Indirection::default(),
             replacing: None,
+            entry: None,
         },
     )
 }

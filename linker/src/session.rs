@@ -276,8 +276,54 @@ impl Session {
         Ok(ModuleId(id))
     }
 
+    /// Loads `objects` as a program: as [`Session::load`], but its entry
+    /// point `entry` (`main`, `--entry`) is found among all of the load's
+    /// global functions, hidden ones included, as a static linker finds
+    /// it; returns the module and the entry's address. A load that does not
+    /// define it is refused before anything of it runs (no initializer).
+    pub fn load_program(
+        &mut self,
+        objects: &[ObjectFile],
+        entry: &str,
+    ) -> Result<(ModuleId, u64), LinkError> {
+        self.check_alive()?;
+        let id = self.next_id;
+        self.next_id += 1;
+        let linked = self.link(id, objects, None, Some(entry))?;
+        let Some(address) = linked.entry else {
+            self.discard(linked.memory, linked.thread_locals);
+            return Err(LinkError::Undefined {
+                symbol: entry.to_string(),
+                site: entry_site(),
+            });
+        };
+        self.install_and_initialize(id, objects, linked)?;
+        Ok((ModuleId(id), address))
+    }
+
+    /// Runs the program's entry point at `address` (from
+    /// [`Session::load_program`]) as `main`: `argc`, `argv`, `envp`.
+    pub fn run_entry(&mut self, address: u64, entry: &str) -> Result<i32, LinkError> {
+        self.check_alive()?;
+        let convention = self.convention_at(address);
+        let outcome = self
+            .executor
+            .call(address, [0; 6], true, convention, None)?;
+        self.returned(outcome, || format!("`{entry}`"))
+            .map(|v| v as i32)
+    }
+
     fn load_as(&mut self, id: u32, objects: &[ObjectFile]) -> Result<(), LinkError> {
-        let linked = self.link(id, objects, None)?;
+        let linked = self.link(id, objects, None, None)?;
+        self.install_and_initialize(id, objects, linked)
+    }
+
+    fn install_and_initialize(
+        &mut self,
+        id: u32,
+        objects: &[ObjectFile],
+        linked: LinkedModule,
+    ) -> Result<(), LinkError> {
         let initializers = linked.initializers.clone();
         self.install(id, objects, linked, self.modules.len(), None)?;
         self.run_initializers(id, &initializers)
@@ -295,6 +341,7 @@ impl Session {
         id: u32,
         objects: &[ObjectFile],
         replacing: Option<u32>,
+        entry: Option<&str>,
     ) -> Result<LinkedModule, LinkError> {
         let graphs = objects
             .iter()
@@ -328,6 +375,7 @@ impl Session {
                 exports: &self.exports,
                 indirection: &mut self.indirection,
                 replacing,
+                entry,
             },
         )
     }
@@ -738,18 +786,9 @@ impl Session {
         };
         let address = address.ok_or_else(|| LinkError::Undefined {
             symbol: entry.to_string(),
-            site: crate::error::Site {
-                object: "the command line".into(),
-                section: "--entry".into(),
-                offset: 0,
-            },
+            site: entry_site(),
         })?;
-        let convention = self.convention_at(address);
-        let outcome = self
-            .executor
-            .call(address, [0; 6], true, convention, None)?;
-        self.returned(outcome, || format!("`{entry}`"))
-            .map(|v| v as i32)
+        self.run_entry(address, entry)
     }
 
     fn index_of(&self, id: ModuleId) -> Result<usize, LinkError> {
@@ -818,7 +857,7 @@ impl Session {
                 });
             }
         }
-        let linked = self.link(id.0, objects, Some(id.0))?;
+        let linked = self.link(id.0, objects, Some(id.0), None)?;
         // Every symbol other modules use must still be there.
         for user in &self.modules {
             for (module, symbol) in &user.imports {
@@ -990,6 +1029,15 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.end();
+    }
+}
+
+/// Where an entry point is asked for, for messages.
+fn entry_site() -> crate::error::Site {
+    crate::error::Site {
+        object: "the command line".into(),
+        section: "--entry".into(),
+        offset: 0,
     }
 }
 

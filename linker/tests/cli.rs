@@ -479,3 +479,52 @@ fn timeout_stops_a_spinning_run_out_of_process() {
         }
     }
 }
+
+/// A hidden `main` (a global of the load, not exported) is the program's
+/// entry, in process and in an executor, as the native link has it; an
+/// `--entry` the load does not define is refused before any of it runs:
+/// no constructor output.
+#[test]
+fn a_hidden_main_runs_and_a_missing_entry_runs_nothing() {
+    let test = "a_hidden_main_runs_and_a_missing_entry_runs_nothing";
+    let object = fixture("cc", "hidden_main.c");
+    let native = Command::new(link_native(&object, "hidden_main"))
+        .args(["a", "b"])
+        .output()
+        .unwrap();
+    assert_eq!(exit_of(&native), (Some(3), None), "{}", rerun(test));
+    for executor in [&[][..], &["--executor", "pipe"]] {
+        let mut args = vec!["run"];
+        args.extend_from_slice(executor);
+        args.extend([path_str(&object), "--", "a", "b"]);
+        let output = solder(&args);
+        assert_eq!(
+            exit_of(&output),
+            (Some(3), None),
+            "{executor:?}\n{}",
+            rerun(test)
+        );
+        assert_eq!(
+            stdout(&output),
+            stdout(&native),
+            "{executor:?}\n{}",
+            rerun(test)
+        );
+        let mut args = vec!["run"];
+        args.extend_from_slice(executor);
+        args.extend(["--entry", "no_such_entry", path_str(&object)]);
+        let output = solder(&args);
+        assert_solder_failed(
+            &output,
+            &["undefined symbol `no_such_entry`", "--entry"],
+            "missing entry",
+            test,
+        );
+        assert_eq!(
+            stdout(&output),
+            "",
+            "nothing ran: {executor:?}\n{}",
+            rerun(test)
+        );
+    }
+}

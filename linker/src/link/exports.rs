@@ -64,6 +64,30 @@ pub(super) fn exports(
     exports
 }
 
+/// The address of the load's global function `name` (spelled as C names
+/// it; `_name` in Mach-O), whatever its visibility: a program's entry
+/// point. `None` when the load does not define it (or it is not code).
+pub(super) fn entry(
+    resolver: &Resolver<'_, '_, '_>,
+    at: &Addresses<'_>,
+    name: &str,
+) -> Option<u64> {
+    let graphs = resolver.graphs;
+    let spelled = |g: usize| format!("{}{name}", graphs[g].format.global_prefix());
+    let (&(g, id), _) = graphs.iter().enumerate().find_map(|(g, _)| {
+        resolver
+            .globals
+            .get(spelled(g).as_str())
+            .map(|found| (found, g))
+    })?;
+    match exported_target(resolver, graphs[g].symbols[id].name, g, id)? {
+        target @ Target::Section(..) if graphs[g].symbols[id].kind == SymbolKind::Function => {
+            Some(at.of(target))
+        }
+        _ => None,
+    }
+}
+
 /// Where the global `name` (symbol `id` of graph `g`) is defined in this
 /// load, or `None` when it binds to another module's definition.
 fn exported_target(

@@ -103,6 +103,10 @@ pub struct LinkRequest<'s> {
     pub indirection: &'s mut Indirection,
     /// The module being hot-swapped out: its exports are invisible here.
     pub replacing: Option<u32>,
+    /// The program's entry point (`main`, `--entry`), to be found among all
+    /// of the load's global definitions, hidden ones included (as a static
+    /// linker finds it): [`LinkedModule::entry`].
+    pub entry: Option<&'s str>,
 }
 
 /// A linked load, ready to be written to the executor.
@@ -131,6 +135,8 @@ pub struct LinkedModule {
     /// The module's thread-local block, as the executor loaded it
     /// ([`Executor::drop_thread_locals`] once the module's code is gone).
     pub thread_locals: Option<u64>,
+    /// The address of the request's entry point, when the load defines it.
+    pub entry: Option<u64>,
 }
 
 /// Links `graphs` as one module.
@@ -219,6 +225,10 @@ fn write_module(
     }
     let (references, initializers, finalizers) = finished?;
     let exports = exports::exports(resolver, &at, convention);
+    let entry = resolver
+        .req
+        .entry
+        .and_then(|name| exports::entry(resolver, &at, name));
     let crash_symbols = exports::crash_symbols(graphs, layout, base);
     let used = image.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     image.truncate(used);
@@ -241,6 +251,7 @@ fn write_module(
         crash_symbols,
         convention,
         thread_locals: at.block.map(|(block, _)| block.id),
+        entry,
     })
 }
 

@@ -469,6 +469,7 @@ fn an_interposer_on_an_impossible_argument_is_the_executors_error() {
                 exports: &rustc_hash::FxHashMap::default(),
                 indirection: &mut crate::indirection::Indirection::default(),
                 replacing: None,
+                entry: None,
             },
         );
         match (result, refused) {
