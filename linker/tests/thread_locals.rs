@@ -340,3 +340,25 @@ fn a_block_too_large_for_static_tls_is_a_clear_error() {
         }
     }
 }
+
+/// An import slot (`__imp_NAME` of a COFF object) holds an address: one
+/// naming another module's thread-local variable is refused, naming it.
+#[test]
+fn an_import_slot_of_a_thread_local_variable_is_refused() {
+    let test = "an_import_slot_of_a_thread_local_variable_is_refused";
+    let export = support::object(&support::compile("linker/tls/tls_export.c", &["-fPIC"]));
+    let import = support::object(&support::compile_with(
+        "clang",
+        "linker/tls/import_tls.c",
+        &["--target=x86_64-pc-windows-msvc", "-O1"],
+    ));
+    let mut session = support::session();
+    session.load(std::slice::from_ref(&export)).unwrap();
+    let refused = session.load(std::slice::from_ref(&import)).unwrap_err();
+    let message = refused.to_string();
+    assert!(
+        message.contains("__imp_shared_tls") && message.contains("no address to import"),
+        "{message}\n{}",
+        rerun(test)
+    );
+}

@@ -181,6 +181,17 @@ pub(super) fn plan(
         for section in graph.sections.iter().filter(|s| s.live) {
             for edge in &section.edges {
                 let r = resolver.cached(g, edge.target);
+                // A difference's subtrahend needs an address too.
+                if let Some(minus) = edge.minus().map(|m| resolver.cached(g, m))
+                    && minus.target.is_thread_local()
+                {
+                    return Err(LinkError::refused_relocation(
+                        site(graph, section, edge.offset),
+                        edge.kind.name,
+                        minus.name,
+                        ": the subtracted symbol is thread-local, so it has no address",
+                    ));
+                }
                 if edge.kind.op.is_thread_local() || r.target.is_thread_local() {
                     let site = || site(graph, section, edge.offset);
                     plans.push(thread_local_via(

@@ -322,6 +322,15 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
                 });
             };
             let r = self.adapt_abi(g, r, site)?;
+            if r.target.is_thread_local() {
+                // An import slot holds an address; a thread-local variable
+                // (another module's, exported) has one per thread.
+                return Err(refused_reference(
+                    site(),
+                    name,
+                    ": it names a thread-local variable, which has no address to import",
+                ));
+            }
             self.imports.push((r.target, binding_of(&r)));
             return Ok(Resolved {
                 target: Target::Import(self.imports.len() - 1),
