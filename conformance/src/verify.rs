@@ -8,7 +8,8 @@
 //! `IMAGE_REL_AMD64_ADDR32NB`) must be the type of some relocation in the
 //! objects; `symbol:NAME` names a symbol (defined or undefined, spelled as
 //! the format spells it: `___chkstk_darwin`) that some symbol table must
-//! have; any other entry is a section name that some section must have
+//! have; `hidden:NAME` (ELF) a global symbol some object defines with
+//! hidden visibility; any other entry is a section name that some section must have
 //! (Mach-O sections as `__TEXT,__text` or just `__text`), where a trailing
 //! `*` matches a prefix (`.init_array.*`, `.CRT$XC*`).
 
@@ -72,6 +73,12 @@ pub fn elf_contents(path: &Path) -> Result<Contents, VerifyError> {
             && !name.is_empty()
         {
             contents.symbols.insert(name.to_string());
+            let hidden_definition = sym.st_bind() == goblin::elf::sym::STB_GLOBAL
+                && sym.st_visibility() == goblin::elf::sym::STV_HIDDEN
+                && sym.st_shndx != 0;
+            if hidden_definition {
+                contents.symbols.insert(format!("hidden:{name}"));
+            }
         }
     }
     for (_, relocs) in &elf.shdr_relocs {
@@ -214,6 +221,9 @@ pub fn verify(format: Format, objects: &[PathBuf], wanted: &[String]) -> Result<
 fn contains(contents: &Contents, entry: &str) -> bool {
     if let Some(symbol) = entry.strip_prefix("symbol:") {
         return contents.symbols.contains(symbol);
+    }
+    if entry.starts_with("hidden:") {
+        return contents.symbols.contains(entry);
     }
     let relocation = ["R_", "X86_64_RELOC_", "IMAGE_REL_"]
         .iter()

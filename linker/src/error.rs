@@ -76,6 +76,10 @@ pub enum LinkError {
         path: PathBuf,
         reason: std::io::Error,
     },
+    #[error("cannot find -l{name}: tried {}", .tried.join(", "))]
+    LibraryNotFound { name: String, tried: Vec<String> },
+    #[error("{archive}: malformed archive: {reason}")]
+    MalformedArchive { archive: String, reason: String },
     #[error("{object}: malformed object: {reason}")]
     Malformed { object: String, reason: String },
     #[error("{object}: unsupported object: {reason}")]

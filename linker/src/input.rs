@@ -71,6 +71,13 @@ pub fn parse_object<'a>(name: &str, bytes: &'a [u8]) -> Result<LinkGraph<'a>, Li
     Ok(graph)
 }
 
+/// Whether `bytes` start like an object one of the front-ends reads.
+pub fn is_object(bytes: &[u8]) -> bool {
+    crate::format::elf::is_elf(bytes)
+        || crate::format::macho::is_macho(bytes)
+        || crate::format::coff::is_coff(bytes)
+}
+
 fn parse_by_magic<'a>(name: &str, bytes: &'a [u8]) -> Result<LinkGraph<'a>, LinkError> {
     if crate::format::elf::is_elf(bytes) {
         crate::format::elf::parse(name, bytes)

@@ -10,6 +10,7 @@
 //! executor (for fuzzing and tests).
 
 pub mod arch;
+pub mod archive;
 pub mod error;
 pub mod executors;
 pub mod format;
@@ -17,14 +18,17 @@ pub mod graph;
 pub mod indirection;
 pub mod input;
 pub mod link;
+pub mod members;
 pub mod memory;
 pub mod plugins;
 pub mod probe;
+pub mod search;
 #[cfg(feature = "host")]
 pub mod session;
 #[cfg(test)]
 mod test_support;
 
+pub use archive::Archive;
 pub use error::LinkError;
 #[cfg(feature = "host")]
 pub use executors::{DEFAULT_PEER_TIMEOUT, Transport};

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use solder_executor::sys;
+use solder_linker::archive::is_archive;
 use solder_linker::error::LinkError;
 use solder_linker::{
-    ExecutorChoice, ExecutorOutput, ObjectFile, Outcome, Placement, Recovery, Session,
+    Archive, ExecutorChoice, ExecutorOutput, ObjectFile, Outcome, Placement, Recovery, Session,
     SessionConfig, Transport,
 };
 
@@ -55,9 +56,22 @@ struct RunArgs {
     /// Put the slab exactly at this address (e.g. 0x40000000).
     #[arg(long, value_name = "ADDR", value_parser = parse_number)]
     slab_address: Option<u64>,
-    /// Search libNAME.so for host symbols.
+    /// Link with library NAME: libNAME.so (opened for host symbols) or
+    /// libNAME.a (its members linked on demand), searched in the `-L`
+    /// directories in order, then by the dynamic loader; `-l:FILE` names
+    /// the file.
     #[arg(short = 'l', value_name = "NAME")]
     library: Vec<String>,
+    /// Search DIR for `-l` libraries (in the order given).
+    #[arg(short = 'L', value_name = "DIR")]
+    library_path: Vec<PathBuf>,
+    /// Link every member of this archive, not only the ones needed.
+    #[arg(long, value_name = "ARCHIVE")]
+    whole_archive: Vec<PathBuf>,
+    /// Define NAME at an absolute address, as the host defines its
+    /// symbols: references reach it through the GOT and stubs.
+    #[arg(long = "abs", value_name = "NAME=ADDRESS", value_parser = parse_absolute)]
+    absolute: Vec<(String, u64)>,
     /// Open this shared object before linking.
     #[arg(long, value_name = "PATH")]
     preload: Vec<PathBuf>,
@@ -89,7 +103,8 @@ struct RunArgs {
     /// with status 124, naming where it was running.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     timeout: Option<Limit>,
-    /// Relocatable objects (.o) to link as one module.
+    /// Relocatable objects (.o) to link as one module, and archives (.a)
+    /// whose members are linked when they define a name the objects need.
     #[arg(required = true, value_name = "OBJ")]
     objects: Vec<PathBuf>,
     /// Arguments passed to the program after `--`.
@@ -221,15 +236,21 @@ fn run(args: RunArgs) -> Result<u8> {
         },
     };
     let remote = executor != ExecutorChoice::InProcess;
-    let objects = args
-        .objects
-        .iter()
-        .map(|path| ObjectFile::read(path))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut objects = Vec::new();
+    let mut archives = Vec::new();
+    for path in &args.objects {
+        let file = ObjectFile::read(path)?;
+        if is_archive(&file.bytes) {
+            let directory = path.parent().unwrap_or(std::path::Path::new("."));
+            archives.push(Archive::parse(&file.name, &file.bytes, directory)?);
+        } else {
+            objects.push(file);
+        }
+    }
     let config = SessionConfig {
         slab_size: args.slab.unwrap_or(1 << 30),
         placement: args.slab_address.map_or(Placement::Auto, Placement::Fixed),
-        libraries: args.library.clone(),
+        libraries: Vec::new(),
         preloads: args
             .preload
             .iter()
@@ -241,6 +262,18 @@ fn run(args: RunArgs) -> Result<u8> {
         executor_output: args.executor_output,
     };
     let mut session = Session::new(config).context("cannot start the session")?;
+    for archive in archives {
+        session.add_archive(archive, false);
+    }
+    for path in &args.whole_archive {
+        session.add_archive(Archive::read(path)?, true);
+    }
+    for name in &args.library {
+        session.link_library(name, &args.library_path)?;
+    }
+    for (name, address) in &args.absolute {
+        session.define_absolute(name, *address);
+    }
     // Out of process the executor's timer (or the controller's deadline)
     // stops the run.
     session.set_deadline(deadline);
@@ -331,6 +364,14 @@ fn timeout_report(
     }
     text.push_str(&format!(" during {during}"));
     text
+}
+
+/// Parses `NAME=ADDRESS` (`--abs`).
+fn parse_absolute(text: &str) -> Result<(String, u64)> {
+    match text.split_once('=') {
+        Some((name, address)) if !name.is_empty() => Ok((name.to_string(), parse_number(address)?)),
+        _ => bail!("expected NAME=ADDRESS, got `{text}`"),
+    }
 }
 
 /// Parses `1G`, `512M`, `64K`, `4096` or `0x1000`.

@@ -8,6 +8,7 @@
 //! names the signal and the function, and the session can go on.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use solder_executor::protocol::SymbolInfo;
 use solder_executor::sys::signal;
 
 use crate::arch::{Encoding, RelocOp, write_checked};
+use crate::archive::Archive;
 use crate::error::{Abnormal, LinkError};
 use crate::executors::{
     Executor, ExecutorOutput, InProcess, Outcome, Recovery, Remote, RemoteConfig, Transport,
@@ -27,8 +29,10 @@ use crate::graph::{Binding, Definition, LinkGraph};
 use crate::indirection::Indirection;
 use crate::input::{ObjectFile, parse_object};
 use crate::link::{DataBinding, Export, LinkRequest, LinkedModule, link};
+use crate::members::{ArchiveSearch, Pulled};
 use crate::memory::{self, Placement, Slab};
 use crate::plugins::{self, Emitted, LinkPlugin, Registration};
+use crate::search::{self, Found};
 
 /// Where the session's code runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -151,6 +155,10 @@ pub struct Session {
     replaying: bool,
     /// The run's deadline ([`Session::set_deadline`]).
     deadline: Option<std::time::Instant>,
+    /// Archives loads take members from ([`Session::add_archive`]).
+    archives: ArchiveSearch,
+    /// Names defined at absolute addresses ([`Session::define_absolute`]).
+    absolutes: HashMap<String, u64>,
 }
 
 /// Starts the executor a configuration asks for.
@@ -196,6 +204,8 @@ impl Session {
             dead: None,
             replaying: false,
             deadline: None,
+            archives: ArchiveSearch::default(),
+            absolutes: HashMap::default(),
         };
         if session.config.placement != Placement::Auto {
             session.reserve(session.config.placement)?;
@@ -267,6 +277,68 @@ impl Session {
         Ok(())
     }
 
+    /// Adds `archive` to the session's archive search list: this load and
+    /// every later one take the members that define names they leave
+    /// undefined (see [`crate::members`]). With `whole`
+    /// (`--whole-archive`), the next load takes every member.
+    pub fn add_archive(&mut self, archive: Archive, whole: bool) {
+        self.archives.add(archive, whole);
+    }
+
+    /// `-l NAME` with `-L` directories, as a static linker searches:
+    /// `libNAME.so`, then `libNAME.a`, in each directory in order
+    /// (`-l:FILE`: that file). An archive joins the search list
+    /// ([`Session::add_archive`]); a shared library is opened for host
+    /// lookups. Not found there, `-l NAME` (not `-l:FILE`) falls back to
+    /// the dynamic loader's own search for `libNAME.so`, `.so.6`, `.so.1`.
+    /// The error lists every file tried.
+    pub fn link_library(&mut self, name: &str, directories: &[PathBuf]) -> Result<(), LinkError> {
+        let mut tried = Vec::new();
+        match search::find_library(name, directories, &mut tried) {
+            Some(Found::Archive(path)) => {
+                self.add_archive(Archive::read(&path)?, false);
+                Ok(())
+            }
+            Some(Found::Shared(path)) => {
+                let path = path.display().to_string();
+                self.executor.preload(&path)?;
+                self.config.preloads.push(path);
+                Ok(())
+            }
+            None => {
+                let mut tried: Vec<String> =
+                    tried.iter().map(|p| p.display().to_string()).collect();
+                if !name.starts_with(':') {
+                    match self.executor.link_library(name) {
+                        Ok(()) => {
+                            self.config.libraries.push(name.to_string());
+                            return Ok(());
+                        }
+                        Err(err) => tried.push(format!(
+                            "the dynamic loader's search for lib{name}.so, lib{name}.so.6 \
+                             and lib{name}.so.1 ({err})"
+                        )),
+                    }
+                }
+                Err(LinkError::LibraryNotFound {
+                    name: name.to_string(),
+                    tried,
+                })
+            }
+        }
+    }
+
+    /// Defines `name` (a C name: no Mach-O underscore) at `address`, as
+    /// the host defines its symbols: a load that does not define `name`
+    /// itself reaches it through the GOT and stubs, from anywhere in the
+    /// address space (`--abs NAME=ADDRESS`). A name already asked about
+    /// keeps its first answer in loads already linked.
+    pub fn define_absolute(&mut self, name: &str, address: u64) {
+        self.absolutes.insert(name.to_string(), address);
+        self.symbols
+            .insert(name.to_string(), absolute_symbol(address));
+    }
+
     /// Links `objects` as one new module and runs its initializers.
     pub fn load(&mut self, objects: &[ObjectFile]) -> Result<ModuleId, LinkError> {
         self.check_alive()?;
@@ -289,7 +361,7 @@ impl Session {
         self.check_alive()?;
         let id = self.next_id;
         self.next_id += 1;
-        let linked = self.link(id, objects, None, Some(entry))?;
+        let (linked, pulled) = self.link(id, objects, None, Some(entry))?;
         let Some(address) = linked.entry else {
             self.discard(linked.memory, linked.thread_locals);
             return Err(LinkError::Undefined {
@@ -297,7 +369,7 @@ impl Session {
                 site: entry_site(),
             });
         };
-        self.install_and_initialize(id, objects, linked)?;
+        self.install_and_initialize(id, objects, linked, &pulled)?;
         Ok((ModuleId(id), address))
     }
 
@@ -314,8 +386,8 @@ impl Session {
     }
 
     fn load_as(&mut self, id: u32, objects: &[ObjectFile]) -> Result<(), LinkError> {
-        let linked = self.link(id, objects, None, None)?;
-        self.install_and_initialize(id, objects, linked)
+        let (linked, pulled) = self.link(id, objects, None, None)?;
+        self.install_and_initialize(id, objects, linked, &pulled)
     }
 
     fn install_and_initialize(
@@ -323,9 +395,10 @@ impl Session {
         id: u32,
         objects: &[ObjectFile],
         linked: LinkedModule,
+        pulled: &[Pulled],
     ) -> Result<(), LinkError> {
         let initializers = linked.initializers.clone();
-        self.install(id, objects, linked, self.modules.len(), None)?;
+        self.install(id, objects, pulled, linked, self.modules.len(), None)?;
         self.run_initializers(id, &initializers)
     }
 
@@ -342,11 +415,22 @@ impl Session {
         objects: &[ObjectFile],
         replacing: Option<u32>,
         entry: Option<&str>,
-    ) -> Result<LinkedModule, LinkError> {
-        let graphs = objects
+    ) -> Result<(LinkedModule, Vec<Pulled>), LinkError> {
+        let mut graphs = objects
             .iter()
             .map(|o| parse_object(&o.name, &o.bytes))
             .collect::<Result<Vec<_>, _>>()?;
+        // Archive members come after the load's own objects; names earlier
+        // modules export, or absolute definitions, pull none.
+        let archives = self.archives.archives();
+        let format = graphs.first().map(|g| g.format);
+        let (exports, absolutes) = (&self.exports, &self.absolutes);
+        let pulled = self.archives.select(&archives, &mut graphs, id, |name| {
+            exports.get(name).is_some_and(|e| e.module != id)
+                || format
+                    .and_then(|f| crate::link::host_name(f, name))
+                    .is_some_and(|host| absolutes.contains_key(host))
+        })?;
         if self.slab.is_none() {
             // Absolute 32-bit references (`-fno-pic`) need the low 2 GiB;
             // everything else is best next to the host's libraries.
@@ -364,11 +448,11 @@ impl Session {
             self.reserve(placement)?;
         }
         self.ask_executor_about(&graphs)?;
-        link(
+        let linked = link(
             graphs,
             LinkRequest {
                 module: id,
-                objects: describe(objects),
+                objects: describe(objects, &pulled),
                 slab: self.slab.as_mut().expect("reserved above"),
                 symbols: &self.symbols,
                 executor: &mut *self.executor,
@@ -377,7 +461,8 @@ impl Session {
                 replacing,
                 entry,
             },
-        )
+        )?;
+        Ok((linked, pulled))
     }
 
     /// One lookup round trip for every undefined name the executor has not
@@ -448,6 +533,7 @@ impl Session {
         &mut self,
         id: u32,
         objects: &[ObjectFile],
+        pulled: &[Pulled],
         linked: LinkedModule,
         position: usize,
         runtime_position: Option<usize>,
@@ -486,13 +572,17 @@ impl Session {
             export_names.push(name.clone());
             self.exports.insert(name, export);
         }
+        // A replay (restart) loads the members among the module's sources.
+        if !self.replaying {
+            self.archives.record(id, pulled);
+        }
         let keep_sources = self.config.recovery == Recovery::Restart;
         self.modules.insert(
             position,
             Module {
                 id,
                 objects: description,
-                sources: keep_sources.then(|| objects.to_vec().into()),
+                sources: keep_sources.then(|| self.sources(objects, pulled)),
                 memory: linked.memory,
                 segments: linked.segments,
                 dso: linked.dso,
@@ -507,6 +597,13 @@ impl Session {
             },
         );
         Ok(())
+    }
+
+    /// What a restart loads again for a module: its objects and the
+    /// archive members it took.
+    fn sources(&self, objects: &[ObjectFile], pulled: &[Pulled]) -> Arc<[ObjectFile]> {
+        let members = pulled.iter().map(|p| self.archives.member_object(p));
+        objects.iter().cloned().chain(members).collect()
     }
 
     /// Returns the memory of a load that did not become a module (nothing
@@ -655,6 +752,9 @@ impl Session {
             let modules = std::mem::take(&mut self.modules);
             self.exports.clear();
             self.symbols.clear();
+            for (name, &address) in &self.absolutes {
+                self.symbols.insert(name.clone(), absolute_symbol(address));
+            }
             self.indirection = Indirection::default();
             let old_base = self.slab.take().map(|s| s.base());
             self.executor = start_executor(&self.config)?;
@@ -829,6 +929,7 @@ impl Session {
                     .retarget(&mut *self.executor, name, 0, page)?;
             }
         }
+        self.archives.forget(id.0);
         self.release(module)?;
         Ok(())
     }
@@ -857,7 +958,7 @@ impl Session {
                 });
             }
         }
-        let linked = self.link(id.0, objects, Some(id.0), None)?;
+        let (linked, pulled) = self.link(id.0, objects, Some(id.0), None)?;
         // Every symbol other modules use must still be there.
         for user in &self.modules {
             for (module, symbol) in &user.imports {
@@ -897,7 +998,7 @@ impl Session {
         let initializers = linked.initializers.clone();
         // The new version takes the old one's place in load order, so
         // session end still finalizes its dependents before it.
-        self.install(id.0, objects, linked, index, runtime_position)?;
+        self.install(id.0, objects, &pulled, linked, index, runtime_position)?;
         // Functions were redirected through their stubs in `install`; stubs
         // of functions the new version lacks fault instead of running freed
         // code. Direct data references are re-applied.
@@ -1006,6 +1107,7 @@ impl Session {
         }
         self.modules.clear();
         self.exports.clear();
+        self.archives.clear_taken();
         result
     }
 
@@ -1041,13 +1143,28 @@ fn entry_site() -> crate::error::Site {
     }
 }
 
-fn describe(objects: &[ObjectFile]) -> Arc<str> {
+/// A module's objects, for messages: its own, then the archive members it
+/// took.
+fn describe(objects: &[ObjectFile], pulled: &[Pulled]) -> Arc<str> {
     objects
         .iter()
         .map(|o| o.name.as_str())
+        .chain(pulled.iter().map(|p| p.name.as_str()))
         .collect::<Vec<_>>()
         .join(", ")
         .into()
+}
+
+/// What the host would say about a name defined at `address`
+/// ([`Session::define_absolute`]): of unknown kind, so references reach
+/// it the way they reach any host symbol.
+fn absolute_symbol(address: u64) -> SymbolInfo {
+    SymbolInfo {
+        kind: solder_executor::protocol::SymbolKind::Unknown,
+        arg: 0,
+        address,
+        size: 0,
+    }
 }
 
 #[cfg(test)]

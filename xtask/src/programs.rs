@@ -208,6 +208,61 @@ impl<'a> Build<'a> {
         }
     }
 
+    /// The static archive the program is linked from, if any: its path
+    /// and its members.
+    fn archive(&self) -> Option<(PathBuf, Vec<PathBuf>)> {
+        let spec = self.program.archive.as_ref()?;
+        let members = self
+            .objects
+            .iter()
+            .filter(|o| !spec.outside.contains(&object_stem(o).as_str()))
+            .cloned()
+            .collect();
+        Some((self.dir.join(spec.name), members))
+    }
+
+    /// What is linked, natively and by solder: the objects outside the
+    /// archive, then the archive (when it is not linked whole).
+    fn link_inputs(&self) -> Vec<PathBuf> {
+        match (self.archive(), &self.program.archive) {
+            (Some((archive, members)), Some(spec)) => {
+                let mut inputs: Vec<PathBuf> = self
+                    .objects
+                    .iter()
+                    .filter(|o| !members.contains(o))
+                    .cloned()
+                    .collect();
+                if !spec.whole {
+                    inputs.push(archive);
+                }
+                inputs
+            }
+            _ => self.objects.clone(),
+        }
+    }
+
+    /// The archive linked whole (`--whole-archive`), if any.
+    fn whole_archive(&self) -> Option<PathBuf> {
+        let spec = self.program.archive.as_ref()?;
+        spec.whole
+            .then(|| self.archive().map(|(path, _)| path))
+            .flatten()
+    }
+
+    /// `solder run`'s inputs: [`Build::link_inputs`] and the whole archive.
+    fn solder_inputs(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = self
+            .link_inputs()
+            .into_iter()
+            .map(PathBuf::into_os_string)
+            .collect();
+        if let Some(whole) = self.whole_archive() {
+            args.push("--whole-archive".into());
+            args.push(whole.into_os_string());
+        }
+        args
+    }
+
     fn driver(&self) -> &'static str {
         match self.program.lang() {
             Lang::C => self.compiler.cc,
@@ -585,10 +640,21 @@ fn compile_and_link(builds: &mut [Build], jobs: Option<usize>) -> Result<Vec<Opt
             ));
             continue;
         }
+        if let Some((archive, members)) = build.archive() {
+            match build::archive(&members, &archive) {
+                Ok(true) => println!("archived {}", archive.display()),
+                Ok(false) => {}
+                Err(err) => {
+                    *error = Some(format!("{err:#}"));
+                    continue;
+                }
+            }
+        }
         match build::link(
             build.driver(),
             build.variant.ldflags,
-            &build.objects,
+            &build.link_inputs(),
+            build.whole_archive().as_deref(),
             catalog::COMMON_LIBS,
             &build.native,
         ) {
@@ -621,11 +687,11 @@ fn solder_args(build: &Build, case: CaseKind<'_>) -> Vec<OsString> {
     match case {
         CaseKind::NoExec => {
             args.push("--noexec".into());
-            args.extend(build.objects.iter().map(|o| o.clone().into_os_string()));
+            args.extend(build.solder_inputs());
         }
         CaseKind::Run(case, executor) => {
             args.extend(executor.flags().iter().map(OsString::from));
-            args.extend(build.objects.iter().map(|o| o.clone().into_os_string()));
+            args.extend(build.solder_inputs());
             args.push("--".into());
             args.extend(case.args.iter().map(OsString::from));
         }

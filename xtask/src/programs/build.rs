@@ -224,27 +224,60 @@ pub fn compile_all(jobs: &[CompileJob], workers: usize) -> Vec<Result<Compiled>>
         .collect()
 }
 
-/// Links `objects` into `output` with `driver` unless it is up to date.
-/// Returns whether it linked.
+/// Links `objects` (and every member of `whole_archive`, as
+/// `--whole-archive` does) into `output` with `driver` unless it is up to
+/// date. Returns whether it linked.
 pub fn link(
     driver: &str,
     ldflags: &[&str],
     objects: &[PathBuf],
+    whole_archive: Option<&Path>,
     libs: &[&str],
     output: &Path,
 ) -> Result<bool> {
     let mut command = vec![driver.to_owned()];
     command.extend(ldflags.iter().map(|&f| f.to_owned()));
     command.extend(objects.iter().map(|o| o.display().to_string()));
+    let mut inputs = objects.to_vec();
+    if let Some(archive) = whole_archive {
+        command.push("-Wl,--whole-archive".to_owned());
+        command.push(archive.display().to_string());
+        command.push("-Wl,--no-whole-archive".to_owned());
+        inputs.push(archive.to_path_buf());
+    }
     command.extend(libs.iter().map(|&l| l.to_owned()));
     command.extend(["-o".to_owned(), output.display().to_string()]);
-    if up_to_date(output, &command, objects) {
+    if up_to_date(output, &command, &inputs) {
         return Ok(false);
     }
     let diagnostics = run_tool(&command)?;
     if !diagnostics.trim().is_empty() {
         println!("{}", diagnostics.trim_end());
     }
+    record_command(output, &command)?;
+    Ok(true)
+}
+
+/// Makes the static archive `output` of `members` with `ar` (with a
+/// symbol index) unless it is up to date. Returns whether it made it.
+pub fn archive(members: &[PathBuf], output: &Path) -> Result<bool> {
+    let mut command = vec![
+        "ar".to_owned(),
+        "rcs".to_owned(),
+        output.display().to_string(),
+    ];
+    command.extend(members.iter().map(|m| m.display().to_string()));
+    if up_to_date(output, &command, members) {
+        return Ok(false);
+    }
+    // `ar r` adds to an existing archive: start from nothing.
+    match fs::remove_file(output) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            return Err(err).with_context(|| format!("cannot remove {}", output.display()));
+        }
+        _ => {}
+    }
+    run_tool(&command)?;
     record_command(output, &command)?;
     Ok(true)
 }

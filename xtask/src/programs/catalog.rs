@@ -128,6 +128,21 @@ pub struct Program {
     /// checked with an independent reader after compiling: what the
     /// program is here to exercise.
     pub exercises: &'static [&'static str],
+    /// Whether the program is linked from a static archive of its objects.
+    pub archive: Option<ArchiveSpec>,
+}
+
+/// A program linked from a static archive (`ar rcs libNAME.a ...`): every
+/// object but the `outside` ones goes into the archive; the rest are linked
+/// as objects, with the archive after them.
+#[derive(Debug)]
+pub struct ArchiveSpec {
+    /// The archive's file name (`liblua.a`).
+    pub name: &'static str,
+    /// Object stems linked as objects, not archived (`host`).
+    pub outside: &'static [&'static str],
+    /// Every member linked (`--whole-archive`), not only the needed ones.
+    pub whole: bool,
 }
 
 impl Program {
@@ -295,27 +310,77 @@ pub fn programs(root: &Path, third_party: &ThirdParty) -> Result<Vec<Program>> {
         "no Lua scripts in {}",
         lua_dir.display()
     );
+    let lua_case = |script: &PathBuf| {
+        let file = script.file_name().unwrap_or_default().to_string_lossy();
+        Case {
+            name: file_stem(script),
+            args: vec![file.into_owned()],
+        }
+    };
+    // What lua-src itself uses on Linux.
+    let lua_cflags = vec![
+        "-DLUA_USE_LINUX".to_owned(),
+        format!("-I{}", third_party.lua.display()),
+    ];
+    let lua_sources = || {
+        lua_sources
+            .iter()
+            .map(|s| Source {
+                path: s.path.clone(),
+                flags: s.flags.clone(),
+            })
+            .collect::<Vec<_>>()
+    };
+    // Two scripts for the variations below: the interpreter is the same.
+    let some_lua_cases = || {
+        scripts
+            .iter()
+            .filter(|s| matches!(file_stem(s).as_str(), "basics" | "exit_status"))
+            .map(lua_case)
+            .collect::<Vec<_>>()
+    };
     programs.push(Program {
         name: "lua",
-        // What lua-src itself uses on Linux.
-        cflags: vec![
-            "-DLUA_USE_LINUX".to_owned(),
-            format!("-I{}", third_party.lua.display()),
-        ],
-        sources: lua_sources,
+        cflags: lua_cflags.clone(),
+        sources: lua_sources(),
         variants: vec![&DEFAULT, &FNO_PIC],
-        cases: scripts
-            .iter()
-            .map(|script| {
-                let file = script.file_name().unwrap_or_default().to_string_lossy();
-                Case {
-                    name: file_stem(script),
-                    args: vec![file.into_owned()],
-                }
-            })
-            .collect(),
-        cwd: lua_dir,
+        cases: scripts.iter().map(lua_case).collect(),
+        cwd: lua_dir.clone(),
         exercises: &[],
+        archive: None,
+    });
+    // Lua's library as `liblua.a` and the host as an object: the members
+    // the host needs are taken from the archive (and all of them with
+    // `--whole-archive`).
+    for (name, whole) in [("lua-archive", false), ("lua-whole-archive", true)] {
+        programs.push(Program {
+            name,
+            cflags: lua_cflags.clone(),
+            sources: lua_sources(),
+            variants: vec![&DEFAULT],
+            cases: some_lua_cases(),
+            cwd: lua_dir.clone(),
+            exercises: &[],
+            archive: Some(ArchiveSpec {
+                name: "liblua.a",
+                outside: &["host"],
+                whole,
+            }),
+        });
+    }
+    // Every global hidden, `main` too (as an interpreter built with
+    // `-fvisibility=hidden` has it): the entry is found all the same.
+    let mut hidden_cflags = lua_cflags.clone();
+    hidden_cflags.push("-fvisibility=hidden".to_owned());
+    programs.push(Program {
+        name: "lua-hidden",
+        cflags: hidden_cflags,
+        sources: lua_sources(),
+        variants: vec![&DEFAULT],
+        cases: some_lua_cases(),
+        cwd: lua_dir,
+        exercises: &["hidden:main", "hidden:lua_newstate"],
+        archive: None,
     });
 
     // SQLite amalgamation, configured like libsqlite3-sys's `bundled` build
@@ -346,6 +411,7 @@ pub fn programs(root: &Path, third_party: &ThirdParty) -> Result<Vec<Program>> {
         ],
         cwd: fixtures.join("sqlite"),
         exercises: &[],
+        archive: None,
     });
 
     programs.push(Program {
@@ -356,6 +422,7 @@ pub fn programs(root: &Path, third_party: &ThirdParty) -> Result<Vec<Program>> {
         cases: vec![Case::new("exit7", &["first", "second arg"])],
         cwd: fixtures.join("c"),
         exercises: &[],
+        archive: None,
     });
 
     programs.push(Program {
@@ -374,6 +441,7 @@ pub fn programs(root: &Path, third_party: &ThirdParty) -> Result<Vec<Program>> {
         ],
         cwd: fixtures.join("c"),
         exercises: &[],
+        archive: None,
     });
 
     let mut cpp_flags = vec!["-std=c++17".to_owned()];
@@ -392,6 +460,7 @@ pub fn programs(root: &Path, third_party: &ThirdParty) -> Result<Vec<Program>> {
         cases: vec![Case::new("return0", &[]), Case::new("return3", &["3"])],
         cwd: fixtures.join("cpp"),
         exercises: &[],
+        archive: None,
     });
 
     // mimalloc (its default heap is a thread-local variable), configured
@@ -416,6 +485,7 @@ pub fn programs(root: &Path, third_party: &ThirdParty) -> Result<Vec<Program>> {
         cwd: fixtures.join("mimalloc"),
         // Its default heap, by local exec.
         exercises: &["R_X86_64_TPOFF32", ".tbss*"],
+        archive: None,
     });
 
     // C++ threads, std::call_once and thread_local objects.
@@ -431,6 +501,7 @@ pub fn programs(root: &Path, third_party: &ThirdParty) -> Result<Vec<Program>> {
         cwd: fixtures.join("cpp-threads"),
         // The C++ runtime's `__once_callable`, by initial exec.
         exercises: &["R_X86_64_GOTTPOFF", "symbol:_ZSt15__once_callable"],
+        archive: None,
     });
 
     for program in &programs {

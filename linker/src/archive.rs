@@ -1,0 +1,212 @@
+//! Static archives (`ar`): GNU and BSD archives, thin archives, COFF
+//! libraries; their members are ELF, Mach-O or COFF objects.
+//!
+//! An archive is read once, whole, and checked before anything is taken
+//! from it: every member's header and size, every symbol-index entry (it
+//! must point at a member), every thin member's file. What each member
+//! defines comes from the symbol index, or, for an archive without one,
+//! from parsing each object member. Member selection (which members a
+//! load takes) is the session's; see [`Archive::definer`].
+//!
+//! A member is named as a static linker names it: `libfoo.a(bar.o)`.
+
+use std::path::{Path, PathBuf};
+
+use object::read::archive::ArchiveFile;
+use rustc_hash::FxHashMap as HashMap;
+
+use crate::error::LinkError;
+use crate::graph::{Binding, Definition};
+use crate::input::ObjectFile;
+
+/// The first bytes of a regular and of a thin archive.
+const MAGIC: &[u8] = b"!<arch>\n";
+const THIN_MAGIC: &[u8] = b"!<thin>\n";
+
+/// A static archive, read and indexed.
+#[derive(Debug)]
+pub struct Archive {
+    name: String,
+    members: Vec<Member>,
+    /// The name each symbol-index entry (or scanned definition) gives, to
+    /// the first member defining it, in archive order.
+    definitions: HashMap<String, usize>,
+    /// Whether the definitions came from the archive's own symbol index.
+    indexed: bool,
+}
+
+/// One member: its name and its bytes.
+#[derive(Debug)]
+struct Member {
+    name: String,
+    bytes: Vec<u8>,
+}
+
+/// Whether `bytes` start like an archive (regular or thin).
+pub fn is_archive(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC) || bytes.starts_with(THIN_MAGIC)
+}
+
+impl Archive {
+    /// Reads and indexes the archive at `path`; a thin archive's members
+    /// are read from their files, relative to the archive's directory.
+    pub fn read(path: &Path) -> Result<Archive, LinkError> {
+        let file = ObjectFile::read(path)?;
+        let directory = path.parent().unwrap_or(Path::new("."));
+        Archive::parse(&file.name, &file.bytes, directory)
+    }
+
+    /// Indexes the archive `bytes`, called `name` in messages; thin
+    /// members are read relative to `directory`.
+    pub fn parse(name: &str, bytes: &[u8], directory: &Path) -> Result<Archive, LinkError> {
+        let malformed = |reason: String| LinkError::MalformedArchive {
+            archive: name.to_string(),
+            reason,
+        };
+        let file = ArchiveFile::parse(bytes).map_err(|e| malformed(format!("{e}")))?;
+        let mut members = Vec::new();
+        let mut by_place: HashMap<(&[u8], u64), usize> = HashMap::default();
+        for (index, member) in file.members().enumerate() {
+            let member = member.map_err(|e| malformed(format!("member {index}: {e}")))?;
+            let member_name = String::from_utf8_lossy(member.name()).into_owned();
+            let data = if member.is_thin() {
+                read_thin_member(name, &member_name, directory)?
+            } else {
+                let data = member.data(bytes).map_err(|e| {
+                    malformed(format!(
+                        "member {index} (`{member_name}`) ends past the file: {e}"
+                    ))
+                })?;
+                data.to_vec()
+            };
+            by_place.insert((member.name(), member.file_range().0), members.len());
+            members.push(Member {
+                name: member_name,
+                bytes: data,
+            });
+        }
+        let mut archive = Archive {
+            name: name.to_string(),
+            members,
+            definitions: HashMap::default(),
+            indexed: false,
+        };
+        let symbols = file
+            .symbols()
+            .map_err(|e| malformed(format!("symbol index: {e}")))?;
+        match symbols {
+            Some(symbols) => {
+                archive.indexed = true;
+                for (entry, symbol) in symbols.enumerate() {
+                    let symbol = symbol
+                        .map_err(|e| malformed(format!("symbol index entry {entry}: {e}")))?;
+                    let symbol_name = String::from_utf8_lossy(symbol.name()).into_owned();
+                    let offset = symbol.offset().0;
+                    let outside = |why: String| {
+                        malformed(format!(
+                            "symbol index entry {entry} (`{symbol_name}`) points at offset \
+                             {offset:#x}, {why}"
+                        ))
+                    };
+                    let member = file
+                        .member(symbol.offset())
+                        .map_err(|e| outside(format!("not a member: {e}")))?;
+                    let index = *by_place
+                        .get(&(member.name(), member.file_range().0))
+                        .ok_or_else(|| outside("not one of the archive's members".into()))?;
+                    archive.definitions.entry(symbol_name).or_insert(index);
+                }
+            }
+            None => archive.scan_members()?,
+        }
+        Ok(archive)
+    }
+
+    /// For an archive without a symbol index: what each object member
+    /// defines, from the member itself. Members that are not objects
+    /// (text, other architectures' files) define nothing; an object member
+    /// that does not parse is an error naming it.
+    fn scan_members(&mut self) -> Result<(), LinkError> {
+        for (index, member) in self.members.iter().enumerate() {
+            if !crate::input::is_object(&member.bytes) {
+                continue;
+            }
+            let name = self.member_name(index);
+            let graph = crate::input::parse_object(&name, &member.bytes)?;
+            for symbol in &graph.symbols {
+                let defines = symbol.binding != Binding::Local
+                    && !symbol.name.is_empty()
+                    && matches!(
+                        symbol.definition,
+                        Definition::Defined { .. } | Definition::Absolute(_)
+                    );
+                if defines {
+                    self.definitions
+                        .entry(symbol.name.to_string())
+                        .or_insert(index);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The archive's name, as given.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many members the archive has (symbol index and name tables are
+    /// not members).
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether the archive has no members.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Whether what members define came from the archive's symbol index
+    /// (otherwise, from scanning the members).
+    pub fn has_index(&self) -> bool {
+        self.indexed
+    }
+
+    /// The member that defines `symbol` (the first one, in archive order),
+    /// as the symbol index (or the scan) says.
+    pub fn definer(&self, symbol: &str) -> Option<usize> {
+        self.definitions.get(symbol).copied()
+    }
+
+    /// `archive(member)`, as messages name member `index`.
+    pub fn member_name(&self, index: usize) -> String {
+        format!("{}({})", self.name, self.members[index].name)
+    }
+
+    /// The bytes of member `index`.
+    pub fn member_bytes(&self, index: usize) -> &[u8] {
+        &self.members[index].bytes
+    }
+
+    /// Member `index` as an object of its own (a copy of its bytes).
+    pub fn member_object(&self, index: usize) -> ObjectFile {
+        ObjectFile {
+            name: self.member_name(index),
+            bytes: self.members[index].bytes.clone(),
+        }
+    }
+}
+
+/// A thin archive's member: the file it names, relative to the archive's
+/// directory unless absolute.
+fn read_thin_member(archive: &str, member: &str, directory: &Path) -> Result<Vec<u8>, LinkError> {
+    let path: PathBuf = if Path::new(member).is_absolute() {
+        PathBuf::from(member)
+    } else {
+        directory.join(member)
+    };
+    std::fs::read(&path).map_err(|e| LinkError::Malformed {
+        object: format!("{archive}({member})"),
+        reason: format!("thin archive member {} cannot be read: {e}", path.display()),
+    })
+}

@@ -1,0 +1,199 @@
+//! Member selection: which archive members a load takes, as a static
+//! linker takes them, from the session's archive search list.
+//!
+//! A member is taken when it defines a name the load references and leaves
+//! undefined so far (a strong reference: weak ones pull nothing), and no
+//! earlier module exports. Members taken add their own references, and the
+//! search goes on until nothing changes, over every archive of the list
+//! for each name (so the order of archives does not matter, like
+//! `--start-group`; for a name several archives define, the one added
+//! first wins). An archive added as *whole* gives the next load every
+//! member. The list lives as long as the session: a later load may take
+//! further members of an archive given earlier (ORC's static-library
+//! generator), and a member is never taken twice while the module that
+//! took it lives.
+
+use std::sync::Arc;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+
+use crate::archive::Archive;
+use crate::error::LinkError;
+use crate::graph::{Binding, Definition, LinkGraph};
+use crate::input::parse_object;
+
+/// The session's archives and which of their members modules hold.
+#[derive(Debug, Default)]
+pub struct ArchiveSearch {
+    archives: Vec<Arc<Archive>>,
+    /// (archive, member) -> the module holding it.
+    taken: HashMap<(usize, usize), u32>,
+    /// Archives whose members the next load takes whole.
+    whole: Vec<usize>,
+}
+
+/// A member a load took, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pulled {
+    pub archive: usize,
+    pub member: usize,
+    /// `libfoo.a(bar.o)`.
+    pub name: String,
+    /// The name that pulled it in; `None` when its archive was whole.
+    pub by: Option<String>,
+}
+
+impl ArchiveSearch {
+    /// Appends `archive` to the search list; with `whole`, the next load
+    /// takes every member not held yet.
+    pub fn add(&mut self, archive: Archive, whole: bool) {
+        if whole {
+            self.whole.push(self.archives.len());
+        }
+        self.archives.push(Arc::new(archive));
+    }
+
+    /// The search list, for a load to borrow members from while the
+    /// session changes.
+    pub fn archives(&self) -> Vec<Arc<Archive>> {
+        self.archives.clone()
+    }
+
+    /// Takes the members a load needs: parses each into `graphs` (after the
+    /// load's own objects) and says which were taken. `module` is the
+    /// module being linked: members it holds (it is being replaced) count
+    /// as free. `defined_elsewhere` says whether an earlier module (or an
+    /// absolute definition) already offers a name.
+    pub fn select<'a>(
+        &mut self,
+        archives: &'a [Arc<Archive>],
+        graphs: &mut Vec<LinkGraph<'a>>,
+        module: u32,
+        defined_elsewhere: impl Fn(&str) -> bool,
+    ) -> Result<Vec<Pulled>, LinkError> {
+        if archives.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut selection = Selection {
+            archives,
+            held: |archive, member| {
+                self.taken
+                    .get(&(archive, member))
+                    .is_some_and(|&holder| holder != module)
+            },
+            defined: HashSet::default(),
+            wanted: Vec::new(),
+            chosen: HashSet::default(),
+            pulled: Vec::new(),
+        };
+        for graph in graphs.iter() {
+            selection.note(graph);
+        }
+        for archive in std::mem::take(&mut self.whole) {
+            for member in 0..archives[archive].len() {
+                if let Some(graph) = selection.take(archive, member, None)? {
+                    graphs.push(graph);
+                }
+            }
+        }
+        let mut next = 0;
+        while let Some(name) = selection.wanted.get(next).copied() {
+            next += 1;
+            if selection.defined.contains(name) || defined_elsewhere(name) {
+                continue;
+            }
+            let definer = archives
+                .iter()
+                .enumerate()
+                .find_map(|(a, archive)| archive.definer(name).map(|m| (a, m)));
+            if let Some((archive, member)) = definer
+                && let Some(graph) = selection.take(archive, member, Some(name))?
+            {
+                graphs.push(graph);
+            }
+        }
+        Ok(selection.pulled)
+    }
+
+    /// A member a load took, as an object of its own.
+    pub fn member_object(&self, pulled: &Pulled) -> crate::input::ObjectFile {
+        self.archives[pulled.archive].member_object(pulled.member)
+    }
+
+    /// Records that `module` holds `pulled` (replacing what it held).
+    pub fn record(&mut self, module: u32, pulled: &[Pulled]) {
+        self.forget(module);
+        for p in pulled {
+            self.taken.insert((p.archive, p.member), module);
+        }
+    }
+
+    /// `module` is gone: its members may be taken again.
+    pub fn forget(&mut self, module: u32) {
+        self.taken.retain(|_, holder| *holder != module);
+    }
+
+    /// The session ended: nothing is held.
+    pub fn clear_taken(&mut self) {
+        self.taken.clear();
+    }
+}
+
+/// One load's selection in progress.
+struct Selection<'a, F> {
+    archives: &'a [Arc<Archive>],
+    /// Whether another module holds a member.
+    held: F,
+    /// Names the load defines so far.
+    defined: HashSet<&'a str>,
+    /// Names the load references strongly, in the order met.
+    wanted: Vec<&'a str>,
+    chosen: HashSet<(usize, usize)>,
+    pulled: Vec<Pulled>,
+}
+
+impl<'a, F: Fn(usize, usize) -> bool> Selection<'a, F> {
+    /// Adds what `graph` defines and references.
+    fn note(&mut self, graph: &LinkGraph<'a>) {
+        for symbol in &graph.symbols {
+            if symbol.binding == Binding::Local || symbol.name.is_empty() {
+                continue;
+            }
+            match symbol.definition {
+                Definition::Undefined if symbol.binding == Binding::Global => {
+                    self.wanted.push(symbol.name)
+                }
+                Definition::Defined { .. }
+                | Definition::Absolute(_)
+                | Definition::Common { .. } => {
+                    self.defined.insert(symbol.name);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Takes member `member` of archive `archive` unless it is taken
+    /// already (by this load or by a living module).
+    fn take(
+        &mut self,
+        archive: usize,
+        member: usize,
+        by: Option<&str>,
+    ) -> Result<Option<LinkGraph<'a>>, LinkError> {
+        if (self.held)(archive, member) || !self.chosen.insert((archive, member)) {
+            return Ok(None);
+        }
+        let archives = self.archives;
+        let name = archives[archive].member_name(member);
+        let graph = parse_object(&name, archives[archive].member_bytes(member))?;
+        self.note(&graph);
+        self.pulled.push(Pulled {
+            archive,
+            member,
+            name,
+            by: by.map(str::to_string),
+        });
+        Ok(Some(graph))
+    }
+}
