@@ -18,8 +18,8 @@ use solder_executor::sys;
 use solder_linker::archive::is_archive;
 use solder_linker::error::LinkError;
 use solder_linker::{
-    Archive, ExecutorChoice, ExecutorOutput, ObjectFile, Outcome, Placement, Recovery, Session,
-    SessionConfig, Transport,
+    Archive, ExecutorChoice, ExecutorOutput, ModuleId, ObjectFile, Outcome, Placement, Recovery,
+    Session, SessionConfig, Transport,
 };
 
 /// The exit status for Solder's own failures (link errors, bad input).
@@ -103,6 +103,16 @@ struct RunArgs {
     /// with status 124, naming where it was running.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     timeout: Option<Limit>,
+    /// Write the link map (sections, symbols, GOT entries, stubs, archive
+    /// members taken and why) to FILE.
+    #[arg(long, value_name = "FILE")]
+    map: Option<PathBuf>,
+    /// Print the link map on stdout before the program runs.
+    #[arg(long)]
+    print_map: bool,
+    /// The link map's form: `text` or `json` (an array, one map per load).
+    #[arg(long, value_name = "FORM", default_value = "text", value_parser = ["text", "json"])]
+    map_format: String,
     /// Relocatable objects (.o) to link as one module, and archives (.a)
     /// whose members are linked when they define a name the objects need.
     #[arg(required = true, value_name = "OBJ")]
@@ -274,6 +284,7 @@ fn run(args: RunArgs) -> Result<u8> {
     for (name, address) in &args.absolute {
         session.define_absolute(name, *address);
     }
+    session.set_link_maps(args.map.is_some() || args.print_map);
     // Out of process the executor's timer (or the controller's deadline)
     // stops the run.
     session.set_deadline(deadline);
@@ -282,7 +293,8 @@ fn run(args: RunArgs) -> Result<u8> {
     session.set_program_args(&argv)?;
     if !remote {
         if args.noexec {
-            session.load(&objects)?;
+            let id = session.load(&objects)?;
+            write_map(&session, id, &args)?;
             // Only a link was asked for, and nothing ran: the process ends
             // here, and exit takes back the slab and the heap faster than
             // releasing them one by one (clang's `-disable-free`).
@@ -290,7 +302,8 @@ fn run(args: RunArgs) -> Result<u8> {
         }
         // The entry is found among all of the load's globals (a hidden
         // `main` too) before any initializer runs.
-        let (_, entry) = session.load_program(&objects, &args.entry)?;
+        let (id, entry) = session.load_program(&objects, &args.entry)?;
+        write_map(&session, id, &args)?;
         let status = session.run_entry(entry, &args.entry)?;
         // `main` returned: the program exits as with `exit(status)`.
         session.end();
@@ -299,16 +312,25 @@ fn run(args: RunArgs) -> Result<u8> {
         sys::exit::exit(status)
     }
     // Out of process: the program's fate comes back as a value.
+    // The map is written between linking and running: a program that
+    // crashes still leaves it.
+    let mut map_written = Ok(());
     let status = (|| {
         if args.noexec {
-            session.load(&objects)?;
+            let id = session.load(&objects)?;
+            map_written = write_map(&session, id, &args);
             return Ok(0);
         }
-        let (_, entry) = session.load_program(&objects, &args.entry)?;
+        let (id, entry) = session.load_program(&objects, &args.entry)?;
+        map_written = write_map(&session, id, &args);
+        if map_written.is_err() {
+            return Ok(0);
+        }
         let status = session.run_entry(entry, &args.entry)?;
         session.finish()?;
         Ok(status)
     })();
+    map_written?;
     // Said while the session still knows the modules' symbols.
     let timed_out = match &status {
         Err(LinkError::Execution(abnormal)) => match abnormal.outcome {
@@ -364,6 +386,34 @@ fn timeout_report(
     }
     text.push_str(&format!(" during {during}"));
     text
+}
+
+/// Writes module `id`'s link map where `--map` and `--print-map` say.
+fn write_map(session: &Session, id: ModuleId, args: &RunArgs) -> Result<()> {
+    if args.map.is_none() && !args.print_map {
+        return Ok(());
+    }
+    let map = session
+        .link_map(id)
+        .context("the session made no link map for the load")?;
+    let text = if args.map_format == "json" {
+        let mut json = serde_json::to_string_pretty(&[map]).context("cannot write the map")?;
+        json.push('\n');
+        json
+    } else {
+        map.to_text()
+    };
+    if let Some(path) = &args.map {
+        std::fs::write(path, &text)
+            .with_context(|| format!("cannot write the link map to {}", path.display()))?;
+    }
+    if args.print_map {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(text.as_bytes())?;
+        stdout.flush()?;
+    }
+    Ok(())
 }
 
 /// Parses `NAME=ADDRESS` (`--abs`).

@@ -75,6 +75,8 @@ pub fn link_image(name: &str, bytes: &[u8], host: Host) -> Result<LinkedModule, 
             indirection: &mut Indirection::default(),
             replacing: None,
             entry: None,
+            // Made for every probe: fuzzing reaches the map too.
+            map: true,
         },
     )
 }

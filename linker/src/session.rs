@@ -28,6 +28,7 @@ use crate::executors::{
 use crate::graph::{Binding, Definition, LinkGraph};
 use crate::indirection::Indirection;
 use crate::input::{ObjectFile, parse_object};
+use crate::link::map::{LinkMap, MapMember};
 use crate::link::{DataBinding, Export, LinkRequest, LinkedModule, link};
 use crate::members::{ArchiveSearch, Pulled};
 use crate::memory::{self, Placement, Slab};
@@ -131,6 +132,8 @@ struct Module {
     convention: CallingConvention,
     /// Its thread-local block, closed after its memory is released.
     thread_locals: Option<u64>,
+    /// Its link map, when the session makes them.
+    map: Option<LinkMap>,
 }
 
 pub struct Session {
@@ -159,6 +162,8 @@ pub struct Session {
     archives: ArchiveSearch,
     /// Names defined at absolute addresses ([`Session::define_absolute`]).
     absolutes: HashMap<String, u64>,
+    /// Whether loads make link maps ([`Session::set_link_maps`]).
+    make_maps: bool,
 }
 
 /// Starts the executor a configuration asks for.
@@ -206,6 +211,7 @@ impl Session {
             deadline: None,
             archives: ArchiveSearch::default(),
             absolutes: HashMap::default(),
+            make_maps: false,
         };
         if session.config.placement != Placement::Auto {
             session.reserve(session.config.placement)?;
@@ -326,6 +332,19 @@ impl Session {
                 })
             }
         }
+    }
+
+    /// Whether later loads make a link map ([`Session::link_map`]); off
+    /// by default (it costs a walk over every symbol of the load).
+    pub fn set_link_maps(&mut self, on: bool) {
+        self.make_maps = on;
+    }
+
+    /// The link map of module `id`, when it was made
+    /// ([`Session::set_link_maps`]): sections, symbols, GOT entries and
+    /// stubs, and the archive members the load took.
+    pub fn link_map(&self, id: ModuleId) -> Option<&LinkMap> {
+        self.modules.iter().find(|m| m.id == id.0)?.map.as_ref()
     }
 
     /// Defines `name` (a C name: no Mach-O underscore) at `address`, as
@@ -460,6 +479,7 @@ impl Session {
                 indirection: &mut self.indirection,
                 replacing,
                 entry,
+                map: self.make_maps,
             },
         )?;
         Ok((linked, pulled))
@@ -594,6 +614,16 @@ impl Session {
                 crash_symbols: linked.crash_symbols,
                 convention: linked.convention,
                 thread_locals: linked.thread_locals,
+                map: linked.map.map(|mut map| {
+                    map.members = pulled
+                        .iter()
+                        .map(|p| MapMember {
+                            member: p.name.clone(),
+                            pulled_by: p.by.clone(),
+                        })
+                        .collect();
+                    map
+                }),
             },
         );
         Ok(())

@@ -90,7 +90,7 @@ pub(super) fn entry(
 
 /// Where the global `name` (symbol `id` of graph `g`) is defined in this
 /// load, or `None` when it binds to another module's definition.
-fn exported_target(
+pub(super) fn exported_target(
     resolver: &Resolver<'_, '_, '_>,
     name: &str,
     g: usize,

@@ -29,6 +29,7 @@ mod comdat;
 mod exports;
 mod layout;
 mod lifecycle;
+pub mod map;
 mod plan;
 mod resolve;
 mod symbols;
@@ -107,6 +108,8 @@ pub struct LinkRequest<'s> {
     /// of the load's global definitions, hidden ones included (as a static
     /// linker finds it): [`LinkedModule::entry`].
     pub entry: Option<&'s str>,
+    /// Whether to make the load's link map ([`LinkedModule::map`]).
+    pub map: bool,
 }
 
 /// A linked load, ready to be written to the executor.
@@ -137,6 +140,8 @@ pub struct LinkedModule {
     pub thread_locals: Option<u64>,
     /// The address of the request's entry point, when the load defines it.
     pub entry: Option<u64>,
+    /// The load's link map, when the request asked for it.
+    pub map: Option<map::LinkMap>,
 }
 
 /// Links `graphs` as one module.
@@ -220,6 +225,8 @@ fn write_module(
         at.block = Some((loaded, plan.fixed_block));
     }
     let finished = finish_module(resolver, plan, layout, &at, memory);
+    let map =
+        (finished.is_ok() && resolver.req.map).then(|| map::link_map(resolver, plan, &at, memory));
     if let (Err(_), Some((block, _))) = (&finished, at.block) {
         let _ = resolver.req.executor.drop_thread_locals(block.id);
     }
@@ -252,6 +259,7 @@ fn write_module(
         convention,
         thread_locals: at.block.map(|(block, _)| block.id),
         entry,
+        map,
     })
 }
 

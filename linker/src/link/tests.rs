@@ -470,6 +470,7 @@ fn an_interposer_on_an_impossible_argument_is_the_executors_error() {
                 indirection: &mut crate::indirection::Indirection::default(),
                 replacing: None,
                 entry: None,
+                map: false,
             },
         );
         match (result, refused) {
