@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use solder_executor::sys;
 use solder_linker::error::LinkError;
 use solder_linker::{
-    ExecutorChoice, ModuleId, ObjectFile, Outcome, Placement, Recovery, Session, SessionConfig,
-    Transport,
+    Archive, ExecutorChoice, ModuleId, ObjectFile, Outcome, Placement, Recovery, Session,
+    SessionConfig, Transport,
 };
 
 use crate::formats::{Format, Mode};
@@ -238,6 +238,7 @@ pub fn run(plan_json: &str) -> Result<(), ChildError> {
     ))
     .map_err(ChildError::Session)?;
     let mut modules: BTreeMap<String, ModuleId> = BTreeMap::new();
+    let mut added: Vec<String> = Vec::new();
     let mut ended = false;
     for (index, step) in scenario.steps.iter().enumerate() {
         reporter.record(&Record::Start {
@@ -250,10 +251,20 @@ pub fn run(plan_json: &str) -> Result<(), ChildError> {
         };
         let result = match &step.action {
             Action::Load { fixtures, module } => {
-                let objects = read_objects(fixtures)?;
-                link(session.load(&objects).map(|id| {
-                    modules.insert(module.clone(), id);
-                }))
+                let (archives, fixtures): (Vec<String>, Vec<String>) = fixtures
+                    .iter()
+                    .cloned()
+                    .partition(|name| scenario.archives.contains_key(name));
+                let objects = read_objects(&fixtures)?;
+                let archives_added =
+                    add_archives(&mut session, &scenario, &plan, &archives, &mut added);
+                link(
+                    archives_added
+                        .and_then(|()| session.load(&objects))
+                        .map(|id| {
+                            modules.insert(module.clone(), id);
+                        }),
+                )
             }
             Action::Call(call) => call_step(&mut session, plan.format, call),
             Action::Replace {
@@ -311,6 +322,30 @@ pub fn run(plan_json: &str) -> Result<(), ChildError> {
 }
 
 /// A step's failure as a result: a link error, or how the executor ended.
+/// Adds the archives a load step names to the session's search list, in
+/// the step's order, each once per session (`added` lists those added).
+fn add_archives(
+    session: &mut Session,
+    scenario: &Scenario,
+    plan: &ChildPlan,
+    names: &[String],
+    added: &mut Vec<String>,
+) -> Result<(), LinkError> {
+    for name in names {
+        if added.contains(name) {
+            continue;
+        }
+        let path = plan.objects.get(name).ok_or_else(|| LinkError::Read {
+            path: PathBuf::from(name),
+            reason: std::io::Error::new(std::io::ErrorKind::NotFound, "archive not built"),
+        })?;
+        let archive = Archive::read(path)?;
+        session.add_archive(archive, scenario.archives[name].whole);
+        added.push(name.clone());
+    }
+    Ok(())
+}
+
 fn failure(err: LinkError) -> StepResult {
     match err {
         LinkError::Execution(abnormal) => match &abnormal.outcome {

@@ -166,6 +166,11 @@ impl Builder {
         Ok(Compiler { program, args })
     }
 
+    /// Where a scenario's archives (keyed by `key`) for `format` go.
+    pub fn archive_dir(&self, format: Format, key: String) -> PathBuf {
+        self.out.join(format.name()).join("archives").join(key)
+    }
+
     /// Where the object of `spec` for `format` goes.
     pub fn object_path(&self, format: Format, spec: &FixtureSpec) -> PathBuf {
         let stem = spec
@@ -289,7 +294,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
 }
 
 /// FNV-1a: a stable, dependency-free hash for object names.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
         (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })

@@ -11,6 +11,7 @@
 //! The harness is `tests/conformance.rs` (libtest-mimic); `cargo xtask
 //! conformance` drives it and prints a summary table.
 
+pub mod archives;
 pub mod catalog;
 #[cfg(feature = "host")]
 pub mod child;

@@ -91,8 +91,26 @@ impl Preparer {
             crate::verify::verify(format, &paths, wanted)
                 .map_err(|err| Unprepared::Failed(format!("exercises check failed: {err}")))?;
         }
+        for (name, spec) in &scenario.archives {
+            let members: Vec<(String, PathBuf)> = spec
+                .members
+                .iter()
+                .map(|m| (m.clone(), objects[m].clone()))
+                .collect();
+            let dir = self.builder.archive_dir(format, scenario_key(scenario));
+            let path = crate::archives::write_archive(&dir, name, format, spec, &members)
+                .map_err(|err| Unprepared::Failed(format!("archive `{name}`: {err}")))?;
+            objects.insert(name.clone(), path);
+        }
         Ok(objects)
     }
+}
+
+/// A directory name for a scenario's archives: scenarios with archives of
+/// the same name do not share a file.
+fn scenario_key(scenario: &Scenario) -> String {
+    let key = format!("{}\u{1f}{:?}", scenario.summary, scenario.archives);
+    format!("{:016x}", crate::fixtures::fnv1a(key.as_bytes()))
 }
 
 /// Why [`Preparer::prepare`] stopped a trial.

@@ -56,6 +56,10 @@ pub struct Scenario {
     pub session: SessionSpec,
     /// Fixture name -> C source under `fixtures/`.
     pub fixtures: BTreeMap<String, FixtureSpec>,
+    /// Archive name -> the fixtures it holds: static archives that `load`
+    /// steps may name beside fixtures.
+    #[serde(default)]
+    pub archives: BTreeMap<String, ArchiveSpec>,
     /// Per format: section names (`.init_array`, `.ctors*`) or relocation
     /// type names (`R_X86_64_PLT32`) the built objects must contain.
     #[serde(default)]
@@ -154,6 +158,42 @@ impl<'de> Deserialize<'de> for PlacementSpec {
         }
         deserializer.deserialize_any(V)
     }
+}
+
+/// A static archive of fixtures. A `load` step that names it adds it to
+/// the session's archive search list (once): that load and later ones take
+/// the members that define what they need.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveSpec {
+    /// Fixture names, in archive order.
+    pub members: Vec<String>,
+    /// Every member is loaded (`--whole-archive`), not only needed ones.
+    #[serde(default)]
+    pub whole: bool,
+    /// Whether the archive has a symbol index (default); without one,
+    /// the linker reads what each member defines from the member.
+    #[serde(default = "yes")]
+    pub index: bool,
+    /// Breaks the written archive one way, for malformed-input scenarios.
+    #[serde(default)]
+    pub damage: Option<ArchiveDamage>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How an archive is broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArchiveDamage {
+    /// The file ends in the middle of the last member.
+    TruncateMember,
+    /// The first member's size field is not a number.
+    BadSize,
+    /// The symbol index points past the end of the file.
+    IndexOutside,
 }
 
 /// A fixture: a C source path relative to `fixtures/`, or a map with the
@@ -552,6 +592,21 @@ impl Scenario {
                 ));
             }
         }
+        for (name, archive) in &self.archives {
+            if self.fixtures.contains_key(name) {
+                return Err(format!("`{name}` is both a fixture and an archive"));
+            }
+            if archive.members.is_empty() {
+                return Err(format!("archive `{name}` needs at least one member"));
+            }
+            if let Some(member) = archive
+                .members
+                .iter()
+                .find(|m| !self.fixtures.contains_key(*m))
+            {
+                return Err(format!("archive `{name}`: no fixture named `{member}`"));
+            }
+        }
         for condition in self.skip.iter().chain(&self.xfail) {
             if condition.reason.trim().is_empty() {
                 return Err("every skip and xfail entry needs a reason".into());
@@ -584,7 +639,11 @@ impl Scenario {
         };
         match &step.action {
             Action::Load { fixtures, module } => {
-                fixtures_known(fixtures)?;
+                for name in fixtures {
+                    if !self.fixtures.contains_key(name) && !self.archives.contains_key(name) {
+                        return Err(format!("step {n}: no fixture or archive named `{name}`"));
+                    }
+                }
                 if step.expect.link_error.is_none() {
                     modules.push(module);
                 }
