@@ -5,7 +5,10 @@
 //! `fuzz/regressions/`.
 
 use solder_linker::graph::ObjectFormat;
-use solder_linker::probe::{Host, link_image, with_magic};
+use solder_linker::probe::{Host, link_archive, link_image, with_magic};
+
+/// The first bytes of a (non-thin) archive.
+pub const ARCHIVE_MAGIC: &[u8] = b"!<arch>\n";
 
 /// Links `data` as an object named `name`; then, unless it already starts
 /// with `format`'s magic, a copy with the magic forced. Errors are the
@@ -27,5 +30,16 @@ fn link(name: &str, data: &[u8]) {
             linked.image.len(),
             linked.memory.1
         );
+    }
+}
+
+/// Links `data` as an archive named `name` (every member), then, unless it
+/// already starts with the archive magic, a copy with the magic forced.
+pub fn archive(name: &str, data: &[u8]) {
+    let _ = link_archive(name, data, Host::MadeUp);
+    if !data.starts_with(ARCHIVE_MAGIC) {
+        let mut forced = ARCHIVE_MAGIC.to_vec();
+        forced.extend_from_slice(data.get(ARCHIVE_MAGIC.len()..).unwrap_or_default());
+        let _ = link_archive(name, &forced, Host::MadeUp);
     }
 }

@@ -53,12 +53,13 @@ impl Archive {
     pub fn read(path: &Path) -> Result<Archive, LinkError> {
         let file = ObjectFile::read(path)?;
         let directory = path.parent().unwrap_or(Path::new("."));
-        Archive::parse(&file.name, &file.bytes, directory)
+        Archive::parse(&file.name, &file.bytes, Some(directory))
     }
 
     /// Indexes the archive `bytes`, called `name` in messages; thin
-    /// members are read relative to `directory`.
-    pub fn parse(name: &str, bytes: &[u8], directory: &Path) -> Result<Archive, LinkError> {
+    /// members are read relative to `directory` (`None`: a thin archive is
+    /// refused).
+    pub fn parse(name: &str, bytes: &[u8], directory: Option<&Path>) -> Result<Archive, LinkError> {
         let malformed = |reason: String| LinkError::MalformedArchive {
             archive: name.to_string(),
             reason,
@@ -70,6 +71,12 @@ impl Archive {
             let member = member.map_err(|e| malformed(format!("member {index}: {e}")))?;
             let member_name = String::from_utf8_lossy(member.name()).into_owned();
             let data = if member.is_thin() {
+                let directory = directory.ok_or_else(|| {
+                    malformed(format!(
+                        "member {index} (`{member_name}`) is in another file (a thin archive), \
+                         and no directory was given to read it from"
+                    ))
+                })?;
                 read_thin_member(name, &member_name, directory)?
             } else {
                 let data = member.data(bytes).map_err(|e| {

@@ -252,7 +252,7 @@ fn run(args: RunArgs) -> Result<u8> {
         let file = ObjectFile::read(path)?;
         if is_archive(&file.bytes) {
             let directory = path.parent().unwrap_or(std::path::Path::new("."));
-            archives.push(Archive::parse(&file.name, &file.bytes, directory)?);
+            archives.push(Archive::parse(&file.name, &file.bytes, Some(directory))?);
         } else {
             objects.push(file);
         }

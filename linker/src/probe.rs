@@ -21,12 +21,14 @@ use solder_executor::abi::CallingConvention;
 use solder_executor::module::Finalizers;
 use solder_executor::protocol::{MAX_READ, PlacementCode, SymbolInfo, SymbolKind};
 
+use crate::archive::Archive;
 use crate::error::LinkError;
 use crate::executors::{Executor, HostThreadLocal, Outcome, ThreadLocals, TlsTemplate};
 use crate::graph::{Definition, LinkGraph, ObjectFormat, Protection};
 use crate::indirection::Indirection;
 use crate::input::parse_object;
 use crate::link::{LinkRequest, LinkedModule, host_names, link};
+use crate::members::ArchiveSearch;
 use crate::memory::Slab;
 
 /// Where the module goes: far from anything mapped (and from
@@ -58,13 +60,35 @@ pub enum Host {
 /// is wrong and where, never a panic.
 pub fn link_image(name: &str, bytes: &[u8], host: Host) -> Result<LinkedModule, LinkError> {
     let graph = parse_object(name, bytes)?;
+    link_graphs(name, vec![graph], host)
+}
+
+/// Reads `bytes` as a static archive (thin members are refused: a probe
+/// reads no other file) and links every member, as `--whole-archive`
+/// takes them, into one byte image, as [`link_image`] does for one object.
+pub fn link_archive(name: &str, bytes: &[u8], host: Host) -> Result<LinkedModule, LinkError> {
+    let archive = Archive::parse(name, bytes, None)?;
+    let mut search = ArchiveSearch::default();
+    search.add(archive, true);
+    let archives = search.archives();
+    let mut graphs = Vec::new();
+    search.select(&archives, &mut graphs, 1, |_| false)?;
+    link_graphs(name, graphs, host)
+}
+
+/// Links `graphs` as one module at [`BASE`].
+fn link_graphs(
+    name: &str,
+    graphs: Vec<LinkGraph<'_>>,
+    host: Host,
+) -> Result<LinkedModule, LinkError> {
     let symbols = match host {
         Host::Empty => HashMap::default(),
-        Host::MadeUp => made_up_host(&graph),
+        Host::MadeUp => made_up_host(&graphs),
     };
     let mut slab = Slab::new(BASE, SLAB_SIZE, PAGE);
     link(
-        vec![graph],
+        graphs,
         LinkRequest {
             module: 1,
             objects: Arc::from(name),
@@ -132,17 +156,19 @@ pub fn host_symbol(name: &str, index: usize) -> SymbolInfo {
 
 /// The host's answer for every name `graph` leaves undefined, keyed as a
 /// session's lookups are (the C name the executor is asked about).
-fn made_up_host(graph: &LinkGraph<'_>) -> HashMap<String, SymbolInfo> {
+fn made_up_host(graphs: &[LinkGraph<'_>]) -> HashMap<String, SymbolInfo> {
     let mut symbols = HashMap::default();
-    for sym in &graph.symbols {
-        if sym.definition != Definition::Undefined || sym.name.is_empty() {
-            continue;
-        }
-        for host in host_names(graph.format, sym.name) {
-            let index = symbols.len();
-            symbols
-                .entry(host.to_string())
-                .or_insert_with(|| host_symbol(host, index));
+    for graph in graphs {
+        for sym in &graph.symbols {
+            if sym.definition != Definition::Undefined || sym.name.is_empty() {
+                continue;
+            }
+            for host in host_names(graph.format, sym.name) {
+                let index = symbols.len();
+                symbols
+                    .entry(host.to_string())
+                    .or_insert_with(|| host_symbol(host, index));
+            }
         }
     }
     symbols

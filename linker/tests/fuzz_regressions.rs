@@ -113,6 +113,37 @@ fn object_regressions_link_or_fail_cleanly() {
     );
 }
 
+/// Archives (`fuzz/regressions/archive/`) are linked whole as the
+/// `archive` target links them, as given and with the magic forced; an
+/// error must name the archive.
+#[test]
+fn archive_regressions_link_or_fail_cleanly() {
+    let mut failures = Vec::new();
+    for path in regressions("archive") {
+        let bytes = std::fs::read(&path).expect("read a regression");
+        let name = file_name(&path);
+        let mut forced = b"!<arch>\n".to_vec();
+        forced.extend_from_slice(bytes.get(8..).unwrap_or_default());
+        for (what, input) in [("as given", &bytes), ("magic forced", &forced)] {
+            failures.extend(no_panic("archive", &path, what, || {
+                if let Err(err) = probe::link_archive(&name, input, Host::MadeUp) {
+                    let message = err.to_string();
+                    assert!(
+                        message.contains(&name),
+                        "the error does not name the archive: {message}"
+                    );
+                }
+            }));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "archive regressions panicked:\n{}\n{}",
+        failures.join("\n"),
+        rerun("archive_regressions_link_or_fail_cleanly")
+    );
+}
+
 /// Decodes `frame` both ways and round-trips what decodes, as the
 /// `protocol` target does.
 fn round_trip(frame: &[u8]) {

@@ -2,7 +2,7 @@
 //!
 //! - `seed` (re)fills `fuzz/corpus/<target>/` from what the project already
 //!   has: the conformance fixtures built for each format (`elf`, `macho`,
-//!   `coff`), every protocol message the tests pin (`protocol`), the
+//!   `coff`), archives of them (`archive`), every protocol message the tests pin (`protocol`), the
 //!   scenario files (`scenario`), and every committed regression input.
 //! - `run` seeds, builds the targets once, then runs each for a bounded
 //!   time (`.ci/run` uses it); any crash, leak, timeout or out-of-memory
@@ -16,13 +16,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use solder_conformance::archives::write_archive;
 use solder_conformance::formats::Format;
+use solder_conformance::schema::ArchiveSpec;
 use solder_executor::protocol::{example_replies, example_requests};
 
 use crate::util;
 
 /// Every fuzz target, as `fuzz/Cargo.toml` declares them.
-pub const TARGETS: [&str; 5] = ["elf", "macho", "coff", "protocol", "scenario"];
+pub const TARGETS: [&str; 6] = ["elf", "macho", "coff", "archive", "protocol", "scenario"];
 
 /// libFuzzer's limits for every run: an input that takes longer or uses
 /// more memory is a defect (a hang, an allocation blow-up), not slowness.
@@ -89,12 +91,13 @@ fn seed(root: &Path, clean: bool) -> Result<()> {
             .with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let objects = seed_objects(root, &corpus)?;
+    let archives = seed_archives(root, &corpus.join("archive"))?;
     let frames = seed_frames(&corpus.join("protocol"))?;
     let scenarios = seed_scenarios(root, &corpus.join("scenario"))?;
     let regressions = seed_regressions(root, &corpus)?;
     println!(
-        "fuzz: seeded {objects} objects, {frames} protocol frames, {scenarios} scenarios and \
-         {regressions} regression inputs into {}",
+        "fuzz: seeded {objects} objects, {archives} archives, {frames} protocol frames, \
+         {scenarios} scenarios and {regressions} regression inputs into {}",
         corpus.display()
     );
     Ok(())
@@ -132,6 +135,49 @@ fn seed_objects(root: &Path, corpus: &Path) -> Result<usize> {
                 std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
             put(&dir, &name, &bytes)?;
             count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// Archives of the conformance fixtures (built by [`seed_objects`]): per
+/// format, a few small ones, with and without a symbol index.
+fn seed_archives(root: &Path, dir: &Path) -> Result<usize> {
+    let target = util::target_dir(root)?;
+    let scratch = target.join("fuzz-seed-archives");
+    let mut count = 0;
+    for format in Format::all() {
+        let built = target.join("conformance").join(format.name());
+        let extension = format.info().object_extension;
+        let objects: Vec<PathBuf> = files_under(&built)?
+            .into_iter()
+            .filter(|p| p.extension().and_then(|e| e.to_str()) == Some(extension))
+            .collect();
+        for (i, group) in objects.chunks(3).take(8).enumerate() {
+            for index in [true, false] {
+                let spec = ArchiveSpec {
+                    members: Vec::new(),
+                    whole: true,
+                    index,
+                    damage: None,
+                };
+                let members: Vec<(String, PathBuf)> = group
+                    .iter()
+                    .enumerate()
+                    .map(|(m, path)| (format!("m{m}"), path.clone()))
+                    .collect();
+                let name = format!(
+                    "{}-{i}-{}",
+                    format.name(),
+                    if index { "index" } else { "scan" }
+                );
+                let path = write_archive(&scratch, &name, format, &spec, &members)
+                    .with_context(|| format!("cannot write archive {name}"))?;
+                let bytes = std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                put(dir, &format!("{name}.a"), &bytes)?;
+                count += 1;
+            }
         }
     }
     Ok(count)

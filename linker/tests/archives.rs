@@ -1,0 +1,398 @@
+//! Inputs the way a static linker takes them, through the library and the
+//! `solder` command: archives made by the system's `ar` (with a symbol
+//! index, thin, without an index), `-L`/`-l` search, `--abs` definitions
+//! reached from beyond ±2 GiB, and the link map checked against the bytes
+//! in memory. Fixtures are under `fixtures/linker/archives/` and
+//! `fixtures/conformance/linking/archive/`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use solder_linker::{Archive, ObjectFile, Placement, Session, SessionConfig};
+use support::{call, compile, solder, stderr, stdout};
+
+fn rerun(test: &str) -> String {
+    format!("rerun: cargo test -p solder-linker --test archives -- {test} --exact")
+}
+
+/// A fresh directory for one test's files.
+fn scratch(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("archives")
+        .join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `ar FLAGS archive members...`, from scratch.
+fn ar(flags: &str, archive: &Path, members: &[PathBuf]) {
+    let _ = std::fs::remove_file(archive);
+    let output = Command::new("ar")
+        .arg(flags)
+        .arg(archive)
+        .args(members)
+        .output()
+        .expect("run ar");
+    assert!(
+        output.status.success(),
+        "ar {flags} failed: {}",
+        stderr(&output)
+    );
+}
+
+/// The conformance suite's archive fixtures, compiled with gcc and copied
+/// into `dir` under their member names.
+fn members(dir: &Path, names: &[&str]) -> Vec<PathBuf> {
+    names
+        .iter()
+        .map(|name| {
+            let built = compile(&format!("conformance/linking/archive/{name}.c"), &["-O2"]);
+            let member = dir.join(format!("{name}.o"));
+            std::fs::copy(&built, &member).unwrap();
+            member
+        })
+        .collect()
+}
+
+/// `main.o` needs `ar_add` and `ar_scale`; `ar_scale` needs `ar_twice`;
+/// `unused.o` cannot link. Each kind of archive `ar` makes gives the same
+/// three members, each pulled by the name the map says, and the program
+/// computes the same.
+#[test]
+fn system_ar_archives_give_the_members_needed_and_no_more() {
+    let test = "system_ar_archives_give_the_members_needed_and_no_more";
+    let dir = scratch(test);
+    let objects = members(&dir, &["unused", "add", "scale", "twice"]);
+    let main = ObjectFile::read(&compile("conformance/linking/archive/main.c", &["-O2"])).unwrap();
+    for (flags, indexed) in [("rcs", true), ("rcT", true), ("rcS", false)] {
+        let path = dir.join(format!("lib-{flags}.a"));
+        ar(flags, &path, &objects);
+        let archive = Archive::read(&path).unwrap();
+        assert_eq!(
+            archive.has_index(),
+            indexed,
+            "ar {flags}: the archive's index\n{}",
+            rerun(test)
+        );
+        let mut session = support::session();
+        session.set_link_maps(true);
+        session.add_archive(archive, false);
+        let id = session.load(std::slice::from_ref(&main)).unwrap();
+        assert_eq!(
+            call(&mut session, "main_sum", &[5]),
+            36,
+            "ar {flags}\n{}",
+            rerun(test)
+        );
+        let map = session.link_map(id).unwrap();
+        let mut pulled: Vec<(String, Option<String>)> = map
+            .members
+            .iter()
+            .map(|m| {
+                // A thin archive names its members by path.
+                let member = m.member.rsplit('(').next().unwrap().trim_end_matches(')');
+                let file = Path::new(member).file_name().unwrap().to_string_lossy();
+                (file.into_owned(), m.pulled_by.clone())
+            })
+            .collect();
+        pulled.sort();
+        let expected: Vec<(String, Option<String>)> = [
+            ("add.o", "ar_add"),
+            ("scale.o", "ar_scale"),
+            ("twice.o", "ar_twice"),
+        ]
+        .iter()
+        .map(|(m, by)| (m.to_string(), Some(by.to_string())))
+        .collect();
+        assert_eq!(pulled, expected, "ar {flags}\n{}", rerun(test));
+        session.end();
+    }
+}
+
+/// A thin archive whose member file is gone is refused, naming the
+/// archive, the member and the path tried.
+#[test]
+fn a_thin_archive_with_a_missing_member_names_it() {
+    let test = "a_thin_archive_with_a_missing_member_names_it";
+    let dir = scratch(test);
+    let objects = members(&dir, &["add", "twice"]);
+    let path = dir.join("libthin.a");
+    ar("rcT", &path, &objects);
+    std::fs::remove_file(&objects[1]).unwrap();
+    let err = Archive::read(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("libthin.a(") && err.contains("twice.o") && err.contains("cannot be read"),
+        "{err}\n{}",
+        rerun(test)
+    );
+}
+
+/// Builds `libpick.a` (VALUE) in `dir`.
+fn libpick_archive(dir: &Path, value: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    let built = support::compile_with(
+        "cc",
+        "linker/archives/pick.c",
+        &[&format!("-DVALUE={value}")],
+    );
+    let member = dir.join("pick.o");
+    std::fs::copy(built, &member).unwrap();
+    ar("rcs", &dir.join("libpick.a"), &[member]);
+}
+
+/// `-L` directories are searched in order, `libNAME.so` before
+/// `libNAME.a` in each; `-l:FILE` names a file; a shared library found
+/// is opened for host lookups; a library found nowhere is an error listing
+/// every file tried.
+#[test]
+fn library_search_follows_the_directories_in_order() {
+    let test = "library_search_follows_the_directories_in_order";
+    let dir = scratch(test);
+    let (first, second, shared) = (dir.join("first"), dir.join("second"), dir.join("shared"));
+    libpick_archive(&first, 1);
+    libpick_archive(&second, 2);
+    std::fs::create_dir_all(&shared).unwrap();
+    let pick3 = support::compile_with("cc", "linker/archives/pick.c", &["-DVALUE=3", "-fPIC"]);
+    let linked = Command::new("cc")
+        .arg("-shared")
+        .arg(&pick3)
+        .arg("-o")
+        .arg(shared.join("libpick.so"))
+        .output()
+        .unwrap();
+    assert!(linked.status.success(), "{}", stderr(&linked));
+    let main = compile("linker/archives/pick_main.c", &["-O2"]);
+    let main = main.to_str().unwrap();
+    let (first, second, shared) = (
+        first.to_str().unwrap(),
+        second.to_str().unwrap(),
+        shared.to_str().unwrap(),
+    );
+    for (args, status) in [
+        (vec!["-L", first, "-L", second, "-l", "pick"], 1),
+        (vec!["-L", second, "-L", first, "-l", "pick"], 2),
+        (vec!["-L", second, "-l:libpick.a"], 2),
+        (vec!["-L", shared, "-L", first, "-l", "pick"], 3),
+    ] {
+        let mut command = vec!["run", main];
+        command.extend(&args);
+        let output = solder(&command);
+        assert_eq!(
+            output.status.code(),
+            Some(status),
+            "solder {}: {}\n{}",
+            command.join(" "),
+            stderr(&output),
+            rerun(test)
+        );
+    }
+    let output = solder(&["run", main, "-L", first, "-L", second, "-l", "nothere"]);
+    let message = stderr(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(125),
+        "{message}\n{}",
+        rerun(test)
+    );
+    for tried in [
+        format!("{first}/libnothere.so"),
+        format!("{first}/libnothere.a"),
+        format!("{second}/libnothere.so"),
+        format!("{second}/libnothere.a"),
+        "the dynamic loader's search for libnothere.so".to_string(),
+    ] {
+        assert!(
+            message.contains(&tried),
+            "the error does not list {tried}: {message}\n{}",
+            rerun(test)
+        );
+    }
+}
+
+/// What `--abs` names point at in the test's own process: a function and
+/// a variable of this binary, far from a low slab.
+extern "C" fn far_function(x: i32) -> i32 {
+    x * 1000
+}
+
+static FAR_VARIABLE: i32 = 7;
+
+/// Names defined only by `define_absolute` are reached from a slab more
+/// than 2 GiB away: the call through a stub, the variable through the GOT
+/// (the map says so, and the GOT holds the address).
+#[test]
+fn absolute_definitions_are_reached_from_beyond_2_gib() {
+    let test = "absolute_definitions_are_reached_from_beyond_2_gib";
+    let object =
+        ObjectFile::read(&compile("linker/archives/abs_user.c", &["-O2", "-fPIC"])).unwrap();
+    let mut session = Session::new(SessionConfig {
+        placement: Placement::Low,
+        ..SessionConfig::default()
+    })
+    .unwrap();
+    session.set_link_maps(true);
+    let function = far_function as usize as u64;
+    let variable = &raw const FAR_VARIABLE as u64;
+    session.define_absolute("far_function", function);
+    session.define_absolute("far_variable", variable);
+    session.define_absolute("far_marker", 0x1234_5678);
+    let id = session.load(&[object]).unwrap();
+    let (slab, _) = session.slab_range().unwrap();
+    for address in [function, variable] {
+        assert!(
+            address.abs_diff(slab) > 1 << 31,
+            "the slab at {slab:#x} is within 2 GiB of {address:#x}: nothing is proven\n{}",
+            rerun(test)
+        );
+    }
+    assert_eq!(
+        call(&mut session, "call_far", &[5]),
+        5007,
+        "{}",
+        rerun(test)
+    );
+    let map = session.link_map(id).unwrap();
+    let stub = map
+        .stubs
+        .iter()
+        .find(|s| s.target.as_deref() == Some("far_function"))
+        .unwrap_or_else(|| panic!("no stub for far_function: {map:?}\n{}", rerun(test)));
+    let got = |name: &str| {
+        map.got
+            .iter()
+            .find(|e| e.target.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no GOT entry for {name}: {map:?}\n{}", rerun(test)))
+    };
+    assert_eq!(got("far_function").value, function, "{}", rerun(test));
+    assert_eq!(
+        got("far_function").address,
+        stub.got_entry,
+        "{}",
+        rerun(test)
+    );
+    assert_eq!(got("far_variable").value, variable, "{}", rerun(test));
+    session.end();
+}
+
+/// `solder run --abs NAME=ADDRESS`: the program sees NAME at ADDRESS.
+#[test]
+fn the_abs_option_defines_a_name_at_an_address() {
+    let test = "the_abs_option_defines_a_name_at_an_address";
+    let object = compile("linker/archives/abs_user.c", &["-O2", "-fPIC"]);
+    let output = solder(&[
+        "run",
+        object.to_str().unwrap(),
+        "--abs",
+        "far_marker=0x123456789",
+        "--abs",
+        "far_function=0x1000",
+        "--abs",
+        "far_variable=0x2000",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{}",
+        stderr(&output),
+        rerun(test)
+    );
+    assert_eq!(stdout(&output), "123456789\n", "{}", rerun(test));
+    let bad = solder(&["run", object.to_str().unwrap(), "--abs", "far_marker"]);
+    assert_eq!(bad.status.code(), Some(125), "{}", rerun(test));
+    assert!(
+        stderr(&bad).contains("NAME=ADDRESS"),
+        "{}\n{}",
+        stderr(&bad),
+        rerun(test)
+    );
+}
+
+/// Reads `T` at `address` in this process.
+///
+/// # Safety
+/// `address` must hold a readable, initialized `T`.
+unsafe fn read_at<T: Copy>(address: u64) -> T {
+    // SAFETY: the caller vouches for the address (memory of a live module).
+    unsafe { std::ptr::read_unaligned(address as *const T) }
+}
+
+/// The JSON map, read back as JSON, against the module's memory: the data
+/// pointer holds the address the map gives its target, the GOT entry of a
+/// host function holds what the host's loader says, and the stub jumps
+/// through that entry.
+#[test]
+fn the_json_link_map_matches_the_written_memory() {
+    let test = "the_json_link_map_matches_the_written_memory";
+    let object =
+        ObjectFile::read(&compile("linker/archives/map_data.c", &["-O2", "-fPIC"])).unwrap();
+    let mut session = Session::new(SessionConfig {
+        placement: Placement::Low,
+        ..SessionConfig::default()
+    })
+    .unwrap();
+    session.set_link_maps(true);
+    let id = session.load(&[object]).unwrap();
+    let json = serde_json::to_string(session.link_map(id).unwrap()).unwrap();
+    let map: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let symbol = |name: &str| {
+        map["symbols"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .and_then(|s| s["address"].as_u64())
+            .unwrap_or_else(|| panic!("no {name} in {json}\n{}", rerun(test)))
+    };
+    let (pointer, value) = (symbol("pointer_to_value"), symbol("target_value"));
+    // SAFETY: both are in the live module's data, as the map says.
+    let (held, number) = unsafe { (read_at::<u64>(pointer), read_at::<i32>(value)) };
+    assert_eq!(held, value, "{}", rerun(test));
+    assert_eq!(number, 42, "{}", rerun(test));
+    let puts = {
+        let name = std::ffi::CString::new("puts").unwrap();
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name.
+        unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) as u64 }
+    };
+    let entry = map["got"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["target"] == "puts")
+        .unwrap_or_else(|| panic!("no GOT entry for puts in {json}\n{}", rerun(test)));
+    let entry_address = entry["address"].as_u64().unwrap();
+    assert_eq!(entry["value"].as_u64(), Some(puts), "{}", rerun(test));
+    // SAFETY: the GOT is in the live module's read-only data.
+    assert_eq!(
+        unsafe { read_at::<u64>(entry_address) },
+        puts,
+        "{}",
+        rerun(test)
+    );
+    let stub = map["stubs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["target"] == "puts")
+        .unwrap_or_else(|| panic!("no stub for puts in {json}\n{}", rerun(test)));
+    let stub_address = stub["address"].as_u64().unwrap();
+    // SAFETY: a stub is `jmp *rel32(%rip)`, 6 bytes of the module's code.
+    let bytes = unsafe { read_at::<[u8; 6]>(stub_address) };
+    assert_eq!(bytes[..2], [0xff, 0x25], "{}", rerun(test));
+    let displacement = i32::from_le_bytes(bytes[2..6].try_into().unwrap());
+    let through = (stub_address + 6).wrapping_add_signed(displacement.into());
+    assert_eq!(through, entry_address, "{}", rerun(test));
+    assert_eq!(
+        stub["got_entry"].as_u64(),
+        Some(entry_address),
+        "{}",
+        rerun(test)
+    );
+    let address_of_puts = session.lookup("address_of_puts").unwrap().unwrap();
+    // SAFETY: a function of the fixture taking nothing.
+    let returned = unsafe { session.call(address_of_puts, &[]) }.unwrap();
+    assert_eq!(returned, puts, "{}", rerun(test));
+    session.end();
+}
