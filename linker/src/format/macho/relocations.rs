@@ -51,14 +51,23 @@ pub(super) fn attach<'a>(
         if raw.header.flags(LE).typ() == macho::S_THREAD_LOCAL_VARIABLES {
             edges = cx.thread_local_descriptors(raw, section, edges)?;
         }
+        let mut data = None;
         if section.role == SectionRole::UnwindFrames {
-            edges.extend(cx.eh_frame_edges(raw, &section.data, &edges)?);
+            // (A clone of the borrowed bytes: copied only if a difference
+            // is folded into them.)
+            let mut bytes = section.data.clone();
+            edges = cx.fold_internal_differences(raw, id, &mut bytes, edges)?;
+            edges.extend(cx.eh_frame_edges(raw, &bytes, &edges)?);
             edges.sort_by_key(|e| e.offset);
+            data = Some(bytes);
         }
-        all_edges.push((id, edges));
+        all_edges.push((id, edges, data));
     }
-    for (id, edges) in all_edges {
+    for (id, edges, data) in all_edges {
         graph_sections[id].edges = Edges::Decoded(edges);
+        if let Some(data) = data {
+            graph_sections[id].data = data;
+        }
     }
     Ok(())
 }

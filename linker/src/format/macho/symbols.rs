@@ -82,6 +82,30 @@ fn section_ends(nlists: &[Nlist64], raws: &[Raw<'_>]) -> Vec<Vec<u64>> {
     marks
 }
 
+/// The name of nlist entry `index`: UTF-8, and not empty for an external
+/// symbol (a global is known by its name alone: one without a name could
+/// neither be looked up nor bound to).
+fn nlist_name<'a>(
+    input: &Input<'_, 'a>,
+    index: usize,
+    nlist: &'a Nlist64,
+    strings: StringTable<'a>,
+) -> Result<&'a str, LinkError> {
+    let name_bytes = nlist
+        .name(LE, strings)
+        .map_err(|e| input.malformed(format!("symbol {index}: name: {e}")))?;
+    let name = std::str::from_utf8(name_bytes)
+        .map_err(|_| input.malformed(format!("symbol {index}: name is not UTF-8")))?;
+    let n_type = nlist.n_type();
+    if name.is_empty() && !n_type.is_stab() && n_type.contains(macho::N_EXT) {
+        return Err(input.malformed(format!(
+            "symbol {index}: an external (N_EXT) symbol has an empty name (n_strx {})",
+            nlist.n_strx(LE)
+        )));
+    }
+    Ok(name)
+}
+
 /// The symbol of one nlist entry.
 fn nlist_symbol<'a>(
     input: &Input<'_, 'a>,
@@ -92,11 +116,7 @@ fn nlist_symbol<'a>(
     sections: &[Section<'a>],
     marks: &[Vec<u64>],
 ) -> Result<Symbol<'a>, LinkError> {
-    let name_bytes = nlist
-        .name(LE, strings)
-        .map_err(|e| input.malformed(format!("symbol {index}: name: {e}")))?;
-    let name = std::str::from_utf8(name_bytes)
-        .map_err(|_| input.malformed(format!("symbol {index}: name is not UTF-8")))?;
+    let name = nlist_name(input, index, nlist, strings)?;
     let n_type = nlist.n_type();
     let n_desc = nlist.n_desc(LE).0;
     let n_value = nlist.n_value(LE);

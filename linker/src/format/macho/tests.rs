@@ -786,6 +786,174 @@ fn eh_frame_pointers_without_relocations_get_edges() {
     assert_eq!(pc_begin.target, section_symbol(&g, "__TEXT,__text"));
 }
 
+/// The command that reruns one test of this file.
+fn rerun(test: &str) -> String {
+    format!("rerun: cargo test -p solder-linker --lib -- format::macho::tests::{test} --exact")
+}
+
+/// `__eh_frame` records written with each record in an atom of its own:
+/// the CIE's length, the FDE's length and its CIE pointer are all
+/// SUBTRACTOR pairs (`.p2align` keeps the assembler from folding them
+/// while parsing).
+const EH_FRAME_IN_ATOMS: &str = r#"
+        .section __TEXT,__text,regular,pure_instructions
+        .globl _inside
+    _inside:
+        pushq %rbp
+        movq %rsp, %rbp
+        popq %rbp
+        ret
+    Linside_end:
+        .section __TEXT,__eh_frame,coalesced,no_toc+strip_static_syms+live_support
+    EH_frame0:
+        .long Lcie_end - Lcie_start
+    Lcie_start:
+        .long 0
+        .byte 1
+        .asciz "zR"
+        .byte 1, 0x78, 16, 1, 0x10
+        .byte 0x0c, 7, 8, 0x90, 1
+        .p2align 3
+    Lcie_end:
+    _inside.eh:
+        .long Lfde_end - Lfde_start
+    Lfde_start:
+        .long Lfde_start - EH_frame0
+        .quad _inside - .
+        .quad Linside_end - _inside
+        .byte 0
+        .byte 0x41, 0x0e, 0x10, 0x86, 0x02, 0x41, 0x0d, 0x06
+        .p2align 3
+    Lfde_end:
+        .subsections_via_symbols
+"#;
+
+/// Where the relocations of a section at r_address `address` are in the
+/// file, in the table's order.
+fn relocs_at(data: &[u8], section_name: &str, address: u32) -> Vec<usize> {
+    let header = Header::parse(data, 0).unwrap();
+    let mut commands = header.load_commands(LE, data, 0).unwrap();
+    while let Some(command) = commands.next().unwrap() {
+        if let Some((segment, section_data)) = command.segment_64().unwrap() {
+            for s in segment.sections(LE, section_data).unwrap() {
+                let name = format!(
+                    "{},{}",
+                    String::from_utf8_lossy(s.segment_name()),
+                    String::from_utf8_lossy(s.name())
+                );
+                if name == section_name {
+                    return (0..s.nreloc(LE) as usize)
+                        .map(|i| s.reloff(LE) as usize + i * 8)
+                        .filter(|&at| read_reloc(data, at).0 == address)
+                        .collect();
+                }
+            }
+        }
+    }
+    panic!("no section {section_name}");
+}
+
+/// Differences within `__eh_frame` (a record's length, an FDE's CIE
+/// pointer) are folded into its bytes: the records walk as the assembler
+/// meant, and only the pointers out of the section keep edges.
+#[test]
+fn eh_frame_differences_within_the_section_are_folded() {
+    let test = "eh_frame_differences_within_the_section_are_folded";
+    let data = asm(EH_FRAME_IN_ATOMS);
+    let eh_name = "__TEXT,__eh_frame";
+    // The object has the pairs at offsets 0 (CIE length), 0x18 (FDE
+    // length) and 0x1c (CIE pointer), and one for pc_begin (0x20).
+    for address in [0, 0x18, 0x1c, 0x20] {
+        let types: Vec<u32> = relocs_at(&data, eh_name, address)
+            .into_iter()
+            .map(|at| read_reloc(&data, at).1 >> 28)
+            .collect();
+        assert_eq!(
+            types,
+            [5, 0],
+            "a SUBTRACTOR pair at {address:#x}\n{}",
+            rerun(test)
+        );
+    }
+    let g = parse("test.o", &data).unwrap_or_else(|e| panic!("{e}\n{}", rerun(test)));
+    let eh = &g.sections[section(&g, eh_name)];
+    let walked: Vec<_> = crate::format::eh_frame::records(&eh.data).collect();
+    assert_eq!(
+        walked,
+        [
+            Ok(crate::format::eh_frame::Record {
+                offset: 0,
+                end: 0x18,
+                cie: None
+            }),
+            Ok(crate::format::eh_frame::Record {
+                offset: 0x18,
+                end: 0x40,
+                cie: Some(0)
+            }),
+        ],
+        "{}",
+        rerun(test)
+    );
+    // pc_begin keeps its difference (the function is in another section);
+    // nothing else has an edge.
+    let edges: Vec<Edge> = eh.edges.iter().collect();
+    assert_eq!(edges.len(), 1, "{edges:?}\n{}", rerun(test));
+    let pc_begin = edges[0];
+    assert_eq!(
+        (pc_begin.offset, pc_begin.target, pc_begin.kind.op),
+        (0x20, symbol(&g, "_inside"), RelocOp::Difference),
+        "{}",
+        rerun(test)
+    );
+    let layout = Layout::new(&g);
+    let eh_id = section(&g, eh_name);
+    assert_eq!(
+        layout.value(&g, eh_id, &pc_begin),
+        layout.named(&g, "_inside") - (layout.bases[eh_id] + 0x20),
+        "{}",
+        rerun(test)
+    );
+}
+
+/// A record's length or CIE pointer relocated other than by a difference
+/// within the section is an error naming the record and the relocation.
+#[test]
+fn eh_frame_structure_relocated_out_of_the_section_is_an_error() {
+    let test = "eh_frame_structure_relocated_out_of_the_section_is_an_error";
+    let original = asm(EH_FRAME_IN_ATOMS);
+    let eh_name = "__TEXT,__eh_frame";
+    let inside = graph(&original)
+        .symbols
+        .iter()
+        .position(|s| s.name == "_inside")
+        .unwrap() as u32;
+    let subtractor = relocs_at(&original, eh_name, 0x1c)
+        .into_iter()
+        .find(|&at| read_reloc(&original, at).1 >> 28 == 5)
+        .expect("the CIE pointer's SUBTRACTOR");
+    let (address, word1) = read_reloc(&original, subtractor);
+    // The CIE pointer as `Lfde_start - _inside`: a value that depends on
+    // where `__text` goes.
+    let mut data = original.clone();
+    write_reloc(
+        &mut data,
+        subtractor,
+        (address, word1 & 0xff00_0000 | inside),
+    );
+    let expected = "test.o: malformed object: test.o section __TEXT,__eh_frame at offset 0x18: \
+                    the record's length or CIE pointer has a relocation \
+                    (X86_64_RELOC_SUBTRACTOR against `_inside.eh` - `_inside` at offset 0x1c) \
+                    that is not a difference within the section (FDE refers to an unknown CIE)";
+    match parse("test.o", &data) {
+        Err(error @ LinkError::Malformed { .. }) => {
+            assert_eq!(error.to_string(), expected, "{}", rerun(test))
+        }
+        Err(other) => panic!("expected a malformed object, got: {other}\n{}", rerun(test)),
+        Ok(_) => panic!("the object parsed\n{}", rerun(test)),
+    }
+}
+
 #[test]
 fn a_c_object_with_initializers_and_weak_symbols() {
     let data = c(r#"
@@ -1045,6 +1213,68 @@ fn corrupt_symbols_are_errors() {
     let mut data = original.clone();
     data[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     assert_malformed(&data, "symbol");
+}
+
+/// An external symbol whose name is empty (its n_strx at a NUL byte of
+/// the string table) is refused, naming the object and the symbol index.
+#[test]
+fn an_external_symbol_without_a_name_is_refused() {
+    let test = "an_external_symbol_without_a_name_is_refused";
+    let original = asm(r#"
+        .section __TEXT,__text,regular,pure_instructions
+        .globl _f
+    _f: ret
+        .globl _g
+    _g: call _h
+    _l: ret
+    "#);
+    let g = graph(&original);
+    let header = Header::parse(&original[..], 0).unwrap();
+    let mut commands = header.load_commands(LE, &original[..], 0).unwrap();
+    let symtab = loop {
+        let command = commands.next().unwrap().expect("a symbol table");
+        if let Some(symtab) = command.symtab().unwrap() {
+            break symtab;
+        }
+    };
+    let (stroff, strsize) = (
+        symtab.stroff.get(LE) as usize,
+        symtab.strsize.get(LE) as usize,
+    );
+    let strings = &original[stroff..stroff + strsize];
+    // The offset of a NUL byte of the table: an empty string.
+    let empty = strings
+        .iter()
+        .position(|&b| b == 0)
+        .expect("a NUL byte in the string table") as u32;
+    for name in ["_f", "_h"] {
+        let index = g.symbols.iter().position(|s| s.name == name).unwrap();
+        let external = g.symbols[index].binding == Binding::Global;
+        assert!(external, "{name} is external");
+        let at = nlist_at(&original, index);
+        let mut data = original.clone();
+        data[at..at + 4].copy_from_slice(&empty.to_le_bytes());
+        let Err(error) = parse("test.o", &data) else {
+            panic!("{name} without a name parsed\n{}", rerun(test));
+        };
+        let message = error.to_string();
+        assert!(
+            matches!(&error, LinkError::Malformed { object, .. } if object == "test.o")
+                && message.contains(&format!(
+                    "symbol {index}: an external (N_EXT) symbol has an empty name (n_strx {empty})"
+                )),
+            "{name} without a name: {message}\n{}",
+            rerun(test)
+        );
+    }
+    // A local symbol may have no name: nothing looks it up.
+    let local = g.symbols.iter().position(|s| s.name == "_l").unwrap();
+    assert_eq!(g.symbols[local].binding, Binding::Local);
+    let at = nlist_at(&original, local);
+    let mut data = original.clone();
+    data[at..at + 4].copy_from_slice(&empty.to_le_bytes());
+    let parsed = parse("test.o", &data).unwrap_or_else(|e| panic!("{e}\n{}", rerun(test)));
+    assert_eq!(parsed.symbols[local].name, "", "{}", rerun(test));
 }
 
 #[test]

@@ -2,7 +2,12 @@
 //! `pc_begin` and LSDA pointers (and sometimes a CIE's personality) point
 //! at other sections of the same object, pc-relative, without a relocation:
 //! ld64 finds them by parsing `__eh_frame`, and so does this file, with the
-//! shared record walker.
+//! shared record walker. And the differences within `__eh_frame` itself
+//! (an FDE's CIE pointer, a record's length, written as SUBTRACTOR pairs
+//! by assemblers that put each record in an atom of its own), folded into
+//! the bytes before the records are walked.
+
+use std::borrow::Cow;
 
 use super::Raw;
 use super::relocations::Context;
@@ -14,6 +19,92 @@ use crate::format::eh_frame;
 use crate::graph::*;
 
 impl Context<'_, '_> {
+    /// Folds into `data` (the bytes of `__eh_frame`, graph section
+    /// `section`) every difference whose two ends are both in the section,
+    /// and returns the other edges.
+    ///
+    /// Some assemblers write an FDE's CIE pointer as `.long Lfde - Lcie`
+    /// (and a record's length as `Lend - Lstart`) with the labels in
+    /// different atoms, so the object holds a SUBTRACTOR + UNSIGNED pair
+    /// where the record walker expects the value. The section is placed
+    /// as a whole, so such a value is the same in every layout: it is
+    /// computed here (minuend + addend - subtrahend, as offsets in the
+    /// section) and written into the field, and the edge dropped. The
+    /// walker, and everything after the front-end, then reads what the
+    /// assembler meant, as if it had folded the difference itself.
+    pub(super) fn fold_internal_differences(
+        &self,
+        raw: &Raw,
+        section: SectionId,
+        data: &mut Cow<'_, [u8]>,
+        edges: Vec<Edge>,
+    ) -> Result<Vec<Edge>, LinkError> {
+        // The offset of `symbol` in this section, if it is defined there.
+        let here = |symbol: SymbolId| match self.symbols.get(symbol)?.definition {
+            Definition::Defined { section: s, offset } if s == section => Some(offset),
+            _ => None,
+        };
+        let mut kept = Vec::with_capacity(edges.len());
+        for edge in edges {
+            let ends = edge
+                .minus()
+                .and_then(|minus| Some((here(edge.target)?, here(minus)?, minus)));
+            let Some((minuend, subtrahend, minus)) = ends else {
+                kept.push(edge);
+                continue;
+            };
+            let value = i128::from(minuend) + i128::from(edge.addend) - i128::from(subtrahend);
+            let site = || self.site(raw, edge.offset);
+            let width = edge.kind.encoding.size();
+            let field = usize::try_from(edge.offset)
+                .ok()
+                .and_then(|start| data.to_mut().get_mut(start..start.checked_add(width)?))
+                .ok_or_else(|| {
+                    self.malformed(format!(
+                        "{}: {} is past the section",
+                        site(),
+                        edge.kind.name
+                    ))
+                })?;
+            crate::arch::write_checked(&edge.kind, field, value).map_err(|_| {
+                self.malformed(format!(
+                    "{}: {} `{}` - `{}` is {}, which does not fit its {width}-byte field",
+                    site(),
+                    edge.kind.name,
+                    self.symbols[edge.target].name,
+                    self.symbols[minus].name,
+                    crate::error::signed_hex(value)
+                ))
+            })?;
+        }
+        Ok(kept)
+    }
+
+    /// The first of `existing` (sorted by offset) in the length or CIE
+    /// pointer of the record at `offset`: a relocation the walker could
+    /// not apply, since it is not a difference within the section.
+    fn structure_edge(existing: &[Edge], offset: usize) -> Option<&Edge> {
+        let start = existing.partition_point(|e| e.offset < offset as u64);
+        existing.get(start).filter(|e| e.offset < offset as u64 + 8)
+    }
+
+    /// The error for a record whose length or CIE pointer is relocated
+    /// other than by a difference within the section.
+    fn relocated_structure(&self, raw: &Raw, offset: usize, edge: &Edge, why: &str) -> LinkError {
+        let target = self.symbols.get(edge.target).map_or("?", |s| s.name);
+        let against = match edge.minus().and_then(|m| self.symbols.get(m)) {
+            Some(minus) => format!("`{target}` - `{}`", minus.name),
+            None => format!("`{target}`"),
+        };
+        self.malformed(format!(
+            "{}: the record's length or CIE pointer has a relocation ({} against {against} at \
+             offset {:#x}) that is not a difference within the section{why}",
+            self.site(raw, offset as u64),
+            edge.kind.name,
+            edge.offset
+        ))
+    }
+
     /// Edges for the `__eh_frame` pointers the assembler resolved itself.
     ///
     /// An FDE's `pc_begin` and LSDA pointers (and sometimes a CIE's
@@ -32,9 +123,13 @@ impl Context<'_, '_> {
         // The CIEs read so far, by offset.
         let mut cies: Vec<(usize, Cie)> = Vec::new();
         for record in eh_frame::records(bytes) {
-            let record = record.map_err(|(at, why)| {
-                self.malformed(format!("{}: {why}", self.site(raw, at as u64)))
+            let record = record.map_err(|(at, why)| match Self::structure_edge(existing, at) {
+                Some(edge) => self.relocated_structure(raw, at, edge, &format!(" ({why})")),
+                None => self.malformed(format!("{}: {why}", self.site(raw, at as u64))),
             })?;
+            if let Some(edge) = Self::structure_edge(existing, record.offset) {
+                return Err(self.relocated_structure(raw, record.offset, edge, ""));
+            }
             let mut cursor = Cursor {
                 data: &bytes[..record.end],
                 pos: record.offset + 8,
