@@ -167,7 +167,24 @@ fn symbol_of<'a, Coff: CoffHeader>(
     ))
 }
 
-/// Weak externals: the auxiliary record names a default symbol (the tag).
+/// Weak externals: the auxiliary record names a default symbol (the tag)
+/// and a characteristic, which says what the name means to other
+/// objects:
+///
+/// - `IMAGE_WEAK_EXTERN_SEARCH_ALIAS` (3, what clang writes) and
+///   `IMAGE_WEAK_EXTERN_SEARCH_LIBRARY` (2): the name is the default's,
+///   for the whole link: with a default defined here it is a weak
+///   definition others bind to (and the module exports), one a strong
+///   definition elsewhere overrides.
+/// - `IMAGE_WEAK_EXTERN_SEARCH_NOLIBRARY` (1): no search beyond what the
+///   link already has, and no definition for anyone else: the name stays
+///   undefined (another object's reference to it is satisfied only by
+///   something else, and the module does not export it), and this
+///   object's references mean another definition of the name if there is
+///   one, else the default (a [`Symbol::fallback`]).
+///
+/// Other values (none is defined for x86-64 objects) are read as the
+/// default's alias, as they were before the characteristic was read.
 fn settle_weak_externals<Coff: CoffHeader>(
     input: &Input<'_, '_, Coff>,
     weak_externals: &[usize],
@@ -175,6 +192,8 @@ fn settle_weak_externals<Coff: CoffHeader>(
     symbols: &mut [Symbol<'_>],
 ) -> Result<(), LinkError> {
     let mut tags: Vec<Option<usize>> = vec![None; input.raw.len()];
+    // The weak externals without library search (by symbol index).
+    let mut no_library = vec![false; input.raw.len()];
     for &index in weak_externals {
         let name = symbols[index].name;
         if input.raw.get(index + 1).is_none_or(|e| e.is_some()) {
@@ -182,12 +201,13 @@ fn settle_weak_externals<Coff: CoffHeader>(
                 input.malformed(format!("weak external {name}: it has no auxiliary record"))
             );
         }
-        let tag = input
+        let aux = input
             .symtab
             .aux_weak_external(SymbolIndex(index))
-            .map_err(|e| input.malformed(format!("weak external {name}: {e}")))?
-            .default_symbol()
-            .0;
+            .map_err(|e| input.malformed(format!("weak external {name}: {e}")))?;
+        let tag = aux.default_symbol().0;
+        no_library[index] = aux.weak_search_type.get(object::LittleEndian)
+            == pe::IMAGE_WEAK_EXTERN_SEARCH_NOLIBRARY;
         match entries.get(tag) {
             None => {
                 return Err(input.malformed(format!(
@@ -221,16 +241,26 @@ fn settle_weak_externals<Coff: CoffHeader>(
         let (definition, fallback) = match default.definition {
             // Another weak external: it is what this one means.
             _ if tags[tag].is_some() => (Definition::Undefined, Some(tag)),
-            // clang's weak definitions: the tag is the definition.
-            Definition::Defined { .. } | Definition::Unplaced => (default.definition, None),
             // clang's weak references: 0 when nothing defines the symbol.
             Definition::Absolute(0) => (Definition::Undefined, None),
+            // No library search: undefined for everyone else, the default
+            // for this object when nothing defines the name.
+            _ if no_library[index] => (Definition::Undefined, Some(tag)),
+            // clang's weak definitions: the tag is the definition.
+            Definition::Defined { .. } | Definition::Unplaced => (default.definition, None),
             Definition::Absolute(value) => (Definition::Absolute(value), None),
             Definition::Undefined | Definition::Common { .. } => (Definition::Undefined, Some(tag)),
         };
         let kind = match definition {
             _ if symbols[index].kind == SymbolKind::Function => SymbolKind::Function,
             Definition::Defined { .. } | Definition::Absolute(_) => default.kind,
+            // What the default is, for a name left undefined that means it.
+            Definition::Undefined
+                if no_library[index]
+                    && matches!(default.definition, Definition::Defined { .. }) =>
+            {
+                default.kind
+            }
             _ => SymbolKind::Other,
         };
         let sym = &mut symbols[index];

@@ -433,6 +433,81 @@ fn weak_definitions_and_weak_references() {
     );
 }
 
+/// A weak external's characteristic decides whether its name is the
+/// default's for every object: with no library search
+/// (`IMAGE_WEAK_EXTERN_SEARCH_NOLIBRARY`) it stays undefined, falling back
+/// to the default; with library search or as an alias it is the default's
+/// (weak) definition.
+#[test]
+fn weak_externals_by_characteristic() {
+    let original = c(r#"
+        __attribute__((weak)) int wf(void) { return 1; }
+        __attribute__((weak)) int wd = 5;
+        int use(void) { return wf() + wd; }
+    "#);
+    let raw = Raw::new(&original);
+    let text = section_id(&graph(&original), ".text");
+    for characteristic in [
+        pe::IMAGE_WEAK_EXTERN_SEARCH_NOLIBRARY,
+        pe::IMAGE_WEAK_EXTERN_SEARCH_LIBRARY,
+        pe::IMAGE_WEAK_EXTERN_SEARCH_ALIAS,
+    ] {
+        let mut data = original.clone();
+        for name in ["wf", "wd"] {
+            let (index, sym) = raw.symbol(name);
+            assert_eq!(sym.storage_class(), pe::IMAGE_SYM_CLASS_WEAK_EXTERNAL);
+            // The characteristic follows the default's index in the aux record.
+            let at = raw.symtab_at + (index + 1) * pe::IMAGE_SIZEOF_SYMBOL + 4;
+            data[at..at + 4].copy_from_slice(&characteristic.0.to_le_bytes());
+            let patched = Raw::new(&data);
+            let aux = patched
+                .symtab
+                .aux_weak_external(SymbolIndex(index))
+                .unwrap();
+            assert_eq!(aux.weak_search_type.get(LE), characteristic);
+        }
+        let g = graph(&data);
+        let (_, wf) = symbol(&g, "wf");
+        let (_, wd) = symbol(&g, "wd");
+        let default = |name: &str| {
+            g.symbols
+                .iter()
+                .position(|s| s.name.starts_with(&format!(".weak.{name}.default.")))
+                .unwrap_or_else(|| panic!("no default for {name}"))
+        };
+        let rerun = "rerun: cargo test -p solder-linker --lib -- \
+                     format::coff::tests::weak_externals_by_characteristic --exact";
+        if characteristic == pe::IMAGE_WEAK_EXTERN_SEARCH_NOLIBRARY {
+            for (sym, name, kind) in [
+                (wf, "wf", SymbolKind::Function),
+                (wd, "wd", SymbolKind::Data),
+            ] {
+                assert_eq!(
+                    (sym.binding, sym.definition, sym.fallback, sym.kind),
+                    (
+                        Binding::Weak,
+                        Definition::Undefined,
+                        Some(default(name)),
+                        kind
+                    ),
+                    "{name} without library search\n{rerun}"
+                );
+            }
+        } else {
+            assert_eq!(wf.binding, Binding::Weak, "{rerun}");
+            assert!(
+                matches!(wf.definition, Definition::Defined { section, .. } if section == text),
+                "{characteristic:?}: {wf:?}\n{rerun}"
+            );
+            assert_eq!((wf.fallback, wd.fallback), (None, None), "{rerun}");
+            assert!(
+                matches!(wd.definition, Definition::Defined { .. }),
+                "{characteristic:?}: {wd:?}\n{rerun}"
+            );
+        }
+    }
+}
+
 #[test]
 fn weak_external_with_an_undefined_default_falls_back_to_it() {
     let data = asm("
