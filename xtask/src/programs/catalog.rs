@@ -4,7 +4,7 @@
 //!
 //! Third-party C code is never vendored. `xtask/sources/Cargo.toml` names
 //! crates.io source packages (`lua-src`, `libsqlite3-sys` with `bundled`,
-//! `libmimalloc-sys`);
+//! `libmimalloc-sys`, `libz-sys`);
 //! [`locate_sources`] runs `cargo metadata` on that manifest, which downloads
 //! the crates (pinned by `xtask/sources/Cargo.lock`), and finds the C code
 //! inside them. Our own sources live in `fixtures/programs/`.
@@ -175,6 +175,8 @@ pub struct ThirdParty {
     /// `libmimalloc-sys-*/c_src/mimalloc/v2` (holds `src/static.c`,
     /// `include/mimalloc.h`)
     pub mimalloc: PathBuf,
+    /// `libz-sys-*/src/zlib` (holds `deflate.c`, `zlib.h`)
+    pub zlib: PathBuf,
 }
 
 /// Runs `cargo metadata` on `xtask/sources/Cargo.toml` (downloading the
@@ -236,6 +238,12 @@ pub fn locate_sources(root: &Path) -> Result<ThirdParty> {
     let lua = package_dir("lua-src")?.join("lua-5.4.9");
     let sqlite = package_dir("libsqlite3-sys")?.join("sqlite3");
     let mimalloc = package_dir("libmimalloc-sys")?.join("c_src/mimalloc/v2");
+    let zlib = package_dir("libz-sys")?.join("src/zlib");
+    ensure!(
+        zlib.join("deflate.c").is_file(),
+        "{} has no deflate.c (has libz-sys changed its layout?)",
+        zlib.display()
+    );
     ensure!(
         lua.join("lua.h").is_file(),
         "{} has no lua.h (has lua-src changed its layout?)",
@@ -255,6 +263,7 @@ pub fn locate_sources(root: &Path) -> Result<ThirdParty> {
         lua,
         sqlite,
         mimalloc,
+        zlib,
     })
 }
 
@@ -486,6 +495,39 @@ pub fn programs(root: &Path, third_party: &ThirdParty) -> Result<Vec<Program>> {
         // Its default heap, by local exec.
         exercises: &["R_X86_64_TPOFF32", ".tbss*"],
         archive: None,
+    });
+
+    // zlib as `libz.a` and a driver: the driver needs deflate, inflate and
+    // the checksums, not the gz* file functions, whose members stay out.
+    let mut zlib_sources: Vec<Source> = files_with_extension(&third_party.zlib, "c")?
+        .into_iter()
+        .map(Source::new)
+        .collect();
+    ensure!(
+        zlib_sources.len() > 10,
+        "too few zlib sources in {}",
+        third_party.zlib.display()
+    );
+    zlib_sources.push(own("zlib/driver.c"));
+    programs.push(Program {
+        name: "zlib-archive",
+        cflags: vec![
+            format!("-I{}", third_party.zlib.display()),
+            "-D_LARGEFILE64_SOURCE=1".to_owned(),
+        ],
+        sources: zlib_sources,
+        variants: vec![&DEFAULT],
+        cases: vec![
+            Case::new("100k", &["100000"]),
+            Case::new("1m", &["1000000"]),
+        ],
+        cwd: fixtures.join("zlib"),
+        exercises: &[],
+        archive: Some(ArchiveSpec {
+            name: "libz.a",
+            outside: &["driver"],
+            whole: false,
+        }),
     });
 
     // C++ threads, std::call_once and thread_local objects.
