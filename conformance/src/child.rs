@@ -237,6 +237,9 @@ pub fn run(plan_json: &str) -> Result<(), ChildError> {
         listener.as_ref().map(|l| l.address.as_str()),
     ))
     .map_err(ChildError::Session)?;
+    for (name, &address) in &scenario.session.absolute {
+        session.define_absolute(name, address);
+    }
     let mut modules: BTreeMap<String, ModuleId> = BTreeMap::new();
     let mut added: Vec<String> = Vec::new();
     let mut ended = false;

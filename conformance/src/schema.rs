@@ -108,6 +108,11 @@ pub struct SessionSpec {
     /// timeout; the scenario must then run only in executor modes.
     #[serde(default)]
     pub recovery: Option<RecoverySpec>,
+    /// Names defined at absolute addresses before the first step, as the
+    /// host defines its symbols (`solder run --abs NAME=ADDRESS`); names
+    /// as C spells them.
+    #[serde(default)]
+    pub absolute: BTreeMap<String, u64>,
 }
 
 /// A recovery policy.

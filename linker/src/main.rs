@@ -246,17 +246,7 @@ fn run(args: RunArgs) -> Result<u8> {
         },
     };
     let remote = executor != ExecutorChoice::InProcess;
-    let mut objects = Vec::new();
-    let mut archives = Vec::new();
-    for path in &args.objects {
-        let file = ObjectFile::read(path)?;
-        if is_archive(&file.bytes) {
-            let directory = path.parent().unwrap_or(std::path::Path::new("."));
-            archives.push(Archive::parse(&file.name, &file.bytes, Some(directory))?);
-        } else {
-            objects.push(file);
-        }
-    }
+    let (objects, archives) = read_inputs(&args.objects)?;
     let config = SessionConfig {
         slab_size: args.slab.unwrap_or(1 << 30),
         placement: args.slab_address.map_or(Placement::Auto, Placement::Fixed),
@@ -272,19 +262,7 @@ fn run(args: RunArgs) -> Result<u8> {
         executor_output: args.executor_output,
     };
     let mut session = Session::new(config).context("cannot start the session")?;
-    for archive in archives {
-        session.add_archive(archive, false);
-    }
-    for path in &args.whole_archive {
-        session.add_archive(Archive::read(path)?, true);
-    }
-    for name in &args.library {
-        session.link_library(name, &args.library_path)?;
-    }
-    for (name, address) in &args.absolute {
-        session.define_absolute(name, *address);
-    }
-    session.set_link_maps(args.map.is_some() || args.print_map);
+    add_inputs(&mut session, archives, &args)?;
     // Out of process the executor's timer (or the controller's deadline)
     // stops the run.
     session.set_deadline(deadline);
@@ -386,6 +364,42 @@ fn timeout_report(
     }
     text.push_str(&format!(" during {during}"));
     text
+}
+
+/// The command line's inputs: objects, and archives (known by their magic).
+fn read_inputs(paths: &[PathBuf]) -> Result<(Vec<ObjectFile>, Vec<Archive>)> {
+    let mut objects = Vec::new();
+    let mut archives = Vec::new();
+    for path in paths {
+        let file = ObjectFile::read(path)?;
+        if is_archive(&file.bytes) {
+            let directory = path.parent().unwrap_or(std::path::Path::new("."));
+            archives.push(Archive::parse(&file.name, &file.bytes, Some(directory))?);
+        } else {
+            objects.push(file);
+        }
+    }
+    Ok((objects, archives))
+}
+
+/// What the session takes besides the objects: the archives (given, then
+/// `--whole-archive` ones, then `-l` ones), `--abs` names, and whether to
+/// make link maps.
+fn add_inputs(session: &mut Session, archives: Vec<Archive>, args: &RunArgs) -> Result<()> {
+    for archive in archives {
+        session.add_archive(archive, false);
+    }
+    for path in &args.whole_archive {
+        session.add_archive(Archive::read(path)?, true);
+    }
+    for name in &args.library {
+        session.link_library(name, &args.library_path)?;
+    }
+    for (name, address) in &args.absolute {
+        session.define_absolute(name, *address);
+    }
+    session.set_link_maps(args.map.is_some() || args.print_map);
+    Ok(())
 }
 
 /// Writes module `id`'s link map where `--map` and `--print-map` say.

@@ -348,10 +348,12 @@ impl Session {
     }
 
     /// Defines `name` (a C name: no Mach-O underscore) at `address`, as
-    /// the host defines its symbols: a load that does not define `name`
-    /// itself reaches it through the GOT and stubs, from anywhere in the
-    /// address space (`--abs NAME=ADDRESS`). A name already asked about
-    /// keeps its first answer in loads already linked.
+    /// the host defines its symbols (`--abs NAME=ADDRESS`): a load that
+    /// does not define `name` itself calls it through a stub and loads its
+    /// address from the GOT, from anywhere in the address space; a direct
+    /// reference to its address that cannot reach it is out of range. A
+    /// load after this one sees the definition; loads already linked keep
+    /// what they bound.
     pub fn define_absolute(&mut self, name: &str, address: u64) {
         self.absolutes.insert(name.to_string(), address);
         self.symbols
@@ -1186,11 +1188,13 @@ fn describe(objects: &[ObjectFile], pulled: &[Pulled]) -> Arc<str> {
 }
 
 /// What the host would say about a name defined at `address`
-/// ([`Session::define_absolute`]): of unknown kind, so references reach
-/// it the way they reach any host symbol.
+/// ([`Session::define_absolute`]): data of unknown size, so that calls
+/// reach it through stubs and loads through the GOT, and a direct
+/// reference that cannot reach it is out of range (a stub's address would
+/// be wrong for data, and nothing of unknown size can be copied).
 fn absolute_symbol(address: u64) -> SymbolInfo {
     SymbolInfo {
-        kind: solder_executor::protocol::SymbolKind::Unknown,
+        kind: solder_executor::protocol::SymbolKind::Data,
         arg: 0,
         address,
         size: 0,

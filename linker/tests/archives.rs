@@ -234,7 +234,7 @@ fn absolute_definitions_are_reached_from_beyond_2_gib() {
     })
     .unwrap();
     session.set_link_maps(true);
-    let function = far_function as usize as u64;
+    let function = far_function as *const () as u64;
     let variable = &raw const FAR_VARIABLE as u64;
     session.define_absolute("far_function", function);
     session.define_absolute("far_variable", variable);
@@ -300,6 +300,33 @@ fn the_abs_option_defines_a_name_at_an_address() {
         rerun(test)
     );
     assert_eq!(stdout(&output), "123456789\n", "{}", rerun(test));
+    // Without -fPIC the address is a direct PC-relative reference, which
+    // cannot reach 0x123456789 from the slab: refused, not a stub's address.
+    let direct = compile("linker/archives/abs_user.c", &["-O2", "-fno-pic"]);
+    let refused = solder(&[
+        "run",
+        direct.to_str().unwrap(),
+        "--slab-address",
+        "0x40000000",
+        "--abs",
+        "far_marker=0x123456789",
+        "--abs",
+        "far_function=0x1000",
+        "--abs",
+        "far_variable=0x2000",
+    ]);
+    let message = stderr(&refused);
+    assert_eq!(
+        refused.status.code(),
+        Some(125),
+        "{message}\n{}",
+        rerun(test)
+    );
+    assert!(
+        message.contains("`far_marker` out of range"),
+        "{message}\n{}",
+        rerun(test)
+    );
     let bad = solder(&["run", object.to_str().unwrap(), "--abs", "far_marker"]);
     assert_eq!(bad.status.code(), Some(125), "{}", rerun(test));
     assert!(
@@ -365,12 +392,8 @@ fn the_json_link_map_matches_the_written_memory() {
     let entry_address = entry["address"].as_u64().unwrap();
     assert_eq!(entry["value"].as_u64(), Some(puts), "{}", rerun(test));
     // SAFETY: the GOT is in the live module's read-only data.
-    assert_eq!(
-        unsafe { read_at::<u64>(entry_address) },
-        puts,
-        "{}",
-        rerun(test)
-    );
+    let held = unsafe { read_at::<u64>(entry_address) };
+    assert_eq!(held, puts, "{}", rerun(test));
     let stub = map["stubs"]
         .as_array()
         .unwrap()

@@ -214,12 +214,21 @@ pub(super) fn plan(
                     (_, Target::Address(address)) if copy_index.contains_key(&address) => {
                         Via::Copy(copy_index[&address] as u32)
                     }
-                    (
-                        RelocOp::Branch | RelocOp::PcRelative | RelocOp::Absolute,
-                        Target::Address(address),
-                    ) if (r.origin == Origin::Runtime
-                        || r.origin == Origin::Host { data: false })
-                        && needs_near(&edge.kind, address, edge.addend, slab) =>
+                    // A far call goes through a stub, whatever the host
+                    // says the name is; a far address is a stub's only
+                    // for a function (its canonical address here): far
+                    // data (`--abs` names too) is copied or out of range,
+                    // never silently a stub's address.
+                    (RelocOp::Branch, Target::Address(address))
+                        if matches!(r.origin, Origin::Runtime | Origin::Host { .. })
+                            && needs_near(&edge.kind, address, edge.addend, slab) =>
+                    {
+                        stubs.to(address, &mut got)
+                    }
+                    (RelocOp::PcRelative | RelocOp::Absolute, Target::Address(address))
+                        if (r.origin == Origin::Runtime
+                            || r.origin == Origin::Host { data: false })
+                            && needs_near(&edge.kind, address, edge.addend, slab) =>
                     {
                         stubs.to(address, &mut got)
                     }
