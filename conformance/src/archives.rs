@@ -3,8 +3,8 @@
 //!
 //! Written with `ar_archive_writer` (the archive writer of the Rust
 //! toolchain), so every format's leg builds them without an `ar` on the
-//! machine: GNU archives for ELF and COFF objects, BSD (Darwin) archives
-//! for Mach-O ones, with a symbol index (or without: `index: false`). A
+//! machine: GNU archives for ELF objects, BSD (Darwin) archives for
+//! Mach-O ones, COFF libraries (two linker members) for COFF ones, with a symbol index (or without: `index: false`). A
 //! `damage` then breaks the written archive in one precise way, for the
 //! scenarios that check malformed archives are refused.
 
@@ -36,11 +36,13 @@ pub fn write_archive(
     }
     let kind = match format {
         Format::Macho => ArchiveKind::Darwin,
-        Format::Elf | Format::Coff => ArchiveKind::Gnu,
+        Format::Elf => ArchiveKind::Gnu,
+        Format::Coff => ArchiveKind::Coff,
     };
     let mut bytes = Cursor::new(Vec::new());
     ar_archive_writer::write_archive_to_stream(&mut bytes, &new_members, kind, false, None)?;
     let mut bytes = bytes.into_inner();
+    check_kind(&bytes, format)?;
     if !spec.index {
         remove_index(&mut bytes)?;
     }
@@ -58,26 +60,61 @@ pub fn write_archive(
     Ok(path)
 }
 
-/// Removes the symbol index, the archive's first member (GNU `/`, Darwin
-/// `__.SYMDEF`), and checks that none is left.
-fn remove_index(bytes: &mut Vec<u8>) -> std::io::Result<()> {
-    let first = 8;
-    let header = bytes
-        .get(first..first + 60)
-        .ok_or_else(|| invalid("the archive has no member"))?;
-    let size: usize = std::str::from_utf8(&header[48..58])
+/// The member at `header` (its 60-byte header): its name field and where
+/// its data starts and ends (padded to an even offset).
+fn member_at(bytes: &[u8], header: usize) -> std::io::Result<([u8; 16], usize, usize)> {
+    let raw = bytes
+        .get(header..header + 60)
+        .ok_or_else(|| invalid("no member header there"))?;
+    let size: usize = std::str::from_utf8(&raw[48..58])
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .ok_or_else(|| invalid("odd member size"))?;
-    let end = first + 60 + size + size % 2;
+    let name: [u8; 16] = raw[..16].try_into().map_err(|_| invalid("odd name"))?;
+    let end = header + 60 + size + size % 2;
     if end > bytes.len() {
-        return Err(invalid("the symbol index runs past the file"));
+        return Err(invalid("a member runs past the file"));
     }
+    Ok((name, header + 60, end))
+}
+
+/// Removes the symbol index, the archive's first member (GNU `/`, Darwin
+/// `__.SYMDEF`) and a COFF library's second linker member (`/` again), and
+/// checks that none is left.
+fn remove_index(bytes: &mut Vec<u8>) -> std::io::Result<()> {
+    let first = 8;
+    let (_, _, end) = member_at(bytes, first)?;
     bytes.drain(first..end);
+    if let Ok((name, _, end)) = member_at(bytes, first)
+        && name.starts_with(b"/ ")
+    {
+        bytes.drain(first..end);
+    }
     let file = ArchiveFile::parse(bytes.as_slice()).map_err(|e| invalid(&e.to_string()))?;
     match file.symbols() {
         Ok(None) => Ok(()),
         _ => Err(invalid("the archive still has a symbol index")),
+    }
+}
+
+/// Checks that the archive is of the kind a native toolchain for `format`
+/// makes, as an independent reader sees it.
+fn check_kind(bytes: &[u8], format: Format) -> std::io::Result<()> {
+    use object::read::archive::ArchiveKind as Read;
+    let kind = ArchiveFile::parse(bytes)
+        .map_err(|e| invalid(&e.to_string()))?
+        .kind();
+    let expected = match format {
+        Format::Elf => matches!(kind, Read::Gnu),
+        Format::Macho => matches!(kind, Read::Bsd | Read::Bsd64),
+        Format::Coff => matches!(kind, Read::Coff),
+    };
+    if expected {
+        Ok(())
+    } else {
+        Err(invalid(&format!(
+            "a {kind:?} archive for {format:?} objects"
+        )))
     }
 }
 
@@ -161,6 +198,25 @@ fn point_index_outside(bytes: &mut [u8], outside: u64) -> std::io::Result<()> {
         field.copy_from_slice(&value.to_be_bytes());
     } else {
         field.copy_from_slice(&value.to_le_bytes());
+    }
+    // A COFF library's second linker member (the one readers use): a
+    // little-endian member count, then that many member offsets.
+    let (_, _, end) = member_at(bytes, header)?;
+    if let Ok((second, data, _)) = member_at(bytes, end)
+        && second.starts_with(b"/ ")
+    {
+        let count = bytes
+            .get(data..data + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(|b| u32::from_le_bytes(b) as usize)
+            .ok_or_else(|| invalid("odd second linker member"))?;
+        for i in 0..count {
+            let at = data + 4 + 4 * i;
+            bytes
+                .get_mut(at..at + 4)
+                .ok_or_else(|| invalid("odd second linker member"))?
+                .copy_from_slice(&value.to_le_bytes());
+        }
     }
     Ok(())
 }
