@@ -212,8 +212,12 @@ fn read_thin_member(archive: &str, member: &str, directory: &Path) -> Result<Vec
     } else {
         directory.join(member)
     };
-    std::fs::read(&path).map_err(|e| LinkError::Malformed {
-        object: format!("{archive}({member})"),
-        reason: format!("thin archive member {} cannot be read: {e}", path.display()),
-    })
+    // Read as an object is (as many bytes as the file's size says): a
+    // hostile name such as `/dev/zero` reads nothing rather than forever.
+    ObjectFile::read(&path)
+        .map(|file| file.bytes)
+        .map_err(|e| LinkError::Malformed {
+            object: format!("{archive}({member})"),
+            reason: format!("thin archive member {} cannot be read: {e}", path.display()),
+        })
 }

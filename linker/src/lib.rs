@@ -5,7 +5,9 @@
 //! object bytes -> front-end ([`elf`], [`macho`], [`coff`]) -> [`graph::LinkGraph`] -> resolve,
 //! plan, lay out, allocate, write and protect ([`link`], using the
 //! [`arch`] tables and writer) -> initializers run -> relocation records
-//! dropped. [`session::Session`] is the public, REPL-like API;
+//! dropped. Static archives ([`archive`]) join a session's search list;
+//! each load takes the members it needs ([`members`]).
+//! [`session::Session`] is the public, REPL-like API;
 //! [`probe::link_image`] links one object into a byte image with no
 //! executor (for fuzzing and tests).
 
