@@ -59,13 +59,14 @@ impl ArchiveSearch {
         self.archives.clone()
     }
 
-    /// Takes the members a load needs: parses each into `graphs` (after the
+    /// Takes the members a load needs (every member of a whole archive not
+    /// held yet, then what is needed): parses each into `graphs` (after the
     /// load's own objects) and says which were taken. `module` is the
     /// module being linked: members it holds (it is being replaced) count
     /// as free. `defined_elsewhere` says whether an earlier module (or an
     /// absolute definition) already offers a name.
     pub fn select<'a>(
-        &mut self,
+        &self,
         archives: &'a [Arc<Archive>],
         graphs: &mut Vec<LinkGraph<'a>>,
         module: u32,
@@ -89,7 +90,7 @@ impl ArchiveSearch {
         for graph in graphs.iter() {
             selection.note(graph);
         }
-        for archive in std::mem::take(&mut self.whole) {
+        for &archive in &self.whole {
             for member in 0..archives[archive].len() {
                 if let Some(graph) = selection.take(archive, member, None)? {
                     graphs.push(graph);
@@ -120,8 +121,11 @@ impl ArchiveSearch {
         self.archives[pulled.archive].member_object(pulled.member)
     }
 
-    /// Records that `module` holds `pulled` (replacing what it held).
+    /// Records that `module` holds `pulled` (replacing what it held); the
+    /// whole archives were given to it. (A load that fails records
+    /// nothing: the next one is given the whole archives again.)
     pub fn record(&mut self, module: u32, pulled: &[Pulled]) {
+        self.whole.clear();
         self.forget(module);
         for p in pulled {
             self.taken.insert((p.archive, p.member), module);
