@@ -209,22 +209,6 @@ pub fn run(plan_json: &str) -> Result<(), ChildError> {
             .open(&plan.report)?,
     };
     solder_executor::crash::install_crash_reporter();
-    let read_objects = |names: &[String]| -> Result<Vec<ObjectFile>, ChildError> {
-        names
-            .iter()
-            .map(|name| {
-                let path = plan
-                    .objects
-                    .get(name)
-                    .ok_or_else(|| ChildError::NoObject(name.clone()))?;
-                let bytes = std::fs::read(path)?;
-                Ok(ObjectFile {
-                    name: format!("{name} ({})", path.display()),
-                    bytes,
-                })
-            })
-            .collect()
-    };
     // TCP: an executor listening on a loopback port of its own, serving
     // each connection (a restart is a new connection) in a fresh process.
     let listener = match plan.mode {
@@ -240,115 +224,172 @@ pub fn run(plan_json: &str) -> Result<(), ChildError> {
     for (name, &address) in &scenario.session.absolute {
         session.define_absolute(name, address);
     }
-    let mut modules: BTreeMap<String, ModuleId> = BTreeMap::new();
-    let mut added: Vec<String> = Vec::new();
-    let mut ended = false;
+    let mut trial = Trial {
+        plan: &plan,
+        scenario: &scenario,
+        session,
+        modules: BTreeMap::new(),
+        added: Vec::new(),
+        ended: false,
+    };
     for (index, step) in scenario.steps.iter().enumerate() {
         reporter.record(&Record::Start {
             step: index,
             stdout: flushed_stdout_size(),
         })?;
+        let result = trial.step(&step.action)?;
+        reporter.record(&Record::Finish {
+            step: index,
+            stdout: flushed_stdout_size(),
+            result,
+        })?;
+    }
+    if !trial.ended {
+        let step = scenario.steps.len();
+        reporter.record(&Record::Start {
+            step,
+            stdout: flushed_stdout_size(),
+        })?;
+        let result = trial.step(&Action::End)?;
+        reporter.record(&Record::Finish {
+            step,
+            stdout: flushed_stdout_size(),
+            result,
+        })?;
+    }
+    drop(trial);
+    drop(listener);
+    reporter.record(&Record::Done)?;
+    Ok(())
+}
+
+/// A trial's session and what its steps named.
+struct Trial<'p> {
+    plan: &'p ChildPlan,
+    scenario: &'p Scenario,
+    session: Session,
+    modules: BTreeMap<String, ModuleId>,
+    /// Archives added to the session's search list so far.
+    added: Vec<String>,
+    ended: bool,
+}
+
+impl Trial<'_> {
+    /// Runs one action.
+    fn step(&mut self, action: &Action) -> Result<StepResult, ChildError> {
         let link = |r: Result<(), LinkError>| match r {
             Ok(()) => StepResult::Ok,
             Err(err) => failure(err),
         };
-        let result = match &step.action {
+        Ok(match action {
             Action::Load { fixtures, module } => {
-                let (archives, fixtures): (Vec<String>, Vec<String>) = fixtures
-                    .iter()
-                    .cloned()
-                    .partition(|name| scenario.archives.contains_key(name));
-                let objects = read_objects(&fixtures)?;
-                let archives_added =
-                    add_archives(&mut session, &scenario, &plan, &archives, &mut added);
-                link(
-                    archives_added
-                        .and_then(|()| session.load(&objects))
-                        .map(|id| {
-                            modules.insert(module.clone(), id);
-                        }),
-                )
+                let objects = self.inputs(fixtures)?;
+                let loaded = objects.and_then(|objects| self.session.load(&objects));
+                link(loaded.map(|id| {
+                    self.modules.insert(module.clone(), id);
+                }))
             }
-            Action::Call(call) => call_step(&mut session, plan.format, call),
+            Action::Run {
+                fixtures,
+                entry,
+                module,
+            } => {
+                let objects = self.inputs(fixtures)?;
+                let ran = objects
+                    .and_then(|objects| self.session.load_program(&objects, entry))
+                    .and_then(|(id, address)| {
+                        self.modules.insert(module.clone(), id);
+                        self.session.run_entry(address, entry)
+                    });
+                match ran {
+                    Ok(status) => StepResult::Returned {
+                        value: i64::from(status) as u64,
+                    },
+                    Err(err) => failure(err),
+                }
+            }
+            Action::Call(call) => call_step(&mut self.session, self.plan.format, call),
             Action::Replace {
                 module,
                 with,
                 repeat,
             } => {
-                let objects = read_objects(with)?;
-                match modules.get(module) {
-                    Some(&id) => replace_step(&mut session, id, &objects, *repeat),
+                let objects = self.read_objects(with)?;
+                match self.modules.get(module) {
+                    Some(&id) => replace_step(&mut self.session, id, &objects, *repeat),
                     None => StepResult::NoModule {
                         name: module.clone(),
                     },
                 }
             }
-            Action::Remove { module } => match modules.get(module) {
-                Some(&id) => link(session.remove(id).map(|()| {
-                    modules.remove(module);
+            Action::Remove { module } => match self.modules.get(module) {
+                Some(&id) => link(self.session.remove(id).map(|()| {
+                    self.modules.remove(module);
                 })),
                 None => StepResult::NoModule {
                     name: module.clone(),
                 },
             },
             Action::End => {
-                ended = true;
-                link(session.finish())
+                self.ended = true;
+                link(self.session.finish())
             }
-        };
-        reporter.record(&Record::Finish {
-            step: index,
-            stdout: flushed_stdout_size(),
-            result,
-        })?;
+        })
     }
-    if !ended {
-        let step = scenario.steps.len();
-        reporter.record(&Record::Start {
-            step,
-            stdout: flushed_stdout_size(),
-        })?;
-        let result = match session.finish() {
-            Ok(()) => StepResult::Ok,
-            Err(err) => failure(err),
-        };
-        reporter.record(&Record::Finish {
-            step,
-            stdout: flushed_stdout_size(),
-            result,
-        })?;
+
+    /// The objects a load names; the archives it names join the session's
+    /// search list (the inner result: a link error of the step).
+    fn inputs(
+        &mut self,
+        names: &[String],
+    ) -> Result<Result<Vec<ObjectFile>, LinkError>, ChildError> {
+        let (archives, fixtures): (Vec<String>, Vec<String>) = names
+            .iter()
+            .cloned()
+            .partition(|name| self.scenario.archives.contains_key(name));
+        let objects = self.read_objects(&fixtures)?;
+        Ok(self.add_archives(&archives).map(|()| objects))
     }
-    drop(session);
-    drop(listener);
-    reporter.record(&Record::Done)?;
-    Ok(())
+
+    fn read_objects(&self, names: &[String]) -> Result<Vec<ObjectFile>, ChildError> {
+        names
+            .iter()
+            .map(|name| {
+                let path = self
+                    .plan
+                    .objects
+                    .get(name)
+                    .ok_or_else(|| ChildError::NoObject(name.clone()))?;
+                let bytes = std::fs::read(path)?;
+                Ok(ObjectFile {
+                    name: format!("{name} ({})", path.display()),
+                    bytes,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds the archives a load names to the session's search list, in
+    /// the step's order, each once per session.
+    fn add_archives(&mut self, names: &[String]) -> Result<(), LinkError> {
+        for name in names {
+            if self.added.contains(name) {
+                continue;
+            }
+            let path = self.plan.objects.get(name).ok_or_else(|| LinkError::Read {
+                path: PathBuf::from(name),
+                reason: std::io::Error::new(std::io::ErrorKind::NotFound, "archive not built"),
+            })?;
+            let archive = Archive::read(path)?;
+            self.session
+                .add_archive(archive, self.scenario.archives[name].whole);
+            self.added.push(name.clone());
+        }
+        Ok(())
+    }
 }
 
 /// A step's failure as a result: a link error, or how the executor ended.
-/// Adds the archives a load step names to the session's search list, in
-/// the step's order, each once per session (`added` lists those added).
-fn add_archives(
-    session: &mut Session,
-    scenario: &Scenario,
-    plan: &ChildPlan,
-    names: &[String],
-    added: &mut Vec<String>,
-) -> Result<(), LinkError> {
-    for name in names {
-        if added.contains(name) {
-            continue;
-        }
-        let path = plan.objects.get(name).ok_or_else(|| LinkError::Read {
-            path: PathBuf::from(name),
-            reason: std::io::Error::new(std::io::ErrorKind::NotFound, "archive not built"),
-        })?;
-        let archive = Archive::read(path)?;
-        session.add_archive(archive, scenario.archives[name].whole);
-        added.push(name.clone());
-    }
-    Ok(())
-}
-
 fn failure(err: LinkError) -> StepResult {
     match err {
         LinkError::Execution(abnormal) => match &abnormal.outcome {

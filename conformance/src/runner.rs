@@ -404,13 +404,16 @@ fn expected_outcome(step: &Step) -> String {
     if e.timeout == Some(true) {
         return "timed out".into();
     }
-    if let Action::Call(call) = &step.action {
-        return match e.returns {
-            Some(value) => format!("returned {}", normalize(value as u64, call.width)),
-            None => "returned (any value)".into(),
-        };
+    match (&step.action, e.returns) {
+        (Action::Call(call), Some(value)) => {
+            format!("returned {}", normalize(value as u64, call.width))
+        }
+        (Action::Call(_), None) => "returned (any value)".into(),
+        // `main` returns an int.
+        (Action::Run { .. }, Some(value)) => format!("returned {}", normalize(value as u64, 32)),
+        (Action::Run { .. }, None) => "returned (any value)".into(),
+        _ => "ok".into(),
     }
-    "ok".into()
 }
 
 fn normalize(value: u64, width: u32) -> i64 {
@@ -425,13 +428,15 @@ fn actual_outcome(step: &Step, observed: &Observed, want: &str) -> String {
     match observed {
         Observed::Result(StepResult::Ok) => "ok".into(),
         Observed::Result(StepResult::Returned { value }) => {
-            let Action::Call(call) = &step.action else {
-                return format!("returned {value}");
+            let width = match &step.action {
+                Action::Call(call) => call.width,
+                Action::Run { .. } => 32,
+                _ => return format!("returned {value}"),
             };
             if step.expect.returns.is_none() && want == "returned (any value)" {
                 return want.to_string();
             }
-            format!("returned {}", normalize(*value, call.width))
+            format!("returned {}", normalize(*value, width))
         }
         Observed::Result(StepResult::LinkError { kind, message }) => {
             if let Some(link) = &step.expect.link_error

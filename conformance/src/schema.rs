@@ -258,6 +258,15 @@ pub enum Action {
         fixtures: Vec<String>,
         module: String,
     },
+    /// Links the fixtures as one new module named `module`, a program:
+    /// its entry point `entry` is found among all of its global functions,
+    /// hidden ones included, before its initializers run; then runs it as
+    /// `main` (the step returns what it returns).
+    Run {
+        fixtures: Vec<String>,
+        entry: String,
+        module: String,
+    },
     /// Looks `function` up and calls it.
     Call(Call),
     /// Hot-swaps module `module` for the fixtures `with`.
@@ -281,6 +290,11 @@ impl Action {
             Action::Load { fixtures, module } => {
                 format!("load [{}] as {module}", fixtures.join(", "))
             }
+            Action::Run {
+                fixtures,
+                entry,
+                module,
+            } => format!("run [{}] from {entry} as {module}", fixtures.join(", ")),
             Action::Call(call) => {
                 let args: Vec<String> = call.args.iter().map(i64::to_string).collect();
                 format!("call {}({})", call.function, args.join(", "))
@@ -380,6 +394,10 @@ struct StepRaw {
     #[serde(default, rename = "as")]
     as_name: Option<String>,
     #[serde(default)]
+    run: Option<Vec<String>>,
+    #[serde(default)]
+    entry: Option<String>,
+    #[serde(default)]
     call: Option<CallSpec>,
     #[serde(default)]
     replace: Option<ReplaceSpec>,
@@ -401,8 +419,26 @@ impl<'de> Deserialize<'de> for Step {
             }
             let module = raw.as_name.clone().unwrap_or_else(|| fixtures.join("+"));
             actions.push(Action::Load { fixtures, module });
+        } else if let Some(fixtures) = raw.run {
+            if fixtures.is_empty() {
+                return Err(de::Error::custom("`run` needs at least one fixture"));
+            }
+            let module = raw.as_name.clone().unwrap_or_else(|| fixtures.join("+"));
+            let entry = raw.entry.clone().unwrap_or_else(|| "main".to_string());
+            actions.push(Action::Run {
+                fixtures,
+                entry,
+                module,
+            });
         } else if raw.as_name.is_some() {
-            return Err(de::Error::custom("`as` names the module of a `load` step"));
+            return Err(de::Error::custom(
+                "`as` names the module of a `load` or `run` step",
+            ));
+        }
+        if raw.entry.is_some() && !matches!(actions.first(), Some(Action::Run { .. })) {
+            return Err(de::Error::custom(
+                "`entry` names the entry point of a `run` step",
+            ));
         }
         if let Some(CallSpec(call)) = raw.call {
             actions.push(Action::Call(call));
@@ -425,7 +461,7 @@ impl<'de> Deserialize<'de> for Step {
         }
         if actions.len() != 1 {
             return Err(de::Error::custom(format!(
-                "a step has exactly one of load, call, replace, remove, end (found {})",
+                "a step has exactly one of load, run, call, replace, remove, end (found {})",
                 actions.len()
             )));
         }
@@ -643,7 +679,10 @@ impl Scenario {
             Ok(())
         };
         match &step.action {
-            Action::Load { fixtures, module } => {
+            Action::Load { fixtures, module }
+            | Action::Run {
+                fixtures, module, ..
+            } => {
                 for name in fixtures {
                     if !self.fixtures.contains_key(name) && !self.archives.contains_key(name) {
                         return Err(format!("step {n}: no fixture or archive named `{name}`"));
@@ -696,12 +735,12 @@ impl Scenario {
     fn check_expect(&self, index: usize, is_last: bool, step: &Step) -> Result<(), String> {
         let n = index + 1;
         let e = &step.expect;
-        if e.returns.is_some() && !matches!(step.action, Action::Call(_)) {
-            return Err(format!("step {n}: `returns` needs a `call` step"));
+        if e.returns.is_some() && !matches!(step.action, Action::Call(_) | Action::Run { .. }) {
+            return Err(format!("step {n}: `returns` needs a `call` or `run` step"));
         }
         if e.link_error.is_some() && matches!(step.action, Action::Call(_) | Action::End) {
             return Err(format!(
-                "step {n}: `link_error` needs a load, replace or remove step"
+                "step {n}: `link_error` needs a load, run, replace or remove step"
             ));
         }
         let outcomes = [
