@@ -212,6 +212,18 @@ fn library_search_follows_the_directories_in_order() {
     }
 }
 
+/// A session whose slab is in the low 2 GiB (far from this binary and
+/// the host's libraries), making link maps.
+fn low_session_with_maps() -> Session {
+    let mut session = Session::new(SessionConfig {
+        placement: Placement::Low,
+        ..SessionConfig::default()
+    })
+    .unwrap();
+    session.set_link_maps(true);
+    session
+}
+
 /// What `--abs` names point at in the test's own process: a function and
 /// a variable of this binary, far from a low slab.
 extern "C" fn far_function(x: i32) -> i32 {
@@ -228,12 +240,7 @@ fn absolute_definitions_are_reached_from_beyond_2_gib() {
     let test = "absolute_definitions_are_reached_from_beyond_2_gib";
     let object =
         ObjectFile::read(&compile("linker/archives/abs_user.c", &["-O2", "-fPIC"])).unwrap();
-    let mut session = Session::new(SessionConfig {
-        placement: Placement::Low,
-        ..SessionConfig::default()
-    })
-    .unwrap();
-    session.set_link_maps(true);
+    let mut session = low_session_with_maps();
     let function = far_function as *const () as u64;
     let variable = &raw const FAR_VARIABLE as u64;
     session.define_absolute("far_function", function);
@@ -355,12 +362,7 @@ fn the_json_link_map_matches_the_written_memory() {
     let test = "the_json_link_map_matches_the_written_memory";
     let object =
         ObjectFile::read(&compile("linker/archives/map_data.c", &["-O2", "-fPIC"])).unwrap();
-    let mut session = Session::new(SessionConfig {
-        placement: Placement::Low,
-        ..SessionConfig::default()
-    })
-    .unwrap();
-    session.set_link_maps(true);
+    let mut session = low_session_with_maps();
     let id = session.load(&[object]).unwrap();
     let json = serde_json::to_string(session.link_map(id).unwrap()).unwrap();
     let map: serde_json::Value = serde_json::from_str(&json).unwrap();
