@@ -160,6 +160,24 @@ pub fn trial_name(format: Format, mode: Mode, area: &str, name: &str) -> String 
     format!("{format}/{mode}/{area}/{name}")
 }
 
+/// The command that reruns exactly one trial against `implementation`.
+#[cfg(feature = "host")]
+pub fn rerun_command_for(
+    implementation: &crate::implementation::ImplementationSpec,
+    trial: &str,
+) -> String {
+    if implementation.is_default() {
+        rerun_command(trial)
+    } else {
+        format!(
+            "{}='{}' {}",
+            crate::implementation::IMPL_ENV,
+            implementation.name,
+            rerun_command(trial)
+        )
+    }
+}
+
 /// The command that reruns exactly one trial.
 pub fn rerun_command(trial: &str) -> String {
     let features = if cfg!(feature = "host") {

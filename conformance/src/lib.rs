@@ -13,12 +13,17 @@
 
 pub mod archives;
 pub mod catalog;
-#[cfg(feature = "host")]
-pub mod child;
 pub mod fixtures;
 pub mod formats;
+#[cfg(feature = "host")]
+pub mod implementation;
+#[cfg(feature = "host")]
+pub mod impls;
 pub mod prepare;
+pub mod protocol;
 #[cfg(feature = "host")]
 pub mod runner;
 pub mod schema;
+#[cfg(feature = "host")]
+pub mod serve;
 pub mod verify;

@@ -20,6 +20,10 @@ pub enum TrialOutcome {
     /// A failure, with the full report (diff and rerun command).
     Failed(String),
     Skipped(String),
+    /// The implementation lacks what the trial needs (a format, a mode, a
+    /// capability), named: neither passed nor failed, and not a skip
+    /// (`SOLDER_STRICT=1` leaves it alone).
+    Unsupported(String),
 }
 
 /// Builds and checks fixtures; shared by all harness threads.
@@ -68,15 +72,20 @@ impl Preparer {
     /// checked against its `exercises`; or why the trial ends here
     /// (skipped for want of a compiler, failed with a message that the
     /// caller completes with the scenario and rerun command).
+    /// `cflags` go before every fixture's own (an implementation's needs,
+    /// such as `-fPIC`).
     pub fn prepare(
         &self,
         scenario: &Scenario,
         format: Format,
+        cflags: &[String],
     ) -> Result<BTreeMap<String, PathBuf>, Unprepared> {
         let compiler = self.compiler(format).map_err(Unprepared::Skipped)?;
         let mut objects = BTreeMap::new();
         for (name, spec) in &scenario.fixtures {
-            match self.builder.build(format, &compiler, spec) {
+            let mut spec = spec.clone();
+            spec.cflags.splice(0..0, cflags.iter().cloned());
+            match self.builder.build(format, &compiler, &spec) {
                 Ok(path) => {
                     objects.insert(name.clone(), path);
                 }

@@ -1,34 +1,36 @@
-//! The parent side of a trial: builds and verifies the fixtures, runs the
-//! scenario in a child process ([`crate::child`]), watches it (killing it
-//! when a step outlives its timeout), attributes what it saw to steps, and
-//! compares a transcript of the expected steps against the actual one.
+//! The runner's side of a trial: builds and verifies the fixtures, starts
+//! the implementation under test ([`crate::implementation`]), sends it the
+//! scenario's steps as protocol requests (killing it when a step outlives
+//! its timeout), attributes its captured stdout to steps, and compares a
+//! transcript of the expected steps against the actual one.
 //!
 //! The transcript has one block per step: what the step does, its stdout
-//! line by line, and its outcome (`ok`, `returned 3`, `link error Undefined
-//! ...`, `crashed with SIGSEGV`, `exited with status 3`, `timed out`, `not
-//! reached`). When an expectation is a pattern and the actual value matches
-//! it, the actual transcript shows the pattern, so the unified diff shows
-//! exactly what differs.
+//! line by line, and its outcome (`ok`, `returned 3`, `link error
+//! undefined-symbol ...`, `crashed with SIGSEGV`, `exited with status 3`,
+//! `timed out`, `not reached`). When an expectation is a pattern and the
+//! actual value matches it, the actual transcript shows the pattern, so the
+//! unified diff shows exactly what differs.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
 
-use crate::catalog::{TrialSpec, rerun_command};
-use crate::child::{CHILD_ENV, ChildPlan, Record, StepResult};
+use crate::catalog::{TrialSpec, rerun_command_for};
 use crate::fixtures::Builder;
 use crate::formats::Mode;
+use crate::implementation::{Answer, ImplementationSpec, file_size};
 pub use crate::prepare::TrialOutcome;
 use crate::prepare::{Preparer, Unprepared};
+use crate::protocol::{Capability, Hello, Reply, Request, inputs, requirements};
 use crate::schema::{Action, Expect, Scenario, Step, signal_name};
 
-/// What happened to one step, as the parent saw it.
+/// What happened to one step, as the runner saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observed {
-    Result(StepResult),
+    Result(Reply),
     Crashed(i32),
     Exited(i32),
     TimedOut(u64),
@@ -42,23 +44,36 @@ pub struct StepObservation {
     pub stdout: Vec<u8>,
 }
 
-/// Runs trials; shared by all harness threads.
+/// Runs trials against one implementation; shared by all harness threads.
 #[derive(Debug)]
 pub struct Harness {
     preparer: Preparer,
     runs: PathBuf,
+    /// The implementation and its hello, or why it cannot run.
+    implementation: Result<(ImplementationSpec, Hello), String>,
 }
 
 impl Harness {
     /// `strict` (`SOLDER_STRICT=1`) turns skips into failures.
-    pub fn new(builder: Builder, runs: PathBuf, strict: bool) -> Self {
+    pub fn new(
+        builder: Builder,
+        runs: PathBuf,
+        strict: bool,
+        implementation: Result<ImplementationSpec, String>,
+    ) -> Self {
+        let implementation = implementation.and_then(|spec| {
+            let hello = spec.hello()?;
+            Ok((spec, hello))
+        });
         Harness {
             preparer: Preparer::new(builder, strict),
             runs,
+            implementation,
         }
     }
 
-    /// The harness for this workspace, reading `SOLDER_STRICT`.
+    /// The harness for this workspace, reading `SOLDER_STRICT` and
+    /// `SOLDER_CONFORMANCE_IMPL`.
     pub fn for_workspace() -> Self {
         let root = crate::fixtures::workspace_root();
         let target = crate::fixtures::default_target_dir(&root);
@@ -66,12 +81,37 @@ impl Harness {
             Builder::new(&root, &target),
             target.join("conformance").join("runs"),
             Preparer::strict_from_env(),
+            ImplementationSpec::from_env(),
         )
+    }
+
+    /// The implementation's name (`solder` when it is unavailable too).
+    pub fn implementation_name(&self) -> Option<&str> {
+        self.implementation
+            .as_ref()
+            .ok()
+            .map(|(s, _)| s.name.as_str())
     }
 
     /// Runs one trial to its outcome.
     pub fn run_trial(&self, trial: &TrialSpec) -> TrialOutcome {
-        self.preparer.finish(self.run_unchecked(trial), &trial.name)
+        let outcome = match self.run_unchecked(trial) {
+            // Solder runs every scenario: what it lacks is a failure.
+            TrialOutcome::Unsupported(why)
+                if self.implementation_name().is_none_or(|n| n == "solder") =>
+            {
+                TrialOutcome::Failed(format!("{why}\nrerun: {}", self.rerun(&trial.name)))
+            }
+            other => other,
+        };
+        self.preparer.finish(outcome, &self.rerun(&trial.name))
+    }
+
+    fn rerun(&self, trial: &str) -> String {
+        match &self.implementation {
+            Ok((spec, _)) => rerun_command_for(spec, trial),
+            Err(_) => crate::catalog::rerun_command(trial),
+        }
     }
 
     fn run_unchecked(&self, trial: &TrialSpec) -> TrialOutcome {
@@ -87,15 +127,31 @@ impl Harness {
             TrialOutcome::Failed(format!(
                 "{what}\nscenario: {}\nrerun: {}",
                 trial.path.display(),
-                rerun_command(&trial.name)
+                self.rerun(&trial.name)
             ))
         };
-        let objects = match self.preparer.prepare(scenario, trial.format) {
+        let (spec, hello) = match &self.implementation {
+            Ok(found) => found,
+            Err(why) => return fail(format!("the implementation cannot run: {why}")),
+        };
+        if let Some(missing) = unsupported(hello, trial) {
+            return TrialOutcome::Unsupported(missing);
+        }
+        let objects = match self.preparer.prepare(scenario, trial.format, &hello.cflags) {
             Ok(objects) => objects,
             Err(Unprepared::Skipped(reason)) => return TrialOutcome::Skipped(reason),
+            Err(Unprepared::Failed(what))
+                if !hello.cflags.is_empty() && what.starts_with("exercises") =>
+            {
+                return TrialOutcome::Unsupported(format!(
+                    "fixtures built with the implementation's flags ({}) do not exercise what \
+                     the scenario is about: {what}",
+                    hello.cflags.join(" ")
+                ));
+            }
             Err(Unprepared::Failed(what)) => return fail(what),
         };
-        let run = match self.run_child(trial, objects) {
+        let run = match self.run_steps(spec, trial, &objects) {
             Ok(run) => run,
             Err(err) => return fail(format!("harness error: {err}")),
         };
@@ -103,7 +159,7 @@ impl Harness {
         let xfail = scenario
             .xfail
             .iter()
-            .find(|c| c.applies(trial.format, trial.mode));
+            .find(|c| c.applies(trial.format, trial.mode) && c.applies_to(&spec.name));
         let matched = expected == actual;
         match (matched, xfail) {
             (true, None) => TrialOutcome::Passed,
@@ -120,7 +176,12 @@ impl Harness {
                     .to_string();
                 let mut report = format!("{}\n{diff}", scenario.summary);
                 if !run.stderr.trim().is_empty() {
-                    let _ = write!(report, "child stderr:\n{}\n", truncate(&run.stderr, 4000));
+                    let _ = write!(
+                        report,
+                        "{} stderr:\n{}\n",
+                        spec.name,
+                        truncate(&run.stderr, 4000)
+                    );
                 }
                 let _ = write!(report, "files: {}", run.dir.display());
                 fail(report)
@@ -128,11 +189,13 @@ impl Harness {
         }
     }
 
-    fn run_child(
+    /// Starts the implementation and sends it every step; what it did.
+    fn run_steps(
         &self,
+        spec: &ImplementationSpec,
         trial: &TrialSpec,
-        objects: BTreeMap<String, PathBuf>,
-    ) -> Result<ChildRun, String> {
+        objects: &BTreeMap<String, PathBuf>,
+    ) -> Result<StepsRun, String> {
         let dir = self.runs.join(trial.name.replace('/', "__"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)
@@ -145,97 +208,75 @@ impl Harness {
         };
         let (stdout_path, stdout) = create("stdout")?;
         let (stderr_path, stderr) = create("stderr")?;
-        let (report_path, _) = create("report.jsonl")?;
-        let plan = ChildPlan {
+        let mut running = spec.start(Stdio::from(stdout), Stdio::from(stderr))?;
+        let scenario = &trial.scenario;
+        let start = Request::Start {
             trial: trial.name.clone(),
-            scenario: trial.path.clone(),
-            objects,
-            report: report_path.clone(),
-            mode: trial.mode,
             format: trial.format,
+            mode: trial.mode,
+            session: scenario.session.clone(),
         };
-        let plan = serde_json::to_string(&plan).map_err(|e| e.to_string())?;
-        let exe =
-            std::env::current_exe().map_err(|e| format!("cannot find the harness binary: {e}"))?;
-        let mut child = Command::new(exe)
-            .env(CHILD_ENV, plan)
-            .env_remove("SOLDER_STRICT")
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| format!("cannot start the trial's child process: {e}"))?;
-        let steps = &trial.scenario.steps;
-        let timeout_of = |step: usize| {
-            Duration::from_millis(steps.get(step).map_or(
-                crate::schema::DEFAULT_STEP_TIMEOUT_MS,
-                Scenario::step_timeout_ms,
-            ))
+        match running.exchange(&start, Duration::from_secs(30))? {
+            Answer::Reply(Reply::Ok) => {}
+            other => return Err(format!("`start` was answered with {other:?}")),
+        }
+        let mut steps: Vec<&Step> = scenario.steps.iter().collect();
+        let implicit = Step {
+            action: Action::End,
+            expect: Expect::default(),
         };
-        // An executor process enforces a call's timeout itself and reports
-        // it; the watchdog only catches a child that hangs beyond that.
-        let watchdog_of = |step: usize| match trial.mode {
-            Mode::Inproc => timeout_of(step),
-            _ => timeout_of(step) + Duration::from_secs(10),
-        };
-        let mut running: Option<(usize, Instant)> = None;
-        let mut last_progress = Instant::now();
-        let mut seen = 0;
-        let mut timed_out = None;
-        let status = loop {
-            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                break status;
+        if implicit_end(scenario) {
+            steps.push(&implicit);
+        }
+        let executor_process = trial.mode != Mode::Inproc;
+        let mut observed = Vec::with_capacity(steps.len());
+        let mut gone = false;
+        for step in &steps {
+            if gone {
+                observed.push(StepObservation {
+                    observed: Observed::NotReached,
+                    stdout: Vec::new(),
+                });
+                continue;
             }
-            let records = read_records(&report_path);
-            if records.len() != seen {
-                seen = records.len();
-                last_progress = Instant::now();
-                running = match records.last() {
-                    Some(Record::Start { step, .. }) => Some((*step, Instant::now())),
-                    _ => None,
-                };
-            }
-            let overdue = match running {
-                Some((step, since)) => (since.elapsed() > watchdog_of(step)).then_some(step),
-                None => (last_progress.elapsed() > watchdog_of(usize::MAX)).then_some(usize::MAX),
+            let request = request_of(step, scenario, objects)?;
+            let timeout = Duration::from_millis(Scenario::step_timeout_ms(step));
+            // An executor process enforces a call's timeout itself and
+            // reports it; the watchdog only catches what hangs beyond that.
+            let watchdog = if executor_process {
+                timeout + Duration::from_secs(10)
+            } else {
+                timeout
             };
-            if let Some(step) = overdue {
-                let _ = child.kill();
-                let status = child.wait().map_err(|e| e.to_string())?;
-                timed_out = Some(step);
-                break status;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        let records = read_records(&report_path);
-        let captured = std::fs::read(&stdout_path).unwrap_or_default();
+            let before = file_size(&stdout_path);
+            let answer = running.exchange(&request, watchdog)?;
+            let after = file_size(&stdout_path);
+            let captured = std::fs::read(&stdout_path).unwrap_or_default();
+            let stdout = slice(&captured, before, after);
+            // The implementation is gone after a crash, exit or timeout it
+            // did not survive (an executor process reports the ones it did).
+            gone = !matches!(answer, Answer::Reply(_));
+            let outcome = match answer {
+                Answer::Reply(reply) => observe(reply),
+                // `end` may be answered by exiting with status 0.
+                Answer::Ended(status) if step.action == Action::End && status.code() == Some(0) => {
+                    Observed::Result(Reply::Ok)
+                }
+                Answer::Ended(status) => match status.signal() {
+                    Some(signal) => Observed::Crashed(signal),
+                    None => Observed::Exited(status.code().unwrap_or(-1)),
+                },
+                Answer::TimedOut => Observed::TimedOut(timeout.as_millis() as u64),
+            };
+            observed.push(StepObservation {
+                observed: outcome,
+                stdout,
+            });
+        }
+        running.finish(Duration::from_secs(10));
         let stderr =
             String::from_utf8_lossy(&std::fs::read(&stderr_path).unwrap_or_default()).into_owned();
-        if timed_out == Some(usize::MAX) {
-            return Err(format!(
-                "the child made no progress outside a step\nstderr:\n{stderr}"
-            ));
-        }
-        let total = steps.len() + 1;
-        let (mut observed, open, done) = observations(records, &captured, total);
-        if let Some((step, start)) = open {
-            let outcome = if let Some(step) = timed_out {
-                Observed::TimedOut(timeout_of(step).as_millis() as u64)
-            } else if let Some(signal) = status.signal() {
-                Observed::Crashed(signal)
-            } else {
-                Observed::Exited(status.code().unwrap_or(-1))
-            };
-            observed[step] = StepObservation {
-                observed: outcome,
-                stdout: slice(&captured, start, captured.len() as u64),
-            };
-        } else if !done || !status.success() {
-            return Err(format!(
-                "the child ended ({status}) outside any step\nstderr:\n{stderr}"
-            ));
-        }
-        Ok(ChildRun {
+        Ok(StepsRun {
             steps: observed,
             stderr,
             dir,
@@ -243,54 +284,93 @@ impl Harness {
     }
 }
 
-/// What the child's records say of each step (the last slot is the
-/// implicit end), the step still open when the records stop (its index and
-/// where its stdout starts), and whether the child finished.
-fn observations(
-    records: Vec<Record>,
-    captured: &[u8],
-    total: usize,
-) -> (Vec<StepObservation>, Option<(usize, u64)>, bool) {
-    let mut observed: Vec<StepObservation> = (0..total)
-        .map(|_| StepObservation {
-            observed: Observed::NotReached,
-            stdout: Vec::new(),
-        })
-        .collect();
-    let mut open: Option<(usize, u64)> = None;
-    let mut done = false;
-    for record in records {
-        match record {
-            Record::Start { step, stdout } => open = Some((step.min(total - 1), stdout)),
-            Record::Finish {
-                step,
-                stdout,
-                result,
-            } => {
-                let start = open.take().map_or(stdout, |(_, s)| s);
-                observed[step.min(total - 1)] = StepObservation {
-                    observed: observe(result),
-                    stdout: slice(captured, start, stdout),
-                };
-            }
-            Record::Done => done = true,
-        }
+/// Why `hello`'s implementation cannot run `trial`: a format, mode or
+/// capability it lacks, named.
+fn unsupported(hello: &Hello, trial: &TrialSpec) -> Option<String> {
+    if !hello.formats.contains(&trial.format) {
+        return Some(format!(
+            "{} does not load {} objects",
+            hello.name, trial.format
+        ));
     }
-    (observed, open, done)
+    if !hello.modes.contains(&trial.mode) {
+        return Some(format!("{} has no {} mode", hello.name, trial.mode));
+    }
+    let missing: Vec<&str> = requirements(&trial.scenario)
+        .into_iter()
+        .filter(|c| !hello.capabilities.contains(c))
+        .map(Capability::name)
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "{} lacks the capability the scenario needs: {}",
+            hello.name,
+            missing.join(", ")
+        )
+    })
 }
 
-/// An executor's crash, exit or timeout reads like the in-process child's
-/// own, so one transcript fits every mode.
-fn observe(result: StepResult) -> Observed {
-    match result {
-        StepResult::Crashed { signal, .. } => Observed::Crashed(signal),
-        StepResult::Exited { status } => Observed::Exited(status),
-        StepResult::TimedOut { ms } => Observed::TimedOut(ms),
+/// The protocol request for `step`.
+fn request_of(
+    step: &Step,
+    scenario: &Scenario,
+    built: &BTreeMap<String, PathBuf>,
+) -> Result<Request, String> {
+    Ok(match &step.action {
+        Action::Load { fixtures, module } => {
+            let (objects, archives) = inputs(fixtures, &scenario.archives, built)?;
+            Request::Load {
+                module: module.clone(),
+                objects,
+                archives,
+            }
+        }
+        Action::Run {
+            fixtures,
+            entry,
+            module,
+        } => {
+            let (objects, archives) = inputs(fixtures, &scenario.archives, built)?;
+            Request::Run {
+                module: module.clone(),
+                objects,
+                archives,
+                entry: entry.clone(),
+            }
+        }
+        Action::Call(call) => Request::Call {
+            symbol: call.function.clone(),
+            args: call.args.clone(),
+            timeout_ms: call.timeout_ms,
+        },
+        Action::Replace {
+            module,
+            with,
+            repeat,
+        } => Request::Replace {
+            module: module.clone(),
+            objects: inputs(with, &scenario.archives, built)?.0,
+            repeat: *repeat,
+        },
+        Action::Remove { module } => Request::Remove {
+            module: module.clone(),
+        },
+        Action::End => Request::End,
+    })
+}
+
+/// An executor's crash, exit or timeout reads like an in-process one, so
+/// one transcript fits every mode.
+fn observe(reply: Reply) -> Observed {
+    match reply {
+        Reply::Crashed { signal, .. } => Observed::Crashed(signal),
+        Reply::Exited { status } => Observed::Exited(status),
+        Reply::TimedOut { ms } => Observed::TimedOut(ms),
         other => Observed::Result(other),
     }
 }
 
-struct ChildRun {
+struct StepsRun {
     /// One per step, plus the implicit end.
     steps: Vec<StepObservation>,
     stderr: String,
@@ -308,15 +388,6 @@ fn truncate(text: &str, max: usize) -> &str {
         Some((i, _)) => &text[..i],
         None => text,
     }
-}
-
-/// Complete lines of the report file.
-fn read_records(path: &Path) -> Vec<Record> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.split_inclusive('\n')
-        .filter(|l| l.ends_with('\n'))
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 /// Whether the scenario ends with an implicit `end` (no `end` step, and
@@ -426,8 +497,8 @@ fn normalize(value: u64, width: u32) -> i64 {
 
 fn actual_outcome(step: &Step, observed: &Observed, want: &str) -> String {
     match observed {
-        Observed::Result(StepResult::Ok) => "ok".into(),
-        Observed::Result(StepResult::Returned { value }) => {
+        Observed::Result(Reply::Ok) => "ok".into(),
+        Observed::Result(Reply::Returned { value }) => {
             let width = match &step.action {
                 Action::Call(call) => call.width,
                 Action::Run { .. } => 32,
@@ -438,7 +509,7 @@ fn actual_outcome(step: &Step, observed: &Observed, want: &str) -> String {
             }
             format!("returned {}", normalize(*value, width))
         }
-        Observed::Result(StepResult::LinkError { kind, message }) => {
+        Observed::Result(Reply::LinkError { kind, message }) => {
             if let Some(link) = &step.expect.link_error
                 && link.kind == *kind
                 && link
@@ -450,23 +521,23 @@ fn actual_outcome(step: &Step, observed: &Observed, want: &str) -> String {
             }
             format!("link error {kind}: {message}")
         }
-        Observed::Result(StepResult::MissingSymbol { name }) => {
+        Observed::Result(Reply::MissingSymbol { name }) => {
             format!("no symbol `{name}` in the session")
         }
-        Observed::Result(StepResult::MemoryGrew { first, last }) => {
+        Observed::Result(Reply::MemoryGrew { first, last }) => {
             format!(
                 "slab use grew from {first} bytes after the first swap to {last} after the last"
             )
         }
-        Observed::Result(StepResult::NoModule { name }) => {
+        Observed::Result(Reply::NoModule { name }) => {
             format!("no module `{name}` (its load failed)")
         }
-        Observed::Result(StepResult::Crashed { signal, .. }) => {
+        Observed::Result(Reply::Crashed { signal, .. }) => {
             format!("crashed with {}", signal_name(*signal))
         }
-        Observed::Result(StepResult::Exited { status }) => format!("exited with status {status}"),
-        Observed::Result(StepResult::TimedOut { .. }) => "timed out".into(),
-        Observed::Result(StepResult::ExecutorFailed { message }) => {
+        Observed::Result(Reply::Exited { status }) => format!("exited with status {status}"),
+        Observed::Result(Reply::TimedOut { .. }) => "timed out".into(),
+        Observed::Result(Reply::Failed { message }) => {
             format!("executor failed: {message}")
         }
         Observed::Crashed(signal) => format!("crashed with {}", signal_name(*signal)),

@@ -75,7 +75,8 @@ pub struct Scenario {
 }
 
 /// A `skip` or `xfail` entry: a reason, optionally narrowed to some formats
-/// and modes (default: all of the scenario's).
+/// and modes (default: all of the scenario's) and, for `xfail`, to some
+/// implementations (default: every one).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
@@ -84,12 +85,22 @@ pub struct Condition {
     pub formats: Option<Vec<Format>>,
     #[serde(default)]
     pub modes: Option<Vec<Mode>>,
+    /// Implementation names (`solder`, `native`, `llvm-orc`).
+    #[serde(default)]
+    pub implementations: Option<Vec<String>>,
 }
 
 impl Condition {
     pub fn applies(&self, format: Format, mode: Mode) -> bool {
         self.formats.as_ref().is_none_or(|f| f.contains(&format))
             && self.modes.as_ref().is_none_or(|m| m.contains(&mode))
+    }
+
+    /// Whether the entry concerns implementation `name`.
+    pub fn applies_to(&self, name: &str) -> bool {
+        self.implementations
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == name))
     }
 }
 
@@ -125,7 +136,7 @@ pub enum RecoverySpec {
 
 /// Where the session's reservation goes: `auto`, `near-host`, `low` or
 /// `{fixed: ADDRESS}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlacementSpec {
     Auto,
     NearHost,
@@ -138,6 +149,24 @@ pub enum PlacementSpec {
 #[serde(deny_unknown_fields)]
 struct FixedPlacement {
     fixed: u64,
+}
+
+impl Serialize for PlacementSpec {
+    /// As the scenario writes it (the protocol carries the `session` field
+    /// as written).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PlacementSpec::Auto => serializer.serialize_str("auto"),
+            PlacementSpec::NearHost => serializer.serialize_str("near-host"),
+            PlacementSpec::Low => serializer.serialize_str("low"),
+            PlacementSpec::Fixed(address) => {
+                use serde::ser::SerializeMap;
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("fixed", address)?;
+                map.end()
+            }
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for PlacementSpec {
@@ -504,7 +533,9 @@ pub struct Expect {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkErrorExpect {
-    /// The `LinkError` variant: `Undefined`, `Duplicate`, `OutOfRange`, ...
+    /// A kind of the portable vocabulary
+    /// ([`crate::protocol::LINK_ERROR_KINDS`]): `undefined-symbol`,
+    /// `duplicate-symbol`, `out-of-range`, ...
     pub kind: String,
     /// A regular expression the error message must contain a match of.
     #[serde(default)]
@@ -769,6 +800,19 @@ impl Scenario {
         }
         if let Some(pattern) = &e.stdout_matches {
             regex::Regex::new(pattern).map_err(|err| format!("step {n}: stdout_matches: {err}"))?;
+        }
+        if let Some(link) = &e.link_error
+            && !crate::protocol::is_link_error_kind(&link.kind)
+        {
+            let kinds: Vec<&str> = crate::protocol::LINK_ERROR_KINDS
+                .iter()
+                .map(|(kind, _)| *kind)
+                .collect();
+            return Err(format!(
+                "step {n}: link_error.kind `{}` is not one of {}",
+                link.kind,
+                kinds.join(", ")
+            ));
         }
         if let Some(link) = &e.link_error
             && let Some(pattern) = &link.message

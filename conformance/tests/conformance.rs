@@ -3,9 +3,13 @@
 //! Every scenario under `conformance/scenarios/` becomes one trial per
 //! implemented format and mode, named `format/mode/area/scenario`. Listing
 //! (`--list`) only parses YAML; running a trial builds its fixtures, checks
-//! them, and runs the steps in a child process: this same binary, started
-//! again with `SOLDER_CONFORMANCE_CHILD` set. `SOLDER_STRICT=1` turns skips
-//! into failures.
+//! them, and sends the steps to the implementation under test
+//! (`SOLDER_CONFORMANCE_IMPL`: `solder` by default, `native`, `llvm-orc` or
+//! a command; see `conformance/IMPLEMENTING.md`) in a process of its own:
+//! the built-in ones are this same binary, started again with
+//! `SOLDER_CONFORMANCE_SERVE` set. `SOLDER_STRICT=1` turns skips into
+//! failures; a trial the implementation cannot run is *unsupported*,
+//! naming what it lacks (for `solder`, a failure).
 //!
 //! Without the host layer (`--no-default-features`, the portable core on any
 //! OS) nothing runs: each scenario gives one trial per format,
@@ -21,11 +25,11 @@ use solder_conformance::prepare::TrialOutcome;
 
 fn main() -> ExitCode {
     #[cfg(feature = "host")]
-    if let Ok(plan) = std::env::var(solder_conformance::child::CHILD_ENV) {
-        return match solder_conformance::child::run(&plan) {
+    if let Ok(name) = std::env::var(solder_conformance::implementation::SERVE_ENV) {
+        return match solder_conformance::impls::serve_named(&name) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("conformance child: {err}");
+                eprintln!("conformance implementation {name}: {err}");
                 ExitCode::from(101)
             }
         };
@@ -56,6 +60,9 @@ fn trial(name: String, kind: String, run: impl FnOnce() -> TrialOutcome + Send +
     Trial::ignorable_test(name, move || match run() {
         TrialOutcome::Passed => Ok(Completion::Completed),
         TrialOutcome::Skipped(reason) => Ok(Completion::ignored_with(reason)),
+        TrialOutcome::Unsupported(reason) => {
+            Ok(Completion::ignored_with(format!("unsupported: {reason}")))
+        }
         TrialOutcome::Failed(report) => Err(report.into()),
     })
     .with_kind(kind)
@@ -94,7 +101,7 @@ fn scenario_trials(files: &[ScenarioFile]) -> Vec<Trial> {
                 let outcome = if let Some(reason) = &check.skipped {
                     TrialOutcome::Skipped(reason.clone())
                 } else {
-                    match preparer.prepare(&check.scenario, check.format) {
+                    match preparer.prepare(&check.scenario, check.format, &[]) {
                         Ok(_) => TrialOutcome::Passed,
                         Err(Unprepared::Skipped(reason)) => TrialOutcome::Skipped(reason),
                         Err(Unprepared::Failed(what)) => TrialOutcome::Failed(format!(

@@ -10,8 +10,8 @@ pub const PT_LOAD: u32 = libc::PT_LOAD;
 /// ELF `PT_DYNAMIC`: the dynamic section.
 pub const PT_DYNAMIC: u32 = libc::PT_DYNAMIC;
 
-/// A library opened with [`Library::open_global`]. Never closed: the
-/// addresses looked up in it stay valid for the life of the process.
+/// A library opened with [`Library::open_global`]. Closed only by
+/// [`Library::close`]: until then the addresses looked up in it stay valid.
 #[derive(Debug)]
 pub struct Library {
     handle: NonNull<c_void>,
@@ -31,11 +31,22 @@ impl Library {
             .ok_or_else(last_error)
     }
 
+    /// `dlclose`: the library's finalizers (and the handlers it registered
+    /// with `__cxa_atexit`) run when this was its last reference, and
+    /// every address looked up in it may be gone. The error is the
+    /// loader's message.
+    pub fn close(self) -> Result<(), String> {
+        // SAFETY: the handle came from a successful dlopen and is closed
+        // once: `self` is consumed.
+        let rc = unsafe { libc::dlclose(self.handle.as_ptr()) };
+        if rc == 0 { Ok(()) } else { Err(last_error()) }
+    }
+
     /// The address `dlsym` gives `name` in this library and its
     /// dependencies.
     pub fn symbol(&self, name: &CStr) -> Option<u64> {
-        // SAFETY: the handle came from a successful dlopen and is never
-        // closed; `name` is NUL-terminated.
+        // SAFETY: the handle came from a successful dlopen and is open
+        // (closing consumes it); `name` is NUL-terminated.
         let address = unsafe { libc::dlsym(self.handle.as_ptr(), name.as_ptr()) };
         (!address.is_null()).then_some(address as u64)
     }
