@@ -77,8 +77,9 @@ pub enum Capability {
     /// Where the JIT memory goes and how large it is (`session.placement`,
     /// `session.slab_size`).
     Placement,
-    /// Position-dependent objects (`-fno-pic`: 32-bit absolute
-    /// relocations).
+    /// Objects that are not position independent (`-fno-pic`, `-fPIE`:
+    /// 32-bit absolute relocations, local-exec TLS, PC-relative references
+    /// to data another object defines).
     PositionDependent,
 }
 
@@ -130,9 +131,12 @@ pub fn requirements(scenario: &Scenario) -> Vec<Capability> {
         Capability::Run => steps.iter().any(|s| matches!(s.action, Action::Run { .. })),
         Capability::Placement => session.placement.is_some() || session.slab_size.is_some(),
         Capability::PositionDependent => scenario.fixtures.values().any(|f| {
-            f.cflags
-                .iter()
-                .any(|c| c == "-fno-pic" || c == "-mcmodel=large")
+            f.cflags.iter().any(|c| {
+                matches!(
+                    c.as_str(),
+                    "-fno-pic" | "-fno-PIC" | "-fPIE" | "-fpie" | "-mcmodel=large"
+                )
+            })
         }),
     };
     Capability::ALL.into_iter().filter(|&c| needs(c)).collect()

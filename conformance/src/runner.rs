@@ -155,7 +155,7 @@ impl Harness {
             Ok(run) => run,
             Err(err) => return fail(format!("harness error: {err}")),
         };
-        let (expected, actual) = transcripts(scenario, &run.steps);
+        let (expected, actual) = transcripts(scenario, &run.steps, &spec.name);
         let xfail = scenario
             .xfail
             .iter()
@@ -398,7 +398,11 @@ fn implicit_end(scenario: &Scenario) -> bool {
 }
 
 /// The expected and the actual transcript of a run.
-pub fn transcripts(scenario: &Scenario, observed: &[StepObservation]) -> (String, String) {
+pub fn transcripts(
+    scenario: &Scenario,
+    observed: &[StepObservation],
+    implementation: &str,
+) -> (String, String) {
     let mut expected = String::new();
     let mut actual = String::new();
     let implicit = Step {
@@ -419,8 +423,8 @@ pub fn transcripts(scenario: &Scenario, observed: &[StepObservation]) -> (String
         let _ = writeln!(actual, "step {n}: {title}");
         let obs = &observed[index];
         render_stdout_expectation(&step.expect, &obs.stdout, &mut expected, &mut actual);
-        let want = expected_outcome(step);
-        let got = actual_outcome(step, &obs.observed, &want);
+        let want = expected_outcome(step, implementation);
+        let got = actual_outcome(step, &obs.observed, &want, implementation);
         let _ = writeln!(expected, "  outcome: {want}");
         let _ = writeln!(actual, "  outcome: {got}");
     }
@@ -458,10 +462,10 @@ fn render_stdout_expectation(
     stdout_lines(&got, actual);
 }
 
-fn expected_outcome(step: &Step) -> String {
+fn expected_outcome(step: &Step, implementation: &str) -> String {
     let e = &step.expect;
     if let Some(link) = &e.link_error {
-        return match &link.message {
+        return match link.message_for(implementation) {
             Some(pattern) => format!("link error {} matching /{pattern}/", link.kind),
             None => format!("link error {}", link.kind),
         };
@@ -495,7 +499,7 @@ fn normalize(value: u64, width: u32) -> i64 {
     }
 }
 
-fn actual_outcome(step: &Step, observed: &Observed, want: &str) -> String {
+fn actual_outcome(step: &Step, observed: &Observed, want: &str, implementation: &str) -> String {
     match observed {
         Observed::Result(Reply::Ok) => "ok".into(),
         Observed::Result(Reply::Returned { value }) => {
@@ -513,8 +517,7 @@ fn actual_outcome(step: &Step, observed: &Observed, want: &str) -> String {
             if let Some(link) = &step.expect.link_error
                 && link.kind == *kind
                 && link
-                    .message
-                    .as_ref()
+                    .message_for(implementation)
                     .is_none_or(|p| regex::Regex::new(p).is_ok_and(|re| re.is_match(message)))
             {
                 return want.to_string();

@@ -540,6 +540,21 @@ pub struct LinkErrorExpect {
     /// A regular expression the error message must contain a match of.
     #[serde(default)]
     pub message: Option<String>,
+    /// Implementation name -> the pattern its messages match instead of
+    /// `message` (messages are each implementation's own; kinds are
+    /// shared).
+    #[serde(default)]
+    pub messages: BTreeMap<String, String>,
+}
+
+impl LinkErrorExpect {
+    /// The message pattern for implementation `name`, if any.
+    pub fn message_for(&self, name: &str) -> Option<&str> {
+        self.messages
+            .get(name)
+            .or(self.message.as_ref())
+            .map(String::as_str)
+    }
 }
 
 /// An expected crash.
@@ -814,11 +829,11 @@ impl Scenario {
                 kinds.join(", ")
             ));
         }
-        if let Some(link) = &e.link_error
-            && let Some(pattern) = &link.message
-        {
-            regex::Regex::new(pattern)
-                .map_err(|err| format!("step {n}: link_error.message: {err}"))?;
+        if let Some(link) = &e.link_error {
+            for pattern in link.message.iter().chain(link.messages.values()) {
+                regex::Regex::new(pattern)
+                    .map_err(|err| format!("step {n}: link_error.message: {err}"))?;
+            }
         }
         if let Some(crash) = &e.crash
             && !SIGNALS.iter().any(|(name, _)| *name == crash.signal)

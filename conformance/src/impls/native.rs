@@ -26,8 +26,8 @@ use crate::serve::{Implementation, flush_output};
 pub struct Native {
     /// Where the shared objects go (one directory per process).
     scratch: Option<PathBuf>,
-    /// Open modules by name.
-    modules: BTreeMap<String, Library>,
+    /// Open modules by name, in load order.
+    modules: Vec<(String, Library)>,
     /// Archives given so far: every later load links with them too.
     archives: Vec<ArchiveInput>,
     /// `session.absolute`: `--defsym` for every load.
@@ -79,14 +79,16 @@ impl Implementation for Native {
                 objects,
                 archives,
             } => self.load(&module, &objects, &archives),
-            Request::Call { symbol, args, .. } => call(&symbol, &args),
-            Request::Remove { module } => match self.modules.remove(&module) {
-                Some(library) => match library.close() {
-                    Ok(()) => Reply::Ok,
-                    Err(message) => Reply::Failed { message },
-                },
-                None => Reply::NoModule { name: module },
-            },
+            Request::Call { symbol, args, .. } => self.call(&symbol, &args),
+            Request::Remove { module } => {
+                match self.modules.iter().position(|(name, _)| *name == module) {
+                    Some(index) => match self.modules.remove(index).1.close() {
+                        Ok(()) => Reply::Ok,
+                        Err(message) => Reply::Failed { message },
+                    },
+                    None => Reply::NoModule { name: module },
+                }
+            }
             Request::End => {
                 // glibc's own order: atexit handlers and every open
                 // library's finalizers, newest first.
@@ -151,7 +153,7 @@ impl Native {
         };
         match Library::open_global(&path) {
             Ok(library) => {
-                self.modules.insert(module.to_string(), library);
+                self.modules.push((module.to_string(), library));
                 Reply::Ok
             }
             Err(message) => link_error(&message),
@@ -159,16 +161,28 @@ impl Native {
     }
 }
 
-/// Calls `symbol` from the global scope with up to six integer arguments.
-fn call(symbol: &str, args: &[i64]) -> Reply {
-    let Some(address) = CString::new(symbol)
-        .ok()
-        .and_then(|name| sys::dl::global_symbol(&name))
-    else {
-        return Reply::MissingSymbol {
-            name: symbol.to_string(),
-        };
-    };
+impl Native {
+    /// Calls `symbol`, looked up in the open modules in load order (each
+    /// by its handle: `dlsym(RTLD_DEFAULT)` would make this program depend
+    /// on the module, and `dlclose` would then never unload it), with up
+    /// to six integer arguments.
+    fn call(&self, symbol: &str, args: &[i64]) -> Reply {
+        let address = CString::new(symbol).ok().and_then(|name| {
+            self.modules
+                .iter()
+                .find_map(|(_, library)| library.symbol(&name))
+        });
+        match address {
+            Some(address) => call_at(address, args),
+            None => Reply::MissingSymbol {
+                name: symbol.to_string(),
+            },
+        }
+    }
+}
+
+/// Calls the function at `address` with up to six integer arguments.
+fn call_at(address: u64, args: &[i64]) -> Reply {
     let mut registers = [0u64; 6];
     for (register, &arg) in registers.iter_mut().zip(args) {
         *register = arg as u64;
@@ -193,7 +207,8 @@ fn link_error(message: &str) -> Reply {
     {
         "out-of-range"
     } else if message.contains("file format not recognized")
-        || message.contains("malformed archive")
+        || message.contains("no more archived files")
+        || message.contains("file too short")
         || message.contains("truncated")
     {
         "malformed"
