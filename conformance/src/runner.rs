@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::catalog::{TrialSpec, rerun_command_for};
@@ -49,8 +50,10 @@ pub struct StepObservation {
 pub struct Harness {
     preparer: Preparer,
     runs: PathBuf,
-    /// The implementation and its hello, or why it cannot run.
-    implementation: Result<(ImplementationSpec, Hello), String>,
+    spec: Result<ImplementationSpec, String>,
+    /// The implementation and its hello (asked at the first trial), or
+    /// why it cannot run.
+    implementation: OnceLock<Result<(ImplementationSpec, Hello), String>>,
 }
 
 impl Harness {
@@ -61,15 +64,27 @@ impl Harness {
         strict: bool,
         implementation: Result<ImplementationSpec, String>,
     ) -> Self {
-        let implementation = implementation.and_then(|spec| {
-            let hello = spec.hello()?;
-            Ok((spec, hello))
-        });
         Harness {
             preparer: Preparer::new(builder, strict),
             runs,
-            implementation,
+            spec: implementation,
+            implementation: OnceLock::new(),
         }
+    }
+
+    /// The implementation and its hello, asked once; its name and version
+    /// are printed (`conformance: implementation NAME VERSION`) for
+    /// `cargo xtask conformance`'s report.
+    fn implementation(&self) -> &Result<(ImplementationSpec, Hello), String> {
+        self.implementation.get_or_init(|| {
+            let spec = self.spec.clone()?;
+            let hello = spec.hello()?;
+            println!(
+                "conformance: implementation {} {} (protocol {})",
+                hello.name, hello.version, hello.protocol
+            );
+            Ok((spec, hello))
+        })
     }
 
     /// The harness for this workspace, reading `SOLDER_STRICT` and
@@ -87,10 +102,7 @@ impl Harness {
 
     /// The implementation's name (`solder` when it is unavailable too).
     pub fn implementation_name(&self) -> Option<&str> {
-        self.implementation
-            .as_ref()
-            .ok()
-            .map(|(s, _)| s.name.as_str())
+        self.spec.as_ref().ok().map(|s| s.name.as_str())
     }
 
     /// Runs one trial to its outcome.
@@ -108,8 +120,8 @@ impl Harness {
     }
 
     fn rerun(&self, trial: &str) -> String {
-        match &self.implementation {
-            Ok((spec, _)) => rerun_command_for(spec, trial),
+        match &self.spec {
+            Ok(spec) => rerun_command_for(spec, trial),
             Err(_) => crate::catalog::rerun_command(trial),
         }
     }
@@ -130,7 +142,7 @@ impl Harness {
                 self.rerun(&trial.name)
             ))
         };
-        let (spec, hello) = match &self.implementation {
+        let (spec, hello) = match self.implementation() {
             Ok(found) => found,
             Err(why) => return fail(format!("the implementation cannot run: {why}")),
         };

@@ -23,6 +23,10 @@ use libtest_mimic::{Arguments, Completion, Trial};
 use solder_conformance::catalog::{self, ScenarioFile, rerun_command};
 use solder_conformance::prepare::TrialOutcome;
 
+/// Trial-name filters, one per line: a trial runs when its name contains
+/// any of them.
+const FILTERS_ENV: &str = "SOLDER_CONFORMANCE_FILTERS";
+
 fn main() -> ExitCode {
     #[cfg(feature = "host")]
     if let Ok(name) = std::env::var(solder_conformance::implementation::SERVE_ENV) {
@@ -53,6 +57,14 @@ fn main() -> ExitCode {
         }
     }
     trials.extend(scenario_trials(&files));
+    // `cargo xtask conformance -- a b`: every filter given (libtest takes
+    // one), one per line.
+    if let Ok(filters) = std::env::var(FILTERS_ENV) {
+        let filters: Vec<&str> = filters.lines().filter(|f| !f.is_empty()).collect();
+        if !filters.is_empty() {
+            trials.retain(|t| filters.iter().any(|f| t.name().contains(f)));
+        }
+    }
     libtest_mimic::run(&args, trials).exit_code()
 }
 

@@ -26,7 +26,7 @@
 //! and whether the baseline is matched.
 
 mod baseline;
-mod machine;
+pub(crate) mod machine;
 mod measure;
 mod report;
 mod tls;

@@ -6,9 +6,9 @@
 //!
 //! The exit status is 0 only when nothing failed.
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
@@ -17,6 +17,9 @@ use solder_conformance::fixtures::{Builder, FixtureError};
 use solder_conformance::formats::{FORMATS, Format, MODES, Mode};
 
 use crate::util;
+
+mod llvm_orc;
+mod report;
 
 /// Options of `cargo xtask conformance`.
 #[derive(Debug, clap::Args)]
@@ -27,16 +30,24 @@ pub struct Args {
     /// Which execution modes to run: inproc, pipe, tcp, shm or all.
     #[arg(long, default_value = "all", value_parser = ["inproc", "pipe", "tcp", "shm", "all"])]
     mode: String,
-    /// Only trials whose name contains this (passed to the harness).
+    /// The implementation under test: solder, native, llvm-orc, or the
+    /// command line of an adapter (conformance/IMPLEMENTING.md).
+    #[arg(long = "impl", value_name = "NAME|CMD", default_value = "solder")]
+    implementation: String,
+    /// Run every available implementation (solder, native, llvm-orc) and
+    /// print, per area and format, what each passed, failed and could not
+    /// run; writes docs/conformance-results.md.
+    #[arg(long, conflicts_with = "implementation")]
+    compare: bool,
+    /// Also write the results as JUnit XML (for CI dashboards).
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Also write the results as JSON (one entry per trial, and totals).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Only trials whose name contains one of these.
     #[arg(last = true, value_name = "FILTER")]
     filter: Vec<String>,
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Counts {
-    passed: usize,
-    failed: usize,
-    skipped: usize,
 }
 
 fn selected<T: Copy>(choice: &str, all: Vec<T>, from_name: impl Fn(&str) -> Option<T>) -> Vec<T> {
@@ -116,12 +127,132 @@ pub fn run(args: &Args) -> Result<bool> {
     if !built.success() {
         bail!("`cargo build -p solder-executor` failed ({built})");
     }
+    let selection = Selection {
+        root: &root,
+        target: &target,
+        formats: &formats,
+        modes: &modes,
+        filters: &args.filter,
+    };
+    if args.compare {
+        return compare(&selection, args).map(|ok| ok && !build_failed);
+    }
+    let run = run_harness(&selection, &args.implementation, true)?;
+    report::print_table(&run, &formats, &modes);
+    write_machine_readable(args, std::slice::from_ref(&run))?;
+    if !run.status_ok && run.totals().failed == 0 {
+        eprintln!("conformance: the harness failed without a failing trial");
+    }
+    Ok(run.status_ok && run.totals().failed == 0 && !build_failed)
+}
 
-    // Run the harness; echo its output and collect per-trial results.
+/// What a run covers.
+struct Selection<'a> {
+    root: &'a std::path::Path,
+    target: &'a std::path::Path,
+    formats: &'a [Format],
+    modes: &'a [Mode],
+    filters: &'a [String],
+}
+
+/// `--compare`: every available implementation, one run each.
+fn compare(selection: &Selection<'_>, args: &Args) -> Result<bool> {
+    let mut runs = Vec::new();
+    for name in ["solder", "native", "llvm-orc"] {
+        if name == "llvm-orc" && llvm_orc::adapter(selection.root, selection.target)?.is_none() {
+            println!("conformance: llvm-orc is unavailable (llvm-config-19 is not installed)");
+            continue;
+        }
+        runs.push(run_harness(selection, name, false)?);
+    }
+    report::print_comparison(&runs);
+    let path = selection.root.join("docs/conformance-results.md");
+    std::fs::write(&path, report::comparison_markdown(&runs, selection.formats))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("conformance: wrote {}", path.display());
+    write_machine_readable(args, &runs)?;
+    // The default implementation must pass; the others report.
+    Ok(runs
+        .iter()
+        .filter(|r| r.implementation == "solder")
+        .all(|r| r.status_ok && r.totals().failed == 0))
+}
+
+fn write_machine_readable(args: &Args, runs: &[HarnessRun]) -> Result<()> {
+    if let Some(path) = &args.junit {
+        std::fs::write(path, report::junit(runs))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, report::json(runs)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// One harness run's results.
+pub struct HarnessRun {
+    /// `solder`, `native`, `llvm-orc` or the command.
+    pub implementation: String,
+    /// What the implementation said of itself (`NAME VERSION (protocol N)`).
+    pub described: Option<String>,
+    pub trials: Vec<TrialResult>,
+    pub status_ok: bool,
+}
+
+/// One trial's result.
+pub struct TrialResult {
+    pub name: String,
+    pub status: Status,
+    /// Why it was skipped or unsupported.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Passed,
+    Failed,
+    Skipped,
+    Unsupported,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub unsupported: usize,
+}
+
+impl Counts {
+    fn add(&mut self, status: Status) {
+        match status {
+            Status::Passed => self.passed += 1,
+            Status::Failed => self.failed += 1,
+            Status::Skipped => self.skipped += 1,
+            Status::Unsupported => self.unsupported += 1,
+        }
+    }
+}
+
+impl HarnessRun {
+    pub fn totals(&self) -> Counts {
+        let mut counts = Counts::default();
+        for trial in &self.trials {
+            counts.add(trial.status);
+        }
+        counts
+    }
+}
+
+/// Runs the harness against `implementation`; `echo` prints its output.
+fn run_harness(selection: &Selection<'_>, implementation: &str, echo: bool) -> Result<HarnessRun> {
     let mut command = Command::new(util::cargo());
     command
-        .current_dir(&root)
-        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(selection.root)
+        .env("CARGO_TARGET_DIR", selection.target)
+        .env("SOLDER_CONFORMANCE_IMPL", implementation)
+        .env("SOLDER_CONFORMANCE_FILTERS", selection.filters.join("\n"))
         .args([
             "test",
             "-p",
@@ -130,19 +261,23 @@ pub fn run(args: &Args) -> Result<bool> {
             "conformance",
             "--",
         ]);
-    let mut harness_args: Vec<OsString> = Vec::new();
-    if let Some(filter) = args.filter.first() {
-        harness_args.push(filter.into());
+    if implementation == "llvm-orc"
+        && let Some(adapter) = llvm_orc::adapter(selection.root, selection.target)?
+    {
+        command.env("SOLDER_CONFORMANCE_LLVM_ORC", adapter);
     }
-    for format in FORMATS.iter().filter(|f| !formats.contains(&f.format)) {
-        harness_args.extend([OsString::from("--skip"), format!("{}/", format.name).into()]);
+    for format in FORMATS
+        .iter()
+        .filter(|f| !selection.formats.contains(&f.format))
+    {
+        command.args(["--skip", &format!("{}/", format.name)]);
     }
-    for mode in MODES.iter().filter(|m| !modes.contains(&m.mode)) {
-        harness_args.extend([OsString::from("--skip"), format!("/{}/", mode.name).into()]);
+    for mode in MODES.iter().filter(|m| !selection.modes.contains(&m.mode)) {
+        command.args(["--skip", &format!("/{}/", mode.name)]);
     }
-    command.args(&harness_args);
     eprintln!(
-        "conformance: $ {}",
+        "conformance: $ SOLDER_CONFORMANCE_IMPL={} {}",
+        util::shell_quote(std::ffi::OsStr::new(implementation)),
         util::shell_command(
             std::iter::once(OsString::from("cargo")).chain(command.get_args().map(OsString::from))
         )
@@ -152,76 +287,94 @@ pub fn run(args: &Args) -> Result<bool> {
         .spawn()
         .context("cannot run `cargo test` for the conformance harness")?;
     let stdout = child.stdout.take().expect("stdout is piped");
-    let mut results: BTreeMap<(String, String, String), Counts> = BTreeMap::new();
+    let mut run = HarnessRun {
+        implementation: implementation.to_string(),
+        described: None,
+        trials: Vec::new(),
+        status_ok: false,
+    };
     for line in BufReader::new(stdout).lines() {
         let line = line.context("cannot read the harness output")?;
-        println!("{line}");
-        if let Some((name, status)) = parse_result(&line) {
-            let parts: Vec<&str> = name.split('/').collect();
-            let key = match parts.as_slice() {
-                ["schema", area, _] => ("schema".to_string(), "-".to_string(), area.to_string()),
-                [format, mode, area, _] => (format.to_string(), mode.to_string(), area.to_string()),
-                _ => continue,
-            };
-            let counts = results.entry(key).or_default();
-            match status {
-                "ok" => counts.passed += 1,
-                "FAILED" => counts.failed += 1,
-                _ => counts.skipped += 1,
-            }
+        if echo {
+            println!("{line}");
+        }
+        if let Some(described) = line.strip_prefix("conformance: implementation ") {
+            run.described = Some(described.to_string());
+        }
+        if let Some((name, status, reason)) = parse_result(&line) {
+            run.trials.push(TrialResult {
+                name: name.to_string(),
+                status,
+                reason: reason.to_string(),
+            });
         }
     }
-    let status = child.wait().context("cannot wait for the harness")?;
-
-    println!();
-    println!(
-        "{:<18} {:<7} {:<7} {:>7} {:>7} {:>8}",
-        "area", "format", "mode", "passed", "failed", "skipped"
-    );
-    let mut total = Counts::default();
-    for ((format, mode, area), c) in &results {
-        println!(
-            "{area:<18} {format:<7} {mode:<7} {:>7} {:>7} {:>8}",
-            c.passed, c.failed, c.skipped
-        );
-        total.passed += c.passed;
-        total.failed += c.failed;
-        total.skipped += c.skipped;
-    }
-    for format in &formats {
-        for mode in &modes {
-            if !format.info().implemented || !mode.info().implemented {
-                let what = match (format.info().implemented, mode.info().implemented) {
-                    (false, false) => "format and mode",
-                    (false, true) => "format",
-                    _ => "mode",
-                };
-                println!(
-                    "{:<18} {format:<7} {mode:<7} not implemented ({what}): no trials",
-                    "*"
-                );
-            }
-        }
-    }
-    println!(
-        "{:<18} {:<7} {:<7} {:>7} {:>7} {:>8}",
-        "total", "", "", total.passed, total.failed, total.skipped
-    );
-    println!(
-        "conformance: {} passed, {} failed, {} skipped",
-        total.passed, total.failed, total.skipped
-    );
-    if !status.success() && total.failed == 0 {
-        eprintln!("conformance: the harness failed ({status}) without a failing trial");
-    }
-    Ok(status.success() && total.failed == 0 && !build_failed)
+    run.status_ok = child
+        .wait()
+        .context("cannot wait for the harness")?
+        .success();
+    Ok(run)
 }
 
-/// `test [area] elf/inproc/area/name ... ok` -> (name, status).
-fn parse_result(line: &str) -> Option<(&str, &str)> {
+/// `test [area] elf/inproc/area/name ... ok` -> (name, status, reason):
+/// `ignored (unsupported: WHY)` is unsupported, any other `ignored` a
+/// skip.
+fn parse_result(line: &str) -> Option<(&str, Status, &str)> {
     let rest = line.strip_prefix("test ")?;
-    let (head, status) = rest.rsplit_once(" ... ")?;
+    let (head, outcome) = rest.rsplit_once(" ... ")?;
     let name = head.split_whitespace().last()?;
-    let status = status.split(',').next()?.trim();
-    name.contains('/').then_some((name, status))
+    if !name.contains('/') {
+        return None;
+    }
+    let outcome = outcome.trim();
+    let status = match outcome.split([',', ' ']).next()? {
+        "ok" => Status::Passed,
+        "FAILED" => Status::Failed,
+        _ => Status::Skipped,
+    };
+    // `ignored (WHY)` (or `ignored, WHY`).
+    let reason = outcome
+        .strip_prefix("ignored")
+        .map(|r| r.trim_start_matches([',', ' ']))
+        .map(|r| {
+            r.strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'))
+                .unwrap_or(r)
+        })
+        .unwrap_or("");
+    match reason.strip_prefix("unsupported: ") {
+        Some(why) if status == Status::Skipped => Some((name, Status::Unsupported, why)),
+        _ => Some((name, status, reason)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn harness_lines_are_read_with_their_reasons() {
+        let rerun = "rerun: cargo test -p xtask -- conformance::tests";
+        assert_eq!(
+            parse_result("test [atexit] elf/pipe/atexit/x ... ignored (unsupported: no pipe mode)"),
+            Some(("elf/pipe/atexit/x", Status::Unsupported, "no pipe mode")),
+            "{rerun}"
+        );
+        assert_eq!(
+            parse_result("test [atexit] elf/pipe/atexit/x ... ignored (no compiler)"),
+            Some(("elf/pipe/atexit/x", Status::Skipped, "no compiler")),
+            "{rerun}"
+        );
+        assert_eq!(
+            parse_result("test [tls]   elf/inproc/tls/a  ... ok"),
+            Some(("elf/inproc/tls/a", Status::Passed, "")),
+            "{rerun}"
+        );
+        assert_eq!(
+            parse_result("test [tls] elf/inproc/tls/a ... FAILED"),
+            Some(("elf/inproc/tls/a", Status::Failed, "")),
+            "{rerun}"
+        );
+        assert_eq!(parse_result("test result: ok. 1 passed"), None, "{rerun}");
+    }
 }
