@@ -23,6 +23,9 @@ pub const IMPL_ENV: &str = "SOLDER_CONFORMANCE_IMPL";
 pub const SERVE_ENV: &str = "SOLDER_CONFORMANCE_SERVE";
 /// Where the `llvm-orc` adapter is (`cargo xtask conformance` builds it).
 pub const LLVM_ORC_ENV: &str = "SOLDER_CONFORMANCE_LLVM_ORC";
+/// The directory a command's relative paths are relative to (where
+/// `cargo xtask conformance --impl CMD` was run); default: the harness's.
+pub const IMPL_CWD_ENV: &str = "SOLDER_CONFORMANCE_IMPL_CWD";
 
 /// How long an implementation may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(20);
@@ -35,6 +38,8 @@ pub struct ImplementationSpec {
     pub program: PathBuf,
     pub args: Vec<OsString>,
     pub env: Vec<(String, String)>,
+    /// Where it starts.
+    pub cwd: Option<PathBuf>,
 }
 
 impl ImplementationSpec {
@@ -55,6 +60,7 @@ impl ImplementationSpec {
                 program: harness()?,
                 args: Vec::new(),
                 env: vec![(SERVE_ENV.into(), name.into())],
+                cwd: None,
             }),
             "llvm-orc" => {
                 let program = std::env::var_os(LLVM_ORC_ENV).map(PathBuf::from).ok_or(
@@ -67,6 +73,7 @@ impl ImplementationSpec {
                     program,
                     args: Vec::new(),
                     env: Vec::new(),
+                    cwd: None,
                 })
             }
             command => {
@@ -77,6 +84,7 @@ impl ImplementationSpec {
                     program: program.into(),
                     args: words.map(OsString::from).collect(),
                     env: Vec::new(),
+                    cwd: std::env::var_os(IMPL_CWD_ENV).map(PathBuf::from),
                 })
             }
         }
@@ -109,6 +117,9 @@ impl ImplementationSpec {
             &mut command,
             &[requests_read.as_fd(), replies_write.as_fd()],
         );
+        if let Some(cwd) = &self.cwd {
+            command.current_dir(cwd);
+        }
         sys::spawn::child_dies_with_parent(&mut command);
         let child = command
             .spawn()

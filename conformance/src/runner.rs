@@ -220,7 +220,12 @@ impl Harness {
         };
         let (stdout_path, stdout) = create("stdout")?;
         let (stderr_path, stderr) = create("stderr")?;
-        let mut running = spec.start(Stdio::from(stdout), Stdio::from(stderr))?;
+        let read_stderr = || {
+            String::from_utf8_lossy(&std::fs::read(&stderr_path).unwrap_or_default()).into_owned()
+        };
+        let mut running = spec
+            .start(Stdio::from(stdout), Stdio::from(stderr))
+            .map_err(|e| format!("{e}\n{} stderr:\n{}", spec.name, read_stderr()))?;
         let scenario = &trial.scenario;
         let start = Request::Start {
             trial: trial.name.clone(),
@@ -286,8 +291,7 @@ impl Harness {
             });
         }
         running.finish(Duration::from_secs(10));
-        let stderr =
-            String::from_utf8_lossy(&std::fs::read(&stderr_path).unwrap_or_default()).into_owned();
+        let stderr = read_stderr();
         Ok(StepsRun {
             steps: observed,
             stderr,

@@ -252,6 +252,11 @@ fn run_harness(selection: &Selection<'_>, implementation: &str, echo: bool) -> R
         .current_dir(selection.root)
         .env("CARGO_TARGET_DIR", selection.target)
         .env("SOLDER_CONFORMANCE_IMPL", implementation)
+        // An adapter's relative paths are relative to where the user is.
+        .env(
+            "SOLDER_CONFORMANCE_IMPL_CWD",
+            std::env::current_dir().context("cannot read the current directory")?,
+        )
         .env("SOLDER_CONFORMANCE_FILTERS", selection.filters.join("\n"))
         .args([
             "test",
