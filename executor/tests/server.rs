@@ -342,10 +342,13 @@ fn spawn_with(stdout: Stdio) -> Spawned {
     let (rep_rd, rep_wr) = pipe();
     let (child_in, child_out) = (req_rd.as_raw_fd(), rep_wr.as_raw_fd());
     let mut command = Command::new(EXE);
+    // Its diagnostics (malformed frames, refusals) go to a file, not to
+    // the test run's terminal: they are what these tests provoke.
     command
         .arg("--fds")
         .arg(format!("{child_in},{child_out}"))
-        .stdout(stdout);
+        .stdout(stdout)
+        .stderr(diagnostics_file("fds"));
     no_core_dumps(&mut command);
     // SAFETY: fcntl is async-signal-safe; it clears close-on-exec on the
     // executor's two ends only, in the child.
@@ -996,6 +999,16 @@ fn temp_path(what: &str) -> PathBuf {
     ))
 }
 
+/// Where a spawned executor's stderr goes: a file of its own under the
+/// temporary directory (the refusals and malformed-frame reports these
+/// tests provoke are not alarms for whoever runs them).
+fn diagnostics_file(what: &str) -> Stdio {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = temp_path(&format!("{what}-{n}.stderr"));
+    Stdio::from(std::fs::File::create(path).expect("create the executor's stderr file"))
+}
+
 /// Starts `--listen 127.0.0.1:0 ...` and returns the child and its address.
 fn listen(extra: &[&str]) -> (Child, std::net::SocketAddr) {
     let ready = temp_path("ready");
@@ -1005,7 +1018,8 @@ fn listen(extra: &[&str]) -> (Child, std::net::SocketAddr) {
         .args(["--listen", "127.0.0.1:0", "--ready-file"])
         .arg(&ready)
         .args(extra)
-        .env_remove("SOLDER_EXECUTOR_TOKEN");
+        .env_remove("SOLDER_EXECUTOR_TOKEN")
+        .stderr(diagnostics_file("listen"));
     no_core_dumps(&mut command);
     let mut child = command.spawn().expect("spawning solder-executor");
     let deadline = Instant::now() + TIMEOUT;

@@ -78,7 +78,7 @@ pub(crate) fn build_fixtures(
                 continue;
             }
         };
-        let mut built = 0;
+        let (mut built, mut fresh) = (0, 0);
         for file in &files {
             let Ok(scenario) = &file.scenario else {
                 continue;
@@ -87,7 +87,10 @@ pub(crate) fn build_fixtures(
                 continue;
             }
             for (name, spec) in &scenario.fixtures {
+                let object = builder.object_path(*format, spec);
+                let before = modified(&object);
                 match builder.build(*format, &compiler, spec) {
+                    Ok(_) if before.is_some() && modified(&object) == before => fresh += 1,
                     Ok(_) => built += 1,
                     Err(FixtureError::CompilerMissing { .. }) => {}
                     Err(err) => {
@@ -100,9 +103,13 @@ pub(crate) fn build_fixtures(
                 }
             }
         }
-        eprintln!("conformance: {built} {format} fixture builds up to date");
+        eprintln!("conformance: {format} fixtures: {built} built, {fresh} already up to date");
     }
     Ok(build_failed)
+}
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// Runs the suite; true when nothing failed.

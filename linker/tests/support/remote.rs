@@ -72,7 +72,9 @@ impl Listener {
             .args(args)
             .env(TAG_ENV, &tag)
             .env_remove("SOLDER_EXECUTOR_TOKEN")
-            .stdout(std::fs::File::create(&stdout_file).unwrap());
+            .stdout(std::fs::File::create(&stdout_file).unwrap())
+            // Refusals the tests provoke stay out of the test run's output.
+            .stderr(std::fs::File::create(dir.join(format!("{tag}.stderr"))).unwrap());
         if let Some(token) = token {
             let file = dir.join(format!("{tag}.token"));
             std::fs::write(&file, format!("{token}\nnot part of the token\n")).unwrap();

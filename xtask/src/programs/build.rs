@@ -136,6 +136,9 @@ fn parse_dep_file(text: &str) -> Vec<PathBuf> {
     deps
 }
 
+/// Sources above this many bytes are announced before they compile.
+const LARGE_SOURCE: u64 = 1_000_000;
+
 fn compile_one(job: &CompileJob) -> Result<Compiled> {
     let start = Instant::now();
     let inputs = match fs::read_to_string(dep_file(&job.object)) {
@@ -153,6 +156,16 @@ fn compile_one(job: &CompileJob) -> Result<Compiled> {
             duration: start.elapsed(),
             warnings: String::new(),
         });
+    }
+    // A large source (SQLite's amalgamation: 30+ s) says it started, so
+    // the run is not silent meanwhile.
+    let size = job.weight();
+    if size > LARGE_SOURCE {
+        println!(
+            "compiling {} ({:.1} MB; this takes a while)",
+            job.source.display(),
+            size as f64 / 1e6
+        );
     }
     let output = run_tool(&job.command)?;
     record_command(&job.object, &job.command)?;
