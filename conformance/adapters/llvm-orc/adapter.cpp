@@ -1,25 +1,34 @@
 // The `llvm-orc` implementation of the conformance protocol
 // (conformance/IMPLEMENTING.md): LLVM's ORC LLJIT with JITLink and the ORC
-// runtime's ELF platform, in process. Each load is a resource tracker of
-// the main JITDylib; removal removes the tracker; replace is remove-then-
-// add (ORC has no hot swap that updates callers); the session ends with
-// the platform's deinitialize. Built by `cargo xtask conformance` with
-// llvm-config-19 (see xtask/src/conformance/llvm_orc.rs).
+// runtime's ELF platform, in process (`inproc`) or in
+// `llvm-jitlink-executor` over two pipes (`pipe`, SimpleRemoteEPC). Each
+// load is a resource tracker of the main JITDylib; removal removes the
+// tracker; replace is remove-then-add (ORC has no hot swap that updates
+// callers); the session ends with the platform's deinitialize. Out of
+// process a call goes through the executor's `runAsIntFunction`: at most
+// one integer argument and a 32-bit result. Built by `cargo xtask
+// conformance` with llvm-config-19 (see xtask/src/conformance/llvm_orc.rs).
 
 #include "llvm/ExecutionEngine/Orc/ExecutionUtils.h"
 #include "llvm/ExecutionEngine/Orc/LLJIT.h"
 #include "llvm/ExecutionEngine/Orc/ObjectFileInterface.h"
 #include "llvm/ExecutionEngine/Orc/ObjectLinkingLayer.h"
+#include "llvm/ExecutionEngine/Orc/Shared/SimpleRemoteEPCUtils.h"
+#include "llvm/ExecutionEngine/Orc/SimpleRemoteEPC.h"
+#include "llvm/ExecutionEngine/Orc/TaskDispatch.h"
 #include "llvm/Config/llvm-config.h"
 #include "llvm/Object/Archive.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/TargetSelect.h"
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <string>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
 
@@ -76,8 +85,60 @@ json::Object linkError(Error err) {
       {"result", "link_error"}, {"kind", kind}, {"message", message}};
 }
 
+// Where llvm-jitlink-executor is; overridable.
+const char *executorProgram() {
+  if (const char *path = getenv("SOLDER_LLVM_JITLINK_EXECUTOR"))
+    return path;
+  return "/usr/lib/llvm-19/bin/llvm-jitlink-executor";
+}
+
+// Starts llvm-jitlink-executor on two pipes; its pid, and the control for
+// it.
+Expected<std::unique_ptr<ExecutorProcessControl>> startExecutor(pid_t &pid) {
+  int toExecutor[2], fromExecutor[2];
+  if (pipe(toExecutor) != 0 || pipe(fromExecutor) != 0)
+    return make_error<StringError>("pipe failed", inconvertibleErrorCode());
+  pid = fork();
+  if (pid < 0)
+    return make_error<StringError>("fork failed", inconvertibleErrorCode());
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    close(toExecutor[1]);
+    close(fromExecutor[0]);
+    std::string arg = "filedescs=" + std::to_string(toExecutor[0]) + "," +
+                      std::to_string(fromExecutor[1]);
+    execl(executorProgram(), executorProgram(), arg.c_str(), (char *)nullptr);
+    _exit(127);
+  }
+  close(toExecutor[0]);
+  close(fromExecutor[1]);
+  auto epc = SimpleRemoteEPC::Create<FDSimpleRemoteEPCTransport>(
+      std::make_unique<DynamicThreadPoolTaskDispatcher>(std::nullopt),
+      SimpleRemoteEPC::Setup(), fromExecutor[0], toExecutor[1]);
+  if (!epc)
+    return epc.takeError();
+  return std::unique_ptr<ExecutorProcessControl>(std::move(*epc));
+}
+
+// How the executor process ended, as a reply.
+json::Object executorEnded(pid_t pid, const std::string &what) {
+  int status = 0;
+  if (pid > 0 && waitpid(pid, &status, 0) == pid) {
+    if (WIFSIGNALED(status))
+      return json::Object{{"result", "crashed"},
+                          {"signal", WTERMSIG(status)},
+                          {"report", what}};
+    if (WIFEXITED(status))
+      return json::Object{{"result", "exited"},
+                          {"status", WEXITSTATUS(status)}};
+  }
+  return failed(what);
+}
+
 struct Session {
   std::unique_ptr<LLJIT> jit;
+  // The executor process, out of process (0 in process).
+  pid_t executor = 0;
   std::map<std::string, ResourceTrackerSP> modules;
   std::vector<std::string> archives;
 
@@ -176,6 +237,19 @@ struct Session {
     return ok();
   }
 
+  // Flushes the executor's C stdio (out of process), so output is
+  // attributed to the step that printed it.
+  void flushExecutor() {
+    if (!executor)
+      return;
+    if (auto fflushAddr = jit->lookup("fflush"))
+      consumeError(es().getExecutorProcessControl()
+                       .runAsIntFunction(*fflushAddr, 0)
+                       .takeError());
+    else
+      consumeError(fflushAddr.takeError());
+  }
+
   json::Object call(const json::Object &request) {
     std::string symbol = request.getString("symbol").value_or("").str();
     auto address = jit->lookup(symbol);
@@ -184,9 +258,21 @@ struct Session {
       return json::Object{{"result", "missing_symbol"}, {"name", symbol}};
     }
     int64_t args[6] = {0, 0, 0, 0, 0, 0};
+    size_t count = 0;
     if (auto *given = request.getArray("args"))
-      for (size_t i = 0; i < given->size() && i < 6; ++i)
-        args[i] = (*given)[i].getAsInteger().value_or(0);
+      for (; count < given->size() && count < 6; ++count)
+        args[count] = (*given)[count].getAsInteger().value_or(0);
+    if (executor) {
+      if (count > 1)
+        return failed("out of process, ORC calls take at most one integer "
+                      "argument (runAsIntFunction)");
+      auto result = es().getExecutorProcessControl().runAsIntFunction(
+          *address, int(args[0]));
+      if (!result)
+        return executorEnded(executor, toString(result.takeError()));
+      flushExecutor();
+      return json::Object{{"result", "returned"}, {"value", int64_t(*result)}};
+    }
     using Fn = uint64_t (*)(int64_t, int64_t, int64_t, int64_t, int64_t,
                             int64_t);
     uint64_t value = address->toPtr<Fn>()(args[0], args[1], args[2], args[3],
@@ -224,12 +310,19 @@ struct Session {
 };
 
 json::Object start(Session &session, const json::Object &request) {
+  auto mode = request.getString("mode");
   if (request.getString("format") != "elf" ||
-      request.getString("mode") != "inproc")
-    return failed("llvm-orc runs ELF in process");
-  auto jit = LLJITBuilder()
-                 .setPlatformSetUp(ExecutorNativePlatform(orcRuntime()))
-                 .create();
+      (mode != "inproc" && mode != "pipe"))
+    return failed("llvm-orc runs ELF in process or over pipes");
+  LLJITBuilder builder;
+  builder.setPlatformSetUp(ExecutorNativePlatform(orcRuntime()));
+  if (mode == "pipe") {
+    auto epc = startExecutor(session.executor);
+    if (!epc)
+      return failed(toString(epc.takeError()));
+    builder.setExecutorProcessControl(std::move(*epc));
+  }
+  auto jit = builder.create();
   if (!jit)
     return failed(toString(jit.takeError()));
   session.jit = std::move(*jit);
@@ -269,7 +362,7 @@ int main() {
       {"name", "llvm-orc"},
       {"version", "LLVM " LLVM_VERSION_STRING " (LLJIT, JITLink, ORC runtime)"},
       {"formats", json::Array{"elf"}},
-      {"modes", json::Array{"inproc"}},
+      {"modes", json::Array{"inproc", "pipe"}},
       {"capabilities", json::Array{"remove", "replace", "archives", "absolute",
                                    "position-dependent"}},
   });
@@ -288,18 +381,31 @@ int main() {
       reply(start(session, request));
     else if (!session.jit)
       reply(failed("the first request must be `start`"));
-    else if (op == "load")
-      reply(session.load(request));
+    else if (op == "load") {
+      auto result = session.load(request);
+      session.flushExecutor();
+      reply(std::move(result));
+    }
     else if (op == "call")
       reply(session.call(request));
-    else if (op == "remove")
-      reply(session.remove(request.getString("module").value_or("").str()));
+    else if (op == "remove") {
+      auto result = session.remove(request.getString("module").value_or("").str());
+      session.flushExecutor();
+      reply(std::move(result));
+    }
     else if (op == "replace")
       reply(session.replace(request));
     else if (op == "end") {
       if (auto err = session.jit->deinitialize(session.main())) {
         reply(failed(toString(std::move(err))));
         continue;
+      }
+      if (session.executor) {
+        // The executor ends as a program does (its own exit runs what
+        // the C library holds), then this process.
+        consumeError(session.es().getExecutorProcessControl().disconnect());
+        int status = 0;
+        waitpid(session.executor, &status, 0);
       }
       // As a native program ends: exit() runs the handlers registered
       // with the C library (the JIT'd code's memory is still mapped: the
