@@ -269,3 +269,80 @@ impl Drop for Running {
 pub fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RERUN: &str = "rerun: cargo test -p solder-conformance --lib implementation::tests";
+
+    /// An implementation that is the bash script `body` (its replies
+    /// descriptor is `$OUT`).
+    fn script(name: &str, body: &str) -> ImplementationSpec {
+        let dir = std::env::temp_dir().join(format!(
+            "solder-conformance-implementation-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.sh"));
+        std::fs::write(
+            &path,
+            format!("OUT=${REPLIES_FD_ENV}\nIN=${REQUESTS_FD_ENV}\n{body}\n"),
+        )
+        .unwrap();
+        ImplementationSpec::named(&format!("bash {}", path.display())).unwrap()
+    }
+
+    const HELLO: &str = r#"{"protocol":1,"name":"t","version":"0","formats":["elf"],"modes":["inproc"],"capabilities":[]}"#;
+
+    /// What an implementation says is untrusted: a hello or reply that is
+    /// not the protocol's, another protocol version, an implementation
+    /// that dies before answering: each is an error naming what was
+    /// wrong, never a panic or a hang.
+    #[test]
+    fn broken_implementations_are_errors_not_panics() {
+        let cases = [
+            (
+                "garbage-hello",
+                "echo 'not json' >&$OUT".to_string(),
+                "not the protocol's",
+            ),
+            (
+                "old-protocol",
+                format!("echo '{}' >&$OUT", HELLO.replace(":1,", ":0,")),
+                "speaks protocol 0",
+            ),
+            ("silent-exit", "exit 3".to_string(), "without answering"),
+        ];
+        for (name, body, wanted) in cases {
+            let err = match script(name, &body).start(Stdio::null(), Stdio::null()) {
+                Ok(_) => panic!("{name}: started\n{RERUN}"),
+                Err(err) => err,
+            };
+            assert!(err.contains(wanted), "{name}: {err}\n{RERUN}");
+        }
+        let garbage_reply = script(
+            "garbage-reply",
+            &format!(
+                "echo '{HELLO}' >&$OUT\nread -r line <&$IN\necho '{{\"result\":7}}' >&$OUT\nread -r line <&$IN"
+            ),
+        );
+        let mut running = garbage_reply.start(Stdio::null(), Stdio::null()).unwrap();
+        let err = running
+            .exchange(&Request::End, Duration::from_secs(10))
+            .unwrap_err();
+        assert!(err.contains("not the protocol's"), "{err}\n{RERUN}");
+        let dies = script(
+            "dies",
+            &format!("echo '{HELLO}' >&$OUT\nread -r line <&$IN\nkill -SEGV $$"),
+        );
+        let mut running = dies.start(Stdio::null(), Stdio::null()).unwrap();
+        match running.exchange(&Request::End, Duration::from_secs(10)) {
+            Ok(Answer::Ended(status)) => {
+                use std::os::unix::process::ExitStatusExt;
+                assert_eq!(status.signal(), Some(11), "{RERUN}");
+            }
+            other => panic!("{other:?}\n{RERUN}"),
+        }
+    }
+}

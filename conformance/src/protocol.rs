@@ -349,4 +349,45 @@ mod tests {
             assert_eq!(wire, format!("\"{}\"", c.name()), "{RERUN}");
         }
     }
+
+    fn scenario(text: &str) -> Scenario {
+        Scenario::parse(std::path::Path::new("test.yaml"), text)
+            .unwrap_or_else(|e| panic!("{e}\n{RERUN}"))
+    }
+
+    /// What a scenario needs follows from its steps, session and fixture
+    /// flags, and nothing else.
+    #[test]
+    fn requirements_follow_from_the_scenario() {
+        let plain =
+            scenario("summary: s\nfixtures: {a: x.c}\nsteps:\n  - load: [a]\n  - call: f\n");
+        assert_eq!(requirements(&plain), [], "{RERUN}");
+        let demanding = scenario(
+            "summary: s\n\
+             session: {placement: low, absolute: {n: 16}}\n\
+             fixtures: {a: {source: x.c, cflags: [-fPIE]}, b: y.c}\n\
+             archives: {lib: {members: [b]}}\n\
+             steps:\n\
+             \x20 - load: [a, lib]\n\
+             \x20 - replace: {module: a+lib, with: [a]}\n\
+             \x20 - remove: {module: a+lib}\n\
+             \x20 - run: [a]\n\
+             \x20 - call: {function: f, timeout_ms: 5}\n\
+             \x20   expect: {timeout: true}\n",
+        );
+        assert_eq!(
+            requirements(&demanding),
+            [
+                Capability::Remove,
+                Capability::Replace,
+                Capability::CallTimeout,
+                Capability::Archives,
+                Capability::Absolute,
+                Capability::Run,
+                Capability::Placement,
+                Capability::PositionDependent,
+            ],
+            "{RERUN}"
+        );
+    }
 }
