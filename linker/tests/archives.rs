@@ -289,16 +289,20 @@ fn absolute_definitions_are_reached_from_beyond_2_gib() {
 fn the_abs_option_defines_a_name_at_an_address() {
     let test = "the_abs_option_defines_a_name_at_an_address";
     let object = compile("linker/archives/abs_user.c", &["-O2", "-fPIC"]);
-    let output = solder(&[
-        "run",
-        object.to_str().unwrap(),
-        "--abs",
-        "far_marker=0x123456789",
-        "--abs",
-        "far_function=0x1000",
-        "--abs",
-        "far_variable=0x2000",
-    ]);
+    let with_abs = |object: &Path, extra: &[&str]| {
+        let mut args = vec!["run", object.to_str().unwrap()];
+        args.extend(extra);
+        args.extend([
+            "--abs",
+            "far_marker=0x123456789",
+            "--abs",
+            "far_function=0x1000",
+            "--abs",
+            "far_variable=0x2000",
+        ]);
+        solder(&args)
+    };
+    let output = with_abs(&object, &[]);
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -310,18 +314,7 @@ fn the_abs_option_defines_a_name_at_an_address() {
     // Without -fPIC the address is a direct PC-relative reference, which
     // cannot reach 0x123456789 from the slab: refused, not a stub's address.
     let direct = compile("linker/archives/abs_user.c", &["-O2", "-fno-pic"]);
-    let refused = solder(&[
-        "run",
-        direct.to_str().unwrap(),
-        "--slab-address",
-        "0x40000000",
-        "--abs",
-        "far_marker=0x123456789",
-        "--abs",
-        "far_function=0x1000",
-        "--abs",
-        "far_variable=0x2000",
-    ]);
+    let refused = with_abs(&direct, &["--slab-address", "0x40000000"]);
     let message = stderr(&refused);
     assert_eq!(
         refused.status.code(),

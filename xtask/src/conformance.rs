@@ -144,6 +144,12 @@ pub fn run(args: &Args) -> Result<bool> {
     if args.compare {
         return compare(&selection, args).map(|ok| ok && !build_failed);
     }
+    if args.implementation == "llvm-orc" && llvm_orc::adapter(&root, &target)?.is_none() {
+        bail!(
+            "llvm-orc is unavailable here: its adapter needs LLVM 19's development files \
+             (apt-get install llvm-19-dev libclang-rt-19-dev)"
+        );
+    }
     let run = run_harness(&selection, &args.implementation, true)?;
     report::print_table(&run, &formats, &modes);
     write_machine_readable(args, std::slice::from_ref(&run))?;
@@ -367,26 +373,27 @@ mod tests {
     #[test]
     fn harness_lines_are_read_with_their_reasons() {
         let rerun = "rerun: cargo test -p xtask -- conformance::tests";
-        assert_eq!(
-            parse_result("test [atexit] elf/pipe/atexit/x ... ignored (unsupported: no pipe mode)"),
-            Some(("elf/pipe/atexit/x", Status::Unsupported, "no pipe mode")),
-            "{rerun}"
-        );
-        assert_eq!(
-            parse_result("test [atexit] elf/pipe/atexit/x ... ignored (no compiler)"),
-            Some(("elf/pipe/atexit/x", Status::Skipped, "no compiler")),
-            "{rerun}"
-        );
-        assert_eq!(
-            parse_result("test [tls]   elf/inproc/tls/a  ... ok"),
-            Some(("elf/inproc/tls/a", Status::Passed, "")),
-            "{rerun}"
-        );
-        assert_eq!(
-            parse_result("test [tls] elf/inproc/tls/a ... FAILED"),
-            Some(("elf/inproc/tls/a", Status::Failed, "")),
-            "{rerun}"
-        );
-        assert_eq!(parse_result("test result: ok. 1 passed"), None, "{rerun}");
+        let cases = [
+            (
+                "test [atexit] elf/pipe/atexit/x ... ignored (unsupported: no pipe mode)",
+                Some(("elf/pipe/atexit/x", Status::Unsupported, "no pipe mode")),
+            ),
+            (
+                "test [atexit] elf/pipe/atexit/x ... ignored (no compiler)",
+                Some(("elf/pipe/atexit/x", Status::Skipped, "no compiler")),
+            ),
+            (
+                "test [tls]   elf/inproc/tls/a  ... ok",
+                Some(("elf/inproc/tls/a", Status::Passed, "")),
+            ),
+            (
+                "test [tls] elf/inproc/tls/a ... FAILED",
+                Some(("elf/inproc/tls/a", Status::Failed, "")),
+            ),
+            ("test result: ok. 1 passed", None),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(parse_result(line), expected, "{line}\n{rerun}");
+        }
     }
 }
