@@ -76,6 +76,11 @@ pub enum LinkError {
         path: PathBuf,
         reason: std::io::Error,
     },
+    #[error("cannot write {path}: {reason}")]
+    Write {
+        path: std::path::PathBuf,
+        reason: std::io::Error,
+    },
     #[error("cannot find -l{name}: tried {}", .tried.join(", "))]
     LibraryNotFound { name: String, tried: Vec<String> },
     #[error("{archive}: malformed archive: {reason}")]

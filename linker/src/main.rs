@@ -103,6 +103,10 @@ struct RunArgs {
     /// with status 124, naming where it was running.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     timeout: Option<Limit>,
+    /// Write /tmp/perf-PID.map for the process that runs the code (this
+    /// one, or the executor): every JIT'd function, for `perf report`.
+    #[arg(long)]
+    perf_map: bool,
     /// Write the link map (sections, symbols, GOT entries, stubs, archive
     /// members taken and why) to FILE.
     #[arg(long, value_name = "FILE")]
@@ -399,6 +403,9 @@ fn add_inputs(session: &mut Session, archives: Vec<Archive>, args: &RunArgs) -> 
         session.define_absolute(name, *address);
     }
     session.set_link_maps(args.map.is_some() || args.print_map);
+    if args.perf_map {
+        session.enable_perf_map();
+    }
     Ok(())
 }
 

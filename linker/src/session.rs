@@ -334,6 +334,14 @@ impl Session {
         }
     }
 
+    /// Writes `/tmp/perf-PID.map` for the process that runs the code
+    /// (`--perf-map`): every live module's functions, rewritten at each
+    /// load, replacement and removal (see [`plugins::PerfMap`]). Modules
+    /// loaded before this are not listed.
+    pub fn enable_perf_map(&mut self) {
+        self.add_plugin(Box::new(plugins::PerfMap::new()));
+    }
+
     /// Whether later loads make a link map ([`Session::link_map`]); off
     /// by default (it costs a walk over every symbol of the load).
     pub fn set_link_maps(&mut self, on: bool) {
@@ -1114,6 +1122,9 @@ impl Session {
             return Ok(());
         }
         self.ended = true;
+        for plugin in &mut self.plugins {
+            plugin.session_ending();
+        }
         if self.dead.is_some() {
             self.modules.clear();
             return Ok(());

@@ -9,7 +9,10 @@
 //! in [`default_plugins`].
 
 mod crash_symbols;
+mod perf_map;
 mod unwind;
+
+pub use perf_map::PerfMap;
 
 use solder_executor::module::CrashSymbol;
 
@@ -46,6 +49,11 @@ pub trait LinkPlugin {
 
     /// Undoes the registration `emitted` returned `token` for.
     fn removing(&mut self, executor: &mut dyn Executor, token: u64) -> Result<(), LinkError>;
+
+    /// The session is ending: every module goes next (`removing` follows
+    /// for each). A plugin whose record should outlive the process (a
+    /// profiler map read after the run) keeps it as it is.
+    fn session_ending(&mut self) {}
 }
 
 /// Something a plugin registered for one module: which plugin (its place
