@@ -107,6 +107,10 @@ struct RunArgs {
     /// one, or the executor): every JIT'd function, for `perf report`.
     #[arg(long)]
     perf_map: bool,
+    /// Write /tmp/jit-PID.dump (jitdump, with code bytes) for the process
+    /// that runs the code, for `perf inject --jit`.
+    #[arg(long)]
+    jitdump: bool,
     /// Write the link map (sections, symbols, GOT entries, stubs, archive
     /// members taken and why) to FILE.
     #[arg(long, value_name = "FILE")]
@@ -405,6 +409,9 @@ fn add_inputs(session: &mut Session, archives: Vec<Archive>, args: &RunArgs) -> 
     session.set_link_maps(args.map.is_some() || args.print_map);
     if args.perf_map {
         session.enable_perf_map();
+    }
+    if args.jitdump {
+        session.enable_jitdump();
     }
     Ok(())
 }

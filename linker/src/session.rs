@@ -342,6 +342,14 @@ impl Session {
         self.add_plugin(Box::new(plugins::PerfMap::new()));
     }
 
+    /// Writes `/tmp/jit-PID.dump` for the process that runs the code
+    /// (`--jitdump`): a code-load record per function of every later
+    /// module, with its bytes, for `perf inject --jit` (see
+    /// [`plugins::JitDump`]).
+    pub fn enable_jitdump(&mut self) {
+        self.add_plugin(Box::new(plugins::JitDump::new()));
+    }
+
     /// Whether later loads make a link map ([`Session::link_map`]); off
     /// by default (it costs a walk over every symbol of the load).
     pub fn set_link_maps(&mut self, on: bool) {

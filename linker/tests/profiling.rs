@@ -121,3 +121,93 @@ fn the_perf_map_follows_loads_replacements_and_removals() {
     assert!(read_map(&path, test).is_empty(), "{}", rerun(test));
     session.end();
 }
+
+/// The jitdump of a session parses as the format says: its header (magic,
+/// version, size, x86-64, this process), one code-load record per
+/// function holding the function's name, address and exact bytes (as the
+/// object has them: these functions need no relocation), and a closing
+/// record at the end; in process, the file is mapped as the profiler's
+/// marker.
+#[test]
+fn the_jitdump_holds_every_functions_code() {
+    use object::{Object, ObjectSection, ObjectSymbol};
+    use solder_linker::plugins::{JitDump, jitdump};
+    let test = "the_jitdump_holds_every_functions_code";
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("jitdump");
+    std::fs::create_dir_all(&dir).unwrap();
+    let plugin = JitDump::in_directory(dir.clone());
+    let path = plugin.path_for(std::process::id());
+    let mut session = support::session();
+    session.add_plugin(Box::new(plugin));
+    session.set_link_maps(true);
+    let built = compile("linker/profiling/module_v1.c", &["-O2"]);
+    let id = session.load(&[object(&built)]).unwrap();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    assert!(
+        maps.contains(path.to_str().unwrap()),
+        "the dump is not mapped as the marker\n{}",
+        rerun(test)
+    );
+    let addresses: BTreeMap<String, u64> = ["first_function", "second_function"]
+        .iter()
+        .map(|name| {
+            let map = session.link_map(id).unwrap();
+            let symbol = map.symbols.iter().find(|s| s.name == *name).unwrap();
+            (name.to_string(), symbol.address.unwrap())
+        })
+        .collect();
+    session.remove(id).unwrap();
+    session.end();
+    let bytes = std::fs::read(&path).unwrap();
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    assert_eq!(u32_at(0), jitdump::MAGIC, "{}", rerun(test));
+    assert_eq!(u32_at(4), jitdump::VERSION, "{}", rerun(test));
+    assert_eq!(u32_at(8), 40, "{}", rerun(test));
+    assert_eq!(u32_at(12), 62, "{}", rerun(test));
+    assert_eq!(u32_at(20), std::process::id(), "{}", rerun(test));
+    let file = std::fs::read(&built).unwrap();
+    let elf = object::File::parse(&*file).unwrap();
+    let code_of = |name: &str| -> Vec<u8> {
+        let symbol = elf.symbols().find(|s| s.name() == Ok(name)).unwrap();
+        let section = elf
+            .section_by_index(symbol.section_index().unwrap())
+            .unwrap();
+        let data = section.data().unwrap();
+        let start = (symbol.address() - section.address()) as usize;
+        data[start..start + symbol.size() as usize].to_vec()
+    };
+    let mut at = 40;
+    let mut loads = BTreeMap::new();
+    let mut closed = false;
+    while at < bytes.len() {
+        let (id, size) = (u32_at(at), u32_at(at + 4) as usize);
+        assert!(
+            size >= 16 && at + size <= bytes.len(),
+            "record at {at}\n{}",
+            rerun(test)
+        );
+        match id {
+            jitdump::JIT_CODE_LOAD => {
+                let body = at + 16;
+                let (vma, code_size) = (u64_at(body + 8), u64_at(body + 24) as usize);
+                let name_start = body + 40;
+                let name_end =
+                    name_start + bytes[name_start..].iter().position(|&b| b == 0).unwrap();
+                let name = String::from_utf8(bytes[name_start..name_end].to_vec()).unwrap();
+                let code = bytes[name_end + 1..name_end + 1 + code_size].to_vec();
+                assert_eq!(at + size, name_end + 1 + code_size, "{}", rerun(test));
+                loads.insert(name, (vma, code));
+            }
+            jitdump::JIT_CODE_CLOSE => closed = true,
+            other => panic!("record {other}\n{}", rerun(test)),
+        }
+        at += size;
+    }
+    assert!(closed, "no closing record\n{}", rerun(test));
+    for (name, address) in &addresses {
+        let (vma, code) = &loads[name];
+        assert_eq!(vma, address, "{name}\n{}", rerun(test));
+        assert_eq!(code, &code_of(name), "{name}\n{}", rerun(test));
+    }
+}

@@ -241,6 +241,31 @@ pub fn map_shared(fd: Option<BorrowedFd<'_>>, size: u64) -> io::Result<*mut u8> 
     Ok(ptr.cast())
 }
 
+/// Maps the first page of `fd` readable and executable, privately, and
+/// leaves it mapped for the life of the process: the marker by which a
+/// profiler recording this process (`perf record`) learns which file
+/// holds its jitdump. Nothing is written through it, and it is never
+/// writable.
+pub fn map_profiler_marker(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: a new private read-execute mapping at an address of the
+    // kernel's choosing (no MAP_FIXED): no existing memory changes, and
+    // nothing ever reads or runs it.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            page_size() as usize,
+            libc::PROT_READ | libc::PROT_EXEC,
+            libc::MAP_PRIVATE,
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Copies this process's memory at `address` into `buf`, failing with
 /// `EFAULT` (instead of faulting) when any of it is unmapped or unreadable.
 ///

@@ -17,6 +17,22 @@ pub fn id() -> Pid {
     nix::unistd::getpid()
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds (the clock profilers record with).
+pub fn monotonic_ns() -> Option<u64> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `now`.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) } != 0 {
+        return None;
+    }
+    u64::try_from(now.tv_sec)
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(u64::try_from(now.tv_nsec).ok()?)
+}
+
 /// The calling thread's id (`gettid`). Async-signal-safe.
 pub fn thread_id() -> i32 {
     nix::unistd::gettid().as_raw()

@@ -9,9 +9,11 @@
 //! in [`default_plugins`].
 
 mod crash_symbols;
+pub mod jitdump;
 mod perf_map;
 mod unwind;
 
+pub use jitdump::JitDump;
 pub use perf_map::PerfMap;
 
 use solder_executor::module::CrashSymbol;

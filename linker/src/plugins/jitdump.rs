@@ -1,0 +1,188 @@
+//! jitdump (`--jitdump`): `/tmp/jit-PID.dump`, the format `perf inject
+//! --jit` reads to turn samples in JIT'd code into symbols with their code:
+//! a header, then one `JIT_CODE_LOAD` record per function of every module
+//! (its address, size, name and bytes, read back from the executor), and a
+//! `JIT_CODE_CLOSE` record when the session ends. Timestamps are
+//! `CLOCK_MONOTONIC` (record with `perf record -k mono`).
+//!
+//! In process, the file's first page is mapped read-execute once: the
+//! marker by which `perf record` learns where this process's dump is. An
+//! executor process does not map it (the file is still written, under the
+//! executor's pid).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::{Emitted, LinkPlugin};
+use crate::error::LinkError;
+use crate::executors::Executor;
+
+/// `JiTD`, version 1, as the format defines them.
+pub const MAGIC: u32 = 0x4A69_5444;
+pub const VERSION: u32 = 1;
+/// Record ids.
+pub const JIT_CODE_LOAD: u32 = 0;
+pub const JIT_CODE_CLOSE: u32 = 3;
+/// `e_machine` of x86-64.
+const EM_X86_64: u32 = 62;
+
+/// The dump being written, opened at the first module.
+pub struct JitDump {
+    directory: PathBuf,
+    file: Option<std::fs::File>,
+    /// Where the file was opened (for messages).
+    path: PathBuf,
+    /// `code_index`: one per code load.
+    loads: u64,
+    origin: Instant,
+}
+
+impl JitDump {
+    /// A dump in `/tmp`.
+    pub fn new() -> JitDump {
+        JitDump::in_directory(PathBuf::from("/tmp"))
+    }
+
+    /// A dump in `directory` instead (tests).
+    pub fn in_directory(directory: PathBuf) -> JitDump {
+        JitDump {
+            directory,
+            file: None,
+            path: PathBuf::new(),
+            loads: 0,
+            origin: Instant::now(),
+        }
+    }
+
+    /// Where the dump of process `pid` goes.
+    pub fn path_for(&self, pid: u32) -> PathBuf {
+        self.directory.join(format!("jit-{pid}.dump"))
+    }
+
+    fn error(&self, reason: std::io::Error) -> LinkError {
+        LinkError::Write {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+
+    /// Nanoseconds on the clock the records use.
+    fn timestamp(&self) -> u64 {
+        monotonic_ns().unwrap_or_else(|| self.origin.elapsed().as_nanos() as u64)
+    }
+
+    /// Opens the dump for the process that runs the code, with its header.
+    fn open(&mut self, executor: &dyn Executor) -> Result<(), LinkError> {
+        if self.file.is_some() {
+            return Ok(());
+        }
+        let pid = executor.pid().unwrap_or_else(std::process::id);
+        self.path = self.path_for(pid);
+        // Readable too: the marker maps it.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&self.path)
+            .map_err(|e| self.error(e))?;
+        let mut header = Vec::with_capacity(40);
+        for word in [MAGIC, VERSION, 40, EM_X86_64, 0, pid] {
+            header.extend_from_slice(&word.to_le_bytes());
+        }
+        header.extend_from_slice(&self.timestamp().to_le_bytes());
+        header.extend_from_slice(&0u64.to_le_bytes()); // flags
+        file.write_all(&header).map_err(|e| self.error(e))?;
+        if executor.pid().is_none() {
+            mark(&file).map_err(|e| self.error(e))?;
+        }
+        self.file = Some(file);
+        Ok(())
+    }
+
+    fn record(&mut self, id: u32, body: &[u8]) -> Result<(), LinkError> {
+        let mut record = Vec::with_capacity(16 + body.len());
+        record.extend_from_slice(&id.to_le_bytes());
+        record.extend_from_slice(&((16 + body.len()) as u32).to_le_bytes());
+        record.extend_from_slice(&self.timestamp().to_le_bytes());
+        record.extend_from_slice(body);
+        let Some(file) = &mut self.file else {
+            return Ok(());
+        };
+        let written = file.write_all(&record);
+        written.map_err(|e| self.error(e))
+    }
+}
+
+impl Default for JitDump {
+    fn default() -> Self {
+        JitDump::new()
+    }
+}
+
+/// The in-process marker (host layer only).
+#[cfg(feature = "host")]
+fn mark(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
+    solder_executor::sys::memory::map_profiler_marker(file.as_fd())
+}
+
+#[cfg(not(feature = "host"))]
+fn mark(_file: &std::fs::File) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(feature = "host")]
+fn monotonic_ns() -> Option<u64> {
+    solder_executor::sys::process::monotonic_ns()
+}
+
+#[cfg(not(feature = "host"))]
+fn monotonic_ns() -> Option<u64> {
+    None
+}
+
+impl LinkPlugin for JitDump {
+    fn name(&self) -> &'static str {
+        "jitdump"
+    }
+
+    fn emitted(
+        &mut self,
+        executor: &mut dyn Executor,
+        module: &Emitted<'_>,
+    ) -> Result<Option<u64>, LinkError> {
+        self.open(executor)?;
+        let pid = executor.pid().unwrap_or_else(std::process::id);
+        for symbol in module.crash_symbols.iter().filter(|s| s.size > 0) {
+            let code = executor.read(symbol.start, symbol.size)?;
+            let mut body = Vec::with_capacity(40 + symbol.name.len() + 1 + code.len());
+            body.extend_from_slice(&pid.to_le_bytes());
+            body.extend_from_slice(&pid.to_le_bytes()); // tid: the loading thread's process
+            body.extend_from_slice(&symbol.start.to_le_bytes()); // vma
+            body.extend_from_slice(&symbol.start.to_le_bytes()); // code_addr
+            body.extend_from_slice(&symbol.size.to_le_bytes());
+            body.extend_from_slice(&self.loads.to_le_bytes());
+            body.extend_from_slice(symbol.name.as_bytes());
+            body.push(0);
+            body.extend_from_slice(&code);
+            self.loads += 1;
+            self.record(JIT_CODE_LOAD, &body)?;
+        }
+        // Nothing to undo: a dump is a history (a later load at the same
+        // address supersedes the earlier one by its timestamp).
+        Ok(None)
+    }
+
+    fn removing(&mut self, _executor: &mut dyn Executor, _token: u64) -> Result<(), LinkError> {
+        Ok(())
+    }
+
+    fn session_ending(&mut self) {
+        let _ = self.record(JIT_CODE_CLOSE, &[]);
+        if let Some(file) = &mut self.file {
+            let _ = file.flush();
+        }
+    }
+}
