@@ -20,6 +20,8 @@
 //!   or Microsoft x64) and the platform routines foreign objects expect;
 //! - [`crash`]: a signal handler that reports a crash in JIT'd code as
 //!   `symbol+offset` before letting the signal kill the process;
+//! - [`debugger`]: the GDB JIT interface (in-memory objects with debug
+//!   information, registered for debuggers);
 //! - [`output`]: the program's stdout and stderr forwarded to the
 //!   controller over the connection, in order with the replies;
 //! - [`sys`]: every operating-system call of the host layer (and of the
@@ -37,6 +39,8 @@ pub mod tls_carrier;
 pub mod calls;
 #[cfg(feature = "host")]
 pub mod crash;
+#[cfg(feature = "host")]
+pub mod debugger;
 #[cfg(feature = "host")]
 pub mod dynsym;
 #[cfg(feature = "host")]

@@ -71,6 +71,10 @@ pub struct LinkGraph<'a> {
     /// COMDAT groups: of the groups of one signature in a load, one is kept
     /// as the group's selection says.
     pub groups: Vec<Group<'a>>,
+    /// For an ELF object: the graph section each section header became
+    /// (by header index), so the object can be handed to a debugger with
+    /// its sections' load addresses; empty for other formats.
+    pub source_sections: Vec<Option<SectionId>>,
 }
 
 impl LinkGraph<'_> {

@@ -111,6 +111,11 @@ struct RunArgs {
     /// that runs the code, for `perf inject --jit`.
     #[arg(long)]
     jitdump: bool,
+    /// Register the JIT'd objects (with their debug information) with the
+    /// debugger interface, so gdb can break in, step and print JIT'd code
+    /// compiled with -g (also SOLDER_DEBUG=1). In process only, for now.
+    #[arg(long)]
+    debug: bool,
     /// Write the link map (sections, symbols, GOT entries, stubs, archive
     /// members taken and why) to FILE.
     #[arg(long, value_name = "FILE")]
@@ -412,6 +417,9 @@ fn add_inputs(session: &mut Session, archives: Vec<Archive>, args: &RunArgs) -> 
     }
     if args.jitdump {
         session.enable_jitdump();
+    }
+    if args.debug || std::env::var("SOLDER_DEBUG").is_ok_and(|v| v == "1") {
+        session.enable_debug();
     }
     Ok(())
 }

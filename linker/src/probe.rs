@@ -101,6 +101,7 @@ fn link_graphs(
             entry: None,
             // Made for every probe: fuzzing reaches the map too.
             map: true,
+            debug: true,
         },
     )
 }

@@ -164,6 +164,9 @@ pub struct Session {
     absolutes: HashMap<String, u64>,
     /// Whether loads make link maps ([`Session::set_link_maps`]).
     make_maps: bool,
+    /// Whether modules are registered with debuggers
+    /// ([`Session::enable_debug`]).
+    keep_debug: bool,
 }
 
 /// Starts the executor a configuration asks for.
@@ -212,6 +215,7 @@ impl Session {
             archives: ArchiveSearch::default(),
             absolutes: HashMap::default(),
             make_maps: false,
+            keep_debug: false,
         };
         if session.config.placement != Placement::Auto {
             session.reserve(session.config.placement)?;
@@ -331,6 +335,18 @@ impl Session {
                     tried,
                 })
             }
+        }
+    }
+
+    /// Registers every later module's objects, with their debug
+    /// information and their sections' load addresses, with the debugger
+    /// interface (GDB's JIT interface) of the process that runs the code
+    /// (`--debug`), and unregisters them before their memory goes. ELF
+    /// objects, in process for now.
+    pub fn enable_debug(&mut self) {
+        if !self.keep_debug {
+            self.keep_debug = true;
+            self.add_plugin(Box::new(plugins::DebugObjects::default()));
         }
     }
 
@@ -498,6 +514,7 @@ impl Session {
                 replacing,
                 entry,
                 map: self.make_maps,
+                debug: self.keep_debug,
             },
         )?;
         Ok((linked, pulled))
@@ -581,12 +598,14 @@ impl Session {
             return Err(err);
         }
         let description = linked.objects.clone();
+        let debug_objects = self.debug_objects(objects, pulled, &linked);
         let emitted = Emitted {
             id,
             objects: &description,
             memory: linked.memory,
             eh_frame: linked.eh_frame,
             crash_symbols: &linked.crash_symbols,
+            debug_objects: &debug_objects,
         };
         let registrations =
             match plugins::register_all(&mut self.plugins, &mut *self.executor, &emitted) {
@@ -645,6 +664,33 @@ impl Session {
             },
         );
         Ok(())
+    }
+
+    /// The load's ELF objects (its own, then the archive members it took,
+    /// as its graphs are) with their sections' load addresses, when the
+    /// session keeps debug information.
+    fn debug_objects(
+        &self,
+        objects: &[ObjectFile],
+        pulled: &[Pulled],
+        linked: &LinkedModule,
+    ) -> Vec<Vec<u8>> {
+        let Some(places) = &linked.section_addresses else {
+            return Vec::new();
+        };
+        let archives = self.archives.archives();
+        let sources = objects.iter().map(|o| o.bytes.as_slice()).chain(
+            pulled
+                .iter()
+                .map(|p| archives[p.archive].member_bytes(p.member)),
+        );
+        sources
+            .zip(places)
+            .filter(|(_, place)| !place.headers.is_empty())
+            .filter_map(|(bytes, place)| {
+                plugins::debug_objects::with_load_addresses(bytes, &place.headers, &place.addresses)
+            })
+            .collect()
     }
 
     /// What a restart loads again for a module: its objects and the

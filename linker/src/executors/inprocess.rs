@@ -333,6 +333,17 @@ impl Executor for InProcess {
         crash::remove_symbols(base);
     }
 
+    fn register_debug_object(&mut self, image: Vec<u8>) -> Result<u64, LinkError> {
+        Ok(solder_executor::debugger::register(image))
+    }
+
+    fn unregister_debug_object(&mut self, token: u64) -> Result<(), LinkError> {
+        // SAFETY: the debug-object plugin passes each token `register`
+        // returned exactly once.
+        unsafe { solder_executor::debugger::unregister(token) };
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         "in-process".into()
     }

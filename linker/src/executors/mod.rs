@@ -198,6 +198,20 @@ pub trait Executor {
     /// (only an in-process executor needs them; a remote crash is
     /// symbolized by the session).
     fn add_crash_symbols(&mut self, _base: u64, _symbols: &[CrashSymbol]) {}
+    /// Registers an in-memory object with the debugger interface of the
+    /// process that runs the code (the GDB JIT interface); the token
+    /// [`Executor::unregister_debug_object`] takes.
+    fn register_debug_object(&mut self, _image: Vec<u8>) -> Result<u64, LinkError> {
+        Err(LinkError::Executor(
+            "this executor cannot register objects with a debugger (in process only, for now)"
+                .into(),
+        ))
+    }
+    /// Unregisters what [`Executor::register_debug_object`] gave `token`
+    /// for.
+    fn unregister_debug_object(&mut self, _token: u64) -> Result<(), LinkError> {
+        Ok(())
+    }
     /// Forgets the symbols of the module at `base`.
     fn remove_crash_symbols(&mut self, _base: u64) {}
     /// False once the executor is gone for good (no checkpoint took over).

@@ -110,6 +110,17 @@ pub struct LinkRequest<'s> {
     pub entry: Option<&'s str>,
     /// Whether to make the load's link map ([`LinkedModule::map`]).
     pub map: bool,
+    /// Whether to report where each section went
+    /// ([`LinkedModule::section_addresses`], for debuggers).
+    pub debug: bool,
+}
+
+/// Where one object's sections went: by section header, the graph section
+/// it became; by graph section, its load address.
+#[derive(Debug, Clone, Default)]
+pub struct SectionPlaces {
+    pub headers: Vec<Option<SectionId>>,
+    pub addresses: Vec<Option<u64>>,
 }
 
 /// A linked load, ready to be written to the executor.
@@ -142,6 +153,11 @@ pub struct LinkedModule {
     pub entry: Option<u64>,
     /// The load's link map, when the request asked for it.
     pub map: Option<map::LinkMap>,
+    /// When the request asked (`debug`): per graph, which graph section
+    /// each of the object's section headers became
+    /// ([`LinkGraph::source_sections`]) and the load address of each graph
+    /// section that was placed.
+    pub section_addresses: Option<Vec<SectionPlaces>>,
 }
 
 /// Links `graphs` as one module.
@@ -260,6 +276,16 @@ fn write_module(
         thread_locals: at.block.map(|(block, _)| block.id),
         entry,
         map,
+        section_addresses: resolver.req.debug.then(|| {
+            graphs
+                .iter()
+                .zip(&layout.sections)
+                .map(|(graph, placed)| SectionPlaces {
+                    headers: graph.source_sections.clone(),
+                    addresses: placed.iter().map(|at| at.map(|o| base + o)).collect(),
+                })
+                .collect()
+        }),
     })
 }
 

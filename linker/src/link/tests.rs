@@ -471,6 +471,7 @@ fn an_interposer_on_an_impossible_argument_is_the_executors_error() {
                 replacing: None,
                 entry: None,
                 map: false,
+                debug: false,
             },
         );
         match (result, refused) {

@@ -9,10 +9,12 @@
 //! in [`default_plugins`].
 
 mod crash_symbols;
+pub mod debug_objects;
 pub mod jitdump;
 mod perf_map;
 mod unwind;
 
+pub use debug_objects::DebugObjects;
 pub use jitdump::JitDump;
 pub use perf_map::PerfMap;
 
@@ -33,6 +35,9 @@ pub struct Emitted<'m> {
     pub eh_frame: Option<u64>,
     /// Its function symbols.
     pub crash_symbols: &'m [CrashSymbol],
+    /// Its objects with their sections' load addresses, for debuggers
+    /// (empty unless the session keeps debug information).
+    pub debug_objects: &'m [Vec<u8>],
 }
 
 /// A plugin: told of every module once it is emitted, and again before

@@ -76,6 +76,7 @@ fn parse_as<'a, Coff: CoffHeader>(
         sections,
         symbols,
         groups,
+        source_sections: Vec::new(),
     })
 }
 

@@ -39,6 +39,7 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
         sections,
         symbols,
         groups,
+        source_sections: placed,
     })
 }
 

@@ -57,6 +57,7 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
         sections,
         symbols,
         groups: Vec::new(),
+        source_sections: Vec::new(),
     })
 }
 
