@@ -58,7 +58,7 @@ use crate::abi::CallingConvention;
 use std::io::{Read, Write};
 
 /// Protocol version; the handshake refuses any other.
-pub const VERSION: u32 = 7;
+pub const VERSION: u32 = 8;
 /// The largest frame (tag + body) either side sends or accepts. Bigger
 /// writes are split by the sender.
 pub const MAX_FRAME: u32 = 16 << 20;
@@ -513,6 +513,18 @@ messages! {
         22 HostThreadLocal {
             name: String = "symbol name",
             fixed: bool = "fixed",
+        },
+        /// Register an in-memory object (an ELF object whose section
+        /// headers give its sections' load addresses) with the executor's
+        /// debugger interface (the GDB JIT interface). Answered by
+        /// [`Reply::Done`] with the token [`Request::UnregisterDebugObject`]
+        /// takes.
+        23 RegisterDebugObject {
+            image: Vec<u8> = "object image",
+        },
+        /// Unregister what [`Request::RegisterDebugObject`] gave `token`.
+        24 UnregisterDebugObject [plain] {
+            token: u64 = "debug object token",
         },
     }
 }
@@ -1236,6 +1248,10 @@ pub fn example_requests() -> Vec<Request> {
             name: "x".into(),
             fixed: true,
         },
+        Request::RegisterDebugObject {
+            image: b"\x7fELF".to_vec(),
+        },
+        Request::UnregisterDebugObject { token: 5 },
     ]
 }
 
@@ -1780,7 +1796,7 @@ mod tests {
             .map(|r| hex(&r.encode()))
             .collect();
         let expected = [
-            "110000000107000000010600000073656372657401",
+            "110000000108000000010600000073656372657401",
             "1300000002000000400000000001000000000000000001",
             "1000000003001000000000000003000000010203",
             "12000000040010000000000000002000000000000001",
@@ -1803,11 +1819,13 @@ mod tests {
             "18000000140200000001020600000000000000100000000000000001",
             "09000000150300000000000000",
             "0700000016010000007801",
+            "0900000017040000007f454c46",
+            "09000000180500000000000000",
         ];
         assert_eq!(requests, expected);
         let replies: Vec<String> = example_replies().iter().map(|r| hex(&r.encode())).collect();
         let expected = [
-            "3500000001534c4452070000000010000000000000180000007838365f36342d756e6b6e6f776e2d6c696e75782d676e75020000002a000000",
+            "3500000001534c4452080000000010000000000000180000007838365f36342d756e6b6e6f776e2d6c696e75782d676e75020000002a000000",
             "0100000002",
             "080000000302020000006e6f",
             "0d000000040000007000000000ffffffff",
@@ -1855,7 +1873,7 @@ mod tests {
                     forward_output: false,
                 }
                 .encode(),
-                "0b 00 00 00 01 07 00 00 00 00 00 00 00 00 00",
+                "0b 00 00 00 01 08 00 00 00 00 00 00 00 00 00",
             ),
             (
                 Request::Lookup {

@@ -187,6 +187,7 @@ pub fn serve_session(channel: Channel, options: SessionOptions) -> i32 {
         thread_locals: Default::default(),
         args: Vec::new(),
         argv: vec![std::ptr::null_mut()],
+        debug_objects: Default::default(),
         channel,
     };
     server.run()
@@ -327,6 +328,9 @@ struct Server {
     args: Vec<Vec<u8>>,
     /// Pointers into `args`, then NULL.
     argv: Vec<*mut c_char>,
+    /// Objects registered with the debugger interface, by token: only
+    /// these may be unregistered (a token is the controller's word).
+    debug_objects: std::collections::BTreeSet<u64>,
 }
 
 /// Handlers return the error reply as `Err`.
@@ -445,6 +449,12 @@ impl Server {
                 .into(),
             Request::DropThreadLocals { id } => self.drop_thread_locals(id).into(),
             Request::HostThreadLocal { name, fixed } => self.host_thread_local(&name, fixed).into(),
+            Request::RegisterDebugObject { image } => {
+                let token = crate::debugger::register(image);
+                self.debug_objects.insert(token);
+                Outcome::Reply(Reply::Done { value: token })
+            }
+            Request::UnregisterDebugObject { token } => self.unregister_debug_object(token).into(),
         }
     }
 
@@ -774,6 +784,20 @@ impl Server {
             .map(|name| host.resolve_for_jit(name))
             .collect();
         Ok(Reply::Symbols { symbols })
+    }
+
+    /// `UnregisterDebugObject`: a token this server gave out, once.
+    fn unregister_debug_object(&mut self, token: u64) -> Handled {
+        if !self.debug_objects.remove(&token) {
+            return Err(error(
+                ErrorCode::State,
+                format!("no debug object {token:#x} is registered"),
+            ));
+        }
+        // SAFETY: `token` came from `register` (it was in the set, which
+        // only register's tokens enter) and leaves the set now: once.
+        unsafe { crate::debugger::unregister(token) };
+        Ok(Reply::Ok)
     }
 
     /// `HostThreadLocal`: what the loader says about a host variable.

@@ -89,25 +89,56 @@ fn without_debug_gdb_does_not_see_jitted_code() {
     assert!(out.contains("exited normally"), "{out}\n{}", rerun(test));
 }
 
-/// Out of process, registration is refused with a clear error (the
-/// executor's debugger interface is not reached yet), not ignored.
+/// Out of process the objects are registered in the executor, which a
+/// debugger then runs (or attaches to): here the executor is started under
+/// gdb through `SOLDER_EXECUTOR`, the recipe the README gives.
 #[test]
-fn debug_with_an_executor_process_is_refused_clearly() {
-    let test = "debug_with_an_executor_process_is_refused_clearly";
+fn gdb_running_the_executor_breaks_in_jitted_code() {
+    let test = "gdb_running_the_executor_breaks_in_jitted_code";
     let object = compile("linker/debugging/debug_target.c", &["-g", "-O0"]);
-    let output = support::solder(&[
-        "run",
-        "--debug",
-        "--executor",
-        "pipe",
-        object.to_str().unwrap(),
-    ]);
-    let message = support::stderr(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(125),
-        "{message}\n{}",
+    let executor =
+        std::path::Path::new(env!("CARGO_BIN_EXE_solder")).with_file_name("solder-executor");
+    assert!(
+        executor.is_file(),
+        "{} is not built (cargo build -p solder-executor)\n{}",
+        executor.display(),
         rerun(test)
     );
-    assert!(message.contains("debugger"), "{message}\n{}", rerun(test));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("debugging");
+    std::fs::create_dir_all(&dir).unwrap();
+    let wrapper = dir.join("executor-under-gdb.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec gdb -batch -nx -ex 'set breakpoint pending on' \
+             -ex 'break jitted_add' -ex run -ex bt -ex 'print b' -ex continue \
+             --args {} \"$@\"\n",
+            executor.display()
+        ),
+    )
+    .unwrap();
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg("chmod +x \"$1\" && SOLDER_EXECUTOR=\"$1\" \"$2\" run --debug --executor pipe \"$3\"")
+        .arg("sh")
+        .arg(&wrapper)
+        .arg(env!("CARGO_BIN_EXE_solder"))
+        .arg(&object)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    for needle in [
+        "Breakpoint 1, jitted_add (a=2, b=3) at ",
+        "debug_target.c:6",
+        "in main () at ",
+        "$1 = 3",
+    ] {
+        assert!(
+            out.contains(needle),
+            "gdb's output lacks {needle:?}:\n{out}\n{}",
+            rerun(test)
+        );
+    }
+    assert!(output.status.success(), "{out}\n{}", rerun(test));
 }

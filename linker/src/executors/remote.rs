@@ -1380,6 +1380,17 @@ impl Executor for Remote {
         self.defer(&Request::DropThreadLocals { id }, None)
     }
 
+    fn register_debug_object(&mut self, image: Vec<u8>) -> Result<u64, LinkError> {
+        match self.request(&Request::RegisterDebugObject { image })? {
+            Reply::Done { value } => Ok(value),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn unregister_debug_object(&mut self, token: u64) -> Result<(), LinkError> {
+        self.defer(&Request::UnregisterDebugObject { token }, None)
+    }
+
     fn host_thread_local(&mut self, name: &str, fixed: bool) -> Result<HostThreadLocal, LinkError> {
         let reply = self.request(&Request::HostThreadLocal {
             name: name.to_string(),
