@@ -142,3 +142,58 @@ fn gdb_running_the_executor_breaks_in_jitted_code() {
     }
     assert!(output.status.success(), "{out}\n{}", rerun(test));
 }
+
+/// Set by the test below when it runs this binary under gdb: the process
+/// is then the driver.
+const DRIVER_ENV: &str = "SOLDER_DEBUGGING_TEST_DRIVER";
+
+/// After a hot swap, a breakpoint set by source line lands in the new
+/// code: gdb runs this test binary, whose driver loads version 1 of
+/// `swap.c`, calls it, replaces it with version 2 (same file name and
+/// lines) and calls again; the breakpoint on line 5 stops in each version
+/// in turn, with that version's local.
+#[test]
+fn gdb_follows_a_hot_swap() {
+    let test = "gdb_follows_a_hot_swap";
+    let v1 = compile("linker/debugging/v1/swap.c", &["-g", "-O0"]);
+    let v2 = compile("linker/debugging/v2/swap.c", &["-g", "-O0"]);
+    if std::env::var_os(DRIVER_ENV).is_some() {
+        let mut session = support::session();
+        session.enable_debug();
+        let id = session.load(&[support::object(&v1)]).unwrap();
+        assert_eq!(support::call(&mut session, "swap_me", &[4]), 5);
+        session.replace(id, &[support::object(&v2)]).unwrap();
+        assert_eq!(support::call(&mut session, "swap_me", &[4]), 42);
+        session.end();
+        return;
+    }
+    let output = Command::new("gdb")
+        .args(["-batch", "-nx", "-ex", "set breakpoint pending on"])
+        .args(["-ex", "break swap.c:5", "-ex", "run"])
+        .args([
+            "-ex",
+            "print tag",
+            "-ex",
+            "continue",
+            "-ex",
+            "print tag",
+            "-ex",
+            "continue",
+        ])
+        .arg("--args")
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--test-threads=1"])
+        .env(DRIVER_ENV, "1")
+        .output()
+        .unwrap_or_else(|e| panic!("gdb is needed (apt-get install gdb): {e}\n{}", rerun(test)));
+    let out = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    let first = out.find("$1 = 1");
+    let second = out.find("$2 = 2");
+    assert!(
+        first.is_some() && second.is_some() && first < second,
+        "the breakpoint did not stop in version 1 and then in version 2:\n{out}\n{}",
+        rerun(test)
+    );
+    assert!(out.contains("exited normally"), "{out}\n{}", rerun(test));
+}
