@@ -32,7 +32,7 @@ use crate::link::map::{LinkMap, MapMember};
 use crate::link::{DataBinding, Export, LinkRequest, LinkedModule, link};
 use crate::members::{ArchiveSearch, Pulled};
 use crate::memory::{self, Placement, Slab};
-use crate::plugins::{self, Emitted, LinkPlugin, Registration};
+use crate::plugins::{self, DebugSource, Emitted, LinkPlugin, Registration};
 use crate::search::{self, Found};
 
 /// Where the session's code runs.
@@ -598,7 +598,8 @@ impl Session {
             return Err(err);
         }
         let description = linked.objects.clone();
-        let debug_objects = self.debug_objects(objects, pulled, &linked);
+        let archives = self.archives.archives();
+        let debug_objects = Self::debug_objects(&archives, objects, pulled, &linked);
         let emitted = Emitted {
             id,
             objects: &description,
@@ -667,29 +668,27 @@ impl Session {
     }
 
     /// The load's ELF objects (its own, then the archive members it took,
-    /// as its graphs are) with their sections' load addresses, when the
-    /// session keeps debug information.
-    fn debug_objects(
-        &self,
-        objects: &[ObjectFile],
+    /// as its graphs are) with where their sections went, when the session
+    /// keeps debug information.
+    fn debug_objects<'m>(
+        archives: &'m [Arc<Archive>],
+        objects: &'m [ObjectFile],
         pulled: &[Pulled],
-        linked: &LinkedModule,
-    ) -> Vec<Vec<u8>> {
+        linked: &'m LinkedModule,
+    ) -> Vec<DebugSource<'m>> {
         let Some(places) = &linked.section_addresses else {
             return Vec::new();
         };
-        let archives = self.archives.archives();
-        let sources = objects.iter().map(|o| o.bytes.as_slice()).chain(
-            pulled
-                .iter()
-                .map(|p| archives[p.archive].member_bytes(p.member)),
-        );
-        sources
+        let members = pulled
+            .iter()
+            .map(|p| archives[p.archive].member_bytes(p.member));
+        objects
+            .iter()
+            .map(|o| o.bytes.as_slice())
+            .chain(members)
             .zip(places)
             .filter(|(_, place)| !place.headers.is_empty())
-            .filter_map(|(bytes, place)| {
-                plugins::debug_objects::with_load_addresses(bytes, &place.headers, &place.addresses)
-            })
+            .map(|(object, places)| DebugSource { object, places })
             .collect()
     }
 

@@ -26,6 +26,7 @@
 //! and whether the baseline is matched.
 
 mod baseline;
+mod debug;
 pub(crate) mod machine;
 mod measure;
 mod report;
@@ -65,10 +66,10 @@ pub struct Args {
     /// whether every median is within 3% of the baseline's.
     #[arg(long, value_name = "REV")]
     baseline: Option<String>,
-    /// Only these measures (repeatable): link, run, tls, incremental,
+    /// Only these measures (repeatable): link, run, tls, debug, incremental,
     /// checkpoints, churn, executor. The report then holds only them (and
     /// is written only with --out).
-    #[arg(long, value_name = "MEASURE", value_parser = ["link", "run", "tls", "incremental", "checkpoints", "churn", "executor"])]
+    #[arg(long, value_name = "MEASURE", value_parser = ["link", "run", "tls", "debug", "incremental", "checkpoints", "churn", "executor"])]
     only: Vec<String>,
 }
 
@@ -143,6 +144,9 @@ pub fn run(args: &Args) -> Result<bool> {
     }
     if wanted("tls") {
         tables.push(tls::tls_access(&cx, &mut met)?);
+    }
+    if wanted("debug") {
+        tables.push(debug::debug_cost(&cx)?);
     }
     if wanted("incremental") {
         tables.push(incremental(&cx, &mut met)?);

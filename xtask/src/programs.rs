@@ -22,7 +22,7 @@
 //! and linking), [`exec`] (running and comparing).
 
 mod build;
-mod catalog;
+pub(crate) mod catalog;
 mod exec;
 
 use std::ffi::OsString;
@@ -420,6 +420,16 @@ pub struct BuiltProgram {
 /// compiler (for `cargo xtask bench`), into the same directories as
 /// `cargo xtask programs`, so either reuses the other's objects.
 pub fn build_programs(compilers: &[&str], names: &[&str]) -> Result<Vec<BuiltProgram>> {
+    build_programs_as(compilers, names, &catalog::DEFAULT)
+}
+
+/// [`build_programs`] in `variant` (`-g` for the debug-information
+/// benchmark).
+pub fn build_programs_as(
+    compilers: &[&str],
+    names: &[&str],
+    variant: &'static catalog::Variant,
+) -> Result<Vec<BuiltProgram>> {
     let root = util::workspace_root();
     let target = util::target_dir(&root)?;
     let third_party = catalog::locate_sources(&root)?;
@@ -432,12 +442,7 @@ pub fn build_programs(compilers: &[&str], names: &[&str]) -> Result<Vec<BuiltPro
         check_compiler(compiler)
             .map_err(|reason| anyhow::anyhow!("{}: {reason}", compiler.name))?;
         for program in programs.iter().filter(|p| names.contains(&p.name)) {
-            builds.push(Build::new(
-                compiler,
-                &catalog::DEFAULT,
-                program,
-                target.as_path(),
-            ));
+            builds.push(Build::new(compiler, variant, program, target.as_path()));
         }
     }
     let errors = compile_and_link(&mut builds, None)?;

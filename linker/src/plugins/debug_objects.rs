@@ -32,8 +32,15 @@ impl LinkPlugin for DebugObjects {
             return Ok(None);
         }
         let mut tokens = Vec::with_capacity(module.debug_objects.len());
-        for image in module.debug_objects {
-            match executor.register_debug_object(image.clone()) {
+        for source in module.debug_objects {
+            let places = source.places;
+            // One copy of the object, patched, handed over.
+            let Some(image) =
+                with_load_addresses(source.object, &places.headers, &places.addresses)
+            else {
+                continue;
+            };
+            match executor.register_debug_object(image) {
                 Ok(token) => tokens.push(token),
                 Err(err) => {
                     for token in tokens.into_iter().rev() {

@@ -35,9 +35,17 @@ pub struct Emitted<'m> {
     pub eh_frame: Option<u64>,
     /// Its function symbols.
     pub crash_symbols: &'m [CrashSymbol],
-    /// Its objects with their sections' load addresses, for debuggers
+    /// Its ELF objects and where their sections went, for debuggers
     /// (empty unless the session keeps debug information).
-    pub debug_objects: &'m [Vec<u8>],
+    pub debug_objects: &'m [DebugSource<'m>],
+}
+
+/// One object of a module as a debugger needs it: its bytes and where its
+/// sections were loaded.
+#[derive(Debug, Clone, Copy)]
+pub struct DebugSource<'m> {
+    pub object: &'m [u8],
+    pub places: &'m crate::link::SectionPlaces,
 }
 
 /// A plugin: told of every module once it is emitted, and again before

@@ -61,6 +61,14 @@ pub const FNO_PIC: Variant = Variant {
     ldflags: &["-no-pie"],
 };
 
+/// With debug information (`-g`): what `cargo xtask bench --only debug`
+/// links with and without `--debug`.
+pub const DEBUG_INFO: Variant = Variant {
+    name: "g",
+    cflags: &["-g"],
+    ldflags: &[],
+};
+
 /// Flags every compilation gets.
 pub const COMMON_CFLAGS: &[&str] = &["-O2"];
 
