@@ -27,6 +27,7 @@ pub mod probe;
 pub mod search;
 #[cfg(feature = "host")]
 pub mod session;
+pub mod source_lines;
 #[cfg(test)]
 mod test_support;
 

@@ -86,6 +86,18 @@ impl Default for SessionConfig {
     }
 }
 
+/// Where an address is in JIT'd code ([`Session::locate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    pub module: ModuleId,
+    /// The module's objects, for messages.
+    pub objects: Arc<str>,
+    pub symbol: String,
+    pub offset: u64,
+    /// The source file and line, when debug information says.
+    pub source: Option<crate::source_lines::SourceLine>,
+}
+
 /// A module: the objects of one load, linked together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ModuleId(pub u32);
@@ -134,6 +146,9 @@ struct Module {
     thread_locals: Option<u64>,
     /// Its link map, when the session makes them.
     map: Option<LinkMap>,
+    /// Its ELF objects with their load addresses, when the session keeps
+    /// debug information: source lines for [`Session::locate`].
+    debug_images: Vec<Vec<u8>>,
 }
 
 pub struct Session {
@@ -600,6 +615,18 @@ impl Session {
         let description = linked.objects.clone();
         let archives = self.archives.archives();
         let debug_objects = Self::debug_objects(&archives, objects, pulled, &linked);
+        let debug_images: Vec<Vec<u8>> = debug_objects
+            .iter()
+            .filter_map(|d| {
+                let places = d.places;
+                let image = plugins::debug_objects::with_load_addresses(
+                    d.object,
+                    &places.headers,
+                    &places.addresses,
+                )?;
+                crate::source_lines::with_absolute_symbols(&image)
+            })
+            .collect();
         let emitted = Emitted {
             id,
             objects: &description,
@@ -652,6 +679,7 @@ impl Session {
                 crash_symbols: linked.crash_symbols,
                 convention: linked.convention,
                 thread_locals: linked.thread_locals,
+                debug_images,
                 map: linked.map.map(|mut map| {
                     map.members = pulled
                         .iter()
@@ -737,9 +765,25 @@ impl Session {
         Ok(())
     }
 
-    /// `symbol+0xoffset` of the JIT'd function containing `pc`, with its
+    /// `symbol+0xoffset` of the JIT'd function containing `pc` (and
+    /// `at file:line` when the session keeps debug information), with its
     /// module, if any.
     pub fn symbolize(&self, pc: u64) -> Option<String> {
+        let found = self.locate(pc)?;
+        let source = found
+            .source
+            .map(|s| format!(" at {}:{}", s.file, s.line))
+            .unwrap_or_default();
+        Some(format!(
+            "{}+{:#x}{source} (module {}: {})",
+            found.symbol, found.offset, found.module, found.objects
+        ))
+    }
+
+    /// Where `pc` is in JIT'd code: its module, the function and the
+    /// offset in it, and the source line when the session keeps debug
+    /// information ([`Session::enable_debug`]) and the object has it.
+    pub fn locate(&self, pc: u64) -> Option<Located> {
         self.modules.iter().find_map(|m| {
             let table = CrashSymbols::new(
                 m.crash_symbols
@@ -749,10 +793,17 @@ impl Session {
                     .collect(),
             );
             let (name, offset) = table.find(pc)?;
-            Some(format!(
-                "{name}+{offset:#x} (module {}: {})",
-                m.id, m.objects
-            ))
+            let source = m
+                .debug_images
+                .iter()
+                .find_map(|image| crate::source_lines::locate(image, pc));
+            Some(Located {
+                module: ModuleId(m.id),
+                objects: m.objects.clone(),
+                symbol: name.to_string(),
+                offset,
+                source,
+            })
         })
     }
 

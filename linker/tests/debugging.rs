@@ -197,3 +197,56 @@ fn gdb_follows_a_hot_swap() {
     );
     assert!(out.contains("exited normally"), "{out}\n{}", rerun(test));
 }
+
+/// With debug information kept, `Session::locate` gives the source line
+/// of an address in JIT'd code, and a crash in an executor process is
+/// reported with it (`crash_here+0x… at …crash_target.c:4`).
+#[test]
+fn addresses_are_located_to_source_lines() {
+    let test = "addresses_are_located_to_source_lines";
+    let object = compile("linker/debugging/debug_target.c", &["-g", "-O0"]);
+    let mut session = support::session();
+    session.enable_debug();
+    session.set_link_maps(true);
+    let id = session.load(&[support::object(&object)]).unwrap();
+    let start = session
+        .link_map(id)
+        .unwrap()
+        .symbols
+        .iter()
+        .find(|s| s.name == "jitted_add")
+        .and_then(|s| s.address)
+        .unwrap();
+    let found = session.locate(start).unwrap();
+    assert_eq!(
+        (found.symbol.as_str(), found.offset),
+        ("jitted_add", 0),
+        "{}",
+        rerun(test)
+    );
+    let source = found
+        .source
+        .unwrap_or_else(|| panic!("no source line\n{}", rerun(test)));
+    assert!(
+        source.file.ends_with("debug_target.c"),
+        "{source:?}\n{}",
+        rerun(test)
+    );
+    assert_eq!(source.line, 5, "{}", rerun(test));
+    session.end();
+
+    let crashing = compile("linker/debugging/crash_target.c", &["-g", "-O0"]);
+    let output = support::solder(&[
+        "run",
+        "--debug",
+        "--executor",
+        "pipe",
+        crashing.to_str().unwrap(),
+    ]);
+    let report = support::stderr(&output);
+    assert!(
+        report.contains("in crash_here+0x") && report.contains("crash_target.c:4 (module 1"),
+        "{report}\n{}",
+        rerun(test)
+    );
+}
