@@ -182,6 +182,8 @@ pub fn install_crash_reporter() {
             // crash but a stack overflow is still reported.
             crate::transport::diag("cannot map the crash reporter's signal stack");
         }
+        // The unwinder's functions are resolved here, not in the handler.
+        crate::sys::unwind::prepare_backtraces();
         for number in SIGNALS {
             // SAFETY: the reporter is async-signal-safe (see `Reporter`).
             // A failure leaves that signal's default action (unreported).
@@ -247,6 +249,72 @@ fn push_where(out: &mut Buffer, pc: u64) {
     out.push(b"\n");
 }
 
+/// At most this many frames in a crash's backtrace.
+pub const MAX_FRAMES: usize = crate::protocol::MAX_BACKTRACE;
+
+/// The frames of the crashed thread from the interrupted code at `pc`
+/// outwards (return addresses after the first), walked by the host
+/// unwinder through the signal frame, in `pcs`; just `pc` when the walk
+/// does not reach it. Allocates nothing.
+fn crash_backtrace(pc: u64, pcs: &mut [u64; MAX_FRAMES]) -> &[u64] {
+    let mut walked = [0u64; MAX_FRAMES + 8];
+    let n = crate::sys::unwind::backtrace(&mut walked);
+    // The handler's own frames and the signal trampoline come first.
+    match walked[..n].iter().position(|&frame| frame == pc) {
+        Some(start) => {
+            let frames = &walked[start..n];
+            let count = frames.len().min(MAX_FRAMES);
+            pcs[..count].copy_from_slice(&frames[..count]);
+            &pcs[..count]
+        }
+        None => {
+            pcs[0] = pc;
+            &pcs[..1]
+        }
+    }
+}
+
+/// `solder: backtrace: f+0x… <- g+0x… <- …` up to the outermost JIT'd
+/// frame (the host's frames beyond it, the runner's own, are only
+/// mentioned), when the walk found more than the crashing frame.
+fn push_backtrace(out: &mut Buffer, frames: &[u64]) {
+    let jitted = |i: usize, pc: u64| find_published(if i == 0 { pc } else { pc - 1 }).is_some();
+    let Some(last) = frames
+        .iter()
+        .enumerate()
+        .rposition(|(i, &pc)| pc != 0 && jitted(i, pc))
+    else {
+        return;
+    };
+    if frames.len() < 2 {
+        return;
+    }
+    out.push(b"solder: backtrace:");
+    for (i, &frame) in frames[..=last].iter().enumerate() {
+        out.push(if i == 0 { b" " } else { b" <- " });
+        push_frame(out, frame, i == 0);
+    }
+    if frames[last + 1..].iter().any(|&pc| pc != 0) {
+        out.push(b" <- (host frames)");
+    }
+    out.push(b"\n");
+}
+
+/// A frame as `symbol+0x…` when it is JIT'd code, else its address. A
+/// return address (every frame but the first) is looked up one byte back:
+/// the call it returns from may end its function.
+fn push_frame(out: &mut Buffer, pc: u64, first: bool) {
+    let probe = if first { pc } else { pc.saturating_sub(1) };
+    match find_published(probe) {
+        Some((name, offset)) => {
+            out.push(name.as_bytes());
+            out.push(b"+");
+            out.hex(offset + (pc - probe));
+        }
+        None => out.hex(pc),
+    }
+}
+
 /// The crash handler. Async-signal-safe: it formats into a stack buffer,
 /// searches the published symbol tables without locks, and writes with
 /// one `write(2)`; the signal wrappers it calls are async-signal-safe too.
@@ -273,6 +341,9 @@ impl FatalSignalHandler for Reporter {
             }
         }
         push_where(&mut out, pc);
+        let mut pcs = [0u64; MAX_FRAMES];
+        let frames = crash_backtrace(pc, &mut pcs);
+        push_backtrace(&mut out, frames);
         let _ = signal::write_in_handler(2, &out.bytes[..out.len]);
         // SA_RESETHAND restored the default action; re-raise so the process
         // dies of this signal (for a fault, returning would also re-fault).
@@ -298,7 +369,10 @@ fn send_record(fd: c_int, context: &CrashContext) {
     };
     let overflow = matches!(number, signal::SIGSEGV | signal::SIGBUS)
         && fault.abs_diff(context.sp) < 64 * 1024;
-    let frame = crate::protocol::crashed_frame(number, context.code, fault, context.pc, overflow);
+    let mut pcs = [0u64; MAX_FRAMES];
+    let frames = crash_backtrace(context.pc, &mut pcs);
+    let (frame, len) =
+        crate::protocol::crashed_frame(number, context.code, fault, context.pc, overflow, frames);
     // SIGPIPE is blocked so a vanished controller cannot turn the death
     // into a SIGPIPE death; the mask is never restored because the process
     // dies.
@@ -308,7 +382,7 @@ fn send_record(fd: c_int, context: &CrashContext) {
     // connection is waited for a few seconds at most).
     crate::output::seize(fd, Some(std::time::Duration::from_secs(5)));
     while matches!(
-        signal::write_in_handler(fd, &frame),
+        signal::write_in_handler(fd, &frame[..len]),
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted
     ) {}
     // SA_RESETHAND restored the default action; the signal is blocked
@@ -318,14 +392,14 @@ fn send_record(fd: c_int, context: &CrashContext) {
 
 /// A fixed buffer for formatting without allocation.
 struct Buffer {
-    bytes: [u8; 512],
+    bytes: [u8; 2048],
     len: usize,
 }
 
 impl Buffer {
     fn new() -> Self {
         Buffer {
-            bytes: [0; 512],
+            bytes: [0; 2048],
             len: 0,
         }
     }

@@ -578,6 +578,10 @@ messages! {
             fault_address: u64 = "fault address",
             pc: u64 = "pc",
             stack_overflow: bool = "stack overflow",
+            /// The crashed thread's frames from `pc` outwards (return
+            /// addresses after the first), at most [`MAX_BACKTRACE`]; just
+            /// `pc` when the unwinder could not walk the stack.
+            backtrace: Vec<u64> = "backtrace",
         },
         /// User code called `exit(status)`; stdio is flushed and the
         /// process is exiting.
@@ -1083,27 +1087,38 @@ pub fn is_output(frame: &[u8]) -> bool {
     frame.first() == Some(&OUTPUT_TAG)
 }
 
-/// Size of the [`Reply::Crashed`] frame, length prefix included.
-pub const CRASHED_FRAME_LEN: usize = 4 + 1 + 4 + 4 + 8 + 8 + 1;
+/// At most this many frames in a [`Reply::Crashed`] backtrace.
+pub const MAX_BACKTRACE: usize = 24;
+
+/// The largest [`Reply::Crashed`] frame, length prefix included.
+pub const CRASHED_FRAME_LEN: usize = 4 + 1 + 4 + 4 + 8 + 8 + 1 + 4 + 8 * MAX_BACKTRACE;
 
 /// The [`Reply::Crashed`] frame, built without allocating (for signal
-/// handlers, which send it with one `write(2)`).
+/// handlers, which send it with one `write(2)`): the buffer and how many
+/// of its bytes are the frame. Frames past [`MAX_BACKTRACE`] are left out.
 pub fn crashed_frame(
     signal: i32,
     code: i32,
     fault_address: u64,
     pc: u64,
     stack_overflow: bool,
-) -> [u8; CRASHED_FRAME_LEN] {
+    backtrace: &[u64],
+) -> ([u8; CRASHED_FRAME_LEN], usize) {
+    let frames = &backtrace[..backtrace.len().min(MAX_BACKTRACE)];
+    let len = 4 + 1 + 4 + 4 + 8 + 8 + 1 + 4 + 8 * frames.len();
     let mut f = [0u8; CRASHED_FRAME_LEN];
-    f[..4].copy_from_slice(&((CRASHED_FRAME_LEN - 4) as u32).to_le_bytes());
+    f[..4].copy_from_slice(&((len - 4) as u32).to_le_bytes());
     f[4] = 9;
     f[5..9].copy_from_slice(&signal.to_le_bytes());
     f[9..13].copy_from_slice(&code.to_le_bytes());
     f[13..21].copy_from_slice(&fault_address.to_le_bytes());
     f[21..29].copy_from_slice(&pc.to_le_bytes());
     f[29] = stack_overflow as u8;
-    f
+    f[30..34].copy_from_slice(&(frames.len() as u32).to_le_bytes());
+    for (i, frame) in frames.iter().enumerate() {
+        f[34 + 8 * i..42 + 8 * i].copy_from_slice(&frame.to_le_bytes());
+    }
+    (f, len)
 }
 
 /// Reads one frame: the length prefix, then exactly that many bytes. The
@@ -1293,6 +1308,7 @@ pub fn example_replies() -> Vec<Reply> {
             fault_address: 0,
             pc: 0x1000,
             stack_overflow: false,
+            backtrace: vec![0x1000, 0x2005],
         },
         Reply::Exited { status: 42 },
         Reply::Checkpoint {
@@ -1714,17 +1730,28 @@ mod tests {
 
     #[test]
     fn crashed_frame_matches_encoder() {
-        let r = Reply::Crashed {
-            signal: 7,
-            code: 2,
-            fault_address: 0xdead,
-            pc: 0xbeef,
-            stack_overflow: true,
-        };
-        assert_eq!(
-            r.encode(),
-            crashed_frame(7, 2, 0xdead, 0xbeef, true).to_vec()
-        );
+        for backtrace in [vec![], vec![0xbeef], vec![0xbeef, 0x1234, 0x5678]] {
+            let r = Reply::Crashed {
+                signal: 7,
+                code: 2,
+                fault_address: 0xdead,
+                pc: 0xbeef,
+                stack_overflow: true,
+                backtrace: backtrace.clone(),
+            };
+            let (frame, len) = crashed_frame(7, 2, 0xdead, 0xbeef, true, &backtrace);
+            assert_eq!(r.encode(), frame[..len].to_vec());
+        }
+        // More frames than fit are left out, and the frame still decodes.
+        let many: Vec<u64> = (0..MAX_BACKTRACE as u64 + 5).collect();
+        let (frame, len) = crashed_frame(7, 2, 0, 0, false, &many);
+        assert_eq!(len, CRASHED_FRAME_LEN);
+        match Reply::decode(&frame[4..len]) {
+            Ok(Reply::Crashed { backtrace, .. }) => {
+                assert_eq!(backtrace, many[..MAX_BACKTRACE].to_vec())
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     fn hex(bytes: &[u8]) -> String {
@@ -1833,7 +1860,7 @@ mod tests {
             "170000000601000000060134120000000000000000000000000000",
             "09000000070300000000000000",
             "09000000080000000000000000",
-            "1a000000090b000000010000000000000000000000001000000000000000",
+            "2e000000090b0000000100000000000000000000000010000000000000000200000000100000000000000520000000000000",
             "050000000a2a000000",
             "060000000b4d00000000",
             "050000000c4d000000",
@@ -1907,10 +1934,12 @@ mod tests {
                     fault_address: 0,
                     pc: 0x7f00_0000_0000,
                     stack_overflow: false,
+                    backtrace: vec![0x7f00_0000_0000],
                 }
                 .encode(),
-                "1a 00 00 00 09 0b 00 00 00 01 00 00 00 \
-                 00 00 00 00 00 00 00 00 00 00 00 00 00 7f 00 00 00",
+                "26 00 00 00 09 0b 00 00 00 01 00 00 00 \
+                 00 00 00 00 00 00 00 00 00 00 00 00 00 7f 00 00 00 \
+                 01 00 00 00 00 00 00 00 00 7f 00 00",
             ),
             (
                 Reply::Output {

@@ -780,6 +780,45 @@ impl Session {
         ))
     }
 
+    /// A crash's frames as `f+0x… [at file:line] <- g+0x… <- …`, up to the
+    /// outermost JIT'd frame (host frames by address; those beyond it only
+    /// mentioned): `None` unless the walk found JIT'd code past the first
+    /// frame or the crash was in host code called from JIT'd code.
+    pub fn backtrace_text(&self, frames: &[u64]) -> Option<String> {
+        // A return address is looked up one byte back: the call it
+        // returns from may end its function.
+        let at = |i: usize, pc: u64| if i == 0 { pc } else { pc.saturating_sub(1) };
+        let last = frames
+            .iter()
+            .enumerate()
+            .rposition(|(i, &pc)| pc != 0 && self.locate(at(i, pc)).is_some())?;
+        if frames.len() < 2 {
+            return None;
+        }
+        let mut parts: Vec<String> = frames[..=last]
+            .iter()
+            .enumerate()
+            .map(|(i, &pc)| match self.locate(at(i, pc)) {
+                Some(found) => {
+                    let source = found
+                        .source
+                        .map(|s| format!(" at {}:{}", s.file, s.line))
+                        .unwrap_or_default();
+                    format!(
+                        "{}+{:#x}{source}",
+                        found.symbol,
+                        found.offset + (pc - at(i, pc))
+                    )
+                }
+                None => format!("{pc:#x}"),
+            })
+            .collect();
+        if frames[last + 1..].iter().any(|&pc| pc != 0) {
+            parts.push("(host frames)".into());
+        }
+        Some(parts.join(" <- "))
+    }
+
     /// Where `pc` is in JIT'd code: its module, the function and the
     /// offset in it, and the source line when the session keeps debug
     /// information ([`Session::enable_debug`]) and the object has it.
@@ -837,6 +876,9 @@ impl Session {
                     if let Some(symbol) = self.symbolize(pc) {
                         text.push_str(&format!(" in {symbol}"));
                     }
+                }
+                if let Some(trace) = self.backtrace_text(&crash.backtrace) {
+                    text.push_str(&format!("; backtrace: {trace}"));
                 }
                 text
             }

@@ -75,6 +75,9 @@ pub struct Crash {
     pub fault_address: Option<u64>,
     pub pc: Option<u64>,
     pub stack_overflow: bool,
+    /// The crashed thread's frames from `pc` outwards (return addresses
+    /// after the first), when the executor walked them; empty otherwise.
+    pub backtrace: Vec<u64>,
 }
 
 /// A module's thread-local block as the executor's dynamic loader holds

@@ -1158,12 +1158,14 @@ fn classify(
             fault_address,
             pc,
             stack_overflow,
+            backtrace,
         }) if *s == signal => Crash {
             signal,
             code: *code,
             fault_address: Some(*fault_address),
             pc: Some(*pc),
             stack_overflow: *stack_overflow,
+            backtrace: backtrace.clone(),
         },
         _ => Crash {
             signal,
@@ -1171,6 +1173,7 @@ fn classify(
             fault_address: None,
             pc: None,
             stack_overflow: false,
+            backtrace: Vec::new(),
         },
     };
     match status {
