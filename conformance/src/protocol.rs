@@ -77,6 +77,10 @@ pub enum Capability {
     /// Where the JIT memory goes and how large it is (`session.placement`,
     /// `session.slab_size`).
     Placement,
+    /// Crash reports with a backtrace (`crash.backtrace` in a scenario):
+    /// a `crashed` reply's report, or a stderr line when the process dies,
+    /// reads `backtrace: f+0x… <- g+0x… <- …`.
+    Backtrace,
     /// Objects that are not position independent (`-fno-pic`, `-fPIE`:
     /// 32-bit absolute relocations, local-exec TLS, PC-relative references
     /// to data another object defines).
@@ -85,7 +89,7 @@ pub enum Capability {
 
 impl Capability {
     /// Every capability, in the order documented.
-    pub const ALL: [Capability; 9] = [
+    pub const ALL: [Capability; 10] = [
         Capability::Remove,
         Capability::Replace,
         Capability::CallTimeout,
@@ -94,6 +98,7 @@ impl Capability {
         Capability::Absolute,
         Capability::Run,
         Capability::Placement,
+        Capability::Backtrace,
         Capability::PositionDependent,
     ];
 
@@ -108,6 +113,7 @@ impl Capability {
             Capability::Absolute => "absolute",
             Capability::Run => "run",
             Capability::Placement => "placement",
+            Capability::Backtrace => "backtrace",
             Capability::PositionDependent => "position-dependent",
         }
     }
@@ -130,6 +136,12 @@ pub fn requirements(scenario: &Scenario) -> Vec<Capability> {
         Capability::Absolute => !session.absolute.is_empty(),
         Capability::Run => steps.iter().any(|s| matches!(s.action, Action::Run { .. })),
         Capability::Placement => session.placement.is_some() || session.slab_size.is_some(),
+        Capability::Backtrace => steps.iter().any(|s| {
+            s.expect
+                .crash
+                .as_ref()
+                .is_some_and(|c| c.backtrace.is_some())
+        }),
         Capability::PositionDependent => scenario.fixtures.values().any(|f| {
             f.cflags.iter().any(|c| {
                 matches!(

@@ -43,6 +43,9 @@ pub enum Observed {
 pub struct StepObservation {
     pub observed: Observed,
     pub stdout: Vec<u8>,
+    /// After a crash: the JIT'd functions its report's backtrace names,
+    /// crashing one first.
+    pub backtrace: Option<Vec<String>>,
 }
 
 /// Runs trials against one implementation; shared by all harness threads.
@@ -253,6 +256,7 @@ impl Harness {
                 observed.push(StepObservation {
                     observed: Observed::NotReached,
                     stdout: Vec::new(),
+                    backtrace: None,
                 });
                 continue;
             }
@@ -273,6 +277,15 @@ impl Harness {
             // The implementation is gone after a crash, exit or timeout it
             // did not survive (an executor process reports the ones it did).
             gone = !matches!(answer, Answer::Reply(_));
+            let backtrace = match &answer {
+                Answer::Reply(Reply::Crashed { report, .. }) => {
+                    backtrace_names(report, trial.format)
+                }
+                Answer::Ended(status) if status.signal().is_some() => {
+                    backtrace_names(&read_stderr(), trial.format)
+                }
+                _ => None,
+            };
             let outcome = match answer {
                 Answer::Reply(reply) => observe(reply),
                 // `end` may be answered by exiting with status 0.
@@ -288,6 +301,7 @@ impl Harness {
             observed.push(StepObservation {
                 observed: outcome,
                 stdout,
+                backtrace,
             });
         }
         running.finish(Duration::from_secs(10));
@@ -375,6 +389,31 @@ fn request_of(
     })
 }
 
+/// The JIT'd functions of the last `backtrace: a+0x… <- b+0x… <- …` in
+/// `text` (a crash report), as C spells them: host frames (addresses,
+/// `(host frames)`) and source positions left out.
+pub fn backtrace_names(text: &str, format: crate::formats::Format) -> Option<Vec<String>> {
+    let start = text.rfind("backtrace: ")? + "backtrace: ".len();
+    let line = text[start..].lines().next().unwrap_or("");
+    let line = line.split(" during ").next().unwrap_or(line);
+    let names = line
+        .split(" <- ")
+        .filter_map(|frame| {
+            let frame = frame.trim();
+            let (name, _) = frame.split_once('+')?;
+            if name.starts_with("0x") || name.starts_with('(') || name.is_empty() {
+                return None;
+            }
+            let name = match format {
+                crate::formats::Format::Macho => name.strip_prefix('_').unwrap_or(name),
+                _ => name,
+            };
+            Some(name.to_string())
+        })
+        .collect();
+    Some(names)
+}
+
 /// An executor's crash, exit or timeout reads like an in-process one, so
 /// one transcript fits every mode.
 fn observe(reply: Reply) -> Observed {
@@ -440,7 +479,19 @@ pub fn transcripts(
         let obs = &observed[index];
         render_stdout_expectation(&step.expect, &obs.stdout, &mut expected, &mut actual);
         let want = expected_outcome(step, implementation);
-        let got = actual_outcome(step, &obs.observed, &want, implementation);
+        let mut got = actual_outcome(step, &obs.observed, &want, implementation);
+        // A backtrace is compared on the frames the scenario names.
+        if let (Some(crash), Observed::Crashed(_)) = (&step.expect.crash, &obs.observed)
+            && let Some(names) = &crash.backtrace
+        {
+            let seen = obs.backtrace.clone().unwrap_or_default();
+            let shown = &seen[..seen.len().min(names.len())];
+            got = if shown.is_empty() {
+                format!("{got}, no backtrace")
+            } else {
+                format!("{got}, backtrace: {}", shown.join(" <- "))
+            };
+        }
         let _ = writeln!(expected, "  outcome: {want}");
         let _ = writeln!(actual, "  outcome: {got}");
     }
@@ -487,7 +538,14 @@ fn expected_outcome(step: &Step, implementation: &str) -> String {
         };
     }
     if let Some(crash) = &e.crash {
-        return format!("crashed with {}", crash.signal);
+        return match &crash.backtrace {
+            Some(names) => format!(
+                "crashed with {}, backtrace: {}",
+                crash.signal,
+                names.join(" <- ")
+            ),
+            None => format!("crashed with {}", crash.signal),
+        };
     }
     if let Some(code) = e.exit {
         return format!("exited with status {code}");

@@ -563,6 +563,11 @@ impl LinkErrorExpect {
 pub struct CrashExpect {
     /// `SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE`, `SIGABRT`, `SIGTRAP`.
     pub signal: String,
+    /// The JIT'd functions the crash report's backtrace names first, from
+    /// the crashing one outwards (as C spells them; host frames such as
+    /// libc's `abort` between them are not listed).
+    #[serde(default)]
+    pub backtrace: Option<Vec<String>>,
 }
 
 /// Signal names a scenario may expect, with their numbers on the
