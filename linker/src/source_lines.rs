@@ -101,6 +101,43 @@ pub fn with_absolute_symbols(image: &[u8]) -> Option<Vec<u8>> {
 /// information says. Malformed debug information gives `None`, never a
 /// panic.
 pub fn locate(image: &[u8], pc: u64) -> Option<SourceLine> {
+    with_lines(image, |context| {
+        let location = context.find_location(pc).ok()??;
+        Some(SourceLine {
+            file: location.file?.to_string(),
+            line: location.line?,
+        })
+    })?
+}
+
+/// The line table of `[start, end)` in `image` (as [`locate`] reads it):
+/// each address where a line begins, with its source position, in order.
+pub fn line_table(image: &[u8], start: u64, end: u64) -> Vec<(u64, SourceLine)> {
+    with_lines(image, |context| {
+        let Ok(ranges) = context.find_location_range(start, end) else {
+            return Vec::new();
+        };
+        ranges
+            .filter_map(|(address, _, location)| {
+                Some((
+                    address,
+                    SourceLine {
+                        file: location.file?.to_string(),
+                        line: location.line?,
+                    },
+                ))
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Runs `query` on the line information of `image`, with the object's
+/// relocations applied to its debug sections.
+fn with_lines<T>(
+    image: &[u8],
+    query: impl FnOnce(&addr2line::Context<Reader<'_>>) -> T,
+) -> Option<T> {
     let file = object::File::parse(image).ok()?;
     let endian = if file.is_little_endian() {
         gimli::RunTimeEndian::Little
@@ -132,11 +169,7 @@ pub fn locate(image: &[u8], pc: u64) -> Option<SourceLine> {
     })
     .ok()?;
     let context = addr2line::Context::from_dwarf(dwarf).ok()?;
-    let location = context.find_location(pc).ok()??;
-    Some(SourceLine {
-        file: location.file?.to_string(),
-        line: location.line?,
-    })
+    Some(query(&context))
 }
 
 #[cfg(test)]

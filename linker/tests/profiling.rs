@@ -211,3 +211,80 @@ fn the_jitdump_holds_every_functions_code() {
         assert_eq!(code, &code_of(name), "{name}\n{}", rerun(test));
     }
 }
+
+/// With debug information kept, each function's code-load record is
+/// preceded by its line table: `jitted_add`'s lines (5, 6, 7 of
+/// debug_target.c) at addresses inside the function.
+#[test]
+fn the_jitdump_carries_line_tables_with_debug() {
+    use solder_linker::plugins::{JitDump, jitdump};
+    let test = "the_jitdump_carries_line_tables_with_debug";
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("jitdump-lines");
+    std::fs::create_dir_all(&dir).unwrap();
+    let plugin = JitDump::in_directory(dir.clone());
+    let path = plugin.path_for(std::process::id());
+    let mut session = support::session();
+    session.enable_debug();
+    session.add_plugin(Box::new(plugin));
+    let built = compile("linker/debugging/debug_target.c", &["-g", "-O0"]);
+    session.load(&[object(&built)]).unwrap();
+    session.end();
+    let bytes = std::fs::read(&path).unwrap();
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    let mut at = 40;
+    let mut pending: Option<(u64, Vec<(u64, i32, String)>)> = None;
+    let mut found = None;
+    while at < bytes.len() {
+        let (id, size) = (u32_at(at), u32_at(at + 4) as usize);
+        let body = at + 16;
+        match id {
+            jitdump::JIT_CODE_DEBUG_INFO => {
+                let (code, count) = (u64_at(body), u64_at(body + 8));
+                let mut entries = Vec::new();
+                let mut e = body + 16;
+                for _ in 0..count {
+                    let address = u64_at(e);
+                    let line = u32_at(e + 8) as i32;
+                    let name_end = e + 16 + bytes[e + 16..].iter().position(|&b| b == 0).unwrap();
+                    let file = String::from_utf8(bytes[e + 16..name_end].to_vec()).unwrap();
+                    entries.push((address, line, file));
+                    e = name_end + 1;
+                }
+                assert_eq!(e, at + size, "{}", rerun(test));
+                pending = Some((code, entries));
+            }
+            jitdump::JIT_CODE_LOAD => {
+                let (vma, code_size) = (u64_at(body + 8), u64_at(body + 24));
+                let name_start = body + 40;
+                let name_end =
+                    name_start + bytes[name_start..].iter().position(|&b| b == 0).unwrap();
+                let name = String::from_utf8(bytes[name_start..name_end].to_vec()).unwrap();
+                if name == "jitted_add" {
+                    let (code, entries) = pending.clone().unwrap_or_else(|| {
+                        panic!("no line table before jitted_add's code\n{}", rerun(test))
+                    });
+                    assert_eq!(code, vma, "{}", rerun(test));
+                    found = Some((vma, code_size, entries));
+                }
+                pending = None;
+            }
+            _ => {}
+        }
+        at += size;
+    }
+    let (vma, size, entries) =
+        found.unwrap_or_else(|| panic!("no record for jitted_add\n{}", rerun(test)));
+    let lines: Vec<i32> = entries.iter().map(|e| e.1).collect();
+    for line in [5, 6, 7] {
+        assert!(lines.contains(&line), "lines {lines:?}\n{}", rerun(test));
+    }
+    for (address, _, file) in &entries {
+        assert!(
+            (vma..vma + size).contains(address),
+            "{address:#x}\n{}",
+            rerun(test)
+        );
+        assert!(file.ends_with("debug_target.c"), "{file}\n{}", rerun(test));
+    }
+}

@@ -1,7 +1,9 @@
 //! jitdump (`--jitdump`): `/tmp/jit-PID.dump`, the format `perf inject
 //! --jit` reads to turn samples in JIT'd code into symbols with their code:
 //! a header, then one `JIT_CODE_LOAD` record per function of every module
-//! (its address, size, name and bytes, read back from the executor), and a
+//! (its address, size, name and bytes, read back from the executor),
+//! preceded, when the session keeps debug information (`--debug`), by a
+//! `JIT_CODE_DEBUG_INFO` record with the function's line table; and a
 //! `JIT_CODE_CLOSE` record when the session ends. Timestamps are
 //! `CLOCK_MONOTONIC` (record with `perf record -k mono`).
 //!
@@ -23,6 +25,7 @@ pub const MAGIC: u32 = 0x4A69_5444;
 pub const VERSION: u32 = 1;
 /// Record ids.
 pub const JIT_CODE_LOAD: u32 = 0;
+pub const JIT_CODE_DEBUG_INFO: u32 = 2;
 pub const JIT_CODE_CLOSE: u32 = 3;
 /// `e_machine` of x86-64.
 const EM_X86_64: u32 = 62;
@@ -121,6 +124,45 @@ impl Default for JitDump {
     }
 }
 
+/// The module's objects with load addresses and absolute symbols, for
+/// line tables (none without `--debug`).
+fn debug_images(module: &Emitted<'_>) -> Vec<Vec<u8>> {
+    module
+        .debug_objects
+        .iter()
+        .filter_map(|source| {
+            let places = source.places;
+            let image = super::debug_objects::with_load_addresses(
+                source.object,
+                &places.headers,
+                &places.addresses,
+            )?;
+            crate::source_lines::with_absolute_symbols(&image)
+        })
+        .collect()
+}
+
+/// A `JIT_CODE_DEBUG_INFO` body for the function at `start`: its address,
+/// then each line entry (address, line, discriminator 0, file name), when
+/// some object has lines for it.
+fn line_record(images: &[Vec<u8>], start: u64, size: u64) -> Option<Vec<u8>> {
+    let table = images
+        .iter()
+        .map(|image| crate::source_lines::line_table(image, start, start + size))
+        .find(|table| !table.is_empty())?;
+    let mut body = Vec::new();
+    body.extend_from_slice(&start.to_le_bytes());
+    body.extend_from_slice(&(table.len() as u64).to_le_bytes());
+    for (address, line) in &table {
+        body.extend_from_slice(&address.to_le_bytes());
+        body.extend_from_slice(&(line.line as i32).to_le_bytes());
+        body.extend_from_slice(&0i32.to_le_bytes());
+        body.extend_from_slice(line.file.as_bytes());
+        body.push(0);
+    }
+    Some(body)
+}
+
 /// The in-process marker (host layer only).
 #[cfg(feature = "host")]
 fn mark(file: &std::fs::File) -> std::io::Result<()> {
@@ -155,7 +197,11 @@ impl LinkPlugin for JitDump {
     ) -> Result<Option<u64>, LinkError> {
         self.open(executor)?;
         let pid = executor.pid().unwrap_or_else(std::process::id);
+        let images = debug_images(module);
         for symbol in module.crash_symbols.iter().filter(|s| s.size > 0) {
+            if let Some(body) = line_record(&images, symbol.start, symbol.size) {
+                self.record(JIT_CODE_DEBUG_INFO, &body)?;
+            }
             let code = executor.read(symbol.start, symbol.size)?;
             let mut body = Vec::with_capacity(40 + symbol.name.len() + 1 + code.len());
             body.extend_from_slice(&pid.to_le_bytes());
