@@ -212,6 +212,9 @@ fn the_jitdump_holds_every_functions_code() {
     }
 }
 
+/// A jitdump line entry: address, line, file.
+type LineEntry = (u64, i32, String);
+
 /// With debug information kept, each function's code-load record is
 /// preceded by its line table: `jitted_add`'s lines (5, 6, 7 of
 /// debug_target.c) at addresses inside the function.
@@ -233,7 +236,7 @@ fn the_jitdump_carries_line_tables_with_debug() {
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
     let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
     let mut at = 40;
-    let mut pending: Option<(u64, Vec<(u64, i32, String)>)> = None;
+    let mut pending: Option<(u64, Vec<LineEntry>)> = None;
     let mut found = None;
     while at < bytes.len() {
         let (id, size) = (u32_at(at), u32_at(at + 4) as usize);
