@@ -30,6 +30,28 @@ fn link(name: &str, data: &[u8]) {
             linked.image.len(),
             linked.memory.1
         );
+        debug_lines(data, &linked);
+    }
+}
+
+/// What `--debug` does with a linked object (the probe reports where its
+/// sections went): the debugger's copy with load addresses, symbols made
+/// absolute, and a line lookup at each function. Must never panic.
+fn debug_lines(data: &[u8], linked: &solder_linker::link::LinkedModule) {
+    use solder_linker::plugins::debug_objects::with_load_addresses;
+    use solder_linker::source_lines::{line_table, locate, with_absolute_symbols};
+    let Some(places) = linked.section_addresses.as_ref().and_then(|p| p.first()) else {
+        return;
+    };
+    let Some(image) = with_load_addresses(data, &places.headers, &places.addresses) else {
+        return;
+    };
+    let Some(image) = with_absolute_symbols(&image) else {
+        return;
+    };
+    for symbol in linked.crash_symbols.iter().take(4) {
+        let _ = locate(&image, symbol.start);
+        let _ = line_table(&image, symbol.start, symbol.start + symbol.size.min(4096));
     }
 }
 
