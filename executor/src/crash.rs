@@ -37,10 +37,16 @@ impl CrashSymbols {
 
     /// The symbol containing `address` and the offset into it.
     pub fn find(&self, address: u64) -> Option<(&str, u64)> {
+        self.find_symbol(address)
+            .map(|(symbol, offset)| (symbol.name.as_str(), offset))
+    }
+
+    /// The symbol containing `address` itself, and the offset into it.
+    fn find_symbol(&self, address: u64) -> Option<(&CrashSymbol, u64)> {
         let index = self.symbols.partition_point(|s| s.start <= address);
         let candidate = self.symbols.get(index.checked_sub(1)?)?;
         let offset = address - candidate.start;
-        (offset < candidate.size.max(1)).then_some((candidate.name.as_str(), offset))
+        (offset < candidate.size.max(1)).then_some((candidate, offset))
     }
 }
 
@@ -121,17 +127,36 @@ pub fn remove_symbols(key: u64) {
 
 /// The published symbol containing `address`, with the offset into it.
 fn find_published(address: u64) -> Option<(&'static str, u64)> {
+    find_published_symbol(address).map(|(symbol, offset)| (symbol.name.as_str(), offset))
+}
+
+/// The published symbol containing `address` itself, with the offset.
+fn find_published_symbol(address: u64) -> Option<(&'static CrashSymbol, u64)> {
     let mut at = MODULES.load(Ordering::Acquire);
     while !at.is_null() {
         // SAFETY: published nodes are freed only when READERS is 0, and the
         // handler that calls this incremented it before loading the head.
         let node: &'static ModuleSymbols = unsafe { &*at };
-        if let Some(found) = node.table.find(address) {
+        if let Some(found) = node.table.find_symbol(address) {
             return Some(found);
         }
         at = node.next;
     }
     None
+}
+
+/// ` at FILE:LINE` for `address` in `symbol`, when its lines are known.
+fn push_line(out: &mut Buffer, symbol: &CrashSymbol, address: u64) {
+    let Some(lines) = &symbol.lines else {
+        return;
+    };
+    let Some(line) = lines.line_at(address) else {
+        return;
+    };
+    out.push(b" at ");
+    out.push(lines.file.as_bytes());
+    out.push(b":");
+    out.decimal(u64::from(line));
 }
 
 const SIGNALS: [c_int; 6] = [
@@ -240,11 +265,12 @@ impl FatalSignalHandler for TimeoutReporter {
 fn push_where(out: &mut Buffer, pc: u64) {
     out.push(b", pc ");
     out.hex(pc);
-    if let Some((name, offset)) = find_published(pc) {
+    if let Some((symbol, offset)) = find_published_symbol(pc) {
         out.push(b" in ");
-        out.push(name.as_bytes());
+        out.push(symbol.name.as_bytes());
         out.push(b"+");
         out.hex(offset);
+        push_line(out, symbol, pc);
     }
     out.push(b"\n");
 }
@@ -305,11 +331,12 @@ fn push_backtrace(out: &mut Buffer, frames: &[u64]) {
 /// the call it returns from may end its function.
 fn push_frame(out: &mut Buffer, pc: u64, first: bool) {
     let probe = if first { pc } else { pc.saturating_sub(1) };
-    match find_published(probe) {
-        Some((name, offset)) => {
-            out.push(name.as_bytes());
+    match find_published_symbol(probe) {
+        Some((symbol, offset)) => {
+            out.push(symbol.name.as_bytes());
             out.push(b"+");
             out.hex(offset + (pc - probe));
+            push_line(out, symbol, probe);
         }
         None => out.hex(pc),
     }
@@ -410,6 +437,24 @@ impl Buffer {
         self.len += n;
     }
 
+    fn decimal(&mut self, value: u64) {
+        let mut digits = [0u8; 20];
+        let mut n = 0;
+        let mut v = value;
+        loop {
+            digits[19 - n] = b'0' + (v % 10) as u8;
+            n += 1;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        let start = 20 - n;
+        let mut copy = [0u8; 20];
+        copy[..n].copy_from_slice(&digits[start..]);
+        self.push(&copy[..n]);
+    }
+
     fn hex(&mut self, value: u64) {
         let mut digits = [0u8; 18];
         digits[0] = b'0';
@@ -443,11 +488,13 @@ mod tests {
                 start: 0x2000,
                 size: 0x10,
                 name: "g".into(),
+                lines: None,
             },
             CrashSymbol {
                 start: 0x1000,
                 size: 0x20,
                 name: "f".into(),
+                lines: None,
             },
         ]);
         assert_eq!(table.find(0x1004), Some(("f", 4)));
@@ -457,12 +504,40 @@ mod tests {
     }
 
     #[test]
+    fn lines_and_decimals_format_without_allocation() {
+        let lines = crate::module::SourceLines {
+            file: "a.c".into(),
+            rows: vec![(0x100, 3), (0x108, 4), (0x110, 9)],
+        };
+        assert_eq!(lines.line_at(0xff), None);
+        assert_eq!(lines.line_at(0x100), Some(3));
+        assert_eq!(lines.line_at(0x10f), Some(4));
+        assert_eq!(lines.line_at(0x200), Some(9));
+        let symbol = CrashSymbol {
+            start: 0x100,
+            size: 0x20,
+            name: "f".into(),
+            lines: Some(std::sync::Arc::new(lines)),
+        };
+        let mut out = Buffer::new();
+        push_line(&mut out, &symbol, 0x10a);
+        out.decimal(0);
+        out.push(b" ");
+        out.decimal(u64::MAX);
+        assert_eq!(
+            std::str::from_utf8(&out.bytes[..out.len]).unwrap(),
+            " at a.c:40 18446744073709551615"
+        );
+    }
+
+    #[test]
     fn modules_are_added_and_removed_independently() {
         let module = |start: u64, name: &str| {
             CrashSymbols::new(vec![CrashSymbol {
                 start,
                 size: 0x10,
                 name: name.into(),
+                lines: None,
             }])
         };
         // Keys far from any other test's, which may run concurrently.

@@ -4,12 +4,32 @@
 
 use crate::abi::CallingConvention;
 
-/// One JIT'd symbol, for mapping a pc to `symbol+offset`.
+/// One JIT'd symbol, for mapping a pc to `symbol+offset` (and to a source
+/// line, when the linker kept debug information).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrashSymbol {
     pub start: u64,
     pub size: u64,
     pub name: String,
+    /// The function's line table, read ahead so that a crash handler can
+    /// name a line without reading debug information.
+    pub lines: Option<std::sync::Arc<SourceLines>>,
+}
+
+/// A function's line table: its source file, and each address where a
+/// line begins, in address order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLines {
+    pub file: String,
+    pub rows: Vec<(u64, u32)>,
+}
+
+impl SourceLines {
+    /// The line `address` is on.
+    pub fn line_at(&self, address: u64) -> Option<u32> {
+        let index = self.rows.partition_point(|&(start, _)| start <= address);
+        Some(self.rows.get(index.checked_sub(1)?)?.1)
+    }
 }
 
 /// A module's deinitializers in `.fini_array` order (they run last-first).

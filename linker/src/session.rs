@@ -604,7 +604,7 @@ impl Session {
         id: u32,
         objects: &[ObjectFile],
         pulled: &[Pulled],
-        linked: LinkedModule,
+        mut linked: LinkedModule,
         position: usize,
         runtime_position: Option<usize>,
     ) -> Result<(), LinkError> {
@@ -614,7 +614,8 @@ impl Session {
         }
         let description = linked.objects.clone();
         let archives = self.archives.archives();
-        let debug_objects = Self::debug_objects(&archives, objects, pulled, &linked);
+        let debug_objects =
+            Self::debug_objects(&archives, objects, pulled, &linked.section_addresses);
         let debug_images: Vec<Vec<u8>> = debug_objects
             .iter()
             .filter_map(|d| {
@@ -627,6 +628,7 @@ impl Session {
                 crate::source_lines::with_absolute_symbols(&image)
             })
             .collect();
+        attach_lines(&mut linked.crash_symbols, &debug_images);
         let emitted = Emitted {
             id,
             objects: &description,
@@ -702,9 +704,9 @@ impl Session {
         archives: &'m [Arc<Archive>],
         objects: &'m [ObjectFile],
         pulled: &[Pulled],
-        linked: &'m LinkedModule,
+        section_addresses: &'m Option<Vec<crate::link::SectionPlaces>>,
     ) -> Vec<DebugSource<'m>> {
-        let Some(places) = &linked.section_addresses else {
+        let Some(places) = section_addresses else {
             return Vec::new();
         };
         let members = pulled
@@ -1342,6 +1344,34 @@ fn describe(objects: &[ObjectFile], pulled: &[Pulled]) -> Arc<str> {
         .collect::<Vec<_>>()
         .join(", ")
         .into()
+}
+
+/// Gives each function its line table from the first of `images` that has
+/// one (each image's DWARF read once), so that a crash report can name a
+/// line without reading debug information.
+fn attach_lines(symbols: &mut [CrashSymbol], images: &[Vec<u8>]) {
+    if images.is_empty() {
+        return;
+    }
+    let ranges: Vec<(u64, u64)> = symbols
+        .iter()
+        .map(|s| (s.start, s.start + s.size))
+        .collect();
+    for image in images {
+        let tables = crate::source_lines::line_tables(image, &ranges);
+        for (symbol, table) in symbols.iter_mut().zip(tables) {
+            if symbol.lines.is_some() || table.is_empty() {
+                continue;
+            }
+            symbol.lines = Some(Arc::new(solder_executor::module::SourceLines {
+                file: table[0].1.file.clone(),
+                rows: table
+                    .iter()
+                    .map(|(address, s)| (*address, s.line))
+                    .collect(),
+            }));
+        }
+    }
 }
 
 /// What the host would say about a name defined at `address`

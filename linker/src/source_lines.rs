@@ -113,23 +113,35 @@ pub fn locate(image: &[u8], pc: u64) -> Option<SourceLine> {
 /// The line table of `[start, end)` in `image` (as [`locate`] reads it):
 /// each address where a line begins, with its source position, in order.
 pub fn line_table(image: &[u8], start: u64, end: u64) -> Vec<(u64, SourceLine)> {
+    line_tables(image, &[(start, end)])
+        .pop()
+        .unwrap_or_default()
+}
+
+/// [`line_table`] for each of `ranges`, reading the object's DWARF once.
+pub fn line_tables(image: &[u8], ranges: &[(u64, u64)]) -> Vec<Vec<(u64, SourceLine)>> {
     with_lines(image, |context| {
-        let Ok(ranges) = context.find_location_range(start, end) else {
-            return Vec::new();
-        };
         ranges
-            .filter_map(|(address, _, location)| {
-                Some((
-                    address,
-                    SourceLine {
-                        file: location.file?.to_string(),
-                        line: location.line?,
-                    },
-                ))
+            .iter()
+            .map(|&(start, end)| {
+                let Ok(found) = context.find_location_range(start, end) else {
+                    return Vec::new();
+                };
+                found
+                    .filter_map(|(address, _, location)| {
+                        Some((
+                            address,
+                            SourceLine {
+                                file: location.file?.to_string(),
+                                line: location.line?,
+                            },
+                        ))
+                    })
+                    .collect()
             })
             .collect()
     })
-    .unwrap_or_default()
+    .unwrap_or_else(|| vec![Vec::new(); ranges.len()])
 }
 
 /// Runs `query` on the line information of `image`, with the object's

@@ -199,8 +199,9 @@ fn gdb_follows_a_hot_swap() {
 }
 
 /// With debug information kept, `Session::locate` gives the source line
-/// of an address in JIT'd code, and a crash in an executor process is
-/// reported with it (`crash_here+0x… at …crash_target.c:4`).
+/// of an address in JIT'd code, and a crash is reported with it
+/// (`crash_here+0x… at …crash_target.c:4`), in an executor process and in
+/// process, its backtrace too.
 #[test]
 fn addresses_are_located_to_source_lines() {
     let test = "addresses_are_located_to_source_lines";
@@ -249,4 +250,20 @@ fn addresses_are_located_to_source_lines() {
         "{report}\n{}",
         rerun(test)
     );
+    // In process the crash handler names the lines too (read ahead at load).
+    let output = support::solder(&["run", "--debug", crashing.to_str().unwrap()]);
+    let report = support::stderr(&output);
+    for needle in [
+        "in crash_here+0x",
+        "crash_target.c:4\n",
+        "backtrace: crash_here+0x",
+        "<- main+0x",
+        "crash_target.c:7",
+    ] {
+        assert!(
+            report.contains(needle),
+            "{needle:?} in:\n{report}\n{}",
+            rerun(test)
+        );
+    }
 }

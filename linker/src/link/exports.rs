@@ -136,6 +136,7 @@ pub(super) fn crash_symbols(
                     start: base + at + offset,
                     size: sym.size,
                     name: sym.name.to_string(),
+                    lines: None,
                 });
             }
         }

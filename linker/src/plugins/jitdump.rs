@@ -124,36 +124,47 @@ impl Default for JitDump {
     }
 }
 
-/// The module's objects with load addresses and absolute symbols, for
-/// line tables (none without `--debug`).
-fn debug_images(module: &Emitted<'_>) -> Vec<Vec<u8>> {
-    module
-        .debug_objects
+/// Each function symbol's line table, from the first of the module's
+/// objects that has one (none without `--debug`); each object's DWARF is
+/// read once.
+fn line_tables(module: &Emitted<'_>) -> Vec<Vec<(u64, crate::source_lines::SourceLine)>> {
+    let symbols = module.crash_symbols;
+    let mut tables = vec![Vec::new(); symbols.len()];
+    let ranges: Vec<(u64, u64)> = symbols
         .iter()
-        .filter_map(|source| {
-            let places = source.places;
-            let image = super::debug_objects::with_load_addresses(
-                source.object,
-                &places.headers,
-                &places.addresses,
-            )?;
-            crate::source_lines::with_absolute_symbols(&image)
-        })
-        .collect()
+        .map(|s| (s.start, s.start + s.size))
+        .collect();
+    for source in module.debug_objects {
+        let places = source.places;
+        let Some(image) = super::debug_objects::with_load_addresses(
+            source.object,
+            &places.headers,
+            &places.addresses,
+        )
+        .and_then(|image| crate::source_lines::with_absolute_symbols(&image)) else {
+            continue;
+        };
+        let found = crate::source_lines::line_tables(&image, &ranges);
+        for (table, lines) in tables.iter_mut().zip(found) {
+            if table.is_empty() {
+                *table = lines;
+            }
+        }
+    }
+    tables
 }
 
 /// A `JIT_CODE_DEBUG_INFO` body for the function at `start`: its address,
 /// then each line entry (address, line, discriminator 0, file name), when
-/// some object has lines for it.
-fn line_record(images: &[Vec<u8>], start: u64, size: u64) -> Option<Vec<u8>> {
-    let table = images
-        .iter()
-        .map(|image| crate::source_lines::line_table(image, start, start + size))
-        .find(|table| !table.is_empty())?;
+/// it has lines.
+fn line_record(table: &[(u64, crate::source_lines::SourceLine)], start: u64) -> Option<Vec<u8>> {
+    if table.is_empty() {
+        return None;
+    }
     let mut body = Vec::new();
     body.extend_from_slice(&start.to_le_bytes());
     body.extend_from_slice(&(table.len() as u64).to_le_bytes());
-    for (address, line) in &table {
+    for (address, line) in table {
         body.extend_from_slice(&address.to_le_bytes());
         body.extend_from_slice(&(line.line as i32).to_le_bytes());
         body.extend_from_slice(&0i32.to_le_bytes());
@@ -197,9 +208,12 @@ impl LinkPlugin for JitDump {
     ) -> Result<Option<u64>, LinkError> {
         self.open(executor)?;
         let pid = executor.pid().unwrap_or_else(std::process::id);
-        let images = debug_images(module);
-        for symbol in module.crash_symbols.iter().filter(|s| s.size > 0) {
-            if let Some(body) = line_record(&images, symbol.start, symbol.size) {
+        let tables = line_tables(module);
+        for (index, symbol) in module.crash_symbols.iter().enumerate() {
+            if symbol.size == 0 {
+                continue;
+            }
+            if let Some(body) = tables.get(index).and_then(|t| line_record(t, symbol.start)) {
                 self.record(JIT_CODE_DEBUG_INFO, &body)?;
             }
             let code = executor.read(symbol.start, symbol.size)?;
