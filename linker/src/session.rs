@@ -628,7 +628,11 @@ impl Session {
                 crate::source_lines::with_absolute_symbols(&image)
             })
             .collect();
-        attach_lines(&mut linked.crash_symbols, &debug_images);
+        // Only an in-process crash handler needs lines ready; out of
+        // process the controller reads them when it reports.
+        if self.executor.pid().is_none() {
+            attach_lines(&mut linked.crash_symbols, &debug_images);
+        }
         let emitted = Emitted {
             id,
             objects: &description,

@@ -17,8 +17,9 @@ pub(super) fn debug_cost(cx: &Setup) -> Result<Table> {
         "Debug information: `solder run --noexec` with and without `--debug`",
         "Lua and SQLite built with gcc -O2 -g; whole process, in process. With `--debug` every \
          object of the load is copied with its sections' load addresses and registered through \
-         the GDB JIT interface (what a debugger then reads); without it the debug sections are \
-         not looked at. No target: the cost is reported so that turning it on is an informed \
+         the GDB JIT interface (what a debugger then reads), and, in process, every function's \
+         line table is read ahead for crash reports (most of the cost for SQLite, whose -g \
+         object is large); without it the debug sections are not looked at. No target: the cost is reported so that turning it on is an informed \
          choice (it is off by default).",
         &[
             "program",
