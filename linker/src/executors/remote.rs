@@ -1384,6 +1384,17 @@ impl Executor for Remote {
     }
 
     fn register_debug_object(&mut self, image: Vec<u8>) -> Result<u64, LinkError> {
+        // One frame carries the object: say so rather than send a frame the
+        // executor must refuse.
+        let limit = MAX_FRAME as usize - 64;
+        if image.len() > limit {
+            return Err(LinkError::Executor(format!(
+                "an object with its debug information is {} bytes, over the {} bytes one \
+                 protocol frame carries to the executor: debug it in process",
+                image.len(),
+                limit
+            )));
+        }
         match self.request(&Request::RegisterDebugObject { image })? {
             Reply::Done { value } => Ok(value),
             other => Err(unexpected(other)),
