@@ -38,15 +38,17 @@ fn link(name: &str, data: &[u8]) {
 /// sections went): the debugger's copy with load addresses, symbols made
 /// absolute, and a line lookup at each function. Must never panic.
 fn debug_lines(data: &[u8], linked: &solder_linker::link::LinkedModule) {
-    use solder_linker::plugins::debug_objects::with_load_addresses;
-    use solder_linker::source_lines::{line_table, locate, with_absolute_symbols};
+    use solder_linker::plugins::DebugSource;
+    use solder_linker::plugins::debug_objects::line_image;
+    use solder_linker::source_lines::{line_table, locate};
     let Some(places) = linked.section_addresses.as_ref().and_then(|p| p.first()) else {
         return;
     };
-    let Some(image) = with_load_addresses(data, &places.headers, &places.addresses) else {
-        return;
+    let source = DebugSource {
+        object: data,
+        places,
     };
-    let Some(image) = with_absolute_symbols(&image) else {
+    let Some(image) = line_image(&source) else {
         return;
     };
     for symbol in linked.crash_symbols.iter().take(4) {

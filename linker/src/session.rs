@@ -618,15 +618,7 @@ impl Session {
             Self::debug_objects(&archives, objects, pulled, &linked.section_addresses);
         let debug_images: Vec<Vec<u8>> = debug_objects
             .iter()
-            .filter_map(|d| {
-                let places = d.places;
-                let image = plugins::debug_objects::with_load_addresses(
-                    d.object,
-                    &places.headers,
-                    &places.addresses,
-                )?;
-                crate::source_lines::with_absolute_symbols(&image)
-            })
+            .filter_map(plugins::debug_objects::line_image)
             .collect();
         // Only an in-process crash handler needs lines ready; out of
         // process the controller reads them when it reports.

@@ -33,6 +33,18 @@ impl gimli::read::Relocate for &'_ Relocations {
     }
 }
 
+/// The little-endian integer of `n` bytes at `at` in `bytes` (an ELF
+/// header or table field), if it is there.
+pub(crate) fn le_field(bytes: &[u8], at: usize, n: usize) -> Option<u64> {
+    let field = bytes.get(at..at.checked_add(n)?)?;
+    Some(
+        field
+            .iter()
+            .rev()
+            .fold(0u64, |v, &b| (v << 8) | u64::from(b)),
+    )
+}
+
 /// The DWARF sections line lookups read.
 const DEBUG_SECTIONS: [&str; 13] = [
     ".debug_abbrev",
@@ -58,15 +70,7 @@ const DEBUG_SECTIONS: [&str; 13] = [
 /// addresses itself.) `None` when the tables are not where they say.
 pub fn with_absolute_symbols(image: &[u8]) -> Option<Vec<u8>> {
     let mut out = image.to_vec();
-    let read = |bytes: &[u8], at: usize, n: usize| -> Option<u64> {
-        let field = bytes.get(at..at.checked_add(n)?)?;
-        Some(
-            field
-                .iter()
-                .rev()
-                .fold(0u64, |v, &b| (v << 8) | u64::from(b)),
-        )
-    };
+    let read = le_field;
     let shoff = usize::try_from(read(image, 0x28, 8)?).ok()?;
     let entsize = usize::try_from(read(image, 0x3a, 2)?).ok()?;
     let count = usize::try_from(read(image, 0x3c, 2)?).ok()?;

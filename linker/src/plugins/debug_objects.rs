@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Emitted, LinkPlugin};
+use super::{DebugSource, Emitted, LinkPlugin};
 use crate::error::LinkError;
 use crate::executors::Executor;
 
@@ -69,6 +69,15 @@ impl LinkPlugin for DebugObjects {
     }
 }
 
+/// The copy of `source` source lines are read from: load addresses in its
+/// section headers ([`with_load_addresses`]) and its symbols' values
+/// ([`crate::source_lines::with_absolute_symbols`]).
+pub fn line_image(source: &DebugSource<'_>) -> Option<Vec<u8>> {
+    let places = source.places;
+    let image = with_load_addresses(source.object, &places.headers, &places.addresses)?;
+    crate::source_lines::with_absolute_symbols(&image)
+}
+
 /// `object` (an ELF relocatable object) with each section header's
 /// address set to where its section was loaded: `placed[index]` is the
 /// graph section header `index` became, `addresses[section]` its load
@@ -80,15 +89,7 @@ pub fn with_load_addresses(
     addresses: &[Option<u64>],
 ) -> Option<Vec<u8>> {
     let mut image = object.to_vec();
-    let read = |at: usize, n: usize| -> Option<u64> {
-        let bytes = object.get(at..at.checked_add(n)?)?;
-        Some(
-            bytes
-                .iter()
-                .rev()
-                .fold(0u64, |v, &b| (v << 8) | u64::from(b)),
-        )
-    };
+    let read = |at: usize, n: usize| crate::source_lines::le_field(object, at, n);
     let shoff = usize::try_from(read(0x28, 8)?).ok()?;
     let entsize = usize::try_from(read(0x3a, 2)?).ok()?;
     if entsize < 64 {

@@ -124,26 +124,45 @@ impl Default for JitDump {
     }
 }
 
-/// Each function symbol's line table, from the first of the module's
-/// objects that has one (none without `--debug`); each object's DWARF is
-/// read once.
+/// Each function symbol's line table: the one the session already read
+/// for crash reports (in process), else from the first of the module's
+/// objects that has one (none without `--debug`), each object's DWARF read
+/// once.
 fn line_tables(module: &Emitted<'_>) -> Vec<Vec<(u64, crate::source_lines::SourceLine)>> {
     let symbols = module.crash_symbols;
-    let mut tables = vec![Vec::new(); symbols.len()];
+    let attached = |symbol: &solder_executor::module::CrashSymbol| {
+        let lines = symbol.lines.as_ref()?;
+        let file = &lines.file;
+        Some(
+            lines
+                .rows
+                .iter()
+                .map(|&(address, line)| {
+                    let line = crate::source_lines::SourceLine {
+                        file: file.clone(),
+                        line,
+                    };
+                    (address, line)
+                })
+                .collect(),
+        )
+    };
+    let mut tables: Vec<Vec<_>> = symbols
+        .iter()
+        .map(|s| attached(s).unwrap_or_default())
+        .collect();
+    if module.debug_objects.is_empty() || tables.iter().all(|t| !t.is_empty()) {
+        return tables;
+    }
     let ranges: Vec<(u64, u64)> = symbols
         .iter()
         .map(|s| (s.start, s.start + s.size))
         .collect();
-    for source in module.debug_objects {
-        let places = source.places;
-        let Some(image) = super::debug_objects::with_load_addresses(
-            source.object,
-            &places.headers,
-            &places.addresses,
-        )
-        .and_then(|image| crate::source_lines::with_absolute_symbols(&image)) else {
-            continue;
-        };
+    for image in module
+        .debug_objects
+        .iter()
+        .filter_map(super::debug_objects::line_image)
+    {
         let found = crate::source_lines::line_tables(&image, &ranges);
         for (table, lines) in tables.iter_mut().zip(found) {
             if table.is_empty() {
