@@ -27,9 +27,11 @@
 
 mod baseline;
 mod debug;
+mod large;
 pub(crate) mod machine;
 mod measure;
 mod report;
+mod scaling;
 mod tls;
 
 use std::ffi::OsString;
@@ -69,8 +71,15 @@ pub struct Args {
     /// Only these measures (repeatable): link, run, tls, debug, incremental,
     /// checkpoints, churn, executor. The report then holds only them (and
     /// is written only with --out).
-    #[arg(long, value_name = "MEASURE", value_parser = ["link", "run", "tls", "debug", "incremental", "checkpoints", "churn", "executor"])]
+    #[arg(long, value_name = "MEASURE", value_parser = ["link", "run", "tls", "debug", "incremental", "checkpoints", "churn", "executor", "large", "scaling"])]
     only: Vec<String>,
+    /// Also the large measures (opt-in: they build OpenSSL and a large C++
+    /// program once, cached under target/, and generate synthetic programs
+    /// up to 200 MB): `large` (large programs against llvm-jitlink, mold
+    /// and the machine's floor, one thread against all) and `scaling` (link
+    /// time and peak memory against input size).
+    #[arg(long)]
+    large: bool,
 }
 
 /// Everything the measures need to know.
@@ -135,7 +144,10 @@ pub fn run(args: &Args) -> Result<bool> {
     };
     let mut tables = Vec::new();
     let mut met = Vec::new();
-    let wanted = |measure: &str| args.only.is_empty() || args.only.iter().any(|m| m == measure);
+    let wanted = |measure: &str| {
+        let large = matches!(measure, "large" | "scaling");
+        (args.only.is_empty() && (args.large || !large)) || args.only.iter().any(|m| m == measure)
+    };
     if wanted("link") {
         tables.push(link(&cx, &built, &mut met)?);
     }
@@ -159,6 +171,12 @@ pub fn run(args: &Args) -> Result<bool> {
     }
     if wanted("executor") {
         tables.push(executor(&cx, &target, &mut met)?);
+    }
+    if wanted("large") {
+        tables.extend(large::large_programs(&cx, &mut met)?);
+    }
+    if wanted("scaling") {
+        tables.extend(scaling::scaling_curve(&cx, &mut met)?);
     }
 
     let described = cx.baseline.as_ref().map(|b| {
@@ -191,6 +209,9 @@ pub fn run(args: &Args) -> Result<bool> {
 /// The command the report says it was made with.
 fn command_line(args: &Args) -> String {
     let mut command = "cargo xtask bench".to_string();
+    if args.large {
+        command += " --large";
+    }
     if args.quick {
         command += " --quick";
     } else if args.runs != 7 {
