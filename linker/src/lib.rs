@@ -22,12 +22,14 @@ pub mod input;
 pub mod link;
 pub mod members;
 pub mod memory;
+pub mod parallel;
 pub mod plugins;
 pub mod probe;
 pub mod search;
 #[cfg(feature = "host")]
 pub mod session;
 pub mod source_lines;
+pub mod stats;
 #[cfg(test)]
 mod test_support;
 

@@ -126,6 +126,15 @@ struct RunArgs {
     /// The link map's form: `text` or `json` (an array, one map per load).
     #[arg(long, value_name = "FORM", default_value = "text", value_parser = ["text", "json"])]
     map_format: String,
+    /// Threads for reading, parsing, writing and relocating objects
+    /// (default: SOLDER_THREADS, else every core; links of a few MiB use
+    /// one). The output is the same whatever the number.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: Option<u32>,
+    /// Write what the load cost to FILE as JSON: input and image bytes,
+    /// threads, and each stage's time in milliseconds.
+    #[arg(long, value_name = "FILE")]
+    stats: Option<PathBuf>,
     /// Relocatable objects (.o) to link as one module, and archives (.a)
     /// whose members are linked when they define a name the objects need.
     #[arg(required = true, value_name = "OBJ")]
@@ -259,7 +268,12 @@ fn run(args: RunArgs) -> Result<u8> {
         },
     };
     let remote = executor != ExecutorChoice::InProcess;
-    let (objects, archives) = read_inputs(&args.objects)?;
+    let reading = Instant::now();
+    let threads = args
+        .threads
+        .map_or_else(solder_linker::parallel::default_threads, |n| n as usize);
+    let (objects, archives) = read_inputs(&args.objects, threads)?;
+    let read_ms = reading.elapsed().as_secs_f64() * 1e3;
     let config = SessionConfig {
         slab_size: args.slab.unwrap_or(1 << 30),
         placement: args.slab_address.map_or(Placement::Auto, Placement::Fixed),
@@ -275,6 +289,7 @@ fn run(args: RunArgs) -> Result<u8> {
         executor_output: args.executor_output,
     };
     let mut session = Session::new(config).context("cannot start the session")?;
+    session.set_threads(threads);
     add_inputs(&mut session, archives, &args)?;
     // Out of process the executor's timer (or the controller's deadline)
     // stops the run.
@@ -285,7 +300,7 @@ fn run(args: RunArgs) -> Result<u8> {
     if !remote {
         if args.noexec {
             let id = session.load(&objects)?;
-            write_map(&session, id, &args)?;
+            write_reports(&session, id, &args, read_ms)?;
             // Only a link was asked for, and nothing ran: the process ends
             // here, and exit takes back the slab and the heap faster than
             // releasing them one by one (clang's `-disable-free`).
@@ -294,7 +309,7 @@ fn run(args: RunArgs) -> Result<u8> {
         // The entry is found among all of the load's globals (a hidden
         // `main` too) before any initializer runs.
         let (id, entry) = session.load_program(&objects, &args.entry)?;
-        write_map(&session, id, &args)?;
+        write_reports(&session, id, &args, read_ms)?;
         let status = session.run_entry(entry, &args.entry)?;
         // `main` returned: the program exits as with `exit(status)`.
         session.end();
@@ -309,11 +324,11 @@ fn run(args: RunArgs) -> Result<u8> {
     let status = (|| {
         if args.noexec {
             let id = session.load(&objects)?;
-            map_written = write_map(&session, id, &args);
+            map_written = write_reports(&session, id, &args, read_ms);
             return Ok(0);
         }
         let (id, entry) = session.load_program(&objects, &args.entry)?;
-        map_written = write_map(&session, id, &args);
+        map_written = write_reports(&session, id, &args, read_ms);
         if map_written.is_err() {
             return Ok(0);
         }
@@ -380,11 +395,15 @@ fn timeout_report(
 }
 
 /// The command line's inputs: objects, and archives (known by their magic).
-fn read_inputs(paths: &[PathBuf]) -> Result<(Vec<ObjectFile>, Vec<Archive>)> {
+/// Large inputs are read on several threads (by their sizes on disk).
+fn read_inputs(paths: &[PathBuf], threads: usize) -> Result<(Vec<ObjectFile>, Vec<Archive>)> {
     let mut objects = Vec::new();
     let mut archives = Vec::new();
-    for path in paths {
-        let file = ObjectFile::read(path)?;
+    let size = |path: &PathBuf| std::fs::metadata(path).map_or(0, |m| m.len() as usize);
+    let threads = solder_linker::parallel::Threads::new(threads);
+    let files = solder_linker::parallel::map(paths, threads, size, |p| ObjectFile::read(p));
+    for (path, file) in paths.iter().zip(files) {
+        let file = file?;
         if is_archive(&file.bytes) {
             let directory = path.parent().unwrap_or(std::path::Path::new("."));
             archives.push(Archive::parse(&file.name, &file.bytes, Some(directory))?);
@@ -425,6 +444,35 @@ fn add_inputs(session: &mut Session, archives: Vec<Archive>, args: &RunArgs) -> 
 }
 
 /// Writes module `id`'s link map where `--map` and `--print-map` say.
+/// Writes what `--map`, `--print-map` and `--stats` ask for about the
+/// load `id` (whose inputs took `read_ms` to read).
+fn write_reports(session: &Session, id: ModuleId, args: &RunArgs, read_ms: f64) -> Result<()> {
+    if let Some(path) = &args.stats {
+        write_stats(session, path, read_ms)?;
+    }
+    write_map(session, id, args)
+}
+
+/// The last load's [`solder_linker::stats::LoadStats`] as JSON, with the
+/// time the command line's inputs took to read as its first stage.
+fn write_stats(session: &Session, path: &std::path::Path, read_ms: f64) -> Result<()> {
+    let mut stats = session
+        .last_load_stats()
+        .cloned()
+        .context("the session recorded no load")?;
+    stats.stages.insert(
+        0,
+        solder_linker::stats::Stage {
+            name: "read",
+            ms: read_ms,
+        },
+    );
+    let mut json = serde_json::to_string_pretty(&stats).context("cannot write the stats")?;
+    json.push('\n');
+    std::fs::write(path, json)
+        .with_context(|| format!("cannot write the load's stats to {}", path.display()))
+}
+
 fn write_map(session: &Session, id: ModuleId, args: &RunArgs) -> Result<()> {
     if args.map.is_none() && !args.print_map {
         return Ok(());

@@ -121,6 +121,13 @@ impl ArchiveSearch {
         self.archives[pulled.archive].member_object(pulled.member)
     }
 
+    /// The size of a taken member's bytes.
+    pub fn member_len(&self, pulled: &Pulled) -> usize {
+        self.archives[pulled.archive]
+            .member_bytes(pulled.member)
+            .len()
+    }
+
     /// Records that `module` holds `pulled` (replacing what it held); the
     /// whole archives were given to it. (A load that fails records
     /// nothing: the next one is given the whole archives again.)

@@ -102,6 +102,7 @@ fn link_graphs(
             // Made for every probe: fuzzing reaches the map too.
             map: true,
             debug: true,
+            threads: crate::parallel::Threads::serial(),
         },
     )
 }

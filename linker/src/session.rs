@@ -32,8 +32,10 @@ use crate::link::map::{LinkMap, MapMember};
 use crate::link::{DataBinding, Export, LinkRequest, LinkedModule, link};
 use crate::members::{ArchiveSearch, Pulled};
 use crate::memory::{self, Placement, Slab};
+use crate::parallel::Threads;
 use crate::plugins::{self, DebugSource, Emitted, LinkPlugin, Registration};
 use crate::search::{self, Found};
+use crate::stats::{LoadStats, StageClock};
 
 /// Where the session's code runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -182,6 +184,11 @@ pub struct Session {
     /// Whether modules are registered with debuggers
     /// ([`Session::enable_debug`]).
     keep_debug: bool,
+    /// What the last successful load cost ([`Session::last_load_stats`]).
+    last_stats: Option<LoadStats>,
+    /// Threads a large load's per-object work may use
+    /// ([`Session::set_threads`]).
+    threads: Threads,
 }
 
 /// Starts the executor a configuration asks for.
@@ -231,6 +238,8 @@ impl Session {
             absolutes: HashMap::default(),
             make_maps: false,
             keep_debug: false,
+            last_stats: None,
+            threads: Threads::new(crate::parallel::default_threads()),
         };
         if session.config.placement != Placement::Auto {
             session.reserve(session.config.placement)?;
@@ -484,10 +493,16 @@ impl Session {
         replacing: Option<u32>,
         entry: Option<&str>,
     ) -> Result<(LinkedModule, Vec<Pulled>), LinkError> {
-        let mut graphs = objects
-            .iter()
-            .map(|o| parse_object(&o.name, &o.bytes))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut clock = StageClock::start();
+        let mut graphs = crate::parallel::map(
+            objects,
+            self.threads,
+            |o| o.bytes.len(),
+            |o| parse_object(&o.name, &o.bytes),
+        )
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+        clock.lap("parse");
         // Archive members come after the load's own objects; names earlier
         // modules export, or absolute definitions, pull none.
         let archives = self.archives.archives();
@@ -515,8 +530,10 @@ impl Session {
             };
             self.reserve(placement)?;
         }
+        clock.lap("members");
         self.ask_executor_about(&graphs)?;
-        let linked = link(
+        clock.lap("host lookups");
+        let mut linked = link(
             graphs,
             LinkRequest {
                 module: id,
@@ -530,8 +547,11 @@ impl Session {
                 entry,
                 map: self.make_maps,
                 debug: self.keep_debug,
+                threads: self.threads,
             },
         )?;
+        clock.stages.append(&mut linked.stages);
+        linked.stages = clock.stages;
         Ok((linked, pulled))
     }
 
@@ -608,6 +628,15 @@ impl Session {
         position: usize,
         runtime_position: Option<usize>,
     ) -> Result<(), LinkError> {
+        let mut clock = StageClock::start();
+        let input_bytes = self.input_bytes(objects, pulled);
+        let split = self.threads.for_bytes(input_bytes as usize);
+        let mut stats = LoadStats {
+            input_bytes,
+            image_bytes: linked.memory.1,
+            threads: split.min(objects.len() + pulled.len()).max(1),
+            stages: std::mem::take(&mut linked.stages),
+        };
         if let Err(err) = self.finalize(&linked) {
             self.discard(linked.memory, linked.thread_locals);
             return Err(err);
@@ -659,6 +688,9 @@ impl Session {
         if !self.replaying {
             self.archives.record(id, pulled);
         }
+        clock.lap("install");
+        stats.stages.append(&mut clock.stages);
+        self.last_stats = Some(stats);
         let keep_sources = self.config.recovery == Recovery::Restart;
         self.modules.insert(
             position,
@@ -720,6 +752,34 @@ impl Session {
 
     /// What a restart loads again for a module: its objects and the
     /// archive members it took.
+    /// The bytes of a load's objects and of the archive members it took.
+    fn input_bytes(&self, objects: &[ObjectFile], pulled: &[Pulled]) -> u64 {
+        let own: usize = objects.iter().map(|o| o.bytes.len()).sum();
+        let members: usize = pulled.iter().map(|p| self.archives.member_len(p)).sum();
+        (own + members) as u64
+    }
+
+    /// How many threads a load's per-object work (parsing, writing,
+    /// relocating) may use; 1 links serially. The output is the same
+    /// whatever the number. Defaults to `SOLDER_THREADS`, else every core;
+    /// loads under a few MiB of objects use one thread anyway.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = Threads::new(threads);
+    }
+
+    /// Splits loads over threads from `bytes` of objects per thread
+    /// instead of a few MiB: tests use it to link small programs on
+    /// several threads and compare the result with a serial link.
+    pub fn set_min_bytes_per_thread(&mut self, bytes: usize) {
+        self.threads.min_bytes_each = bytes.max(1);
+    }
+
+    /// What the last successful load cost: input and image sizes, threads,
+    /// and each stage's time (`solder run --stats`).
+    pub fn last_load_stats(&self) -> Option<&LoadStats> {
+        self.last_stats.as_ref()
+    }
+
     fn sources(&self, objects: &[ObjectFile], pulled: &[Pulled]) -> Arc<[ObjectFile]> {
         let members = pulled.iter().map(|p| self.archives.member_object(p));
         objects.iter().cloned().chain(members).collect()

@@ -31,6 +31,7 @@ mod layout;
 mod lifecycle;
 pub mod map;
 mod plan;
+mod relocate;
 mod resolve;
 mod symbols;
 mod write;
@@ -54,6 +55,7 @@ use crate::executors::{Executor, TlsTemplate};
 use crate::graph::*;
 use crate::indirection::Indirection;
 use crate::memory::Slab;
+use crate::stats::{Stage, StageClock};
 use layout::Layout;
 use plan::Plan;
 use resolve::Resolver;
@@ -113,6 +115,8 @@ pub struct LinkRequest<'s> {
     /// Whether to report where each section went
     /// ([`LinkedModule::section_addresses`], for debuggers).
     pub debug: bool,
+    /// Threads the load's objects may be written and relocated on.
+    pub threads: crate::parallel::Threads,
 }
 
 /// Where one object's sections went: by section header, the graph section
@@ -158,6 +162,8 @@ pub struct LinkedModule {
     /// ([`LinkGraph::source_sections`]) and the load address of each graph
     /// section that was placed.
     pub section_addresses: Option<Vec<SectionPlaces>>,
+    /// How long each stage of the link took.
+    pub stages: Vec<Stage>,
 }
 
 /// Links `graphs` as one module.
@@ -165,17 +171,27 @@ pub fn link(
     mut graphs: Vec<LinkGraph<'_>>,
     req: LinkRequest<'_>,
 ) -> Result<LinkedModule, LinkError> {
+    let mut clock = StageClock::start();
     one_calling_convention(&graphs)?;
     comdat::select(&mut graphs)?;
     comdat::prune_discarded_frames(&mut graphs)?;
+    clock.lap("comdat");
     let (globals, commons) = symbols::collect(&graphs, &req)?;
+    clock.lap("symbols");
     let mut resolver = Resolver::new(&graphs, &globals, &commons, req);
     let copies = resolver.resolve_edges()?;
+    clock.lap("resolve");
     let plan = plan::plan(&mut resolver, copies)?;
     resolver.locate_host_thread_locals()?;
+    clock.lap("plan");
     let layout = layout::lay_out(&graphs, &plan, &commons, resolver.req.slab.page())?;
     let base = resolver.req.slab.allocate(layout.total)?;
-    let written = write_module(&mut resolver, &plan, &layout, base);
+    clock.lap("layout");
+    let written =
+        write_module(&mut resolver, &plan, &layout, base, &mut clock).map(|mut linked| {
+            linked.stages = clock.stages;
+            linked
+        });
     if written.is_err() {
         // The image may be half written in place: discard its pages so the
         // next allocation of the range reads zero again.
@@ -212,6 +228,7 @@ fn write_module(
     plan: &Plan,
     layout: &Layout,
     base: u64,
+    clock: &mut StageClock,
 ) -> Result<LinkedModule, LinkError> {
     let graphs = resolver.graphs;
     let convention = graphs
@@ -225,7 +242,7 @@ fn write_module(
         .iter()
         .map(|v| v.place.expect("located before layout"))
         .collect();
-    write::write_contents(resolver, plan, layout, memory)?;
+    write::write_copies(resolver, plan, layout, memory)?;
     if let Some(block) = &layout.thread_locals {
         let init = write::thread_local_template(resolver, plan, &at)?;
         let template = TlsTemplate {
@@ -241,6 +258,7 @@ fn write_module(
         at.block = Some((loaded, plan.fixed_block));
     }
     let finished = finish_module(resolver, plan, layout, &at, memory);
+    clock.lap("write");
     let map =
         (finished.is_ok() && resolver.req.map).then(|| map::link_map(resolver, plan, &at, memory));
     if let (Err(_), Some((block, _))) = (&finished, at.block) {
@@ -255,6 +273,7 @@ fn write_module(
     let crash_symbols = exports::crash_symbols(graphs, layout, base);
     let used = image.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     image.truncate(used);
+    clock.lap("exports");
     Ok(LinkedModule {
         objects: resolver.req.objects.clone(),
         memory: (base, layout.total),
@@ -286,6 +305,7 @@ fn write_module(
                 })
                 .collect()
         }),
+        stages: Vec::new(),
     })
 }
 
@@ -309,7 +329,7 @@ fn thread_local_block_refused(error: LinkError, fixed: bool) -> LinkError {
 
 /// What [`finish_module`] gathers: references into other modules, and the
 /// initializers and finalizers read back from relocated memory.
-type Finished = (write::References, Vec<u64>, Finalizers);
+type Finished = (relocate::References, Vec<u64>, Finalizers);
 
 /// Writes the GOT and stubs, relocates every edge, and reads the
 /// lifecycle lists back.
@@ -326,7 +346,8 @@ fn finish_module(
         .map_or(CallingConvention::SysV, |g| g.format.convention());
     write::write_got(plan, at, memory);
     write::write_stubs(plan, at, memory);
-    let references = write::relocate(resolver, plan, at, memory)?;
+    let threads = resolver.req.threads;
+    let references = relocate::relocate(resolver, plan, at, memory, threads)?;
     let (initializers, mut finalizers) = lifecycle::lifecycle_lists(graphs, layout, memory);
     finalizers.convention = convention;
     Ok((references, initializers, finalizers))

@@ -472,6 +472,7 @@ fn an_interposer_on_an_impossible_argument_is_the_executors_error() {
                 entry: None,
                 map: false,
                 debug: false,
+                threads: crate::parallel::Threads::serial(),
             },
         );
         match (result, refused) {

@@ -3,15 +3,14 @@
 //! thunks and shims, then every edge relocated by the one checked writer.
 
 use super::layout::Layout;
-use super::plan::{GotSlot, Plan, Via};
+use super::plan::{GotSlot, Plan};
 use super::resolve::{Origin, Resolver, Target};
-use super::{DataBinding, site};
-use crate::arch::machine::elf::ABS64;
+use super::site;
 use crate::arch::machine::{
     self, DSO_THUNK_SIZE, JUMP_STUB, JUMP_STUB_DISP, JUMP_STUB_END, TLS_DESCRIPTOR_RESOLVER,
     WIN64_TO_SYSV_SHIM, WIN64_TO_SYSV_SLOT,
 };
-use crate::arch::{Arch, Encoding, FieldFailure, Machine, Operands, RelocOp, write_checked};
+use crate::arch::{RelocOp, write_checked};
 use crate::error::LinkError;
 use crate::executors::{Executor, HostThreadLocal, ThreadLocals};
 use crate::graph::*;
@@ -93,7 +92,7 @@ impl<'p> Addresses<'p> {
     /// The S of a thread-local op: the variable's thread-pointer offset,
     /// block offset or module id. A thread-pointer offset the plan did
     /// not make fixed is refused (`why` is the error).
-    fn thread_local_value(
+    pub(super) fn thread_local_value(
         &self,
         op: RelocOp,
         target: Target,
@@ -174,22 +173,14 @@ pub(super) fn module_memory<'m>(
     }
 }
 
-/// Copies every placed section's contents, then the copies of far host
-/// data.
-pub(super) fn write_contents(
+/// Copies far host data the load uses in place of the original (sections
+/// are copied as they are relocated: [`super::relocate`]).
+pub(super) fn write_copies(
     resolver: &mut Resolver<'_, '_, '_>,
     plan: &Plan,
     layout: &Layout,
     memory: &mut [u8],
 ) -> Result<(), LinkError> {
-    for (g, graph) in resolver.graphs.iter().enumerate() {
-        for (s, section) in graph.sections.iter().enumerate() {
-            if let (Some(offset), false) = (layout.sections[g][s], section.data.is_empty()) {
-                let at = offset as usize;
-                memory[at..at + section.data.len()].copy_from_slice(&section.data);
-            }
-        }
-    }
     for (i, &(address, size)) in plan.copies.iter().enumerate() {
         let at = layout.copies[i] as usize;
         let source = resolver.req.executor.read(address, size)?;
@@ -283,220 +274,6 @@ pub(super) fn write_stubs(plan: &Plan, at: &Addresses<'_>, memory: &mut [u8]) {
     }
 }
 
-/// What relocating a load learned about its references into other modules.
-#[derive(Default)]
-pub(super) struct References {
-    /// (module, symbol) pairs this load references in other modules.
-    pub imports: Vec<(u32, String)>,
-    /// Direct references into other modules' data, to re-apply on a hot
-    /// swap of their module.
-    pub bindings: Vec<DataBinding>,
-}
-
-impl References {
-    fn note_import(&mut self, origin: Origin, name: &str) {
-        if let Origin::Module { module, .. } = origin
-            && !self.imports.iter().any(|(m, n)| *m == module && n == name)
-        {
-            self.imports.push((module, name.to_string()));
-        }
-    }
-}
-
-/// Relocates every live edge of the load as planned.
-pub(super) fn relocate(
-    resolver: &Resolver<'_, '_, '_>,
-    plan: &Plan,
-    at: &Addresses<'_>,
-    memory: &mut [u8],
-) -> Result<References, LinkError> {
-    let mut references = References::default();
-    let mut plans = plan.plans.iter();
-    for (g, graph) in resolver.graphs.iter().enumerate() {
-        for (s, section) in graph.sections.iter().enumerate() {
-            if !section.live {
-                continue;
-            }
-            if section.role == SectionRole::ThreadLocal {
-                // Relocated in the template, before the block was loaded.
-                plans.by_ref().take(section.edges.len()).for_each(drop);
-                continue;
-            }
-            let section_offset = at.layout.sections[g][s].expect("live sections are placed");
-            for edge in &section.edges {
-                let via = *plans.next().expect("one plan per edge");
-                if edge.kind.op == RelocOp::None {
-                    continue;
-                }
-                let place = EdgePlace {
-                    g,
-                    graph,
-                    section,
-                    section_offset,
-                };
-                relocate_edge(resolver, at, memory, &place, edge, via, &mut references)?;
-            }
-        }
-    }
-    // GOT entries that hold another module's data address are bindings too.
-    for (i, (_, binding)) in plan.got_keys.iter().enumerate() {
-        if let Some((module, symbol)) = binding {
-            references.bindings.push(DataBinding {
-                site: at.got_entry(i),
-                kind: ABS64,
-                addend: 0,
-                written: [0; 8],
-                symbol: symbol.clone(),
-                module: *module,
-            });
-        }
-    }
-    Ok(references)
-}
-
-/// Where an edge's section is: its graph and its offset in the module.
-struct EdgePlace<'r, 'a> {
-    g: usize,
-    graph: &'r LinkGraph<'a>,
-    section: &'r Section<'a>,
-    section_offset: u64,
-}
-
-#[inline]
-fn relocate_edge(
-    resolver: &Resolver<'_, '_, '_>,
-    at: &Addresses<'_>,
-    memory: &mut [u8],
-    place: &EdgePlace<'_, '_>,
-    edge: Edge,
-    via: Via,
-    references: &mut References,
-) -> Result<(), LinkError> {
-    let EdgePlace {
-        g,
-        graph,
-        section,
-        section_offset,
-    } = *place;
-    let r = resolver.cached(g, edge.target);
-    references.note_import(r.origin, r.name);
-    let address = at.base + section_offset + edge.offset;
-    let field_at = (section_offset + edge.offset) as usize;
-    let refused = |why: &str| {
-        LinkError::refused_relocation(
-            site(graph, section, edge.offset),
-            edge.kind.name,
-            r.name,
-            why,
-        )
-    };
-    let (s_addr, s_val) = if edge.kind.op.is_thread_local() {
-        let value = at.thread_local_value(edge.kind.op, r.target, refused)?;
-        (value as u64, value)
-    } else {
-        let s_addr = target_address(at, via, r.target);
-        (s_addr, s_addr as i64 as i128) // absolute values are two's complement
-    };
-    let p = address as i128;
-    // The module segment holding the target (SECREL / SECTION).
-    let segment = || {
-        at.layout
-            .segments
-            .iter()
-            .enumerate()
-            .find(|(_, (offset, size, _))| {
-                (at.base + offset..at.base + offset + size).contains(&s_addr)
-            })
-            .map(|(index, &(offset, _, _))| (index as i128 + 1, (at.base + offset) as i128))
-            .ok_or_else(|| refused(": section-relative references must target this module"))
-    };
-    if let (RelocOp::GotEntryPcRel { relax }, Via::Relaxed) = (edge.kind.op, via) {
-        let start = section_offset as usize;
-        let relaxed = Machine::relax_got_load(
-            &mut memory[start..start + section.size as usize],
-            edge.offset as usize,
-            relax,
-        );
-        // The plan read the object's bytes; an earlier edge whose field
-        // overlaps the instruction may have rewritten them since.
-        if !relaxed {
-            return Err(refused(
-                ": another relocation's field overlaps the instruction, so its GOT load cannot \
-                 be relaxed",
-            ));
-        }
-    }
-    let minus = || {
-        let minus = edge
-            .minus()
-            .expect("front-ends give differences a subtrahend");
-        at.of(resolver.cached(g, minus).target) as i64 as i128
-    };
-    let operands = Operands {
-        s: s_val,
-        a: edge.addend as i128,
-        p,
-        got: at.got as i128,
-        got_entry: match via {
-            Via::Got(i) => Some(8 * i128::from(i)),
-            _ => None,
-        },
-        size: r.size as i128,
-        image_base: resolver.req.slab.base() as i128,
-    };
-    let value = Machine::field_value(edge.kind.op, &operands, minus, segment)?;
-    let field = &mut memory[field_at..field_at + edge.kind.encoding.size()];
-    write_checked(&edge.kind, field, value).map_err(|failure| {
-        let mut detail = format!(
-            "target {s_addr:#x}, place {address:#x}, distance {}",
-            crate::error::signed_hex(s_val - p)
-        );
-        if matches!(failure, FieldFailure::Range { .. })
-            && matches!(edge.kind.encoding, Encoding::Int { .. })
-            && edge.kind.op == RelocOp::Absolute
-            && edge.kind.is_narrow()
-        {
-            detail.push_str(
-                "; absolute 32-bit addresses (-fno-pic code) need the slab in the low 2 GiB: use --slab-address",
-            );
-        }
-        let site = site(graph, section, edge.offset);
-        LinkError::refused_field(failure, site, edge.kind.name, r.name, value, detail)
-    })?;
-    if let (
-        Origin::Module {
-            module,
-            function: false,
-            ..
-        },
-        Via::Direct,
-    ) = (r.origin, via)
-        && !edge.kind.op.is_thread_local()
-    {
-        let mut written = [0u8; 8];
-        written[..field.len()].copy_from_slice(field);
-        references.bindings.push(DataBinding {
-            site: address,
-            kind: edge.kind,
-            addend: edge.addend,
-            written,
-            symbol: r.name.to_string(),
-            module,
-        });
-    }
-    Ok(())
-}
-
-/// The address an edge planned as `via` reaches for `target`: its stub's,
-/// its copy's, or its own.
-fn target_address(at: &Addresses<'_>, via: Via, target: Target) -> u64 {
-    match via {
-        Via::Stub(i) => at.base + at.layout.plt + u64::from(i) * JUMP_STUB.len() as u64,
-        Via::Copy(i) => at.base + at.layout.copies[i as usize],
-        _ => at.of(target),
-    }
-}
-
 /// The load's thread-local template: its initialized sections' bytes,
 /// relocated. Only what a template can hold is linked in it: addresses
 /// (`__thread int *p = &g`) and offsets in the block; the plan refused the
@@ -536,7 +313,7 @@ pub(super) fn thread_local_template(
                     RelocOp::None => continue,
                     RelocOp::DtpOffset => at.thread_local_value(edge.kind.op, r.target, refused)?,
                     RelocOp::Absolute if !matches!(r.origin, Origin::Module { .. }) => {
-                        target_address(at, via, r.target) as i64 as i128
+                        super::relocate::target_address(at, via, r.target) as i64 as i128
                     }
                     _ => {
                         return Err(refused(

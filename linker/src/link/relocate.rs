@@ -1,0 +1,367 @@
+//! Relocation: every section's contents copied to its place and every
+//! edge's field written by the one checked writer, object by object. Each
+//! object's sections are disjoint pieces of the module's memory, so large
+//! loads relocate objects on several threads ([`crate::parallel`]); each
+//! object's edges are still applied in order, and what the objects learn
+//! (imports, bindings) is gathered in object order, so the module is the
+//! same byte for byte whatever the number of threads.
+
+use rustc_hash::FxHashSet as HashSet;
+
+use super::plan::{Plan, Via};
+use super::resolve::{Origin, Resolved, Resolver, Target};
+use super::write::Addresses;
+use super::{DataBinding, site};
+use crate::arch::machine::JUMP_STUB;
+use crate::arch::machine::elf::ABS64;
+use crate::arch::{Arch, Encoding, FieldFailure, Machine, Operands, RelocOp, write_checked};
+use crate::error::LinkError;
+use crate::graph::*;
+
+/// What relocating a load learned about its references into other modules.
+#[derive(Default)]
+pub(super) struct References {
+    /// (module, symbol) pairs this load references in other modules.
+    pub imports: Vec<(u32, String)>,
+    /// Direct references into other modules' data, to re-apply on a hot
+    /// swap of their module.
+    pub bindings: Vec<DataBinding>,
+}
+
+impl References {
+    fn note_import(&mut self, origin: Origin, name: &str) {
+        if let Origin::Module { module, .. } = origin
+            && !self.imports.iter().any(|(m, n)| *m == module && n == name)
+        {
+            self.imports.push((module, name.to_string()));
+        }
+    }
+}
+
+/// One object's share of the relocation: its placed sections' memory (by
+/// section index) and where its edges' plans start.
+struct ObjectWork<'m> {
+    g: usize,
+    sections: Vec<Option<&'m mut [u8]>>,
+    first_plan: usize,
+    bytes: usize,
+}
+
+/// Copies every placed section's contents and relocates every live edge
+/// of the load as planned, on up to `threads` threads.
+pub(super) fn relocate(
+    resolver: &Resolver<'_, '_, '_>,
+    plan: &Plan,
+    at: &Addresses<'_>,
+    memory: &mut [u8],
+    threads: crate::parallel::Threads,
+) -> Result<References, LinkError> {
+    let fixups = Fixups {
+        cache: &resolver.cache,
+        image_base: resolver.req.slab.base(),
+    };
+    let graphs = resolver.graphs;
+    let work = split_by_object(graphs, at.layout, memory)?;
+    let done = crate::parallel::map_owned(
+        work,
+        threads,
+        |w| w.bytes,
+        |w| relocate_object(&fixups, graphs, plan, at, w),
+    );
+    let mut references = References::default();
+    let mut imported: HashSet<(u32, String)> = HashSet::default();
+    for object in done {
+        let object = object?;
+        for import in object.imports {
+            if imported.insert(import.clone()) {
+                references.imports.push(import);
+            }
+        }
+        references.bindings.extend(object.bindings);
+    }
+    // GOT entries that hold another module's data address are bindings too.
+    for (i, (_, binding)) in plan.got_keys.iter().enumerate() {
+        if let Some((module, symbol)) = binding {
+            references.bindings.push(DataBinding {
+                site: at.got_entry(i),
+                kind: ABS64,
+                addend: 0,
+                written: [0; 8],
+                symbol: symbol.clone(),
+                module: *module,
+            });
+        }
+    }
+    Ok(references)
+}
+
+/// Cuts `memory` into each object's placed sections with contents. The
+/// layout gives sections disjoint ranges; one that overlaps another or
+/// runs past the memory is an error, never a second reference.
+fn split_by_object<'m>(
+    graphs: &[LinkGraph<'_>],
+    layout: &super::layout::Layout,
+    memory: &'m mut [u8],
+) -> Result<Vec<ObjectWork<'m>>, LinkError> {
+    let mut places: Vec<(usize, usize, usize, usize)> = Vec::new();
+    let mut work = Vec::with_capacity(graphs.len());
+    let mut first_plan = 0;
+    for (g, graph) in graphs.iter().enumerate() {
+        let mut bytes = 0;
+        for (s, section) in graph.sections.iter().enumerate() {
+            if let (Some(offset), false) = (layout.sections[g][s], section.data.is_empty()) {
+                places.push((offset as usize, section.data.len(), g, s));
+                bytes += section.data.len();
+            }
+            if section.live {
+                first_plan += section.edges.len();
+            }
+        }
+        work.push(ObjectWork {
+            g,
+            sections: (0..graph.sections.len()).map(|_| None).collect(),
+            first_plan: 0,
+            bytes,
+        });
+    }
+    // Each object's plans follow the previous objects' live edges.
+    let mut next_plan = 0;
+    for (object, graph) in work.iter_mut().zip(graphs) {
+        object.first_plan = next_plan;
+        next_plan += graph
+            .sections
+            .iter()
+            .filter(|s| s.live)
+            .map(|s| s.edges.len())
+            .sum::<usize>();
+    }
+    debug_assert_eq!(next_plan, first_plan);
+    places.sort_unstable();
+    let mut rest = memory;
+    let mut cut = 0;
+    for (offset, len, g, s) in places {
+        let overlap = || {
+            LinkError::Memory(format!(
+                "layout placed section {} of {} at {offset:#x} ({len:#x} bytes), over another section or past the module's {:#x} written bytes",
+                graphs[g].sections[s].name,
+                graphs[g].object,
+                cut + rest.len()
+            ))
+        };
+        let skip = offset.checked_sub(cut).ok_or_else(overlap)?;
+        if skip.checked_add(len).is_none_or(|end| end > rest.len()) {
+            return Err(overlap());
+        }
+        let (section, after) = std::mem::take(&mut rest)[skip..].split_at_mut(len);
+        work[g].sections[s] = Some(section);
+        rest = after;
+        cut = offset + len;
+    }
+    Ok(work)
+}
+
+/// One object: its sections' contents copied, then its edges relocated in
+/// order.
+fn relocate_object(
+    fixups: &Fixups<'_, '_>,
+    graphs: &[LinkGraph<'_>],
+    plan: &Plan,
+    at: &Addresses<'_>,
+    mut work: ObjectWork<'_>,
+) -> Result<References, LinkError> {
+    let g = work.g;
+    let graph = &graphs[g];
+    let mut references = References::default();
+    let mut plans = plan.plans[work.first_plan..].iter();
+    for (s, section) in graph.sections.iter().enumerate() {
+        if let Some(bytes) = work.sections[s].as_deref_mut() {
+            bytes.copy_from_slice(&section.data);
+        }
+        if !section.live {
+            continue;
+        }
+        if section.role == SectionRole::ThreadLocal || section.edges.is_empty() {
+            // Thread-local sections are relocated in the template, before
+            // the block was loaded.
+            plans.by_ref().take(section.edges.len()).for_each(drop);
+            continue;
+        }
+        let section_offset = at.layout.sections[g][s].expect("live sections are placed");
+        let Some(bytes) = work.sections[s].as_deref_mut() else {
+            return Err(LinkError::Malformed {
+                object: graph.object.clone(),
+                reason: format!(
+                    "section {}: relocations in a section without contents",
+                    section.name
+                ),
+            });
+        };
+        let place = EdgePlace {
+            g,
+            graph,
+            section,
+            section_offset,
+        };
+        for edge in &section.edges {
+            let via = *plans.next().expect("one plan per edge");
+            if edge.kind.op == RelocOp::None {
+                continue;
+            }
+            relocate_edge(fixups, at, bytes, &place, edge, via, &mut references)?;
+        }
+    }
+    Ok(references)
+}
+
+/// Where an edge's section is: its graph and its offset in the module.
+struct EdgePlace<'r, 'a> {
+    g: usize,
+    graph: &'r LinkGraph<'a>,
+    section: &'r Section<'a>,
+    section_offset: u64,
+}
+
+/// What relocating an edge reads of the resolution: shared by the threads
+/// that relocate.
+struct Fixups<'r, 'g> {
+    cache: &'r [Vec<Option<Resolved<'g>>>],
+    image_base: u64,
+}
+
+impl<'g> Fixups<'_, 'g> {
+    fn cached(&self, g: usize, id: SymbolId) -> Resolved<'g> {
+        self.cache[g][id].expect("every edge target is resolved before planning")
+    }
+}
+
+#[inline]
+fn relocate_edge(
+    fixups: &Fixups<'_, '_>,
+    at: &Addresses<'_>,
+    bytes: &mut [u8],
+    place: &EdgePlace<'_, '_>,
+    edge: Edge,
+    via: Via,
+    references: &mut References,
+) -> Result<(), LinkError> {
+    let EdgePlace {
+        g,
+        graph,
+        section,
+        section_offset,
+    } = *place;
+    let r = fixups.cached(g, edge.target);
+    references.note_import(r.origin, r.name);
+    let address = at.base + section_offset + edge.offset;
+    let field_at = edge.offset as usize;
+    let refused = |why: &str| {
+        LinkError::refused_relocation(
+            site(graph, section, edge.offset),
+            edge.kind.name,
+            r.name,
+            why,
+        )
+    };
+    let (s_addr, s_val) = if edge.kind.op.is_thread_local() {
+        let value = at.thread_local_value(edge.kind.op, r.target, refused)?;
+        (value as u64, value)
+    } else {
+        let s_addr = target_address(at, via, r.target);
+        (s_addr, s_addr as i64 as i128) // absolute values are two's complement
+    };
+    let p = address as i128;
+    // The module segment holding the target (SECREL / SECTION).
+    let segment = || {
+        at.layout
+            .segments
+            .iter()
+            .enumerate()
+            .find(|(_, (offset, size, _))| {
+                (at.base + offset..at.base + offset + size).contains(&s_addr)
+            })
+            .map(|(index, &(offset, _, _))| (index as i128 + 1, (at.base + offset) as i128))
+            .ok_or_else(|| refused(": section-relative references must target this module"))
+    };
+    if let (RelocOp::GotEntryPcRel { relax }, Via::Relaxed) = (edge.kind.op, via) {
+        let relaxed = Machine::relax_got_load(bytes, edge.offset as usize, relax);
+        // The plan read the object's bytes; an earlier edge whose field
+        // overlaps the instruction may have rewritten them since.
+        if !relaxed {
+            return Err(refused(
+                ": another relocation's field overlaps the instruction, so its GOT load cannot \
+                 be relaxed",
+            ));
+        }
+    }
+    let minus = || {
+        let minus = edge
+            .minus()
+            .expect("front-ends give differences a subtrahend");
+        at.of(fixups.cached(g, minus).target) as i64 as i128
+    };
+    let operands = Operands {
+        s: s_val,
+        a: edge.addend as i128,
+        p,
+        got: at.got as i128,
+        got_entry: match via {
+            Via::Got(i) => Some(8 * i128::from(i)),
+            _ => None,
+        },
+        size: r.size as i128,
+        image_base: fixups.image_base as i128,
+    };
+    let value = Machine::field_value(edge.kind.op, &operands, minus, segment)?;
+    let field = bytes
+        .get_mut(field_at..field_at + edge.kind.encoding.size())
+        .ok_or_else(|| refused(": its field is past the end of the section"))?;
+    write_checked(&edge.kind, field, value).map_err(|failure| {
+        let mut detail = format!(
+            "target {s_addr:#x}, place {address:#x}, distance {}",
+            crate::error::signed_hex(s_val - p)
+        );
+        if matches!(failure, FieldFailure::Range { .. })
+            && matches!(edge.kind.encoding, Encoding::Int { .. })
+            && edge.kind.op == RelocOp::Absolute
+            && edge.kind.is_narrow()
+        {
+            detail.push_str(
+                "; absolute 32-bit addresses (-fno-pic code) need the slab in the low 2 GiB: use --slab-address",
+            );
+        }
+        let site = site(graph, section, edge.offset);
+        LinkError::refused_field(failure, site, edge.kind.name, r.name, value, detail)
+    })?;
+    if let (
+        Origin::Module {
+            module,
+            function: false,
+            ..
+        },
+        Via::Direct,
+    ) = (r.origin, via)
+        && !edge.kind.op.is_thread_local()
+    {
+        let mut written = [0u8; 8];
+        written[..field.len()].copy_from_slice(field);
+        references.bindings.push(DataBinding {
+            site: address,
+            kind: edge.kind,
+            addend: edge.addend,
+            written,
+            symbol: r.name.to_string(),
+            module,
+        });
+    }
+    Ok(())
+}
+
+/// The address an edge planned as `via` reaches for `target`: its stub's,
+/// its copy's, or its own.
+pub(super) fn target_address(at: &Addresses<'_>, via: Via, target: Target) -> u64 {
+    match via {
+        Via::Stub(i) => at.base + at.layout.plt + u64::from(i) * JUMP_STUB.len() as u64,
+        Via::Copy(i) => at.base + at.layout.copies[i as usize],
+        _ => at.of(target),
+    }
+}

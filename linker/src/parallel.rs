@@ -1,0 +1,255 @@
+//! Work on independent objects spread over threads: reading, parsing
+//! (relocation records included), writing and relocating each object's
+//! sections. Results come back in the inputs' order, each computed by the
+//! same function as a serial link would, so a link's output does not depend
+//! on the number of threads.
+//!
+//! Threads cost tens of microseconds to start, so a load is split only
+//! when each thread gets at least [`MIN_BYTES_PER_THREAD`] of input: small
+//! links (a script interpreter, one module of a session) spawn nothing.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The input a thread must have for a split to pay for its start.
+pub const MIN_BYTES_PER_THREAD: usize = 2 << 20;
+
+/// Work is cut into this many pieces per thread, taken in turn, so a
+/// thread that drew large objects does not hold the others up.
+const PIECES_PER_THREAD: usize = 4;
+
+/// How work may be spread: over at most `count` threads, each given at
+/// least `min_bytes_each` of input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Threads {
+    pub count: usize,
+    pub min_bytes_each: usize,
+}
+
+impl Threads {
+    /// Up to `count` threads, split only when each gets
+    /// [`MIN_BYTES_PER_THREAD`].
+    pub fn new(count: usize) -> Threads {
+        Threads {
+            count: count.max(1),
+            min_bytes_each: MIN_BYTES_PER_THREAD,
+        }
+    }
+
+    /// Everything on the caller's thread.
+    pub fn serial() -> Threads {
+        Threads::new(1)
+    }
+
+    /// How many threads `total_bytes` of input are worth.
+    pub fn for_bytes(self, total_bytes: usize) -> usize {
+        (total_bytes / self.min_bytes_each.max(1)).clamp(1, self.count.max(1))
+    }
+}
+
+/// The threads a session uses unless told otherwise: `SOLDER_THREADS` if
+/// set to a positive number, else every core the process may run on.
+pub fn default_threads() -> usize {
+    std::env::var("SOLDER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// `f` applied to every item, in the items' order, on as many threads as
+/// `threads` allows for the items' weight (the caller's among them). `weight` says how much work an item
+/// is (its bytes): pieces of about equal weight are taken in turn.
+pub fn map<'t, T, R, F, W>(items: &'t [T], threads: Threads, weight: W, f: F) -> Vec<R>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(&'t T) -> R + Sync,
+    W: Fn(&T) -> usize,
+{
+    let total: usize = items.iter().map(&weight).sum();
+    let threads = threads.for_bytes(total).min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let pieces = pieces(items, &weight, total, threads * PIECES_PER_THREAD);
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done: Vec<(usize, Vec<R>)> = Vec::new();
+        loop {
+            let piece = next.fetch_add(1, Ordering::Relaxed);
+            let Some(range) = pieces.get(piece) else {
+                return done;
+            };
+            done.push((piece, items[range.clone()].iter().map(&f).collect()));
+        }
+    };
+    let mut done = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut done = work();
+        for helper in helpers {
+            match helper.join() {
+                Ok(theirs) => done.extend(theirs),
+                // A panic in `f` is a bug; it goes on as it would have in
+                // a serial link.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        done
+    });
+    done.sort_unstable_by_key(|(piece, _)| *piece);
+    done.into_iter().flat_map(|(_, results)| results).collect()
+}
+
+/// As [`map`], for work that owns its items (such as disjoint pieces of
+/// memory to write).
+pub fn map_owned<T, R, F, W>(items: Vec<T>, threads: Threads, weight: W, f: F) -> Vec<R>
+where
+    T: Send,
+    R: Send,
+    F: Fn(T) -> R + Sync,
+    W: Fn(&T) -> usize,
+{
+    let weights: Vec<usize> = items.iter().map(weight).collect();
+    let slots: Vec<(usize, std::sync::Mutex<Option<T>>)> = weights
+        .into_iter()
+        .zip(items)
+        .map(|(w, item)| (w, std::sync::Mutex::new(Some(item))))
+        .collect();
+    map(
+        &slots,
+        threads,
+        |(w, _)| *w,
+        |(_, slot)| {
+            // Each slot is taken once, by the one thread its piece went to.
+            let item = slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            item.map(&f)
+        },
+    )
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Consecutive ranges of `items` of about `total / count` weight each.
+fn pieces<T>(
+    items: &[T],
+    weight: impl Fn(&T) -> usize,
+    total: usize,
+    count: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let share = total.div_ceil(count.max(1)).max(1);
+    let mut pieces = Vec::with_capacity(count);
+    let (mut start, mut filled) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        filled += weight(item);
+        if filled >= share {
+            pieces.push(start..i + 1);
+            (start, filled) = (i + 1, 0);
+        }
+    }
+    if start < items.len() {
+        pieces.push(start..items.len());
+    }
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_keep_the_items_order_whatever_the_threads() {
+        let items: Vec<usize> = (0..1000).collect();
+        let serial: Vec<usize> = items.iter().map(|i| i * 3).collect();
+        for threads in [1, 2, 3, 8] {
+            // Each item weighs enough for every thread to be used.
+            let parallel = map(
+                &items,
+                Threads::new(threads),
+                |_| MIN_BYTES_PER_THREAD,
+                |i| i * 3,
+            );
+            assert_eq!(parallel, serial, "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn small_inputs_stay_on_the_callers_thread() {
+        let caller = std::thread::current().id();
+        let items = vec![1usize; 64];
+        let threads = map(
+            &items,
+            Threads::new(8),
+            |_| 1024,
+            |_| std::thread::current().id(),
+        );
+        assert!(threads.iter().all(|&t| t == caller));
+    }
+
+    #[test]
+    fn large_inputs_use_other_threads() {
+        // Item 0 waits until another item has run: only a second thread
+        // can run one meanwhile (a serial map would wait out the limit).
+        let others_ran = std::sync::Mutex::new(false);
+        let ran = std::sync::Condvar::new();
+        let items: Vec<usize> = (0..64).collect();
+        let ran_on = map(
+            &items,
+            Threads::new(2),
+            |_| MIN_BYTES_PER_THREAD,
+            |&i| {
+                let mut flag = others_ran.lock().unwrap();
+                if i == 0 {
+                    let limit = std::time::Duration::from_secs(60);
+                    flag = ran.wait_timeout_while(flag, limit, |f| !*f).unwrap().0;
+                    assert!(*flag, "no other thread ran an item while item 0 waited");
+                } else {
+                    *flag = true;
+                    ran.notify_all();
+                }
+                std::thread::current().id()
+            },
+        );
+        let first = ran_on[0];
+        assert!(ran_on.iter().any(|&t| t != first));
+    }
+
+    #[test]
+    fn pieces_cover_every_item_once_in_order() {
+        let items: Vec<usize> = (1..=100).collect();
+        let total = items.iter().sum();
+        let pieces = pieces(&items, |&w| w, total, 7);
+        let covered: Vec<usize> = pieces.iter().flat_map(|r| r.clone()).collect();
+        assert_eq!(covered, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn threads_follow_the_input_size() {
+        let eight = Threads::new(8);
+        assert_eq!(eight.for_bytes(0), 1);
+        assert_eq!(eight.for_bytes(MIN_BYTES_PER_THREAD - 1), 1);
+        assert_eq!(eight.for_bytes(3 * MIN_BYTES_PER_THREAD), 3);
+        assert_eq!(Threads::new(2).for_bytes(100 * MIN_BYTES_PER_THREAD), 2);
+        assert_eq!(Threads::new(0).for_bytes(100 * MIN_BYTES_PER_THREAD), 1);
+        let eager = Threads {
+            count: 4,
+            min_bytes_each: 1,
+        };
+        assert_eq!(eager.for_bytes(3), 3);
+    }
+
+    #[test]
+    fn owned_items_come_back_in_order() {
+        let items: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+        let eager = Threads {
+            count: 3,
+            min_bytes_each: 1,
+        };
+        let back = map_owned(items.clone(), eager, |s| s.len(), |s| s + "!");
+        let expected: Vec<String> = items.iter().map(|s| format!("{s}!")).collect();
+        assert_eq!(back, expected);
+    }
+}

@@ -1,0 +1,224 @@
+//! A load split over threads (parsing, writing and relocating objects on
+//! several) is the same, byte for byte, as the load linked on one: the same
+//! program, generated here (objects calling one another, loading each
+//! other's data through the GOT, tables of absolute pointers, strings,
+//! constructors and unwind frames), linked at one fixed address both ways,
+//! with every segment's bytes and the link map compared.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use object::elf::RelocationType;
+use solder_linker::{ObjectFile, Placement, Session, SessionConfig};
+use support::{relocation_types, stderr};
+
+fn rerun(test: &str) -> String {
+    format!("rerun: cargo test -p solder-linker --test parallel_link -- {test} --exact")
+}
+
+const OBJECTS: usize = 12;
+const FUNCTIONS: usize = 40;
+
+/// One generated object's C source: functions that call a function of
+/// the next object and read a table of the one after, a table of pointers
+/// to its own functions, strings, and a constructor.
+fn source(i: usize) -> String {
+    let next = (i + 1) % OBJECTS;
+    let after = (i + 2) % OBJECTS;
+    let mut c = String::from("#include <string.h>\n");
+    for j in 0..FUNCTIONS {
+        c += &format!("long f{next}_{j}(long);\n");
+    }
+    c += &format!("extern long table{after}[{FUNCTIONS}];\n");
+    c += &format!("long table{i}[{FUNCTIONS}];\n");
+    c += &format!("static const char *names{i}[{FUNCTIONS}] = {{\n");
+    for j in 0..FUNCTIONS {
+        c += &format!("  \"object {i} function {j}\",\n");
+    }
+    c += "};\n";
+    for j in 0..FUNCTIONS {
+        c += &format!(
+            "long f{i}_{j}(long x) {{\n  if (x <= 0) return (long)strlen(names{i}[{j}]) + \
+             table{after}[{j}];\n  return f{next}_{j}(x - 1) + {j};\n}}\n"
+        );
+    }
+    c += &format!("long (*const pointers{i}[])(long) = {{\n");
+    for j in 0..FUNCTIONS {
+        c += &format!("  f{i}_{j},\n");
+    }
+    c += "};\n";
+    c += &format!(
+        "__attribute__((constructor)) static void fill{i}(void) {{\n  for (int j = 0; j < \
+         {FUNCTIONS}; j++) table{i}[j] = j + {i};\n}}\n"
+    );
+    if i == 0 {
+        c += &format!("long run(long x) {{ return pointers0[x % {FUNCTIONS}](x); }}\n");
+    }
+    c
+}
+
+/// The program's objects, compiled with `cc -O2 FLAGS` under `dir`.
+fn program(dir: &Path, flags: &[&str]) -> Vec<PathBuf> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    (0..OBJECTS)
+        .map(|i| {
+            let c = dir.join(format!("part{i}.c"));
+            std::fs::write(&c, source(i)).unwrap();
+            let o = c.with_extension("o");
+            let output = Command::new("cc")
+                .args(["-c", "-O2", "-fasynchronous-unwind-tables"])
+                .args(flags)
+                .arg(&c)
+                .arg("-o")
+                .arg(&o)
+                .output()
+                .expect("run cc");
+            assert!(output.status.success(), "cc {c:?}: {}", stderr(&output));
+            o
+        })
+        .collect()
+}
+
+/// What one link left in memory: every segment's bytes and the map.
+struct Linked {
+    segments: Vec<(u64, Vec<u8>)>,
+    map: String,
+    threads: usize,
+    run: u64,
+}
+
+/// Links `objects` at `address` on up to `threads` threads (splitting
+/// from one byte per thread, so this small program is split), runs its
+/// constructors and `run(7)`, then reads back every segment.
+fn link(objects: &[PathBuf], address: u64, threads: usize) -> Linked {
+    let files: Vec<ObjectFile> = objects
+        .iter()
+        .map(|o| ObjectFile::read(o).unwrap())
+        .collect();
+    let mut session = Session::new(SessionConfig {
+        placement: Placement::Fixed(address),
+        ..SessionConfig::default()
+    })
+    .unwrap();
+    session.set_threads(threads);
+    session.set_min_bytes_per_thread(1);
+    session.set_link_maps(true);
+    let id = session.load(&files).unwrap();
+    let map = session.link_map(id).unwrap().clone();
+    let segments = map
+        .segments
+        .iter()
+        .map(|segment| {
+            // SAFETY: the segment is mapped readable in this process (code
+            // read-execute, data read-only or read-write) for as long as
+            // the session holds the module, which it does here.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(segment.address as *const u8, segment.size as usize)
+            };
+            (segment.address, bytes.to_vec())
+        })
+        .collect();
+    let run = support::call(&mut session, "run", &[7]);
+    Linked {
+        segments,
+        map: map.to_text(),
+        threads: session.last_load_stats().unwrap().threads,
+        run,
+    }
+}
+
+/// Links the program serially and on four threads at `address` and
+/// compares everything.
+fn same_both_ways(test: &str, flags: &[&str], address: u64) {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("parallel_link")
+        .join(test);
+    let objects = program(&dir, flags);
+    let serial = link(&objects, address, 1);
+    let parallel = link(&objects, address, 4);
+    assert_eq!(serial.threads, 1, "{}", rerun(test));
+    assert!(
+        parallel.threads > 1,
+        "the load was not split ({} thread)\n{}",
+        parallel.threads,
+        rerun(test)
+    );
+    assert_eq!(
+        serial.map,
+        parallel.map,
+        "the link maps differ\n{}",
+        rerun(test)
+    );
+    assert_eq!(serial.segments.len(), parallel.segments.len());
+    for ((at, one), (_, many)) in serial.segments.iter().zip(&parallel.segments) {
+        if let Some(i) = one.iter().zip(many).position(|(a, b)| a != b) {
+            panic!(
+                "byte {:#x} differs: {:#04x} serially, {:#04x} split\n{}",
+                at + i as u64,
+                one[i],
+                many[i],
+                rerun(test)
+            );
+        }
+    }
+    // run(7) = f0_7(7): seven calls along the objects adding 7 each, then
+    // f7_7(0): its string's length and table9[7], which object 9's
+    // constructor set to 7 + 9.
+    let expected = 7 * 7 + "object 7 function 7".len() as u64 + (7 + 9);
+    assert_eq!(serial.run, expected, "{}", rerun(test));
+    assert_eq!(parallel.run, expected, "{}", rerun(test));
+}
+
+/// Calls, GOT loads relaxed or not, absolute pointer tables, `.eh_frame`:
+/// the relocations the objects must contain for the comparison to mean
+/// anything.
+fn assert_exercised(test: &str, objects: &[PathBuf], wanted: &[RelocationType]) {
+    let seen: Vec<RelocationType> = objects.iter().flat_map(|o| relocation_types(o)).collect();
+    for kind in wanted {
+        assert!(
+            seen.contains(kind),
+            "no relocation of type {kind:?} in the program\n{}",
+            rerun(test)
+        );
+    }
+}
+
+#[test]
+fn position_independent_program_is_the_same_split_over_threads() {
+    let test = "position_independent_program_is_the_same_split_over_threads";
+    same_both_ways(test, &["-fPIC"], 0x3f00_0000_0000);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("parallel_link")
+        .join(test);
+    let objects: Vec<PathBuf> = (0..OBJECTS)
+        .map(|i| dir.join(format!("part{i}.o")))
+        .collect();
+    use object::elf::{R_X86_64_64, R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_REX_GOTPCRELX};
+    assert_exercised(
+        test,
+        &objects,
+        &[
+            R_X86_64_PLT32,
+            R_X86_64_REX_GOTPCRELX,
+            R_X86_64_64,
+            R_X86_64_PC32,
+        ],
+    );
+}
+
+#[test]
+fn position_dependent_program_is_the_same_split_over_threads() {
+    let test = "position_dependent_program_is_the_same_split_over_threads";
+    same_both_ways(test, &["-fno-pic"], 0x5200_0000);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("parallel_link")
+        .join(test);
+    let objects: Vec<PathBuf> = (0..OBJECTS)
+        .map(|i| dir.join(format!("part{i}.o")))
+        .collect();
+    use object::elf::{R_X86_64_32, R_X86_64_PLT32};
+    assert_exercised(test, &objects, &[R_X86_64_PLT32, R_X86_64_32]);
+}
