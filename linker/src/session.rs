@@ -750,8 +750,6 @@ impl Session {
             .collect()
     }
 
-    /// What a restart loads again for a module: its objects and the
-    /// archive members it took.
     /// The bytes of a load's objects and of the archive members it took.
     fn input_bytes(&self, objects: &[ObjectFile], pulled: &[Pulled]) -> u64 {
         let own: usize = objects.iter().map(|o| o.bytes.len()).sum();
@@ -780,6 +778,8 @@ impl Session {
         self.last_stats.as_ref()
     }
 
+    /// What a restart loads again for a module: its objects and the
+    /// archive members it took.
     fn sources(&self, objects: &[ObjectFile], pulled: &[Pulled]) -> Arc<[ObjectFile]> {
         let members = pulled.iter().map(|p| self.archives.member_object(p));
         objects.iter().cloned().chain(members).collect()

@@ -65,6 +65,50 @@ fn gdb_breaks_in_jitted_code_and_shows_its_source() {
     }
 }
 
+/// A Mach-O object's DWARF (gdb here reads only ELF) is relocated and
+/// handed over in an ELF debug object: the same breakpoints, frames and
+/// locals as the ELF build of the source.
+#[test]
+fn gdb_debugs_a_macho_object() {
+    let test = "gdb_debugs_a_macho_object";
+    let object = support::compile_with(
+        "clang",
+        "linker/debugging/debug_target.c",
+        &["--target=x86_64-apple-macos", "-g", "-O0"],
+    );
+    assert!(
+        std::fs::read(&object)
+            .unwrap()
+            .starts_with(&[0xcf, 0xfa, 0xed, 0xfe]),
+        "{} is not a Mach-O object\n{}",
+        object.display(),
+        rerun(test)
+    );
+    for breakpoint in ["break jitted_add", "break debug_target.c:6"] {
+        let out = gdb(
+            &object,
+            &[breakpoint, "run", "bt", "print a", "print b", "continue"],
+            test,
+        );
+        let expect = [
+            "Breakpoint 1, jitted_add (a=2, b=3) at ",
+            "debug_target.c:6",
+            "in main () at ",
+            "debug_target.c:11",
+            "$1 = 2",
+            "$2 = 3",
+            "exited normally",
+        ];
+        for needle in expect {
+            assert!(
+                out.contains(needle),
+                "{breakpoint}: gdb's output lacks {needle:?}:\n{out}\n{}",
+                rerun(test)
+            );
+        }
+    }
+}
+
 /// Without `--debug` nothing is registered: the breakpoint stays pending
 /// and the program runs to its end.
 #[test]

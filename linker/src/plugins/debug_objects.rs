@@ -3,8 +3,10 @@
 //! loaded, registered through the GDB JIT interface of the process that
 //! runs the code; unregistered before the module's memory goes (removal,
 //! replacement: the debugger then sees the new code). The debugger reads
-//! the object's DWARF and applies its relocations itself, against those
-//! addresses.
+//! an ELF object's DWARF and applies its relocations itself, against those
+//! addresses; a Mach-O object's DWARF is relocated here and handed over in
+//! an ELF object ([`super::macho_debug`]). COFF objects carry CodeView,
+//! which gdb does not read: none is registered for them.
 
 use std::collections::BTreeMap;
 
@@ -33,11 +35,8 @@ impl LinkPlugin for DebugObjects {
         }
         let mut tokens = Vec::with_capacity(module.debug_objects.len());
         for source in module.debug_objects {
-            let places = source.places;
             // One copy of the object, patched, handed over.
-            let Some(image) =
-                with_load_addresses(source.object, &places.headers, &places.addresses)
-            else {
+            let Some(image) = debug_image(source) else {
                 continue;
             };
             match executor.register_debug_object(image) {
@@ -69,13 +68,24 @@ impl LinkPlugin for DebugObjects {
     }
 }
 
-/// The copy of `source` source lines are read from: load addresses in its
-/// section headers ([`with_load_addresses`]) and its symbols' values
+/// The ELF object a debugger reads for `source`: an ELF object with its
+/// section headers' load addresses ([`with_load_addresses`]), or a Mach-O
+/// object's DWARF relocated into one ([`super::macho_debug::elf_image`]).
+/// `None` when there is nothing to register.
+pub fn debug_image(source: &DebugSource<'_>) -> Option<Vec<u8>> {
+    let places = source.places;
+    if crate::format::macho::is_macho(source.object) {
+        super::macho_debug::elf_image(source.object, &places.headers, &places.addresses)
+    } else {
+        with_load_addresses(source.object, &places.headers, &places.addresses)
+    }
+}
+
+/// The copy of `source` source lines are read from: its
+/// [`debug_image`] with its symbols' values made absolute
 /// ([`crate::source_lines::with_absolute_symbols`]).
 pub fn line_image(source: &DebugSource<'_>) -> Option<Vec<u8>> {
-    let places = source.places;
-    let image = with_load_addresses(source.object, &places.headers, &places.addresses)?;
-    crate::source_lines::with_absolute_symbols(&image)
+    crate::source_lines::with_absolute_symbols(&debug_image(source)?)
 }
 
 /// `object` (an ELF relocatable object) with each section header's

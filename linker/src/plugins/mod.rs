@@ -11,6 +11,7 @@
 mod crash_symbols;
 pub mod debug_objects;
 pub mod jitdump;
+pub mod macho_debug;
 mod perf_map;
 mod unwind;
 
@@ -35,8 +36,8 @@ pub struct Emitted<'m> {
     pub eh_frame: Option<u64>,
     /// Its function symbols.
     pub crash_symbols: &'m [CrashSymbol],
-    /// Its ELF objects and where their sections went, for debuggers
-    /// (empty unless the session keeps debug information).
+    /// Its ELF and Mach-O objects and where their sections went, for
+    /// debuggers (empty unless the session keeps debug information).
     pub debug_objects: &'m [DebugSource<'m>],
 }
 

@@ -51,13 +51,14 @@ pub fn parse<'a>(object: &str, data: &'a [u8]) -> Result<LinkGraph<'a>, LinkErro
     let (raws, mut sections) = sections::read(&input, headers)?;
     let (symbols, nsyms) = symbols::read(&input, symtab, &raws, &sections)?;
     relocations::attach(&input, &raws, &symbols, nsyms, &mut sections)?;
+    let source_sections = raws.iter().map(|raw| raw.placed).collect();
     Ok(LinkGraph {
         object: object.to_string(),
         format: ObjectFormat::MachO,
         sections,
         symbols,
         groups: Vec::new(),
-        source_sections: Vec::new(),
+        source_sections,
     })
 }
 
