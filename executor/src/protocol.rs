@@ -58,7 +58,7 @@ use crate::abi::CallingConvention;
 use std::io::{Read, Write};
 
 /// Protocol version; the handshake refuses any other.
-pub const VERSION: u32 = 8;
+pub const VERSION: u32 = 9;
 /// The largest frame (tag + body) either side sends or accepts. Bigger
 /// writes are split by the sender.
 pub const MAX_FRAME: u32 = 16 << 20;
@@ -525,6 +525,12 @@ messages! {
         /// Unregister what [`Request::RegisterDebugObject`] gave `token`.
         24 UnregisterDebugObject [plain] {
             token: u64 = "debug object token",
+        },
+        /// Map the first page of the jitdump file at `path` (which the
+        /// controller writes for this process) read-execute: the marker by
+        /// which `perf record` learns where the process's dump is.
+        25 MapProfilerMarker {
+            path: String = "jitdump path",
         },
     }
 }
@@ -1267,6 +1273,9 @@ pub fn example_requests() -> Vec<Request> {
             image: b"\x7fELF".to_vec(),
         },
         Request::UnregisterDebugObject { token: 5 },
+        Request::MapProfilerMarker {
+            path: "/tmp/j".into(),
+        },
     ]
 }
 
@@ -1823,7 +1832,7 @@ mod tests {
             .map(|r| hex(&r.encode()))
             .collect();
         let expected = [
-            "110000000108000000010600000073656372657401",
+            "110000000109000000010600000073656372657401",
             "1300000002000000400000000001000000000000000001",
             "1000000003001000000000000003000000010203",
             "12000000040010000000000000002000000000000001",
@@ -1848,11 +1857,12 @@ mod tests {
             "0700000016010000007801",
             "0900000017040000007f454c46",
             "09000000180500000000000000",
+            "0b00000019060000002f746d702f6a",
         ];
         assert_eq!(requests, expected);
         let replies: Vec<String> = example_replies().iter().map(|r| hex(&r.encode())).collect();
         let expected = [
-            "3500000001534c4452080000000010000000000000180000007838365f36342d756e6b6e6f776e2d6c696e75782d676e75020000002a000000",
+            "3500000001534c4452090000000010000000000000180000007838365f36342d756e6b6e6f776e2d6c696e75782d676e75020000002a000000",
             "0100000002",
             "080000000302020000006e6f",
             "0d000000040000007000000000ffffffff",
@@ -1900,7 +1910,7 @@ mod tests {
                     forward_output: false,
                 }
                 .encode(),
-                "0b 00 00 00 01 08 00 00 00 00 00 00 00 00 00",
+                "0b 00 00 00 01 09 00 00 00 00 00 00 00 00 00",
             ),
             (
                 Request::Lookup {

@@ -455,6 +455,7 @@ impl Server {
                 Outcome::Reply(Reply::Done { value: token })
             }
             Request::UnregisterDebugObject { token } => self.unregister_debug_object(token).into(),
+            Request::MapProfilerMarker { path } => map_profiler_marker(&path).into(),
         }
     }
 
@@ -1007,6 +1008,24 @@ pub fn read_memory(address: u64, size: usize) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; size];
     sys::memory::read_checked(address, &mut buf)?;
     Ok(buf)
+}
+
+/// `MapProfilerMarker`: the first page of the jitdump at `path`, mapped
+/// read-execute for the life of the process (the file may close).
+fn map_profiler_marker(path: &str) -> Handled {
+    let file = std::fs::File::open(path).map_err(|e| {
+        error(
+            ErrorCode::Memory,
+            format!("cannot open the jitdump {path}: {e}"),
+        )
+    })?;
+    crate::sys::memory::map_profiler_marker(std::os::fd::AsFd::as_fd(&file)).map_err(|e| {
+        error(
+            ErrorCode::Memory,
+            format!("cannot map the jitdump {path}: {e}"),
+        )
+    })?;
+    Ok(Reply::Ok)
 }
 
 #[cfg(test)]

@@ -291,3 +291,34 @@ fn the_jitdump_carries_line_tables_with_debug() {
         assert!(file.ends_with("debug_target.c"), "{file}\n{}", rerun(test));
     }
 }
+
+/// `--jitdump` maps the dump's marker in the process that runs the code,
+/// in process and in an executor process: the program looks for its own
+/// `/tmp/jit-PID.dump` among its read-execute mappings.
+#[test]
+fn the_jitdump_marker_is_in_the_process_that_runs_the_code() {
+    let test = "the_jitdump_marker_is_in_the_process_that_runs_the_code";
+    let built = compile("linker/profiling/jitdump_marker.c", &["-O2"]);
+    for executor in ["inproc", "pipe"] {
+        let output = solder(&[
+            "run",
+            "--jitdump",
+            "--executor",
+            executor,
+            built.to_str().unwrap(),
+        ]);
+        assert!(
+            output.status.success(),
+            "{executor}: {}\n{}",
+            stderr(&output),
+            rerun(test)
+        );
+        assert_eq!(
+            stdout(&output),
+            "marker mapped\n",
+            "{executor}: {}\n{}",
+            stderr(&output),
+            rerun(test)
+        );
+    }
+}

@@ -337,6 +337,16 @@ impl Executor for InProcess {
         Ok(solder_executor::debugger::register(image))
     }
 
+    fn map_profiler_marker(&mut self, path: &std::path::Path) -> Result<(), LinkError> {
+        let marked = std::fs::File::open(path).and_then(|file| {
+            solder_executor::sys::memory::map_profiler_marker(std::os::fd::AsFd::as_fd(&file))
+        });
+        marked.map_err(|reason| LinkError::Write {
+            path: path.to_path_buf(),
+            reason,
+        })
+    }
+
     fn unregister_debug_object(&mut self, token: u64) -> Result<(), LinkError> {
         // SAFETY: the debug-object plugin passes each token `register`
         // returned exactly once.

@@ -215,6 +215,15 @@ pub trait Executor {
     fn unregister_debug_object(&mut self, _token: u64) -> Result<(), LinkError> {
         Ok(())
     }
+    /// Maps the first page of the jitdump at `path` read-execute in the
+    /// process that runs the code: the marker by which `perf record`
+    /// learns where that process's dump is.
+    fn map_profiler_marker(&mut self, path: &std::path::Path) -> Result<(), LinkError> {
+        Err(LinkError::Executor(format!(
+            "this executor cannot map the jitdump marker {}",
+            path.display()
+        )))
+    }
     /// Forgets the symbols of the module at `base`.
     fn remove_crash_symbols(&mut self, _base: u64) {}
     /// False once the executor is gone for good (no checkpoint took over).

@@ -1405,6 +1405,14 @@ impl Executor for Remote {
         self.defer(&Request::UnregisterDebugObject { token }, None)
     }
 
+    fn map_profiler_marker(&mut self, path: &std::path::Path) -> Result<(), LinkError> {
+        let path = path.to_string_lossy().into_owned();
+        match self.request(&Request::MapProfilerMarker { path })? {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     fn host_thread_local(&mut self, name: &str, fixed: bool) -> Result<HostThreadLocal, LinkError> {
         let reply = self.request(&Request::HostThreadLocal {
             name: name.to_string(),

@@ -7,10 +7,9 @@
 //! `JIT_CODE_CLOSE` record when the session ends. Timestamps are
 //! `CLOCK_MONOTONIC` (record with `perf record -k mono`).
 //!
-//! In process, the file's first page is mapped read-execute once: the
-//! marker by which `perf record` learns where this process's dump is. An
-//! executor process does not map it (the file is still written, under the
-//! executor's pid).
+//! The process that runs the code maps the file's first page read-execute
+//! once ([`Executor::map_profiler_marker`]): the marker by which `perf
+//! record` learns where that process's dump is.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -76,7 +75,7 @@ impl JitDump {
     }
 
     /// Opens the dump for the process that runs the code, with its header.
-    fn open(&mut self, executor: &dyn Executor) -> Result<(), LinkError> {
+    fn open(&mut self, executor: &mut dyn Executor) -> Result<(), LinkError> {
         if self.file.is_some() {
             return Ok(());
         }
@@ -97,9 +96,8 @@ impl JitDump {
         header.extend_from_slice(&self.timestamp().to_le_bytes());
         header.extend_from_slice(&0u64.to_le_bytes()); // flags
         file.write_all(&header).map_err(|e| self.error(e))?;
-        if executor.pid().is_none() {
-            mark(&file).map_err(|e| self.error(e))?;
-        }
+        file.flush().map_err(|e| self.error(e))?;
+        executor.map_profiler_marker(&self.path)?;
         self.file = Some(file);
         Ok(())
     }
@@ -194,17 +192,6 @@ fn line_record(table: &[(u64, crate::source_lines::SourceLine)], start: u64) -> 
 }
 
 /// The in-process marker (host layer only).
-#[cfg(feature = "host")]
-fn mark(file: &std::fs::File) -> std::io::Result<()> {
-    use std::os::fd::AsFd;
-    solder_executor::sys::memory::map_profiler_marker(file.as_fd())
-}
-
-#[cfg(not(feature = "host"))]
-fn mark(_file: &std::fs::File) -> std::io::Result<()> {
-    Ok(())
-}
-
 #[cfg(feature = "host")]
 fn monotonic_ns() -> Option<u64> {
     solder_executor::sys::process::monotonic_ns()

@@ -345,13 +345,13 @@ impl ElfWriter {
         let mut out = vec![0u8; 64];
         let mut offsets = Vec::with_capacity(self.sections.len());
         for section in &self.sections {
-            while out.len() % 8 != 0 {
+            while !out.len().is_multiple_of(8) {
                 out.push(0);
             }
             offsets.push(out.len() as u64);
             out.extend_from_slice(&section.5);
         }
-        while out.len() % 8 != 0 {
+        while !out.len().is_multiple_of(8) {
             out.push(0);
         }
         let shoff = out.len() as u64;
