@@ -33,6 +33,7 @@ pub mod map;
 mod plan;
 mod relocate;
 mod resolve;
+mod resolve_loaded;
 mod symbols;
 mod write;
 

@@ -154,6 +154,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
     /// field gets a copy, and then every reference in this load uses the
     /// copy, as with a copy relocation: returns the copies (address, size).
     pub(super) fn resolve_edges(&mut self) -> Result<Vec<(u64, u64)>, LinkError> {
+        self.resolve_loaded();
         let graphs = self.graphs;
         let mut copies: Vec<(u64, u64)> = Vec::new();
         let mut copied: HashSet<u64> = HashSet::default();
@@ -202,93 +203,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
         id: SymbolId,
         site: &dyn Fn() -> Site,
     ) -> Result<Resolved<'g>, LinkError> {
-        let graph = &self.graphs[g];
-        let sym = &graph.symbols[id];
-        let name: &'g str = sym.name;
-        let target = match sym.definition {
-            Definition::Defined { section, offset } => {
-                if !graph.sections[section].live {
-                    return Err(LinkError::Malformed {
-                        object: graph.object.clone(),
-                        reason: format!(
-                            "{}: refers to `{name}` in discarded COMDAT section {}",
-                            site(),
-                            graph.sections[section].name
-                        ),
-                    });
-                }
-                let in_block = graph.sections[section].role == SectionRole::ThreadLocal;
-                if in_block != (sym.kind == SymbolKind::ThreadLocal)
-                    && sym.kind != SymbolKind::Section
-                {
-                    return Err(LinkError::Malformed {
-                        object: graph.object.clone(),
-                        reason: format!(
-                            "{}: `{name}` is {} but defined in {} section {}",
-                            site(),
-                            if in_block {
-                                "not thread-local"
-                            } else {
-                                "thread-local"
-                            },
-                            if in_block { "thread-local" } else { "ordinary" },
-                            graph.sections[section].name
-                        ),
-                    });
-                }
-                if in_block {
-                    Target::ThreadLocal(g, section, offset)
-                } else {
-                    Target::Section(g, section, offset)
-                }
-            }
-            Definition::Absolute(value) => {
-                return Ok(Resolved {
-                    target: Target::Address(value),
-                    size: sym.size,
-                    name,
-                    origin: Origin::Absolute,
-                });
-            }
-            Definition::Common { .. } => {
-                // The load allocates the global, named commons; an object
-                // can still mark a common local or leave it unnamed.
-                // `commons` is sorted by name (symbols::collect).
-                let found = self.commons.binary_search_by(|c| c.name.cmp(name));
-                let Ok(index) = found else {
-                    return Err(LinkError::Malformed {
-                        object: graph.object.clone(),
-                        reason: format!(
-                            "{}: refers to common symbol `{name}`, which is local or unnamed \
-                             (only global commons are allocated)",
-                            site()
-                        ),
-                    });
-                };
-                return Ok(Resolved {
-                    target: Target::Common(index),
-                    size: self.commons[index].size,
-                    name,
-                    origin: Origin::Load,
-                });
-            }
-            Definition::Unplaced => {
-                return Err(LinkError::Malformed {
-                    object: graph.object.clone(),
-                    reason: format!(
-                        "{}: refers to `{name}`, which is in a section that is not loaded",
-                        site()
-                    ),
-                });
-            }
-            Definition::Undefined => unreachable!("callers pass definitions"),
-        };
-        Ok(Resolved {
-            target,
-            size: sym.size,
-            name,
-            origin: Origin::Load,
-        })
+        definition(self.graphs, self.commons, g, id, site)
     }
 
     fn resolve_uncached(
@@ -655,4 +570,101 @@ pub(super) fn binding_of(r: &Resolved<'_>) -> Option<(u32, String)> {
 /// follows the symbol in the message, so it starts with ": ").
 pub(super) fn refused_reference(site: Site, symbol: &str, why: &str) -> LinkError {
     LinkError::refused_relocation(site, "reference", symbol, why)
+}
+
+/// What the definition `id` of graph `g` resolves to (a section place,
+/// an absolute value, an allocated common).
+pub(super) fn definition<'g>(
+    graphs: &'g [LinkGraph<'_>],
+    commons: &[Common<'g>],
+    g: usize,
+    id: SymbolId,
+    site: &dyn Fn() -> Site,
+) -> Result<Resolved<'g>, LinkError> {
+    let graph = &graphs[g];
+    let sym = &graph.symbols[id];
+    let name: &'g str = sym.name;
+    let target = match sym.definition {
+        Definition::Defined { section, offset } => {
+            if !graph.sections[section].live {
+                return Err(LinkError::Malformed {
+                    object: graph.object.clone(),
+                    reason: format!(
+                        "{}: refers to `{name}` in discarded COMDAT section {}",
+                        site(),
+                        graph.sections[section].name
+                    ),
+                });
+            }
+            let in_block = graph.sections[section].role == SectionRole::ThreadLocal;
+            if in_block != (sym.kind == SymbolKind::ThreadLocal) && sym.kind != SymbolKind::Section
+            {
+                return Err(LinkError::Malformed {
+                    object: graph.object.clone(),
+                    reason: format!(
+                        "{}: `{name}` is {} but defined in {} section {}",
+                        site(),
+                        if in_block {
+                            "not thread-local"
+                        } else {
+                            "thread-local"
+                        },
+                        if in_block { "thread-local" } else { "ordinary" },
+                        graph.sections[section].name
+                    ),
+                });
+            }
+            if in_block {
+                Target::ThreadLocal(g, section, offset)
+            } else {
+                Target::Section(g, section, offset)
+            }
+        }
+        Definition::Absolute(value) => {
+            return Ok(Resolved {
+                target: Target::Address(value),
+                size: sym.size,
+                name,
+                origin: Origin::Absolute,
+            });
+        }
+        Definition::Common { .. } => {
+            // The load allocates the global, named commons; an object
+            // can still mark a common local or leave it unnamed.
+            // `commons` is sorted by name (symbols::collect).
+            let found = commons.binary_search_by(|c| c.name.cmp(name));
+            let Ok(index) = found else {
+                return Err(LinkError::Malformed {
+                    object: graph.object.clone(),
+                    reason: format!(
+                        "{}: refers to common symbol `{name}`, which is local or unnamed \
+                         (only global commons are allocated)",
+                        site()
+                    ),
+                });
+            };
+            return Ok(Resolved {
+                target: Target::Common(index),
+                size: commons[index].size,
+                name,
+                origin: Origin::Load,
+            });
+        }
+        Definition::Unplaced => {
+            return Err(LinkError::Malformed {
+                object: graph.object.clone(),
+                reason: format!(
+                    "{}: refers to `{name}`, which is in a section that is not loaded",
+                    site()
+                ),
+            });
+        }
+        Definition::Undefined => unreachable!("callers pass definitions"),
+    };
+    Ok(Resolved {
+        target,
+        size: sym.size,
+        name,
+        origin: Origin::Load,
+    })
 }

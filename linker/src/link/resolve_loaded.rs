@@ -1,0 +1,106 @@
+//! The references a load answers itself, resolved object by object on
+//! several threads before [`Resolver::resolve_edges`]' serial pass: a local
+//! symbol's own definition, or a global one this load defines and does
+//! not yield to the session. Most of a whole program's references are
+//! these, and each costs a hash lookup in the load's global table, the
+//! largest stage of a large link.
+//!
+//! Nothing here has side effects: a reference that needs one (a thunk, a
+//! shim, an import slot, another module's export, the host, a linker
+//! symbol) or that is an error is left to the serial pass, which then
+//! meets it in the same order as if it had resolved everything itself. So
+//! the result is the same whatever the number of threads.
+
+use super::resolve::{Resolved, Resolver, definition};
+use super::symbols::{Common, Globals, yields_to_session};
+use crate::graph::*;
+
+/// One graph's cache of resolutions, to fill.
+type Cache<'g> = Vec<Option<Resolved<'g>>>;
+
+impl<'g> Resolver<'g, '_, '_> {
+    /// Fills the cache with every edge target the load's own definitions
+    /// answer without side effects, on the request's threads.
+    pub(super) fn resolve_loaded(&mut self) {
+        let (graphs, globals, commons) = (self.graphs, self.globals, self.commons);
+        let caches: Vec<(usize, Cache<'g>)> = std::mem::take(&mut self.cache)
+            .into_iter()
+            .enumerate()
+            .collect();
+        // Weighed by what the work reads: relocation and symbol records.
+        let weight = |(g, _): &(usize, Cache<'g>)| {
+            let graph: &LinkGraph<'_> = &graphs[*g];
+            let edges: usize = graph.sections.iter().map(|s| s.edges.len()).sum();
+            24 * (edges + graph.symbols.len())
+        };
+        self.cache = crate::parallel::map_owned(caches, self.req.threads, weight, |(g, cache)| {
+            fill(graphs, globals, commons, g, cache)
+        });
+    }
+}
+
+/// Graph `g`'s cache with the references [`answered_here`] filled in.
+fn fill<'g>(
+    graphs: &'g [LinkGraph<'_>],
+    globals: &Globals<'g>,
+    commons: &[Common<'g>],
+    g: usize,
+    mut cache: Cache<'g>,
+) -> Cache<'g> {
+    for section in graphs[g].sections.iter().filter(|s| s.live) {
+        for edge in &section.edges {
+            for id in std::iter::once(edge.target).chain(edge.minus()) {
+                if cache.get(id).is_some_and(Option::is_none) {
+                    cache[id] = answered_here(graphs, globals, commons, g, id);
+                }
+            }
+        }
+    }
+    cache
+}
+
+/// What symbol `id` of graph `g` resolves to when the load answers it
+/// without side effects and without error; `None` leaves it to the serial
+/// pass.
+fn answered_here<'g>(
+    graphs: &'g [LinkGraph<'_>],
+    globals: &Globals<'g>,
+    commons: &[Common<'g>],
+    g: usize,
+    id: SymbolId,
+) -> Option<Resolved<'g>> {
+    let graph = &graphs[g];
+    let sym = graph.symbols.get(id)?;
+    let no_site = || unused_site();
+    if sym.binding == Binding::Local {
+        if sym.definition == Definition::Undefined {
+            return None;
+        }
+        return definition(graphs, commons, g, id, &no_site).ok();
+    }
+    // Names the linker itself answers, and COFF import slots, are the
+    // serial pass's.
+    let special = matches!(
+        graph.format.c_name(sym.name),
+        Some("_GLOBAL_OFFSET_TABLE_" | "__dso_handle" | "__ImageBase")
+    ) || (graph.format == ObjectFormat::Coff && sym.name.starts_with("__imp_"));
+    if special {
+        return None;
+    }
+    let &(g2, id2) = globals.get(sym.name)?;
+    let def = &graphs[g2].symbols[id2];
+    if yields_to_session(def) {
+        return None;
+    }
+    definition(graphs, commons, g2, id2, &no_site).ok()
+}
+
+/// Errors are left to the serial pass, which names the real site: a
+/// message made here is never shown.
+fn unused_site() -> crate::error::Site {
+    crate::error::Site {
+        object: String::new(),
+        section: String::new(),
+        offset: 0,
+    }
+}
