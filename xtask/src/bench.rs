@@ -358,16 +358,33 @@ fn alternate(
     contestants: &[(&Path, Vec<OsString>, &Path)],
     schedule: Schedule,
 ) -> Result<Vec<Vec<Run>>> {
+    let no_env = vec![&[][..]; contestants.len()];
+    alternate_env(cx, contestants, &no_env, schedule)
+}
+
+/// [`alternate`] with environment variables added for each contestant
+/// (`envs[i]` for contestant `i`).
+fn alternate_env(
+    cx: &Setup,
+    contestants: &[(&Path, Vec<OsString>, &Path)],
+    envs: &[&[(&str, &str)]],
+    schedule: Schedule,
+) -> Result<Vec<Vec<Run>>> {
+    ensure!(
+        envs.len() == contestants.len(),
+        "one environment per contestant"
+    );
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); contestants.len()];
     for round in 0..schedule.rounds {
         for k in 0..contestants.len() {
             let i = (round + k) % contestants.len();
             let (program, args, cwd) = &contestants[i];
+            let env = envs[i];
             if schedule.settle {
-                measure::run(program, args, cwd, &cx.scratch)?;
+                measure::run_env(program, args, env, cwd, &cx.scratch)?;
             }
             for _ in 0..schedule.runs_per_turn {
-                results[i].push(measure::run(program, args, cwd, &cx.scratch)?);
+                results[i].push(measure::run_env(program, args, env, cwd, &cx.scratch)?);
             }
         }
     }

@@ -21,7 +21,7 @@
 //! Submodules: [`catalog`] (what is built and run), [`build`] (compiling
 //! and linking), [`exec`] (running and comparing).
 
-mod build;
+pub(crate) mod build;
 pub(crate) mod catalog;
 mod exec;
 

@@ -1,10 +1,186 @@
-//! Large real programs (placeholder: being written).
+//! The `large` measure (`cargo xtask bench --large`, or `--only large`):
+//! large real programs, built once and cached under `target/large/`:
+//!
+//! - [`openssl`]: OpenSSL's libcrypto and libssl from the `openssl-src`
+//!   crate's sources (every object of both) and
+//!   `fixtures/programs/openssl/driver.c` (digests, AEAD ciphers,
+//!   signatures, key agreement, TLS 1.3 connections over BIO pairs);
+//! - [`cpp`]: a generated C++ program of 300 translation units (class
+//!   hierarchies, virtual calls, templates instantiated across units,
+//!   standard containers, exceptions across units, static constructors).
+//!
+//! Two tables: **link** ([`link`]): `solder run --noexec` with every core
+//! and with `SOLDER_THREADS=1`, against `llvm-jitlink -noexec`, mold and
+//! the machine's floor ([`floor`]); **run**: each workload under `solder
+//! run` in process and in an executor over pipes, against the executable
+//! the system compiler links from the same objects (outputs must be
+//! byte-identical, or the measure fails).
 
-use anyhow::{Result, bail};
+mod cpp;
+mod floor;
+mod link;
+mod openssl;
 
-use super::Setup;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
 use super::report::Table;
+use super::{Schedule, Setup, alternate, ensure_same_output, native_vs_solder_row};
+use crate::programs::build::{CompileJob, compile_all};
 
-pub(super) fn large_programs(_cx: &Setup, _met: &mut Vec<bool>) -> Result<Vec<Table>> {
-    bail!("the large-program measure is not written yet")
+/// Target of the run table: at most this ratio to native, in process and
+/// over a pipe.
+const RUN_TARGET: f64 = 1.05;
+
+/// One large program, built.
+pub(super) struct LargeProgram {
+    /// How the tables name it.
+    label: String,
+    /// What every linker links, in this order.
+    objects: Vec<PathBuf>,
+    /// The executable the system compiler linked from `objects`.
+    native: PathBuf,
+    /// The compiler driver that links it natively (and with mold).
+    driver: &'static str,
+    /// Its directory under `target/large/`: where every contestant runs
+    /// and where outputs go.
+    dir: PathBuf,
+    /// The workload's arguments.
+    workload: Vec<OsString>,
+    built: Built,
+}
+
+/// What building (or finding up to date) a program took.
+pub(super) struct Built {
+    rebuilt: bool,
+    seconds: f64,
+}
+
+pub(super) fn large_programs(cx: &Setup, met: &mut Vec<bool>) -> Result<Vec<Table>> {
+    let target = cx
+        .release
+        .parent()
+        .context("the release directory has no parent")?;
+    let large = target.join("large");
+    let programs = [
+        openssl::build(&cx.root, &large, cx.quick).context("building OpenSSL")?,
+        cpp::build(&large, cx.quick).context("building the large C++ program")?,
+    ];
+    for program in &programs {
+        println!(
+            "large: {} {} ({:.1} s)",
+            program.label,
+            if program.built.rebuilt {
+                "built"
+            } else {
+                "up to date"
+            },
+            program.built.seconds
+        );
+    }
+    Ok(vec![
+        link::link_table(cx, &programs, met)?,
+        run_table(cx, &programs, met)?,
+    ])
+}
+
+/// Compiles `sources` into `out/<stem>.o` with `driver` and `flags` (only
+/// what is out of date, on every core); returns the objects in the order
+/// of `sources` and whether anything was compiled.
+fn compile_objects(
+    driver: &str,
+    flags: &[String],
+    sources: &[PathBuf],
+    out: &Path,
+) -> Result<(Vec<PathBuf>, bool)> {
+    let jobs: Vec<CompileJob> = sources
+        .iter()
+        .map(|source| {
+            let stem = source.file_stem().unwrap_or_default().to_string_lossy();
+            CompileJob::new(0, driver, flags, source, out.join(format!("{stem}.o")))
+        })
+        .collect();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut rebuilt = false;
+    let mut failures = Vec::new();
+    for (job, result) in jobs.iter().zip(compile_all(&jobs, workers)) {
+        match result {
+            Ok(compiled) => {
+                rebuilt |= compiled.rebuilt;
+                if !compiled.warnings.trim().is_empty() {
+                    println!(
+                        "diagnostics from {}:\n{}",
+                        job.source.display(),
+                        compiled.warnings.trim_end()
+                    );
+                }
+            }
+            Err(err) => failures.push(format!("{err:#}")),
+        }
+    }
+    if !failures.is_empty() {
+        bail!("{}", failures.join("\n"));
+    }
+    Ok((jobs.into_iter().map(|j| j.object).collect(), rebuilt))
+}
+
+fn run_table(cx: &Setup, programs: &[LargeProgram], met: &mut Vec<bool>) -> Result<Table> {
+    let mut table = Table::new(
+        "Large programs: run",
+        &format!(
+            "Whole process on each program's workload: the OpenSSL driver's argument is its \
+             scale (`fixtures/programs/openssl/driver.c`), the C++ program's the rounds over \
+             its units. Native: the executable the system compiler (gcc or g++) linked from \
+             the same objects. solder's time includes linking. Native, solder in process and \
+             solder with `--executor pipe` take turns ({} rounds, the first rotating); \
+             medians. Every run's output must be byte-identical to the native one's. Target: \
+             at most {RUN_TARGET:.2}× native, in process and over a pipe.",
+            cx.runs
+        ),
+        &[
+            "workload",
+            "native",
+            "solder (in-process)",
+            "ratio",
+            "≤ 1.05×",
+            "solder (executor, pipe)",
+            "ratio",
+        ],
+    );
+    let solder = cx.release.join("solder");
+    for program in programs {
+        let solder_args = |executor: &[&str]| -> Vec<OsString> {
+            let mut args: Vec<OsString> = vec!["run".into()];
+            args.extend(executor.iter().map(OsString::from));
+            args.extend(program.objects.iter().map(|o| o.clone().into_os_string()));
+            args.push("--".into());
+            args.extend(program.workload.iter().cloned());
+            args
+        };
+        let dir = program.dir.as_path();
+        let contestants = vec![
+            (program.native.as_path(), program.workload.clone(), dir),
+            (solder.as_path(), solder_args(&[]), dir),
+            (solder.as_path(), solder_args(&["--executor", "pipe"]), dir),
+        ];
+        println!("large: running {}", program.label);
+        let results = alternate(cx, &contestants, Schedule::interleaved(cx.runs))?;
+        let label = format!(
+            "{} `{}`",
+            program.label,
+            program
+                .workload
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        ensure_same_output(&label, &results)?;
+        let (ok, row) = native_vs_solder_row(label, &results, RUN_TARGET, true);
+        met.push(ok);
+        table.row(row);
+    }
+    Ok(table)
 }

@@ -6,7 +6,7 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -40,6 +40,18 @@ pub struct Run {
 /// Runs `program args` in `cwd` with stdout and stderr captured in files
 /// under `scratch` (no pipe-reading thread competes with the process).
 pub fn run<S: AsRef<OsStr>>(program: &Path, args: &[S], cwd: &Path, scratch: &Path) -> Result<Run> {
+    run_env(program, args, &[], cwd, scratch)
+}
+
+/// [`run`] with `env` (name, value) added to the inherited environment
+/// (`SOLDER_THREADS=1` for a serial link).
+pub fn run_env<S: AsRef<OsStr>>(
+    program: &Path,
+    args: &[S],
+    env: &[(&str, &str)],
+    cwd: &Path,
+    scratch: &Path,
+) -> Result<Run> {
     std::fs::create_dir_all(scratch).with_context(|| format!("create {}", scratch.display()))?;
     let out_path = scratch.join("stdout");
     let err_path = scratch.join("stderr");
@@ -50,12 +62,27 @@ pub fn run<S: AsRef<OsStr>>(program: &Path, args: &[S], cwd: &Path, scratch: &Pa
     let start = Instant::now();
     let child = Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
         .spawn()
         .with_context(|| format!("cannot start {}", program.display()))?;
+    let (ending, max_rss_kib) = reap(&child, program)?;
+    let wall = start.elapsed();
+    Ok(Run {
+        wall,
+        max_rss_kib,
+        ending,
+        stdout: std::fs::read(&out_path)?,
+        stderr: std::fs::read(&err_path)?,
+    })
+}
+
+/// Waits for `child` (started from `program`, never waited on through
+/// std's `Child`): how it ended and its peak resident memory in KiB.
+pub fn reap(child: &Child, program: &Path) -> Result<(Ending, u64)> {
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -68,7 +95,6 @@ pub fn run<S: AsRef<OsStr>>(program: &Path, args: &[S], cwd: &Path, scratch: &Pa
             break rc;
         }
     };
-    let wall = start.elapsed();
     anyhow::ensure!(
         reaped == pid,
         "wait4 for {} failed: {}",
@@ -80,13 +106,7 @@ pub fn run<S: AsRef<OsStr>>(program: &Path, args: &[S], cwd: &Path, scratch: &Pa
     } else {
         Ending::Exited(libc::WEXITSTATUS(status))
     };
-    Ok(Run {
-        wall,
-        max_rss_kib: usage.ru_maxrss as u64,
-        ending,
-        stdout: std::fs::read(&out_path)?,
-        stderr: std::fs::read(&err_path)?,
-    })
+    Ok((ending, usage.ru_maxrss as u64))
 }
 
 /// The median of some values (the upper one of an even count).

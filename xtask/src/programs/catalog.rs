@@ -4,7 +4,8 @@
 //!
 //! Third-party C code is never vendored. `xtask/sources/Cargo.toml` names
 //! crates.io source packages (`lua-src`, `libsqlite3-sys` with `bundled`,
-//! `libmimalloc-sys`, `libz-sys`);
+//! `libmimalloc-sys`, `libz-sys`, and `openssl-src` for `cargo xtask bench
+//! --large`);
 //! [`locate_sources`] runs `cargo metadata` on that manifest, which downloads
 //! the crates (pinned by `xtask/sources/Cargo.lock`), and finds the C code
 //! inside them. Our own sources live in `fixtures/programs/`.
@@ -185,6 +186,9 @@ pub struct ThirdParty {
     pub mimalloc: PathBuf,
     /// `libz-sys-*/src/zlib` (holds `deflate.c`, `zlib.h`)
     pub zlib: PathBuf,
+    /// `openssl-src-*/openssl` (holds `Configure`, `VERSION.dat`): built
+    /// by `cargo xtask bench --large` only.
+    pub openssl: PathBuf,
 }
 
 /// Runs `cargo metadata` on `xtask/sources/Cargo.toml` (downloading the
@@ -247,6 +251,12 @@ pub fn locate_sources(root: &Path) -> Result<ThirdParty> {
     let sqlite = package_dir("libsqlite3-sys")?.join("sqlite3");
     let mimalloc = package_dir("libmimalloc-sys")?.join("c_src/mimalloc/v2");
     let zlib = package_dir("libz-sys")?.join("src/zlib");
+    let openssl = package_dir("openssl-src")?.join("openssl");
+    ensure!(
+        openssl.join("Configure").is_file(),
+        "{} has no Configure (has openssl-src changed its layout?)",
+        openssl.display()
+    );
     ensure!(
         zlib.join("deflate.c").is_file(),
         "{} has no deflate.c (has libz-sys changed its layout?)",
@@ -272,6 +282,7 @@ pub fn locate_sources(root: &Path) -> Result<ThirdParty> {
         sqlite,
         mimalloc,
         zlib,
+        openssl,
     })
 }
 
