@@ -2,7 +2,9 @@
 //! FDEs of a section, shared by the front-ends (the Mach-O pointers the
 //! assembler left without relocations) and the linker (FDEs of discarded
 //! COMDAT code are pruned: a native linker drops them, or the unwinder
-//! would see records pointing at nothing).
+//! would see records pointing at nothing); and one writer of the records
+//! Solder makes itself ([`FrameWriter`]: COFF functions' frames from their
+//! Windows unwind tables, the calling-convention shims' frames).
 
 use std::borrow::Cow;
 
@@ -18,6 +20,74 @@ pub struct Record {
     /// `None` for a CIE; for an FDE, the offset of its CIE (a CIE earlier
     /// in the section).
     pub cie: Option<usize>,
+}
+
+/// Writes a CIE for x86-64 (code alignment 1, data alignment -8, return
+/// address in column 16, pc-relative signed 4-byte FDE addresses; at a
+/// function's entry CFA = RSP + 8 and the return address is at CFA - 8),
+/// then FDEs after it, each record padded with `DW_CFA_nop` to 4 bytes.
+pub struct FrameWriter {
+    pub data: Vec<u8>,
+}
+
+impl FrameWriter {
+    const CIE_BODY: [u8; 20] = [
+        0, 0, 0, 0, // CIE id
+        1, // version
+        b'z', b'R', 0,    // augmentation
+        1,    // code alignment
+        0x78, // data alignment: -8
+        16,   // return address column
+        1,    // augmentation data length
+        0x1b, // FDE addresses: pc-relative, signed 4 bytes
+        0x0c, 7, 8, // DW_CFA_def_cfa: RSP + 8
+        0x90, 1, // DW_CFA_offset: return address at CFA - 8
+        0, 0, // DW_CFA_nop
+    ];
+
+    /// A writer holding the CIE (at offset 0).
+    pub fn new() -> FrameWriter {
+        let mut writer = FrameWriter { data: Vec::new() };
+        writer.record(&Self::CIE_BODY);
+        writer
+    }
+
+    /// The bytes a writer with FDEs of these instruction lengths holds.
+    pub fn size(instruction_lengths: impl IntoIterator<Item = usize>) -> usize {
+        4 + Self::CIE_BODY.len().next_multiple_of(4)
+            + instruction_lengths
+                .into_iter()
+                .map(|n| 4 + (13 + n).next_multiple_of(4))
+                .sum::<usize>()
+    }
+
+    /// Appends an FDE for `length` bytes of code with `instructions`;
+    /// returns the offset of its `pc_begin` field (4 bytes, pc-relative:
+    /// the function's address minus the field's), written as `pc_begin`.
+    pub fn fde(&mut self, pc_begin: i32, length: u32, instructions: &[u8]) -> usize {
+        let start = self.data.len();
+        let mut body = Vec::with_capacity(13 + instructions.len());
+        body.extend_from_slice(&((start + 4) as u32).to_le_bytes()); // back to the CIE
+        body.extend_from_slice(&pc_begin.to_le_bytes());
+        body.extend_from_slice(&length.to_le_bytes());
+        body.push(0); // augmentation data length
+        body.extend_from_slice(instructions);
+        self.record(&body);
+        start + 8
+    }
+
+    fn record(&mut self, body: &[u8]) {
+        let padded = body.len().next_multiple_of(4);
+        self.data.extend_from_slice(&(padded as u32).to_le_bytes());
+        self.data.extend_from_slice(body);
+        self.data.resize(self.data.len() + padded - body.len(), 0);
+    }
+}
+
+impl Default for FrameWriter {
+    fn default() -> Self {
+        FrameWriter::new()
+    }
 }
 
 /// The records of `data` up to its zero terminator (or its end). An error

@@ -6,6 +6,7 @@ use super::plan::Plan;
 use super::symbols::Common;
 use crate::arch::machine::{
     DSO_THUNK_SIZE, JUMP_STUB, TLS_DESCRIPTOR_RESOLVER, WIN64_TO_SYSV_SHIM,
+    WIN64_TO_SYSV_SHIM_FRAME,
 };
 use crate::error::LinkError;
 use crate::graph::*;
@@ -18,6 +19,9 @@ pub(super) struct Layout {
     pub shims: u64,
     pub got: u64,
     pub eh_frame: Option<(u64, u64)>,
+    /// The shims' frame descriptions, at the end of `eh_frame` (written
+    /// with the shims).
+    pub shim_frames: u64,
     pub dso: u64,
     pub copies: Vec<u64>,
     pub commons: Vec<u64>,
@@ -151,10 +155,11 @@ fn place_sections(
 fn place_unwind_frames(
     graphs: &[LinkGraph<'_>],
     sections: &mut [Vec<Option<u64>>],
+    shims: usize,
     cursor: &mut Cursor,
-) -> Result<Option<(u64, u64)>, LinkError> {
+) -> Result<(Option<(u64, u64)>, u64), LinkError> {
     let start = cursor.0;
-    let mut has_frames = false;
+    let mut has_frames = shims > 0;
     for (g, graph) in graphs.iter().enumerate() {
         for (s, section) in graph.sections.iter().enumerate() {
             if !section.live || section.role != SectionRole::UnwindFrames {
@@ -177,13 +182,26 @@ fn place_unwind_frames(
         }
     }
     if !has_frames {
-        return Ok(None);
+        return Ok((None, cursor.0));
     }
-    // The zero terminator the unwinder stops at.
+    // The shims' frames, then the zero terminator the unwinder stops at.
+    let shim_frames = cursor
+        .advance(shim_frames_size(shims) as u64)
+        .map_err(|Overflow| piece_too_large("the shims' frames"))?;
     cursor
         .advance(4)
         .map_err(|Overflow| piece_too_large("the unwind table"))?;
-    Ok(Some((start, cursor.0 - start)))
+    Ok((Some((start, cursor.0 - start)), shim_frames))
+}
+
+/// The bytes of the frame descriptions of `shims` calling-convention
+/// shims (none without shims).
+pub(super) fn shim_frames_size(shims: usize) -> usize {
+    if shims == 0 {
+        return 0;
+    }
+    let lengths = std::iter::repeat_n(WIN64_TO_SYSV_SHIM_FRAME.len(), shims);
+    crate::format::eh_frame::FrameWriter::size(lengths)
 }
 
 /// Lays out the load's thread-local sections as one block: initialized
@@ -281,7 +299,8 @@ pub(super) fn lay_out(
     // The module's `__dso_handle`: only its address matters, so it needs
     // no writable page (a module without data then has none).
     let dso = cursor.advance(8).map_err(pieces("the DSO handle"))?;
-    let eh_frame = place_unwind_frames(graphs, &mut sections, &mut cursor)?;
+    let (eh_frame, shim_frames) =
+        place_unwind_frames(graphs, &mut sections, plan.shim_slots.len(), &mut cursor)?;
     segments.push((start, cursor.0 - start, Protection::ReadOnly));
     cursor.align(page).map_err(pieces("the read-only data"))?;
 
@@ -319,6 +338,7 @@ pub(super) fn lay_out(
         shims,
         got,
         eh_frame,
+        shim_frames,
         dso,
         copies,
         commons: common_offsets,

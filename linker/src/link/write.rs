@@ -8,11 +8,12 @@ use super::resolve::{Origin, Resolver, Target};
 use super::site;
 use crate::arch::machine::{
     self, DSO_THUNK_SIZE, JUMP_STUB, JUMP_STUB_DISP, JUMP_STUB_END, TLS_DESCRIPTOR_RESOLVER,
-    WIN64_TO_SYSV_SHIM, WIN64_TO_SYSV_SLOT,
+    WIN64_TO_SYSV_SHIM, WIN64_TO_SYSV_SHIM_FRAME, WIN64_TO_SYSV_SLOT,
 };
 use crate::arch::{RelocOp, write_checked};
 use crate::error::LinkError;
 use crate::executors::{Executor, HostThreadLocal, ThreadLocals};
+use crate::format::eh_frame::FrameWriter;
 use crate::graph::*;
 
 /// The addresses of a load's pieces, once its base is known, and where
@@ -272,6 +273,28 @@ pub(super) fn write_stubs(plan: &Plan, at: &Addresses<'_>, memory: &mut [u8]) {
         );
         memory[offset as usize..offset as usize + bytes.len()].copy_from_slice(&bytes);
     }
+    write_shim_frames(plan.shim_slots.len(), at, memory);
+}
+
+/// The shims' frame descriptions, so that unwinding from the System V
+/// function a shim called reaches the COFF code that called the shim.
+fn write_shim_frames(shims: usize, at: &Addresses<'_>, memory: &mut [u8]) {
+    if shims == 0 {
+        return;
+    }
+    let layout = at.layout;
+    let mut frames = FrameWriter::new();
+    for i in 0..shims {
+        let shim = at.base + layout.shims + (i * WIN64_TO_SYSV_SHIM.len()) as u64;
+        // The pc_begin field follows the FDE's length and CIE pointer.
+        let field = at.base + layout.shim_frames + frames.data.len() as u64 + 8;
+        // Both are in this module, which is smaller than 2 GiB.
+        let pc_begin = shim.wrapping_sub(field) as i64 as i32;
+        let length = WIN64_TO_SYSV_SHIM.len() as u32;
+        frames.fde(pc_begin, length, &WIN64_TO_SYSV_SHIM_FRAME);
+    }
+    let start = layout.shim_frames as usize;
+    memory[start..start + frames.data.len()].copy_from_slice(&frames.data);
 }
 
 /// The load's thread-local template: its initialized sections' bytes,

@@ -26,6 +26,18 @@ const fn kind(name: RelocName, op: RelocOp, width: u8, check: Check, bias: i64) 
     }
 }
 
+/// The `pc_begin` of a frame description the COFF front-end makes from
+/// the object's Windows unwind tables (`.pdata`): the function's address,
+/// pc-relative, as in an ELF `.eh_frame`.
+pub const UNWIND_PC_BEGIN: RelocKind = RelocKind {
+    op: RelocOp::PcRelative,
+    encoding: Encoding::Int {
+        width: 4,
+        check: Check::Signed,
+    },
+    name: &"frame start from .pdata (pc-relative)",
+};
+
 const MANAGED: &str = "a CLR (managed code) relocation has no meaning outside .NET";
 
 /// The COFF AMD64 relocation table: raw type -> kind, width, range and the

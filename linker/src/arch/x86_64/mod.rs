@@ -213,6 +213,16 @@ pub const WIN64_TO_SYSV_SHIM: [u8; 192] = {
     }
     shim
 };
+/// The call frame instructions of [`WIN64_TO_SYSV_SHIM`] (after the
+/// common CIE's: CFA = RSP + 8), so that unwinding from the System V
+/// function it calls (an `abort()`) reaches the COFF code that called it:
+/// `push %rsi`, `push %rdi`, `sub $168, %rsp`.
+pub const WIN64_TO_SYSV_SHIM_FRAME: [u8; 14] = [
+    0x41, 0x0e, 16, 0x84, 2, // at 1: CFA = RSP + 16, RSI at CFA - 16
+    0x41, 0x0e, 24, 0x85, 3, // at 2: CFA = RSP + 24, RDI at CFA - 24
+    0x47, 0x0e, 0xc0, 0x01, // at 9: CFA = RSP + 192
+];
+
 /// The rel32 field of the shim's `call *slot(%rip)`.
 pub const WIN64_TO_SYSV_SLOT: Rel32Field = (104, 108);
 

@@ -4,8 +4,9 @@
 //! edges keep the object's own numbering; symbols that `/alternatename:`
 //! directives introduce come after them.
 //!
-//! Windows unwind tables (`.pdata`, `.xdata`), debug info and linker
-//! directives are not loaded; `.CRT$X?*` arrays become initializer and
+//! Windows unwind tables (`.pdata`, `.xdata`) are not loaded but become
+//! an `.eh_frame` section for the host unwinder ([`unwind`]); debug info
+//! and linker directives are not loaded; `.CRT$X?*` arrays become initializer and
 //! finalizer sections; weak externals and `/alternatename:` become
 //! [`Symbol::fallback`]s; COMDAT sections become [`Group`]s.
 //!
@@ -21,6 +22,7 @@ mod sections;
 mod symbols;
 #[cfg(test)]
 mod tests;
+mod unwind;
 
 use object::pe;
 use object::read::SymbolIndex;
@@ -70,6 +72,11 @@ fn parse_as<'a, Coff: CoffHeader>(
         &mut sections,
     )?;
     let groups = comdat::groups(&input, &loaded.placed, &sections)?;
+    // After the groups: the frames' section belongs to none (its
+    // descriptions of discarded code are pruned with that code).
+    if let Some(frames) = unwind::frames(&input, &symbols, &sections) {
+        sections.push(frames);
+    }
     Ok(LinkGraph {
         object: object.to_string(),
         format: ObjectFormat::Coff,
