@@ -395,13 +395,15 @@ fn timeout_report(
 }
 
 /// The command line's inputs: objects, and archives (known by their magic).
-/// Large inputs are read on several threads (by their sizes on disk).
+/// Many inputs are read on several threads. Their sizes are not asked
+/// for first (a system call per file): each counts as a typical object.
 fn read_inputs(paths: &[PathBuf], threads: usize) -> Result<(Vec<ObjectFile>, Vec<Archive>)> {
+    const TYPICAL_OBJECT: usize = 64 << 10;
     let mut objects = Vec::new();
     let mut archives = Vec::new();
-    let size = |path: &PathBuf| std::fs::metadata(path).map_or(0, |m| m.len() as usize);
     let threads = solder_linker::parallel::Threads::new(threads);
-    let files = solder_linker::parallel::map(paths, threads, size, |p| ObjectFile::read(p));
+    let files =
+        solder_linker::parallel::map(paths, threads, |_| TYPICAL_OBJECT, |p| ObjectFile::read(p));
     for (path, file) in paths.iter().zip(files) {
         let file = file?;
         if is_archive(&file.bytes) {

@@ -675,6 +675,9 @@ impl Session {
                 .register_module(linked.dso, &linked.finalizers, runtime_position)?;
         }
         let mut export_names = Vec::with_capacity(linked.exports.len());
+        // One growth of the table for the whole module, not one per
+        // doubling.
+        self.exports.reserve(linked.exports.len());
         let page = self.page();
         for (name, export) in linked.exports {
             if export.function {

@@ -40,6 +40,7 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 /// `read_to_end`.
 pub fn read_into_spare(file: &std::fs::File, bytes: &mut Vec<u8>) -> io::Result<()> {
     use std::os::fd::AsRawFd;
+    populate_spare(bytes);
     while bytes.len() < bytes.capacity() {
         let filled = bytes.len();
         let spare = bytes.spare_capacity_mut();
@@ -60,6 +61,24 @@ pub fn read_into_spare(file: &std::fs::File, bytes: &mut Vec<u8>) -> io::Result<
         }
     }
     Ok(())
+}
+
+/// Backs the whole pages of `bytes`' spare capacity now, when there are
+/// many: the kernel then copies a large object into memory that is
+/// already there, instead of taking a page fault per page of it (most of a
+/// read's cost on a virtual machine). Only memory the vector owns, and is
+/// about to be written, is touched; a kernel without `MADV_POPULATE_WRITE`
+/// leaves the faults to happen as before.
+fn populate_spare(bytes: &mut Vec<u8>) {
+    const WORTH_IT: u64 = 16;
+    let spare = bytes.spare_capacity_mut();
+    let page = crate::sys::memory::page_size();
+    let start = spare.as_ptr() as u64;
+    let first = start.next_multiple_of(page);
+    let last = (start + spare.len() as u64) & !(page - 1);
+    if last >= first + WORTH_IT * page {
+        let _ = crate::sys::memory::populate(first, last - first);
+    }
 }
 
 /// Writes some of `bytes` to `fd` (one `write`); how many went.

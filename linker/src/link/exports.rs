@@ -13,33 +13,82 @@ use crate::graph::*;
 
 /// The load's exported definitions. A definition bound to another
 /// module's (a weak or common one yielding to it) is not exported, nor is a
-/// weak one while another live module exports the name.
+/// weak one while another live module exports the name. Large loads make
+/// them on several threads, in the global table's order whatever the
+/// number.
 pub(super) fn exports(
     resolver: &Resolver<'_, '_, '_>,
     at: &Addresses<'_>,
     convention: CallingConvention,
 ) -> Vec<(String, Export)> {
-    let graphs = resolver.graphs;
-    let mut exports = Vec::new();
-    for (&name, &(g, id)) in resolver.globals {
-        let sym = &graphs[g].symbols[id];
+    let globals: Vec<(&str, (usize, SymbolId))> = resolver
+        .globals
+        .iter()
+        .map(|(&name, &at)| (name, at))
+        .collect();
+    let from = Exporter {
+        graphs: resolver.graphs,
+        cache: &resolver.cache,
+        commons: resolver.commons,
+        session: resolver.req.exports,
+        replacing: resolver.req.replacing,
+        module: resolver.req.module,
+        objects: &resolver.req.objects,
+        convention,
+        at,
+    };
+    // A global's export costs about what reading its symbol did.
+    const CHUNK: usize = 4096;
+    let chunks: Vec<&[(&str, (usize, SymbolId))]> = globals.chunks(CHUNK).collect();
+    let threads = resolver.req.threads;
+    crate::parallel::map(
+        &chunks,
+        threads,
+        |c| c.len() * 64,
+        |chunk| {
+            chunk
+                .iter()
+                .filter_map(|&(name, (g, id))| from.export(name, g, id))
+                .collect::<Vec<_>>()
+        },
+    )
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// What making exports reads, shared by the threads that make them.
+struct Exporter<'r, 'g, 'a> {
+    graphs: &'g [LinkGraph<'a>],
+    cache: &'r [Vec<Option<super::resolve::Resolved<'g>>>],
+    commons: &'g [super::symbols::Common<'g>],
+    session: &'r rustc_hash::FxHashMap<String, Export>,
+    replacing: Option<u32>,
+    module: u32,
+    objects: &'r std::sync::Arc<str>,
+    convention: CallingConvention,
+    at: &'r Addresses<'r>,
+}
+
+impl Exporter<'_, '_, '_> {
+    /// The export of the global `name` (symbol `id` of graph `g`), if it
+    /// is one.
+    fn export(&self, name: &str, g: usize, id: SymbolId) -> Option<(String, Export)> {
+        let sym = &self.graphs[g].symbols[id];
         if !sym.visibility.exported() {
-            continue;
+            return None;
         }
-        let Some(target) = exported_target(resolver, name, g, id) else {
-            continue;
-        };
+        let target = target_in_load(self.graphs, self.cache, self.commons, name, g, id)?;
         if sym.binding == Binding::Weak
-            && resolver
-                .req
-                .exports
+            && self
+                .session
                 .get(name)
-                .is_some_and(|e| Some(e.module) != resolver.req.replacing)
+                .is_some_and(|e| Some(e.module) != self.replacing)
         {
-            continue;
+            return None;
         }
         let (address, thread_local) = if target.is_thread_local() {
-            let place = at.thread_local(target);
+            let place = self.at.thread_local(target);
             let place = crate::executors::HostThreadLocal {
                 module: place.module,
                 offset: place.offset,
@@ -47,21 +96,20 @@ pub(super) fn exports(
             };
             (0, Some(place))
         } else {
-            (at.of(target), None)
+            (self.at.of(target), None)
         };
-        exports.push((
+        Some((
             name.to_string(),
             Export {
-                module: resolver.req.module,
-                objects: resolver.req.objects.clone(),
+                module: self.module,
+                objects: self.objects.clone(),
                 address,
                 function: sym.kind == SymbolKind::Function,
-                convention,
+                convention: self.convention,
                 thread_local,
             },
-        ));
+        ))
     }
-    exports
 }
 
 /// The address of the load's global function `name` (spelled as C names
@@ -96,20 +144,38 @@ pub(super) fn exported_target(
     g: usize,
     id: SymbolId,
 ) -> Option<Target> {
-    match resolver.cache[g][id] {
+    target_in_load(
+        resolver.graphs,
+        &resolver.cache,
+        resolver.commons,
+        name,
+        g,
+        id,
+    )
+}
+
+/// [`exported_target`] from what it reads.
+fn target_in_load(
+    graphs: &[LinkGraph<'_>],
+    cache: &[Vec<Option<super::resolve::Resolved<'_>>>],
+    commons: &[super::symbols::Common<'_>],
+    name: &str,
+    g: usize,
+    id: SymbolId,
+) -> Option<Target> {
+    match cache[g][id] {
         Some(r) if r.origin == Origin::Load => Some(r.target),
         Some(_) => None, // bound to another module's definition
-        None => match resolver.graphs[g].symbols[id].definition {
+        None => match graphs[g].symbols[id].definition {
             Definition::Defined { section, offset } => {
-                Some(match resolver.graphs[g].sections[section].role {
+                Some(match graphs[g].sections[section].role {
                     SectionRole::ThreadLocal => Target::ThreadLocal(g, section, offset),
                     _ => Target::Section(g, section, offset),
                 })
             }
             // Not allocated: it binds to another module's definition.
             // `commons` is sorted by name (symbols::collect).
-            Definition::Common { .. } => resolver
-                .commons
+            Definition::Common { .. } => commons
                 .binary_search_by(|c| c.name.cmp(name))
                 .ok()
                 .map(Target::Common),
@@ -119,15 +185,19 @@ pub(super) fn exported_target(
     }
 }
 
-/// Every placed function symbol of the load, for crash reports.
+/// Every placed function symbol of the load, for crash reports, object
+/// by object (on several threads for a large load).
 pub(super) fn crash_symbols(
     graphs: &[LinkGraph<'_>],
     layout: &Layout,
     base: u64,
+    threads: crate::parallel::Threads,
 ) -> Vec<CrashSymbol> {
-    let mut symbols = Vec::new();
-    for (g, graph) in graphs.iter().enumerate() {
-        for sym in &graph.symbols {
+    let indices: Vec<usize> = (0..graphs.len()).collect();
+    let weight = |&g: &usize| 24 * graphs[g].symbols.len();
+    crate::parallel::map(&indices, threads, weight, |&g| {
+        let mut symbols = Vec::new();
+        for sym in &graphs[g].symbols {
             if let (SymbolKind::Function, Definition::Defined { section, offset }) =
                 (sym.kind, sym.definition)
                 && let Some(at) = layout.sections[g][section]
@@ -140,6 +210,9 @@ pub(super) fn crash_symbols(
                 });
             }
         }
-    }
-    symbols
+        symbols
+    })
+    .into_iter()
+    .flatten()
+    .collect()
 }

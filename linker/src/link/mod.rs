@@ -271,7 +271,7 @@ fn write_module(
         .req
         .entry
         .and_then(|name| exports::entry(resolver, &at, name));
-    let crash_symbols = exports::crash_symbols(graphs, layout, base);
+    let crash_symbols = exports::crash_symbols(graphs, layout, base, resolver.req.threads);
     let used = image.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     image.truncate(used);
     clock.lap("exports");
