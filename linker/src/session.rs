@@ -517,12 +517,18 @@ impl Session {
         if self.slab.is_none() {
             // Absolute 32-bit references (`-fno-pic`) need the low 2 GiB;
             // everything else is best next to the host's libraries.
-            let absolute32 = graphs.iter().flat_map(|g| &g.sections).any(|s| {
-                s.edges.iter().any(|e| {
-                    e.kind.op == RelocOp::Absolute
-                        && matches!(e.kind.encoding, Encoding::Int { width: 4, .. })
+            // Every edge is looked at: object by object for a large load.
+            let weight =
+                |g: &LinkGraph<'_>| 24 * g.sections.iter().map(|s| s.edges.len()).sum::<usize>();
+            let absolute32 = crate::parallel::map(&graphs, self.threads, weight, |g| {
+                g.sections.iter().any(|s| {
+                    s.edges.iter().any(|e| {
+                        e.kind.op == RelocOp::Absolute
+                            && matches!(e.kind.encoding, Encoding::Int { width: 4, .. })
+                    })
                 })
-            });
+            })
+            .contains(&true);
             let placement = if absolute32 {
                 Placement::Low
             } else {
@@ -563,20 +569,23 @@ impl Session {
         // Names another object of this load defines never reach the host
         // (the load's own definitions come first), so asking would only
         // cost a failed dlsym each, and make the host open its C++ runtime.
-        let defined_here: HashSet<&str> = graphs
-            .iter()
-            .flat_map(|g| &g.symbols)
-            .filter(|sym| {
-                sym.binding != Binding::Local
-                    && matches!(
-                        sym.definition,
-                        Definition::Defined { .. }
-                            | Definition::Absolute(_)
-                            | Definition::Common { .. }
-                    )
-            })
-            .map(|sym| sym.name)
-            .collect();
+        let defines = |sym: &&crate::graph::Symbol<'_>| {
+            sym.binding != Binding::Local
+                && matches!(
+                    sym.definition,
+                    Definition::Defined { .. }
+                        | Definition::Absolute(_)
+                        | Definition::Common { .. }
+                )
+        };
+        let symbols = || graphs.iter().flat_map(|g| &g.symbols);
+        // Sized once: a large load's set would otherwise be rehashed a
+        // dozen times as it grows.
+        let mut defined_here: HashSet<&str> = HashSet::with_capacity_and_hasher(
+            symbols().filter(defines).count(),
+            Default::default(),
+        );
+        defined_here.extend(symbols().filter(defines).map(|sym| sym.name));
         for graph in graphs {
             for sym in &graph.symbols {
                 // A thread-local variable is asked about when it is linked

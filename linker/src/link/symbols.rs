@@ -32,7 +32,14 @@ pub(super) fn collect<'a>(
             _ => 2,
         }
     }
-    let mut globals: Globals<'a> = HashMap::default();
+    // Sized once (a large load's table would otherwise be rehashed a
+    // dozen times as it grows): at most every non-local symbol.
+    let named = graphs
+        .iter()
+        .flat_map(|g| &g.symbols)
+        .filter(|sym| sym.binding != Binding::Local)
+        .count();
+    let mut globals: Globals<'a> = HashMap::with_capacity_and_hasher(named, Default::default());
     let mut common_sizes: HashMap<&'a str, (u64, u64)> = HashMap::default();
     for (g, graph) in graphs.iter().enumerate() {
         for (id, sym) in graph.symbols.iter().enumerate() {
