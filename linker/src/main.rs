@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 use solder_executor::sys;
 use solder_linker::archive::is_archive;
 use solder_linker::error::LinkError;
+use solder_linker::parallel::Threads;
 use solder_linker::{
     Archive, ExecutorChoice, ExecutorOutput, ModuleId, ObjectFile, Outcome, Placement, Recovery,
     Session, SessionConfig, Transport,
@@ -245,33 +246,12 @@ fn run(args: RunArgs) -> Result<u8> {
         solder_executor::crash::arm_run_timeout(limit.after, &limit.text)
             .context("cannot arm the --timeout timer")?;
     }
-    let executor = match &args.executor {
-        ExecutorArg::InProcess => {
-            if args.shm || args.recovery.is_some() || args.executor_output.is_some() {
-                bail!(
-                    "--shm, --recovery and --executor-output need an executor process \
-                     (--executor pipe or tcp=HOST:PORT)"
-                );
-            }
-            ExecutorChoice::InProcess
-        }
-        ExecutorArg::Pipe => ExecutorChoice::Remote {
-            transport: Transport::Pipe { program: None },
-            shared_memory: args.shm,
-        },
-        ExecutorArg::Tcp(address) => ExecutorChoice::Remote {
-            transport: Transport::Tcp {
-                address: address.clone(),
-                peer_timeout: std::time::Duration::from_secs(args.peer_timeout),
-            },
-            shared_memory: args.shm,
-        },
-    };
+    let executor = executor_choice(&args)?;
     let remote = executor != ExecutorChoice::InProcess;
     let reading = Instant::now();
     let threads = args
         .threads
-        .map_or_else(solder_linker::parallel::default_threads, |n| n as usize);
+        .map_or_else(Threads::from_environment, |n| Threads::new(n as usize));
     let (objects, archives) = read_inputs(&args.objects, threads)?;
     let read_ms = reading.elapsed().as_secs_f64() * 1e3;
     let config = SessionConfig {
@@ -289,7 +269,8 @@ fn run(args: RunArgs) -> Result<u8> {
         executor_output: args.executor_output,
     };
     let mut session = Session::new(config).context("cannot start the session")?;
-    session.set_threads(threads);
+    session.set_thread_policy(threads);
+    session.keep_load_stats(args.stats.is_some());
     add_inputs(&mut session, archives, &args)?;
     // Out of process the executor's timer (or the controller's deadline)
     // stops the run.
@@ -370,6 +351,33 @@ fn run(args: RunArgs) -> Result<u8> {
     }
 }
 
+/// Where `--executor` (with `--shm`, `--recovery`, `--executor-output`)
+/// says the code runs.
+fn executor_choice(args: &RunArgs) -> Result<ExecutorChoice> {
+    Ok(match &args.executor {
+        ExecutorArg::InProcess => {
+            if args.shm || args.recovery.is_some() || args.executor_output.is_some() {
+                bail!(
+                    "--shm, --recovery and --executor-output need an executor process \
+                     (--executor pipe or tcp=HOST:PORT)"
+                );
+            }
+            ExecutorChoice::InProcess
+        }
+        ExecutorArg::Pipe => ExecutorChoice::Remote {
+            transport: Transport::Pipe { program: None },
+            shared_memory: args.shm,
+        },
+        ExecutorArg::Tcp(address) => ExecutorChoice::Remote {
+            transport: Transport::Tcp {
+                address: address.clone(),
+                peer_timeout: std::time::Duration::from_secs(args.peer_timeout),
+            },
+            shared_memory: args.shm,
+        },
+    })
+}
+
 /// How a run that outlived `--timeout` out of process is reported, like
 /// in process: `timed out after 10s, pc 0x… in main+0x1c (module 1: a.o)
 /// during `main`` (the pc when the executor's timer stopped the code; a
@@ -397,11 +405,10 @@ fn timeout_report(
 /// The command line's inputs: objects, and archives (known by their magic).
 /// Many inputs are read on several threads. Their sizes are not asked
 /// for first (a system call per file): each counts as a typical object.
-fn read_inputs(paths: &[PathBuf], threads: usize) -> Result<(Vec<ObjectFile>, Vec<Archive>)> {
+fn read_inputs(paths: &[PathBuf], threads: Threads) -> Result<(Vec<ObjectFile>, Vec<Archive>)> {
     const TYPICAL_OBJECT: usize = 64 << 10;
     let mut objects = Vec::new();
     let mut archives = Vec::new();
-    let threads = solder_linker::parallel::Threads::new(threads);
     let files =
         solder_linker::parallel::map(paths, threads, |_| TYPICAL_OBJECT, |p| ObjectFile::read(p));
     for (path, file) in paths.iter().zip(files) {

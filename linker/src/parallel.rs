@@ -17,11 +17,12 @@ pub const MIN_BYTES_PER_THREAD: usize = 2 << 20;
 /// thread that drew large objects does not hold the others up.
 const PIECES_PER_THREAD: usize = 4;
 
-/// How work may be spread: over at most `count` threads, each given at
+/// How work may be spread: over at most `count` threads (`None`: every
+/// core, counted only when a load is large enough to split), each given at
 /// least `min_bytes_each` of input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Threads {
-    pub count: usize,
+    pub count: Option<usize>,
     pub min_bytes_each: usize,
 }
 
@@ -30,7 +31,20 @@ impl Threads {
     /// [`MIN_BYTES_PER_THREAD`].
     pub fn new(count: usize) -> Threads {
         Threads {
-            count: count.max(1),
+            count: Some(count.max(1)),
+            min_bytes_each: MIN_BYTES_PER_THREAD,
+        }
+    }
+
+    /// `SOLDER_THREADS` if set to a positive number, else every core the
+    /// process may run on.
+    pub fn from_environment() -> Threads {
+        let set = std::env::var("SOLDER_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0);
+        Threads {
+            count: set,
             min_bytes_each: MIN_BYTES_PER_THREAD,
         }
     }
@@ -42,18 +56,20 @@ impl Threads {
 
     /// How many threads `total_bytes` of input are worth.
     pub fn for_bytes(self, total_bytes: usize) -> usize {
-        (total_bytes / self.min_bytes_each.max(1)).clamp(1, self.count.max(1))
+        let worth = total_bytes / self.min_bytes_each.max(1);
+        if worth <= 1 {
+            return 1;
+        }
+        worth.min(self.count.unwrap_or_else(cores).max(1))
     }
 }
 
-/// The threads a session uses unless told otherwise: `SOLDER_THREADS` if
-/// set to a positive number, else every core the process may run on.
-pub fn default_threads() -> usize {
-    std::env::var("SOLDER_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+/// The cores this process may run on, asked once (the standard library
+/// reads the scheduler's affinity and the cgroup's quota: tens of
+/// microseconds, which a small link does not pay at all).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// `f` applied to every item, in the items' order, on as many threads as
@@ -100,6 +116,36 @@ where
     done.into_iter().flat_map(|(_, results)| results).collect()
 }
 
+/// What `f` pushes for every item, concatenated in the items' order, as
+/// [`map`] spreads the items. On one thread everything goes straight into
+/// one vector (no per-item vectors to gather).
+pub fn flat_map<'t, T, R, F, W>(items: &'t [T], threads: Threads, weight: W, f: F) -> Vec<R>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(&'t T, &mut Vec<R>) + Sync,
+    W: Fn(&T) -> usize,
+{
+    let total: usize = items.iter().map(&weight).sum();
+    if threads.for_bytes(total).min(items.len()) <= 1 {
+        let mut out = Vec::new();
+        for item in items {
+            f(item, &mut out);
+        }
+        return out;
+    }
+    let parts = map(items, threads, weight, |item| {
+        let mut part = Vec::new();
+        f(item, &mut part);
+        part
+    });
+    let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for part in parts {
+        out.extend(part);
+    }
+    out
+}
+
 /// As [`map`], for work that owns its items (such as disjoint pieces of
 /// memory to write).
 pub fn map_owned<T, R, F, W>(items: Vec<T>, threads: Threads, weight: W, f: F) -> Vec<R>
@@ -110,6 +156,9 @@ where
     W: Fn(&T) -> usize,
 {
     let weights: Vec<usize> = items.iter().map(weight).collect();
+    if threads.for_bytes(weights.iter().sum()).min(items.len()) <= 1 {
+        return items.into_iter().map(f).collect();
+    }
     let slots: Vec<(usize, std::sync::Mutex<Option<T>>)> = weights
         .into_iter()
         .zip(items)
@@ -234,8 +283,14 @@ mod tests {
         assert_eq!(eight.for_bytes(3 * MIN_BYTES_PER_THREAD), 3);
         assert_eq!(Threads::new(2).for_bytes(100 * MIN_BYTES_PER_THREAD), 2);
         assert_eq!(Threads::new(0).for_bytes(100 * MIN_BYTES_PER_THREAD), 1);
+        let every_core = Threads {
+            count: None,
+            min_bytes_each: 1,
+        };
+        assert_eq!(every_core.for_bytes(1), 1);
+        assert!(every_core.for_bytes(usize::MAX) >= 1);
         let eager = Threads {
-            count: 4,
+            count: Some(4),
             min_bytes_each: 1,
         };
         assert_eq!(eager.for_bytes(3), 3);
@@ -245,7 +300,7 @@ mod tests {
     fn owned_items_come_back_in_order() {
         let items: Vec<String> = (0..100).map(|i| i.to_string()).collect();
         let eager = Threads {
-            count: 3,
+            count: Some(3),
             min_bytes_each: 1,
         };
         let back = map_owned(items.clone(), eager, |s| s.len(), |s| s + "!");

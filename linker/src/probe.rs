@@ -103,6 +103,7 @@ fn link_graphs(
             map: true,
             debug: true,
             threads: crate::parallel::Threads::serial(),
+            stats: false,
         },
     )
 }

@@ -184,8 +184,10 @@ pub struct Session {
     /// Whether modules are registered with debuggers
     /// ([`Session::enable_debug`]).
     keep_debug: bool,
-    /// What the last successful load cost ([`Session::last_load_stats`]).
+    /// What the last successful load cost, when kept
+    /// ([`Session::keep_load_stats`]).
     last_stats: Option<LoadStats>,
+    keep_stats: bool,
     /// Threads a large load's per-object work may use
     /// ([`Session::set_threads`]).
     threads: Threads,
@@ -239,7 +241,8 @@ impl Session {
             make_maps: false,
             keep_debug: false,
             last_stats: None,
-            threads: Threads::new(crate::parallel::default_threads()),
+            keep_stats: false,
+            threads: Threads::from_environment(),
         };
         if session.config.placement != Placement::Auto {
             session.reserve(session.config.placement)?;
@@ -493,7 +496,7 @@ impl Session {
         replacing: Option<u32>,
         entry: Option<&str>,
     ) -> Result<(LinkedModule, Vec<Pulled>), LinkError> {
-        let mut clock = StageClock::start();
+        let mut clock = StageClock::start(self.keep_stats);
         let mut graphs = crate::parallel::map(
             objects,
             self.threads,
@@ -554,6 +557,7 @@ impl Session {
                 map: self.make_maps,
                 debug: self.keep_debug,
                 threads: self.threads,
+                stats: self.keep_stats,
             },
         )?;
         clock.stages.append(&mut linked.stages);
@@ -637,7 +641,7 @@ impl Session {
         position: usize,
         runtime_position: Option<usize>,
     ) -> Result<(), LinkError> {
-        let mut clock = StageClock::start();
+        let mut clock = StageClock::start(self.keep_stats);
         let input_bytes = self.input_bytes(objects, pulled);
         let split = self.threads.for_bytes(input_bytes as usize);
         let mut stats = LoadStats {
@@ -702,7 +706,7 @@ impl Session {
         }
         clock.lap("install");
         stats.stages.append(&mut clock.stages);
-        self.last_stats = Some(stats);
+        self.last_stats = self.keep_stats.then_some(stats);
         let keep_sources = self.config.recovery == Recovery::Restart;
         self.modules.insert(
             position,
@@ -777,11 +781,26 @@ impl Session {
         self.threads = Threads::new(threads);
     }
 
+    /// As [`Session::set_threads`], the count being chosen by `threads`.
+    pub fn set_thread_policy(&mut self, threads: Threads) {
+        self.threads = Threads {
+            min_bytes_each: self.threads.min_bytes_each,
+            ..threads
+        };
+    }
+
     /// Splits loads over threads from `bytes` of objects per thread
     /// instead of a few MiB: tests use it to link small programs on
     /// several threads and compare the result with a serial link.
     pub fn set_min_bytes_per_thread(&mut self, bytes: usize) {
         self.threads.min_bytes_each = bytes.max(1);
+    }
+
+    /// Keeps what each load costs from now on ([`Session::last_load_stats`]:
+    /// sizes, threads and stage times; off by default, so that a session
+    /// not asked reads no clock).
+    pub fn keep_load_stats(&mut self, keep: bool) {
+        self.keep_stats = keep;
     }
 
     /// What the last successful load cost: input and image sizes, threads,

@@ -1,8 +1,9 @@
 //! What a load cost: its input and output sizes, the threads it used, and
-//! the time of each stage. Kept by the session for the last load
-//! ([`crate::session::Session::last_load_stats`]) and written by
-//! `solder run --stats FILE`, so a benchmark can relate time and memory to
-//! the bytes read and written.
+//! the time of each stage. Kept by the session for the last load when asked
+//! ([`crate::session::Session::keep_load_stats`],
+//! [`crate::session::Session::last_load_stats`]) and written by `solder run
+//! --stats FILE`, so a benchmark can relate time and memory to the bytes
+//! read and written.
 
 use std::time::Instant;
 
@@ -29,26 +30,30 @@ pub struct Stage {
 }
 
 /// Times consecutive stages: each [`StageClock::lap`] closes the stage
-/// that began at the previous lap.
+/// that began at the previous lap. A clock started off reads no time and
+/// records nothing (a session that was not asked for stats pays nothing).
 #[derive(Debug)]
 pub struct StageClock {
-    last: Instant,
+    last: Option<Instant>,
     pub stages: Vec<Stage>,
 }
 
 impl StageClock {
-    pub fn start() -> StageClock {
+    pub fn start(on: bool) -> StageClock {
         StageClock {
-            last: Instant::now(),
+            last: on.then(Instant::now),
             stages: Vec::new(),
         }
     }
 
     /// Ends the stage `name` now.
     pub fn lap(&mut self, name: &'static str) {
+        let Some(last) = self.last else {
+            return;
+        };
         let now = Instant::now();
-        let ms = now.duration_since(self.last).as_secs_f64() * 1e3;
+        let ms = now.duration_since(last).as_secs_f64() * 1e3;
         self.stages.push(Stage { name, ms });
-        self.last = now;
+        self.last = Some(now);
     }
 }

@@ -105,6 +105,7 @@ fn link(objects: &[PathBuf], address: u64, threads: usize) -> Linked {
     .unwrap();
     session.set_threads(threads);
     session.set_min_bytes_per_thread(1);
+    session.keep_load_stats(true);
     session.set_link_maps(true);
     let id = session.load(&files).unwrap();
     let map = session.link_map(id).unwrap().clone();

@@ -21,11 +21,6 @@ pub(super) fn exports(
     at: &Addresses<'_>,
     convention: CallingConvention,
 ) -> Vec<(String, Export)> {
-    let globals: Vec<(&str, (usize, SymbolId))> = resolver
-        .globals
-        .iter()
-        .map(|(&name, &at)| (name, at))
-        .collect();
     let from = Exporter {
         graphs: resolver.graphs,
         cache: &resolver.cache,
@@ -38,13 +33,26 @@ pub(super) fn exports(
         at,
     };
     // A global's export costs about what reading its symbol did.
+    const WEIGHT: usize = 64;
     const CHUNK: usize = 4096;
-    let chunks: Vec<&[(&str, (usize, SymbolId))]> = globals.chunks(CHUNK).collect();
     let threads = resolver.req.threads;
+    if threads.for_bytes(WEIGHT * resolver.globals.len()) <= 1 {
+        return resolver
+            .globals
+            .iter()
+            .filter_map(|(&name, &(g, id))| from.export(name, g, id))
+            .collect();
+    }
+    let globals: Vec<(&str, (usize, SymbolId))> = resolver
+        .globals
+        .iter()
+        .map(|(&name, &at)| (name, at))
+        .collect();
+    let chunks: Vec<&[(&str, (usize, SymbolId))]> = globals.chunks(CHUNK).collect();
     crate::parallel::map(
         &chunks,
         threads,
-        |c| c.len() * 64,
+        |c| c.len() * WEIGHT,
         |chunk| {
             chunk
                 .iter()
@@ -195,8 +203,7 @@ pub(super) fn crash_symbols(
 ) -> Vec<CrashSymbol> {
     let indices: Vec<usize> = (0..graphs.len()).collect();
     let weight = |&g: &usize| 24 * graphs[g].symbols.len();
-    crate::parallel::map(&indices, threads, weight, |&g| {
-        let mut symbols = Vec::new();
+    crate::parallel::flat_map(&indices, threads, weight, |&g, symbols| {
         for sym in &graphs[g].symbols {
             if let (SymbolKind::Function, Definition::Defined { section, offset }) =
                 (sym.kind, sym.definition)
@@ -210,9 +217,5 @@ pub(super) fn crash_symbols(
                 });
             }
         }
-        symbols
     })
-    .into_iter()
-    .flatten()
-    .collect()
 }

@@ -118,6 +118,8 @@ pub struct LinkRequest<'s> {
     pub debug: bool,
     /// Threads the load's objects may be written and relocated on.
     pub threads: crate::parallel::Threads,
+    /// Whether to time the link's stages ([`LinkedModule::stages`]).
+    pub stats: bool,
 }
 
 /// Where one object's sections went: by section header, the graph section
@@ -163,7 +165,7 @@ pub struct LinkedModule {
     /// ([`LinkGraph::source_sections`]) and the load address of each graph
     /// section that was placed.
     pub section_addresses: Option<Vec<SectionPlaces>>,
-    /// How long each stage of the link took.
+    /// How long each stage of the link took (when the request asked).
     pub stages: Vec<Stage>,
 }
 
@@ -172,7 +174,7 @@ pub fn link(
     mut graphs: Vec<LinkGraph<'_>>,
     req: LinkRequest<'_>,
 ) -> Result<LinkedModule, LinkError> {
-    let mut clock = StageClock::start();
+    let mut clock = StageClock::start(req.stats);
     one_calling_convention(&graphs)?;
     comdat::select(&mut graphs)?;
     comdat::prune_discarded_frames(&mut graphs)?;

@@ -1,5 +1,6 @@
 //! The references a load answers itself, resolved object by object on
-//! several threads before [`Resolver::resolve_edges`]' serial pass: a local
+//! several threads before [`Resolver::resolve_edges`]' serial pass (a load
+//! too small to split skips this: the serial pass does it all): a local
 //! symbol's own definition, or a global one this load defines and does
 //! not yield to the session. Most of a whole program's references are
 //! these, and each costs a hash lookup in the load's global table, the
@@ -23,16 +24,22 @@ impl<'g> Resolver<'g, '_, '_> {
     /// answer without side effects, on the request's threads.
     pub(super) fn resolve_loaded(&mut self) {
         let (graphs, globals, commons) = (self.graphs, self.globals, self.commons);
+        // Weighed by what the work reads: relocation and symbol records.
+        let records = |graph: &LinkGraph<'_>| {
+            let edges: usize = graph.sections.iter().map(|s| s.edges.len()).sum();
+            24 * (edges + graph.symbols.len())
+        };
+        // On one thread the serial pass does the same work alone, without
+        // looking up twice what another module or the host answers.
+        let total = graphs.iter().map(records).sum();
+        if self.req.threads.for_bytes(total).min(graphs.len()) <= 1 {
+            return;
+        }
         let caches: Vec<(usize, Cache<'g>)> = std::mem::take(&mut self.cache)
             .into_iter()
             .enumerate()
             .collect();
-        // Weighed by what the work reads: relocation and symbol records.
-        let weight = |(g, _): &(usize, Cache<'g>)| {
-            let graph: &LinkGraph<'_> = &graphs[*g];
-            let edges: usize = graph.sections.iter().map(|s| s.edges.len()).sum();
-            24 * (edges + graph.symbols.len())
-        };
+        let weight = |(g, _): &(usize, Cache<'g>)| records(&graphs[*g]);
         self.cache = crate::parallel::map_owned(caches, self.req.threads, weight, |(g, cache)| {
             fill(graphs, globals, commons, g, cache)
         });

@@ -33,11 +33,19 @@ pub(super) fn collect<'a>(
         }
     }
     // Sized once (a large load's table would otherwise be rehashed a
-    // dozen times as it grows): at most every non-local symbol.
+    // dozen times as it grows): at most every global definition.
     let named = graphs
         .iter()
         .flat_map(|g| &g.symbols)
-        .filter(|sym| sym.binding != Binding::Local)
+        .filter(|sym| {
+            sym.binding != Binding::Local
+                && matches!(
+                    sym.definition,
+                    Definition::Defined { .. }
+                        | Definition::Absolute(_)
+                        | Definition::Common { .. }
+                )
+        })
         .count();
     let mut globals: Globals<'a> = HashMap::with_capacity_and_hasher(named, Default::default());
     let mut common_sizes: HashMap<&'a str, (u64, u64)> = HashMap::default();

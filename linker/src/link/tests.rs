@@ -476,6 +476,7 @@ fn an_interposer_on_an_impossible_argument_is_the_executors_error() {
                 map: false,
                 debug: false,
                 threads: crate::parallel::Threads::serial(),
+                stats: false,
             },
         );
         match (result, refused) {
