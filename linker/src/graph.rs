@@ -435,6 +435,18 @@ pub struct Symbol<'a> {
     pub fallback: Option<SymbolId>,
 }
 
+impl Symbol<'_> {
+    /// Whether this is a global definition a load's other objects can bind
+    /// to (in a section, absolute, or common).
+    pub fn is_global_definition(&self) -> bool {
+        self.binding != Binding::Local
+            && matches!(
+                self.definition,
+                Definition::Defined { .. } | Definition::Absolute(_) | Definition::Common { .. }
+            )
+    }
+}
+
 /// How duplicate COMDAT groups of one signature are resolved (COFF's
 /// `IMAGE_COMDAT_SELECT_*`; ELF groups are [`ComdatSelection::Any`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,7 +25,7 @@ use crate::error::{Abnormal, LinkError};
 use crate::executors::{
     Executor, ExecutorOutput, InProcess, Outcome, Recovery, Remote, RemoteConfig, Transport,
 };
-use crate::graph::{Binding, Definition, LinkGraph};
+use crate::graph::{Definition, LinkGraph};
 use crate::indirection::Indirection;
 use crate::input::{ObjectFile, parse_object};
 use crate::link::map::{LinkMap, MapMember};
@@ -573,15 +573,7 @@ impl Session {
         // Names another object of this load defines never reach the host
         // (the load's own definitions come first), so asking would only
         // cost a failed dlsym each, and make the host open its C++ runtime.
-        let defines = |sym: &&crate::graph::Symbol<'_>| {
-            sym.binding != Binding::Local
-                && matches!(
-                    sym.definition,
-                    Definition::Defined { .. }
-                        | Definition::Absolute(_)
-                        | Definition::Common { .. }
-                )
-        };
+        let defines = |sym: &&crate::graph::Symbol<'_>| sym.is_global_definition();
         let symbols = || graphs.iter().flat_map(|g| &g.symbols);
         // Sized once: a large load's set would otherwise be rehashed a
         // dozen times as it grows.

@@ -132,8 +132,8 @@ fn link(objects: &[PathBuf], address: u64, threads: usize) -> Linked {
 }
 
 /// Links the program serially and on four threads at `address` and
-/// compares everything.
-fn same_both_ways(test: &str, flags: &[&str], address: u64) {
+/// compares everything; returns the program's objects.
+fn same_both_ways(test: &str, flags: &[&str], address: u64) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("parallel_link")
         .join(test);
@@ -171,6 +171,7 @@ fn same_both_ways(test: &str, flags: &[&str], address: u64) {
     let expected = 7 * 7 + "object 7 function 7".len() as u64 + (7 + 9);
     assert_eq!(serial.run, expected, "{}", rerun(test));
     assert_eq!(parallel.run, expected, "{}", rerun(test));
+    objects
 }
 
 /// Calls, GOT loads relaxed or not, absolute pointer tables, `.eh_frame`:
@@ -190,36 +191,21 @@ fn assert_exercised(test: &str, objects: &[PathBuf], wanted: &[RelocationType]) 
 #[test]
 fn position_independent_program_is_the_same_split_over_threads() {
     let test = "position_independent_program_is_the_same_split_over_threads";
-    same_both_ways(test, &["-fPIC"], 0x3f00_0000_0000);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("parallel_link")
-        .join(test);
-    let objects: Vec<PathBuf> = (0..OBJECTS)
-        .map(|i| dir.join(format!("part{i}.o")))
-        .collect();
+    let objects = same_both_ways(test, &["-fPIC"], 0x3f00_0000_0000);
     use object::elf::{R_X86_64_64, R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_REX_GOTPCRELX};
-    assert_exercised(
-        test,
-        &objects,
-        &[
-            R_X86_64_PLT32,
-            R_X86_64_REX_GOTPCRELX,
-            R_X86_64_64,
-            R_X86_64_PC32,
-        ],
-    );
+    let wanted = [
+        R_X86_64_PLT32,
+        R_X86_64_REX_GOTPCRELX,
+        R_X86_64_64,
+        R_X86_64_PC32,
+    ];
+    assert_exercised(test, &objects, &wanted);
 }
 
 #[test]
 fn position_dependent_program_is_the_same_split_over_threads() {
     let test = "position_dependent_program_is_the_same_split_over_threads";
-    same_both_ways(test, &["-fno-pic"], 0x5200_0000);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("parallel_link")
-        .join(test);
-    let objects: Vec<PathBuf> = (0..OBJECTS)
-        .map(|i| dir.join(format!("part{i}.o")))
-        .collect();
+    let objects = same_both_ways(test, &["-fno-pic"], 0x5200_0000);
     use object::elf::{R_X86_64_32, R_X86_64_PLT32};
     assert_exercised(test, &objects, &[R_X86_64_PLT32, R_X86_64_32]);
 }

@@ -37,15 +37,7 @@ pub(super) fn collect<'a>(
     let named = graphs
         .iter()
         .flat_map(|g| &g.symbols)
-        .filter(|sym| {
-            sym.binding != Binding::Local
-                && matches!(
-                    sym.definition,
-                    Definition::Defined { .. }
-                        | Definition::Absolute(_)
-                        | Definition::Common { .. }
-                )
-        })
+        .filter(|sym| sym.is_global_definition())
         .count();
     let mut globals: Globals<'a> = HashMap::with_capacity_and_hasher(named, Default::default());
     let mut common_sizes: HashMap<&'a str, (u64, u64)> = HashMap::default();
