@@ -12,6 +12,11 @@
 //!   trip where one applies.
 //! - **executor**: stripped size and idle memory against
 //!   `llvm-jitlink-executor`.
+//! - **large** ([`large`], with `--large`): OpenSSL and a generated C++
+//!   program against llvm-jitlink, mold, the machine's floor and one
+//!   thread, and their workloads against native.
+//! - **scaling** ([`scaling`], with `--large`): link time and peak memory
+//!   of generated programs from 1 to 200 MB of objects.
 //!
 //! `--baseline REV` ([`baseline`]) also builds git revision REV's binaries
 //! (from a detached worktree under `target/bench-baseline/`, into a target
