@@ -1,5 +1,5 @@
 //! Making a synthetic program's objects on disk, once: the assembly of
-//! [`assembly`](super::assembly) through `as` (one process per object,
+//! [`super::assembly`] through `as` (one process per object,
 //! as many at a time as there are CPUs), `main.c` through `cc -O1 -c`.
 //! A stamp file records the shape the objects were made for and what
 //! making them took; objects whose stamp matches are reused.
