@@ -54,6 +54,12 @@ impl Threads {
         Threads::new(1)
     }
 
+    /// How many threads `items` pieces of work weighing `total_bytes` in
+    /// all are split over (never more threads than pieces).
+    pub fn split(self, total_bytes: usize, items: usize) -> usize {
+        self.for_bytes(total_bytes).min(items).max(1)
+    }
+
     /// How many threads `total_bytes` of input are worth.
     pub fn for_bytes(self, total_bytes: usize) -> usize {
         let worth = total_bytes / self.min_bytes_each.max(1);
@@ -83,7 +89,7 @@ where
     W: Fn(&T) -> usize,
 {
     let total: usize = items.iter().map(&weight).sum();
-    let threads = threads.for_bytes(total).min(items.len());
+    let threads = threads.split(total, items.len());
     if threads <= 1 {
         return items.iter().map(f).collect();
     }
@@ -127,7 +133,7 @@ where
     W: Fn(&T) -> usize,
 {
     let total: usize = items.iter().map(&weight).sum();
-    if threads.for_bytes(total).min(items.len()) <= 1 {
+    if threads.split(total, items.len()) <= 1 {
         let mut out = Vec::new();
         for item in items {
             f(item, &mut out);
@@ -156,7 +162,7 @@ where
     W: Fn(&T) -> usize,
 {
     let weights: Vec<usize> = items.iter().map(weight).collect();
-    if threads.for_bytes(weights.iter().sum()).min(items.len()) <= 1 {
+    if threads.split(weights.iter().sum(), items.len()) <= 1 {
         return items.into_iter().map(f).collect();
     }
     let slots: Vec<(usize, std::sync::Mutex<Option<T>>)> = weights

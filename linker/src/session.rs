@@ -634,14 +634,15 @@ impl Session {
         runtime_position: Option<usize>,
     ) -> Result<(), LinkError> {
         let mut clock = StageClock::start(self.keep_stats);
-        let input_bytes = self.input_bytes(objects, pulled);
-        let split = self.threads.for_bytes(input_bytes as usize);
-        let mut stats = LoadStats {
-            input_bytes,
-            image_bytes: linked.memory.1,
-            threads: split.min(objects.len() + pulled.len()).max(1),
-            stages: std::mem::take(&mut linked.stages),
-        };
+        let mut stats = self.keep_stats.then(|| {
+            let input_bytes = self.input_bytes(objects, pulled);
+            LoadStats {
+                input_bytes,
+                image_bytes: linked.memory.1,
+                threads: (self.threads).split(input_bytes as usize, objects.len() + pulled.len()),
+                stages: std::mem::take(&mut linked.stages),
+            }
+        });
         if let Err(err) = self.finalize(&linked) {
             self.discard(linked.memory, linked.thread_locals);
             return Err(err);
@@ -697,8 +698,10 @@ impl Session {
             self.archives.record(id, pulled);
         }
         clock.lap("install");
-        stats.stages.append(&mut clock.stages);
-        self.last_stats = self.keep_stats.then_some(stats);
+        if let Some(stats) = &mut stats {
+            stats.stages.append(&mut clock.stages);
+        }
+        self.last_stats = stats;
         let keep_sources = self.config.recovery == Recovery::Restart;
         self.modules.insert(
             position,

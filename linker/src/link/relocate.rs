@@ -105,8 +105,10 @@ fn split_by_object<'m>(
 ) -> Result<Vec<ObjectWork<'m>>, LinkError> {
     let mut places: Vec<(usize, usize, usize, usize)> = Vec::new();
     let mut work = Vec::with_capacity(graphs.len());
-    let mut first_plan = 0;
+    // Each object's plans follow the previous objects' live edges.
+    let mut next_plan = 0;
     for (g, graph) in graphs.iter().enumerate() {
+        let first_plan = next_plan;
         let mut bytes = 0;
         for (s, section) in graph.sections.iter().enumerate() {
             if let (Some(offset), false) = (layout.sections[g][s], section.data.is_empty()) {
@@ -114,28 +116,16 @@ fn split_by_object<'m>(
                 bytes += section.data.len();
             }
             if section.live {
-                first_plan += section.edges.len();
+                next_plan += section.edges.len();
             }
         }
         work.push(ObjectWork {
             g,
             sections: (0..graph.sections.len()).map(|_| None).collect(),
-            first_plan: 0,
+            first_plan,
             bytes,
         });
     }
-    // Each object's plans follow the previous objects' live edges.
-    let mut next_plan = 0;
-    for (object, graph) in work.iter_mut().zip(graphs) {
-        object.first_plan = next_plan;
-        next_plan += graph
-            .sections
-            .iter()
-            .filter(|s| s.live)
-            .map(|s| s.edges.len())
-            .sum::<usize>();
-    }
-    debug_assert_eq!(next_plan, first_plan);
     places.sort_unstable();
     let mut rest = memory;
     let mut cut = 0;
@@ -186,8 +176,9 @@ fn relocate_object(
             plans.by_ref().take(section.edges.len()).for_each(drop);
             continue;
         }
-        let section_offset = at.layout.sections[g][s].expect("live sections are placed");
-        let Some(bytes) = work.sections[s].as_deref_mut() else {
+        let (Some(section_offset), Some(bytes)) =
+            (at.layout.sections[g][s], work.sections[s].as_deref_mut())
+        else {
             return Err(LinkError::Malformed {
                 object: graph.object.clone(),
                 reason: format!(

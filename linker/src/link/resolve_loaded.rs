@@ -32,7 +32,7 @@ impl<'g> Resolver<'g, '_, '_> {
         // On one thread the serial pass does the same work alone, without
         // looking up twice what another module or the host answers.
         let total = graphs.iter().map(records).sum();
-        if self.req.threads.for_bytes(total).min(graphs.len()) <= 1 {
+        if self.req.threads.split(total, graphs.len()) <= 1 {
             return;
         }
         let caches: Vec<(usize, Cache<'g>)> = std::mem::take(&mut self.cache)

@@ -96,7 +96,6 @@ impl JitDump {
         header.extend_from_slice(&self.timestamp().to_le_bytes());
         header.extend_from_slice(&0u64.to_le_bytes()); // flags
         file.write_all(&header).map_err(|e| self.error(e))?;
-        file.flush().map_err(|e| self.error(e))?;
         executor.map_profiler_marker(&self.path)?;
         self.file = Some(file);
         Ok(())
