@@ -199,7 +199,7 @@ impl Archive {
     pub fn member_object(&self, index: usize) -> ObjectFile {
         ObjectFile {
             name: self.member_name(index),
-            bytes: self.members[index].bytes.clone(),
+            bytes: self.members[index].bytes.clone().into(),
         }
     }
 }
@@ -215,7 +215,7 @@ fn read_thin_member(archive: &str, member: &str, directory: &Path) -> Result<Vec
     // Read as an object is (as many bytes as the file's size says): a
     // hostile name such as `/dev/zero` reads nothing rather than forever.
     ObjectFile::read(&path)
-        .map(|file| file.bytes)
+        .map(|file| file.bytes.into_vec())
         .map_err(|e| LinkError::Malformed {
             object: format!("{archive}({member})"),
             reason: format!("thin archive member {} cannot be read: {e}", path.display()),

@@ -5,12 +5,13 @@ use std::path::Path;
 
 use crate::error::LinkError;
 use crate::graph::LinkGraph;
+pub use crate::object_bytes::ObjectBytes;
 
 /// A relocatable object to load.
 #[derive(Debug, Clone)]
 pub struct ObjectFile {
     pub name: String,
-    pub bytes: Vec<u8>,
+    pub bytes: ObjectBytes,
 }
 
 impl ObjectFile {
@@ -20,18 +21,8 @@ impl ObjectFile {
     /// system calls and page faults). A file shorter than its size gives
     /// what it has; a parser then names what is missing.
     pub fn read(path: &Path) -> Result<Self, LinkError> {
-        let error = |reason| LinkError::Read {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let file = std::fs::File::open(path).map_err(error)?;
-        let size = file.metadata().map_err(error)?.len();
-        let size = usize::try_from(size).map_err(|_| {
-            error(std::io::Error::new(
-                std::io::ErrorKind::FileTooLarge,
-                format!("{size} bytes do not fit in memory"),
-            ))
-        })?;
+        let (file, size) = open_sized(path)?;
+        let error = |reason| read_error(path, reason);
         let mut bytes: Vec<u8> = Vec::new();
         bytes.try_reserve_exact(size).map_err(|e| {
             error(std::io::Error::new(
@@ -42,8 +33,29 @@ impl ObjectFile {
         read_into(&file, &mut bytes).map_err(error)?;
         Ok(ObjectFile {
             name: path.display().to_string(),
-            bytes,
+            bytes: bytes.into(),
         })
+    }
+}
+
+/// `path` opened, with its size.
+fn open_sized(path: &Path) -> Result<(std::fs::File, usize), LinkError> {
+    let error = |reason| read_error(path, reason);
+    let file = std::fs::File::open(path).map_err(error)?;
+    let size = file.metadata().map_err(error)?.len();
+    let size = usize::try_from(size).map_err(|_| {
+        error(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("{size} bytes do not fit in memory"),
+        ))
+    })?;
+    Ok((file, size))
+}
+
+pub(crate) fn read_error(path: &Path, reason: std::io::Error) -> LinkError {
+    LinkError::Read {
+        path: path.to_path_buf(),
+        reason,
     }
 }
 
@@ -112,7 +124,7 @@ mod tests {
             let read = ObjectFile::read(&path).unwrap();
             assert_eq!(read.name, path.display().to_string(), "{RERUN}");
             assert!(
-                read.bytes == bytes,
+                read.bytes.as_slice() == bytes.as_slice(),
                 "{size} bytes read back differ\n{RERUN}"
             );
         }

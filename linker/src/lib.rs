@@ -22,9 +22,12 @@ pub mod input;
 pub mod link;
 pub mod members;
 pub mod memory;
+pub mod object_bytes;
 pub mod parallel;
 pub mod plugins;
 pub mod probe;
+#[cfg(feature = "host")]
+mod read_all;
 pub mod search;
 #[cfg(feature = "host")]
 pub mod session;

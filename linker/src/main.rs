@@ -403,14 +403,11 @@ fn timeout_report(
 }
 
 /// The command line's inputs: objects, and archives (known by their magic).
-/// Many inputs are read on several threads. Their sizes are not asked
-/// for first (a system call per file): each counts as a typical object.
+/// Many inputs are read on several threads ([`ObjectFile::read_all`]).
 fn read_inputs(paths: &[PathBuf], threads: Threads) -> Result<(Vec<ObjectFile>, Vec<Archive>)> {
-    const TYPICAL_OBJECT: usize = 64 << 10;
     let mut objects = Vec::new();
     let mut archives = Vec::new();
-    let files =
-        solder_linker::parallel::map(paths, threads, |_| TYPICAL_OBJECT, |p| ObjectFile::read(p));
+    let files = ObjectFile::read_all(paths, threads);
     for (path, file) in paths.iter().zip(files) {
         let file = file?;
         if is_archive(&file.bytes) {

@@ -1479,7 +1479,8 @@ mod tests {
     fn elf(name: &str, source: &str) -> ObjectFile {
         ObjectFile {
             name: name.into(),
-            bytes: crate::test_support::clang_object("x86_64-linux-gnu", "assembler", source, &[]),
+            bytes: crate::test_support::clang_object("x86_64-linux-gnu", "assembler", source, &[])
+                .into(),
         }
     }
 

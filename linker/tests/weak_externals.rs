@@ -91,7 +91,7 @@ fn weak_with(characteristic: WeakExternSearch, test: &str) -> ObjectFile {
         "clang wrote `weak_hook` with another characteristic\n{}",
         rerun(test)
     );
-    let mut bytes = original.bytes;
+    let mut bytes = original.bytes.into_vec();
     // The characteristic follows the default symbol's index.
     bytes[at + 4..at + 8].copy_from_slice(&characteristic.0.to_le_bytes());
     assert_eq!(
@@ -102,7 +102,7 @@ fn weak_with(characteristic: WeakExternSearch, test: &str) -> ObjectFile {
     );
     ObjectFile {
         name: format!("{}[search {}]", original.name, characteristic.0),
-        bytes,
+        bytes: bytes.into(),
     }
 }
 

@@ -133,6 +133,50 @@ pub fn populate(address: u64, size: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Fresh zeroed memory private to this process, for many files' bytes
+/// read at once: one mapping, whose pages the reader backs in large
+/// pieces ([`back_now`]) before writing them. Unmapped when dropped.
+pub struct FreshMemory(memmap2::MmapMut);
+
+impl FreshMemory {
+    /// `len` zeroed bytes (at least one page is mapped, so `len` may be 0).
+    pub fn new(len: usize) -> io::Result<FreshMemory> {
+        memmap2::MmapOptions::new()
+            .len(len.max(1))
+            .map_anon()
+            .map(FreshMemory)
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+/// Backs the pages holding `[address, address + size)` now, in one call,
+/// rather than one page fault per page as they are first written (most of
+/// reading many small files on a virtual machine). Only advice: contents
+/// do not change (so a neighbour's page being written by another thread
+/// is unharmed), and a kernel without `MADV_POPULATE_WRITE`, or a range
+/// that is not writable memory, leaves the faults to happen as before.
+pub fn back_now(address: u64, size: u64) {
+    let page = page_size();
+    let start = address & !(page - 1);
+    let end = address.saturating_add(size).saturating_add(page - 1) & !(page - 1);
+    if end > start {
+        let _ = populate(start, end - start);
+    }
+}
+
+impl std::fmt::Debug for FreshMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FreshMemory({} bytes)", self.0.len())
+    }
+}
+
 /// How many of the whole pages `[address, address + size)` are resident
 /// (`mincore`). The range must be mapped (`ENOMEM` otherwise).
 pub fn resident_pages(address: u64, size: u64) -> io::Result<usize> {

@@ -1,0 +1,110 @@
+//! An object's bytes: its own vector, or its piece of memory shared with
+//! the other objects read with it ([`crate::input::ObjectFile::read_all`]:
+//! a thousand objects read into one mapping take a handful of page faults
+//! instead of one per page). Either way they read as a `[u8]`, and a clone
+//! is cheap for shared bytes.
+
+use std::ops::Deref;
+#[cfg(feature = "host")]
+use std::{ops::Range, sync::Arc};
+
+/// The bytes of one object file (or archive).
+#[derive(Clone)]
+pub struct ObjectBytes(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Own(Vec<u8>),
+    #[cfg(feature = "host")]
+    Shared {
+        memory: Arc<solder_executor::sys::memory::FreshMemory>,
+        range: Range<usize>,
+    },
+}
+
+impl ObjectBytes {
+    /// `range` of memory shared by several objects. `None` when the range
+    /// is not inside it.
+    #[cfg(feature = "host")]
+    pub(crate) fn shared(
+        memory: &Arc<solder_executor::sys::memory::FreshMemory>,
+        range: Range<usize>,
+    ) -> Option<ObjectBytes> {
+        memory.as_slice().get(range.clone())?;
+        Some(ObjectBytes(Repr::Shared {
+            memory: memory.clone(),
+            range,
+        }))
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Own(bytes) => bytes,
+            // Checked in `shared`; an empty slice rather than a panic if
+            // that ever changed.
+            #[cfg(feature = "host")]
+            Repr::Shared { memory, range } => memory.as_slice().get(range.clone()).unwrap_or(&[]),
+        }
+    }
+
+    /// The bytes as a vector of their own (a copy when shared).
+    pub fn into_vec(self) -> Vec<u8> {
+        match self.0 {
+            Repr::Own(bytes) => bytes,
+            #[cfg(feature = "host")]
+            Repr::Shared { .. } => self.as_slice().to_vec(),
+        }
+    }
+}
+
+impl Deref for ObjectBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl From<Vec<u8>> for ObjectBytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        ObjectBytes(Repr::Own(bytes))
+    }
+}
+
+impl PartialEq for ObjectBytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for ObjectBytes {}
+
+impl std::fmt::Debug for ObjectBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ObjectBytes({} bytes)", self.len())
+    }
+}
+
+#[cfg(all(test, feature = "host"))]
+mod tests {
+    use super::*;
+    use solder_executor::sys::memory::FreshMemory;
+
+    const RERUN: &str = "rerun: cargo test -p solder-linker --lib object_bytes::tests";
+
+    #[test]
+    fn shared_bytes_are_their_range_and_nothing_outside_it() {
+        let mut memory = FreshMemory::new(64).expect("map 64 bytes");
+        memory.as_mut_slice()[..8].copy_from_slice(b"abcdefgh");
+        let memory = Arc::new(memory);
+        let bytes = ObjectBytes::shared(&memory, 2..5).expect("in range");
+        assert_eq!(bytes.as_slice(), b"cde", "{RERUN}");
+        assert_eq!(bytes.clone().into_vec(), b"cde".to_vec(), "{RERUN}");
+        assert_eq!(bytes, ObjectBytes::from(b"cde".to_vec()), "{RERUN}");
+        let len = memory.as_slice().len();
+        assert!(
+            ObjectBytes::shared(&memory, len - 1..len + 1).is_none(),
+            "a range past the memory is refused. {RERUN}"
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! Reading many object files at once ([`ObjectFile::read_all`]): into one
+//! piece of memory that is backed in a few large calls before the files
+//! are copied into it, on several threads when there are many bytes.
+//!
+//! Reading a thousand small objects into a thousand fresh allocations is
+//! mostly page faults (one per page, microseconds each on a virtual
+//! machine). Each thread opens, reads and closes one file at a time: a
+//! process whose threads hold hundreds of files open grows its descriptor
+//! table, and each growth of a shared table waits for an RCU grace period.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use solder_executor::sys::memory::FreshMemory;
+
+use crate::error::LinkError;
+use crate::input::{ObjectBytes, ObjectFile, read_error};
+use crate::parallel::{self, Threads};
+
+/// Where each object starts in the shared memory: 16-aligned, as an
+/// allocation would be.
+const ALIGN: usize = 16;
+
+/// Asking a file's size costs about what reading a small object does.
+const STAT_WEIGHT: usize = 16 << 10;
+
+/// Groups of files read by one thread in turn, per thread.
+const GROUPS_PER_THREAD: usize = 4;
+
+impl ObjectFile {
+    /// Every file of `paths`, in order, each as [`ObjectFile::read`] reads
+    /// one, sharing memory (see the module's documentation).
+    pub fn read_all(paths: &[PathBuf], threads: Threads) -> Vec<Result<ObjectFile, LinkError>> {
+        let sizes = parallel::map(paths, threads, |_| STAT_WEIGHT, |path| size_of(path));
+        // One byte of room past each file's size shows a file that grew
+        // since it was measured: it is then read on its own.
+        let mut starts = Vec::with_capacity(paths.len());
+        let mut total = 0usize;
+        for size in &sizes {
+            starts.push(total);
+            let room = size.as_ref().map_or(0, |size| size.saturating_add(1));
+            total = total.saturating_add(room.next_multiple_of(ALIGN));
+        }
+        let Ok(mut memory) = FreshMemory::new(total) else {
+            // No mapping that large: each file in memory of its own.
+            return paths.iter().map(|p| ObjectFile::read(p)).collect();
+        };
+        let rooms = rooms(memory.as_mut_slice(), &starts, &sizes);
+        let filled = fill(paths, rooms, threads);
+        let memory = Arc::new(memory);
+        let files = paths.iter().zip(sizes).zip(filled).zip(starts);
+        files
+            .map(|(((path, size), filled), start)| object(path, size?, filled?, &memory, start))
+            .collect()
+    }
+}
+
+/// The object read from `path` into `memory` at `start`: `got` bytes of
+/// the `size` it was measured at. One more than that means the file grew
+/// since: it is read again, whole, into memory of its own.
+fn object(
+    path: &std::path::Path,
+    size: usize,
+    got: usize,
+    memory: &Arc<FreshMemory>,
+    start: usize,
+) -> Result<ObjectFile, LinkError> {
+    if got > size {
+        return ObjectFile::read(path);
+    }
+    let bytes = ObjectBytes::shared(memory, start..start + got)
+        .ok_or_else(|| read_error(path, std::io::Error::other("read past its memory")))?;
+    Ok(ObjectFile {
+        name: path.display().to_string(),
+        bytes,
+    })
+}
+
+/// The size `path` has now.
+fn size_of(path: &std::path::Path) -> Result<usize, LinkError> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| read_error(path, e))?
+        .len();
+    usize::try_from(size).map_err(|_| {
+        read_error(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!("{size} bytes do not fit in memory"),
+            ),
+        )
+    })
+}
+
+/// Each file's room in `memory` (its size and one byte; empty for a file
+/// whose size is unknown), cut from `starts` in order.
+fn rooms<'m>(
+    memory: &'m mut [u8],
+    starts: &[usize],
+    sizes: &[Result<usize, LinkError>],
+) -> Vec<&'m mut [u8]> {
+    let mut rooms = Vec::with_capacity(starts.len());
+    let mut rest = memory;
+    let mut at = 0;
+    for (&start, size) in starts.iter().zip(sizes) {
+        let room = size.as_ref().map_or(0, |size| size + 1);
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(start - at);
+        let (room, tail) = tail.split_at_mut(room);
+        at = start + room.len();
+        rooms.push(room);
+        rest = tail;
+    }
+    rooms
+}
+
+/// Reads each file into its room, a group of neighbours per turn: the
+/// group's pages are backed in one call first. How many bytes each got.
+fn fill(
+    paths: &[PathBuf],
+    rooms: Vec<&mut [u8]>,
+    threads: Threads,
+) -> Vec<Result<usize, LinkError>> {
+    let total: usize = rooms.iter().map(|r| r.len()).sum();
+    let count = threads.split(total, rooms.len()) * GROUPS_PER_THREAD;
+    let share = total.div_ceil(count.max(1)).max(1);
+    let mut groups: Vec<Vec<(&PathBuf, &mut [u8])>> = Vec::with_capacity(count);
+    let mut filled = share;
+    for (path, room) in paths.iter().zip(rooms) {
+        if filled >= share {
+            groups.push(Vec::new());
+            filled = 0;
+        }
+        filled += room.len();
+        if let Some(group) = groups.last_mut() {
+            group.push((path, room));
+        }
+    }
+    let weight = |group: &Vec<(&PathBuf, &mut [u8])>| group.iter().map(|(_, r)| r.len()).sum();
+    parallel::map_owned(groups, threads, weight, |group| {
+        if let (Some((_, first)), Some((_, last))) = (group.first(), group.last()) {
+            let start = first.as_ptr() as u64;
+            let end = last.as_ptr() as u64 + last.len() as u64;
+            solder_executor::sys::memory::back_now(start, end - start);
+        }
+        group
+            .into_iter()
+            .map(|(path, room)| read_into(path, room))
+            .collect::<Vec<_>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Reads the file at `path` into `room`, until it is full or the file
+/// ends: how many bytes came.
+fn read_into(path: &std::path::Path, room: &mut [u8]) -> Result<usize, LinkError> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
+    let mut filled = 0;
+    while filled < room.len() {
+        match file.read(&mut room[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(read_error(path, e)),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RERUN: &str = "rerun: cargo test -p solder-linker --lib read_all::tests";
+
+    /// Every file comes back whole and in order, next to the errors of
+    /// those that cannot be read (named by path), on one thread and split
+    /// over several (groups of neighbours each backed in one call).
+    #[test]
+    fn read_all_returns_each_files_bytes_in_order() {
+        let scratch = crate::test_support::scratch();
+        let mut paths = Vec::new();
+        let mut expected = Vec::new();
+        for (i, size) in [0usize, 5, 3 * 4096 + 7, 200_003, 1, 4096]
+            .into_iter()
+            .enumerate()
+        {
+            let path = scratch.path().join(format!("{i}.o"));
+            let bytes: Vec<u8> = (0..size).map(|b| (b * 31 % 251) as u8 ^ i as u8).collect();
+            std::fs::write(&path, &bytes).unwrap();
+            paths.push(path);
+            expected.push(Some(bytes));
+            if i == 2 {
+                paths.push(scratch.path().join("missing.o"));
+                expected.push(None);
+                paths.push(scratch.path().to_path_buf());
+                expected.push(None);
+            }
+        }
+        let split = Threads {
+            count: Some(3),
+            min_bytes_each: 1,
+        };
+        for threads in [Threads::serial(), split] {
+            let read = ObjectFile::read_all(&paths, threads);
+            assert_eq!(read.len(), paths.len(), "{RERUN}");
+            for ((got, want), path) in read.iter().zip(&expected).zip(&paths) {
+                match (got, want) {
+                    (Ok(file), Some(bytes)) => {
+                        assert_eq!(file.name, path.display().to_string(), "{RERUN}");
+                        assert!(
+                            file.bytes.as_slice() == bytes.as_slice(),
+                            "{} read back differs ({threads:?})\n{RERUN}",
+                            path.display()
+                        );
+                    }
+                    (Err(e), None) => {
+                        let e = e.to_string();
+                        assert!(
+                            e.starts_with(&format!("cannot read {}: ", path.display())),
+                            "{e}\n{RERUN}"
+                        );
+                    }
+                    (got, _) => panic!("{}: {got:?}\n{RERUN}", path.display()),
+                }
+            }
+        }
+    }
+
+    /// A file that grew between being measured and being read (one byte
+    /// more than its room allowed for arrived) is read again whole; one
+    /// that shrank gives what it has.
+    #[test]
+    fn a_file_that_changed_size_is_read_as_it_is_now() {
+        let scratch = crate::test_support::scratch();
+        let path = scratch.path().join("grown.o");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let mut memory = FreshMemory::new(64).unwrap();
+        memory.as_mut_slice()[..5].copy_from_slice(b"01234");
+        let memory = Arc::new(memory);
+        let grown = object(&path, 4, 5, &memory, 0).unwrap();
+        assert_eq!(grown.bytes.as_slice(), b"0123456789", "{RERUN}");
+        let shrunk = object(&path, 8, 5, &memory, 0).unwrap();
+        assert_eq!(shrunk.bytes.as_slice(), b"01234", "{RERUN}");
+    }
+}
