@@ -209,3 +209,51 @@ fn position_dependent_program_is_the_same_split_over_threads() {
     use object::elf::{R_X86_64_32, R_X86_64_PLT32};
     assert_exercised(test, &objects, &[R_X86_64_PLT32, R_X86_64_32]);
 }
+
+/// A split load that cannot be linked fails as the serial one does, with
+/// the same first error (the references the threads resolve have no
+/// errors; the serial pass meets the others in the same order).
+#[test]
+fn a_split_load_fails_with_the_serial_loads_error() {
+    let test = "a_split_load_fails_with_the_serial_loads_error";
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("parallel_link")
+        .join(test);
+    let mut objects = program(&dir, &["-fPIC"]);
+    let broken = dir.join("broken.c");
+    std::fs::write(
+        &broken,
+        "long solder_test_undefined_a(void);\nlong solder_test_undefined_b(void);\n\
+         long broken(void) { return solder_test_undefined_a() + solder_test_undefined_b(); }\n",
+    )
+    .unwrap();
+    let output = Command::new("cc")
+        .args(["-c", "-O2", "-fPIC"])
+        .arg(&broken)
+        .arg("-o")
+        .arg(broken.with_extension("o"))
+        .output()
+        .expect("run cc");
+    assert!(output.status.success(), "cc: {}", stderr(&output));
+    objects.insert(OBJECTS / 2, broken.with_extension("o"));
+    let error = |threads: usize| {
+        let files: Vec<ObjectFile> = objects
+            .iter()
+            .map(|o| ObjectFile::read(o).unwrap())
+            .collect();
+        let mut session = Session::new(SessionConfig::default()).unwrap();
+        session.set_threads(threads);
+        session.set_min_bytes_per_thread(1);
+        match session.load(&files) {
+            Ok(_) => panic!("the load with undefined symbols linked\n{}", rerun(test)),
+            Err(e) => e.to_string(),
+        }
+    };
+    let serial = error(1);
+    assert!(
+        serial.contains("solder_test_undefined_a"),
+        "{serial}\n{}",
+        rerun(test)
+    );
+    assert_eq!(serial, error(4), "{}", rerun(test));
+}

@@ -104,6 +104,13 @@ pub(super) struct Resolved<'a> {
     pub(super) origin: Origin,
 }
 
+/// The copies of far host data a load makes, in order of first reference.
+#[derive(Default)]
+struct Copies {
+    list: Vec<(u64, u64)>,
+    made: HashSet<u64>,
+}
+
 /// Resolves symbol references of one load, once each (cached per symbol),
 /// and collects what they need: dso thunks, calling-convention shims and
 /// COFF import slots.
@@ -154,29 +161,50 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
     /// field gets a copy, and then every reference in this load uses the
     /// copy, as with a copy relocation: returns the copies (address, size).
     pub(super) fn resolve_edges(&mut self) -> Result<Vec<(u64, u64)>, LinkError> {
-        self.resolve_loaded();
+        let pending = self.resolve_loaded();
         let graphs = self.graphs;
-        let mut copies: Vec<(u64, u64)> = Vec::new();
-        let mut copied: HashSet<u64> = HashSet::default();
+        let mut copies = Copies::default();
         for (g, graph) in graphs.iter().enumerate() {
-            for section in graph.sections.iter().filter(|s| s.live) {
-                for edge in &section.edges {
-                    let r = self.resolve(g, edge.target, || site(graph, section, edge.offset))?;
-                    if let Some(minus) = edge.minus() {
-                        self.resolve(g, minus, || site(graph, section, edge.offset))?;
+            match pending.as_ref().and_then(|p| p.get(g)) {
+                Some(pending) => {
+                    for &(section, edge) in pending {
+                        self.resolve_edge(g, &graph.sections[section], edge, &mut copies)?;
                     }
-                    if let (Target::Address(address), Origin::Host { data: true }) =
-                        (r.target, r.origin)
-                        && needs_near(&edge.kind, address, edge.addend, self.req.slab)
-                        && r.size > 0
-                        && copied.insert(address)
-                    {
-                        copies.push((address, r.size));
+                }
+                None => {
+                    for section in graph.sections.iter().filter(|s| s.live) {
+                        for edge in &section.edges {
+                            self.resolve_edge(g, section, edge, &mut copies)?;
+                        }
                     }
                 }
             }
         }
-        Ok(copies)
+        Ok(copies.list)
+    }
+
+    /// Resolves `edge` (of `section` in graph `g`) and notes the copy of far
+    /// host data it needs, if any.
+    fn resolve_edge(
+        &mut self,
+        g: usize,
+        section: &Section<'_>,
+        edge: Edge,
+        copies: &mut Copies,
+    ) -> Result<(), LinkError> {
+        let graph = &self.graphs[g];
+        let r = self.resolve(g, edge.target, || site(graph, section, edge.offset))?;
+        if let Some(minus) = edge.minus() {
+            self.resolve(g, minus, || site(graph, section, edge.offset))?;
+        }
+        if let (Target::Address(address), Origin::Host { data: true }) = (r.target, r.origin)
+            && needs_near(&edge.kind, address, edge.addend, self.req.slab)
+            && r.size > 0
+            && copies.made.insert(address)
+        {
+            copies.list.push((address, r.size));
+        }
+        Ok(())
     }
 
     pub(super) fn cached(&self, g: usize, id: SymbolId) -> Resolved<'g> {

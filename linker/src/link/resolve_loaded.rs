@@ -10,7 +10,9 @@
 //! shim, an import slot, another module's export, the host, a linker
 //! symbol) or that is an error is left to the serial pass, which then
 //! meets it in the same order as if it had resolved everything itself. So
-//! the result is the same whatever the number of threads.
+//! the result is the same whatever the number of threads. The pass keeps
+//! each graph's edges it left, in order: the serial pass visits only those
+//! (the others' targets are answered, and a cached answer has no effect).
 
 use super::resolve::{Resolved, Resolver, definition};
 use super::symbols::{Common, Globals, yields_to_session};
@@ -19,10 +21,15 @@ use crate::graph::*;
 /// One graph's cache of resolutions, to fill.
 type Cache<'g> = Vec<Option<Resolved<'g>>>;
 
+/// One graph's edges left to the serial pass, with their sections.
+pub(super) type Pending = Vec<(SectionId, Edge)>;
+
 impl<'g> Resolver<'g, '_, '_> {
     /// Fills the cache with every edge target the load's own definitions
-    /// answer without side effects, on the request's threads.
-    pub(super) fn resolve_loaded(&mut self) {
+    /// answer without side effects, on the request's threads: for each
+    /// graph, the edges left. `None` when the load is too small to split
+    /// (the serial pass then visits every edge).
+    pub(super) fn resolve_loaded(&mut self) -> Option<Vec<Pending>> {
         let (graphs, globals, commons) = (self.graphs, self.globals, self.commons);
         // Weighed by what the work reads: relocation and symbol records.
         let records = |graph: &LinkGraph<'_>| {
@@ -33,37 +40,52 @@ impl<'g> Resolver<'g, '_, '_> {
         // looking up twice what another module or the host answers.
         let total = graphs.iter().map(records).sum();
         if self.req.threads.split(total, graphs.len()) <= 1 {
-            return;
+            return None;
         }
         let caches: Vec<(usize, Cache<'g>)> = std::mem::take(&mut self.cache)
             .into_iter()
             .enumerate()
             .collect();
         let weight = |(g, _): &(usize, Cache<'g>)| records(&graphs[*g]);
-        self.cache = crate::parallel::map_owned(caches, self.req.threads, weight, |(g, cache)| {
+        let filled = crate::parallel::map_owned(caches, self.req.threads, weight, |(g, cache)| {
             fill(graphs, globals, commons, g, cache)
         });
+        let (caches, pending) = filled.into_iter().unzip();
+        self.cache = caches;
+        Some(pending)
     }
 }
 
-/// Graph `g`'s cache with the references [`answered_here`] filled in.
+/// Graph `g`'s cache with the references [`answered_here`] filled in, and
+/// the edges whose targets it did not answer.
 fn fill<'g>(
     graphs: &'g [LinkGraph<'_>],
     globals: &Globals<'g>,
     commons: &[Common<'g>],
     g: usize,
     mut cache: Cache<'g>,
-) -> Cache<'g> {
-    for section in graphs[g].sections.iter().filter(|s| s.live) {
+) -> (Cache<'g>, Pending) {
+    let mut pending = Vec::new();
+    let live = graphs[g]
+        .sections
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.live);
+    for (section_id, section) in live {
         for edge in &section.edges {
+            let mut answered = true;
             for id in std::iter::once(edge.target).chain(edge.minus()) {
                 if cache.get(id).is_some_and(Option::is_none) {
                     cache[id] = answered_here(graphs, globals, commons, g, id);
                 }
+                answered &= cache.get(id).is_some_and(Option::is_some);
+            }
+            if !answered {
+                pending.push((section_id, edge));
             }
         }
     }
-    cache
+    (cache, pending)
 }
 
 /// What symbol `id` of graph `g` resolves to when the load answers it
