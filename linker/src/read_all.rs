@@ -32,15 +32,9 @@ impl ObjectFile {
     /// one, sharing memory (see the module's documentation).
     pub fn read_all(paths: &[PathBuf], threads: Threads) -> Vec<Result<ObjectFile, LinkError>> {
         let sizes = parallel::map(paths, threads, |_| STAT_WEIGHT, |path| size_of(path));
-        // One byte of room past each file's size shows a file that grew
-        // since it was measured: it is then read on its own.
-        let mut starts = Vec::with_capacity(paths.len());
-        let mut total = 0usize;
-        for size in &sizes {
-            starts.push(total);
-            let room = size.as_ref().map_or(0, |size| size.saturating_add(1));
-            total = total.saturating_add(room.next_multiple_of(ALIGN));
-        }
+        let Some((starts, total)) = starts(&sizes) else {
+            return paths.iter().map(|p| ObjectFile::read(p)).collect();
+        };
         let Ok(mut memory) = FreshMemory::new(total) else {
             // No mapping that large: each file in memory of its own.
             return paths.iter().map(|p| ObjectFile::read(p)).collect();
@@ -53,6 +47,24 @@ impl ObjectFile {
             .map(|(((path, size), filled), start)| object(path, size?, filled?, &memory, start))
             .collect()
     }
+}
+
+/// Where each file's room starts in the shared memory, and the memory's
+/// size; `None` when the sizes add up to more than an address space. One
+/// byte of room past each file's size shows a file that grew since it was
+/// measured: it is then read on its own.
+fn starts(sizes: &[Result<usize, LinkError>]) -> Option<(Vec<usize>, usize)> {
+    let mut starts = Vec::with_capacity(sizes.len());
+    let mut total = 0usize;
+    for size in sizes {
+        starts.push(total);
+        let room = match size {
+            Ok(size) => size.checked_add(1)?.checked_next_multiple_of(ALIGN)?,
+            Err(_) => 0,
+        };
+        total = total.checked_add(room)?;
+    }
+    Some((starts, total))
 }
 
 /// The object read from `path` into `memory` at `start`: `got` bytes of
@@ -93,7 +105,8 @@ fn size_of(path: &std::path::Path) -> Result<usize, LinkError> {
 }
 
 /// Each file's room in `memory` (its size and one byte; empty for a file
-/// whose size is unknown), cut from `starts` in order.
+/// whose size is unknown), cut from `starts` in order. `starts` and the
+/// memory's size come from [`starts`], so every cut is in bounds.
 fn rooms<'m>(
     memory: &'m mut [u8],
     starts: &[usize],
