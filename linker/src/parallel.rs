@@ -7,8 +7,14 @@
 //! Threads cost tens of microseconds to start, so a load is split only
 //! when each thread gets at least [`MIN_BYTES_PER_THREAD`] of input: small
 //! links (a script interpreter, one module of a session) spawn nothing.
+//! A large load keeps its helpers awake from stage to stage ([`with_crew`]);
+//! outside one, each split starts and joins threads of its own.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+mod crew;
+pub use crew::with_crew;
 
 /// The input a thread must have for a split to pay for its start.
 pub const MIN_BYTES_PER_THREAD: usize = 2 << 20;
@@ -95,31 +101,35 @@ where
     }
     let pieces = pieces(items, &weight, total, threads * PIECES_PER_THREAD);
     let next = AtomicUsize::new(0);
+    let done: Mutex<Vec<(usize, Vec<R>)>> = Mutex::new(Vec::with_capacity(pieces.len()));
     let work = || {
-        let mut done: Vec<(usize, Vec<R>)> = Vec::new();
-        loop {
-            let piece = next.fetch_add(1, Ordering::Relaxed);
-            let Some(range) = pieces.get(piece) else {
-                return done;
-            };
-            done.push((piece, items[range.clone()].iter().map(&f).collect()));
+        while let Some(range) = pieces.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let results = items[range.clone()].iter().map(&f).collect();
+            lock(&done).push((range.start, results));
         }
     };
-    let mut done = std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-        let mut done = work();
-        for helper in helpers {
-            match helper.join() {
-                Ok(theirs) => done.extend(theirs),
-                // A panic in `f` is a bug; it goes on as it would have in
-                // a serial link.
-                Err(panic) => std::panic::resume_unwind(panic),
+    if !crew::run_on_crew(&work) {
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+            work();
+            for helper in helpers {
+                if let Err(panic) = helper.join() {
+                    // A panic in `f` is a bug; it goes on as it would
+                    // have in a serial link.
+                    std::panic::resume_unwind(panic);
+                }
             }
-        }
-        done
-    });
-    done.sort_unstable_by_key(|(piece, _)| *piece);
+        });
+    }
+    let mut done = done.into_inner().unwrap_or_else(PoisonError::into_inner);
+    done.sort_unstable_by_key(|(start, _)| *start);
     done.into_iter().flat_map(|(_, results)| results).collect()
+}
+
+/// A lock whose holder cannot have panicked holding it (nothing panics
+/// while the crate's are held), taken even if it had.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What `f` pushes for every item, concatenated in the items' order, as

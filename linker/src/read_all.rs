@@ -31,6 +31,14 @@ impl ObjectFile {
     /// Every file of `paths`, in order, each as [`ObjectFile::read`] reads
     /// one, sharing memory (see the module's documentation).
     pub fn read_all(paths: &[PathBuf], threads: Threads) -> Vec<Result<ObjectFile, LinkError>> {
+        let helpers = threads.for_bytes(STAT_WEIGHT.saturating_mul(paths.len())) - 1;
+        parallel::with_crew(helpers, || read_all(paths, threads))
+    }
+}
+
+/// [`ObjectFile::read_all`], on the crew it started.
+fn read_all(paths: &[PathBuf], threads: Threads) -> Vec<Result<ObjectFile, LinkError>> {
+    {
         let sizes = parallel::map(paths, threads, |_| STAT_WEIGHT, |path| size_of(path));
         let Some((starts, total)) = starts(&sizes) else {
             return paths.iter().map(|p| ObjectFile::read(p)).collect();

@@ -489,7 +489,24 @@ impl Session {
         }
     }
 
+    /// Links `objects` (and the archive members they need) as module
+    /// `id`. A large load keeps a crew of helper threads awake for its
+    /// parallel stages (`parallel::with_crew`).
     fn link(
+        &mut self,
+        id: u32,
+        objects: &[ObjectFile],
+        replacing: Option<u32>,
+        entry: Option<&str>,
+    ) -> Result<(LinkedModule, Vec<Pulled>), LinkError> {
+        let bytes = objects.iter().map(|o| o.bytes.len()).sum();
+        let helpers = self.threads.for_bytes(bytes) - 1;
+        crate::parallel::with_crew(helpers, || {
+            self.link_with_threads(id, objects, replacing, entry)
+        })
+    }
+
+    fn link_with_threads(
         &mut self,
         id: u32,
         objects: &[ObjectFile],
