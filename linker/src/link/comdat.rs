@@ -17,62 +17,20 @@ pub(super) fn select(graphs: &mut [LinkGraph<'_>]) -> Result<(), LinkError> {
     let mut kept: HashMap<String, (usize, usize)> = HashMap::default();
     for g in 0..graphs.len() {
         for i in 0..graphs[g].groups.len() {
-            let signature = graphs[g].groups[i].signature.to_string();
-            let Some(&(g0, i0)) = kept.get(&signature) else {
-                kept.insert(signature, (g, i));
+            let signature: &str = graphs[g].groups[i].signature;
+            let Some(kept_group) = kept.get_mut(signature) else {
+                kept.insert(signature.to_string(), (g, i));
                 continue;
             };
-            let first = &graphs[g0].groups[i0];
-            let leader = |graph: &LinkGraph<'_>, group: &Group<'_>| {
-                group.sections.first().map(|&s| {
-                    let section = &graph.sections[s];
-                    (section.size, section.data.to_vec())
-                })
-            };
-            let (old, new) = (
-                leader(&graphs[g0], first),
-                leader(&graphs[g], &graphs[g].groups[i]),
-            );
-            let conflict = |reason: &str| LinkError::ComdatConflict {
-                signature: signature.clone(),
-                first: graphs[g0].object.clone(),
-                second: graphs[g].object.clone(),
-                reason: reason.to_string(),
-            };
-            let keep_new = match first.selection {
-                ComdatSelection::Any => false,
-                // COFF's selection for ordinary definitions (every function
-                // of `-ffunction-sections` code): two are a duplicate symbol.
-                ComdatSelection::NoDuplicates => {
-                    return Err(LinkError::Duplicate {
-                        symbol: signature,
-                        first: graphs[g0].object.clone(),
-                        second: graphs[g].object.clone(),
-                    });
-                }
-                ComdatSelection::SameSize => {
-                    if old.map(|l| l.0) != new.map(|l| l.0) {
-                        return Err(conflict("its selection (same size) requires equal sizes"));
-                    }
-                    false
-                }
-                ComdatSelection::ExactMatch => {
-                    if old != new {
-                        return Err(conflict(
-                            "its selection (exact match) requires identical contents",
-                        ));
-                    }
-                    false
-                }
-                ComdatSelection::Largest => new.map_or(0, |l| l.0) > old.map_or(0, |l| l.0),
-            };
+            let (g0, i0) = *kept_group;
+            let keep_new = keep_second(graphs, (g0, i0), (g, i), signature)?;
+            if keep_new {
+                *kept_group = (g, i);
+            }
             let (dead_g, dead_i) = if keep_new { (g0, i0) } else { (g, i) };
             let dead: Vec<SectionId> = graphs[dead_g].groups[dead_i].sections.clone();
             for s in dead {
                 graphs[dead_g].sections[s].live = false;
-            }
-            if keep_new {
-                kept.insert(signature, (g, i));
             }
         }
     }
@@ -98,29 +56,100 @@ pub(super) fn select(graphs: &mut [LinkGraph<'_>]) -> Result<(), LinkError> {
     Ok(())
 }
 
+/// Whether group `second` (graph, group) replaces `first` of the same
+/// signature, by `first`'s selection; an error when the two may not both
+/// exist. The leaders' contents are compared only when the selection asks.
+fn keep_second(
+    graphs: &[LinkGraph<'_>],
+    (g0, i0): (usize, usize),
+    (g, i): (usize, usize),
+    signature: &str,
+) -> Result<bool, LinkError> {
+    /// A group's leader section: its size and contents.
+    fn leader<'g>(graph: &'g LinkGraph<'_>, group: usize) -> Option<(u64, &'g [u8])> {
+        let section = &graph.sections[*graph.groups[group].sections.first()?];
+        Some((section.size, section.data.as_ref()))
+    }
+    let first = &graphs[g0].groups[i0];
+    let old = || leader(&graphs[g0], i0);
+    let new = || leader(&graphs[g], i);
+    let conflict = |reason: &str| LinkError::ComdatConflict {
+        signature: signature.to_string(),
+        first: graphs[g0].object.clone(),
+        second: graphs[g].object.clone(),
+        reason: reason.to_string(),
+    };
+    match first.selection {
+        ComdatSelection::Any => Ok(false),
+        // COFF's selection for ordinary definitions (every function of
+        // `-ffunction-sections` code): two are a duplicate symbol.
+        ComdatSelection::NoDuplicates => Err(LinkError::Duplicate {
+            symbol: signature.to_string(),
+            first: graphs[g0].object.clone(),
+            second: graphs[g].object.clone(),
+        }),
+        ComdatSelection::SameSize => {
+            if old().map(|l| l.0) != new().map(|l| l.0) {
+                return Err(conflict("its selection (same size) requires equal sizes"));
+            }
+            Ok(false)
+        }
+        ComdatSelection::ExactMatch => {
+            if old() != new() {
+                return Err(conflict(
+                    "its selection (exact match) requires identical contents",
+                ));
+            }
+            Ok(false)
+        }
+        ComdatSelection::Largest => Ok(new().map_or(0, |l| l.0) > old().map_or(0, |l| l.0)),
+    }
+}
+
 /// Removes the `.eh_frame` entries that describe code of discarded COMDAT
-/// groups (they would refer to sections that are not loaded).
-pub(super) fn prune_discarded_frames(graphs: &mut [LinkGraph<'_>]) -> Result<(), LinkError> {
-    for graph in graphs.iter_mut() {
-        if graph.sections.iter().all(|s| s.live) {
-            continue;
-        }
-        let dead: Vec<bool> = graph
-            .symbols
-            .iter()
-            .map(|s| match s.definition {
-                Definition::Defined { section, .. } => !graph.sections[section].live,
-                _ => false,
-            })
-            .collect();
-        let object = graph.object.clone();
-        for section in graph
+/// groups (they would refer to sections that are not loaded), object by
+/// object (on several threads for a large load: each object's frames are
+/// its own).
+pub(super) fn prune_discarded_frames(
+    graphs: &mut [LinkGraph<'_>],
+    threads: crate::parallel::Threads,
+) -> Result<(), LinkError> {
+    let pruned: Vec<&mut LinkGraph<'_>> = graphs
+        .iter_mut()
+        .filter(|graph| !graph.sections.iter().all(|s| s.live))
+        .collect();
+    // Pruning decodes, filters and re-encodes each frame: much more work
+    // per byte than reading an object is (what splits are measured in).
+    const PER_FRAME_BYTE: usize = 16;
+    let frames = |graph: &&mut LinkGraph<'_>| {
+        let unwind = graph
             .sections
-            .iter_mut()
-            .filter(|s| s.live && s.role == SectionRole::UnwindFrames)
-        {
-            eh_frame::prune(section, &object, |sym| dead[sym])?;
-        }
+            .iter()
+            .filter(|s| s.role == SectionRole::UnwindFrames);
+        PER_FRAME_BYTE * unwind.map(|s| s.data.len()).sum::<usize>()
+    };
+    crate::parallel::map_owned(pruned, threads, frames, prune_graph)
+        .into_iter()
+        .collect()
+}
+
+/// [`prune_discarded_frames`] for one object.
+fn prune_graph(graph: &mut LinkGraph<'_>) -> Result<(), LinkError> {
+    let dead: Vec<bool> = graph
+        .symbols
+        .iter()
+        .map(|s| match s.definition {
+            Definition::Defined { section, .. } => !graph.sections[section].live,
+            _ => false,
+        })
+        .collect();
+    let object = graph.object.clone();
+    for section in graph
+        .sections
+        .iter_mut()
+        .filter(|s| s.live && s.role == SectionRole::UnwindFrames)
+    {
+        eh_frame::prune(section, &object, |sym| dead[sym])?;
     }
     Ok(())
 }

@@ -177,7 +177,7 @@ pub fn link(
     let mut clock = StageClock::start(req.stats);
     one_calling_convention(&graphs)?;
     comdat::select(&mut graphs)?;
-    comdat::prune_discarded_frames(&mut graphs)?;
+    comdat::prune_discarded_frames(&mut graphs, req.threads)?;
     clock.lap("comdat");
     let (globals, commons) = symbols::collect(&graphs, &req)?;
     clock.lap("symbols");
