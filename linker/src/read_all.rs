@@ -38,23 +38,21 @@ impl ObjectFile {
 
 /// [`ObjectFile::read_all`], on the crew it started.
 fn read_all(paths: &[PathBuf], threads: Threads) -> Vec<Result<ObjectFile, LinkError>> {
-    {
-        let sizes = parallel::map(paths, threads, |_| STAT_WEIGHT, |path| size_of(path));
-        let Some((starts, total)) = starts(&sizes) else {
-            return paths.iter().map(|p| ObjectFile::read(p)).collect();
-        };
-        let Ok(mut memory) = FreshMemory::new(total) else {
-            // No mapping that large: each file in memory of its own.
-            return paths.iter().map(|p| ObjectFile::read(p)).collect();
-        };
-        let rooms = rooms(memory.as_mut_slice(), &starts, &sizes);
-        let filled = fill(paths, rooms, threads);
-        let memory = Arc::new(memory);
-        let files = paths.iter().zip(sizes).zip(filled).zip(starts);
-        files
-            .map(|(((path, size), filled), start)| object(path, size?, filled?, &memory, start))
-            .collect()
-    }
+    let sizes = parallel::map(paths, threads, |_| STAT_WEIGHT, |path| size_of(path));
+    let Some((starts, total)) = starts(&sizes) else {
+        return paths.iter().map(|p| ObjectFile::read(p)).collect();
+    };
+    let Ok(mut memory) = FreshMemory::new(total) else {
+        // No mapping that large: each file in memory of its own.
+        return paths.iter().map(|p| ObjectFile::read(p)).collect();
+    };
+    let rooms = rooms(memory.as_mut_slice(), &starts, &sizes);
+    let filled = fill(paths, rooms, threads);
+    let memory = Arc::new(memory);
+    let files = paths.iter().zip(sizes).zip(filled).zip(starts);
+    files
+        .map(|(((path, size), filled), start)| object(path, size?, filled?, &memory, start))
+        .collect()
 }
 
 /// Where each file's room starts in the shared memory, and the memory's
