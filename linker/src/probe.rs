@@ -87,6 +87,16 @@ fn link_graphs(
         Host::MadeUp => made_up_host(&graphs),
     };
     let mut slab = Slab::new(BASE, SLAB_SIZE, PAGE);
+    // Several objects (an archive's members) are split over two threads
+    // whatever their size, so fuzzing reaches the parallel stages too
+    // (their output is the serial link's: `tests/parallel_link.rs`).
+    let threads = match graphs.len() {
+        0 | 1 => crate::parallel::Threads::serial(),
+        _ => crate::parallel::Threads {
+            count: Some(2),
+            min_bytes_each: 1,
+        },
+    };
     link(
         graphs,
         LinkRequest {
@@ -102,7 +112,7 @@ fn link_graphs(
             // Made for every probe: fuzzing reaches the map too.
             map: true,
             debug: true,
-            threads: crate::parallel::Threads::serial(),
+            threads,
             stats: false,
         },
     )

@@ -159,7 +159,12 @@ fn fill(
         if let (Some((_, first)), Some((_, last))) = (group.first(), group.last()) {
             let start = first.as_ptr() as u64;
             let end = last.as_ptr() as u64 + last.len() as u64;
-            solder_executor::sys::memory::back_now(start, end - start);
+            let page = solder_executor::sys::memory::page_size();
+            // SAFETY: the group's rooms lie in one read-write anonymous
+            // mapping (`FreshMemory`), whose whole pages these are;
+            // populating writes nothing, so a neighbouring group's page
+            // being written by another thread is unharmed.
+            unsafe { solder_executor::pages::populate(start, end - start, page) };
         }
         group
             .into_iter()

@@ -135,7 +135,8 @@ pub fn populate(address: u64, size: u64) -> io::Result<()> {
 
 /// Fresh zeroed memory private to this process, for many files' bytes
 /// read at once: one mapping, whose pages the reader backs in large
-/// pieces ([`back_now`]) before writing them. Unmapped when dropped.
+/// pieces ([`crate::pages::populate`]) before writing them. Unmapped when
+/// dropped.
 pub struct FreshMemory(memmap2::MmapMut);
 
 impl FreshMemory {
@@ -153,21 +154,6 @@ impl FreshMemory {
 
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         &mut self.0
-    }
-}
-
-/// Backs the pages holding `[address, address + size)` now, in one call,
-/// rather than one page fault per page as they are first written (most of
-/// reading many small files on a virtual machine). Only advice: contents
-/// do not change (so a neighbour's page being written by another thread
-/// is unharmed), and a kernel without `MADV_POPULATE_WRITE`, or a range
-/// that is not writable memory, leaves the faults to happen as before.
-pub fn back_now(address: u64, size: u64) {
-    let page = page_size();
-    let start = address & !(page - 1);
-    let end = address.saturating_add(size).saturating_add(page - 1) & !(page - 1);
-    if end > start {
-        let _ = populate(start, end - start);
     }
 }
 
