@@ -20,35 +20,9 @@ use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
 use crate::module::CrashSymbol;
+pub use crate::module::CrashSymbols;
 use crate::sys::process;
 use crate::sys::signal::{self, CrashContext, FatalSignalHandler};
-
-/// Symbols of every live module, sorted by start address.
-#[derive(Debug, Default)]
-pub struct CrashSymbols {
-    symbols: Vec<CrashSymbol>,
-}
-
-impl CrashSymbols {
-    pub fn new(mut symbols: Vec<CrashSymbol>) -> Self {
-        symbols.sort_by_key(|s| s.start);
-        CrashSymbols { symbols }
-    }
-
-    /// The symbol containing `address` and the offset into it.
-    pub fn find(&self, address: u64) -> Option<(&str, u64)> {
-        self.find_symbol(address)
-            .map(|(symbol, offset)| (symbol.name.as_str(), offset))
-    }
-
-    /// The symbol containing `address` itself, and the offset into it.
-    fn find_symbol(&self, address: u64) -> Option<(&CrashSymbol, u64)> {
-        let index = self.symbols.partition_point(|s| s.start <= address);
-        let candidate = self.symbols.get(index.checked_sub(1)?)?;
-        let offset = address - candidate.start;
-        (offset < candidate.size.max(1)).then_some((candidate, offset))
-    }
-}
 
 /// One live module's symbols, a node of the list crash reports search.
 struct ModuleSymbols {
@@ -69,11 +43,11 @@ static WRITER: Mutex<()> = Mutex::new(());
 
 /// Adds one module's symbols to what crash reports search. O(1): the
 /// module becomes the head of the list.
-pub fn add_symbols(key: u64, symbols: CrashSymbols) {
+pub fn add_symbols(key: u64, symbols: Arc<CrashSymbols>) {
     let _writer = WRITER.lock().unwrap_or_else(|e| e.into_inner());
     let node = Box::into_raw(Box::new(ModuleSymbols {
         key,
-        table: Arc::new(symbols),
+        table: symbols,
         next: MODULES.load(Ordering::Acquire),
     }));
     MODULES.store(node, Ordering::Release);
@@ -533,12 +507,12 @@ mod tests {
     #[test]
     fn modules_are_added_and_removed_independently() {
         let module = |start: u64, name: &str| {
-            CrashSymbols::new(vec![CrashSymbol {
+            Arc::new(CrashSymbols::new(vec![CrashSymbol {
                 start,
                 size: 0x10,
                 name: name.into(),
                 lines: None,
-            }])
+            }]))
         };
         // Keys far from any other test's, which may run concurrently.
         add_symbols(0x7_0000, module(0x7_0000, "oldest"));

@@ -16,6 +16,39 @@ pub struct CrashSymbol {
     pub lines: Option<std::sync::Arc<SourceLines>>,
 }
 
+/// A module's symbols, sorted by start address: what crash reports and
+/// the linker's session search.
+#[derive(Debug, Default)]
+pub struct CrashSymbols {
+    symbols: Vec<CrashSymbol>,
+}
+
+impl CrashSymbols {
+    pub fn new(mut symbols: Vec<CrashSymbol>) -> Self {
+        symbols.sort_by_key(|s| s.start);
+        CrashSymbols { symbols }
+    }
+
+    /// The symbols, by start address.
+    pub fn symbols(&self) -> &[CrashSymbol] {
+        &self.symbols
+    }
+
+    /// The symbol containing `address` and the offset into it.
+    pub fn find(&self, address: u64) -> Option<(&str, u64)> {
+        self.find_symbol(address)
+            .map(|(symbol, offset)| (symbol.name.as_str(), offset))
+    }
+
+    /// The symbol containing `address` itself, and the offset into it.
+    pub(crate) fn find_symbol(&self, address: u64) -> Option<(&CrashSymbol, u64)> {
+        let index = self.symbols.partition_point(|s| s.start <= address);
+        let candidate = self.symbols.get(index.checked_sub(1)?)?;
+        let offset = address - candidate.start;
+        (offset < candidate.size.max(1)).then_some((candidate, offset))
+    }
+}
+
 /// A function's line table: its source file, and each address where a
 /// line begins, in address order.
 #[derive(Debug, Clone, PartialEq, Eq)]

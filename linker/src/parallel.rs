@@ -19,6 +19,11 @@ pub use crew::with_crew;
 /// The input a thread must have for a split to pay for its start.
 pub const MIN_BYTES_PER_THREAD: usize = 2 << 20;
 
+/// The input a thread of a running crew must have for a split to pay for
+/// handing it the work (microseconds, where starting a thread costs tens
+/// to thousands).
+pub const MIN_BYTES_PER_CREW_THREAD: usize = 64 << 10;
+
 /// Work is cut into this many pieces per thread, taken in turn, so a
 /// thread that drew large objects does not hold the others up.
 const PIECES_PER_THREAD: usize = 4;
@@ -61,9 +66,19 @@ impl Threads {
     }
 
     /// How many threads `items` pieces of work weighing `total_bytes` in
-    /// all are split over (never more threads than pieces).
+    /// all are split over (never more threads than pieces). With a free
+    /// crew at hand the threads are already running, so a split needs only
+    /// [`MIN_BYTES_PER_CREW_THREAD`] each.
     pub fn split(self, total_bytes: usize, items: usize) -> usize {
-        self.for_bytes(total_bytes).min(items).max(1)
+        let threads = if crew::free() {
+            Threads {
+                min_bytes_each: self.min_bytes_each.min(MIN_BYTES_PER_CREW_THREAD),
+                ..self
+            }
+        } else {
+            self
+        };
+        threads.for_bytes(total_bytes).min(items).max(1)
     }
 
     /// How many threads `total_bytes` of input are worth.

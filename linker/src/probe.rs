@@ -106,6 +106,7 @@ fn link_graphs(
             symbols: &symbols,
             executor: &mut Nowhere { host },
             exports: &HashMap::default(),
+            describe_module: &|id| format!("module {id}"),
             indirection: &mut Indirection::default(),
             replacing: None,
             entry: None,

@@ -141,7 +141,7 @@ struct Module {
     exports: Vec<String>,
     imports: Vec<(u32, String)>,
     bindings: Vec<DataBinding>,
-    crash_symbols: Vec<CrashSymbol>,
+    crash_symbols: Arc<CrashSymbols>,
     /// The calling convention of its functions.
     convention: CallingConvention,
     /// Its thread-local block, closed after its memory is released.
@@ -568,6 +568,7 @@ impl Session {
                 symbols: &self.symbols,
                 executor: &mut *self.executor,
                 exports: &self.exports,
+                describe_module: &|id| describe_module(&self.modules, id),
                 indirection: &mut self.indirection,
                 replacing,
                 entry,
@@ -677,12 +678,15 @@ impl Session {
         if self.executor.pid().is_none() {
             attach_lines(&mut linked.crash_symbols, &debug_images);
         }
+        // One table, by address, shared by the session, the in-process
+        // crash handler and the plugins.
+        let crash_symbols = Arc::new(CrashSymbols::new(std::mem::take(&mut linked.crash_symbols)));
         let emitted = Emitted {
             id,
             objects: &description,
             memory: linked.memory,
             eh_frame: linked.eh_frame,
-            crash_symbols: &linked.crash_symbols,
+            crash_symbols: &crash_symbols,
             debug_objects: &debug_objects,
         };
         let registrations =
@@ -734,7 +738,7 @@ impl Session {
                 exports: export_names,
                 imports: linked.imports,
                 bindings: linked.bindings,
-                crash_symbols: linked.crash_symbols,
+                crash_symbols,
                 convention: linked.convention,
                 thread_locals: linked.thread_locals,
                 debug_images,
@@ -927,6 +931,7 @@ impl Session {
         self.modules.iter().find_map(|m| {
             let table = CrashSymbols::new(
                 m.crash_symbols
+                    .symbols()
                     .iter()
                     .filter(|s| pc >= s.start && pc < s.start + s.size.max(1))
                     .cloned()
@@ -1443,6 +1448,14 @@ fn describe(objects: &[ObjectFile], pulled: &[Pulled]) -> Arc<str> {
         .collect::<Vec<_>>()
         .join(", ")
         .into()
+}
+
+/// A live module as a message names it: `module 3 (a.o, b.o)`.
+fn describe_module(modules: &[Module], id: u32) -> String {
+    match modules.iter().find(|m| m.id == id) {
+        Some(module) => format!("module {id} ({})", module.objects),
+        None => format!("module {id}"),
+    }
 }
 
 /// Gives each function its line table from the first of `images` that has

@@ -257,3 +257,73 @@ fn a_split_load_fails_with_the_serial_loads_error() {
     );
     assert_eq!(serial, error(4), "{}", rerun(test));
 }
+
+/// `source` compiled with `cc -c -O2 -fPIC` as `dir/name.o`.
+fn compile(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let c = dir.join(format!("{name}.c"));
+    std::fs::write(&c, source).unwrap();
+    let o = c.with_extension("o");
+    let output = Command::new("cc")
+        .args(["-c", "-O2", "-fPIC"])
+        .arg(&c)
+        .arg("-o")
+        .arg(&o)
+        .output()
+        .expect("run cc");
+    assert!(output.status.success(), "cc {c:?}: {}", stderr(&output));
+    o
+}
+
+/// A weak definition in a split load yields to a live module's export of
+/// its name, as in a serial load (the threads leave it to the serial pass,
+/// which binds to the export); with no export to yield to, the load's own
+/// definition is used both ways.
+#[test]
+fn a_split_loads_weak_definition_yields_to_the_session_as_a_serial_ones_does() {
+    let test = "a_split_loads_weak_definition_yields_to_the_session_as_a_serial_ones_does";
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("parallel_link")
+        .join(test);
+    let mut objects = program(&dir, &["-fPIC"]);
+    objects.push(compile(
+        &dir,
+        "weak",
+        "__attribute__((weak)) long solder_test_answer(void) { return 1; }\n\
+         long solder_test_ask(void) { return solder_test_answer(); }\n",
+    ));
+    let strong = compile(
+        &dir,
+        "strong",
+        "long solder_test_answer(void) { return 2; }\n",
+    );
+    let ask = |threads: usize, after_strong: bool| {
+        let mut session = Session::new(SessionConfig::default()).unwrap();
+        session.set_threads(threads);
+        session.set_min_bytes_per_thread(1);
+        session.keep_load_stats(true);
+        if after_strong {
+            session.load(&[ObjectFile::read(&strong).unwrap()]).unwrap();
+        }
+        let files: Vec<ObjectFile> = objects
+            .iter()
+            .map(|o| ObjectFile::read(o).unwrap())
+            .collect();
+        session.load(&files).unwrap();
+        let split = session.last_load_stats().unwrap().threads;
+        (support::call(&mut session, "solder_test_ask", &[]), split)
+    };
+    assert_eq!(
+        ask(1, true),
+        (2, 1),
+        "serial, after the strong module\n{}",
+        rerun(test)
+    );
+    assert_eq!(
+        ask(4, true),
+        (2, 4),
+        "split, after the strong module\n{}",
+        rerun(test)
+    );
+    assert_eq!(ask(1, false), (1, 1), "serial, alone\n{}", rerun(test));
+    assert_eq!(ask(4, false), (1, 4), "split, alone\n{}", rerun(test));
+}

@@ -12,11 +12,12 @@ use solder_executor::calls;
 use solder_executor::crash::{self, CrashSymbols};
 use solder_executor::host::HostLibraries;
 use solder_executor::lifecycle;
-use solder_executor::module::{CrashSymbol, Finalizers};
+use solder_executor::module::Finalizers;
 use solder_executor::pages;
 use solder_executor::sys;
 use solder_executor::thread_locals::ThreadLocalBlocks;
 use solder_executor::unwind::RegisteredFrames;
+use std::sync::Arc;
 
 use super::{
     Executor, HostThreadLocal, Outcome, PlacementCode, SymbolInfo, ThreadLocals, TlsTemplate,
@@ -325,8 +326,9 @@ impl Executor for InProcess {
         Ok(Outcome::Returned(0))
     }
 
-    fn add_crash_symbols(&mut self, base: u64, symbols: &[CrashSymbol]) {
-        crash::add_symbols(base, CrashSymbols::new(symbols.to_vec()));
+    fn add_crash_symbols(&mut self, base: u64, symbols: &Arc<CrashSymbols>) {
+        // Shared with the session's record of the module: no copy.
+        crash::add_symbols(base, Arc::clone(symbols));
     }
 
     fn remove_crash_symbols(&mut self, base: u64) {

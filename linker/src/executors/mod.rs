@@ -36,7 +36,6 @@ pub enum ExecutorOutput {
 }
 pub use solder_executor::protocol::{PlacementCode, Prot, Recovery, SymbolInfo, SymbolKind};
 
-use solder_executor::module::CrashSymbol;
 use solder_executor::module::Finalizers;
 pub use solder_executor::tls_carrier::{HostThreadLocal, TlsTemplate};
 
@@ -200,7 +199,12 @@ pub trait Executor {
     /// Adds the symbols of the module at `base` to what crash reports name
     /// (only an in-process executor needs them; a remote crash is
     /// symbolized by the session).
-    fn add_crash_symbols(&mut self, _base: u64, _symbols: &[CrashSymbol]) {}
+    fn add_crash_symbols(
+        &mut self,
+        _base: u64,
+        _symbols: &std::sync::Arc<solder_executor::module::CrashSymbols>,
+    ) {
+    }
     /// Registers an in-memory object with the debugger interface of the
     /// process that runs the code (the GDB JIT interface); the token
     /// [`Executor::unregister_debug_object`] takes.

@@ -14,7 +14,7 @@ use crate::graph::*;
 /// The load's exported definitions. A definition bound to another
 /// module's (a weak or common one yielding to it) is not exported, nor is a
 /// weak one while another live module exports the name. Large loads make
-/// them on several threads, in the global table's order whatever the
+/// them on several threads, object by object in load order whatever the
 /// number.
 pub(super) fn exports(
     resolver: &Resolver<'_, '_, '_>,
@@ -28,41 +28,33 @@ pub(super) fn exports(
         session: resolver.req.exports,
         replacing: resolver.req.replacing,
         module: resolver.req.module,
-        objects: &resolver.req.objects,
         convention,
         at,
     };
-    // A global's export costs about what reading its symbol did.
-    const WEIGHT: usize = 64;
-    const CHUNK: usize = 4096;
-    let threads = resolver.req.threads;
-    if threads.for_bytes(WEIGHT * resolver.globals.len()) <= 1 {
-        return resolver
-            .globals
-            .iter()
-            .filter_map(|(&name, &(g, id))| from.export(name, g, id))
-            .collect();
-    }
-    let globals: Vec<(&str, (usize, SymbolId))> = resolver
-        .globals
+    // Object by object, symbol by symbol: the symbols, their names and
+    // the resolution cache are read in the order they lie in memory, and a
+    // large load's objects are shared out among its threads. Which
+    // definitions won their names is marked first, in one pass over the
+    // global table, instead of asking the table symbol by symbol (a cache
+    // miss each in a large load's table).
+    let graphs = resolver.graphs;
+    let mut winners: Vec<Vec<bool>> = graphs
         .iter()
-        .map(|(&name, &at)| (name, at))
+        .map(|g| vec![false; g.symbols.len()])
         .collect();
-    let chunks: Vec<&[(&str, (usize, SymbolId))]> = globals.chunks(CHUNK).collect();
-    crate::parallel::map(
-        &chunks,
-        threads,
-        |c| c.len() * WEIGHT,
-        |chunk| {
-            chunk
-                .iter()
-                .filter_map(|&(name, (g, id))| from.export(name, g, id))
-                .collect::<Vec<_>>()
-        },
-    )
-    .into_iter()
-    .flatten()
-    .collect()
+    for &(g, id) in resolver.globals.values() {
+        winners[g][id] = true;
+    }
+    let indices: Vec<usize> = (0..graphs.len()).collect();
+    let weight = |&g: &usize| 16 * graphs[g].symbols.len();
+    crate::parallel::flat_map(&indices, resolver.req.threads, weight, |&g, out| {
+        let symbols = graphs[g].symbols.iter().zip(&winners[g]);
+        for (id, (sym, &won)) in symbols.enumerate() {
+            if won && let Some(export) = from.export(sym.name, g, id) {
+                out.push(export);
+            }
+        }
+    })
 }
 
 /// What making exports reads, shared by the threads that make them.
@@ -73,7 +65,6 @@ struct Exporter<'r, 'g, 'a> {
     session: &'r rustc_hash::FxHashMap<String, Export>,
     replacing: Option<u32>,
     module: u32,
-    objects: &'r std::sync::Arc<str>,
     convention: CallingConvention,
     at: &'r Addresses<'r>,
 }
@@ -110,7 +101,6 @@ impl Exporter<'_, '_, '_> {
             name.to_string(),
             Export {
                 module: self.module,
-                objects: self.objects.clone(),
                 address,
                 function: sym.kind == SymbolKind::Function,
                 convention: self.convention,

@@ -65,8 +65,6 @@ use resolve::Resolver;
 #[derive(Debug, Clone)]
 pub struct Export {
     pub module: u32,
-    /// The module's objects, for messages.
-    pub objects: Arc<str>,
     /// The definition itself (not its stub).
     pub address: u64,
     pub function: bool,
@@ -104,6 +102,8 @@ pub struct LinkRequest<'s> {
     pub symbols: &'s HashMap<String, SymbolInfo>,
     pub executor: &'s mut dyn Executor,
     pub exports: &'s HashMap<String, Export>,
+    /// A live module named for messages (`module 3 (a.o, b.o)`).
+    pub describe_module: &'s dyn Fn(u32) -> String,
     pub indirection: &'s mut Indirection,
     /// The module being hot-swapped out: its exports are invisible here.
     pub replacing: Option<u32>,

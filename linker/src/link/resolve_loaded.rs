@@ -2,7 +2,8 @@
 //! several threads before [`Resolver::resolve_edges`]' serial pass (a load
 //! too small to split skips this: the serial pass does it all): a local
 //! symbol's own definition, or a global one this load defines and does
-//! not yield to the session. Most of a whole program's references are
+//! not yield to the session (a weak or common one yields only to a name
+//! another live module exports). Most of a whole program's references are
 //! these, and each costs a hash lookup in the load's global table, the
 //! largest stage of a large link.
 //!
@@ -14,9 +15,20 @@
 //! each graph's edges it left, in order: the serial pass visits only those
 //! (the others' targets are answered, and a cached answer has no effect).
 
+use super::Export;
 use super::resolve::{Resolved, Resolver, definition};
 use super::symbols::{Common, Globals, yields_to_session};
 use crate::graph::*;
+
+/// What the threads read to answer references.
+struct Answers<'r, 'g> {
+    graphs: &'g [LinkGraph<'g>],
+    globals: &'r Globals<'g>,
+    commons: &'r [Common<'g>],
+    /// The session's exports, but for the module being replaced.
+    exports: &'r rustc_hash::FxHashMap<String, Export>,
+    replacing: Option<u32>,
+}
 
 /// One graph's cache of resolutions, to fill.
 type Cache<'g> = Vec<Option<Resolved<'g>>>;
@@ -30,7 +42,14 @@ impl<'g> Resolver<'g, '_, '_> {
     /// graph, the edges left. `None` when the load is too small to split
     /// (the serial pass then visits every edge).
     pub(super) fn resolve_loaded(&mut self) -> Option<Vec<Pending>> {
-        let (graphs, globals, commons) = (self.graphs, self.globals, self.commons);
+        let graphs = self.graphs;
+        let answers = Answers {
+            graphs,
+            globals: self.globals,
+            commons: self.commons,
+            exports: self.req.exports,
+            replacing: self.req.replacing,
+        };
         // Weighed by what the work reads: relocation and symbol records.
         let records = |graph: &LinkGraph<'_>| {
             let edges: usize = graph.sections.iter().map(|s| s.edges.len()).sum();
@@ -48,7 +67,7 @@ impl<'g> Resolver<'g, '_, '_> {
             .collect();
         let weight = |(g, _): &(usize, Cache<'g>)| records(&graphs[*g]);
         let filled = crate::parallel::map_owned(caches, self.req.threads, weight, |(g, cache)| {
-            fill(graphs, globals, commons, g, cache)
+            fill(&answers, g, cache)
         });
         let (caches, pending) = filled.into_iter().unzip();
         self.cache = caches;
@@ -56,17 +75,14 @@ impl<'g> Resolver<'g, '_, '_> {
     }
 }
 
-/// Graph `g`'s cache with the references [`answered_here`] filled in, and
+/// Graph `g`'s cache with what [`Answers::answer`] answers filled in, and
 /// the edges whose targets it did not answer.
-fn fill<'g>(
-    graphs: &'g [LinkGraph<'_>],
-    globals: &Globals<'g>,
-    commons: &[Common<'g>],
-    g: usize,
-    mut cache: Cache<'g>,
-) -> (Cache<'g>, Pending) {
+fn fill<'g>(answers: &Answers<'_, 'g>, g: usize, mut cache: Cache<'g>) -> (Cache<'g>, Pending) {
     let mut pending = Vec::new();
-    let live = graphs[g]
+    // Symbols already asked about: one the load does not answer (a host
+    // function a thousand calls name) is asked about once, not per edge.
+    let mut asked = vec![false; cache.len()];
+    let live = answers.graphs[g]
         .sections
         .iter()
         .enumerate()
@@ -75,8 +91,11 @@ fn fill<'g>(
         for edge in &section.edges {
             let mut answered = true;
             for id in std::iter::once(edge.target).chain(edge.minus()) {
-                if cache.get(id).is_some_and(Option::is_none) {
-                    cache[id] = answered_here(graphs, globals, commons, g, id);
+                if let (Some(slot @ None), Some(asked @ false)) =
+                    (cache.get_mut(id), asked.get_mut(id))
+                {
+                    *asked = true;
+                    *slot = answers.answer(g, id);
                 }
                 answered &= cache.get(id).is_some_and(Option::is_some);
             }
@@ -88,40 +107,45 @@ fn fill<'g>(
     (cache, pending)
 }
 
-/// What symbol `id` of graph `g` resolves to when the load answers it
-/// without side effects and without error; `None` leaves it to the serial
-/// pass.
-fn answered_here<'g>(
-    graphs: &'g [LinkGraph<'_>],
-    globals: &Globals<'g>,
-    commons: &[Common<'g>],
-    g: usize,
-    id: SymbolId,
-) -> Option<Resolved<'g>> {
-    let graph = &graphs[g];
-    let sym = graph.symbols.get(id)?;
-    let no_site = || unused_site();
-    if sym.binding == Binding::Local {
-        if sym.definition == Definition::Undefined {
+impl<'g> Answers<'_, 'g> {
+    /// What symbol `id` of graph `g` resolves to when the load answers it
+    /// without side effects and without error; `None` leaves it to the serial
+    /// pass.
+    fn answer(&self, g: usize, id: SymbolId) -> Option<Resolved<'g>> {
+        let (graphs, commons) = (self.graphs, self.commons);
+        let graph = &graphs[g];
+        let sym = graph.symbols.get(id)?;
+        let no_site = || unused_site();
+        if sym.binding == Binding::Local {
+            if sym.definition == Definition::Undefined {
+                return None;
+            }
+            return definition(graphs, commons, g, id, &no_site).ok();
+        }
+        // Names the linker itself answers, and COFF import slots, are the
+        // serial pass's.
+        let special = matches!(
+            graph.format.c_name(sym.name),
+            Some("_GLOBAL_OFFSET_TABLE_" | "__dso_handle" | "__ImageBase")
+        ) || (graph.format == ObjectFormat::Coff && sym.name.starts_with("__imp_"));
+        if special {
             return None;
         }
-        return definition(graphs, commons, g, id, &no_site).ok();
+        let &(g2, id2) = self.globals.get(sym.name)?;
+        let def = &graphs[g2].symbols[id2];
+        // A definition that yields to a live module's export is the serial
+        // pass's (it may make a stub); one with nothing to yield to is the
+        // load's, as the serial pass would find.
+        if yields_to_session(def)
+            && self
+                .exports
+                .get(sym.name)
+                .is_some_and(|e| Some(e.module) != self.replacing)
+        {
+            return None;
+        }
+        definition(graphs, commons, g2, id2, &no_site).ok()
     }
-    // Names the linker itself answers, and COFF import slots, are the
-    // serial pass's.
-    let special = matches!(
-        graph.format.c_name(sym.name),
-        Some("_GLOBAL_OFFSET_TABLE_" | "__dso_handle" | "__ImageBase")
-    ) || (graph.format == ObjectFormat::Coff && sym.name.starts_with("__imp_"));
-    if special {
-        return None;
-    }
-    let &(g2, id2) = globals.get(sym.name)?;
-    let def = &graphs[g2].symbols[id2];
-    if yields_to_session(def) {
-        return None;
-    }
-    definition(graphs, commons, g2, id2, &no_site).ok()
 }
 
 /// Errors are left to the serial pass, which names the real site: a

@@ -102,7 +102,7 @@ pub(super) fn collect<'a>(
         {
             return Err(LinkError::Duplicate {
                 symbol: name.to_string(),
-                first: format!("module {} ({})", export.module, export.objects),
+                first: (req.describe_module)(export.module),
                 second: graphs[g].object.clone(),
             });
         }

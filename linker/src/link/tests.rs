@@ -470,6 +470,7 @@ fn an_interposer_on_an_impossible_argument_is_the_executors_error() {
                     host: crate::probe::Host::Empty,
                 },
                 exports: &rustc_hash::FxHashMap::default(),
+                describe_module: &|id| format!("module {id}"),
                 indirection: &mut crate::indirection::Indirection::default(),
                 replacing: None,
                 entry: None,

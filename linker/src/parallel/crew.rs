@@ -105,6 +105,13 @@ pub(super) fn run_on_crew(job: &(dyn Fn() + Sync)) -> bool {
     }
 }
 
+/// Whether this thread has a crew free to take a job.
+pub(super) fn free() -> bool {
+    CURRENT
+        .get()
+        .is_some_and(|crew| !crew.busy.load(Ordering::Acquire))
+}
+
 impl Crew {
     fn run(&self, job: &(dyn Fn() + Sync)) {
         // SAFETY: helpers use the job only between the publication below
@@ -274,6 +281,53 @@ mod tests {
         // Without a crew each map starts a thread of its own.
         let (_, third) = map_with_a_helper(Threads::new(2));
         assert_ne!(third, first.1, "{RERUN}");
+    }
+
+    /// A free crew takes work far too light to start threads for: a map of
+    /// four items weighing [`MIN_BYTES_PER_CREW_THREAD`] each runs on the
+    /// crew's helper too, and the same map without a crew stays on the
+    /// caller.
+    #[test]
+    fn a_crew_takes_work_too_light_to_start_threads_for() {
+        use super::super::MIN_BYTES_PER_CREW_THREAD;
+        let light = |items: &[usize]| {
+            let caller = std::thread::current().id();
+            let ran = map(
+                items,
+                Threads::new(2),
+                |_| MIN_BYTES_PER_CREW_THREAD,
+                |&i| (i, std::thread::current().id() != caller),
+            );
+            assert_eq!(
+                ran.iter().map(|&(i, _)| i).collect::<Vec<_>>(),
+                items,
+                "{RERUN}"
+            );
+            ran.iter().filter(|&&(_, helped)| helped).count()
+        };
+        let items: Vec<usize> = (0..4).collect();
+        let weight = items.len() * MIN_BYTES_PER_CREW_THREAD;
+        assert_eq!(Threads::new(2).split(weight, items.len()), 1, "{RERUN}");
+        assert_eq!(light(&items), 0, "a map without a crew split\n{RERUN}");
+        let (split, helped) = with_crew(1, || {
+            let split = Threads::new(2).split(weight, items.len());
+            // The helper is spinning for work: wait (up to a minute) until
+            // it takes some of a map's items.
+            let limit = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            let mut helped = 0;
+            while helped == 0 && std::time::Instant::now() < limit {
+                helped = light(&items);
+            }
+            (split, helped)
+        });
+        assert_eq!(
+            split, 2,
+            "a free crew did not lower the split's threshold\n{RERUN}"
+        );
+        assert!(
+            helped > 0,
+            "the crew's helper never took light work\n{RERUN}"
+        );
     }
 
     /// A panic in a job on a helper reaches the caller, as a serial map's

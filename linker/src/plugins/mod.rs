@@ -19,8 +19,6 @@ pub use debug_objects::DebugObjects;
 pub use jitdump::JitDump;
 pub use perf_map::PerfMap;
 
-use solder_executor::module::CrashSymbol;
-
 use crate::error::LinkError;
 use crate::executors::Executor;
 
@@ -34,8 +32,8 @@ pub struct Emitted<'m> {
     pub memory: (u64, u64),
     /// Start of its merged, zero-terminated `.eh_frame`, if any.
     pub eh_frame: Option<u64>,
-    /// Its function symbols.
-    pub crash_symbols: &'m [CrashSymbol],
+    /// Its function symbols, by address.
+    pub crash_symbols: &'m std::sync::Arc<solder_executor::module::CrashSymbols>,
     /// Its ELF and Mach-O objects and where their sections went, for
     /// debuggers (empty unless the session keeps debug information).
     pub debug_objects: &'m [DebugSource<'m>],

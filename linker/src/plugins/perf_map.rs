@@ -85,9 +85,9 @@ impl LinkPlugin for PerfMap {
         module: &Emitted<'_>,
     ) -> Result<Option<u64>, LinkError> {
         let base = module.memory.0;
-        let mut symbols = module.crash_symbols.to_vec();
-        symbols.sort_by_key(|s| s.start);
-        self.modules.insert(base, symbols);
+        // Already by address.
+        self.modules
+            .insert(base, module.crash_symbols.symbols().to_vec());
         self.write(executor)?;
         Ok(Some(base))
     }
