@@ -21,9 +21,9 @@
 //! `--baseline REV` ([`baseline`]) also builds git revision REV's binaries
 //! (from a detached worktree under `target/bench-baseline/`, into a target
 //! directory of their own) and runs them as one more contestant in the
-//! link, incremental and churn measures, alternated run by run with the
-//! current ones; those tables add the baseline's median, the ratio current
-//! ÷ baseline and a verdict (within 3%, or REGRESSION: +x.y%). This is how
+//! link, incremental, churn and large-program link measures, alternated
+//! run by run with the current ones; those tables add the baseline's
+//! median, the ratio current ÷ baseline and a verdict (within 3%, or REGRESSION: +x.y%). This is how
 //! a restructure shows that it costs nothing.
 //!
 //! A missing peer is reported as missing, never replaced by a number.
@@ -68,9 +68,9 @@ pub struct Args {
     out: Option<PathBuf>,
     /// Also build git revision REV (`HEAD~1`, a commit hash, ...) in a
     /// detached worktree under target/bench-baseline/ and run its binaries
-    /// alternated with the current ones in the link, incremental and churn
-    /// measures: the report adds the baseline's medians, the ratios and
-    /// whether every median is within 3% of the baseline's.
+    /// alternated with the current ones in the link, incremental, churn and
+    /// large-program link measures: the report adds the baseline's medians,
+    /// the ratios and whether every median is within 3% of the baseline's.
     #[arg(long, value_name = "REV")]
     baseline: Option<String>,
     /// Only these measures (repeatable): link, run, tls, debug, incremental,

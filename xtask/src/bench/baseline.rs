@@ -6,11 +6,11 @@
 //! invocations as the current binaries but into its own target directory,
 //! `target/bench-baseline/<hash>/target`: the current build is untouched,
 //! and a second run with the same REV finds the worktree and the build in
-//! place and only checks them. The link, incremental and churn measures then
-//! run the baseline's `solder` and `solder-bench` (with the baseline's own
-//! `solder-executor`) alternated with the current ones, and each table
-//! gains the baseline's median, the ratio current ÷ baseline and a verdict:
-//! within 3%, or a regression. A verdict is reported, never asserted.
+//! place and only checks them. The link, incremental, churn and
+//! large-program link measures then run the baseline's `solder` and
+//! `solder-bench` (with the baseline's own `solder-executor`) alternated
+//! with the current ones, and each table gains the baseline's median, the
+//! ratio current ÷ baseline and a verdict: within 3%, or a regression. A verdict is reported, never asserted.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

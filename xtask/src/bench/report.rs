@@ -84,9 +84,9 @@ pub fn document(
          once in `--quick` mode without asserting any time. With \
          `--baseline REV`, REV's binaries (built from a detached git \
          worktree under the target directory) run alternated with the \
-         current ones in the link, incremental and churn measures; those \
-         tables then add the baseline's median, the ratio current ÷ \
-         baseline and a verdict: within 3%, or REGRESSION with the excess \
+         current ones in the link, incremental, churn and large-program link \
+         measures; those tables then add the baseline's median, the ratio \
+         current ÷ baseline and a verdict: within 3%, or REGRESSION with the excess \
          (reported, never asserted).\n\n",
     );
     let _ = write!(out, "Command: `{command}`\n\n");

@@ -10,9 +10,10 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
 use super::{LargeProgram, floor};
+use crate::bench::baseline::{Change, change_pct, ratio_cell};
 use crate::bench::measure::{self, Ending, Run, median_ms, median_rss_mib};
 use crate::bench::report::{Table, verdict};
-use crate::bench::{Schedule, Setup, alternate_env, mib, ms, peer_summary};
+use crate::bench::{Schedule, Setup, against_baseline, alternate_env, mib, ms, peer_summary};
 
 /// Targets: solder on all cores at least this much faster than on one...
 const SPEEDUP: f64 = 1.6;
@@ -43,12 +44,22 @@ pub(super) fn link_table(
         }
     };
     let mut table = new_table(schedule);
+    if cx.baseline.is_some() {
+        table.extend_columns(&["baseline solder", "÷ baseline"]);
+    }
     let mold = mold_version();
+    let mut changes = Vec::new();
     for program in programs {
-        let (row, note) = link_row(cx, program, schedule, mold.is_some(), met)?;
+        let (row, note, change) = link_row(cx, program, schedule, mold.is_some(), met)?;
         table.row(row);
         table.notes.push(note);
+        changes.extend(change);
     }
+    table.baseline = against_baseline(
+        cx,
+        "solder's link time with its default threads (current ÷ baseline medians)",
+        &changes,
+    );
     table.notes.push(match &mold {
         Some(version) => format!("mold: {version}."),
         None => "mold is not installed (Debian: apt-get install mold); its columns say so.".into(),
@@ -166,6 +177,8 @@ struct LinkRuns {
     serial: Vec<Run>,
     peer: Option<Vec<Run>>,
     mold: Option<Vec<Run>>,
+    /// The baseline's solder, default threads (`--baseline`).
+    baseline: Option<Vec<Run>>,
 }
 
 /// Runs the contestants alternately; fails if solder failed to link.
@@ -176,12 +189,13 @@ fn link_runs(
     mold: bool,
 ) -> Result<LinkRuns> {
     let solder = cx.release.join("solder");
+    let base_solder = cx.baseline.as_ref().map(|b| b.release.join("solder"));
     let commands = commands(program, &program.dir.join("mold-linked"));
     let driver = which(&commands.mold_driver)?;
     let cwd = program.dir.as_path();
     let mut contestants = vec![
         (solder.as_path(), commands.solder.clone(), cwd),
-        (solder.as_path(), commands.solder, cwd),
+        (solder.as_path(), commands.solder.clone(), cwd),
     ];
     let mut envs: Vec<&[(&str, &str)]> = vec![&[], SERIAL];
     if let Some(peer) = &cx.peer {
@@ -190,6 +204,10 @@ fn link_runs(
     }
     if mold {
         contestants.push((driver.as_path(), commands.mold, cwd));
+        envs.push(&[]);
+    }
+    if let Some(base_solder) = &base_solder {
+        contestants.push((base_solder.as_path(), commands.solder.clone(), cwd));
         envs.push(&[]);
     }
     println!(
@@ -204,6 +222,7 @@ fn link_runs(
         serial: next()?,
         peer: cx.peer.as_ref().map(|_| next()).transpose()?,
         mold: mold.then(&mut next).transpose()?,
+        baseline: base_solder.as_ref().map(|_| next()).transpose()?,
     };
     ensure_linked(&runs.solder, "solder run --noexec", program)?;
     ensure_linked(
@@ -211,17 +230,21 @@ fn link_runs(
         "SOLDER_THREADS=1 solder run --noexec",
         program,
     )?;
+    if let Some(baseline) = &runs.baseline {
+        ensure_linked(baseline, "the baseline's solder run --noexec", program)?;
+    }
     Ok(runs)
 }
 
-/// One program's row, and a note with its sizes.
+/// One program's row, a note with its sizes, and its change against the
+/// baseline (with `--baseline`).
 fn link_row(
     cx: &Setup,
     program: &LargeProgram,
     schedule: Schedule,
     mold: bool,
     met: &mut Vec<bool>,
-) -> Result<(Vec<String>, String)> {
+) -> Result<(Vec<String>, String, Option<Change>)> {
     let runs = link_runs(cx, program, schedule, mold)?;
     let size = load_size(cx, program, &[])?;
     let serial_size = load_size(cx, program, SERIAL)?;
@@ -254,8 +277,14 @@ fn link_row(
         format!("{ratio:.2}×"),
         verdict(ratio <= FLOOR_RATIO),
     ]);
+    let mut change = None;
+    if let Some(baseline) = &runs.baseline {
+        let base = median_ms(baseline);
+        row.extend([ms(base), ratio_cell(time, base)]);
+        change = Some((program.label.clone(), change_pct(time, base)));
+    }
     let note = size_note(cx, program, &size, &serial_size, mold, samples)?;
-    Ok((row, note))
+    Ok((row, note, change))
 }
 
 /// The note under the table about one program: its sizes, the driver's
