@@ -19,9 +19,14 @@ impl ObjectFile {
     /// maps them. Unlike `std::fs::read`, no extra read probes for bytes
     /// past that size (one system call fewer per object: a load is mostly
     /// system calls and page faults). A file shorter than its size gives
-    /// what it has; a parser then names what is missing.
+    /// what it has; a parser then names what is missing. What is not a
+    /// regular file (a pipe, as `<(cmd)` gives, or a device) has no size
+    /// to go by: it is read to its end, up to [`STREAM_LIMIT`].
     pub fn read(path: &Path) -> Result<Self, LinkError> {
-        let (file, size) = open_sized(path)?;
+        let (file, size) = match open_sized(path)? {
+            (file, Some(size)) => (file, size),
+            (file, None) => return read_stream(path, file, STREAM_LIMIT),
+        };
         let error = |reason| read_error(path, reason);
         let mut bytes: Vec<u8> = Vec::new();
         bytes.try_reserve_exact(size).map_err(|e| {
@@ -38,18 +43,46 @@ impl ObjectFile {
     }
 }
 
-/// `path` opened, with its size.
-fn open_sized(path: &Path) -> Result<(std::fs::File, usize), LinkError> {
+/// The most a stream (a pipe, a device) given as an object may hold.
+pub const STREAM_LIMIT: u64 = 1 << 30;
+
+/// `path` opened, with its size (`None` when it is not a regular file).
+fn open_sized(path: &Path) -> Result<(std::fs::File, Option<usize>), LinkError> {
     let error = |reason| read_error(path, reason);
     let file = std::fs::File::open(path).map_err(error)?;
-    let size = file.metadata().map_err(error)?.len();
+    let metadata = file.metadata().map_err(error)?;
+    if !metadata.is_file() {
+        return Ok((file, None));
+    }
+    let size = metadata.len();
     let size = usize::try_from(size).map_err(|_| {
         error(std::io::Error::new(
             std::io::ErrorKind::FileTooLarge,
             format!("{size} bytes do not fit in memory"),
         ))
     })?;
-    Ok((file, size))
+    Ok((file, Some(size)))
+}
+
+/// Reads `file`, which is not a regular file, to its end: an error past
+/// `limit` bytes (`/dev/zero` never ends).
+fn read_stream(path: &Path, file: std::fs::File, limit: u64) -> Result<ObjectFile, LinkError> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, limit + 1), &mut bytes)
+        .map_err(|e| read_error(path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(read_error(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!("it is not a regular file and goes on past {limit} bytes"),
+            ),
+        ));
+    }
+    Ok(ObjectFile {
+        name: path.display().to_string(),
+        bytes: bytes.into(),
+    })
 }
 
 pub(crate) fn read_error(path: &Path, reason: std::io::Error) -> LinkError {
@@ -138,5 +171,23 @@ mod tests {
                 "{err}\n{RERUN}"
             );
         }
+    }
+
+    /// A pipe (`<(cmd)`) is read to its end, though it has no size; a
+    /// stream past the limit is an error naming it, not memory without end.
+    #[cfg(unix)]
+    #[test]
+    fn a_pipe_is_read_to_its_end_and_an_endless_stream_is_an_error() {
+        let bytes: Vec<u8> = (0..300_007usize).map(|i| (i * 7 % 253) as u8).collect();
+        let pipe = crate::test_support::PipeFile::new(bytes.clone());
+        let read = ObjectFile::read(&pipe.path).unwrap();
+        assert!(read.bytes.as_slice() == bytes.as_slice(), "{RERUN}");
+        let zero = Path::new("/dev/zero");
+        let file = std::fs::File::open(zero).unwrap();
+        let err = read_stream(zero, file, 1 << 20).unwrap_err().to_string();
+        assert!(
+            err.starts_with("cannot read /dev/zero: ") && err.contains("past 1048576 bytes"),
+            "{err}\n{RERUN}"
+        );
     }
 }

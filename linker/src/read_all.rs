@@ -7,6 +7,11 @@
 //! machine). Each thread opens, reads and closes one file at a time: a
 //! process whose threads hold hundreds of files open grows its descriptor
 //! table, and each growth of a shared table waits for an RCU grace period.
+//!
+//! Only regular files are measured and read this way. Anything else (a
+//! pipe, as `<(cmd)` gives, a terminal, a device) has no size to lay out
+//! by, and reading part of a stream consumes it: such a file is read alone,
+//! whole, once the others are in.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,7 +56,10 @@ fn read_all(paths: &[PathBuf], threads: Threads) -> Vec<Result<ObjectFile, LinkE
     let memory = Arc::new(memory);
     let files = paths.iter().zip(sizes).zip(filled).zip(starts);
     files
-        .map(|(((path, size), filled), start)| object(path, size?, filled?, &memory, start))
+        .map(|(((path, size), filled), start)| match size? {
+            Some(size) => object(path, size, filled?, &memory, start),
+            None => ObjectFile::read(path),
+        })
         .collect()
 }
 
@@ -59,14 +67,14 @@ fn read_all(paths: &[PathBuf], threads: Threads) -> Vec<Result<ObjectFile, LinkE
 /// size; `None` when the sizes add up to more than an address space. One
 /// byte of room past each file's size shows a file that grew since it was
 /// measured: it is then read on its own.
-fn starts(sizes: &[Result<usize, LinkError>]) -> Option<(Vec<usize>, usize)> {
+fn starts(sizes: &[Result<Option<usize>, LinkError>]) -> Option<(Vec<usize>, usize)> {
     let mut starts = Vec::with_capacity(sizes.len());
     let mut total = 0usize;
     for size in sizes {
         starts.push(total);
         let room = match size {
-            Ok(size) => size.checked_add(1)?.checked_next_multiple_of(ALIGN)?,
-            Err(_) => 0,
+            Ok(Some(size)) => size.checked_add(1)?.checked_next_multiple_of(ALIGN)?,
+            Ok(None) | Err(_) => 0,
         };
         total = total.checked_add(room)?;
     }
@@ -94,12 +102,15 @@ fn object(
     })
 }
 
-/// The size `path` has now.
-fn size_of(path: &std::path::Path) -> Result<usize, LinkError> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| read_error(path, e))?
-        .len();
-    usize::try_from(size).map_err(|_| {
+/// The size `path` has now; `None` when it is not a regular file (its
+/// size says nothing about what reading it gives).
+fn size_of(path: &std::path::Path) -> Result<Option<usize>, LinkError> {
+    let metadata = std::fs::metadata(path).map_err(|e| read_error(path, e))?;
+    if !metadata.is_file() {
+        return Ok(None);
+    }
+    let size = metadata.len();
+    usize::try_from(size).map(Some).map_err(|_| {
         read_error(
             path,
             std::io::Error::new(
@@ -111,18 +122,22 @@ fn size_of(path: &std::path::Path) -> Result<usize, LinkError> {
 }
 
 /// Each file's room in `memory` (its size and one byte; empty for a file
-/// whose size is unknown), cut from `starts` in order. `starts` and the
+/// whose size is unknown or that is not a regular file), cut from
+/// `starts` in order. `starts` and the
 /// memory's size come from [`starts`], so every cut is in bounds.
 fn rooms<'m>(
     memory: &'m mut [u8],
     starts: &[usize],
-    sizes: &[Result<usize, LinkError>],
+    sizes: &[Result<Option<usize>, LinkError>],
 ) -> Vec<&'m mut [u8]> {
     let mut rooms = Vec::with_capacity(starts.len());
     let mut rest = memory;
     let mut at = 0;
     for (&start, size) in starts.iter().zip(sizes) {
-        let room = size.as_ref().map_or(0, |size| size + 1);
+        let room = match size {
+            Ok(Some(size)) => size + 1,
+            Ok(None) | Err(_) => 0,
+        };
         let (_, tail) = std::mem::take(&mut rest).split_at_mut(start - at);
         let (room, tail) = tail.split_at_mut(room);
         at = start + room.len();
@@ -166,9 +181,14 @@ fn fill(
             // being written by another thread is unharmed.
             unsafe { solder_executor::pages::populate(start, end - start, page) };
         }
+        // A file without a room (not a regular file, or not measured) is
+        // not opened here.
         group
             .into_iter()
-            .map(|(path, room)| read_into(path, room))
+            .map(|(path, room)| match room.is_empty() {
+                true => Ok(0),
+                false => read_into(path, room),
+            })
             .collect::<Vec<_>>()
     })
     .into_iter()
@@ -254,6 +274,41 @@ mod tests {
                     (got, _) => panic!("{}: {got:?}\n{RERUN}", path.display()),
                 }
             }
+        }
+    }
+
+    /// A pipe among regular files (`<(cmd)`) is read whole, alone, and
+    /// the files around it as ever, on one thread and on several.
+    #[test]
+    fn a_pipe_among_files_is_read_whole() {
+        let scratch = crate::test_support::scratch();
+        let piped: Vec<u8> = (0..100_003usize).map(|i| (i * 13 % 241) as u8).collect();
+        let before = scratch.path().join("before.o");
+        let after = scratch.path().join("after.o");
+        std::fs::write(&before, vec![1u8; 5000]).unwrap();
+        std::fs::write(&after, vec![2u8; 70_000]).unwrap();
+        let split = Threads {
+            count: Some(3),
+            min_bytes_each: 1,
+        };
+        for threads in [Threads::serial(), split] {
+            let pipe = crate::test_support::PipeFile::new(piped.clone());
+            let paths = [before.clone(), pipe.path.clone(), after.clone()];
+            let read: Vec<ObjectFile> = ObjectFile::read_all(&paths, threads)
+                .into_iter()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(read[0].bytes.as_slice() == [1u8; 5000], "{RERUN}");
+            assert!(
+                read[1].bytes.as_slice() == piped.as_slice(),
+                "the pipe's {} bytes came back as {} ({threads:?})\n{RERUN}",
+                piped.len(),
+                read[1].bytes.len()
+            );
+            assert!(
+                read[2].bytes.as_slice() == vec![2u8; 70_000].as_slice(),
+                "{RERUN}"
+            );
         }
     }
 

@@ -11,6 +11,44 @@ pub fn scratch() -> tempfile::TempDir {
         .expect("create a scratch directory")
 }
 
+/// A pipe given as a file, as a shell's `<(cmd)` gives one: its path
+/// (`/dev/fd/N`), which reads `bytes` and then ends. The reading end is
+/// held until the returned value is dropped; a thread writes the bytes.
+#[cfg(unix)]
+pub struct PipeFile {
+    pub path: std::path::PathBuf,
+    _reader: std::io::PipeReader,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+#[cfg(unix)]
+impl PipeFile {
+    pub fn new(bytes: Vec<u8>) -> PipeFile {
+        use std::os::fd::AsRawFd;
+        let (reader, mut writer) = std::io::pipe().expect("make a pipe");
+        let path = std::path::PathBuf::from(format!("/dev/fd/{}", reader.as_raw_fd()));
+        // A reader that stops early (an error) closes the pipe: the write
+        // then fails, which is not this helper's to report.
+        let writer = std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut writer, &bytes);
+        });
+        PipeFile {
+            path,
+            _reader: reader,
+            writer: Some(writer),
+        }
+    }
+}
+
+#[cfg(unix)]
+impl Drop for PipeFile {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
 /// Builds `source` (`lang` as clang's `-x` says: `c` or `assembler`) for
 /// `target` with `flags`, and returns the object's bytes. A missing clang
 /// fails the test: these tests never pass by building nothing.
