@@ -82,7 +82,7 @@ fn link_graphs(
     graphs: Vec<LinkGraph<'_>>,
     host: Host,
 ) -> Result<LinkedModule, LinkError> {
-    let symbols = match host {
+    let mut symbols = match host {
         Host::Empty => HashMap::default(),
         Host::MadeUp => made_up_host(&graphs),
     };
@@ -103,8 +103,12 @@ fn link_graphs(
             module: 1,
             objects: Arc::from(name),
             slab: &mut slab,
-            symbols: &symbols,
-            executor: &mut Nowhere { host },
+            symbols: &mut symbols,
+            interposes: |_| false,
+            executor: &mut Nowhere {
+                host,
+                asked: Vec::new(),
+            },
             exports: &HashMap::default(),
             describe_module: &|id| format!("module {id}"),
             indirection: &mut Indirection::default(),
@@ -197,6 +201,8 @@ fn made_up_host(graphs: &[LinkGraph<'_>]) -> HashMap<String, SymbolInfo> {
 /// the host is empty. Anything else it might ask for is refused.
 pub(crate) struct Nowhere {
     pub(crate) host: Host,
+    /// The names the link asked about, in order.
+    pub(crate) asked: Vec<String>,
 }
 
 /// The made-up module id of a probe's own thread-local block.
@@ -274,8 +280,17 @@ impl Executor for Nowhere {
         }
         Ok(vec![0; size as usize])
     }
-    fn lookup(&mut self, _: &[String]) -> Result<Vec<SymbolInfo>, LinkError> {
-        Err(not_here())
+    /// Every name the probe's host left out is missing (a made-up host
+    /// answers every undefined name beforehand).
+    fn lookup(&mut self, names: &[String]) -> Result<Vec<SymbolInfo>, LinkError> {
+        self.asked.extend(names.iter().cloned());
+        let missing = SymbolInfo {
+            kind: solder_executor::protocol::SymbolKind::Missing,
+            arg: 0,
+            address: 0,
+            size: 0,
+        };
+        Ok(vec![missing; names.len()])
     }
     fn link_library(&mut self, _: &str) -> Result<(), LinkError> {
         Err(not_here())

@@ -7,7 +7,7 @@
 //! (see [`ExecutorChoice`]), where a crash comes back as an error that
 //! names the signal and the function, and the session can go on.
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashMap as HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +25,7 @@ use crate::error::{Abnormal, LinkError};
 use crate::executors::{
     Executor, ExecutorOutput, InProcess, Outcome, Recovery, Remote, RemoteConfig, Transport,
 };
-use crate::graph::{Definition, LinkGraph};
+use crate::graph::LinkGraph;
 use crate::indirection::Indirection;
 use crate::input::{ObjectFile, parse_object};
 use crate::link::map::{LinkMap, MapMember};
@@ -557,15 +557,14 @@ impl Session {
             self.reserve(placement)?;
         }
         clock.lap("members");
-        self.ask_executor_about(&graphs)?;
-        clock.lap("host lookups");
         let mut linked = link(
             graphs,
             LinkRequest {
                 module: id,
                 objects: describe(objects, &pulled),
                 slab: self.slab.as_mut().expect("reserved above"),
-                symbols: &self.symbols,
+                symbols: &mut self.symbols,
+                interposes: |host| lifecycle::interposer(host).is_some(),
                 executor: &mut *self.executor,
                 exports: &self.exports,
                 describe_module: &|id| describe_module(&self.modules, id),
@@ -581,62 +580,6 @@ impl Session {
         clock.stages.append(&mut linked.stages);
         linked.stages = clock.stages;
         Ok((linked, pulled))
-    }
-
-    /// One lookup round trip for every undefined name the executor has not
-    /// been asked about.
-    fn ask_executor_about(&mut self, graphs: &[LinkGraph<'_>]) -> Result<(), LinkError> {
-        let mut asked: HashSet<&str> = HashSet::default();
-        let mut names: Vec<String> = Vec::new();
-        // Names another object of this load defines never reach the host
-        // (the load's own definitions come first), so asking would only
-        // cost a failed dlsym each, and make the host open its C++ runtime.
-        let defines = |sym: &&crate::graph::Symbol<'_>| sym.is_global_definition();
-        let symbols = || graphs.iter().flat_map(|g| &g.symbols);
-        // Sized once: a large load's set would otherwise be rehashed a
-        // dozen times as it grows.
-        let mut defined_here: HashSet<&str> = HashSet::with_capacity_and_hasher(
-            symbols().filter(defines).count(),
-            Default::default(),
-        );
-        defined_here.extend(symbols().filter(defines).map(|sym| sym.name));
-        for graph in graphs {
-            for sym in &graph.symbols {
-                // A thread-local variable is asked about when it is linked
-                // (`Executor::host_thread_local`), never looked up: `dlsym`
-                // of one allocates the executor thread's copy outside
-                // static TLS, which keeps its library out of static TLS
-                // for good, and initial-exec code needs it there.
-                if sym.definition != Definition::Undefined
-                    || sym.name.is_empty()
-                    || sym.kind == crate::graph::SymbolKind::ThreadLocal
-                    || defined_here.contains(sym.name)
-                {
-                    continue;
-                }
-                // The executor knows C names: Mach-O's underscore removed,
-                // COFF's `__imp_` slots asked about by what they point to.
-                // A name another module exports needs no round trip, unless
-                // the runtime interposes it (interposers come first).
-                if self.exports.contains_key(sym.name)
-                    && crate::link::host_name(graph.format, sym.name)
-                        .is_none_or(|host| lifecycle::interposer(host).is_none())
-                {
-                    continue;
-                }
-                for host in crate::link::host_names(graph.format, sym.name) {
-                    if !self.symbols.contains_key(host) && asked.insert(host) {
-                        names.push(host.to_string());
-                    }
-                }
-            }
-        }
-        if names.is_empty() {
-            return Ok(());
-        }
-        let answers = self.executor.lookup(&names)?;
-        self.symbols.extend(names.into_iter().zip(answers));
-        Ok(())
     }
 
     /// Writes a linked module to the executor, protects it, and makes it

@@ -27,6 +27,7 @@
 mod bridges;
 mod comdat;
 mod exports;
+mod host_lookups;
 mod layout;
 mod lifecycle;
 pub mod map;
@@ -97,9 +98,13 @@ pub struct LinkRequest<'s> {
     pub module: u32,
     pub objects: Arc<str>,
     pub slab: &'s mut Slab,
-    /// What the executor said about every name the load leaves undefined
-    /// (asked in one batch before linking).
-    pub symbols: &'s HashMap<String, SymbolInfo>,
+    /// What the executor said about names earlier loads left undefined;
+    /// the link asks about the rest of this load's in one batch, once it
+    /// knows which names the load defines, and adds the answers.
+    pub symbols: &'s mut HashMap<String, SymbolInfo>,
+    /// Whether the runtime interposes this host name (`atexit` and the
+    /// like): it is asked about even when another module exports it.
+    pub interposes: fn(&str) -> bool,
     pub executor: &'s mut dyn Executor,
     pub exports: &'s HashMap<String, Export>,
     /// A live module named for messages (`module 3 (a.o, b.o)`).
@@ -172,7 +177,7 @@ pub struct LinkedModule {
 /// Links `graphs` as one module.
 pub fn link(
     mut graphs: Vec<LinkGraph<'_>>,
-    req: LinkRequest<'_>,
+    mut req: LinkRequest<'_>,
 ) -> Result<LinkedModule, LinkError> {
     let mut clock = StageClock::start(req.stats);
     one_calling_convention(&graphs)?;
@@ -181,6 +186,8 @@ pub fn link(
     clock.lap("comdat");
     let (globals, commons) = symbols::collect(&graphs, &req)?;
     clock.lap("symbols");
+    host_lookups::ask_executor(&graphs, &globals, &mut req)?;
+    clock.lap("host lookups");
     let mut resolver = Resolver::new(&graphs, &globals, &commons, req);
     let copies = resolver.resolve_edges()?;
     clock.lap("resolve");

@@ -287,7 +287,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             return self.adapt_abi(g, r, site);
         }
         if sym.kind == SymbolKind::ThreadLocal {
-            // Not looked up (see `Session::ask_executor_about`): the
+            // Not looked up (see `host_lookups::ask_executor`): the
             // executor's loader says where it is when it is linked.
             let host = Resolved {
                 target: Target::Null,
@@ -373,17 +373,15 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
                 origin,
             }))
         };
-        match (format, format.c_name(name)) {
-            (ObjectFormat::Elf, Some("_GLOBAL_OFFSET_TABLE_")) => {
-                return special(Target::GotBase, 0, Origin::Load);
-            }
-            (_, Some("__dso_handle")) => return special(Target::DsoHandle, 8, Origin::Load),
+        match linker_symbol(format, name) {
+            Some(LinkerSymbol::GotBase) => return special(Target::GotBase, 0, Origin::Load),
+            Some(LinkerSymbol::DsoHandle) => return special(Target::DsoHandle, 8, Origin::Load),
             // The image base ADDR32NB offsets are relative to: the slab's start.
-            (ObjectFormat::Coff, Some("__ImageBase")) => {
+            Some(LinkerSymbol::ImageBase) => {
                 let base = self.req.slab.base();
                 return special(Target::Address(base), 0, Origin::Absolute);
             }
-            _ => {}
+            None => {}
         }
         if let Some(&(g2, id2)) = self.globals.get(name) {
             let def = &self.graphs[g2].symbols[id2];
@@ -579,6 +577,28 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             name,
             origin,
         }))
+    }
+}
+
+/// A symbol the linker itself defines for every load: never the load's,
+/// another module's or the host's to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LinkerSymbol {
+    /// ELF's `_GLOBAL_OFFSET_TABLE_`: the load's GOT.
+    GotBase,
+    /// `__dso_handle`: the module's handle.
+    DsoHandle,
+    /// COFF's `__ImageBase`: what ADDR32NB offsets are relative to.
+    ImageBase,
+}
+
+/// Which linker symbol `name` is in an object of `format`, if any.
+pub(super) fn linker_symbol(format: ObjectFormat, name: &str) -> Option<LinkerSymbol> {
+    match (format, format.c_name(name)?) {
+        (ObjectFormat::Elf, "_GLOBAL_OFFSET_TABLE_") => Some(LinkerSymbol::GotBase),
+        (_, "__dso_handle") => Some(LinkerSymbol::DsoHandle),
+        (ObjectFormat::Coff, "__ImageBase") => Some(LinkerSymbol::ImageBase),
+        _ => None,
     }
 }
 

@@ -16,7 +16,7 @@
 //! (the others' targets are answered, and a cached answer has no effect).
 
 use super::Export;
-use super::resolve::{Resolved, Resolver, definition};
+use super::resolve::{Resolved, Resolver, definition, linker_symbol};
 use super::symbols::{Common, Globals, yields_to_session};
 use crate::graph::*;
 
@@ -124,10 +124,8 @@ impl<'g> Answers<'_, 'g> {
         }
         // Names the linker itself answers, and COFF import slots, are the
         // serial pass's.
-        let special = matches!(
-            graph.format.c_name(sym.name),
-            Some("_GLOBAL_OFFSET_TABLE_" | "__dso_handle" | "__ImageBase")
-        ) || (graph.format == ObjectFormat::Coff && sym.name.starts_with("__imp_"));
+        let special = linker_symbol(graph.format, sym.name).is_some()
+            || (graph.format == ObjectFormat::Coff && sym.name.starts_with("__imp_"));
         if special {
             return None;
         }

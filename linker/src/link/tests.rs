@@ -465,9 +465,11 @@ fn an_interposer_on_an_impossible_argument_is_the_executors_error() {
                 module: 1,
                 objects: std::sync::Arc::from("thunk.o"),
                 slab: &mut slab,
-                symbols: &symbols,
+                symbols: &mut symbols,
+                interposes: |_| false,
                 executor: &mut crate::probe::Nowhere {
                     host: crate::probe::Host::Empty,
+                    asked: Vec::new(),
                 },
                 exports: &rustc_hash::FxHashMap::default(),
                 describe_module: &|id| format!("module {id}"),
@@ -491,6 +493,103 @@ fn an_interposer_on_an_impossible_argument_is_the_executors_error() {
             (Err(other), _) => panic!("argument {arg}: {other}"),
             (Ok(_), true) => panic!("argument {arg}: linked"),
         }
+    }
+}
+
+/// The executor is asked, once and in the objects' order, about the names
+/// the load leaves undefined: not about what another object of the load
+/// or the linker (`_GLOBAL_OFFSET_TABLE_`, `__dso_handle`) defines, nor a
+/// thread-local variable (placed by the loader when linked), nor a name
+/// another module exports (unless the runtime interposes it), nor what it
+/// already answered.
+#[test]
+fn the_executor_is_asked_only_about_names_nothing_nearer_answers() {
+    use crate::link::Export;
+    use solder_executor::abi::CallingConvention;
+    use solder_executor::protocol::{SymbolInfo, SymbolKind};
+    let first = "
+        .text
+        .globl main
+    main:
+        call defined_by_second
+        call from_host
+        call exported_elsewhere
+        call atexit
+        call asked_before
+        call from_host
+        movq tls_var@gottpoff(%rip), %rax
+        leaq _GLOBAL_OFFSET_TABLE_(%rip), %rax
+        leaq __dso_handle(%rip), %rax
+        call later_host
+        ret
+    ";
+    let second = ".text\n.globl defined_by_second\ndefined_by_second: call later_host\nret\n";
+    let first = clang_object("x86_64-unknown-linux-gnu", "assembler", first, &[]);
+    let second = clang_object("x86_64-unknown-linux-gnu", "assembler", second, &[]);
+    let export = Export {
+        module: 2,
+        address: 0x7e00_0000_0000,
+        function: true,
+        convention: CallingConvention::SysV,
+        thread_local: None,
+    };
+    let exports: rustc_hash::FxHashMap<String, Export> = ["exported_elsewhere", "atexit"]
+        .into_iter()
+        .map(|name| (name.to_string(), export.clone()))
+        .collect();
+    let found = SymbolInfo {
+        kind: SymbolKind::Function,
+        arg: 0,
+        address: 0x7f00_0000_0000,
+        size: 0,
+    };
+    let split = crate::parallel::Threads {
+        count: Some(2),
+        min_bytes_each: 1,
+    };
+    for threads in [crate::parallel::Threads::serial(), split] {
+        let graphs = vec![
+            parse_object("first.o", &first).expect("parse"),
+            parse_object("second.o", &second).expect("parse"),
+        ];
+        let mut symbols = rustc_hash::FxHashMap::default();
+        symbols.insert("asked_before".to_string(), found);
+        let mut executor = crate::probe::Nowhere {
+            host: crate::probe::Host::Empty,
+            asked: Vec::new(),
+        };
+        let mut slab = crate::memory::Slab::new(BASE, 1 << 30, 4096);
+        // The names nobody defines stay undefined: the link fails after
+        // asking.
+        let _ = super::link(
+            graphs,
+            super::LinkRequest {
+                module: 1,
+                objects: std::sync::Arc::from("first.o, second.o"),
+                slab: &mut slab,
+                symbols: &mut symbols,
+                interposes: |host| host == "atexit",
+                executor: &mut executor,
+                exports: &exports,
+                describe_module: &|id| format!("module {id}"),
+                indirection: &mut crate::indirection::Indirection::default(),
+                replacing: None,
+                entry: None,
+                map: false,
+                debug: false,
+                threads,
+                stats: false,
+            },
+        );
+        assert_eq!(
+            executor.asked,
+            ["from_host", "atexit", "later_host"],
+            "{threads:?}\nrerun: cargo test -p solder-linker --lib link::tests::the_executor_is_asked"
+        );
+        assert!(
+            symbols.contains_key("from_host") && symbols.contains_key("later_host"),
+            "the answers were not kept for later loads ({threads:?})"
+        );
     }
 }
 
