@@ -134,9 +134,7 @@ fn link(objects: &[PathBuf], address: u64, threads: usize) -> Linked {
 /// Links the program serially and on four threads at `address` and
 /// compares everything; returns the program's objects.
 fn same_both_ways(test: &str, flags: &[&str], address: u64) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("parallel_link")
-        .join(test);
+    let dir = test_dir(test);
     let objects = program(&dir, flags);
     let serial = link(&objects, address, 1);
     let parallel = link(&objects, address, 4);
@@ -216,26 +214,15 @@ fn position_dependent_program_is_the_same_split_over_threads() {
 #[test]
 fn a_split_load_fails_with_the_serial_loads_error() {
     let test = "a_split_load_fails_with_the_serial_loads_error";
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("parallel_link")
-        .join(test);
+    let dir = test_dir(test);
     let mut objects = program(&dir, &["-fPIC"]);
-    let broken = dir.join("broken.c");
-    std::fs::write(
-        &broken,
+    let broken = compile(
+        &dir,
+        "broken",
         "long solder_test_undefined_a(void);\nlong solder_test_undefined_b(void);\n\
          long broken(void) { return solder_test_undefined_a() + solder_test_undefined_b(); }\n",
-    )
-    .unwrap();
-    let output = Command::new("cc")
-        .args(["-c", "-O2", "-fPIC"])
-        .arg(&broken)
-        .arg("-o")
-        .arg(broken.with_extension("o"))
-        .output()
-        .expect("run cc");
-    assert!(output.status.success(), "cc: {}", stderr(&output));
-    objects.insert(OBJECTS / 2, broken.with_extension("o"));
+    );
+    objects.insert(OBJECTS / 2, broken);
     let error = |threads: usize| {
         let files: Vec<ObjectFile> = objects
             .iter()
@@ -256,6 +243,13 @@ fn a_split_load_fails_with_the_serial_loads_error() {
         rerun(test)
     );
     assert_eq!(serial, error(4), "{}", rerun(test));
+}
+
+/// The scratch directory of `test`.
+fn test_dir(test: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("parallel_link")
+        .join(test)
 }
 
 /// `source` compiled with `cc -c -O2 -fPIC` as `dir/name.o`.
@@ -281,9 +275,7 @@ fn compile(dir: &Path, name: &str, source: &str) -> PathBuf {
 #[test]
 fn a_split_loads_weak_definition_yields_to_the_session_as_a_serial_ones_does() {
     let test = "a_split_loads_weak_definition_yields_to_the_session_as_a_serial_ones_does";
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("parallel_link")
-        .join(test);
+    let dir = test_dir(test);
     let mut objects = program(&dir, &["-fPIC"]);
     objects.push(compile(
         &dir,
