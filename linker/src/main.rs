@@ -248,6 +248,11 @@ fn run(args: RunArgs) -> Result<u8> {
     }
     let executor = executor_choice(&args)?;
     let remote = executor != ExecutorChoice::InProcess;
+    for (option, report) in [("--map", &args.map), ("--stats", &args.stats)] {
+        if let Some(path) = report {
+            refuse_to_overwrite_an_input(option, path)?;
+        }
+    }
     let reading = Instant::now();
     let threads = args
         .threads
@@ -450,6 +455,31 @@ fn add_inputs(session: &mut Session, archives: Vec<Archive>, args: &RunArgs) -> 
 }
 
 /// Writes module `id`'s link map where `--map` and `--print-map` say.
+/// Refuses a report path (`--map FILE`, `--stats FILE`) that holds an
+/// object or an archive: `--stats a.o b.o` takes `a.o` as the report's
+/// file, and writing the report would destroy the object.
+fn refuse_to_overwrite_an_input(option: &str, path: &std::path::Path) -> Result<()> {
+    use std::io::Read;
+    // Only a regular file can be an input lost (`/dev/stdout` is not read).
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return Ok(());
+    }
+    let mut magic = [0u8; 8];
+    let read = std::fs::File::open(path).and_then(|mut file| file.read(&mut magic));
+    let Ok(read) = read else {
+        return Ok(()); // Nothing readable: nothing to lose.
+    };
+    let head = &magic[..read];
+    if solder_linker::input::is_object(head) || is_archive(head) {
+        bail!(
+            "{option} {}: that file is an object or archive, not a report to overwrite \
+             ({option} takes a file to write: name one, then the objects)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Writes what `--map`, `--print-map` and `--stats` ask for about the
 /// load `id` (whose inputs took `read_ms` to read).
 fn write_reports(session: &Session, id: ModuleId, args: &RunArgs, read_ms: f64) -> Result<()> {

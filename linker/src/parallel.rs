@@ -7,8 +7,10 @@
 //! Threads cost tens of microseconds to start, so a load is split only
 //! when each thread gets at least [`MIN_BYTES_PER_THREAD`] of input: small
 //! links (a script interpreter, one module of a session) spawn nothing.
-//! A large load keeps its helpers awake from stage to stage ([`with_crew`]);
-//! outside one, each split starts and joins threads of its own.
+//! A large load keeps its helpers awake from stage to stage ([`with_crew`]),
+//! and while they are, handing them work costs microseconds: its stages
+//! split from [`MIN_BYTES_PER_CREW_THREAD`] a thread. Outside a crew, each
+//! split starts and joins threads of its own.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};

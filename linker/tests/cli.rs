@@ -2,8 +2,10 @@
 //! (compared with the same objects linked natively), arguments after `--`,
 //! `--entry`, `--noexec`, exit status 125 with a message naming what and
 //! where when Solder itself fails (missing file, not an ELF object,
-//! undefined symbol), and crashes (SIGSEGV, SIGABRT) reported on stderr with
-//! the process dying of the signal. Fixtures are under `fixtures/linker/cli/`.
+//! undefined symbol), crashes (SIGSEGV, SIGABRT) reported on stderr with
+//! the process dying of the signal, an object given through a pipe, and
+//! report options that never overwrite an object. Fixtures are under
+//! `fixtures/linker/cli/`.
 
 mod support;
 
@@ -527,4 +529,86 @@ fn a_hidden_main_runs_and_a_missing_entry_runs_nothing() {
             rerun(test)
         );
     }
+}
+
+/// `--stats a.o b.o` takes `a.o` as the report's file: the run fails
+/// naming the option and the file, and the object is left as it was. A
+/// report file from an earlier run is overwritten as asked.
+#[test]
+fn a_report_option_never_overwrites_an_object() {
+    let test = "a_report_option_never_overwrites_an_object";
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("linker-cli-reports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let program = fixture("cc", "program.c");
+    let kept = dir.join("kept.o");
+    std::fs::copy(&program, &kept).unwrap();
+    let before = std::fs::read(&kept).unwrap();
+    for option in ["--stats", "--map"] {
+        let output = solder(&[
+            "run",
+            "--noexec",
+            option,
+            path_str(&kept),
+            path_str(&program),
+        ]);
+        assert_solder_failed(
+            &output,
+            &[option, path_str(&kept), "object or archive"],
+            option,
+            test,
+        );
+        assert_eq!(
+            std::fs::read(&kept).unwrap(),
+            before,
+            "{option}\n{}",
+            rerun(test)
+        );
+    }
+    let report = dir.join("stats.json");
+    for _ in 0..2 {
+        let output = solder(&[
+            "run",
+            "--noexec",
+            "--stats",
+            path_str(&report),
+            path_str(&program),
+        ]);
+        assert_eq!(
+            exit_of(&output),
+            (Some(0), None),
+            "{}\n{}",
+            stderr(&output),
+            rerun(test)
+        );
+        let json = std::fs::read_to_string(&report).unwrap();
+        assert!(json.contains("\"stages\""), "{json}\n{}", rerun(test));
+    }
+}
+
+/// An object given through a pipe (`<(cat a.o)` in a shell) runs as the
+/// file itself does.
+#[test]
+fn an_object_through_a_pipe_runs() {
+    let test = "an_object_through_a_pipe_runs";
+    let program = fixture("cc", "program.c");
+    let bytes = std::fs::read(&program).unwrap();
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let _ = std::io::Write::write_all(&mut writer, &bytes);
+    });
+    let output = Command::new(env!("CARGO_BIN_EXE_solder"))
+        .args(["run", "/dev/stdin", "--", "arg"])
+        .stdin(reader)
+        .output()
+        .expect("run solder");
+    feeder.join().unwrap();
+    let direct = solder(&["run", path_str(&program), "--", "arg"]);
+    assert_eq!(
+        exit_of(&output),
+        exit_of(&direct),
+        "{}\n{}",
+        stderr(&output),
+        rerun(test)
+    );
+    assert_eq!(stdout(&output), stdout(&direct), "{}", rerun(test));
 }
