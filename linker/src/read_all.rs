@@ -185,9 +185,12 @@ fn fill(
         // not opened here.
         group
             .into_iter()
-            .map(|(path, room)| match room.is_empty() {
-                true => Ok(0),
-                false => read_into(path, room),
+            .map(|(path, room)| {
+                if room.is_empty() {
+                    Ok(0)
+                } else {
+                    read_into(path, room)
+                }
             })
             .collect::<Vec<_>>()
     })
@@ -196,11 +199,13 @@ fn fill(
     .collect()
 }
 
-/// Reads the file at `path` into `room` (its measured size and one byte
-/// more), until the room is full, the file ends, or the file's measured
-/// size has come: how many bytes came. A file that grew fills the room in
-/// the read that brings its measured size, so stopping there costs no
-/// second read (a system call per file) to see the end.
+/// Reads the file at `path` (a regular file) into `room` (its measured
+/// size and one byte more), until the room is full, the file ends, or the
+/// file's measured size has come: how many bytes came. A read of a regular
+/// file stops short of what it asks only at the file's end, so a file that
+/// grew brings the byte past its measured size in the same read: stopping
+/// at the measured size costs no second read (a system call per file) to
+/// see the end.
 fn read_into(path: &std::path::Path, room: &mut [u8]) -> Result<usize, LinkError> {
     use std::io::Read;
     let mut file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
