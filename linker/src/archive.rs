@@ -212,9 +212,10 @@ fn read_thin_member(archive: &str, member: &str, directory: &Path) -> Result<Vec
     } else {
         directory.join(member)
     };
-    // Read as an object is (as many bytes as the file's size says): a
-    // hostile name such as `/dev/zero` reads nothing rather than forever.
-    ObjectFile::read(&path)
+    // Read as an object is (as many bytes as the file's size says), and
+    // only a regular file: a hostile name such as `/dev/zero` or a pipe is
+    // refused rather than read as a stream.
+    ObjectFile::read_regular(&path)
         .map(|file| file.bytes.into_vec())
         .map_err(|e| LinkError::Malformed {
             object: format!("{archive}({member})"),

@@ -41,6 +41,21 @@ impl ObjectFile {
             bytes: bytes.into(),
         })
     }
+
+    /// As [`ObjectFile::read`], for a path that must name a regular file
+    /// (a thin archive's member, named by the archive): anything else (a
+    /// device, a pipe, whose opening could wait for a writer) is refused
+    /// before it is opened, rather than read as a stream.
+    pub(crate) fn read_regular(path: &Path) -> Result<Self, LinkError> {
+        let metadata = std::fs::metadata(path).map_err(|e| read_error(path, e))?;
+        if !metadata.is_file() {
+            return Err(read_error(
+                path,
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+            ));
+        }
+        ObjectFile::read(path)
+    }
 }
 
 /// The most a stream (a pipe, a device) given as an object may hold.
@@ -48,20 +63,32 @@ pub const STREAM_LIMIT: u64 = 1 << 30;
 
 /// `path` opened, with its size (`None` when it is not a regular file).
 fn open_sized(path: &Path) -> Result<(std::fs::File, Option<usize>), LinkError> {
-    let error = |reason| read_error(path, reason);
-    let file = std::fs::File::open(path).map_err(error)?;
-    let metadata = file.metadata().map_err(error)?;
+    let file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
+    let metadata = file.metadata().map_err(|e| read_error(path, e))?;
+    let size = regular_size(path, &metadata)?;
+    Ok((file, size))
+}
+
+/// The size `metadata` gives the file at `path`, in memory's terms;
+/// `None` when it is not a regular file (its size says nothing about what
+/// reading it gives).
+pub(crate) fn regular_size(
+    path: &Path,
+    metadata: &std::fs::Metadata,
+) -> Result<Option<usize>, LinkError> {
     if !metadata.is_file() {
-        return Ok((file, None));
+        return Ok(None);
     }
     let size = metadata.len();
-    let size = usize::try_from(size).map_err(|_| {
-        error(std::io::Error::new(
-            std::io::ErrorKind::FileTooLarge,
-            format!("{size} bytes do not fit in memory"),
-        ))
-    })?;
-    Ok((file, Some(size)))
+    usize::try_from(size).map(Some).map_err(|_| {
+        read_error(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!("{size} bytes do not fit in memory"),
+            ),
+        )
+    })
 }
 
 /// Reads `file`, which is not a regular file, to its end: an error past

@@ -454,7 +454,6 @@ fn add_inputs(session: &mut Session, archives: Vec<Archive>, args: &RunArgs) -> 
     Ok(())
 }
 
-/// Writes module `id`'s link map where `--map` and `--print-map` say.
 /// Refuses a report path (`--map FILE`, `--stats FILE`) that holds an
 /// object or an archive: `--stats a.o b.o` takes `a.o` as the report's
 /// file, and writing the report would destroy the object.

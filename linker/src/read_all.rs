@@ -19,7 +19,7 @@ use std::sync::Arc;
 use solder_executor::sys::memory::FreshMemory;
 
 use crate::error::LinkError;
-use crate::input::{ObjectBytes, ObjectFile, read_error};
+use crate::input::{ObjectBytes, ObjectFile, read_error, regular_size};
 use crate::parallel::{self, Threads};
 
 /// Where each object starts in the shared memory: 16-aligned, as an
@@ -106,25 +106,13 @@ fn object(
 /// size says nothing about what reading it gives).
 fn size_of(path: &std::path::Path) -> Result<Option<usize>, LinkError> {
     let metadata = std::fs::metadata(path).map_err(|e| read_error(path, e))?;
-    if !metadata.is_file() {
-        return Ok(None);
-    }
-    let size = metadata.len();
-    usize::try_from(size).map(Some).map_err(|_| {
-        read_error(
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::FileTooLarge,
-                format!("{size} bytes do not fit in memory"),
-            ),
-        )
-    })
+    regular_size(path, &metadata)
 }
 
 /// Each file's room in `memory` (its size and one byte; empty for a file
 /// whose size is unknown or that is not a regular file), cut from
-/// `starts` in order. `starts` and the
-/// memory's size come from [`starts`], so every cut is in bounds.
+/// `starts` in order. `starts` and the memory's size come from
+/// [`starts`], so every cut is in bounds.
 fn rooms<'m>(
     memory: &'m mut [u8],
     starts: &[usize],

@@ -130,6 +130,35 @@ fn a_thin_archive_with_a_missing_member_names_it() {
     );
 }
 
+/// A thin archive's member is read only from a regular file: one that
+/// became a pipe is refused, naming it, without being opened (which would
+/// wait for a writer) or read as a stream.
+#[test]
+fn a_thin_archive_member_that_is_not_a_regular_file_is_refused() {
+    let test = "a_thin_archive_member_that_is_not_a_regular_file_is_refused";
+    let dir = scratch(test);
+    let objects = members(&dir, &["add", "twice"]);
+    let path = dir.join("libthin.a");
+    ar("rcT", &path, &objects);
+    std::fs::remove_file(&objects[1]).unwrap();
+    let made = Command::new("mkfifo")
+        .arg(&objects[1])
+        .status()
+        .expect("run mkfifo");
+    assert!(
+        made.success(),
+        "mkfifo {}\n{}",
+        objects[1].display(),
+        rerun(test)
+    );
+    let err = Archive::read(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("twice.o") && err.contains("not a regular file"),
+        "{err}\n{}",
+        rerun(test)
+    );
+}
+
 /// Builds `libpick.a` (VALUE) in `dir`.
 fn libpick_archive(dir: &Path, value: u32) {
     std::fs::create_dir_all(dir).unwrap();

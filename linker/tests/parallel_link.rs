@@ -63,22 +63,12 @@ fn source(i: usize) -> String {
 fn program(dir: &Path, flags: &[&str]) -> Vec<PathBuf> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).unwrap();
+    let flags: Vec<&str> = ["-fasynchronous-unwind-tables"]
+        .into_iter()
+        .chain(flags.iter().copied())
+        .collect();
     (0..OBJECTS)
-        .map(|i| {
-            let c = dir.join(format!("part{i}.c"));
-            std::fs::write(&c, source(i)).unwrap();
-            let o = c.with_extension("o");
-            let output = Command::new("cc")
-                .args(["-c", "-O2", "-fasynchronous-unwind-tables"])
-                .args(flags)
-                .arg(&c)
-                .arg("-o")
-                .arg(&o)
-                .output()
-                .expect("run cc");
-            assert!(output.status.success(), "cc {c:?}: {}", stderr(&output));
-            o
-        })
+        .map(|i| compile(dir, &format!("part{i}"), &source(i), &flags))
         .collect()
 }
 
@@ -221,6 +211,7 @@ fn a_split_load_fails_with_the_serial_loads_error() {
         "broken",
         "long solder_test_undefined_a(void);\nlong solder_test_undefined_b(void);\n\
          long broken(void) { return solder_test_undefined_a() + solder_test_undefined_b(); }\n",
+        &["-fPIC"],
     );
     objects.insert(OBJECTS / 2, broken);
     let error = |threads: usize| {
@@ -252,13 +243,14 @@ fn test_dir(test: &str) -> PathBuf {
         .join(test)
 }
 
-/// `source` compiled with `cc -c -O2 -fPIC` as `dir/name.o`.
-fn compile(dir: &Path, name: &str, source: &str) -> PathBuf {
+/// `source` compiled with `cc -c -O2 FLAGS` as `dir/name.o`.
+fn compile(dir: &Path, name: &str, source: &str, flags: &[&str]) -> PathBuf {
     let c = dir.join(format!("{name}.c"));
     std::fs::write(&c, source).unwrap();
     let o = c.with_extension("o");
     let output = Command::new("cc")
-        .args(["-c", "-O2", "-fPIC"])
+        .args(["-c", "-O2"])
+        .args(flags)
         .arg(&c)
         .arg("-o")
         .arg(&o)
@@ -282,11 +274,13 @@ fn a_split_loads_weak_definition_yields_to_the_session_as_a_serial_ones_does() {
         "weak",
         "__attribute__((weak)) long solder_test_answer(void) { return 1; }\n\
          long solder_test_ask(void) { return solder_test_answer(); }\n",
+        &["-fPIC"],
     ));
     let strong = compile(
         &dir,
         "strong",
         "long solder_test_answer(void) { return 2; }\n",
+        &["-fPIC"],
     );
     let ask = |threads: usize, after_strong: bool| {
         let mut session = Session::new(SessionConfig::default()).unwrap();
