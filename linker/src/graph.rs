@@ -16,6 +16,12 @@ use crate::arch::RelocKind;
 pub type SectionId = usize;
 pub type SymbolId = usize;
 
+/// The most sections a graph may have: a section index is kept in 32 bits
+/// inside a [`Definition`] (a large load holds millions of symbols, so
+/// each byte of one counts), and [`LinkGraph::check`] refuses a graph
+/// with more.
+pub const MAX_SECTIONS: usize = u32::MAX as usize;
+
 /// The object format a graph was read from. Beyond parsing, two things
 /// depend on it: how C names are spelled (Mach-O prefixes `_`) and the
 /// calling convention of its functions (COFF code uses the Microsoft x64
@@ -92,6 +98,12 @@ impl LinkGraph<'_> {
             object: self.object.clone(),
             reason,
         };
+        if self.sections.len() >= MAX_SECTIONS {
+            return Err(malformed(format!(
+                "{} sections: more than a graph holds ({MAX_SECTIONS})",
+                self.sections.len()
+            )));
+        }
         for section in &self.sections {
             let name = &section.name;
             if !section.align.is_power_of_two() {
@@ -128,7 +140,7 @@ impl LinkGraph<'_> {
             }
         }
         for (id, sym) in self.symbols.iter().enumerate() {
-            if let Definition::Defined { section, offset } = sym.definition {
+            if let Some((section, offset)) = sym.definition.place() {
                 let Some(s) = self.sections.get(section) else {
                     return Err(malformed(format!(
                         "symbol {id} `{}`: section {section} does not exist",
@@ -151,7 +163,7 @@ impl LinkGraph<'_> {
                     sym.name
                 )));
             }
-            if sym.fallback.is_some_and(|f| f >= self.symbols.len()) {
+            if sym.fallback.is_some_and(|f| f.id() >= self.symbols.len()) {
                 return Err(malformed(format!(
                     "symbol {id} `{}`: its alternate name is not a symbol",
                     sym.name
@@ -409,8 +421,11 @@ pub enum SymbolKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Definition {
     Undefined,
+    /// At `offset` in section `section` of the graph (made by
+    /// [`Definition::defined`]; read back as a [`SectionId`] by
+    /// [`Definition::place`]).
     Defined {
-        section: SectionId,
+        section: u32,
         offset: u64,
     },
     Absolute(u64),
@@ -419,6 +434,45 @@ pub enum Definition {
     },
     /// Defined in a section that is not loaded (debug info, notes).
     Unplaced,
+}
+
+impl Definition {
+    /// A definition at `offset` in `section`. A section index past
+    /// [`MAX_SECTIONS`] is kept as `MAX_SECTIONS`, which no graph that
+    /// passes [`LinkGraph::check`] has: the check reports it.
+    pub fn defined(section: SectionId, offset: u64) -> Definition {
+        Definition::Defined {
+            section: u32::try_from(section).unwrap_or(u32::MAX),
+            offset,
+        }
+    }
+
+    /// The section and offset of a definition in a section.
+    pub fn place(self) -> Option<(SectionId, u64)> {
+        match self {
+            Definition::Defined { section, offset } => Some((section as SectionId, offset)),
+            _ => None,
+        }
+    }
+}
+
+/// A symbol's alternate name (see [`Symbol::fallback`]): another symbol
+/// of the same graph, kept in four bytes (its index plus one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fallback(std::num::NonZeroU32);
+
+impl Fallback {
+    /// Symbol `id` as a fallback; `None` past what four bytes hold (no
+    /// object format numbers its symbols that far).
+    pub fn new(id: SymbolId) -> Option<Fallback> {
+        let plus_one = u32::try_from(id).ok()?.checked_add(1)?;
+        std::num::NonZeroU32::new(plus_one).map(Fallback)
+    }
+
+    /// The symbol it names.
+    pub fn id(self) -> SymbolId {
+        self.0.get() as SymbolId - 1
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -432,7 +486,7 @@ pub struct Symbol<'a> {
     /// For an undefined symbol: what it means when nothing defines it (a
     /// COFF weak external's default, `/alternatename:`). Weak undefined
     /// symbols without a fallback are 0.
-    pub fallback: Option<SymbolId>,
+    pub fallback: Option<Fallback>,
 }
 
 impl Symbol<'_> {
@@ -471,4 +525,99 @@ pub struct Group<'a> {
     pub signature: &'a str,
     pub selection: ComdatSelection,
     pub sections: Vec<SectionId>,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    const RERUN: &str = "rerun: cargo test -p solder-linker --lib graph::tests";
+
+    /// A graph of one 16-byte data section and `symbols`.
+    pub(crate) fn one_section_graph(symbols: Vec<Symbol<'static>>) -> LinkGraph<'static> {
+        LinkGraph {
+            object: "t.o".into(),
+            format: ObjectFormat::Elf,
+            sections: vec![Section {
+                name: ".data".into(),
+                protection: Protection::Data,
+                role: SectionRole::Plain,
+                align: 8,
+                size: 16,
+                data: Cow::Owned(vec![0; 16]),
+                edges: Edges::default(),
+                live: true,
+            }],
+            symbols,
+            groups: Vec::new(),
+            source_sections: Vec::new(),
+        }
+    }
+
+    /// A symbol of `binding` with `definition`.
+    pub(crate) fn symbol(
+        name: &'static str,
+        binding: Binding,
+        definition: Definition,
+    ) -> Symbol<'static> {
+        Symbol {
+            name,
+            binding,
+            visibility: Visibility::Default,
+            kind: SymbolKind::Data,
+            definition,
+            size: 0,
+            fallback: None,
+        }
+    }
+
+    /// A large load holds millions of symbols: each is kept in 48 bytes
+    /// (a section index and a fallback in 32 bits each).
+    #[test]
+    fn a_symbol_takes_48_bytes() {
+        assert_eq!(std::mem::size_of::<Definition>(), 16, "{RERUN}");
+        assert_eq!(std::mem::size_of::<Symbol<'_>>(), 48, "{RERUN}");
+    }
+
+    /// A section index past 32 bits is not cut to a smaller one that
+    /// exists: it is kept as one that no checked graph has, and the check
+    /// reports it.
+    #[test]
+    fn a_section_index_past_32_bits_is_reported_not_wrapped() {
+        let far = u32::MAX as usize + 1; // would wrap to section 0
+        let definition = Definition::defined(far, 4);
+        assert_eq!(definition.place(), Some((u32::MAX as usize, 4)), "{RERUN}");
+        let graph = one_section_graph(vec![symbol("far", Binding::Global, definition)]);
+        let err = graph.check().unwrap_err().to_string();
+        assert!(
+            err.contains("section 4294967295 does not exist"),
+            "{err}\n{RERUN}"
+        );
+        let near = one_section_graph(vec![symbol(
+            "near",
+            Binding::Global,
+            Definition::defined(0, 4),
+        )]);
+        assert!(near.check().is_ok(), "{RERUN}");
+    }
+
+    /// A fallback names any symbol a 32-bit index reaches, and nothing
+    /// past it.
+    #[test]
+    fn a_fallback_holds_32_bit_symbol_indices_only() {
+        for id in [0, 1, 70_000, u32::MAX as usize - 1] {
+            assert_eq!(Fallback::new(id).map(Fallback::id), Some(id), "{RERUN}");
+        }
+        for id in [u32::MAX as usize, u32::MAX as usize + 1, usize::MAX] {
+            assert_eq!(Fallback::new(id), None, "{id}\n{RERUN}");
+        }
+        let mut graph =
+            one_section_graph(vec![symbol("a", Binding::Global, Definition::Undefined)]);
+        graph.symbols[0].fallback = Fallback::new(1);
+        let err = graph.check().unwrap_err().to_string();
+        assert!(
+            err.contains("its alternate name is not a symbol"),
+            "{err}\n{RERUN}"
+        );
+    }
 }

@@ -116,22 +116,44 @@ where
     if threads <= 1 {
         return items.iter().map(f).collect();
     }
+    let parts = by_pieces(items, threads, weight, total, |piece: &'t [T]| {
+        piece.iter().map(&f).collect::<Vec<R>>()
+    });
+    parts.into_iter().flatten().collect()
+}
+
+/// `work` applied to consecutive pieces of `items` of about equal weight
+/// (`total` in all), taken in turn by `threads` threads (the caller's
+/// among them): each piece's result, in the items' order.
+fn by_pieces<'t, T, P, F, W>(
+    items: &'t [T],
+    threads: usize,
+    weight: W,
+    total: usize,
+    work: F,
+) -> Vec<P>
+where
+    T: Sync,
+    P: Send,
+    F: Fn(&'t [T]) -> P + Sync,
+    W: Fn(&T) -> usize,
+{
     let pieces = pieces(items, &weight, total, threads * PIECES_PER_THREAD);
     let next = AtomicUsize::new(0);
-    let done: Mutex<Vec<(usize, Vec<R>)>> = Mutex::new(Vec::with_capacity(pieces.len()));
-    let work = || {
+    let done: Mutex<Vec<(usize, P)>> = Mutex::new(Vec::with_capacity(pieces.len()));
+    let take_pieces = || {
         while let Some(range) = pieces.get(next.fetch_add(1, Ordering::Relaxed)) {
-            let results = items[range.clone()].iter().map(&f).collect();
-            lock(&done).push((range.start, results));
+            let result = work(&items[range.clone()]);
+            lock(&done).push((range.start, result));
         }
     };
-    if !crew::run_on_crew(&work) {
+    if !crew::run_on_crew(&take_pieces) {
         std::thread::scope(|scope| {
-            let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-            work();
+            let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(take_pieces)).collect();
+            take_pieces();
             for helper in helpers {
                 if let Err(panic) = helper.join() {
-                    // A panic in `f` is a bug; it goes on as it would
+                    // A panic in `work` is a bug; it goes on as it would
                     // have in a serial link.
                     std::panic::resume_unwind(panic);
                 }
@@ -140,7 +162,7 @@ where
     }
     let mut done = done.into_inner().unwrap_or_else(PoisonError::into_inner);
     done.sort_unstable_by_key(|(start, _)| *start);
-    done.into_iter().flat_map(|(_, results)| results).collect()
+    done.into_iter().map(|(_, result)| result).collect()
 }
 
 /// A lock whose holder cannot have panicked holding it (nothing panics
@@ -160,16 +182,21 @@ where
     W: Fn(&T) -> usize,
 {
     let total: usize = items.iter().map(&weight).sum();
-    if threads.split(total, items.len()) <= 1 {
+    let threads = threads.split(total, items.len());
+    if threads <= 1 {
         let mut out = Vec::new();
         for item in items {
             f(item, &mut out);
         }
         return out;
     }
-    let parts = map(items, threads, weight, |item| {
+    // One vector per piece, not per item: a piece's items push into it
+    // in turn, so an item's few results cost no allocation of their own.
+    let parts = by_pieces(items, threads, weight, total, |piece: &'t [T]| {
         let mut part = Vec::new();
-        f(item, &mut part);
+        for item in piece {
+            f(item, &mut part);
+        }
         part
     });
     let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());

@@ -138,7 +138,7 @@ struct Module {
     registrations: Vec<Registration>,
     /// Where it is in its life.
     state: ModuleState,
-    exports: Vec<String>,
+    exports: Vec<Arc<str>>,
     imports: Vec<(u32, String)>,
     bindings: Vec<DataBinding>,
     crash_symbols: Arc<CrashSymbols>,
@@ -162,7 +162,7 @@ pub struct Session {
     /// What the executor said about names, asked once per name.
     symbols: HashMap<String, SymbolInfo>,
     modules: Vec<Module>,
-    exports: HashMap<String, Export>,
+    exports: HashMap<Arc<str>, Export>,
     indirection: Indirection,
     /// Told of every module once it is emitted (see [`crate::plugins`]).
     plugins: Vec<Box<dyn LinkPlugin>>,
@@ -654,7 +654,7 @@ impl Session {
                 self.indirection
                     .retarget(&mut *self.executor, &name, export.address, page)?;
             }
-            export_names.push(name.clone());
+            export_names.push(Arc::clone(&name));
             self.exports.insert(name, export);
         }
         // A replay (restart) loads the members among the module's sources.
@@ -1182,7 +1182,7 @@ impl Session {
                 *module == id.0
                     && self
                         .exports
-                        .get(symbol)
+                        .get(symbol.as_str())
                         .is_some_and(|e| e.thread_local.is_some())
             });
             if let Some((_, symbol)) = thread_local {
@@ -1197,7 +1197,7 @@ impl Session {
         // Every symbol other modules use must still be there.
         for user in &self.modules {
             for (module, symbol) in &user.imports {
-                if *module == id.0 && !linked.exports.iter().any(|(n, _)| n == symbol) {
+                if *module == id.0 && !linked.exports.iter().any(|(n, _)| **n == **symbol) {
                     let err = LinkError::ReplacementMissing {
                         module: id.0,
                         symbol: symbol.clone(),
@@ -1256,7 +1256,7 @@ impl Session {
                 continue;
             }
             for binding in module.bindings.iter().filter(|b| b.module == id) {
-                let target = self.exports[&binding.symbol].address;
+                let target = self.exports[binding.symbol.as_str()].address;
                 let (s, a, p) = (
                     target as i64 as i128,
                     binding.addend as i128,

@@ -45,8 +45,7 @@ pub(super) fn select(graphs: &mut [LinkGraph<'_>]) -> Result<(), LinkError> {
             continue;
         }
         for sym in graph.symbols.iter_mut() {
-            if let (Binding::Global, Definition::Defined { section, .. }) =
-                (sym.binding, sym.definition)
+            if let (Binding::Global, Some((section, _))) = (sym.binding, sym.definition.place())
                 && tolerant.contains(&section)
             {
                 sym.binding = Binding::Weak;
@@ -138,9 +137,10 @@ fn prune_graph(graph: &mut LinkGraph<'_>) -> Result<(), LinkError> {
     let dead: Vec<bool> = graph
         .symbols
         .iter()
-        .map(|s| match s.definition {
-            Definition::Defined { section, .. } => !graph.sections[section].live,
-            _ => false,
+        .map(|s| {
+            s.definition
+                .place()
+                .is_some_and(|(section, _)| !graph.sections[section].live)
         })
         .collect();
     let object = graph.object.clone();

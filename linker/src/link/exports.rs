@@ -7,6 +7,7 @@ use solder_executor::module::CrashSymbol;
 
 use super::Export;
 use super::layout::Layout;
+use super::resolutions::Resolutions;
 use super::resolve::{Origin, Resolver, Target};
 use super::write::Addresses;
 use crate::graph::*;
@@ -20,7 +21,7 @@ pub(super) fn exports(
     resolver: &Resolver<'_, '_, '_>,
     at: &Addresses<'_>,
     convention: CallingConvention,
-) -> Vec<(String, Export)> {
+) -> Vec<(std::sync::Arc<str>, Export)> {
     let from = Exporter {
         graphs: resolver.graphs,
         cache: &resolver.cache,
@@ -60,9 +61,9 @@ pub(super) fn exports(
 /// What making exports reads, shared by the threads that make them.
 struct Exporter<'r, 'g, 'a> {
     graphs: &'g [LinkGraph<'a>],
-    cache: &'r [Vec<Option<super::resolve::Resolved<'g>>>],
+    cache: &'r [Resolutions<'g>],
     commons: &'g [super::symbols::Common<'g>],
-    session: &'r rustc_hash::FxHashMap<String, Export>,
+    session: &'r rustc_hash::FxHashMap<std::sync::Arc<str>, Export>,
     replacing: Option<u32>,
     module: u32,
     convention: CallingConvention,
@@ -72,7 +73,7 @@ struct Exporter<'r, 'g, 'a> {
 impl Exporter<'_, '_, '_> {
     /// The export of the global `name` (symbol `id` of graph `g`), if it
     /// is one.
-    fn export(&self, name: &str, g: usize, id: SymbolId) -> Option<(String, Export)> {
+    fn export(&self, name: &str, g: usize, id: SymbolId) -> Option<(std::sync::Arc<str>, Export)> {
         let sym = &self.graphs[g].symbols[id];
         if !sym.visibility.exported() {
             return None;
@@ -98,7 +99,7 @@ impl Exporter<'_, '_, '_> {
             (self.at.of(target), None)
         };
         Some((
-            name.to_string(),
+            std::sync::Arc::from(name),
             Export {
                 module: self.module,
                 address,
@@ -155,17 +156,18 @@ pub(super) fn exported_target(
 /// [`exported_target`] from what it reads.
 fn target_in_load(
     graphs: &[LinkGraph<'_>],
-    cache: &[Vec<Option<super::resolve::Resolved<'_>>>],
+    cache: &[Resolutions<'_>],
     commons: &[super::symbols::Common<'_>],
     name: &str,
     g: usize,
     id: SymbolId,
 ) -> Option<Target> {
-    match cache[g][id] {
+    match cache[g].slot(id).copied().flatten() {
         Some(r) if r.origin == Origin::Load => Some(r.target),
         Some(_) => None, // bound to another module's definition
         None => match graphs[g].symbols[id].definition {
             Definition::Defined { section, offset } => {
+                let section = section as SectionId;
                 Some(match graphs[g].sections[section].role {
                     SectionRole::ThreadLocal => Target::ThreadLocal(g, section, offset),
                     _ => Target::Section(g, section, offset),
@@ -195,8 +197,8 @@ pub(super) fn crash_symbols(
     let weight = |&g: &usize| 24 * graphs[g].symbols.len();
     crate::parallel::flat_map(&indices, threads, weight, |&g, symbols| {
         for sym in &graphs[g].symbols {
-            if let (SymbolKind::Function, Definition::Defined { section, offset }) =
-                (sym.kind, sym.definition)
+            if let (SymbolKind::Function, Some((section, offset))) =
+                (sym.kind, sym.definition.place())
                 && let Some(at) = layout.sections[g][section]
             {
                 symbols.push(CrashSymbol {

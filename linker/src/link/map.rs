@@ -194,19 +194,25 @@ fn target_names(resolver: &Resolver<'_, '_, '_>) -> HashMap<Target, String> {
             }
         }
     }
-    let mut others: Vec<(&String, u64)> = resolver
+    let mut others: Vec<(&str, u64)> = resolver
         .req
         .exports
         .iter()
-        .map(|(name, e)| (name, e.address))
-        .chain(resolver.req.symbols.iter().map(|(n, s)| (n, s.address)))
+        .map(|(name, e)| (&**name, e.address))
+        .chain(
+            resolver
+                .req
+                .symbols
+                .iter()
+                .map(|(n, s)| (n.as_str(), s.address)),
+        )
         .filter(|&(_, address)| address != 0)
         .collect();
     others.sort();
     for (name, address) in others {
         names
             .entry(Target::Address(address))
-            .or_insert_with(|| name.clone());
+            .or_insert_with(|| name.to_string());
     }
     for (i, variable) in resolver.host_thread_locals.iter().enumerate() {
         names.insert(Target::HostThreadLocal(i), variable.name.to_string());
@@ -217,10 +223,13 @@ fn target_names(resolver: &Resolver<'_, '_, '_>) -> HashMap<Target, String> {
 /// Where a symbol defined in a section of graph `g` is.
 fn local_target(graph: &LinkGraph<'_>, g: usize, sym: &Symbol<'_>) -> Option<Target> {
     match sym.definition {
-        Definition::Defined { section, offset } => Some(match graph.sections[section].role {
-            SectionRole::ThreadLocal => Target::ThreadLocal(g, section, offset),
-            _ => Target::Section(g, section, offset),
-        }),
+        Definition::Defined { section, offset } => {
+            let section = section as SectionId;
+            Some(match graph.sections[section].role {
+                SectionRole::ThreadLocal => Target::ThreadLocal(g, section, offset),
+                _ => Target::Section(g, section, offset),
+            })
+        }
         Definition::Absolute(a) => Some(Target::Address(a)),
         _ => None,
     }

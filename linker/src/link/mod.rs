@@ -33,6 +33,7 @@ mod lifecycle;
 pub mod map;
 mod plan;
 mod relocate;
+mod resolutions;
 mod resolve;
 mod resolve_loaded;
 mod symbols;
@@ -106,7 +107,7 @@ pub struct LinkRequest<'s> {
     /// like): it is asked about even when another module exports it.
     pub interposes: fn(&str) -> bool,
     pub executor: &'s mut dyn Executor,
-    pub exports: &'s HashMap<String, Export>,
+    pub exports: &'s HashMap<Arc<str>, Export>,
     /// A live module named for messages (`module 3 (a.o, b.o)`).
     pub describe_module: &'s dyn Fn(u32) -> String,
     pub indirection: &'s mut Indirection,
@@ -148,7 +149,9 @@ pub struct LinkedModule {
     pub dso: u64,
     /// Start of the merged, zero-terminated `.eh_frame`, if any.
     pub eh_frame: Option<u64>,
-    pub exports: Vec<(String, Export)>,
+    /// Each name is shared with the session's table and the module's list
+    /// of what it exports (one copy of the name, not one for each).
+    pub exports: Vec<(Arc<str>, Export)>,
     /// (module, symbol) pairs this load references in other modules.
     pub imports: Vec<(u32, String)>,
     pub bindings: Vec<DataBinding>,

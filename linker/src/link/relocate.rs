@@ -9,7 +9,9 @@
 use rustc_hash::FxHashSet as HashSet;
 
 use super::plan::{Plan, Via};
+use super::resolutions::Resolutions;
 use super::resolve::{Origin, Resolved, Resolver, Target};
+use super::symbols::Common;
 use super::write::Addresses;
 use super::{DataBinding, site};
 use crate::arch::machine::JUMP_STUB;
@@ -58,6 +60,8 @@ pub(super) fn relocate(
 ) -> Result<References, LinkError> {
     let fixups = Fixups {
         cache: &resolver.cache,
+        graphs: resolver.graphs,
+        commons: resolver.commons,
         image_base: resolver.req.slab.base(),
     };
     let graphs = resolver.graphs;
@@ -215,13 +219,15 @@ struct EdgePlace<'r, 'a> {
 /// What relocating an edge reads of the resolution: shared by the threads
 /// that relocate.
 struct Fixups<'r, 'g> {
-    cache: &'r [Vec<Option<Resolved<'g>>>],
+    cache: &'r [Resolutions<'g>],
+    graphs: &'g [LinkGraph<'g>],
+    commons: &'g [Common<'g>],
     image_base: u64,
 }
 
 impl<'g> Fixups<'_, 'g> {
     fn cached(&self, g: usize, id: SymbolId) -> Resolved<'g> {
-        self.cache[g][id].expect("every edge target is resolved before planning")
+        self.cache[g].get(self.graphs, self.commons, g, id)
     }
 }
 

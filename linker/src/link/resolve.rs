@@ -11,6 +11,7 @@ use solder_executor::protocol::SymbolKind as HostKind;
 
 use super::bridges::host_name;
 use super::plan::needs_near;
+use super::resolutions::Resolutions;
 use super::symbols::{Common, Globals, yields_to_session};
 use super::{LinkRequest, site};
 use crate::error::{LinkError, Site};
@@ -118,7 +119,8 @@ pub(super) struct Resolver<'g, 'a, 's> {
     pub(super) graphs: &'g [LinkGraph<'a>],
     pub(super) globals: &'g Globals<'g>,
     pub(super) commons: &'g [Common<'g>],
-    pub(super) cache: Vec<Vec<Option<Resolved<'g>>>>,
+    /// What each graph's symbols resolved to.
+    pub(super) cache: Vec<Resolutions<'g>>,
     /// (runtime function, argument register) of each dso thunk.
     pub(super) thunks: Vec<(u64, u8)>,
     /// What each Microsoft x64 -> System V shim calls.
@@ -146,7 +148,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             graphs,
             globals,
             commons,
-            cache: graphs.iter().map(|g| vec![None; g.symbols.len()]).collect(),
+            cache: graphs.iter().map(Resolutions::new).collect(),
             thunks: Vec::new(),
             shims: Vec::new(),
             shim_of: HashMap::default(),
@@ -207,8 +209,9 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
         Ok(())
     }
 
+    /// What edge target (or subtrahend) `id` of graph `g` resolved to.
     pub(super) fn cached(&self, g: usize, id: SymbolId) -> Resolved<'g> {
-        self.cache[g][id].expect("every edge target is resolved before planning")
+        self.cache[g].get(self.graphs, self.commons, g, id)
     }
 
     pub(super) fn resolve(
@@ -217,11 +220,13 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
         id: SymbolId,
         site: impl Fn() -> Site,
     ) -> Result<Resolved<'g>, LinkError> {
-        if let Some(r) = self.cache[g][id] {
+        if let Some(&Some(r)) = self.cache[g].slot(id) {
             return Ok(r);
         }
         let r = self.resolve_uncached(g, id, &site)?;
-        self.cache[g][id] = Some(r);
+        if let Some(slot) = self.cache[g].slot_mut(id) {
+            *slot = Some(r);
+        }
         Ok(r)
     }
 
@@ -298,7 +303,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             return Ok(self.host_thread_local(host, true));
         }
         if let Some(fallback) = sym.fallback {
-            return self.resolve_fallback(g, id, fallback, site);
+            return self.resolve_fallback(g, id, fallback.id(), site);
         }
         if sym.binding == Binding::Weak {
             return Ok(Resolved {
@@ -332,7 +337,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
         for _ in 0..graph.symbols.len() {
             let sym = &graph.symbols[at];
             let Some(next) = sym.fallback.filter(|_| {
-                self.cache[g][at].is_none()
+                !self.cache[g].is_resolved(at)
                     && sym.binding != Binding::Local
                     && !(graph.format == ObjectFormat::Coff && sym.name.starts_with("__imp_"))
             }) else {
@@ -342,7 +347,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             if let Some(r) = self.lookup(g, sym.name, site)? {
                 return self.adapt_abi(g, r, site);
             }
-            at = next;
+            at = next.id();
         }
         Err(LinkError::Malformed {
             object: graph.object.clone(),
@@ -634,6 +639,7 @@ pub(super) fn definition<'g>(
     let name: &'g str = sym.name;
     let target = match sym.definition {
         Definition::Defined { section, offset } => {
+            let section = section as SectionId;
             if !graph.sections[section].live {
                 return Err(LinkError::Malformed {
                     object: graph.object.clone(),

@@ -16,6 +16,7 @@
 //! (the others' targets are answered, and a cached answer has no effect).
 
 use super::Export;
+use super::resolutions::{Resolutions, unused_site};
 use super::resolve::{Resolved, Resolver, definition, linker_symbol};
 use super::symbols::{Common, Globals, yields_to_session};
 use crate::graph::*;
@@ -26,12 +27,9 @@ struct Answers<'r, 'g> {
     globals: &'r Globals<'g>,
     commons: &'r [Common<'g>],
     /// The session's exports, but for the module being replaced.
-    exports: &'r rustc_hash::FxHashMap<String, Export>,
+    exports: &'r rustc_hash::FxHashMap<std::sync::Arc<str>, Export>,
     replacing: Option<u32>,
 }
-
-/// One graph's cache of resolutions, to fill.
-type Cache<'g> = Vec<Option<Resolved<'g>>>;
 
 /// One graph's edges left to the serial pass, with their sections.
 pub(super) type Pending = Vec<(SectionId, Edge)>;
@@ -61,11 +59,11 @@ impl<'g> Resolver<'g, '_, '_> {
         if self.req.threads.split(total, graphs.len()) <= 1 {
             return None;
         }
-        let caches: Vec<(usize, Cache<'g>)> = std::mem::take(&mut self.cache)
+        let caches: Vec<(usize, Resolutions<'g>)> = std::mem::take(&mut self.cache)
             .into_iter()
             .enumerate()
             .collect();
-        let weight = |(g, _): &(usize, Cache<'g>)| records(&graphs[*g]);
+        let weight = |(g, _): &(usize, Resolutions<'g>)| records(&graphs[*g]);
         let filled = crate::parallel::map_owned(caches, self.req.threads, weight, |(g, cache)| {
             fill(&answers, g, cache)
         });
@@ -75,13 +73,18 @@ impl<'g> Resolver<'g, '_, '_> {
     }
 }
 
-/// Graph `g`'s cache with what [`Answers::answer`] answers filled in, and
-/// the edges whose targets it did not answer.
-fn fill<'g>(answers: &Answers<'_, 'g>, g: usize, mut cache: Cache<'g>) -> (Cache<'g>, Pending) {
+/// Graph `g`'s resolutions with what [`Answers::answer`] answers filled
+/// in, and the edges whose targets it did not answer.
+fn fill<'g>(
+    answers: &Answers<'_, 'g>,
+    g: usize,
+    mut cache: Resolutions<'g>,
+) -> (Resolutions<'g>, Pending) {
     let mut pending = Vec::new();
+    let symbols = &answers.graphs[g].symbols;
     // Symbols already asked about: one the load does not answer (a host
     // function a thousand calls name) is asked about once, not per edge.
-    let mut asked = vec![false; cache.len()];
+    let mut asked = vec![false; symbols.len()];
     let live = answers.graphs[g]
         .sections
         .iter()
@@ -91,13 +94,18 @@ fn fill<'g>(answers: &Answers<'_, 'g>, g: usize, mut cache: Cache<'g>) -> (Cache
         for edge in &section.edges {
             let mut answered = true;
             for id in std::iter::once(edge.target).chain(edge.minus()) {
-                if let (Some(slot @ None), Some(asked @ false)) =
-                    (cache.get_mut(id), asked.get_mut(id))
-                {
-                    *asked = true;
-                    *slot = answers.answer(g, id);
-                }
-                answered &= cache.get(id).is_some_and(Option::is_some);
+                answered &= match cache.slot_mut(id) {
+                    Some(slot) => {
+                        if let (None, Some(asked @ false)) = (&slot, asked.get_mut(id)) {
+                            *asked = true;
+                            *slot = answers.answer(g, id);
+                        }
+                        slot.is_some()
+                    }
+                    // A leading local symbol: its definition, not kept,
+                    // answers it unless it is an error.
+                    None => id < symbols.len() && answers.answer(g, id).is_some(),
+                };
             }
             if !answered {
                 pending.push((section_id, edge));
@@ -143,15 +151,5 @@ impl<'g> Answers<'_, 'g> {
             return None;
         }
         definition(graphs, commons, g2, id2, &no_site).ok()
-    }
-}
-
-/// Errors are left to the serial pass, which names the real site: a
-/// message made here is never shown.
-fn unused_site() -> crate::error::Site {
-    crate::error::Site {
-        object: String::new(),
-        section: String::new(),
-        offset: 0,
     }
 }

@@ -47,7 +47,8 @@ pub(super) fn collect<'a>(
                 continue;
             }
             match sym.definition {
-                Definition::Defined { section, .. } if graph.sections[section].live => {}
+                Definition::Defined { section, .. }
+                    if graph.sections[section as SectionId].live => {}
                 Definition::Absolute(_) => {}
                 Definition::Common { align } => {
                     // The slab places a module on a page boundary: an

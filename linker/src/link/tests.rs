@@ -34,7 +34,7 @@ fn export_address(linked: &super::LinkedModule, name: &str) -> u64 {
     linked
         .exports
         .iter()
-        .find(|(n, _)| n == name)
+        .find(|(n, _)| &**n == name)
         .unwrap_or_else(|| panic!("`{name}` is exported"))
         .1
         .address
@@ -533,10 +533,11 @@ fn the_executor_is_asked_only_about_names_nothing_nearer_answers() {
         convention: CallingConvention::SysV,
         thread_local: None,
     };
-    let exports: rustc_hash::FxHashMap<String, Export> = ["exported_elsewhere", "atexit"]
-        .into_iter()
-        .map(|name| (name.to_string(), export.clone()))
-        .collect();
+    let exports: rustc_hash::FxHashMap<std::sync::Arc<str>, Export> =
+        ["exported_elsewhere", "atexit"]
+            .into_iter()
+            .map(|name| (std::sync::Arc::from(name), export.clone()))
+            .collect();
     let found = SymbolInfo {
         kind: SymbolKind::Function,
         arg: 0,

@@ -57,6 +57,7 @@ pub(super) fn apply<'a, Coff: CoffHeader>(
                     symbols.len() - 1
                 }
             };
+            let target = super::symbols::fallback_to(input, target)?;
             for &id in by_name.get(from).map_or(&[][..], Vec::as_slice) {
                 if undefined(&symbols[id]) {
                     symbols[id].fallback = Some(target);

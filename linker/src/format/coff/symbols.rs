@@ -76,10 +76,7 @@ fn symbol_of<'a, Coff: CoffHeader>(
                 loaded.sections[section].name
             )));
         }
-        Ok(Definition::Defined {
-            section,
-            offset: value,
-        })
+        Ok(Definition::defined(section, value))
     };
     let no_address = (
         Binding::Local,
@@ -135,8 +132,9 @@ fn symbol_of<'a, Coff: CoffHeader>(
         && sym.has_aux_section()
         && value == 0
         && number.index().is_some();
-    let in_code = matches!(definition, Definition::Defined { section, .. }
-        if loaded.sections[section].protection == Protection::Code);
+    let in_code = definition
+        .place()
+        .is_some_and(|(section, _)| loaded.sections[section].protection == Protection::Code);
     let kind = if is_section_symbol {
         SymbolKind::Section
     } else if sym.derived_type() == pe::IMAGE_SYM_DTYPE_FUNCTION || in_code {
@@ -263,6 +261,10 @@ fn settle_weak_externals<Coff: CoffHeader>(
             }
             _ => SymbolKind::Other,
         };
+        let fallback = match fallback {
+            Some(tag) => Some(fallback_to(input, tag)?),
+            None => None,
+        };
         let sym = &mut symbols[index];
         sym.definition = definition;
         sym.fallback = fallback;
@@ -270,6 +272,19 @@ fn settle_weak_externals<Coff: CoffHeader>(
     }
 
     Ok(())
+}
+
+/// Symbol `id` as another symbol's fallback (its alternate name); an
+/// error for an index past what a fallback holds.
+pub(super) fn fallback_to<Coff: CoffHeader>(
+    input: &Input<'_, '_, Coff>,
+    id: usize,
+) -> Result<Fallback, LinkError> {
+    Fallback::new(id).ok_or_else(|| {
+        input.malformed(format!(
+            "symbol {id}: too many symbols for an alternate name"
+        ))
+    })
 }
 
 /// A weak external whose chain of default symbols loops instead of ending
@@ -317,10 +332,7 @@ fn assign_sizes(sections: &[Section<'_>], symbols: &mut [Symbol<'_>]) {
     let mut starts: Vec<(SectionId, u64)> = symbols
         .iter()
         .filter(|s| s.kind != SymbolKind::Section)
-        .filter_map(|s| match s.definition {
-            Definition::Defined { section, offset } => Some((section, offset)),
-            _ => None,
-        })
+        .filter_map(|s| s.definition.place())
         .collect();
     starts.sort_unstable();
     starts.dedup();
@@ -328,7 +340,7 @@ fn assign_sizes(sections: &[Section<'_>], symbols: &mut [Symbol<'_>]) {
         if sym.kind == SymbolKind::Section {
             continue;
         }
-        if let Definition::Defined { section, offset } = sym.definition {
+        if let Some((section, offset)) = sym.definition.place() {
             let next = starts.partition_point(|&start| start <= (section, offset));
             let end = match starts.get(next) {
                 Some(&(s, start)) if s == section => start,

@@ -426,14 +426,23 @@ fn weak_definitions_and_weak_references() {
     let text = section_id(&g, ".text");
     assert_eq!(wf.binding, Binding::Weak);
     assert!(
-        matches!(wf.definition, Definition::Defined { section, .. } if section == text),
+        wf.definition
+            .place()
+            .is_some_and(|(section, _)| section == text),
         "{wf:?}"
     );
-    assert_eq!((wf.kind, wf.fallback), (SymbolKind::Function, None));
+    assert_eq!(
+        (wf.kind, wf.fallback.map(Fallback::id)),
+        (SymbolKind::Function, None)
+    );
     assert!(wf.size > 0);
     let (_, weak_ref) = symbol(&g, "g");
     assert_eq!(
-        (weak_ref.binding, weak_ref.definition, weak_ref.fallback),
+        (
+            weak_ref.binding,
+            weak_ref.definition,
+            weak_ref.fallback.map(Fallback::id)
+        ),
         (Binding::Weak, Definition::Undefined, None)
     );
 }
@@ -488,7 +497,12 @@ fn weak_externals_by_characteristic() {
                 (wd, "wd", SymbolKind::Data),
             ] {
                 assert_eq!(
-                    (sym.binding, sym.definition, sym.fallback, sym.kind),
+                    (
+                        sym.binding,
+                        sym.definition,
+                        sym.fallback.map(Fallback::id),
+                        sym.kind
+                    ),
                     (
                         Binding::Weak,
                         Definition::Undefined,
@@ -501,10 +515,16 @@ fn weak_externals_by_characteristic() {
         } else {
             assert_eq!(wf.binding, Binding::Weak, "{rerun}");
             assert!(
-                matches!(wf.definition, Definition::Defined { section, .. } if section == text),
+                wf.definition
+                    .place()
+                    .is_some_and(|(section, _)| section == text),
                 "{characteristic:?}: {wf:?}\n{rerun}"
             );
-            assert_eq!((wf.fallback, wd.fallback), (None, None), "{rerun}");
+            assert_eq!(
+                (wf.fallback.map(Fallback::id), wd.fallback.map(Fallback::id)),
+                (None, None),
+                "{rerun}"
+            );
             assert!(
                 matches!(wd.definition, Definition::Defined { .. }),
                 "{characteristic:?}: {wd:?}\n{rerun}"
@@ -528,7 +548,7 @@ fn weak_external_with_an_undefined_default_falls_back_to_it() {
     let (bar, _) = symbol(&g, "bar");
     let foo = &g.symbols[foo_index];
     assert_eq!(
-        (foo.binding, foo.definition, foo.fallback),
+        (foo.binding, foo.definition, foo.fallback.map(Fallback::id)),
         (Binding::Weak, Definition::Undefined, Some(bar))
     );
 }
@@ -543,7 +563,7 @@ fn alternatename_pragma_gives_a_fallback() {
     let (fallback, _) = symbol(&g, "helper_default");
     let (_, helper) = symbol(&g, "helper");
     assert_eq!(
-        (helper.definition, helper.fallback),
+        (helper.definition, helper.fallback.map(Fallback::id)),
         (Definition::Undefined, Some(fallback))
     );
 }
@@ -570,12 +590,19 @@ fn alternatename_directive_may_name_a_new_symbol() {
     let (qux, qux_sym) = symbol(&g, "qux");
     assert_eq!(qux, raw.symtab.len());
     assert_eq!(
-        (qux_sym.binding, qux_sym.definition, qux_sym.fallback),
+        (
+            qux_sym.binding,
+            qux_sym.definition,
+            qux_sym.fallback.map(Fallback::id)
+        ),
         (Binding::Global, Definition::Undefined, None)
     );
-    assert_eq!(symbol(&g, "baz").1.fallback, Some(qux));
+    assert_eq!(symbol(&g, "baz").1.fallback.map(Fallback::id), Some(qux));
     let (foo_default, _) = symbol(&g, "foo_default");
-    assert_eq!(symbol(&g, "quux").1.fallback, Some(foo_default));
+    assert_eq!(
+        symbol(&g, "quux").1.fallback.map(Fallback::id),
+        Some(foo_default)
+    );
     assert_eq!(g.symbols.len(), raw.symtab.len() + 1);
 }
 
@@ -885,13 +912,7 @@ fn bigobj_objects_use_32_bit_section_numbers() {
     let last = section_id(&g, ".text$last");
     assert!(last > 65536);
     let (_, sym) = symbol(&g, "last");
-    assert_eq!(
-        sym.definition,
-        Definition::Defined {
-            section: last,
-            offset: 0
-        }
-    );
+    assert_eq!(sym.definition, Definition::defined(last, 0));
     assert_eq!(g.groups.len(), 1);
     assert_eq!(g.groups[0].sections, [last, section_id(&g, ".data$last")]);
     assert_eq!(
@@ -1001,7 +1022,7 @@ fn weak_external_loops_are_malformed() {
     assert_eq!(bar_sym.storage_class(), pe::IMAGE_SYM_CLASS_WEAK_EXTERNAL);
     // The chain foo -> bar -> foo2 is fine...
     let g = graph(&data);
-    assert_eq!(g.symbols[foo].fallback, Some(bar));
+    assert_eq!(g.symbols[foo].fallback.map(Fallback::id), Some(bar));
     // ... but not bar -> foo.
     let aux_at = raw.symtab_at + (bar + 1) * pe::IMAGE_SIZEOF_SYMBOL;
     set_u32(&mut data, aux_at, foo as u32);

@@ -59,15 +59,14 @@ pub(super) fn frames<'a, Coff: CoffHeader>(
             continue;
         }
         for frame in pdata_frames(input, section, symbols) {
-            if let Definition::Defined { section, offset } = symbols[frame.symbol].definition {
+            if let Some((section, offset)) = symbols[frame.symbol].definition.place() {
                 described.insert((section, offset.wrapping_add(frame.addend as u64)));
             }
             frames.push(frame);
         }
     }
     for (id, sym) in symbols.iter().enumerate() {
-        if let (SymbolKind::Function, Definition::Defined { section, offset }) =
-            (sym.kind, sym.definition)
+        if let (SymbolKind::Function, Some((section, offset))) = (sym.kind, sym.definition.place())
             && sections[section].protection == Protection::Code
             && sym.size > 0
             && !described.contains(&(section, offset))
@@ -152,12 +151,8 @@ fn pdata_frames<'a, Coff: CoffHeader>(
 
 /// Where symbol `id` plus `addend` is: graph section and offset.
 fn place(symbols: &[Symbol<'_>], id: usize, addend: u32) -> Option<(SectionId, u64)> {
-    match symbols.get(id)?.definition {
-        Definition::Defined { section, offset } => {
-            Some((section, offset.checked_add(u64::from(addend))?))
-        }
-        _ => None,
-    }
+    let (section, offset) = symbols.get(id)?.definition.place()?;
+    Some((section, offset.checked_add(u64::from(addend))?))
 }
 
 /// The call frame instructions for the unwind information at symbol

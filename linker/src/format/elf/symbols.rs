@@ -53,10 +53,7 @@ fn symbol<'a>(
             align: sym.st_value(endian).max(1),
         },
         _ => match shndx.and_then(|i| placed.get(i.0).copied().flatten()) {
-            Some(section) => Definition::Defined {
-                section,
-                offset: sym.st_value(endian),
-            },
+            Some(section) => Definition::defined(section, sym.st_value(endian)),
             None => Definition::Unplaced,
         },
     };

@@ -52,7 +52,7 @@ pub(super) fn read<'a>(
                 binding: Binding::Local,
                 visibility: Visibility::Default,
                 kind: SymbolKind::Section,
-                definition: Definition::Defined { section, offset: 0 },
+                definition: Definition::defined(section, 0),
                 size: 0,
                 fallback: None,
             });
@@ -200,7 +200,7 @@ fn nlist_symbol<'a>(
                         SymbolKind::Data
                     };
                     let offset = n_value - raw.addr;
-                    (Definition::Defined { section, offset }, kind, size)
+                    (Definition::defined(section, offset), kind, size)
                 }
                 None => (Definition::Unplaced, SymbolKind::Data, size),
             }

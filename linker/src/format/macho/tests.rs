@@ -48,14 +48,7 @@ fn section_symbol(g: &LinkGraph, name: &str) -> SymbolId {
     let symbol = g
         .symbols
         .iter()
-        .position(|s| {
-            s.kind == SymbolKind::Section
-                && s.definition
-                    == Definition::Defined {
-                        section: id,
-                        offset: 0,
-                    }
-        })
+        .position(|s| s.kind == SymbolKind::Section && s.definition == Definition::defined(id, 0))
         .unwrap_or_else(|| panic!("no section symbol for {name}"));
     assert_eq!(g.symbols[symbol].name, name);
     symbol
@@ -111,7 +104,9 @@ impl Layout {
 
     fn address(&self, g: &LinkGraph, id: SymbolId) -> i128 {
         match g.symbols[id].definition {
-            Definition::Defined { section, offset } => self.bases[section] + offset as i128,
+            Definition::Defined { section, offset } => {
+                self.bases[section as SectionId] + offset as i128
+            }
             Definition::Absolute(value) => value as i128,
             _ => 0x7100_0000 + id as i128 * 0x1000,
         }
@@ -143,6 +138,7 @@ impl Layout {
     fn at(&self, g: &LinkGraph, name: &str) -> (SectionId, i128) {
         match g.symbols[symbol(g, name)].definition {
             Definition::Defined { section, offset } => {
+                let section = section as SectionId;
                 (section, self.bases[section] + offset as i128)
             }
             other => panic!("{name} is {other:?}"),
@@ -231,13 +227,7 @@ fn sections_get_protections_and_roles() {
         assert_eq!(sym.name, s.name);
         assert_eq!(sym.kind, SymbolKind::Section);
         assert_eq!(sym.binding, Binding::Local);
-        assert_eq!(
-            sym.definition,
-            Definition::Defined {
-                section: id,
-                offset: 0
-            }
-        );
+        assert_eq!(sym.definition, Definition::defined(id, 0));
     }
     // The initializer pointer points at _f.
     let init_edge = edge_at(&g, "__DATA,__mod_init_func", 0);
@@ -294,7 +284,7 @@ fn symbols_bindings_visibility_and_sizes() {
                 s.kind,
                 s.definition,
                 s.size,
-                s.fallback
+                s.fallback.map(Fallback::id)
             ),
             (binding, visibility, kind, definition, size, None),
             "{name}"
@@ -303,10 +293,7 @@ fn symbols_bindings_visibility_and_sizes() {
     use Binding::*;
     use SymbolKind::*;
     use Visibility::*;
-    let at = |offset| Definition::Defined {
-        section: text,
-        offset,
-    };
+    let at = |offset| Definition::defined(text, offset);
     check("_g1", Global, Default, Function, at(0), 1);
     check("_l1", Local, Default, Function, at(1), 2);
     check("_h1", Global, Hidden, Function, at(3), 1);
@@ -337,10 +324,7 @@ fn symbols_bindings_visibility_and_sizes() {
         Local,
         Default,
         Data,
-        Definition::Defined {
-            section: data_section,
-            offset: 0,
-        },
+        Definition::defined(data_section, 0),
         8,
     );
     check(
@@ -348,25 +332,12 @@ fn symbols_bindings_visibility_and_sizes() {
         Local,
         Default,
         Data,
-        Definition::Defined {
-            section: data_section,
-            offset: 8,
-        },
+        Definition::defined(data_section, 8),
         4,
     );
     let bss = section(&g, "__DATA,__bss");
     assert_eq!(g.sections[bss].protection, Protection::Zero);
-    check(
-        "_lc",
-        Local,
-        Default,
-        Data,
-        Definition::Defined {
-            section: bss,
-            offset: 0,
-        },
-        8,
-    );
+    check("_lc", Local, Default, Data, Definition::defined(bss, 0), 8);
     // Names keep their underscore.
     assert!(g.symbols.iter().any(|s| s.name == "_g1"));
     assert!(!g.symbols.iter().any(|s| s.name == "g1"));

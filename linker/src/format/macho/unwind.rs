@@ -40,8 +40,8 @@ impl Context<'_, '_> {
         edges: Vec<Edge>,
     ) -> Result<Vec<Edge>, LinkError> {
         // The offset of `symbol` in this section, if it is defined there.
-        let here = |symbol: SymbolId| match self.symbols.get(symbol)?.definition {
-            Definition::Defined { section: s, offset } if s == section => Some(offset),
+        let here = |symbol: SymbolId| match self.symbols.get(symbol)?.definition.place() {
+            Some((s, offset)) if s == section => Some(offset),
             _ => None,
         };
         let mut kept = Vec::with_capacity(edges.len());
