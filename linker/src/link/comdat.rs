@@ -12,14 +12,15 @@ use crate::graph::*;
 /// selection says, and discards the others' sections. Definitions in groups
 /// that tolerate duplicates become weak, so a later load's copy yields to
 /// the one already in the session instead of clashing with it.
-pub(super) fn select(graphs: &mut [LinkGraph<'_>]) -> Result<(), LinkError> {
-    // Signature -> (graph, group) of the group kept so far.
-    let mut kept: HashMap<String, (usize, usize)> = HashMap::default();
+pub(super) fn select<'a>(graphs: &mut [LinkGraph<'a>]) -> Result<(), LinkError> {
+    // Signature (borrowed from its object, not copied) -> (graph, group)
+    // of the group kept so far.
+    let mut kept: HashMap<&'a str, (usize, usize)> = HashMap::default();
     for g in 0..graphs.len() {
         for i in 0..graphs[g].groups.len() {
-            let signature: &str = graphs[g].groups[i].signature;
+            let signature: &'a str = graphs[g].groups[i].signature;
             let Some(kept_group) = kept.get_mut(signature) else {
-                kept.insert(signature.to_string(), (g, i));
+                kept.insert(signature, (g, i));
                 continue;
             };
             let (g0, i0) = *kept_group;
@@ -28,9 +29,9 @@ pub(super) fn select(graphs: &mut [LinkGraph<'_>]) -> Result<(), LinkError> {
                 *kept_group = (g, i);
             }
             let (dead_g, dead_i) = if keep_new { (g0, i0) } else { (g, i) };
-            let dead: Vec<SectionId> = graphs[dead_g].groups[dead_i].sections.clone();
-            for s in dead {
-                graphs[dead_g].sections[s].live = false;
+            let dead = &mut graphs[dead_g];
+            for &s in &dead.groups[dead_i].sections {
+                dead.sections[s].live = false;
             }
         }
     }

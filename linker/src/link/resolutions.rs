@@ -10,7 +10,7 @@
 //! symbols, and each kept slot takes a resolution's size: not keeping
 //! them is that much less memory to take and first touch.
 
-use super::resolve::{Resolved, definition};
+use super::resolve::{Origin, Resolved, Target, definition};
 use super::symbols::Common;
 use crate::graph::*;
 
@@ -64,10 +64,26 @@ impl<'g> Resolutions<'g> {
         g: usize,
         id: SymbolId,
     ) -> Resolved<'g> {
-        match self.slot(id) {
-            Some(kept) => kept.expect("every edge target is resolved before planning"),
-            None => definition(graphs, commons, g, id, &unused_site)
-                .expect("every edge target is resolved before planning"),
+        if let Some(kept) = self.slot(id) {
+            return kept.expect("every edge target is resolved before planning");
+        }
+        let graph = &graphs[g];
+        let sym = &graph.symbols[id];
+        // The common case without the checks resolution made: a place
+        // in one of the object's sections, as `definition` gives it.
+        let Some((section, offset)) = sym.definition.place() else {
+            return definition(graphs, commons, g, id, &unused_site)
+                .expect("every edge target is resolved before planning");
+        };
+        let target = match graph.sections[section].role {
+            SectionRole::ThreadLocal => Target::ThreadLocal(g, section, offset),
+            _ => Target::Section(g, section, offset),
+        };
+        Resolved {
+            target,
+            size: sym.size,
+            name: sym.name,
+            origin: Origin::Load,
         }
     }
 }
@@ -114,13 +130,15 @@ mod tests {
         assert!(cache.slot(4).is_none(), "past the symbols\n{RERUN}");
         let second = cache.get(&graphs, &[], 0, 1);
         assert_eq!(second.name, "second", "{RERUN}");
-        assert!(
-            matches!(
-                second.target,
-                super::super::resolve::Target::Section(0, 0, 8)
-            ),
-            "{RERUN}"
-        );
+        assert!(matches!(second.target, Target::Section(0, 0, 8)), "{RERUN}");
+        for id in [0, 1] {
+            let found = definition(&graphs, &[], 0, id, &unused_site).unwrap();
+            assert_eq!(
+                format!("{:?}", cache.get(&graphs, &[], 0, id)),
+                format!("{found:?}"),
+                "a leading local is what resolution found\n{RERUN}"
+            );
+        }
         for id in [2, 3] {
             assert!(!cache.is_resolved(id), "{RERUN}");
             let resolved = definition(&graphs, &[], 0, id, &unused_site).unwrap();
