@@ -40,6 +40,7 @@ impl<'g> Resolutions<'g> {
 
     /// Symbol `id`'s slot; `None` for a leading local symbol (not kept)
     /// and for an id past the graph's symbols.
+    #[inline(always)]
     pub(super) fn slot(&self, id: SymbolId) -> Option<&Option<Resolved<'g>>> {
         self.kept.get(id.checked_sub(self.locals)?)
     }
@@ -57,6 +58,7 @@ impl<'g> Resolutions<'g> {
     /// Symbol `id`'s resolution, kept or (a leading local symbol) found
     /// again. Only for an edge's target or subtrahend, which resolution
     /// has resolved without error: the same definition cannot fail now.
+    #[inline(always)]
     pub(super) fn get(
         &self,
         graphs: &'g [LinkGraph<'_>],
