@@ -1052,6 +1052,45 @@ fn enum_value<T: Copy>(
         })
 }
 
+/// Tag of [`Request::Write`].
+const WRITE_TAG: u8 = 3;
+
+/// Appends to `frames` the frame of `Request::Write { address, bytes }`,
+/// length prefix included, exactly as [`Request::encode`] makes it, but
+/// from `bytes` as they lie: a large load's image is megabytes, and each
+/// copy of it is that much fresh memory to fill. The caller keeps `bytes`
+/// within [`MAX_WRITE`].
+pub fn append_write_frame(frames: &mut Vec<u8>, address: u64, bytes: &[u8]) {
+    let start = frames.len();
+    let mut out = Out {
+        buf: std::mem::take(frames),
+    };
+    out.buf.reserve(WRITE_HEADER_LEN + bytes.len());
+    out.raw(&[0, 0, 0, 0, WRITE_TAG]);
+    address.put(&mut out);
+    out.bytes(bytes);
+    let n = (out.buf.len() - start - 4) as u32;
+    out.buf[start..start + 4].copy_from_slice(&n.to_le_bytes());
+    *frames = out.buf;
+}
+
+/// Size of a [`Request::Write`] frame before its bytes: the length prefix,
+/// the tag, the address and the bytes' length.
+pub const WRITE_HEADER_LEN: usize = 4 + 1 + 8 + 4;
+
+/// Makes the first [`BATCH_OVERHEAD`] bytes of `frames` the head of a
+/// [`Request::Batch`] frame around the `count` requests that follow them
+/// (each as [`Request::encode`] makes it): the whole frame, as
+/// [`batch_frame`] makes it, without copying the requests. The caller
+/// keeps `count` within 1 ..= [`MAX_BATCH`] and the frame within
+/// [`MAX_FRAME`].
+pub fn finish_batch_in_place(count: u32, frames: &mut [u8]) {
+    let n = (frames.len() - 4) as u32;
+    frames[..4].copy_from_slice(&n.to_le_bytes());
+    frames[4] = BATCH_TAG;
+    frames[5..BATCH_OVERHEAD].copy_from_slice(&count.to_le_bytes());
+}
+
 /// A whole [`Request::Batch`] frame, length prefix included, around
 /// `count` requests already encoded back to back in `frames` (each as
 /// [`Request::encode`] makes it, length prefix included). The caller keeps
@@ -1571,6 +1610,38 @@ mod tests {
             batch_frame(2, &[write.encode(), Request::Shutdown.encode()].concat()),
             frame
         );
+    }
+
+    /// A write encoded from its bytes where they lie, and a batch finished
+    /// in place around frames queued after room for its head, are the
+    /// very frames `encode` and `batch_frame` make (the controller sends
+    /// them so; the executor decodes them as any other).
+    #[test]
+    fn writes_and_batches_made_in_place_are_the_encoded_frames() {
+        let rerun =
+            "rerun: cargo test -p solder-executor --lib protocol::tests::writes_and_batches";
+        let bytes: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for (address, bytes) in [(0x1000, &bytes[..]), (u64::MAX, &[][..]), (8, &bytes[..3])] {
+            let mut queued = vec![0u8; BATCH_OVERHEAD];
+            append_write_frame(&mut queued, address, bytes);
+            let write = Request::Write {
+                address,
+                bytes: bytes.to_vec(),
+            };
+            assert_eq!(&queued[BATCH_OVERHEAD..], &write.encode()[..], "{rerun}");
+            queued.extend_from_slice(&Request::Shutdown.encode());
+            let elements = queued[BATCH_OVERHEAD..].to_vec();
+            finish_batch_in_place(2, &mut queued);
+            assert_eq!(queued, batch_frame(2, &elements), "{rerun}");
+            let decoded = Request::decode(&queued[4..]).unwrap();
+            assert_eq!(
+                decoded,
+                Request::Batch {
+                    requests: vec![write, Request::Shutdown]
+                },
+                "{rerun}"
+            );
+        }
     }
 
     #[test]

@@ -112,8 +112,11 @@ const QUEUE_REQUESTS: u32 = MAX_BATCH - 1;
 /// Plain requests (answered by `Ok`) waiting to travel in a `Batch`.
 #[derive(Default)]
 struct Queue {
-    /// Their frames, length prefixes included, back to back: exactly the
-    /// elements of a `Batch`.
+    /// Room for a `Batch`'s head ([`BATCH_OVERHEAD`] bytes, made when the
+    /// first request is queued), then the requests' frames, length
+    /// prefixes included, back to back: exactly the elements of a `Batch`.
+    /// The batch is finished in place, without copying what it carries
+    /// (a large load's image).
     frames: Vec<u8>,
     count: u32,
     /// Address ranges (page-rounded) the queued memory requests touch.
@@ -654,16 +657,46 @@ impl Remote {
     /// Queues a plain request (answered by `Ok`), sending the queue first
     /// when it is full. `range` is the memory the request touches.
     fn defer(&mut self, request: &Request, range: Option<(u64, u64)>) -> Result<(), LinkError> {
-        self.ensure_alive()?;
         debug_assert!(request.is_plain(), "{} is not plain", request.name());
         let frame = request.encode();
+        self.defer_frame(
+            frame.len(),
+            |frames| frames.extend_from_slice(&frame),
+            range,
+        )
+    }
+
+    /// Queues a `Write` of `bytes` at `address`, encoded straight into the
+    /// queue (see [`protocol::append_write_frame`]).
+    fn defer_write(&mut self, address: u64, bytes: &[u8]) -> Result<(), LinkError> {
+        let len = protocol::WRITE_HEADER_LEN + bytes.len();
+        let range = Some((address, bytes.len() as u64));
+        self.defer_frame(
+            len,
+            |frames| protocol::append_write_frame(frames, address, bytes),
+            range,
+        )
+    }
+
+    /// Queues the plain request whose `len`-byte frame `append` appends,
+    /// touching the page-rounded `range` of memory, sending the queue first
+    /// when it would grow too large.
+    fn defer_frame(
+        &mut self,
+        len: usize,
+        append: impl FnOnce(&mut Vec<u8>),
+        range: Option<(u64, u64)>,
+    ) -> Result<(), LinkError> {
+        self.ensure_alive()?;
         if !self.queue.is_empty()
-            && (self.queue.frames.len() + frame.len() > QUEUE_BYTES
-                || self.queue.count >= QUEUE_REQUESTS)
+            && (self.queue.frames.len() + len > QUEUE_BYTES || self.queue.count >= QUEUE_REQUESTS)
         {
             self.flush()?;
         }
-        self.queue.frames.extend_from_slice(&frame);
+        if self.queue.frames.is_empty() {
+            self.queue.frames.resize(BATCH_OVERHEAD, 0);
+        }
+        append(&mut self.queue.frames);
         self.queue.count += 1;
         if let Some((address, size)) = range {
             let page = self.page;
@@ -708,19 +741,19 @@ impl Remote {
             count += 1;
         }
         if count == 1 {
-            frames
+            // A lone request goes as it is, without the batch's head.
+            frames.drain(..BATCH_OVERHEAD);
         } else {
-            protocol::batch_frame(count, &frames)
+            protocol::finish_batch_in_place(count, &mut frames);
         }
+        frames
     }
 
     /// The frame that sends `request` with everything queued before it: one
     /// `Batch` when it fits in a frame, else the queue goes first on its own.
     fn frame_with_queue(&mut self, request: &Request) -> Result<Vec<u8>, LinkError> {
         let own = request.encode();
-        if !self.queue.is_empty()
-            && BATCH_OVERHEAD + self.queue.frames.len() + own.len() > 4 + MAX_FRAME as usize
-        {
+        if !self.queue.is_empty() && self.queue.frames.len() + own.len() > 4 + MAX_FRAME as usize {
             self.flush()?;
         }
         Ok(self.take_queue(Some(own)))
@@ -1229,14 +1262,7 @@ impl Executor for Remote {
             return self.write_shared(address, bytes);
         }
         for (i, chunk) in bytes.chunks(MAX_WRITE).enumerate() {
-            let address = address + (i * MAX_WRITE) as u64;
-            self.defer(
-                &Request::Write {
-                    address,
-                    bytes: chunk.to_vec(),
-                },
-                Some((address, chunk.len() as u64)),
-            )?;
+            self.defer_write(address + (i * MAX_WRITE) as u64, chunk)?;
         }
         Ok(())
     }
