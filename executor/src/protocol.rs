@@ -743,9 +743,9 @@ impl<'a> Cursor<'a> {
 /// Decodes one frame (tag + body) with `body`, which reads the fields of
 /// the message `tag` names (or refuses the tag); the fields must use up the
 /// frame.
-fn decode_frame<T>(
-    frame: &[u8],
-    body: impl FnOnce(u8, &mut Cursor<'_>) -> Result<T, ProtocolError>,
+fn decode_frame<'f, T>(
+    frame: &'f [u8],
+    body: impl FnOnce(u8, &mut Cursor<'f>) -> Result<T, ProtocolError>,
 ) -> Result<T, ProtocolError> {
     let (&tag, rest) = frame.split_first().ok_or(ProtocolError::Empty)?;
     let mut cursor = Cursor { data: rest };
@@ -982,26 +982,119 @@ impl Wire for Vec<Request> {
         }
     }
     fn take(cursor: &mut Cursor<'_>, what: &'static str) -> Result<Self, ProtocolError> {
-        // Each element needs at least its length and its tag.
-        let n = cursor.count(5, what)?;
-        if n == 0 || n > MAX_BATCH as usize {
-            return Err(ProtocolError::BadValue {
-                what: "batch size",
-                value: n as u64,
-            });
-        }
-        let mut requests = Vec::with_capacity(n);
-        for _ in 0..n {
-            let len = u32::take(cursor, "batched request length")? as usize;
-            let element = cursor.take(len, "batched request")?;
-            // Checked before decoding, so decoding never recurses.
-            if let Some(&tag @ (HELLO_TAG | BATCH_TAG)) = element.first() {
-                return Err(ProtocolError::Unbatchable(tag));
-            }
-            requests.push(Request::decode(element)?);
-        }
-        Ok(requests)
+        take_batch(cursor, what, Request::decode)
     }
+}
+
+/// A batch's body (see `Vec<Request>`'s wire form), each element decoded
+/// by `decode` in turn.
+fn take_batch<'f, T>(
+    cursor: &mut Cursor<'f>,
+    what: &'static str,
+    decode: impl Fn(&'f [u8]) -> Result<T, ProtocolError>,
+) -> Result<Vec<T>, ProtocolError> {
+    // Each element needs at least its length and its tag.
+    let n = cursor.count(5, what)?;
+    if n == 0 || n > MAX_BATCH as usize {
+        return Err(ProtocolError::BadValue {
+            what: "batch size",
+            value: n as u64,
+        });
+    }
+    let mut requests = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = u32::take(cursor, "batched request length")? as usize;
+        let element = cursor.take(len, "batched request")?;
+        // Checked before decoding, so decoding never recurses.
+        if let Some(&tag @ (HELLO_TAG | BATCH_TAG)) = element.first() {
+            return Err(ProtocolError::Unbatchable(tag));
+        }
+        requests.push(decode(element)?);
+    }
+    Ok(requests)
+}
+
+/// A request as [`Request::decode`] decodes it, except that a `Write`
+/// keeps its bytes where the frame holds them: a large load's image is
+/// megabytes, and a copy of it is that much fresh memory to fill.
+#[derive(Debug, PartialEq)]
+pub enum Incoming<'f> {
+    Write { address: u64, bytes: &'f [u8] },
+    Other(Request),
+}
+
+impl<'f> Incoming<'f> {
+    /// Decodes one request frame (tag + body), with the checks and errors
+    /// of [`Request::decode`].
+    pub fn decode(frame: &'f [u8]) -> Result<Incoming<'f>, ProtocolError> {
+        if frame.first() != Some(&WRITE_TAG) {
+            return Request::decode(frame).map(Incoming::Other);
+        }
+        // The fields of `Write`, read as `messages!` reads them.
+        decode_frame(frame, |_, cursor| {
+            let address = u64::take(cursor, "address")?;
+            let len = u32::take(cursor, "bytes")? as usize;
+            let bytes = cursor.take(len, "bytes")?;
+            Ok(Incoming::Write { address, bytes })
+        })
+    }
+
+    /// The request itself (a `Write` with its bytes copied).
+    pub fn into_request(self) -> Request {
+        match self {
+            Incoming::Write { address, bytes } => Request::Write {
+                address,
+                bytes: bytes.to_vec(),
+            },
+            Incoming::Other(request) => request,
+        }
+    }
+
+    /// Whether it is answered by `Ok` (see [`Request::is_plain`]).
+    pub fn is_plain(&self) -> bool {
+        match self {
+            Incoming::Write { .. } => true,
+            Incoming::Other(request) => request.is_plain(),
+        }
+    }
+
+    /// Its message's name (see [`Request::name`]).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Incoming::Write { .. } => "Write",
+            Incoming::Other(request) => request.name(),
+        }
+    }
+}
+
+/// Whether [`decode_incoming`] read `frame` as [`Request::decode`] does:
+/// the same requests (a batch's elements, or the one), or the same error.
+/// For tests and the protocol fuzz target.
+pub fn decoded_alike(frame: &[u8]) -> bool {
+    match (Request::decode(frame), decode_incoming(frame)) {
+        (Ok(request), Ok(incoming)) => {
+            let requests = match request {
+                Request::Batch { requests } => requests,
+                one => vec![one],
+            };
+            let incoming: Vec<Request> = incoming.into_iter().map(Incoming::into_request).collect();
+            requests == incoming
+        }
+        (Err(a), Err(b)) => a.to_string() == b.to_string(),
+        _ => false,
+    }
+}
+
+/// A request frame's requests, decoded as [`Incoming`]: a batch's
+/// elements, or the one request of any other frame. The checks and errors
+/// are [`Request::decode`]'s.
+pub fn decode_incoming(frame: &[u8]) -> Result<Vec<Incoming<'_>>, ProtocolError> {
+    if frame.first() != Some(&BATCH_TAG) {
+        return Incoming::decode(frame).map(|one| vec![one]);
+    }
+    decode_frame(frame, |_, cursor| {
+        take_batch(cursor, "batch", Incoming::decode)
+    })
 }
 
 /// A field whose size the protocol bounds: a number, or the length of a
@@ -1609,6 +1702,40 @@ mod tests {
         assert_eq!(
             batch_frame(2, &[write.encode(), Request::Shutdown.encode()].concat()),
             frame
+        );
+    }
+
+    /// The executor's decoding, which leaves a write's bytes in the frame,
+    /// reads every request frame as `Request::decode` does: the example of
+    /// every request alone and in a batch with writes, and every cut of
+    /// those frames (each an error, the same one).
+    #[test]
+    fn incoming_frames_decode_as_requests_do() {
+        let rerun = "rerun: cargo test -p solder-executor --lib protocol::tests::incoming_frames";
+        let write = |n: u8| Request::Write {
+            address: 0x1000 * u64::from(n),
+            bytes: vec![n; usize::from(n) * 3],
+        };
+        let mut frames: Vec<Vec<u8>> = example_requests().iter().map(Request::encode).collect();
+        let plain: Vec<Request> = example_requests().into_iter().filter(Request::is_plain).collect();
+        let mut batched = vec![write(1)];
+        batched.extend(plain);
+        batched.extend([write(2), write(0), Request::Shutdown]);
+        frames.push(Request::Batch { requests: batched }.encode());
+        frames.push(batch_frame(1, &write(5).encode()));
+        for frame in &frames {
+            let body = &frame[4..];
+            for cut in 0..=body.len() {
+                assert!(decoded_alike(&body[..cut]), "{:?}\n{rerun}", &body[..cut]);
+            }
+            let mut longer = body.to_vec();
+            longer.push(0);
+            assert!(decoded_alike(&longer), "a trailing byte\n{rerun}");
+        }
+        let incoming = decode_incoming(&frames[frames.len() - 1][4..]).unwrap();
+        assert!(
+            matches!(incoming[..], [Incoming::Write { address: 0x5000, bytes: [5, 5, ..] }]),
+            "{incoming:?}\n{rerun}"
         );
     }
 

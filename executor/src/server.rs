@@ -29,8 +29,8 @@ use crate::module::Finalizers;
 use crate::output;
 use crate::pages;
 use crate::protocol::{
-    CheckpointSkip, ErrorCode, LibraryKind, MAGIC, PlacementCode, Prot, ProtocolError, Recovery,
-    Reply, Request, VERSION, capability,
+    CheckpointSkip, ErrorCode, Incoming, LibraryKind, MAGIC, PlacementCode, Prot, ProtocolError,
+    Recovery, Reply, Request, VERSION, capability,
 };
 use crate::shm::SharedSlab;
 use crate::snapshot::{self, Snapshots, Taken};
@@ -213,8 +213,17 @@ fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
 /// exit status when the connection ended (0); the inner one a frame that
 /// does not decode.
 fn read_request(channel: &Channel) -> Result<Result<Request, ProtocolError>, i32> {
-    match channel.read_frame() {
+    match read_frame(channel)? {
         Ok(frame) => Ok(Request::decode(&frame)),
+        Err(err) => Ok(Err(err)),
+    }
+}
+
+/// Reads one frame. The outer `Err` is the exit status when the
+/// connection ended (0); the inner one a frame that cannot be read whole.
+fn read_frame(channel: &Channel) -> Result<Result<Vec<u8>, ProtocolError>, i32> {
+    match channel.read_frame() {
+        Ok(frame) => Ok(Ok(frame)),
         Err(ProtocolError::Closed) => Err(EXIT_CLEAN),
         Err(ProtocolError::Io(err)) => {
             diag(&format!("reading from {}: {err}", channel.peer));
@@ -224,15 +233,18 @@ fn read_request(channel: &Channel) -> Result<Result<Request, ProtocolError>, i32
     }
 }
 
-/// Reads and decodes one request. `Err` is the exit status: the connection
-/// ended (0) or the frame was malformed (after an `Error` reply).
-fn next_request(channel: &Channel) -> Result<Request, i32> {
-    let decoded = read_request(channel)?;
-    decoded.map_err(|err| {
-        diag(&format!("malformed frame from {}: {err}", channel.peer));
-        send(channel, &error(ErrorCode::Malformed, err.to_string()));
-        EXIT_PROTOCOL
-    })
+/// Reads one frame. `Err` is the exit status: the connection ended (0) or
+/// the frame was malformed (after an `Error` reply).
+fn next_frame(channel: &Channel) -> Result<Vec<u8>, i32> {
+    read_frame(channel)?.map_err(|err| malformed(channel, err))
+}
+
+/// Answers a malformed frame with an `Error`: the exit status that
+/// follows.
+fn malformed(channel: &Channel, err: ProtocolError) -> i32 {
+    diag(&format!("malformed frame from {}: {err}", channel.peer));
+    send(channel, &error(ErrorCode::Malformed, err.to_string()));
+    EXIT_PROTOCOL
 }
 
 /// Reads the controller's `Hello` and checks it ([`check_hello`]). `Err`
@@ -346,16 +358,22 @@ impl From<Handled> for Outcome {
 impl Server {
     fn run(&mut self) -> i32 {
         loop {
-            let request = match next_request(&self.channel) {
-                Ok(request) => request,
+            let frame = match next_frame(&self.channel) {
+                Ok(frame) => frame,
                 Err(status) => return status,
+            };
+            // A batch's writes are done from the frame as it came.
+            let requests = match crate::protocol::decode_incoming(&frame) {
+                Ok(requests) => requests,
+                Err(err) => return malformed(&self.channel, err),
             };
             // The controller opened the shared slab's memfd before asking
             // anything else: the executor needs no descriptor of it.
             if let Some(shared) = self.slab.as_mut().and_then(|s| s.shared.as_mut()) {
                 shared.close_descriptor();
             }
-            match self.handle(request) {
+            // A lone request is a batch of one: it is handled alone.
+            match self.batch(requests) {
                 Outcome::Reply(reply) => send(&self.channel, &reply),
                 Outcome::Resumed => {}
                 Outcome::Close(reply, status) => {
@@ -438,7 +456,9 @@ impl Server {
                 bytes,
             } => self.patch(address, restore, &bytes).into(),
             Request::Shutdown => Outcome::Shutdown,
-            Request::Batch { requests } => self.batch(requests),
+            Request::Batch { requests } => {
+                self.batch(requests.into_iter().map(Incoming::Other).collect())
+            }
             Request::LoadThreadLocals {
                 init,
                 zero_size,
@@ -547,7 +567,7 @@ impl Server {
     /// if it had come alone. Nothing runs unless every request but the last
     /// is plain; the first failure ends the batch with its error, prefixed
     /// with the request's position.
-    fn batch(&mut self, mut requests: Vec<Request>) -> Outcome {
+    fn batch(&mut self, mut requests: Vec<Incoming<'_>>) -> Outcome {
         let total = requests.len();
         let Some(last) = requests.pop() else {
             return Outcome::Reply(error(ErrorCode::State, "empty batch"));
@@ -557,7 +577,10 @@ impl Server {
             .enumerate()
             .find(|(_, request)| !request.is_plain())
             .map(|(index, request)| (index, request.name()))
-            .or_else(|| matches!(last, Request::Batch { .. }).then_some((total - 1, "Batch")));
+            .or_else(|| {
+                matches!(last, Incoming::Other(Request::Batch { .. }))
+                    .then_some((total - 1, "Batch"))
+            });
         if let Some((index, name)) = misplaced {
             return Outcome::Reply(error(
                 ErrorCode::State,
@@ -580,7 +603,7 @@ impl Server {
                 ),
                 other => other,
             };
-            match self.handle(request) {
+            match self.handle_incoming(request) {
                 Outcome::Reply(Reply::Ok) => {}
                 Outcome::Reply(reply) => return Outcome::Reply(prefix(reply)),
                 Outcome::Close(reply, status) => return Outcome::Close(prefix(reply), status),
@@ -588,7 +611,15 @@ impl Server {
                 other @ (Outcome::Resumed | Outcome::Shutdown) => return other,
             }
         }
-        self.handle(last)
+        self.handle_incoming(last)
+    }
+
+    /// Handles one request of a frame: a write from the frame's bytes.
+    fn handle_incoming(&mut self, request: Incoming<'_>) -> Outcome {
+        match request {
+            Incoming::Write { address, bytes } => self.write(address, bytes).into(),
+            Incoming::Other(request) => self.handle(request),
+        }
     }
 
     /// Runs a request that executes JIT'd code: checkpoint first (snapshot

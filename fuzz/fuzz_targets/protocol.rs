@@ -1,11 +1,13 @@
 //! Fuzz target `protocol`: the bytes as one executor-protocol frame, both
 //! as a request (what an executor reads) and as a reply (what the linker
-//! reads), bare and behind a length prefix. Decoding must never panic, and
-//! whatever decodes must encode to a frame that decodes to the same value.
+//! reads), bare and behind a length prefix. Decoding must never panic,
+//! whatever decodes must encode to a frame that decodes to the same value,
+//! and the executor's decoding (which leaves a write's bytes in the frame)
+//! must read every frame as `Request::decode` does.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use solder_executor::protocol::{Reply, Request, read_frame};
+use solder_executor::protocol::{Reply, Request, decoded_alike, read_frame};
 
 fuzz_target!(|data: &[u8]| {
     body(data);
@@ -18,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
 
 /// Decodes `frame` (tag and body) both ways, round-tripping what decodes.
 fn body(frame: &[u8]) {
+    assert!(decoded_alike(frame), "the executor decodes as Request::decode does");
     if let Ok(request) = Request::decode(frame) {
         let encoded = request.encode();
         assert_prefix(&encoded);
