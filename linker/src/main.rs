@@ -253,12 +253,9 @@ fn run(args: RunArgs) -> Result<u8> {
             refuse_to_overwrite_an_input(option, path)?;
         }
     }
-    let reading = Instant::now();
     let threads = args
         .threads
         .map_or_else(Threads::from_environment, |n| Threads::new(n as usize));
-    let (objects, archives) = read_inputs(&args.objects, threads)?;
-    let read_ms = reading.elapsed().as_secs_f64() * 1e3;
     let config = SessionConfig {
         slab_size: args.slab.unwrap_or(1 << 30),
         placement: args.slab_address.map_or(Placement::Auto, Placement::Fixed),
@@ -273,7 +270,13 @@ fn run(args: RunArgs) -> Result<u8> {
         recovery: args.recovery.unwrap_or(Recovery::None),
         executor_output: args.executor_output,
     };
+    // The session first: an executor process starts while the inputs are
+    // read (its start is milliseconds of loading that a link need not wait
+    // for).
     let mut session = Session::new(config).context("cannot start the session")?;
+    let reading = Instant::now();
+    let (objects, archives) = read_inputs(&args.objects, threads)?;
+    let read_ms = reading.elapsed().as_secs_f64() * 1e3;
     session.set_thread_policy(threads);
     session.keep_load_stats(args.stats.is_some());
     add_inputs(&mut session, archives, &args)?;
