@@ -1717,7 +1717,10 @@ mod tests {
             bytes: vec![n; usize::from(n) * 3],
         };
         let mut frames: Vec<Vec<u8>> = example_requests().iter().map(Request::encode).collect();
-        let plain: Vec<Request> = example_requests().into_iter().filter(Request::is_plain).collect();
+        let plain: Vec<Request> = example_requests()
+            .into_iter()
+            .filter(Request::is_plain)
+            .collect();
         let mut batched = vec![write(1)];
         batched.extend(plain);
         batched.extend([write(2), write(0), Request::Shutdown]);
@@ -1734,7 +1737,13 @@ mod tests {
         }
         let incoming = decode_incoming(&frames[frames.len() - 1][4..]).unwrap();
         assert!(
-            matches!(incoming[..], [Incoming::Write { address: 0x5000, bytes: [5, 5, ..] }]),
+            matches!(
+                incoming[..],
+                [Incoming::Write {
+                    address: 0x5000,
+                    bytes: [5, 5, ..]
+                }]
+            ),
             "{incoming:?}\n{rerun}"
         );
     }
