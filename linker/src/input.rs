@@ -76,10 +76,16 @@ pub(crate) fn regular_size(
     path: &Path,
     metadata: &std::fs::Metadata,
 ) -> Result<Option<usize>, LinkError> {
-    if !metadata.is_file() {
+    let size = metadata.is_file().then_some(metadata.len());
+    size_in_memory(path, size)
+}
+
+/// A regular file's `size` (`None`: not a regular file) in memory's
+/// terms: an error naming `path` when it does not fit.
+pub(crate) fn size_in_memory(path: &Path, size: Option<u64>) -> Result<Option<usize>, LinkError> {
+    let Some(size) = size else {
         return Ok(None);
-    }
-    let size = metadata.len();
+    };
     usize::try_from(size).map(Some).map_err(|_| {
         read_error(
             path,

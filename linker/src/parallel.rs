@@ -122,6 +122,26 @@ where
     parts.into_iter().flatten().collect()
 }
 
+/// `work` applied to consecutive pieces of `items` (spread as [`map`]
+/// spreads items), its results concatenated in the items' order: for work
+/// that shares something along a piece, such as an open directory. On one
+/// thread the whole of `items` is one piece.
+pub fn map_pieces<'t, T, R, F, W>(items: &'t [T], threads: Threads, weight: W, work: F) -> Vec<R>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(&'t [T]) -> Vec<R> + Sync,
+    W: Fn(&T) -> usize,
+{
+    let total: usize = items.iter().map(&weight).sum();
+    let threads = threads.split(total, items.len());
+    if threads <= 1 {
+        return work(items);
+    }
+    let parts = by_pieces(items, threads, weight, total, work);
+    parts.into_iter().flatten().collect()
+}
+
 /// `work` applied to consecutive pieces of `items` of about equal weight
 /// (`total` in all), taken in turn by `threads` threads (the caller's
 /// among them): each piece's result, in the items' order.

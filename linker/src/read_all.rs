@@ -8,18 +8,25 @@
 //! process whose threads hold hundreds of files open grows its descriptor
 //! table, and each growth of a shared table waits for an RCU grace period.
 //!
+//! A run of files of one directory is measured and opened by name within
+//! the directory, opened once (`solder_executor::sys::fs`): each path walk
+//! looks every component up again, twice per file.
+//!
 //! Only regular files are measured and read this way. Anything else (a
 //! pipe, as `<(cmd)` gives, a terminal, a device) has no size to lay out
 //! by, and reading part of a stream consumes it: such a file is read alone,
 //! whole, once the others are in.
 
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use solder_executor::sys::fs::Directory;
 use solder_executor::sys::memory::FreshMemory;
 
 use crate::error::LinkError;
-use crate::input::{ObjectBytes, ObjectFile, read_error, regular_size};
+use crate::input::{ObjectBytes, ObjectFile, read_error, regular_size, size_in_memory};
 use crate::parallel::{self, Threads};
 
 /// Where each object starts in the shared memory: 16-aligned, as an
@@ -43,7 +50,18 @@ impl ObjectFile {
 
 /// [`ObjectFile::read_all`], on the crew it started.
 fn read_all(paths: &[PathBuf], threads: Threads) -> Vec<Result<ObjectFile, LinkError>> {
-    let sizes = parallel::map(paths, threads, |_| STAT_WEIGHT, |path| size_of(path));
+    let sizes = parallel::map_pieces(
+        paths,
+        threads,
+        |_| STAT_WEIGHT,
+        |piece| {
+            let mut directories = Directories::default();
+            piece
+                .iter()
+                .map(|path| size_of(path, &mut directories))
+                .collect()
+        },
+    );
     let Some((starts, total)) = starts(&sizes) else {
         return paths.iter().map(|p| ObjectFile::read(p)).collect();
     };
@@ -104,9 +122,51 @@ fn object(
 
 /// The size `path` has now; `None` when it is not a regular file (its
 /// size says nothing about what reading it gives).
-fn size_of(path: &std::path::Path) -> Result<Option<usize>, LinkError> {
+fn size_of(path: &Path, directories: &mut Directories) -> Result<Option<usize>, LinkError> {
+    if let Some((directory, name)) = directories.of(path) {
+        let size = directory
+            .regular_size(name)
+            .map_err(|e| read_error(path, e))?;
+        return size_in_memory(path, size);
+    }
     let metadata = std::fs::metadata(path).map_err(|e| read_error(path, e))?;
     regular_size(path, &metadata)
+}
+
+/// The directories a run of paths names its files in, each opened once
+/// for the paths of it that follow one another (see
+/// `solder_executor::sys::fs`): measuring and opening a thousand objects
+/// of one directory walks its path once, not twice per object.
+#[derive(Default)]
+struct Directories {
+    /// The last directory asked for, as its path spells it, and the
+    /// directory (`None` when it could not be opened).
+    current: Option<(PathBuf, Option<Directory>)>,
+}
+
+impl Directories {
+    /// The directory `path` names its file in, opened, and the file's name
+    /// there. `None` to use the path itself: its last component is not a
+    /// plain name (`..`, `.`, a trailing `/`, none at all), or its
+    /// directory cannot be opened (then the path's own use reports why).
+    fn of<'p>(&mut self, path: &'p Path) -> Option<(&Directory, &'p OsStr)> {
+        let bytes = path.as_os_str().as_bytes();
+        let (directory, name) = match bytes.iter().rposition(|&b| b == b'/') {
+            // The directory keeps its slash: "/" stays the root.
+            Some(slash) => (&bytes[..=slash], &bytes[slash + 1..]),
+            None => (&b""[..], bytes),
+        };
+        if name.is_empty() || name == b"." || name == b".." {
+            return None;
+        }
+        let directory = Path::new(OsStr::from_bytes(directory));
+        if self.current.as_ref().is_none_or(|(at, _)| at != directory) {
+            let opened = Directory::open(directory).ok();
+            self.current = Some((directory.to_path_buf(), opened));
+        }
+        let (_, opened) = self.current.as_ref()?;
+        Some((opened.as_ref()?, OsStr::from_bytes(name)))
+    }
 }
 
 /// Each file's room in `memory` (its size and one byte; empty for a file
@@ -171,13 +231,14 @@ fn fill(
         }
         // A file without a room (not a regular file, or not measured) is
         // not opened here.
+        let mut directories = Directories::default();
         group
             .into_iter()
             .map(|(path, room)| {
                 if room.is_empty() {
                     Ok(0)
                 } else {
-                    read_into(path, room)
+                    read_into(path, room, &mut directories)
                 }
             })
             .collect::<Vec<_>>()
@@ -194,9 +255,17 @@ fn fill(
 /// grew brings the byte past its measured size in the same read: stopping
 /// at the measured size costs no second read (a system call per file) to
 /// see the end.
-fn read_into(path: &std::path::Path, room: &mut [u8]) -> Result<usize, LinkError> {
+fn read_into(
+    path: &Path,
+    room: &mut [u8],
+    directories: &mut Directories,
+) -> Result<usize, LinkError> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
+    let opened = match directories.of(path) {
+        Some((directory, name)) => directory.open_file(name),
+        None => std::fs::File::open(path),
+    };
+    let mut file = opened.map_err(|e| read_error(path, e))?;
     let measured = room.len().saturating_sub(1);
     let mut filled = 0;
     while filled < room.len() && !(filled == measured && filled > 0) {
@@ -265,6 +334,67 @@ mod tests {
                         );
                     }
                     (got, _) => panic!("{}: {got:?}\n{RERUN}", path.display()),
+                }
+            }
+        }
+    }
+
+    /// Files named through their directory are the files their paths
+    /// name: a symbolic link, `..` and `.` on the way, a doubled slash, a
+    /// directory in a run of the same directory's files, and paths whose
+    /// last component is no plain name (read by the path itself, with its
+    /// error) come back as `ObjectFile::read` reads each path alone.
+    #[test]
+    fn files_named_through_their_directory_are_what_their_paths_name() {
+        let scratch = crate::test_support::scratch();
+        let dir = scratch.path();
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("a.o"), b"first").unwrap();
+        std::fs::write(dir.join("b.o"), vec![7u8; 9000]).unwrap();
+        std::fs::write(dir.join("sub/c.o"), b"in sub").unwrap();
+        std::os::unix::fs::symlink("sub/c.o", dir.join("link.o")).unwrap();
+        std::os::unix::fs::symlink("sub", dir.join("sublink")).unwrap();
+        let shown = dir.display();
+        let paths: Vec<PathBuf> = [
+            format!("{shown}/a.o"),
+            format!("{shown}/sub"),
+            format!("{shown}/b.o"),
+            format!("{shown}//a.o"),
+            format!("{shown}/sub/../b.o"),
+            format!("{shown}/sublink/../a.o"),
+            format!("{shown}/./sub/c.o"),
+            format!("{shown}/link.o"),
+            format!("{shown}/a.o/"),
+            format!("{shown}/a.o/."),
+            format!("{shown}/sub/.."),
+            format!("{shown}/sub/"),
+            format!("{shown}/missing/a.o"),
+            format!("{shown}/missing.o"),
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+        let split = Threads {
+            count: Some(3),
+            min_bytes_each: 1,
+        };
+        for threads in [Threads::serial(), split] {
+            let read = ObjectFile::read_all(&paths, threads);
+            for (path, got) in paths.iter().zip(read) {
+                let alone = ObjectFile::read(path);
+                match (got, alone) {
+                    (Ok(got), Ok(alone)) => assert!(
+                        got.bytes.as_slice() == alone.bytes.as_slice(),
+                        "{} ({threads:?})\n{RERUN}",
+                        path.display()
+                    ),
+                    (Err(got), Err(alone)) => {
+                        assert_eq!(got.to_string(), alone.to_string(), "{RERUN}")
+                    }
+                    (got, alone) => panic!(
+                        "{}: read with the others {got:?}, alone {alone:?}\n{RERUN}",
+                        path.display()
+                    ),
                 }
             }
         }

@@ -19,6 +19,7 @@
 //! - [`process`]: fork and checkpoint clones, waiting for children, process
 //!   ids, the parent-death signal, the call timer, exit hooks and leaving at
 //!   once;
+//! - [`fs`]: files named within a directory opened once;
 //! - [`io`]: descriptors: reads, writes that never raise `SIGPIPE`, polls,
 //!   pipes and descriptor flags;
 //! - [`signal`]: signal numbers and names, fatal-signal handlers on an
@@ -41,6 +42,7 @@ compile_error!(
 
 pub mod dl;
 pub mod exit;
+pub mod fs;
 pub mod io;
 pub mod memory;
 pub mod process;
