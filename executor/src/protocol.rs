@@ -1145,7 +1145,9 @@ fn enum_value<T: Copy>(
         })
 }
 
-/// Tag of [`Request::Write`].
+/// Tag of [`Request::Write`], as its declaration in `messages!` gives it
+/// (the protocol tests check the frames made with it against `encode`'s
+/// and `decode`'s).
 const WRITE_TAG: u8 = 3;
 
 /// Appends to `frames` the frame of `Request::Write { address, bytes }`,

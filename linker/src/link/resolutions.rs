@@ -56,8 +56,9 @@ impl<'g> Resolutions<'g> {
     }
 
     /// Symbol `id`'s resolution, kept or (a leading local symbol) found
-    /// again. Only for an edge's target or subtrahend, which resolution
-    /// has resolved without error: the same definition cannot fail now.
+    /// again. Only for the target or subtrahend of a live section's edge,
+    /// which resolution has resolved without error (it resolves every live
+    /// edge before planning): the same definition cannot fail now.
     #[inline(always)]
     pub(super) fn get(
         &self,
