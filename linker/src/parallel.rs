@@ -139,7 +139,11 @@ where
         return work(items);
     }
     let parts = by_pieces(items, threads, weight, total, work);
-    parts.into_iter().flatten().collect()
+    let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for part in parts {
+        out.extend(part);
+    }
+    out
 }
 
 /// `work` applied to consecutive pieces of `items` of about equal weight
@@ -192,8 +196,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// What `f` pushes for every item, concatenated in the items' order, as
-/// [`map`] spreads the items. On one thread everything goes straight into
-/// one vector (no per-item vectors to gather).
+/// [`map`] spreads the items: one vector per piece, not per item, so an
+/// item's few results cost no allocation of their own (on one thread,
+/// everything goes straight into one vector).
 pub fn flat_map<'t, T, R, F, W>(items: &'t [T], threads: Threads, weight: W, f: F) -> Vec<R>
 where
     T: Sync,
@@ -201,29 +206,13 @@ where
     F: Fn(&'t T, &mut Vec<R>) + Sync,
     W: Fn(&T) -> usize,
 {
-    let total: usize = items.iter().map(&weight).sum();
-    let threads = threads.split(total, items.len());
-    if threads <= 1 {
-        let mut out = Vec::new();
-        for item in items {
-            f(item, &mut out);
-        }
-        return out;
-    }
-    // One vector per piece, not per item: a piece's items push into it
-    // in turn, so an item's few results cost no allocation of their own.
-    let parts = by_pieces(items, threads, weight, total, |piece: &'t [T]| {
+    map_pieces(items, threads, weight, |piece: &'t [T]| {
         let mut part = Vec::new();
         for item in piece {
             f(item, &mut part);
         }
         part
-    });
-    let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-    for part in parts {
-        out.extend(part);
-    }
-    out
+    })
 }
 
 /// As [`map`], for work that owns its items (such as disjoint pieces of

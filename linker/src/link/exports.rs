@@ -2,6 +2,8 @@
 //! definitions later loads may bind to) and the function symbols crash
 //! reports name.
 
+use std::sync::Arc;
+
 use solder_executor::abi::CallingConvention;
 use solder_executor::module::CrashSymbol;
 
@@ -21,7 +23,7 @@ pub(super) fn exports(
     resolver: &Resolver<'_, '_, '_>,
     at: &Addresses<'_>,
     convention: CallingConvention,
-) -> Vec<(std::sync::Arc<str>, Export)> {
+) -> Vec<(Arc<str>, Export)> {
     let from = Exporter {
         graphs: resolver.graphs,
         cache: &resolver.cache,
@@ -63,7 +65,7 @@ struct Exporter<'r, 'g, 'a> {
     graphs: &'g [LinkGraph<'a>],
     cache: &'r [Resolutions<'g>],
     commons: &'g [super::symbols::Common<'g>],
-    session: &'r rustc_hash::FxHashMap<std::sync::Arc<str>, Export>,
+    session: &'r rustc_hash::FxHashMap<Arc<str>, Export>,
     replacing: Option<u32>,
     module: u32,
     convention: CallingConvention,
@@ -73,7 +75,7 @@ struct Exporter<'r, 'g, 'a> {
 impl Exporter<'_, '_, '_> {
     /// The export of the global `name` (symbol `id` of graph `g`), if it
     /// is one.
-    fn export(&self, name: &str, g: usize, id: SymbolId) -> Option<(std::sync::Arc<str>, Export)> {
+    fn export(&self, name: &str, g: usize, id: SymbolId) -> Option<(Arc<str>, Export)> {
         let sym = &self.graphs[g].symbols[id];
         if !sym.visibility.exported() {
             return None;
@@ -99,7 +101,7 @@ impl Exporter<'_, '_, '_> {
             (self.at.of(target), None)
         };
         Some((
-            std::sync::Arc::from(name),
+            Arc::from(name),
             Export {
                 module: self.module,
                 address,
