@@ -133,33 +133,88 @@ pub fn populate(address: u64, size: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// The huge page size the advice aims at (x86-64's 2 MiB).
+pub const HUGE_PAGE: u64 = 2 << 20;
+
+/// Asks for the whole huge pages inside `[address, address + size)` to
+/// be backed by huge pages when they are first written or populated
+/// (`MADV_HUGEPAGE`): backing a 2 MiB huge page costs about what backing
+/// a few 4 KiB pages does, and backing fresh pages is much of what
+/// writing a large module costs on a virtual machine. Only pages inside
+/// the range are advised, so nothing outside it is backed because of
+/// it. Advice only: where the kernel gives no huge pages (they are off,
+/// or none is free), nothing changes.
+pub fn advise_huge_pages(address: u64, size: u64) {
+    let first = address.next_multiple_of(HUGE_PAGE);
+    let end = address.saturating_add(size) & !(HUGE_PAGE - 1);
+    if end > first {
+        // SAFETY: advice changes no contents and no protection: only how
+        // the kernel backs pages not yet backed. The kernel checks the
+        // range (an unmapped one fails with `ENOMEM`, ignored here).
+        let _ = unsafe {
+            libc::madvise(
+                first as *mut c_void,
+                (end - first) as usize,
+                libc::MADV_HUGEPAGE,
+            )
+        };
+    }
+}
+
 /// Fresh zeroed memory private to this process, for many files' bytes
 /// read at once: one mapping, whose pages the reader backs in large
 /// pieces ([`crate::pages::populate`]) before writing them. Unmapped when
 /// dropped.
-pub struct FreshMemory(memmap2::MmapMut);
+///
+/// The whole huge pages of memory a huge page or larger are asked to be
+/// backed by huge pages ([`advise_huge_pages`]): the mapping is made a
+/// huge page larger, and the memory starts at its first huge-page
+/// boundary, so that every whole huge page of the memory is one. The
+/// rest (less than a huge page at the end) is ordinary pages: the advice
+/// never backs memory past what the reader writes.
+pub struct FreshMemory {
+    mapping: memmap2::MmapMut,
+    /// Where the memory starts in the mapping, and its length.
+    start: usize,
+    len: usize,
+}
 
 impl FreshMemory {
     /// `len` zeroed bytes (at least one page is mapped, so `len` may be 0).
     pub fn new(len: usize) -> io::Result<FreshMemory> {
-        memmap2::MmapOptions::new()
-            .len(len.max(1))
-            .map_anon()
-            .map(FreshMemory)
+        const HUGE: usize = HUGE_PAGE as usize;
+        let room = if len < HUGE { 0 } else { HUGE };
+        let mapped = len
+            .max(1)
+            .checked_add(room)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        let mapping = memmap2::MmapOptions::new().len(mapped).map_anon()?;
+        let at = mapping.as_ptr() as usize;
+        let start = if room == 0 {
+            0
+        } else {
+            at.next_multiple_of(HUGE) - at
+        };
+        advise_huge_pages((at + start) as u64, len as u64);
+        Ok(FreshMemory {
+            mapping,
+            start,
+            len,
+        })
     }
 
     pub fn as_slice(&self) -> &[u8] {
-        &self.0
+        &self.mapping[self.start..self.start + self.len]
     }
 
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.0
+        &mut self.mapping[self.start..self.start + self.len]
     }
 }
 
 impl std::fmt::Debug for FreshMemory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "FreshMemory({} bytes)", self.0.len())
+        write!(f, "FreshMemory({} bytes)", self.len)
     }
 }
 
@@ -343,6 +398,37 @@ fn read_through_pipe(address: u64, buf: &mut [u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fresh memory is as long as asked, zeroed and writable; memory of a
+    /// huge page or more starts at a huge-page boundary, so its whole huge
+    /// pages can be huge pages. Rerun:
+    /// `cargo test -p solder-executor --lib sys::memory::tests::fresh_memory`.
+    #[test]
+    fn fresh_memory_is_its_length_and_large_memory_starts_at_a_huge_page() {
+        for len in [
+            0,
+            1,
+            4096,
+            HUGE_PAGE as usize - 1,
+            3 * HUGE_PAGE as usize + 5,
+        ] {
+            let mut memory = FreshMemory::new(len).unwrap();
+            assert_eq!(memory.as_slice().len(), len);
+            assert!(memory.as_slice().iter().all(|b| *b == 0), "{len}: zeroed");
+            if let Some(last) = memory.as_mut_slice().last_mut() {
+                *last = 7;
+            }
+            assert!(
+                len == 0 || memory.as_slice()[len - 1] == 7,
+                "{len}: writable"
+            );
+            let huge_aligned = memory.as_slice().as_ptr() as u64 % HUGE_PAGE == 0;
+            assert!(
+                len < HUGE_PAGE as usize || huge_aligned,
+                "{len}: at a huge page"
+            );
+        }
+    }
 
     #[test]
     fn reads_mapped_memory_and_refuses_unmapped() {
