@@ -23,7 +23,8 @@ const FUNCTIONS: usize = 40;
 
 /// One generated object's C source: functions that call a function of
 /// the next object and read a table of the one after, a table of pointers
-/// to its own functions, strings, and a constructor.
+/// to its own functions, strings, a constructor, and a function that calls
+/// a host function and takes its address.
 fn source(i: usize) -> String {
     let next = (i + 1) % OBJECTS;
     let after = (i + 2) % OBJECTS;
@@ -53,11 +54,25 @@ fn source(i: usize) -> String {
         "__attribute__((constructor)) static void fill{i}(void) {{\n  for (int j = 0; j < \
          {FUNCTIONS}; j++) table{i}[j] = j + {i};\n}}\n"
     );
+    // A host function of its own per object, called and taken the address
+    // of: a stub and a GOT entry (far from a slab placed away from the
+    // host), numbered in the order the objects ask for them.
+    let host = HOST_FUNCTIONS[i % HOST_FUNCTIONS.len()];
+    c += &format!(
+        "int {host}(int);\nlong g{i}(long x) {{\n  int (*volatile p)(int) = {host};\n  \
+         return p((int)x) + {host}((int)x + 1);\n}}\n"
+    );
     if i == 0 {
         c += &format!("long run(long x) {{ return pointers0[x % {FUNCTIONS}](x); }}\n");
     }
     c
 }
+
+/// C library functions of one `int` argument, one for each object.
+const HOST_FUNCTIONS: [&str; OBJECTS] = [
+    "abs", "toupper", "tolower", "isalpha", "isdigit", "isspace", "isupper", "islower", "isalnum",
+    "isprint", "ispunct", "isxdigit",
+];
 
 /// The program's objects, compiled with `cc -O2 FLAGS` under `dir`.
 fn program(dir: &Path, flags: &[&str]) -> Vec<PathBuf> {

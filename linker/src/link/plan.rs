@@ -7,12 +7,15 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
+use super::resolutions::Resolutions;
 use super::resolve::{Origin, Resolved, Resolver, Target, binding_of};
 use super::site;
+use super::symbols::Common;
 use crate::arch::{Arch, Machine, Relax, RelocKind, RelocOp, TlsAccess};
 use crate::error::{LinkError, Site};
-use crate::graph::{Edge, Section, SectionRole};
+use crate::graph::{Edge, LinkGraph, Section, SectionId, SectionRole, SymbolId};
 use crate::memory::Slab;
+use crate::parallel::Threads;
 
 /// How one edge reaches its target. There is one per edge, so indices are
 /// 32 bits (8 bytes a plan, not 16): GOT entries, stubs and copies number at
@@ -151,103 +154,51 @@ impl Stubs {
 
 /// Plans every live edge of the load (whose targets `resolver` resolved),
 /// given the copies of far host data resolution decided on.
+///
+/// Two passes. The first, object by object on the load's threads, plans
+/// every edge that reaches its target directly, relaxed or through a copy:
+/// nearly all of a large load's edges, and nothing is numbered for them.
+/// The second, serial and in edge order, plans the rest: the edges that
+/// take a GOT entry or a stub (numbered in the order edges first ask for
+/// them) and thread-local accesses (which may fail, naming the edge). It
+/// visits the edges that change the plan's tables in the order a single
+/// pass over every edge would, so the plan and the first error are the
+/// same whatever the number of threads.
 pub(super) fn plan(
     resolver: &mut Resolver<'_, '_, '_>,
     copies: Vec<(u64, u64)>,
 ) -> Result<Plan, LinkError> {
     let graphs = resolver.graphs;
-    let live_edges = graphs
-        .iter()
-        .flat_map(|g| g.sections.iter().filter(|s| s.live))
-        .map(|s| s.edges.len())
-        .sum();
-    if u32::try_from(live_edges).is_err() {
+    let live_edges: Vec<usize> = graphs.iter().map(live_edges).collect();
+    let total: usize = live_edges.iter().sum();
+    if u32::try_from(total).is_err() {
         return Err(LinkError::Memory(format!(
-            "{live_edges} relocations in one load: at most {} are supported",
+            "{total} relocations in one load: at most {} are supported",
             u32::MAX
         )));
     }
-    // Every index below is under `live_edges` (checked to fit 32 bits).
+    // Every index below is under `total` (checked to fit 32 bits).
     let copy_index: HashMap<u64, usize> = copies
         .iter()
         .enumerate()
         .map(|(i, &(address, _))| (address, i))
         .collect();
-    let mut got = Got::default();
-    let mut stubs = Stubs::default();
-    let mut plans: Vec<Via> = Vec::with_capacity(live_edges);
-    let mut tls = ThreadLocalNeeds::default();
-    for (g, graph) in graphs.iter().enumerate() {
-        for section in graph.sections.iter().filter(|s| s.live) {
-            for edge in &section.edges {
-                let r = resolver.cached(g, edge.target);
-                // A difference's subtrahend needs an address too.
-                if let Some(minus) = edge.minus().map(|m| resolver.cached(g, m))
-                    && minus.target.is_thread_local()
-                {
-                    return Err(LinkError::refused_relocation(
-                        site(graph, section, edge.offset),
-                        edge.kind.name,
-                        minus.name,
-                        ": the subtracted symbol is thread-local, so it has no address",
-                    ));
-                }
-                if edge.kind.op.is_thread_local() || r.target.is_thread_local() {
-                    let site = || site(graph, section, edge.offset);
-                    plans.push(thread_local_via(
-                        &edge, &r, section, &mut got, &mut tls, site,
-                    )?);
-                    continue;
-                }
-                let slab = &*resolver.req.slab;
-                let via = match (edge.kind.op, r.target) {
-                    (RelocOp::GotEntryPcRel { relax }, target) => {
-                        if target.in_load() && can_relax(&section.data, edge.offset, relax) {
-                            Via::Relaxed
-                        } else {
-                            Via::Got(got.entry(target, binding_of(&r)) as u32)
-                        }
-                    }
-                    (RelocOp::GotEntryOffset, target) => {
-                        Via::Got(got.entry(target, binding_of(&r)) as u32)
-                    }
-                    (_, Target::Address(address)) if copy_index.contains_key(&address) => {
-                        Via::Copy(copy_index[&address] as u32)
-                    }
-                    // A far call goes through a stub, whatever the host
-                    // says the name is; a far address is a stub's only
-                    // for a function (its canonical address here): far
-                    // data (`--abs` names too) is copied or out of range,
-                    // never silently a stub's address.
-                    (RelocOp::Branch, Target::Address(address))
-                        if matches!(r.origin, Origin::Runtime | Origin::Host { .. })
-                            && needs_near(&edge.kind, address, edge.addend, slab) =>
-                    {
-                        stubs.to(address, &mut got)
-                    }
-                    (RelocOp::PcRelative | RelocOp::Absolute, Target::Address(address))
-                        if (r.origin == Origin::Runtime
-                            || r.origin == Origin::Host { data: false })
-                            && needs_near(&edge.kind, address, edge.addend, slab) =>
-                    {
-                        stubs.to(address, &mut got)
-                    }
-                    // A call to an undefined weak function, which the code
-                    // only makes after testing its address: through a stub
-                    // whose GOT slot holds 0, so the branch links wherever
-                    // the slab is (address 0 is rarely within 2 GiB), and a
-                    // call that is made anyway faults at 0, as natively.
-                    (RelocOp::Branch, Target::Null)
-                        if needs_near(&edge.kind, 0, edge.addend, slab) =>
-                    {
-                        stubs.to(0, &mut got)
-                    }
-                    _ => Via::Direct,
-                };
-                plans.push(via);
-            }
-        }
-    }
+    let routes = Routes {
+        cache: &resolver.cache,
+        graphs,
+        commons: resolver.commons,
+        slab: &*resolver.req.slab,
+        copy_index: &copy_index,
+    };
+    let mut plans = vec![Via::Direct; total];
+    let pending = plan_ready_edges(&routes, &live_edges, &mut plans, resolver.req.threads);
+    let mut tables = Tables::default();
+    plan_pending_edges(&routes, pending, &live_edges, &mut plans, &mut tables)?;
+    let Tables {
+        mut got,
+        stubs,
+        tls,
+    } = tables;
     let thunks = std::mem::take(&mut resolver.thunks);
     let thunk_slots = thunks
         .iter()
@@ -277,6 +228,203 @@ pub(super) fn plan(
         import_slots,
         copies,
     })
+}
+
+/// How many live edges `graph` has: its share of the plan.
+fn live_edges(graph: &LinkGraph<'_>) -> usize {
+    graph
+        .sections
+        .iter()
+        .filter(|s| s.live)
+        .map(|s| s.edges.len())
+        .sum()
+}
+
+/// An edge [`plan`]'s first pass left to the second: its index among its
+/// graph's live edges, its section and itself.
+type Pending = Vec<(u32, SectionId, Edge)>;
+
+/// The first pass of [`plan`]: each graph's edges that are
+/// [`Route::Ready`] planned in its piece of `plans`, on `threads`; per
+/// graph, the edges left.
+fn plan_ready_edges(
+    routes: &Routes<'_, '_>,
+    live_edges: &[usize],
+    plans: &mut [Via],
+    threads: Threads,
+) -> Vec<Pending> {
+    let mut pieces = Vec::with_capacity(live_edges.len());
+    let mut rest = plans;
+    for (g, &count) in live_edges.iter().enumerate() {
+        let (piece, tail) = std::mem::take(&mut rest).split_at_mut(count);
+        pieces.push((g, piece));
+        rest = tail;
+    }
+    // Weighed by what the work reads: a relocation record per edge.
+    let weight = |(_, piece): &(usize, &mut [Via])| 24 * piece.len();
+    crate::parallel::map_owned(pieces, threads, weight, |(g, piece)| {
+        let mut pending = Vec::new();
+        let mut at = 0u32;
+        for (section_id, section) in routes.graphs[g].sections.iter().enumerate() {
+            if !section.live {
+                continue;
+            }
+            for edge in &section.edges {
+                let r = routes.cached(g, edge.target);
+                match routes.route(g, section, &edge, &r) {
+                    Route::Ready(via) => piece[at as usize] = via,
+                    _ => pending.push((at, section_id, edge)),
+                }
+                at += 1;
+            }
+        }
+        pending
+    })
+}
+
+/// What [`plan`]'s second pass numbers: GOT entries, stubs, and what
+/// thread-local accesses need.
+#[derive(Default)]
+struct Tables {
+    got: Got,
+    stubs: Stubs,
+    tls: ThreadLocalNeeds,
+}
+
+/// The second pass of [`plan`]: the edges the first left (per graph, in
+/// edge order; each graph's plans start where the previous graph's
+/// `live_edges` end), planned in order.
+fn plan_pending_edges(
+    routes: &Routes<'_, '_>,
+    pending: Vec<Pending>,
+    live_edges: &[usize],
+    plans: &mut [Via],
+    tables: &mut Tables,
+) -> Result<(), LinkError> {
+    let mut first_plan = 0;
+    for (g, (pending, count)) in pending.into_iter().zip(live_edges).enumerate() {
+        for (at, section_id, edge) in pending {
+            plans[first_plan + at as usize] = pending_via(routes, g, section_id, &edge, tables)?;
+        }
+        first_plan += count;
+    }
+    Ok(())
+}
+
+/// How `edge` of section `section_id` of graph `g` reaches its target,
+/// numbering the GOT entry or stub it needs.
+fn pending_via(
+    routes: &Routes<'_, '_>,
+    g: usize,
+    section_id: SectionId,
+    edge: &Edge,
+    tables: &mut Tables,
+) -> Result<Via, LinkError> {
+    let graph = &routes.graphs[g];
+    let section = &graph.sections[section_id];
+    let r = routes.cached(g, edge.target);
+    let Tables { got, stubs, tls } = tables;
+    Ok(match routes.route(g, section, edge, &r) {
+        Route::Ready(via) => via,
+        Route::GotEntry => Via::Got(got.entry(r.target, binding_of(&r)) as u32),
+        Route::Stub(address) => stubs.to(address, got),
+        Route::ThreadLocal => {
+            let site = || site(graph, section, edge.offset);
+            // A difference's subtrahend needs an address too.
+            if let Some(minus) = edge.minus().map(|m| routes.cached(g, m))
+                && minus.target.is_thread_local()
+            {
+                return Err(LinkError::refused_relocation(
+                    site(),
+                    edge.kind.name,
+                    minus.name,
+                    ": the subtracted symbol is thread-local, so it has no address",
+                ));
+            }
+            thread_local_via(edge, &r, section, got, tls, site)?
+        }
+    })
+}
+
+/// What planning reads, shared by the threads of its first pass.
+struct Routes<'r, 'g> {
+    cache: &'r [Resolutions<'g>],
+    graphs: &'g [LinkGraph<'g>],
+    commons: &'g [Common<'g>],
+    slab: &'r Slab,
+    copy_index: &'r HashMap<u64, usize>,
+}
+
+/// How an edge reaches its target, before any GOT entry or stub is
+/// numbered.
+enum Route {
+    /// Planned: directly, relaxed, or through a copy of far host data.
+    Ready(Via),
+    /// Through a GOT entry holding the target's address.
+    GotEntry,
+    /// Through a stub to this far address.
+    Stub(u64),
+    /// A thread-local access, or an edge to or from a thread-local
+    /// variable (which may be refused).
+    ThreadLocal,
+}
+
+impl<'g> Routes<'_, 'g> {
+    #[inline]
+    fn cached(&self, g: usize, id: SymbolId) -> Resolved<'g> {
+        self.cache[g].get(self.graphs, self.commons, g, id)
+    }
+
+    /// How `edge` of `section` of graph `g`, whose target resolved to
+    /// `r`, reaches it.
+    #[inline]
+    fn route(&self, g: usize, section: &Section<'_>, edge: &Edge, r: &Resolved<'_>) -> Route {
+        let minus_thread_local = edge
+            .minus()
+            .is_some_and(|m| self.cached(g, m).target.is_thread_local());
+        if minus_thread_local || edge.kind.op.is_thread_local() || r.target.is_thread_local() {
+            return Route::ThreadLocal;
+        }
+        let slab = self.slab;
+        match (edge.kind.op, r.target) {
+            (RelocOp::GotEntryPcRel { relax }, target) => {
+                if target.in_load() && can_relax(&section.data, edge.offset, relax) {
+                    Route::Ready(Via::Relaxed)
+                } else {
+                    Route::GotEntry
+                }
+            }
+            (RelocOp::GotEntryOffset, _) => Route::GotEntry,
+            (_, Target::Address(address)) if self.copy_index.contains_key(&address) => {
+                Route::Ready(Via::Copy(self.copy_index[&address] as u32))
+            }
+            // A far call goes through a stub, whatever the host says the
+            // name is; a far address is a stub's only for a function (its
+            // canonical address here): far data (`--abs` names too) is
+            // copied or out of range, never silently a stub's address.
+            (RelocOp::Branch, Target::Address(address))
+                if matches!(r.origin, Origin::Runtime | Origin::Host { .. })
+                    && needs_near(&edge.kind, address, edge.addend, slab) =>
+            {
+                Route::Stub(address)
+            }
+            (RelocOp::PcRelative | RelocOp::Absolute, Target::Address(address))
+                if (r.origin == Origin::Runtime || r.origin == Origin::Host { data: false })
+                    && needs_near(&edge.kind, address, edge.addend, slab) =>
+            {
+                Route::Stub(address)
+            }
+            // A call to an undefined weak function, which the code only
+            // makes after testing its address: through a stub whose GOT
+            // slot holds 0, so the branch links wherever the slab is
+            // (address 0 is rarely within 2 GiB), and a call that is made
+            // anyway faults at 0, as natively.
+            (RelocOp::Branch, Target::Null) if needs_near(&edge.kind, 0, edge.addend, slab) => {
+                Route::Stub(0)
+            }
+            _ => Route::Ready(Via::Direct),
+        }
+    }
 }
 
 /// What the load's thread-local accesses need beyond GOT entries.
