@@ -179,11 +179,6 @@ pub unsafe fn write(address: u64, bytes: &[u8], page: u64) -> Result<(), PageErr
     // executable) before the copy.
     unsafe {
         make_writable(address, bytes.len() as u64, page)?;
-        // A large write (a large module's image over a connection) backs
-        // its pages first, in huge pages where it can (see `populate`).
-        if bytes.len() as u64 >= sys::memory::HUGE_PAGE {
-            populate(address, bytes.len() as u64, page);
-        }
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), address as *mut u8, bytes.len());
     }
     Ok(())

@@ -121,6 +121,11 @@ pub trait Executor {
     ) -> Result<Option<std::ptr::NonNull<u8>>, LinkError> {
         Ok(None)
     }
+    /// `len` zero bytes to stage a module in, for [`Executor::write`]
+    /// (when it is not written in place): all of them about to be written.
+    fn staging_image(&mut self, len: usize) -> Vec<u8> {
+        vec![0u8; len]
+    }
     /// Sets the final protection of whole pages.
     fn protect(&mut self, address: u64, size: u64, protection: Protection)
     -> Result<(), LinkError>;

@@ -1257,6 +1257,14 @@ impl Executor for Remote {
         }
     }
 
+    /// Fresh memory whose whole huge pages are backed by huge pages, where
+    /// the kernel gives them, as the linker's threads write the image.
+    fn staging_image(&mut self, len: usize) -> Vec<u8> {
+        let image = vec![0u8; len];
+        solder_executor::sys::memory::advise_huge_pages(image.as_ptr() as u64, len as u64);
+        image
+    }
+
     fn write(&mut self, address: u64, bytes: &[u8]) -> Result<(), LinkError> {
         if self.shared.is_some() {
             return self.write_shared(address, bytes);

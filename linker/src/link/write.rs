@@ -168,7 +168,7 @@ pub(super) fn module_memory<'m>(
         // zero, as a new image must.
         Some(start) => Ok(unsafe { std::slice::from_raw_parts_mut(start.as_ptr(), total) }),
         None => {
-            *image = vec![0u8; layout.written as usize];
+            *image = executor.staging_image(layout.written as usize);
             Ok(image)
         }
     }
