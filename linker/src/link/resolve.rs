@@ -148,7 +148,8 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             graphs,
             globals,
             commons,
-            cache: graphs.iter().map(Resolutions::new).collect(),
+            // Made by `resolve_edges`, on the load's threads.
+            cache: Vec::new(),
             thunks: Vec::new(),
             shims: Vec::new(),
             shim_of: HashMap::default(),

@@ -35,10 +35,11 @@ struct Answers<'r, 'g> {
 pub(super) type Pending = Vec<(SectionId, Edge)>;
 
 impl<'g> Resolver<'g, '_, '_> {
-    /// Fills the cache with every edge target the load's own definitions
-    /// answer without side effects, on the request's threads: for each
-    /// graph, the edges left. `None` when the load is too small to split
-    /// (the serial pass then visits every edge).
+    /// Makes the cache (one `Resolutions` per graph) and fills it with
+    /// every edge target the load's own definitions answer without side
+    /// effects, on the request's threads: for each graph, the edges left.
+    /// `None` when the load is too small to split (the cache is then made
+    /// empty, and the serial pass visits every edge).
     pub(super) fn resolve_loaded(&mut self) -> Option<Vec<Pending>> {
         let graphs = self.graphs;
         let answers = Answers {
@@ -57,15 +58,15 @@ impl<'g> Resolver<'g, '_, '_> {
         // looking up twice what another module or the host answers.
         let total = graphs.iter().map(records).sum();
         if self.req.threads.split(total, graphs.len()) <= 1 {
+            self.cache = graphs.iter().map(Resolutions::new).collect();
             return None;
         }
-        let caches: Vec<(usize, Resolutions<'g>)> = std::mem::take(&mut self.cache)
-            .into_iter()
-            .enumerate()
-            .collect();
-        let weight = |(g, _): &(usize, Resolutions<'g>)| records(&graphs[*g]);
-        let filled = crate::parallel::map_owned(caches, self.req.threads, weight, |(g, cache)| {
-            fill(&answers, g, cache)
+        // Each graph's room is made by the thread that fills it: megabytes
+        // of fresh memory in a large load, backed on every thread.
+        let indices: Vec<usize> = (0..graphs.len()).collect();
+        let weight = |&g: &usize| records(&graphs[g]);
+        let filled = crate::parallel::map(&indices, self.req.threads, weight, |&g| {
+            fill(&answers, g, Resolutions::new(&graphs[g]))
         });
         let (caches, pending) = filled.into_iter().unzip();
         self.cache = caches;
