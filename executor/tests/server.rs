@@ -991,16 +991,19 @@ fn memory_errors_leave_the_session_usable() {
     assert_eq!(wait_with_timeout(&mut child).code(), Some(0));
 }
 
+/// A scratch file of this test's under the target directory's scratch
+/// folder (`cargo clean` takes it away; the system's temporary directory
+/// would keep every run's).
 fn temp_path(what: &str) -> PathBuf {
     let name = TEST_NAME.with(|n| n.get());
-    std::env::temp_dir().join(format!(
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "solder-executor-{}-{name}-{what}",
         std::process::id()
     ))
 }
 
-/// Where a spawned executor's stderr goes: a file of its own under the
-/// temporary directory (the refusals and malformed-frame reports these
+/// Where a spawned executor's stderr goes: a file of its own in the
+/// scratch folder ([`temp_path`]; the refusals and malformed-frame reports these
 /// tests provoke are not alarms for whoever runs them).
 fn diagnostics_file(what: &str) -> Stdio {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -1565,7 +1568,8 @@ fn expect_no_children_for_wait(conn: &mut Conn) {
 
 #[test]
 fn bare_port_listens_on_loopback() {
-    let dir = std::env::temp_dir().join(format!("solder-bare-port-{}", std::process::id()));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("solder-bare-port-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ready = dir.join("address");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_solder-executor"))

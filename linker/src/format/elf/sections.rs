@@ -35,7 +35,10 @@ pub(super) fn read<'a>(
                     section.sh_name(endian)
                 ))
             })?;
-        let name = String::from_utf8_lossy(name_bytes);
+        // Checked as UTF-8 first: the lossy conversion walks a name byte
+        // by byte, and a C++ object has thousands of long section names.
+        let name = std::str::from_utf8(name_bytes)
+            .map_or_else(|_| String::from_utf8_lossy(name_bytes), Cow::Borrowed);
         let sh_type = section.sh_type(endian);
         if sh_type == elf::SHT_GROUP {
             groups.push((index.0, section));
