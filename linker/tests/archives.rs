@@ -253,6 +253,33 @@ fn low_session_with_maps() -> Session {
     session
 }
 
+/// The first load places the slab: low when an archive member it takes
+/// (not only one of its own objects) has absolute 32-bit references.
+/// Placed next to the host's libraries, the member's `R_X86_64_32S` could
+/// not hold its table's address and the load would fail.
+#[test]
+fn an_archive_members_absolute_32_bit_references_place_the_slab_low() {
+    let test = "an_archive_members_absolute_32_bit_references_place_the_slab_low";
+    let dir = scratch(test);
+    let member = compile("linker/archives/low_member.c", &["-O2", "-fno-pic"]);
+    assert!(
+        support::relocation_types(&member).contains(&object::elf::R_X86_64_32S),
+        "the member has no R_X86_64_32S\n{}",
+        rerun(test)
+    );
+    let copied = dir.join("low_member.o");
+    std::fs::copy(&member, &copied).unwrap();
+    let archive = dir.join("liblow.a");
+    ar("rcs", &archive, &[copied]);
+    let main = compile("linker/archives/low_main.c", &["-O2", "-fPIC"]);
+    let mut session = support::session();
+    session.add_archive(Archive::read(&archive).unwrap(), false);
+    session
+        .load(&[support::object(&main)])
+        .unwrap_or_else(|e| panic!("{e}\n{}", rerun(test)));
+    assert_eq!(call(&mut session, "low_run", &[2]), 30, "{}", rerun(test));
+}
+
 /// What `--abs` names point at in the test's own process: a function and
 /// a variable of this binary, far from a low slab.
 extern "C" fn far_function(x: i32) -> i32 {

@@ -2,7 +2,7 @@
 //! groups' selections say, and the unwind frames of discarded code go with
 //! it.
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::error::LinkError;
 use crate::format::eh_frame;
@@ -11,8 +11,12 @@ use crate::graph::*;
 /// Keeps one COMDAT group of each signature in the load, as the groups'
 /// selection says, and discards the others' sections. Definitions in groups
 /// that tolerate duplicates become weak, so a later load's copy yields to
-/// the one already in the session instead of clashing with it.
-pub(super) fn select<'a>(graphs: &mut [LinkGraph<'a>]) -> Result<(), LinkError> {
+/// the one already in the session instead of clashing with it (object by
+/// object, on `threads` for a large load).
+pub(super) fn select<'a>(
+    graphs: &mut [LinkGraph<'a>],
+    threads: crate::parallel::Threads,
+) -> Result<(), LinkError> {
     // Signature (borrowed from its object, not copied) -> (graph, group)
     // of the group kept so far.
     let mut kept: HashMap<&'a str, (usize, usize)> = HashMap::default();
@@ -35,25 +39,35 @@ pub(super) fn select<'a>(graphs: &mut [LinkGraph<'a>]) -> Result<(), LinkError> 
             }
         }
     }
-    for graph in graphs.iter_mut() {
-        let tolerant: HashSet<SectionId> = graph
-            .groups
-            .iter()
-            .filter(|group| group.selection != ComdatSelection::NoDuplicates)
-            .flat_map(|group| group.sections.iter().copied())
-            .collect();
-        if tolerant.is_empty() {
-            continue;
-        }
-        for sym in graph.symbols.iter_mut() {
-            if let (Binding::Global, Some((section, _))) = (sym.binding, sym.definition.place())
-                && tolerant.contains(&section)
-            {
-                sym.binding = Binding::Weak;
-            }
+    let weakening: Vec<&mut LinkGraph<'a>> = graphs
+        .iter_mut()
+        .filter(|graph| !graph.groups.is_empty())
+        .collect();
+    let weight = |graph: &&mut LinkGraph<'a>| 48 * graph.symbols.len();
+    crate::parallel::map_owned(weakening, threads, weight, weaken_tolerant_definitions);
+    Ok(())
+}
+
+/// Makes `graph`'s global definitions in groups that tolerate duplicates
+/// weak.
+fn weaken_tolerant_definitions(graph: &mut LinkGraph<'_>) {
+    let mut tolerant = vec![false; graph.sections.len()];
+    let groups = graph
+        .groups
+        .iter()
+        .filter(|group| group.selection != ComdatSelection::NoDuplicates);
+    for &section in groups.flat_map(|group| &group.sections) {
+        if let Some(flag) = tolerant.get_mut(section) {
+            *flag = true;
         }
     }
-    Ok(())
+    for sym in graph.symbols.iter_mut() {
+        if let (Binding::Global, Some((section, _))) = (sym.binding, sym.definition.place())
+            && tolerant.get(section).copied().unwrap_or(false)
+        {
+            sym.binding = Binding::Weak;
+        }
+    }
 }
 
 /// Whether group `second` (graph, group) replaces `first` of the same

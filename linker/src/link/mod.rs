@@ -184,7 +184,7 @@ pub fn link(
 ) -> Result<LinkedModule, LinkError> {
     let mut clock = StageClock::start(req.stats);
     one_calling_convention(&graphs)?;
-    comdat::select(&mut graphs)?;
+    comdat::select(&mut graphs, req.threads)?;
     comdat::prune_discarded_frames(&mut graphs, req.threads)?;
     clock.lap("comdat");
     let (globals, commons) = symbols::collect(&graphs, &req)?;
