@@ -56,10 +56,17 @@ fn weaken_tolerant_definitions(graph: &mut LinkGraph<'_>) {
         .groups
         .iter()
         .filter(|group| group.selection != ComdatSelection::NoDuplicates);
+    let mut any = false;
     for &section in groups.flat_map(|group| &group.sections) {
         if let Some(flag) = tolerant.get_mut(section) {
             *flag = true;
+            any = true;
         }
+    }
+    // Only groups that allow no duplicates (COFF's ordinary definitions
+    // under `-ffunction-sections`): nothing to weaken.
+    if !any {
+        return;
     }
     for sym in graph.symbols.iter_mut() {
         if let (Binding::Global, Some((section, _))) = (sym.binding, sym.definition.place())
