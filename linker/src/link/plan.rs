@@ -240,13 +240,14 @@ fn live_edges(graph: &LinkGraph<'_>) -> usize {
         .sum()
 }
 
-/// An edge [`plan`]'s first pass left to the second: its index among its
-/// graph's live edges, its section and itself.
-type Pending = Vec<(u32, SectionId, Edge)>;
+/// The edges of a graph [`plan`]'s first pass left to the second: each
+/// one's index among the graph's live edges, its section, itself and what
+/// it needs.
+type Pending = Vec<(u32, SectionId, Edge, Need)>;
 
-/// The first pass of [`plan`]: each graph's edges that are
-/// [`Route::Ready`] planned in its piece of `plans`, on `threads`; per
-/// graph, the edges left.
+/// The first pass of [`plan`]: each graph's edges that need nothing
+/// numbered planned in its piece of `plans`, on `threads`; per graph, the
+/// edges left.
 fn plan_ready_edges(
     routes: &Routes<'_, '_>,
     live_edges: &[usize],
@@ -272,8 +273,8 @@ fn plan_ready_edges(
             for edge in &section.edges {
                 let r = routes.cached(g, edge.target);
                 match routes.route(g, section, &edge, &r) {
-                    Route::Ready(via) => piece[at as usize] = via,
-                    _ => pending.push((at, section_id, edge)),
+                    Ok(via) => piece[at as usize] = via,
+                    Err(need) => pending.push((at, section_id, edge, need)),
                 }
                 at += 1;
             }
@@ -303,8 +304,9 @@ fn plan_pending_edges(
 ) -> Result<(), LinkError> {
     let mut first_plan = 0;
     for (g, (pending, count)) in pending.into_iter().zip(live_edges).enumerate() {
-        for (at, section_id, edge) in pending {
-            plans[first_plan + at as usize] = pending_via(routes, g, section_id, &edge, tables)?;
+        for (at, section_id, edge, need) in pending {
+            let via = pending_via(routes, g, section_id, &edge, need, tables)?;
+            plans[first_plan + at as usize] = via;
         }
         first_plan += count;
     }
@@ -312,23 +314,23 @@ fn plan_pending_edges(
 }
 
 /// How `edge` of section `section_id` of graph `g` reaches its target,
-/// numbering the GOT entry or stub it needs.
+/// given what it needs, numbering the GOT entry or stub.
 fn pending_via(
     routes: &Routes<'_, '_>,
     g: usize,
     section_id: SectionId,
     edge: &Edge,
+    need: Need,
     tables: &mut Tables,
 ) -> Result<Via, LinkError> {
     let graph = &routes.graphs[g];
     let section = &graph.sections[section_id];
     let r = routes.cached(g, edge.target);
     let Tables { got, stubs, tls } = tables;
-    Ok(match routes.route(g, section, edge, &r) {
-        Route::Ready(via) => via,
-        Route::GotEntry => Via::Got(got.entry(r.target, binding_of(&r)) as u32),
-        Route::Stub(address) => stubs.to(address, got),
-        Route::ThreadLocal => {
+    Ok(match need {
+        Need::GotEntry => Via::Got(got.entry(r.target, binding_of(&r)) as u32),
+        Need::Stub(address) => stubs.to(address, got),
+        Need::ThreadLocal => {
             let site = || site(graph, section, edge.offset);
             // A difference's subtrahend needs an address too.
             if let Some(minus) = edge.minus().map(|m| routes.cached(g, m))
@@ -355,11 +357,11 @@ struct Routes<'r, 'g> {
     copy_index: &'r HashMap<u64, usize>,
 }
 
-/// How an edge reaches its target, before any GOT entry or stub is
-/// numbered.
-enum Route {
-    /// Planned: directly, relaxed, or through a copy of far host data.
-    Ready(Via),
+/// What an edge needs numbered to reach its target (one that needs
+/// nothing is planned at once: directly, relaxed, or through a copy of far
+/// host data).
+#[derive(Debug, Clone, Copy)]
+enum Need {
     /// Through a GOT entry holding the target's address.
     GotEntry,
     /// Through a stub to this far address.
@@ -376,27 +378,33 @@ impl<'g> Routes<'_, 'g> {
     }
 
     /// How `edge` of `section` of graph `g`, whose target resolved to
-    /// `r`, reaches it.
+    /// `r`, reaches it, or what it needs numbered to.
     #[inline]
-    fn route(&self, g: usize, section: &Section<'_>, edge: &Edge, r: &Resolved<'_>) -> Route {
+    fn route(
+        &self,
+        g: usize,
+        section: &Section<'_>,
+        edge: &Edge,
+        r: &Resolved<'_>,
+    ) -> Result<Via, Need> {
         let minus_thread_local = edge
             .minus()
             .is_some_and(|m| self.cached(g, m).target.is_thread_local());
         if minus_thread_local || edge.kind.op.is_thread_local() || r.target.is_thread_local() {
-            return Route::ThreadLocal;
+            return Err(Need::ThreadLocal);
         }
         let slab = self.slab;
         match (edge.kind.op, r.target) {
             (RelocOp::GotEntryPcRel { relax }, target) => {
                 if target.in_load() && can_relax(&section.data, edge.offset, relax) {
-                    Route::Ready(Via::Relaxed)
+                    Ok(Via::Relaxed)
                 } else {
-                    Route::GotEntry
+                    Err(Need::GotEntry)
                 }
             }
-            (RelocOp::GotEntryOffset, _) => Route::GotEntry,
+            (RelocOp::GotEntryOffset, _) => Err(Need::GotEntry),
             (_, Target::Address(address)) if self.copy_index.contains_key(&address) => {
-                Route::Ready(Via::Copy(self.copy_index[&address] as u32))
+                Ok(Via::Copy(self.copy_index[&address] as u32))
             }
             // A far call goes through a stub, whatever the host says the
             // name is; a far address is a stub's only for a function (its
@@ -406,13 +414,13 @@ impl<'g> Routes<'_, 'g> {
                 if matches!(r.origin, Origin::Runtime | Origin::Host { .. })
                     && needs_near(&edge.kind, address, edge.addend, slab) =>
             {
-                Route::Stub(address)
+                Err(Need::Stub(address))
             }
             (RelocOp::PcRelative | RelocOp::Absolute, Target::Address(address))
                 if (r.origin == Origin::Runtime || r.origin == Origin::Host { data: false })
                     && needs_near(&edge.kind, address, edge.addend, slab) =>
             {
-                Route::Stub(address)
+                Err(Need::Stub(address))
             }
             // A call to an undefined weak function, which the code only
             // makes after testing its address: through a stub whose GOT
@@ -420,9 +428,9 @@ impl<'g> Routes<'_, 'g> {
             // (address 0 is rarely within 2 GiB), and a call that is made
             // anyway faults at 0, as natively.
             (RelocOp::Branch, Target::Null) if needs_near(&edge.kind, 0, edge.addend, slab) => {
-                Route::Stub(0)
+                Err(Need::Stub(0))
             }
-            _ => Route::Ready(Via::Direct),
+            _ => Ok(Via::Direct),
         }
     }
 }
