@@ -45,7 +45,7 @@ pub(super) fn exports(
         .iter()
         .map(|g| vec![false; g.symbols.len()])
         .collect();
-    for &(g, id) in resolver.globals.values() {
+    for (g, id) in resolver.globals.values() {
         winners[g][id] = true;
     }
     let indices: Vec<usize> = (0..graphs.len()).collect();
@@ -123,12 +123,7 @@ pub(super) fn entry(
 ) -> Option<u64> {
     let graphs = resolver.graphs;
     let spelled = |g: usize| format!("{}{name}", graphs[g].format.global_prefix());
-    let (&(g, id), _) = graphs.iter().enumerate().find_map(|(g, _)| {
-        resolver
-            .globals
-            .get(spelled(g).as_str())
-            .map(|found| (found, g))
-    })?;
+    let (g, id) = (0..graphs.len()).find_map(|g| resolver.globals.get(spelled(g).as_str()))?;
     match exported_target(resolver, graphs[g].symbols[id].name, g, id)? {
         target @ Target::Section(..) if graphs[g].symbols[id].kind == SymbolKind::Function => {
             Some(at.of(target))

@@ -5,8 +5,8 @@
 
 use rustc_hash::FxHashSet as HashSet;
 
+use super::globals::Globals;
 use super::resolve::linker_symbol;
-use super::symbols::Globals;
 use super::{LinkRequest, host_names};
 use crate::error::LinkError;
 use crate::graph::*;

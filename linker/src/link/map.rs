@@ -182,7 +182,7 @@ fn target_names(resolver: &Resolver<'_, '_, '_>) -> HashMap<Target, String> {
     let graphs = resolver.graphs;
     let mut globals: Vec<_> = resolver.globals.iter().collect();
     globals.sort();
-    for (&name, &(g, id)) in globals {
+    for (name, (g, id)) in globals {
         if let Some(target) = exported_target(resolver, name, g, id) {
             names.entry(target).or_insert_with(|| name.to_string());
         }
@@ -269,7 +269,7 @@ fn symbols(resolver: &Resolver<'_, '_, '_>, at: &Addresses<'_>) -> Vec<MapSymbol
             }
             let target = if sym.binding == Binding::Local {
                 local_target(graph, g, sym)
-            } else if resolver.globals.get(sym.name) == Some(&(g, id)) {
+            } else if resolver.globals.get(sym.name) == Some((g, id)) {
                 exported_target(resolver, sym.name, g, id)
             } else {
                 None

@@ -27,6 +27,7 @@
 mod bridges;
 mod comdat;
 mod exports;
+mod globals;
 mod host_lookups;
 mod layout;
 mod lifecycle;

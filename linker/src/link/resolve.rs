@@ -10,9 +10,10 @@ use solder_executor::abi::CallingConvention;
 use solder_executor::protocol::SymbolKind as HostKind;
 
 use super::bridges::host_name;
+use super::globals::Globals;
 use super::plan::needs_near;
 use super::resolutions::Resolutions;
-use super::symbols::{Common, Globals, yields_to_session};
+use super::symbols::{Common, yields_to_session};
 use super::{LinkRequest, site};
 use crate::error::{LinkError, Site};
 use crate::graph::*;
@@ -389,7 +390,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             }
             None => {}
         }
-        if let Some(&(g2, id2)) = self.globals.get(name) {
+        if let Some((g2, id2)) = self.globals.get(name) {
             let def = &self.graphs[g2].symbols[id2];
             // A weak or common definition yields to one already in the
             // session, as a dynamic linker's global scope would have it.

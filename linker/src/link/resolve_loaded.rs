@@ -16,14 +16,20 @@
 //! (the others' targets are answered, and a cached answer has no effect).
 
 use super::Export;
+use super::globals::{Globals, prefetch};
 use super::resolutions::{Resolutions, unused_site};
 use super::resolve::{Resolved, Resolver, definition, linker_symbol};
-use super::symbols::{Common, Globals, yields_to_session};
+use super::symbols::{Common, yields_to_session};
 use crate::graph::*;
 
 /// What the threads read to answer references.
 struct Answers<'r, 'g> {
     graphs: &'g [LinkGraph<'g>],
+    /// Each graph's symbols: a definition a lookup finds is asked for
+    /// ahead through this short list, not through its graph.
+    symbols: Vec<&'g [Symbol<'g>]>,
+    /// Each graph's sections, likewise.
+    sections: Vec<&'g [Section<'g>]>,
     globals: &'r Globals<'g>,
     commons: &'r [Common<'g>],
     /// The session's exports, but for the module being replaced.
@@ -38,12 +44,14 @@ impl<'g> Resolver<'g, '_, '_> {
     /// Makes the cache (one `Resolutions` per graph) and fills it with
     /// every edge target the load's own definitions answer without side
     /// effects, on the request's threads: for each graph, the edges left.
-    /// `None` when the load is too small to split (the cache is then made
+    /// `None` when the load is small and not split (the cache is then made
     /// empty, and the serial pass visits every edge).
     pub(super) fn resolve_loaded(&mut self) -> Option<Vec<Pending>> {
         let graphs = self.graphs;
         let answers = Answers {
             graphs,
+            symbols: graphs.iter().map(|graph| &graph.symbols[..]).collect(),
+            sections: graphs.iter().map(|graph| &graph.sections[..]).collect(),
             globals: self.globals,
             commons: self.commons,
             exports: self.req.exports,
@@ -54,10 +62,14 @@ impl<'g> Resolver<'g, '_, '_> {
             let edges: usize = graph.sections.iter().map(|s| s.edges.len()).sum();
             24 * (edges + graph.symbols.len())
         };
-        // On one thread the serial pass does the same work alone, without
-        // looking up twice what another module or the host answers.
-        let total = graphs.iter().map(records).sum();
-        if self.req.threads.split(total, graphs.len()) <= 1 {
+        // A small load that is not split is left to the serial pass, which
+        // does the same work alone, without looking up twice what another
+        // module or the host answers. A large one is answered here even on
+        // one thread: the lookups here overlap their waits for memory
+        // (`Answers::answer_all`), the serial pass's one at a time.
+        let total: usize = graphs.iter().map(records).sum();
+        let split = self.req.threads.split(total, graphs.len()) > 1;
+        if !split && total < crate::parallel::MIN_BYTES_PER_THREAD {
             self.cache = graphs.iter().map(Resolutions::new).collect();
             return None;
         }
@@ -74,6 +86,12 @@ impl<'g> Resolver<'g, '_, '_> {
     }
 }
 
+/// How many symbols apart the steps of [`Answers::answer_all`] ask the
+/// memory for what a lookup reads: far enough that what was asked for has
+/// come when the next step (or the answer) reads it, near enough that it
+/// is still cached.
+const STEP: usize = 4;
+
 /// Graph `g`'s resolutions with what [`Answers::answer`] answers filled
 /// in, and the edges whose targets it did not answer.
 fn fill<'g>(
@@ -81,17 +99,37 @@ fn fill<'g>(
     g: usize,
     mut cache: Resolutions<'g>,
 ) -> (Resolutions<'g>, Pending) {
-    let mut pending = Vec::new();
     let symbols = &answers.graphs[g].symbols;
+    let live = || {
+        answers.graphs[g]
+            .sections
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.live)
+    };
     // Symbols already asked about: one the load does not answer (a host
     // function a thousand calls name) is asked about once, not per edge.
     let mut asked = vec![false; symbols.len()];
-    let live = answers.graphs[g]
-        .sections
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.live);
-    for (section_id, section) in live {
+    if answers.globals.is_large() {
+        // Every symbol the live edges name is asked about first, together,
+        // in the order they are first named.
+        let mut wanted = Vec::new();
+        for (_, section) in live() {
+            for edge in &section.edges {
+                for id in std::iter::once(edge.target).chain(edge.minus()) {
+                    if cache.slot(id).is_some()
+                        && let Some(asked @ false) = asked.get_mut(id)
+                    {
+                        *asked = true;
+                        wanted.push(id);
+                    }
+                }
+            }
+        }
+        answers.answer_all(g, &wanted, &mut cache);
+    }
+    let mut pending = Vec::new();
+    for (section_id, section) in live() {
         for edge in &section.edges {
             let mut answered = true;
             for id in std::iter::once(edge.target).chain(edge.minus()) {
@@ -99,13 +137,13 @@ fn fill<'g>(
                     Some(slot) => {
                         if let (None, Some(asked @ false)) = (&slot, asked.get_mut(id)) {
                             *asked = true;
-                            *slot = answers.answer(g, id);
+                            *slot = answers.answer(g, id, None);
                         }
                         slot.is_some()
                     }
                     // A leading local symbol: its definition, not kept,
                     // answers it unless it is an error.
-                    None => id < symbols.len() && answers.answer(g, id).is_some(),
+                    None => id < symbols.len() && answers.answer(g, id, None).is_some(),
                 };
             }
             if !answered {
@@ -117,10 +155,63 @@ fn fill<'g>(
 }
 
 impl<'g> Answers<'_, 'g> {
+    /// Fills `cache`'s slots of `ids` (graph `g`'s symbols) with
+    /// [`Answers::answer`], asking the memory ahead for what each answer
+    /// will read, so that the waits of several lookups overlap: a global
+    /// name's tags in the table four [`STEP`]s before it is answered, then
+    /// the entry of the tag that matches, then the name and definition the
+    /// entry holds, then the definition's section.
+    fn answer_all(&self, g: usize, ids: &[SymbolId], cache: &mut Resolutions<'g>) {
+        let symbols = &self.graphs[g].symbols;
+        let hashes: Vec<Option<u64>> = ids
+            .iter()
+            .map(|&id| {
+                let sym = symbols.get(id)?;
+                (sym.binding != Binding::Local).then(|| Globals::hash(sym.name))
+            })
+            .collect();
+        for (at, (&id, &hash)) in ids.iter().zip(&hashes).enumerate() {
+            let ahead = |by: usize| hashes.get(at + by).copied().flatten();
+            if let Some(hash) = ahead(4 * STEP) {
+                self.globals.prefetch(hash);
+            }
+            if let Some(slot) = ahead(3 * STEP).and_then(|h| self.globals.candidate(h)) {
+                self.globals.prefetch_entry(slot);
+            }
+            if let Some((name, (g2, id2))) = ahead(2 * STEP)
+                .and_then(|h| self.globals.candidate(h))
+                .and_then(|slot| self.globals.entry(slot))
+            {
+                prefetch(name.as_ptr());
+                if let Some(def) = self.symbols.get(g2).and_then(|d| d.get(id2)) {
+                    prefetch(def as *const Symbol<'_> as *const u8);
+                }
+            }
+            if let Some((_, (g2, id2))) = ahead(STEP)
+                .and_then(|h| self.globals.candidate(h))
+                .and_then(|slot| self.globals.entry(slot))
+                && let Some(def) = self.symbols.get(g2).and_then(|d| d.get(id2))
+                && let Definition::Defined { section, .. } = def.definition
+                && let Some(section) = self
+                    .sections
+                    .get(g2)
+                    .and_then(|s| s.get(section as SectionId))
+            {
+                prefetch(section as *const Section<'_> as *const u8);
+            }
+            if let Some(slot) = cache.slot_mut(id) {
+                *slot = self.answer(g, id, hash);
+            }
+        }
+    }
+
     /// What symbol `id` of graph `g` resolves to when the load answers it
     /// without side effects and without error; `None` leaves it to the serial
     /// pass.
-    fn answer(&self, g: usize, id: SymbolId) -> Option<Resolved<'g>> {
+    ///
+    /// `hash` is the symbol's name's ([`Globals::hash`]) when the caller
+    /// has it already.
+    fn answer(&self, g: usize, id: SymbolId, hash: Option<u64>) -> Option<Resolved<'g>> {
         let (graphs, commons) = (self.graphs, self.commons);
         let graph = &graphs[g];
         let sym = graph.symbols.get(id)?;
@@ -138,7 +229,8 @@ impl<'g> Answers<'_, 'g> {
         if special {
             return None;
         }
-        let &(g2, id2) = self.globals.get(sym.name)?;
+        let hash = hash.unwrap_or_else(|| Globals::hash(sym.name));
+        let (g2, id2) = self.globals.get_hashed(hash, sym.name)?;
         let def = &graphs[g2].symbols[id2];
         // A definition that yields to a live module's export is the serial
         // pass's (it may make a stub); one with nothing to yield to is the

@@ -5,6 +5,7 @@
 use rustc_hash::FxHashMap as HashMap;
 
 use super::LinkRequest;
+use super::globals::{Globals, Winner};
 use crate::error::LinkError;
 use crate::graph::*;
 
@@ -15,9 +16,6 @@ pub(super) struct Common<'a> {
     pub size: u64,
     pub align: u64,
 }
-
-/// Global name -> (graph, symbol) of the definition that wins.
-pub(super) type Globals<'a> = HashMap<&'a str, (usize, SymbolId)>;
 
 /// The load's global symbol table: strong beats common beats weak; two
 /// strong definitions are an error naming both objects.
@@ -32,68 +30,74 @@ pub(super) fn collect<'a>(
             _ => 2,
         }
     }
-    // Sized once (a large load's table would otherwise be rehashed a
-    // dozen times as it grows): at most every global definition.
-    let named = graphs
-        .iter()
-        .flat_map(|g| &g.symbols)
-        .filter(|sym| sym.is_global_definition())
-        .count();
-    let mut globals: Globals<'a> = HashMap::with_capacity_and_hasher(named, Default::default());
+    // Sized once for every global definition (a large load's table would
+    // otherwise be placed again a dozen times as it grows).
+    let defined = global_definitions(graphs, req.threads);
+    let mut globals = Globals::with_capacity(defined.len());
     let mut common_sizes: HashMap<&'a str, (u64, u64)> = HashMap::default();
-    for (g, graph) in graphs.iter().enumerate() {
-        for (id, sym) in graph.symbols.iter().enumerate() {
-            if sym.binding == Binding::Local || sym.name.is_empty() {
-                continue;
-            }
-            match sym.definition {
-                Definition::Defined { section, .. }
-                    if graph.sections[section as SectionId].live => {}
-                Definition::Absolute(_) => {}
-                Definition::Common { align } => {
-                    // The slab places a module on a page boundary: an
-                    // offset aligned to more would not be an aligned address.
-                    let page = req.slab.page();
-                    if align > page {
-                        return Err(LinkError::UnsupportedObject {
-                            object: graph.object.clone(),
-                            reason: format!(
-                                "common symbol `{}`: alignment {align:#x} is larger than the page \
-                                 size ({page:#x}), the most a module's placement guarantees",
-                                sym.name
-                            ),
-                        });
-                    }
-                    let entry = common_sizes.entry(sym.name).or_insert((0, 1));
-                    entry.0 = entry.0.max(sym.size);
-                    entry.1 = entry.1.max(align);
+    for (at, &(g, id, hash)) in defined.iter().enumerate() {
+        // The slot of a definition a few ahead is asked for now, so that
+        // the waits for memory overlap.
+        if let Some(&(_, _, ahead)) = defined.get(at + AHEAD) {
+            globals.prefetch(ahead);
+        }
+        let graph = &graphs[g];
+        let sym = &graph.symbols[id];
+        match sym.definition {
+            Definition::Defined { section, .. } if graph.sections[section as SectionId].live => {}
+            Definition::Absolute(_) => {}
+            Definition::Common { align } => {
+                // The slab places a module on a page boundary: an
+                // offset aligned to more would not be an aligned address.
+                let page = req.slab.page();
+                if align > page {
+                    return Err(LinkError::UnsupportedObject {
+                        object: graph.object.clone(),
+                        reason: format!(
+                            "common symbol `{}`: alignment {align:#x} is larger than the page \
+                             size ({page:#x}), the most a module's placement guarantees",
+                            sym.name
+                        ),
+                    });
                 }
-                _ => continue,
+                let entry = common_sizes.entry(sym.name).or_insert((0, 1));
+                entry.0 = entry.0.max(sym.size);
+                entry.1 = entry.1.max(align);
             }
-            match globals.get(sym.name) {
-                None => {
-                    globals.insert(sym.name, (g, id));
+            _ => continue,
+        }
+        let Some(this) = Winner::new(g, id) else {
+            return Err(LinkError::UnsupportedObject {
+                object: graph.object.clone(),
+                reason: format!(
+                    "symbol {id} (`{}`) of object {g} of the load: the global table holds \
+                     32-bit object and symbol indices",
+                    sym.name
+                ),
+            });
+        };
+        match globals.insert_or_get(hash, sym.name, this) {
+            None => {}
+            Some(winner) => {
+                let (g0, id0) = winner.at();
+                let existing = &graphs[g0].symbols[id0];
+                let (old, new) = (rank(existing), rank(sym));
+                if old == 2 && new == 2 {
+                    return Err(LinkError::Duplicate {
+                        symbol: sym.name.to_string(),
+                        first: graphs[g0].object.clone(),
+                        second: graph.object.clone(),
+                    });
                 }
-                Some(&(g0, id0)) => {
-                    let existing = &graphs[g0].symbols[id0];
-                    let (old, new) = (rank(existing), rank(sym));
-                    if old == 2 && new == 2 {
-                        return Err(LinkError::Duplicate {
-                            symbol: sym.name.to_string(),
-                            first: graphs[g0].object.clone(),
-                            second: graph.object.clone(),
-                        });
-                    }
-                    if new > old {
-                        globals.insert(sym.name, (g, id));
-                    }
+                if new > old {
+                    *winner = this;
                 }
             }
         }
     }
     // Strong definitions that clash with another live module's exports.
     // Weak and common (tentative) definitions yield to those instead.
-    for (&name, &(g, id)) in &globals {
+    for (name, (g, id)) in globals.iter() {
         let sym = &graphs[g].symbols[id];
         if yields_to_session(sym) || !sym.visibility.exported() {
             continue;
@@ -113,7 +117,11 @@ pub(super) fn collect<'a>(
     let mut names: Vec<&&str> = common_sizes.keys().collect();
     names.sort();
     for name in names {
-        let (g, id) = globals[*name];
+        // Every common symbol was put in the table (the first definition of
+        // a name is), and a later one only replaces it.
+        let Some((g, id)) = globals.get(name) else {
+            continue;
+        };
         let sym = &graphs[g].symbols[id];
         let in_session = req
             .exports
@@ -128,6 +136,32 @@ pub(super) fn collect<'a>(
     }
     Ok((globals, commons))
 }
+
+/// Every global definition of `graphs` (graph, symbol and its name's
+/// hash), in order, made on the load's threads.
+fn global_definitions(
+    graphs: &[LinkGraph<'_>],
+    threads: crate::parallel::Threads,
+) -> Vec<(usize, SymbolId, u64)> {
+    let indices: Vec<usize> = (0..graphs.len()).collect();
+    let weight = |&g: &usize| 8 * graphs[g].symbols.len();
+    crate::parallel::flat_map(&indices, threads, weight, |&g, defined| {
+        let symbols = graphs[g].symbols.iter().enumerate();
+        defined.extend(
+            symbols
+                .filter(|(_, sym)| {
+                    sym.binding != Binding::Local
+                        && !sym.name.is_empty()
+                        && sym.definition != Definition::Undefined
+                })
+                .map(|(id, sym)| (g, id, Globals::hash(sym.name))),
+        );
+    })
+}
+
+/// How many definitions ahead of the one being put in the table its slot
+/// is asked for.
+const AHEAD: usize = 16;
 
 /// Whether a definition gives way to one another live module exports: weak
 /// and common (tentative) definitions do, as in a dynamic linker's global

@@ -640,3 +640,39 @@ fn unwind_sections_are_placed_once_and_never_zero_fill() {
         other => panic!("a zero-fill .eh_frame: {:?}", other.map(|m| m.memory)),
     }
 }
+
+/// A load of more global names than the global table looks up one by one
+/// (`globals::LARGE`), large enough to be answered before the serial pass
+/// on one thread too: every call reaches the function it names, through
+/// the lookups that ask the memory ahead (`resolve_loaded`).
+#[test]
+fn a_load_of_many_global_names_resolves_every_call() {
+    const FUNCTIONS: usize = 50_000;
+    let callee = |i: usize| (i * 7 + 1) % FUNCTIONS;
+    let mut source = String::from(".text\n");
+    for i in 0..FUNCTIONS {
+        source += &format!(".globl f{i}\nf{i}: call f{}\n ret\n", callee(i));
+    }
+    let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", &source, &[]);
+    let graph = parse_object("many.o", &bytes).expect("parse");
+    let edges: usize = graph.sections.iter().map(|s| s.edges.len()).sum();
+    assert!(edges >= FUNCTIONS && FUNCTIONS > super::globals::LARGE);
+    assert!(24 * (edges + graph.symbols.len()) >= crate::parallel::MIN_BYTES_PER_THREAD);
+    let linked = link_image("many.o", &bytes, Host::Empty).expect("link");
+    let exports: std::collections::HashMap<&str, u64> = (linked.exports.iter())
+        .map(|(name, export)| (&**name, export.address))
+        .collect();
+    let address = |i: usize| exports[format!("f{i}").as_str()];
+    for i in 0..FUNCTIONS {
+        let (at, target) = (address(i) - BASE, address(callee(i)) as i64);
+        assert_eq!(word::<1>(&linked.image, at), [0xe8], "f{i} calls");
+        let displacement = i32::from_le_bytes(word(&linked.image, at + 1)) as i64;
+        assert_eq!(
+            displacement,
+            target - (address(i) as i64 + 5),
+            "f{i} calls f{}; rerun: cargo test -p solder-linker --lib \
+             link::tests::a_load_of_many_global_names_resolves_every_call",
+            callee(i)
+        );
+    }
+}
