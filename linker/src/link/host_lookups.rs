@@ -26,7 +26,10 @@ pub(super) fn ask_executor(
     let weight = |&g: &usize| 16 * graphs[g].symbols.len();
     let wanted = crate::parallel::flat_map(&indices, req.threads, weight, |&g, wanted| {
         let graph = &graphs[g];
-        for sym in &graph.symbols {
+        let undefined = (graph.symbols.iter())
+            .filter(|sym| sym.definition == Definition::Undefined && !sym.name.is_empty());
+        let in_load = globals.get_each(undefined.clone().map(|sym| sym.name));
+        for (sym, in_load) in undefined.zip(in_load) {
             // A thread-local variable is asked about when it is linked
             // (`Executor::host_thread_local`), never looked up: `dlsym` of
             // one allocates the executor thread's copy outside static TLS,
@@ -35,10 +38,8 @@ pub(super) fn ask_executor(
             // linker: `_GLOBAL_OFFSET_TABLE_`, `__dso_handle`) defines never
             // reach the host (they come first), so asking would only cost a
             // failed lookup each, and make the host open its C++ runtime.
-            if sym.definition != Definition::Undefined
-                || sym.name.is_empty()
-                || sym.kind == SymbolKind::ThreadLocal
-                || globals.contains_key(sym.name)
+            if sym.kind == SymbolKind::ThreadLocal
+                || in_load.is_some()
                 || linker_symbol(graph.format, sym.name).is_some()
             {
                 continue;

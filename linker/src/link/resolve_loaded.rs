@@ -16,7 +16,7 @@
 //! (the others' targets are answered, and a cached answer has no effect).
 
 use super::Export;
-use super::globals::{Globals, prefetch};
+use super::globals::{Globals, STEP, prefetch};
 use super::resolutions::{Resolutions, unused_site};
 use super::resolve::{Resolved, Resolver, definition, linker_symbol};
 use super::symbols::{Common, yields_to_session};
@@ -85,12 +85,6 @@ impl<'g> Resolver<'g, '_, '_> {
         Some(pending)
     }
 }
-
-/// How many symbols apart the steps of [`Answers::answer_all`] ask the
-/// memory for what a lookup reads: far enough that what was asked for has
-/// come when the next step (or the answer) reads it, near enough that it
-/// is still cached.
-const STEP: usize = 4;
 
 /// Graph `g`'s resolutions with what [`Answers::answer`] answers filled
 /// in, and the edges whose targets it did not answer.
