@@ -477,6 +477,36 @@ mod tests {
         assert_eq!(table.find(0x10), None);
     }
 
+    /// Of symbols at one address, the last given names it, whether the
+    /// symbols came sorted (checked only) or not (sorted stably).
+    #[test]
+    fn the_last_of_aliases_names_their_address_sorted_or_not() {
+        let symbol = |start: u64, name: &str| CrashSymbol {
+            start,
+            size: 0x10,
+            name: name.into(),
+            lines: None,
+        };
+        let sorted = vec![
+            symbol(0x1000, "a"),
+            symbol(0x2000, "b"),
+            symbol(0x2000, "c"),
+        ];
+        let mut unsorted = vec![
+            symbol(0x2000, "b"),
+            symbol(0x3000, "d"),
+            symbol(0x2000, "c"),
+        ];
+        unsorted.push(symbol(0x1000, "a"));
+        for symbols in [sorted, unsorted] {
+            let table = CrashSymbols::new(symbols);
+            let starts: Vec<u64> = table.symbols().iter().map(|s| s.start).collect();
+            assert!(starts.is_sorted(), "{starts:x?}");
+            assert_eq!(table.find(0x2004), Some(("c", 4)));
+            assert_eq!(table.find(0x1000), Some(("a", 0)));
+        }
+    }
+
     #[test]
     fn lines_and_decimals_format_without_allocation() {
         let lines = crate::module::SourceLines {

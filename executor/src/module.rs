@@ -24,8 +24,14 @@ pub struct CrashSymbols {
 }
 
 impl CrashSymbols {
+    /// The table of `symbols`, sorted by address (stably: of symbols at
+    /// one address, the last given is found). A large load's symbols come
+    /// sorted already (see `link::exports::crash_symbols`): they are only
+    /// checked.
     pub fn new(mut symbols: Vec<CrashSymbol>) -> Self {
-        symbols.sort_by_key(|s| s.start);
+        if !symbols.is_sorted_by_key(|s| s.start) {
+            symbols.sort_by_key(|s| s.start);
+        }
         CrashSymbols { symbols }
     }
 

@@ -193,6 +193,7 @@ pub(super) fn crash_symbols(
     let indices: Vec<usize> = (0..graphs.len()).collect();
     let weight = |&g: &usize| 24 * graphs[g].symbols.len();
     crate::parallel::flat_map(&indices, threads, weight, |&g, symbols| {
+        let first = symbols.len();
         for sym in &graphs[g].symbols {
             if let (SymbolKind::Function, Some((section, offset))) =
                 (sym.kind, sym.definition.place())
@@ -206,5 +207,9 @@ pub(super) fn crash_symbols(
                 });
             }
         }
+        // Sorted by address object by object, on the threads: objects are
+        // laid out in order, so the whole table is then sorted or nearly
+        // (see `CrashSymbols::new`).
+        symbols[first..].sort_by_key(|s| s.start);
     })
 }
