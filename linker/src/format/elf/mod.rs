@@ -51,7 +51,39 @@ struct Input<'o, 'a> {
     sections: SectionTable<'a, Header>,
     symtab: SymbolTable<'a, Header>,
     section_names: &'a [u8],
-    symbol_names: &'a [u8],
+    symbol_names: Strings<'a>,
+}
+
+/// A string table, and the same as text when all of it is UTF-8 (as
+/// every real object's is): a name is then cut from the text, without
+/// checking each name's bytes again (a large load has millions).
+struct Strings<'a> {
+    bytes: &'a [u8],
+    text: Option<&'a str>,
+}
+
+impl<'a> Strings<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Strings {
+            bytes,
+            text: std::str::from_utf8(bytes).ok(),
+        }
+    }
+
+    /// The NUL-terminated string at `offset`: `None` when the offset is
+    /// outside the table or the string has no end; `Some(Err(bytes))` when
+    /// it is not UTF-8.
+    fn text_at(&self, offset: u32) -> Option<Result<&'a str, &'a [u8]>> {
+        // An offset inside a character is not a name's start in text; the
+        // bytes then say what it is.
+        if let Some(rest) = self.text.and_then(|text| text.get(offset as usize..)) {
+            let end = memchr::memchr(0, rest.as_bytes())?;
+            // A NUL is a character of its own: the cut is at a boundary.
+            return rest.get(..end).map(Ok);
+        }
+        let bytes = string_at(self.bytes, offset)?;
+        Some(std::str::from_utf8(bytes).map_err(|_| bytes))
+    }
 }
 
 /// ELF section index -> the graph section it became, if it is loaded.
@@ -93,7 +125,7 @@ impl<'o, 'a> Input<'o, 'a> {
             sections,
             symtab,
             section_names,
-            symbol_names,
+            symbol_names: Strings::new(symbol_names),
         })
     }
 }
@@ -132,7 +164,7 @@ fn check_header(object: &str, header: &Header, endian: Endianness) -> Result<(),
 /// virtual machine traps at a few microseconds a probe.
 fn string_at(table: &[u8], offset: u32) -> Option<&[u8]> {
     let rest = table.get(offset as usize..)?;
-    let end = rest.iter().position(|&b| b == 0)?;
+    let end = memchr::memchr(0, rest)?;
     Some(&rest[..end])
 }
 

@@ -28,15 +28,18 @@ fn symbol<'a>(
     sym: &'a object::elf::Sym64<object::Endianness>,
 ) -> Result<Symbol<'a>, LinkError> {
     let endian = input.endian;
-    let name_bytes = string_at(input.symbol_names, sym.st_name(endian)).ok_or_else(|| {
-        input.malformed(format!(
-            "symbol {}: name offset {:#x} is not in the string table",
-            index.0,
-            sym.st_name(endian)
-        ))
-    })?;
-    let mut name = std::str::from_utf8(name_bytes)
-        .map_err(|_| input.malformed(format!("symbol {}: name is not UTF-8", index.0)))?;
+    let name = input
+        .symbol_names
+        .text_at(sym.st_name(endian))
+        .ok_or_else(|| {
+            input.malformed(format!(
+                "symbol {}: name offset {:#x} is not in the string table",
+                index.0,
+                sym.st_name(endian)
+            ))
+        })?;
+    let mut name =
+        name.map_err(|_| input.malformed(format!("symbol {}: name is not UTF-8", index.0)))?;
     if index.0 == 0 {
         name = "*ABS*"; // as binutils shows relocations against no symbol
     }

@@ -130,3 +130,39 @@ fn string_at_rejects_offsets_outside_and_unterminated_strings() {
     assert_eq!(string_at(b"\0abc", 1), None);
     assert_eq!(string_at(b"", 0), None);
 }
+
+/// A name is cut from the table's text when all of it is UTF-8, and read
+/// byte by byte when it is not, with the same answers: the string up to
+/// its NUL, `None` outside the table or without an end, the bytes of one
+/// that is not UTF-8 (an offset inside a character starts no text).
+#[test]
+fn names_read_as_text_or_bytes_alike() {
+    let text = "\0main\0caf\u{e9}\0\u{e9}t\u{e9}\0".as_bytes();
+    let mut broken = text.to_vec();
+    broken.extend_from_slice(b"\xff\0tail");
+    for (table, whole) in [(text, true), (&broken[..], false)] {
+        let strings = Strings::new(table);
+        assert_eq!(strings.text.is_some(), whole, "{RERUN}");
+        assert_eq!(strings.text_at(0), Some(Ok("")), "{RERUN}");
+        assert_eq!(strings.text_at(1), Some(Ok("main")), "{RERUN}");
+        assert_eq!(strings.text_at(3), Some(Ok("in")), "{RERUN}");
+        assert_eq!(strings.text_at(6), Some(Ok("caf\u{e9}")), "{RERUN}");
+        // Inside the two bytes of the first `é`.
+        assert_eq!(strings.text_at(12), Some(Ok("\u{e9}t\u{e9}")), "{RERUN}");
+        let inside = strings.text_at(13).expect("in the table and ended");
+        assert_eq!(inside, Err(&b"\xa9t\xc3\xa9"[..]), "{RERUN}");
+        assert_eq!(strings.text_at(u32::MAX), None, "{RERUN}");
+    }
+    let broken_strings = Strings::new(&broken);
+    let after = text.len() as u32;
+    assert_eq!(
+        broken_strings.text_at(after),
+        Some(Err(&b"\xff"[..])),
+        "{RERUN}"
+    );
+    assert_eq!(
+        broken_strings.text_at(after + 2),
+        None,
+        "`tail` has no end; {RERUN}"
+    );
+}
