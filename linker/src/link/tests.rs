@@ -676,3 +676,28 @@ fn a_load_of_many_global_names_resolves_every_call() {
         );
     }
 }
+
+/// An image loses exactly its trailing zero bytes, wherever its last
+/// non-zero byte lies: in the tail past whole chunks, at either end of a
+/// chunk, or nowhere.
+#[test]
+fn an_image_is_trimmed_of_its_trailing_zeroes_only() {
+    let naive = |image: &[u8]| image.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    for len in [0, 1, 63, 64, 65, 127, 128, 129, 1000] {
+        let zeroes = vec![0u8; len];
+        assert_eq!(super::without_trailing_zeroes(&zeroes), 0, "{len} zeroes");
+        for last in 0..len {
+            let mut image = zeroes.clone();
+            image[last] = 0x80;
+            if last > 0 {
+                image[0] = 1;
+            }
+            assert_eq!(
+                super::without_trailing_zeroes(&image),
+                naive(&image),
+                "{len} bytes, the last non-zero at {last}; rerun: cargo test -p solder-linker \
+                 --lib link::tests::an_image_is_trimmed"
+            );
+        }
+    }
+}
