@@ -1,6 +1,7 @@
 //! The references a load answers itself, resolved object by object on
-//! several threads before [`Resolver::resolve_edges`]' serial pass (a load
-//! too small to split skips this: the serial pass does it all): a local
+//! the load's threads before [`Resolver::resolve_edges`]' serial pass (a
+//! small load that is not split skips this: the serial pass does it all;
+//! a large one is answered here even on one thread): a local
 //! symbol's own definition, or a global one this load defines and does
 //! not yield to the session (a weak or common one yields only to a name
 //! another live module exports). Most of a whole program's references are
@@ -48,6 +49,23 @@ impl<'g> Resolver<'g, '_, '_> {
     /// empty, and the serial pass visits every edge).
     pub(super) fn resolve_loaded(&mut self) -> Option<Vec<Pending>> {
         let graphs = self.graphs;
+        // Weighed by what the work reads: relocation and symbol records.
+        let records = |graph: &LinkGraph<'_>| {
+            let edges: usize = graph.sections.iter().map(|s| s.edges.len()).sum();
+            24 * (edges + graph.symbols.len())
+        };
+        // A small load that is not split is left to the serial pass, which
+        // does the same work alone, without looking up twice what another
+        // module or the host answers. A large one is answered here even on
+        // one thread: a large table's lookups here overlap their waits for
+        // memory (`Answers::answer_all`); the serial pass makes them one at
+        // a time.
+        let total: usize = graphs.iter().map(records).sum();
+        let split = self.req.threads.split(total, graphs.len()) > 1;
+        if !split && total < crate::parallel::MIN_BYTES_PER_THREAD {
+            self.cache = graphs.iter().map(Resolutions::new).collect();
+            return None;
+        }
         let answers = Answers {
             graphs,
             symbols: graphs.iter().map(|graph| &graph.symbols[..]).collect(),
@@ -57,22 +75,6 @@ impl<'g> Resolver<'g, '_, '_> {
             exports: self.req.exports,
             replacing: self.req.replacing,
         };
-        // Weighed by what the work reads: relocation and symbol records.
-        let records = |graph: &LinkGraph<'_>| {
-            let edges: usize = graph.sections.iter().map(|s| s.edges.len()).sum();
-            24 * (edges + graph.symbols.len())
-        };
-        // A small load that is not split is left to the serial pass, which
-        // does the same work alone, without looking up twice what another
-        // module or the host answers. A large one is answered here even on
-        // one thread: the lookups here overlap their waits for memory
-        // (`Answers::answer_all`), the serial pass's one at a time.
-        let total: usize = graphs.iter().map(records).sum();
-        let split = self.req.threads.split(total, graphs.len()) > 1;
-        if !split && total < crate::parallel::MIN_BYTES_PER_THREAD {
-            self.cache = graphs.iter().map(Resolutions::new).collect();
-            return None;
-        }
         // Each graph's room is made by the thread that fills it: megabytes
         // of fresh memory in a large load, backed on every thread.
         let indices: Vec<usize> = (0..graphs.len()).collect();
