@@ -217,28 +217,6 @@ pub fn link(
 
 /// One load is all System V code (ELF, Mach-O) or all Microsoft x64 code
 /// (COFF).
-/// The length of `image` without its trailing zero bytes (the module's
-/// memory is zero past what is sent). Whole chunks are checked at a time:
-/// a byte-by-byte scan of a module's zero-fill data cost tens of
-/// microseconds of every hot swap.
-fn without_trailing_zeroes(image: &[u8]) -> usize {
-    const CHUNK: usize = 64;
-    let whole = image.len() - image.len() % CHUNK;
-    let (body, tail) = image.split_at(whole);
-    if let Some(last) = tail.iter().rposition(|&b| b != 0) {
-        return whole + last + 1;
-    }
-    let mut chunks = body.chunks_exact(CHUNK);
-    // An OR over a chunk, not a search that stops early: it is vectorized.
-    match chunks.rposition(|chunk| chunk.iter().fold(0, |any, &b| any | b) != 0) {
-        Some(at) => {
-            let chunk = &body[at * CHUNK..(at + 1) * CHUNK];
-            at * CHUNK + chunk.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
-        }
-        None => 0,
-    }
-}
-
 fn one_calling_convention(graphs: &[LinkGraph<'_>]) -> Result<(), LinkError> {
     let convention = graphs.first().map(|g| g.format.convention());
     match graphs
@@ -342,6 +320,25 @@ fn write_module(
         }),
         stages: Vec::new(),
     })
+}
+
+/// The length of `image` without its trailing zero bytes (the module's
+/// memory is zero past what is sent). Whole chunks are checked at a time:
+/// a byte-by-byte scan of a module's zero-fill data cost tens of
+/// microseconds of every hot swap.
+fn without_trailing_zeroes(image: &[u8]) -> usize {
+    const CHUNK: usize = 64;
+    let mut end = image.len();
+    for chunk in image.rchunks(CHUNK) {
+        // An OR over a chunk, not a search that stops early: it is
+        // vectorized.
+        if chunk.iter().fold(0, |any, &b| any | b) != 0 {
+            let last = chunk.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            return end - chunk.len() + last;
+        }
+        end -= chunk.len();
+    }
+    0
 }
 
 /// The error for a thread-local block the executor could not load; a
