@@ -164,11 +164,23 @@ fn parse_by_magic<'a>(name: &str, bytes: &'a [u8]) -> Result<LinkGraph<'a>, Link
     } else if crate::format::coff::is_coff(bytes) {
         crate::format::coff::parse(name, bytes)
     } else {
+        let reason = if is_llvm_bitcode(bytes) {
+            "LLVM bitcode (clang -flto), not machine code: compile it without -flto"
+        } else {
+            "not an x86-64 ELF, Mach-O or COFF relocatable object"
+        };
         Err(LinkError::UnsupportedObject {
             object: name.to_string(),
-            reason: "not an x86-64 ELF, Mach-O or COFF relocatable object".into(),
+            reason: reason.into(),
         })
     }
+}
+
+/// Whether `bytes` are LLVM bitcode, bare (`BC` 0xC0DE) or in the wrapper
+/// Apple's tools put around it (0x0B17C0DE, little-endian): what clang
+/// writes for an object with `-flto`.
+fn is_llvm_bitcode(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"BC\xc0\xde") || bytes.starts_with(&0x0B17_C0DEu32.to_le_bytes())
 }
 
 #[cfg(test)]

@@ -4,9 +4,13 @@
 //! mixing COFF with ELF objects, and System V code calling a COFF function.
 //! Objects are built with clang for each target (the conformance suite runs
 //! every scenario per format; these are the cases one format cannot show).
+//! Objects of link-time optimization (`-flto`) hold a compiler's
+//! intermediate code instead of machine code: they are refused, naming the
+//! flag, unless GCC also put machine code in them.
 
 mod support;
 
+use object::{Object, ObjectSymbol};
 use solder_linker::LinkError;
 use support::{call, compile_with, object, session};
 
@@ -58,4 +62,59 @@ fn system_v_code_calling_a_coff_function_is_refused() {
             && message.contains("Microsoft x64"),
         "{message}\nrerun: cargo test -p solder-linker --test formats -- system_v_code"
     );
+}
+
+const LTO_RERUN: &str = "rerun: cargo test -p solder-linker --test formats -- lto";
+
+/// Loads `object` alone: the error it is refused with.
+fn refusal(object: &std::path::Path) -> LinkError {
+    session().load(&[support::object(object)]).unwrap_err()
+}
+
+#[test]
+fn a_gcc_lto_object_without_machine_code_is_refused_naming_the_flags() {
+    let slim = compile_with("gcc", "conformance/linking/lib.c", &["-O2", "-flto"]);
+    let bytes = std::fs::read(&slim).unwrap();
+    let file = object::File::parse(&*bytes).unwrap();
+    assert!(
+        file.symbols().any(|s| s.name() == Ok("__gnu_lto_slim")),
+        "gcc -flto did not write a slim LTO object\n{LTO_RERUN}"
+    );
+    let err = refusal(&slim);
+    let message = err.to_string();
+    assert!(
+        matches!(err, LinkError::UnsupportedObject { .. })
+            && message.contains("GCC LTO")
+            && message.contains("-ffat-lto-objects"),
+        "{message}\n{LTO_RERUN}"
+    );
+}
+
+#[test]
+fn a_fat_gcc_lto_object_links_its_machine_code() {
+    let flags = ["-O2", "-flto", "-ffat-lto-objects"];
+    let fat = compile_with("gcc", "conformance/linking/lib.c", &flags);
+    let mut s = session();
+    s.load(&[object(&fat)]).unwrap();
+    assert_eq!(call(&mut s, "lib_twice", &[21]), 42, "{LTO_RERUN}");
+}
+
+#[test]
+fn llvm_bitcode_of_lto_is_refused_naming_the_flag() {
+    for flto in ["-flto", "-flto=thin"] {
+        let bitcode = compile_with("clang", "conformance/linking/lib.c", &[ELF, "-O2", flto]);
+        let bytes = std::fs::read(&bitcode).unwrap();
+        assert!(
+            bytes.starts_with(b"BC\xc0\xde"),
+            "clang {flto} did not write bitcode\n{LTO_RERUN}"
+        );
+        let err = refusal(&bitcode);
+        let message = err.to_string();
+        assert!(
+            matches!(err, LinkError::UnsupportedObject { .. })
+                && message.contains("LLVM bitcode")
+                && message.contains("without -flto"),
+            "{flto}: {message}\n{LTO_RERUN}"
+        );
+    }
 }

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use object::elf;
-use object::read::elf::SectionHeader;
+use object::read::elf::{SectionHeader, Sym};
 
 use super::{Header, Input, Placed, string_at};
 use crate::error::LinkError;
@@ -26,6 +26,7 @@ pub(super) fn read<'a>(
     let mut placed: Placed = vec![None; input.sections.len()];
     let mut graph_sections = Vec::new();
     let mut groups = Vec::new();
+    let mut gcc_lto = false;
     for (index, section) in input.sections.enumerate() {
         let name_bytes =
             string_at(input.section_names, section.sh_name(endian)).ok_or_else(|| {
@@ -39,6 +40,7 @@ pub(super) fn read<'a>(
         // by byte, and a C++ object has thousands of long section names.
         let name = std::str::from_utf8(name_bytes)
             .map_or_else(|_| String::from_utf8_lossy(name_bytes), Cow::Borrowed);
+        gcc_lto |= name.starts_with(".gnu.lto_");
         let sh_type = section.sh_type(endian);
         if sh_type == elf::SHT_GROUP {
             groups.push((index.0, section));
@@ -54,7 +56,24 @@ pub(super) fn read<'a>(
             graph_sections.push(loaded);
         }
     }
+    if gcc_lto && is_slim_lto(input) {
+        return Err(input.unsupported(
+            "GCC LTO intermediate code (gcc -flto), not machine code: compile it without \
+             -flto, or with -ffat-lto-objects"
+                .into(),
+        ));
+    }
     Ok((graph_sections, placed, groups))
+}
+
+/// Whether an object with GCC's LTO sections holds nothing else: GCC
+/// marks such a "slim" object with the symbol `__gnu_lto_slim`. A "fat"
+/// one (`-ffat-lto-objects`) also holds machine code, which links as any.
+fn is_slim_lto(input: &Input<'_, '_>) -> bool {
+    input.symtab.iter().any(|symbol| {
+        let name = input.symbol_names.text_at(symbol.st_name(input.endian));
+        matches!(name, Some(Ok("__gnu_lto_slim")))
+    })
 }
 
 /// The graph section an ELF section becomes, or `None` when it is not
