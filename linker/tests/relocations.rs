@@ -450,7 +450,7 @@ fn plt32_to_a_far_host_function_goes_through_a_stub() {
 }
 
 // ---------------------------------------------------------------------------
-// GOT kinds: GOTPC32, GOTPC64, GOTOFF64, GOT64, GOTPCREL.
+// GOT kinds: GOTPC32, GOTPC64, GOTOFF64, GOT64, GOTPCREL, PLTOFF64.
 
 #[test]
 fn got_base_and_offset_relocations_agree() {
@@ -529,6 +529,31 @@ fn got_base_and_offset_relocations_agree() {
     // from the GOT base however far it is.
     assert_eq!(call(&mut s, "got64_environ", &[]), dlsym("environ"));
     assert_eq!(call(&mut s, "gotoff_environ", &[]), dlsym("environ"));
+}
+
+/// GCC's large code model calls a global function through
+/// R_X86_64_PLTOFF64 (its offset from the GOT, added to the GOT's address
+/// that R_X86_64_GOTPC64 gives): the host's `strlen` and another module's
+/// `lib_twice` are reached through the register; a function of the object
+/// itself through R_X86_64_GOTOFF64.
+#[test]
+fn large_model_calls_reach_host_and_module_functions() {
+    let obj = support::compile_with(
+        "gcc",
+        "relocations/large_model.c",
+        &["-O2", "-mcmodel=large"],
+    );
+    reloc_site(&obj, elf::R_X86_64_PLTOFF64, "strlen");
+    reloc_site(&obj, elf::R_X86_64_PLTOFF64, "lib_twice");
+    reloc_site(&obj, elf::R_X86_64_GOTOFF64, "large_add_one");
+    let lib = compile("conformance/linking/lib.c", &["-O2"]);
+    let mut s = support::session();
+    load(&mut s, &[&lib]);
+    load(&mut s, &[&obj]);
+    let text = CString::new("hello").unwrap();
+    // strlen("hello") * 100 + large_add_one(0).
+    assert_eq!(call(&mut s, "large_calls", &[text.as_ptr() as u64]), 501);
+    assert_eq!(call(&mut s, "large_calls_module", &[20]), 41);
 }
 
 // ---------------------------------------------------------------------------

@@ -106,7 +106,11 @@ pub fn elf_reloc(r_type: object::elf::RelocationType) -> Option<ElfReloc> {
             ElfReloc::Unsupported("R_X86_64_GOT32", "32-bit GOT offsets are not supported")
         }
         R_X86_64_GOTPLT64 => ElfReloc::Unsupported("R_X86_64_GOTPLT64", "not supported"),
-        R_X86_64_PLTOFF64 => ElfReloc::Unsupported("R_X86_64_PLTOFF64", "not supported"),
+        // L + A - GOT, GCC's large-model call: the code adds the GOT's
+        // address and calls through the register. There is no PLT: the
+        // callee's own address stands for its entry (another module's
+        // function is its indirection stub, as for any reference).
+        R_X86_64_PLTOFF64 => kind(&"R_X86_64_PLTOFF64", GotBaseOffset, 8, Wrap),
         _ => return Option::None,
     })
 }
@@ -180,6 +184,7 @@ mod tests {
             (R_X86_64_GOTPC32, RelocOp::GotBasePcRel, 4, Check::Signed),
             (R_X86_64_GOTPC64, RelocOp::GotBasePcRel, 8, Check::Wrap),
             (R_X86_64_GOTOFF64, RelocOp::GotBaseOffset, 8, Check::Wrap),
+            (R_X86_64_PLTOFF64, RelocOp::GotBaseOffset, 8, Check::Wrap),
             (R_X86_64_GOT64, RelocOp::GotEntryOffset, 8, Check::Wrap),
             (R_X86_64_SIZE32, RelocOp::Size, 4, Check::Unsigned),
             (R_X86_64_SIZE64, RelocOp::Size, 8, Check::Wrap),
@@ -255,7 +260,6 @@ mod tests {
                 "32-bit GOT offsets are not supported",
             ),
             (R_X86_64_GOTPLT64, "R_X86_64_GOTPLT64", "not supported"),
-            (R_X86_64_PLTOFF64, "R_X86_64_PLTOFF64", "not supported"),
         ];
         for &(r_type, name, why) in cases {
             assert_eq!(
@@ -283,6 +287,7 @@ mod tests {
             (R_X86_64_PC8, "R_X86_64_PC8"),
             (R_X86_64_PC64, "R_X86_64_PC64"),
             (R_X86_64_GOTOFF64, "R_X86_64_GOTOFF64"),
+            (R_X86_64_PLTOFF64, "R_X86_64_PLTOFF64"),
             (R_X86_64_GOTPC32, "R_X86_64_GOTPC32"),
             (R_X86_64_GOT64, "R_X86_64_GOT64"),
             (R_X86_64_GOTPCREL64, "R_X86_64_GOTPCREL64"),
