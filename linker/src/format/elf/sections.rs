@@ -1,5 +1,7 @@
 //! ELF sections: which are loaded, with what protection, alignment and
-//! lifecycle role. Group sections are set aside for the COMDAT phase.
+//! lifecycle role. Group sections are set aside for the COMDAT phase. An
+//! object whose sections are GCC's LTO code alone has no machine code to
+//! load, and is refused (its section names are what show it).
 
 use std::borrow::Cow;
 
