@@ -101,7 +101,7 @@ pub fn remove_symbols(key: u64) {
 
 /// The published symbol containing `address`, with the offset into it.
 fn find_published(address: u64) -> Option<(&'static str, u64)> {
-    find_published_symbol(address).map(|(symbol, offset)| (symbol.name.as_str(), offset))
+    find_published_symbol(address).map(|(symbol, offset)| (&*symbol.name, offset))
 }
 
 /// The published symbol containing `address` itself, with the offset.

@@ -10,7 +10,8 @@ use crate::abi::CallingConvention;
 pub struct CrashSymbol {
     pub start: u64,
     pub size: u64,
-    pub name: String,
+    /// Shared with the module's export of the name, when it has one.
+    pub name: std::sync::Arc<str>,
     /// The function's line table, read ahead so that a crash handler can
     /// name a line without reading debug information.
     pub lines: Option<std::sync::Arc<SourceLines>>,
@@ -43,7 +44,7 @@ impl CrashSymbols {
     /// The symbol containing `address` and the offset into it.
     pub fn find(&self, address: u64) -> Option<(&str, u64)> {
         self.find_symbol(address)
-            .map(|(symbol, offset)| (symbol.name.as_str(), offset))
+            .map(|(symbol, offset)| (&*symbol.name, offset))
     }
 
     /// The symbol containing `address` itself, and the offset into it.

@@ -8,22 +8,30 @@ use solder_executor::abi::CallingConvention;
 use solder_executor::module::CrashSymbol;
 
 use super::Export;
-use super::layout::Layout;
 use super::resolutions::Resolutions;
 use super::resolve::{Origin, Resolver, Target};
 use super::write::Addresses;
 use crate::graph::*;
 
-/// The load's exported definitions. A definition bound to another
+/// What a written module records of its symbols: the definitions it
+/// exports (later loads bind to them) and its placed function symbols
+/// (crash reports and profilers name them). A symbol that is both has
+/// its name made once, shared by the two.
+pub(super) struct Recorded {
+    pub(super) exports: Vec<(Arc<str>, Export)>,
+    pub(super) crash_symbols: Vec<CrashSymbol>,
+}
+
+/// What the load records of its symbols. A definition bound to another
 /// module's (a weak or common one yielding to it) is not exported, nor is a
 /// weak one while another live module exports the name. Large loads make
 /// them on several threads, object by object in load order whatever the
 /// number.
-pub(super) fn exports(
+pub(super) fn record(
     resolver: &Resolver<'_, '_, '_>,
     at: &Addresses<'_>,
     convention: CallingConvention,
-) -> Vec<(Arc<str>, Export)> {
+) -> Recorded {
     let from = Exporter {
         graphs: resolver.graphs,
         cache: &resolver.cache,
@@ -49,15 +57,45 @@ pub(super) fn exports(
         winners[g][id] = true;
     }
     let indices: Vec<usize> = (0..graphs.len()).collect();
-    let weight = |&g: &usize| 16 * graphs[g].symbols.len();
-    crate::parallel::flat_map(&indices, resolver.req.threads, weight, |&g, out| {
-        let symbols = graphs[g].symbols.iter().zip(&winners[g]);
-        for (id, (sym, &won)) in symbols.enumerate() {
-            if won && let Some(export) = from.export(sym.name, g, id) {
-                out.push(export);
-            }
+    let weight = |&g: &usize| 40 * graphs[g].symbols.len();
+    // One record per piece of objects, not per object: on one thread,
+    // everything goes straight into one record.
+    let mut pieces = crate::parallel::map_pieces(&indices, resolver.req.threads, weight, |piece| {
+        // Room for the most there can be, taken up front: the two lists
+        // grow side by side, and growing one would copy it past the other
+        // into fresh memory (room never used is never backed).
+        let count = |counted: fn(&Symbol<'_>, bool) -> bool| -> usize {
+            let symbols = piece
+                .iter()
+                .map(|&g| graphs[g].symbols.iter().zip(&winners[g]));
+            symbols
+                .flatten()
+                .filter(|(s, won)| counted(s, **won))
+                .count()
+        };
+        let mut recorded = Recorded {
+            exports: Vec::with_capacity(count(|_, won| won)),
+            crash_symbols: Vec::with_capacity(count(|s, _| s.kind == SymbolKind::Function)),
+        };
+        for &g in piece {
+            from.record(g, &winners[g], &mut recorded);
         }
-    })
+        vec![recorded]
+    });
+    if pieces.len() == 1
+        && let Some(whole) = pieces.pop()
+    {
+        return whole;
+    }
+    let mut recorded = Recorded {
+        exports: Vec::with_capacity(pieces.iter().map(|p| p.exports.len()).sum()),
+        crash_symbols: Vec::with_capacity(pieces.iter().map(|p| p.crash_symbols.len()).sum()),
+    };
+    for piece in pieces {
+        recorded.exports.extend(piece.exports);
+        recorded.crash_symbols.extend(piece.crash_symbols);
+    }
+    recorded
 }
 
 /// What making exports reads, shared by the threads that make them.
@@ -73,9 +111,43 @@ struct Exporter<'r, 'g, 'a> {
 }
 
 impl Exporter<'_, '_, '_> {
+    /// Adds what graph `g` records to `recorded` (`won`: which of its
+    /// symbols won their names), its crash symbols sorted by address:
+    /// objects are laid out in order, so the load's whole table is then
+    /// sorted or nearly (see `CrashSymbols::new`).
+    fn record(&self, g: usize, won: &[bool], recorded: &mut Recorded) {
+        let first = recorded.crash_symbols.len();
+        let (base, layout) = (self.at.base, self.at.layout);
+        for (id, (sym, &won)) in self.graphs[g].symbols.iter().zip(won).enumerate() {
+            let export = won.then(|| self.export(sym.name, g, id)).flatten();
+            let start = match (sym.kind, sym.definition.place()) {
+                (SymbolKind::Function, Some((section, offset))) => {
+                    layout.sections[g][section].map(|at| base + at + offset)
+                }
+                _ => None,
+            };
+            if export.is_none() && start.is_none() {
+                continue;
+            }
+            let name: Arc<str> = Arc::from(sym.name);
+            if let Some(start) = start {
+                recorded.crash_symbols.push(CrashSymbol {
+                    start,
+                    size: sym.size,
+                    name: Arc::clone(&name),
+                    lines: None,
+                });
+            }
+            if let Some(export) = export {
+                recorded.exports.push((name, export));
+            }
+        }
+        recorded.crash_symbols[first..].sort_by_key(|s| s.start);
+    }
+
     /// The export of the global `name` (symbol `id` of graph `g`), if it
     /// is one.
-    fn export(&self, name: &str, g: usize, id: SymbolId) -> Option<(Arc<str>, Export)> {
+    fn export(&self, name: &str, g: usize, id: SymbolId) -> Option<Export> {
         let sym = &self.graphs[g].symbols[id];
         if !sym.visibility.exported() {
             return None;
@@ -96,20 +168,17 @@ impl Exporter<'_, '_, '_> {
                 offset: place.offset,
                 tp_offset: place.tp_offset,
             };
-            (0, Some(place))
+            (0, Some(Box::new(place)))
         } else {
             (self.at.of(target), None)
         };
-        Some((
-            Arc::from(name),
-            Export {
-                module: self.module,
-                address,
-                function: sym.kind == SymbolKind::Function,
-                convention: self.convention,
-                thread_local,
-            },
-        ))
+        Some(Export {
+            module: self.module,
+            address,
+            function: sym.kind == SymbolKind::Function,
+            convention: self.convention,
+            thread_local,
+        })
     }
 }
 
@@ -159,7 +228,7 @@ fn target_in_load(
     g: usize,
     id: SymbolId,
 ) -> Option<Target> {
-    match cache[g].slot(id).copied().flatten() {
+    match cache[g].kept(id, graphs[g].symbols[id].name) {
         Some(r) if r.origin == Origin::Load => Some(r.target),
         Some(_) => None, // bound to another module's definition
         None => match graphs[g].symbols[id].definition {
@@ -180,36 +249,4 @@ fn target_in_load(
             _ => None,
         },
     }
-}
-
-/// Every placed function symbol of the load, for crash reports, object
-/// by object (on several threads for a large load).
-pub(super) fn crash_symbols(
-    graphs: &[LinkGraph<'_>],
-    layout: &Layout,
-    base: u64,
-    threads: crate::parallel::Threads,
-) -> Vec<CrashSymbol> {
-    let indices: Vec<usize> = (0..graphs.len()).collect();
-    let weight = |&g: &usize| 24 * graphs[g].symbols.len();
-    crate::parallel::flat_map(&indices, threads, weight, |&g, symbols| {
-        let first = symbols.len();
-        for sym in &graphs[g].symbols {
-            if let (SymbolKind::Function, Some((section, offset))) =
-                (sym.kind, sym.definition.place())
-                && let Some(at) = layout.sections[g][section]
-            {
-                symbols.push(CrashSymbol {
-                    start: base + at + offset,
-                    size: sym.size,
-                    name: sym.name.to_string(),
-                    lines: None,
-                });
-            }
-        }
-        // Sorted by address object by object, on the threads: objects are
-        // laid out in order, so the whole table is then sorted or nearly
-        // (see `CrashSymbols::new`).
-        symbols[first..].sort_by_key(|s| s.start);
-    })
 }

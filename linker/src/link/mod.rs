@@ -75,9 +75,14 @@ pub struct Export {
     pub convention: CallingConvention,
     /// For a thread-local variable, where it lives (its block's module id,
     /// its offset there, and its thread-pointer offset when the block is
-    /// fixed); `address` is then 0: each thread has its own copy.
-    pub thread_local: Option<crate::executors::HostThreadLocal>,
+    /// fixed); `address` is then 0: each thread has its own copy. Boxed:
+    /// few exports are thread-local, and a large module has hundreds of
+    /// thousands of exports (kept by the session, all in fresh memory).
+    pub thread_local: Option<Box<crate::executors::HostThreadLocal>>,
 }
+
+// Exports are kept by the hundred thousand: keep them at 24 bytes.
+const _: () = assert!(std::mem::size_of::<Export>() == 24);
 
 /// A direct reference from one module into another module's data, kept so a
 /// hot swap of the target can re-apply it.
@@ -279,12 +284,11 @@ fn write_module(
         let _ = resolver.req.executor.drop_thread_locals(block.id);
     }
     let (references, initializers, finalizers) = finished?;
-    let exports = exports::exports(resolver, &at, convention);
+    let recorded = exports::record(resolver, &at, convention);
     let entry = resolver
         .req
         .entry
         .and_then(|name| exports::entry(resolver, &at, name));
-    let crash_symbols = exports::crash_symbols(graphs, layout, base, resolver.req.threads);
     image.truncate(without_trailing_zeroes(&image));
     clock.lap("exports");
     Ok(LinkedModule {
@@ -298,12 +302,12 @@ fn write_module(
             .collect(),
         dso: at.dso,
         eh_frame: layout.eh_frame.map(|(offset, _)| base + offset),
-        exports,
+        exports: recorded.exports,
         imports: references.imports,
         bindings: references.bindings,
         initializers,
         finalizers,
-        crash_symbols,
+        crash_symbols: recorded.crash_symbols,
         convention,
         thread_locals: at.block.map(|(block, _)| block.id),
         entry,

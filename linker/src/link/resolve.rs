@@ -222,12 +222,13 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
         id: SymbolId,
         site: impl Fn() -> Site,
     ) -> Result<Resolved<'g>, LinkError> {
-        if let Some(&Some(r)) = self.cache[g].slot(id) {
+        let name = self.graphs[g].symbols.get(id).map(|s| s.name);
+        if let Some(r) = name.and_then(|name| self.cache[g].kept(id, name)) {
             return Ok(r);
         }
         let r = self.resolve_uncached(g, id, &site)?;
-        if let Some(slot) = self.cache[g].slot_mut(id) {
-            *slot = Some(r);
+        if let Some(name) = name {
+            self.cache[g].keep(id, name, r);
         }
         Ok(r)
     }
@@ -553,7 +554,7 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
             function: export.function,
             convention: export.convention,
         };
-        if let Some(place) = export.thread_local {
+        if let Some(&place) = export.thread_local.as_deref() {
             let known = self.host_thread_locals.iter().position(|v| v.name == name);
             let index = known.unwrap_or_else(|| {
                 self.host_thread_locals.push(HostThreadLocalRef {

@@ -113,7 +113,7 @@ fn fill<'g>(
         for (_, section) in live() {
             for edge in &section.edges {
                 for id in std::iter::once(edge.target).chain(edge.minus()) {
-                    if cache.slot(id).is_some()
+                    if cache.keeps(id)
                         && let Some(asked @ false) = asked.get_mut(id)
                     {
                         *asked = true;
@@ -129,17 +129,20 @@ fn fill<'g>(
         for edge in &section.edges {
             let mut answered = true;
             for id in std::iter::once(edge.target).chain(edge.minus()) {
-                answered &= match cache.slot_mut(id) {
-                    Some(slot) => {
-                        if let (None, Some(asked @ false)) = (&slot, asked.get_mut(id)) {
-                            *asked = true;
-                            *slot = answers.answer(g, id, None);
+                answered &= if cache.keeps(id) {
+                    if !cache.is_resolved(id)
+                        && let Some(asked @ false) = asked.get_mut(id)
+                    {
+                        *asked = true;
+                        if let Some(r) = answers.answer(g, id, None) {
+                            cache.keep(id, symbols[id].name, r);
                         }
-                        slot.is_some()
                     }
+                    cache.is_resolved(id)
+                } else {
                     // A leading local symbol: its definition, not kept,
                     // answers it unless it is an error.
-                    None => id < symbols.len() && answers.answer(g, id, None).is_some(),
+                    id < symbols.len() && answers.answer(g, id, None).is_some()
                 };
             }
             if !answered {
@@ -195,8 +198,10 @@ impl<'g> Answers<'_, 'g> {
             {
                 prefetch(section as *const Section<'_> as *const u8);
             }
-            if let Some(slot) = cache.slot_mut(id) {
-                *slot = self.answer(g, id, hash);
+            if cache.keeps(id)
+                && let Some(r) = self.answer(g, id, hash)
+            {
+                cache.keep(id, symbols[id].name, r);
             }
         }
     }
