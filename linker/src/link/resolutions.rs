@@ -44,7 +44,7 @@ enum Slot {
         offset: u64,
     },
     /// `whole[index]`.
-    Whole(u32),
+    Whole(usize),
 }
 
 // See `Slot`.
@@ -101,21 +101,16 @@ impl<'g> Resolutions<'g> {
         let Some(index) = id.checked_sub(self.locals) else {
             return;
         };
-        let compact = Slot::in_load(&r).filter(|_| r.name == name);
-        let slot = match compact {
-            Some(slot) => slot,
-            None => match u32::try_from(self.whole.len()) {
-                Ok(at) => {
-                    self.whole.push(r);
-                    Slot::Whole(at)
-                }
-                // Four billion kept whole: not kept (resolved again).
-                Err(_) => return,
-            },
+        let Some(kept) = self.kept.get_mut(index) else {
+            return;
         };
-        if let Some(kept) = self.kept.get_mut(index) {
-            *kept = slot;
-        }
+        *kept = match Slot::in_load(&r).filter(|_| r.name == name) {
+            Some(slot) => slot,
+            None => {
+                self.whole.push(r);
+                Slot::Whole(self.whole.len() - 1)
+            }
+        };
     }
 
     /// Whether symbol `id` is resolved and kept.
@@ -148,7 +143,7 @@ impl<'g> Resolutions<'g> {
                     origin: Origin::Load,
                 })
             }
-            Slot::Whole(at) => self.whole.get(at as usize).copied(),
+            Slot::Whole(at) => self.whole.get(at).copied(),
         }
     }
 
