@@ -1194,10 +1194,17 @@ impl Session {
             }
         }
         let (linked, pulled) = self.link(id.0, objects, Some(id.0), None)?;
-        // Every symbol other modules use must still be there.
+        // Every symbol other modules use must still be there: looked up in
+        // a set of the new module's names (a large module exports hundreds
+        // of thousands), made only when another module uses it.
+        let used = (self.modules.iter()).any(|u| u.imports.iter().any(|(m, _)| *m == id.0));
+        let exported: std::collections::HashSet<&str> = match used {
+            true => linked.exports.iter().map(|(name, _)| &**name).collect(),
+            false => Default::default(),
+        };
         for user in &self.modules {
             for (module, symbol) in &user.imports {
-                if *module == id.0 && !linked.exports.iter().any(|(n, _)| **n == **symbol) {
+                if *module == id.0 && !exported.contains(symbol.as_str()) {
                     let err = LinkError::ReplacementMissing {
                         module: id.0,
                         symbol: symbol.clone(),
