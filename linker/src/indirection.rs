@@ -43,6 +43,11 @@ impl Indirection {
         )
     }
 
+    /// Whether no stub exists yet.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
     /// The stub for `name`, if one exists.
     pub fn stub(&self, name: &str, page: u64) -> Option<u64> {
         self.slots.get(name).map(|&i| self.addresses(i, page).0)

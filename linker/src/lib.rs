@@ -15,6 +15,8 @@ pub mod arch;
 pub mod archive;
 pub mod error;
 pub mod executors;
+#[cfg(feature = "host")]
+mod export_table;
 pub mod format;
 pub mod graph;
 pub mod indirection;

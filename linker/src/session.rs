@@ -25,11 +25,12 @@ use crate::error::{Abnormal, LinkError};
 use crate::executors::{
     Executor, ExecutorOutput, InProcess, Outcome, Recovery, Remote, RemoteConfig, Transport,
 };
+use crate::export_table::ExportTable;
 use crate::graph::LinkGraph;
 use crate::indirection::Indirection;
 use crate::input::{ObjectFile, parse_object};
 use crate::link::map::{LinkMap, MapMember};
-use crate::link::{DataBinding, Export, LinkRequest, LinkedModule, link};
+use crate::link::{DataBinding, LinkRequest, LinkedModule, link};
 use crate::members::{ArchiveSearch, Pulled};
 use crate::memory::{self, Placement, Slab};
 use crate::parallel::Threads;
@@ -138,7 +139,6 @@ struct Module {
     registrations: Vec<Registration>,
     /// Where it is in its life.
     state: ModuleState,
-    exports: Vec<Arc<str>>,
     imports: Vec<(u32, String)>,
     bindings: Vec<DataBinding>,
     crash_symbols: Arc<CrashSymbols>,
@@ -162,7 +162,7 @@ pub struct Session {
     /// What the executor said about names, asked once per name.
     symbols: HashMap<String, SymbolInfo>,
     modules: Vec<Module>,
-    exports: HashMap<Arc<str>, Export>,
+    exports: ExportTable,
     indirection: Indirection,
     /// Told of every module once it is emitted (see [`crate::plugins`]).
     plugins: Vec<Box<dyn LinkPlugin>>,
@@ -227,7 +227,7 @@ impl Session {
             slab: None,
             symbols: HashMap::default(),
             modules: Vec::new(),
-            exports: HashMap::default(),
+            exports: ExportTable::default(),
             indirection: Indirection::default(),
             plugins: plugins::default_plugins(),
             next_id: 1,
@@ -527,7 +527,7 @@ impl Session {
         // modules export, or absolute definitions, pull none.
         let archives = self.archives.archives();
         let format = graphs.first().map(|g| g.format);
-        let (exports, absolutes) = (&self.exports, &self.absolutes);
+        let (exports, absolutes) = (self.exports.filed(), &self.absolutes);
         let pulled = self.archives.select(&archives, &mut graphs, id, |name| {
             exports.get(name).is_some_and(|e| e.module != id)
                 || format
@@ -566,7 +566,7 @@ impl Session {
                 symbols: &mut self.symbols,
                 interposes: |host| lifecycle::interposer(host).is_some(),
                 executor: &mut *self.executor,
-                exports: &self.exports,
+                exports: self.exports.filed(),
                 describe_module: &|id| describe_module(&self.modules, id),
                 indirection: &mut self.indirection,
                 replacing,
@@ -644,19 +644,17 @@ impl Session {
             self.executor
                 .register_module(linked.dso, &linked.finalizers, runtime_position)?;
         }
-        let mut export_names = Vec::with_capacity(linked.exports.len());
-        // One growth of the table for the whole module, not one per
-        // doubling.
-        self.exports.reserve(linked.exports.len());
-        let page = self.page();
-        for (name, export) in linked.exports {
-            if export.function {
+        // Stubs of the functions it exports now reach them (other modules
+        // call through them, its initializers among the first). Its exports
+        // are filed when next asked for (`ExportTable`).
+        if !self.indirection.is_empty() {
+            let page = self.page();
+            for (name, export) in linked.exports.iter().filter(|(_, e)| e.function) {
                 self.indirection
-                    .retarget(&mut *self.executor, &name, export.address, page)?;
+                    .retarget(&mut *self.executor, name, export.address, page)?;
             }
-            export_names.push(Arc::clone(&name));
-            self.exports.insert(name, export);
         }
+        self.exports.add(id, std::mem::take(&mut linked.exports));
         // A replay (restart) loads the members among the module's sources.
         if !self.replaying {
             self.archives.record(id, pulled);
@@ -678,7 +676,6 @@ impl Session {
                 dso: linked.dso,
                 registrations,
                 state: ModuleState::Registered,
-                exports: export_names,
                 imports: linked.imports,
                 bindings: linked.bindings,
                 crash_symbols,
@@ -1086,7 +1083,7 @@ impl Session {
         match in_module {
             Some(module) => module.convention,
             None => {
-                let win64_stub = self.exports.iter().any(|(name, e)| {
+                let win64_stub = self.exports.any(|name, e| {
                     e.convention.is_win64()
                         && self.indirection.stub(name, self.page()) == Some(address)
                 });
@@ -1096,13 +1093,13 @@ impl Session {
     }
 
     fn name_of(&self, address: u64) -> String {
-        let name = self
-            .exports
-            .iter()
-            .find(|(name, e)| {
-                e.address == address || self.indirection.stub(name, self.page()) == Some(address)
-            })
-            .map(|(name, _)| name.clone());
+        let mut name = None;
+        self.exports.any(|export, e| {
+            let hit =
+                e.address == address || self.indirection.stub(export, self.page()) == Some(address);
+            name = hit.then(|| Arc::clone(export));
+            hit
+        });
         match name {
             Some(name) => format!("the call to `{name}`"),
             None => format!("the call to {address:#x}"),
@@ -1156,13 +1153,10 @@ impl Session {
         let mut module = self.modules.remove(index);
         module.state = ModuleState::Deinitialized;
         let page = self.page();
-        for name in &module.exports {
-            if self.exports.get(name).is_some_and(|e| e.module == id.0) {
-                self.exports.remove(name);
-                // Calls through a stale pointer now fault at address 0.
-                self.indirection
-                    .retarget(&mut *self.executor, name, 0, page)?;
-            }
+        for name in self.exports.remove_module(id.0) {
+            // Calls through a stale pointer now fault at address 0.
+            self.indirection
+                .retarget(&mut *self.executor, &name, 0, page)?;
         }
         self.archives.forget(id.0);
         self.release(module)?;
@@ -1232,11 +1226,7 @@ impl Session {
         };
         let mut old = self.modules.remove(index);
         old.state = ModuleState::Deinitialized;
-        for name in &old.exports {
-            if self.exports.get(name).is_some_and(|e| e.module == id.0) {
-                self.exports.remove(name);
-            }
-        }
+        let old_names = self.exports.remove_module(id.0);
         let initializers = linked.initializers.clone();
         // The new version takes the old one's place in load order, so
         // session end still finalizes its dependents before it.
@@ -1245,8 +1235,8 @@ impl Session {
         // of functions the new version lacks fault instead of running freed
         // code. Direct data references are re-applied.
         let page = self.page();
-        for name in &old.exports {
-            if !self.exports.contains_key(name) {
+        for name in &old_names {
+            if !self.exports.filed().contains_key(name) {
                 self.indirection
                     .retarget(&mut *self.executor, name, 0, page)?;
             }
@@ -1263,7 +1253,16 @@ impl Session {
                 continue;
             }
             for binding in module.bindings.iter().filter(|b| b.module == id) {
-                let target = self.exports[binding.symbol.as_str()].address;
+                // `replace` checked that the new module exports every name
+                // another module uses.
+                let Some(export) = self.exports.get(&binding.symbol) else {
+                    return Err(LinkError::ReplacementMissing {
+                        module: id,
+                        symbol: binding.symbol.clone(),
+                        user: module.id,
+                    });
+                };
+                let target = export.address;
                 let (s, a, p) = (
                     target as i64 as i128,
                     binding.addend as i128,
