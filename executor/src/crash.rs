@@ -500,7 +500,7 @@ mod tests {
         unsorted.push(symbol(0x1000, "a"));
         for symbols in [sorted, unsorted] {
             let table = CrashSymbols::new(symbols);
-            let starts: Vec<u64> = table.symbols().iter().map(|s| s.start).collect();
+            let starts: Vec<u64> = table.iter().map(|s| s.start).collect();
             assert!(starts.is_sorted(), "{starts:x?}");
             assert_eq!(table.find(0x2004), Some(("c", 4)));
             assert_eq!(table.find(0x1000), Some(("a", 0)));

@@ -19,26 +19,61 @@ pub struct CrashSymbol {
 
 /// A module's symbols, sorted by start address: what crash reports and
 /// the linker's session search.
+///
+/// Kept in the pieces a large load's threads made them in, when those
+/// follow one another by address (as a load's objects do): one list would
+/// be a copy of them all, in fresh memory.
 #[derive(Debug, Default)]
 pub struct CrashSymbols {
-    symbols: Vec<CrashSymbol>,
+    /// Runs of symbols by start address; one after another, all of them
+    /// by start address. None is empty.
+    pieces: Vec<Vec<CrashSymbol>>,
+    /// Each piece's first start.
+    firsts: Vec<u64>,
 }
 
 impl CrashSymbols {
     /// The table of `symbols`, sorted by address (stably: of symbols at
-    /// one address, the last given is found). A large load's symbols come
-    /// sorted already (see `link::exports::crash_symbols`): they are only
-    /// checked.
-    pub fn new(mut symbols: Vec<CrashSymbol>) -> Self {
-        if !symbols.is_sorted_by_key(|s| s.start) {
+    /// one address, the last given is found).
+    pub fn new(symbols: Vec<CrashSymbol>) -> Self {
+        Self::from_pieces(vec![symbols])
+    }
+
+    /// The table of the symbols of `pieces` one after another, as
+    /// [`CrashSymbols::new`] makes it. A large load's pieces come sorted
+    /// and in order already (see `link::exports::record`): they are only
+    /// checked, and kept as they are.
+    pub fn from_pieces(mut pieces: Vec<Vec<CrashSymbol>>) -> Self {
+        pieces.retain(|piece| !piece.is_empty());
+        let in_order = pieces.windows(2).all(|pair| {
+            let last = pair[0].last().map(|s| s.start);
+            let first = pair[1].first().map(|s| s.start);
+            last <= first
+        });
+        if !(in_order && pieces.iter().all(|p| p.is_sorted_by_key(|s| s.start))) {
+            let mut symbols: Vec<CrashSymbol> = pieces.into_iter().flatten().collect();
             symbols.sort_by_key(|s| s.start);
+            pieces = vec![symbols];
         }
-        CrashSymbols { symbols }
+        let firsts = pieces.iter().filter_map(|p| p.first()).map(|s| s.start);
+        CrashSymbols {
+            firsts: firsts.collect(),
+            pieces,
+        }
     }
 
     /// The symbols, by start address.
-    pub fn symbols(&self) -> &[CrashSymbol] {
-        &self.symbols
+    pub fn iter(&self) -> impl Iterator<Item = &CrashSymbol> {
+        self.pieces.iter().flatten()
+    }
+
+    /// How many symbols the table holds.
+    pub fn len(&self) -> usize {
+        self.pieces.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pieces.is_empty()
     }
 
     /// The symbol containing `address` and the offset into it.
@@ -49,8 +84,12 @@ impl CrashSymbols {
 
     /// The symbol containing `address` itself, and the offset into it.
     pub(crate) fn find_symbol(&self, address: u64) -> Option<(&CrashSymbol, u64)> {
-        let index = self.symbols.partition_point(|s| s.start <= address);
-        let candidate = self.symbols.get(index.checked_sub(1)?)?;
+        // The last symbol starting at or before `address` is in the last
+        // piece starting at or before it.
+        let piece = self.firsts.partition_point(|&first| first <= address);
+        let symbols = self.pieces.get(piece.checked_sub(1)?)?;
+        let index = symbols.partition_point(|s| s.start <= address);
+        let candidate = symbols.get(index.checked_sub(1)?)?;
         let offset = address - candidate.start;
         (offset < candidate.size.max(1)).then_some((candidate, offset))
     }
@@ -81,4 +120,63 @@ pub struct Finalizers {
     pub unprioritized: Vec<u64>,
     /// The calling convention of the module's functions.
     pub convention: CallingConvention,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RERUN: &str = "rerun: cargo test -p solder-executor --lib module::tests";
+
+    fn symbol(start: u64, name: &str) -> CrashSymbol {
+        CrashSymbol {
+            start,
+            size: 0x10,
+            name: name.into(),
+            lines: None,
+        }
+    }
+
+    /// Pieces that follow one another by address are kept as they are,
+    /// and read as one list: of symbols at one address, across two pieces
+    /// too, the last given is found.
+    #[test]
+    fn pieces_in_order_are_kept_and_read_as_one_list() {
+        let table = CrashSymbols::from_pieces(vec![
+            vec![symbol(0x1000, "a"), symbol(0x2000, "b")],
+            Vec::new(),
+            vec![symbol(0x2000, "c"), symbol(0x3000, "d")],
+        ]);
+        assert_eq!(
+            table.pieces.len(),
+            2,
+            "kept, the empty one dropped\n{RERUN}"
+        );
+        assert_eq!(table.len(), 4, "{RERUN}");
+        assert_eq!(table.find(0x1008), Some(("a", 8)), "{RERUN}");
+        assert_eq!(table.find(0x2004), Some(("c", 4)), "{RERUN}");
+        assert_eq!(table.find(0x300f), Some(("d", 0xf)), "{RERUN}");
+        assert_eq!(table.find(0x3010), None, "past d\n{RERUN}");
+        assert_eq!(table.find(0x0fff), None, "before a\n{RERUN}");
+        let names: Vec<&str> = table.iter().map(|s| &*s.name).collect();
+        assert_eq!(names, ["a", "b", "c", "d"], "{RERUN}");
+    }
+
+    /// Pieces out of order, or a piece not sorted, are sorted into one
+    /// list, stably.
+    #[test]
+    fn pieces_out_of_order_are_sorted_into_one() {
+        for pieces in [
+            vec![vec![symbol(0x3000, "d")], vec![symbol(0x1000, "a")]],
+            vec![vec![symbol(0x3000, "d"), symbol(0x1000, "a")]],
+        ] {
+            let table = CrashSymbols::from_pieces(pieces);
+            assert_eq!(table.pieces.len(), 1, "{RERUN}");
+            let starts: Vec<u64> = table.iter().map(|s| s.start).collect();
+            assert_eq!(starts, [0x1000, 0x3000], "{RERUN}");
+            assert_eq!(table.find(0x3001), Some(("d", 1)), "{RERUN}");
+        }
+        assert!(CrashSymbols::from_pieces(Vec::new()).is_empty(), "{RERUN}");
+        assert_eq!(CrashSymbols::new(Vec::new()).find(0), None, "{RERUN}");
+    }
 }

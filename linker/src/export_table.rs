@@ -15,8 +15,8 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::link::Export;
 
-/// A module's exports, as its link made them.
-type Exports = Vec<(Arc<str>, Export)>;
+/// A module's exports, in the pieces its link made them in.
+type Exports = Vec<Vec<(Arc<str>, Export)>>;
 
 #[derive(Default)]
 pub(crate) struct ExportTable {
@@ -39,9 +39,10 @@ impl ExportTable {
         for (module, exports) in std::mem::take(&mut self.unfiled) {
             // One growth of the table for the whole module, not one per
             // doubling.
-            self.table.reserve(exports.len());
-            let mut names = Vec::with_capacity(exports.len());
-            for (name, export) in exports {
+            let count = exports.iter().map(Vec::len).sum();
+            self.table.reserve(count);
+            let mut names = Vec::with_capacity(count);
+            for (name, export) in exports.into_iter().flatten() {
                 names.push(Arc::clone(&name));
                 self.table.insert(name, export);
             }
@@ -76,7 +77,8 @@ impl ExportTable {
     pub(crate) fn any(&self, mut test: impl FnMut(&Arc<str>, &Export) -> bool) -> bool {
         // The newest export of a name is the one filing keeps: an unfiled
         // one hides a filed one of the same name.
-        let unfiled = self.unfiled.iter().rev().flat_map(|(_, e)| e.iter().rev());
+        let unfiled = (self.unfiled.iter().rev())
+            .flat_map(|(_, pieces)| pieces.iter().rev().flat_map(|piece| piece.iter().rev()));
         let mut seen = std::collections::HashSet::new();
         for (name, export) in unfiled {
             if seen.insert(&**name) && test(name, export) {
@@ -112,10 +114,13 @@ mod tests {
         }
     }
 
+    /// One export of `module` per name, in two pieces.
     fn exports(module: u32, names: &[(&str, u64)]) -> Exports {
-        (names.iter())
+        let all: Vec<_> = (names.iter())
             .map(|&(name, address)| (Arc::from(name), export(module, address)))
-            .collect()
+            .collect();
+        let (first, second) = all.split_at(all.len() / 2);
+        vec![first.to_vec(), second.to_vec()]
     }
 
     /// Filing keeps the newest export of a name, as inserting each in

@@ -623,7 +623,8 @@ impl Session {
         }
         // One table, by address, shared by the session, the in-process
         // crash handler and the plugins.
-        let crash_symbols = Arc::new(CrashSymbols::new(std::mem::take(&mut linked.crash_symbols)));
+        let crash_symbols = CrashSymbols::from_pieces(std::mem::take(&mut linked.crash_symbols));
+        let crash_symbols = Arc::new(crash_symbols);
         let emitted = Emitted {
             id,
             objects: &description,
@@ -649,7 +650,8 @@ impl Session {
         // are filed when next asked for (`ExportTable`).
         if !self.indirection.is_empty() {
             let page = self.page();
-            for (name, export) in linked.exports.iter().filter(|(_, e)| e.function) {
+            let functions = linked.exports.iter().flatten().filter(|(_, e)| e.function);
+            for (name, export) in functions {
                 self.indirection
                     .retarget(&mut *self.executor, name, export.address, page)?;
             }
@@ -871,7 +873,6 @@ impl Session {
         self.modules.iter().find_map(|m| {
             let table = CrashSymbols::new(
                 m.crash_symbols
-                    .symbols()
                     .iter()
                     .filter(|s| pc >= s.start && pc < s.start + s.size.max(1))
                     .cloned()
@@ -1193,7 +1194,9 @@ impl Session {
         // of thousands), made only when another module uses it.
         let used = (self.modules.iter()).any(|u| u.imports.iter().any(|(m, _)| *m == id.0));
         let exported: std::collections::HashSet<&str> = match used {
-            true => linked.exports.iter().map(|(name, _)| &**name).collect(),
+            true => (linked.exports.iter().flatten())
+                .map(|(name, _)| &**name)
+                .collect(),
             false => Default::default(),
         };
         for user in &self.modules {
@@ -1410,17 +1413,16 @@ fn describe_module(modules: &[Module], id: u32) -> String {
 /// Gives each function its line table from the first of `images` that has
 /// one (each image's DWARF read once), so that a crash report can name a
 /// line without reading debug information.
-fn attach_lines(symbols: &mut [CrashSymbol], images: &[Vec<u8>]) {
+fn attach_lines(pieces: &mut [Vec<CrashSymbol>], images: &[Vec<u8>]) {
     if images.is_empty() {
         return;
     }
-    let ranges: Vec<(u64, u64)> = symbols
-        .iter()
+    let ranges: Vec<(u64, u64)> = (pieces.iter().flatten())
         .map(|s| (s.start, s.start + s.size))
         .collect();
     for image in images {
         let tables = crate::source_lines::line_tables(image, &ranges);
-        for (symbol, table) in symbols.iter_mut().zip(tables) {
+        for (symbol, table) in pieces.iter_mut().flatten().zip(tables) {
             if symbol.lines.is_some() || table.is_empty() {
                 continue;
             }

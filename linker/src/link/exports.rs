@@ -22,16 +22,18 @@ pub(super) struct Recorded {
     pub(super) crash_symbols: Vec<CrashSymbol>,
 }
 
-/// What the load records of its symbols. A definition bound to another
-/// module's (a weak or common one yielding to it) is not exported, nor is a
-/// weak one while another live module exports the name. Large loads make
-/// them on several threads, object by object in load order whatever the
-/// number.
+/// What the load records of its symbols, in pieces of consecutive
+/// objects (one on one thread), in load order. A definition bound to
+/// another module's (a weak or common one yielding to it) is not exported,
+/// nor is a weak one while another live module exports the name. Large
+/// loads make them on several threads, object by object in load order
+/// whatever the number. The pieces are kept as they are: one list would
+/// be a copy of them all in fresh memory, at the link's peak.
 pub(super) fn record(
     resolver: &Resolver<'_, '_, '_>,
     at: &Addresses<'_>,
     convention: CallingConvention,
-) -> Recorded {
+) -> Vec<Recorded> {
     let from = Exporter {
         graphs: resolver.graphs,
         cache: &resolver.cache,
@@ -60,7 +62,7 @@ pub(super) fn record(
     let weight = |&g: &usize| 40 * graphs[g].symbols.len();
     // One record per piece of objects, not per object: on one thread,
     // everything goes straight into one record.
-    let mut pieces = crate::parallel::map_pieces(&indices, resolver.req.threads, weight, |piece| {
+    crate::parallel::map_pieces(&indices, resolver.req.threads, weight, |piece| {
         // Room for the most there can be, taken up front: the two lists
         // grow side by side, and growing one would copy it past the other
         // into fresh memory (room never used is never backed).
@@ -81,21 +83,7 @@ pub(super) fn record(
             from.record(g, &winners[g], &mut recorded);
         }
         vec![recorded]
-    });
-    if pieces.len() == 1
-        && let Some(whole) = pieces.pop()
-    {
-        return whole;
-    }
-    let mut recorded = Recorded {
-        exports: Vec::with_capacity(pieces.iter().map(|p| p.exports.len()).sum()),
-        crash_symbols: Vec::with_capacity(pieces.iter().map(|p| p.crash_symbols.len()).sum()),
-    };
-    for piece in pieces {
-        recorded.exports.extend(piece.exports);
-        recorded.crash_symbols.extend(piece.crash_symbols);
-    }
-    recorded
+    })
 }
 
 /// What making exports reads, shared by the threads that make them.

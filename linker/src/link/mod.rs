@@ -155,15 +155,20 @@ pub struct LinkedModule {
     pub dso: u64,
     /// Start of the merged, zero-terminated `.eh_frame`, if any.
     pub eh_frame: Option<u64>,
-    /// Each name is shared with the session's table and the module's list
-    /// of what it exports (one copy of the name, not one for each).
-    pub exports: Vec<(Arc<str>, Export)>,
+    /// In pieces of consecutive objects, as the link's threads made them
+    /// (one after another, they are the list). Each name is shared with
+    /// the session's table, the module's list of what it exports and, for
+    /// a function, its crash symbol (one copy of the name, not one each).
+    pub exports: Vec<Vec<(Arc<str>, Export)>>,
     /// (module, symbol) pairs this load references in other modules.
     pub imports: Vec<(u32, String)>,
     pub bindings: Vec<DataBinding>,
     pub initializers: Vec<u64>,
     pub finalizers: Finalizers,
-    pub crash_symbols: Vec<CrashSymbol>,
+    /// In pieces, as `exports` ([`CrashSymbols::from_pieces`]).
+    ///
+    /// [`CrashSymbols::from_pieces`]: solder_executor::module::CrashSymbols::from_pieces
+    pub crash_symbols: Vec<Vec<CrashSymbol>>,
     /// The calling convention of the module's functions (entry points,
     /// initializers): Microsoft x64 for a COFF load.
     pub convention: CallingConvention,
@@ -284,7 +289,10 @@ fn write_module(
         let _ = resolver.req.executor.drop_thread_locals(block.id);
     }
     let (references, initializers, finalizers) = finished?;
-    let recorded = exports::record(resolver, &at, convention);
+    let (exports, crash_symbols) = exports::record(resolver, &at, convention)
+        .into_iter()
+        .map(|piece| (piece.exports, piece.crash_symbols))
+        .unzip();
     let entry = resolver
         .req
         .entry
@@ -302,12 +310,12 @@ fn write_module(
             .collect(),
         dso: at.dso,
         eh_frame: layout.eh_frame.map(|(offset, _)| base + offset),
-        exports: recorded.exports,
+        exports,
         imports: references.imports,
         bindings: references.bindings,
         initializers,
         finalizers,
-        crash_symbols: recorded.crash_symbols,
+        crash_symbols,
         convention,
         thread_locals: at.block.map(|(block, _)| block.id),
         entry,

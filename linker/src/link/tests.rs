@@ -34,6 +34,7 @@ fn export_address(linked: &super::LinkedModule, name: &str) -> u64 {
     linked
         .exports
         .iter()
+        .flatten()
         .find(|(n, _)| &**n == name)
         .unwrap_or_else(|| panic!("`{name}` is exported"))
         .1
@@ -659,7 +660,7 @@ fn a_load_of_many_global_names_resolves_every_call() {
     assert!(edges >= FUNCTIONS && FUNCTIONS > super::globals::LARGE);
     assert!(24 * (edges + graph.symbols.len()) >= crate::parallel::MIN_BYTES_PER_THREAD);
     let linked = link_image("many.o", &bytes, Host::Empty).expect("link");
-    let exports: std::collections::HashMap<&str, u64> = (linked.exports.iter())
+    let exports: std::collections::HashMap<&str, u64> = (linked.exports.iter().flatten())
         .map(|(name, export)| (&**name, export.address))
         .collect();
     let address = |i: usize| exports[format!("f{i}").as_str()];

@@ -126,7 +126,7 @@ impl Default for JitDump {
 /// objects that has one (none without `--debug`), each object's DWARF read
 /// once.
 fn line_tables(module: &Emitted<'_>) -> Vec<Vec<(u64, crate::source_lines::SourceLine)>> {
-    let symbols = module.crash_symbols.symbols();
+    let symbols = &module.crash_symbols;
     let attached = |symbol: &solder_executor::module::CrashSymbol| {
         let lines = symbol.lines.as_ref()?;
         let file = &lines.file;
@@ -214,7 +214,7 @@ impl LinkPlugin for JitDump {
         self.open(executor)?;
         let pid = executor.pid().unwrap_or_else(std::process::id);
         let tables = line_tables(module);
-        for (index, symbol) in module.crash_symbols.symbols().iter().enumerate() {
+        for (index, symbol) in module.crash_symbols.iter().enumerate() {
             if symbol.size == 0 {
                 continue;
             }

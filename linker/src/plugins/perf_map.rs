@@ -87,7 +87,7 @@ impl LinkPlugin for PerfMap {
         let base = module.memory.0;
         // Already by address.
         self.modules
-            .insert(base, module.crash_symbols.symbols().to_vec());
+            .insert(base, module.crash_symbols.iter().cloned().collect());
         self.write(executor)?;
         Ok(Some(base))
     }
