@@ -101,8 +101,8 @@ struct Exporter<'r, 'g, 'a> {
 impl Exporter<'_, '_, '_> {
     /// Adds what graph `g` records to `recorded` (`won`: which of its
     /// symbols won their names), its crash symbols sorted by address:
-    /// objects are laid out in order, so the load's whole table is then
-    /// sorted or nearly (see `CrashSymbols::new`).
+    /// objects are laid out in order, so the pieces then follow one
+    /// another by address (see `CrashSymbols::from_pieces`).
     fn record(&self, g: usize, won: &[bool], recorded: &mut Recorded) {
         let first = recorded.crash_symbols.len();
         let (base, layout) = (self.at.base, self.at.layout);
