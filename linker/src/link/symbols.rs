@@ -95,23 +95,7 @@ pub(super) fn collect<'a>(
             }
         }
     }
-    // Strong definitions that clash with another live module's exports.
-    // Weak and common (tentative) definitions yield to those instead.
-    for (name, (g, id)) in globals.iter() {
-        let sym = &graphs[g].symbols[id];
-        if yields_to_session(sym) || !sym.visibility.exported() {
-            continue;
-        }
-        if let Some(export) = req.exports.get(name)
-            && Some(export.module) != req.replacing
-        {
-            return Err(LinkError::Duplicate {
-                symbol: name.to_string(),
-                first: (req.describe_module)(export.module),
-                second: graphs[g].object.clone(),
-            });
-        }
-    }
+    no_clash_with_session(graphs, &globals, req)?;
     // Sorted by name: resolution finds a common by binary search.
     let mut commons = Vec::new();
     let mut names: Vec<&&str> = common_sizes.keys().collect();
@@ -135,6 +119,36 @@ pub(super) fn collect<'a>(
         }
     }
     Ok((globals, commons))
+}
+
+/// Refuses a strong definition that clashes with another live module's
+/// export (weak and common ones yield to it instead). With no export in
+/// the session (a program's first load), none can clash: the winners are
+/// not read (each one a cache miss in a large load).
+fn no_clash_with_session(
+    graphs: &[LinkGraph<'_>],
+    globals: &Globals<'_>,
+    req: &LinkRequest<'_>,
+) -> Result<(), LinkError> {
+    if req.exports.is_empty() {
+        return Ok(());
+    }
+    for (name, (g, id)) in globals.iter() {
+        let sym = &graphs[g].symbols[id];
+        if yields_to_session(sym) || !sym.visibility.exported() {
+            continue;
+        }
+        if let Some(export) = req.exports.get(name)
+            && Some(export.module) != req.replacing
+        {
+            return Err(LinkError::Duplicate {
+                symbol: name.to_string(),
+                first: (req.describe_module)(export.module),
+                second: graphs[g].object.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Every global definition of `graphs` (graph, symbol and its name's
