@@ -75,11 +75,14 @@ impl ExportTable {
     /// Whether an export, filed or not, satisfies `test` (for readers that
     /// cannot file: they see what filing would give).
     pub(crate) fn any(&self, mut test: impl FnMut(&Arc<str>, &Export) -> bool) -> bool {
+        if self.unfiled.is_empty() {
+            return self.table.iter().any(|(name, export)| test(name, export));
+        }
         // The newest export of a name is the one filing keeps: an unfiled
         // one hides a filed one of the same name.
         let unfiled = (self.unfiled.iter().rev())
             .flat_map(|(_, pieces)| pieces.iter().rev().flat_map(|piece| piece.iter().rev()));
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = rustc_hash::FxHashSet::default();
         for (name, export) in unfiled {
             if seen.insert(&**name) && test(name, export) {
                 return true;
