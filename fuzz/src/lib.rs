@@ -51,7 +51,7 @@ fn debug_lines(data: &[u8], linked: &solder_linker::link::LinkedModule) {
     let Some(image) = line_image(&source) else {
         return;
     };
-    for symbol in linked.crash_symbols.iter().take(4) {
+    for symbol in linked.crash_symbols.iter().flatten().take(4) {
         let _ = locate(&image, symbol.start);
         let _ = line_table(&image, symbol.start, symbol.start + symbol.size.min(4096));
     }
