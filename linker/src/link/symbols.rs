@@ -29,12 +29,18 @@ pub(super) fn collect<'a>(
     let bits = Globals::shard_bits(symbols);
     let mut pieces = global_definitions(graphs, req.threads, bits, req.slab.page());
     let shard_ids: Vec<usize> = (0..1usize << bits).collect();
-    let of_shard = |k: usize| pieces.iter().filter_map(move |p| p.shards.get(k)).flatten();
-    let counts: Vec<usize> = shard_ids.iter().map(|&k| of_shard(k).count()).collect();
+    let of_shard = |k: usize| pieces.iter().filter_map(move |p| p.shards.get(k));
+    let counts: Vec<usize> = (shard_ids.iter())
+        .map(|&k| of_shard(k).map(Vec::len).sum())
+        .collect();
     // Each definition put in writes a slot, read from its shard's list.
     let weight = |&k: &usize| 64 * counts[k];
     let filled = crate::parallel::map(&shard_ids, req.threads, weight, |&k| {
-        fill_shard(graphs, of_shard(k), Shard::with_capacity(counts[k], bits))
+        fill_shard(
+            graphs,
+            of_shard(k).flatten(),
+            Shard::with_capacity(counts[k], bits),
+        )
     });
     // The error a serial pass would meet first: the first, in the load's
     // order, of each piece's and each shard's first (the names of one
