@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use super::measure::{Run, median_ms};
 use super::report::Table;
 use super::{Schedule, Setup, alternate, ensure_same_output, native_vs_solder_row};
 use crate::programs::build::{CompileJob, compile_all};
@@ -86,6 +87,21 @@ pub(super) fn large_programs(cx: &Setup, met: &mut Vec<bool>) -> Result<Vec<Tabl
     ])
 }
 
+/// The columns of solder's runs less its links: for each of (in process,
+/// over a pipe), the run's median less the `--noexec` run's, and that
+/// against native's median. `runs`: native, in process, pipe; `links`:
+/// in process, pipe.
+fn less_the_link(runs: &[Vec<Run>], links: &[Vec<Run>]) -> Vec<String> {
+    let native = median_ms(&runs[0]);
+    let mut columns = Vec::new();
+    for (run, link) in runs[1..].iter().zip(links) {
+        let own = median_ms(run) - median_ms(link);
+        columns.push(format!("{own:.1} ms"));
+        columns.push(format!("{:.3}×", own / native));
+    }
+    columns
+}
+
 /// Compiles `sources` into `out/<stem>.o` with `driver` and `flags` (only
 /// what is out of date, on every core); returns the objects in the order
 /// of `sources` and whether anything was compiled.
@@ -134,9 +150,13 @@ fn run_table(cx: &Setup, programs: &[LargeProgram], met: &mut Vec<bool>) -> Resu
              scale (`fixtures/programs/openssl/driver.c`), the C++ program's the rounds over \
              its units. Native: the executable the system compiler (gcc or g++) linked from \
              the same objects. solder's time includes linking. Native, solder in process and \
-             solder with `--executor pipe` take turns ({} rounds, the first rotating); \
-             medians. Every run's output must be byte-identical to the native one's. Target: \
-             at most {RUN_TARGET:.2}× native, in process and over a pipe.",
+             solder with `--executor pipe` take turns ({} rounds, the first rotating), with \
+             `solder run --noexec` of the same objects in process and over a pipe (the link, \
+             and the executor's start, with nothing run); medians. \"Less the link\": solder's \
+             median less its `--noexec` median, the program's own run against native's (a \
+             difference of medians, as noisy as both). Every run's output must be \
+             byte-identical to the native one's. Target: at most {RUN_TARGET:.2}× native, in \
+             process and over a pipe, the link included.",
             cx.runs
         ),
         &[
@@ -146,6 +166,10 @@ fn run_table(cx: &Setup, programs: &[LargeProgram], met: &mut Vec<bool>) -> Resu
             "ratio",
             "≤ 1.05×",
             "solder (executor, pipe)",
+            "ratio",
+            "in process less the link",
+            "ratio",
+            "pipe less the link",
             "ratio",
         ],
     );
@@ -160,10 +184,18 @@ fn run_table(cx: &Setup, programs: &[LargeProgram], met: &mut Vec<bool>) -> Resu
             args
         };
         let dir = program.dir.as_path();
+        let link_only = |executor: &[&str]| -> Vec<OsString> {
+            let mut args: Vec<OsString> = vec!["run".into(), "--noexec".into()];
+            args.extend(executor.iter().map(OsString::from));
+            args.extend(program.objects.iter().map(|o| o.clone().into_os_string()));
+            args
+        };
         let contestants = vec![
             (program.native.as_path(), program.workload.clone(), dir),
             (solder.as_path(), solder_args(&[]), dir),
             (solder.as_path(), solder_args(&["--executor", "pipe"]), dir),
+            (solder.as_path(), link_only(&[]), dir),
+            (solder.as_path(), link_only(&["--executor", "pipe"]), dir),
         ];
         println!("large: running {}", program.label);
         let results = alternate(cx, &contestants, Schedule::interleaved(cx.runs))?;
@@ -177,8 +209,10 @@ fn run_table(cx: &Setup, programs: &[LargeProgram], met: &mut Vec<bool>) -> Resu
                 .collect::<Vec<_>>()
                 .join(" ")
         );
-        ensure_same_output(&label, &results)?;
-        let (ok, row) = native_vs_solder_row(label, &results, RUN_TARGET, true);
+        let (runs, links) = results.split_at(3);
+        ensure_same_output(&label, runs)?;
+        let (ok, mut row) = native_vs_solder_row(label, runs, RUN_TARGET, true);
+        row.extend(less_the_link(runs, links));
         met.push(ok);
         table.row(row);
     }
