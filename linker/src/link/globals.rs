@@ -17,9 +17,9 @@
 //! Each slot's tag (32 bits of its name's hash) is kept apart from its
 //! entry (the name and the winner's graph and symbol): a probe walks tags,
 //! sixteen to a cache line and a small array that stays cached, and reads
-//! the entry of a matching tag only. A caller that looks up many names asks for each
-//! one's tags, then its entry, then the definition and name the entry
-//! points to, a few lookups ahead of each.
+//! the entry of a matching tag only. A caller that looks up many names
+//! asks for each one's tags, then its entry, then the definition and name
+//! the entry points to, a few lookups ahead of each.
 
 use std::hash::BuildHasher;
 

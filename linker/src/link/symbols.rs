@@ -334,27 +334,8 @@ mod tests {
         let graphs: Vec<_> = (objects.iter().enumerate())
             .map(|(i, bytes)| parse_object(&format!("part{i}.o"), bytes).expect("parse"))
             .collect();
-        let mut slab = crate::memory::Slab::new(crate::probe::BASE, 1 << 30, 4096);
-        let request = super::LinkRequest {
-            module: 1,
-            objects: std::sync::Arc::from("parts"),
-            slab: &mut slab,
-            symbols: &mut rustc_hash::FxHashMap::default(),
-            interposes: |_| false,
-            executor: &mut crate::probe::Nowhere {
-                host: crate::probe::Host::Empty,
-                asked: Vec::new(),
-            },
-            exports: &rustc_hash::FxHashMap::default(),
-            describe_module: &|id| format!("module {id}"),
-            indirection: &mut crate::indirection::Indirection::default(),
-            replacing: None,
-            entry: None,
-            map: false,
-            debug: false,
-            threads,
-            stats: false,
-        };
+        let mut parts = super::super::tests::RequestParts::new();
+        let request = parts.request("parts", threads);
         let (globals, commons) = super::collect(&graphs, &request).map_err(|e| e.to_string())?;
         let table = globals.iter().map(|(n, w)| (n.to_string(), w)).collect();
         let commons = (commons.iter())

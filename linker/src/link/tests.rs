@@ -41,6 +41,61 @@ fn export_address(linked: &super::LinkedModule, name: &str) -> u64 {
         .address
 }
 
+/// What a test's [`super::LinkRequest`] borrows: a slab at [`BASE`], no
+/// host answers yet, an executor that knows nothing, no other module's
+/// exports. A test changes what it needs before asking for the request.
+pub(super) struct RequestParts {
+    pub slab: crate::memory::Slab,
+    pub symbols: rustc_hash::FxHashMap<String, solder_executor::protocol::SymbolInfo>,
+    pub executor: crate::probe::Nowhere,
+    pub exports: rustc_hash::FxHashMap<std::sync::Arc<str>, super::Export>,
+    pub indirection: crate::indirection::Indirection,
+}
+
+impl RequestParts {
+    pub fn new() -> RequestParts {
+        RequestParts {
+            slab: crate::memory::Slab::new(BASE, 1 << 30, 4096),
+            symbols: rustc_hash::FxHashMap::default(),
+            executor: crate::probe::Nowhere {
+                host: Host::Empty,
+                asked: Vec::new(),
+            },
+            exports: rustc_hash::FxHashMap::default(),
+            indirection: crate::indirection::Indirection::default(),
+        }
+    }
+
+    /// A request to link `objects` (named so in messages) as module 1 on
+    /// `threads`: no interposers, no map, no statistics.
+    pub fn request(
+        &mut self,
+        objects: &str,
+        threads: crate::parallel::Threads,
+    ) -> super::LinkRequest<'_> {
+        fn describe(id: u32) -> String {
+            format!("module {id}")
+        }
+        super::LinkRequest {
+            module: 1,
+            objects: std::sync::Arc::from(objects),
+            slab: &mut self.slab,
+            symbols: &mut self.symbols,
+            interposes: |_| false,
+            executor: &mut self.executor,
+            exports: &self.exports,
+            describe_module: &describe,
+            indirection: &mut self.indirection,
+            replacing: None,
+            entry: None,
+            map: false,
+            debug: false,
+            threads,
+            stats: false,
+        }
+    }
+}
+
 #[test]
 fn an_elf_object_links_into_a_relocated_byte_image() {
     let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", SOURCE, &[]);
@@ -449,8 +504,8 @@ fn an_interposer_on_an_impossible_argument_is_the_executors_error() {
     let bytes = clang_object("x86_64-unknown-linux-gnu", "assembler", source, &[]);
     for (arg, refused) in [(3, false), (4, true), (255, true)] {
         let graph = parse_object("thunk.o", &bytes).expect("parse");
-        let mut symbols = rustc_hash::FxHashMap::default();
-        symbols.insert(
+        let mut parts = RequestParts::new();
+        parts.symbols.insert(
             "atexit".to_string(),
             SymbolInfo {
                 kind: SymbolKind::InterposerPassDso,
@@ -459,30 +514,8 @@ fn an_interposer_on_an_impossible_argument_is_the_executors_error() {
                 size: 0,
             },
         );
-        let mut slab = crate::memory::Slab::new(BASE, 1 << 30, 4096);
-        let result = super::link(
-            vec![graph],
-            super::LinkRequest {
-                module: 1,
-                objects: std::sync::Arc::from("thunk.o"),
-                slab: &mut slab,
-                symbols: &mut symbols,
-                interposes: |_| false,
-                executor: &mut crate::probe::Nowhere {
-                    host: crate::probe::Host::Empty,
-                    asked: Vec::new(),
-                },
-                exports: &rustc_hash::FxHashMap::default(),
-                describe_module: &|id| format!("module {id}"),
-                indirection: &mut crate::indirection::Indirection::default(),
-                replacing: None,
-                entry: None,
-                map: false,
-                debug: false,
-                threads: crate::parallel::Threads::serial(),
-                stats: false,
-            },
-        );
+        let threads = crate::parallel::Threads::serial();
+        let result = super::link(vec![graph], parts.request("thunk.o", threads));
         match (result, refused) {
             (Ok(_), false) => {}
             (Err(LinkError::Executor(message)), true) => {
@@ -554,35 +587,15 @@ fn the_executor_is_asked_only_about_names_nothing_nearer_answers() {
             parse_object("first.o", &first).expect("parse"),
             parse_object("second.o", &second).expect("parse"),
         ];
-        let mut symbols = rustc_hash::FxHashMap::default();
-        symbols.insert("asked_before".to_string(), found);
-        let mut executor = crate::probe::Nowhere {
-            host: crate::probe::Host::Empty,
-            asked: Vec::new(),
-        };
-        let mut slab = crate::memory::Slab::new(BASE, 1 << 30, 4096);
+        let mut parts = RequestParts::new();
+        parts.symbols.insert("asked_before".to_string(), found);
+        parts.exports = exports.clone();
+        let mut request = parts.request("first.o, second.o", threads);
+        request.interposes = |host| host == "atexit";
         // The names nobody defines stay undefined: the link fails after
         // asking.
-        let _ = super::link(
-            graphs,
-            super::LinkRequest {
-                module: 1,
-                objects: std::sync::Arc::from("first.o, second.o"),
-                slab: &mut slab,
-                symbols: &mut symbols,
-                interposes: |host| host == "atexit",
-                executor: &mut executor,
-                exports: &exports,
-                describe_module: &|id| format!("module {id}"),
-                indirection: &mut crate::indirection::Indirection::default(),
-                replacing: None,
-                entry: None,
-                map: false,
-                debug: false,
-                threads,
-                stats: false,
-            },
-        );
+        let _ = super::link(graphs, request);
+        let (executor, symbols) = (&parts.executor, &parts.symbols);
         assert_eq!(
             executor.asked,
             ["from_host", "atexit", "later_host"],
