@@ -112,7 +112,7 @@ pub(super) const SHARDED_FROM: usize = 1 << 15;
 
 /// A large load's table has `2^SHARD_BITS` shards: pieces enough for two
 /// threads to take in turn on any machine's share of the work.
-const SHARD_BITS: u32 = 4;
+pub(super) const SHARD_BITS: u32 = 4;
 
 /// One shard: open addressing with linear probing, at most 3/5 full.
 pub(super) struct Shard<'a> {

@@ -26,7 +26,15 @@ pub(super) fn collect<'a>(
     req: &LinkRequest<'_>,
 ) -> Result<(Globals<'a>, Vec<Common<'a>>), LinkError> {
     let symbols: usize = graphs.iter().map(|g| g.symbols.len()).sum();
-    let bits = Globals::shard_bits(symbols);
+    collect_in_shards(graphs, req, Globals::shard_bits(symbols))
+}
+
+/// [`collect`], into a table of `bits` shard bits.
+fn collect_in_shards<'a>(
+    graphs: &'a [LinkGraph<'a>],
+    req: &LinkRequest<'_>,
+    bits: u32,
+) -> Result<(Globals<'a>, Vec<Common<'a>>), LinkError> {
     let mut pieces = global_definitions(graphs, req.threads, bits, req.slab.page());
     let shard_ids: Vec<usize> = (0..1usize << bits).collect();
     let of_shard = |k: usize| pieces.iter().filter_map(move |p| p.shards.get(k));
@@ -328,15 +336,29 @@ mod tests {
         usize,
     );
 
-    /// The objects assembled from `sources`, their global table made on
-    /// `threads`.
+    /// The objects' global table made on `threads`, its shard bits as a
+    /// load of their size gets them.
     fn collect(objects: &[Vec<u8>], threads: Threads) -> Result<Collected, String> {
+        collect_in(objects, threads, None)
+    }
+
+    /// The objects' global table made on `threads`, of `bits` shard bits
+    /// (`None`: as a load of their size gets them).
+    fn collect_in(
+        objects: &[Vec<u8>],
+        threads: Threads,
+        bits: Option<u32>,
+    ) -> Result<Collected, String> {
         let graphs: Vec<_> = (objects.iter().enumerate())
             .map(|(i, bytes)| parse_object(&format!("part{i}.o"), bytes).expect("parse"))
             .collect();
         let mut parts = super::super::tests::RequestParts::new();
         let request = parts.request("parts", threads);
-        let (globals, commons) = super::collect(&graphs, &request).map_err(|e| e.to_string())?;
+        let collected = match bits {
+            Some(bits) => super::collect_in_shards(&graphs, &request, bits),
+            None => super::collect(&graphs, &request),
+        };
+        let (globals, commons) = collected.map_err(|e| e.to_string())?;
         let table = globals.iter().map(|(n, w)| (n.to_string(), w)).collect();
         let commons = (commons.iter())
             .map(|c| (c.name.to_string(), c.size, c.align))
@@ -420,6 +442,81 @@ mod tests {
             let error = serial.expect_err("the load has two errors");
             assert!(error.contains(expected), "{error}; {RERUN}");
             assert_eq!(split.expect_err("the split load failed"), error, "{RERUN}");
+        }
+    }
+
+    /// Object `k` of a load whose names come from a pool of 64, each
+    /// object defining 40 of them, chosen and bound (strong, weak or
+    /// common, of varied sizes and alignments) by a fixed sequence of
+    /// pseudo-random numbers; a strong definition is made only of a name
+    /// no earlier object defined strongly, unless `clash` asks for one, and
+    /// never of the first 16 names (so that some commons win theirs).
+    fn mixed_part(k: usize, strong: &mut std::collections::HashSet<usize>, clash: bool) -> Vec<u8> {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ (k as u64 + 1).wrapping_mul(0x2545_f491);
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut source = String::from(".text\n");
+        let mut used = std::collections::HashSet::new();
+        while used.len() < 40 {
+            let name = (next() % 64) as usize;
+            if !used.insert(name) {
+                continue;
+            }
+            match next() % 3 {
+                0 if name >= 16 && (clash || !strong.contains(&name)) => {
+                    strong.insert(name);
+                    source += &format!(".globl n{name}\nn{name}: ret\n");
+                }
+                1 => source += &format!(".weak n{name}\nn{name}: ret\n"),
+                _ => {
+                    let (size, align) = (8 << (next() % 3), 1 << (next() % 4));
+                    source += &format!(".comm n{name}, {size}, {align}\n");
+                }
+            }
+        }
+        clang_object("x86_64-unknown-linux-gnu", "assembler", &source, &[])
+    }
+
+    /// A load of many definitions of few names (strong, weak and common
+    /// ones of varied sizes, the same name in many objects) makes the same
+    /// table, commons and first error in one table as in sixteen shards,
+    /// serially and on four threads.
+    #[test]
+    fn a_sharded_table_holds_what_one_table_holds() {
+        for clash in [false, true] {
+            let mut strong = std::collections::HashSet::new();
+            let objects: Vec<Vec<u8>> =
+                (0..24).map(|k| mixed_part(k, &mut strong, clash)).collect();
+            let sorted = |collected: Result<Collected, String>| {
+                collected.map(|(mut table, commons, _)| {
+                    table.sort();
+                    (table, commons)
+                })
+            };
+            let one = sorted(collect_in(&objects, Threads::serial(), Some(0)));
+            if !clash {
+                let (table, commons) = one.as_ref().expect("the load without clashes links");
+                assert_eq!(table.len(), 64, "{RERUN}");
+                assert!(!commons.is_empty(), "the load has commons; {RERUN}");
+            } else {
+                let error = one.as_ref().expect_err("a strong name is defined twice");
+                assert!(error.contains("defined"), "{error}; {RERUN}");
+            }
+            for threads in both_ways() {
+                let sharded = sorted(collect_in(
+                    &objects,
+                    threads,
+                    Some(super::super::globals::SHARD_BITS),
+                ));
+                assert!(
+                    sharded == one,
+                    "{threads:?}, clash {clash}: {sharded:?}\n{one:?}\n{RERUN}"
+                );
+            }
         }
     }
 }
