@@ -175,27 +175,29 @@ fn run_table(cx: &Setup, programs: &[LargeProgram], met: &mut Vec<bool>) -> Resu
     );
     let solder = cx.release.join("solder");
     for program in programs {
-        let solder_args = |executor: &[&str]| -> Vec<OsString> {
+        // `solder run OPTIONS OBJS -- WORKLOAD`, or with `--noexec` (the
+        // link alone) when it does not `execute`.
+        let solder_args = |options: &[&str], execute: bool| -> Vec<OsString> {
             let mut args: Vec<OsString> = vec!["run".into()];
-            args.extend(executor.iter().map(OsString::from));
+            args.extend(options.iter().map(OsString::from));
+            if !execute {
+                args.push("--noexec".into());
+            }
             args.extend(program.objects.iter().map(|o| o.clone().into_os_string()));
-            args.push("--".into());
-            args.extend(program.workload.iter().cloned());
+            if execute {
+                args.push("--".into());
+                args.extend(program.workload.iter().cloned());
+            }
             args
         };
         let dir = program.dir.as_path();
-        let link_only = |executor: &[&str]| -> Vec<OsString> {
-            let mut args: Vec<OsString> = vec!["run".into(), "--noexec".into()];
-            args.extend(executor.iter().map(OsString::from));
-            args.extend(program.objects.iter().map(|o| o.clone().into_os_string()));
-            args
-        };
+        let pipe = ["--executor", "pipe"];
         let contestants = vec![
             (program.native.as_path(), program.workload.clone(), dir),
-            (solder.as_path(), solder_args(&[]), dir),
-            (solder.as_path(), solder_args(&["--executor", "pipe"]), dir),
-            (solder.as_path(), link_only(&[]), dir),
-            (solder.as_path(), link_only(&["--executor", "pipe"]), dir),
+            (solder.as_path(), solder_args(&[], true), dir),
+            (solder.as_path(), solder_args(&pipe, true), dir),
+            (solder.as_path(), solder_args(&[], false), dir),
+            (solder.as_path(), solder_args(&pipe, false), dir),
         ];
         println!("large: running {}", program.label);
         let results = alternate(cx, &contestants, Schedule::interleaved(cx.runs))?;
