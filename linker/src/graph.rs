@@ -84,6 +84,17 @@ pub struct LinkGraph<'a> {
 }
 
 impl LinkGraph<'_> {
+    /// Whether any edge holds an absolute address in 32 bits (the load
+    /// then goes in the low 2 GiB): see [`Edges::any_absolute32`].
+    pub fn any_absolute32(&self) -> bool {
+        self.sections.iter().any(|s| s.edges.any_absolute32())
+    }
+
+    /// How many edges [`LinkGraph::any_absolute32`] looks at one by one.
+    pub fn decoded_edges(&self) -> usize {
+        self.sections.iter().map(|s| s.edges.decoded_len()).sum()
+    }
+
     /// Checks what the rest of the linker relies on, whatever the object
     /// said and however its front-end read it: a section with contents has
     /// exactly `size` bytes of them, a zero-fill section has none, no
@@ -295,11 +306,14 @@ pub enum Edges<'a> {
     /// with several relocation tables.
     Decoded(Vec<Edge>),
     /// Records of `stride` bytes each, every one checked by the
-    /// front-end; `decode` turns one into its edge.
+    /// front-end; `decode` turns one into its edge. `absolute32` says
+    /// whether any of them is [`RelocKind::is_absolute32`], as the
+    /// front-end found while checking them: asking decodes nothing.
     Records {
         bytes: &'a [u8],
         stride: usize,
         decode: fn(&[u8]) -> Edge,
+        absolute32: bool,
     },
 }
 
@@ -321,6 +335,25 @@ impl<'a> Edges<'a> {
         self.len() == 0
     }
 
+    /// Whether any edge holds an absolute address in 32 bits
+    /// ([`RelocKind::is_absolute32`]): records answer from what their
+    /// check found; decoded edges are looked at one by one.
+    pub fn any_absolute32(&self) -> bool {
+        match self {
+            Edges::Decoded(edges) => edges.iter().any(|e| e.kind.is_absolute32()),
+            Edges::Records { absolute32, .. } => *absolute32,
+        }
+    }
+
+    /// How many edges [`Edges::any_absolute32`] looks at one by one: the
+    /// decoded ones (records are answered at once).
+    pub fn decoded_len(&self) -> usize {
+        match self {
+            Edges::Decoded(edges) => edges.len(),
+            Edges::Records { .. } => 0,
+        }
+    }
+
     /// The edges, by value, in the object's order (not necessarily the
     /// offsets').
     pub fn iter(&self) -> EdgeIter<'_> {
@@ -330,6 +363,7 @@ impl<'a> Edges<'a> {
                 bytes,
                 stride,
                 decode,
+                ..
             } => EdgeIter::Records(bytes.chunks_exact(*stride), *decode),
         }
     }

@@ -19,7 +19,7 @@ use solder_executor::module::CrashSymbol;
 use solder_executor::protocol::SymbolInfo;
 use solder_executor::sys::signal;
 
-use crate::arch::{Encoding, RelocOp, write_checked};
+use crate::arch::{RelocOp, write_checked};
 use crate::archive::Archive;
 use crate::error::{Abnormal, LinkError};
 use crate::executors::{
@@ -537,18 +537,12 @@ impl Session {
         if self.slab.is_none() {
             // Absolute 32-bit references (`-fno-pic`) need the low 2 GiB;
             // everything else is best next to the host's libraries.
-            // Every edge is looked at: object by object for a large load.
-            let weight =
-                |g: &LinkGraph<'_>| 24 * g.sections.iter().map(|s| s.edges.len()).sum::<usize>();
-            let absolute32 = crate::parallel::map(&graphs, self.threads, weight, |g| {
-                g.sections.iter().any(|s| {
-                    s.edges.iter().any(|e| {
-                        e.kind.op == RelocOp::Absolute
-                            && matches!(e.kind.encoding, Encoding::Int { width: 4, .. })
-                    })
-                })
-            })
-            .contains(&true);
+            // ELF relocation records were asked when parsed; decoded edges
+            // are looked at one by one, object by object for a large load.
+            let weight = |g: &LinkGraph<'_>| 24 * g.decoded_edges();
+            let absolute32 =
+                crate::parallel::map(&graphs, self.threads, weight, LinkGraph::any_absolute32)
+                    .contains(&true);
             let placement = if absolute32 {
                 Placement::Low
             } else {

@@ -374,6 +374,13 @@ const _: () = assert!(std::mem::size_of::<RelocKind>() == 16);
 pub type RelocName = &'static &'static str;
 
 impl RelocKind {
+    /// Whether the field holds an absolute address in 32 bits (`-fno-pic`
+    /// code's `R_X86_64_32`): its target must be in the low 2 GiB, so a
+    /// load with one is placed there.
+    pub fn is_absolute32(&self) -> bool {
+        self.op == RelocOp::Absolute && matches!(self.encoding, Encoding::Int { width: 4, .. })
+    }
+
     /// Whether the field is narrower than an address, so a far target cannot
     /// be written directly.
     pub fn is_narrow(&self) -> bool {

@@ -7,6 +7,7 @@ use object::elf;
 use object::read::elf::{Rela, SectionHeader};
 
 use super::{Input, Placed};
+use crate::arch::RelocKind;
 use crate::arch::machine::elf::{ElfReloc, elf_reloc};
 use crate::error::{LinkError, Site, UnsupportedRelocation};
 use crate::format::ObjectErrors;
@@ -31,8 +32,9 @@ pub(super) fn attach<'a>(
         let relas = section
             .data_as_array::<elf::Rela64<Endianness>, _>(endian, input.data)
             .map_err(|e| input.malformed(format!("relocations of {}: {e}", sections[id].name)))?;
+        let mut absolute32 = false;
         for rela in relas {
-            check(input, &sections[id], symbols, rela)?;
+            absolute32 |= check(input, &sections[id], symbols, rela)?.is_absolute32();
         }
         // Every record is checked: the graph keeps the table itself and
         // decodes edges from it (`decode_rela`), unless a section has
@@ -43,6 +45,7 @@ pub(super) fn attach<'a>(
             bytes: object::bytes_of_slice(relas),
             stride: std::mem::size_of::<elf::Rela64<Endianness>>(),
             decode: decode_rela,
+            absolute32,
         };
         let placed_edges = &mut sections[id].edges;
         if placed_edges.is_empty() {
@@ -55,13 +58,13 @@ pub(super) fn attach<'a>(
 }
 
 /// One record: its type must be a kind Solder links, its symbol index in
-/// range, and its field inside the section.
+/// range, and its field inside the section. Gives the record's kind.
 fn check(
     input: &Input<'_, '_>,
     section: &Section<'_>,
     symbols: &[Symbol<'_>],
     rela: &elf::Rela64<Endianness>,
-) -> Result<(), LinkError> {
+) -> Result<RelocKind, LinkError> {
     let endian = input.endian;
     let r_type = rela.r_type(endian, false);
     let symbol = rela.r_sym(endian, false) as usize;
@@ -109,7 +112,7 @@ fn check(
             section.size
         )));
     }
-    Ok(())
+    Ok(kind)
 }
 
 /// The edge of one `Elf64_Rela` record (24 little-endian bytes) that

@@ -166,3 +166,79 @@ fn names_read_as_text_or_bytes_alike() {
         "`tail` has no end; {RERUN}"
     );
 }
+
+/// `.text` loads `x`'s address in 32 bits (`R_X86_64_32`) or not, then
+/// calls (the 32-bit record is not the last), and `.data` holds `f`'s
+/// address in 32 bits.
+fn absolute32_object(text_absolute32: bool) -> Vec<u8> {
+    let load = if text_absolute32 { "movl $x, %eax" } else { "" };
+    let source = format!(
+        "
+    .text
+    .globl f
+f:
+    {load}
+    call g@PLT
+    ret
+    .data
+    .long f
+"
+    );
+    crate::test_support::clang_object("x86_64-linux-gnu", "assembler", &source, &[])
+}
+
+/// Each section's answer to "is any edge an absolute 32-bit address?",
+/// by name, checked against its edges decoded one by one.
+fn absolute32_answers(bytes: &[u8]) -> Vec<(String, bool, bool)> {
+    let g = parse("test.o", bytes).expect("parses");
+    g.sections
+        .iter()
+        .filter(|s| !s.edges.is_empty())
+        .map(|s| {
+            let decoded = s.edges.iter().any(|e| e.kind.is_absolute32());
+            assert_eq!(
+                s.edges.any_absolute32(),
+                decoded,
+                "{}: the answer is not its edges'; {RERUN}",
+                s.name
+            );
+            let records = matches!(s.edges, Edges::Records { .. });
+            (s.name.to_string(), records, decoded)
+        })
+        .collect()
+}
+
+/// Whether a section has an absolute 32-bit edge (the load then goes in
+/// the low 2 GiB) is found while its records are checked, and by looking
+/// at each edge once they are decoded: both give the edges' answer.
+#[test]
+fn records_say_whether_an_edge_is_an_absolute_32_bit_address() {
+    let answers = |text_absolute32| absolute32_answers(&absolute32_object(text_absolute32));
+    let section = |name: &str, records, absolute32| (name.to_string(), records, absolute32);
+    assert_eq!(
+        answers(true),
+        [section(".text", true, true), section(".data", true, true)],
+        "{RERUN}"
+    );
+    assert_eq!(
+        answers(false),
+        [section(".text", true, false), section(".data", true, true)],
+        "{RERUN}"
+    );
+    assert_eq!(
+        absolute32_answers(&object()),
+        [section(".text", true, false), section(".data", true, false)],
+        "`.quad f` is 64 bits; {RERUN}"
+    );
+    // `.data`'s table patching `.text` too: `.text`'s edges are decoded
+    // into one list, which has the 32-bit address.
+    let mut bytes = absolute32_object(false);
+    let text = section_of(&bytes, ".text").0 as u32;
+    let info = header_field(&bytes, ".rela.data", 44);
+    bytes[info..info + 4].copy_from_slice(&text.to_le_bytes());
+    assert_eq!(
+        absolute32_answers(&bytes),
+        [section(".text", false, true)],
+        "{RERUN}"
+    );
+}
