@@ -46,14 +46,19 @@ impl StageClock {
         }
     }
 
-    /// Ends the stage `name` now.
+    /// Ends the stage `name` now. A stage timed in parts (resolution,
+    /// before and after the host lookups) adds them up, in the place of
+    /// its first.
     pub fn lap(&mut self, name: &'static str) {
         let Some(last) = self.last else {
             return;
         };
         let now = Instant::now();
         let ms = now.duration_since(last).as_secs_f64() * 1e3;
-        self.stages.push(Stage { name, ms });
+        match self.stages.iter_mut().find(|s| s.name == name) {
+            Some(stage) => stage.ms += ms,
+            None => self.stages.push(Stage { name, ms }),
+        }
         self.last = Some(now);
     }
 }

@@ -191,7 +191,7 @@ pub struct LinkedModule {
 /// Links `graphs` as one module.
 pub fn link(
     mut graphs: Vec<LinkGraph<'_>>,
-    mut req: LinkRequest<'_>,
+    req: LinkRequest<'_>,
 ) -> Result<LinkedModule, LinkError> {
     let mut clock = StageClock::start(req.stats);
     one_calling_convention(&graphs)?;
@@ -200,10 +200,12 @@ pub fn link(
     clock.lap("comdat");
     let (globals, commons) = symbols::collect(&graphs, &req)?;
     clock.lap("symbols");
-    host_lookups::ask_executor(&graphs, &globals, &mut req)?;
-    clock.lap("host lookups");
     let mut resolver = Resolver::new(&graphs, &globals, &commons, req);
-    let copies = resolver.resolve_edges()?;
+    let left = resolver.resolve_loaded();
+    clock.lap("resolve");
+    host_lookups::ask_executor(&graphs, &globals, &mut resolver.req, left.as_deref())?;
+    clock.lap("host lookups");
+    let copies = resolver.resolve_edges(left)?;
     clock.lap("resolve");
     let plan = plan::plan(&mut resolver, copies)?;
     resolver.locate_host_thread_locals()?;

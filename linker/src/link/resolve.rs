@@ -13,6 +13,7 @@ use super::bridges::host_name;
 use super::globals::Globals;
 use super::plan::needs_near;
 use super::resolutions::Resolutions;
+use super::resolve_loaded::Pending;
 use super::symbols::{Common, yields_to_session};
 use super::{LinkRequest, site};
 use crate::error::{LinkError, Site};
@@ -161,11 +162,16 @@ impl<'g, 'a, 's> Resolver<'g, 'a, 's> {
     }
 
     /// Resolves every edge's target once (one pass over the edges, which
-    /// are most of a load's memory). Far host data referenced by a narrow
-    /// field gets a copy, and then every reference in this load uses the
-    /// copy, as with a copy relocation: returns the copies (address, size).
-    pub(super) fn resolve_edges(&mut self) -> Result<Vec<(u64, u64)>, LinkError> {
-        let pending = self.resolve_loaded();
+    /// are most of a load's memory): the serial pass, after
+    /// [`Resolver::resolve_loaded`] (whose edges `pending` are, for each
+    /// graph, the ones it left; `None`: every edge). Far host data
+    /// referenced by a narrow field gets a copy, and then every reference
+    /// in this load uses the copy, as with a copy relocation: returns the
+    /// copies (address, size).
+    pub(super) fn resolve_edges(
+        &mut self,
+        pending: Option<Vec<Pending>>,
+    ) -> Result<Vec<(u64, u64)>, LinkError> {
         let graphs = self.graphs;
         let mut copies = Copies::default();
         for (g, graph) in graphs.iter().enumerate() {

@@ -715,3 +715,96 @@ fn an_image_is_trimmed_of_its_trailing_zeroes_only() {
         }
     }
 }
+
+/// A load split over threads asks the executor about the names of the
+/// edges its threads left to the serial pass: each target and subtrahend
+/// nothing in the load defines, with the chain of alternate names of one
+/// that is undefined (COFF `/alternatename`). A load the serial pass
+/// resolves alone asks about every undefined name, also one that only a
+/// section not loaded (debug information) names; the split load, whose
+/// edges say what it needs, does not ask about that one. Nothing else
+/// differs.
+#[test]
+fn a_split_load_asks_about_the_names_its_edges_left_to_the_serial_pass() {
+    use crate::arch::{Check, Encoding, RelocKind, RelocOp};
+    use crate::graph::{Edge, LinkGraph};
+    const RERUN: &str = "rerun: cargo test -p solder-linker --lib \
+                         link::tests::a_split_load_asks_about_the_names";
+    let elf = "
+        .text
+        .globl main
+    main:
+        call from_host
+        ret
+        .section .debug_info,\"\",@progbits
+        .quad only_in_debug_info
+        .quad subtracted
+    ";
+    // `main - subtracted` in `.text`, as a Mach-O SUBTRACTOR pair makes
+    // it (no assembler leaves a subtrahend undefined; a crafted object
+    // may).
+    fn with_difference(mut graph: LinkGraph<'_>) -> LinkGraph<'_> {
+        let id = |name: &str| graph.symbols.iter().position(|s| s.name == name);
+        let (main, subtracted) = (id("main").expect("main"), id("subtracted").expect("named"));
+        let kind = RelocKind {
+            op: RelocOp::Difference,
+            encoding: Encoding::Int {
+                width: 4,
+                check: Check::Wrap,
+            },
+            name: &"difference",
+        };
+        let edge = Edge::difference(0, kind, main, 0, subtracted).expect("32-bit index");
+        let text = graph.sections.iter_mut().find(|s| s.name == ".text");
+        text.expect(".text").edges.to_decoded().push(edge);
+        graph
+    }
+    let coff = "
+        .text
+        .globl user
+    user:
+        call baz
+        call from_host
+        ret
+        .section .drectve,\"yn\"
+        .ascii \" /alternatename:baz=qux\"
+    ";
+    let split = crate::parallel::Threads {
+        count: Some(2),
+        min_bytes_each: 1,
+    };
+    type Edit = fn(LinkGraph<'_>) -> LinkGraph<'_>;
+    let cases: [(_, _, Edit, _, _); 2] = [
+        (
+            "x86_64-unknown-linux-gnu",
+            elf,
+            with_difference,
+            &["from_host", "only_in_debug_info", "subtracted"][..],
+            &["from_host", "subtracted"][..],
+        ),
+        (
+            "x86_64-pc-windows-msvc",
+            coff,
+            |graph| graph,
+            &["baz", "from_host", "qux"],
+            &["baz", "from_host", "qux"],
+        ),
+    ];
+    for (triple, source, edit, serial, left) in cases {
+        let bytes = clang_object(triple, "assembler", source, &[]);
+        // A second object, so that the load is split.
+        let other = clang_object(triple, "assembler", ".text\nnop\n", &[]);
+        for (threads, expected) in [(crate::parallel::Threads::serial(), serial), (split, left)] {
+            let graphs = vec![
+                edit(parse_object("a.o", &bytes).expect("parse")),
+                parse_object("b.o", &other).expect("parse"),
+            ];
+            let mut parts = RequestParts::new();
+            // Nothing defines the names: the link fails after asking.
+            let _ = super::link(graphs, parts.request("a.o, b.o", threads));
+            let mut asked = parts.executor.asked.clone();
+            asked.sort();
+            assert_eq!(asked, expected, "{triple}, {threads:?}\n{RERUN}");
+        }
+    }
+}
