@@ -12,6 +12,7 @@ exits the process (the C library runs the handlers and finalizers).
 import ctypes
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,10 @@ def load(request):
         library = ctypes.CDLL(output, mode=os.RTLD_NOW | os.RTLD_GLOBAL)
     except OSError as error:
         return link_error(str(error))
+    finally:
+        # The loader keeps its mapping; the file is not needed again, and a
+        # session ended by a crash leaves nothing behind.
+        os.remove(output)
     modules.append((request["module"], library))
     return {"result": "ok"}
 
@@ -106,7 +111,9 @@ for line in requests:
     elif op == "remove":
         reply(remove(request))
     elif op == "end":
+        shutil.rmtree(scratch, ignore_errors=True)
         libc.fflush(None)
         libc.exit(0)  # the C library's exit: handlers, then finalizers
     else:
         reply({"result": "failed", "message": "unsupported request " + op})
+shutil.rmtree(scratch, ignore_errors=True)
