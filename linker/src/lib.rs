@@ -19,6 +19,8 @@ pub mod executors;
 mod export_table;
 pub mod format;
 pub mod graph;
+#[cfg(feature = "host")]
+pub mod heap;
 pub mod indirection;
 pub mod input;
 pub mod link;

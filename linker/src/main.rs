@@ -145,6 +145,11 @@ struct RunArgs {
     args: Vec<String>,
 }
 
+/// The C library's allocator, then mimalloc from the first large load on
+/// (`solder_linker::heap`).
+#[global_allocator]
+static GLOBAL: solder_linker::heap::Global = solder_linker::heap::Global;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -155,13 +160,17 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Run(args) => match run(args) {
-            Ok(code) => ExitCode::from(code),
-            Err(err) => {
-                eprintln!("solder: error: {err:#}");
-                ExitCode::from(SOLDER_FAILED)
+        Command::Run(args) => {
+            let ran = run(args);
+            solder_linker::heap::process_ending();
+            match ran {
+                Ok(code) => ExitCode::from(code),
+                Err(err) => {
+                    eprintln!("solder: error: {err:#}");
+                    ExitCode::from(SOLDER_FAILED)
+                }
             }
-        },
+        }
     }
 }
 
@@ -293,6 +302,7 @@ fn run(args: RunArgs) -> Result<u8> {
             // Only a link was asked for, and nothing ran: the process ends
             // here, and exit takes back the slab and the heap faster than
             // releasing them one by one (clang's `-disable-free`).
+            solder_linker::heap::process_ending();
             std::process::exit(0);
         }
         // The entry is found among all of the load's globals (a hidden
@@ -304,6 +314,7 @@ fn run(args: RunArgs) -> Result<u8> {
         session.end();
         // C's exit flushes C stdio (which JIT'd code wrote through) and runs
         // the host's own handlers; nothing of ours is used after it.
+        solder_linker::heap::process_ending();
         sys::exit::exit(status)
     }
     // Out of process: the program's fate comes back as a value.

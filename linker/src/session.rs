@@ -500,6 +500,7 @@ impl Session {
         entry: Option<&str>,
     ) -> Result<(LinkedModule, Vec<Pulled>), LinkError> {
         let bytes = objects.iter().map(|o| o.bytes.len()).sum();
+        crate::heap::large_load(bytes);
         let helpers = self.threads.for_bytes(bytes) - 1;
         crate::parallel::with_crew(helpers, || {
             self.link_with_threads(id, objects, replacing, entry)

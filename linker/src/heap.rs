@@ -1,0 +1,305 @@
+//! The `solder` command's heap: the C library's allocator until the
+//! process links a large load, then mimalloc, whose memory is backed by
+//! 2 MiB transparent huge pages where the kernel allows them.
+//!
+//! A large link is, for a third or more of its time, first touches of fresh
+//! heap memory: the graphs, symbol tables, edges and plans of thousands of
+//! objects, one page fault (microseconds on a virtual machine) per 4 KiB.
+//! On huge pages one fault backs 2 MiB. mimalloc also gives each thread
+//! memory of its own, where the C library gives a helper thread a new arena
+//! that grows a page at a time. The price is memory: huge pages are backed
+//! whole, and mimalloc keeps freed pages for reuse a while before giving
+//! them back, so a large link's peak grows. A small link gains nothing to
+//! pay for mimalloc's start and a first huge page, so it never starts it:
+//! [`large_load`] turns it on from [`LARGE_LOAD_BYTES`] of input on.
+//!
+//! Only the linker's own (Rust) allocations come here. Code the linker
+//! runs in process calls the C library's `malloc` as it always does.
+//!
+//! Memory allocated before the switch stays the C library's: a free or
+//! a resize asks mimalloc whether it owns the block (a lookup in its page
+//! map), once mimalloc has allocated anything.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use mimalloc::MiMalloc;
+
+/// Input from which a load moves the linker's heap to mimalloc. Below it
+/// the gain is within noise and the peak grows by a fifth or more
+/// (measured in `docs/benchmarks.md`).
+pub const LARGE_LOAD_BYTES: usize = 8 << 20;
+
+/// mimalloc's `mi_option_purge_delay` (its position in `mimalloc.h`'s
+/// list of options, which the bindings leave out): how long freed memory is
+/// kept before it is given back, in milliseconds; negative: never.
+const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// The heap [`Global`] allocates from, and [`large_load`] switches.
+pub static HEAP: Heap = Heap::new();
+
+/// [`HEAP`] as a global allocator: the `solder` command installs it
+/// (`#[global_allocator]`).
+pub struct Global;
+
+/// The process's heap: the C library's allocator, or mimalloc once
+/// [`Heap::use_mimalloc`] was called.
+pub struct Heap {
+    /// New blocks come from mimalloc.
+    mimalloc: AtomicBool,
+    /// mimalloc has allocated a block: frees must ask who owns theirs.
+    mimalloc_used: AtomicBool,
+}
+
+/// A load of `input_bytes` is about to be linked: from [`LARGE_LOAD_BYTES`]
+/// on, [`HEAP`] allocates from mimalloc from now on. Nothing changes in a
+/// process whose global allocator is not [`HEAP`]: the flag is only read
+/// by its methods.
+pub fn large_load(input_bytes: usize) {
+    if is_large(input_bytes) {
+        HEAP.use_mimalloc();
+    }
+}
+
+/// The process is about to exit. mimalloc collects its memory in an exit
+/// handler; giving it back to the system page range by page range (one
+/// `madvise` each, hundreds after a large link) is work an exiting process
+/// does not need, so it is turned off.
+pub fn process_ending() {
+    if HEAP.mimalloc_used.load(Ordering::Relaxed) {
+        // SAFETY: sets one of mimalloc's options (a negative purge delay:
+        // never give memory back); any thread may call it at any time.
+        unsafe {
+            libmimalloc_sys::mi_option_set(PURGE_DELAY, -1);
+        }
+    }
+}
+
+/// Whether a load of `input_bytes` moves the heap to mimalloc.
+fn is_large(input_bytes: usize) -> bool {
+    input_bytes >= LARGE_LOAD_BYTES
+}
+
+impl Heap {
+    pub const fn new() -> Heap {
+        Heap {
+            mimalloc: AtomicBool::new(false),
+            mimalloc_used: AtomicBool::new(false),
+        }
+    }
+
+    /// New blocks come from mimalloc from now on.
+    pub fn use_mimalloc(&self) {
+        self.mimalloc.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether mimalloc allocated `ptr`. A block is handed to another
+    /// thread only through a synchronizing operation that follows the
+    /// `mimalloc_used` store on the thread that allocated it, so any
+    /// thread freeing a mimalloc block sees the flag set.
+    fn owned_by_mimalloc(&self, ptr: *mut u8) -> bool {
+        // SAFETY: `mi_is_in_heap_region` reads mimalloc's page map for any
+        // address, ours or not, and is called only once mimalloc has
+        // allocated (so is initialized).
+        self.mimalloc_used.load(Ordering::Relaxed)
+            && unsafe { libmimalloc_sys::mi_is_in_heap_region(ptr.cast::<c_void>().cast_const()) }
+    }
+
+    fn take_mimalloc(&self) -> bool {
+        if self.mimalloc.load(Ordering::Relaxed) {
+            self.mimalloc_used.store(true, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+}
+
+impl Default for Heap {
+    fn default() -> Heap {
+        Heap::new()
+    }
+}
+
+// SAFETY: each block is allocated by one of two allocators and is freed or
+// resized by the same one: a block is mimalloc's exactly when mimalloc's
+// page map says so, and the C library never hands out memory inside
+// mimalloc's regions (which mimalloc maps for itself).
+unsafe impl GlobalAlloc for Heap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if self.take_mimalloc() {
+            // SAFETY: the caller's contract (a non-zero size) is passed on.
+            unsafe { MiMalloc.alloc(layout) }
+        } else {
+            // SAFETY: as above.
+            unsafe { System.alloc(layout) }
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if self.take_mimalloc() {
+            // SAFETY: the caller's contract (a non-zero size) is passed on.
+            unsafe { MiMalloc.alloc_zeroed(layout) }
+        } else {
+            // SAFETY: as above.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if self.owned_by_mimalloc(ptr) {
+            // SAFETY: `ptr` is a live block of mimalloc's with `layout`
+            // (the caller's contract; its owner asked above).
+            unsafe { MiMalloc.dealloc(ptr, layout) }
+        } else {
+            // SAFETY: `ptr` is a live block of the C library's.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // A block grows in the allocator that made it.
+        if self.owned_by_mimalloc(ptr) {
+            // SAFETY: `ptr` is a live block of mimalloc's with `layout`;
+            // `new_size` meets the caller's contract.
+            unsafe { MiMalloc.realloc(ptr, layout, new_size) }
+        } else {
+            // SAFETY: `ptr` is a live block of the C library's.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+}
+
+// SAFETY: every call is passed on to `HEAP`, a `GlobalAlloc` of its own.
+unsafe impl GlobalAlloc for Global {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on.
+        unsafe { HEAP.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on.
+        unsafe { HEAP.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract is passed on.
+        unsafe { HEAP.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on.
+        unsafe { HEAP.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Allocates `size` bytes aligned to `align` from `heap`, filled with
+    /// `byte`.
+    fn block(heap: &Heap, size: usize, align: usize, byte: u8) -> (*mut u8, Layout) {
+        let layout = Layout::from_size_align(size, align).unwrap();
+        // SAFETY: `size` is not zero in any caller.
+        let ptr = unsafe { heap.alloc(layout) };
+        assert!(!ptr.is_null());
+        assert_eq!(ptr as usize % align, 0);
+        // SAFETY: `ptr` is a fresh block of `size` bytes.
+        unsafe { ptr.write_bytes(byte, size) };
+        (ptr, layout)
+    }
+
+    #[test]
+    fn blocks_made_before_the_switch_stay_the_c_librarys() {
+        let heap = Heap::new();
+        let sizes = [(24, 8), (4096, 64), (1 << 20, 16)];
+        let before: Vec<_> = sizes.iter().map(|&(s, a)| block(&heap, s, a, 1)).collect();
+        for &(ptr, _) in &before {
+            assert!(
+                !heap.owned_by_mimalloc(ptr),
+                "a block made before the switch"
+            );
+        }
+        heap.use_mimalloc();
+        let after: Vec<_> = sizes.iter().map(|&(s, a)| block(&heap, s, a, 2)).collect();
+        for &(ptr, _) in &after {
+            assert!(heap.owned_by_mimalloc(ptr), "a block made after the switch");
+        }
+        for (&(ptr, layout), &(old, _)) in after.iter().zip(&before) {
+            assert!(
+                !heap.owned_by_mimalloc(old),
+                "the old blocks are still the C library's"
+            );
+            // SAFETY: each block was allocated above with `layout`, once.
+            unsafe { heap.dealloc(ptr, layout) };
+        }
+        for (ptr, layout) in before {
+            // SAFETY: as above.
+            unsafe { heap.dealloc(ptr, layout) };
+        }
+    }
+
+    #[test]
+    fn a_block_grows_in_the_allocator_that_made_it_keeping_its_bytes() {
+        let heap = Heap::new();
+        let (old, old_layout) = block(&heap, 100, 16, 7);
+        heap.use_mimalloc();
+        let (new, new_layout) = block(&heap, 100, 16, 9);
+        for (ptr, layout, byte, mimalloc) in
+            [(old, old_layout, 7, false), (new, new_layout, 9, true)]
+        {
+            // SAFETY: `ptr` is a live block of `layout`; the new size is
+            // not zero.
+            let grown = unsafe { heap.realloc(ptr, layout, 1 << 16) };
+            assert!(!grown.is_null());
+            assert_eq!(heap.owned_by_mimalloc(grown), mimalloc);
+            // SAFETY: the first 100 bytes were kept from the old block.
+            let kept = unsafe { std::slice::from_raw_parts(grown, 100) };
+            assert!(kept.iter().all(|&b| b == byte));
+            let layout = Layout::from_size_align(1 << 16, 16).unwrap();
+            // SAFETY: `grown` is live, of `layout`.
+            unsafe { heap.dealloc(grown, layout) };
+        }
+    }
+
+    #[test]
+    fn zeroed_blocks_are_zero_from_either_allocator() {
+        let heap = Heap::new();
+        for switch in [false, true] {
+            if switch {
+                heap.use_mimalloc();
+            }
+            let layout = Layout::from_size_align(3 << 20, 4096).unwrap();
+            // SAFETY: the size is not zero.
+            let ptr = unsafe { heap.alloc_zeroed(layout) };
+            assert!(!ptr.is_null());
+            assert_eq!(heap.owned_by_mimalloc(ptr), switch);
+            // SAFETY: `ptr` is a live block of `layout.size()` bytes.
+            let bytes = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
+            assert!(bytes.iter().all(|&b| b == 0));
+            // SAFETY: `ptr` is live, of `layout`.
+            unsafe { heap.dealloc(ptr, layout) };
+        }
+    }
+
+    #[test]
+    fn the_purge_delay_option_is_the_one_set_at_exit() {
+        // Its documented default, read through the position the module
+        // names: a renumbered list of options would read another.
+        // SAFETY: reads one of mimalloc's options.
+        let delay = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
+        assert_eq!(
+            delay, 1000,
+            "mimalloc's option {PURGE_DELAY} is not the purge delay"
+        );
+    }
+
+    #[test]
+    fn only_a_large_load_switches() {
+        assert!(!is_large(0));
+        assert!(!is_large(LARGE_LOAD_BYTES - 1));
+        assert!(is_large(LARGE_LOAD_BYTES));
+        assert!(is_large(usize::MAX));
+    }
+}
