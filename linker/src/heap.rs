@@ -89,6 +89,15 @@ impl Heap {
         }
     }
 
+    /// The allocator new blocks come from: `system` or `mimalloc`.
+    pub fn allocator(&self) -> &'static str {
+        if self.mimalloc.load(Ordering::Relaxed) {
+            "mimalloc"
+        } else {
+            "system"
+        }
+    }
+
     /// New blocks come from mimalloc from now on.
     pub fn use_mimalloc(&self) {
         self.mimalloc.store(true, Ordering::Relaxed);
@@ -221,7 +230,9 @@ mod tests {
                 "a block made before the switch"
             );
         }
+        assert_eq!(heap.allocator(), "system");
         heap.use_mimalloc();
+        assert_eq!(heap.allocator(), "mimalloc");
         let after: Vec<_> = sizes.iter().map(|&(s, a)| block(&heap, s, a, 2)).collect();
         for &(ptr, _) in &after {
             assert!(heap.owned_by_mimalloc(ptr), "a block made after the switch");

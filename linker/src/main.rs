@@ -509,6 +509,9 @@ fn write_stats(session: &Session, path: &std::path::Path, read_ms: f64) -> Resul
         .last_load_stats()
         .cloned()
         .context("the session recorded no load")?;
+    // This command installs `heap::Global`, so the heap's state is this
+    // process's.
+    stats.heap = Some(solder_linker::heap::HEAP.allocator());
     stats.stages.insert(
         0,
         solder_linker::stats::Stage {

@@ -597,6 +597,7 @@ impl Session {
                 image_bytes: linked.memory.1,
                 threads: (self.threads).split(input_bytes as usize, objects.len() + pulled.len()),
                 stages: std::mem::take(&mut linked.stages),
+                heap: None,
             }
         });
         if let Err(err) = self.finalize(&linked) {

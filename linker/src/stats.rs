@@ -21,6 +21,12 @@ pub struct LoadStats {
     /// Each stage's wall time in milliseconds, in the order they first
     /// ran (a stage run in parts has their sum).
     pub stages: Vec<Stage>,
+    /// The allocator the linker's own heap used by the load's end
+    /// (`system` or `mimalloc`: see `heap.rs`), where the program that
+    /// linked knows it: the `solder` command says, a session alone leaves
+    /// it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heap: Option<&'static str>,
 }
 
 /// One stage of a load.

@@ -4,7 +4,8 @@
 //! where when Solder itself fails (missing file, not an ELF object,
 //! undefined symbol), crashes (SIGSEGV, SIGABRT) reported on stderr with
 //! the process dying of the signal, an object given through a pipe, and
-//! report options that never overwrite an object. Fixtures are under
+//! report options that never overwrite an object, and the heap a load's
+//! size chooses (`--stats`). Fixtures are under
 //! `fixtures/linker/cli/`.
 
 mod support;
@@ -611,4 +612,48 @@ fn an_object_through_a_pipe_runs() {
         rerun(test)
     );
     assert_eq!(stdout(&output), stdout(&direct), "{}", rerun(test));
+}
+
+/// The allocator `solder run --stats` reported for `object`, after
+/// checking the run's exit status.
+fn heap_of_run(object: &Path, options: &[&str], status: i32, what: &str, test: &str) -> String {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-heap");
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = dir.join(format!("{what}.json").replace([' ', '/'], "-"));
+    let mut args = vec!["run", "--stats", path_str(&report)];
+    args.extend(options);
+    args.push(path_str(object));
+    let output = solder(&args);
+    assert_eq!(
+        exit_of(&output),
+        (Some(status), None),
+        "{what}: stderr:\n{}\n{}",
+        stderr(&output),
+        rerun(test)
+    );
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    stats["heap"].as_str().unwrap_or("(none)").to_string()
+}
+
+#[test]
+fn a_load_of_8_mib_or_more_moves_the_heap_to_mimalloc_and_links_alike() {
+    let test = "a_load_of_8_mib_or_more_moves_the_heap_to_mimalloc_and_links_alike";
+    for compiler in COMPILERS {
+        let large = fixture(compiler, "large_data.c");
+        let size = std::fs::metadata(&large).unwrap().len();
+        assert!(
+            size >= 8 << 20,
+            "{compiler}: the large fixture is {size} bytes"
+        );
+        let small = fixture(compiler, "exits.c");
+        for options in [&[][..], &["--executor", "pipe"][..]] {
+            let what = format!("{compiler} {options:?}");
+            // main returns 1 only if every page of the 9 MiB table arrived.
+            let heap = heap_of_run(&large, options, 1, &format!("{what} large"), test);
+            assert_eq!(heap, "mimalloc", "{what}: the large load\n{}", rerun(test));
+            let heap = heap_of_run(&small, options, 42, &format!("{what} small"), test);
+            assert_eq!(heap, "system", "{what}: the small load\n{}", rerun(test));
+        }
+    }
 }
