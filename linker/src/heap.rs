@@ -16,9 +16,9 @@
 //! Only the linker's own (Rust) allocations come here. Code the linker
 //! runs in process calls the C library's `malloc` as it always does.
 //!
-//! Memory allocated before the switch stays the C library's: a free or
-//! a resize asks mimalloc whether it owns the block (a lookup in its page
-//! map), once mimalloc has allocated anything.
+//! Memory allocated before the switch stays the C library's: after it, a
+//! free or a resize asks mimalloc whether it owns the block (a lookup in
+//! its page map).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::c_void;
@@ -46,10 +46,12 @@ pub struct Global;
 /// The process's heap: the C library's allocator, or mimalloc once
 /// [`Heap::use_mimalloc`] was called.
 pub struct Heap {
-    /// New blocks come from mimalloc.
+    /// New blocks come from mimalloc, and frees ask who owns theirs. Only
+    /// ever set: a thread that sees it unset has allocated nothing from
+    /// mimalloc, and a block reaches another thread only through an
+    /// operation that orders it after the allocating thread saw it set,
+    /// so the freeing thread sees it set too (read-read coherence).
     mimalloc: AtomicBool,
-    /// mimalloc has allocated a block: frees must ask who owns theirs.
-    mimalloc_used: AtomicBool,
 }
 
 /// A load of `input_bytes` is about to be linked: from [`LARGE_LOAD_BYTES`]
@@ -67,7 +69,7 @@ pub fn large_load(input_bytes: usize) {
 /// `madvise` each, hundreds after a large link) is work an exiting process
 /// does not need, so it is turned off.
 pub fn process_ending() {
-    if HEAP.mimalloc_used.load(Ordering::Relaxed) {
+    if HEAP.mimalloc.load(Ordering::Relaxed) {
         // SAFETY: sets one of mimalloc's options (a negative purge delay:
         // never give memory back); any thread may call it at any time.
         unsafe {
@@ -85,7 +87,6 @@ impl Heap {
     pub const fn new() -> Heap {
         Heap {
             mimalloc: AtomicBool::new(false),
-            mimalloc_used: AtomicBool::new(false),
         }
     }
 
@@ -103,24 +104,19 @@ impl Heap {
         self.mimalloc.store(true, Ordering::Relaxed);
     }
 
-    /// Whether mimalloc allocated `ptr`. A block is handed to another
-    /// thread only through a synchronizing operation that follows the
-    /// `mimalloc_used` store on the thread that allocated it, so any
-    /// thread freeing a mimalloc block sees the flag set.
+    /// Whether mimalloc allocated `ptr` (never before the switch).
     fn owned_by_mimalloc(&self, ptr: *mut u8) -> bool {
         // SAFETY: `mi_is_in_heap_region` reads mimalloc's page map for any
-        // address, ours or not, and is called only once mimalloc has
-        // allocated (so is initialized).
-        self.mimalloc_used.load(Ordering::Relaxed)
+        // address, ours or not (before mimalloc's start, which its load-time
+        // constructor makes, it answers no for every address).
+        self.switched()
             && unsafe { libmimalloc_sys::mi_is_in_heap_region(ptr.cast::<c_void>().cast_const()) }
     }
 
-    fn take_mimalloc(&self) -> bool {
-        if self.mimalloc.load(Ordering::Relaxed) {
-            self.mimalloc_used.store(true, Ordering::Relaxed);
-            return true;
-        }
-        false
+    /// Whether new blocks come from mimalloc. A load, not a store: the flag
+    /// stays in every core's cache while threads allocate.
+    fn switched(&self) -> bool {
+        self.mimalloc.load(Ordering::Relaxed)
     }
 }
 
@@ -136,7 +132,7 @@ impl Default for Heap {
 // mimalloc's regions (which mimalloc maps for itself).
 unsafe impl GlobalAlloc for Heap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if self.take_mimalloc() {
+        if self.switched() {
             // SAFETY: the caller's contract (a non-zero size) is passed on.
             unsafe { MiMalloc.alloc(layout) }
         } else {
@@ -146,7 +142,7 @@ unsafe impl GlobalAlloc for Heap {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if self.take_mimalloc() {
+        if self.switched() {
             // SAFETY: the caller's contract (a non-zero size) is passed on.
             unsafe { MiMalloc.alloc_zeroed(layout) }
         } else {
