@@ -72,7 +72,7 @@ pub fn large_load(input_bytes: usize) {
 /// `madvise` each, hundreds after a large link) is work an exiting process
 /// does not need, so it is turned off.
 pub fn process_ending() {
-    if HEAP.mimalloc.load(Ordering::Relaxed) {
+    if HEAP.switched() {
         // SAFETY: sets one of mimalloc's options (a negative purge delay:
         // never give memory back); any thread may call it at any time.
         unsafe {
@@ -95,7 +95,7 @@ impl Heap {
 
     /// The allocator new blocks come from: `system` or `mimalloc`.
     pub fn allocator(&self) -> &'static str {
-        if self.mimalloc.load(Ordering::Relaxed) {
+        if self.switched() {
             "mimalloc"
         } else {
             "system"
