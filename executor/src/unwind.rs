@@ -3,7 +3,11 @@
 //!
 //! Registration is paired with deregistration: a [`RegisteredFrames`] value
 //! deregisters when dropped, which the linker does before it releases the
-//! module's memory.
+//! module's memory. Above every registered module sits the ceiling
+//! ([`ceiling`]): a one-byte table that ends the unwinder's search of the
+//! registered tables at once for frames outside them.
+
+mod ceiling;
 
 use crate::sys;
 
@@ -28,10 +32,26 @@ impl RegisteredFrames {
     /// with a zero terminator word and stays mapped until this value is
     /// dropped; every FDE's PC range must point at mapped code.
     pub unsafe fn register(begin: u64) -> Result<Self, UnwindError> {
+        // The module's code lies below its `.eh_frame`: the ceiling rises
+        // to `begin` before the unwinder can look for that code.
+        ceiling::raise_to(begin);
         // SAFETY: guaranteed by the caller (see above).
         unsafe { sys::unwind::register_frames(begin) }.map_err(|_| UnwindError::NoUnwinder)?;
         Ok(RegisteredFrames { begin })
     }
+}
+
+/// Where the ceiling is (the highest `.eh_frame` start registered so far)
+/// and the address of its one frame description; `None` before the first
+/// registration or without an unwinder.
+pub fn ceiling() -> Option<(u64, u64)> {
+    ceiling::position()
+}
+
+/// The frame description the unwinder uses for `pc`: its address, or
+/// `None` where no registered table and no loaded object describes `pc`.
+pub fn frame_description(pc: u64) -> Option<u64> {
+    sys::unwind::frame_description(pc)
 }
 
 impl Drop for RegisteredFrames {

@@ -79,6 +79,20 @@ pub unsafe fn register_frames(begin: u64) -> Result<(), NoUnwinder> {
     Ok(())
 }
 
+/// The frame description entry the unwinder finds for `pc`
+/// (`_Unwind_Find_FDE`): its address, or `None` when no registered table
+/// and no loaded object describes `pc` (or there is no unwinder).
+pub fn frame_description(pc: u64) -> Option<u64> {
+    let api = frame_api()?;
+    let mut bases = [0usize; 3];
+    // SAFETY: `_Unwind_Find_FDE` only reads the unwinder's registered
+    // tables and the loaded objects' (valid, per `register_frames`'s
+    // callers), whatever `pc` is, and writes `struct dwarf_eh_bases`
+    // (three pointers) into `bases`.
+    let found = unsafe { (api.find_fde)(pc as *mut c_void, bases.as_mut_ptr().cast()) };
+    (!found.is_null()).then_some(found as u64)
+}
+
 /// Resolves the unwinder's functions now, outside any signal handler.
 pub fn prepare_backtraces() {
     let _ = frame_api();
