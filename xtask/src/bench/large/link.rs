@@ -3,8 +3,9 @@
 //! executable, and against the machine's floor ([`super::floor`]).
 
 use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
@@ -283,8 +284,49 @@ fn link_row(
         row.extend([ms(base), ratio_cell(time, base)]);
         change = Some((program.label.clone(), change_pct(time, base)));
     }
-    let note = size_note(cx, program, &size, &serial_size, mold, samples)?;
+    let mut note = size_note(cx, program, &size, &serial_size, mold, samples)?;
+    if let (Some(peer), Some(peer_runs)) = (&cx.peer, &runs.peer)
+        && peer_summary(peer_runs).is_ok()
+    {
+        note += &peer_work_note(peer, program)?;
+    }
     Ok((row, note, change))
+}
+
+/// What llvm-jitlink's link covers: `-noexec` links only the objects the
+/// entry point reaches (ORC materializes on lookup), where solder links
+/// every object given. Counted in one more run with `-show-graphs=.*`,
+/// which prints a `Link graph "NAME" post-fixup:` header per object it
+/// links (and the graph after it, tens of MB for OpenSSL: read as a
+/// stream, never held).
+fn peer_work_note(peer: &Path, program: &LargeProgram) -> Result<String> {
+    let mut child = Command::new(peer)
+        .arg("-noexec")
+        .arg("-show-graphs=.*")
+        .args(&program.objects)
+        .current_dir(&program.dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", peer.display()))?;
+    let stdout = child.stdout.take().context("llvm-jitlink's stdout")?;
+    let mut linked = 0usize;
+    for line in BufReader::new(stdout).split(b'\n') {
+        if line?.starts_with(b"Link graph \"") {
+            linked += 1;
+        }
+    }
+    let status = child.wait()?;
+    Ok(if status.success() {
+        format!(
+            " `llvm-jitlink -noexec` links only what the entry point reaches: {linked} of the \
+             {} objects (counted with `-show-graphs=.*` in one more run); solder links all of \
+             them.",
+            program.objects.len()
+        )
+    } else {
+        format!(" Counting llvm-jitlink's linked objects failed ({status}).")
+    })
 }
 
 /// The note under the table about one program: its sizes, the driver's
