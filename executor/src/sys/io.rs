@@ -266,6 +266,16 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC)?)
 }
 
+/// Asks for a pipe buffer of `bytes` (`F_SETPIPE_SZ`); the kernel rounds
+/// it up to a power of two of pages and refuses more than
+/// `/proc/sys/fs/pipe-max-size` for an unprivileged process. Returns the
+/// size the pipe now has.
+pub fn set_pipe_size(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<usize> {
+    let bytes = std::ffi::c_int::try_from(bytes)
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(fcntl(fd, FcntlArg::F_SETPIPE_SZ(bytes))? as usize)
+}
+
 /// Marks `fd` close-on-exec, so programs that JIT'd code executes do not
 /// inherit it. Fails (`EBADF`) when `fd` is not open.
 pub fn set_close_on_exec(fd: RawFd) -> io::Result<()> {
@@ -333,7 +343,18 @@ pub fn restore_default_sigpipe() -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsRawFd;
+    use std::os::fd::{AsFd, AsRawFd};
+
+    /// A pipe grows to the size asked (a power of two of pages), and a
+    /// size past `c_int` is refused before the kernel sees it.
+    #[test]
+    fn a_pipe_takes_the_size_it_is_given() {
+        let (read_end, write_end) = pipe().unwrap();
+        assert_eq!(set_pipe_size(write_end.as_fd(), 1 << 20).unwrap(), 1 << 20);
+        assert_eq!(set_pipe_size(read_end.as_fd(), 5000).unwrap(), 8192);
+        let err = set_pipe_size(write_end.as_fd(), usize::MAX).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
 
     #[test]
     fn descriptors_that_are_not_open_are_errors() {

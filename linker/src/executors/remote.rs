@@ -393,6 +393,10 @@ pub fn executor_program(explicit: &Option<PathBuf>) -> Result<PathBuf, LinkError
     )))
 }
 
+/// The request pipe's buffer: Linux's default limit for an unprivileged
+/// process (`/proc/sys/fs/pipe-max-size`).
+const REQUEST_PIPE_BYTES: usize = 1 << 20;
+
 fn pipe() -> Result<(OwnedFd, OwnedFd), LinkError> {
     io::pipe().map_err(|e| LinkError::Executor(format!("pipe: {e}")))
 }
@@ -458,6 +462,11 @@ impl Remote {
                 let program = executor_program(program)?;
                 let (request_read, request_write) = pipe()?;
                 let (reply_read, reply_write) = pipe()?;
+                // A module's image goes over the request pipe: with the
+                // default 64 KiB buffer each 64 KiB is a wake-up of the
+                // executor and of this process. Best effort: a smaller
+                // system limit leaves the pipe as it was.
+                let _ = io::set_pipe_size(request_write.as_fd(), REQUEST_PIPE_BYTES);
                 if config.recovery == Recovery::Snapshot {
                     // A checkpoint that takes over is the dead executor's
                     // child; as subreaper we can still wait for it.
