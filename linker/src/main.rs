@@ -279,13 +279,9 @@ fn run(args: RunArgs) -> Result<u8> {
         recovery: args.recovery.unwrap_or(Recovery::None),
         executor_output: args.executor_output,
     };
-    // The session first: an executor process starts while the inputs are
-    // read (its start is milliseconds of loading that a link need not wait
-    // for).
-    let mut session = Session::new(config).context("cannot start the session")?;
-    let reading = Instant::now();
-    let (objects, archives) = read_inputs(&args.objects, threads)?;
-    let read_ms = reading.elapsed().as_secs_f64() * 1e3;
+    let (session, inputs) = start_and_read(config, remote, &args.objects, threads);
+    let mut session = session.context("cannot start the session")?;
+    let ((objects, archives), read_ms) = inputs?;
     session.set_thread_policy(threads);
     session.keep_load_stats(args.stats.is_some());
     add_inputs(&mut session, archives, &args)?;
@@ -421,9 +417,40 @@ fn timeout_report(
     text
 }
 
+/// The session and the inputs (with the milliseconds reading took). Out
+/// of process the two overlap: the session waits for the executor's
+/// greeting (its start, milliseconds of loading) while another thread
+/// reads the inputs.
+fn start_and_read(
+    config: SessionConfig,
+    remote: bool,
+    paths: &[PathBuf],
+    threads: Threads,
+) -> (Result<Session, LinkError>, Result<(Inputs, f64)>) {
+    let timed_read = || {
+        let reading = Instant::now();
+        let inputs = read_inputs(paths, threads)?;
+        Ok((inputs, reading.elapsed().as_secs_f64() * 1e3))
+    };
+    if !remote {
+        return (Session::new(config), timed_read());
+    }
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(timed_read);
+        let session = Session::new(config);
+        let inputs = reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (session, inputs)
+    })
+}
+
+/// Objects and archives, as read from the command line.
+type Inputs = (Vec<ObjectFile>, Vec<Archive>);
+
 /// The command line's inputs: objects, and archives (known by their magic).
 /// Many inputs are read on several threads ([`ObjectFile::read_all`]).
-fn read_inputs(paths: &[PathBuf], threads: Threads) -> Result<(Vec<ObjectFile>, Vec<Archive>)> {
+fn read_inputs(paths: &[PathBuf], threads: Threads) -> Result<Inputs> {
     let mut objects = Vec::new();
     let mut archives = Vec::new();
     let files = ObjectFile::read_all(paths, threads);
