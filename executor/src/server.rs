@@ -873,11 +873,14 @@ impl Server {
                 format!("no readable .eh_frame data at {address:#x}"),
             ));
         }
+        let slab = self.slab_for(address, 1, false)?;
+        let slab_end = slab.base + slab.size - 1;
         load_unwinder();
         // SAFETY: the controller registers `.eh_frame` data it linked and
-        // finalized in the slab, zero-terminated, and deregisters it before
-        // releasing that memory.
-        let frames = unsafe { crate::unwind::RegisteredFrames::register(address) }
+        // finalized in the slab (checked above), zero-terminated, after
+        // the module's code, and deregisters it before releasing that
+        // memory.
+        let frames = unsafe { crate::unwind::RegisteredFrames::register(address, slab_end) }
             .map_err(|e| error(ErrorCode::Unwind, e.to_string()))?;
         self.frames.insert(address, frames);
         Ok(Reply::Ok)

@@ -25,24 +25,31 @@ pub enum UnwindError {
 }
 
 impl RegisteredFrames {
-    /// Registers the `.eh_frame` data starting at `begin`.
+    /// Registers the `.eh_frame` data starting at `begin`, whose code lies
+    /// in the reservation whose last byte is `reservation_end` (the
+    /// ceiling rises to that byte; see [`ceiling`]).
     ///
     /// # Safety
     /// `begin` must point to finalized, readable `.eh_frame` data that ends
     /// with a zero terminator word and stays mapped until this value is
-    /// dropped; every FDE's PC range must point at mapped code.
-    pub unsafe fn register(begin: u64) -> Result<Self, UnwindError> {
-        // The module's code lies below its `.eh_frame`: the ceiling rises
-        // to `begin` before the unwinder can look for that code.
-        ceiling::raise_to(begin);
+    /// dropped; every FDE's PC range must point at mapped code below
+    /// `begin` (a module's read-execute segment comes first) and inside
+    /// the reservation.
+    pub unsafe fn register(begin: u64, reservation_end: u64) -> Result<Self, UnwindError> {
+        // The module's code lies below its `.eh_frame` and inside its
+        // reservation, whose last byte is never code (a module's
+        // allocation ends with its data): the ceiling rises above it
+        // before the unwinder can look for that code.
+        ceiling::raise_to(begin.max(reservation_end));
         // SAFETY: guaranteed by the caller (see above).
         unsafe { sys::unwind::register_frames(begin) }.map_err(|_| UnwindError::NoUnwinder)?;
         Ok(RegisteredFrames { begin })
     }
 }
 
-/// Where the ceiling is (the highest `.eh_frame` start registered so far)
-/// and the address of its one frame description; `None` before the first
+/// Where the ceiling is (the highest reservation end, or `.eh_frame`
+/// start, registered so far) and the address of its one frame
+/// description; `None` before the first
 /// registration or without an unwinder.
 pub fn ceiling() -> Option<(u64, u64)> {
     ceiling::position()

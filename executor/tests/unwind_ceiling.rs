@@ -47,12 +47,15 @@ fn host_function() -> u64 {
 }
 
 #[test]
-fn the_ceiling_sits_on_the_highest_eh_frame_and_hides_no_description() {
-    // Two modules in one buffer: the second above the first whatever the
-    // address layout.
+fn the_ceiling_sits_above_every_registered_module_and_hides_no_description() {
+    // Two "reservations" in one buffer, the second above the first
+    // whatever the address layout: [0, 0x2000) and [0x2000, 0x4000), a
+    // module at the start of each.
     let mut memory = vec![0u8; 0x4000].into_boxed_slice();
     let (low_code, low_eh, low_fde) = module(&mut memory, 0);
     let (high_code, high_eh, high_fde) = module(&mut memory, 0x2000);
+    let start = memory.as_ptr() as u64;
+    let (low_end, high_end) = (start + 0x1fff, start + 0x3fff);
     let host = [host_function(), libc::getpid as *const () as usize as u64];
     let host_fdes = host.map(frame_description);
     for (pc, fde) in host.iter().zip(host_fdes) {
@@ -63,26 +66,39 @@ fn the_ceiling_sits_on_the_highest_eh_frame_and_hides_no_description() {
     }
 
     // SAFETY: `low_eh` is a well-formed, zero-terminated `.eh_frame` in
-    // `memory`, which outlives the registration (dropped below first).
-    let low = unsafe { RegisteredFrames::register(low_eh) }.expect("libgcc's unwinder");
+    // `memory`, which outlives the registration (dropped below first);
+    // its code lies below it, in the first reservation.
+    let low = unsafe { RegisteredFrames::register(low_eh, low_end) }.expect("libgcc's unwinder");
     let (at, ceiling_fde) = ceiling().expect("a ceiling once frames are registered");
-    assert_eq!(at, low_eh, "the ceiling rises to the module's .eh_frame");
+    assert_eq!(
+        at, low_end,
+        "the ceiling rises to the reservation's last byte"
+    );
     assert_eq!(frame_description(at), Some(ceiling_fde));
     assert_eq!(frame_description(low_code), Some(low_fde));
     assert_eq!(frame_description(low_code + 0x3f), Some(low_fde));
+    assert_eq!(frame_description(low_eh), None, "between code and ceiling");
     assert_eq!(
         host.map(frame_description),
         host_fdes,
         "host frames as before"
     );
 
-    // SAFETY: as above, for `high_eh`.
-    let high = unsafe { RegisteredFrames::register(high_eh) }.expect("libgcc's unwinder");
+    // A second module of the same reservation leaves the ceiling alone; a
+    // reservation's end below its `.eh_frame` (a caller's mistake) still
+    // puts the ceiling above the module's code.
+    // SAFETY: as above, for `low_eh` registered twice (libgcc keeps both).
+    let again = unsafe { RegisteredFrames::register(low_eh, low_code) }.expect("unwinder");
+    assert_eq!(ceiling(), Some((at, ceiling_fde)));
+    drop(again);
+
+    // SAFETY: as above, for `high_eh` in the second reservation.
+    let high = unsafe { RegisteredFrames::register(high_eh, high_end) }.expect("unwinder");
     let (at, ceiling_fde) = ceiling().expect("a ceiling");
-    assert_eq!(at, high_eh, "the ceiling rises to the higher module");
+    assert_eq!(at, high_end, "the ceiling rises to the higher reservation");
     assert_eq!(frame_description(at), Some(ceiling_fde));
     assert_eq!(
-        frame_description(low_eh),
+        frame_description(low_end),
         None,
         "the lower ceiling is gone from the unwinder"
     );
@@ -97,16 +113,9 @@ fn the_ceiling_sits_on_the_highest_eh_frame_and_hides_no_description() {
     // Releasing the higher module leaves the ceiling where it is; the
     // lower module's frames are still found below it.
     drop(high);
-    assert_eq!(ceiling().map(|(at, _)| at), Some(high_eh));
+    assert_eq!(ceiling().map(|(at, _)| at), Some(high_end));
     assert_eq!(frame_description(high_code + 0x10), None);
     assert_eq!(frame_description(low_code + 0x10), Some(low_fde));
-    // Registering it again does not move the ceiling, nor does the lower
-    // one's.
-    // SAFETY: as above.
-    let high = unsafe { RegisteredFrames::register(high_eh) }.expect("libgcc's unwinder");
-    assert_eq!(ceiling().map(|(at, _)| at), Some(high_eh));
-    assert_eq!(frame_description(high_code), Some(high_fde));
-    drop(high);
     drop(low);
     assert_eq!(frame_description(low_code), None);
     assert_eq!(

@@ -13,17 +13,20 @@
 //! both of its phases. With the ceiling registered above every module,
 //! those frames land on the ceiling instead: one entry, no match, done.
 //!
-//! The ceiling's one description covers the single byte at the highest
-//! registered `.eh_frame` start. That byte is data: every module's code
-//! lies below its own `.eh_frame` (layout puts the read-execute segment
-//! first), so the ceiling is above all registered code. It only ever
-//! rises, and it rises before a higher module's frames are registered; a
-//! module released later leaves it where it was, still above every code
-//! byte a registered table describes. Its rule says the return address is
-//! undefined, which the unwinder reads as the end of the stack: should a
-//! frame ever stop on that byte (code put there after its module went,
-//! without frames of its own), it ends the walk exactly as a frame with no
-//! description does.
+//! The ceiling's one description covers a single byte above every
+//! registered module's code: the last byte of the reservation (slab) the
+//! module lies in, or its `.eh_frame` start if that is higher. Neither is
+//! ever code: every allocation in a slab puts its code first and ends
+//! with data (a module's read-execute segment, then its read-only and
+//! writable ones; a stub chunk's page of stubs, then its page of cells),
+//! and a module's `.eh_frame` is in its read-only segment, after its
+//! code. The ceiling only ever rises, and it rises before the frames
+//! whose code needs it are registered: with one slab it is registered
+//! once, with the first module. A module released later leaves it where
+//! it was, still above every code byte a registered table describes. Its
+//! rule says the return address is undefined, which the unwinder reads as
+//! the end of the stack: should a frame ever stop on that byte, it ends
+//! the walk exactly as a frame with no description does.
 
 use std::sync::Mutex;
 
@@ -80,28 +83,26 @@ fn table(at: u64) -> Box<Table> {
 
 static CEILING: Mutex<Option<Ceiling>> = Mutex::new(None);
 
-/// Raises the ceiling to `eh_frame` (the start of a module's `.eh_frame`,
-/// about to be registered) if it is lower; nothing without an unwinder.
-pub(super) fn raise_to(eh_frame: u64) {
+/// Raises the ceiling to `above` (above the code of frames about to be
+/// registered, and not code itself) if it is lower; nothing without an
+/// unwinder.
+pub(super) fn raise_to(above: u64) {
     let mut ceiling = CEILING
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if ceiling.as_ref().is_some_and(|c| c.at >= eh_frame) {
+    if ceiling.as_ref().is_some_and(|c| c.at >= above) {
         return;
     }
-    let table = table(eh_frame);
+    let table = table(above);
     let begin = table.0.as_ptr() as u64;
     // SAFETY: `table` is a well-formed `.eh_frame` (one CIE, one FDE, the
     // zero terminator) kept alive in `CEILING` until it is deregistered
     // below, when a higher ceiling replaces it; its FDE's range is one
-    // byte of a module's data, which no code is described by.
+    // byte that is not code (see the module's documentation).
     if unsafe { sys::unwind::register_frames(begin) }.is_err() {
         return;
     }
-    if let Some(lower) = ceiling.replace(Ceiling {
-        at: eh_frame,
-        table,
-    }) {
+    if let Some(lower) = ceiling.replace(Ceiling { at: above, table }) {
         // SAFETY: `lower.table` was registered when it became the
         // ceiling and is still alive (dropped only after this).
         unsafe { sys::unwind::deregister_frames(lower.table.0.as_ptr() as u64) };

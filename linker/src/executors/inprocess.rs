@@ -190,11 +190,18 @@ impl Executor for InProcess {
     }
 
     fn register_frames(&mut self, address: u64) -> Result<(), LinkError> {
+        self.owns(address, 1)?;
+        let reservation_end = self
+            .reservations
+            .iter()
+            .find(|&&(base, len)| address >= base && address - base < len)
+            .map_or(address, |&(base, len)| base + len - 1);
         // SAFETY: the linker registers a module's merged `.eh_frame` after
         // the module is finalized; it ends with a zero terminator and stays
         // mapped until `deregister_frames`, which the session calls before
-        // it releases the memory.
-        let frames = unsafe { RegisteredFrames::register(address)? };
+        // it releases the memory. The module's code comes before it, in the
+        // same reservation (checked above).
+        let frames = unsafe { RegisteredFrames::register(address, reservation_end)? };
         self.frames.insert(address, frames);
         Ok(())
     }
