@@ -184,6 +184,7 @@ pub fn serve_session(channel: Channel, options: SessionOptions) -> i32 {
         slab: None,
         host: HostLibraries::with_defaults().map_err(|e| e.to_string()),
         frames: BTreeMap::new(),
+        ceiling: None,
         thread_locals: Default::default(),
         args: Vec::new(),
         argv: vec![std::ptr::null_mut()],
@@ -334,6 +335,9 @@ struct Server {
     host: Result<HostLibraries, String>,
     /// Registered `.eh_frame` sections by address.
     frames: BTreeMap<u64, crate::unwind::RegisteredFrames>,
+    /// The slab's hold on the unwinder's ceiling, taken with its first
+    /// frames (declared after `frames`: dropped after them).
+    ceiling: Option<crate::unwind::SlabCeiling>,
     /// Modules' thread-local blocks (TLS carriers) by id.
     thread_locals: crate::thread_locals::ThreadLocalBlocks,
     /// `SetArgs` strings, NUL-terminated; JIT'd code may write to them.
@@ -874,13 +878,16 @@ impl Server {
             ));
         }
         let slab = self.slab_for(address, 1, false)?;
-        let slab_end = slab.base + slab.size - 1;
+        let (base, size) = (slab.base, slab.size);
         load_unwinder();
+        let ceiling = self
+            .ceiling
+            .get_or_insert_with(|| crate::unwind::SlabCeiling::hold(base, size));
         // SAFETY: the controller registers `.eh_frame` data it linked and
         // finalized in the slab (checked above), zero-terminated, after
         // the module's code, and deregisters it before releasing that
-        // memory.
-        let frames = unsafe { crate::unwind::RegisteredFrames::register(address, slab_end) }
+        // memory; the slab's hold outlives every registration.
+        let frames = unsafe { crate::unwind::RegisteredFrames::register(address, ceiling) }
             .map_err(|e| error(ErrorCode::Unwind, e.to_string()))?;
         self.frames.insert(address, frames);
         Ok(Reply::Ok)

@@ -4,10 +4,13 @@
 //! Registration is paired with deregistration: a [`RegisteredFrames`] value
 //! deregisters when dropped, which the linker does before it releases the
 //! module's memory. Above every registered module sits the ceiling
-//! ([`ceiling`]): a one-byte table that ends the unwinder's search of the
-//! registered tables at once for frames outside them.
+//! ([`SlabCeiling`]): a one-byte table at the top of the slab that ends
+//! the unwinder's search of the registered tables at once for frames
+//! outside them.
 
 mod ceiling;
+
+pub use ceiling::SlabCeiling;
 
 use crate::sys;
 
@@ -22,35 +25,37 @@ pub struct RegisteredFrames {
 pub enum UnwindError {
     #[error("the host has no unwinder (__register_frame not found)")]
     NoUnwinder,
+    #[error(".eh_frame data at {begin:#x} lies past its slab's last byte {end:#x}")]
+    OutsideSlab { begin: u64, end: u64 },
 }
 
 impl RegisteredFrames {
-    /// Registers the `.eh_frame` data starting at `begin`, whose code lies
-    /// in the reservation whose last byte is `reservation_end` (the
-    /// ceiling rises to that byte; see [`ceiling`]).
+    /// Registers the `.eh_frame` data starting at `begin`, of a module in
+    /// the slab that `ceiling` holds the unwinder's ceiling for.
     ///
     /// # Safety
     /// `begin` must point to finalized, readable `.eh_frame` data that ends
     /// with a zero terminator word and stays mapped until this value is
-    /// dropped; every FDE's PC range must point at mapped code below
-    /// `begin` (a module's read-execute segment comes first) and inside
-    /// the reservation.
-    pub unsafe fn register(begin: u64, reservation_end: u64) -> Result<Self, UnwindError> {
-        // The module's code lies below its `.eh_frame` and inside its
-        // reservation, whose last byte is never code (a module's
-        // allocation ends with its data): the ceiling rises above it
-        // before the unwinder can look for that code.
-        ceiling::raise_to(begin.max(reservation_end));
+    /// dropped; every FDE's PC range must point at mapped code in the slab
+    /// `ceiling` holds, which must outlive this value.
+    pub unsafe fn register(begin: u64, ceiling: &SlabCeiling) -> Result<Self, UnwindError> {
+        // The hold keeps the ceiling above the code these frames describe,
+        // which lies below them in the slab.
+        if begin > ceiling.at() {
+            return Err(UnwindError::OutsideSlab {
+                begin,
+                end: ceiling.at(),
+            });
+        }
         // SAFETY: guaranteed by the caller (see above).
         unsafe { sys::unwind::register_frames(begin) }.map_err(|_| UnwindError::NoUnwinder)?;
         Ok(RegisteredFrames { begin })
     }
 }
 
-/// Where the ceiling is (the highest reservation end, or `.eh_frame`
-/// start, registered so far) and the address of its one frame
-/// description; `None` before the first
-/// registration or without an unwinder.
+/// Where the ceiling is (the last byte of the highest slab that holds
+/// it) and the address of its one frame description; `None` while no
+/// slab holds it, or without an unwinder.
 pub fn ceiling() -> Option<(u64, u64)> {
     ceiling::position()
 }

@@ -1,11 +1,13 @@
-//! The unwinder's ceiling: registering a module's `.eh_frame` puts the
-//! ceiling at its start when that is the highest registered, the
-//! unwinder then finds the ceiling's one-byte description there, every
-//! registered function still finds its own, and frames of the host still
-//! find theirs. Its own process (a test binary of its own): the ceiling is
-//! process-wide.
+//! The unwinder's ceiling: a slab's hold puts it on the slab's last byte
+//! while that is the highest held, the unwinder then finds the ceiling's
+//! one-byte description there, every registered function still finds its
+//! own, frames of the host still find theirs, and when the highest slab
+//! goes the ceiling moves down (or away). Its own process (a test binary
+//! of its own): the ceiling is process-wide.
 
-use solder_executor::unwind::{RegisteredFrames, ceiling, frame_description};
+use solder_executor::unwind::{
+    RegisteredFrames, SlabCeiling, UnwindError, ceiling, frame_description,
+};
 
 /// A CIE as compilers emit it: "zR" with `DW_EH_PE_pcrel | sdata4`
 /// addresses, CFA = rsp + 8, return address at CFA - 8.
@@ -47,10 +49,10 @@ fn host_function() -> u64 {
 }
 
 #[test]
-fn the_ceiling_sits_above_every_registered_module_and_hides_no_description() {
-    // Two "reservations" in one buffer, the second above the first
-    // whatever the address layout: [0, 0x2000) and [0x2000, 0x4000), a
-    // module at the start of each.
+fn the_ceiling_sits_on_the_highest_held_slab_and_hides_no_description() {
+    // Two "slabs" in one buffer, the second above the first whatever the
+    // address layout: [0, 0x2000) and [0x2000, 0x4000), a module at the
+    // start of each.
     let mut memory = vec![0u8; 0x4000].into_boxed_slice();
     let (low_code, low_eh, low_fde) = module(&mut memory, 0);
     let (high_code, high_eh, high_fde) = module(&mut memory, 0x2000);
@@ -64,17 +66,16 @@ fn the_ceiling_sits_above_every_registered_module_and_hides_no_description() {
             "the host's frame at {pc:#x} has a description"
         );
     }
+    assert_eq!(ceiling(), None, "no ceiling before a slab holds it");
 
+    let low_slab = SlabCeiling::hold(start, 0x2000);
+    let (at, ceiling_fde) = ceiling().expect("a ceiling while a slab holds it");
+    assert_eq!(at, low_end, "the ceiling is on the slab's last byte");
+    assert_eq!(frame_description(at), Some(ceiling_fde));
     // SAFETY: `low_eh` is a well-formed, zero-terminated `.eh_frame` in
     // `memory`, which outlives the registration (dropped below first);
-    // its code lies below it, in the first reservation.
-    let low = unsafe { RegisteredFrames::register(low_eh, low_end) }.expect("libgcc's unwinder");
-    let (at, ceiling_fde) = ceiling().expect("a ceiling once frames are registered");
-    assert_eq!(
-        at, low_end,
-        "the ceiling rises to the reservation's last byte"
-    );
-    assert_eq!(frame_description(at), Some(ceiling_fde));
+    // its code lies below it, in the low slab, whose hold outlives it.
+    let low = unsafe { RegisteredFrames::register(low_eh, &low_slab) }.expect("libgcc");
     assert_eq!(frame_description(low_code), Some(low_fde));
     assert_eq!(frame_description(low_code + 0x3f), Some(low_fde));
     assert_eq!(frame_description(low_eh), None, "between code and ceiling");
@@ -83,19 +84,16 @@ fn the_ceiling_sits_above_every_registered_module_and_hides_no_description() {
         host_fdes,
         "host frames as before"
     );
+    // Frames past the slab the hold is for are refused.
+    // SAFETY: refused before anything is registered.
+    let outside = unsafe { RegisteredFrames::register(high_eh, &low_slab) };
+    assert!(matches!(outside, Err(UnwindError::OutsideSlab { .. })));
 
-    // A second module of the same reservation leaves the ceiling alone; a
-    // reservation's end below its `.eh_frame` (a caller's mistake) still
-    // puts the ceiling above the module's code.
-    // SAFETY: as above, for `low_eh` registered twice (libgcc keeps both).
-    let again = unsafe { RegisteredFrames::register(low_eh, low_code) }.expect("unwinder");
-    assert_eq!(ceiling(), Some((at, ceiling_fde)));
-    drop(again);
-
-    // SAFETY: as above, for `high_eh` in the second reservation.
-    let high = unsafe { RegisteredFrames::register(high_eh, high_end) }.expect("unwinder");
+    let high_slab = SlabCeiling::hold(start + 0x2000, 0x2000);
+    // SAFETY: as above, for `high_eh` in the high slab.
+    let high = unsafe { RegisteredFrames::register(high_eh, &high_slab) }.expect("libgcc");
     let (at, ceiling_fde) = ceiling().expect("a ceiling");
-    assert_eq!(at, high_end, "the ceiling rises to the higher reservation");
+    assert_eq!(at, high_end, "the ceiling rises to the higher slab");
     assert_eq!(frame_description(at), Some(ceiling_fde));
     assert_eq!(
         frame_description(low_end),
@@ -110,13 +108,27 @@ fn the_ceiling_sits_above_every_registered_module_and_hides_no_description() {
         "host frames as before"
     );
 
-    // Releasing the higher module leaves the ceiling where it is; the
-    // lower module's frames are still found below it.
+    // A second hold on the high slab keeps the ceiling there when the
+    // first goes.
+    let again = SlabCeiling::hold(start + 0x2000, 0x2000);
     drop(high);
+    drop(high_slab);
     assert_eq!(ceiling().map(|(at, _)| at), Some(high_end));
-    assert_eq!(frame_description(high_code + 0x10), None);
+    // The last hold on the high slab gone, the ceiling moves down to the
+    // low slab's last byte; the low module's frames are still found.
+    drop(again);
+    let (at, ceiling_fde) = ceiling().expect("the low slab still holds it");
+    assert_eq!(
+        at, low_end,
+        "the ceiling moves down with the high slab gone"
+    );
+    assert_eq!(frame_description(low_end), Some(ceiling_fde));
+    assert_eq!(frame_description(high_end), None, "nothing left up there");
     assert_eq!(frame_description(low_code + 0x10), Some(low_fde));
     drop(low);
+    drop(low_slab);
+    assert_eq!(ceiling(), None, "no slab holds it any more");
+    assert_eq!(frame_description(low_end), None);
     assert_eq!(frame_description(low_code), None);
     assert_eq!(
         host.map(frame_description),

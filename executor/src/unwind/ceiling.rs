@@ -13,21 +13,23 @@
 //! both of its phases. With the ceiling registered above every module,
 //! those frames land on the ceiling instead: one entry, no match, done.
 //!
-//! The ceiling's one description covers a single byte above every
-//! registered module's code: the last byte of the reservation (slab) the
-//! module lies in, or its `.eh_frame` start if that is higher. Neither is
-//! ever code: every allocation in a slab puts its code first and ends
-//! with data (a module's read-execute segment, then its read-only and
-//! writable ones; a stub chunk's page of stubs, then its page of cells),
-//! and a module's `.eh_frame` is in its read-only segment, after its
-//! code. The ceiling only ever rises, and it rises before the frames
-//! whose code needs it are registered: with one slab it is registered
-//! once, with the first module. A module released later leaves it where
-//! it was, still above every code byte a registered table describes. Its
-//! rule says the return address is undefined, which the unwinder reads as
-//! the end of the stack: should a frame ever stop on that byte, it ends
-//! the walk exactly as a frame with no description does.
+//! The ceiling's one description covers a single byte: the last byte of
+//! the highest reservation (slab) that holds it ([`SlabCeiling`]; an
+//! executor takes a hold for a slab before it registers the slab's first
+//! frames, and drops it after their deregistration, before the slab is
+//! unmapped). That byte is never code: every allocation in a slab puts
+//! its code first and ends with data (a module's read-execute segment,
+//! then its read-only and writable ones; a stub chunk's page of stubs,
+//! then its page of cells). It is above every registered module's code,
+//! since each module lies in a held slab. When the highest slab goes the
+//! ceiling moves down to the next one's last byte (or away, with the
+//! last), so it never stays on memory that is no longer a slab, where a
+//! library might later be mapped. Its rule says the return address is
+//! undefined, which the unwinder reads as the end of the stack: should a
+//! frame ever stop on that byte, it ends the walk exactly as a frame
+//! with no description does.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::sys;
@@ -81,40 +83,94 @@ fn table(at: u64) -> Box<Table> {
     Box::new(Table(bytes))
 }
 
-static CEILING: Mutex<Option<Ceiling>> = Mutex::new(None);
+/// The held slabs' last bytes, each with its number of holds, and the
+/// table registered at the highest of them.
+struct State {
+    holds: BTreeMap<u64, usize>,
+    registered: Option<Ceiling>,
+}
 
-/// Raises the ceiling to `above` (above the code of frames about to be
-/// registered, and not code itself) if it is lower; nothing without an
-/// unwinder.
-pub(super) fn raise_to(above: u64) {
-    let mut ceiling = CEILING
+static STATE: Mutex<State> = Mutex::new(State {
+    holds: BTreeMap::new(),
+    registered: None,
+});
+
+fn state() -> std::sync::MutexGuard<'static, State> {
+    STATE
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if ceiling.as_ref().is_some_and(|c| c.at >= above) {
-        return;
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl State {
+    /// Registers the table at the highest held byte (if it is not there
+    /// already), then deregisters the one it replaces; with no hold left,
+    /// only the latter.
+    fn settle(&mut self) {
+        let wanted = self.holds.last_key_value().map(|(&at, _)| at);
+        if wanted == self.registered.as_ref().map(|c| c.at) {
+            return;
+        }
+        let replacement = wanted.and_then(|at| {
+            let table = table(at);
+            // SAFETY: `table` is a well-formed `.eh_frame` (one CIE, one
+            // FDE, the zero terminator) kept alive in `STATE` until it is
+            // deregistered below, when it is replaced; its FDE's range is
+            // one byte that is not code (see the module's documentation).
+            unsafe { sys::unwind::register_frames(table.0.as_ptr() as u64) }
+                .ok()
+                .map(|()| Ceiling { at, table })
+        });
+        if let Some(old) = std::mem::replace(&mut self.registered, replacement) {
+            // SAFETY: `old.table` was registered when it became the
+            // ceiling and is still alive (dropped only after this).
+            unsafe { sys::unwind::deregister_frames(old.table.0.as_ptr() as u64) };
+        }
     }
-    let table = table(above);
-    let begin = table.0.as_ptr() as u64;
-    // SAFETY: `table` is a well-formed `.eh_frame` (one CIE, one FDE, the
-    // zero terminator) kept alive in `CEILING` until it is deregistered
-    // below, when a higher ceiling replaces it; its FDE's range is one
-    // byte that is not code (see the module's documentation).
-    if unsafe { sys::unwind::register_frames(begin) }.is_err() {
-        return;
+}
+
+/// A slab's hold on the ceiling: while it lives, the ceiling is at the
+/// slab's last byte or higher. Take it before the slab's first frames are
+/// registered; drop it after the last are deregistered, before the slab
+/// is unmapped.
+#[derive(Debug)]
+pub struct SlabCeiling {
+    at: u64,
+}
+
+impl SlabCeiling {
+    /// Holds the ceiling at or above the last byte of the slab `[base,
+    /// base + size)`.
+    pub fn hold(base: u64, size: u64) -> SlabCeiling {
+        let at = base.saturating_add(size.max(1) - 1);
+        let mut state = state();
+        *state.holds.entry(at).or_default() += 1;
+        state.settle();
+        SlabCeiling { at }
     }
-    if let Some(lower) = ceiling.replace(Ceiling { at: above, table }) {
-        // SAFETY: `lower.table` was registered when it became the
-        // ceiling and is still alive (dropped only after this).
-        unsafe { sys::unwind::deregister_frames(lower.table.0.as_ptr() as u64) };
+
+    /// The slab's last byte.
+    pub fn at(&self) -> u64 {
+        self.at
+    }
+}
+
+impl Drop for SlabCeiling {
+    fn drop(&mut self) {
+        let mut state = state();
+        if let Some(count) = state.holds.get_mut(&self.at) {
+            *count -= 1;
+            if *count == 0 {
+                state.holds.remove(&self.at);
+            }
+        }
+        state.settle();
     }
 }
 
 /// Where the ceiling is, and the address of its FDE.
 pub(super) fn position() -> Option<(u64, u64)> {
-    let ceiling = CEILING
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    ceiling
+    state()
+        .registered
         .as_ref()
         .map(|c| (c.at, c.table.0.as_ptr() as u64 + CIE_SIZE as u64))
 }

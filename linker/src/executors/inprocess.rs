@@ -16,7 +16,7 @@ use solder_executor::module::Finalizers;
 use solder_executor::pages;
 use solder_executor::sys;
 use solder_executor::thread_locals::ThreadLocalBlocks;
-use solder_executor::unwind::RegisteredFrames;
+use solder_executor::unwind::{RegisteredFrames, SlabCeiling};
 use std::sync::Arc;
 
 use super::{
@@ -32,6 +32,9 @@ pub struct InProcess {
     /// Reservations made by this executor, unmapped when it is dropped.
     reservations: Vec<(u64, u64)>,
     frames: HashMap<u64, RegisteredFrames>,
+    /// Each reservation's hold on the unwinder's ceiling (by base), taken
+    /// with its first frames and dropped after all of them.
+    ceilings: HashMap<u64, SlabCeiling>,
     /// Modules' thread-local blocks (TLS carriers) by id.
     thread_locals: ThreadLocalBlocks,
     args: ProgramArgs,
@@ -69,6 +72,7 @@ impl InProcess {
             page: pages::page_size(),
             reservations: Vec::new(),
             frames: HashMap::new(),
+            ceilings: HashMap::new(),
             thread_locals: ThreadLocalBlocks::default(),
             args: ProgramArgs::new(&["solder".to_string()]),
         })
@@ -94,6 +98,7 @@ impl InProcess {
 impl Drop for InProcess {
     fn drop(&mut self) {
         self.frames.clear();
+        self.ceilings.clear();
         for &(base, size) in &self.reservations {
             // SAFETY: the reservation is this executor's; the session that
             // used it has ended (it owns this executor) and nothing runs in
@@ -190,18 +195,23 @@ impl Executor for InProcess {
     }
 
     fn register_frames(&mut self, address: u64) -> Result<(), LinkError> {
-        self.owns(address, 1)?;
-        let reservation_end = self
+        let Some(&(base, size)) = self
             .reservations
             .iter()
             .find(|&&(base, len)| address >= base && address - base < len)
-            .map_or(address, |&(base, len)| base + len - 1);
+        else {
+            return self.owns(address, 1);
+        };
+        let ceiling = self
+            .ceilings
+            .entry(base)
+            .or_insert_with(|| SlabCeiling::hold(base, size));
         // SAFETY: the linker registers a module's merged `.eh_frame` after
         // the module is finalized; it ends with a zero terminator and stays
         // mapped until `deregister_frames`, which the session calls before
         // it releases the memory. The module's code comes before it, in the
-        // same reservation (checked above).
-        let frames = unsafe { RegisteredFrames::register(address, reservation_end)? };
+        // same reservation, whose hold is dropped only after every frame.
+        let frames = unsafe { RegisteredFrames::register(address, ceiling)? };
         self.frames.insert(address, frames);
         Ok(())
     }
