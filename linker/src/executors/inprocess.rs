@@ -78,6 +78,17 @@ impl InProcess {
         })
     }
 
+    /// The reservation holding `address`: its base and size.
+    fn reservation_of(&self, address: u64) -> Result<(u64, u64), LinkError> {
+        self.reservations
+            .iter()
+            .copied()
+            .find(|&(base, len)| address >= base && address - base < len)
+            .ok_or_else(|| {
+                LinkError::Memory(format!("{address:#x} lies outside the session's slab"))
+            })
+    }
+
     /// Whether `[address, address + size)` lies inside one reservation.
     fn owns(&self, address: u64, size: u64) -> Result<(), LinkError> {
         let end = address.checked_add(size);
@@ -195,13 +206,7 @@ impl Executor for InProcess {
     }
 
     fn register_frames(&mut self, address: u64) -> Result<(), LinkError> {
-        let Some(&(base, size)) = self
-            .reservations
-            .iter()
-            .find(|&&(base, len)| address >= base && address - base < len)
-        else {
-            return self.owns(address, 1);
-        };
+        let (base, size) = self.reservation_of(address)?;
         let ceiling = self
             .ceilings
             .entry(base)
