@@ -78,31 +78,24 @@ impl InProcess {
         })
     }
 
-    /// The reservation holding `address`: its base and size.
-    fn reservation_of(&self, address: u64) -> Result<(u64, u64), LinkError> {
+    /// The reservation holding all of `[address, address + size)`: its
+    /// base and size.
+    fn reservation_of(&self, address: u64, size: u64) -> Result<(u64, u64), LinkError> {
+        let end = address.checked_add(size);
         self.reservations
             .iter()
             .copied()
-            .find(|&(base, len)| address >= base && address - base < len)
+            .find(|&(base, len)| address >= base && end.is_some_and(|e| e <= base + len))
             .ok_or_else(|| {
-                LinkError::Memory(format!("{address:#x} lies outside the session's slab"))
+                LinkError::Memory(format!(
+                    "range {address:#x}+{size:#x} lies outside the session's slab"
+                ))
             })
     }
 
     /// Whether `[address, address + size)` lies inside one reservation.
     fn owns(&self, address: u64, size: u64) -> Result<(), LinkError> {
-        let end = address.checked_add(size);
-        let inside = self
-            .reservations
-            .iter()
-            .any(|&(base, len)| address >= base && end.is_some_and(|e| e <= base + len));
-        if inside {
-            Ok(())
-        } else {
-            Err(LinkError::Memory(format!(
-                "range {address:#x}+{size:#x} lies outside the session's slab"
-            )))
-        }
+        self.reservation_of(address, size).map(drop)
     }
 }
 
@@ -206,7 +199,7 @@ impl Executor for InProcess {
     }
 
     fn register_frames(&mut self, address: u64) -> Result<(), LinkError> {
-        let (base, size) = self.reservation_of(address)?;
+        let (base, size) = self.reservation_of(address, 1)?;
         let ceiling = self
             .ceilings
             .entry(base)
