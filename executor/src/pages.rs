@@ -183,15 +183,30 @@ pub unsafe fn write(address: u64, bytes: &[u8], page: u64) -> Result<(), PageErr
     if bytes.is_empty() {
         return Ok(());
     }
-    // SAFETY: guaranteed by the caller; the pages are made writable (not
-    // executable) before they are backed and copied to. Backing pages
-    // changes no byte of them.
+    // SAFETY: guaranteed by the caller; the pages are writable (not
+    // executable) once prepared.
     unsafe {
-        make_writable(address, bytes.len() as u64, page)?;
-        if bytes.len() >= POPULATE_FROM {
-            populate(address, bytes.len() as u64, page);
-        }
+        prepare_write(address, bytes.len(), page)?;
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), address as *mut u8, bytes.len());
+    }
+    Ok(())
+}
+
+/// Readies `[address, address + len)` to be written as [`write`] does
+/// before it copies: its pages read-write (not executable), and backed
+/// now when `len` is large. The caller then fills it (from a frame, or
+/// straight from the channel).
+///
+/// # Safety
+/// As for [`write`].
+pub unsafe fn prepare_write(address: u64, len: usize, page: u64) -> Result<(), PageError> {
+    // SAFETY: guaranteed by the caller. Backing pages changes no byte of
+    // them.
+    unsafe {
+        make_writable(address, len as u64, page)?;
+        if len >= POPULATE_FROM {
+            populate(address, len as u64, page);
+        }
     }
     Ok(())
 }

@@ -1085,6 +1085,29 @@ pub fn decoded_alike(frame: &[u8]) -> bool {
     }
 }
 
+/// Whether [`read_frame_head`] (then the payload of a lone `Write`, read
+/// from what follows) reads the frame at the start of `stream` as
+/// [`read_frame`] and [`decode_incoming`] do: the same frame, the same
+/// write, or the same error. For tests and the protocol fuzz target.
+pub fn read_alike(stream: &[u8]) -> bool {
+    let (mut whole, mut headed) = (stream, stream);
+    let expected = read_frame(&mut whole);
+    let got = read_frame_head(&mut headed).and_then(|head| match head {
+        FrameHead::Frame(frame) => Ok((frame, headed)),
+        FrameHead::Write { address, len } => {
+            let payload = headed.get(..len).ok_or(ProtocolError::Closed)?;
+            let mut frame = write_frame_header(address, len)[4..].to_vec();
+            frame.extend_from_slice(payload);
+            Ok((frame, &headed[len..]))
+        }
+    });
+    match (expected, got) {
+        (Ok(frame), Ok((same, rest))) => frame == same && rest == whole,
+        (Err(a), Err(b)) => a.to_string() == b.to_string(),
+        _ => false,
+    }
+}
+
 /// A request frame's requests, decoded as [`Incoming`]: a batch's
 /// elements, or the one request of any other frame. The checks and errors
 /// are [`Request::decode`]'s.
@@ -1172,6 +1195,20 @@ pub fn append_write_frame(frames: &mut Vec<u8>, address: u64, bytes: &[u8]) {
 /// Size of a [`Request::Write`] frame before its bytes: the length prefix,
 /// the tag, the address and the bytes' length.
 pub const WRITE_HEADER_LEN: usize = 4 + 1 + 8 + 4;
+
+/// The first [`WRITE_HEADER_LEN`] bytes of the frame of
+/// `Request::Write { address, bytes }` for `len` bytes: the frame is these
+/// and the bytes, sent as they lie. The caller keeps `len` within
+/// [`MAX_WRITE`].
+pub fn write_frame_header(address: u64, len: usize) -> [u8; WRITE_HEADER_LEN] {
+    let mut header = [0u8; WRITE_HEADER_LEN];
+    let frame_len = (WRITE_HEADER_LEN - 4 + len) as u32;
+    header[..4].copy_from_slice(&frame_len.to_le_bytes());
+    header[4] = WRITE_TAG;
+    header[5..13].copy_from_slice(&address.to_le_bytes());
+    header[13..].copy_from_slice(&(len as u32).to_le_bytes());
+    header
+}
 
 /// Makes the first [`BATCH_OVERHEAD`] bytes of `frames` the head of a
 /// [`Request::Batch`] frame around the `count` requests that follow them
@@ -1264,6 +1301,50 @@ pub fn crashed_frame(
 /// Reads one frame: the length prefix, then exactly that many bytes. The
 /// limit is checked before anything is allocated.
 pub fn read_frame(reader: &mut impl Read) -> Result<Vec<u8>, ProtocolError> {
+    let n = read_frame_len(reader)?;
+    let mut frame = vec![0u8; n as usize];
+    read_frame_body(reader, &mut frame)?;
+    Ok(frame)
+}
+
+/// A request frame as far as [`read_frame_head`] read it.
+#[derive(Debug, PartialEq)]
+pub enum FrameHead {
+    /// A lone `Write` of `len` bytes at `address`, well formed as far as
+    /// its length says: its `len` bytes follow, unread, and are the rest
+    /// of the frame (so it decodes, whatever they are).
+    Write { address: u64, len: usize },
+    /// Any other frame, whole, as [`read_frame`] reads it.
+    Frame(Vec<u8>),
+}
+
+/// Reads a frame as [`read_frame`] does, with the same errors, except that
+/// a lone `Write` stops after its header ([`FrameHead::Write`]): its bytes
+/// can then be read straight to where they go, where a frame read whole
+/// would hold a copy of megabytes of a module's image first.
+pub fn read_frame_head(reader: &mut impl Read) -> Result<FrameHead, ProtocolError> {
+    let n = read_frame_len(reader)?;
+    let head_len = WRITE_HEADER_LEN - 4;
+    let mut frame = vec![0u8; (n as usize).min(head_len)];
+    read_frame_body(reader, &mut frame)?;
+    if let [WRITE_TAG, fields @ ..] = frame.as_slice()
+        && let Some((address, len)) = fields.split_at_checked(8)
+        && let (Ok(address), Ok(len)) = (<[u8; 8]>::try_from(address), <[u8; 4]>::try_from(len))
+        && n as usize == head_len + u32::from_le_bytes(len) as usize
+    {
+        return Ok(FrameHead::Write {
+            address: u64::from_le_bytes(address),
+            len: u32::from_le_bytes(len) as usize,
+        });
+    }
+    let read = frame.len();
+    frame.resize(n as usize, 0);
+    read_frame_body(reader, &mut frame[read..])?;
+    Ok(FrameHead::Frame(frame))
+}
+
+/// Reads a frame's length prefix and checks it.
+fn read_frame_len(reader: &mut impl Read) -> Result<u32, ProtocolError> {
     let mut len = [0u8; 4];
     match reader.read_exact(&mut len) {
         Ok(()) => {}
@@ -1279,15 +1360,19 @@ pub fn read_frame(reader: &mut impl Read) -> Result<Vec<u8>, ProtocolError> {
     if n > MAX_FRAME {
         return Err(ProtocolError::TooLong(n));
     }
-    let mut frame = vec![0u8; n as usize];
-    reader.read_exact(&mut frame).map_err(|e| {
+    Ok(n)
+}
+
+/// Fills `body` with the frame's next bytes: the peer closing first is
+/// [`ProtocolError::Closed`].
+fn read_frame_body(reader: &mut impl Read, body: &mut [u8]) -> Result<(), ProtocolError> {
+    reader.read_exact(body).map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             ProtocolError::Closed
         } else {
             e.into()
         }
-    })?;
-    Ok(frame)
+    })
 }
 
 /// Writes one encoded frame with a single `write_all`.
@@ -1707,10 +1792,69 @@ mod tests {
         );
     }
 
+    /// A lone `Write` stops after its header, its bytes left in the stream
+    /// and what follows them untouched; a frame whose length does not
+    /// match its write's (one byte more or less), a batch and any other
+    /// request are read whole; the length prefix's errors are
+    /// `read_frame`'s.
+    #[test]
+    fn a_lone_write_is_read_up_to_its_bytes() {
+        let rerun = "rerun: cargo test -p solder-executor --lib protocol::tests::a_lone_write";
+        let write = Request::Write {
+            address: 0xdead_0000,
+            bytes: (0..200u8).collect(),
+        };
+        let mut stream = write.encode();
+        stream.extend_from_slice(&Request::Shutdown.encode());
+        let mut reader = stream.as_slice();
+        let head = read_frame_head(&mut reader).unwrap();
+        assert_eq!(
+            head,
+            FrameHead::Write {
+                address: 0xdead_0000,
+                len: 200
+            },
+            "{rerun}"
+        );
+        assert_eq!(&reader[..200], (0..200u8).collect::<Vec<_>>(), "{rerun}");
+        let mut after = &reader[200..];
+        assert_eq!(
+            read_frame_head(&mut after).unwrap(),
+            FrameHead::Frame(Request::Shutdown.encode()[4..].to_vec()),
+            "{rerun}"
+        );
+        for delta in [-1i64, 1] {
+            let mut frame = write.encode();
+            let n = (frame.len() as i64 - 4 + delta) as u32;
+            frame[..4].copy_from_slice(&n.to_le_bytes());
+            frame.push(7);
+            let mut reader = frame.as_slice();
+            match read_frame_head(&mut reader) {
+                Ok(FrameHead::Frame(whole)) => assert_eq!(whole.len(), n as usize, "{rerun}"),
+                other => panic!("length {n}: {other:?}\n{rerun}"),
+            }
+            assert!(read_alike(&frame), "{rerun}");
+        }
+        assert!(matches!(
+            read_frame_head(&mut &[0u8, 0, 0, 0][..]),
+            Err(ProtocolError::Empty)
+        ));
+        assert!(matches!(
+            read_frame_head(&mut &(MAX_FRAME + 1).to_le_bytes()[..]),
+            Err(ProtocolError::TooLong(_))
+        ));
+        assert!(matches!(
+            read_frame_head(&mut &[][..]),
+            Err(ProtocolError::Closed)
+        ));
+    }
+
     /// The executor's decoding, which leaves a write's bytes in the frame,
     /// reads every request frame as `Request::decode` does: the example of
     /// every request alone and in a batch with writes, and every cut of
-    /// those frames (each an error, the same one).
+    /// those frames (each an error, the same one). Read from a stream, with
+    /// a lone write's bytes left to read where they go, every frame and
+    /// every cut of it reads as the whole frame would.
     #[test]
     fn incoming_frames_decode_as_requests_do() {
         let rerun = "rerun: cargo test -p solder-executor --lib protocol::tests::incoming_frames";
@@ -1736,6 +1880,11 @@ mod tests {
             let mut longer = body.to_vec();
             longer.push(0);
             assert!(decoded_alike(&longer), "a trailing byte\n{rerun}");
+        }
+        for frame in &frames {
+            for cut in 0..=frame.len() {
+                assert!(read_alike(&frame[..cut]), "{:?}\n{rerun}", &frame[..cut]);
+            }
         }
         let incoming = decode_incoming(&frames[frames.len() - 1][4..]).unwrap();
         assert!(

@@ -29,8 +29,8 @@ use crate::module::Finalizers;
 use crate::output;
 use crate::pages;
 use crate::protocol::{
-    CheckpointSkip, ErrorCode, Incoming, LibraryKind, MAGIC, PlacementCode, Prot, ProtocolError,
-    Recovery, Reply, Request, VERSION, capability,
+    CheckpointSkip, ErrorCode, FrameHead, Incoming, LibraryKind, MAGIC, PlacementCode, Prot,
+    ProtocolError, Recovery, Reply, Request, VERSION, capability,
 };
 use crate::shm::SharedSlab;
 use crate::snapshot::{self, Snapshots, Taken};
@@ -223,21 +223,42 @@ fn read_request(channel: &Channel) -> Result<Result<Request, ProtocolError>, i32
 /// Reads one frame. The outer `Err` is the exit status when the
 /// connection ended (0); the inner one a frame that cannot be read whole.
 fn read_frame(channel: &Channel) -> Result<Result<Vec<u8>, ProtocolError>, i32> {
-    match channel.read_frame() {
-        Ok(frame) => Ok(Ok(frame)),
-        Err(ProtocolError::Closed) => Err(EXIT_CLEAN),
-        Err(ProtocolError::Io(err)) => {
-            diag(&format!("reading from {}: {err}", channel.peer));
-            Err(EXIT_CLEAN)
-        }
+    ended_or(channel, channel.read_frame())
+}
+
+/// What reading a frame gave: the outer `Err` is the exit status when
+/// the connection ended (0); the inner one what the frame broke.
+fn ended_or<T>(
+    channel: &Channel,
+    read: Result<T, ProtocolError>,
+) -> Result<Result<T, ProtocolError>, i32> {
+    match read {
+        Ok(read) => Ok(Ok(read)),
+        Err(err @ (ProtocolError::Closed | ProtocolError::Io(_))) => Err(frame_ended(channel, err)),
         Err(err) => Ok(Err(err)),
     }
 }
 
-/// Reads one frame. `Err` is the exit status: the connection ended (0) or
-/// the frame was malformed (after an `Error` reply).
-fn next_frame(channel: &Channel) -> Result<Vec<u8>, i32> {
-    read_frame(channel)?.map_err(|err| malformed(channel, err))
+/// The exit status when the connection failed while a frame was read
+/// (the controller closing it first, or an error reading it).
+fn frame_ended(channel: &Channel, err: ProtocolError) -> i32 {
+    match err {
+        ProtocolError::Closed => EXIT_CLEAN,
+        ProtocolError::Io(err) => {
+            diag(&format!("reading from {}: {err}", channel.peer));
+            EXIT_CLEAN
+        }
+        // Nothing but the two above comes from reading a frame's rest.
+        err => malformed(channel, err),
+    }
+}
+
+/// Reads one frame, or a lone `Write`'s head (see
+/// [`protocol::read_frame_head`]). `Err` is the exit status: the
+/// connection ended (0) or the frame was malformed (after an `Error`
+/// reply).
+fn next_frame_head(channel: &Channel) -> Result<FrameHead, i32> {
+    ended_or(channel, channel.read_frame_head())?.map_err(|err| malformed(channel, err))
 }
 
 /// Answers a malformed frame with an `Error`: the exit status that
@@ -362,22 +383,30 @@ impl From<Handled> for Outcome {
 impl Server {
     fn run(&mut self) -> i32 {
         loop {
-            let frame = match next_frame(&self.channel) {
-                Ok(frame) => frame,
+            let head = match next_frame_head(&self.channel) {
+                Ok(head) => head,
                 Err(status) => return status,
             };
-            // A batch's writes are done from the frame as it came.
-            let requests = match crate::protocol::decode_incoming(&frame) {
-                Ok(requests) => requests,
-                Err(err) => return malformed(&self.channel, err),
+            let outcome = match head {
+                FrameHead::Write { address, len } => {
+                    self.close_shared_descriptor();
+                    match self.write_from_channel(address, len) {
+                        Ok(outcome) => outcome,
+                        Err(status) => return status,
+                    }
+                }
+                FrameHead::Frame(frame) => {
+                    // A batch's writes are done from the frame as it came.
+                    let requests = match crate::protocol::decode_incoming(&frame) {
+                        Ok(requests) => requests,
+                        Err(err) => return malformed(&self.channel, err),
+                    };
+                    self.close_shared_descriptor();
+                    // A lone request is a batch of one: it is handled alone.
+                    self.batch(requests)
+                }
             };
-            // The controller opened the shared slab's memfd before asking
-            // anything else: the executor needs no descriptor of it.
-            if let Some(shared) = self.slab.as_mut().and_then(|s| s.shared.as_mut()) {
-                shared.close_descriptor();
-            }
-            // A lone request is a batch of one: it is handled alone.
-            match self.batch(requests) {
+            match outcome {
                 Outcome::Reply(reply) => send(&self.channel, &reply),
                 Outcome::Resumed => {}
                 Outcome::Close(reply, status) => {
@@ -396,6 +425,47 @@ impl Server {
                     return EXIT_CLEAN;
                 }
             }
+        }
+    }
+
+    /// The controller opened the shared slab's memfd before asking anything
+    /// else: the executor needs no descriptor of it.
+    fn close_shared_descriptor(&mut self) {
+        if let Some(shared) = self.slab.as_mut().and_then(|s| s.shared.as_mut()) {
+            shared.close_descriptor();
+        }
+    }
+
+    /// A lone `Write` whose bytes are still in the channel: they are read
+    /// straight into the slab (a module's image is megabytes, which a frame
+    /// read whole would first copy). The reply is what [`Server::write`]
+    /// gives for the same frame; a refused write's bytes are read past.
+    /// `Err` is the exit status when the connection ended mid-frame.
+    fn write_from_channel(&mut self, address: u64, len: usize) -> Result<Outcome, i32> {
+        let page = self.page;
+        let ready = self.slab_for(address, len as u64, false).map(|_| ());
+        // An empty write only asks whether its address is in the slab.
+        let ready = ready.and_then(|()| {
+            if len == 0 {
+                return Ok(());
+            }
+            // SAFETY: the range lies inside the reservation (checked
+            // first), which no Rust reference points into; only JIT'd code
+            // uses it.
+            unsafe { pages::prepare_write(address, len, page) }
+                .map_err(|e| error(ErrorCode::Memory, e.to_string()))
+        });
+        let read = match &ready {
+            // SAFETY: the range lies inside the reservation and was just
+            // made writable; no Rust reference points into it.
+            Ok(()) => unsafe { self.channel.read_payload_to(address, len) },
+            Err(_) => self.channel.skip_payload(len),
+        };
+        match read {
+            Ok(()) => Ok(Outcome::Reply(
+                ready.map_or_else(|refused| refused, |()| Reply::Ok),
+            )),
+            Err(err) => Err(frame_ended(&self.channel, err)),
         }
     }
 

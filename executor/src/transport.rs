@@ -72,6 +72,30 @@ impl Channel {
         protocol::read_frame(&mut FdReader(self.input))
     }
 
+    /// Reads one frame as [`Channel::read_frame`] does, except that a lone
+    /// `Write`'s bytes are left to read where they go
+    /// ([`Channel::read_payload_to`], [`Channel::skip_payload`]).
+    pub fn read_frame_head(&self) -> Result<protocol::FrameHead, ProtocolError> {
+        spin_until_readable(self.input, spin_budget());
+        protocol::read_frame_head(&mut FdReader(self.input))
+    }
+
+    /// Reads the `len` bytes of the `Write` whose head
+    /// [`Channel::read_frame_head`] read into the memory at `address`.
+    /// The controller closing first is [`ProtocolError::Closed`].
+    ///
+    /// # Safety
+    /// As for [`sys::io::read_exact_to`].
+    pub unsafe fn read_payload_to(&self, address: u64, len: usize) -> Result<(), ProtocolError> {
+        // SAFETY: guaranteed by the caller.
+        unsafe { sys::io::read_exact_to(self.input, address, len) }.map_err(payload_error)
+    }
+
+    /// Reads and drops the `len` bytes of a `Write` that is refused.
+    pub fn skip_payload(&self, len: usize) -> Result<(), ProtocolError> {
+        sys::io::skip(self.input, len).map_err(payload_error)
+    }
+
     /// Writes one encoded frame, after the program's output when it is
     /// forwarded ([`crate::output::send`]).
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
@@ -136,6 +160,16 @@ pub fn spin_until_readable(fd: c_int, budget: std::time::Duration) -> bool {
             return false;
         }
         std::thread::yield_now();
+    }
+}
+
+/// A failed read of a frame's rest: the peer closing first is
+/// [`ProtocolError::Closed`], as [`protocol::read_frame`] says it.
+fn payload_error(err: io::Error) -> ProtocolError {
+    if err.kind() == io::ErrorKind::UnexpectedEof {
+        ProtocolError::Closed
+    } else {
+        err.into()
     }
 }
 

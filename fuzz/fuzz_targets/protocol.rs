@@ -3,15 +3,18 @@
 //! reads), bare and behind a length prefix. Decoding must never panic,
 //! whatever decodes must encode to a frame that decodes to the same value,
 //! and the executor's decoding (which leaves a write's bytes in the frame)
-//! must read every frame as `Request::decode` does.
+//! must read every frame as `Request::decode` does. Read as a stream, the
+//! executor's reading (which leaves a lone write's bytes in the stream)
+//! must read the frame as `read_frame` does.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use solder_executor::protocol::{Reply, Request, decoded_alike, read_frame};
+use solder_executor::protocol::{Reply, Request, decoded_alike, read_alike, read_frame};
 
 fuzz_target!(|data: &[u8]| {
     body(data);
     // The same bytes as a stream: a length prefix, then a frame.
+    assert!(read_alike(data), "a lone write's head is read as its frame");
     let mut stream = data;
     if let Ok(frame) = read_frame(&mut stream) {
         body(&frame);

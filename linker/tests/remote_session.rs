@@ -355,3 +355,115 @@ fn tcp_call_that_times_out_leaves_no_executor() {
         drop(session);
     }
 }
+
+/// An executor process reached over pipes, spoken to directly (no session).
+fn remote_executor() -> solder_linker::executors::Remote {
+    solder_linker::executors::Remote::connect(solder_linker::executors::RemoteConfig {
+        transport: Transport::Pipe {
+            program: Some(executor_binary()),
+        },
+        shared_memory: false,
+        recovery: Recovery::None,
+        output: solder_linker::ExecutorOutput::Local,
+    })
+    .unwrap()
+}
+
+/// Bytes that differ from their neighbours and from the same offset of any
+/// other 2 MiB piece, so a piece written to the wrong place, twice or not
+/// at all shows.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len as u64)
+        .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8 ^ (i >> 21) as u8)
+        .collect()
+}
+
+/// A write of megabytes over a pipe (sent as pieces that do not wait for
+/// one another's answers) lands byte for byte, from an address in the
+/// middle of a page, across several 2 MiB boundaries, next to a small
+/// write that travels queued. A piece that fails (it runs past the
+/// reservation) is reported by the next request, whose own work then
+/// does not happen (it never reached the executor), and the executor
+/// serves on.
+#[test]
+fn a_streamed_write_lands_exactly_and_its_failure_is_reported() {
+    use solder_linker::executors::{Executor, PlacementCode};
+    let test = "a_streamed_write_lands_exactly_and_its_failure_is_reported";
+    let mut executor = remote_executor();
+    let size = 64u64 << 20;
+    let base = executor.reserve(size, PlacementCode::Any, 0).unwrap();
+    let start = base + (3 << 20) - 4096 + 123;
+    let big = pattern((5 << 20) + 777);
+    executor.write(start, &big).unwrap();
+    executor.write(base + 16, b"queued").unwrap();
+    let back = executor.read(start, big.len() as u64).unwrap();
+    assert!(
+        back == big,
+        "{} of {} bytes differ, the first at offset {:?}\n{}",
+        back.iter().zip(&big).filter(|(a, b)| a != b).count(),
+        big.len(),
+        back.iter().zip(&big).position(|(a, b)| a != b),
+        rerun(test)
+    );
+    assert_eq!(
+        executor.read(base + 16, 6).unwrap(),
+        b"queued",
+        "{}",
+        rerun(test)
+    );
+
+    // Pieces are cut at multiples of 2 MiB: the first piece (1 MiB, ending
+    // at the reservation's last such multiple) lies inside, the next runs
+    // past the reservation's end.
+    let past = ((base + size) & !((2 << 20) - 1)) - (1 << 20);
+    let failed = executor
+        .write(past, &big[..4 << 20])
+        .and_then(|()| executor.write(base + 32, b"never"))
+        .and_then(|()| executor.read(base + 32, 5));
+    match failed {
+        Err(LinkError::Memory(message)) => assert!(
+            message.contains("outside the slab"),
+            "the error says where the write went: {message}\n{}",
+            rerun(test)
+        ),
+        other => panic!(
+            "expected the executor's error, got {other:?}\n{}",
+            rerun(test)
+        ),
+    }
+    // The piece inside the reservation landed; the queued write sent after
+    // the failure did not run.
+    assert_eq!(
+        executor.read(past, 4096).unwrap(),
+        big[..4096],
+        "{}",
+        rerun(test)
+    );
+    assert_eq!(
+        executor.read(base + 32, 5).unwrap(),
+        [0u8; 5],
+        "{}",
+        rerun(test)
+    );
+}
+
+/// An executor killed while a large write streams to it is a clear error
+/// from the write or from the request after it, never a hang.
+#[test]
+fn an_executor_killed_while_a_write_streams_is_a_clear_error() {
+    use solder_linker::executors::{Executor, PlacementCode};
+    let test = "an_executor_killed_while_a_write_streams_is_a_clear_error";
+    let mut executor = remote_executor();
+    let base = executor.reserve(64 << 20, PlacementCode::Any, 0).unwrap();
+    kill(executor.pid().unwrap());
+    let big = pattern(16 << 20);
+    let result = executor
+        .write(base, &big)
+        .and_then(|()| executor.read(base, 16).map(drop));
+    match result {
+        Err(LinkError::Executor(message) | LinkError::ExecutorGone(message)) => {
+            assert!(message.contains("executor"), "{message}\n{}", rerun(test))
+        }
+        other => panic!("expected an executor error, got {other:?}\n{}", rerun(test)),
+    }
+}

@@ -33,6 +33,56 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     with_fd(fd, |fd| nix::unistd::read(fd, buf))
 }
 
+/// Reads exactly `len` bytes from `fd` into the memory at `address`,
+/// waiting for them as they come (`EINTR` retried). Ending first is
+/// [`io::ErrorKind::UnexpectedEof`]; what came before stays written.
+///
+/// # Safety
+/// `[address, address + len)` must be writable memory of this process
+/// that no Rust reference points into.
+pub unsafe fn read_exact_to(fd: RawFd, address: u64, len: usize) -> io::Result<()> {
+    let mut done = 0usize;
+    while done < len {
+        // SAFETY: the caller's range; `read` writes at most `len - done`
+        // bytes from `address + done`, which stays inside it.
+        let n = unsafe {
+            libc::read(
+                fd,
+                (address as usize + done) as *mut libc::c_void,
+                len - done,
+            )
+        };
+        match n {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n if n > 0 => done += n as usize,
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads and drops the next `len` bytes of `fd`, waiting for them as they
+/// come. Ending first is [`io::ErrorKind::UnexpectedEof`].
+pub fn skip(fd: RawFd, len: usize) -> io::Result<()> {
+    let mut scratch = [0u8; 64 << 10];
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(scratch.len());
+        match read(fd, &mut scratch[..want]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => left -= n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Fills the spare capacity of `bytes` from `file` (one `read` when the
 /// file has that much), stopping early at end of file. Reading into the
 /// uninitialized capacity spares zeroing it first, which would touch every

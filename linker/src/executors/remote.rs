@@ -109,6 +109,21 @@ const QUEUE_BYTES: usize = MAX_FRAME as usize / 2;
 /// request that sends it).
 const QUEUE_REQUESTS: u32 = MAX_BATCH - 1;
 
+/// A `Write` of at least this many bytes is streamed rather than queued
+/// (see [`Remote::stream_write`]).
+const STREAM_FROM: usize = 1 << 20;
+
+/// A streamed `Write` is cut at the multiples of this address (the huge
+/// page size): each whole huge page of the range arrives in one frame, so
+/// the executor backs it with a huge page as it would the whole write.
+const STREAM_CHUNK: u64 = 2 << 20;
+
+/// Streamed frames whose replies may be unread at once. Their replies wait
+/// in the reply channel while this process writes the next frames, so
+/// their number is bounded well within what the smallest pipe buffer (one
+/// page) holds: an `Ok` is 5 bytes, a `Write`'s error a few hundred.
+const MAX_STREAMED: u32 = 8;
+
 /// Plain requests (answered by `Ok`) waiting to travel in a `Batch`.
 #[derive(Default)]
 struct Queue {
@@ -365,6 +380,9 @@ pub struct Remote {
     alive: bool,
     /// Plain requests not sent yet.
     queue: Queue,
+    /// Streamed `Write` frames sent whose replies are not read yet
+    /// ([`Remote::stream_write`]).
+    streamed: u32,
     /// The run's deadline ([`Executor::set_deadline`]).
     deadline: Option<Instant>,
 }
@@ -530,6 +548,7 @@ impl Remote {
             shared: None,
             alive: true,
             queue: Queue::default(),
+            streamed: 0,
             deadline: None,
         };
         if let Err(err) = remote.handshake() {
@@ -687,6 +706,101 @@ impl Remote {
         )
     }
 
+    /// Sends a large `Write` at once, as `Write` frames of the huge pages
+    /// it covers ([`STREAM_CHUNK`]), each straight from `bytes`, without
+    /// waiting for their replies: the executor backs and fills one piece
+    /// while the next is on its way, where a queued image would travel
+    /// whole, copied into the queue, before the executor began. The
+    /// replies are read before any other request is sent
+    /// ([`Remote::settle_streamed`]), so nothing runs on a module whose
+    /// writes failed. Requests queued before go first, and are answered
+    /// first.
+    ///
+    /// Only when the program's output is not forwarded: the unread replies
+    /// then are all that can wait in the reply channel (at most
+    /// [`MAX_STREAMED`]), and the executor never blocks on it while this
+    /// process blocks on sending.
+    fn stream_write(&mut self, address: u64, bytes: &[u8]) -> Result<(), LinkError> {
+        self.flush()?;
+        let mut at = 0usize;
+        while at < bytes.len() {
+            let start = address + at as u64;
+            let piece_end = (start / STREAM_CHUNK + 1) * STREAM_CHUNK;
+            let len = ((piece_end - start) as usize)
+                .min(bytes.len() - at)
+                .min(MAX_WRITE);
+            if self.streamed >= MAX_STREAMED {
+                self.settle_one()?;
+            }
+            let piece = &bytes[at..at + len];
+            let header = protocol::write_frame_header(start, piece.len());
+            self.ensure_alive()?;
+            self.connection.send(&header)?;
+            self.connection.send(piece)?;
+            self.streamed += 1;
+            at += len;
+        }
+        Ok(())
+    }
+
+    /// Reads the replies of every streamed `Write`: the first failure
+    /// among them is the error (reported by whichever call sends next, as
+    /// a queued request's is). Nothing is read from an executor that is
+    /// gone.
+    fn settle_streamed(&mut self) -> Result<(), LinkError> {
+        let mut first_error = None;
+        while self.streamed > 0 && self.alive {
+            if let Err(err) = self.settle_one() {
+                first_error.get_or_insert(err);
+            }
+        }
+        self.streamed = 0;
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Reads the reply of the oldest streamed `Write`: `Ok`, or the
+    /// executor's error. Anything else ends the session's use of the
+    /// executor (as in [`Remote::exchange`]).
+    fn settle_one(&mut self) -> Result<(), LinkError> {
+        self.streamed = self.streamed.saturating_sub(1);
+        let event = self.connection.recv(None, self.process.as_ref());
+        let event = match event {
+            Ok(event) => event,
+            Err(err) => {
+                self.abandon();
+                return Err(err);
+            }
+        };
+        match event {
+            Event::Frame(frame) => match Reply::decode(&frame) {
+                Ok(Reply::Ok) => Ok(()),
+                Ok(Reply::Error { code, message }) => Err(error_reply(code, message)),
+                Ok(other) => {
+                    self.abandon();
+                    Err(unexpected(other))
+                }
+                Err(e) => {
+                    self.abandon();
+                    Err(LinkError::Executor(format!("malformed reply: {e}")))
+                }
+            },
+            Event::Died | Event::Closed if self.process.is_some() => {
+                Err(self.died_early("while a module was written"))
+            }
+            Event::Died | Event::Closed => {
+                self.alive = false;
+                Err(LinkError::Executor(
+                    "the executor closed the connection".into(),
+                ))
+            }
+            Event::TimedOut => unreachable!("no deadline"),
+            Event::Broken(why) => {
+                self.abandon();
+                Err(LinkError::ExecutorGone(format!("executor lost: {why}")))
+            }
+        }
+    }
+
     /// Queues the plain request whose `len`-byte frame `append` appends,
     /// touching the page-rounded `range` of memory, sending the queue first
     /// when it would grow too large.
@@ -779,6 +893,7 @@ impl Remote {
     /// Sends one frame and reads the one reply of a request that does not
     /// run JIT'd code.
     fn exchange(&mut self, frame: &[u8]) -> Result<Reply, LinkError> {
+        self.settle_streamed()?;
         self.connection.send(frame)?;
         let event = self.connection.recv(None, self.process.as_ref());
         match event.inspect_err(|_| self.abandon())? {
@@ -840,6 +955,7 @@ impl Remote {
     ) -> Result<Outcome, LinkError> {
         self.ensure_alive()?;
         let frame = self.frame_with_queue(request)?;
+        self.settle_streamed()?;
         match self.connection.send(&frame) {
             Err(LinkError::Executor(why)) if self.connection.socket.is_some() => {
                 self.abandon();
@@ -1278,6 +1394,9 @@ impl Executor for Remote {
         if self.shared.is_some() {
             return self.write_shared(address, bytes);
         }
+        if bytes.len() >= STREAM_FROM && self.config.output != ExecutorOutput::Forward {
+            return self.stream_write(address, bytes);
+        }
         for (i, chunk) in bytes.chunks(MAX_WRITE).enumerate() {
             self.defer_write(address + (i * MAX_WRITE) as u64, chunk)?;
         }
@@ -1600,6 +1719,8 @@ impl Drop for Remote {
         // Nothing runs after the shutdown, so queued requests would change
         // nothing that anybody sees.
         self.queue.clear();
+        // Their failure changes nothing either: the executor ends.
+        let _ = self.settle_streamed();
         if self.alive && self.connection.send(&Request::Shutdown.encode()).is_ok() {
             let deadline = Some(Instant::now() + DEATH_TIMEOUT);
             let _ = self.connection.recv(deadline, self.process.as_ref());
