@@ -1318,12 +1318,23 @@ pub enum FrameHead {
     Frame(Vec<u8>),
 }
 
+/// A frame shorter than this is read whole by [`read_frame_head`]: reading
+/// a write's bytes in place spares a copy only when they are many, and
+/// reading a frame's head first costs each request one more system call.
+pub const HEAD_FROM: u32 = 64 << 10;
+
 /// Reads a frame as [`read_frame`] does, with the same errors, except that
-/// a lone `Write` stops after its header ([`FrameHead::Write`]): its bytes
-/// can then be read straight to where they go, where a frame read whole
-/// would hold a copy of megabytes of a module's image first.
+/// a lone `Write` of [`HEAD_FROM`] bytes or more stops after its header
+/// ([`FrameHead::Write`]): its bytes can then be read straight to where
+/// they go, where a frame read whole would hold a copy of megabytes of a
+/// module's image first.
 pub fn read_frame_head(reader: &mut impl Read) -> Result<FrameHead, ProtocolError> {
     let n = read_frame_len(reader)?;
+    if n < HEAD_FROM {
+        let mut frame = vec![0u8; n as usize];
+        read_frame_body(reader, &mut frame)?;
+        return Ok(FrameHead::Frame(frame));
+    }
     let head_len = WRITE_HEADER_LEN - 4;
     let mut frame = vec![0u8; (n as usize).min(head_len)];
     read_frame_body(reader, &mut frame)?;
@@ -1792,17 +1803,19 @@ mod tests {
         );
     }
 
-    /// A lone `Write` stops after its header, its bytes left in the stream
-    /// and what follows them untouched; a frame whose length does not
-    /// match its write's (one byte more or less), a batch and any other
-    /// request are read whole; the length prefix's errors are
-    /// `read_frame`'s.
+    /// A lone `Write` of `HEAD_FROM` bytes stops after its header, its
+    /// bytes left in the stream and what follows them untouched; a frame
+    /// whose length does not match its write's (one byte more or less), a
+    /// smaller write, a batch and any other request are read whole; the
+    /// length prefix's errors are `read_frame`'s.
     #[test]
     fn a_lone_write_is_read_up_to_its_bytes() {
         let rerun = "rerun: cargo test -p solder-executor --lib protocol::tests::a_lone_write";
+        let len = HEAD_FROM as usize;
+        let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
         let write = Request::Write {
             address: 0xdead_0000,
-            bytes: (0..200u8).collect(),
+            bytes: bytes.clone(),
         };
         let mut stream = write.encode();
         stream.extend_from_slice(&Request::Shutdown.encode());
@@ -1812,12 +1825,28 @@ mod tests {
             head,
             FrameHead::Write {
                 address: 0xdead_0000,
-                len: 200
+                len
             },
             "{rerun}"
         );
-        assert_eq!(&reader[..200], (0..200u8).collect::<Vec<_>>(), "{rerun}");
-        let mut after = &reader[200..];
+        assert_eq!(&reader[..len], bytes, "{rerun}");
+        let whole = write.encode().len();
+        for cut in [
+            0,
+            3,
+            4,
+            5,
+            16,
+            17,
+            18,
+            whole / 2,
+            whole - 1,
+            whole,
+            whole + 1,
+        ] {
+            assert!(read_alike(&stream[..cut]), "cut at {cut}\n{rerun}");
+        }
+        let mut after = &reader[len..];
         assert_eq!(
             read_frame_head(&mut after).unwrap(),
             FrameHead::Frame(Request::Shutdown.encode()[4..].to_vec()),
@@ -1835,6 +1864,16 @@ mod tests {
             }
             assert!(read_alike(&frame), "{rerun}");
         }
+        let small = Request::Write {
+            address: 0x1000,
+            bytes: vec![9; 100],
+        }
+        .encode();
+        assert_eq!(
+            read_frame_head(&mut small.as_slice()).unwrap(),
+            FrameHead::Frame(small[4..].to_vec()),
+            "{rerun}"
+        );
         assert!(matches!(
             read_frame_head(&mut &[0u8, 0, 0, 0][..]),
             Err(ProtocolError::Empty)

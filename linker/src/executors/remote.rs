@@ -721,14 +721,19 @@ impl Remote {
     /// [`MAX_STREAMED`]), and the executor never blocks on it while this
     /// process blocks on sending.
     fn stream_write(&mut self, address: u64, bytes: &[u8]) -> Result<(), LinkError> {
+        if address.checked_add(bytes.len() as u64).is_none() {
+            return Err(LinkError::Memory(format!(
+                "a write of {:#x} bytes at {address:#x} passes the end of the address space",
+                bytes.len()
+            )));
+        }
         self.flush()?;
         let mut at = 0usize;
         while at < bytes.len() {
+            // In bounds: the whole range was checked above.
             let start = address + at as u64;
-            let piece_end = (start / STREAM_CHUNK + 1) * STREAM_CHUNK;
-            let len = ((piece_end - start) as usize)
-                .min(bytes.len() - at)
-                .min(MAX_WRITE);
+            let to_boundary = STREAM_CHUNK - start % STREAM_CHUNK;
+            let len = (to_boundary as usize).min(bytes.len() - at).min(MAX_WRITE);
             if self.streamed >= MAX_STREAMED {
                 self.settle_one()?;
             }
@@ -745,8 +750,9 @@ impl Remote {
 
     /// Reads the replies of every streamed `Write`: the first failure
     /// among them is the error (reported by whichever call sends next, as
-    /// a queued request's is). Nothing is read from an executor that is
-    /// gone.
+    /// a queued request's is), and the requests queued after them are
+    /// dropped unsent, as a failed batch's later requests do not run.
+    /// Nothing is read from an executor that is gone.
     fn settle_streamed(&mut self) -> Result<(), LinkError> {
         let mut first_error = None;
         while self.streamed > 0 && self.alive {
@@ -755,7 +761,15 @@ impl Remote {
             }
         }
         self.streamed = 0;
-        first_error.map_or(Ok(()), Err)
+        match first_error {
+            None => Ok(()),
+            Some(err) => {
+                // Streaming never happens with a shared slab, whose queue
+                // also carries ranges to clear.
+                self.queue.clear();
+                Err(err)
+            }
+        }
     }
 
     /// Reads the reply of the oldest streamed `Write`: `Ok`, or the
@@ -831,9 +845,11 @@ impl Remote {
     }
 
     /// Sends the queued requests now and waits for their acknowledgement
-    /// (nothing to do when none wait). A failed request is reported with
+    /// (nothing to do when none wait), after the replies of streamed
+    /// writes ([`Remote::settle_streamed`]). A failed request is reported with
     /// its position in the batch; the ones after it did not run.
     pub fn flush(&mut self) -> Result<(), LinkError> {
+        self.settle_streamed()?;
         if self.queue.is_empty() {
             return Ok(());
         }
@@ -875,6 +891,8 @@ impl Remote {
     /// The frame that sends `request` with everything queued before it: one
     /// `Batch` when it fits in a frame, else the queue goes first on its own.
     fn frame_with_queue(&mut self, request: &Request) -> Result<Vec<u8>, LinkError> {
+        // Streamed writes are answered before anything else is sent.
+        self.settle_streamed()?;
         let own = request.encode();
         if !self.queue.is_empty() && self.queue.frames.len() + own.len() > 4 + MAX_FRAME as usize {
             self.flush()?;
@@ -893,7 +911,6 @@ impl Remote {
     /// Sends one frame and reads the one reply of a request that does not
     /// run JIT'd code.
     fn exchange(&mut self, frame: &[u8]) -> Result<Reply, LinkError> {
-        self.settle_streamed()?;
         self.connection.send(frame)?;
         let event = self.connection.recv(None, self.process.as_ref());
         match event.inspect_err(|_| self.abandon())? {
@@ -955,7 +972,6 @@ impl Remote {
     ) -> Result<Outcome, LinkError> {
         self.ensure_alive()?;
         let frame = self.frame_with_queue(request)?;
-        self.settle_streamed()?;
         match self.connection.send(&frame) {
             Err(LinkError::Executor(why)) if self.connection.socket.is_some() => {
                 self.abandon();
