@@ -139,6 +139,23 @@ fn shape(objects: usize) -> Shape {
     }
 }
 
+/// Each recorded run follows an unrecorded run of the same tool, as the
+/// link measures' turns open. A run right after the other tool starts on
+/// the memory that tool just freed, and on these virtual machines that is
+/// slower to take back than what the same tool freed: the 200 MB program
+/// linked in 1.27-1.79 s right after llvm-jitlink and in 0.40-0.44 s right
+/// after solder (three pairs each; the host takes back free guest memory
+/// and backs it again on first touch, and the guest hands out the two
+/// kinds in different orders). Each tool is measured warm, as when used
+/// repeatedly, and the turns still alternate.
+fn settled(rounds: usize) -> Schedule {
+    Schedule {
+        rounds,
+        runs_per_turn: 1,
+        settle: true,
+    }
+}
+
 /// Recorded runs at a size: `--runs` (one with `--quick`), at most
 /// [`SLOW_RUNS`] where the unrecorded probe link took more than [`SLOW_S`].
 fn rounds(cx: &Setup, probe_s: f64) -> usize {
@@ -183,7 +200,7 @@ fn measure_size(
             "solder"
         }
     );
-    let results = alternate(cx, &contestants, Schedule::interleaved(runs))?;
+    let results = alternate(cx, &contestants, settled(runs))?;
     probe::ensure_linked(&results[0], &program)?;
     let peer = match peer {
         Ok(()) => peer::summarize(cx, &results[1], &theirs, &program.dir, runs)?,
@@ -213,8 +230,10 @@ fn table(cx: &Setup, floor: f64, source: &ImageSource) -> Table {
             String::new()
         };
         format!(
-            "medians of {} alternated runs per size{cap}; llvm-jitlink is not run above a size \
-             where it took more than {} s",
+            "medians of {} alternated runs per size{cap}, each after an unrecorded run of the \
+             same tool (a run right after the other tool's took 3-4× longer on this virtual \
+             machine's freshly given-back memory); llvm-jitlink is not run above a size where it \
+             took more than {} s",
             cx.runs,
             peer::LIMIT_S
         )
