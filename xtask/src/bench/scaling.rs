@@ -325,20 +325,47 @@ fn fit_notes(table: &mut Table, points: &[Point], met: &mut Vec<bool>) -> Option
         ));
         return Some(line);
     }
-    let off = |p: &&Point| (p.ns_per_byte() / slope_ns - 1.0).abs() > LINEAR_TOLERANCE;
-    let linear = !judged.iter().any(off);
+    // Time grows linearly when each added byte costs the same: the slope
+    // between one size and the next. A size's own ns per byte also counts
+    // the process's fixed start (the fit's intercept), which no input
+    // size changes.
+    let judged_xy: Vec<(f64, f64)> = judged
+        .iter()
+        .map(|p| (p.program.input_bytes as f64, p.solder_ms))
+        .collect();
+    let marginal_ns: Vec<f64> = fit::marginal_slopes(&judged_xy)
+        .into_iter()
+        .map(|s| s * 1e6)
+        .collect();
+    let linear = !marginal_ns.is_empty()
+        && marginal_ns
+            .iter()
+            .all(|m| (m / slope_ns - 1.0).abs() <= LINEAR_TOLERANCE);
     met.push(linear);
+    let steps: Vec<String> = judged
+        .windows(2)
+        .zip(&marginal_ns)
+        .map(|(pair, m)| {
+            format!(
+                "{m:.2} from {:.0} to {:.0} MB",
+                pair[0].input_mb(),
+                pair[1].input_mb()
+            )
+        })
+        .collect();
     table.notes.push(format!(
-        "Linear (every size from {} MB on within ±{:.0}% of the fit's {slope_ns:.2} ns/byte: {}): \
-         {}.",
+        "Linear (from {} MB on, each added input byte costs the fit's {slope_ns:.2} ns within \
+         ±{:.0}%, between each size and the next: {}): {}. Each size's own ns per byte (the \
+         table) also counts the fixed start, {:.1} ms by the fit.",
         LINEAR_FROM / 1_000_000,
         LINEAR_TOLERANCE * 100.0,
-        judged
-            .iter()
-            .map(|p| format!("{:.2} at {:.0} MB", p.ns_per_byte(), p.input_mb()))
-            .collect::<Vec<_>>()
-            .join(", "),
-        verdict(linear)
+        if steps.is_empty() {
+            "one size only".to_string()
+        } else {
+            steps.join(", ")
+        },
+        verdict(linear),
+        line.intercept
     ));
     Some(line)
 }

@@ -42,6 +42,17 @@ pub(super) fn largest_deviation(points: &[(f64, f64)], line: &Line) -> Option<(u
         .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
 }
 
+/// The slope between each point and the next (`(x, y)` in increasing
+/// `x`): what each added unit of `x` cost there. A straight line has the
+/// same one everywhere, whatever its intercept.
+pub(super) fn marginal_slopes(points: &[(f64, f64)]) -> Vec<f64> {
+    points
+        .windows(2)
+        .filter(|pair| pair[1].0 > pair[0].0)
+        .map(|pair| (pair[1].1 - pair[0].1) / (pair[1].0 - pair[0].0))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +65,21 @@ mod tests {
         assert!((line.intercept - 3.0).abs() < 1e-9);
         let (_, deviation) = largest_deviation(&points, &line).expect("points");
         assert!(deviation.abs() < 1e-9);
+    }
+
+    /// A line with a large intercept has one slope between every pair of
+    /// points; a curve that bends up does not.
+    #[test]
+    fn marginal_slopes_see_a_bend_not_an_intercept() {
+        let affine: Vec<(f64, f64)> = [10.0, 30.0, 100.0, 200.0]
+            .iter()
+            .map(|&x| (x, 10.0 + 2.0 * x))
+            .collect();
+        for slope in marginal_slopes(&affine) {
+            assert!((slope - 2.0).abs() < 1e-9, "{slope}");
+        }
+        let bent = [(10.0, 30.0), (30.0, 70.0), (100.0, 210.0), (200.0, 830.0)];
+        assert_eq!(marginal_slopes(&bent), vec![2.0, 2.0, 6.2]);
     }
 
     #[test]
