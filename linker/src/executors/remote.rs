@@ -774,34 +774,33 @@ impl Remote {
 
     /// Reads the reply of the oldest streamed `Write`: `Ok`, or the
     /// executor's error. Anything else ends the session's use of the
-    /// executor (as in [`Remote::exchange`]).
+    /// executor.
     fn settle_one(&mut self) -> Result<(), LinkError> {
         self.streamed = self.streamed.saturating_sub(1);
-        let event = self.connection.recv(None, self.process.as_ref());
-        let event = match event {
-            Ok(event) => event,
-            Err(err) => {
+        match self.next_reply("while a module was written")? {
+            Reply::Ok => Ok(()),
+            Reply::Error { code, message } => Err(error_reply(code, message)),
+            other => {
                 self.abandon();
-                return Err(err);
+                Err(unexpected(other))
             }
-        };
-        match event {
-            Event::Frame(frame) => match Reply::decode(&frame) {
-                Ok(Reply::Ok) => Ok(()),
-                Ok(Reply::Error { code, message }) => Err(error_reply(code, message)),
-                Ok(other) => {
-                    self.abandon();
-                    Err(unexpected(other))
-                }
-                Err(e) => {
-                    self.abandon();
-                    Err(LinkError::Executor(format!("malformed reply: {e}")))
-                }
-            },
-            Event::Died | Event::Closed if self.process.is_some() => {
-                Err(self.died_early("while a module was written"))
-            }
-            Event::Died | Event::Closed => {
+        }
+    }
+
+    /// The next reply to a request that does not run JIT'd code, decoded.
+    /// `when` says what the executor was doing, should it have died. A
+    /// reply that does not decode, or a lost connection, ends the
+    /// session's use of the executor.
+    fn next_reply(&mut self, when: &str) -> Result<Reply, LinkError> {
+        let event = self.connection.recv(None, self.process.as_ref());
+        match event.inspect_err(|_| self.abandon())? {
+            Event::Frame(frame) => Reply::decode(&frame).map_err(|e| {
+                self.abandon();
+                LinkError::Executor(format!("malformed reply: {e}"))
+            }),
+            Event::Died => Err(self.died_early(when)),
+            Event::Closed if self.process.is_some() => Err(self.died_early(when)),
+            Event::Closed => {
                 self.alive = false;
                 Err(LinkError::Executor(
                     "the executor closed the connection".into(),
@@ -912,36 +911,14 @@ impl Remote {
     /// run JIT'd code.
     fn exchange(&mut self, frame: &[u8]) -> Result<Reply, LinkError> {
         self.connection.send(frame)?;
-        let event = self.connection.recv(None, self.process.as_ref());
-        match event.inspect_err(|_| self.abandon())? {
-            Event::Frame(frame) => match Reply::decode(&frame) {
-                Ok(Reply::Error { code, message }) => {
-                    self.forget_released();
-                    Err(error_reply(code, message))
-                }
-                Ok(reply) => {
-                    self.clear_released()?;
-                    Ok(reply)
-                }
-                Err(e) => {
-                    self.abandon();
-                    Err(LinkError::Executor(format!("malformed reply: {e}")))
-                }
-            },
-            Event::Died => Err(self.died_early("while answering a request")),
-            Event::Closed if self.process.is_some() => {
-                Err(self.died_early("while answering a request"))
+        match self.next_reply("while answering a request")? {
+            Reply::Error { code, message } => {
+                self.forget_released();
+                Err(error_reply(code, message))
             }
-            Event::Closed => {
-                self.alive = false;
-                Err(LinkError::Executor(
-                    "the executor closed the connection".into(),
-                ))
-            }
-            Event::TimedOut => unreachable!("no deadline"),
-            Event::Broken(why) => {
-                self.abandon();
-                Err(LinkError::ExecutorGone(format!("executor lost: {why}")))
+            reply => {
+                self.clear_released()?;
+                Ok(reply)
             }
         }
     }
