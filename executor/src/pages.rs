@@ -194,12 +194,15 @@ pub unsafe fn write(address: u64, bytes: &[u8], page: u64) -> Result<(), PageErr
 
 /// Readies `[address, address + len)` to be written as [`write`] does
 /// before it copies: its pages read-write (not executable), and backed
-/// now when `len` is large. The caller then fills it (from a frame, or
-/// straight from the channel).
+/// now when `len` is large; an empty range is left as it is. The caller
+/// then fills it (from a frame, or straight from the channel).
 ///
 /// # Safety
 /// As for [`write`].
 pub unsafe fn prepare_write(address: u64, len: usize, page: u64) -> Result<(), PageError> {
+    if len == 0 {
+        return Ok(());
+    }
     // SAFETY: guaranteed by the caller. Backing pages changes no byte of
     // them.
     unsafe {

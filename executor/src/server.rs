@@ -443,12 +443,7 @@ impl Server {
     /// `Err` is the exit status when the connection ended mid-frame.
     fn write_from_channel(&mut self, address: u64, len: usize) -> Result<Outcome, i32> {
         let page = self.page;
-        let ready = self.slab_for(address, len as u64, false).map(|_| ());
-        // An empty write only asks whether its address is in the slab.
-        let ready = ready.and_then(|()| {
-            if len == 0 {
-                return Ok(());
-            }
+        let ready = self.slab_for(address, len as u64, false).and_then(|_| {
             // SAFETY: the range lies inside the reservation (checked
             // first), which no Rust reference points into; only JIT'd code
             // uses it.

@@ -93,7 +93,12 @@ impl Channel {
 
     /// Reads and drops the `len` bytes of a `Write` that is refused.
     pub fn skip_payload(&self, len: usize) -> Result<(), ProtocolError> {
-        sys::io::skip(self.input, len).map_err(payload_error)
+        let mut payload = FdReader(self.input).take(len as u64);
+        let skipped = io::copy(&mut payload, &mut io::sink()).map_err(payload_error)?;
+        if skipped < len as u64 {
+            return Err(ProtocolError::Closed);
+        }
+        Ok(())
     }
 
     /// Writes one encoded frame, after the program's output when it is

@@ -66,23 +66,6 @@ pub unsafe fn read_exact_to(fd: RawFd, address: u64, len: usize) -> io::Result<(
     Ok(())
 }
 
-/// Reads and drops the next `len` bytes of `fd`, waiting for them as they
-/// come. Ending first is [`io::ErrorKind::UnexpectedEof`].
-pub fn skip(fd: RawFd, len: usize) -> io::Result<()> {
-    let mut scratch = [0u8; 64 << 10];
-    let mut left = len;
-    while left > 0 {
-        let want = left.min(scratch.len());
-        match read(fd, &mut scratch[..want]) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => left -= n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 /// Fills the spare capacity of `bytes` from `file` (one `read` when the
 /// file has that much), stopping early at end of file. Reading into the
 /// uninitialized capacity spares zeroing it first, which would touch every

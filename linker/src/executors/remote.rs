@@ -806,7 +806,14 @@ impl Remote {
                     "the executor closed the connection".into(),
                 ))
             }
-            Event::TimedOut => unreachable!("no deadline"),
+            // Not without a deadline; were it to come, the executor is
+            // given up as any silent one.
+            Event::TimedOut => {
+                self.abandon();
+                Err(LinkError::ExecutorGone(format!(
+                    "the executor did not answer {when}"
+                )))
+            }
             Event::Broken(why) => {
                 self.abandon();
                 Err(LinkError::ExecutorGone(format!("executor lost: {why}")))
