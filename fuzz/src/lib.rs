@@ -2,10 +2,11 @@
 //! probe ([`solder_linker::probe::link_image`]), as given and with its
 //! format's magic forced ([`solder_linker::probe::with_magic`]), exactly as
 //! `linker/tests/fuzz_regressions.rs` replays the inputs kept in
-//! `fuzz/regressions/`.
+//! `fuzz/regressions/`. An object must also link the same read without
+//! its debug sections ([`solder_linker::probe::differs_without_debug`]).
 
 use solder_linker::graph::ObjectFormat;
-use solder_linker::probe::{Host, link_archive, link_image, with_magic};
+use solder_linker::probe::{Host, differs_without_debug, link_archive, link_image, with_magic};
 
 /// The first bytes of a (non-thin) archive.
 pub const ARCHIVE_MAGIC: &[u8] = b"!<arch>\n";
@@ -21,6 +22,10 @@ pub fn object(name: &str, format: ObjectFormat, data: &[u8]) {
 }
 
 fn link(name: &str, data: &[u8]) {
+    // Read without its debug sections, an object links as it does whole.
+    if let Some(difference) = differs_without_debug(name, data) {
+        panic!("{difference}");
+    }
     if let Ok(linked) = link_image(name, data, Host::MadeUp) {
         // The image is the module's bytes, trailing zeroes trimmed: never
         // more than the memory the module was given.

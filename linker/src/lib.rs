@@ -13,6 +13,7 @@
 
 pub mod arch;
 pub mod archive;
+pub mod debug_sections;
 pub mod error;
 pub mod executors;
 #[cfg(feature = "host")]

@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use solder_executor::sys;
 use solder_linker::archive::is_archive;
+use solder_linker::debug_sections::DebugSections;
 use solder_linker::error::LinkError;
 use solder_linker::parallel::Threads;
 use solder_linker::{
@@ -279,7 +280,12 @@ fn run(args: RunArgs) -> Result<u8> {
         recovery: args.recovery.unwrap_or(Recovery::None),
         executor_output: args.executor_output,
     };
-    let (session, inputs) = start_and_read(config, remote, &args.objects, threads);
+    let debug = if keeps_debug(&args) {
+        DebugSections::Read
+    } else {
+        DebugSections::LeaveOut
+    };
+    let (session, inputs) = start_and_read(config, remote, &args.objects, threads, debug);
     let mut session = session.context("cannot start the session")?;
     let ((objects, archives), read_ms) = inputs?;
     session.set_thread_policy(threads);
@@ -426,10 +432,11 @@ fn start_and_read(
     remote: bool,
     paths: &[PathBuf],
     threads: Threads,
+    debug: DebugSections,
 ) -> (Result<Session, LinkError>, Result<(Inputs, f64)>) {
     let timed_read = || {
         let reading = Instant::now();
-        let inputs = read_inputs(paths, threads)?;
+        let inputs = read_inputs(paths, threads, debug)?;
         Ok((inputs, reading.elapsed().as_secs_f64() * 1e3))
     };
     if !remote {
@@ -449,11 +456,12 @@ fn start_and_read(
 type Inputs = (Vec<ObjectFile>, Vec<Archive>);
 
 /// The command line's inputs: objects, and archives (known by their magic).
-/// Many inputs are read on several threads ([`ObjectFile::read_all`]).
-fn read_inputs(paths: &[PathBuf], threads: Threads) -> Result<Inputs> {
+/// Many inputs are read on several threads ([`ObjectFile::read_all`]),
+/// without their debug sections unless the session keeps debug information.
+fn read_inputs(paths: &[PathBuf], threads: Threads, debug: DebugSections) -> Result<Inputs> {
     let mut objects = Vec::new();
     let mut archives = Vec::new();
-    let files = ObjectFile::read_all(paths, threads);
+    let files = ObjectFile::read_all(paths, threads, debug);
     for (path, file) in paths.iter().zip(files) {
         let file = file?;
         if is_archive(&file.bytes) {
@@ -489,10 +497,16 @@ fn add_inputs(session: &mut Session, archives: Vec<Archive>, args: &RunArgs) -> 
     if args.jitdump {
         session.enable_jitdump();
     }
-    if args.debug || std::env::var("SOLDER_DEBUG").is_ok_and(|v| v == "1") {
+    if keeps_debug(args) {
         session.enable_debug();
     }
     Ok(())
+}
+
+/// Whether the session keeps debug information (`--debug`, or
+/// `SOLDER_DEBUG=1`): only then are the objects' DWARF sections read.
+fn keeps_debug(args: &RunArgs) -> bool {
+    args.debug || std::env::var("SOLDER_DEBUG").is_ok_and(|v| v == "1")
 }
 
 /// Refuses a report path (`--map FILE`, `--stats FILE`) that holds an

@@ -2,7 +2,9 @@
 //! the other objects read with it ([`crate::input::ObjectFile::read_all`]:
 //! a thousand objects read into one mapping take a handful of page faults
 //! instead of one per page). Either way they read as a `[u8]`, and a clone
-//! is cheap for shared bytes.
+//! is cheap for shared bytes. Shared bytes may have been read without
+//! their debug sections ([`crate::debug_sections`]), which then read as
+//! zeros: [`ObjectBytes::debug_left_out`] says so.
 
 use std::ops::Deref;
 #[cfg(feature = "host")]
@@ -19,22 +21,36 @@ enum Repr {
     Shared {
         memory: Arc<solder_executor::sys::memory::FreshMemory>,
         range: Range<usize>,
+        debug_left_out: bool,
     },
 }
 
 impl ObjectBytes {
-    /// `range` of memory shared by several objects. `None` when the range
-    /// is not inside it.
+    /// `range` of memory shared by several objects, read without its
+    /// debug sections when `debug_left_out`. `None` when the range is not
+    /// inside the memory.
     #[cfg(feature = "host")]
     pub(crate) fn shared(
         memory: &Arc<solder_executor::sys::memory::FreshMemory>,
         range: Range<usize>,
+        debug_left_out: bool,
     ) -> Option<ObjectBytes> {
         memory.as_slice().get(range.clone())?;
         Some(ObjectBytes(Repr::Shared {
             memory: memory.clone(),
             range,
+            debug_left_out,
         }))
+    }
+
+    /// Whether the object was read without its debug sections: their
+    /// bytes read as zeros, and nothing may read its debug information.
+    pub fn debug_left_out(&self) -> bool {
+        match &self.0 {
+            Repr::Own(_) => false,
+            #[cfg(feature = "host")]
+            Repr::Shared { debug_left_out, .. } => *debug_left_out,
+        }
     }
 
     pub fn as_slice(&self) -> &[u8] {
@@ -43,7 +59,9 @@ impl ObjectBytes {
             // Checked in `shared`; an empty slice rather than a panic if
             // that ever changed.
             #[cfg(feature = "host")]
-            Repr::Shared { memory, range } => memory.as_slice().get(range.clone()).unwrap_or(&[]),
+            Repr::Shared { memory, range, .. } => {
+                memory.as_slice().get(range.clone()).unwrap_or(&[])
+            }
         }
     }
 
@@ -97,13 +115,13 @@ mod tests {
         let mut memory = FreshMemory::new(64).expect("map 64 bytes");
         memory.as_mut_slice()[..8].copy_from_slice(b"abcdefgh");
         let memory = Arc::new(memory);
-        let bytes = ObjectBytes::shared(&memory, 2..5).expect("in range");
+        let bytes = ObjectBytes::shared(&memory, 2..5, false).expect("in range");
         assert_eq!(bytes.as_slice(), b"cde", "{RERUN}");
         assert_eq!(bytes.clone().into_vec(), b"cde".to_vec(), "{RERUN}");
         assert_eq!(bytes, ObjectBytes::from(b"cde".to_vec()), "{RERUN}");
         let len = memory.as_slice().len();
         assert!(
-            ObjectBytes::shared(&memory, len - 1..len + 1).is_none(),
+            ObjectBytes::shared(&memory, len - 1..len + 1, false).is_none(),
             "a range past the memory is refused. {RERUN}"
         );
     }

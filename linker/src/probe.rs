@@ -22,6 +22,7 @@ use solder_executor::module::Finalizers;
 use solder_executor::protocol::{MAX_READ, PlacementCode, SymbolInfo, SymbolKind};
 
 use crate::archive::Archive;
+use crate::debug_sections::{self, Pieces};
 use crate::error::LinkError;
 use crate::executors::{Executor, HostThreadLocal, Outcome, ThreadLocals, TlsTemplate};
 use crate::graph::{Definition, LinkGraph, ObjectFormat, Protection};
@@ -124,6 +125,45 @@ fn link_graphs(
 }
 
 const PAGE: u64 = 4096;
+
+/// How the fuzz targets cut an object read without its debug sections:
+/// pieces small enough that their inputs of a few KiB are planned.
+pub const FUZZ_PIECES: Pieces = Pieces {
+    head: 64,
+    tail: 64,
+    min_hole: 1,
+};
+
+/// `bytes` as a link without debug information reads them from a file
+/// ([`debug_sections::read_in_pieces`], cut as `pieces` says), the DWARF
+/// sections' bytes zeros; `None` when nothing was left out.
+pub fn without_debug(bytes: &[u8], pieces: Pieces) -> Option<Vec<u8>> {
+    let mut room = vec![0; bytes.len() + 1];
+    let got =
+        debug_sections::read_in_pieces(&mut &bytes[..], &mut room, &mut |_| {}, pieces).ok()?;
+    room.truncate(got.len.min(bytes.len()));
+    got.left_out.then_some(room)
+}
+
+/// How linking `bytes` read without its debug sections ([`without_debug`],
+/// cut as [`FUZZ_PIECES`]) differs from linking it whole, if it does: it
+/// must give the same image, or the same error, since a link reads no
+/// byte of what is left out.
+pub fn differs_without_debug(name: &str, bytes: &[u8]) -> Option<String> {
+    let holed = without_debug(bytes, FUZZ_PIECES)?;
+    let whole = link_image(name, bytes, Host::MadeUp);
+    let without = link_image(name, &holed, Host::MadeUp);
+    match (whole, without) {
+        (Ok(whole), Ok(without)) if whole.image == without.image => None,
+        (Err(whole), Err(without)) if whole.to_string() == without.to_string() => None,
+        (Ok(_), Ok(_)) => Some("the images differ without debug sections".into()),
+        (whole, without) => Some(format!(
+            "whole: {:?}; without debug sections: {:?}",
+            whole.map(|_| "linked"),
+            without.map(|_| "linked")
+        )),
+    }
+}
 
 /// The first bytes every object of `format` that Solder links starts
 /// with: ELF's `\x7fELF`, 64-bit, little-endian; Mach-O's `MH_MAGIC_64`

@@ -16,6 +16,12 @@
 //! pipe, as `<(cmd)` gives, a terminal, a device) has no size to lay out
 //! by, and reading part of a stream consumes it: such a file is read alone,
 //! whole, once the others are in.
+//!
+//! A link that will not read debug information asks for objects without
+//! it ([`DebugSections::LeaveOut`]): each object's first bytes are read,
+//! and the rest without its DWARF sections ([`crate::debug_sections`]).
+//! An object that ends within those first bytes (most, without `-g`) is
+//! still read in one system call.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -25,6 +31,7 @@ use std::sync::Arc;
 use solder_executor::sys::fs::Directory;
 use solder_executor::sys::memory::FreshMemory;
 
+use crate::debug_sections::{self, DebugSections, HEAD};
 use crate::error::LinkError;
 use crate::input::{ObjectBytes, ObjectFile, read_error, regular_size, size_in_memory};
 use crate::parallel::{self, Threads};
@@ -41,15 +48,24 @@ const GROUPS_PER_THREAD: usize = 4;
 
 impl ObjectFile {
     /// Every file of `paths`, in order, each as [`ObjectFile::read`] reads
-    /// one, sharing memory (see the module's documentation).
-    pub fn read_all(paths: &[PathBuf], threads: Threads) -> Vec<Result<ObjectFile, LinkError>> {
+    /// one, sharing memory (see the module's documentation); ELF objects
+    /// without their DWARF sections when `debug` says to leave them out.
+    pub fn read_all(
+        paths: &[PathBuf],
+        threads: Threads,
+        debug: DebugSections,
+    ) -> Vec<Result<ObjectFile, LinkError>> {
         let helpers = threads.for_bytes(STAT_WEIGHT.saturating_mul(paths.len())) - 1;
-        parallel::with_crew(helpers, || read_all(paths, threads))
+        parallel::with_crew(helpers, || read_all(paths, threads, debug))
     }
 }
 
 /// [`ObjectFile::read_all`], on the crew it started.
-fn read_all(paths: &[PathBuf], threads: Threads) -> Vec<Result<ObjectFile, LinkError>> {
+fn read_all(
+    paths: &[PathBuf],
+    threads: Threads,
+    debug: DebugSections,
+) -> Vec<Result<ObjectFile, LinkError>> {
     let sizes = parallel::map_pieces(
         paths,
         threads,
@@ -62,15 +78,20 @@ fn read_all(paths: &[PathBuf], threads: Threads) -> Vec<Result<ObjectFile, LinkE
                 .collect()
         },
     );
-    let Some((starts, total)) = starts(&sizes) else {
+    let Some(Layout {
+        starts,
+        total,
+        whole_rooms,
+    }) = layout(&sizes, debug)
+    else {
         return paths.iter().map(|p| ObjectFile::read(p)).collect();
     };
-    let Ok(mut memory) = FreshMemory::new(total) else {
+    let Ok(mut memory) = FreshMemory::with_huge_pages_to(total, whole_rooms) else {
         // No mapping that large: each file in memory of its own.
         return paths.iter().map(|p| ObjectFile::read(p)).collect();
     };
     let rooms = rooms(memory.as_mut_slice(), &starts, &sizes);
-    let filled = fill(paths, rooms, threads);
+    let filled = fill(paths, rooms, threads, debug);
     let memory = Arc::new(memory);
     let files = paths.iter().zip(sizes).zip(filled).zip(starts);
     files
@@ -81,22 +102,48 @@ fn read_all(paths: &[PathBuf], threads: Threads) -> Vec<Result<ObjectFile, LinkE
         .collect()
 }
 
+/// Where each file's room is in the shared memory.
+struct Layout {
+    /// Where each file's room starts.
+    starts: Vec<usize>,
+    /// The memory's size.
+    total: usize,
+    /// Where the rooms of objects that may be read in pieces, with holes,
+    /// begin: they come after all the others, so that huge pages back only
+    /// rooms read whole.
+    whole_rooms: usize,
+}
+
 /// Where each file's room starts in the shared memory, and the memory's
 /// size; `None` when the sizes add up to more than an address space. One
 /// byte of room past each file's size shows a file that grew since it was
-/// measured: it is then read on its own.
-fn starts(sizes: &[Result<Option<usize>, LinkError>]) -> Option<(Vec<usize>, usize)> {
-    let mut starts = Vec::with_capacity(sizes.len());
+/// measured: it is then read on its own. When debug sections may be left
+/// out, the rooms of files past [`HEAD`] come last.
+fn layout(sizes: &[Result<Option<usize>, LinkError>], debug: DebugSections) -> Option<Layout> {
+    let room = |size: &Result<Option<usize>, LinkError>| match size {
+        Ok(Some(size)) => size.checked_add(1)?.checked_next_multiple_of(ALIGN),
+        Ok(None) | Err(_) => Some(0),
+    };
+    let mut starts = vec![0; sizes.len()];
     let mut total = 0usize;
-    for size in sizes {
-        starts.push(total);
-        let room = match size {
-            Ok(Some(size)) => size.checked_add(1)?.checked_next_multiple_of(ALIGN)?,
-            Ok(None) | Err(_) => 0,
-        };
-        total = total.checked_add(room)?;
+    let mut whole_rooms = 0;
+    for in_pieces in [false, true] {
+        for (start, size) in starts.iter_mut().zip(sizes) {
+            let room = room(size)?;
+            if (debug == DebugSections::LeaveOut && room > HEAD) == in_pieces {
+                *start = total;
+                total = total.checked_add(room)?;
+            }
+        }
+        if !in_pieces {
+            whole_rooms = total;
+        }
     }
-    Some((starts, total))
+    Some(Layout {
+        starts,
+        total,
+        whole_rooms,
+    })
 }
 
 /// The object read from `path` into `memory` at `start`: `got` bytes of
@@ -105,14 +152,14 @@ fn starts(sizes: &[Result<Option<usize>, LinkError>]) -> Option<(Vec<usize>, usi
 fn object(
     path: &std::path::Path,
     size: usize,
-    got: usize,
+    got: debug_sections::Got,
     memory: &Arc<FreshMemory>,
     start: usize,
 ) -> Result<ObjectFile, LinkError> {
-    if got > size {
+    if got.len > size {
         return ObjectFile::read(path);
     }
-    let bytes = ObjectBytes::shared(memory, start..start + got)
+    let bytes = ObjectBytes::shared(memory, start..start + got.len, got.left_out)
         .ok_or_else(|| read_error(path, std::io::Error::other("read past its memory")))?;
     Ok(ObjectFile {
         name: path.display().to_string(),
@@ -170,38 +217,44 @@ impl Directories {
 }
 
 /// Each file's room in `memory` (its size and one byte; empty for a file
-/// whose size is unknown or that is not a regular file), cut from
-/// `starts` in order. `starts` and the memory's size come from
-/// [`starts`], so every cut is in bounds.
+/// whose size is unknown or that is not a regular file), cut at `starts`,
+/// in the files' order. `starts` and the memory's size come from
+/// [`layout`], so every cut is in bounds and none overlaps another.
 fn rooms<'m>(
     memory: &'m mut [u8],
     starts: &[usize],
     sizes: &[Result<Option<usize>, LinkError>],
 ) -> Vec<&'m mut [u8]> {
-    let mut rooms = Vec::with_capacity(starts.len());
+    // Cut in the memory's order; the rooms come back in the files'.
+    let mut order: Vec<usize> = (0..starts.len()).collect();
+    order.sort_by_key(|&i| starts[i]);
+    let mut rooms: Vec<&'m mut [u8]> = starts.iter().map(|_| Default::default()).collect();
     let mut rest = memory;
     let mut at = 0;
-    for (&start, size) in starts.iter().zip(sizes) {
-        let room = match size {
+    for i in order {
+        let room = match &sizes[i] {
             Ok(Some(size)) => size + 1,
             Ok(None) | Err(_) => 0,
         };
-        let (_, tail) = std::mem::take(&mut rest).split_at_mut(start - at);
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(starts[i] - at);
         let (room, tail) = tail.split_at_mut(room);
-        at = start + room.len();
-        rooms.push(room);
+        at = starts[i] + room.len();
+        rooms[i] = room;
         rest = tail;
     }
     rooms
 }
 
 /// Reads each file into its room, a group of neighbours per turn: the
-/// group's pages are backed in one call first. How many bytes each got.
+/// group's pages are backed in one call first (of an object that may be
+/// read without its debug sections, only its first [`HEAD`] bytes; the
+/// pages of each later piece are backed as it is read). What each got.
 fn fill(
     paths: &[PathBuf],
     rooms: Vec<&mut [u8]>,
     threads: Threads,
-) -> Vec<Result<usize, LinkError>> {
+    debug: DebugSections,
+) -> Vec<Result<debug_sections::Got, LinkError>> {
     let total: usize = rooms.iter().map(|r| r.len()).sum();
     let count = threads.split(total, rooms.len()) * GROUPS_PER_THREAD;
     let share = total.div_ceil(count.max(1)).max(1);
@@ -219,15 +272,8 @@ fn fill(
     }
     let weight = |group: &Vec<(&PathBuf, &mut [u8])>| group.iter().map(|(_, r)| r.len()).sum();
     parallel::map_owned(groups, threads, weight, |group| {
-        if let (Some((_, first)), Some((_, last))) = (group.first(), group.last()) {
-            let start = first.as_ptr() as u64;
-            let end = last.as_ptr() as u64 + last.len() as u64;
-            let page = solder_executor::sys::memory::page_size();
-            // SAFETY: the group's rooms lie in one read-write anonymous
-            // mapping (`FreshMemory`), whose whole pages these are;
-            // populating writes nothing, so a neighbouring group's page
-            // being written by another thread is unharmed.
-            unsafe { solder_executor::pages::populate(start, end - start, page) };
+        for span in spans_to_back(&group, debug) {
+            populate(span);
         }
         // A file without a room (not a regular file, or not measured) is
         // not opened here.
@@ -236,9 +282,12 @@ fn fill(
             .into_iter()
             .map(|(path, room)| {
                 if room.is_empty() {
-                    Ok(0)
+                    Ok(debug_sections::Got {
+                        len: 0,
+                        left_out: false,
+                    })
                 } else {
-                    read_into(path, room, &mut directories)
+                    read_into(path, room, &mut directories, debug)
                 }
             })
             .collect::<Vec<_>>()
@@ -248,24 +297,67 @@ fn fill(
     .collect()
 }
 
+/// The address ranges of a group's rooms to back before reading them: the
+/// whole group, or, when debug sections may be left out, each run of
+/// rooms up to the first [`HEAD`] bytes of a larger one.
+fn spans_to_back(group: &[(&PathBuf, &mut [u8])], debug: DebugSections) -> Vec<(u64, u64)> {
+    let mut spans: Vec<(u64, u64)> = Vec::new();
+    let mut open = false;
+    for (_, room) in group {
+        let start = room.as_ptr() as u64;
+        let whole = debug == DebugSections::Read || room.len() <= HEAD;
+        let end = start + room.len().min(if whole { usize::MAX } else { HEAD }) as u64;
+        // Rooms of one group lie in order, apart only by alignment, unless
+        // the layout put the larger ones after all the others.
+        match spans.last_mut() {
+            Some(span) if open && (span.1..span.1 + ALIGN as u64).contains(&start) => {
+                span.1 = end;
+            }
+            _ => spans.push((start, end)),
+        }
+        open = whole;
+    }
+    spans
+}
+
+/// Backs the pages of `span` (start, end) of the shared memory.
+fn populate((start, end): (u64, u64)) {
+    let page = solder_executor::sys::memory::page_size();
+    // SAFETY: the span lies in one read-write anonymous mapping
+    // (`FreshMemory`), whose whole pages these are; populating writes
+    // nothing, so a neighbouring group's page being written by another
+    // thread is unharmed.
+    unsafe { solder_executor::pages::populate(start, end.saturating_sub(start), page) };
+}
+
 /// Reads the file at `path` (a regular file) into `room` (its measured
 /// size and one byte more), until the room is full, the file ends, or the
 /// file's measured size has come: how many bytes came. A read of a regular
 /// file stops short of what it asks only at the file's end, so a file that
 /// grew brings the byte past its measured size in the same read: stopping
 /// at the measured size costs no second read (a system call per file) to
-/// see the end.
+/// see the end. With [`DebugSections::LeaveOut`], the file is read in
+/// pieces without its DWARF sections ([`debug_sections::read_without_debug`]).
 fn read_into(
     path: &Path,
     room: &mut [u8],
     directories: &mut Directories,
-) -> Result<usize, LinkError> {
+    debug: DebugSections,
+) -> Result<debug_sections::Got, LinkError> {
     use std::io::Read;
     let opened = match directories.of(path) {
         Some((directory, name)) => directory.open_file(name),
         None => std::fs::File::open(path),
     };
     let mut file = opened.map_err(|e| read_error(path, e))?;
+    if debug == DebugSections::LeaveOut {
+        let mut back = |piece: &mut [u8]| {
+            let start = piece.as_ptr() as u64;
+            populate((start, start + piece.len() as u64));
+        };
+        return debug_sections::read_without_debug(&mut file, room, &mut back)
+            .map_err(|e| read_error(path, e));
+    }
     let measured = room.len().saturating_sub(1);
     let mut filled = 0;
     while filled < room.len() && !(filled == measured && filled > 0) {
@@ -276,7 +368,10 @@ fn read_into(
             Err(e) => return Err(read_error(path, e)),
         }
     }
-    Ok(filled)
+    Ok(debug_sections::Got {
+        len: filled,
+        left_out: false,
+    })
 }
 
 #[cfg(test)]
@@ -314,7 +409,7 @@ mod tests {
             min_bytes_each: 1,
         };
         for threads in [Threads::serial(), split] {
-            let read = ObjectFile::read_all(&paths, threads);
+            let read = ObjectFile::read_all(&paths, threads, DebugSections::Read);
             assert_eq!(read.len(), paths.len(), "{RERUN}");
             for ((got, want), path) in read.iter().zip(&expected).zip(&paths) {
                 match (got, want) {
@@ -379,7 +474,7 @@ mod tests {
             min_bytes_each: 1,
         };
         for threads in [Threads::serial(), split] {
-            let read = ObjectFile::read_all(&paths, threads);
+            let read = ObjectFile::read_all(&paths, threads, DebugSections::Read);
             for (path, got) in paths.iter().zip(read) {
                 let alone = ObjectFile::read(path);
                 match (got, alone) {
@@ -417,7 +512,7 @@ mod tests {
         for threads in [Threads::serial(), split] {
             let pipe = crate::test_support::PipeFile::new(piped.clone());
             let paths = [before.clone(), pipe.path.clone(), after.clone()];
-            let read: Vec<ObjectFile> = ObjectFile::read_all(&paths, threads)
+            let read: Vec<ObjectFile> = ObjectFile::read_all(&paths, threads, DebugSections::Read)
                 .into_iter()
                 .collect::<Result<_, _>>()
                 .unwrap();
@@ -435,6 +530,69 @@ mod tests {
         }
     }
 
+    /// Read leaving debug sections out, a `-g` object among other files
+    /// (a small object, bytes that are not ELF, a file past the first
+    /// bytes that is not ELF, a missing file) comes back without its
+    /// DWARF and says so, linking as the whole file does; every other file
+    /// comes back whole, each in its place, on one thread and on several
+    /// (the larger files' rooms are laid out after the others').
+    #[test]
+    fn objects_read_without_debug_sections_say_so_and_the_rest_is_whole() {
+        use crate::probe::{Host, link_image};
+        let scratch = crate::test_support::scratch();
+        let mut c = String::new();
+        for i in 0..600 {
+            c += &format!("struct s{i} {{ long a{i}, b{i}; }};\n");
+            c += &format!("long f{i}(struct s{i} *s) {{ return s->a{i} - s->b{i} * {i}; }}\n");
+        }
+        let target = "x86_64-linux-gnu";
+        let g = crate::test_support::clang_object(target, "c", &c, &["-g", "-O1"]);
+        let small =
+            crate::test_support::clang_object(target, "c", "int f(void) { return 1; }", &[]);
+        let files: [(&str, Option<Vec<u8>>); 5] = [
+            ("small.o", Some(small)),
+            ("g.o", Some(g.clone())),
+            ("missing.o", None),
+            ("text.o", Some(b"hello".to_vec())),
+            ("large.bin", Some(vec![7u8; 3 * HEAD])),
+        ];
+        let mut paths = Vec::new();
+        for (name, bytes) in &files {
+            let path = scratch.path().join(name);
+            if let Some(bytes) = bytes {
+                std::fs::write(&path, bytes).unwrap();
+            }
+            paths.push(path);
+        }
+        let split = Threads {
+            count: Some(3),
+            min_bytes_each: 1,
+        };
+        let whole = link_image("g.o", &g, Host::MadeUp).unwrap();
+        for threads in [Threads::serial(), split] {
+            let read = ObjectFile::read_all(&paths, threads, DebugSections::LeaveOut);
+            for ((name, want), got) in files.iter().zip(read) {
+                let Some(want) = want else {
+                    assert!(got.is_err(), "{name} ({threads:?})\n{RERUN}");
+                    continue;
+                };
+                let got = got.unwrap();
+                if *name == "g.o" {
+                    assert!(got.bytes.debug_left_out(), "{RERUN}");
+                    assert!(got.bytes.as_slice() != want.as_slice(), "{RERUN}");
+                    let holed = link_image("g.o", &got.bytes, Host::MadeUp).unwrap();
+                    assert!(holed.image == whole.image, "{threads:?}\n{RERUN}");
+                } else {
+                    assert!(!got.bytes.debug_left_out(), "{name}\n{RERUN}");
+                    assert!(
+                        got.bytes.as_slice() == want.as_slice(),
+                        "{name} read back differs ({threads:?})\n{RERUN}"
+                    );
+                }
+            }
+        }
+    }
+
     /// A file that grew between being measured and being read (one byte
     /// more than its room allowed for arrived) is read again whole; one
     /// that shrank gives what it has.
@@ -446,9 +604,13 @@ mod tests {
         let mut memory = FreshMemory::new(64).unwrap();
         memory.as_mut_slice()[..5].copy_from_slice(b"01234");
         let memory = Arc::new(memory);
-        let grown = object(&path, 4, 5, &memory, 0).unwrap();
+        let got = debug_sections::Got {
+            len: 5,
+            left_out: false,
+        };
+        let grown = object(&path, 4, got, &memory, 0).unwrap();
         assert_eq!(grown.bytes.as_slice(), b"0123456789", "{RERUN}");
-        let shrunk = object(&path, 8, 5, &memory, 0).unwrap();
+        let shrunk = object(&path, 8, got, &memory, 0).unwrap();
         assert_eq!(shrunk.bytes.as_slice(), b"01234", "{RERUN}");
     }
 }

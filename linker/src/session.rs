@@ -710,13 +710,14 @@ impl Session {
         let members = pulled
             .iter()
             .map(|p| archives[p.archive].member_bytes(p.member));
+        // An object read without its debug sections has none to give.
         objects
             .iter()
-            .map(|o| o.bytes.as_slice())
-            .chain(members)
+            .map(|o| (o.bytes.as_slice(), o.bytes.debug_left_out()))
+            .chain(members.map(|member| (member, false)))
             .zip(places)
-            .filter(|(_, place)| !place.headers.is_empty())
-            .map(|(object, places)| DebugSource { object, places })
+            .filter(|((_, left_out), place)| !left_out && !place.headers.is_empty())
+            .map(|((object, _), places)| DebugSource { object, places })
             .collect()
     }
 

@@ -72,8 +72,11 @@ fn no_panic(target: &str, path: &Path, what: &str, f: impl FnOnce()) -> Option<S
 }
 
 /// Links `bytes` as the probe does for a fuzz target; an error must name
-/// the object.
+/// the object, and read without its debug sections it must link the same.
 fn link(name: &str, bytes: &[u8]) {
+    if let Some(difference) = probe::differs_without_debug(name, bytes) {
+        panic!("{difference}");
+    }
     if let Err(err) = probe::link_image(name, bytes, Host::MadeUp) {
         let message = err.to_string();
         assert!(

@@ -90,7 +90,7 @@ fn seed(root: &Path, clean: bool) -> Result<()> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let objects = seed_objects(root, &corpus)?;
+    let objects = seed_objects(root, &corpus)? + seed_debug_objects(root, &corpus.join("elf"))?;
     let archives = seed_archives(root, &corpus.join("archive"))?;
     let frames = seed_frames(&corpus.join("protocol"))?;
     let scenarios = seed_scenarios(root, &corpus.join("scenario"))?;
@@ -136,6 +136,46 @@ fn seed_objects(root: &Path, corpus: &Path) -> Result<usize> {
             put(&dir, &name, &bytes)?;
             count += 1;
         }
+    }
+    Ok(count)
+}
+
+/// Small ELF objects built with `-g` (no conformance fixture has DWARF),
+/// so that the `elf` target plans reads without debug sections
+/// (`probe::differs_without_debug`) from its first input on.
+fn seed_debug_objects(root: &Path, dir: &Path) -> Result<usize> {
+    let scratch = util::target_dir(root)?.join("fuzz-seed-debug");
+    std::fs::create_dir_all(&scratch)
+        .with_context(|| format!("cannot create {}", scratch.display()))?;
+    let source = scratch.join("debug.c");
+    std::fs::write(
+        &source,
+        "struct point { long x, y; };\nstatic long scale = 3;\n\
+         long area(struct point *p) { return p->x * p->y * scale; }\n\
+         long (*pick(void))(struct point *) { return area; }\n",
+    )
+    .with_context(|| format!("cannot write {}", source.display()))?;
+    let mut count = 0;
+    for (name, flags) in [
+        ("debug-g.o", &["-g"][..]),
+        ("debug-g-fpic.o", &["-g", "-fPIC"]),
+    ] {
+        let object = scratch.join(name);
+        let status = Command::new("cc")
+            .args(["-c", "-O1"])
+            .args(flags)
+            .arg(&source)
+            .arg("-o")
+            .arg(&object)
+            .status()
+            .context("cannot run cc for the -g seeds")?;
+        if !status.success() {
+            bail!("cc failed on the -g seed {name}");
+        }
+        let bytes =
+            std::fs::read(&object).with_context(|| format!("cannot read {}", object.display()))?;
+        put(dir, name, &bytes)?;
+        count += 1;
     }
     Ok(count)
 }

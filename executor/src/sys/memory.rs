@@ -182,6 +182,14 @@ pub struct FreshMemory {
 impl FreshMemory {
     /// `len` zeroed bytes (at least one page is mapped, so `len` may be 0).
     pub fn new(len: usize) -> io::Result<FreshMemory> {
+        FreshMemory::with_huge_pages_to(len, len)
+    }
+
+    /// As [`FreshMemory::new`], with only the first `huge` bytes advised to
+    /// be backed by huge pages: the rest is backed page by page, where it
+    /// is written, for bytes read in pieces with holes between them (a
+    /// huge page would back each hole it holds).
+    pub fn with_huge_pages_to(len: usize, huge: usize) -> io::Result<FreshMemory> {
         const HUGE: usize = HUGE_PAGE as usize;
         let room = if len < HUGE { 0 } else { HUGE };
         let mapped = len
@@ -195,7 +203,7 @@ impl FreshMemory {
         } else {
             at.next_multiple_of(HUGE) - at
         };
-        advise_huge_pages((at + start) as u64, len as u64);
+        advise_huge_pages((at + start) as u64, huge.min(len) as u64);
         Ok(FreshMemory {
             mapping,
             start,

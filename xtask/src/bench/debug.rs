@@ -19,8 +19,10 @@ pub(super) fn debug_cost(cx: &Setup) -> Result<Table> {
          object of the load is copied with its sections' load addresses and registered through \
          the GDB JIT interface (what a debugger then reads), and, in process, every function's \
          line table is read ahead for crash reports (most of the cost for SQLite, whose -g \
-         object is large); without it the debug sections are not looked at. No target: the cost is reported so that turning it on is an informed \
-         choice (it is off by default).",
+         object is large); without it the objects' DWARF sections are not even read (a hole \
+         of zeros in each object's bytes, docs/architecture.md: \"Objects read without their \
+         debug sections\"). No target: the cost is reported so that turning it on is an \
+         informed choice (it is off by default).",
         &[
             "program",
             "objects",

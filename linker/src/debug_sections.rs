@@ -1,0 +1,491 @@
+//! Reading an ELF object without its debug information, for a link that
+//! will not use it (no `--debug`): a `-g` build's objects are mostly DWARF
+//! (for a C++ program, nineteen bytes in twenty), which a link neither
+//! loads nor relocates. Reading it anyway costs a copy and fresh memory per
+//! byte.
+//!
+//! [`read_without_debug`] reads an object's first bytes and its section
+//! table, and from them plans what to leave out ([`holes`]): the contents
+//! of every DWARF section (`.debug_*`, `.zdebug_*`: not allocated,
+//! `SHT_PROGBITS`) and of every relocation table of one, in runs of at
+//! least [`MIN_HOLE`] bytes. Everything else is read where it lies, so
+//! offsets stay the file's and the parser reads the object as it would
+//! read the whole file; a hole reads as zeros.
+//!
+//! The parser reads no byte of a hole: it reads the header, the section
+//! table, the string tables, the symbol table, group tables, allocated
+//! sections and the relocation tables of allocated sections. None of those
+//! is ever a hole: a section another section links to (`sh_link`) is kept
+//! whatever its name, and where a hole would overlap a section that is
+//! kept, the overlap is read. An object this cannot read a plan from (not
+//! 64-bit little-endian ELF, not relocatable, a table out of the file) is
+//! read whole, and the parser says what is wrong with it.
+
+use std::io;
+use std::ops::Range;
+
+use object::elf;
+use object::read::elf::{FileHeader, SectionHeader};
+use object::{Endianness, SectionIndex};
+
+type Header = elf::FileHeader64<Endianness>;
+
+/// The first bytes read of every object: most objects end within them,
+/// and the rest are read only once the section table says what to leave
+/// out.
+pub const HEAD: usize = 64 << 10;
+
+/// The last bytes of a larger object, read next: compilers put the section
+/// table at the end, after the symbol and string tables.
+pub const TAIL: usize = 64 << 10;
+
+/// The least a hole leaves out: reading fewer bytes than this costs less
+/// than the system call that skipping them adds.
+pub const MIN_HOLE: usize = 32 << 10;
+
+/// Holes closer than this are left out as one, with what lies between them
+/// (alignment padding, or a kept section, which is then read on its own).
+const MERGE_GAP: usize = 4 << 10;
+
+/// How many times a plan may ask for more of the file (the first section
+/// header, the table, the section names) before the file is read whole.
+const MAX_PLAN_READS: usize = 4;
+
+/// Whether objects are read with their debug sections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DebugSections {
+    /// Every byte, for a session that keeps debug information
+    /// (`--debug`: debuggers and source lines read the objects' DWARF).
+    Read,
+    /// Without the DWARF sections of ELF objects, for a link that reads
+    /// none of it; [`crate::input::ObjectBytes::debug_left_out`] says
+    /// which objects lost some.
+    LeaveOut,
+}
+
+/// Where a file's bytes come from: a file, at an offset, or a test's bytes.
+pub trait ReadAt {
+    /// Reads into `into` from `offset`: how many bytes came (0 at the end).
+    fn read_at(&mut self, into: &mut [u8], offset: u64) -> io::Result<usize>;
+}
+
+#[cfg(unix)]
+impl ReadAt for std::fs::File {
+    fn read_at(&mut self, into: &mut [u8], offset: u64) -> io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(self, into, offset)
+    }
+}
+
+impl ReadAt for &[u8] {
+    fn read_at(&mut self, into: &mut [u8], offset: u64) -> io::Result<usize> {
+        let from = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.len());
+        let rest = &self[from..];
+        let n = rest.len().min(into.len());
+        into[..n].copy_from_slice(&rest[..n]);
+        Ok(n)
+    }
+}
+
+/// How an object is cut into pieces: [`HEAD`], [`TAIL`] and [`MIN_HOLE`]
+/// as a link reads; smaller ones let a fuzzer's small inputs be planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pieces {
+    pub head: usize,
+    pub tail: usize,
+    pub min_hole: usize,
+}
+
+impl Pieces {
+    pub const LINK: Pieces = Pieces {
+        head: HEAD,
+        tail: TAIL,
+        min_hole: MIN_HOLE,
+    };
+}
+
+/// What [`read_without_debug`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Got {
+    /// The file's length, as far as the room reaches: its measured size,
+    /// one more when it grew since it was measured, less when it shrank.
+    pub len: usize,
+    /// Whether any bytes were left out (they read as zeros).
+    pub left_out: bool,
+}
+
+/// Reads the object `source`, measured at `room.len() - 1` bytes, into
+/// `room` (zeros, so that what is left out reads as zeros), leaving out its
+/// debug sections (see the module's documentation). The byte past the
+/// measured size is asked for too, to see a file that grew. `prepare` is
+/// given each piece of `room` before it is read, except the first
+/// [`HEAD`] bytes, which the caller prepares (backing the pages of many
+/// small objects at once).
+pub fn read_without_debug(
+    source: &mut impl ReadAt,
+    room: &mut [u8],
+    prepare: &mut dyn FnMut(&mut [u8]),
+) -> io::Result<Got> {
+    read_in_pieces(source, room, prepare, Pieces::LINK)
+}
+
+/// [`read_without_debug`], cut as `pieces` says (its head at least the
+/// ELF header's 64 bytes).
+pub fn read_in_pieces(
+    source: &mut impl ReadAt,
+    room: &mut [u8],
+    prepare: &mut dyn FnMut(&mut [u8]),
+    pieces: Pieces,
+) -> io::Result<Got> {
+    let end = room.len();
+    let whole = |len| Got {
+        len,
+        left_out: false,
+    };
+    let head = 0..end.min(pieces.head.max(size_of::<Header>()));
+    let got = fill(source, room, head.clone())?;
+    if got < head.len() || head.end == end {
+        return Ok(whole(got));
+    }
+    // The tail takes the byte past the measured size too: the file ends
+    // one byte short of the read, unless it changed.
+    let measured = end - 1;
+    let tail = end.saturating_sub(pieces.tail).max(head.end)..end;
+    let got = fill_prepared(source, room, tail.clone(), prepare)?;
+    if got == tail.len() {
+        return Ok(whole(end)); // it grew: the caller reads it again
+    }
+    if got + 1 < tail.len() {
+        // It shrank: what is there, as a whole read would give it.
+        return read_rest(source, room, 0..end, &[head], false, prepare);
+    }
+    let mut have = vec![head, tail.start..measured];
+    let Some(holes) = plan(source, room, &mut have, prepare, pieces.min_hole)? else {
+        return read_rest(source, room, 0..measured, &have, false, prepare);
+    };
+    let left_out = !holes.is_empty();
+    have.extend(holes);
+    read_rest(source, room, 0..measured, &have, left_out, prepare)
+}
+
+/// The holes of the object in `room`, reading what the plan needs first
+/// (into `have`); `None` when no plan can be made, or the file changed
+/// under the reads.
+fn plan(
+    source: &mut impl ReadAt,
+    room: &mut [u8],
+    have: &mut Vec<Range<usize>>,
+    prepare: &mut dyn FnMut(&mut [u8]),
+    min_hole: usize,
+) -> io::Result<Option<Vec<Range<usize>>>> {
+    let measured = room.len().saturating_sub(1);
+    for _ in 0..MAX_PLAN_READS {
+        match holes(&room[..measured], |range| covered(have, range), min_hole) {
+            Plan::Holes(holes) => return Ok(Some(holes)),
+            Plan::Whole => return Ok(None),
+            Plan::Read(range) => {
+                if !read_piece(source, room, range, have, prepare)? {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Reads `piece` of the file, less what `have` holds, and records it: false
+/// when the file ended before the piece did.
+fn read_piece(
+    source: &mut impl ReadAt,
+    room: &mut [u8],
+    piece: Range<usize>,
+    have: &mut Vec<Range<usize>>,
+    prepare: &mut dyn FnMut(&mut [u8]),
+) -> io::Result<bool> {
+    for missing in complement(piece.clone(), have.clone()) {
+        if fill_prepared(source, room, missing.clone(), prepare)? < missing.len() {
+            return Ok(false);
+        }
+    }
+    have.push(piece);
+    Ok(true)
+}
+
+/// Reads the bytes of `whole` that `skipped` does not cover (read
+/// already, or left out): the file's length as far as `whole` reaches.
+fn read_rest(
+    source: &mut impl ReadAt,
+    room: &mut [u8],
+    whole: Range<usize>,
+    skipped: &[Range<usize>],
+    left_out: bool,
+    prepare: &mut dyn FnMut(&mut [u8]),
+) -> io::Result<Got> {
+    let end = whole.end;
+    for piece in complement(whole, skipped.to_vec()) {
+        let start = piece.start;
+        let got = fill_prepared(source, room, piece.clone(), prepare)?;
+        if got < piece.len() {
+            return Ok(Got {
+                len: start + got,
+                left_out,
+            });
+        }
+    }
+    Ok(Got { len: end, left_out })
+}
+
+fn fill_prepared(
+    source: &mut impl ReadAt,
+    room: &mut [u8],
+    piece: Range<usize>,
+    prepare: &mut dyn FnMut(&mut [u8]),
+) -> io::Result<usize> {
+    prepare(&mut room[piece.clone()]);
+    fill(source, room, piece)
+}
+
+/// Reads `piece` of the file into the same bytes of `room`, until it is
+/// full or the file ends: how many bytes came. A read that reaches the
+/// measured size (one byte short of the room's end) stops there: a file
+/// that grew brings the byte past it in the same read, and a second read
+/// to see the end of one that did not would cost a system call per object.
+fn fill(source: &mut impl ReadAt, room: &mut [u8], piece: Range<usize>) -> io::Result<usize> {
+    let measured = room.len().saturating_sub(1);
+    let start = piece.start;
+    let into = &mut room[piece];
+    let mut filled = 0;
+    while filled < into.len() && !(start + filled == measured && filled > 0) {
+        match source.read_at(&mut into[filled..], (start + filled) as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// What a plan needs or says.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// These bytes of the file are needed first.
+    Read(Range<usize>),
+    /// Read the whole file: it is not an object a plan can be made for.
+    Whole,
+    /// Leave these out, in order, none overlapping a kept section.
+    Holes(Vec<Range<usize>>),
+}
+
+/// The holes of the object `bytes` (the file's measured length, with what
+/// is not read yet as zeros; `present` says whether a range is read), each
+/// at least `min_hole` long.
+pub fn holes(bytes: &[u8], present: impl Fn(&Range<usize>) -> bool, min_hole: usize) -> Plan {
+    match plan_holes(bytes, &present, min_hole) {
+        Ok(plan) => plan,
+        Err(Unplanned) => Plan::Whole,
+    }
+}
+
+/// Anything that stops a plan: the file is then read whole.
+struct Unplanned;
+
+impl From<object::read::Error> for Unplanned {
+    fn from(_: object::read::Error) -> Self {
+        Unplanned
+    }
+}
+
+fn plan_holes(
+    bytes: &[u8],
+    present: &dyn Fn(&Range<usize>) -> bool,
+    min_hole: usize,
+) -> Result<Plan, Unplanned> {
+    let header = Header::parse(bytes)?;
+    let endian = header.endian()?;
+    if endian != Endianness::Little || header.e_type(endian) != elf::ET_REL {
+        return Err(Unplanned);
+    }
+    let table = section_table(header, endian, bytes, present)?;
+    let table = match table {
+        Ok(table) => table,
+        Err(needed) => return Ok(Plan::Read(needed)),
+    };
+    let sections = header.sections(endian, bytes)?;
+    let names_index = header.shstrndx(endian, bytes)?;
+    if names_index != 0 {
+        let names = sections.section(SectionIndex(names_index as usize))?;
+        let range = file_range(names, endian, bytes.len())?;
+        if !present(&range) {
+            return Ok(Plan::Read(range));
+        }
+    }
+    let mut kept = vec![0..size_of::<Header>(), table];
+    let mut left_out = Vec::new();
+    let hole = hole_sections(&sections, endian, names_index as usize)?;
+    for (section, hole) in sections.iter().zip(hole) {
+        if section.sh_type(endian) == elf::SHT_NOBITS {
+            continue;
+        }
+        let range = file_range(section, endian, bytes.len())?;
+        if hole { &mut left_out } else { &mut kept }.push(range);
+    }
+    Ok(Plan::Holes(finish(left_out, kept, min_hole)))
+}
+
+/// The section table's bytes, once the header's count can be read (an
+/// object of 65,280 sections or more keeps its count in section 0): `Err`
+/// with the bytes to read first.
+fn section_table(
+    header: &Header,
+    endian: Endianness,
+    bytes: &[u8],
+    present: &dyn Fn(&Range<usize>) -> bool,
+) -> Result<Result<Range<usize>, Range<usize>>, Unplanned> {
+    let start = usize::try_from(header.e_shoff(endian)).map_err(|_| Unplanned)?;
+    let entry = usize::from(header.e_shentsize(endian));
+    if start == 0 || entry != size_of::<elf::SectionHeader64<Endianness>>() {
+        return Err(Unplanned);
+    }
+    let first = start..start.checked_add(entry).ok_or(Unplanned)?;
+    if header.e_shnum(endian) == 0 && !present(&first) {
+        return Ok(Err(within(first, bytes.len())?));
+    }
+    let count = usize::try_from(header.shnum(endian, bytes)?).map_err(|_| Unplanned)?;
+    let len = count.checked_mul(entry).ok_or(Unplanned)?;
+    let table = within(start..start.checked_add(len).ok_or(Unplanned)?, bytes.len())?;
+    Ok(if present(&table) {
+        Ok(table)
+    } else {
+        Err(table)
+    })
+}
+
+/// For each section, whether it is a hole: a DWARF section, or a
+/// relocation table of one, that no section links to and that does not
+/// hold the section names (`names`).
+fn hole_sections(
+    sections: &object::read::elf::SectionTable<'_, Header>,
+    endian: Endianness,
+    names: usize,
+) -> Result<Vec<bool>, Unplanned> {
+    let mut dwarf = Vec::with_capacity(sections.len());
+    let mut linked_to = vec![false; sections.len()];
+    if let Some(names) = linked_to.get_mut(names) {
+        *names = true;
+    }
+    for section in sections.iter() {
+        let name = sections.section_name(endian, section)?;
+        let debug_name = name.starts_with(b".debug") || name.starts_with(b".zdebug");
+        dwarf.push(
+            section.sh_type(endian) == elf::SHT_PROGBITS
+                && !allocated(section, endian)
+                && debug_name,
+        );
+        if let Some(link) = linked_to.get_mut(section.sh_link(endian) as usize) {
+            *link = true;
+        }
+    }
+    let holes = sections.iter().enumerate().map(|(index, section)| {
+        let relocations = matches!(section.sh_type(endian), elf::SHT_RELA | elf::SHT_REL)
+            && !allocated(section, endian)
+            && dwarf.get(section.sh_info(endian) as usize) == Some(&true);
+        (dwarf[index] || relocations) && !linked_to[index]
+    });
+    Ok(holes.collect())
+}
+
+fn allocated(section: &elf::SectionHeader64<Endianness>, endian: Endianness) -> bool {
+    section.sh_flags(endian).0 & elf::SHF_ALLOC.0 != 0
+}
+
+/// A section's bytes in the file, which must lie within its `len` bytes.
+fn file_range(
+    section: &elf::SectionHeader64<Endianness>,
+    endian: Endianness,
+    len: usize,
+) -> Result<Range<usize>, Unplanned> {
+    let (offset, size) = section.file_range(endian).unwrap_or((0, 0));
+    let start = usize::try_from(offset).map_err(|_| Unplanned)?;
+    let size = usize::try_from(size).map_err(|_| Unplanned)?;
+    within(start..start.checked_add(size).ok_or(Unplanned)?, len)
+}
+
+fn within(range: Range<usize>, len: usize) -> Result<Range<usize>, Unplanned> {
+    if range.end <= len {
+        Ok(range)
+    } else {
+        Err(Unplanned)
+    }
+}
+
+/// The holes to leave out: `left_out` merged where close, less every
+/// `kept` range, each at least `min_hole` long, in order.
+fn finish(
+    left_out: Vec<Range<usize>>,
+    kept: Vec<Range<usize>>,
+    min_hole: usize,
+) -> Vec<Range<usize>> {
+    let merged = merge(left_out, MERGE_GAP);
+    let holes = complement_within(merged, merge(kept, 0));
+    holes
+        .into_iter()
+        .filter(|h| h.len() >= min_hole.max(1))
+        .collect()
+}
+
+/// `ranges` sorted, with those closer than `gap` joined (empty ones
+/// dropped).
+fn merge(mut ranges: Vec<Range<usize>>, gap: usize) -> Vec<Range<usize>> {
+    ranges.retain(|r| !r.is_empty());
+    ranges.sort_by_key(|r| r.start);
+    let mut merged: Vec<Range<usize>> = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        match merged.last_mut() {
+            Some(last) if range.start <= last.end.saturating_add(gap) => {
+                last.end = last.end.max(range.end);
+            }
+            _ => merged.push(range),
+        }
+    }
+    merged
+}
+
+/// What of `whole` no range of `minus` covers, in order.
+fn complement(whole: Range<usize>, minus: Vec<Range<usize>>) -> Vec<Range<usize>> {
+    complement_within(vec![whole], merge(minus, 0))
+}
+
+/// Each range of `ranges` (sorted, apart) less the sorted, apart ranges of
+/// `minus`.
+fn complement_within(ranges: Vec<Range<usize>>, minus: Vec<Range<usize>>) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut next = 0;
+    for range in ranges {
+        let mut at = range.start;
+        while next < minus.len() && minus[next].end <= at {
+            next += 1;
+        }
+        let mut cut = next;
+        while cut < minus.len() && minus[cut].start < range.end {
+            if minus[cut].start > at {
+                out.push(at..minus[cut].start);
+            }
+            at = at.max(minus[cut].end);
+            cut += 1;
+        }
+        if at < range.end {
+            out.push(at..range.end);
+        }
+    }
+    out
+}
+
+/// Whether the ranges of `have` cover all of `range`.
+fn covered(have: &[Range<usize>], range: &Range<usize>) -> bool {
+    complement(range.clone(), have.to_vec()).is_empty()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,266 @@
+use super::*;
+use crate::probe::{Host, link_image};
+use object::read::elf::SectionTable;
+
+const RERUN: &str = "rerun: cargo test -p solder-linker --lib debug_sections::tests";
+
+/// A C source whose `-g` object is mostly DWARF: a struct type per
+/// function (`.debug_info`, `.debug_str`), and code that uses it.
+fn source() -> String {
+    let mut c = String::new();
+    for i in 0..600 {
+        c += &format!("struct record_{i} {{ long a_{i}, b_{i}, c_{i}; char name_{i}[8]; }};\n");
+        c += &format!(
+            "long use_{i}(struct record_{i} *r, long x) {{\n  long local = r->a_{i} * x + {i};\n  return local + r->b_{i} - r->c_{i} + r->name_{i}[x & 7];\n}}\n"
+        );
+    }
+    c += "long table[] = { (long)use_0, (long)use_1, (long)use_2 };\n";
+    c
+}
+
+fn g_object() -> Vec<u8> {
+    crate::test_support::clang_object("x86_64-linux-gnu", "c", &source(), &["-g", "-O1"])
+}
+
+/// The sections of `bytes` (an ELF object): name, type, file range, and
+/// the section its `sh_info` names.
+fn sections(bytes: &[u8]) -> Vec<(String, u32, Range<usize>, usize)> {
+    let header = Header::parse(bytes).unwrap();
+    let endian = header.endian().unwrap();
+    let table: SectionTable<'_, Header> = header.sections(endian, bytes).unwrap();
+    table
+        .iter()
+        .map(|s| {
+            let name = String::from_utf8_lossy(table.section_name(endian, s).unwrap()).into_owned();
+            let (offset, size) = s.file_range(endian).unwrap_or((0, 0));
+            let range = offset as usize..(offset + size) as usize;
+            (name, s.sh_type(endian).0, range, s.sh_info(endian) as usize)
+        })
+        .collect()
+}
+
+fn is_debug_name(name: &str) -> bool {
+    name.starts_with(".debug") || name.starts_with(".rela.debug")
+}
+
+/// `bytes` read as a file measured at its length, through
+/// [`read_without_debug`]: the room, what came, and the pieces prepared.
+fn read(bytes: &[u8]) -> (Vec<u8>, Got, Vec<Range<usize>>) {
+    read_cut(bytes, Pieces::LINK)
+}
+
+/// Pieces so small that neither the first nor the last bytes read hide
+/// what the plan leaves out.
+const SMALL: Pieces = Pieces {
+    head: 64,
+    tail: 64,
+    min_hole: 1,
+};
+
+/// [`read`], cut as `pieces` says.
+fn read_cut(bytes: &[u8], pieces: Pieces) -> (Vec<u8>, Got, Vec<Range<usize>>) {
+    let mut room = vec![0u8; bytes.len() + 1];
+    let base = room.as_ptr() as usize;
+    let mut prepared = Vec::new();
+    let mut prepare = |piece: &mut [u8]| {
+        let start = piece.as_ptr() as usize - base;
+        prepared.push(start..start + piece.len());
+    };
+    let got = read_in_pieces(&mut &bytes[..], &mut room, &mut prepare, pieces).unwrap();
+    room.truncate(got.len.min(bytes.len()));
+    (room, got, prepared)
+}
+
+/// A `-g` object comes back without its DWARF sections and their
+/// relocation tables (zeros, most of the file), with every other section,
+/// the header and the section table as in the file; it links to the same
+/// image as the whole file. Every piece read past the first bytes was
+/// prepared first. So cut as a link cuts it, and cut small.
+#[test]
+fn a_g_objects_dwarf_is_left_out_and_everything_else_read() {
+    let bytes = g_object();
+    assert!(bytes.len() > HEAD + TAIL, "{} bytes\n{RERUN}", bytes.len());
+    let all = sections(&bytes);
+    for wanted in [
+        ".debug_info",
+        ".rela.debug_info",
+        ".debug_line",
+        ".debug_str",
+    ] {
+        assert!(
+            all.iter().any(|(name, ..)| name == wanted),
+            "the object has no {wanted}\n{RERUN}"
+        );
+    }
+    let whole = link_image("g.o", &bytes, Host::MadeUp).unwrap();
+    assert!(!whole.image.is_empty(), "{RERUN}");
+    for pieces in [Pieces::LINK, SMALL] {
+        let (room, got, prepared) = read_cut(&bytes, pieces);
+        assert_eq!(got.len, bytes.len(), "{pieces:?}\n{RERUN}");
+        assert!(got.left_out, "{pieces:?}\n{RERUN}");
+        let mut left_out = 0;
+        for (name, _, range, _) in &all {
+            if is_debug_name(name) {
+                left_out += room[range.clone()].iter().filter(|&&b| b == 0).count();
+            } else {
+                assert!(
+                    room[range.clone()] == bytes[range.clone()],
+                    "section {name} differs ({pieces:?})\n{RERUN}"
+                );
+            }
+        }
+        assert!(
+            left_out * 2 > bytes.len(),
+            "only {left_out} of {} bytes left out ({pieces:?})\n{RERUN}",
+            bytes.len()
+        );
+        assert_eq!(room[..64], bytes[..64], "the header\n{RERUN}");
+        for piece in &prepared {
+            assert!(piece.start >= pieces.head, "prepared {piece:?}\n{RERUN}");
+        }
+        let holed = link_image("g.o", &room, Host::MadeUp).unwrap();
+        assert!(
+            whole.image == holed.image,
+            "the images differ ({pieces:?})\n{RERUN}"
+        );
+    }
+}
+
+/// Rewrites section `index`'s header field at `field` (a byte offset in
+/// the header) of the ELF object `bytes`.
+fn set_field(bytes: &mut [u8], index: usize, field: usize, value: &[u8]) {
+    let shoff = u64::from_le_bytes(bytes[0x28..0x30].try_into().unwrap()) as usize;
+    let at = shoff + index * 64 + field;
+    bytes[at..at + value.len()].copy_from_slice(value);
+}
+
+fn index_of(bytes: &[u8], wanted: &str) -> usize {
+    let all = sections(bytes);
+    all.iter().position(|(name, ..)| name == wanted).unwrap()
+}
+
+/// A DWARF section laid over a kept section (`.text`) does not hide it:
+/// the overlap is read. A DWARF section another section links to (here
+/// the symbol table's string table made `.debug_str`) is read whole. Cut
+/// small, so that the first and last bytes read hide neither.
+#[test]
+fn what_a_kept_section_overlaps_or_links_to_is_read() {
+    let bytes = g_object();
+    let mut over_text = bytes.clone();
+    let text = sections(&bytes)
+        .into_iter()
+        .find(|(name, ..)| name == ".text")
+        .unwrap()
+        .2;
+    let info = index_of(&bytes, ".debug_info");
+    set_field(&mut over_text, info, 24, &(text.start as u64).to_le_bytes());
+    let (room, got, _) = read_cut(&over_text, SMALL);
+    assert_eq!(got.len, bytes.len(), "{RERUN}");
+    assert!(
+        room[text.clone()] == bytes[text],
+        ".text was left out\n{RERUN}"
+    );
+
+    let mut linked = bytes.clone();
+    let symtab = index_of(&bytes, ".symtab");
+    let debug_str = index_of(&bytes, ".debug_str");
+    set_field(&mut linked, symtab, 40, &(debug_str as u32).to_le_bytes());
+    let (room, _, _) = read_cut(&linked, SMALL);
+    let range = sections(&bytes)[debug_str].2.clone();
+    assert!(
+        room[range.clone()] == bytes[range],
+        ".debug_str, linked to, was left out\n{RERUN}"
+    );
+}
+
+/// What no plan can be made for is read whole: a small object (in one
+/// read), bytes that are not ELF, a section table past the end. A file
+/// that grew since it was measured says so (one byte more); one that
+/// shrank gives what it has.
+#[test]
+fn what_cannot_be_planned_is_read_whole_and_a_changed_size_is_seen() {
+    let small = crate::test_support::clang_object(
+        "x86_64-linux-gnu",
+        "c",
+        "int f(int x) { return x + 1; }",
+        &["-g"],
+    );
+    assert!(small.len() < HEAD, "{RERUN}");
+    let (room, got, prepared) = read(&small);
+    assert_eq!(
+        (room, got.left_out, prepared),
+        (small, false, vec![]),
+        "{RERUN}"
+    );
+
+    let not_elf: Vec<u8> = (0..HEAD * 3).map(|i| (i * 13 % 251) as u8).collect();
+    let (room, got, _) = read(&not_elf);
+    assert_eq!((got.len, got.left_out), (not_elf.len(), false), "{RERUN}");
+    assert!(room == not_elf, "{RERUN}");
+
+    let mut table_past_end = g_object();
+    let len = table_past_end.len() as u64;
+    table_past_end[0x28..0x30].copy_from_slice(&(len - 100).to_le_bytes());
+    let (room, got, _) = read(&table_past_end);
+    assert!(!got.left_out && room == table_past_end, "{RERUN}");
+
+    let bytes = g_object();
+    let mut room = vec![0u8; bytes.len()];
+    let measured_shorter = read_without_debug(&mut &bytes[..], &mut room, &mut |_| {}).unwrap();
+    assert_eq!(measured_shorter.len, bytes.len(), "grew by one\n{RERUN}");
+    let mut room = vec![0u8; bytes.len() + 2];
+    let measured_longer = read_without_debug(&mut &bytes[..], &mut room, &mut |_| {}).unwrap();
+    assert_eq!(measured_longer.len, bytes.len(), "shrank by one\n{RERUN}");
+    assert!(!measured_longer.left_out, "{RERUN}");
+}
+
+/// The interval arithmetic the plan is made of.
+#[test]
+fn ranges_merge_and_complement() {
+    assert_eq!(
+        merge(vec![6..9, 0..2, 3..4, 9..9], 1),
+        vec![0..4, 6..9],
+        "{RERUN}"
+    );
+    assert_eq!(merge(vec![0..2, 3..4], 0), vec![0..2, 3..4], "{RERUN}");
+    assert_eq!(
+        complement(0..20, vec![15..25, 2..4, 3..6]),
+        vec![0..2, 6..15],
+        "{RERUN}"
+    );
+    assert_eq!(complement(0..5, vec![]), vec![0..5], "{RERUN}");
+    assert_eq!(
+        complement_within(vec![0..10, 20..30], vec![5..25, 28..29]),
+        vec![0..5, 25..28, 29..30],
+        "{RERUN}"
+    );
+    assert!(covered(&[0..4, 4..9], &(2..8)), "{RERUN}");
+    assert!(!covered(&[0..4, 5..9], &(2..8)), "{RERUN}");
+    let holes = finish(
+        vec![0..MIN_HOLE, MIN_HOLE + 10..3 * MIN_HOLE],
+        vec![100..200, 300..300],
+        MIN_HOLE,
+    );
+    assert_eq!(holes, vec![200..3 * MIN_HOLE], "{RERUN}");
+}
+
+/// The fuzz targets' check is not vacuous: cut as [`crate::probe::FUZZ_PIECES`],
+/// a small `-g` object (as the `elf` target is seeded with) has its DWARF
+/// left out, and links the same; so does the large one, cut as a link
+/// cuts it.
+#[test]
+fn the_fuzz_targets_check_plans_holes_in_small_objects() {
+    use crate::probe::{FUZZ_PIECES, differs_without_debug, without_debug};
+    let small = crate::test_support::clang_object(
+        "x86_64-linux-gnu",
+        "c",
+        "struct p { long x, y; };\nlong area(struct p *p) { return p->x * p->y; }\n",
+        &["-g", "-O1"],
+    );
+    let holed = without_debug(&small, FUZZ_PIECES).expect("holes in a small -g object");
+    assert_eq!(holed.len(), small.len(), "{RERUN}");
+    assert!(holed != small, "{RERUN}");
+    assert_eq!(differs_without_debug("small.o", &small), None, "{RERUN}");
+    let large = g_object();
+    assert!(without_debug(&large, Pieces::LINK).is_some(), "{RERUN}");
+}
