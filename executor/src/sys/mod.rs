@@ -13,6 +13,7 @@
 //! does not (raw addresses, `clone` without glibc's fork handlers, the
 //! dynamic loader, ucontext registers, stdio).
 //!
+//! - [`cpu`]: which CPU a thread is on, and keeping a helper off one;
 //! - [`memory`]: reserving, protecting, discarding and releasing pages,
 //!   the memfd behind a shared slab, and reading this process's memory
 //!   without faulting;
@@ -40,6 +41,7 @@ compile_error!(
      builds on any OS with `--no-default-features`"
 );
 
+pub mod cpu;
 pub mod dl;
 pub mod exit;
 pub mod fs;
