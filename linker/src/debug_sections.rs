@@ -161,6 +161,9 @@ pub fn read_in_pieces(
         return read_rest(source, room, 0..end, &[head], false, prepare);
     }
     let mut have = vec![head, tail.start..measured];
+    if covered(&have, &(0..measured)) {
+        return Ok(whole(measured)); // nothing is left to plan for
+    }
     let Some(holes) = plan(source, room, &mut have, prepare, pieces.min_hole)? else {
         return read_rest(source, room, 0..measured, &have, false, prepare);
     };

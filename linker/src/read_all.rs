@@ -81,12 +81,12 @@ fn read_all(
     let Some(Layout {
         starts,
         total,
-        whole_rooms,
+        in_pieces_from,
     }) = layout(&sizes, debug)
     else {
         return paths.iter().map(|p| ObjectFile::read(p)).collect();
     };
-    let Ok(mut memory) = FreshMemory::with_huge_pages_to(total, whole_rooms) else {
+    let Ok(mut memory) = FreshMemory::with_huge_pages_to(total, in_pieces_from) else {
         // No mapping that large: each file in memory of its own.
         return paths.iter().map(|p| ObjectFile::read(p)).collect();
     };
@@ -111,7 +111,7 @@ struct Layout {
     /// Where the rooms of objects that may be read in pieces, with holes,
     /// begin: they come after all the others, so that huge pages back only
     /// rooms read whole.
-    whole_rooms: usize,
+    in_pieces_from: usize,
 }
 
 /// Where each file's room starts in the shared memory, and the memory's
@@ -126,7 +126,7 @@ fn layout(sizes: &[Result<Option<usize>, LinkError>], debug: DebugSections) -> O
     };
     let mut starts = vec![0; sizes.len()];
     let mut total = 0usize;
-    let mut whole_rooms = 0;
+    let mut in_pieces_from = 0;
     for in_pieces in [false, true] {
         for (start, size) in starts.iter_mut().zip(sizes) {
             let room = room(size)?;
@@ -136,13 +136,13 @@ fn layout(sizes: &[Result<Option<usize>, LinkError>], debug: DebugSections) -> O
             }
         }
         if !in_pieces {
-            whole_rooms = total;
+            in_pieces_from = total;
         }
     }
     Some(Layout {
         starts,
         total,
-        whole_rooms,
+        in_pieces_from,
     })
 }
 
