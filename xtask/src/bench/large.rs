@@ -67,7 +67,8 @@ pub(super) fn large_programs(cx: &Setup, met: &mut Vec<bool>) -> Result<Vec<Tabl
     let large = target.join("large");
     let programs = [
         openssl::build(&cx.root, &large, cx.quick).context("building OpenSSL")?,
-        cpp::build(&large, cx.quick).context("building the large C++ program")?,
+        cpp::build(&large, cx.quick, false).context("building the large C++ program")?,
+        cpp::build(&large, cx.quick, true).context("building the large C++ program with -g")?,
     ];
     for program in &programs {
         println!(
