@@ -130,6 +130,17 @@ pub fn read_without_debug(
     read_in_pieces(source, room, prepare, Pieces::LINK)
 }
 
+/// Reads the file `source`, measured at `room.len() - 1` bytes, whole
+/// into `room`, in as few reads as it takes (one for a file of its
+/// measured size): what came, as [`read_without_debug`] says it.
+pub fn read_whole(source: &mut impl ReadAt, room: &mut [u8]) -> io::Result<Got> {
+    let len = fill(source, room, 0..room.len())?;
+    Ok(Got {
+        len,
+        left_out: false,
+    })
+}
+
 /// [`read_without_debug`], cut as `pieces` says (its head at least the
 /// ELF header's 64 bytes).
 pub fn read_in_pieces(

@@ -331,47 +331,32 @@ fn populate((start, end): (u64, u64)) {
 }
 
 /// Reads the file at `path` (a regular file) into `room` (its measured
-/// size and one byte more), until the room is full, the file ends, or the
-/// file's measured size has come: how many bytes came. A read of a regular
-/// file stops short of what it asks only at the file's end, so a file that
-/// grew brings the byte past its measured size in the same read: stopping
-/// at the measured size costs no second read (a system call per file) to
-/// see the end. With [`DebugSections::LeaveOut`], the file is read in
-/// pieces without its DWARF sections ([`debug_sections::read_without_debug`]).
+/// size and one byte more): whole, in one read when it has its measured
+/// size ([`debug_sections::read_whole`]), or, with
+/// [`DebugSections::LeaveOut`], in pieces without its DWARF sections
+/// ([`debug_sections::read_without_debug`]). What came.
 fn read_into(
     path: &Path,
     room: &mut [u8],
     directories: &mut Directories,
     debug: DebugSections,
 ) -> Result<debug_sections::Got, LinkError> {
-    use std::io::Read;
     let opened = match directories.of(path) {
         Some((directory, name)) => directory.open_file(name),
         None => std::fs::File::open(path),
     };
     let mut file = opened.map_err(|e| read_error(path, e))?;
-    if debug == DebugSections::LeaveOut {
-        let mut back = |piece: &mut [u8]| {
-            let start = piece.as_ptr() as u64;
-            populate((start, start + piece.len() as u64));
-        };
-        return debug_sections::read_without_debug(&mut file, room, &mut back)
-            .map_err(|e| read_error(path, e));
-    }
-    let measured = room.len().saturating_sub(1);
-    let mut filled = 0;
-    while filled < room.len() && !(filled == measured && filled > 0) {
-        match file.read(&mut room[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(read_error(path, e)),
+    let got = match debug {
+        DebugSections::Read => debug_sections::read_whole(&mut file, room),
+        DebugSections::LeaveOut => {
+            let mut back = |piece: &mut [u8]| {
+                let start = piece.as_ptr() as u64;
+                populate((start, start + piece.len() as u64));
+            };
+            debug_sections::read_without_debug(&mut file, room, &mut back)
         }
-    }
-    Ok(debug_sections::Got {
-        len: filled,
-        left_out: false,
-    })
+    };
+    got.map_err(|e| read_error(path, e))
 }
 
 #[cfg(test)]
