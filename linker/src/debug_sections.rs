@@ -111,8 +111,8 @@ pub struct Got {
     /// The file's length, as far as the room reaches: its measured size,
     /// one more when it grew since it was measured, less when it shrank.
     pub len: usize,
-    /// Whether any bytes were left out (they read as zeros).
-    pub left_out: bool,
+    /// How many bytes were left out (they read as zeros).
+    pub left_out: usize,
 }
 
 /// Reads the object `source`, measured at `room.len() - 1` bytes, into
@@ -135,10 +135,7 @@ pub fn read_without_debug(
 /// measured size): what came, as [`read_without_debug`] says it.
 pub fn read_whole(source: &mut impl ReadAt, room: &mut [u8]) -> io::Result<Got> {
     let len = fill(source, room, 0..room.len())?;
-    Ok(Got {
-        len,
-        left_out: false,
-    })
+    Ok(Got { len, left_out: 0 })
 }
 
 /// [`read_without_debug`], cut as `pieces` says (its head at least the
@@ -150,10 +147,7 @@ pub fn read_in_pieces(
     pieces: Pieces,
 ) -> io::Result<Got> {
     let end = room.len();
-    let whole = |len| Got {
-        len,
-        left_out: false,
-    };
+    let whole = |len| Got { len, left_out: 0 };
     let head = 0..end.min(pieces.head.max(size_of::<Header>()));
     let got = fill(source, room, head.clone())?;
     if got < head.len() || head.end == end {
@@ -169,16 +163,16 @@ pub fn read_in_pieces(
     }
     if got + 1 < tail.len() {
         // It shrank: what is there, as a whole read would give it.
-        return read_rest(source, room, 0..end, &[head], false, prepare);
+        return read_rest(source, room, 0..end, &[head], 0, prepare);
     }
     let mut have = vec![head, tail.start..measured];
     if covered(&have, &(0..measured)) {
         return Ok(whole(measured)); // nothing is left to plan for
     }
     let Some(holes) = plan(source, room, &mut have, prepare, pieces.min_hole)? else {
-        return read_rest(source, room, 0..measured, &have, false, prepare);
+        return read_rest(source, room, 0..measured, &have, 0, prepare);
     };
-    let left_out = !holes.is_empty();
+    let left_out = holes.iter().map(|hole| hole.len()).sum();
     have.extend(holes);
     read_rest(source, room, 0..measured, &have, left_out, prepare)
 }
@@ -233,7 +227,7 @@ fn read_rest(
     room: &mut [u8],
     whole: Range<usize>,
     skipped: &[Range<usize>],
-    left_out: bool,
+    left_out: usize,
     prepare: &mut dyn FnMut(&mut [u8]),
 ) -> io::Result<Got> {
     let end = whole.end;

@@ -13,7 +13,7 @@
 //! whole, and mimalloc keeps freed pages for reuse a while before giving
 //! them back, so a large link's peak grows. A small link gains nothing to
 //! pay for mimalloc's start and a first huge page, so it never starts it:
-//! [`large_load`] turns it on from [`LARGE_LOAD_BYTES`] of input on.
+//! [`large_load`] turns it on from [`LARGE_LOAD_BYTES`] of input read on.
 //!
 //! Only the linker's own (Rust) allocations come here. Code the linker
 //! runs in process calls the C library's `malloc` as it always does.

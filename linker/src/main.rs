@@ -129,8 +129,9 @@ struct RunArgs {
     #[arg(long, value_name = "FORM", default_value = "text", value_parser = ["text", "json"])]
     map_format: String,
     /// Threads for reading, parsing, writing and relocating objects
-    /// (default: SOLDER_THREADS, else every core; links of a few MiB use
-    /// one). The output is the same whatever the number.
+    /// (default: SOLDER_THREADS, else every core; links under a MiB or two
+    /// of objects, or of one large object, use one). The output is the
+    /// same whatever the number.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     threads: Option<u32>,
     /// Write what the load cost to FILE as JSON: input and image bytes,

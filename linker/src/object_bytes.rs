@@ -21,19 +21,20 @@ enum Repr {
     Shared {
         memory: Arc<solder_executor::sys::memory::FreshMemory>,
         range: Range<usize>,
-        debug_left_out: bool,
+        /// The bytes of debug sections left out (zeros).
+        debug_left_out: usize,
     },
 }
 
 impl ObjectBytes {
-    /// `range` of memory shared by several objects, read without its
-    /// debug sections when `debug_left_out`. `None` when the range is not
-    /// inside the memory.
+    /// `range` of memory shared by several objects, read without
+    /// `debug_left_out` bytes of its debug sections. `None` when the range
+    /// is not inside the memory.
     #[cfg(feature = "host")]
     pub(crate) fn shared(
         memory: &Arc<solder_executor::sys::memory::FreshMemory>,
         range: Range<usize>,
-        debug_left_out: bool,
+        debug_left_out: usize,
     ) -> Option<ObjectBytes> {
         memory.as_slice().get(range.clone())?;
         Some(ObjectBytes(Repr::Shared {
@@ -46,8 +47,19 @@ impl ObjectBytes {
     /// Whether the object was read without its debug sections: their
     /// bytes read as zeros, and nothing may read its debug information.
     pub fn debug_left_out(&self) -> bool {
+        self.left_out_len() > 0
+    }
+
+    /// The bytes that were read: the object's length less its debug
+    /// sections' when they were left out. What work on the object weighs.
+    pub fn read_len(&self) -> usize {
+        self.len().saturating_sub(self.left_out_len())
+    }
+
+    /// How many bytes of debug sections were left out.
+    fn left_out_len(&self) -> usize {
         match &self.0 {
-            Repr::Own(_) => false,
+            Repr::Own(_) => 0,
             #[cfg(feature = "host")]
             Repr::Shared { debug_left_out, .. } => *debug_left_out,
         }
@@ -115,14 +127,24 @@ mod tests {
         let mut memory = FreshMemory::new(64).expect("map 64 bytes");
         memory.as_mut_slice()[..8].copy_from_slice(b"abcdefgh");
         let memory = Arc::new(memory);
-        let bytes = ObjectBytes::shared(&memory, 2..5, false).expect("in range");
+        let bytes = ObjectBytes::shared(&memory, 2..5, 0).expect("in range");
         assert_eq!(bytes.as_slice(), b"cde", "{RERUN}");
+        assert_eq!(
+            (bytes.read_len(), bytes.debug_left_out()),
+            (3, false),
+            "{RERUN}"
+        );
         assert_eq!(bytes.clone().into_vec(), b"cde".to_vec(), "{RERUN}");
         assert_eq!(bytes, ObjectBytes::from(b"cde".to_vec()), "{RERUN}");
         let len = memory.as_slice().len();
         assert!(
-            ObjectBytes::shared(&memory, len - 1..len + 1, false).is_none(),
+            ObjectBytes::shared(&memory, len - 1..len + 1, 0).is_none(),
             "a range past the memory is refused. {RERUN}"
         );
+        let without_debug = ObjectBytes::shared(&memory, 0..40, 30).expect("in range");
+        assert_eq!(without_debug.len(), 40, "{RERUN}");
+        assert_eq!(without_debug.read_len(), 10, "{RERUN}");
+        assert!(without_debug.debug_left_out(), "{RERUN}");
+        assert_eq!(ObjectBytes::from(vec![1; 9]).read_len(), 9, "{RERUN}");
     }
 }

@@ -142,7 +142,7 @@ pub fn without_debug(bytes: &[u8], pieces: Pieces) -> Option<Vec<u8>> {
     let got =
         debug_sections::read_in_pieces(&mut &bytes[..], &mut room, &mut |_| {}, pieces).ok()?;
     room.truncate(got.len.min(bytes.len()));
-    got.left_out.then_some(room)
+    (got.left_out > 0).then_some(room)
 }
 
 /// How linking `bytes` read without its debug sections ([`without_debug`],

@@ -34,7 +34,7 @@ use solder_executor::sys::memory::FreshMemory;
 use crate::debug_sections::{self, DebugSections, HEAD};
 use crate::error::LinkError;
 use crate::input::{ObjectBytes, ObjectFile, read_error, regular_size, size_in_memory};
-use crate::parallel::{self, Threads};
+use crate::parallel::{self, Threads, Work};
 
 /// Where each object starts in the shared memory: 16-aligned, as an
 /// allocation would be.
@@ -55,7 +55,7 @@ impl ObjectFile {
         threads: Threads,
         debug: DebugSections,
     ) -> Vec<Result<ObjectFile, LinkError>> {
-        let helpers = threads.for_bytes(STAT_WEIGHT.saturating_mul(paths.len())) - 1;
+        let helpers = threads.for_work(Work::even(paths.len(), STAT_WEIGHT)) - 1;
         parallel::with_crew(helpers, || read_all(paths, threads, debug))
     }
 }
@@ -255,8 +255,9 @@ fn fill(
     threads: Threads,
     debug: DebugSections,
 ) -> Vec<Result<debug_sections::Got, LinkError>> {
-    let total: usize = rooms.iter().map(|r| r.len()).sum();
-    let count = threads.split(total, rooms.len()) * GROUPS_PER_THREAD;
+    let work = Work::of(rooms.iter().map(|r| r.len()));
+    let total = work.total;
+    let count = threads.split(work) * GROUPS_PER_THREAD;
     let share = total.div_ceil(count.max(1)).max(1);
     let mut groups: Vec<Vec<(&PathBuf, &mut [u8])>> = Vec::with_capacity(count);
     let mut filled = share;
@@ -284,7 +285,7 @@ fn fill(
                 if room.is_empty() {
                     Ok(debug_sections::Got {
                         len: 0,
-                        left_out: false,
+                        left_out: 0,
                     })
                 } else {
                     read_into(path, room, &mut directories, debug)
@@ -591,7 +592,7 @@ mod tests {
         let memory = Arc::new(memory);
         let got = debug_sections::Got {
             len: 5,
-            left_out: false,
+            left_out: 0,
         };
         let grown = object(&path, 4, got, &memory, 0).unwrap();
         assert_eq!(grown.bytes.as_slice(), b"0123456789", "{RERUN}");

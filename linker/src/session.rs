@@ -499,9 +499,9 @@ impl Session {
         replacing: Option<u32>,
         entry: Option<&str>,
     ) -> Result<(LinkedModule, Vec<Pulled>), LinkError> {
-        let bytes = objects.iter().map(|o| o.bytes.len()).sum();
-        crate::heap::large_load(bytes);
-        let helpers = self.threads.for_bytes(bytes) - 1;
+        let work = load_work(objects);
+        crate::heap::large_load(work.total);
+        let helpers = self.threads.for_work(work) - 1;
         crate::parallel::with_crew(helpers, || {
             self.link_with_threads(id, objects, replacing, entry)
         })
@@ -595,7 +595,7 @@ impl Session {
             LoadStats {
                 input_bytes,
                 image_bytes: linked.memory.1,
-                threads: (self.threads).split(input_bytes as usize, objects.len() + pulled.len()),
+                threads: self.threads.for_work(load_work(objects)),
                 stages: std::mem::take(&mut linked.stages),
                 heap: None,
             }
@@ -731,7 +731,7 @@ impl Session {
     /// How many threads a load's per-object work (parsing, writing,
     /// relocating) may use; 1 links serially. The output is the same
     /// whatever the number. Defaults to `SOLDER_THREADS`, else every core;
-    /// loads under a few MiB of objects use one thread anyway.
+    /// loads under a MiB or two of objects use one thread anyway.
     pub fn set_threads(&mut self, threads: usize) {
         self.threads = Threads::new(threads);
     }
@@ -1376,6 +1376,13 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.end();
     }
+}
+
+/// A load's objects as work for threads: the bytes read of each (debug
+/// sections left out do not count; archive members a load pulls in come
+/// later, and do not change how many threads it has).
+fn load_work(objects: &[ObjectFile]) -> crate::parallel::Work {
+    crate::parallel::Work::of(objects.iter().map(|o| o.bytes.read_len()))
 }
 
 /// Where an entry point is asked for, for messages.

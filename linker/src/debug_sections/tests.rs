@@ -97,7 +97,15 @@ fn a_g_objects_dwarf_is_left_out_and_everything_else_read() {
     for pieces in [Pieces::LINK, SMALL] {
         let (room, got, prepared) = read_cut(&bytes, pieces);
         assert_eq!(got.len, bytes.len(), "{pieces:?}\n{RERUN}");
-        assert!(got.left_out, "{pieces:?}\n{RERUN}");
+        // Every byte that reads differently was left out, and the count
+        // says how many were: more than half the file.
+        let differing = room.iter().zip(&bytes).filter(|(a, b)| a != b).count();
+        assert!(
+            differing <= got.left_out && got.left_out * 2 > bytes.len(),
+            "{differing} bytes differ, {} left out of {} ({pieces:?})\n{RERUN}",
+            got.left_out,
+            bytes.len()
+        );
         let mut left_out = 0;
         for (name, _, range, _) in &all {
             if is_debug_name(name) {
@@ -189,20 +197,20 @@ fn what_cannot_be_planned_is_read_whole_and_a_changed_size_is_seen() {
     let (room, got, prepared) = read(&small);
     assert_eq!(
         (room, got.left_out, prepared),
-        (small, false, vec![]),
+        (small, 0, vec![]),
         "{RERUN}"
     );
 
     let not_elf: Vec<u8> = (0..HEAD * 3).map(|i| (i * 13 % 251) as u8).collect();
     let (room, got, _) = read(&not_elf);
-    assert_eq!((got.len, got.left_out), (not_elf.len(), false), "{RERUN}");
+    assert_eq!((got.len, got.left_out), (not_elf.len(), 0), "{RERUN}");
     assert!(room == not_elf, "{RERUN}");
 
     let mut table_past_end = g_object();
     let len = table_past_end.len() as u64;
     table_past_end[0x28..0x30].copy_from_slice(&(len - 100).to_le_bytes());
     let (room, got, _) = read(&table_past_end);
-    assert!(!got.left_out && room == table_past_end, "{RERUN}");
+    assert!(got.left_out == 0 && room == table_past_end, "{RERUN}");
 
     let bytes = g_object();
     let mut room = vec![0u8; bytes.len()];
@@ -211,7 +219,7 @@ fn what_cannot_be_planned_is_read_whole_and_a_changed_size_is_seen() {
     let mut room = vec![0u8; bytes.len() + 2];
     let measured_longer = read_without_debug(&mut &bytes[..], &mut room, &mut |_| {}).unwrap();
     assert_eq!(measured_longer.len, bytes.len(), "shrank by one\n{RERUN}");
-    assert!(!measured_longer.left_out, "{RERUN}");
+    assert_eq!(measured_longer.left_out, 0, "{RERUN}");
 }
 
 /// The interval arithmetic the plan is made of.

@@ -38,6 +38,10 @@ struct Answers<'r, 'g> {
     replacing: Option<u32>,
 }
 
+/// The records (bytes, as [`Resolver::resolve_loaded`] weighs them) from
+/// which a load's edges are answered here on one thread too.
+pub(crate) const ANSWERED_ALONE_FROM: usize = 2 << 20;
+
 /// One graph's edges left to the serial pass, with their sections.
 pub(super) type Pending = Vec<(SectionId, Edge)>;
 
@@ -60,9 +64,9 @@ impl<'g> Resolver<'g, '_, '_> {
         // one thread: a large table's lookups here overlap their waits for
         // memory (`Answers::answer_all`); the serial pass makes them one at
         // a time.
-        let total: usize = graphs.iter().map(records).sum();
-        let split = self.req.threads.split(total, graphs.len()) > 1;
-        if !split && total < crate::parallel::MIN_BYTES_PER_THREAD {
+        let work = crate::parallel::Work::of(graphs.iter().map(records));
+        let split = self.req.threads.split(work) > 1;
+        if !split && work.total < ANSWERED_ALONE_FROM {
             self.cache = graphs.iter().map(Resolutions::new).collect();
             return None;
         }

@@ -671,7 +671,7 @@ fn a_load_of_many_global_names_resolves_every_call() {
     let graph = parse_object("many.o", &bytes).expect("parse");
     let edges: usize = graph.sections.iter().map(|s| s.edges.len()).sum();
     assert!(edges >= FUNCTIONS && FUNCTIONS > super::globals::LARGE);
-    assert!(24 * (edges + graph.symbols.len()) >= crate::parallel::MIN_BYTES_PER_THREAD);
+    assert!(24 * (edges + graph.symbols.len()) >= super::resolve_loaded::ANSWERED_ALONE_FROM);
     let linked = link_image("many.o", &bytes, Host::Empty).expect("link");
     let exports: std::collections::HashMap<&str, u64> = (linked.exports.iter().flatten())
         .map(|(name, export)| (&**name, export.address))

@@ -243,7 +243,7 @@ impl Drop for Stop<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{MIN_BYTES_PER_THREAD, Threads, map};
+    use super::super::{MIN_BYTES_PER_THREAD, Threads, Work, map};
     use super::*;
 
     const RERUN: &str = "rerun: cargo test -p solder-linker --lib parallel::crew::tests";
@@ -339,11 +339,11 @@ mod tests {
             ran.iter().filter(|&&(_, helped)| helped).count()
         };
         let items: Vec<usize> = (0..4).collect();
-        let weight = items.len() * MIN_BYTES_PER_CREW_THREAD;
-        assert_eq!(Threads::new(2).split(weight, items.len()), 1, "{RERUN}");
+        let work = Work::even(items.len(), MIN_BYTES_PER_CREW_THREAD);
+        assert_eq!(Threads::new(2).split(work), 1, "{RERUN}");
         assert_eq!(light(&items), 0, "a map without a crew split\n{RERUN}");
         let (split, helped) = with_crew(1, || {
-            let split = Threads::new(2).split(weight, items.len());
+            let split = Threads::new(2).split(work);
             // The helper is spinning for work: wait (up to a minute) until
             // it takes some of a map's items.
             let limit = std::time::Instant::now() + std::time::Duration::from_secs(60);
