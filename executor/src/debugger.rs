@@ -59,19 +59,22 @@ static LIST: Mutex<()> = Mutex::new(());
 /// A registered object: its entry and bytes, owned until unregistered.
 struct Registered {
     entry: *mut JitCodeEntry,
-    _image: Box<[u8]>,
+    _image: Box<dyn AsRef<[u8]> + Send>,
 }
 
 /// Registers the in-memory object `image` with the debugger; the token
-/// [`unregister`] takes. The image is kept until then.
-pub fn register(image: Vec<u8>) -> u64 {
-    let image = image.into_boxed_slice();
+/// [`unregister`] takes. The image is kept until then: its bytes are on
+/// the heap (a vector, or bytes shared with the linker's own record of the
+/// module), so they stay where the entry says while it is moved.
+pub fn register(image: impl AsRef<[u8]> + Send + 'static) -> u64 {
+    let image: Box<dyn AsRef<[u8]> + Send> = Box::new(image);
+    let bytes = (*image).as_ref();
     let _guard = LIST.lock().unwrap_or_else(|p| p.into_inner());
     let entry = Box::into_raw(Box::new(JitCodeEntry {
         next_entry: std::ptr::null_mut(),
         prev_entry: std::ptr::null_mut(),
-        symfile_addr: image.as_ptr(),
-        symfile_size: image.len() as u64,
+        symfile_addr: bytes.as_ptr(),
+        symfile_size: bytes.len() as u64,
     }));
     // SAFETY: the list is only changed under LIST, held here; `entry` is a
     // fresh allocation; the descriptor is a static of this process.

@@ -40,11 +40,11 @@ fn link(name: &str, data: &[u8]) {
 }
 
 /// What `--debug` does with a linked object (the probe reports where its
-/// sections went): the debugger's copy with load addresses, symbols made
-/// absolute, and a line lookup at each function. Must never panic.
+/// sections went): the debugger's copy with load addresses, and a line
+/// lookup at each function. Must never panic.
 fn debug_lines(data: &[u8], linked: &solder_linker::link::LinkedModule) {
     use solder_linker::plugins::DebugSource;
-    use solder_linker::plugins::debug_objects::line_image;
+    use solder_linker::plugins::debug_objects::debug_image;
     use solder_linker::source_lines::{line_table, locate};
     let Some(places) = linked.section_addresses.as_ref().and_then(|p| p.first()) else {
         return;
@@ -53,7 +53,7 @@ fn debug_lines(data: &[u8], linked: &solder_linker::link::LinkedModule) {
         object: data,
         places,
     };
-    let Some(image) = line_image(&source) else {
+    let Some(image) = debug_image(&source) else {
         return;
     };
     for symbol in linked.crash_symbols.iter().flatten().take(4) {

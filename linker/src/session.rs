@@ -150,7 +150,7 @@ struct Module {
     map: Option<LinkMap>,
     /// Its ELF objects with their load addresses, when the session keeps
     /// debug information: source lines for [`Session::locate`].
-    debug_images: Vec<Vec<u8>>,
+    debug_images: Vec<Arc<[u8]>>,
 }
 
 pub struct Session {
@@ -608,14 +608,18 @@ impl Session {
         let archives = self.archives.archives();
         let debug_objects =
             Self::debug_objects(&archives, objects, pulled, &linked.section_addresses);
-        let debug_images: Vec<Vec<u8>> = debug_objects
-            .iter()
-            .filter_map(plugins::debug_objects::line_image)
+        let weight = |source: &DebugSource<'_>| source.object.len();
+        let debug_images: Vec<Arc<[u8]>> =
+            crate::parallel::map(&debug_objects, self.threads, weight, |source| {
+                plugins::debug_objects::debug_image(source)
+            })
+            .into_iter()
+            .flatten()
             .collect();
         // Only an in-process crash handler needs lines ready; out of
         // process the controller reads them when it reports.
         if self.executor.pid().is_none() {
-            attach_lines(&mut linked.crash_symbols, &debug_images);
+            attach_lines(&mut linked.crash_symbols, &debug_images, self.threads);
         }
         // One table, by address, shared by the session, the in-process
         // crash handler and the plugins.
@@ -627,7 +631,7 @@ impl Session {
             memory: linked.memory,
             eh_frame: linked.eh_frame,
             crash_symbols: &crash_symbols,
-            debug_objects: &debug_objects,
+            debug_images: &debug_images,
         };
         let registrations =
             match plugins::register_all(&mut self.plugins, &mut *self.executor, &emitted) {
@@ -1415,30 +1419,37 @@ fn describe_module(modules: &[Module], id: u32) -> String {
 }
 
 /// Gives each function its line table from the first of `images` that has
-/// one (each image's DWARF read once), so that a crash report can name a
-/// line without reading debug information.
-fn attach_lines(pieces: &mut [Vec<CrashSymbol>], images: &[Vec<u8>]) {
+/// one, so that a crash report can name a line without reading debug
+/// information (each image's DWARF read once, on `threads`:
+/// [`crate::source_lines::tables_by_object`]).
+fn attach_lines(pieces: &mut [Vec<CrashSymbol>], images: &[Arc<[u8]>], threads: Threads) {
     if images.is_empty() {
         return;
     }
     let ranges: Vec<(u64, u64)> = (pieces.iter().flatten())
-        .map(|s| (s.start, s.start + s.size))
+        .map(|s| (s.start, s.start.saturating_add(s.size)))
         .collect();
-    for image in images {
-        let tables = crate::source_lines::line_tables(image, &ranges);
-        for (symbol, table) in pieces.iter_mut().flatten().zip(tables) {
-            if symbol.lines.is_some() || table.is_empty() {
-                continue;
-            }
-            symbol.lines = Some(Arc::new(solder_executor::module::SourceLines {
-                file: table[0].1.file.clone(),
-                rows: table
-                    .iter()
-                    .map(|(address, s)| (*address, s.line))
-                    .collect(),
-            }));
+    let found = crate::source_lines::tables_by_object(images, &ranges, threads, source_lines);
+    for (symbol, lines) in pieces.iter_mut().flatten().zip(found) {
+        if symbol.lines.is_none() {
+            symbol.lines = lines;
         }
     }
+}
+
+/// A function's line table as a crash handler keeps it: its file, and
+/// each address where a line begins. `None` for an empty table.
+fn source_lines(
+    table: &[(u64, crate::source_lines::SourceLine)],
+) -> Option<Arc<solder_executor::module::SourceLines>> {
+    let (_, first) = table.first()?;
+    Some(Arc::new(solder_executor::module::SourceLines {
+        file: first.file.clone(),
+        rows: table
+            .iter()
+            .map(|(address, s)| (*address, s.line))
+            .collect(),
+    }))
 }
 
 /// What the host would say about a name defined at `address`

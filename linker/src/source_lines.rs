@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use object::{Object, ObjectSection};
+use object::{Object, ObjectSection, ObjectSymbol};
 
 /// A source position.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,47 +62,32 @@ const DEBUG_SECTIONS: [&str; 13] = [
     ".debug_types",
 ];
 
-/// `image` (an ELF relocatable object whose section headers give load
-/// addresses) with its symbols' values made load addresses too (value +
-/// its section's address), so that relocations of the debug sections,
-/// applied against symbol values, give load addresses. (The copy a
-/// debugger gets keeps section-relative values: it adds the section
-/// addresses itself.) `None` when the tables are not where they say.
-pub fn with_absolute_symbols(image: &[u8]) -> Option<Vec<u8>> {
-    let mut out = image.to_vec();
-    let read = le_field;
-    let shoff = usize::try_from(read(image, 0x28, 8)?).ok()?;
-    let entsize = usize::try_from(read(image, 0x3a, 2)?).ok()?;
-    let count = usize::try_from(read(image, 0x3c, 2)?).ok()?;
-    if entsize < 64 {
-        return None;
-    }
-    let header = |index: usize| shoff.checked_add(index.checked_mul(entsize)?);
-    let address_of = |index: usize| read(image, header(index)?.checked_add(16)?, 8);
-    for index in 0..count {
-        let at = header(index)?;
-        if read(image, at.checked_add(4)?, 4)? != 2 {
-            continue; // not SHT_SYMTAB
-        }
-        let offset = usize::try_from(read(image, at.checked_add(24)?, 8)?).ok()?;
-        let size = usize::try_from(read(image, at.checked_add(32)?, 8)?).ok()?;
-        for symbol in (offset..offset.checked_add(size)?).step_by(24) {
-            let section = usize::try_from(read(image, symbol.checked_add(6)?, 2)?).ok()?;
-            if section == 0 || section >= count {
-                continue; // undefined, absolute, common: no section
+/// The load address ranges of `image`'s sections that were loaded (an
+/// ELF object whose section headers give load addresses): allocated
+/// sections with an address and a size. Only these can hold code its DWARF
+/// speaks of (a section left out keeps address 0). None when the object
+/// cannot be read.
+pub fn loaded_ranges(image: &[u8]) -> Vec<std::ops::Range<u64>> {
+    let Ok(file) = object::File::parse(image) else {
+        return Vec::new();
+    };
+    file.sections()
+        .filter(|section| match section.flags() {
+            object::SectionFlags::Elf { sh_flags, .. } => {
+                sh_flags.0 & object::elf::SHF_ALLOC.0 != 0
             }
-            let base = address_of(section)?;
-            let value = read(image, symbol.checked_add(8)?, 8)?;
-            out.get_mut(symbol + 8..symbol + 16)?
-                .copy_from_slice(&value.wrapping_add(base).to_le_bytes());
-        }
-    }
-    Some(out)
+            _ => false,
+        })
+        .filter_map(|section| {
+            let start = section.address();
+            let end = start.checked_add(section.size())?;
+            (start != 0 && end > start).then_some(start..end)
+        })
+        .collect()
 }
 
-/// Where `pc` comes from in `image` (an ELF object whose symbols' values
-/// are load addresses: [`with_absolute_symbols`]), when its debug
-/// information says. Malformed debug information gives `None`, never a
+/// Where `pc` comes from in `image` (an ELF object whose section headers
+/// give load addresses), when its debug information says. Malformed debug information gives `None`, never a
 /// panic.
 pub fn locate(image: &[u8], pc: u64) -> Option<SourceLine> {
     with_lines(image, |context| {
@@ -148,6 +133,56 @@ pub fn line_tables(image: &[u8], ranges: &[(u64, u64)]) -> Vec<Vec<(u64, SourceL
     .unwrap_or_else(|| vec![Vec::new(); ranges.len()])
 }
 
+/// For each function of `ranges` (start, end), what `keep` makes of its
+/// line table from the first of `images` whose loaded sections
+/// ([`loaded_ranges`]) hold its start. Each image's DWARF is read once, on
+/// `threads`, and asked only about those functions: its DWARF speaks of
+/// no other code, and asking every image about every function grows as
+/// their product. `keep` returns `None` for a table it does not take (an
+/// empty one): the next image that holds the function is asked.
+pub fn tables_by_object<I, T, K>(
+    images: &[I],
+    ranges: &[(u64, u64)],
+    threads: crate::parallel::Threads,
+    keep: K,
+) -> Vec<Option<T>>
+where
+    I: AsRef<[u8]> + Sync,
+    T: Send,
+    K: Fn(&[(u64, SourceLine)]) -> Option<T> + Sync,
+{
+    let mut by_start: Vec<usize> = (0..ranges.len()).collect();
+    by_start.sort_by_key(|&i| ranges[i].0);
+    let weight = |image: &I| image.as_ref().len();
+    let found = crate::parallel::map(images, threads, weight, |image| {
+        let image = image.as_ref();
+        let held: Vec<usize> = loaded_ranges(image)
+            .into_iter()
+            .flat_map(|section| {
+                let first = by_start.partition_point(|&i| ranges[i].0 < section.start);
+                let after = by_start.partition_point(|&i| ranges[i].0 < section.end);
+                by_start
+                    .get(first..after)
+                    .unwrap_or_default()
+                    .iter()
+                    .copied()
+            })
+            .collect();
+        let asked: Vec<(u64, u64)> = held.iter().map(|&i| ranges[i]).collect();
+        let tables = line_tables(image, &asked);
+        (held.into_iter().zip(tables))
+            .filter_map(|(index, table)| Some((index, keep(&table)?)))
+            .collect::<Vec<_>>()
+    });
+    let mut kept: Vec<Option<T>> = std::iter::repeat_with(|| None).take(ranges.len()).collect();
+    for (index, table) in found.into_iter().flatten() {
+        if let Some(slot @ None) = kept.get_mut(index) {
+            *slot = Some(table);
+        }
+    }
+    kept
+}
+
 /// Runs `query` on the line information of `image`, with the object's
 /// relocations applied to its debug sections.
 fn with_lines<T>(
@@ -166,7 +201,12 @@ fn with_lines<T>(
     for name in DEBUG_SECTIONS {
         if let Some(section) = file.section_by_name(name) {
             let mut map = Relocations::default();
-            for (offset, relocation) in section.relocations() {
+            for (offset, mut relocation) in section.relocations() {
+                // Symbol values are section-relative: a symbol's address
+                // is its value plus where its section was loaded.
+                if let Some(base) = symbol_section_address(&file, relocation.target()) {
+                    relocation.set_addend(relocation.addend().wrapping_add_unsigned(base));
+                }
                 // A relocation it cannot apply leaves the value as it is.
                 let _ = map.0.add(&file, offset, relocation);
             }
@@ -188,44 +228,69 @@ fn with_lines<T>(
     Some(query(&context))
 }
 
+/// The load address of the section that defines `target`'s symbol (its
+/// header's address: zero for a section not loaded); `None` for a section
+/// target, or a symbol in no section.
+fn symbol_section_address(
+    file: &object::File<'_>,
+    target: object::RelocationTarget,
+) -> Option<u64> {
+    let object::RelocationTarget::Symbol(index) = target else {
+        return None;
+    };
+    let section = file.symbol_by_index(index).ok()?.section_index()?;
+    Some(file.section_by_index(section).ok()?.address())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const RERUN: &str = "rerun: cargo test -p solder-linker --lib source_lines";
 
-    /// A symbol table entry's value gains its section's address; tables
-    /// that point past the image, odd entry sizes and garbage give `None`
-    /// (or the image unchanged), never a panic.
+    /// Two functions of a `-g` object, each in a section of its own,
+    /// loaded apart: the debugger's copy (section-relative symbols, load
+    /// addresses in the section headers) names each one's own line, and its
+    /// loaded ranges hold both. A section's address left out of the
+    /// lookup's relocations would put the second function at the first's.
     #[test]
-    fn symbol_values_become_load_addresses_and_bad_tables_are_refused() {
-        // The file header, three section headers (0: none, 1: code at
-        // 0x7000, 2: the symbol table), then two symbols (the null one, and
-        // one in section 1).
-        let mut image = vec![0u8; 64 + 3 * 64 + 2 * 24];
-        image[0x28..0x30].copy_from_slice(&64u64.to_le_bytes());
-        image[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
-        image[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
-        let text = 64 + 64;
-        image[text + 16..text + 24].copy_from_slice(&0x7000u64.to_le_bytes());
-        let table = 64 + 2 * 64;
-        let symbols = 64 + 3 * 64;
-        image[table + 4..table + 8].copy_from_slice(&2u32.to_le_bytes());
-        image[table + 24..table + 32].copy_from_slice(&(symbols as u64).to_le_bytes());
-        image[table + 32..table + 40].copy_from_slice(&48u64.to_le_bytes());
-        // Symbol 1: in section 1, value 0x10.
-        image[symbols + 24 + 6..symbols + 24 + 8].copy_from_slice(&1u16.to_le_bytes());
-        image[symbols + 24 + 8..symbols + 24 + 16].copy_from_slice(&0x10u64.to_le_bytes());
-        let out = with_absolute_symbols(&image).unwrap();
-        let value = u64::from_le_bytes(out[symbols + 32..symbols + 40].try_into().unwrap());
-        assert_eq!(value, 0x7010, "{RERUN}");
-        for cut in (0..image.len()).step_by(7) {
-            let _ = with_absolute_symbols(&image[..cut]);
+    fn each_function_is_located_at_its_own_load_address() {
+        let source =
+            "int first(int x) {\n  return x + 1;\n}\n\nint second(int x) {\n  return x * 3;\n}\n";
+        let flags = ["-g", "-O0", "-ffunction-sections"];
+        let object = crate::test_support::clang_object("x86_64-linux-gnu", "c", source, &flags);
+        let linked = crate::probe::link_image("two.o", &object, crate::probe::Host::Empty).unwrap();
+        let places = linked
+            .section_addresses
+            .as_ref()
+            .and_then(|p| p.first())
+            .unwrap();
+        let debug = crate::plugins::DebugSource {
+            object: &object,
+            places,
+        };
+        let image = crate::plugins::debug_objects::debug_image(&debug).unwrap();
+        let ranges = loaded_ranges(&image);
+        for (name, line) in [("first", 2), ("second", 6)] {
+            let symbol = (linked.crash_symbols.iter().flatten())
+                .find(|s| &*s.name == name)
+                .unwrap_or_else(|| panic!("no crash symbol {name}\n{RERUN}"));
+            assert!(
+                ranges.iter().any(|r| r.contains(&symbol.start)),
+                "{name} at {:#x} is in none of {ranges:x?}\n{RERUN}",
+                symbol.start
+            );
+            // The function's body: past the prologue, at its return line.
+            let table = line_table(&image, symbol.start, symbol.start + symbol.size);
+            assert!(
+                table.iter().any(|(_, l)| l.line == line),
+                "{name}: {table:?}\n{RERUN}"
+            );
+            let at = locate(&image, symbol.start).unwrap();
+            assert_eq!(at.line, line - 1, "{name}\n{RERUN}");
         }
-        let mut past = image.clone();
-        past[table + 32..table + 40].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(with_absolute_symbols(&past).is_none(), "{RERUN}");
+        assert!(loaded_ranges(&object).is_empty(), "nothing loaded: {RERUN}");
+        assert!(loaded_ranges(&[0u8; 16]).is_empty(), "{RERUN}");
         assert!(locate(&[0u8; 16], 0).is_none(), "{RERUN}");
-        assert!(locate(&out, 0x7010).is_none(), "{RERUN}");
     }
 }

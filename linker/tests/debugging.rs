@@ -227,6 +227,34 @@ fn gdb_follows_a_hot_swap() {
     assert!(out.contains("exited normally"), "{out}\n{}", rerun(test));
 }
 
+/// In process, a crash in a program of two objects (a section per
+/// function) names a line in each: every function's line table comes from
+/// its own object's DWARF, read ahead at load.
+#[test]
+fn a_crash_report_names_a_line_in_each_object() {
+    let test = "a_crash_report_names_a_line_in_each_object";
+    let flags = ["-g", "-O0", "-ffunction-sections"];
+    let caller = compile("linker/debugging/crash_caller.c", &flags);
+    let callee = compile("linker/debugging/crash_callee.c", &flags);
+    for objects in [[&caller, &callee], [&callee, &caller]] {
+        let mut args = vec!["run", "--debug"];
+        args.extend(objects.iter().map(|o| o.to_str().unwrap()));
+        let report = support::stderr(&support::solder(&args));
+        for needle in [
+            "in crash_elsewhere+0x",
+            "crash_callee.c:4\n",
+            "<- main+0x",
+            "crash_caller.c:6",
+        ] {
+            assert!(
+                report.contains(needle),
+                "{needle:?} in:\n{report}\n{}",
+                rerun(test)
+            );
+        }
+    }
+}
+
 /// With debug information kept, `Session::locate` gives the source line
 /// of an address in JIT'd code, and a crash is reported with it
 /// (`crash_here+0x… at …crash_target.c:4`), in an executor process and in

@@ -220,19 +220,50 @@ type LineEntry = (u64, i32, String);
 /// debug_target.c) at addresses inside the function.
 #[test]
 fn the_jitdump_carries_line_tables_with_debug() {
-    use solder_linker::plugins::{JitDump, jitdump};
+    use solder_linker::plugins::JitDump;
     let test = "the_jitdump_carries_line_tables_with_debug";
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("jitdump-lines");
     std::fs::create_dir_all(&dir).unwrap();
-    let plugin = JitDump::in_directory(dir.clone());
-    let path = plugin.path_for(std::process::id());
-    let mut session = support::session();
-    session.enable_debug();
-    session.add_plugin(Box::new(plugin));
-    let built = compile("linker/debugging/debug_target.c", &["-g", "-O0"]);
-    session.load(&[object(&built)]).unwrap();
-    session.end();
-    let bytes = std::fs::read(&path).unwrap();
+    // In process the session's own crash-report lines are written; in an
+    // executor process they are read from the objects' DWARF for the dump.
+    for remote in [false, true] {
+        let plugin = JitDump::in_directory(dir.clone());
+        let mut session = if remote {
+            solder_linker::Session::new(solder_linker::SessionConfig {
+                executor: solder_linker::ExecutorChoice::Remote {
+                    transport: solder_linker::Transport::Pipe {
+                        program: Some(support::remote::executor_binary()),
+                    },
+                    shared_memory: false,
+                },
+                ..solder_linker::SessionConfig::default()
+            })
+            .unwrap()
+        } else {
+            support::session()
+        };
+        let pid = session.executor_pid().unwrap_or_else(std::process::id);
+        let path = plugin.path_for(pid);
+        session.enable_debug();
+        session.add_plugin(Box::new(plugin));
+        let built = compile("linker/debugging/debug_target.c", &["-g", "-O0"]);
+        session.load(&[object(&built)]).unwrap();
+        session.end();
+        let place = if remote {
+            "an executor process"
+        } else {
+            "process"
+        };
+        eprintln!("checking the jitdump of a session running code in {place}");
+        check_jitdump_lines(&path, test);
+    }
+}
+
+/// The jitdump at `path` has a line table for `jitted_add`, inside its code,
+/// naming lines 5 to 7 of `debug_target.c`.
+fn check_jitdump_lines(path: &Path, test: &str) {
+    use solder_linker::plugins::jitdump;
+    let bytes = std::fs::read(path).unwrap();
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
     let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
     let mut at = 40;

@@ -350,7 +350,7 @@ impl Executor for InProcess {
         crash::remove_symbols(base);
     }
 
-    fn register_debug_object(&mut self, image: Vec<u8>) -> Result<u64, LinkError> {
+    fn register_debug_object(&mut self, image: Arc<[u8]>) -> Result<u64, LinkError> {
         Ok(solder_executor::debugger::register(image))
     }
 

@@ -212,8 +212,9 @@ pub trait Executor {
     }
     /// Registers an in-memory object with the debugger interface of the
     /// process that runs the code (the GDB JIT interface); the token
-    /// [`Executor::unregister_debug_object`] takes.
-    fn register_debug_object(&mut self, _image: Vec<u8>) -> Result<u64, LinkError> {
+    /// [`Executor::unregister_debug_object`] takes. The image is shared
+    /// with the session's record of the module (in process, no copy).
+    fn register_debug_object(&mut self, _image: std::sync::Arc<[u8]>) -> Result<u64, LinkError> {
         Err(LinkError::Executor(
             "this executor cannot register objects with a debugger (in process only, for now)"
                 .into(),

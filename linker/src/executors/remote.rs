@@ -1545,7 +1545,7 @@ impl Executor for Remote {
         self.defer(&Request::DropThreadLocals { id }, None)
     }
 
-    fn register_debug_object(&mut self, image: Vec<u8>) -> Result<u64, LinkError> {
+    fn register_debug_object(&mut self, image: std::sync::Arc<[u8]>) -> Result<u64, LinkError> {
         // One frame carries the object: say so rather than send a frame the
         // executor must refuse.
         let limit = MAX_FRAME as usize - 64;
@@ -1557,6 +1557,7 @@ impl Executor for Remote {
                 limit
             )));
         }
+        let image = image.to_vec();
         match self.request(&Request::RegisterDebugObject { image })? {
             Reply::Done { value } => Ok(value),
             other => Err(unexpected(other)),

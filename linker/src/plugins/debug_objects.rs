@@ -9,6 +9,7 @@
 //! which gdb does not read: none is registered for them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::{DebugSource, Emitted, LinkPlugin};
 use crate::error::LinkError;
@@ -30,16 +31,12 @@ impl LinkPlugin for DebugObjects {
         executor: &mut dyn Executor,
         module: &Emitted<'_>,
     ) -> Result<Option<u64>, LinkError> {
-        if module.debug_objects.is_empty() {
+        if module.debug_images.is_empty() {
             return Ok(None);
         }
-        let mut tokens = Vec::with_capacity(module.debug_objects.len());
-        for source in module.debug_objects {
-            // One copy of the object, patched, handed over.
-            let Some(image) = debug_image(source) else {
-                continue;
-            };
-            match executor.register_debug_object(image) {
+        let mut tokens = Vec::with_capacity(module.debug_images.len());
+        for image in module.debug_images {
+            match executor.register_debug_object(image.clone()) {
                 Ok(token) => tokens.push(token),
                 Err(err) => {
                     for token in tokens.into_iter().rev() {
@@ -72,20 +69,14 @@ impl LinkPlugin for DebugObjects {
 /// section headers' load addresses ([`with_load_addresses`]), or a Mach-O
 /// object's DWARF relocated into one ([`super::macho_debug::elf_image`]).
 /// `None` when there is nothing to register.
-pub fn debug_image(source: &DebugSource<'_>) -> Option<Vec<u8>> {
+pub fn debug_image(source: &DebugSource<'_>) -> Option<Arc<[u8]>> {
     let places = source.places;
     if crate::format::macho::is_macho(source.object) {
         super::macho_debug::elf_image(source.object, &places.headers, &places.addresses)
+            .map(Arc::from)
     } else {
         with_load_addresses(source.object, &places.headers, &places.addresses)
     }
-}
-
-/// The copy of `source` source lines are read from: its
-/// [`debug_image`] with its symbols' values made absolute
-/// ([`crate::source_lines::with_absolute_symbols`]).
-pub fn line_image(source: &DebugSource<'_>) -> Option<Vec<u8>> {
-    crate::source_lines::with_absolute_symbols(&debug_image(source)?)
 }
 
 /// `object` (an ELF relocatable object) with each section header's
@@ -97,8 +88,11 @@ pub fn with_load_addresses(
     object: &[u8],
     placed: &[Option<usize>],
     addresses: &[Option<u64>],
-) -> Option<Vec<u8>> {
-    let mut image = object.to_vec();
+) -> Option<Arc<[u8]>> {
+    // One copy, made where it is kept (shared by the session and the
+    // debugger's registration), then patched: nothing else holds it yet.
+    let mut image: Arc<[u8]> = Arc::from(object);
+    let patched = Arc::get_mut(&mut image)?;
     let read = |at: usize, n: usize| crate::source_lines::le_field(object, at, n);
     let shoff = usize::try_from(read(0x28, 8)?).ok()?;
     let entsize = usize::try_from(read(0x3a, 2)?).ok()?;
@@ -112,7 +106,7 @@ pub fn with_load_addresses(
         let field = shoff
             .checked_add(index.checked_mul(entsize)?)?
             .checked_add(16)?;
-        image
+        patched
             .get_mut(field..field.checked_add(8)?)?
             .copy_from_slice(&address.to_le_bytes());
     }

@@ -124,7 +124,7 @@ impl Default for JitDump {
 /// Each function symbol's line table: the one the session already read
 /// for crash reports (in process), else from the first of the module's
 /// objects that has one (none without `--debug`), each object's DWARF read
-/// once.
+/// once and asked only about its own functions.
 fn line_tables(module: &Emitted<'_>) -> Vec<Vec<(u64, crate::source_lines::SourceLine)>> {
     let symbols = &module.crash_symbols;
     let attached = |symbol: &solder_executor::module::CrashSymbol| {
@@ -148,23 +148,20 @@ fn line_tables(module: &Emitted<'_>) -> Vec<Vec<(u64, crate::source_lines::Sourc
         .iter()
         .map(|s| attached(s).unwrap_or_default())
         .collect();
-    if module.debug_objects.is_empty() || tables.iter().all(|t| !t.is_empty()) {
+    if module.debug_images.is_empty() || tables.iter().all(|t| !t.is_empty()) {
         return tables;
     }
     let ranges: Vec<(u64, u64)> = symbols
         .iter()
-        .map(|s| (s.start, s.start + s.size))
+        .map(|s| (s.start, s.start.saturating_add(s.size)))
         .collect();
-    for image in module
-        .debug_objects
-        .iter()
-        .filter_map(super::debug_objects::line_image)
-    {
-        let found = crate::source_lines::line_tables(&image, &ranges);
-        for (table, lines) in tables.iter_mut().zip(found) {
-            if table.is_empty() {
-                *table = lines;
-            }
+    let serial = crate::parallel::Threads::serial();
+    let keep = |table: &[_]| (!table.is_empty()).then(|| table.to_vec());
+    let images = module.debug_images;
+    let found = crate::source_lines::tables_by_object(images, &ranges, serial, keep);
+    for (table, lines) in tables.iter_mut().zip(found) {
+        if let (true, Some(lines)) = (table.is_empty(), lines) {
+            *table = lines;
         }
     }
     tables

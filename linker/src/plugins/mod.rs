@@ -34,9 +34,11 @@ pub struct Emitted<'m> {
     pub eh_frame: Option<u64>,
     /// Its function symbols, by address.
     pub crash_symbols: &'m std::sync::Arc<solder_executor::module::CrashSymbols>,
-    /// Its ELF and Mach-O objects and where their sections went, for
-    /// debuggers (empty unless the session keeps debug information).
-    pub debug_objects: &'m [DebugSource<'m>],
+    /// Its ELF and Mach-O objects as debuggers read them, with their
+    /// sections' load addresses (`debug_objects::debug_image`; empty unless
+    /// the session keeps debug information). Shared with the session's
+    /// record of the module.
+    pub debug_images: &'m [std::sync::Arc<[u8]>],
 }
 
 /// One object of a module as a debugger needs it: its bytes and where its
