@@ -1,7 +1,7 @@
 //! What `--debug` costs: Lua and SQLite built with `-g` (gcc), linked by
 //! `solder run --noexec` with and without `--debug`, alternated, medians.
-//! With `--debug` every object of the load is copied with its section
-//! addresses and registered with the GDB JIT interface (in process).
+//! With `--debug` every object of the load is copied once with its section
+//! addresses, kept and registered with the GDB JIT interface (in process).
 
 use std::ffi::OsString;
 
@@ -16,10 +16,11 @@ pub(super) fn debug_cost(cx: &Setup) -> Result<Table> {
     let mut table = Table::new(
         "Debug information: `solder run --noexec` with and without `--debug`",
         "Lua and SQLite built with gcc -O2 -g; whole process, in process. With `--debug` every \
-         object of the load is copied with its sections' load addresses and registered through \
-         the GDB JIT interface (what a debugger then reads), and, in process, every function's \
-         line table is read ahead for crash reports (most of the cost for SQLite, whose -g \
-         object is large); without it the objects' DWARF sections are not even read (a hole \
+         object is read whole and copied once with its sections' load addresses, on the load's \
+         threads: the copy the session keeps, shared with its registration through the GDB JIT \
+         interface (what a debugger then reads); in process, every function's line table is \
+         read ahead for crash reports from its own object's DWARF (most of the cost for \
+         SQLite, whose -g object is large); without it the objects' DWARF sections are not even read (a hole \
          of zeros in each object's bytes, docs/architecture.md: \"Objects read without their \
          debug sections\"). No target: the cost is reported so that turning it on is an \
          informed choice (it is off by default).",
