@@ -7,7 +7,11 @@
 //!   signatures, key agreement, TLS 1.3 connections over BIO pairs);
 //! - [`cpp`]: a generated C++ program of 300 translation units (class
 //!   hierarchies, virtual calls, templates instantiated across units,
-//!   standard containers, exceptions across units, static constructors).
+//!   standard containers, exceptions across units, static constructors);
+//! - [`libgit2`]: libgit2 and the libraries it bundles, from the
+//!   `libgit2-sys` crate's sources, with zlib, compiled with a section per
+//!   function as that crate builds it, and
+//!   `fixtures/programs/libgit2/driver.c` (commits, history, diffs).
 //!
 //! Two tables: **link** ([`link`]): `solder run --noexec` with every core
 //! and with `SOLDER_THREADS=1`, against `llvm-jitlink -noexec`, mold and
@@ -18,6 +22,7 @@
 
 mod cpp;
 mod floor;
+mod libgit2;
 mod link;
 mod openssl;
 
@@ -69,6 +74,7 @@ pub(super) fn large_programs(cx: &Setup, met: &mut Vec<bool>) -> Result<Vec<Tabl
         openssl::build(&cx.root, &large, cx.quick).context("building OpenSSL")?,
         cpp::build(&large, cx.quick, false).context("building the large C++ program")?,
         cpp::build(&large, cx.quick, true).context("building the large C++ program with -g")?,
+        libgit2::build(&cx.root, &large, cx.quick).context("building libgit2")?,
     ];
     for program in &programs {
         println!(
@@ -149,7 +155,8 @@ fn run_table(cx: &Setup, programs: &[LargeProgram], met: &mut Vec<bool>) -> Resu
         &format!(
             "Whole process on each program's workload: the OpenSSL driver's argument is its \
              scale (`fixtures/programs/openssl/driver.c`), the C++ program's the rounds over \
-             its units. Native: the executable the system compiler (gcc or g++) linked from \
+             its units, libgit2's driver's the commits it makes (in a repository it creates \
+             and removes under its directory, mostly file system work). Native: the executable the system compiler (gcc or g++) linked from \
              the same objects. solder's time includes linking. Native, solder in process and \
              solder with `--executor pipe` take turns ({} rounds, the first rotating), with \
              `solder run --noexec` of the same objects in process and over a pipe (the link, \

@@ -189,6 +189,9 @@ pub struct ThirdParty {
     /// `openssl-src-*/openssl` (holds `Configure`, `VERSION.dat`): built
     /// by `cargo xtask bench --large` only.
     pub openssl: PathBuf,
+    /// `libgit2-sys-*/libgit2` (holds `src/libgit2`, `deps`, `include`):
+    /// built by `cargo xtask bench --large` only.
+    pub libgit2: PathBuf,
 }
 
 /// Runs `cargo metadata` on `xtask/sources/Cargo.toml` (downloading the
@@ -252,6 +255,12 @@ pub fn locate_sources(root: &Path) -> Result<ThirdParty> {
     let mimalloc = package_dir("libmimalloc-sys")?.join("c_src/mimalloc/v2");
     let zlib = package_dir("libz-sys")?.join("src/zlib");
     let openssl = package_dir("openssl-src")?.join("openssl");
+    let libgit2 = package_dir("libgit2-sys")?.join("libgit2");
+    ensure!(
+        libgit2.join("src/libgit2/repository.c").is_file(),
+        "{} has no src/libgit2/repository.c (has libgit2-sys changed its layout?)",
+        libgit2.display()
+    );
     ensure!(
         openssl.join("Configure").is_file(),
         "{} has no Configure (has openssl-src changed its layout?)",
@@ -283,6 +292,7 @@ pub fn locate_sources(root: &Path) -> Result<ThirdParty> {
         mimalloc,
         zlib,
         openssl,
+        libgit2,
     })
 }
 
