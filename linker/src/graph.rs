@@ -44,8 +44,13 @@ impl ObjectFormat {
 
     /// The C name of a symbol spelled as this format spells it, or `None`
     /// when it lacks the format's prefix (then no host symbol matches it).
+    /// Asked of every global a load resolves: a byte test, not a string
+    /// comparison.
     pub fn c_name(self, name: &str) -> Option<&str> {
-        name.strip_prefix(self.global_prefix())
+        match self {
+            ObjectFormat::MachO => name.strip_prefix('_'),
+            ObjectFormat::Elf | ObjectFormat::Coff => Some(name),
+        }
     }
 
     /// The calling convention of functions in this format: Microsoft x64
@@ -653,5 +658,15 @@ pub(crate) mod tests {
             err.contains("its alternate name is not a symbol"),
             "{err}\n{RERUN}"
         );
+    }
+
+    #[test]
+    fn a_c_name_is_the_name_less_the_formats_prefix() {
+        for format in [ObjectFormat::Elf, ObjectFormat::MachO, ObjectFormat::Coff] {
+            let spelled = format!("{}main", format.global_prefix());
+            assert_eq!(format.c_name(&spelled), Some("main"), "{format:?}\n{RERUN}");
+        }
+        assert_eq!(ObjectFormat::MachO.c_name("main"), None, "{RERUN}");
+        assert_eq!(ObjectFormat::Elf.c_name("_main"), Some("_main"), "{RERUN}");
     }
 }
