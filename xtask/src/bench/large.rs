@@ -156,7 +156,7 @@ fn run_table(cx: &Setup, programs: &[LargeProgram], met: &mut Vec<bool>) -> Resu
             "Whole process on each program's workload: the OpenSSL driver's argument is its \
              scale (`fixtures/programs/openssl/driver.c`), the C++ program's the rounds over \
              its units, libgit2's driver's the commits it makes (in a repository it creates \
-             and removes under its directory, mostly file system work). Native: the executable the system compiler (gcc or g++) linked from \
+             and removes under its directory, its objects kept in memory). Native: the executable the system compiler (gcc or g++) linked from \
              the same objects. solder's time includes linking. Native, solder in process and \
              solder with `--executor pipe` take turns ({} rounds, the first rotating), with \
              `solder run --noexec` of the same objects in process and over a pipe (the link, \
