@@ -297,7 +297,7 @@ pub fn locate_sources(root: &Path) -> Result<ThirdParty> {
 }
 
 /// Files of `dir` with extension `ext`, sorted by name.
-fn files_with_extension(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+pub(crate) fn files_with_extension(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let path = entry

@@ -242,18 +242,9 @@ fn source_groups(git: &Path, zlib: &Path) -> Result<Vec<(&'static str, Vec<PathB
     Ok(groups)
 }
 
-/// The `.c` files directly in `dir`, sorted.
+/// The `.c` files directly in `dir`, sorted; at least one.
 fn c_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("list {}", dir.display()))? {
-        let path = entry
-            .with_context(|| format!("list {}", dir.display()))?
-            .path();
-        if path.extension().is_some_and(|e| e == "c") && path.is_file() {
-            files.push(path);
-        }
-    }
-    files.sort();
+    let files = catalog::files_with_extension(dir, "c")?;
     ensure!(!files.is_empty(), "no C sources in {}", dir.display());
     Ok(files)
 }
