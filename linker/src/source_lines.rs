@@ -68,9 +68,11 @@ const DEBUG_SECTIONS: [&str; 13] = [
 /// speaks of (a section left out keeps address 0). None when the object
 /// cannot be read.
 pub fn loaded_ranges(image: &[u8]) -> Vec<std::ops::Range<u64>> {
-    let Ok(file) = object::File::parse(image) else {
-        return Vec::new();
-    };
+    object::File::parse(image).map_or_else(|_| Vec::new(), |file| loaded_sections(&file))
+}
+
+/// [`loaded_ranges`] of an object already parsed.
+fn loaded_sections(file: &object::File<'_>) -> Vec<std::ops::Range<u64>> {
     file.sections()
         .filter(|section| match section.flags() {
             object::SectionFlags::Elf { sh_flags, .. } => {
@@ -87,8 +89,8 @@ pub fn loaded_ranges(image: &[u8]) -> Vec<std::ops::Range<u64>> {
 }
 
 /// Where `pc` comes from in `image` (an ELF object whose section headers
-/// give load addresses), when its debug information says. Malformed debug information gives `None`, never a
-/// panic.
+/// give load addresses), when its debug information says. Malformed debug
+/// information gives `None`, never a panic.
 pub fn locate(image: &[u8], pc: u64) -> Option<SourceLine> {
     with_lines(image, |context| {
         let location = context.find_location(pc).ok()??;
@@ -109,28 +111,34 @@ pub fn line_table(image: &[u8], start: u64, end: u64) -> Vec<(u64, SourceLine)> 
 
 /// [`line_table`] for each of `ranges`, reading the object's DWARF once.
 pub fn line_tables(image: &[u8], ranges: &[(u64, u64)]) -> Vec<Vec<(u64, SourceLine)>> {
-    with_lines(image, |context| {
-        ranges
-            .iter()
-            .map(|&(start, end)| {
-                let Ok(found) = context.find_location_range(start, end) else {
-                    return Vec::new();
-                };
-                found
-                    .filter_map(|(address, _, location)| {
-                        Some((
-                            address,
-                            SourceLine {
-                                file: location.file?.to_string(),
-                                line: location.line?,
-                            },
-                        ))
-                    })
-                    .collect()
-            })
-            .collect()
-    })
-    .unwrap_or_else(|| vec![Vec::new(); ranges.len()])
+    with_lines(image, |context| tables_in(context, ranges))
+        .unwrap_or_else(|| vec![Vec::new(); ranges.len()])
+}
+
+/// The line table of each of `ranges` in `context`'s line information.
+fn tables_in(
+    context: &addr2line::Context<Reader<'_>>,
+    ranges: &[(u64, u64)],
+) -> Vec<Vec<(u64, SourceLine)>> {
+    ranges
+        .iter()
+        .map(|&(start, end)| {
+            let Ok(found) = context.find_location_range(start, end) else {
+                return Vec::new();
+            };
+            found
+                .filter_map(|(address, _, location)| {
+                    Some((
+                        address,
+                        SourceLine {
+                            file: location.file?.to_string(),
+                            line: location.line?,
+                        },
+                    ))
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// For each function of `ranges` (start, end), what `keep` makes of its
@@ -155,8 +163,12 @@ where
     by_start.sort_by_key(|&i| ranges[i].0);
     let weight = |image: &I| image.as_ref().len();
     let found = crate::parallel::map(images, threads, weight, |image| {
-        let image = image.as_ref();
-        let held: Vec<usize> = loaded_ranges(image)
+        // The object is parsed once, for its sections and its DWARF; an
+        // object that holds none of the functions has its DWARF left alone.
+        let Ok(file) = object::File::parse(image.as_ref()) else {
+            return Vec::new();
+        };
+        let held: Vec<usize> = loaded_sections(&file)
             .into_iter()
             .flat_map(|section| {
                 let first = by_start.partition_point(|&i| ranges[i].0 < section.start);
@@ -168,9 +180,12 @@ where
                     .copied()
             })
             .collect();
+        if held.is_empty() {
+            return Vec::new();
+        }
         let asked: Vec<(u64, u64)> = held.iter().map(|&i| ranges[i]).collect();
-        let tables = line_tables(image, &asked);
-        (held.into_iter().zip(tables))
+        let tables = with_lines_of(&file, |context| tables_in(context, &asked));
+        (held.into_iter().zip(tables.unwrap_or_default()))
             .filter_map(|(index, table)| Some((index, keep(&table)?)))
             .collect::<Vec<_>>()
     });
@@ -189,7 +204,14 @@ fn with_lines<T>(
     image: &[u8],
     query: impl FnOnce(&addr2line::Context<Reader<'_>>) -> T,
 ) -> Option<T> {
-    let file = object::File::parse(image).ok()?;
+    with_lines_of(&object::File::parse(image).ok()?, query)
+}
+
+/// [`with_lines`] of an object already parsed.
+fn with_lines_of<'d, T>(
+    file: &object::File<'d>,
+    query: impl FnOnce(&addr2line::Context<Reader<'_>>) -> T,
+) -> Option<T> {
     let endian = if file.is_little_endian() {
         gimli::RunTimeEndian::Little
     } else {
@@ -204,11 +226,11 @@ fn with_lines<T>(
             for (offset, mut relocation) in section.relocations() {
                 // Symbol values are section-relative: a symbol's address
                 // is its value plus where its section was loaded.
-                if let Some(base) = symbol_section_address(&file, relocation.target()) {
+                if let Some(base) = symbol_section_address(file, relocation.target()) {
                     relocation.set_addend(relocation.addend().wrapping_add_unsigned(base));
                 }
                 // A relocation it cannot apply leaves the value as it is.
-                let _ = map.0.add(&file, offset, relocation);
+                let _ = map.0.add(file, offset, relocation);
             }
             sections.push((name, section.uncompressed_data().ok()?, map));
         }

@@ -161,17 +161,15 @@ fn seed_debug_objects(root: &Path, dir: &Path) -> Result<usize> {
         ("debug-g-fpic.o", &["-g", "-fPIC"]),
     ] {
         let object = scratch.join(name);
-        let status = Command::new("cc")
-            .args(["-c", "-O1"])
-            .args(flags)
-            .arg(&source)
-            .arg("-o")
-            .arg(&object)
-            .status()
-            .context("cannot run cc for the -g seeds")?;
-        if !status.success() {
-            bail!("cc failed on the -g seed {name}");
-        }
+        let mut command: Vec<String> = ["cc", "-c", "-O1"].map(str::to_owned).to_vec();
+        command.extend(flags.iter().map(|&f| f.to_owned()));
+        command.extend([
+            source.display().to_string(),
+            "-o".to_owned(),
+            object.display().to_string(),
+        ]);
+        crate::programs::build::run_tool(&command)
+            .with_context(|| format!("cannot compile the -g seed {name}"))?;
         let bytes =
             std::fs::read(&object).with_context(|| format!("cannot read {}", object.display()))?;
         put(dir, name, &bytes)?;

@@ -70,11 +70,13 @@ pub(super) fn large_programs(cx: &Setup, met: &mut Vec<bool>) -> Result<Vec<Tabl
         .parent()
         .context("the release directory has no parent")?;
     let large = target.join("large");
+    // `cargo metadata` once, for both programs built from crates' sources.
+    let third_party = crate::programs::catalog::locate_sources(&cx.root)?;
     let programs = [
-        openssl::build(&cx.root, &large, cx.quick).context("building OpenSSL")?,
+        openssl::build(&cx.root, &third_party, &large, cx.quick).context("building OpenSSL")?,
         cpp::build(&large, cx.quick, false).context("building the large C++ program")?,
         cpp::build(&large, cx.quick, true).context("building the large C++ program with -g")?,
-        libgit2::build(&cx.root, &large, cx.quick).context("building libgit2")?,
+        libgit2::build(&cx.root, &third_party, &large, cx.quick).context("building libgit2")?,
     ];
     for program in &programs {
         println!(

@@ -178,7 +178,7 @@ fn compile_one(job: &CompileJob) -> Result<Compiled> {
 
 /// Runs a compiler or linker; on failure the error holds the command and
 /// its diagnostics. Returns what it printed.
-fn run_tool(command: &[String]) -> Result<String> {
+pub(crate) fn run_tool(command: &[String]) -> Result<String> {
     let output = Command::new(&command[0])
         .args(&command[1..])
         .output()

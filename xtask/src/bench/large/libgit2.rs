@@ -103,10 +103,15 @@ const PCRE2: &[&str] = &[
 ];
 
 /// Builds what is not up to date and returns the program.
-pub(super) fn build(root: &Path, large: &Path, quick: bool) -> Result<LargeProgram> {
+/// `third_party` says where the crates' sources are.
+pub(super) fn build(
+    root: &Path,
+    third_party: &catalog::ThirdParty,
+    large: &Path,
+    quick: bool,
+) -> Result<LargeProgram> {
     let start = Instant::now();
-    let sources = catalog::locate_sources(root)?;
-    let (git, zlib) = (&sources.libgit2, &sources.zlib);
+    let (git, zlib) = (&third_party.libgit2, &third_party.zlib);
     let dir = large.join("libgit2");
     let generated = dir.join("generated");
     std::fs::create_dir_all(&generated)

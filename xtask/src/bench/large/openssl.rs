@@ -39,13 +39,19 @@ const SCALE: &str = "6";
 const QUICK_SCALE: &str = "1";
 
 /// Builds what is not up to date and returns the program.
-pub(super) fn build(root: &Path, large: &Path, quick: bool) -> Result<LargeProgram> {
+/// `third_party` says where the crates' sources are.
+pub(super) fn build(
+    root: &Path,
+    third_party: &catalog::ThirdParty,
+    large: &Path,
+    quick: bool,
+) -> Result<LargeProgram> {
     let start = Instant::now();
-    let sources = catalog::locate_sources(root)?.openssl;
-    let version = version(&sources)?;
+    let sources = &third_party.openssl;
+    let version = version(sources)?;
     let dir = large.join("openssl");
     let tree = dir.join(format!("openssl-{version}"));
-    let libraries_built = build_libraries(&sources, &dir, &tree)?;
+    let libraries_built = build_libraries(sources, &dir, &tree)?;
     let fixtures = root.join("fixtures/programs/openssl");
     let flags = [
         "-O2".to_owned(),
