@@ -83,6 +83,8 @@ pub enum LinkError {
     },
     #[error("cannot find -l{name}: tried {}", .tried.join(", "))]
     LibraryNotFound { name: String, tried: Vec<String> },
+    #[error("{script}: linker script: {reason}")]
+    MalformedScript { script: String, reason: String },
     #[error("{archive}: malformed archive: {reason}")]
     MalformedArchive { archive: String, reason: String },
     #[error("{object}: malformed object: {reason}")]

@@ -4,7 +4,12 @@
 //! and then `libNAME.a` (a shared library first, as `ld` does by default);
 //! `-l:FILE` for exactly `FILE`. The first file found wins. Every file
 //! tried is kept, so a library that is not found is reported with the
-//! whole list.
+//! whole list. After the `-L` directories come the ones the compiler
+//! driver would search ([`system_directories`]), so `-lpthread` finds the
+//! C library's (empty) `libpthread.a` as `cc` does, and `-lm` its
+//! `libm.so`: a linker script ([`ld_script`]) naming the real files.
+
+pub mod ld_script;
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +20,45 @@ pub enum Found {
     Archive(PathBuf),
     /// A shared library: opened for host lookups.
     Shared(PathBuf),
+    /// A linker script naming the files to link instead ([`ld_script`]).
+    Script(PathBuf),
 }
+
+/// The directories searched after the `-L` ones, in order: those of
+/// `LIBRARY_PATH` (which the compiler driver passes on as `-L`), then the
+/// system's, as GNU ld has them built in for this platform. Directories
+/// that do not exist are left out.
+pub fn system_directories() -> Vec<PathBuf> {
+    let from_environment = std::env::var_os("LIBRARY_PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default();
+    from_environment
+        .into_iter()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .chain(BUILT_IN_DIRECTORIES.iter().map(PathBuf::from))
+        .filter(|dir| dir.is_dir())
+        .collect()
+}
+
+/// GNU ld's built-in search directories on x86-64 Linux (its
+/// `SEARCH_DIR`s, multiarch first, as Debian's and Ubuntu's build it).
+#[cfg(target_os = "linux")]
+const BUILT_IN_DIRECTORIES: &[&str] = &[
+    "/usr/local/lib/x86_64-linux-gnu",
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/local/lib64",
+    "/lib64",
+    "/usr/lib64",
+    "/usr/local/lib",
+    "/lib",
+    "/usr/lib",
+];
+
+/// Elsewhere only `LIBRARY_PATH` is searched: macOS's linker searches
+/// inside an SDK, and Windows has no built-in directories.
+#[cfg(not(target_os = "linux"))]
+const BUILT_IN_DIRECTORIES: &[&str] = &[];
 
 /// The file names `-l NAME` stands for, in the order tried.
 pub fn candidates(name: &str) -> Vec<String> {
@@ -45,22 +88,26 @@ pub fn find_library(
     None
 }
 
-/// A found file is an archive when its bytes say so (`-l:libfoo.a`, or a
-/// `.so` that is one), otherwise a shared library.
-fn classify(path: PathBuf) -> Found {
-    if starts_like_archive(&path) {
+/// A found file is an archive or a linker script when its first bytes say
+/// so (`-l:libfoo.a`, a `.so` that is an archive, `libc.so`), otherwise a
+/// shared library (which the dynamic loader then judges).
+pub fn classify(path: PathBuf) -> Found {
+    let start = first_bytes(&path);
+    if crate::archive::is_archive(&start) {
         Found::Archive(path)
+    } else if ld_script::looks_like_script(&start) {
+        Found::Script(path)
     } else {
         Found::Shared(path)
     }
 }
 
-fn starts_like_archive(path: &Path) -> bool {
+/// Up to 64 of the file's first bytes (none if it cannot be read).
+fn first_bytes(path: &Path) -> Vec<u8> {
     use std::io::Read;
-    let mut magic = [0u8; 8];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok_and(|()| crate::archive::is_archive(&magic))
+    let mut start = Vec::with_capacity(64);
+    let _ = std::fs::File::open(path).and_then(|f| f.take(64).read_to_end(&mut start));
+    start
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@
 //! (see [`ExecutorChoice`]), where a crash comes back as an error that
 //! names the signal and the function, and the session can go on.
 
+mod libraries;
+
 use rustc_hash::FxHashMap as HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +36,6 @@ use crate::members::{ArchiveSearch, Pulled};
 use crate::memory::{self, Placement, Slab};
 use crate::parallel::Threads;
 use crate::plugins::{self, DebugSource, Emitted, LinkPlugin, Registration};
-use crate::search::{self, Found};
 use crate::stats::{LoadStats, StageClock};
 
 /// Where the session's code runs.
@@ -320,49 +320,6 @@ impl Session {
     /// (`--whole-archive`), the next load takes every member.
     pub fn add_archive(&mut self, archive: Archive, whole: bool) {
         self.archives.add(archive, whole);
-    }
-
-    /// `-l NAME` with `-L` directories, as a static linker searches:
-    /// `libNAME.so`, then `libNAME.a`, in each directory in order
-    /// (`-l:FILE`: that file). An archive joins the search list
-    /// ([`Session::add_archive`]); a shared library is opened for host
-    /// lookups. Not found there, `-l NAME` (not `-l:FILE`) falls back to
-    /// the dynamic loader's own search for `libNAME.so`, `.so.6`, `.so.1`.
-    /// The error lists every file tried.
-    pub fn link_library(&mut self, name: &str, directories: &[PathBuf]) -> Result<(), LinkError> {
-        let mut tried = Vec::new();
-        match search::find_library(name, directories, &mut tried) {
-            Some(Found::Archive(path)) => {
-                self.add_archive(Archive::read(&path)?, false);
-                Ok(())
-            }
-            Some(Found::Shared(path)) => {
-                let path = path.display().to_string();
-                self.executor.preload(&path)?;
-                self.config.preloads.push(path);
-                Ok(())
-            }
-            None => {
-                let mut tried: Vec<String> =
-                    tried.iter().map(|p| p.display().to_string()).collect();
-                if !name.starts_with(':') {
-                    match self.executor.link_library(name) {
-                        Ok(()) => {
-                            self.config.libraries.push(name.to_string());
-                            return Ok(());
-                        }
-                        Err(err) => tried.push(format!(
-                            "the dynamic loader's search for lib{name}.so, lib{name}.so.6 \
-                             and lib{name}.so.1 ({err})"
-                        )),
-                    }
-                }
-                Err(LinkError::LibraryNotFound {
-                    name: name.to_string(),
-                    tried,
-                })
-            }
-        }
     }
 
     /// Registers every later module's objects, with their debug

@@ -470,3 +470,150 @@ fn the_json_link_map_matches_the_written_memory() {
     assert_eq!(returned, puts, "{}", rerun(test));
     session.end();
 }
+
+/// Runs `solder ARGS...` with `LIBRARY_PATH` set to `library_path`.
+fn solder_with_library_path(args: &[&str], library_path: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_solder"))
+        .args(args)
+        .env("LIBRARY_PATH", library_path)
+        .output()
+        .expect("run solder")
+}
+
+/// After the `-L` directories, `-l` searches those of `LIBRARY_PATH`, as
+/// the compiler driver passes them on.
+#[test]
+fn library_path_directories_come_after_the_l_directories() {
+    let test = "library_path_directories_come_after_the_l_directories";
+    let dir = scratch(test);
+    let (first, second) = (dir.join("first"), dir.join("second"));
+    libpick_archive(&first, 1);
+    libpick_archive(&second, 2);
+    let main = compile("linker/archives/pick_main.c", &["-O2"]);
+    let main = main.to_str().unwrap();
+    for (args, status) in [
+        (vec!["run", main, "-l", "pick"], 2),
+        (
+            vec!["run", main, "-L", first.to_str().unwrap(), "-l", "pick"],
+            1,
+        ),
+    ] {
+        let output = solder_with_library_path(&args, &second);
+        assert_eq!(
+            output.status.code(),
+            Some(status),
+            "LIBRARY_PATH={} solder {}: {}\n{}",
+            second.display(),
+            args.join(" "),
+            stderr(&output),
+            rerun(test)
+        );
+    }
+}
+
+/// A `libNAME.so` that is a linker script stands for the files it names:
+/// paths relative to its directory, `-lNAME`s searched as `-l` is,
+/// `AS_NEEDED` lists. A script that is not a library's, or that names
+/// itself, is refused, naming the script.
+#[test]
+fn a_linker_script_stands_for_the_files_it_names() {
+    let test = "a_linker_script_stands_for_the_files_it_names";
+    let dir = scratch(test);
+    let lib = dir.join("lib");
+    libpick_archive(&lib.join("parts"), 4);
+    libpick_archive(&dir.join("other"), 5);
+    let scripts = [
+        (
+            "libbypath.so",
+            "/* GNU ld script */\nOUTPUT_FORMAT(elf64-x86-64)\nGROUP ( parts/libpick.a )\n",
+        ),
+        ("libbyname.so", "INPUT ( AS_NEEDED ( -lpick ) )"),
+        (
+            "libsections.so",
+            "/* a program's */ SECTIONS { . = 0x10000; }",
+        ),
+        ("libloop.so", "INPUT(-lloop)"),
+        ("libmissing.so", "GROUP ( parts/libnothere.a )"),
+    ];
+    for (name, text) in scripts {
+        std::fs::write(lib.join(name), text).unwrap();
+    }
+    let main = compile("linker/archives/pick_main.c", &["-O2"]);
+    let main = main.to_str().unwrap();
+    let (lib, other) = (lib.to_str().unwrap(), dir.join("other"));
+    let other = other.to_str().unwrap();
+    for (args, status) in [
+        (vec!["-L", lib, "-l", "bypath"], 4),
+        (vec!["-L", lib, "-L", other, "-l", "byname"], 5),
+    ] {
+        let mut command = vec!["run", main];
+        command.extend(&args);
+        let output = solder(&command);
+        assert_eq!(
+            output.status.code(),
+            Some(status),
+            "solder {}: {}\n{}",
+            command.join(" "),
+            stderr(&output),
+            rerun(test)
+        );
+    }
+    for (name, says) in [
+        (
+            "sections",
+            "`SECTIONS` is not a command a library's script has",
+        ),
+        ("loop", "more than 8 deep"),
+        ("missing", "parts/libnothere.a, which is not a file"),
+    ] {
+        let output = solder(&["run", main, "-L", lib, "-l", name]);
+        let message = stderr(&output);
+        let script = format!("{lib}/lib{name}.so: linker script: ");
+        assert!(
+            output.status.code() == Some(125)
+                && message.contains(&script)
+                && message.contains(says),
+            "-l{name}: want status 125 and `{script}...{says}`, got {:?}: {message}\n{}",
+            output.status.code(),
+            rerun(test)
+        );
+    }
+}
+
+/// glibc's own libraries link as `cc` links them: `-lpthread`, `-ldl` and
+/// `-lrt` find its empty archives, `-lm` and `-lc` its linker scripts.
+/// `-lc` takes `atexit` from `libc_nonshared.a`, which passes the value at
+/// `__dso_handle` (not its address) to `__cxa_atexit`: the handler runs at
+/// exit, in process and in an executor.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_c_librarys_own_libraries_link_as_cc_links_them() {
+    let test = "the_c_librarys_own_libraries_link_as_cc_links_them";
+    let program = compile("linker/archives/libc_parts.c", &["-O2"]);
+    let program = program.to_str().unwrap();
+    let libraries = ["-lc", "-lm", "-lpthread", "-ldl", "-lrt"];
+    for executor in ["inproc", "pipe"] {
+        let mut command = vec!["run", "--executor", executor, "--print-map", program];
+        command.extend(libraries);
+        let output = solder(&command);
+        let out = stdout(&output);
+        assert!(
+            output.status.success(),
+            "solder {}: {}\n{}",
+            command.join(" "),
+            stderr(&output),
+            rerun(test)
+        );
+        assert!(
+            out.contains("libc_nonshared.a(atexit.oS) `atexit`"),
+            "`atexit` must come from libc_nonshared.a for this test to mean anything; the map:\n{out}\n{}",
+            rerun(test)
+        );
+        assert!(
+            out.contains("root 7 dlopen 1 clock 0\n") && out.ends_with("atexit handler ran\n"),
+            "solder {}: {out}\n{}",
+            command.join(" "),
+            rerun(test)
+        );
+    }
+}

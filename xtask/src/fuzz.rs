@@ -3,7 +3,8 @@
 //! - `seed` (re)fills `fuzz/corpus/<target>/` from what the project already
 //!   has: the conformance fixtures built for each format (`elf`, `macho`,
 //!   `coff`), archives of them (`archive`), every protocol message the tests pin (`protocol`), the
-//!   scenario files (`scenario`), and every committed regression input.
+//!   scenario files (`scenario`), libraries' linker scripts (`ld_script`),
+//!   and every committed regression input.
 //! - `run` seeds, builds the targets once, then runs each for a bounded
 //!   time (`.ci/run` uses it); any crash, leak, timeout or out-of-memory
 //!   fails it, naming the input and the commands to reproduce and minimize
@@ -24,7 +25,15 @@ use solder_executor::protocol::{example_replies, example_requests};
 use crate::util;
 
 /// Every fuzz target, as `fuzz/Cargo.toml` declares them.
-pub const TARGETS: [&str; 6] = ["elf", "macho", "coff", "archive", "protocol", "scenario"];
+pub const TARGETS: [&str; 7] = [
+    "elf",
+    "macho",
+    "coff",
+    "archive",
+    "protocol",
+    "scenario",
+    "ld_script",
+];
 
 /// libFuzzer's limits for every run: an input that takes longer or uses
 /// more memory is a defect (a hang, an allocation blow-up), not slowness.
@@ -94,10 +103,12 @@ fn seed(root: &Path, clean: bool) -> Result<()> {
     let archives = seed_archives(root, &corpus.join("archive"))?;
     let frames = seed_frames(&corpus.join("protocol"))?;
     let scenarios = seed_scenarios(root, &corpus.join("scenario"))?;
+    let scripts = seed_scripts(&corpus.join("ld_script"))?;
     let regressions = seed_regressions(root, &corpus)?;
     println!(
         "fuzz: seeded {objects} objects, {archives} archives, {frames} protocol frames, \
-         {scenarios} scenarios and {regressions} regression inputs into {}",
+         {scenarios} scenarios, {scripts} linker scripts and {regressions} regression inputs \
+         into {}",
         corpus.display()
     );
     Ok(())
@@ -259,6 +270,34 @@ fn seed_scenarios(root: &Path, dir: &Path) -> Result<usize> {
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         put(dir, &name, &bytes)?;
         count += 1;
+    }
+    Ok(count)
+}
+
+/// Libraries' linker scripts: the forms the reader takes, and the C
+/// library's own where this system has them.
+fn seed_scripts(dir: &Path) -> Result<usize> {
+    let written: [(&str, &str); 3] = [
+        (
+            "group-as-needed",
+            "/* GNU ld script */\nOUTPUT_FORMAT(elf64-x86-64)\n\
+             GROUP ( /lib/libc.so.6 /usr/lib/libc_nonshared.a AS_NEEDED ( /lib64/ld.so.2 ) )\n",
+        ),
+        ("input-relative", "INPUT(libm.so.6, -lmvec)"),
+        ("sections", "SECTIONS { . = 0x1000; }"),
+    ];
+    for (name, text) in written {
+        put(dir, name, text.as_bytes())?;
+    }
+    let mut count = written.len();
+    for system in ["libc.so", "libm.so", "libpthread.so"] {
+        let path = Path::new("/usr/lib/x86_64-linux-gnu").join(system);
+        if let Ok(bytes) = std::fs::read(&path)
+            && bytes.len() < 64 << 10
+        {
+            put(dir, &format!("system-{system}"), &bytes)?;
+            count += 1;
+        }
     }
     Ok(count)
 }

@@ -241,7 +241,9 @@ pub fn error_kind(err: &LinkError) -> &'static str {
         LinkError::Undefined { .. } => "undefined-symbol",
         LinkError::Duplicate { .. } | LinkError::ComdatConflict { .. } => "duplicate-symbol",
         LinkError::OutOfRange(_) | LinkError::Misaligned(_) => "out-of-range",
-        LinkError::Malformed { .. } | LinkError::MalformedArchive { .. } => "malformed",
+        LinkError::Malformed { .. }
+        | LinkError::MalformedArchive { .. }
+        | LinkError::MalformedScript { .. } => "malformed",
         LinkError::Memory(_) => "memory",
         LinkError::InUse { .. } | LinkError::ThreadLocalInUse { .. } => "in-use",
         LinkError::ReplacementMissing { .. } => "replacement-missing",

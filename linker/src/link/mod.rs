@@ -392,6 +392,7 @@ fn finish_module(
         .map_or(CallingConvention::SysV, |g| g.format.convention());
     write::write_got(plan, at, memory);
     write::write_stubs(plan, at, memory);
+    write::write_dso_handle(at, memory);
     let threads = resolver.req.threads;
     let references = relocate::relocate(resolver, plan, at, memory, threads)?;
     let (initializers, mut finalizers) = lifecycle::lifecycle_lists(graphs, layout, memory);

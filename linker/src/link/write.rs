@@ -230,6 +230,16 @@ pub(super) fn write_got(plan: &Plan, at: &Addresses<'_>, memory: &mut [u8]) {
     }
 }
 
+/// Writes the module's `__dso_handle`: its own address, as the C runtime's
+/// `crtbeginS.o` defines it for a shared object. The module's thunks pass
+/// the address (`lea`); code that loads the value instead passes the same
+/// handle: the C library's static `atexit` (`libc_nonshared.a`, which
+/// `-lc` links) calls `__cxa_atexit(f, NULL, __dso_handle)` with a `mov`.
+pub(super) fn write_dso_handle(at: &Addresses<'_>, memory: &mut [u8]) {
+    let offset = at.layout.dso as usize;
+    memory[offset..offset + 8].copy_from_slice(&at.dso.to_le_bytes());
+}
+
 /// Writes a rel32 displacement to `target` into `bytes[field..field + 4]`,
 /// for an instruction at `address` whose displacement counts from `end`.
 fn put_rel32(bytes: &mut [u8], (field, end): machine::Rel32Field, address: u64, target: u64) {

@@ -1,0 +1,142 @@
+//! `-l NAME` for a session: the search a static linker makes (the `-L`
+//! directories, then the system's), and what the file found means: an
+//! archive joins the search list, a shared library is opened for host
+//! lookups, a linker script names other files that are taken the same way.
+
+use std::path::{Path, PathBuf};
+
+use super::Session;
+use crate::archive::Archive;
+use crate::error::LinkError;
+use crate::search::{self, Found, ld_script};
+
+/// How deep scripts may name scripts (`-lNAME` in one): past this, a
+/// script that names itself is refused instead of followed forever.
+const MAX_SCRIPT_DEPTH: usize = 8;
+
+impl Session {
+    /// `-l NAME` with `-L` directories, as a static linker searches:
+    /// `libNAME.so`, then `libNAME.a`, in each directory in order, then in
+    /// the system's ([`search::system_directories`]); `-l:FILE`: that
+    /// file. An archive joins the search list ([`Session::add_archive`]);
+    /// a shared library is opened for host lookups; a linker script's
+    /// files are taken the same way. Not found there, `-l NAME` (not
+    /// `-l:FILE`) falls back to the dynamic loader's own search for
+    /// `libNAME.so`, `.so.6`, `.so.1`. The error lists every file tried.
+    pub fn link_library(&mut self, name: &str, directories: &[PathBuf]) -> Result<(), LinkError> {
+        let mut all = directories.to_vec();
+        all.extend(search::system_directories());
+        self.link_library_in(name, &all, 0)
+    }
+
+    fn link_library_in(
+        &mut self,
+        name: &str,
+        directories: &[PathBuf],
+        depth: usize,
+    ) -> Result<(), LinkError> {
+        let mut tried = Vec::new();
+        if let Some(found) = search::find_library(name, directories, &mut tried) {
+            return self.take_library(found, directories, depth);
+        }
+        let mut tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+        if !name.starts_with(':') {
+            match self.executor.link_library(name) {
+                Ok(()) => {
+                    self.config.libraries.push(name.to_string());
+                    return Ok(());
+                }
+                Err(err) => tried.push(format!(
+                    "the dynamic loader's search for lib{name}.so, lib{name}.so.6 \
+                     and lib{name}.so.1 ({err})"
+                )),
+            }
+        }
+        Err(LinkError::LibraryNotFound {
+            name: name.to_string(),
+            tried,
+        })
+    }
+
+    fn take_library(
+        &mut self,
+        found: Found,
+        directories: &[PathBuf],
+        depth: usize,
+    ) -> Result<(), LinkError> {
+        match found {
+            Found::Archive(path) => {
+                self.add_archive(Archive::read(&path)?, false);
+                Ok(())
+            }
+            Found::Shared(path) => {
+                let path = path.display().to_string();
+                self.executor.preload(&path)?;
+                self.config.preloads.push(path);
+                Ok(())
+            }
+            Found::Script(path) => self.take_script(&path, directories, depth),
+        }
+    }
+
+    /// Takes each file the linker script at `path` names, in order.
+    fn take_script(
+        &mut self,
+        path: &Path,
+        directories: &[PathBuf],
+        depth: usize,
+    ) -> Result<(), LinkError> {
+        let malformed = |reason: String| LinkError::MalformedScript {
+            script: path.display().to_string(),
+            reason,
+        };
+        if depth >= MAX_SCRIPT_DEPTH {
+            return Err(malformed(format!(
+                "scripts name scripts more than {MAX_SCRIPT_DEPTH} deep (one names itself?)"
+            )));
+        }
+        let text = read_script(path)?;
+        let inputs = ld_script::inputs(&text, path).map_err(malformed)?;
+        for input in inputs {
+            match input {
+                ld_script::ScriptInput::File(file) => {
+                    if !file.is_file() {
+                        return Err(malformed(format!(
+                            "it names {}, which is not a file",
+                            file.display()
+                        )));
+                    }
+                    self.take_library(search::classify(file), directories, depth + 1)?;
+                }
+                ld_script::ScriptInput::Library(name) => {
+                    self.link_library_in(&name, directories, depth + 1)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The script's text: at most [`ld_script::MAX_SCRIPT_BYTES`], UTF-8.
+fn read_script(path: &Path) -> Result<String, LinkError> {
+    use std::io::Read;
+    let read_error = |reason| LinkError::Read {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            f.take(ld_script::MAX_SCRIPT_BYTES + 1)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(read_error)?;
+    let malformed = |reason: &str| LinkError::MalformedScript {
+        script: path.display().to_string(),
+        reason: reason.to_string(),
+    };
+    if bytes.len() as u64 > ld_script::MAX_SCRIPT_BYTES {
+        return Err(malformed("longer than a library's script (64 KiB)"));
+    }
+    String::from_utf8(bytes).map_err(|_| malformed("not UTF-8 text"))
+}
