@@ -13,7 +13,7 @@
 //! - **executor**: stripped size and idle memory against
 //!   `llvm-jitlink-executor`.
 //! - **large** ([`large`], with `--large`): OpenSSL, a generated C++
-//!   program and libgit2 against llvm-jitlink, mold, the machine's floor
+//!   program, libgit2 and RocksDB against llvm-jitlink, mold, the machine's floor
 //!   and one thread, and their workloads against native.
 //! - **scaling** ([`scaling`], with `--large`): link time and peak memory
 //!   of generated programs from 1 to 200 MB of objects.
@@ -79,7 +79,7 @@ pub struct Args {
     #[arg(long, value_name = "MEASURE", value_parser = ["link", "run", "tls", "debug", "incremental", "checkpoints", "churn", "executor", "large", "scaling"])]
     only: Vec<String>,
     /// Also the large measures (opt-in: they build OpenSSL, a large C++
-    /// program and libgit2 once, cached under target/, and generate synthetic programs
+    /// program, libgit2 and RocksDB once, cached under target/, and generate synthetic programs
     /// up to 200 MB): `large` (large programs against llvm-jitlink, mold
     /// and the machine's floor, one thread against all) and `scaling` (link
     /// time and peak memory against input size).

@@ -11,7 +11,11 @@
 //! - [`libgit2`]: libgit2 and the libraries it bundles, from the
 //!   `libgit2-sys` crate's sources, with zlib, compiled with a section per
 //!   function as that crate builds it, and
-//!   `fixtures/programs/libgit2/driver.c` (commits, history, diffs).
+//!   `fixtures/programs/libgit2/driver.c` (commits, history, diffs);
+//! - [`rocksdb`]: RocksDB, a real C++ code base, from the
+//!   `librocksdb-sys` crate's sources, and
+//!   `fixtures/programs/rocksdb/driver.cc` (a database in memory written on
+//!   two threads, compacted in the background, read and scanned).
 //!
 //! Two tables: **link** ([`link`]): `solder run --noexec` with every core
 //! and with `SOLDER_THREADS=1`, against `llvm-jitlink -noexec`, mold and
@@ -25,6 +29,7 @@ mod floor;
 mod libgit2;
 mod link;
 mod openssl;
+mod rocksdb;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -77,6 +82,7 @@ pub(super) fn large_programs(cx: &Setup, met: &mut Vec<bool>) -> Result<Vec<Tabl
         cpp::build(&large, cx.quick, false).context("building the large C++ program")?,
         cpp::build(&large, cx.quick, true).context("building the large C++ program with -g")?,
         libgit2::build(&cx.root, &third_party, &large, cx.quick).context("building libgit2")?,
+        rocksdb::build(&cx.root, &third_party, &large, cx.quick).context("building RocksDB")?,
     ];
     for program in &programs {
         println!(
@@ -158,7 +164,8 @@ fn run_table(cx: &Setup, programs: &[LargeProgram], met: &mut Vec<bool>) -> Resu
             "Whole process on each program's workload: the OpenSSL driver's argument is its \
              scale (`fixtures/programs/openssl/driver.c`), the C++ program's the rounds over \
              its units, libgit2's driver's the commits it makes (in a repository it creates \
-             and removes under its directory, its objects kept in memory). Native: the executable the system compiler (gcc or g++) linked from \
+             and removes under its directory, its objects kept in memory), RocksDB's driver's \
+             the records it writes (into a database in memory). Native: the executable the system compiler (gcc or g++) linked from \
              the same objects. solder's time includes linking. Native, solder in process and \
              solder with `--executor pipe` take turns ({} rounds, the first rotating), with \
              `solder run --noexec` of the same objects in process and over a pipe (the link, \

@@ -192,6 +192,9 @@ pub struct ThirdParty {
     /// `libgit2-sys-*/libgit2` (holds `src/libgit2`, `deps`, `include`):
     /// built by `cargo xtask bench --large` only.
     pub libgit2: PathBuf,
+    /// `librocksdb-sys-*` (holds `rocksdb/`, `rocksdb_lib_sources.txt`
+    /// and `build_version.cc`): built by `cargo xtask bench --large` only.
+    pub rocksdb: PathBuf,
 }
 
 /// Runs `cargo metadata` on `xtask/sources/Cargo.toml` (downloading the
@@ -256,6 +259,12 @@ pub fn locate_sources(root: &Path) -> Result<ThirdParty> {
     let zlib = package_dir("libz-sys")?.join("src/zlib");
     let openssl = package_dir("openssl-src")?.join("openssl");
     let libgit2 = package_dir("libgit2-sys")?.join("libgit2");
+    let rocksdb = package_dir("librocksdb-sys")?;
+    ensure!(
+        rocksdb.join("rocksdb_lib_sources.txt").is_file(),
+        "{} has no rocksdb_lib_sources.txt (has librocksdb-sys changed its layout?)",
+        rocksdb.display()
+    );
     ensure!(
         libgit2.join("src/libgit2/repository.c").is_file(),
         "{} has no src/libgit2/repository.c (has libgit2-sys changed its layout?)",
@@ -293,6 +302,7 @@ pub fn locate_sources(root: &Path) -> Result<ThirdParty> {
         zlib,
         openssl,
         libgit2,
+        rocksdb,
     })
 }
 
