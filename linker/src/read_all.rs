@@ -234,7 +234,10 @@ fn rooms<'m>(
     for i in order {
         let room = match &sizes[i] {
             Ok(Some(size)) => size + 1,
-            Ok(None) | Err(_) => 0,
+            // No room, so no cut: its start may be another file's (the
+            // first of the rooms laid out after the others), which an
+            // earlier cut may already have passed.
+            Ok(None) | Err(_) => continue,
         };
         let (_, tail) = std::mem::take(&mut rest).split_at_mut(starts[i] - at);
         let (room, tail) = tail.split_at_mut(room);
@@ -574,6 +577,41 @@ mod tests {
                         got.bytes.as_slice() == want.as_slice(),
                         "{name} read back differs ({threads:?})\n{RERUN}"
                     );
+                }
+            }
+        }
+    }
+
+    /// A file without a room (missing, or not a regular file) laid out
+    /// last among the files read whole shares its start with the first
+    /// room of the files read in pieces; it is cut no room, whichever of
+    /// the two comes first in the list. Both orders, on one thread and on
+    /// several.
+    #[test]
+    fn a_file_without_a_room_at_the_first_in_pieces_room_is_cut_none() {
+        let scratch = crate::test_support::scratch();
+        let large = scratch.path().join("large.bin");
+        let large_bytes = vec![7u8; 3 * HEAD];
+        std::fs::write(&large, &large_bytes).unwrap();
+        let missing = scratch.path().join("missing.a");
+        let directory = scratch.path().to_path_buf();
+        let split = Threads {
+            count: Some(3),
+            min_bytes_each: 1,
+        };
+        for roomless in [&missing, &directory] {
+            for paths in [[&large, roomless], [roomless, &large]] {
+                let paths: Vec<PathBuf> = paths.into_iter().cloned().collect();
+                for threads in [Threads::serial(), split] {
+                    let read = ObjectFile::read_all(&paths, threads, DebugSections::LeaveOut);
+                    for (path, got) in paths.iter().zip(read) {
+                        if path == &large {
+                            let got = got.unwrap();
+                            assert!(got.bytes.as_slice() == large_bytes, "{paths:?}\n{RERUN}");
+                        } else {
+                            assert!(got.is_err(), "{paths:?} ({threads:?})\n{RERUN}");
+                        }
+                    }
                 }
             }
         }
