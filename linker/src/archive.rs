@@ -10,6 +10,7 @@
 //!
 //! A member is named as a static linker names it: `libfoo.a(bar.o)`.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use object::read::archive::ArchiveFile;
@@ -18,6 +19,7 @@ use rustc_hash::FxHashMap as HashMap;
 use crate::error::LinkError;
 use crate::graph::{Binding, Definition};
 use crate::input::ObjectFile;
+use crate::object_bytes::ObjectBytes;
 
 /// The first bytes of a regular and of a thin archive.
 const MAGIC: &[u8] = b"!<arch>\n";
@@ -27,6 +29,9 @@ const THIN_MAGIC: &[u8] = b"!<thin>\n";
 #[derive(Debug)]
 pub struct Archive {
     name: String,
+    /// The archive's bytes, which its members' are ranges of (a thin
+    /// archive's members have bytes of their own).
+    bytes: ObjectBytes,
     members: Vec<Member>,
     /// The name each symbol-index entry (or scanned definition) gives, to
     /// the first member defining it, in archive order.
@@ -35,11 +40,25 @@ pub struct Archive {
     indexed: bool,
 }
 
-/// One member: its name and its bytes.
+/// One member: its name and where its bytes are.
 #[derive(Debug)]
 struct Member {
     name: String,
-    bytes: Vec<u8>,
+    data: MemberData,
+}
+
+/// An archive's members and, when it has a symbol index, what the index
+/// says they define (and `true`).
+type Indexed = (Vec<Member>, HashMap<String, usize>, bool);
+
+/// Where a member's bytes are.
+#[derive(Debug)]
+enum MemberData {
+    /// This range of the archive's bytes (not copied: a large archive's
+    /// members would otherwise be read twice into fresh memory).
+    InArchive(Range<usize>),
+    /// A thin archive's member: read from its own file.
+    Own(Vec<u8>),
 }
 
 /// Whether `bytes` start like an archive (regular or thin).
@@ -53,13 +72,47 @@ impl Archive {
     pub fn read(path: &Path) -> Result<Archive, LinkError> {
         let file = ObjectFile::read(path)?;
         let directory = path.parent().unwrap_or(Path::new("."));
-        Archive::parse(&file.name, &file.bytes, Some(directory))
+        Archive::parse_file(file, Some(directory))
     }
 
-    /// Indexes the archive `bytes`, called `name` in messages; thin
-    /// members are read relative to `directory` (`None`: a thin archive is
-    /// refused).
+    /// Indexes the archive `bytes`, called `name` in messages (a copy of
+    /// them is kept); thin members are read relative to `directory`
+    /// (`None`: a thin archive is refused).
     pub fn parse(name: &str, bytes: &[u8], directory: Option<&Path>) -> Result<Archive, LinkError> {
+        Archive::parse_file(
+            ObjectFile {
+                name: name.to_string(),
+                bytes: bytes.to_vec().into(),
+            },
+            directory,
+        )
+    }
+
+    /// Indexes the archive `file`, keeping its bytes: its members' are
+    /// ranges of them. Thin members are read relative to `directory`.
+    pub fn parse_file(file: ObjectFile, directory: Option<&Path>) -> Result<Archive, LinkError> {
+        let ObjectFile { name, bytes } = file;
+        let (members, definitions, indexed) = Archive::index(&name, &bytes, directory)?;
+        let mut archive = Archive {
+            name,
+            bytes,
+            members,
+            definitions,
+            indexed,
+        };
+        if !archive.indexed {
+            archive.scan_members()?;
+        }
+        Ok(archive)
+    }
+
+    /// The members of the archive `bytes` and, when it has a symbol index,
+    /// what it says they define (and `true`).
+    fn index(
+        name: &str,
+        bytes: &[u8],
+        directory: Option<&Path>,
+    ) -> Result<Indexed, LinkError> {
         let malformed = |reason: String| LinkError::MalformedArchive {
             archive: name.to_string(),
             reason,
@@ -77,33 +130,34 @@ impl Archive {
                          and no directory was given to read it from"
                     ))
                 })?;
-                read_thin_member(name, &member_name, directory)?
+                MemberData::Own(read_thin_member(name, &member_name, directory)?)
             } else {
-                let data = member.data(bytes).map_err(|e| {
-                    malformed(format!(
-                        "member {index} (`{member_name}`) ends past the file: {e}"
-                    ))
-                })?;
-                data.to_vec()
+                let (offset, size) = member.file_range();
+                let range = usize::try_from(offset)
+                    .ok()
+                    .zip(usize::try_from(size).ok())
+                    .and_then(|(start, size)| Some(start..start.checked_add(size)?))
+                    .filter(|range| range.end <= bytes.len())
+                    .ok_or_else(|| {
+                        malformed(format!(
+                            "member {index} (`{member_name}`) ends past the file: {size:#x} \
+                             bytes at offset {offset:#x}"
+                        ))
+                    })?;
+                MemberData::InArchive(range)
             };
             by_place.insert((member.name(), member.file_range().0), members.len());
             members.push(Member {
                 name: member_name,
-                bytes: data,
+                data,
             });
         }
-        let mut archive = Archive {
-            name: name.to_string(),
-            members,
-            definitions: HashMap::default(),
-            indexed: false,
-        };
+        let mut definitions = HashMap::default();
         let symbols = file
             .symbols()
             .map_err(|e| malformed(format!("symbol index: {e}")))?;
         match symbols {
             Some(symbols) => {
-                archive.indexed = true;
                 for (entry, symbol) in symbols.enumerate() {
                     let symbol = symbol
                         .map_err(|e| malformed(format!("symbol index entry {entry}: {e}")))?;
@@ -121,12 +175,12 @@ impl Archive {
                     let index = *by_place
                         .get(&(member.name(), member.file_range().0))
                         .ok_or_else(|| outside("not one of the archive's members".into()))?;
-                    archive.definitions.entry(symbol_name).or_insert(index);
+                    definitions.entry(symbol_name).or_insert(index);
                 }
+                Ok((members, definitions, true))
             }
-            None => archive.scan_members()?,
+            None => Ok((members, definitions, false)),
         }
-        Ok(archive)
     }
 
     /// For an archive without a symbol index: what each object member
@@ -134,12 +188,14 @@ impl Archive {
     /// (text, other architectures' files) define nothing; an object member
     /// that does not parse is an error naming it.
     fn scan_members(&mut self) -> Result<(), LinkError> {
-        for (index, member) in self.members.iter().enumerate() {
-            if !crate::input::is_object(&member.bytes) {
+        let mut definitions = std::mem::take(&mut self.definitions);
+        for index in 0..self.members.len() {
+            let bytes = self.member_bytes(index);
+            if !crate::input::is_object(bytes) {
                 continue;
             }
             let name = self.member_name(index);
-            let graph = crate::input::parse_object(&name, &member.bytes)?;
+            let graph = crate::input::parse_object(&name, bytes)?;
             for symbol in &graph.symbols {
                 let defines = symbol.binding != Binding::Local
                     && !symbol.name.is_empty()
@@ -148,12 +204,11 @@ impl Archive {
                         Definition::Defined { .. } | Definition::Absolute(_)
                     );
                 if defines {
-                    self.definitions
-                        .entry(symbol.name.to_string())
-                        .or_insert(index);
+                    definitions.entry(symbol.name.to_string()).or_insert(index);
                 }
             }
         }
+        self.definitions = definitions;
         Ok(())
     }
 
@@ -192,14 +247,21 @@ impl Archive {
 
     /// The bytes of member `index`.
     pub fn member_bytes(&self, index: usize) -> &[u8] {
-        &self.members[index].bytes
+        match &self.members[index].data {
+            // Checked in `index`; an empty slice rather than a panic.
+            MemberData::InArchive(range) => self.bytes.get(range.clone()).unwrap_or_default(),
+            MemberData::Own(bytes) => bytes,
+        }
     }
 
     /// Member `index` as an object of its own (a copy of its bytes).
     pub fn member_object(&self, index: usize) -> ObjectFile {
         ObjectFile {
             name: self.member_name(index),
-            bytes: self.members[index].bytes.clone().into(),
+            bytes: match &self.members[index].data {
+                MemberData::InArchive(range) => self.bytes.part(range.clone()),
+                MemberData::Own(bytes) => bytes.clone().into(),
+            },
         }
     }
 }

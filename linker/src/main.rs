@@ -467,7 +467,7 @@ fn read_inputs(paths: &[PathBuf], threads: Threads, debug: DebugSections) -> Res
         let file = file?;
         if is_archive(&file.bytes) {
             let directory = path.parent().unwrap_or(std::path::Path::new("."));
-            archives.push(Archive::parse(&file.name, &file.bytes, Some(directory))?);
+            archives.push(Archive::parse_file(file, Some(directory))?);
         } else {
             objects.push(file);
         }

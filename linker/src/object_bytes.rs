@@ -6,9 +6,9 @@
 //! their debug sections ([`crate::debug_sections`]), which then read as
 //! zeros: [`ObjectBytes::debug_left_out`] says so.
 
-use std::ops::Deref;
+use std::ops::{Deref, Range};
 #[cfg(feature = "host")]
-use std::{ops::Range, sync::Arc};
+use std::sync::Arc;
 
 /// The bytes of one object file (or archive).
 #[derive(Clone)]
@@ -75,6 +75,34 @@ impl ObjectBytes {
                 memory.as_slice().get(range.clone()).unwrap_or(&[])
             }
         }
+    }
+
+    /// `range` of these bytes as bytes of their own (an archive's member):
+    /// shared memory stays shared, other bytes are copied. Bytes read with
+    /// holes are copied too, so that the part never claims to be whole;
+    /// a range past the end gives no bytes.
+    pub fn part(&self, range: Range<usize>) -> ObjectBytes {
+        #[cfg(feature = "host")]
+        if let Repr::Shared {
+            memory,
+            range: whole,
+            debug_left_out: 0,
+        } = &self.0
+            && range.start <= range.end
+            && range.end <= whole.len()
+            && let Some(part) = ObjectBytes::shared(
+                memory,
+                whole.start + range.start..whole.start + range.end,
+                0,
+            )
+        {
+            return part;
+        }
+        self.as_slice()
+            .get(range)
+            .unwrap_or_default()
+            .to_vec()
+            .into()
     }
 
     /// The bytes as a vector of their own (a copy when shared).
@@ -146,5 +174,27 @@ mod tests {
         assert_eq!(without_debug.read_len(), 10, "{RERUN}");
         assert!(without_debug.debug_left_out(), "{RERUN}");
         assert_eq!(ObjectBytes::from(vec![1; 9]).read_len(), 9, "{RERUN}");
+    }
+
+    /// A part of shared bytes shares their memory; a part of a vector or
+    /// of bytes read with holes is a copy; a range past the end is empty.
+    #[test]
+    fn a_part_of_shared_bytes_shares_their_memory() {
+        let mut memory = FreshMemory::new(64).expect("map 64 bytes");
+        memory.as_mut_slice()[..8].copy_from_slice(b"abcdefgh");
+        let memory = Arc::new(memory);
+        let whole = ObjectBytes::shared(&memory, 2..8, 0).expect("in range");
+        let part = whole.part(1..4);
+        assert_eq!(part.as_slice(), b"def", "{RERUN}");
+        assert_eq!(part.as_ptr(), memory.as_slice()[3..].as_ptr(), "{RERUN}");
+        assert!(matches!(part.0, Repr::Shared { .. }), "{RERUN}");
+        let holed = ObjectBytes::shared(&memory, 0..8, 2).expect("in range");
+        let copied = holed.part(2..4);
+        assert_eq!(copied.as_slice(), b"cd", "{RERUN}");
+        assert!(matches!(copied.0, Repr::Own(_)), "{RERUN}");
+        let own = ObjectBytes::from(b"xyz".to_vec());
+        assert_eq!(own.part(1..3).as_slice(), b"yz", "{RERUN}");
+        assert!(whole.part(4..9).is_empty(), "{RERUN}");
+        assert!(own.part(2..9).is_empty(), "{RERUN}");
     }
 }
