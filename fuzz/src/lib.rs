@@ -3,10 +3,14 @@
 //! format's magic forced ([`solder_linker::probe::with_magic`]), exactly as
 //! `linker/tests/fuzz_regressions.rs` replays the inputs kept in
 //! `fuzz/regressions/`. An object must also link the same read without
-//! its debug sections ([`solder_linker::probe::differs_without_debug`]).
+//! its debug sections ([`solder_linker::probe::differs_without_debug`]),
+//! and an archive without its members' ([`solder_linker::probe::archive_differs_without_debug`]).
 
 use solder_linker::graph::ObjectFormat;
-use solder_linker::probe::{Host, differs_without_debug, link_archive, link_image, with_magic};
+use solder_linker::probe::{
+    Host, archive_differs_without_debug, differs_without_debug, link_archive, link_image,
+    with_magic,
+};
 
 /// The first bytes of a (non-thin) archive.
 pub const ARCHIVE_MAGIC: &[u8] = b"!<arch>\n";
@@ -65,6 +69,11 @@ fn debug_lines(data: &[u8], linked: &solder_linker::link::LinkedModule) {
 /// Links `data` as an archive named `name` (every member), then, unless it
 /// already starts with the archive magic, a copy with the magic forced.
 pub fn archive(name: &str, data: &[u8]) {
+    // Read as a link reads it (each member object without its DWARF), an
+    // archive links as it does whole.
+    if let Some(difference) = archive_differs_without_debug(name, data) {
+        panic!("{difference}");
+    }
     let _ = link_archive(name, data, Host::MadeUp);
     if !data.starts_with(ARCHIVE_MAGIC) {
         let mut forced = ARCHIVE_MAGIC.to_vec();

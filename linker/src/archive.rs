@@ -108,11 +108,7 @@ impl Archive {
 
     /// The members of the archive `bytes` and, when it has a symbol index,
     /// what it says they define (and `true`).
-    fn index(
-        name: &str,
-        bytes: &[u8],
-        directory: Option<&Path>,
-    ) -> Result<Indexed, LinkError> {
+    fn index(name: &str, bytes: &[u8], directory: Option<&Path>) -> Result<Indexed, LinkError> {
         let malformed = |reason: String| LinkError::MalformedArchive {
             archive: name.to_string(),
             reason,
@@ -210,6 +206,13 @@ impl Archive {
         }
         self.definitions = definitions;
         Ok(())
+    }
+
+    /// Whether the archive was read without its members' debug sections
+    /// (they read as zeros: nothing may read the members' debug
+    /// information).
+    pub fn debug_left_out(&self) -> bool {
+        self.bytes.debug_left_out()
     }
 
     /// The archive's name, as given.

@@ -20,6 +20,10 @@
 //! kept, the overlap is read. An object this cannot read a plan from (not
 //! 64-bit little-endian ELF, not relocatable, a table out of the file) is
 //! read whole, and the parser says what is wrong with it.
+//!
+//! An `ar` archive is walked member by member: each member larger than the
+//! first bytes is read as an object is (`read_archive_in_pieces`), the
+//! rest as it lies.
 
 use std::io;
 use std::ops::Range;
@@ -146,12 +150,28 @@ pub fn read_in_pieces(
     prepare: &mut dyn FnMut(&mut [u8]),
     pieces: Pieces,
 ) -> io::Result<Got> {
+    read_file_in_pieces(source, room, prepare, pieces, true)
+}
+
+/// [`read_in_pieces`]; an archive's members are read as objects when
+/// `archives` (not within a member: an archive in an archive is read as
+/// it lies, so that nesting cannot run deep).
+fn read_file_in_pieces(
+    source: &mut impl ReadAt,
+    room: &mut [u8],
+    prepare: &mut dyn FnMut(&mut [u8]),
+    pieces: Pieces,
+    archives: bool,
+) -> io::Result<Got> {
     let end = room.len();
     let whole = |len| Got { len, left_out: 0 };
     let head = 0..end.min(pieces.head.max(size_of::<Header>()));
     let got = fill(source, room, head.clone())?;
     if got < head.len() || head.end == end {
         return Ok(whole(got));
+    }
+    if archives && room.starts_with(ARCHIVE_MAGIC) {
+        return read_archive_in_pieces(source, room, prepare, pieces, head.end);
     }
     // The tail takes the byte past the measured size too: the file ends
     // one byte short of the read, unless it changed.
@@ -175,6 +195,109 @@ pub fn read_in_pieces(
     let left_out = holes.iter().map(|hole| hole.len()).sum();
     have.extend(holes);
     read_rest(source, room, 0..measured, &have, left_out, prepare)
+}
+
+/// The first bytes of a (non-thin) `ar` archive, and the size of a
+/// member's header after them.
+const ARCHIVE_MAGIC: &[u8] = b"!<arch>\n";
+const MEMBER_HEADER: usize = 60;
+
+/// Reads the archive `source` into `room` (its first `read` bytes read
+/// already): each member larger than a head is read as an object is
+/// ([`read_file_in_pieces`]: an ELF object's DWARF left out, anything else
+/// whole), and everything between them (headers, the symbol index, small
+/// members) as it lies. A header that does not parse, or a member that
+/// ends past the file, ends the walk: the rest is read whole, and the
+/// archive's parser says what is wrong.
+fn read_archive_in_pieces(
+    source: &mut impl ReadAt,
+    room: &mut [u8],
+    prepare: &mut dyn FnMut(&mut [u8]),
+    pieces: Pieces,
+    read: usize,
+) -> io::Result<Got> {
+    let end = room.len();
+    let measured = end - 1;
+    let mut cursor = read; // everything before it is read (or left out)
+    let mut left_out = 0;
+    let mut at = ARCHIVE_MAGIC.len();
+    while let Some(data) = at.checked_add(MEMBER_HEADER).filter(|&d| d <= measured) {
+        if data > cursor {
+            let got = fill_prepared(source, room, cursor..data, prepare)?;
+            if got < data - cursor {
+                return Ok(Got {
+                    len: cursor + got,
+                    left_out,
+                });
+            }
+            cursor = data;
+        }
+        let Some(size) = member_size(&room[at..data]) else {
+            break;
+        };
+        let Some(data_end) = data.checked_add(size).filter(|&e| e <= measured) else {
+            break;
+        };
+        // A member the first read reached into is read from its start
+        // again (at most a head's bytes twice), so that it is planned too.
+        if size > pieces.head && cursor < data_end && cursor <= data.saturating_add(pieces.head) {
+            let mut member = Window {
+                source: &mut *source,
+                base: data as u64,
+                len: size as u64,
+            };
+            let room = &mut room[data..=data_end];
+            let got = read_file_in_pieces(&mut member, room, prepare, pieces, false)?;
+            left_out += got.left_out;
+            if got.len < size {
+                return Ok(Got {
+                    len: data + got.len,
+                    left_out,
+                });
+            }
+            cursor = data_end;
+        }
+        // Members start at even offsets.
+        at = data_end + (data_end & 1);
+    }
+    let got = fill_prepared(source, room, cursor..end, prepare)?;
+    Ok(Got {
+        len: cursor + got,
+        left_out,
+    })
+}
+
+/// The size a member's header gives (decimal, space-padded, in bytes
+/// 48-57, the header ending in `` `\n ``); `None` when it is not one.
+fn member_size(header: &[u8]) -> Option<usize> {
+    if header.get(58..60)? != b"`\n" {
+        return None;
+    }
+    let digits = std::str::from_utf8(header.get(48..58)?).ok()?.trim_end();
+    digits.parse().ok()
+}
+
+/// A member's bytes as a file of their own: `len` bytes of `source` from
+/// `base`, the end of the file after them.
+struct Window<'s> {
+    source: &'s mut dyn ReadAt,
+    base: u64,
+    len: u64,
+}
+
+impl ReadAt for Window<'_> {
+    fn read_at(&mut self, into: &mut [u8], offset: u64) -> io::Result<usize> {
+        let left = self.len.saturating_sub(offset);
+        let take = into.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if take == 0 {
+            return Ok(0);
+        }
+        let at = self
+            .base
+            .checked_add(offset)
+            .ok_or(io::ErrorKind::InvalidInput)?;
+        self.source.read_at(&mut into[..take], at)
+    }
 }
 
 /// The holes of the object in `room`, reading what the plan needs first

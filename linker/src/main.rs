@@ -479,11 +479,17 @@ fn read_inputs(paths: &[PathBuf], threads: Threads, debug: DebugSections) -> Res
 /// `--whole-archive` ones, then `-l` ones), `--abs` names, and whether to
 /// make link maps.
 fn add_inputs(session: &mut Session, archives: Vec<Archive>, args: &RunArgs) -> Result<()> {
+    // First: the archives read next keep their members' debug sections
+    // only in a session that keeps debug information.
+    if keeps_debug(args) {
+        session.enable_debug();
+    }
     for archive in archives {
         session.add_archive(archive, false);
     }
     for path in &args.whole_archive {
-        session.add_archive(Archive::read(path)?, true);
+        let archive = session.read_archive(path)?;
+        session.add_archive(archive, true);
     }
     for name in &args.library {
         session.link_library(name, &args.library_path)?;
@@ -497,9 +503,6 @@ fn add_inputs(session: &mut Session, archives: Vec<Archive>, args: &RunArgs) -> 
     }
     if args.jitdump {
         session.enable_jitdump();
-    }
-    if keeps_debug(args) {
-        session.enable_debug();
     }
     Ok(())
 }

@@ -152,7 +152,24 @@ pub fn without_debug(bytes: &[u8], pieces: Pieces) -> Option<Vec<u8>> {
 pub fn differs_without_debug(name: &str, bytes: &[u8]) -> Option<String> {
     let holed = without_debug(bytes, FUZZ_PIECES)?;
     let whole = link_image(name, bytes, Host::MadeUp);
-    let without = link_image(name, &holed, Host::MadeUp);
+    differs(whole, link_image(name, &holed, Host::MadeUp))
+}
+
+/// [`differs_without_debug`] for an archive, every member linked
+/// ([`link_archive`]): its members read as a link reads them, each object
+/// without its DWARF.
+pub fn archive_differs_without_debug(name: &str, bytes: &[u8]) -> Option<String> {
+    let holed = without_debug(bytes, FUZZ_PIECES)?;
+    let whole = link_archive(name, bytes, Host::MadeUp);
+    differs(whole, link_archive(name, &holed, Host::MadeUp))
+}
+
+/// How a link of holed bytes differs from the whole bytes' link, if it
+/// does: the same image, or the same error, is no difference.
+fn differs(
+    whole: Result<LinkedModule, LinkError>,
+    without: Result<LinkedModule, LinkError>,
+) -> Option<String> {
     match (whole, without) {
         (Ok(whole), Ok(without)) if whole.image == without.image => None,
         (Err(whole), Err(without)) if whole.to_string() == without.to_string() => None,

@@ -668,14 +668,15 @@ impl Session {
         let Some(places) = section_addresses else {
             return Vec::new();
         };
-        let members = pulled
-            .iter()
-            .map(|p| archives[p.archive].member_bytes(p.member));
+        let members = pulled.iter().map(|p| {
+            let archive = &archives[p.archive];
+            (archive.member_bytes(p.member), archive.debug_left_out())
+        });
         // An object read without its debug sections has none to give.
         objects
             .iter()
             .map(|o| (o.bytes.as_slice(), o.bytes.debug_left_out()))
-            .chain(members.map(|member| (member, false)))
+            .chain(members)
             .zip(places)
             .filter(|((_, left_out), place)| !left_out && !place.headers.is_empty())
             .map(|((object, _), places)| DebugSource { object, places })

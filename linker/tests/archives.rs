@@ -617,3 +617,62 @@ fn the_c_librarys_own_libraries_link_as_cc_links_them() {
         );
     }
 }
+
+/// An archive is read as the session reads objects: a session that
+/// keeps no debug information reads its `-g` members without their
+/// DWARF (and says so), one that keeps it (`enable_debug` first) reads
+/// them whole; either way the program links and runs alike.
+#[test]
+fn an_archives_members_keep_their_dwarf_only_when_the_session_keeps_it() {
+    let test = "an_archives_members_keep_their_dwarf_only_when_the_session_keeps_it";
+    let dir = scratch(test);
+    let mut c = String::from("int pick(void) { return 6; }\n");
+    for i in 0..600 {
+        c += &format!("struct s{i} {{ long a{i}, b{i}; char n{i}[8]; }};\n");
+        c += &format!(
+            "long f{i}(struct s{i} *s) {{ return s->a{i} - s->b{i} * {i} + s->n{i}[1]; }}\n"
+        );
+    }
+    let source = dir.join("pick_g.c");
+    std::fs::write(&source, c).unwrap();
+    let member = dir.join("pick_g.o");
+    let compiled = Command::new("cc")
+        .args(["-g", "-O1", "-c"])
+        .arg(&source)
+        .arg("-o")
+        .arg(&member)
+        .output()
+        .expect("run cc");
+    assert!(
+        compiled.status.success(),
+        "{}\n{}",
+        stderr(&compiled),
+        rerun(test)
+    );
+    assert!(
+        std::fs::metadata(&member).unwrap().len() > 128 << 10,
+        "the -g member is too small to be read in pieces\n{}",
+        rerun(test)
+    );
+    let archive = dir.join("libpickg.a");
+    ar("rcs", &archive, &[member]);
+    let main = compile("linker/archives/pick_main.c", &["-O2"]);
+    for keep_debug in [false, true] {
+        let mut session = Session::new(SessionConfig::default()).unwrap();
+        if keep_debug {
+            session.enable_debug();
+        }
+        let read = session.read_archive(&archive).unwrap();
+        assert_eq!(
+            read.debug_left_out(),
+            !keep_debug,
+            "keep_debug {keep_debug}\n{}",
+            rerun(test)
+        );
+        session.add_archive(read, false);
+        session
+            .load_program(&[support::object(&main)], "main")
+            .unwrap();
+        assert_eq!(call(&mut session, "main", &[]), 6, "{}", rerun(test));
+    }
+}

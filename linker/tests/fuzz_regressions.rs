@@ -117,8 +117,9 @@ fn object_regressions_link_or_fail_cleanly() {
 }
 
 /// Archives (`fuzz/regressions/archive/`) are linked whole as the
-/// `archive` target links them, as given and with the magic forced; an
-/// error must name the archive.
+/// `archive` target links them, as given and with the magic forced, and
+/// link the same read without their members' DWARF; an error must name
+/// the archive.
 #[test]
 fn archive_regressions_link_or_fail_cleanly() {
     let mut failures = Vec::new();
@@ -129,6 +130,9 @@ fn archive_regressions_link_or_fail_cleanly() {
         forced.extend_from_slice(bytes.get(8..).unwrap_or_default());
         for (what, input) in [("as given", &bytes), ("magic forced", &forced)] {
             failures.extend(no_panic("archive", &path, what, || {
+                if let Some(difference) = probe::archive_differs_without_debug(&name, input) {
+                    panic!("{difference}");
+                }
                 if let Err(err) = probe::link_archive(&name, input, Host::MadeUp) {
                     let message = err.to_string();
                     assert!(

@@ -272,3 +272,112 @@ fn the_fuzz_targets_check_plans_holes_in_small_objects() {
     let large = g_object();
     assert!(without_debug(&large, Pieces::LINK).is_some(), "{RERUN}");
 }
+
+/// An `ar` archive of `members` (GNU format, no symbol index), each
+/// member at an even offset.
+fn archive(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut bytes = ARCHIVE_MAGIC.to_vec();
+    for (name, data) in members {
+        let header = format!(
+            "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+            format!("{name}/"),
+            0,
+            0,
+            0,
+            644,
+            data.len()
+        );
+        assert_eq!(header.len(), MEMBER_HEADER, "{RERUN}");
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(data);
+        if bytes.len() % 2 == 1 {
+            bytes.push(b'\n');
+        }
+    }
+    bytes
+}
+
+/// An archive's `-g` members are read as the objects are, their DWARF
+/// left out; its headers, a text member of odd size and a small object
+/// as they lie. Every byte that differs is inside a member's DWARF
+/// section, and the holed archive links (every member) to the image the
+/// whole one does. So cut as a link cuts it, and cut small.
+#[test]
+fn an_archives_members_are_read_without_their_dwarf() {
+    use crate::probe::link_archive;
+    let g = g_object();
+    let small = crate::test_support::clang_object(
+        "x86_64-linux-gnu",
+        "c",
+        "int f(void) { return 1; }",
+        &[],
+    );
+    let bytes = archive(&[("notes.txt", b"hello"), ("g.o", &g), ("small.o", &small)]);
+    let g_start = ARCHIVE_MAGIC.len() + 2 * MEMBER_HEADER + 6;
+    assert_eq!(bytes[g_start..g_start + g.len()], g[..], "{RERUN}");
+    let debug: Vec<Range<usize>> = sections(&g)
+        .into_iter()
+        .filter(|(name, ..)| is_debug_name(name))
+        .map(|(_, _, range, _)| g_start + range.start..g_start + range.end)
+        .collect();
+    let objects = archive(&[("g.o", &g), ("small.o", &small)]);
+    let whole = link_archive("lib.a", &objects, Host::MadeUp).unwrap();
+    for pieces in [Pieces::LINK, SMALL] {
+        let (room, got) = {
+            let (room, got, _) = read_cut(&bytes, pieces);
+            (room, got)
+        };
+        assert_eq!(got.len, bytes.len(), "{pieces:?}\n{RERUN}");
+        assert!(
+            got.left_out * 2 > g.len(),
+            "{} left out ({pieces:?})\n{RERUN}",
+            got.left_out
+        );
+        for (at, (read, want)) in room.iter().zip(&bytes).enumerate() {
+            if read != want {
+                assert!(
+                    *read == 0 && debug.iter().any(|d| d.contains(&at)),
+                    "byte {at:#x} differs outside the DWARF ({pieces:?})\n{RERUN}"
+                );
+            }
+        }
+        let (holed, got, _) = read_cut(&objects, pieces);
+        assert!(got.left_out > 0, "{RERUN}");
+        let linked = link_archive("lib.a", &holed, Host::MadeUp).unwrap();
+        assert!(
+            whole.image == linked.image,
+            "the images differ ({pieces:?})\n{RERUN}"
+        );
+    }
+}
+
+/// An archive whose member headers do not parse, or whose last member
+/// ends past the file, is read whole from there (what came, as a whole
+/// read gives it); an archive within a member is read as it lies.
+#[test]
+fn an_archive_that_cannot_be_walked_is_read_as_it_lies() {
+    let g = g_object();
+    let nested = archive(&[("g.o", &g)]);
+    let mut cut = archive(&[("g.o", &g), ("h.o", &g)]);
+    cut.truncate(cut.len() - 1000);
+    let mut garbled = archive(&[("g.o", &g), ("h.o", &g)]);
+    garbled[ARCHIVE_MAGIC.len() + 58] = b'x';
+    for (what, bytes) in [
+        ("a member ending past the file", cut),
+        ("a header without its end", garbled),
+        ("an archive in an archive", archive(&[("inner.a", &nested)])),
+    ] {
+        for pieces in [Pieces::LINK, SMALL] {
+            let (room, got, _) = read_cut(&bytes, pieces);
+            let whole_from = match what {
+                "a member ending past the file" => ARCHIVE_MAGIC.len() + MEMBER_HEADER + g.len(),
+                _ => 0,
+            };
+            assert_eq!(got.len, bytes.len(), "{what} ({pieces:?})\n{RERUN}");
+            assert!(
+                room[whole_from..] == bytes[whole_from..],
+                "{what}: not read as it lies ({pieces:?})\n{RERUN}"
+            );
+        }
+    }
+}

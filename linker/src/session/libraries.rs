@@ -1,13 +1,16 @@
 //! `-l NAME` for a session: the search a static linker makes (the `-L`
 //! directories, then the system's), and what the file found means: an
-//! archive joins the search list, a shared library is opened for host
+//! archive joins the search list (read as the session reads objects:
+//! [`Session::read_archive`]), a shared library is opened for host
 //! lookups, a linker script names other files that are taken the same way.
 
 use std::path::{Path, PathBuf};
 
 use super::Session;
 use crate::archive::Archive;
+use crate::debug_sections::DebugSections;
 use crate::error::LinkError;
+use crate::input::ObjectFile;
 use crate::search::{self, Found, ld_script};
 
 /// How deep scripts may name scripts (`-lNAME` in one): past this, a
@@ -27,6 +30,23 @@ impl Session {
         let mut all = directories.to_vec();
         all.extend(search::system_directories());
         self.link_library_in(name, &all, 0)
+    }
+
+    /// Reads and indexes the archive at `path` as the session reads
+    /// objects: its members without their debug sections unless the
+    /// session keeps debug information ([`Session::enable_debug`] first).
+    pub fn read_archive(&self, path: &Path) -> Result<Archive, LinkError> {
+        let debug = if self.keep_debug {
+            DebugSections::Read
+        } else {
+            DebugSections::LeaveOut
+        };
+        let paths = [path.to_path_buf()];
+        let file = ObjectFile::read_all(&paths, self.threads, debug)
+            .pop()
+            .unwrap_or_else(|| ObjectFile::read(path))?;
+        let directory = path.parent().unwrap_or(Path::new("."));
+        Archive::parse_file(file, Some(directory))
     }
 
     fn link_library_in(
@@ -66,7 +86,8 @@ impl Session {
     ) -> Result<(), LinkError> {
         match found {
             Found::Archive(path) => {
-                self.add_archive(Archive::read(&path)?, false);
+                let archive = self.read_archive(&path)?;
+                self.add_archive(archive, false);
                 Ok(())
             }
             Found::Shared(path) => {
