@@ -117,6 +117,67 @@ fn less_the_link(runs: &[Vec<Run>], links: &[Vec<Run>]) -> Vec<String> {
     columns
 }
 
+/// Compiles each group of sources into `dir/objects/<group>/` with
+/// `compiler` and `flags` (only what is out of date): the objects, group
+/// by group, and whether any was compiled.
+fn compile_groups(
+    compiler: &str,
+    flags: &[String],
+    groups: impl IntoIterator<Item = (String, Vec<PathBuf>)>,
+    dir: &Path,
+) -> Result<(Vec<PathBuf>, bool)> {
+    let mut objects = Vec::new();
+    let mut compiled = false;
+    for (name, group) in groups {
+        let out = dir.join("objects").join(name);
+        std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
+        let (built, rebuilt) = compile_objects(compiler, flags, &group, &out)?;
+        objects.extend(built);
+        compiled |= rebuilt;
+    }
+    Ok((objects, compiled))
+}
+
+/// A library's program: its driver, compiled into `dir` and put first
+/// among the objects, and the executable `compiler` links natively.
+struct Driven {
+    label: String,
+    compiler: &'static str,
+    driver: PathBuf,
+    driver_flags: Vec<String>,
+    dir: PathBuf,
+    workload: &'static str,
+    start: std::time::Instant,
+}
+
+impl Driven {
+    /// The program of the library's `objects` (`compiled`: whether any
+    /// was compiled now) and the driver.
+    fn build(self, mut objects: Vec<PathBuf>, compiled: bool) -> Result<LargeProgram> {
+        let (driver_object, driver_compiled) =
+            compile_objects(self.compiler, &self.driver_flags, &[self.driver], &self.dir)?;
+        objects.splice(0..0, driver_object);
+        let native = self.dir.join("native");
+        let linked =
+            crate::programs::build::link(self.compiler, &[], &objects, None, &[], &native)?;
+        if linked {
+            println!("linked {}", native.display());
+        }
+        Ok(LargeProgram {
+            label: self.label,
+            objects,
+            native,
+            driver: self.compiler,
+            dir: self.dir,
+            workload: vec![self.workload.into()],
+            built: Built {
+                rebuilt: compiled || driver_compiled || linked,
+                seconds: self.start.elapsed().as_secs_f64(),
+            },
+        })
+    }
+}
+
 /// Compiles `sources` into `out/<stem>.o` with `driver` and `flags` (only
 /// what is out of date, on every core); returns the objects in the order
 /// of `sources` and whether anything was compiled.

@@ -19,8 +19,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 
-use super::{Built, LargeProgram, compile_objects};
-use crate::programs::{build, catalog};
+use super::{Driven, LargeProgram, compile_groups};
+use crate::programs::catalog;
 
 /// The driver's argument (commits): about half a second natively, a
 /// third of it in the kernel (references and configuration on disk).
@@ -145,41 +145,25 @@ pub(super) fn build(
         dir.join("objects").display(),
         flags[..6].join(" ")
     );
-    let mut objects = Vec::new();
-    let mut compiled = false;
-    for (name, group) in source_groups(git, zlib)? {
-        let out = dir.join("objects").join(name);
-        std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
-        let (built, rebuilt) = compile_objects("gcc", &flags, &group, &out)?;
-        objects.extend(built);
-        compiled |= rebuilt;
-    }
-    let driver_flags = [
-        "-O2".to_owned(),
-        "-Wall".to_owned(),
-        "-Wextra".to_owned(),
-        format!("-I{}", git.join("include").display()),
-    ];
-    let driver = root.join("fixtures/programs/libgit2/driver.c");
-    let (driver_object, driver_compiled) = compile_objects("gcc", &driver_flags, &[driver], &dir)?;
-    objects.splice(0..0, driver_object);
-    let native = dir.join("native");
-    let linked = build::link("gcc", &[], &objects, None, &[], &native)?;
-    if linked {
-        println!("linked {}", native.display());
-    }
-    Ok(LargeProgram {
+    let groups = source_groups(git, zlib)?
+        .into_iter()
+        .map(|(name, group)| (name.to_owned(), group));
+    let (objects, compiled) = compile_groups("gcc", &flags, groups, &dir)?;
+    let driver = Driven {
         label: "libgit2 1.9.7 + zlib + driver (gcc -O2, a section per function)".to_owned(),
-        objects,
-        native,
-        driver: "gcc",
+        compiler: "gcc",
+        driver: root.join("fixtures/programs/libgit2/driver.c"),
+        driver_flags: vec![
+            "-O2".to_owned(),
+            "-Wall".to_owned(),
+            "-Wextra".to_owned(),
+            format!("-I{}", git.join("include").display()),
+        ],
         dir,
-        workload: vec![if quick { QUICK_COMMITS } else { COMMITS }.into()],
-        built: Built {
-            rebuilt: compiled || driver_compiled || linked,
-            seconds: start.elapsed().as_secs_f64(),
-        },
-    })
+        workload: if quick { QUICK_COMMITS } else { COMMITS },
+        start,
+    };
+    driver.build(objects, compiled)
 }
 
 /// The sources the crate's build script compiles, by the directory their

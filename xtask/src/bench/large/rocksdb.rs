@@ -21,8 +21,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 
-use super::{Built, LargeProgram, compile_objects};
-use crate::programs::{build, catalog};
+use super::{Driven, LargeProgram, compile_groups};
+use crate::programs::catalog;
 
 /// The driver's argument (records): about 0.6 s natively.
 const RECORDS: &str = "100000";
@@ -62,42 +62,23 @@ pub(super) fn build(
         dir.join("objects").display(),
         flags[..4].join(" ")
     );
-    let mut objects = Vec::new();
-    let mut compiled = false;
-    for (name, group) in source_groups(crate_dir)? {
-        let out = dir.join("objects").join(name);
-        std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
-        let (built, rebuilt) = compile_objects("g++", &flags, &group, &out)?;
-        objects.extend(built);
-        compiled |= rebuilt;
-    }
-    let driver_flags = [
-        "-std=c++17".to_owned(),
-        "-O2".to_owned(),
-        "-Wall".to_owned(),
-        "-Wextra".to_owned(),
-        format!("-I{}", rocksdb.join("include").display()),
-    ];
-    let driver = root.join("fixtures/programs/rocksdb/driver.cc");
-    let (driver_object, driver_compiled) = compile_objects("g++", &driver_flags, &[driver], &dir)?;
-    objects.splice(0..0, driver_object);
-    let native = dir.join("native");
-    let linked = build::link("g++", &[], &objects, None, &[], &native)?;
-    if linked {
-        println!("linked {}", native.display());
-    }
-    Ok(LargeProgram {
+    let (objects, compiled) = compile_groups("g++", &flags, source_groups(crate_dir)?, &dir)?;
+    let driver = Driven {
         label: "RocksDB 6.20.3 + driver (g++ -O2)".to_owned(),
-        objects,
-        native,
-        driver: "g++",
+        compiler: "g++",
+        driver: root.join("fixtures/programs/rocksdb/driver.cc"),
+        driver_flags: vec![
+            "-std=c++17".to_owned(),
+            "-O2".to_owned(),
+            "-Wall".to_owned(),
+            "-Wextra".to_owned(),
+            format!("-I{}", rocksdb.join("include").display()),
+        ],
         dir,
-        workload: vec![if quick { QUICK_RECORDS } else { RECORDS }.into()],
-        built: Built {
-            rebuilt: compiled || driver_compiled || linked,
-            seconds: start.elapsed().as_secs_f64(),
-        },
-    })
+        workload: if quick { QUICK_RECORDS } else { RECORDS },
+        start,
+    };
+    driver.build(objects, compiled)
 }
 
 /// The sources the crate's build script compiles, by the directory their
