@@ -17,19 +17,29 @@ use crate::search::{self, Found, ld_script};
 /// script that names itself is refused instead of followed forever.
 const MAX_SCRIPT_DEPTH: usize = 8;
 
+/// Where a library was found: in a directory the user gave (`-L`), or in
+/// the system's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Given,
+    System,
+}
+
 impl Session {
     /// `-l NAME` with `-L` directories, as a static linker searches:
     /// `libNAME.so`, then `libNAME.a`, in each directory in order, then in
     /// the system's ([`search::system_directories`]); `-l:FILE`: that
     /// file. An archive joins the search list ([`Session::add_archive`]);
     /// a shared library is opened for host lookups; a linker script's
-    /// files are taken the same way. Not found there, `-l NAME` (not
-    /// `-l:FILE`) falls back to the dynamic loader's own search for
-    /// `libNAME.so`, `.so.6`, `.so.1`. The error lists every file tried.
+    /// files are taken the same way. A shared library of the system's
+    /// directories, and one a system script names, is opened by its file
+    /// name, not its path: the process that runs the code (an executor on
+    /// another machine, perhaps) finds it in its own system, as it did its
+    /// C library. Not found, `-l NAME` (not `-l:FILE`) falls back to the
+    /// dynamic loader's own search for `libNAME.so`, `.so.6`, `.so.1`. The
+    /// error lists every file tried.
     pub fn link_library(&mut self, name: &str, directories: &[PathBuf]) -> Result<(), LinkError> {
-        let mut all = directories.to_vec();
-        all.extend(search::system_directories());
-        self.link_library_in(name, &all, 0)
+        self.link_library_in(name, directories, 0)
     }
 
     /// Reads and indexes the archive at `path` as the session reads
@@ -57,7 +67,13 @@ impl Session {
     ) -> Result<(), LinkError> {
         let mut tried = Vec::new();
         if let Some(found) = search::find_library(name, directories, &mut tried) {
-            return self.take_library(found, directories, depth);
+            return self.take_library(found, Place::Given, directories, depth);
+        }
+        let system = search::system_directories();
+        match search::find_library(name, &system, &mut tried) {
+            // The loader's to find, by name, below.
+            Some(Found::Shared(_)) | None => {}
+            Some(found) => return self.take_library(found, Place::System, directories, depth),
         }
         let mut tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
         if !name.starts_with(':') {
@@ -81,6 +97,7 @@ impl Session {
     fn take_library(
         &mut self,
         found: Found,
+        place: Place,
         directories: &[PathBuf],
         depth: usize,
     ) -> Result<(), LinkError> {
@@ -91,12 +108,12 @@ impl Session {
                 Ok(())
             }
             Found::Shared(path) => {
-                let path = path.display().to_string();
-                self.executor.preload(&path)?;
-                self.config.preloads.push(path);
+                let opened = opened_as(&path, place);
+                self.executor.preload(&opened)?;
+                self.config.preloads.push(opened);
                 Ok(())
             }
-            Found::Script(path) => self.take_script(&path, directories, depth),
+            Found::Script(path) => self.take_script(&path, place, directories, depth),
         }
     }
 
@@ -104,6 +121,7 @@ impl Session {
     fn take_script(
         &mut self,
         path: &Path,
+        place: Place,
         directories: &[PathBuf],
         depth: usize,
     ) -> Result<(), LinkError> {
@@ -127,7 +145,7 @@ impl Session {
                             file.display()
                         )));
                     }
-                    self.take_library(search::classify(file), directories, depth + 1)?;
+                    self.take_library(search::classify(file), place, directories, depth + 1)?;
                 }
                 ld_script::ScriptInput::Library(name) => {
                     self.link_library_in(&name, directories, depth + 1)?;
@@ -135,6 +153,17 @@ impl Session {
             }
         }
         Ok(())
+    }
+}
+
+/// What the process that runs the code is asked to open for the shared
+/// library at `path`: the path itself when the user's directories had it,
+/// its file name (the name the system's script or search gave it, for
+/// that process's loader to find) when the system's did.
+fn opened_as(path: &Path, place: Place) -> String {
+    match (place, path.file_name()) {
+        (Place::System, Some(file)) => file.to_string_lossy().into_owned(),
+        _ => path.display().to_string(),
     }
 }
 
@@ -160,4 +189,24 @@ fn read_script(path: &Path) -> Result<String, LinkError> {
         return Err(malformed("longer than a library's script (64 KiB)"));
     }
     String::from_utf8(bytes).map_err(|_| malformed("not UTF-8 text"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shared library the user's directories had is opened by its path;
+    /// one the system's had (glibc's `libm.so` script naming
+    /// `/lib/x86_64-linux-gnu/libm.so.6`), by its file name.
+    #[test]
+    fn system_libraries_are_opened_by_name_and_given_ones_by_path() {
+        let rerun = "rerun: cargo test -p solder-linker --lib session::libraries::tests";
+        let path = Path::new("/lib/x86_64-linux-gnu/libm.so.6");
+        assert_eq!(opened_as(path, Place::System), "libm.so.6", "{rerun}");
+        assert_eq!(
+            opened_as(path, Place::Given),
+            "/lib/x86_64-linux-gnu/libm.so.6",
+            "{rerun}"
+        );
+    }
 }
