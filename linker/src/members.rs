@@ -21,6 +21,7 @@ use crate::archive::Archive;
 use crate::error::LinkError;
 use crate::graph::{Binding, Definition, LinkGraph};
 use crate::input::parse_object;
+use crate::parallel::Threads;
 
 /// The session's archives and which of their members modules hold.
 #[derive(Debug, Default)]
@@ -65,11 +66,18 @@ impl ArchiveSearch {
     /// module being linked: members it holds (it is being replaced) count
     /// as free. `defined_elsewhere` says whether an earlier module (or an
     /// absolute definition) already offers a name.
+    ///
+    /// Members are parsed ahead on `threads`: the members that define the
+    /// names wanted so far, all at once, before the names are gone through
+    /// in order. The names, and so the members taken and their order, are
+    /// the serial search's; a member parsed ahead that the search does not
+    /// take (an earlier member defined its name) is dropped, its error too.
     pub fn select<'a>(
         &self,
         archives: &'a [Arc<Archive>],
         graphs: &mut Vec<LinkGraph<'a>>,
         module: u32,
+        threads: Threads,
         defined_elsewhere: impl Fn(&str) -> bool,
     ) -> Result<Vec<Pulled>, LinkError> {
         if archives.is_empty() {
@@ -86,31 +94,42 @@ impl ArchiveSearch {
             wanted: Vec::new(),
             chosen: HashSet::default(),
             pulled: Vec::new(),
+            ahead: HashMap::default(),
         };
         for graph in graphs.iter() {
             selection.note(graph);
         }
-        for &archive in &self.whole {
-            for member in 0..archives[archive].len() {
-                if let Some(graph) = selection.take(archive, member, None)? {
-                    graphs.push(graph);
-                }
+        let whole: Vec<(usize, usize)> = self
+            .whole
+            .iter()
+            .flat_map(|&archive| (0..archives[archive].len()).map(move |member| (archive, member)))
+            .collect();
+        selection.parse_ahead(whole.clone(), threads);
+        for (archive, member) in whole {
+            if let Some(graph) = selection.take(archive, member, None)? {
+                graphs.push(graph);
             }
         }
         let mut next = 0;
-        while let Some(name) = selection.wanted.get(next).copied() {
-            next += 1;
-            if selection.defined.contains(name) || defined_elsewhere(name) {
-                continue;
-            }
-            let definer = archives
+        while next < selection.wanted.len() {
+            let upcoming = selection.wanted[next..]
                 .iter()
-                .enumerate()
-                .find_map(|(a, archive)| archive.definer(name).map(|m| (a, m)));
-            if let Some((archive, member)) = definer
-                && let Some(graph) = selection.take(archive, member, Some(name))?
-            {
-                graphs.push(graph);
+                .filter(|&&name| !selection.defined.contains(name) && !defined_elsewhere(name))
+                .filter_map(|&name| definer(archives, name))
+                .collect();
+            selection.parse_ahead(upcoming, threads);
+            let end = selection.wanted.len();
+            while next < end {
+                let name = selection.wanted[next];
+                next += 1;
+                if selection.defined.contains(name) || defined_elsewhere(name) {
+                    continue;
+                }
+                if let Some((archive, member)) = definer(archives, name)
+                    && let Some(graph) = selection.take(archive, member, Some(name))?
+                {
+                    graphs.push(graph);
+                }
             }
         }
         Ok(selection.pulled)
@@ -150,6 +169,14 @@ impl ArchiveSearch {
     }
 }
 
+/// The first archive of the list defining `name`, and its member.
+fn definer(archives: &[Arc<Archive>], name: &str) -> Option<(usize, usize)> {
+    archives
+        .iter()
+        .enumerate()
+        .find_map(|(a, archive)| archive.definer(name).map(|m| (a, m)))
+}
+
 /// One load's selection in progress.
 struct Selection<'a, F> {
     archives: &'a [Arc<Archive>],
@@ -161,6 +188,8 @@ struct Selection<'a, F> {
     wanted: Vec<&'a str>,
     chosen: HashSet<(usize, usize)>,
     pulled: Vec<Pulled>,
+    /// Members parsed ahead of being taken (see [`ArchiveSearch::select`]).
+    ahead: HashMap<(usize, usize), Result<LinkGraph<'a>, LinkError>>,
 }
 
 impl<'a, F: Fn(usize, usize) -> bool> Selection<'a, F> {
@@ -184,6 +213,30 @@ impl<'a, F: Fn(usize, usize) -> bool> Selection<'a, F> {
         }
     }
 
+    /// Parses the members of `candidates` that may be taken next and are
+    /// not parsed yet, on `threads` (one member alone is parsed when
+    /// taken).
+    fn parse_ahead(&mut self, mut candidates: Vec<(usize, usize)>, threads: Threads) {
+        let mut seen = HashSet::default();
+        candidates.retain(|&(archive, member)| {
+            !(self.held)(archive, member)
+                && !self.chosen.contains(&(archive, member))
+                && !self.ahead.contains_key(&(archive, member))
+                && seen.insert((archive, member))
+        });
+        if candidates.len() < 2 {
+            return;
+        }
+        let archives = self.archives;
+        let weight =
+            |&(archive, member): &(usize, usize)| archives[archive].member_bytes(member).len();
+        let parsed = crate::parallel::map(&candidates, threads, weight, |&(archive, member)| {
+            let name = archives[archive].member_name(member);
+            parse_object(&name, archives[archive].member_bytes(member))
+        });
+        self.ahead.extend(candidates.into_iter().zip(parsed));
+    }
+
     /// Takes member `member` of archive `archive` unless it is taken
     /// already (by this load or by a living module).
     fn take(
@@ -197,7 +250,10 @@ impl<'a, F: Fn(usize, usize) -> bool> Selection<'a, F> {
         }
         let archives = self.archives;
         let name = archives[archive].member_name(member);
-        let graph = parse_object(&name, archives[archive].member_bytes(member))?;
+        let graph = match self.ahead.remove(&(archive, member)) {
+            Some(parsed) => parsed?,
+            None => parse_object(&name, archives[archive].member_bytes(member))?,
+        };
         self.note(&graph);
         self.pulled.push(Pulled {
             archive,

@@ -73,7 +73,13 @@ pub fn link_archive(name: &str, bytes: &[u8], host: Host) -> Result<LinkedModule
     search.add(archive, true);
     let archives = search.archives();
     let mut graphs = Vec::new();
-    search.select(&archives, &mut graphs, 1, |_| false)?;
+    search.select(
+        &archives,
+        &mut graphs,
+        1,
+        crate::parallel::Threads::serial(),
+        |_| false,
+    )?;
     link_graphs(name, graphs, host)
 }
 

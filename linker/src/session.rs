@@ -486,12 +486,14 @@ impl Session {
         let archives = self.archives.archives();
         let format = graphs.first().map(|g| g.format);
         let (exports, absolutes) = (self.exports.filed(), &self.absolutes);
-        let pulled = self.archives.select(&archives, &mut graphs, id, |name| {
-            exports.get(name).is_some_and(|e| e.module != id)
-                || format
-                    .and_then(|f| crate::link::host_name(f, name))
-                    .is_some_and(|host| absolutes.contains_key(host))
-        })?;
+        let pulled = self
+            .archives
+            .select(&archives, &mut graphs, id, self.threads, |name| {
+                exports.get(name).is_some_and(|e| e.module != id)
+                    || format
+                        .and_then(|f| crate::link::host_name(f, name))
+                        .is_some_and(|host| absolutes.contains_key(host))
+            })?;
         if self.slab.is_none() {
             // Absolute 32-bit references (`-fno-pic`) need the low 2 GiB;
             // everything else is best next to the host's libraries.

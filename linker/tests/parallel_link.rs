@@ -99,6 +99,11 @@ struct Linked {
 /// from one byte per thread, so this small program is split), runs its
 /// constructors and `run(7)`, then reads back every segment.
 fn link(objects: &[PathBuf], address: u64, threads: usize) -> Linked {
+    link_with(objects, None, address, threads)
+}
+
+/// [`link`], with `archive` on the session's search list.
+fn link_with(objects: &[PathBuf], archive: Option<&Path>, address: u64, threads: usize) -> Linked {
     let files: Vec<ObjectFile> = objects
         .iter()
         .map(|o| ObjectFile::read(o).unwrap())
@@ -110,6 +115,10 @@ fn link(objects: &[PathBuf], address: u64, threads: usize) -> Linked {
     .unwrap();
     session.set_threads(threads);
     session.set_min_bytes_per_thread(1);
+    if let Some(archive) = archive {
+        let archive = session.read_archive(archive).unwrap();
+        session.add_archive(archive, false);
+    }
     session.keep_load_stats(true);
     session.set_link_maps(true);
     let id = session.load(&files).unwrap();
@@ -211,6 +220,59 @@ fn position_dependent_program_is_the_same_split_over_threads() {
     let objects = same_both_ways(test, &["-fno-pic"], 0x5200_0000);
     use object::elf::{R_X86_64_32, R_X86_64_PLT32};
     assert_exercised(test, &objects, &[R_X86_64_PLT32, R_X86_64_32]);
+}
+
+/// The program's first two objects, the others in an archive: the
+/// members the load takes (those defining what the two need, and what
+/// they need in turn, several at a time, parsed ahead on the threads) are
+/// the same, in the same order, and the image is the same byte for byte.
+#[test]
+fn a_program_from_an_archive_is_the_same_split_over_threads() {
+    let test = "a_program_from_an_archive_is_the_same_split_over_threads";
+    let dir = test_dir(test);
+    let objects = program(&dir, &["-fPIC"]);
+    let archive = dir.join("libparts.a");
+    let made = Command::new("ar")
+        .arg("rcs")
+        .arg(&archive)
+        .args(&objects[2..])
+        .output()
+        .expect("run ar");
+    assert!(made.status.success(), "{}\n{}", stderr(&made), rerun(test));
+    let address = 0x3e00_0000_0000;
+    let serial = link_with(&objects[..2], Some(&archive), address, 1);
+    let parallel = link_with(&objects[..2], Some(&archive), address, 4);
+    assert!(
+        parallel.threads > 1,
+        "the load was not split\n{}",
+        rerun(test)
+    );
+    for i in 2..OBJECTS {
+        assert!(
+            serial.map.contains(&format!("libparts.a(part{i}.o)")),
+            "part{i}.o was not taken from the archive:\n{}\n{}",
+            serial.map,
+            rerun(test)
+        );
+    }
+    assert_eq!(
+        serial.map,
+        parallel.map,
+        "the link maps differ\n{}",
+        rerun(test)
+    );
+    assert!(
+        serial.segments == parallel.segments,
+        "the segments differ\n{}",
+        rerun(test)
+    );
+    let expected = 7 * 7 + "object 7 function 7".len() as u64 + (7 + 9);
+    assert_eq!(
+        (serial.run, parallel.run),
+        (expected, expected),
+        "{}",
+        rerun(test)
+    );
 }
 
 /// A split load that cannot be linked fails as the serial one does, with
