@@ -257,7 +257,8 @@ impl Archive {
         }
     }
 
-    /// Member `index` as an object of its own (a copy of its bytes).
+    /// Member `index` as an object of its own: its bytes share the
+    /// archive's memory when that is shared, else they are a copy.
     pub fn member_object(&self, index: usize) -> ObjectFile {
         ObjectFile {
             name: self.member_name(index),

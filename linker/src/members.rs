@@ -104,7 +104,7 @@ impl ArchiveSearch {
             .iter()
             .flat_map(|&archive| (0..archives[archive].len()).map(move |member| (archive, member)))
             .collect();
-        selection.parse_ahead(whole.clone(), threads);
+        selection.parse_ahead(whole.iter().copied(), threads);
         for (archive, member) in whole {
             if let Some(graph) = selection.take(archive, member, None)? {
                 graphs.push(graph);
@@ -112,7 +112,7 @@ impl ArchiveSearch {
         }
         let mut next = 0;
         while next < selection.wanted.len() {
-            let upcoming = selection.wanted[next..]
+            let upcoming: Vec<(usize, usize)> = selection.wanted[next..]
                 .iter()
                 .filter(|&&name| !selection.defined.contains(name) && !defined_elsewhere(name))
                 .filter_map(|&name| definer(archives, name))
@@ -214,22 +214,30 @@ impl<'a, F: Fn(usize, usize) -> bool> Selection<'a, F> {
     }
 
     /// Parses the members of `candidates` that may be taken next and are
-    /// not parsed yet, on `threads` (one member alone is parsed when
-    /// taken).
-    fn parse_ahead(&mut self, mut candidates: Vec<(usize, usize)>, threads: Threads) {
+    /// not parsed yet, on `threads`. A load whose candidates one thread
+    /// would parse anyway parses none ahead: each member is parsed when
+    /// taken, so a serial load never parses one it does not take.
+    fn parse_ahead(
+        &mut self,
+        candidates: impl IntoIterator<Item = (usize, usize)>,
+        threads: Threads,
+    ) {
         let mut seen = HashSet::default();
-        candidates.retain(|&(archive, member)| {
-            !(self.held)(archive, member)
-                && !self.chosen.contains(&(archive, member))
-                && !self.ahead.contains_key(&(archive, member))
-                && seen.insert((archive, member))
-        });
-        if candidates.len() < 2 {
-            return;
-        }
+        let candidates: Vec<(usize, usize)> = candidates
+            .into_iter()
+            .filter(|&(archive, member)| {
+                !(self.held)(archive, member)
+                    && !self.chosen.contains(&(archive, member))
+                    && !self.ahead.contains_key(&(archive, member))
+                    && seen.insert((archive, member))
+            })
+            .collect();
         let archives = self.archives;
         let weight =
             |&(archive, member): &(usize, usize)| archives[archive].member_bytes(member).len();
+        if threads.split(crate::parallel::Work::of(candidates.iter().map(weight))) <= 1 {
+            return;
+        }
         let parsed = crate::parallel::map(&candidates, threads, weight, |&(archive, member)| {
             let name = archives[archive].member_name(member);
             parse_object(&name, archives[archive].member_bytes(member))
