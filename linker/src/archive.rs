@@ -215,6 +215,18 @@ impl Archive {
         self.bytes.debug_left_out()
     }
 
+    /// What member `index` weighs as work: its length, less its share of
+    /// the debug sections left out of the archive's reading (a member of
+    /// an archive read without DWARF weighs about what was read of it).
+    pub fn member_weight(&self, index: usize) -> usize {
+        let len = self.member_bytes(index).len();
+        let (read, whole) = (self.bytes.read_len(), self.bytes.len());
+        if whole == 0 {
+            return len;
+        }
+        (len as u128 * read as u128 / whole as u128) as usize
+    }
+
     /// The archive's name, as given.
     pub fn name(&self) -> &str {
         &self.name

@@ -21,9 +21,10 @@
 //! 64-bit little-endian ELF, not relocatable, a table out of the file) is
 //! read whole, and the parser says what is wrong with it.
 //!
-//! An `ar` archive is walked member by member: each member larger than the
-//! first bytes is read as an object is (`read_archive_in_pieces`), the
-//! rest as it lies.
+//! An `ar` archive is walked member by member ([`begin_in_pieces`]): its
+//! headers and small members are read as they lie, and each member larger
+//! than the first bytes is left to [`read_member`], which reads it as an
+//! object is, on whichever thread takes it.
 
 use std::io;
 use std::ops::Range;
@@ -31,6 +32,8 @@ use std::ops::Range;
 use object::elf;
 use object::read::elf::{FileHeader, SectionHeader};
 use object::{Endianness, SectionIndex};
+
+use crate::parallel::Threads;
 
 type Header = elf::FileHeader64<Endianness>;
 
@@ -68,20 +71,24 @@ pub enum DebugSections {
 }
 
 /// Where a file's bytes come from: a file, at an offset, or a test's bytes.
-pub trait ReadAt {
+pub trait ReadAt: Sync {
     /// Reads into `into` from `offset`: how many bytes came (0 at the end).
-    fn read_at(&mut self, into: &mut [u8], offset: u64) -> io::Result<usize>;
+    fn read_at(&self, into: &mut [u8], offset: u64) -> io::Result<usize>;
 }
+
+/// What is done to each piece of a room before it is read into (backing
+/// its pages); called from every thread that reads.
+pub type Prepare<'p> = &'p (dyn Fn(&mut [u8]) + Sync);
 
 #[cfg(unix)]
 impl ReadAt for std::fs::File {
-    fn read_at(&mut self, into: &mut [u8], offset: u64) -> io::Result<usize> {
+    fn read_at(&self, into: &mut [u8], offset: u64) -> io::Result<usize> {
         std::os::unix::fs::FileExt::read_at(self, into, offset)
     }
 }
 
 impl ReadAt for &[u8] {
-    fn read_at(&mut self, into: &mut [u8], offset: u64) -> io::Result<usize> {
+    fn read_at(&self, into: &mut [u8], offset: u64) -> io::Result<usize> {
         let from = usize::try_from(offset)
             .unwrap_or(usize::MAX)
             .min(self.len());
@@ -125,19 +132,21 @@ pub struct Got {
 /// measured size is asked for too, to see a file that grew. `prepare` is
 /// given each piece of `room` before it is read, except the first
 /// [`HEAD`] bytes, which the caller prepares (backing the pages of many
-/// small objects at once).
+/// small objects at once). An archive's larger members are read on
+/// `threads` when there are enough bytes of them.
 pub fn read_without_debug(
-    source: &mut impl ReadAt,
+    source: &impl ReadAt,
     room: &mut [u8],
-    prepare: &mut dyn FnMut(&mut [u8]),
+    prepare: Prepare<'_>,
+    threads: Threads,
 ) -> io::Result<Got> {
-    read_in_pieces(source, room, prepare, Pieces::LINK)
+    read_in_pieces(source, room, prepare, Pieces::LINK, threads)
 }
 
 /// Reads the file `source`, measured at `room.len() - 1` bytes, whole
 /// into `room`, in as few reads as it takes (one for a file of its
 /// measured size): what came, as [`read_without_debug`] says it.
-pub fn read_whole(source: &mut impl ReadAt, room: &mut [u8]) -> io::Result<Got> {
+pub fn read_whole(source: &impl ReadAt, room: &mut [u8]) -> io::Result<Got> {
     let len = fill(source, room, 0..room.len())?;
     Ok(Got { len, left_out: 0 })
 }
@@ -145,34 +154,151 @@ pub fn read_whole(source: &mut impl ReadAt, room: &mut [u8]) -> io::Result<Got> 
 /// [`read_without_debug`], cut as `pieces` says (its head at least the
 /// ELF header's 64 bytes).
 pub fn read_in_pieces(
-    source: &mut impl ReadAt,
+    source: &impl ReadAt,
     room: &mut [u8],
-    prepare: &mut dyn FnMut(&mut [u8]),
+    prepare: Prepare<'_>,
     pieces: Pieces,
+    threads: Threads,
 ) -> io::Result<Got> {
-    read_file_in_pieces(source, room, prepare, pieces, true)
+    match begin_in_pieces(source, room, prepare, pieces)? {
+        Begun::Read(got) => Ok(got),
+        Begun::Walked(mut walked) => {
+            let members = walked.take_members();
+            let read = crate::parallel::map_owned(members, threads, MemberRoom::weight, |member| {
+                read_member(source, member, prepare, pieces)
+            });
+            walked.finish(read)
+        }
+    }
 }
 
-/// [`read_in_pieces`]; an archive's members are read as objects when
-/// `archives` (not within a member: an archive in an archive is read as
-/// it lies, so that nesting cannot run deep).
-fn read_file_in_pieces(
-    source: &mut impl ReadAt,
-    room: &mut [u8],
-    prepare: &mut dyn FnMut(&mut [u8]),
+/// What [`begin_in_pieces`] did: read the whole file, or walked an
+/// archive, its larger members left to read.
+pub enum Begun<'r> {
+    Read(Got),
+    Walked(Walked<'r>),
+}
+
+/// An archive walked: its headers and what lies between its larger
+/// members read; those members left to read, each into its own room
+/// ([`read_member`], on any thread), before [`Walked::finish`] says what
+/// the archive's reading got.
+pub struct Walked<'r> {
+    /// How far the walk's reads reached (less than the measured size
+    /// when the file ended early).
+    end: usize,
+    /// Where each larger member's bytes are in the archive.
+    spans: Vec<Range<usize>>,
+    members: Vec<MemberRoom<'r>>,
+}
+
+/// A larger member of an archive walked: where its bytes start in the
+/// archive, and its room (its bytes and the one after, as a file's room
+/// has; the member ends before that byte, so it is never written: it is
+/// the next header's first, which no other member's room holds).
+pub struct MemberRoom<'r> {
+    start: usize,
+    room: &'r mut [u8],
+}
+
+impl MemberRoom<'_> {
+    /// What reading the member weighs: its bytes.
+    pub fn weight(&self) -> usize {
+        self.room.len()
+    }
+}
+
+impl<'r> Walked<'r> {
+    /// The larger members, to read with [`read_member`].
+    pub fn take_members(&mut self) -> Vec<MemberRoom<'r>> {
+        std::mem::take(&mut self.members)
+    }
+
+    /// What the archive's reading got, given what reading each larger
+    /// member got, in order: the bytes left out, and the file's length as
+    /// far as it reached (where it ended, when a read came short).
+    pub fn finish(self, members: Vec<io::Result<Got>>) -> io::Result<Got> {
+        let mut got = Got {
+            len: self.end,
+            left_out: 0,
+        };
+        for (span, member) in self.spans.iter().zip(members) {
+            let member = member?;
+            got.left_out += member.left_out;
+            if member.len < span.len() {
+                got.len = got.len.min(span.start + member.len);
+            }
+        }
+        Ok(got)
+    }
+}
+
+/// Begins [`read_in_pieces`]: reads a file that is not an archive (an
+/// object without its DWARF, anything else whole); walks an archive,
+/// leaving its larger members to read.
+pub fn begin_in_pieces<'r>(
+    source: &impl ReadAt,
+    room: &'r mut [u8],
+    prepare: Prepare<'_>,
     pieces: Pieces,
-    archives: bool,
+) -> io::Result<Begun<'r>> {
+    let head = head_of(room.len(), pieces);
+    let got = fill(source, room, head.clone())?;
+    if got < head.len() || head.end == room.len() {
+        return Ok(Begun::Read(Got {
+            len: got,
+            left_out: 0,
+        }));
+    }
+    if room.starts_with(ARCHIVE_MAGIC) {
+        return walk_archive(source, room, prepare, pieces, head.end).map(Begun::Walked);
+    }
+    read_object_in_pieces(source, room, prepare, pieces, head).map(Begun::Read)
+}
+
+/// Reads a larger member of an archive walked, as an object is read
+/// ([`read_object_in_pieces`]; an archive in it is read as it lies, so
+/// that nesting cannot run deep).
+pub fn read_member(
+    source: &impl ReadAt,
+    member: MemberRoom<'_>,
+    prepare: Prepare<'_>,
+    pieces: Pieces,
+) -> io::Result<Got> {
+    let window = Window {
+        source,
+        base: member.start as u64,
+        len: member.room.len() as u64 - 1,
+    };
+    let room = member.room;
+    let head = head_of(room.len(), pieces);
+    let got = fill(&window, room, head.clone())?;
+    if got < head.len() || head.end == room.len() {
+        return Ok(Got {
+            len: got,
+            left_out: 0,
+        });
+    }
+    read_object_in_pieces(&window, room, prepare, pieces, head)
+}
+
+/// The first bytes read of a file measured at `end - 1` bytes: a head's,
+/// and at least the ELF header.
+fn head_of(end: usize, pieces: Pieces) -> Range<usize> {
+    0..end.min(pieces.head.max(size_of::<Header>()))
+}
+
+/// Reads the rest of an object past its `head` (read already), without
+/// its DWARF when a plan can be made, else whole.
+fn read_object_in_pieces(
+    source: &impl ReadAt,
+    room: &mut [u8],
+    prepare: Prepare<'_>,
+    pieces: Pieces,
+    head: Range<usize>,
 ) -> io::Result<Got> {
     let end = room.len();
     let whole = |len| Got { len, left_out: 0 };
-    let head = 0..end.min(pieces.head.max(size_of::<Header>()));
-    let got = fill(source, room, head.clone())?;
-    if got < head.len() || head.end == end {
-        return Ok(whole(got));
-    }
-    if archives && room.starts_with(ARCHIVE_MAGIC) {
-        return read_archive_in_pieces(source, room, prepare, pieces, head.end);
-    }
     // The tail takes the byte past the measured size too: the file ends
     // one byte short of the read, unless it changed.
     let measured = end - 1;
@@ -202,69 +328,84 @@ fn read_file_in_pieces(
 const ARCHIVE_MAGIC: &[u8] = b"!<arch>\n";
 const MEMBER_HEADER: usize = 60;
 
-/// Reads the archive `source` into `room` (its first `read` bytes read
-/// already): each member larger than a head is read as an object is
-/// ([`read_file_in_pieces`]: an ELF object's DWARF left out, anything else
-/// whole), and everything between them (headers, the symbol index, small
-/// members) as it lies. A header that does not parse, or a member that
-/// ends past the file, ends the walk: the rest is read whole, and the
-/// archive's parser says what is wrong.
-fn read_archive_in_pieces(
-    source: &mut impl ReadAt,
-    room: &mut [u8],
-    prepare: &mut dyn FnMut(&mut [u8]),
+/// Walks the archive `source` in `room` (its first `read` bytes read
+/// already): its headers, symbol index and small members are read as they
+/// lie; each member larger than a head is left to [`read_member`], which
+/// reads it as an object is (an ELF object's DWARF left out, anything
+/// else whole). A header that does not parse, or a member that ends past
+/// the file, ends the walk: the rest is read whole, and the archive's
+/// parser says what is wrong.
+///
+/// The larger members are read after the walk so that they can be read
+/// on several threads: a library's archive is often most of a load's
+/// input, and one thread would read it alone.
+fn walk_archive<'r>(
+    source: &impl ReadAt,
+    room: &'r mut [u8],
+    prepare: Prepare<'_>,
     pieces: Pieces,
     read: usize,
-) -> io::Result<Got> {
-    let end = room.len();
-    let measured = end - 1;
-    let mut cursor = read; // everything before it is read (or left out)
-    let mut left_out = 0;
+) -> io::Result<Walked<'r>> {
+    let room_end = room.len();
+    let measured = room_end - 1;
+    let mut cursor = read; // everything before it is read, or in `spans`
+    let mut spans = Vec::new();
     let mut at = ARCHIVE_MAGIC.len();
-    while let Some(data) = at.checked_add(MEMBER_HEADER).filter(|&d| d <= measured) {
+    let reached = loop {
+        let Some(data) = at.checked_add(MEMBER_HEADER).filter(|&d| d <= measured) else {
+            break None;
+        };
         if data > cursor {
             let got = fill_prepared(source, room, cursor..data, prepare)?;
             if got < data - cursor {
-                return Ok(Got {
-                    len: cursor + got,
-                    left_out,
-                });
+                break Some(cursor + got);
             }
             cursor = data;
         }
         let Some(size) = member_size(&room[at..data]) else {
-            break;
+            break None;
         };
         let Some(data_end) = data.checked_add(size).filter(|&e| e <= measured) else {
-            break;
+            break None;
         };
         // A member the first read reached into is read from its start
         // again (at most a head's bytes twice), so that it is planned too.
         if size > pieces.head && cursor < data_end && cursor <= data.saturating_add(pieces.head) {
-            let mut member = Window {
-                source: &mut *source,
-                base: data as u64,
-                len: size as u64,
-            };
-            let room = &mut room[data..=data_end];
-            let got = read_file_in_pieces(&mut member, room, prepare, pieces, false)?;
-            left_out += got.left_out;
-            if got.len < size {
-                return Ok(Got {
-                    len: data + got.len,
-                    left_out,
-                });
-            }
+            spans.push(data..data_end);
             cursor = data_end;
         }
         // Members start at even offsets.
         at = data_end + (data_end & 1);
-    }
-    let got = fill_prepared(source, room, cursor..end, prepare)?;
-    Ok(Got {
-        len: cursor + got,
-        left_out,
+    };
+    let end = match reached {
+        Some(end) => end,
+        None => cursor + fill_prepared(source, room, cursor..room_end, prepare)?,
+    };
+    let members = member_rooms(room, &spans);
+    Ok(Walked {
+        end,
+        spans,
+        members,
     })
+}
+
+/// Cuts the room of each member of `spans` (in order, apart by a header
+/// at least) out of the archive's `room`: its bytes and the one after.
+fn member_rooms<'r>(room: &'r mut [u8], spans: &[Range<usize>]) -> Vec<MemberRoom<'r>> {
+    let mut rooms = Vec::with_capacity(spans.len());
+    let mut rest = room;
+    let mut cut = 0;
+    for span in spans {
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(span.start - cut);
+        let (member, tail) = tail.split_at_mut(span.len() + 1);
+        rooms.push(MemberRoom {
+            start: span.start,
+            room: member,
+        });
+        rest = tail;
+        cut = span.end + 1;
+    }
+    rooms
 }
 
 /// The size a member's header gives (decimal, space-padded, in bytes
@@ -279,14 +420,14 @@ fn member_size(header: &[u8]) -> Option<usize> {
 
 /// A member's bytes as a file of their own: `len` bytes of `source` from
 /// `base`, the end of the file after them.
-struct Window<'s> {
-    source: &'s mut dyn ReadAt,
+struct Window<'s, S> {
+    source: &'s S,
     base: u64,
     len: u64,
 }
 
-impl ReadAt for Window<'_> {
-    fn read_at(&mut self, into: &mut [u8], offset: u64) -> io::Result<usize> {
+impl<S: ReadAt> ReadAt for Window<'_, S> {
+    fn read_at(&self, into: &mut [u8], offset: u64) -> io::Result<usize> {
         let left = self.len.saturating_sub(offset);
         let take = into.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         if take == 0 {
@@ -304,10 +445,10 @@ impl ReadAt for Window<'_> {
 /// (into `have`); `None` when no plan can be made, or the file changed
 /// under the reads.
 fn plan(
-    source: &mut impl ReadAt,
+    source: &impl ReadAt,
     room: &mut [u8],
     have: &mut Vec<Range<usize>>,
-    prepare: &mut dyn FnMut(&mut [u8]),
+    prepare: Prepare<'_>,
     min_hole: usize,
 ) -> io::Result<Option<Vec<Range<usize>>>> {
     let measured = room.len().saturating_sub(1);
@@ -328,11 +469,11 @@ fn plan(
 /// Reads `piece` of the file, less what `have` holds, and records it: false
 /// when the file ended before the piece did.
 fn read_piece(
-    source: &mut impl ReadAt,
+    source: &impl ReadAt,
     room: &mut [u8],
     piece: Range<usize>,
     have: &mut Vec<Range<usize>>,
-    prepare: &mut dyn FnMut(&mut [u8]),
+    prepare: Prepare<'_>,
 ) -> io::Result<bool> {
     for missing in complement(piece.clone(), have.clone()) {
         if fill_prepared(source, room, missing.clone(), prepare)? < missing.len() {
@@ -346,12 +487,12 @@ fn read_piece(
 /// Reads the bytes of `whole` that `skipped` does not cover (read
 /// already, or left out): the file's length as far as `whole` reaches.
 fn read_rest(
-    source: &mut impl ReadAt,
+    source: &impl ReadAt,
     room: &mut [u8],
     whole: Range<usize>,
     skipped: &[Range<usize>],
     left_out: usize,
-    prepare: &mut dyn FnMut(&mut [u8]),
+    prepare: Prepare<'_>,
 ) -> io::Result<Got> {
     let end = whole.end;
     for piece in complement(whole, skipped.to_vec()) {
@@ -368,10 +509,10 @@ fn read_rest(
 }
 
 fn fill_prepared(
-    source: &mut impl ReadAt,
+    source: &impl ReadAt,
     room: &mut [u8],
     piece: Range<usize>,
-    prepare: &mut dyn FnMut(&mut [u8]),
+    prepare: Prepare<'_>,
 ) -> io::Result<usize> {
     prepare(&mut room[piece.clone()]);
     fill(source, room, piece)
@@ -382,7 +523,7 @@ fn fill_prepared(
 /// measured size (one byte short of the room's end) stops there: a file
 /// that grew brings the byte past it in the same read, and a second read
 /// to see the end of one that did not would cost a system call per object.
-fn fill(source: &mut impl ReadAt, room: &mut [u8], piece: Range<usize>) -> io::Result<usize> {
+fn fill(source: &impl ReadAt, room: &mut [u8], piece: Range<usize>) -> io::Result<usize> {
     let measured = room.len().saturating_sub(1);
     let start = piece.start;
     let into = &mut room[piece];

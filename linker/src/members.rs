@@ -135,6 +135,25 @@ impl ArchiveSearch {
         Ok(selection.pulled)
     }
 
+    /// What each member that module `module` may take weighs as work
+    /// ([`Archive::member_weight`]): the members no other module holds.
+    /// A load decides its threads from its objects and these, before it
+    /// knows which members it takes.
+    pub fn free_member_weights(&self, module: u32) -> impl Iterator<Item = usize> + '_ {
+        self.archives
+            .iter()
+            .enumerate()
+            .flat_map(move |(a, archive)| {
+                (0..archive.len())
+                    .filter(move |&m| {
+                        self.taken
+                            .get(&(a, m))
+                            .is_none_or(|&holder| holder == module)
+                    })
+                    .map(move |m| archive.member_weight(m))
+            })
+    }
+
     /// A member a load took, as an object of its own.
     pub fn member_object(&self, pulled: &Pulled) -> crate::input::ObjectFile {
         self.archives[pulled.archive].member_object(pulled.member)
@@ -270,5 +289,53 @@ impl<'a, F: Fn(usize, usize) -> bool> Selection<'a, F> {
             by: by.map(str::to_string),
         });
         Ok(Some(graph))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RERUN: &str = "rerun: cargo test -p solder-linker --lib members::tests";
+
+    /// A load counts as work the members it may take: every member but
+    /// those another living module holds (its own, when it is replaced,
+    /// count), each at its length.
+    #[test]
+    fn a_load_weighs_the_members_no_other_module_holds() {
+        let object =
+            |body: &str| crate::test_support::clang_object("x86_64-linux-gnu", "c", body, &["-O1"]);
+        let (a, b) = (
+            object("int a(void) { return 1; }"),
+            object("int b(void) { return 2; }"),
+        );
+        let bytes = crate::test_support::ar_archive(&[("a.o", &a), ("b.o", &b)]);
+        let mut search = ArchiveSearch::default();
+        search.add(Archive::parse("lib.a", &bytes, None).unwrap(), false);
+        let weights = |search: &ArchiveSearch, module| -> Vec<usize> {
+            search.free_member_weights(module).collect()
+        };
+        assert_eq!(weights(&search, 1), vec![a.len(), b.len()], "{RERUN}");
+        search.record(
+            1,
+            &[Pulled {
+                archive: 0,
+                member: 0,
+                name: "lib.a(a.o)".into(),
+                by: None,
+            }],
+        );
+        assert_eq!(
+            weights(&search, 2),
+            vec![b.len()],
+            "held by module 1\n{RERUN}"
+        );
+        assert_eq!(
+            weights(&search, 1),
+            vec![a.len(), b.len()],
+            "replacing module 1\n{RERUN}"
+        );
+        search.forget(1);
+        assert_eq!(weights(&search, 2), vec![a.len(), b.len()], "{RERUN}");
     }
 }

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use solder_executor::sys::fs::Directory;
 use solder_executor::sys::memory::FreshMemory;
 
-use crate::debug_sections::{self, DebugSections, HEAD};
+use crate::debug_sections::{self, Begun, DebugSections, HEAD, Pieces};
 use crate::error::LinkError;
 use crate::input::{ObjectBytes, ObjectFile, read_error, regular_size, size_in_memory};
 use crate::parallel::{self, Threads, Work};
@@ -251,7 +251,9 @@ fn rooms<'m>(
 /// Reads each file into its room, a group of neighbours per turn: the
 /// group's pages are backed in one call first (of an object that may be
 /// read without its debug sections, only its first [`HEAD`] bytes; the
-/// pages of each later piece are backed as it is read). What each got.
+/// pages of each later piece are backed as it is read). The larger
+/// members of archives are read after every file's turn, all of them
+/// spread over the threads as files are ([`read_members`]). What each got.
 fn fill(
     paths: &[PathBuf],
     rooms: Vec<&mut [u8]>,
@@ -275,7 +277,7 @@ fn fill(
         }
     }
     let weight = |group: &Vec<(&PathBuf, &mut [u8])>| group.iter().map(|(_, r)| r.len()).sum();
-    parallel::map_owned(groups, threads, weight, |group| {
+    let begun = parallel::map_owned(groups, threads, weight, |group| {
         for span in spans_to_back(&group, debug) {
             populate(span);
         }
@@ -286,19 +288,69 @@ fn fill(
             .into_iter()
             .map(|(path, room)| {
                 if room.is_empty() {
-                    Ok(debug_sections::Got {
+                    Ok(Reading::Done(debug_sections::Got {
                         len: 0,
                         left_out: 0,
-                    })
+                    }))
                 } else {
-                    read_into(path, room, &mut directories, debug)
+                    begin_reading(path, room, &mut directories, debug)
                 }
             })
             .collect::<Vec<_>>()
     })
     .into_iter()
     .flatten()
-    .collect()
+    .collect();
+    read_members(paths, begun, threads)
+}
+
+/// A file's reading after its turn: done, or an archive walked whose
+/// larger members are left to read from the open file.
+enum Reading<'m> {
+    Done(debug_sections::Got),
+    Walked(std::fs::File, debug_sections::Walked<'m>),
+}
+
+/// Reads the larger members of every archive walked, spread over the
+/// threads by their bytes, and finishes each file's reading: what each
+/// file got.
+fn read_members(
+    paths: &[PathBuf],
+    mut begun: Vec<Result<Reading<'_>, LinkError>>,
+    threads: Threads,
+) -> Vec<Result<debug_sections::Got, LinkError>> {
+    let mut members = Vec::new();
+    for (i, reading) in begun.iter_mut().enumerate() {
+        if let Ok(Reading::Walked(file, walked)) = reading {
+            let file = &*file;
+            members.extend(walked.take_members().into_iter().map(|m| (i, file, m)));
+        }
+    }
+    let read = parallel::map_owned(
+        members,
+        threads,
+        |(_, _, member)| member.weight(),
+        |(i, file, member)| {
+            (
+                i,
+                debug_sections::read_member(file, member, &back, Pieces::LINK),
+            )
+        },
+    );
+    let mut read = read.into_iter().peekable();
+    let files = paths.iter().zip(begun).enumerate();
+    files
+        .map(|(i, (path, reading))| match reading? {
+            Reading::Done(got) => Ok(got),
+            Reading::Walked(_, walked) => {
+                let mut got = Vec::new();
+                while let Some((_, member)) = read.next_if(|(file, _)| *file == i) {
+                    got.push(member);
+                }
+                walked.finish(got).map_err(|e| read_error(path, e))
+            }
+        })
+        .collect()
 }
 
 /// The address ranges of a group's rooms to back before reading them: the
@@ -334,33 +386,41 @@ fn populate((start, end): (u64, u64)) {
     unsafe { solder_executor::pages::populate(start, end.saturating_sub(start), page) };
 }
 
-/// Reads the file at `path` (a regular file) into `room` (its measured
-/// size and one byte more): whole, in one read when it has its measured
-/// size ([`debug_sections::read_whole`]), or, with
+/// Begins reading the file at `path` (a regular file) into `room` (its
+/// measured size and one byte more): whole, in one read when it has its
+/// measured size ([`debug_sections::read_whole`]), or, with
 /// [`DebugSections::LeaveOut`], in pieces without its DWARF sections
-/// ([`debug_sections::read_without_debug`]). What came.
-fn read_into(
+/// ([`debug_sections::begin_in_pieces`]), an archive's larger members
+/// left to read from the file it returns open.
+fn begin_reading<'m>(
     path: &Path,
-    room: &mut [u8],
+    room: &'m mut [u8],
     directories: &mut Directories,
     debug: DebugSections,
-) -> Result<debug_sections::Got, LinkError> {
+) -> Result<Reading<'m>, LinkError> {
     let opened = match directories.of(path) {
         Some((directory, name)) => directory.open_file(name),
         None => std::fs::File::open(path),
     };
-    let mut file = opened.map_err(|e| read_error(path, e))?;
-    let got = match debug {
-        DebugSections::Read => debug_sections::read_whole(&mut file, room),
+    let file = opened.map_err(|e| read_error(path, e))?;
+    let begun = match debug {
+        DebugSections::Read => debug_sections::read_whole(&file, room).map(Reading::Done),
         DebugSections::LeaveOut => {
-            let mut back = |piece: &mut [u8]| {
-                let start = piece.as_ptr() as u64;
-                populate((start, start + piece.len() as u64));
-            };
-            debug_sections::read_without_debug(&mut file, room, &mut back)
+            debug_sections::begin_in_pieces(&file, room, &back, Pieces::LINK).map(|begun| {
+                match begun {
+                    Begun::Read(got) => Reading::Done(got),
+                    Begun::Walked(walked) => Reading::Walked(file, walked),
+                }
+            })
         }
     };
-    got.map_err(|e| read_error(path, e))
+    begun.map_err(|e| read_error(path, e))
+}
+
+/// Backs the pages of a piece of a room before it is read into.
+fn back(piece: &mut [u8]) {
+    let start = piece.as_ptr() as u64;
+    populate((start, start + piece.len() as u64));
 }
 
 #[cfg(test)]
@@ -538,12 +598,19 @@ mod tests {
         let g = crate::test_support::clang_object(target, "c", &c, &["-g", "-O1"]);
         let small =
             crate::test_support::clang_object(target, "c", "int f(void) { return 1; }", &[]);
-        let files: [(&str, Option<Vec<u8>>); 5] = [
-            ("small.o", Some(small)),
+        let library = [("g.o", &g[..]), ("small.o", &small[..]), ("h.o", &g[..])];
+        let library = crate::test_support::ar_archive(&library);
+        let files: [(&str, Option<Vec<u8>>); 7] = [
+            ("small.o", Some(small.clone())),
             ("g.o", Some(g.clone())),
+            ("lib.a", Some(library)),
             ("missing.o", None),
             ("text.o", Some(b"hello".to_vec())),
             ("large.bin", Some(vec![7u8; 3 * HEAD])),
+            (
+                "one.a",
+                Some(crate::test_support::ar_archive(&[("g.o", &g)])),
+            ),
         ];
         let mut paths = Vec::new();
         for (name, bytes) in &files {
@@ -566,7 +633,16 @@ mod tests {
                     continue;
                 };
                 let got = got.unwrap();
-                if *name == "g.o" {
+                if name.ends_with(".a") {
+                    // Its larger members read as one thread reads them
+                    // alone, whichever threads read them here.
+                    let alone = crate::probe::without_debug(want, Pieces::LINK, Threads::serial());
+                    assert!(got.bytes.debug_left_out(), "{name}\n{RERUN}");
+                    assert!(
+                        Some(got.bytes.as_slice()) == alone.as_deref(),
+                        "{name} read back differs ({threads:?})\n{RERUN}"
+                    );
+                } else if *name == "g.o" {
                     assert!(got.bytes.debug_left_out(), "{RERUN}");
                     assert!(got.bytes.as_slice() != want.as_slice(), "{RERUN}");
                     let holed = link_image("g.o", &got.bytes, Host::MadeUp).unwrap();

@@ -77,3 +77,27 @@ pub fn clang_object(target: &str, lang: &str, source: &str, flags: &[&str]) -> V
     );
     std::fs::read(&output).expect("read the object")
 }
+
+/// An `ar` archive of `members` (GNU format, no symbol index), each
+/// member at an even offset after its 60-byte header.
+pub fn ar_archive(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut bytes = b"!<arch>\n".to_vec();
+    for (name, data) in members {
+        let header = format!(
+            "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+            format!("{name}/"),
+            0,
+            0,
+            0,
+            644,
+            data.len()
+        );
+        assert_eq!(header.len(), 60, "{name}: a name too long for a header");
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(data);
+        if bytes.len() % 2 == 1 {
+            bytes.push(b'\n');
+        }
+    }
+    bytes
+}

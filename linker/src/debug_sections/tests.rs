@@ -1,5 +1,6 @@
 use super::*;
 use crate::probe::{Host, link_image};
+use crate::test_support::ar_archive as archive;
 use object::read::elf::SectionTable;
 
 const RERUN: &str = "rerun: cargo test -p solder-linker --lib debug_sections::tests";
@@ -59,15 +60,35 @@ const SMALL: Pieces = Pieces {
 
 /// [`read`], cut as `pieces` says.
 fn read_cut(bytes: &[u8], pieces: Pieces) -> (Vec<u8>, Got, Vec<Range<usize>>) {
-    let mut room = vec![0u8; bytes.len() + 1];
+    read_measured(bytes, bytes.len(), pieces, Threads::new(1))
+}
+
+/// Threads that split however few bytes there are: an archive's larger
+/// members read on three.
+const SPLIT: Threads = Threads {
+    count: Some(3),
+    min_bytes_each: 1,
+};
+
+/// [`read_cut`] of a file measured at `measured` bytes, an archive's
+/// larger members read on `threads`; the pieces prepared in order.
+fn read_measured(
+    bytes: &[u8],
+    measured: usize,
+    pieces: Pieces,
+    threads: Threads,
+) -> (Vec<u8>, Got, Vec<Range<usize>>) {
+    let mut room = vec![0u8; measured + 1];
     let base = room.as_ptr() as usize;
-    let mut prepared = Vec::new();
-    let mut prepare = |piece: &mut [u8]| {
+    let prepared = std::sync::Mutex::new(Vec::new());
+    let prepare = |piece: &mut [u8]| {
         let start = piece.as_ptr() as usize - base;
-        prepared.push(start..start + piece.len());
+        prepared.lock().unwrap().push(start..start + piece.len());
     };
-    let got = read_in_pieces(&mut &bytes[..], &mut room, &mut prepare, pieces).unwrap();
+    let got = read_in_pieces(&bytes, &mut room, &prepare, pieces, threads).unwrap();
     room.truncate(got.len.min(bytes.len()));
+    let mut prepared = prepared.into_inner().unwrap();
+    prepared.sort_by_key(|piece| piece.start);
     (room, got, prepared)
 }
 
@@ -214,10 +235,11 @@ fn what_cannot_be_planned_is_read_whole_and_a_changed_size_is_seen() {
 
     let bytes = g_object();
     let mut room = vec![0u8; bytes.len()];
-    let measured_shorter = read_without_debug(&mut &bytes[..], &mut room, &mut |_| {}).unwrap();
+    let one = Threads::new(1);
+    let measured_shorter = read_without_debug(&&bytes[..], &mut room, &|_| {}, one).unwrap();
     assert_eq!(measured_shorter.len, bytes.len(), "grew by one\n{RERUN}");
     let mut room = vec![0u8; bytes.len() + 2];
-    let measured_longer = read_without_debug(&mut &bytes[..], &mut room, &mut |_| {}).unwrap();
+    let measured_longer = read_without_debug(&&bytes[..], &mut room, &|_| {}, one).unwrap();
     assert_eq!(measured_longer.len, bytes.len(), "shrank by one\n{RERUN}");
     assert_eq!(measured_longer.left_out, 0, "{RERUN}");
 }
@@ -265,36 +287,16 @@ fn the_fuzz_targets_check_plans_holes_in_small_objects() {
         "struct p { long x, y; };\nlong area(struct p *p) { return p->x * p->y; }\n",
         &["-g", "-O1"],
     );
-    let holed = without_debug(&small, FUZZ_PIECES).expect("holes in a small -g object");
+    let holed =
+        without_debug(&small, FUZZ_PIECES, Threads::new(1)).expect("holes in a small -g object");
     assert_eq!(holed.len(), small.len(), "{RERUN}");
     assert!(holed != small, "{RERUN}");
     assert_eq!(differs_without_debug("small.o", &small), None, "{RERUN}");
     let large = g_object();
-    assert!(without_debug(&large, Pieces::LINK).is_some(), "{RERUN}");
-}
-
-/// An `ar` archive of `members` (GNU format, no symbol index), each
-/// member at an even offset.
-fn archive(members: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut bytes = ARCHIVE_MAGIC.to_vec();
-    for (name, data) in members {
-        let header = format!(
-            "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
-            format!("{name}/"),
-            0,
-            0,
-            0,
-            644,
-            data.len()
-        );
-        assert_eq!(header.len(), MEMBER_HEADER, "{RERUN}");
-        bytes.extend_from_slice(header.as_bytes());
-        bytes.extend_from_slice(data);
-        if bytes.len() % 2 == 1 {
-            bytes.push(b'\n');
-        }
-    }
-    bytes
+    assert!(
+        without_debug(&large, Pieces::LINK, Threads::new(1)).is_some(),
+        "{RERUN}"
+    );
 }
 
 /// An archive's `-g` members are read as the objects are, their DWARF
@@ -378,6 +380,58 @@ fn an_archive_that_cannot_be_walked_is_read_as_it_lies() {
                 room[whole_from..] == bytes[whole_from..],
                 "{what}: not read as it lies ({pieces:?})\n{RERUN}"
             );
+        }
+    }
+}
+
+/// An archive's larger members read on several threads come back as one
+/// thread reads them: the same bytes, the same count left out, the same
+/// pieces prepared, and, for a file that came short of its measured size
+/// (inside a member, inside a header), the same end: where the file ended.
+#[test]
+fn an_archives_members_read_on_threads_are_read_as_on_one() {
+    let g = g_object();
+    let small = crate::test_support::clang_object(
+        "x86_64-linux-gnu",
+        "c",
+        "int f(void) { return 1; }",
+        &[],
+    );
+    let members: [(&str, &[u8]); 5] = [
+        ("g.o", &g),
+        ("notes.txt", b"odd"),
+        ("h.o", &g),
+        ("small.o", &small),
+        ("i.o", &g),
+    ];
+    let bytes = archive(&members);
+    let h_data = archive(&members[..2]).len() + MEMBER_HEADER;
+    assert_eq!(bytes[h_data..h_data + g.len()], g[..], "{RERUN}");
+    for pieces in [Pieces::LINK, SMALL] {
+        for (what, len) in [
+            ("the whole archive", bytes.len()),
+            ("a file ending inside a member", h_data + 1000),
+            ("a file ending inside a header", h_data - 30),
+        ] {
+            let serial = read_measured(&bytes[..len], bytes.len(), pieces, Threads::new(1));
+            let split = read_measured(&bytes[..len], bytes.len(), pieces, SPLIT);
+            assert_eq!(
+                (serial.1, &serial.2),
+                (split.1, &split.2),
+                "{what} ({pieces:?})\n{RERUN}"
+            );
+            assert!(
+                serial.0 == split.0,
+                "{what}: the bytes differ ({pieces:?})\n{RERUN}"
+            );
+            assert_eq!(split.1.len, len, "{what} ({pieces:?})\n{RERUN}");
+            if len == bytes.len() {
+                assert!(
+                    split.1.left_out > 3 * g.len() / 2,
+                    "{what}: {} left out ({pieces:?})\n{RERUN}",
+                    split.1.left_out
+                );
+            }
         }
     }
 }
