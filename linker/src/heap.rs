@@ -86,6 +86,20 @@ pub fn process_ending() {
     }
 }
 
+/// The linking is done and the program is about to run in this process:
+/// the memory the link freed is given back to the system now. mimalloc
+/// gives freed pages back only on a later allocation or free of the thread
+/// that freed them, which the linker may not make again while the program
+/// runs; until then they would stay resident (RocksDB's link left 18 MiB
+/// so, a third of the link's peak). Costs under a millisecond there.
+pub fn give_back() {
+    if HEAP.switched() {
+        // SAFETY: `mi_collect` frees and gives back memory mimalloc holds
+        // and no block uses; any thread may call it at any time.
+        unsafe { libmimalloc_sys::mi_collect(true) };
+    }
+}
+
 /// Whether a load of `input_bytes` moves the heap to mimalloc.
 fn is_large(input_bytes: usize) -> bool {
     input_bytes >= LARGE_LOAD_BYTES

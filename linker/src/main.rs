@@ -312,6 +312,7 @@ fn run(args: RunArgs) -> Result<u8> {
         // `main` too) before any initializer runs.
         let (id, entry) = session.load_program(&objects, &args.entry)?;
         write_reports(&session, id, &args, read_ms)?;
+        release_inputs(&mut session, objects);
         let status = session.run_entry(entry, &args.entry)?;
         // `main` returned: the program exits as with `exit(status)`.
         session.end();
@@ -324,6 +325,7 @@ fn run(args: RunArgs) -> Result<u8> {
     // The map is written between linking and running: a program that
     // crashes still leaves it.
     let mut map_written = Ok(());
+    let mut objects = objects;
     let status = (|| {
         if args.noexec {
             let id = session.load(&objects)?;
@@ -335,6 +337,7 @@ fn run(args: RunArgs) -> Result<u8> {
         if map_written.is_err() {
             return Ok(0);
         }
+        release_inputs(&mut session, std::mem::take(&mut objects));
         let status = session.run_entry(entry, &args.entry)?;
         session.finish()?;
         Ok(status)
@@ -505,6 +508,18 @@ fn add_inputs(session: &mut Session, archives: Vec<Archive>, args: &RunArgs) -> 
         session.enable_jitdump();
     }
     Ok(())
+}
+
+/// The program is linked and about to run, and nothing else will be
+/// loaded: the inputs' memory (the objects' and the archives') and what
+/// the link freed go back to the system, rather than staying resident
+/// while the program runs (in this process, or in the executor while this
+/// one waits). RocksDB's run in process peaked at 113.8 MiB with them,
+/// 76.9 without; its native executable peaks at 54.9.
+fn release_inputs(session: &mut Session, objects: Vec<ObjectFile>) {
+    drop(objects);
+    session.close_archives();
+    solder_linker::heap::give_back();
 }
 
 /// Whether the session keeps debug information (`--debug`, or

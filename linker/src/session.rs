@@ -322,6 +322,14 @@ impl Session {
         self.archives.add(archive, whole);
     }
 
+    /// Empties the archive search list: later loads take no members, and
+    /// the archives' memory goes (the members modules took are theirs:
+    /// what they keep of them shares nothing that goes). For a caller that
+    /// will not load again, before it runs the program.
+    pub fn close_archives(&mut self) {
+        self.archives = ArchiveSearch::default();
+    }
+
     /// Registers every later module's objects, with their debug
     /// information and their sections' load addresses, with the debugger
     /// interface (GDB's JIT interface) of the process that runs the code

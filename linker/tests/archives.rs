@@ -676,3 +676,53 @@ fn an_archives_members_keep_their_dwarf_only_when_the_session_keeps_it() {
         assert_eq!(call(&mut session, "main", &[]), 6, "{}", rerun(test));
     }
 }
+
+/// A session whose archives are closed (`solder run` closes them once the
+/// program is linked, before it runs) keeps the members its modules took,
+/// and a later load takes none: a name only an archive defines is then
+/// undefined, where the open list would have given its member (whose own
+/// missing name would have been the error).
+#[test]
+fn closed_archives_give_later_loads_no_members() {
+    let test = "closed_archives_give_later_loads_no_members";
+    let dir = scratch(test);
+    let objects = members(&dir, &["unused", "add", "scale", "twice"]);
+    let path = dir.join("lib.a");
+    ar("rcs", &path, &objects);
+    let main = ObjectFile::read(&compile("conformance/linking/archive/main.c", &["-O2"])).unwrap();
+    let source = dir.join("calls_unused.c");
+    std::fs::write(
+        &source,
+        "int ar_unused(void);\nint call_unused(void) { return ar_unused(); }\n",
+    )
+    .unwrap();
+    let built = dir.join("calls_unused.o");
+    let cc = Command::new("cc")
+        .args(["-c", "-O2", "-o"])
+        .arg(&built)
+        .arg(&source)
+        .output()
+        .expect("run cc");
+    assert!(cc.status.success(), "{}\n{}", stderr(&cc), rerun(test));
+    let calls_unused = ObjectFile::read(&built).unwrap();
+    for close in [false, true] {
+        let mut session = support::session();
+        session.add_archive(Archive::read(&path).unwrap(), false);
+        session.load(std::slice::from_ref(&main)).unwrap();
+        if close {
+            session.close_archives();
+        }
+        assert_eq!(call(&mut session, "main_sum", &[5]), 36, "{}", rerun(test));
+        let error = session
+            .load(std::slice::from_ref(&calls_unused))
+            .expect_err("nothing defines what the member needs")
+            .to_string();
+        let named = if close { "ar_unused" } else { "ar_missing" };
+        assert!(
+            error.contains(named),
+            "closed: {close}: the error should name {named}: {error}\n{}",
+            rerun(test)
+        );
+        session.end();
+    }
+}
