@@ -255,6 +255,13 @@ impl Archive {
         self.definitions.get(symbol).copied()
     }
 
+    /// Every name the archive defines, with the first member defining it.
+    pub fn definitions(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.definitions
+            .iter()
+            .map(|(name, &member)| (name.as_str(), member))
+    }
+
     /// `archive(member)`, as messages name member `index`.
     pub fn member_name(&self, index: usize) -> String {
         format!("{}({})", self.name, self.members[index].name)

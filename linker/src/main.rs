@@ -514,8 +514,8 @@ fn add_inputs(session: &mut Session, archives: Vec<Archive>, args: &RunArgs) -> 
 /// loaded: the inputs' memory (the objects' and the archives') and what
 /// the link freed go back to the system, rather than staying resident
 /// while the program runs (in this process, or in the executor while this
-/// one waits). RocksDB's run in process peaked at 113.8 MiB with them,
-/// 76.9 without; its native executable peaks at 54.9.
+/// one waits). RocksDB's run in process peaked at 112.5 MiB with them,
+/// 75.9 without; its native executable peaks at 54.4.
 fn release_inputs(session: &mut Session, objects: Vec<ObjectFile>) {
     drop(objects);
     session.close_archives();

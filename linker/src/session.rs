@@ -323,9 +323,10 @@ impl Session {
     }
 
     /// Empties the archive search list: later loads take no members, and
-    /// the archives' memory goes (the members modules took are theirs:
-    /// what they keep of them shares nothing that goes). For a caller that
-    /// will not load again, before it runs the program.
+    /// the archives' memory goes once nothing else holds it (the members
+    /// the modules took are in their memory; a module kept for restarts
+    /// keeps its members' bytes, and so their archive's). For a caller
+    /// that will not load again, before it runs the program.
     pub fn close_archives(&mut self) {
         self.archives = ArchiveSearch::default();
     }

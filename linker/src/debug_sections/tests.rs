@@ -19,6 +19,11 @@ fn source() -> String {
     c
 }
 
+/// An object without debug information, smaller than a head.
+fn small_object() -> Vec<u8> {
+    crate::test_support::clang_object("x86_64-linux-gnu", "c", "int f(void) { return 1; }", &[])
+}
+
 fn g_object() -> Vec<u8> {
     crate::test_support::clang_object("x86_64-linux-gnu", "c", &source(), &["-g", "-O1"])
 }
@@ -308,12 +313,7 @@ fn the_fuzz_targets_check_plans_holes_in_small_objects() {
 fn an_archives_members_are_read_without_their_dwarf() {
     use crate::probe::link_archive;
     let g = g_object();
-    let small = crate::test_support::clang_object(
-        "x86_64-linux-gnu",
-        "c",
-        "int f(void) { return 1; }",
-        &[],
-    );
+    let small = small_object();
     let bytes = archive(&[("notes.txt", b"hello"), ("g.o", &g), ("small.o", &small)]);
     let g_start = ARCHIVE_MAGIC.len() + 2 * MEMBER_HEADER + 6;
     assert_eq!(bytes[g_start..g_start + g.len()], g[..], "{RERUN}");
@@ -391,12 +391,7 @@ fn an_archive_that_cannot_be_walked_is_read_as_it_lies() {
 #[test]
 fn an_archives_members_read_on_threads_are_read_as_on_one() {
     let g = g_object();
-    let small = crate::test_support::clang_object(
-        "x86_64-linux-gnu",
-        "c",
-        "int f(void) { return 1; }",
-        &[],
-    );
+    let small = small_object();
     let members: [(&str, &[u8]); 5] = [
         ("g.o", &g),
         ("notes.txt", b"odd"),
