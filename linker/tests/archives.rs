@@ -726,3 +726,70 @@ fn closed_archives_give_later_loads_no_members() {
         session.end();
     }
 }
+
+/// `cc -c` of `source` (C) into `dir/name.o`.
+fn cc_object(test: &str, dir: &Path, name: &str, source: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let c = dir.join(format!("{name}.c"));
+    std::fs::write(&c, source).unwrap();
+    let object = dir.join(format!("{name}.o"));
+    let cc = Command::new("cc")
+        .args(["-c", "-O2", "-fPIC", "-o"])
+        .arg(&object)
+        .arg(&c)
+        .output()
+        .expect("run cc");
+    assert!(cc.status.success(), "{}\n{}", stderr(&cc), rerun(test));
+    object
+}
+
+/// Two members of one archive with the same name (`ar` keeps file names
+/// only, so `one/gen.o` and `two/gen.o` are both `gen.o`, as protobuf's
+/// `libprotoc.a` has two `generator.cc.o`): both are taken, each with its
+/// own internal symbols and its own constructor, and the map names each
+/// with the name that pulled it.
+#[test]
+fn members_of_the_same_name_are_each_taken() {
+    let test = "members_of_the_same_name_are_each_taken";
+    let dir = scratch(test);
+    let generator = |n: u32| {
+        format!(
+            "static int made;\n__attribute__((constructor)) static void init(void) {{ made = {n}; }}\n\
+             int gen_{n}(void) {{ return made * 10 + {n}; }}\n"
+        )
+    };
+    let one = cc_object(test, &dir.join("one"), "gen", &generator(1));
+    let two = cc_object(test, &dir.join("two"), "gen", &generator(2));
+    let library = dir.join("libgen.a");
+    ar("rcs", &library, &[one, two]);
+    let listed = Command::new("ar").arg("t").arg(&library).output().unwrap();
+    assert_eq!(stdout(&listed), "gen.o\ngen.o\n", "{}", rerun(test));
+    let main = cc_object(
+        test,
+        &dir,
+        "main",
+        "int gen_1(void);\nint gen_2(void);\nint both(void) { return gen_1() * 100 + gen_2(); }\n",
+    );
+    let mut session = low_session_with_maps();
+    session.add_archive(Archive::read(&library).unwrap(), false);
+    let id = session.load(&[ObjectFile::read(&main).unwrap()]).unwrap();
+    assert_eq!(call(&mut session, "both", &[]), 1122, "{}", rerun(test));
+    let map = session.link_map(id).unwrap();
+    let pulled: Vec<(String, Option<String>)> = map
+        .members
+        .iter()
+        .map(|m| (m.member.clone(), m.pulled_by.clone()))
+        .collect();
+    let expected =
+        ["gen_1", "gen_2"].map(|by| ("libgen.a(gen.o)".to_string(), Some(by.to_string())));
+    let ends_with = |(member, by): &(String, Option<String>),
+                     (want, want_by): &(String, Option<String>)| {
+        member.ends_with(want.as_str()) && by == want_by
+    };
+    assert!(
+        pulled.len() == 2 && pulled.iter().zip(&expected).all(|(p, e)| ends_with(p, e)),
+        "{pulled:?}\n{}",
+        rerun(test)
+    );
+    session.end();
+}
