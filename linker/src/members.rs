@@ -31,6 +31,9 @@ pub struct ArchiveSearch {
     taken: HashMap<(usize, usize), u32>,
     /// Archives whose members the next load takes whole.
     whole: Vec<usize>,
+    /// How many archives (the first ones of the list) a load that
+    /// succeeded has searched.
+    searched: usize,
 }
 
 /// A member a load took, and why.
@@ -136,23 +139,17 @@ impl ArchiveSearch {
         Ok(selection.pulled)
     }
 
-    /// What each member that module `module` may take weighs as work
-    /// ([`Archive::member_weight`]): the members no other module holds.
-    /// A load decides its threads from its objects and these, before it
-    /// knows which members it takes.
-    pub fn free_member_weights(&self, module: u32) -> impl Iterator<Item = usize> + '_ {
-        self.archives
+    /// What each member of the archives added since the last load weighs
+    /// as work ([`Archive::member_weight`]). A load decides its threads
+    /// before it knows which members it takes: the first load after a
+    /// library is added (a program's `main` and its library) usually
+    /// takes much of it, and a later one, a few members if any, so only
+    /// archives no load has searched yet count.
+    pub fn unsearched_member_weights(&self) -> impl Iterator<Item = usize> + '_ {
+        let unsearched = self.archives.get(self.searched..).unwrap_or_default();
+        unsearched
             .iter()
-            .enumerate()
-            .flat_map(move |(a, archive)| {
-                (0..archive.len())
-                    .filter(move |&m| {
-                        self.taken
-                            .get(&(a, m))
-                            .is_none_or(|&holder| holder == module)
-                    })
-                    .map(move |m| archive.member_weight(m))
-            })
+            .flat_map(|archive| (0..archive.len()).map(|m| archive.member_weight(m)))
     }
 
     /// A member a load took, as an object of its own.
@@ -172,6 +169,7 @@ impl ArchiveSearch {
     /// nothing: the next one is given the whole archives again.)
     pub fn record(&mut self, module: u32, pulled: &[Pulled]) {
         self.whole.clear();
+        self.searched = self.archives.len();
         self.forget(module);
         for p in pulled {
             self.taken.insert((p.archive, p.member), module);
@@ -365,44 +363,36 @@ mod tests {
         }
     }
 
-    /// A load counts as work the members it may take: every member but
-    /// those another living module holds (its own, when it is replaced,
-    /// count), each at its length.
+    /// A load counts as work the members of the archives added since the
+    /// last load that succeeded, each at its length.
     #[test]
-    fn a_load_weighs_the_members_no_other_module_holds() {
+    fn a_load_weighs_the_members_of_the_archives_no_load_searched() {
         let object =
             |body: &str| crate::test_support::clang_object("x86_64-linux-gnu", "c", body, &["-O1"]);
         let (a, b) = (
             object("int a(void) { return 1; }"),
             object("int b(void) { return 2; }"),
         );
-        let bytes = crate::test_support::ar_archive(&[("a.o", &a), ("b.o", &b)]);
-        let mut search = ArchiveSearch::default();
-        search.add(Archive::parse("lib.a", &bytes, None).unwrap(), false);
-        let weights = |search: &ArchiveSearch, module| -> Vec<usize> {
-            search.free_member_weights(module).collect()
+        let archive = |members: &[(&str, &[u8])]| {
+            let bytes = crate::test_support::ar_archive(members);
+            Archive::parse("lib.a", &bytes, None).unwrap()
         };
-        assert_eq!(weights(&search, 1), vec![a.len(), b.len()], "{RERUN}");
-        search.record(
-            1,
-            &[Pulled {
-                archive: 0,
-                member: 0,
-                name: "lib.a(a.o)".into(),
-                by: None,
-            }],
-        );
-        assert_eq!(
-            weights(&search, 2),
-            vec![b.len()],
-            "held by module 1\n{RERUN}"
-        );
-        assert_eq!(
-            weights(&search, 1),
-            vec![a.len(), b.len()],
-            "replacing module 1\n{RERUN}"
-        );
+        let weights =
+            |search: &ArchiveSearch| -> Vec<usize> { search.unsearched_member_weights().collect() };
+        let mut search = ArchiveSearch::default();
+        search.add(archive(&[("a.o", &a), ("b.o", &b)]), false);
+        assert_eq!(weights(&search), vec![a.len(), b.len()], "{RERUN}");
+        let pulled = Pulled {
+            archive: 0,
+            member: 0,
+            name: "lib.a(a.o)".into(),
+            by: None,
+        };
+        search.record(1, &[pulled]);
+        assert_eq!(weights(&search), Vec::<usize>::new(), "searched\n{RERUN}");
+        search.add(archive(&[("b.o", &b)]), false);
+        assert_eq!(weights(&search), vec![b.len()], "added later\n{RERUN}");
         search.forget(1);
-        assert_eq!(weights(&search, 2), vec![a.len(), b.len()], "{RERUN}");
+        assert_eq!(weights(&search), vec![b.len()], "{RERUN}");
     }
 }

@@ -471,10 +471,7 @@ impl Session {
         // made its peak 48 MiB instead of 34, and one run in ten twice as
         // long.
         crate::heap::large_load(own_work(objects).total);
-        let helpers = self
-            .threads
-            .for_work(load_work(objects, &self.archives, id))
-            - 1;
+        let helpers = self.threads.for_work(load_work(objects, &self.archives)) - 1;
         crate::parallel::with_crew(helpers, || {
             self.link_with_threads(id, objects, replacing, entry)
         })
@@ -570,9 +567,7 @@ impl Session {
             LoadStats {
                 input_bytes,
                 image_bytes: linked.memory.1,
-                threads: self
-                    .threads
-                    .for_work(load_work(objects, &self.archives, id)),
+                threads: self.threads.for_work(load_work(objects, &self.archives)),
                 stages: std::mem::take(&mut linked.stages),
                 heap: None,
             }
@@ -1360,14 +1355,15 @@ impl Drop for Session {
     }
 }
 
-/// What a load of `objects` as module `id` may come to link, as work for
-/// threads: the bytes read of each object (debug sections left out do not
-/// count) and of each archive member it may take. A load of one small
-/// object and a large archive (a program's `main` and its library) links
-/// mostly members, so it gets threads as if they were its objects.
-fn load_work(objects: &[ObjectFile], archives: &ArchiveSearch, id: u32) -> crate::parallel::Work {
+/// What a load of `objects` may come to link, as work for threads: the
+/// bytes read of each object (debug sections left out do not count) and of
+/// each member of the archives no load has searched yet. A load of one
+/// small object and a large archive (a program's `main` and its library)
+/// links mostly members, so it gets threads as if they were its objects;
+/// a later small load, which takes few members if any, starts none.
+fn load_work(objects: &[ObjectFile], archives: &ArchiveSearch) -> crate::parallel::Work {
     let own = objects.iter().map(|o| o.bytes.read_len());
-    crate::parallel::Work::of(own.chain(archives.free_member_weights(id)))
+    crate::parallel::Work::of(own.chain(archives.unsearched_member_weights()))
 }
 
 /// A load's own objects as work: the bytes read of each.
