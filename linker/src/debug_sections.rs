@@ -126,6 +126,13 @@ pub struct Got {
     pub left_out: usize,
 }
 
+impl Got {
+    /// A file read whole: `len` bytes came, none left out.
+    pub fn whole(len: usize) -> Got {
+        Got { len, left_out: 0 }
+    }
+}
+
 /// Reads the object `source`, measured at `room.len() - 1` bytes, into
 /// `room` (zeros, so that what is left out reads as zeros), leaving out its
 /// debug sections (see the module's documentation). The byte past the
@@ -147,8 +154,7 @@ pub fn read_without_debug(
 /// into `room`, in as few reads as it takes (one for a file of its
 /// measured size): what came, as [`read_without_debug`] says it.
 pub fn read_whole(source: &impl ReadAt, room: &mut [u8]) -> io::Result<Got> {
-    let len = fill(source, room, 0..room.len())?;
-    Ok(Got { len, left_out: 0 })
+    fill(source, room, 0..room.len()).map(Got::whole)
 }
 
 /// [`read_without_debug`], cut as `pieces` says (its head at least the
@@ -242,14 +248,10 @@ pub fn begin_in_pieces<'r>(
     prepare: Prepare<'_>,
     pieces: Pieces,
 ) -> io::Result<Begun<'r>> {
-    let head = head_of(room.len(), pieces);
-    let got = fill(source, room, head.clone())?;
-    if got < head.len() || head.end == room.len() {
-        return Ok(Begun::Read(Got {
-            len: got,
-            left_out: 0,
-        }));
-    }
+    let head = match read_head(source, room, pieces)? {
+        Head::All(got) => return Ok(Begun::Read(got)),
+        Head::Read(head) => head,
+    };
     if room.starts_with(ARCHIVE_MAGIC) {
         return walk_archive(source, room, prepare, pieces, head.end).map(Begun::Walked);
     }
@@ -271,21 +273,29 @@ pub fn read_member(
         len: member.room.len() as u64 - 1,
     };
     let room = member.room;
-    let head = head_of(room.len(), pieces);
-    let got = fill(&window, room, head.clone())?;
-    if got < head.len() || head.end == room.len() {
-        return Ok(Got {
-            len: got,
-            left_out: 0,
-        });
+    match read_head(&window, room, pieces)? {
+        Head::All(got) => Ok(got),
+        Head::Read(head) => read_object_in_pieces(&window, room, prepare, pieces, head),
     }
-    read_object_in_pieces(&window, room, prepare, pieces, head)
 }
 
-/// The first bytes read of a file measured at `end - 1` bytes: a head's,
-/// and at least the ELF header.
-fn head_of(end: usize, pieces: Pieces) -> Range<usize> {
-    0..end.min(pieces.head.max(size_of::<Header>()))
+/// A file's first bytes read: all of it (it ended within them, or is no
+/// longer), or its head, the rest left to read.
+enum Head {
+    All(Got),
+    Read(Range<usize>),
+}
+
+/// Reads the first bytes of the file `source`, measured at
+/// `room.len() - 1` bytes: a head's, and at least the ELF header.
+fn read_head(source: &impl ReadAt, room: &mut [u8], pieces: Pieces) -> io::Result<Head> {
+    let head = 0..room.len().min(pieces.head.max(size_of::<Header>()));
+    let got = fill(source, room, head.clone())?;
+    Ok(if got < head.len() || head.end == room.len() {
+        Head::All(Got::whole(got))
+    } else {
+        Head::Read(head)
+    })
 }
 
 /// Reads the rest of an object past its `head` (read already), without
@@ -298,14 +308,13 @@ fn read_object_in_pieces(
     head: Range<usize>,
 ) -> io::Result<Got> {
     let end = room.len();
-    let whole = |len| Got { len, left_out: 0 };
     // The tail takes the byte past the measured size too: the file ends
     // one byte short of the read, unless it changed.
     let measured = end - 1;
     let tail = end.saturating_sub(pieces.tail).max(head.end)..end;
     let got = fill_prepared(source, room, tail.clone(), prepare)?;
     if got == tail.len() {
-        return Ok(whole(end)); // it grew: the caller reads it again
+        return Ok(Got::whole(end)); // it grew: the caller reads it again
     }
     if got + 1 < tail.len() {
         // It shrank: what is there, as a whole read would give it.
@@ -313,7 +322,7 @@ fn read_object_in_pieces(
     }
     let mut have = vec![head, tail.start..measured];
     if covered(&have, &(0..measured)) {
-        return Ok(whole(measured)); // nothing is left to plan for
+        return Ok(Got::whole(measured)); // nothing is left to plan for
     }
     let Some(holes) = plan(source, room, &mut have, prepare, pieces.min_hole)? else {
         return read_rest(source, room, 0..measured, &have, 0, prepare);

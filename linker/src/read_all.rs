@@ -288,10 +288,7 @@ fn fill(
             .into_iter()
             .map(|(path, room)| {
                 if room.is_empty() {
-                    Ok(Reading::Done(debug_sections::Got {
-                        len: 0,
-                        left_out: 0,
-                    }))
+                    Ok(Reading::Done(debug_sections::Got::whole(0)))
                 } else {
                     begin_reading(path, room, &mut directories, debug)
                 }
@@ -704,10 +701,7 @@ mod tests {
         let mut memory = FreshMemory::new(64).unwrap();
         memory.as_mut_slice()[..5].copy_from_slice(b"01234");
         let memory = Arc::new(memory);
-        let got = debug_sections::Got {
-            len: 5,
-            left_out: 0,
-        };
+        let got = debug_sections::Got::whole(5);
         let grown = object(&path, 4, got, &memory, 0).unwrap();
         assert_eq!(grown.bytes.as_slice(), b"0123456789", "{RERUN}");
         let shrunk = object(&path, 8, got, &memory, 0).unwrap();

@@ -1362,13 +1362,17 @@ impl Drop for Session {
 /// links mostly members, so it gets threads as if they were its objects;
 /// a later small load, which takes few members if any, starts none.
 fn load_work(objects: &[ObjectFile], archives: &ArchiveSearch) -> crate::parallel::Work {
-    let own = objects.iter().map(|o| o.bytes.read_len());
-    crate::parallel::Work::of(own.chain(archives.unsearched_member_weights()))
+    crate::parallel::Work::of(read_lens(objects).chain(archives.unsearched_member_weights()))
 }
 
 /// A load's own objects as work: the bytes read of each.
 fn own_work(objects: &[ObjectFile]) -> crate::parallel::Work {
-    crate::parallel::Work::of(objects.iter().map(|o| o.bytes.read_len()))
+    crate::parallel::Work::of(read_lens(objects))
+}
+
+/// The bytes read of each object (debug sections left out do not count).
+fn read_lens(objects: &[ObjectFile]) -> impl Iterator<Item = usize> + '_ {
+    objects.iter().map(|o| o.bytes.read_len())
 }
 
 /// Where an entry point is asked for, for messages.
