@@ -37,6 +37,7 @@ pub mod search;
 #[cfg(feature = "host")]
 pub mod session;
 pub mod source_lines;
+pub mod static_tls;
 pub mod stats;
 #[cfg(test)]
 mod test_support;

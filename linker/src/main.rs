@@ -300,7 +300,7 @@ fn run(args: RunArgs) -> Result<u8> {
     session.set_program_args(&argv)?;
     if !remote {
         if args.noexec {
-            let id = session.load(&objects)?;
+            let id = or_start_again(session.load(&objects), &args)?;
             write_reports(&session, id, &args, read_ms)?;
             // Only a link was asked for, and nothing ran: the process ends
             // here, and exit takes back the slab and the heap faster than
@@ -310,7 +310,7 @@ fn run(args: RunArgs) -> Result<u8> {
         }
         // The entry is found among all of the load's globals (a hidden
         // `main` too) before any initializer runs.
-        let (id, entry) = session.load_program(&objects, &args.entry)?;
+        let (id, entry) = or_start_again(session.load_program(&objects, &args.entry), &args)?;
         write_reports(&session, id, &args, read_ms)?;
         release_inputs(&mut session, objects);
         let status = session.run_entry(entry, &args.entry)?;
@@ -374,6 +374,33 @@ fn run(args: RunArgs) -> Result<u8> {
         },
         Err(other) => Err(other.into()),
     }
+}
+
+/// A load in process that found static TLS full (its fixed thread-local
+/// block, or a host library's that its initial-exec code needs, did not
+/// fit in the loader's small default surplus) starts `solder` again, with
+/// the same arguments and the surplus a spawned executor gets
+/// ([`solder_linker::static_tls`]): the loader sets the surplus only when
+/// a process starts. Nothing of the program has run yet, and nothing was
+/// written. It starts again at most once (the new run's tunables set the
+/// surplus), never over the user's own `optional_static_tls`, and not when
+/// starting again would differ from this run: a `--preload`ed library's
+/// initializers have run, and an input that is not a regular file (a
+/// pipe) has been read up. Otherwise, or if starting again fails, the
+/// load's error stands; it says how to make room.
+fn or_start_again<T>(loaded: Result<T, LinkError>, args: &RunArgs) -> Result<T, LinkError> {
+    let Err(error) = loaded else {
+        return loaded;
+    };
+    let tunables = std::env::var_os("GLIBC_TUNABLES");
+    if let Some(tunables) = solder_linker::static_tls::restart_tunables(&error, tunables)
+        && args.preload.is_empty()
+        && args.objects.iter().all(|path| path.is_file())
+    {
+        // Returns only when the exec failed.
+        let _ = sys::process::restart_with("GLIBC_TUNABLES", &tunables);
+    }
+    Err(error)
 }
 
 /// Where `--executor` (with `--shm`, `--recovery`, `--executor-output`)

@@ -11,7 +11,11 @@
 //!   variables per thread, the C++ runtime's own thread-local variables
 //!   (`std::call_once`), `thread_local` destructors;
 //! - a module is not removed while another thread holds its `thread_local`
-//!   destructors.
+//!   destructors;
+//! - a fixed block larger than a process's default static TLS room runs
+//!   in process (`solder run` starts again with room, once), unless the
+//!   user set the room, or an input came through a pipe: then the error
+//!   says so.
 //!
 //! Needs `target/<profile>/solder-executor` (built by `cargo test
 //! --workspace`).
@@ -313,6 +317,70 @@ fn a_module_is_not_removed_while_another_thread_holds_its_thread_local_destructo
             .remove(module)
             .unwrap_or_else(|e| panic!("{name}: after the thread ended: {e}\n{}", rerun(test)));
     }
+}
+
+/// A fixed block larger than the static TLS a process has free by default:
+/// `solder run` in process starts again with room for it (once), and the
+/// program prints what its native build prints in every executor.
+#[test]
+fn a_fixed_block_larger_than_the_default_static_tls_runs_like_native() {
+    let test = "a_fixed_block_larger_than_the_default_static_tls_runs_like_native";
+    let relocations = [object::elf::R_X86_64_TPOFF32];
+    runs_like_native(
+        "cc",
+        "linker/tls/larger.c",
+        &["-O1", "-fno-pic"],
+        &relocations,
+        test,
+    );
+}
+
+/// The user's own `optional_static_tls` stands: a block it has no room for
+/// is the error that says so, and `solder` does not start again.
+#[test]
+fn a_surplus_the_user_set_is_not_raised() {
+    let test = "a_surplus_the_user_set_is_not_raised";
+    let object = support::compile("linker/tls/larger.c", &["-O1", "-fno-pic"]);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_solder"))
+        .arg("run")
+        .arg(&object)
+        .env("GLIBC_TUNABLES", "glibc.rtld.optional_static_tls=512")
+        .output()
+        .unwrap();
+    let stderr = support::stderr(&output);
+    assert_eq!(output.status.code(), Some(125), "{stderr}\n{}", rerun(test));
+    assert!(
+        stderr.contains("static TLS") && stderr.contains("optional_static_tls"),
+        "the error does not say what is wanting: {stderr}\n{}",
+        rerun(test)
+    );
+}
+
+/// An input read from a pipe cannot be read again: `solder` does not start
+/// again for room, and the error says what is wanting.
+#[test]
+fn a_load_read_from_a_pipe_is_not_started_again() {
+    use std::io::Write;
+    let test = "a_load_read_from_a_pipe_is_not_started_again";
+    let object = support::compile("linker/tls/larger.c", &["-O1", "-fno-pic"]);
+    let bytes = std::fs::read(&object).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_solder"))
+        .args(["run", "/dev/stdin"])
+        .env_remove("GLIBC_TUNABLES")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = support::stderr(&output);
+    assert_eq!(output.status.code(), Some(125), "{stderr}\n{}", rerun(test));
+    assert!(
+        stderr.contains("static TLS"),
+        "the error does not say what is wanting: {stderr}\n{}",
+        rerun(test)
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! This process and its children: ids, fork and the checkpoint clone,
 //! waiting for children, the parent-death signal, the call timer, the
-//! process's environment, exit hooks and libraries loaded into it, and
-//! leaving at once.
+//! process's environment, exit hooks and libraries loaded into it,
+//! starting again and leaving at once.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::io;
@@ -115,6 +115,27 @@ pub fn reap_children_automatically(automatically: bool) -> io::Result<()> {
 /// forked it ends (`PR_SET_PDEATHSIG`).
 pub fn die_with_parent() -> io::Result<()> {
     Ok(nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?)
+}
+
+/// Replaces this process with a new run of its own program
+/// (`/proc/self/exe`, as `argv[0]` named it), with the same arguments and
+/// the environment variable `name` set to `value`; returns only if that
+/// fails. The real-time timer ([`set_alarm`]) is disarmed first: it would
+/// outlive the exec, and its signal would end the new run before that
+/// installs a handler. Descriptors opened close-on-exec (every one the
+/// standard library and this layer open) do not pass to the new run.
+pub fn restart_with(name: &str, value: &std::ffi::OsStr) -> io::Error {
+    use std::os::unix::process::CommandExt;
+    if let Err(err) = set_alarm(Duration::ZERO) {
+        return err;
+    }
+    let mut args = std::env::args_os();
+    let program = args.next().unwrap_or_default();
+    std::process::Command::new("/proc/self/exe")
+        .arg0(program)
+        .args(args)
+        .env(name, value)
+        .exec()
 }
 
 /// Arms the real-time timer (`ITIMER_REAL`) to send `SIGALRM` once, `after`

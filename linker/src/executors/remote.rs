@@ -441,35 +441,11 @@ fn loader_refusal(error: LinkError, what: String) -> LinkError {
     }
 }
 
-/// The static TLS surplus a spawned executor asks its loader for: room
-/// for the fixed thread-local blocks of initial-exec and local-exec
-/// modules (and libraries they place in static TLS), 64 KiB instead of the
-/// loader's default 512 bytes (about 1.6 KiB free in all). It costs every
-/// thread of the executor that much of its stack allocation.
-const STATIC_TLS_SURPLUS: u32 = 64 << 10;
-
 /// `GLIBC_TUNABLES` for a spawned executor: this process's, with the
-/// static TLS surplus added unless it already sets one.
+/// static TLS surplus added unless it already sets one
+/// ([`crate::static_tls`]).
 fn static_tls_tunables() -> std::ffi::OsString {
-    with_static_tls_surplus(std::env::var_os("GLIBC_TUNABLES"))
-}
-
-/// `tunables` with the static TLS surplus added unless they set one.
-fn with_static_tls_surplus(tunables: Option<std::ffi::OsString>) -> std::ffi::OsString {
-    let mut tunables = tunables.unwrap_or_default();
-    if tunables
-        .to_string_lossy()
-        .contains("glibc.rtld.optional_static_tls")
-    {
-        return tunables;
-    }
-    if !tunables.is_empty() {
-        tunables.push(":");
-    }
-    tunables.push(format!(
-        "glibc.rtld.optional_static_tls={STATIC_TLS_SURPLUS}"
-    ));
-    tunables
+    crate::static_tls::with_surplus(std::env::var_os("GLIBC_TUNABLES"))
 }
 
 impl Remote {
@@ -1729,22 +1705,5 @@ impl Drop for Remote {
         if let Some(process) = self.process.take() {
             process.reap(DEATH_TIMEOUT);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_spawned_executor_gets_the_static_tls_surplus_unless_one_is_set() {
-        let surplus = format!("glibc.rtld.optional_static_tls={STATIC_TLS_SURPLUS}");
-        assert_eq!(with_static_tls_surplus(None), surplus.as_str());
-        assert_eq!(
-            with_static_tls_surplus(Some("glibc.malloc.arena_max=2".into())),
-            format!("glibc.malloc.arena_max=2:{surplus}").as_str()
-        );
-        let own = "glibc.rtld.optional_static_tls=100";
-        assert_eq!(with_static_tls_surplus(Some(own.into())), own);
     }
 }
