@@ -373,6 +373,22 @@ impl<'a> Edges<'a> {
         }
     }
 
+    /// The edge at `index` in the object's order, decoding it if need be.
+    pub fn get(&self, index: usize) -> Option<Edge> {
+        match self {
+            Edges::Decoded(edges) => edges.get(index).copied(),
+            Edges::Records {
+                bytes,
+                stride,
+                decode,
+                ..
+            } => {
+                let start = index.checked_mul(*stride)?;
+                bytes.get(start..start.checked_add(*stride)?).map(decode)
+            }
+        }
+    }
+
     /// The edges as a vector to edit, decoding records if need be.
     pub fn to_decoded(&mut self) -> &mut Vec<Edge> {
         if let Edges::Records { .. } = self {

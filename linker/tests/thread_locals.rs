@@ -12,6 +12,9 @@
 //!   (`std::call_once`), `thread_local` destructors;
 //! - a module is not removed while another thread holds its `thread_local`
 //!   destructors;
+//! - general- and local-dynamic sequences are rewritten (to initial exec,
+//!   to a load of the thread pointer) when the block has room in static
+//!   TLS, and left as they are when it has none;
 //! - a fixed block larger than a process's default static TLS room runs
 //!   in process (`solder run` starts again with room, once), unless the
 //!   user set the room, or an input came through a pipe: then the error
@@ -354,6 +357,90 @@ fn a_surplus_the_user_set_is_not_raised() {
         "the error does not say what is wanting: {stderr}\n{}",
         rerun(test)
     );
+}
+
+/// The first bytes of each sequence `relax.s` marks, as the load wrote
+/// them.
+fn sequence_starts(session: &mut Session, sites: &[&str]) -> Vec<Vec<u8>> {
+    sites
+        .iter()
+        .map(|site| {
+            // A label, not a function: the lookup gives its own address.
+            let address = session.lookup(site).unwrap().expect("the site is exported");
+            // SAFETY: the label is in the live module's code, mapped
+            // readable, with at least 8 bytes of code after it.
+            unsafe { std::slice::from_raw_parts(address as *const u8, 8) }.to_vec()
+        })
+        .collect()
+}
+
+/// A load whose block has room in static TLS is loaded fixed, and the
+/// psABI's general-dynamic sequences (a PLT call, and `-fno-plt`'s call
+/// through the GOT) become initial exec and its local-dynamic one a load
+/// of the thread pointer, with no call of `__tls_get_addr` left; a
+/// sequence whose call is another function's stays as it is. Each reads
+/// the values the template gave its variables.
+#[test]
+fn general_and_local_dynamic_sequences_are_rewritten_when_the_block_is_fixed() {
+    let test = "general_and_local_dynamic_sequences_are_rewritten_when_the_block_is_fixed";
+    use object::elf::*;
+    let object = support::compile("linker/tls/relax.s", &[]);
+    let found = support::relocation_types(&object);
+    for r in [
+        R_X86_64_TLSGD,
+        R_X86_64_TLSLD,
+        R_X86_64_DTPOFF32,
+        R_X86_64_GOTPCRELX,
+    ] {
+        assert!(
+            found.contains(&r),
+            "relax.s has no {r}: {found:?}\n{}",
+            rerun(test)
+        );
+    }
+    let mut session = support::session();
+    session.load(&[support::object(&object)]).unwrap();
+    for (function, expected) in [("gd_plt", 3), ("gd_got", 3), ("ld_sum", 9), ("gd_other", 3)] {
+        let value = support::call(&mut session, function, &[]) as u32;
+        assert_eq!(value, expected, "{function}\n{}", rerun(test));
+    }
+    let starts = sequence_starts(
+        &mut session,
+        &["gd_plt_site", "gd_got_site", "ld_site", "gd_other_site"],
+    );
+    let initial_exec = [0x64, 0x48, 0x8b, 0x04, 0x25]; // mov %fs:0, %rax
+    let thread_pointer = [0x66, 0x66, 0x66, 0x64, 0x48, 0x8b, 0x04, 0x25];
+    let general_dynamic = [0x66, 0x48, 0x8d, 0x3d]; // data16 lea x@tlsgd
+    assert_eq!(starts[0][..5], initial_exec, "gd_plt\n{}", rerun(test));
+    assert_eq!(starts[1][..5], initial_exec, "gd_got\n{}", rerun(test));
+    assert_eq!(starts[2][..8], thread_pointer, "ld_sum\n{}", rerun(test));
+    assert_eq!(starts[3][..4], general_dynamic, "gd_other\n{}", rerun(test));
+}
+
+/// A general-dynamic block too large for static TLS is loaded as it
+/// would be without the rewrite (not fixed, reached through
+/// `__tls_get_addr`): the program runs in every executor.
+#[test]
+fn a_general_dynamic_block_without_room_in_static_tls_still_runs() {
+    let test = "a_general_dynamic_block_without_room_in_static_tls_still_runs";
+    let object = support::compile("linker/tls/huge.c", &["-O1", "-fPIC"]);
+    assert!(
+        support::relocation_types(&object).contains(&object::elf::R_X86_64_TLSGD),
+        "huge.c -fPIC has no general-dynamic access\n{}",
+        rerun(test)
+    );
+    for (mode, mode_flags) in RUN_MODES {
+        let mut args = vec!["run"];
+        args.extend_from_slice(mode_flags);
+        args.push(object.to_str().unwrap());
+        let output = support::solder(&args);
+        assert!(
+            output.status.success(),
+            "{mode}: {}\n{}",
+            support::stderr(&output),
+            rerun(test)
+        );
+    }
 }
 
 /// An input read from a pipe cannot be read again: `solder` does not start

@@ -41,6 +41,35 @@ pub trait Arch {
     /// it; true when it did.
     fn relax_got_load(code: &mut [u8], offset: usize, relax: Relax) -> bool;
 
+    /// Rewrites the general-dynamic sequence whose `tls_index` field is at
+    /// `offset` in `code` (the call of `__tls_get_addr` that follows it
+    /// included) into an initial-exec one that loads the variable's
+    /// thread-pointer offset from a GOT entry `displacement` bytes from the
+    /// sequence's end, when the bytes are the sequence the psABI lets a
+    /// linker rewrite; true when it did. The call's own relocation, at
+    /// [`Arch::GENERAL_DYNAMIC_CALL`] bytes past `offset`, must then be
+    /// left unapplied: its field is now part of the rewritten code.
+    fn relax_general_dynamic(code: &mut [u8], offset: usize, displacement: i32) -> bool;
+
+    /// Where the `__tls_get_addr` call's field of a general-dynamic
+    /// sequence is, in bytes past its `tls_index` field; the sequence ends
+    /// 4 bytes after it.
+    const GENERAL_DYNAMIC_CALL: u64;
+
+    /// Rewrites the local-dynamic sequence whose `tls_index` field is at
+    /// `offset` in `code` (the call of `__tls_get_addr` that follows
+    /// included) into one that leaves the thread pointer where the call
+    /// left the block's address, when the bytes are the sequence the psABI
+    /// lets a linker rewrite; true when it did. The call's relocation, at
+    /// [`Arch::LOCAL_DYNAMIC_CALL`] bytes past `offset`, must then be left
+    /// unapplied, and the block offsets the code adds to that address
+    /// (`DTPOFF`) become thread-pointer offsets.
+    fn relax_local_dynamic(code: &mut [u8], offset: usize) -> bool;
+
+    /// Where the `__tls_get_addr` call's field of a local-dynamic sequence
+    /// is, in bytes past its `tls_index` field.
+    const LOCAL_DYNAMIC_CALL: u64;
+
     /// Whether a direct reference from anywhere in `base..base + size`
     /// reaches `target`.
     fn reaches(base: u64, size: u64, target: u64) -> bool {

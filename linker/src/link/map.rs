@@ -73,7 +73,7 @@ pub struct MapGotEntry {
     pub address: u64,
     /// The 8 bytes the entry holds, as written.
     pub value: u64,
-    /// What it holds: `address`, `tp-offset`, `module`, `dtp-offset`,
+    /// What it holds: `address`, `tp-offset`, `tp-offset-if-fixed`, `module`, `dtp-offset`,
     /// `load-module`, `zero` or `descriptor-resolver`.
     pub holds: &'static str,
     /// The symbol whose address (or thread-local place) it holds, when it
@@ -169,6 +169,7 @@ fn describe_slot(slot: GotSlot) -> (&'static str, Option<Target>) {
         GotSlot::TpOffset(t) => ("tp-offset", Some(t)),
         GotSlot::Module(t) => ("module", Some(t)),
         GotSlot::DtpOffset(t) => ("dtp-offset", Some(t)),
+        GotSlot::TpOffsetIfFixed(t) => ("tp-offset-if-fixed", Some(t)),
         GotSlot::LoadModule => ("load-module", None),
         GotSlot::Zero => ("zero", None),
         GotSlot::DescriptorResolver => ("descriptor-resolver", None),

@@ -55,7 +55,7 @@ pub use bridges::{host_name, host_names};
 
 use crate::arch::RelocKind;
 use crate::error::{LinkError, Site};
-use crate::executors::{Executor, TlsTemplate};
+use crate::executors::{Executor, ThreadLocals, TlsTemplate};
 use crate::graph::*;
 use crate::indirection::Indirection;
 use crate::memory::Slab;
@@ -276,12 +276,8 @@ fn write_module(
             zero_size: block.size - block.init_size,
             align: block.align,
         };
-        let loaded = resolver
-            .req
-            .executor
-            .load_thread_locals(&template, plan.fixed_block)
-            .map_err(|e| thread_local_block_refused(e, plan.fixed_block))?;
-        at.block = Some((loaded, plan.fixed_block));
+        let (loaded, fixed) = load_thread_locals(&mut *resolver.req.executor, &template, plan)?;
+        at.block = Some((loaded, fixed));
     }
     let finished = finish_module(resolver, plan, layout, &at, memory);
     clock.lap("write");
@@ -353,6 +349,54 @@ fn without_trailing_zeroes(image: &[u8]) -> usize {
         end -= chunk.len();
     }
     0
+}
+
+/// Loads the load's thread-local block: fixed when an access needs it to
+/// be, or when general- or local-dynamic accesses would be rewritten to
+/// cheaper ones (no call of `__tls_get_addr`) and static TLS has room for
+/// the block with [`STATIC_TLS_RESERVE`] to spare; otherwise not fixed,
+/// and the accesses stay as they are. The block, and whether it is fixed.
+fn load_thread_locals(
+    executor: &mut dyn Executor,
+    template: &TlsTemplate<'_>,
+    plan: &Plan,
+) -> Result<(ThreadLocals, bool), LinkError> {
+    if plan.relaxable_block
+        && !plan.fixed_block
+        && let Ok(loaded) = executor.load_thread_locals(template, true)
+    {
+        if static_tls_to_spare(executor) {
+            return Ok((loaded, true));
+        }
+        // The last block placed: the loader takes its room back.
+        executor.drop_thread_locals(loaded.id)?;
+    }
+    let fixed = plan.fixed_block;
+    let loaded = executor
+        .load_thread_locals(template, fixed)
+        .map_err(|e| thread_local_block_refused(e, fixed))?;
+    Ok((loaded, fixed))
+}
+
+/// Static TLS an optional rewrite leaves free: the room the loader keeps
+/// by default for libraries the program opens later whose initial-exec
+/// code needs it (glibc's `optional_static_tls`). A block that needs its
+/// room is loaded fixed whatever is left.
+const STATIC_TLS_RESERVE: u64 = 512;
+
+/// Whether static TLS still has [`STATIC_TLS_RESERVE`] free: a block that
+/// size is placed there and closed again (the last block placed, whose
+/// room the loader takes back).
+fn static_tls_to_spare(executor: &mut dyn Executor) -> bool {
+    let reserve = TlsTemplate {
+        init: &[],
+        zero_size: STATIC_TLS_RESERVE,
+        align: 16,
+    };
+    match executor.load_thread_locals(&reserve, true) {
+        Ok(placed) => executor.drop_thread_locals(placed.id).is_ok(),
+        Err(_) => false,
+    }
 }
 
 /// The error for a thread-local block the executor could not load; a

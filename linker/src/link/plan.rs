@@ -31,6 +31,12 @@ pub(super) enum Via {
     Stub(u32),
     /// Through this copy of far host data.
     Copy(u32),
+    /// A general-dynamic access to the load's own block whose sequence
+    /// can be rewritten to initial exec: through the three GOT entries
+    /// from this one (the `tls_index` pair, then the thread-pointer
+    /// offset). Rewritten when the block is loaded fixed, as the pair
+    /// otherwise.
+    GeneralDynamicOrInitialExec(u32),
 }
 
 const _: () = assert!(std::mem::size_of::<Via>() == 8);
@@ -55,6 +61,10 @@ pub(super) enum GotSlot {
     Zero,
     /// The TLS descriptor resolver (a descriptor's first word).
     DescriptorResolver,
+    /// A thread-local variable's offset from the thread pointer if its
+    /// block was loaded fixed, else zero (unused): the entry of a
+    /// general-dynamic access rewritten to initial exec.
+    TpOffsetIfFixed(Target),
 }
 
 impl GotSlot {
@@ -80,6 +90,17 @@ pub(super) struct Plan {
     /// thread-pointer offset in every thread (static TLS): some access to
     /// it is initial exec, local exec or a descriptor.
     pub fixed_block: bool,
+    /// Whether some access to the load's block would be rewritten to a
+    /// cheaper one were the block fixed (general dynamic to initial exec,
+    /// local dynamic to local exec): it is loaded fixed where static TLS
+    /// has room.
+    pub relaxable_block: bool,
+    /// Whether every local-dynamic sequence of the load can be rewritten
+    /// to load the thread pointer (and the block offsets its code adds,
+    /// `DTPOFF`, become thread-pointer offsets): they are when the block
+    /// is fixed. All or none, as which offsets follow which sequence is
+    /// not known.
+    pub relaxable_local_dynamic: bool,
     /// Whether the load needs the TLS descriptor resolver.
     pub tls_resolver: bool,
     /// The GOT entry each PLT stub jumps through.
@@ -103,6 +124,7 @@ struct Got {
     keys: Vec<(GotSlot, Option<(u32, String)>)>,
     index: HashMap<Target, usize>,
     thread_local: HashMap<(TlsAccess, Target), usize>,
+    relaxable: HashMap<Target, usize>,
 }
 
 impl Got {
@@ -130,6 +152,23 @@ impl Got {
                 }
                 first
             })
+    }
+
+    /// The first of the three entries a general-dynamic access of
+    /// `target` that may be rewritten to initial exec goes through
+    /// ([`Via::GeneralDynamicOrInitialExec`]).
+    fn relaxable_general_dynamic(&mut self, target: Target) -> usize {
+        *self.relaxable.entry(target).or_insert_with(|| {
+            let first = self.keys.len();
+            for slot in [
+                GotSlot::Module,
+                GotSlot::DtpOffset,
+                GotSlot::TpOffsetIfFixed,
+            ] {
+                self.keys.push((slot(target), None));
+            }
+            first
+        })
     }
 }
 
@@ -213,6 +252,7 @@ pub(super) fn plan(
         .into_iter()
         .map(|(target, binding)| got.entry(target, binding))
         .collect();
+    let relaxable_local_dynamic = tls.relaxable_local_dynamic();
     for index in tls.fixed_host {
         resolver.host_thread_locals[index].fixed = true;
     }
@@ -220,6 +260,8 @@ pub(super) fn plan(
         plans,
         got_keys: got.keys,
         fixed_block: tls.fixed_block,
+        relaxable_block: tls.relaxable || relaxable_local_dynamic,
+        relaxable_local_dynamic,
         tls_resolver: tls.resolver,
         plt: stubs.slots,
         thunks,
@@ -270,10 +312,18 @@ fn plan_ready_edges(
             if !section.live {
                 continue;
             }
-            for edge in &section.edges {
+            for (i, edge) in section.edges.iter().enumerate() {
                 let r = routes.cached(g, edge.target);
                 match routes.route(g, section, &edge, &r) {
                     Ok(via) => piece[at as usize] = via,
+                    Err(Need::ThreadLocal { .. }) => {
+                        // The call of a sequence that may be rewritten is
+                        // the next relocation.
+                        let next = section.edges.get(i + 1);
+                        let graph = &routes.graphs[g];
+                        let relaxable = relaxable_sequence(graph, section, &edge, next, &r);
+                        pending.push((at, section_id, edge, Need::ThreadLocal { relaxable }));
+                    }
                     Err(need) => pending.push((at, section_id, edge, need)),
                 }
                 at += 1;
@@ -330,7 +380,7 @@ fn pending_via(
     Ok(match need {
         Need::GotEntry => Via::Got(got.entry(r.target, binding_of(&r)) as u32),
         Need::Stub(address) => stubs.to(address, got),
-        Need::ThreadLocal => {
+        Need::ThreadLocal { relaxable } => {
             let site = || site(graph, section, edge.offset);
             // A difference's subtrahend needs an address too.
             if let Some(minus) = edge.minus().map(|m| routes.cached(g, m))
@@ -343,10 +393,63 @@ fn pending_via(
                     ": the subtracted symbol is thread-local, so it has no address",
                 ));
             }
-            thread_local_via(edge, &r, section, got, tls, site)?
+            thread_local_via(edge, &r, section, got, tls, relaxable, site)?
         }
     })
 }
+
+/// Whether `edge` is a general- or local-dynamic access to the load's own
+/// block whose sequence the architecture can rewrite (to initial exec, to
+/// a load of the thread pointer): its bytes are the psABI's sequence, and
+/// the call in it has its relocation, the `next` one, against
+/// `__tls_get_addr` (hand-written code calling something else is left as
+/// it is).
+fn relaxable_sequence(
+    graph: &LinkGraph<'_>,
+    section: &Section<'_>,
+    edge: &Edge,
+    next: Option<Edge>,
+    r: &Resolved<'_>,
+) -> bool {
+    let (call, rewrite): (u64, Rewrite) = match edge.kind.op {
+        RelocOp::TlsGeneralDynamic => (Machine::GENERAL_DYNAMIC_CALL, |code, offset| {
+            Machine::relax_general_dynamic(code, offset, 0)
+        }),
+        RelocOp::TlsLocalDynamic => (Machine::LOCAL_DYNAMIC_CALL, Machine::relax_local_dynamic),
+        _ => return false,
+    };
+    let calls_tls_get_addr = next.is_some_and(|next| {
+        Some(next.offset) == edge.offset.checked_add(call)
+            && graph
+                .symbols
+                .get(next.target)
+                .is_some_and(|s| s.name == "__tls_get_addr")
+    });
+    if !calls_tls_get_addr || !matches!(r.target, Target::ThreadLocal(..)) {
+        return false;
+    }
+    let Ok(offset) = usize::try_from(edge.offset) else {
+        return false;
+    };
+    // The sequence is rewritten in a copy of the bytes around it, to see
+    // whether it can be.
+    let start = offset.saturating_sub(PROBE_AROUND);
+    let end = offset.saturating_add(PROBE_AROUND).min(section.data.len());
+    let Some(around) = section.data.get(start..end) else {
+        return false;
+    };
+    let mut probe = [0u8; 2 * PROBE_AROUND];
+    probe[..around.len()].copy_from_slice(around);
+    rewrite(&mut probe[..around.len()], offset - start)
+}
+
+/// Rewrites a sequence in code whose field is at the offset; whether it
+/// could.
+type Rewrite = fn(&mut [u8], usize) -> bool;
+
+/// Bytes either side of a field that hold any sequence an architecture
+/// rewrites.
+const PROBE_AROUND: usize = 32;
 
 /// What planning reads, shared by the threads of its first pass.
 struct Routes<'r, 'g> {
@@ -367,8 +470,9 @@ enum Need {
     /// Through a stub to this far address.
     Stub(u64),
     /// A thread-local access, or an edge to or from a thread-local
-    /// variable (which may be refused).
-    ThreadLocal,
+    /// variable (which may be refused); `relaxable` when it is a sequence
+    /// the architecture can rewrite ([`relaxable_sequence`]).
+    ThreadLocal { relaxable: bool },
 }
 
 impl<'g> Routes<'_, 'g> {
@@ -391,7 +495,7 @@ impl<'g> Routes<'_, 'g> {
             .minus()
             .is_some_and(|m| self.cached(g, m).target.is_thread_local());
         if minus_thread_local || edge.kind.op.is_thread_local() || r.target.is_thread_local() {
-            return Err(Need::ThreadLocal);
+            return Err(Need::ThreadLocal { relaxable: false });
         }
         let slab = self.slab;
         match (edge.kind.op, r.target) {
@@ -444,9 +548,21 @@ struct ThreadLocalNeeds {
     fixed_host: Vec<usize>,
     /// The descriptor resolver.
     resolver: bool,
+    /// A general-dynamic access that would be rewritten to initial exec
+    /// were the block fixed.
+    relaxable: bool,
+    /// Local-dynamic sequences, and how many of them can be rewritten.
+    local_dynamic: usize,
+    local_dynamic_relaxable: usize,
 }
 
 impl ThreadLocalNeeds {
+    /// Whether the load has local-dynamic sequences and every one can be
+    /// rewritten.
+    fn relaxable_local_dynamic(&self) -> bool {
+        self.local_dynamic > 0 && self.local_dynamic == self.local_dynamic_relaxable
+    }
+
     fn fixed(&mut self, target: Target) {
         match target {
             Target::HostThreadLocal(i) => self.fixed_host.push(i),
@@ -458,14 +574,19 @@ impl ThreadLocalNeeds {
 /// How a thread-local edge (or an edge to a thread-local variable) is
 /// linked: a thread-local op must target a thread-local variable and a
 /// thread-local variable is reached only by thread-local ops; the ops
-/// that use a thread-pointer offset make the variable's block fixed. No
-/// access sequence is relaxed: every model's own sequence works as it is.
+/// that use a thread-pointer offset make the variable's block fixed. A
+/// general-dynamic access to the load's block that is `relaxable` may be
+/// rewritten to initial exec ([`Via::GeneralDynamicOrInitialExec`]), and
+/// local-dynamic ones to local exec when every one is
+/// ([`Plan::relaxable_local_dynamic`]); no other sequence is relaxed:
+/// every model's own sequence works as it is.
 fn thread_local_via(
     edge: &Edge,
     r: &Resolved<'_>,
     section: &Section<'_>,
     got: &mut Got,
     tls: &mut ThreadLocalNeeds,
+    relaxable: bool,
     site: impl Fn() -> Site,
 ) -> Result<Via, LinkError> {
     let refused = |why: String| LinkError::refused_relocation(site(), edge.kind.name, r.name, why);
@@ -504,6 +625,15 @@ fn thread_local_via(
                     return Err(refused(
                         ": local-dynamic access reaches this load's own variables only".into(),
                     ));
+                }
+                TlsAccess::LocalDynamic => {
+                    tls.local_dynamic += 1;
+                    tls.local_dynamic_relaxable += usize::from(relaxable);
+                }
+                TlsAccess::GeneralDynamic if relaxable => {
+                    tls.relaxable = true;
+                    let first = got.relaxable_general_dynamic(r.target);
+                    return Ok(Via::GeneralDynamicOrInitialExec(first as u32));
                 }
                 _ => {}
             }

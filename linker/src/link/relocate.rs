@@ -197,15 +197,115 @@ fn relocate_object(
             section,
             section_offset,
         };
-        for edge in &section.edges {
-            let via = *plans.next().expect("one plan per edge");
-            if edge.kind.op == RelocOp::None {
-                continue;
-            }
-            relocate_edge(fixups, at, bytes, &place, edge, via, &mut references)?;
-        }
+        let section_plans = plans.by_ref().take(section.edges.len());
+        relocate_section(
+            fixups,
+            plan,
+            at,
+            bytes,
+            &place,
+            section_plans,
+            &mut references,
+        )?;
     }
     Ok(references)
+}
+
+/// One section's edges, in order, each with its plan. A general- or
+/// local-dynamic sequence rewritten once the block is fixed (the plan found
+/// it can be) leaves its call's relocation unapplied: its field is part of
+/// the new code. With local dynamic rewritten, the block offsets code adds
+/// to the thread pointer (`DTPOFF` in code) are thread-pointer offsets.
+fn relocate_section<'p>(
+    fixups: &Fixups<'_, '_>,
+    plan: &Plan,
+    at: &Addresses<'_>,
+    bytes: &mut [u8],
+    place: &EdgePlace<'_, '_>,
+    plans: impl Iterator<Item = &'p Via>,
+    references: &mut References,
+) -> Result<(), LinkError> {
+    let mut rewritten_call = None;
+    let local_exec = plan.relaxable_local_dynamic && at.block_is_fixed();
+    for (mut edge, &via) in place.section.edges.iter().zip(plans) {
+        if edge.kind.op == RelocOp::None || rewritten_call == Some(edge.offset) {
+            continue;
+        }
+        let mut via = via;
+        match (edge.kind.op, via) {
+            (RelocOp::TlsLocalDynamic, _) if local_exec => {
+                relax_local_dynamic(bytes, place, &edge)?;
+                rewritten_call = edge.offset.checked_add(Machine::LOCAL_DYNAMIC_CALL);
+                continue;
+            }
+            (_, Via::GeneralDynamicOrInitialExec(first)) if at.block_is_fixed() => {
+                relax_general_dynamic(at, bytes, place, edge, first)?;
+                rewritten_call = edge.offset.checked_add(Machine::GENERAL_DYNAMIC_CALL);
+                continue;
+            }
+            (_, Via::GeneralDynamicOrInitialExec(first)) => via = Via::Got(first),
+            (RelocOp::DtpOffset, _)
+                if local_exec && place.section.protection == Protection::Code =>
+            {
+                edge.kind.op = RelocOp::TpOffset;
+            }
+            _ => {}
+        }
+        relocate_edge(fixups, at, bytes, place, edge, via, references)?;
+    }
+    Ok(())
+}
+
+/// Rewrites the general-dynamic sequence of `edge` (the plan found it can
+/// be) to initial exec through GOT entry `first + 2`, which holds the
+/// variable's thread-pointer offset in the fixed block.
+fn relax_general_dynamic(
+    at: &Addresses<'_>,
+    bytes: &mut [u8],
+    place: &EdgePlace<'_, '_>,
+    edge: Edge,
+    first: u32,
+) -> Result<(), LinkError> {
+    let field = at.base + place.section_offset + edge.offset;
+    let end = field + Machine::GENERAL_DYNAMIC_CALL + 4;
+    let entry = at.got_entry(first as usize + 2);
+    let refused = |why: &str| {
+        let symbol = place.graph.symbols.get(edge.target).map_or("?", |s| s.name);
+        let site = site(place.graph, place.section, edge.offset);
+        LinkError::refused_relocation(site, edge.kind.name, symbol, why)
+    };
+    let displacement = i32::try_from(entry.wrapping_sub(end) as i64)
+        .map_err(|_| refused(": the GOT entry is out of a 32-bit displacement's reach"))?;
+    if Machine::relax_general_dynamic(bytes, edge.offset as usize, displacement) {
+        Ok(())
+    } else {
+        // The plan read the object's bytes; an earlier edge whose field
+        // overlaps the sequence may have rewritten them since.
+        Err(refused(
+            ": another relocation's field overlaps the general-dynamic sequence, so it cannot be \
+             rewritten to initial exec",
+        ))
+    }
+}
+
+/// Rewrites the local-dynamic sequence of `edge` (the plan found every one
+/// of the load's can be) to load the thread pointer.
+fn relax_local_dynamic(
+    bytes: &mut [u8],
+    place: &EdgePlace<'_, '_>,
+    edge: &Edge,
+) -> Result<(), LinkError> {
+    if Machine::relax_local_dynamic(bytes, edge.offset as usize) {
+        return Ok(());
+    }
+    let symbol = place.graph.symbols.get(edge.target).map_or("?", |s| s.name);
+    Err(LinkError::refused_relocation(
+        site(place.graph, place.section, edge.offset),
+        edge.kind.name,
+        symbol,
+        ": another relocation's field overlaps the local-dynamic sequence, so it cannot be \
+         rewritten to local exec",
+    ))
 }
 
 /// Where an edge's section is: its graph and its offset in the module.

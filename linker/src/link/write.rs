@@ -52,6 +52,12 @@ impl<'p> Addresses<'p> {
         }
     }
 
+    /// Whether the load's own block was loaded at a fixed thread-pointer
+    /// offset.
+    pub fn block_is_fixed(&self) -> bool {
+        self.block.is_some_and(|(_, fixed)| fixed)
+    }
+
     /// Where the thread-local variable `target` lives. The load's own
     /// variables have a module id and a thread-pointer offset only once
     /// its block is loaded (0 and `None` before: the template's own
@@ -219,6 +225,9 @@ pub(super) fn write_got(plan: &Plan, at: &Addresses<'_>, memory: &mut [u8]) {
                 .tp_offset
                 .expect("the plan made every block reached by initial exec fixed")
                 as u64,
+            GotSlot::TpOffsetIfFixed(target) => {
+                at.thread_local(target).tp_offset.unwrap_or(0) as u64
+            }
             GotSlot::Module(target) => at.thread_local(target).module,
             GotSlot::DtpOffset(target) => at.thread_local(target).offset,
             GotSlot::LoadModule => at.block.map_or(0, |(block, _)| block.module),

@@ -63,6 +63,90 @@ impl Arch for X86_64 {
     fn relax_got_load(code: &mut [u8], offset: usize, relax: Relax) -> bool {
         relax_got_load(code, offset, relax)
     }
+
+    fn relax_general_dynamic(code: &mut [u8], offset: usize, displacement: i32) -> bool {
+        relax_general_dynamic(code, offset, displacement)
+    }
+
+    const GENERAL_DYNAMIC_CALL: u64 = 8;
+
+    fn relax_local_dynamic(code: &mut [u8], offset: usize) -> bool {
+        relax_local_dynamic(code, offset)
+    }
+
+    const LOCAL_DYNAMIC_CALL: u64 = 5;
+}
+
+/// `lea x@tlsld(%rip), %rdi` up to its field, and `call
+/// __tls_get_addr@PLT` up to its own: 12 bytes with both fields.
+const LOCAL_DYNAMIC_LEA: [u8; 3] = [0x48, 0x8d, 0x3d];
+const LOCAL_DYNAMIC_CALL: u8 = 0xe8;
+
+/// `data16 data16 data16 mov %fs:0, %rax`: the thread pointer in `%rax`,
+/// in the local-dynamic sequence's 12 bytes.
+const THREAD_POINTER_LOAD: [u8; 12] = [0x66, 0x66, 0x66, 0x64, 0x48, 0x8b, 0x04, 0x25, 0, 0, 0, 0];
+
+/// Rewrites the 12-byte local-dynamic sequence (`lea` of the load's
+/// `tls_index`, call of `__tls_get_addr` through the PLT) whose `TLSLD`
+/// field is at `offset` into a load of the thread pointer of the same
+/// length (the psABI's LD -> LE relaxation). False, changing nothing, when
+/// the bytes are not that sequence (`-fno-plt`'s call through the GOT is
+/// 13 bytes, and is not rewritten).
+pub fn relax_local_dynamic(code: &mut [u8], offset: usize) -> bool {
+    let Some(start) = offset.checked_sub(LOCAL_DYNAMIC_LEA.len()) else {
+        return false;
+    };
+    let Some(sequence) = code.get_mut(start..start.saturating_add(12)) else {
+        return false;
+    };
+    if sequence.len() != 12
+        || sequence[..3] != LOCAL_DYNAMIC_LEA
+        || sequence[7] != LOCAL_DYNAMIC_CALL
+    {
+        return false;
+    }
+    sequence.copy_from_slice(&THREAD_POINTER_LOAD);
+    true
+}
+
+/// `data16 lea x@tlsgd(%rip), %rdi`: the general-dynamic sequence's first
+/// instruction, up to its field.
+const GENERAL_DYNAMIC_LEA: [u8; 4] = [0x66, 0x48, 0x8d, 0x3d];
+
+/// The call that follows it, up to its field: `data16 data16 rex.W call
+/// __tls_get_addr@PLT`, or (`-fno-plt`) `data16 rex.W call
+/// *__tls_get_addr@GOTPCREL(%rip)`. Either makes the sequence 16 bytes.
+const GENERAL_DYNAMIC_CALLS: [[u8; 4]; 2] = [[0x66, 0x66, 0x48, 0xe8], [0x66, 0x48, 0xff, 0x15]];
+
+/// `mov %fs:0, %rax; add disp32(%rip), %rax`, up to the displacement: 16
+/// bytes with it, leaving in `%rax` what `__tls_get_addr` returned, the
+/// variable's address in this thread.
+const INITIAL_EXEC_ADD: [u8; 12] = [0x64, 0x48, 0x8b, 0x04, 0x25, 0, 0, 0, 0, 0x48, 0x03, 0x05];
+
+/// Rewrites the 16-byte general-dynamic sequence (`lea` of the `tls_index`
+/// pair, call of `__tls_get_addr`) whose `TLSGD` field is at `offset` into
+/// the initial-exec one of the same length (the psABI's GD -> IE
+/// relaxation), its `add` reading the GOT entry `displacement` bytes from
+/// the sequence's end. False, changing nothing, when the bytes are not
+/// that sequence (`-mcmodel=large` code, or an earlier rewrite).
+pub fn relax_general_dynamic(code: &mut [u8], offset: usize, displacement: i32) -> bool {
+    let Some(start) = offset.checked_sub(GENERAL_DYNAMIC_LEA.len()) else {
+        return false;
+    };
+    let Some(sequence) = code.get_mut(start..start.saturating_add(16)) else {
+        return false;
+    };
+    if sequence.len() != 16
+        || sequence[..4] != GENERAL_DYNAMIC_LEA
+        || !GENERAL_DYNAMIC_CALLS
+            .iter()
+            .any(|call| sequence[8..12] == call[..])
+    {
+        return false;
+    }
+    sequence[..12].copy_from_slice(&INITIAL_EXEC_ADD);
+    sequence[12..].copy_from_slice(&displacement.to_le_bytes());
+    true
 }
 
 /// Rewrites a GOT load into a direct address computation when the psABI
@@ -413,5 +497,57 @@ mod tests {
         // The epilogue follows the call: the first restore is movaps (%rsp), %xmm6.
         assert_eq!(&WIN64_TO_SYSV_SHIM[end..end + 4], &[0x0f, 0x28, 0x34, 0x24]);
         assert_eq!(WIN64_TO_SYSV_SHIM[180], 0xc3);
+    }
+
+    /// The general-dynamic sequences gcc and clang emit (with a PLT call,
+    /// and `-fno-plt`'s call through the GOT) become the 16-byte
+    /// initial-exec one, its displacement in the last 4 bytes; anything
+    /// else is left as it is.
+    #[test]
+    fn general_dynamic_sequences_are_rewritten_to_initial_exec() {
+        let mut plt = vec![0x90, 0x66, 0x48, 0x8d, 0x3d, 1, 2, 3, 4];
+        plt.extend([0x66, 0x66, 0x48, 0xe8, 5, 6, 7, 8, 0xc3]);
+        let mut got = plt.clone();
+        got[9..13].copy_from_slice(&[0x66, 0x48, 0xff, 0x15]);
+        let expected_tail = (-0x1234i32).to_le_bytes();
+        for code in [&mut plt, &mut got] {
+            assert!(relax_general_dynamic(code, 5, -0x1234));
+            assert_eq!(code[0], 0x90, "the byte before is kept");
+            assert_eq!(code[1..13], INITIAL_EXEC_ADD, "mov %fs:0, %rax; add");
+            assert_eq!(code[13..17], expected_tail, "the displacement");
+            assert_eq!(code[17], 0xc3, "the byte after is kept");
+        }
+        // Not the sequence: a large-model one, cut short, or at the start.
+        let mut large = vec![
+            0x48, 0x8d, 0x3d, 0, 0, 0, 0, 0x48, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let before = large.clone();
+        assert!(!relax_general_dynamic(&mut large, 3, 0));
+        assert_eq!(large, before);
+        let mut short = plt.clone();
+        short.truncate(12);
+        assert!(!relax_general_dynamic(&mut short, 5, 0));
+        assert!(!relax_general_dynamic(&mut [0u8; 16], 2, 0));
+    }
+
+    /// The local-dynamic sequence with a PLT call becomes the 12-byte load
+    /// of the thread pointer; `-fno-plt`'s (a call through the GOT) and
+    /// anything else is left as it is.
+    #[test]
+    fn local_dynamic_sequences_are_rewritten_to_load_the_thread_pointer() {
+        let mut plt = vec![0x90, 0x48, 0x8d, 0x3d, 1, 2, 3, 4, 0xe8, 5, 6, 7, 8, 0xc3];
+        assert!(relax_local_dynamic(&mut plt, 4));
+        assert_eq!(plt[0], 0x90, "the byte before is kept");
+        assert_eq!(plt[1..13], THREAD_POINTER_LOAD);
+        assert_eq!(plt[13], 0xc3, "the byte after is kept");
+        let mut no_plt = vec![0x48, 0x8d, 0x3d, 1, 2, 3, 4, 0xff, 0x15, 5, 6, 7, 8];
+        let before = no_plt.clone();
+        assert!(!relax_local_dynamic(&mut no_plt, 3));
+        assert_eq!(no_plt, before);
+        assert!(!relax_local_dynamic(
+            &mut [0x48, 0x8d, 0x3d, 0, 0, 0, 0, 0xe8],
+            3
+        ));
+        assert!(!relax_local_dynamic(&mut [0u8; 12], 1));
     }
 }
