@@ -61,8 +61,10 @@ pub(super) fn tls_access(cx: &Setup, met: &mut Vec<bool>) -> Result<Table> {
              gcc -O2 in each model. Local and initial exec against the natively linked program \
              (whose linker relaxes initial exec to local exec); general dynamic and descriptors \
              against the same object in a shared library loaded with `dlopen` \
-             (`fixtures/bench/tls_dlopen.c`). Outputs must match. Target: at most \
-             {TARGET:.2}× native."
+             (`fixtures/bench/tls_dlopen.c`), which calls `__tls_get_addr`: solder rewrites \
+             general-dynamic sequences to initial exec when the block has room in static TLS \
+             (`docs/architecture.md`), so its code makes no call. Outputs must match. Target: \
+             at most {TARGET:.2}× native."
         ),
         &[
             "model",
