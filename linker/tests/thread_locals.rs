@@ -167,6 +167,20 @@ const RUN_MODES: [(&str, &[&str]); 3] = [
     ("pipe, shared memory", &["--executor", "pipe", "--shm"]),
 ];
 
+/// `solder run OBJECT` in each of [`RUN_MODES`]: each mode's name and
+/// what the run gave.
+fn run_in_each_mode(object: &std::path::Path) -> Vec<(&'static str, std::process::Output)> {
+    RUN_MODES
+        .iter()
+        .map(|&(mode, mode_flags)| {
+            let mut args = vec!["run"];
+            args.extend_from_slice(mode_flags);
+            args.push(object.to_str().unwrap());
+            (mode, support::solder(&args))
+        })
+        .collect()
+}
+
 /// Links `object` natively with `driver` (`cc` or `g++`) and runs it:
 /// what the program prints when the platform's linker and loader run it.
 fn native_stdout(driver: &str, object: &std::path::Path, test: &str) -> String {
@@ -214,12 +228,7 @@ fn runs_like_native(
         );
     }
     let native = native_stdout(driver, &object, test);
-    for (mode, mode_flags) in RUN_MODES {
-        let mut args = vec!["run"];
-        args.extend_from_slice(mode_flags);
-        let path = object.to_str().unwrap();
-        args.push(path);
-        let output = support::solder(&args);
+    for (mode, output) in run_in_each_mode(&object) {
         assert!(
             output.status.success(),
             "{source} {flags:?} {mode}: {}\n{}",
@@ -429,11 +438,7 @@ fn a_general_dynamic_block_without_room_in_static_tls_still_runs() {
         "huge.c -fPIC has no general-dynamic access\n{}",
         rerun(test)
     );
-    for (mode, mode_flags) in RUN_MODES {
-        let mut args = vec!["run"];
-        args.extend_from_slice(mode_flags);
-        args.push(object.to_str().unwrap());
-        let output = support::solder(&args);
+    for (mode, output) in run_in_each_mode(&object) {
         assert!(
             output.status.success(),
             "{mode}: {}\n{}",
@@ -479,11 +484,7 @@ fn a_block_too_large_for_static_tls_is_a_clear_error() {
         "huge.c has no local-exec access\n{}",
         rerun(test)
     );
-    for (mode, mode_flags) in RUN_MODES {
-        let mut args = vec!["run"];
-        args.extend_from_slice(mode_flags);
-        args.push(object.to_str().unwrap());
-        let output = support::solder(&args);
+    for (mode, output) in run_in_each_mode(&object) {
         let stderr = support::stderr(&output);
         assert!(!output.status.success(), "{mode}: linked\n{}", rerun(test));
         for part in ["static TLS", "optional_static_tls", "-fPIC"] {
