@@ -160,13 +160,11 @@ impl Got {
     fn relaxable_general_dynamic(&mut self, target: Target) -> usize {
         *self.relaxable.entry(target).or_insert_with(|| {
             let first = self.keys.len();
-            for slot in [
-                GotSlot::Module,
-                GotSlot::DtpOffset,
-                GotSlot::TpOffsetIfFixed,
-            ] {
+            // The general-dynamic pair, then the initial-exec entry.
+            for slot in GotSlot::thread_local(TlsAccess::GeneralDynamic) {
                 self.keys.push((slot(target), None));
             }
+            self.keys.push((GotSlot::TpOffsetIfFixed(target), None));
             first
         })
     }

@@ -227,11 +227,10 @@ fn relocate_section<'p>(
 ) -> Result<(), LinkError> {
     let mut rewritten_call = None;
     let local_exec = plan.relaxable_local_dynamic && at.block_is_fixed();
-    for (mut edge, &via) in place.section.edges.iter().zip(plans) {
+    for (mut edge, mut via) in place.section.edges.iter().zip(plans.copied()) {
         if edge.kind.op == RelocOp::None || rewritten_call == Some(edge.offset) {
             continue;
         }
-        let mut via = via;
         match (edge.kind.op, via) {
             (RelocOp::TlsLocalDynamic, _) if local_exec => {
                 relax_local_dynamic(bytes, place, &edge)?;
@@ -269,23 +268,33 @@ fn relax_general_dynamic(
     let field = at.base + place.section_offset + edge.offset;
     let end = field + Machine::GENERAL_DYNAMIC_CALL + 4;
     let entry = at.got_entry(first as usize + 2);
-    let refused = |why: &str| {
-        let symbol = place.graph.symbols.get(edge.target).map_or("?", |s| s.name);
-        let site = site(place.graph, place.section, edge.offset);
-        LinkError::refused_relocation(site, edge.kind.name, symbol, why)
-    };
-    let displacement = i32::try_from(entry.wrapping_sub(end) as i64)
-        .map_err(|_| refused(": the GOT entry is out of a 32-bit displacement's reach"))?;
+    let displacement = i32::try_from(entry.wrapping_sub(end) as i64).map_err(|_| {
+        sequence_refused(
+            place,
+            &edge,
+            ": the GOT entry is out of a 32-bit displacement's reach",
+        )
+    })?;
     if Machine::relax_general_dynamic(bytes, edge.offset as usize, displacement) {
         Ok(())
     } else {
         // The plan read the object's bytes; an earlier edge whose field
         // overlaps the sequence may have rewritten them since.
-        Err(refused(
+        Err(sequence_refused(
+            place,
+            &edge,
             ": another relocation's field overlaps the general-dynamic sequence, so it cannot be \
              rewritten to initial exec",
         ))
     }
+}
+
+/// The error for a thread-local sequence of `edge` that cannot be
+/// rewritten after all; `why` follows the symbol.
+fn sequence_refused(place: &EdgePlace<'_, '_>, edge: &Edge, why: &str) -> LinkError {
+    let symbol = place.graph.symbols.get(edge.target).map_or("?", |s| s.name);
+    let site = site(place.graph, place.section, edge.offset);
+    LinkError::refused_relocation(site, edge.kind.name, symbol, why)
 }
 
 /// Rewrites the local-dynamic sequence of `edge` (the plan found every one
@@ -298,11 +307,9 @@ fn relax_local_dynamic(
     if Machine::relax_local_dynamic(bytes, edge.offset as usize) {
         return Ok(());
     }
-    let symbol = place.graph.symbols.get(edge.target).map_or("?", |s| s.name);
-    Err(LinkError::refused_relocation(
-        site(place.graph, place.section, edge.offset),
-        edge.kind.name,
-        symbol,
+    Err(sequence_refused(
+        place,
+        edge,
         ": another relocation's field overlaps the local-dynamic sequence, so it cannot be \
          rewritten to local exec",
     ))

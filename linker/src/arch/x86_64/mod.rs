@@ -93,20 +93,26 @@ const THREAD_POINTER_LOAD: [u8; 12] = [0x66, 0x66, 0x66, 0x64, 0x48, 0x8b, 0x04,
 /// the bytes are not that sequence (`-fno-plt`'s call through the GOT is
 /// 13 bytes, and is not rewritten).
 pub fn relax_local_dynamic(code: &mut [u8], offset: usize) -> bool {
-    let Some(start) = offset.checked_sub(LOCAL_DYNAMIC_LEA.len()) else {
+    let Some(sequence) = sequence_at::<12>(code, offset, LOCAL_DYNAMIC_LEA.len()) else {
         return false;
     };
-    let Some(sequence) = code.get_mut(start..start.saturating_add(12)) else {
-        return false;
-    };
-    if sequence.len() != 12
-        || sequence[..3] != LOCAL_DYNAMIC_LEA
-        || sequence[7] != LOCAL_DYNAMIC_CALL
-    {
+    if sequence[..3] != LOCAL_DYNAMIC_LEA || sequence[7] != LOCAL_DYNAMIC_CALL {
         return false;
     }
     sequence.copy_from_slice(&THREAD_POINTER_LOAD);
     true
+}
+
+/// The `LEN` bytes of `code` from `before` bytes ahead of the field at
+/// `offset`: a thread-local sequence to rewrite; `None` when they are not
+/// all in `code`.
+fn sequence_at<const LEN: usize>(
+    code: &mut [u8],
+    offset: usize,
+    before: usize,
+) -> Option<&mut [u8]> {
+    let start = offset.checked_sub(before)?;
+    code.get_mut(start..start.checked_add(LEN)?)
 }
 
 /// `data16 lea x@tlsgd(%rip), %rdi`: the general-dynamic sequence's first
@@ -130,14 +136,10 @@ const INITIAL_EXEC_ADD: [u8; 12] = [0x64, 0x48, 0x8b, 0x04, 0x25, 0, 0, 0, 0, 0x
 /// the sequence's end. False, changing nothing, when the bytes are not
 /// that sequence (`-mcmodel=large` code, or an earlier rewrite).
 pub fn relax_general_dynamic(code: &mut [u8], offset: usize, displacement: i32) -> bool {
-    let Some(start) = offset.checked_sub(GENERAL_DYNAMIC_LEA.len()) else {
+    let Some(sequence) = sequence_at::<16>(code, offset, GENERAL_DYNAMIC_LEA.len()) else {
         return false;
     };
-    let Some(sequence) = code.get_mut(start..start.saturating_add(16)) else {
-        return false;
-    };
-    if sequence.len() != 16
-        || sequence[..4] != GENERAL_DYNAMIC_LEA
+    if sequence[..4] != GENERAL_DYNAMIC_LEA
         || !GENERAL_DYNAMIC_CALLS
             .iter()
             .any(|call| sequence[8..12] == call[..])
